@@ -1,0 +1,59 @@
+"""Transport-neutral call context and the authenticated principal."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Permission scopes (DESIGN.md §2, step 3).
+SCOPE_READ = "read"
+SCOPE_TRADE_PAPER = "trade:paper"
+SCOPE_TRADE_LIVE = "trade:live"
+SCOPE_ADMIN = "admin"
+ALL_SCOPES = frozenset({SCOPE_READ, SCOPE_TRADE_PAPER, SCOPE_TRADE_LIVE, SCOPE_ADMIN})
+
+
+class Protocol(str, enum.Enum):
+    GRPC = "grpc"
+    GRPC_WEB = "grpc-web"
+    CONNECT = "connect"
+    HTTP_JSON = "http"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling. ``id`` owns trades; ``label`` is safe to log (never a secret)."""
+
+    id: str
+    scopes: frozenset[str]
+    kind: str  # "api_key" | "jwt"
+    label: str
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes or SCOPE_ADMIN in self.scopes
+
+
+@dataclass
+class CallContext:
+    """Everything the core needs to know about one call, whatever carried it.
+
+    ``headers`` are lower-cased HTTP headers or gRPC metadata. ``response_headers`` are
+    filled by the pipeline (correlation id, rate-limit state) and sent by the adapter.
+    """
+
+    protocol: Protocol
+    method: str  # short RPC name, e.g. "ExecuteTrade"
+    headers: Mapping[str, str]
+    peer: str = ""
+    deadline: float | None = None  # time.monotonic() value, None for no deadline
+    request_id: str = ""
+    correlation_id: str = ""
+    trace_id: str = ""
+    principal: Principal | None = None
+    started: float = field(default_factory=time.monotonic)
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    def time_remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()

@@ -1,0 +1,187 @@
+"""The one error family of tradewire.
+
+Every failure the core reports is a :class:`TradewireError` carrying a machine-readable
+*reason*. The reason decides the canonical gRPC code (and, for the few cases HTTP has a
+more precise status than the gRPC table gives, an HTTP status) through :data:`REASONS`, so
+the mapping lives in exactly one place. Typed details (google.rpc ErrorInfo, BadRequest,
+RetryInfo, QuotaFailure) are built here so every protocol sends the same ones.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+ERROR_DOMAIN = "tradewire"
+
+
+class Code(enum.IntEnum):
+    """Canonical status codes (google.rpc.Code numbers)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+@dataclass(frozen=True)
+class ReasonSpec:
+    code: Code
+    http_status: int | None = None  # only where HTTP is more precise than the code table
+
+
+# Every reason tradewire can answer with. Adding a failure mode means adding a row here.
+REASONS: Mapping[str, ReasonSpec] = {
+    # malformed or invalid input
+    "VALIDATION_FAILED": ReasonSpec(Code.INVALID_ARGUMENT),
+    "MALFORMED_REQUEST": ReasonSpec(Code.INVALID_ARGUMENT),
+    "UNSUPPORTED_PAIR": ReasonSpec(Code.INVALID_ARGUMENT),
+    "UNSUPPORTED_MEDIA_TYPE": ReasonSpec(Code.INVALID_ARGUMENT, http_status=415),
+    "PAYLOAD_TOO_LARGE": ReasonSpec(Code.RESOURCE_EXHAUSTED, http_status=413),
+    "ROUTE_NOT_FOUND": ReasonSpec(Code.NOT_FOUND),
+    # identity and permissions
+    "AUTH_MISSING": ReasonSpec(Code.UNAUTHENTICATED),
+    "AUTH_INVALID": ReasonSpec(Code.UNAUTHENTICATED),
+    "TOKEN_EXPIRED": ReasonSpec(Code.UNAUTHENTICATED),
+    "TOKEN_NOT_YET_VALID": ReasonSpec(Code.UNAUTHENTICATED),
+    "TOKEN_AUDIENCE_INVALID": ReasonSpec(Code.UNAUTHENTICATED),
+    "TOKEN_ISSUER_INVALID": ReasonSpec(Code.UNAUTHENTICATED),
+    "TOKEN_KEY_UNKNOWN": ReasonSpec(Code.UNAUTHENTICATED),
+    "TOKEN_ALGORITHM_REJECTED": ReasonSpec(Code.UNAUTHENTICATED),
+    "API_KEY_REVOKED": ReasonSpec(Code.UNAUTHENTICATED),
+    "API_KEY_EXPIRED": ReasonSpec(Code.UNAUTHENTICATED),
+    "PERMISSION_DENIED": ReasonSpec(Code.PERMISSION_DENIED),
+    # limits
+    "RATE_LIMITED": ReasonSpec(Code.RESOURCE_EXHAUSTED),
+    "TOO_MANY_IN_FLIGHT": ReasonSpec(Code.RESOURCE_EXHAUSTED),
+    # idempotency and lookup
+    "DUPLICATE_REQUEST_MISMATCH": ReasonSpec(Code.ALREADY_EXISTS),
+    "TRADE_NOT_FOUND": ReasonSpec(Code.NOT_FOUND),
+    # trading outcomes
+    "LIVE_NOT_CONFIGURED": ReasonSpec(Code.FAILED_PRECONDITION),
+    "INSUFFICIENT_FUNDS": ReasonSpec(Code.FAILED_PRECONDITION),
+    "NOT_CANCELLABLE": ReasonSpec(Code.FAILED_PRECONDITION),
+    "RISK_LIMIT": ReasonSpec(Code.FAILED_PRECONDITION),
+    "PRICE_IMPACT_TOO_HIGH": ReasonSpec(Code.FAILED_PRECONDITION),
+    "NO_ROUTE": ReasonSpec(Code.FAILED_PRECONDITION),
+    "SLIPPAGE_EXCEEDED": ReasonSpec(Code.ABORTED),
+    "TRADE_CANCELLED": ReasonSpec(Code.CANCELLED),
+    "TRADE_EXPIRED": ReasonSpec(Code.DEADLINE_EXCEEDED),
+    # service state
+    "CIRCUIT_OPEN": ReasonSpec(Code.UNAVAILABLE),
+    "UPSTREAM_UNAVAILABLE": ReasonSpec(Code.UNAVAILABLE),
+    "SHUTTING_DOWN": ReasonSpec(Code.UNAVAILABLE),
+    "DEADLINE_EXCEEDED": ReasonSpec(Code.DEADLINE_EXCEEDED),
+    "CANCELLED": ReasonSpec(Code.CANCELLED),
+    "UNIMPLEMENTED": ReasonSpec(Code.UNIMPLEMENTED),
+    "DUPLEX_UNSUPPORTED": ReasonSpec(Code.UNIMPLEMENTED),
+    "INTERNAL": ReasonSpec(Code.INTERNAL),
+}
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str  # proto field path, e.g. "input_mint" or "trades[2].amount"
+    description: str
+
+
+@dataclass(frozen=True)
+class QuotaViolation:
+    subject: str
+    description: str
+
+
+@dataclass
+class TradewireError(Exception):
+    """A failure with a reason from :data:`REASONS`; safe to show to the caller."""
+
+    reason: str
+    message: str
+    field_violations: tuple[FieldViolation, ...] = ()
+    retry_after_s: float | None = None
+    quota_violations: tuple[QuotaViolation, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.reason not in REASONS:
+            raise ValueError(f"unknown error reason {self.reason!r}")
+        super().__init__(self.message)
+
+    @property
+    def code(self) -> Code:
+        return REASONS[self.reason].code
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
+
+    # -- typed details -------------------------------------------------------------------
+
+    def details(self) -> list[any_pb2.Any]:
+        """google.rpc detail messages, packed, in a stable order."""
+        out: list[any_pb2.Any] = []
+
+        def pack(msg) -> None:
+            packed = any_pb2.Any()
+            packed.Pack(msg)
+            out.append(packed)
+
+        pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN, metadata=dict(self.metadata)))
+        if self.field_violations:
+            pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                        for v in self.field_violations
+                    ]
+                )
+            )
+        if self.retry_after_s is not None:
+            delay = duration_pb2.Duration()
+            delay.FromNanoseconds(int(self.retry_after_s * 1e9))
+            pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        if self.quota_violations:
+            pack(
+                error_details_pb2.QuotaFailure(
+                    violations=[
+                        error_details_pb2.QuotaFailure.Violation(subject=v.subject, description=v.description)
+                        for v in self.quota_violations
+                    ]
+                )
+            )
+        return out
+
+    def to_status(self) -> status_pb2.Status:
+        return status_pb2.Status(code=int(self.code), message=self.message, details=self.details())
+
+
+def invalid(field_path: str, description: str, reason: str = "VALIDATION_FAILED") -> TradewireError:
+    """A one-field validation failure; the message names the field."""
+    return TradewireError(reason, f"{field_path}: {description}", field_violations=(FieldViolation(field_path, description),))
+
+
+def invalid_fields(violations: Iterable[FieldViolation], reason: str = "VALIDATION_FAILED") -> TradewireError:
+    violations = tuple(violations)
+    summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
+    return TradewireError(reason, summary or "invalid request", field_violations=violations)
+
+
+def internal_error() -> TradewireError:
+    """What a caller sees for an unexpected exception: nothing about the internals."""
+    return TradewireError("INTERNAL", "internal error")
