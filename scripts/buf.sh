@@ -31,6 +31,9 @@ case "$cmd" in
     ensure_protoc_gen_es
     buf generate -o "$out"
     buf generate --template buf.gen.validate.yaml -o "$out"
+    # The descriptor set with source comments: the OpenAPI document is built from it.
+    mkdir -p "$out/gen/descriptors"
+    buf build proto --exclude-imports -o "$out/gen/descriptors/tradewire.binpb"
     ;;
   lint)
     prepare_deps build/proto-deps

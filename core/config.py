@@ -1,0 +1,221 @@
+"""tradewire's configuration: one pydantic model, from a TOML file and TRADEWIRE_* variables.
+
+Precedence: environment > TOML file > embedded defaults. Nested keys use ``__`` in variable
+names (``TRADEWIRE_SERVER__GRPC_PORT=50052``). Every bad value is reported at once, each
+with its dotted path, by :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "TRADEWIRE_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message lists every problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Model):
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body / message accepted")
+    cors_origins: tuple[str, ...] = ("*",)
+    shutdown_grace_s: float = Field(15.0, ge=0)
+    web_root: Path | None = Field(None, description="built dashboard folder served at /")
+
+
+class ApiKeyEntry(_Model):
+    """An API key given in configuration: only its prefix and SHA-256 are stored."""
+
+    prefix: str = Field(min_length=4, max_length=32)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    owner: str = Field(min_length=1, max_length=128)
+    scopes: tuple[str, ...] = ("read", "trade:paper")
+
+
+class AuthConfig(_Model):
+    api_keys: tuple[ApiKeyEntry, ...] = ()
+    api_key_db: Path | None = Field(None, description="SQLite file of keys made with `tradewire keys`")
+
+
+class MintConfig(_Model):
+    symbol: str = Field(min_length=1, max_length=16)
+    address: str
+    decimals: int = Field(ge=0, le=12)
+    # Accepted trade size in token units (decimal strings keep them exact).
+    min_amount: Decimal = Decimal("0")
+    max_amount: Decimal = Decimal("1000000000")
+
+    @field_validator("address")
+    @classmethod
+    def _pubkey(cls, v: str) -> str:
+        from solders.pubkey import Pubkey
+
+        try:
+            Pubkey.from_string(v)
+        except ValueError as exc:
+            raise ValueError(f"not a base58 32-byte public key: {v!r}") from exc
+        return v
+
+
+# Real mainnet addresses and decimals.
+DEFAULT_MINTS = (
+    MintConfig(symbol="SOL", address="So11111111111111111111111111111111111111112", decimals=9, max_amount=Decimal("100000")),
+    MintConfig(symbol="USDC", address="EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", decimals=6, max_amount=Decimal("10000000")),
+    MintConfig(symbol="USDT", address="Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB", decimals=6, max_amount=Decimal("10000000")),
+    MintConfig(symbol="JUP", address="JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN", decimals=6, max_amount=Decimal("10000000")),
+    MintConfig(symbol="BONK", address="DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263", decimals=5, max_amount=Decimal("100000000000")),
+)
+
+
+class PoolConfig(_Model):
+    """A tradable pair and the depth the price-table quote model assumes for it."""
+
+    base: str  # symbol
+    quote: str  # symbol
+    # Reserves in token units of a constant-product pool at the reference price.
+    base_reserve: Decimal = Field(gt=0)
+    fee_bps: int = Field(25, ge=0, le=1000)
+
+
+DEFAULT_POOLS = (
+    PoolConfig(base="SOL", quote="USDC", base_reserve=Decimal("200000")),
+    PoolConfig(base="SOL", quote="USDT", base_reserve=Decimal("100000")),
+    PoolConfig(base="USDT", quote="USDC", base_reserve=Decimal("50000000"), fee_bps=1),
+    PoolConfig(base="JUP", quote="USDC", base_reserve=Decimal("20000000")),
+    PoolConfig(base="BONK", quote="USDC", base_reserve=Decimal("500000000000")),
+    PoolConfig(base="SOL", quote="JUP", base_reserve=Decimal("50000")),
+)
+
+# Reference prices in USD per token unit (the price-table quote model's market).
+DEFAULT_PRICES: dict[str, Decimal] = {
+    "SOL": Decimal("150"),
+    "USDC": Decimal("1"),
+    "USDT": Decimal("1"),
+    "JUP": Decimal("0.8"),
+    "BONK": Decimal("0.00002"),
+}
+
+
+class MarketConfig(_Model):
+    mints: tuple[MintConfig, ...] = DEFAULT_MINTS
+    pools: tuple[PoolConfig, ...] = DEFAULT_POOLS
+    prices_usd: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    valuation_symbol: str = "USDC"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MarketConfig:
+        symbols = {m.symbol for m in self.mints}
+        problems = [f"pool {p.base}/{p.quote} names an unknown mint" for p in self.pools if {p.base, p.quote} - symbols]
+        problems += [f"no price for mint {s}" for s in symbols if s not in self.prices_usd]
+        if self.valuation_symbol not in symbols:
+            problems.append(f"valuation_symbol {self.valuation_symbol!r} is not a configured mint")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class PaperConfig(_Model):
+    # Simulated time from quote to landing; the price drifts over it.
+    latency_ms: int = Field(400, ge=0, le=60000)
+    # Standard deviation of the drift per second of latency, in basis points.
+    drift_bps_per_s: Decimal = Field(Decimal("5"), ge=0)
+    # Deterministic drift for reproducible runs (None: a fresh random drift per trade).
+    seed: int | None = None
+    # Starting paper wallet of every principal, token units per symbol.
+    starting_balances: dict[str, Decimal] = Field(default_factory=lambda: {"SOL": Decimal("100"), "USDC": Decimal("100000")})
+    # Whether the trader's output token account already exists (else ATA rent is charged).
+    assume_accounts_exist: bool = False
+
+
+class StorageConfig(_Model):
+    data_dir: Path = Path("tradewire-data")
+
+
+class LimitsConfig(_Model):
+    requests_per_s: float = Field(200.0, gt=0)
+    burst: int = Field(400, ge=1)
+    live_requests_per_s: float = Field(5.0, gt=0)
+    live_burst: int = Field(10, ge=1)
+    max_batch_items: int = Field(100, ge=1, le=100)
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # One JSON line per request; off for quiet benchmarks of the bare pipeline.
+    access_log: bool = True
+
+
+class Settings(_Model):
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    market: MarketConfig = MarketConfig()
+    paper: PaperConfig = PaperConfig()
+    storage: StorageConfig = StorageConfig()
+    limits: LimitsConfig = LimitsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """TRADEWIRE_A__B=v → {"a": {"b": v}}; values that look like JSON lists/objects are parsed."""
+    import json
+
+    tree: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        value: Any = raw
+        if raw[:1] in "[{":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                pass
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name}: conflicts with another TRADEWIRE_ variable")
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``path`` (or $TRADEWIRE_CONFIG) and the environment; ConfigError lists every problem."""
+    env = os.environ if env is None else env
+    path = path or env.get(f"{ENV_PREFIX}CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    data = _merge(data, _env_overrides(env))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

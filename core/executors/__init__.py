@@ -1,0 +1,1 @@
+"""Executors: PAPER (simulated fills) and LIVE (real transactions), one interface."""

@@ -1,0 +1,43 @@
+"""The executor interface: an order in, lifecycle progress and one outcome out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from tradewire.core.errors import TradewireError
+from tradewire.core.order import Fill, Order
+
+
+@dataclass(frozen=True)
+class Progress:
+    status: int  # trade_pb2.TradeStatus, non-terminal
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of an execution: FILLED with a fill, or a terminal failure with its error.
+
+    A failure may still carry a fill: fees a failed transaction paid, amounts zero.
+    """
+
+    status: int  # trade_pb2.TradeStatus, terminal
+    fill: Fill | None = None
+    error: TradewireError | None = None
+
+
+@dataclass(frozen=True)
+class ExecutorHealth:
+    ok: bool
+    message: str = ""
+
+
+class Executor(Protocol):
+    name: str
+
+    def execute(self, order: Order) -> AsyncIterator[Progress | Outcome]:
+        """Progress events, then exactly one Outcome."""
+
+    def health(self) -> ExecutorHealth: ...

@@ -1,0 +1,166 @@
+"""PAPER executor: the fill a live swap would have had, without sending anything.
+
+It quotes for the exact size, lets the price drift over the modelled latency, charges the
+Solana fee schedule, fails below the slippage floor like the on-chain program does, and
+books the result against the principal's paper wallet. No wall-clock waiting: latency is
+modelled, not slept, so paper trades are as fast as the pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+from tradewire.core.config import PaperConfig
+from tradewire.core.errors import TradewireError
+from tradewire.core.executors.base import ExecutorHealth, Outcome, Progress
+from tradewire.core.market import Market
+from tradewire.core.order import (
+    ATA_RENT_LAMPORTS,
+    BASE_FEE_LAMPORTS_PER_SIGNATURE,
+    DEFAULT_COMPUTE_UNIT_LIMIT,
+    FeeBreakdown,
+    Fill,
+    Order,
+    Quote,
+    priority_fee_lamports,
+)
+from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, apply_fill
+from tradewire.core.quotes import BPS, QuoteSource
+from tradewire.core.store.base import TradeStore
+from tradewire.v1 import trade_pb2 as pb
+
+SOL_MINT = "So11111111111111111111111111111111111111112"
+
+
+class PaperExecutor:
+    name = "paper"
+
+    def __init__(self, config: PaperConfig, market: Market, quotes: QuoteSource, store: TradeStore) -> None:
+        self.config = config
+        self.market = market
+        self.quotes = quotes
+        self.store = store
+        self._rng = random.Random(config.seed)
+
+    def health(self) -> ExecutorHealth:
+        return ExecutorHealth(True, "simulating fills from quotes")
+
+    async def starting_wallet(self) -> list[Holding]:
+        wallet = []
+        for symbol, units in self.config.starting_balances.items():
+            mint = self.market.by_symbol(symbol)
+            amount = int(Decimal(units).scaleb(mint.decimals))
+            wallet.append(Holding(mint.address, amount, await self.quotes.value(mint, amount)))
+        return wallet
+
+    async def execute(self, order: Order) -> AsyncIterator[Progress | Outcome]:
+        self.store.ensure_wallet(order.principal_id, pb.TRADING_MODE_PAPER, await self.starting_wallet())
+        quote = await self.quotes.quote(order.input_mint, order.output_mint, order.amount_atomic,
+                                        order.exact_out, order.slippage_bps)
+        yield Progress(pb.TRADE_STATUS_QUOTED, self._describe(order, quote))
+
+        impact_bps = Decimal(quote.price_impact_pct) * 100
+        if order.max_price_impact_bps and impact_bps > order.max_price_impact_bps:
+            yield Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
+                "PRICE_IMPACT_TOO_HIGH",
+                f"price impact {quote.price_impact_pct}% exceeds max_price_impact_bps {order.max_price_impact_bps}"))
+            return
+
+        holdings = self.store.holdings(order.principal_id, pb.TRADING_MODE_PAPER)
+        fees = self._fees(order, holdings)
+        try:  # dry run against the current wallet: refuse before "sending"
+            apply_fill(holdings, self._legs(order, quote.in_amount, 0, fees, 0))
+        except InsufficientBalance as exc:
+            yield Outcome(pb.TRADE_STATUS_REJECTED, error=_insufficient(self.market, exc))
+            return
+        yield Progress(pb.TRADE_STATUS_SIGNED, "paper transaction built and signed")
+        yield Progress(pb.TRADE_STATUS_SIMULATED, "simulation succeeded")
+
+        amount_in, amount_out = self._drifted_fill(order, quote)
+        yield Progress(pb.TRADE_STATUS_SUBMITTED, "paper transaction submitted")
+        if (amount_out < quote.other_amount_threshold) if not order.exact_out else (amount_in > quote.other_amount_threshold):
+            failed_fees = self._failed_fees(order, fees)
+            self._book(order, 0, 0, failed_fees, 0)
+            yield Outcome(pb.TRADE_STATUS_FAILED, Fill(quote, 0, 0, failed_fees), TradewireError(
+                "SLIPPAGE_EXCEEDED",
+                f"price moved beyond the {order.slippage_bps} bps slippage tolerance before the swap landed"))
+            return
+        value = await self._trade_value(order, amount_in, amount_out)
+        try:
+            self._book(order, amount_in, amount_out, fees, value)
+        except InsufficientBalance as exc:  # a concurrent trade spent the balance first
+            yield Outcome(pb.TRADE_STATUS_FAILED, error=_insufficient(self.market, exc))
+            return
+        yield Progress(pb.TRADE_STATUS_CONFIRMED, "paper transaction confirmed")
+        yield Outcome(pb.TRADE_STATUS_FILLED, Fill(quote, amount_in, amount_out, fees))
+
+    # -- the model ---------------------------------------------------------------------
+
+    def _fees(self, order: Order, holdings: dict[str, Holding]) -> FeeBreakdown:
+        cu_limit = order.mev.compute_unit_limit or DEFAULT_COMPUTE_UNIT_LIMIT
+        creates_account = (
+            not self.config.assume_accounts_exist
+            and order.output_mint.address != SOL_MINT  # native SOL needs no token account
+            and order.output_mint.address not in holdings
+        )
+        return FeeBreakdown(
+            base_fee_lamports=BASE_FEE_LAMPORTS_PER_SIGNATURE,
+            priority_fee_lamports=priority_fee_lamports(order.mev, cu_limit),
+            jito_tip_lamports=order.mev.jito_tip_lamports if order.mev.uses_jito else 0,
+            ata_rent_lamports=ATA_RENT_LAMPORTS if creates_account else 0,
+        )
+
+    @staticmethod
+    def _failed_fees(order: Order, fees: FeeBreakdown) -> FeeBreakdown:
+        """A failed transaction pays its signature and priority fees; tip and rent roll back.
+
+        A failing transaction in a Jito bundle never lands, so it pays nothing at all.
+        """
+        if order.mev.uses_jito:
+            return FeeBreakdown()
+        return FeeBreakdown(base_fee_lamports=fees.base_fee_lamports, priority_fee_lamports=fees.priority_fee_lamports)
+
+    def _drifted_fill(self, order: Order, quote: Quote) -> tuple[int, int]:
+        """The quote moved by a random walk over the modelled latency."""
+        sigma = float(self.config.drift_bps_per_s) / BPS * math.sqrt(self.config.latency_ms / 1000)
+        factor = Decimal(repr(1 + self._rng.gauss(0, sigma))) if sigma else Decimal(1)
+        if order.exact_out:
+            return int(-(-Decimal(quote.in_amount) // factor)), quote.out_amount
+        return quote.in_amount, int(Decimal(quote.out_amount) * factor)
+
+    async def _trade_value(self, order: Order, amount_in: int, amount_out: int) -> int:
+        valuation = self.market.valuation.address
+        if order.input_mint.address == valuation:
+            return amount_in
+        if order.output_mint.address == valuation:
+            return amount_out
+        return await self.quotes.value(order.output_mint, amount_out)
+
+    @staticmethod
+    def _legs(order: Order, amount_in: int, amount_out: int, fees: FeeBreakdown, value: int) -> FillLegs:
+        return FillLegs(
+            input_mint=order.input_mint.address, amount_in=amount_in,
+            output_mint=order.output_mint.address, amount_out=amount_out,
+            fee_mint=SOL_MINT, fee_lamports=fees.total_lamports, trade_value=value,
+        )
+
+    def _book(self, order: Order, amount_in: int, amount_out: int, fees: FeeBreakdown, value: int) -> None:
+        self.store.apply_fill(order.principal_id, pb.TRADING_MODE_PAPER,
+                              self._legs(order, amount_in, amount_out, fees, value))
+
+    def _describe(self, order: Order, quote: Quote) -> str:
+        return (f"quoted {order.input_mint.to_units(quote.in_amount)} {order.input_mint.symbol} → "
+                f"{order.output_mint.to_units(quote.out_amount)} {order.output_mint.symbol} "
+                f"({quote.price_impact_pct}% price impact)")
+
+
+def _insufficient(market: Market, exc: InsufficientBalance) -> TradewireError:
+    mint = market.mint(exc.mint, "input_mint")
+    return TradewireError(
+        "INSUFFICIENT_FUNDS",
+        f"paper balance too low: needs {mint.to_units(exc.needed)} {mint.symbol}, has {mint.to_units(exc.available)}",
+        metadata={"mint": mint.symbol, "needed": mint.to_units(exc.needed), "available": mint.to_units(exc.available)},
+    )

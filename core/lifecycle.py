@@ -1,0 +1,104 @@
+"""The trade state machine, declared once for both modes (DESIGN.md §3).
+
+Each stage has its place in the progress bar and a human message; a transition is legal
+only forward along :data:`PATH`, or to a terminal failure from any non-terminal stage.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from google.protobuf import timestamp_pb2
+
+from tradewire.v1 import trade_pb2 as pb
+
+S = pb.TradeStatus
+
+
+@dataclass(frozen=True)
+class Stage:
+    status: int
+    percent: int
+    message: str
+    terminal: bool = False
+
+
+STAGES: dict[int, Stage] = {
+    s.status: s
+    for s in (
+        Stage(pb.TRADE_STATUS_RECEIVED, 5, "request received"),
+        Stage(pb.TRADE_STATUS_VALIDATED, 10, "request validated"),
+        Stage(pb.TRADE_STATUS_ROUTED, 20, "routed to executor"),
+        Stage(pb.TRADE_STATUS_QUOTED, 35, "quote obtained"),
+        Stage(pb.TRADE_STATUS_SIGNED, 50, "transaction signed"),
+        Stage(pb.TRADE_STATUS_SIMULATED, 60, "transaction simulated"),
+        Stage(pb.TRADE_STATUS_SUBMITTED, 75, "transaction submitted"),
+        Stage(pb.TRADE_STATUS_CONFIRMED, 90, "transaction confirmed"),
+        Stage(pb.TRADE_STATUS_FILLED, 100, "trade filled", terminal=True),
+        Stage(pb.TRADE_STATUS_REJECTED, 100, "trade rejected", terminal=True),
+        Stage(pb.TRADE_STATUS_FAILED, 100, "trade failed", terminal=True),
+        Stage(pb.TRADE_STATUS_CANCELLED, 100, "trade cancelled", terminal=True),
+        Stage(pb.TRADE_STATUS_EXPIRED, 100, "trade expired", terminal=True),
+    )
+}
+
+# The happy path, in order.
+PATH: tuple[int, ...] = (
+    pb.TRADE_STATUS_RECEIVED,
+    pb.TRADE_STATUS_VALIDATED,
+    pb.TRADE_STATUS_ROUTED,
+    pb.TRADE_STATUS_QUOTED,
+    pb.TRADE_STATUS_SIGNED,
+    pb.TRADE_STATUS_SIMULATED,
+    pb.TRADE_STATUS_SUBMITTED,
+    pb.TRADE_STATUS_CONFIRMED,
+    pb.TRADE_STATUS_FILLED,
+)
+_ORDER = {status: i for i, status in enumerate(PATH)}
+# Once sent, a trade can no longer be cancelled.
+SENT_STAGES = frozenset({pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_CONFIRMED})
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def is_terminal(status: int) -> bool:
+    return STAGES[status].terminal if status in STAGES else False
+
+
+def check_transition(current: int | None, new: int) -> None:
+    if current is None:
+        if new != pb.TRADE_STATUS_RECEIVED:
+            raise IllegalTransition(f"a trade starts at RECEIVED, not {S.Name(new)}")
+        return
+    if is_terminal(current):
+        raise IllegalTransition(f"{S.Name(current)} is terminal")
+    if new in _ORDER and _ORDER[new] > _ORDER[current]:
+        return
+    if is_terminal(new) and new != pb.TRADE_STATUS_FILLED:
+        return
+    raise IllegalTransition(f"{S.Name(current)} → {S.Name(new)}")
+
+
+def now_timestamp() -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(time.time_ns())
+    return ts
+
+
+def status_event(request_id: str, sequence: int, status: int, message: str | None = None,
+                 result: pb.TradeResult | None = None) -> pb.ExecutionStatus:
+    stage = STAGES[status]
+    return pb.ExecutionStatus(
+        request_id=request_id,
+        sequence=sequence,
+        stage=status,
+        percent_complete=stage.percent,
+        message=message or stage.message,
+        timestamp=now_timestamp(),
+        terminal=stage.terminal,
+        result=result,
+        kind=pb.STATUS_KIND_TRANSITION,
+    )

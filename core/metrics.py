@@ -1,0 +1,30 @@
+"""Prometheus metrics (prometheus-client), named and labelled by Prometheus conventions."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    """All of tradewire's metrics, in their own registry (one per service instance)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("tradewire_requests_total", "RPCs answered", ["method", "protocol", "code"], registry=r)
+        self.request_seconds = Histogram("tradewire_request_duration_seconds", "RPC latency",
+                                         ["method", "protocol"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.in_flight = Gauge("tradewire_requests_in_flight", "RPCs being served", ["protocol"], registry=r)
+        self.auth_attempts = Counter("tradewire_auth_attempts_total", "Authentication attempts",
+                                     ["outcome", "reason"], registry=r)
+        self.rate_limited = Counter("tradewire_rate_limited_total", "Requests refused by a rate limit",
+                                    ["bucket"], registry=r)
+        self.trades = Counter("tradewire_trades_total", "Trades by final status", ["mode", "status"], registry=r)
+        self.trades_running = Gauge("tradewire_trades_in_flight", "Trades executing now", registry=r)
+        self.executor_seconds = Histogram("tradewire_executor_duration_seconds", "Executor time per trade",
+                                          ["executor"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.executor_failures = Counter("tradewire_executor_failures_total", "Trades an executor failed",
+                                         ["executor", "reason"], registry=r)
+        self.stream_subscribers = Gauge("tradewire_stream_subscribers", "Open status streams", registry=r)

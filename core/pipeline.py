@@ -1,0 +1,157 @@
+"""The admission pipeline every call goes through, whatever protocol carried it.
+
+DESIGN.md §2 in code: :data:`Pipeline.STEPS` is the visible list; each step has one job.
+The trade-specific last steps — de-duplicate and route — are TradeRunner's, and the record
+step runs when the call ends (:meth:`Pipeline.call`), whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from tradewire.core.auth.authenticator import Authenticator
+from tradewire.core.auth.permissions import METHOD_ACCESS, Access, authorize
+from tradewire.core.context import CallContext
+from tradewire.core.errors import Code, TradewireError, internal_error
+from tradewire.core.market import Market
+from tradewire.core.order import Order
+from tradewire.core.ratelimit import RateLimits
+from tradewire.core.recorder import Recorder
+from tradewire.core.validation import require_valid, validate_trade
+from tradewire.v1 import service_pb2, trade_pb2
+
+log = logging.getLogger("tradewire.pipeline")
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+
+@dataclass
+class Call:
+    """One call as it moves through the steps."""
+
+    ctx: CallContext
+    request: object
+    mode: int = 0  # the strictest trading mode the request asks for
+    orders: list[Order] = field(default_factory=list)
+
+
+def _trade_requests(request: object) -> list[trade_pb2.TradeRequest]:
+    if isinstance(request, trade_pb2.TradeRequest):
+        return [request]
+    if isinstance(request, service_pb2.ExecuteTradeBatchRequest):
+        return list(request.trades)
+    return []
+
+
+class Pipeline:
+    def __init__(self, authenticator: Authenticator, limits: RateLimits, market: Market,
+                 recorder: Recorder) -> None:
+        self.authenticator = authenticator
+        self.limits = limits
+        self.market = market
+        self.recorder = recorder
+        self.STEPS = (self.establish_context, self.authenticate, self.authorize, self.rate_limit, self.validate)
+
+    @asynccontextmanager
+    async def call(self, ctx: CallContext, request: object) -> AsyncIterator[Call]:
+        """Run the admission steps, yield the admitted call, then record how it ended.
+
+        Errors leave as TradewireError only: anything unexpected is logged with its
+        traceback here and reaches the caller as a bare INTERNAL.
+        """
+        call = Call(ctx, request)
+        code, reason = Code.OK, ""
+        self.recorder.call_started(ctx)
+        try:
+            for step in self.STEPS:
+                step(call)
+            yield call
+        except TradewireError as exc:
+            code, reason = exc.code, exc.reason
+            raise
+        except (asyncio.CancelledError, GeneratorExit):  # the caller went away
+            code = Code.CANCELLED
+            raise
+        except Exception:
+            log.exception("unexpected error in %s", ctx.method,
+                          extra={"request_id": ctx.request_id, "correlation_id": ctx.correlation_id})
+            code, reason = Code.INTERNAL, "INTERNAL"
+            raise internal_error() from None
+        finally:
+            self.recorder.call_finished(ctx, code, reason)
+
+    # -- the steps -----------------------------------------------------------------------
+
+    def establish_context(self, call: Call) -> None:
+        """Request id, correlation id (x-correlation-id, else the W3C trace id), echoed back."""
+        ctx = call.ctx
+        ctx.request_id = uuid.uuid4().hex
+        match = _TRACEPARENT.match(ctx.headers.get("traceparent", ""))
+        if match:
+            ctx.trace_id = match.group(1)
+        given = ctx.headers.get("x-correlation-id", "")
+        ctx.correlation_id = given if _CORRELATION_ID.match(given) else (ctx.trace_id or ctx.request_id)
+        ctx.response_headers["x-correlation-id"] = ctx.correlation_id
+        ctx.response_headers["x-request-id"] = ctx.request_id
+
+    def authenticate(self, call: Call) -> None:
+        """Principal from the credentials; every attempt recorded; failures limited per peer."""
+        ctx = call.ctx
+        public = METHOD_ACCESS.get(ctx.method) is Access.PUBLIC
+        if public and not ("authorization" in ctx.headers or "x-api-key" in ctx.headers):
+            return
+        peer_host = _host(ctx.peer)
+        self.limits.check_peer(peer_host)
+        outcome = self.authenticator.attempt(ctx.headers)
+        self.recorder.auth_attempt(ctx, outcome)
+        if outcome.ok:
+            ctx.principal = outcome.principal
+            return
+        self.limits.record_auth_failure(peer_host)
+        if not public:
+            raise outcome.error
+
+    def authorize(self, call: Call) -> None:
+        """The method's scope; for trades the mode's (any LIVE item makes a batch LIVE)."""
+        modes = {r.mode for r in _trade_requests(call.request)}
+        call.mode = trade_pb2.TRADING_MODE_LIVE if trade_pb2.TRADING_MODE_LIVE in modes else (
+            trade_pb2.TRADING_MODE_PAPER if modes else 0)
+        authorize(call.ctx.principal, call.ctx.method, _mode_name(call.mode))
+
+    def rate_limit(self, call: Call) -> None:
+        """Token buckets per principal (LIVE and streams stricter); state returned in headers."""
+        principal = call.ctx.principal
+        if principal is None:
+            return
+        try:
+            decision = self.limits.check_call(principal.id, call.ctx.method, _mode_name(call.mode))
+        except TradewireError as exc:
+            self.recorder.rate_limited(exc.metadata.get("subject", "").split(":", 1)[0])
+            raise
+        call.ctx.response_headers.update(decision.headers())
+
+    def validate(self, call: Call) -> None:
+        """The contract's rules; trade requests also become Orders (Solana checks)."""
+        request = call.request
+        if isinstance(request, trade_pb2.TradeRequest):
+            call.orders = [validate_trade(request, call.ctx.principal.id, self.market)]
+        elif request is not None:
+            require_valid(request)
+
+
+def _mode_name(mode: int) -> str | None:
+    return {trade_pb2.TRADING_MODE_PAPER: "PAPER", trade_pb2.TRADING_MODE_LIVE: "LIVE"}.get(mode)
+
+
+def _host(peer: str) -> str:
+    """The address part of "host:port" / "[v6]:port" / "ipv4:host:port" (grpc style)."""
+    peer = peer.removeprefix("ipv4:").removeprefix("ipv6:")
+    host, sep, port = peer.rpartition(":")
+    return (host if sep and port.isdigit() else peer).strip("[]")

@@ -1,0 +1,1 @@
+"""Persistence behind narrow interfaces: trades, idempotency keys, positions."""

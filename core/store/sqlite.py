@@ -1,0 +1,177 @@
+"""SQLite (WAL) store: the one-process default for trades, idempotency keys and positions.
+
+Statements are short and indexed (sub-millisecond), so they run on the event loop; the
+connection is used from that one thread only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from tradewire.core.portfolio import FillLegs, Holding, apply_fill
+from tradewire.core.store.base import HistoryPage, HistoryQuery, TradeRecord
+from tradewire.v1 import trade_pb2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS trades (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    principal TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    input_mint TEXT NOT NULL,
+    output_mint TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    result BLOB NOT NULL,
+    events BLOB,
+    UNIQUE (principal, request_id)
+);
+CREATE INDEX IF NOT EXISTS trades_by_principal ON trades (principal, seq DESC);
+CREATE TABLE IF NOT EXISTS holdings (
+    principal TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    mint TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    cost_basis INTEGER NOT NULL,
+    realized_pnl INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL,
+    PRIMARY KEY (principal, mode, mint)
+);
+CREATE TABLE IF NOT EXISTS wallets (
+    principal TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    PRIMARY KEY (principal, mode)
+);
+"""
+
+
+def _pack_events(events: Sequence[trade_pb2.ExecutionStatus]) -> bytes:
+    """Length-prefixed serialized events, in order."""
+    return b"".join(len(raw).to_bytes(4, "big") + raw for raw in (e.SerializeToString() for e in events))
+
+
+def _unpack_events(blob: bytes | None) -> tuple[trade_pb2.ExecutionStatus, ...]:
+    out, i = [], 0
+    while blob and i < len(blob):
+        size = int.from_bytes(blob[i:i + 4], "big")
+        out.append(trade_pb2.ExecutionStatus.FromString(blob[i + 4:i + 4 + size]))
+        i += 4 + size
+    return tuple(out)
+
+
+class SqliteStore:
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    # -- trades --------------------------------------------------------------------------
+
+    def claim(self, principal_id: str, request_id: str, fingerprint: str,
+              result: trade_pb2.TradeResult) -> TradeRecord | None:
+        cur = self._db.execute(
+            "INSERT INTO trades (principal, request_id, fingerprint, mode, status, input_mint, output_mint,"
+            " created_ns, result) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (principal, request_id) DO NOTHING",
+            (principal_id, request_id, fingerprint, result.mode, result.status, result.input_mint,
+             result.output_mint, result.created_at.ToNanoseconds(), result.SerializeToString()),
+        )
+        return None if cur.rowcount == 1 else self.get(principal_id, request_id)
+
+    def save(self, principal_id: str, result: trade_pb2.TradeResult,
+             events: Sequence[trade_pb2.ExecutionStatus] = ()) -> None:
+        self._db.execute(
+            "UPDATE trades SET status = ?, result = ?, events = COALESCE(?, events) WHERE principal = ? AND request_id = ?",
+            (result.status, result.SerializeToString(), _pack_events(events) if events else None,
+             principal_id, result.request_id),
+        )
+
+    def get(self, principal_id: str, request_id: str) -> TradeRecord | None:
+        row = self._db.execute(
+            "SELECT fingerprint, result, events FROM trades WHERE principal = ? AND request_id = ?",
+            (principal_id, request_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return TradeRecord(principal_id, request_id, row[0], trade_pb2.TradeResult.FromString(row[1]),
+                           _unpack_events(row[2]))
+
+    def history(self, principal_id: str, query: HistoryQuery, limit: int, after: int | None) -> HistoryPage:
+        sql = ["SELECT seq, result FROM trades WHERE principal = ?"]
+        args: list = [principal_id]
+        if after is not None:
+            sql.append("AND seq < ?")
+            args.append(after)
+        if query.mode:
+            sql.append("AND mode = ?")
+            args.append(query.mode)
+        if query.mint:
+            sql.append("AND (input_mint = ? OR output_mint = ?)")
+            args += [query.mint, query.mint]
+        if query.statuses:
+            sql.append(f"AND status IN ({','.join('?' * len(query.statuses))})")
+            args += list(query.statuses)
+        if query.start_ns is not None:
+            sql.append("AND created_ns >= ?")
+            args.append(query.start_ns)
+        if query.end_ns is not None:
+            sql.append("AND created_ns < ?")
+            args.append(query.end_ns)
+        sql.append("ORDER BY seq DESC LIMIT ?")
+        args.append(limit + 1)  # one more tells whether another page exists
+        rows = self._db.execute(" ".join(sql), args).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return HistoryPage([trade_pb2.TradeResult.FromString(r[1]) for r in rows], rows[-1][0] if more else None)
+
+    # -- holdings ------------------------------------------------------------------------
+
+    def holdings(self, principal_id: str, mode: int) -> dict[str, Holding]:
+        rows = self._db.execute(
+            "SELECT mint, amount, cost_basis, realized_pnl FROM holdings WHERE principal = ? AND mode = ?",
+            (principal_id, mode),
+        ).fetchall()
+        return {r[0]: Holding(r[0], r[1], r[2], r[3]) for r in rows}
+
+    def ensure_wallet(self, principal_id: str, mode: int, initial: Sequence[Holding]) -> None:
+        with self._transaction():
+            cur = self._db.execute("INSERT OR IGNORE INTO wallets VALUES (?, ?)", (principal_id, mode))
+            if cur.rowcount == 1:
+                self._write_holdings(principal_id, mode, {h.mint: h for h in initial})
+
+    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs) -> dict[str, Holding]:
+        with self._transaction():
+            current = self.holdings(principal_id, mode)
+            updated = apply_fill(current, legs)
+            self._write_holdings(principal_id, mode, {m: h for m, h in updated.items() if current.get(m) != h})
+        return updated
+
+    def _write_holdings(self, principal_id: str, mode: int, holdings: dict[str, Holding]) -> None:
+        now = time.time_ns()
+        self._db.executemany(
+            "INSERT INTO holdings VALUES (?,?,?,?,?,?,?) ON CONFLICT (principal, mode, mint) DO UPDATE SET"
+            " amount = excluded.amount, cost_basis = excluded.cost_basis,"
+            " realized_pnl = excluded.realized_pnl, updated_ns = excluded.updated_ns",
+            [(principal_id, mode, h.mint, h.amount, h.cost_basis, h.realized_pnl, now) for h in holdings.values()],
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,98 @@
+"""Request validation: the contract's protovalidate rules, then Solana-specific checks.
+
+protovalidate enforces what the proto declares (browsers get the same rules); what CEL
+cannot express — a base58 string that decodes to exactly 32 bytes, a supported pair, an
+amount within the mint's decimals and range — is checked here with solders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import protovalidate
+from solders.pubkey import Pubkey
+
+from tradewire.core.errors import FieldViolation, invalid_fields
+from tradewire.core.market import Market
+from tradewire.core.order import MevParams, Order
+from tradewire.v1 import trade_pb2
+
+# Message-level rules have no field of their own; name the field a caller should fix.
+_MESSAGE_RULE_FIELDS = {"trade_request.distinct_mints": "output_mint"}
+
+_validator = protovalidate.Validator()  # one compiled rule cache for the process
+
+
+def _path(violation) -> str:
+    parts: list[str] = []
+    for element in violation.proto.field.elements:
+        part = element.field_name
+        subscript = element.WhichOneof("subscript")
+        if subscript == "index":
+            part += f"[{element.index}]"
+        elif subscript is not None:
+            part += f"[{getattr(element, subscript)!r}]"
+        parts.append(part)
+    rule_field = _MESSAGE_RULE_FIELDS.get(violation.proto.rule_id)
+    if rule_field:
+        parts.append(rule_field)
+    return ".".join(parts)
+
+
+def check_rules(message, prefix: str = "") -> list[FieldViolation]:
+    """protovalidate violations as field violations (empty when valid)."""
+    try:
+        _validator.validate(message)
+    except protovalidate.ValidationError as exc:
+        return [FieldViolation(prefix + _path(v), v.proto.message) for v in exc.violations]
+    return []
+
+
+def require_valid(message) -> None:
+    """Raise INVALID_ARGUMENT naming every field the contract's rules refuse."""
+    violations = check_rules(message)
+    if violations:
+        raise invalid_fields(violations)
+
+
+def _pubkey_violations(request: trade_pb2.TradeRequest, prefix: str) -> Iterable[FieldViolation]:
+    for field_name in ("input_mint", "output_mint"):
+        try:
+            Pubkey.from_string(getattr(request, field_name))
+        except ValueError:
+            yield FieldViolation(prefix + field_name, "not a valid base58 public key of 32 bytes")
+
+
+def validate_trade(request: trade_pb2.TradeRequest, principal_id: str, market: Market, prefix: str = "") -> Order:
+    """A normalized :class:`Order` from a request, or INVALID_ARGUMENT naming every bad field."""
+    violations = check_rules(request, prefix) or list(_pubkey_violations(request, prefix))
+    if violations:
+        raise invalid_fields(violations)
+    input_mint = market.mint(request.input_mint, prefix + "input_mint")
+    output_mint = market.mint(request.output_mint, prefix + "output_mint")
+    market.pool(request.input_mint, request.output_mint, prefix)
+    exact_out = request.swap_mode == trade_pb2.SWAP_MODE_EXACT_OUT
+    amount_atomic = (output_mint if exact_out else input_mint).to_atomic(request.amount, prefix + "amount")
+    mev = request.mev_protection
+    return Order(
+        principal_id=principal_id,
+        request_id=request.request_id,
+        mode=request.mode,
+        input_mint=input_mint,
+        output_mint=output_mint,
+        exact_out=exact_out,
+        amount_atomic=amount_atomic,
+        slippage_bps=request.slippage_bps,
+        mev=MevParams(
+            strategy=mev.strategy or trade_pb2.MEV_STRATEGY_NONE,
+            compute_unit_price_micro_lamports=mev.compute_unit_price_micro_lamports,
+            compute_unit_limit=mev.compute_unit_limit,
+            max_priority_fee_lamports=mev.max_priority_fee_lamports,
+            jito_tip_lamports=mev.jito_tip_lamports,
+        ),
+        max_price_impact_bps=request.max_price_impact_bps,
+        deadline_unix_ns=request.deadline.ToNanoseconds() if request.HasField("deadline") else None,
+        client_metadata=dict(request.client_metadata),
+        webhook_url=request.webhook_url,
+        request=request,
+    )

@@ -1,0 +1,64 @@
+"""Builds the transport-neutral core from Settings: one instance shared by every protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tradewire.core.auth.authenticator import Authenticator
+from tradewire.core.auth.key_stores import ChainApiKeyStore, StaticApiKeyStore
+from tradewire.core.auth.sqlite_key_store import SqliteApiKeyStore
+from tradewire.core.config import Settings
+from tradewire.core.executors.base import Executor
+from tradewire.core.executors.paper import PaperExecutor
+from tradewire.core.market import Market
+from tradewire.core.metrics import Metrics
+from tradewire.core.pipeline import Pipeline
+from tradewire.core.quotes import PriceTableQuotes
+from tradewire.core.ratelimit import RateLimitConfig, RateLimits
+from tradewire.core.recorder import Recorder
+from tradewire.core.service import TradeService
+from tradewire.core.status_hub import StatusHub
+from tradewire.core.store.sqlite import SqliteStore
+from tradewire.core.trades import TradeRunner
+from tradewire.v1 import trade_pb2 as pb
+
+
+@dataclass
+class Core:
+    settings: Settings
+    service: TradeService
+    metrics: Metrics
+    store: SqliteStore
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    stores = [StaticApiKeyStore([entry.model_dump() for entry in settings.auth.api_keys])]
+    if settings.auth.api_key_db is not None:
+        stores.append(SqliteApiKeyStore(settings.auth.api_key_db))
+    return Authenticator(api_keys=ChainApiKeyStore(*stores))
+
+
+def build_rate_limits(settings: Settings) -> RateLimits:
+    limits = settings.limits
+    return RateLimits(RateLimitConfig(
+        principal_rate_per_s=limits.requests_per_s, principal_burst=limits.burst,
+        live_rate_per_s=limits.live_requests_per_s, live_burst=limits.live_burst,
+    ))
+
+
+def build_core(settings: Settings) -> Core:
+    metrics = Metrics()
+    recorder = Recorder(metrics, access_log_enabled=settings.logging.access_log)
+    market = Market(settings.market)
+    store = SqliteStore(settings.storage.data_dir / "trades.db")
+    quotes = PriceTableQuotes(market)
+    executors: dict[int, Executor] = {
+        pb.TRADING_MODE_PAPER: PaperExecutor(settings.paper, market, quotes, store),
+    }
+    pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings), market, recorder)
+    runner = TradeRunner(store, StatusHub(), executors, recorder)
+    service = TradeService(pipeline, runner, store, market, quotes, executors)
+    return Core(settings, service, metrics, store)

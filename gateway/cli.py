@@ -1,0 +1,52 @@
+"""The ``tradewire`` command: serve, devnet, keys."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import uvloop
+
+from tradewire.core.auth.cli import add_keys_subcommands, run_keys_command
+from tradewire.core.config import ConfigError, load_settings
+from tradewire.core.logs import configure_logging
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from tradewire.gateway.server import serve
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"tradewire: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.logging.level)
+    uvloop.run(serve(settings))
+    return 0
+
+
+def _devnet(args: argparse.Namespace) -> int:
+    from tradewire.devnet.cli import main as devnet_main
+
+    return devnet_main(args.devnet_args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tradewire", description="Solana trade-execution gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve gRPC, Connect, gRPC-Web and HTTP/JSON")
+    serve.add_argument("--config", help="TOML file (default: $TRADEWIRE_CONFIG, else embedded defaults)")
+    serve.set_defaults(handler=_serve)
+    devnet = commands.add_parser("devnet", help="run the local Solana devnet (RPC, Jupiter, Jito)",
+                                 add_help=False)
+    devnet.add_argument("devnet_args", nargs=argparse.REMAINDER)
+    devnet.set_defaults(handler=_devnet)
+    keys = add_keys_subcommands(commands)
+    keys.set_defaults(handler=run_keys_command)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

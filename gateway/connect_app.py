@@ -1,0 +1,225 @@
+"""Connect (JSON and binary) and gRPC-Web, served by connect-python as an ASGI app.
+
+The adapter maps each RPC onto core exactly as the gRPC adapter does. ``ConnectCompat``
+closes connect-python 0.9's gaps in front of it: a ``charset=utf-8`` parameter spelled any
+other way than ``; charset=utf-8`` (415 otherwise), and an unknown or mistyped JSON field
+(500 otherwise) which must be a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import re
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import parse_qs
+
+from connectrpc.errors import ConnectError
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
+
+from tradewire.core.context import CallContext, Protocol
+from tradewire.core.errors import TradewireError, internal_error
+from tradewire.gateway.calls import RPCS, Rpc
+from tradewire.gateway.errors import CONNECT_CODE
+from tradewire.gateway.json_decode import decode_json
+from tradewire.v1.service_connect import TradeExecutionServiceASGIApplication
+
+log = logging.getLogger("tradewire.gateway")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _protocol(content_type: str) -> Protocol:
+    if content_type.startswith("application/grpc-web"):
+        return Protocol.GRPC_WEB
+    if content_type.startswith("application/grpc"):
+        return Protocol.GRPC
+    return Protocol.CONNECT
+
+
+def to_connect_error(error: Exception, ctx: CallContext | None = None) -> ConnectError:
+    if not isinstance(error, TradewireError):
+        log.error("unexpected error in %s", ctx.method if ctx else "connect call", exc_info=error)
+        error = internal_error()
+    return ConnectError(CONNECT_CODE[error.code], error.message, details=error.details())
+
+
+class ConnectAdapter:
+    """Has one snake_case method per RPC, as the generated ASGI application expects."""
+
+    def __init__(self, service) -> None:
+        for rpc in RPCS:
+            setattr(self, _snake(rpc.name), self._bind(rpc, getattr(service, rpc.name)))
+
+    @staticmethod
+    def _context(rpc: Rpc, request_context) -> tuple[CallContext, float | None]:
+        headers = request_context.request_headers()
+        timeout_ms = request_context.timeout_ms()
+        timeout = None if timeout_ms is None else timeout_ms / 1000
+        ctx = CallContext(
+            protocol=_protocol(headers.get("content-type", "")),
+            method=rpc.name,
+            headers={k.lower(): v for k, v in headers.items()},
+            peer=request_context.client_address() or "",
+            deadline=None if timeout is None else time.monotonic() + timeout,
+        )
+        return ctx, timeout
+
+    @staticmethod
+    def _send_headers(ctx: CallContext, request_context) -> None:
+        response_headers = request_context.response_headers()
+        for name, value in ctx.response_headers.items():
+            response_headers[name] = value
+
+    def _bind(self, rpc: Rpc, method: Callable) -> Callable:
+        if not rpc.server_streaming:
+            async def unary(request, request_context):
+                ctx, timeout = self._context(rpc, request_context)
+                try:
+                    async with asyncio.timeout(timeout):  # connect-python parses but does not enforce it
+                        response = await method(request, ctx)
+                except TimeoutError:
+                    raise to_connect_error(TradewireError("DEADLINE_EXCEEDED", "deadline exceeded"), ctx) from None
+                except Exception as exc:  # noqa: BLE001 - every failure becomes a Connect error
+                    self._send_headers(ctx, request_context)
+                    raise to_connect_error(exc, ctx) from None
+                self._send_headers(ctx, request_context)
+                return response
+            return unary
+
+        async def stream(request, request_context) -> AsyncIterator:
+            ctx, timeout = self._context(rpc, request_context)
+            messages = method(request, ctx)
+            try:
+                async with asyncio.timeout(timeout):
+                    first = True
+                    async for message in messages:
+                        if first:
+                            self._send_headers(ctx, request_context)
+                            first = False
+                        yield message
+            except TimeoutError:
+                raise to_connect_error(TradewireError("DEADLINE_EXCEEDED", "deadline exceeded"), ctx) from None
+            except Exception as exc:  # noqa: BLE001
+                self._send_headers(ctx, request_context)
+                raise to_connect_error(exc, ctx) from None
+            finally:
+                await messages.aclose()
+        return stream
+
+
+# -- connect-python 0.9 gaps -----------------------------------------------------------------
+
+_CHARSET_UTF8 = re.compile(r"^(application/(?:connect\+)?json)\s*;\s*charset\s*=\s*\"?utf-8\"?\s*$", re.I)
+
+
+def _decode_proto(body: bytes, input_cls):
+    try:
+        return input_cls.FromString(body)
+    except DecodeError:
+        raise TradewireError("MALFORMED_REQUEST", f"request is not a valid {input_cls.DESCRIPTOR.name}") from None
+
+
+def _gunzip(body: bytes, limit: int) -> bytes | None:
+    """The decompressed body, or None to let connect-python answer (bad or oversized gzip)."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        plain = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        return None
+    return None if len(plain) > limit else plain
+
+
+_BODY_DECODERS = {b"application/json": decode_json, b"application/proto": _decode_proto}
+
+
+def _connect_error_body(error: TradewireError) -> bytes:
+    details = [{"type": d.TypeName(), "value": base64.b64encode(d.value).decode().rstrip("=")} for d in error.details()]
+    return json.dumps({"code": CONNECT_CODE[error.code].value, "message": error.message, "details": details}).encode()
+
+
+class ConnectCompat:
+    """ASGI middleware in front of the Connect application (see module docstring)."""
+
+    def __init__(self, app, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self._inputs = {rpc.path: message_factory.GetMessageClass(rpc.descriptor.input_type)
+                        for rpc in RPCS if not rpc.client_streaming and not rpc.server_streaming}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = [(k, self._normalize(v) if k == b"content-type" else v) for k, v in scope["headers"]]
+        scope = {**scope, "headers": headers}
+        input_cls = self._inputs.get(scope["path"].removeprefix(scope.get("root_path", "")))
+        content_type = dict(headers).get(b"content-type", b"")
+        if input_cls is None:
+            return await self.app(scope, receive, send)
+        if scope["method"] == "GET":
+            query = parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True)
+            if query.get("encoding", [""])[0] == "json" and "message" in query:
+                raw = query["message"][0]
+                if query.get("base64", [""])[0] == "1":
+                    raw = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode(errors="replace")
+                if await self._refused(decode_json, raw.encode(), input_cls, send):
+                    return
+            return await self.app(scope, receive, send)
+        decode = _BODY_DECODERS.get(content_type)
+        if decode is None:
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body_bytes:
+                return await self._send_error(send, TradewireError(
+                    "PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes"), 413)
+        encoding = dict(headers).get(b"content-encoding", b"identity")
+        plain = _gunzip(body, self.max_body_bytes) if encoding == b"gzip" else body if encoding == b"identity" else None
+        if plain is not None and await self._refused(decode, plain, input_cls, send):
+            return
+
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    def _normalize(value: bytes) -> bytes:
+        match = _CHARSET_UTF8.match(value.decode("latin-1"))
+        return match.group(1).lower().encode() if match else value
+
+    async def _refused(self, decode, body: bytes, input_cls, send) -> bool:
+        try:
+            decode(body, input_cls)
+        except TradewireError as error:
+            await self._send_error(send, error, 400)
+            return True
+        return False
+
+    @staticmethod
+    async def _send_error(send, error: TradewireError, status: int) -> None:
+        body = _connect_error_body(error)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def build_connect_app(service, max_body_bytes: int):
+    app = TradeExecutionServiceASGIApplication(ConnectAdapter(service), read_max_bytes=max_body_bytes)
+    return ConnectCompat(app, max_body_bytes)

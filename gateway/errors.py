@@ -1,0 +1,64 @@
+"""The one table that maps core errors onto each protocol's error shape.
+
+gRPC and gRPC-Web carry the canonical code with ``grpc-status-details-bin`` (a serialized
+google.rpc.Status); Connect sends its error JSON; HTTP/JSON sends an HTTP status and
+google.rpc.Status JSON. The code → HTTP status table is the one grpc-gateway, Envoy and
+connect agree on; a reason may name a more precise HTTP status (413, 415).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from connectrpc.code import Code as ConnectCode
+from google.protobuf import json_format
+
+from tradewire.core.errors import REASONS, Code, TradewireError
+
+HTTP_STATUS: dict[Code, int] = {
+    Code.OK: 200,
+    Code.CANCELLED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
+
+GRPC_STATUS: dict[Code, grpc.StatusCode] = {c: getattr(grpc.StatusCode, c.name) for c in Code}
+
+# Connect spells CANCELLED the American way; every other name matches.
+CONNECT_CODE: dict[Code, ConnectCode] = {
+    c: getattr(ConnectCode, "CANCELED" if c is Code.CANCELLED else c.name) for c in Code if c is not Code.OK
+}
+
+
+def http_status(error: TradewireError) -> int:
+    return REASONS[error.reason].http_status or HTTP_STATUS[error.code]
+
+
+def status_json(error: TradewireError) -> dict[str, Any]:
+    """google.rpc.Status as JSON, details as ``{"@type": ...}`` objects (transcoder style)."""
+    return json_format.MessageToDict(error.to_status(), preserving_proto_field_name=False)
+
+
+def grpc_status_details_bin(error: TradewireError) -> bytes:
+    return error.to_status().SerializeToString()
+
+
+def retry_after_header(error: TradewireError) -> dict[str, str]:
+    """``Retry-After`` (whole seconds, rounded up) when the error says when to retry."""
+    if error.retry_after_s is None:
+        return {}
+    return {"retry-after": str(max(1, -int(-error.retry_after_s // 1)))}

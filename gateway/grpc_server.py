@@ -1,0 +1,157 @@
+"""Native gRPC (grpcio aio): the service, server reflection and grpc.health.v1.
+
+A thin adapter: metadata → CallContext, core call, core error → status with
+``grpc-status-details-bin``. Handlers are built from the service descriptor, one per RPC.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from tradewire.core.context import CallContext, Protocol
+from tradewire.core.errors import TradewireError, internal_error
+from tradewire.gateway.calls import RPCS, SERVICE_NAME, Rpc
+from tradewire.gateway.errors import GRPC_STATUS, grpc_status_details_bin
+
+log = logging.getLogger("tradewire.gateway")
+
+
+def _context(rpc: Rpc, context: grpc.aio.ServicerContext) -> CallContext:
+    remaining = context.time_remaining()
+    headers = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+    return CallContext(
+        protocol=Protocol.GRPC,
+        method=rpc.name,
+        headers=headers,
+        peer=context.peer(),
+        deadline=None if remaining is None else time.monotonic() + remaining,
+    )
+
+
+async def _abort(context: grpc.aio.ServicerContext, ctx: CallContext, error: Exception) -> None:
+    if not isinstance(error, TradewireError):
+        log.error("unexpected error in %s", ctx.method, exc_info=error)
+        error = internal_error()
+    context.set_trailing_metadata((
+        *ctx.response_headers.items(),
+        ("grpc-status-details-bin", grpc_status_details_bin(error)),
+    ))
+    await context.abort(GRPC_STATUS[error.code], error.message)
+
+
+def _decoder(rpc: Rpc) -> Callable[[bytes], object]:
+    """Bytes → request; undecodable bytes are the caller's error (INVALID_ARGUMENT), not ours.
+
+    grpcio would answer INTERNAL for a request its deserializer rejects, so requests reach
+    the handlers as raw bytes and are decoded here.
+    """
+    request_cls = message_factory.GetMessageClass(rpc.descriptor.input_type)
+
+    def decode(raw: bytes):
+        try:
+            return request_cls.FromString(raw)
+        except DecodeError:
+            raise TradewireError("MALFORMED_REQUEST", f"request is not a valid {request_cls.DESCRIPTOR.name}") from None
+
+    return decode
+
+
+def _unary_handler(rpc: Rpc, service) -> Callable:
+    method = getattr(service, rpc.name)
+    decode = _decoder(rpc)
+
+    async def handle(raw: bytes, context: grpc.aio.ServicerContext):
+        ctx = _context(rpc, context)
+        try:
+            response = await method(decode(raw), ctx)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+            await _abort(context, ctx, exc)
+        await context.send_initial_metadata(tuple(ctx.response_headers.items()))
+        return response
+
+    return handle
+
+
+def _stream_handler(rpc: Rpc, service) -> Callable:
+    method = getattr(service, rpc.name)
+    decode = _decoder(rpc)
+
+    async def decoded(raw_requests: AsyncIterator[bytes]) -> AsyncIterator:
+        async for raw in raw_requests:
+            yield decode(raw)
+
+    async def handle(raw_or_iterator, context: grpc.aio.ServicerContext) -> AsyncIterator:
+        ctx = _context(rpc, context)
+        sent_headers = False
+        try:
+            request = decoded(raw_or_iterator) if rpc.client_streaming else decode(raw_or_iterator)
+        except TradewireError as exc:
+            await _abort(context, ctx, exc)
+        stream = method(request, ctx)
+        try:
+            async for message in stream:
+                if not sent_headers:
+                    await context.send_initial_metadata(tuple(ctx.response_headers.items()))
+                    sent_headers = True
+                yield message
+        except Exception as exc:  # noqa: BLE001
+            await _abort(context, ctx, exc)
+        finally:
+            await stream.aclose()
+        context.set_trailing_metadata(tuple(ctx.response_headers.items()))
+
+    return handle
+
+
+def _handlers(service) -> grpc.GenericRpcHandler:
+    table = {}
+    for rpc in RPCS:
+        response_cls = message_factory.GetMessageClass(rpc.descriptor.output_type)
+        codec = dict(request_deserializer=None, response_serializer=response_cls.SerializeToString)
+        if rpc.client_streaming and rpc.server_streaming:
+            table[rpc.name] = grpc.stream_stream_rpc_method_handler(_stream_handler(rpc, service), **codec)
+        elif rpc.server_streaming:
+            table[rpc.name] = grpc.unary_stream_rpc_method_handler(_stream_handler(rpc, service), **codec)
+        else:
+            table[rpc.name] = grpc.unary_unary_rpc_method_handler(_unary_handler(rpc, service), **codec)
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, table)
+
+
+class GrpcServer:
+    """The aio server with the trade service, reflection and health."""
+
+    def __init__(self, service, host: str, port: int, max_message_bytes: int) -> None:
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
+        self.server = grpc.aio.server(options=options)
+        self.server.add_generic_rpc_handlers((_handlers(service),))
+        self.health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                                             reflection.SERVICE_NAME), self.server)
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+
+    async def start(self) -> None:
+        await self.server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def not_serving(self) -> None:
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def stop(self, grace_s: float) -> None:
+        await self.server.stop(grace_s)

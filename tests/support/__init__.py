@@ -1,0 +1,1 @@
+"""Test helpers shared by the suites: real gateway processes and per-protocol clients."""

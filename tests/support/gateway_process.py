@@ -1,0 +1,95 @@
+"""A real `tradewire serve` process on free loopback ports, with known API keys."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from support.ports import free_port, wait_until
+from tradewire.core.auth.api_keys import hash_key
+
+# Test principals: name → (key, owner, scopes). Keys are test-only values.
+PRINCIPALS = {
+    "alice": ("tw_alice001_" + "a" * 40, "alice", ["read", "trade:paper"]),
+    "bob": ("tw_bob00001_" + "b" * 40, "bob", ["read", "trade:paper"]),
+    "reader": ("tw_reader01_" + "r" * 40, "reader", ["read"]),
+    "trader": ("tw_trader01_" + "t" * 40, "trader", ["read", "trade:paper", "trade:live"]),
+}
+
+
+@dataclass
+class GatewayProcess:
+    workdir: Path
+    extra_config: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    grpc_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def key(self, name: str) -> str:
+        return PRINCIPALS[name][0]
+
+    def config_text(self) -> str:
+        keys = "\n".join(
+            f'[[auth.api_keys]]\nprefix = "{key[:11]}"\nsha256 = "{hash_key(key)}"\nowner = "{owner}"\n'
+            f"scopes = {scopes!r}\n".replace("'", '"')
+            for key, owner, scopes in PRINCIPALS.values()
+        )
+        return (
+            f'[server]\ngrpc_host = "127.0.0.1"\ngrpc_port = {self.grpc_port}\n'
+            f'http_host = "127.0.0.1"\nhttp_port = {self.http_port}\nshutdown_grace_s = 5\n'
+            f"max_body_bytes = 65536\n"
+            f'[storage]\ndata_dir = "{self.workdir / "data"}"\n'
+            f"[paper]\nseed = 7\n"
+            f"{self.extra_config}\n{keys}"
+        )
+
+    def start(self) -> GatewayProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "tradewire.toml"
+        config.write_text(self.config_text())
+        self.log_path = self.workdir / "gateway.log"
+        self._log = open(self.log_path, "wb")
+        env = {**os.environ, **self.env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tradewire.gateway.cli", "serve", "--config", str(config)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+        )
+        wait_until(self._healthy, timeout_s=30, what="gateway health")
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
+        try:
+            return httpx.get(f"{self.http_url}/v1/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout_s: float = 30) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self._log.close()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text()
