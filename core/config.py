@@ -151,6 +151,11 @@ class LimitsConfig(_Model):
     burst: int = Field(400, ge=1)
     live_requests_per_s: float = Field(5.0, gt=0)
     live_burst: int = Field(10, ge=1)
+    stream_opens_per_s: float = Field(5.0, gt=0)
+    stream_burst: int = Field(50, ge=1)
+    # Failed authentications per peer address, before further attempts are refused.
+    auth_failures_per_s: float = Field(0.2, gt=0)
+    auth_failure_burst: int = Field(10, ge=1)
     max_batch_items: int = Field(100, ge=1, le=100)
 
 

@@ -24,14 +24,14 @@ _validator = protovalidate.Validator()  # one compiled rule cache for the proces
 
 
 def _path(violation) -> str:
+    """"trades[2].input_mint" style path (protovalidate's FieldPath is a protobuf-py message)."""
     parts: list[str] = []
-    for element in violation.proto.field.elements:
+    field_path = violation.proto.field
+    for element in field_path.elements if field_path is not None else ():
         part = element.field_name
-        subscript = element.WhichOneof("subscript")
-        if subscript == "index":
-            part += f"[{element.index}]"
-        elif subscript is not None:
-            part += f"[{getattr(element, subscript)!r}]"
+        subscript = element.subscript  # None, or Oneof(field=..., value=...)
+        if subscript is not None:
+            part += f"[{subscript.value}]" if subscript.field == "index" else f"[{subscript.value!r}]"
         parts.append(part)
     rule_field = _MESSAGE_RULE_FIELDS.get(violation.proto.rule_id)
     if rule_field:

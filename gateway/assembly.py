@@ -46,6 +46,8 @@ def build_rate_limits(settings: Settings) -> RateLimits:
     return RateLimits(RateLimitConfig(
         principal_rate_per_s=limits.requests_per_s, principal_burst=limits.burst,
         live_rate_per_s=limits.live_requests_per_s, live_burst=limits.live_burst,
+        stream_rate_per_s=limits.stream_opens_per_s, stream_burst=limits.stream_burst,
+        auth_failure_rate_per_s=limits.auth_failures_per_s, auth_failure_burst=limits.auth_failure_burst,
     ))
 
 

@@ -16,7 +16,7 @@ import re
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from connectrpc.errors import ConnectError
 from google.protobuf import message_factory
@@ -127,6 +127,14 @@ def _decode_proto(body: bytes, input_cls):
         raise TradewireError("MALFORMED_REQUEST", f"request is not a valid {input_cls.DESCRIPTOR.name}") from None
 
 
+def _decode_grpc_web_frame(body: bytes, input_cls):
+    """The first data frame of a gRPC-Web request (compressed frames are left to connect-python)."""
+    if len(body) < 5 or body[0] & 0x01:
+        return None
+    size = int.from_bytes(body[1:5], "big")
+    return _decode_proto(body[5:5 + size], input_cls)
+
+
 def _gunzip(body: bytes, limit: int) -> bytes | None:
     """The decompressed body, or None to let connect-python answer (bad or oversized gzip)."""
     inflater = zlib.decompressobj(wbits=31)
@@ -151,7 +159,7 @@ class ConnectCompat:
     def __init__(self, app, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self._inputs = {rpc.path: message_factory.GetMessageClass(rpc.descriptor.input_type)
+        self._inputs = {rpc.name: message_factory.GetMessageClass(rpc.descriptor.input_type)
                         for rpc in RPCS if not rpc.client_streaming and not rpc.server_streaming}
 
     async def __call__(self, scope, receive, send) -> None:
@@ -159,7 +167,7 @@ class ConnectCompat:
             return await self.app(scope, receive, send)
         headers = [(k, self._normalize(v) if k == b"content-type" else v) for k, v in scope["headers"]]
         scope = {**scope, "headers": headers}
-        input_cls = self._inputs.get(scope["path"].removeprefix(scope.get("root_path", "")))
+        input_cls = self._inputs.get(scope["path"].rsplit("/", 1)[-1])  # mounted at the service's path
         content_type = dict(headers).get(b"content-type", b"")
         if input_cls is None:
             return await self.app(scope, receive, send)
@@ -172,7 +180,8 @@ class ConnectCompat:
                 if await self._refused(decode_json, raw.encode(), input_cls, send):
                     return
             return await self.app(scope, receive, send)
-        decode = _BODY_DECODERS.get(content_type)
+        grpc_web = content_type in (b"application/grpc-web", b"application/grpc-web+proto")
+        decode = _decode_grpc_web_frame if grpc_web else _BODY_DECODERS.get(content_type)
         if decode is None:
             return await self.app(scope, receive, send)
         body, more = b"", True
@@ -185,7 +194,7 @@ class ConnectCompat:
                     "PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes"), 413)
         encoding = dict(headers).get(b"content-encoding", b"identity")
         plain = _gunzip(body, self.max_body_bytes) if encoding == b"gzip" else body if encoding == b"identity" else None
-        if plain is not None and await self._refused(decode, plain, input_cls, send):
+        if plain is not None and await self._refused(decode, plain, input_cls, send, grpc_web):
             return
 
         replayed = False
@@ -204,13 +213,24 @@ class ConnectCompat:
         match = _CHARSET_UTF8.match(value.decode("latin-1"))
         return match.group(1).lower().encode() if match else value
 
-    async def _refused(self, decode, body: bytes, input_cls, send) -> bool:
+    async def _refused(self, decode, body: bytes, input_cls, send, grpc_web: bool = False) -> bool:
         try:
             decode(body, input_cls)
         except TradewireError as error:
-            await self._send_error(send, error, 400)
+            await (self._send_grpc_web_error(send, error) if grpc_web else self._send_error(send, error, 400))
             return True
         return False
+
+    @staticmethod
+    async def _send_grpc_web_error(send, error: TradewireError) -> None:
+        """A trailers-only gRPC-Web response: HTTP 200 with the status in the headers."""
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/grpc-web+proto"),
+            (b"grpc-status", str(int(error.code)).encode()),
+            (b"grpc-message", quote(error.message).encode()),
+            (b"grpc-status-details-bin", base64.b64encode(error.to_status().SerializeToString()).rstrip(b"=")),
+        ]})
+        await send({"type": "http.response.body", "body": b""})
 
     @staticmethod
     async def _send_error(send, error: TradewireError, status: int) -> None:

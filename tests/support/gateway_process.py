@@ -55,6 +55,7 @@ class GatewayProcess:
             f"max_body_bytes = 65536\n"
             f'[storage]\ndata_dir = "{self.workdir / "data"}"\n'
             f"[paper]\nseed = 7\n"
+            f"[limits]\nauth_failure_burst = 10000\nstream_burst = 10000\n"
             f"{self.extra_config}\n{keys}"
         )
 

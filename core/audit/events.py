@@ -1,0 +1,445 @@
+"""The audit event model (DESIGN.md §5): one frozen ``AuditEvent`` per row of one of four tables.
+
+Rules every event obeys, checked when it is built:
+
+* ``table`` is one of the four declared tables (:data:`TABLES`). The QuestDB sink writes over
+  ILP, which would silently create an unknown table or column without DEDUP, so a stray name
+  is refused here rather than discovered in production.
+* ``symbols``/``columns`` use only the declared names with the declared types (``int`` for
+  LONG, ``float`` for DOUBLE -- an ``int`` is accepted and widened --, ``str`` for VARCHAR,
+  ``bool`` for BOOLEAN). Money never travels as a float: atomic amounts are decimal strings.
+* ``event_id`` is deterministic: it is derived from the identity of the thing that happened
+  (for a transition: principal, request_id, stage, sequence), never from a counter or the
+  clock, so re-emitting or replaying the same event hits the same DEDUP key.
+* ``ts_ns`` is the time of the event, taken when it happened, and travels with the event;
+  the server clock is never used. Together with ``event_id`` it is the DEDUP key
+  ``(ts, event_id)``, so a replay is exactly-once. Code that re-creates an event after a
+  crash must pass the original ``ts_ns``.
+* No secrets: keys that look like credentials (token, secret, password, authorization, ...)
+  and values that look like one (``Bearer ...``, a JWT, a PEM block, a keypair byte array)
+  are refused with :class:`SecretLeakError`.
+
+Constructors raise ``ValueError`` on bad input: that is a programming error in the caller,
+found by its tests; the sinks themselves never raise into the request path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, Literal, Mapping, Union
+
+ColumnValue = Union[int, float, str, bool]
+
+__all__ = [
+    "AuditEvent",
+    "ColumnValue",
+    "SecretLeakError",
+    "TABLES",
+    "TableSchema",
+    "make_event_id",
+    "request_event",
+    "auth_attempt_event",
+    "transition_event",
+    "fill_event",
+]
+
+_LONG_MIN: Final = -(2**63) + 1  # Long.MIN_VALUE is QuestDB's NULL for LONG
+_LONG_MAX: Final = 2**63 - 1
+_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_DIGITS_RE: Final = re.compile(r"^(0|[1-9][0-9]{0,38})$")
+MAX_KEY_PREFIX_LEN: Final = 16
+
+QdbType = Literal["LONG", "DOUBLE", "VARCHAR", "BOOLEAN"]
+
+
+class SecretLeakError(ValueError):
+    """An audit event carried something that looks like a credential."""
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A declared audit table: SYMBOL columns, typed value columns, plus ``event_id`` and ``ts``."""
+
+    name: str
+    symbols: tuple[str, ...]
+    columns: Mapping[str, QdbType]
+
+    def ddl(self) -> str:
+        """``CREATE TABLE IF NOT EXISTS`` with DEDUP on ``(ts, event_id)`` (exactly-once replays)."""
+        cols = [f"{s} SYMBOL" for s in self.symbols]
+        cols += [f"{c} {t}" for c, t in self.columns.items()]
+        cols += ["event_id VARCHAR", "ts TIMESTAMP"]
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.name} ({', '.join(cols)}) "
+            "TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, event_id)"
+        )
+
+
+def _schema(name: str, symbols: tuple[str, ...], **columns: QdbType) -> TableSchema:
+    return TableSchema(name, symbols, MappingProxyType(dict(columns)))
+
+
+TABLES: Final[Mapping[str, TableSchema]] = MappingProxyType(
+    {
+        s.name: s
+        for s in (
+            _schema(
+                "tw_requests",
+                ("method", "protocol", "principal", "code", "reason"),
+                request_id="VARCHAR",
+                correlation_id="VARCHAR",
+                latency_us="LONG",
+            ),
+            _schema(
+                "tw_auth_attempts",
+                ("principal", "method", "protocol", "outcome", "reason"),
+                key_prefix="VARCHAR",
+                peer="VARCHAR",
+                correlation_id="VARCHAR",
+            ),
+            _schema(
+                "tw_transitions",
+                ("principal", "mode", "stage"),
+                request_id="VARCHAR",
+                sequence="LONG",
+                percent="DOUBLE",
+                message="VARCHAR",
+            ),
+            _schema(
+                "tw_fills",
+                ("principal", "mode", "input_mint", "output_mint"),
+                request_id="VARCHAR",
+                amount_in="VARCHAR",
+                amount_out="VARCHAR",
+                fee_lamports="LONG",
+                signature="VARCHAR",
+                slot="LONG",
+            ),
+        )
+    }
+)
+
+# ---------------------------------------------------------------------------------------------
+# secret guard
+
+_SECRET_KEY_PARTS: Final = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "authorization",
+    "api_key",
+    "apikey",
+    "private_key",
+    "privkey",
+    "keypair",
+    "mnemonic",
+    "seed",
+    "bearer",
+    "cookie",
+    "credential",
+    "jwt",
+    "signing_key",
+)
+_SECRET_VALUE_RES: Final = (
+    # an Authorization header value: the scheme, then one long opaque credential
+    re.compile(r"^\s*(bearer|basic)\s+[A-Za-z0-9._~+/=-]{16,}\s*$", re.IGNORECASE),
+    re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),  # a JWT
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"^\s*\[\s*\d{1,3}(\s*,\s*\d{1,3}){31,}\s*\]\s*$"),  # a keypair file's bytes
+)
+
+
+def _check_key(table: str, key: str) -> None:
+    low = key.lower()
+    for part in _SECRET_KEY_PARTS:
+        if part in low:
+            raise SecretLeakError(f"{table}: field {key!r} looks like a secret; refusing it")
+
+
+def _check_value(table: str, key: str, value: str) -> None:
+    for rx in _SECRET_VALUE_RES:
+        if rx.search(value):
+            raise SecretLeakError(
+                f"{table}: the value of {key!r} looks like a credential; refusing it"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# the event
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One audit row. Immutable; validated on construction (see the module docstring)."""
+
+    table: str
+    event_id: str
+    ts_ns: int
+    symbols: Mapping[str, str] = field(default_factory=dict)
+    columns: Mapping[str, ColumnValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        schema = TABLES.get(self.table)
+        if schema is None:
+            raise ValueError(f"unknown audit table {self.table!r}; known: {sorted(TABLES)}")
+        if not isinstance(self.event_id, str) or not self.event_id or len(self.event_id) > 256:
+            raise ValueError(f"{self.table}: event_id must be a non-empty string (<= 256 chars)")
+        if isinstance(self.ts_ns, bool) or not isinstance(self.ts_ns, int) or self.ts_ns <= 0:
+            raise ValueError(f"{self.table}: ts_ns must be a positive int (ns since the epoch)")
+        if self.ts_ns > _LONG_MAX:
+            raise ValueError(f"{self.table}: ts_ns out of range")
+
+        symbols: dict[str, str] = {}
+        for key, value in dict(self.symbols).items():
+            _check_key(self.table, key)
+            if key not in schema.symbols:
+                raise ValueError(f"{self.table}: unknown symbol {key!r}")
+            if not isinstance(value, str):
+                raise ValueError(f"{self.table}: symbol {key!r} must be a str")
+            _check_value(self.table, key, value)
+            symbols[key] = value
+
+        columns: dict[str, ColumnValue] = {}
+        for key, value in dict(self.columns).items():
+            _check_key(self.table, key)
+            qtype = schema.columns.get(key)
+            if qtype is None:
+                raise ValueError(f"{self.table}: unknown column {key!r}")
+            columns[key] = _coerce(self.table, key, qtype, value)
+
+        # freeze the mappings so the event really is immutable and hashable-by-identity safe
+        object.__setattr__(self, "symbols", MappingProxyType(symbols))
+        object.__setattr__(self, "columns", MappingProxyType(columns))
+
+    # -- (de)serialisation used by the journal -------------------------------------------------
+
+    def to_record(self) -> dict[str, Any]:
+        """Plain-JSON form: ``{"v":1,"table","event_id","ts_ns","symbols","columns"}``."""
+        return {
+            "v": 1,
+            "table": self.table,
+            "event_id": self.event_id,
+            "ts_ns": self.ts_ns,
+            "symbols": dict(self.symbols),
+            "columns": dict(self.columns),
+        }
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> "AuditEvent":
+        return cls(
+            table=rec["table"],
+            event_id=rec["event_id"],
+            ts_ns=rec["ts_ns"],
+            symbols=rec.get("symbols") or {},
+            columns=rec.get("columns") or {},
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AuditEvent):
+            return NotImplemented
+        return (
+            self.table == other.table
+            and self.event_id == other.event_id
+            and self.ts_ns == other.ts_ns
+            and dict(self.symbols) == dict(other.symbols)
+            and dict(self.columns) == dict(other.columns)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.table, self.event_id, self.ts_ns))
+
+
+def _coerce(table: str, key: str, qtype: QdbType, value: object) -> ColumnValue:
+    if qtype == "BOOLEAN":
+        if not isinstance(value, bool):
+            raise ValueError(f"{table}: column {key!r} must be a bool")
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"{table}: column {key!r} must not be a bool")
+    if qtype == "LONG":
+        if not isinstance(value, int):
+            raise ValueError(f"{table}: column {key!r} must be an int")
+        if not _LONG_MIN <= value <= _LONG_MAX:
+            raise ValueError(f"{table}: column {key!r} out of the signed 64-bit range")
+        return int(value)
+    if qtype == "DOUBLE":
+        if not isinstance(value, (int, float)):
+            raise ValueError(f"{table}: column {key!r} must be a float")
+        f = float(value)
+        if not math.isfinite(f):
+            raise ValueError(f"{table}: column {key!r} must be finite")
+        return f
+    # VARCHAR
+    if not isinstance(value, str):
+        raise ValueError(f"{table}: column {key!r} must be a str")
+    _check_value(table, key, value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# ids and constructors
+
+
+def make_event_id(table: str, *parts: object) -> str:
+    """A deterministic id: 32 hex chars of BLAKE2b over the table name and the identity parts.
+
+    ``None`` and ``""`` are distinct from each other and from every other value, and the
+    parts are length-prefixed, so ``("a", "bc")`` and ``("ab", "c")`` never collide.
+    """
+    h = hashlib.blake2b(digest_size=16, person=b"tw-audit-ev1")
+    for p in (table, *parts):
+        b = b"\x00" if p is None else b"\x01" + str(p).encode("utf-8")
+        h.update(len(b).to_bytes(4, "big"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def _now_ns(ts_ns: int | None) -> int:
+    return time.time_ns() if ts_ns is None else ts_ns
+
+
+def _syms(**kv: str | None) -> dict[str, str]:
+    return {k: v for k, v in kv.items() if v is not None and v != ""}
+
+
+def _cols(**kv: ColumnValue | None) -> dict[str, ColumnValue]:
+    return {k: v for k, v in kv.items() if v is not None}
+
+
+def _atomic(name: str, value: int | str) -> str:
+    """Atomic token amounts as canonical decimal strings (a u64 does not fit in a LONG)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer amount")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{name} must not be negative")
+        return str(value)
+    if isinstance(value, str) and _DIGITS_RE.match(value):
+        return value
+    raise ValueError(f"{name} must be a non-negative integer (atomic units), got {value!r}")
+
+
+def request_event(
+    *,
+    method: str,
+    protocol: str,
+    principal: str | None,
+    request_id: str | None,
+    correlation_id: str,
+    code: str,
+    latency_us: int,
+    reason: str | None = None,
+    ts_ns: int | None = None,
+) -> AuditEvent:
+    """``tw_requests``: one row per RPC call (``code`` is the canonical gRPC code name)."""
+    return AuditEvent(
+        table="tw_requests",
+        event_id=make_event_id(
+            "tw_requests", principal, request_id, correlation_id, method, protocol
+        ),
+        ts_ns=_now_ns(ts_ns),
+        symbols=_syms(
+            method=method, protocol=protocol, principal=principal, code=code, reason=reason
+        ),
+        columns=_cols(request_id=request_id, correlation_id=correlation_id, latency_us=latency_us),
+    )
+
+
+def auth_attempt_event(
+    *,
+    method: str,
+    protocol: str,
+    outcome: Literal["success", "failure"],
+    correlation_id: str,
+    principal: str | None = None,
+    key_prefix: str | None = None,
+    peer: str | None = None,
+    reason: str | None = None,
+    ts_ns: int | None = None,
+) -> AuditEvent:
+    """``tw_auth_attempts``: every authentication attempt.
+
+    Identify the caller by ``principal`` (when known) and/or ``key_prefix`` -- the public
+    prefix of an API key, at most 16 characters -- never by the secret itself.
+    """
+    if outcome not in ("success", "failure"):
+        raise ValueError("outcome must be 'success' or 'failure'")
+    if key_prefix is not None and len(key_prefix) > MAX_KEY_PREFIX_LEN:
+        raise SecretLeakError(
+            f"key_prefix longer than {MAX_KEY_PREFIX_LEN} chars: pass the public prefix only"
+        )
+    return AuditEvent(
+        table="tw_auth_attempts",
+        event_id=make_event_id(
+            "tw_auth_attempts", correlation_id, method, protocol, principal, key_prefix, outcome
+        ),
+        ts_ns=_now_ns(ts_ns),
+        symbols=_syms(
+            principal=principal, method=method, protocol=protocol, outcome=outcome, reason=reason
+        ),
+        columns=_cols(key_prefix=key_prefix, peer=peer, correlation_id=correlation_id),
+    )
+
+
+def transition_event(
+    *,
+    request_id: str,
+    principal: str,
+    mode: str,
+    stage: str,
+    sequence: int,
+    percent: float,
+    message: str = "",
+    ts_ns: int | None = None,
+) -> AuditEvent:
+    """``tw_transitions``: one lifecycle transition; id = (principal, request_id, stage, sequence)."""
+    return AuditEvent(
+        table="tw_transitions",
+        event_id=make_event_id("tw_transitions", principal, request_id, stage, sequence),
+        ts_ns=_now_ns(ts_ns),
+        symbols=_syms(principal=principal, mode=mode, stage=stage),
+        columns=_cols(request_id=request_id, sequence=sequence, percent=percent, message=message),
+    )
+
+
+def fill_event(
+    *,
+    request_id: str,
+    principal: str,
+    mode: str,
+    input_mint: str,
+    output_mint: str,
+    amount_in: int | str,
+    amount_out: int | str,
+    fee_lamports: int,
+    signature: str | None = None,
+    slot: int | None = None,
+    ts_ns: int | None = None,
+) -> AuditEvent:
+    """``tw_fills``: the fill of one order (one per (principal, request_id)).
+
+    ``amount_in``/``amount_out`` are atomic units (int or decimal string), stored as decimal
+    strings; ``fee_lamports`` is the total of base fee, priority fee, tip and rent.
+    """
+    return AuditEvent(
+        table="tw_fills",
+        event_id=make_event_id("tw_fills", principal, request_id),
+        ts_ns=_now_ns(ts_ns),
+        symbols=_syms(
+            principal=principal, mode=mode, input_mint=input_mint, output_mint=output_mint
+        ),
+        columns=_cols(
+            request_id=request_id,
+            amount_in=_atomic("amount_in", amount_in),
+            amount_out=_atomic("amount_out", amount_out),
+            fee_lamports=fee_lamports,
+            signature=signature,
+            slot=slot,
+        ),
+    )

@@ -1,0 +1,149 @@
+"""``tradewire keys create|list|revoke``: API-key administration on the SQLite store.
+
+Wire into the main parser with :func:`add_keys_subcommands`; the parsed namespace gets
+``func`` = :func:`run_keys_command` (returns an exit code). ``create`` prints the new key
+ALONE on stdout (so ``KEY=$(tradewire keys create ...)`` works) and everything else on
+stderr; the key is never shown again. The database is ``--db``, else
+``$TRADEWIRE_AUTH_DB``, else ``./tradewire-data/auth.db``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from .api_keys import KeyNotFound, KeyRecord, create_key, list_keys, revoke_key
+from .sqlite_key_store import SqliteApiKeyStore
+
+DB_ENV = "TRADEWIRE_AUTH_DB"
+DEFAULT_DB = "./tradewire-data/auth.db"
+_DURATION_RE = re.compile(r"(\d+)\s*([smhdw]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or plain seconds."""
+    match = _DURATION_RE.fullmatch(text.strip().lower())
+    if match is None or int(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 30d, 12h, 90m, 3600")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def default_db_path() -> str:
+    return os.environ.get(DB_ENV) or DEFAULT_DB
+
+
+def add_keys_subcommands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``keys`` with its ``create``, ``list`` and ``revoke`` subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db", default=argparse.SUPPRESS, help=f"key database (default: ${DB_ENV} or {DEFAULT_DB})"
+    )
+    keys = subparsers.add_parser("keys", help="manage API keys", parents=[common])
+    keys.set_defaults(func=run_keys_command, keys_command=None)
+    sub = keys.add_subparsers(dest="keys_command", metavar="{create,list,revoke}")
+
+    create = sub.add_parser("create", help="create a key (shown once)", parents=[common])
+    create.add_argument("--owner", required=True, help="principal id that will own trades made with the key")
+    create.add_argument("--scopes", required=True, help="comma-separated, e.g. read,trade:paper")
+    create.add_argument("--name", default="", help="a label for humans")
+    create.add_argument("--expires-in", type=parse_duration, default=None, help="e.g. 30d, 12h (default: never)")
+
+    listing = sub.add_parser("list", help="list keys (never shows secrets)", parents=[common])
+    listing.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+
+    revoke = sub.add_parser("revoke", help="revoke a key by its prefix", parents=[common])
+    revoke.add_argument("prefix", help="e.g. tw_ab12cd34")
+    return keys
+
+
+def run_keys_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    command = getattr(args, "keys_command", None)
+    if command is None:
+        print("usage: tradewire keys {create,list,revoke} [--db PATH] ...", file=err)
+        return 2
+    db = getattr(args, "db", None) or default_db_path()
+    if command != "create" and not Path(db).exists():
+        print(f"error: no key database at {db}", file=err)
+        return 1
+    with SqliteApiKeyStore(db) as store:
+        try:
+            if command == "create":
+                scopes = [s for s in args.scopes.split(",") if s.strip()]
+                key, record = create_key(store, args.owner, args.name, scopes, args.expires_in)
+                print(key, file=out)
+                print(f"created {_describe(record)}", file=err)
+                print("store this key now: it is shown only once and cannot be recovered", file=err)
+            elif command == "list":
+                _print_list(list_keys(store), args.json, out)
+            else:
+                record = revoke_key(store, args.prefix)
+                print(f"revoked {record.key_id} (owner {record.owner})", file=out)
+        except (ValueError, KeyNotFound) as exc:
+            message = f"no key with prefix {exc.args[0]}" if isinstance(exc, KeyNotFound) else str(exc)
+            print(f"error: {message}", file=err)
+            return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m tradewire.core.auth.cli keys ...``."""
+    parser = argparse.ArgumentParser(prog="tradewire")
+    add_keys_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def _describe(record: KeyRecord) -> str:
+    expires = _when(record.expires_at) if record.expires_at else "never"
+    return f"{record.key_id} owner={record.owner} scopes={','.join(sorted(record.scopes))} expires={expires}"
+
+
+def _print_list(records: list[KeyRecord], as_json: bool, out: TextIO) -> None:
+    if as_json:
+        for r in records:
+            row = {
+                "key_id": r.key_id,
+                "owner": r.owner,
+                "name": r.name,
+                "scopes": sorted(r.scopes),
+                "created_at": _when(r.created_at),
+                "expires_at": _when(r.expires_at),
+                "revoked_at": _when(r.revoked_at),
+                "status": r.status(),
+            }
+            print(json.dumps(row), file=out)
+        return
+    rows = [("KEY", "OWNER", "NAME", "SCOPES", "CREATED", "EXPIRES", "STATUS")]
+    rows += [
+        (
+            r.key_id,
+            r.owner,
+            r.name,
+            ",".join(sorted(r.scopes)),
+            _when(r.created_at),
+            _when(r.expires_at) or "never",
+            r.status(),
+        )
+        for r in records
+    ]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+def _when(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

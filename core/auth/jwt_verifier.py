@@ -1,0 +1,281 @@
+"""Verify bearer JWTs (PyJWT) and map every failure to one precise, safe reason.
+
+Order of checks: size -> header (alg, kid) -> key lookup -> alg must equal the KEY's
+algorithm -> signature + iss/aud/sub (PyJWT) -> exp/nbf/iat against an injectable clock
+(so tests need no sleeps) -> scopes. Signature comes before any claim, so a tampered
+token is AUTH_INVALID whatever its claims say. Messages never contain the token; the
+only token-derived value echoed is the (sanitised) ``kid``, in metadata ``credential``.
+Header fields such as ``jku``/``x5u``/``jwk`` are ignored: keys come only from config.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import jwt
+
+from tradewire.core.errors import TradewireError
+
+from ._text import safe_label
+from .verification_keys import (
+    SUPPORTED_ALGORITHMS,
+    JwksFile,
+    JwtKeyConfig,
+    KeyConfigError,
+    VerificationKey,
+    load_config_key,
+)
+
+_B64URL_SEGMENT = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+
+
+@dataclass(frozen=True)
+class JwtConfig:
+    """What the gateway builds from its configuration (see ``from_mapping`` for the shape)."""
+
+    issuer: str | tuple[str, ...]
+    audience: str | tuple[str, ...]
+    keys: tuple[JwtKeyConfig, ...] = ()
+    jwks_path: str | None = None
+    jwks_check_interval_s: float = 5.0
+    leeway_s: float = 30.0
+    # Claims holding scopes, tried in order; each may be a space-separated string or a list.
+    scope_claims: tuple[str, ...] = ("scope", "scp", "scopes")
+    # Without a kid a token could only be matched by guessing; refuse it unless turned off,
+    # in which case the single key whose algorithm matches the header is used.
+    require_kid: bool = True
+    # Prepended to ``sub`` to form Principal.id, e.g. "oidc:" to keep JWT subjects and
+    # API-key owners in separate namespaces. Empty = shared namespace.
+    principal_prefix: str = ""
+    max_token_bytes: int = 8192
+
+    def __post_init__(self) -> None:
+        if not self.issuer or not self.audience:
+            raise KeyConfigError("JWT config needs a non-empty 'issuer' and 'audience'")
+        if not self.keys and not self.jwks_path:
+            raise KeyConfigError("JWT config needs 'keys' or 'jwks_path'")
+        if self.leeway_s < 0 or self.jwks_check_interval_s < 0:
+            raise KeyConfigError("leeway_s and jwks_check_interval_s must be >= 0")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> JwtConfig:
+        """Build from plain config data, e.g.::
+
+            {"issuer": "https://idp.example", "audience": "tradewire",
+             "keys": [{"kid": "k1", "algorithm": "HS256", "secret": "..."},
+                      {"kid": "k2", "algorithm": "RS256", "public_key_pem": "-----BEGIN..."}],
+             "jwks_path": "/etc/tradewire/jwks.json", "jwks_check_interval_s": 5,
+             "leeway_s": 30, "scope_claims": ["scope", "scp"]}
+        """
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise KeyConfigError(f"unknown JWT config field(s): {', '.join(sorted(unknown))}")
+        values = dict(data)
+        for name in ("issuer", "audience"):
+            if isinstance(values.get(name), list | tuple):
+                values[name] = tuple(values[name])
+        values["keys"] = tuple(
+            k if isinstance(k, JwtKeyConfig) else JwtKeyConfig.from_mapping(k) for k in values.get("keys", ())
+        )
+        if "scope_claims" in values:
+            values["scope_claims"] = tuple(values["scope_claims"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    subject: str
+    scopes: frozenset[str]
+    kid: str
+    algorithm: str
+    expires_at: float
+    claims: Mapping[str, Any] = field(repr=False)
+
+
+class JwtVerifier:
+    """Verifies tokens against configured keys and/or a JWKS file. Sync: pure CPU, µs."""
+
+    def __init__(
+        self,
+        config: JwtConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._static: dict[str, VerificationKey] = {}
+        for key_cfg in config.keys:
+            key = load_config_key(key_cfg)
+            if key.kid in self._static:
+                raise KeyConfigError(f"duplicate JWT key id {key.kid!r}")
+            self._static[key.kid] = key
+        self._jwks = (
+            JwksFile(config.jwks_path, config.jwks_check_interval_s, monotonic) if config.jwks_path else None
+        )
+        self._audience: str | list[str] = (
+            config.audience if isinstance(config.audience, str) else list(config.audience)
+        )
+
+    # -- public ------------------------------------------------------------------------
+
+    def verify(self, token: str) -> VerifiedToken:
+        if not isinstance(token, str) or not token:
+            raise _fail("AUTH_INVALID", "bearer token is empty")
+        if len(token) > self.config.max_token_bytes:
+            raise _fail("AUTH_INVALID", f"token is longer than {self.config.max_token_bytes} bytes")
+        header = _read_header(token)
+
+        alg = header.get("alg")
+        kid = header.get("kid")
+        credential = f"jwt:{safe_label(kid)}" if isinstance(kid, str) else "jwt"
+        if not isinstance(alg, str) or alg not in SUPPORTED_ALGORITHMS:
+            raise _fail("TOKEN_ALGORITHM_REJECTED", f"token algorithm {safe_label(alg)!r} is not accepted", credential)
+        key = self._key_for(kid, alg, credential)
+        if alg != key.algorithm:
+            raise _fail(
+                "TOKEN_ALGORITHM_REJECTED",
+                f"token algorithm {alg!r} does not match key {safe_label(key.kid)!r}, "
+                f"which only accepts {key.algorithm}",
+                credential,
+            )
+        claims = self._decode(token, key, credential)
+        expires_at = self._check_times(claims, credential)
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject.strip():
+            raise _fail("AUTH_INVALID", "token 'sub' claim is empty", credential)
+        return VerifiedToken(
+            subject=subject,
+            scopes=self._scopes(claims, credential),
+            kid=key.kid,
+            algorithm=key.algorithm,
+            expires_at=expires_at,
+            claims=MappingProxyType(claims),
+        )
+
+    def known_kids(self) -> list[str]:
+        kids = set(self._static)
+        if self._jwks is not None:
+            kids |= set(self._jwks.keys())
+        return sorted(kids)
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _key_for(self, kid: Any, alg: str, credential: str) -> VerificationKey:
+        if kid is None:
+            if self.config.require_kid:
+                raise _fail("TOKEN_KEY_UNKNOWN", "token header has no 'kid'", credential)
+            candidates = [k for k in self._all_keys() if k.algorithm == alg]
+            if len(candidates) != 1:
+                raise _fail("TOKEN_KEY_UNKNOWN", "token header has no 'kid' and no single key matches it", credential)
+            return candidates[0]
+        key = self._static.get(kid)
+        if key is None and self._jwks is not None:
+            key = self._jwks.get(kid)
+        if key is None:
+            raise _fail("TOKEN_KEY_UNKNOWN", f"no key with kid {safe_label(kid)!r}", credential)
+        return key
+
+    def _all_keys(self) -> list[VerificationKey]:
+        keys = list(self._static.values())
+        if self._jwks is not None:
+            keys += [k for kid, k in self._jwks.keys().items() if kid not in self._static]
+        return keys
+
+    def _decode(self, token: str, key: VerificationKey, credential: str) -> dict[str, Any]:
+        try:
+            return jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm],  # from the key, never from the token
+                audience=self._audience,
+                issuer=self.config.issuer,
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_signature": True,
+                    "verify_iss": True,
+                    "verify_aud": True,
+                    "verify_sub": True,
+                    # times are checked in _check_times against the injectable clock
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.InvalidAlgorithmError:
+            raise _fail(
+                "TOKEN_ALGORITHM_REJECTED", "token algorithm is not accepted for this key", credential
+            ) from None
+        except jwt.InvalidSignatureError:
+            raise _fail("AUTH_INVALID", "token signature is invalid", credential) from None
+        except jwt.MissingRequiredClaimError as exc:
+            reason = {"iss": "TOKEN_ISSUER_INVALID", "aud": "TOKEN_AUDIENCE_INVALID"}.get(exc.claim, "AUTH_INVALID")
+            raise _fail(reason, f"token has no {exc.claim!r} claim", credential) from None
+        except jwt.InvalidIssuerError:
+            raise _fail("TOKEN_ISSUER_INVALID", "token issuer is not accepted", credential) from None
+        except jwt.InvalidAudienceError:
+            raise _fail("TOKEN_AUDIENCE_INVALID", "token audience does not include this service", credential) from None
+        except jwt.exceptions.InvalidSubjectError:
+            raise _fail("AUTH_INVALID", "token 'sub' claim must be a string", credential) from None
+        except jwt.DecodeError:
+            raise _fail("AUTH_INVALID", "token is malformed", credential) from None
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise _fail("AUTH_INVALID", "token could not be verified", credential) from None
+
+    def _check_times(self, claims: Mapping[str, Any], credential: str) -> float:
+        now, leeway = self._clock(), self.config.leeway_s
+        values = {}
+        for name in ("exp", "nbf", "iat"):
+            if name in claims:
+                value = claims[name]
+                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                    raise _fail("AUTH_INVALID", f"token {name!r} claim must be a number of seconds", credential)
+                values[name] = float(value)
+        if values["exp"] <= now - leeway:
+            raise _fail("TOKEN_EXPIRED", "token has expired", credential)
+        for name in ("nbf", "iat"):
+            if name in values and values[name] > now + leeway:
+                raise _fail("TOKEN_NOT_YET_VALID", f"token is not valid yet ({name} is in the future)", credential)
+        return values["exp"]
+
+    def _scopes(self, claims: Mapping[str, Any], credential: str) -> frozenset[str]:
+        for name in self.config.scope_claims:
+            if name not in claims:
+                continue
+            value = claims[name]
+            if isinstance(value, str):
+                return frozenset(value.split())
+            if isinstance(value, Sequence) and all(isinstance(s, str) for s in value):
+                return frozenset(s for s in value if s)
+            raise _fail("AUTH_INVALID", f"token {name!r} claim must be a string or a list of strings", credential)
+        return frozenset()
+
+
+def _read_header(token: str) -> dict[str, Any]:
+    """The unverified JOSE header — only to pick the key; PyJWT re-parses and checks it.
+    (Done here because ``jwt.get_unverified_header`` decodes the whole token, doubling
+    the per-request parse cost.)"""
+    segment, _, rest = token.partition(".")
+    if rest.count(".") != 1 or not _B64URL_SEGMENT.fullmatch(segment):
+        raise _fail("AUTH_INVALID", "token is malformed (not a compact JWS)")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment.rstrip("=") + "=" * (-len(segment.rstrip("=")) % 4)))
+    except (ValueError, binascii.Error, RecursionError):
+        raise _fail("AUTH_INVALID", "token header is malformed") from None
+    if not isinstance(header, dict) or not isinstance(header.get("kid", ""), str):
+        raise _fail("AUTH_INVALID", "token header is malformed")
+    return header
+
+
+def _fail(reason: str, message: str, credential: str = "jwt") -> TradewireError:
+    return TradewireError(reason, message, metadata={"credential": credential, "credential_kind": "jwt"})

@@ -1,0 +1,368 @@
+"""The HTTP/JSON adapter: an ASGI app generated at start-up from ``google.api.http``.
+
+Build time does everything that depends only on the contract (templates → regexes, query
+name tables, message classes, handlers, the OpenAPI document and docs page). A request
+then does: match → decode (body, query, path) → call the core → encode. The adapter holds
+no policy: auth, validation, rate limits and the rest run in the core for every protocol.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from google.protobuf import message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
+
+from tradewire.core.context import CallContext, Protocol
+from tradewire.core.errors import REASONS, TradewireError, internal_error, invalid
+
+from . import codec
+from .docs import render_docs
+from .fields import BindError, INTEGER_TYPES, assign_leaf, is_leaf, resolve_field_path
+from .openapi import default_descriptor_set_path, openapi_document
+from .query import QueryBinder
+from .responses import JSON, header_list, send_bytes, send_error
+from .routes import Binding, PathTemplate, RouteTable, method_bindings, parse_template
+from .streaming import Framer, serve_stream, wants_sse
+
+log = logging.getLogger("tradewire.gateway")
+
+OnError = Callable[[TradewireError, "CallContext | None"], None]
+ASGIApp = Callable[..., Any]
+
+OPENAPI_PATH = "/openapi.json"
+DOCS_PATH = "/docs"
+_METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED" if "METHOD_NOT_ALLOWED" in REASONS else "UNIMPLEMENTED"
+
+
+class Kind(enum.Enum):
+    UNARY = "unary"
+    SERVER_STREAM = "server_stream"
+    CLIENT_STREAM = "client_stream"  # client or bidi streaming: needs full duplex
+
+
+@dataclass(frozen=True)
+class Route:
+    """Everything one binding needs per request, resolved at build time."""
+
+    binding: Binding
+    rpc: str
+    kind: Kind
+    input_class: type
+    output_name: str
+    handler: Callable[..., Any] | None
+    body: str  # "", "*" or a top-level field name
+    body_field: FieldDescriptor | None
+    path_fields: tuple[tuple[str, tuple[FieldDescriptor, ...]], ...]
+    query: QueryBinder
+    resume_field: FieldDescriptor | None  # from_sequence, set from Last-Event-ID
+    response_field: str  # JSON name of response_body, or ""
+    has_sequence: bool
+
+
+class _Static:
+    """A fixed GET document (/openapi.json, /docs)."""
+
+    def __init__(self, body: bytes, content_type: bytes) -> None:
+        self.body = body
+        self.content_type = content_type
+
+
+def _build_route(service: object, binding: Binding) -> Route:
+    method = binding.method
+    desc: Descriptor = method.input_type
+    path_fields = []
+    for var in binding.template.variables:
+        chain = resolve_field_path(desc, var)
+        if not is_leaf(chain[-1]) or chain[-1].is_repeated:
+            raise ValueError(f"{method.full_name}: path variable {var!r} must be a singular scalar field")
+        path_fields.append((var, chain))
+    body_field = None
+    if binding.body and binding.body != "*":
+        body_field = desc.fields_by_name.get(binding.body)
+        if body_field is None:
+            raise ValueError(f"{method.full_name}: body field {binding.body!r} does not exist")
+    if method.client_streaming:
+        kind = Kind.CLIENT_STREAM
+    elif method.server_streaming:
+        kind = Kind.SERVER_STREAM
+    else:
+        kind = Kind.UNARY
+    handler = getattr(service, method.name, None)
+    if handler is None and kind is not Kind.CLIENT_STREAM:
+        log.warning("HTTP/JSON: the service has no %s method; its routes answer UNIMPLEMENTED", method.name)
+    resume = desc.fields_by_name.get("from_sequence")
+    if resume is not None and (resume.type not in INTEGER_TYPES or resume.is_repeated):
+        resume = None
+    response_field = ""
+    if binding.response_body:
+        rf = method.output_type.fields_by_name.get(binding.response_body)
+        if rf is None:
+            raise ValueError(f"{method.full_name}: response_body {binding.response_body!r} does not exist")
+        response_field = rf.json_name
+    seq = method.output_type.fields_by_name.get("sequence")
+    return Route(
+        binding=binding,
+        rpc=method.name,
+        kind=kind,
+        input_class=message_factory.GetMessageClass(desc),
+        output_name=method.output_type.full_name,
+        handler=handler,
+        body=binding.body,
+        body_field=body_field,
+        path_fields=tuple(path_fields),
+        query=QueryBinder(desc, set(binding.template.variables), binding.body),
+        resume_field=resume if kind is Kind.SERVER_STREAM else None,
+        response_field=response_field,
+        has_sequence=seq is not None and seq.type in INTEGER_TYPES and not seq.is_repeated,
+    )
+
+
+def _peer(scope: dict) -> str:
+    client = scope.get("client")
+    if not client:
+        return ""
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def _headers(scope: dict) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        if name in out:
+            out[name] = out[name] + ("; " if name == "cookie" else ", ") + value
+        else:
+            out[name] = value
+    return out
+
+
+class HttpJsonApp:
+    """ASGI app serving every ``google.api.http`` binding, /openapi.json and /docs.
+
+    Unmatched paths answer 404 ROUTE_NOT_FOUND (405 when another method matches) as
+    google.rpc.Status JSON; with ``fallback`` set, unmatched paths outside the API's
+    prefixes (e.g. ``/v1``) go to ``fallback`` instead (static files of the dashboard).
+    """
+
+    def __init__(
+        self,
+        service: object,
+        service_descriptor: ServiceDescriptor,
+        *,
+        max_body_bytes: int,
+        on_error: OnError | None = None,
+        descriptor_set_path: str | Path | None = None,
+        fallback: ASGIApp | None = None,
+        serve_docs: bool = True,
+    ) -> None:
+        if max_body_bytes <= 0:
+            raise ValueError("max_body_bytes must be positive")
+        self.service_descriptor = service_descriptor
+        self.max_body_bytes = max_body_bytes
+        self.on_error = on_error
+        self.fallback = fallback
+        entries: list[tuple[PathTemplate, str, object]] = []
+        self.routes: list[Route] = []
+        prefixes: set[str] = set()
+        for method in service_descriptor.methods:
+            for binding in method_bindings(method):
+                route = _build_route(service, binding)
+                self.routes.append(route)
+                entries.append((binding.template, binding.http_method, route))
+                first = binding.template.openapi_path.split("/")[1].split(":")[0]
+                prefixes.add("" if first.startswith("{") else "/" + first)
+        if serve_docs:
+            path = descriptor_set_path if descriptor_set_path is not None else default_descriptor_set_path()
+            self.openapi = openapi_document(service_descriptor, path)
+            entries.append((parse_template(OPENAPI_PATH), "GET", _Static(orjson.dumps(self.openapi), JSON)))
+            html = render_docs(self.openapi, OPENAPI_PATH).encode()
+            entries.append((parse_template(DOCS_PATH), "GET", _Static(html, b"text/html; charset=utf-8")))
+        self.table = RouteTable.build(entries)
+        self.api_prefixes = frozenset(prefixes)
+
+    # -- ASGI -----------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":  # only when run standalone; a mounted app gets none
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif kind == "websocket" and self.fallback is not None:
+            await self.fallback(scope, receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    def _is_api_path(self, path: str) -> bool:
+        for prefix in self.api_prefixes:
+            if not prefix or path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + ":"):
+                return True
+        return False
+
+    def _report(self, error: TradewireError, ctx: CallContext | None, cause: BaseException | None = None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
+        if self.on_error is not None:
+            try:
+                self.on_error(error, ctx)
+            except Exception:
+                log.exception("on_error hook failed")
+
+    async def _http(self, scope: dict, receive, send) -> None:
+        raw = scope.get("raw_path")
+        path = raw.decode("latin-1").split("?", 1)[0] if raw else scope.get("path", "/")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):] or "/"
+        http_method = scope["method"]
+        try:
+            target, values, allowed = self.table.match(http_method, path)
+        except UnicodeDecodeError:
+            err = TradewireError("MALFORMED_REQUEST", "the URL path is not valid percent-encoded UTF-8")
+            self._report(err, None)
+            await send_error(send, err)
+            return
+        if target is None:
+            if allowed:
+                allow = ", ".join(sorted(set(allowed)))
+                err = TradewireError(
+                    _METHOD_NOT_ALLOWED, f"method {http_method} is not allowed for {path}; allowed: {allow}"
+                )
+                self._report(err, None)
+                await send_error(send, err, status=405, extra_headers={"allow": allow})
+                return
+            if self.fallback is not None and not self._is_api_path(path):
+                await self.fallback(scope, receive, send)
+                return
+            err = TradewireError("ROUTE_NOT_FOUND", f"no route for {http_method} {path}")
+            self._report(err, None)
+            await send_error(send, err)
+            return
+        if isinstance(target, _Static):
+            await send_bytes(send, 200, target.body, content_type=target.content_type)
+            return
+        route: Route = target
+        headers = _headers(scope)
+        ctx = CallContext(protocol=Protocol.HTTP_JSON, method=route.rpc, headers=headers, peer=_peer(scope))
+        try:
+            if route.kind is Kind.CLIENT_STREAM:
+                raise TradewireError(
+                    "DUPLEX_UNSUPPORTED", f"{route.rpc} needs a full-duplex transport: use gRPC or Connect"
+                )
+            if route.handler is None:
+                raise TradewireError("UNIMPLEMENTED", f"{route.rpc} is not implemented")
+            request = await self._decode(route, scope, receive, values, headers)
+            if route.kind is Kind.SERVER_STREAM:
+                framer = Framer(wants_sse(headers.get("accept")), route.has_sequence)
+                handler = route.handler
+                await serve_stream(
+                    lambda: handler(request, ctx),
+                    framer,
+                    send,
+                    receive,
+                    ctx.response_headers,
+                    lambda err, exc: self._report(err, ctx, exc),
+                )
+                return
+            result = await route.handler(request, ctx)
+            if getattr(getattr(result, "DESCRIPTOR", None), "full_name", None) != route.output_name:
+                raise TypeError(f"{route.rpc} returned {type(result).__name__}, expected {route.output_name}")
+            if route.response_field:
+                body = orjson.dumps(codec.to_dict(result).get(route.response_field))
+            else:
+                body = codec.encode_message(result)
+        except TradewireError as err:
+            self._report(err, ctx)
+            await self._send_error_safely(send, err, ctx)
+            return
+        except Exception as exc:
+            log.exception("HTTP/JSON %s %s failed", http_method, route.rpc)
+            err = internal_error()
+            self._report(err, ctx, exc)
+            await self._send_error_safely(send, err, ctx)
+            return
+        await send_bytes(send, 200, body, header_list(ctx.response_headers))
+
+    async def _send_error_safely(self, send, err: TradewireError, ctx: CallContext) -> None:
+        try:
+            await send_error(send, err, ctx.response_headers)
+        except Exception:  # the response had already started, or the client is gone
+            log.debug("could not send the error response", exc_info=True)
+
+    async def _decode(self, route: Route, scope: dict, receive, values: dict[str, str], headers: dict[str, str]):
+        """Body first, then the query string, then the path (the path wins, as in grpc-gateway)."""
+        message = route.input_class()
+        given: set[str] = set()
+        if route.body:
+            content_type = headers.get("content-type")
+            if content_type is not None:
+                codec.check_json_content_type(content_type)
+            raw = await codec.read_body(receive, headers.get("content-length"), self.max_body_bytes)
+            if raw:
+                if content_type is None:
+                    codec.check_json_content_type(None)
+                document = codec.parse_json(raw)
+                codec.merge_json(document, message, route.body_field)
+                if route.body == "*" and isinstance(document, dict):
+                    given.update(document)
+        given |= route.query.apply(message, scope.get("query_string", b""))
+        for var, chain in route.path_fields:
+            container = message
+            for fd in chain[:-1]:
+                container = getattr(container, fd.name)
+            try:
+                assign_leaf(container, chain[-1], values[var])
+            except BindError as exc:
+                raise invalid(var, f"path parameter {var}: {exc}", reason="MALFORMED_REQUEST") from None
+            given.add(var)
+        resume = route.resume_field
+        if resume is not None and "last-event-id" in headers and not ({resume.name, resume.json_name} & given):
+            last = headers["last-event-id"].strip()
+            try:
+                setattr(message, resume.name, int(last, 10) + 1)
+            except ValueError:
+                raise invalid(
+                    "Last-Event-ID", f"Last-Event-ID must be a sequence number, got {last!r}",
+                    reason="MALFORMED_REQUEST",
+                ) from None
+        return message
+
+
+def build_http_json_app(
+    service: object,
+    service_descriptor: ServiceDescriptor,
+    *,
+    max_body_bytes: int,
+    on_error: OnError | None = None,
+    descriptor_set_path: str | Path | None = None,
+    fallback: ASGIApp | None = None,
+) -> HttpJsonApp:
+    """The HTTP/JSON ASGI app for ``service`` (one async method per RPC, named like it).
+
+    ``on_error(error, ctx)`` is called for every error answered (ctx is None before a route
+    matched); for an unexpected exception ``error`` is the generic INTERNAL one and the
+    original exception is its ``__cause__``. ``descriptor_set_path`` defaults to
+    gen/descriptors/tradewire.binpb (proto comments for the OpenAPI document).
+    """
+    return HttpJsonApp(
+        service,
+        service_descriptor,
+        max_body_bytes=max_body_bytes,
+        on_error=on_error,
+        descriptor_set_path=descriptor_set_path,
+        fallback=fallback,
+    )

@@ -1,0 +1,209 @@
+"""Descriptor helpers shared by path binding, query binding, JSON decoding and OpenAPI.
+
+Everything here is computed from descriptors once (cached per message type) so the
+per-request work is dictionary lookups and one conversion per value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from functools import lru_cache
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+F = FieldDescriptor
+
+INT32_TYPES = frozenset({F.TYPE_INT32, F.TYPE_SINT32, F.TYPE_SFIXED32})
+UINT32_TYPES = frozenset({F.TYPE_UINT32, F.TYPE_FIXED32})
+INT64_TYPES = frozenset({F.TYPE_INT64, F.TYPE_SINT64, F.TYPE_SFIXED64})
+UINT64_TYPES = frozenset({F.TYPE_UINT64, F.TYPE_FIXED64})
+INTEGER_TYPES = INT32_TYPES | UINT32_TYPES | INT64_TYPES | UINT64_TYPES
+FLOAT_TYPES = frozenset({F.TYPE_FLOAT, F.TYPE_DOUBLE})
+
+RANGES = {
+    **{t: (-(2**31), 2**31 - 1) for t in INT32_TYPES},
+    **{t: (0, 2**32 - 1) for t in UINT32_TYPES},
+    **{t: (-(2**63), 2**63 - 1) for t in INT64_TYPES},
+    **{t: (0, 2**64 - 1) for t in UINT64_TYPES},
+}
+
+TYPE_NAMES = {
+    F.TYPE_DOUBLE: "double", F.TYPE_FLOAT: "float", F.TYPE_INT64: "int64", F.TYPE_UINT64: "uint64",
+    F.TYPE_INT32: "int32", F.TYPE_FIXED64: "fixed64", F.TYPE_FIXED32: "fixed32", F.TYPE_BOOL: "bool",
+    F.TYPE_STRING: "string", F.TYPE_BYTES: "bytes", F.TYPE_UINT32: "uint32", F.TYPE_SFIXED32: "sfixed32",
+    F.TYPE_SFIXED64: "sfixed64", F.TYPE_SINT32: "sint32", F.TYPE_SINT64: "sint64",
+}
+
+# Well-known types whose JSON form is a scalar: they are leaves for path/query binding.
+WRAPPERS = frozenset(
+    f"google.protobuf.{n}Value"
+    for n in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
+)
+SCALAR_WKT = frozenset({"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"}) | WRAPPERS
+# Well-known types with a special JSON mapping (never walked field by field).
+SPECIAL_WKT = SCALAR_WKT | frozenset(
+    {"google.protobuf.Any", "google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue",
+     "google.protobuf.Empty"}
+)
+
+
+class BindError(ValueError):
+    """A value that cannot be converted for a field; the message says why (no field name)."""
+
+
+def is_map(fd: FieldDescriptor) -> bool:
+    return fd.type == F.TYPE_MESSAGE and fd.message_type.GetOptions().map_entry
+
+
+def is_message(fd: FieldDescriptor) -> bool:
+    return fd.type == F.TYPE_MESSAGE
+
+
+def is_leaf(fd: FieldDescriptor) -> bool:
+    """A field whose value can be written as text (path variable or query value)."""
+    return fd.type != F.TYPE_MESSAGE or fd.message_type.full_name in SCALAR_WKT
+
+
+@lru_cache(maxsize=None)
+def field_lookup(desc: Descriptor) -> dict[str, FieldDescriptor]:
+    """Field by JSON name and by proto name (both are accepted everywhere)."""
+    out: dict[str, FieldDescriptor] = {}
+    for fd in desc.fields:
+        out[fd.name] = fd
+        out.setdefault(fd.json_name, fd)
+    return out
+
+
+def resolve_field_path(desc: Descriptor, dotted: str) -> tuple[FieldDescriptor, ...]:
+    """``a.b.c`` (proto names, as in path templates and ``body``) → the field chain."""
+    chain: list[FieldDescriptor] = []
+    current: Descriptor | None = desc
+    for part in dotted.split("."):
+        if current is None:
+            raise ValueError(f"{dotted!r}: {chain[-1].name} is not a message")
+        fd = current.fields_by_name.get(part)
+        if fd is None:
+            raise ValueError(f"{dotted!r}: {current.full_name} has no field {part!r}")
+        if chain and (chain[-1].is_repeated):
+            raise ValueError(f"{dotted!r}: {chain[-1].name} is repeated")
+        chain.append(fd)
+        current = fd.message_type if fd.type == F.TYPE_MESSAGE and fd.message_type.full_name not in SPECIAL_WKT else None
+    return tuple(chain)
+
+
+def _parse_int(fd_type: int, text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise BindError(f"expected an integer ({TYPE_NAMES[fd_type]}), got {text!r}") from None
+    lo, hi = RANGES[fd_type]
+    if not lo <= value <= hi:
+        raise BindError(f"{value} is out of range for {TYPE_NAMES[fd_type]}")
+    return value
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("true", "1"):
+        return True
+    if low in ("false", "0"):
+        return False
+    raise BindError(f"expected true or false, got {text!r}")
+
+
+def _parse_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise BindError(f"expected a number, got {text!r}") from None
+    if math.isnan(value) and text not in ("NaN", "nan"):
+        raise BindError(f"expected a number, got {text!r}")
+    return value
+
+
+def _parse_bytes(text: str) -> bytes:
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        raise BindError("expected base64") from None
+
+
+def parse_scalar(fd: FieldDescriptor, text: str):
+    """Text (a path segment or query value) → the Python value for a non-message field."""
+    t = fd.type
+    if t == F.TYPE_STRING:
+        return text
+    if t in INTEGER_TYPES:
+        return _parse_int(t, text)
+    if t == F.TYPE_BOOL:
+        return _parse_bool(text)
+    if t == F.TYPE_ENUM:
+        value = fd.enum_type.values_by_name.get(text)
+        if value is not None:
+            return value.number
+        try:
+            number = int(text, 10)
+        except ValueError:
+            number = None
+        if number is not None and number in fd.enum_type.values_by_number:
+            return number
+        raise BindError(f"{text!r} is not a value of {fd.enum_type.full_name}")
+    if t in FLOAT_TYPES:
+        return _parse_float(text)
+    if t == F.TYPE_BYTES:
+        return _parse_bytes(text)
+    raise BindError(f"cannot bind a {fd.type} field from text")  # pragma: no cover - guarded at build
+
+
+def set_wkt_from_text(target, full_name: str, text: str) -> None:
+    """Timestamp (RFC 3339), Duration (``1.5s``), FieldMask (``a,b.c``) and wrappers."""
+    if full_name == "google.protobuf.Timestamp":
+        try:
+            target.FromJsonString(text)
+        except ValueError:
+            # '+' in a query string arrives as a space: "…T10:00:00 02:00".
+            fixed = text.replace(" ", "+")
+            try:
+                target.FromJsonString(fixed)
+            except ValueError:
+                raise BindError(f"expected an RFC 3339 timestamp, got {text!r}") from None
+        return
+    if full_name == "google.protobuf.Duration":
+        try:
+            target.FromJsonString(text)
+        except ValueError:
+            raise BindError(f"expected a duration like '1.5s', got {text!r}") from None
+        return
+    if full_name == "google.protobuf.FieldMask":
+        target.FromJsonString(text)
+        return
+    value_fd = target.DESCRIPTOR.fields_by_name["value"]
+    target.value = parse_scalar(value_fd, text)
+
+
+def assign_leaf(container, fd: FieldDescriptor, text: str) -> None:
+    """Sets (or appends, for repeated fields) ``text`` converted for ``fd`` on ``container``."""
+    if fd.type == F.TYPE_MESSAGE:
+        full_name = fd.message_type.full_name
+        if fd.is_repeated:
+            set_wkt_from_text(getattr(container, fd.name).add(), full_name, text)
+        else:
+            set_wkt_from_text(getattr(container, fd.name), full_name, text)
+        return
+    value = parse_scalar(fd, text)
+    if fd.is_repeated:
+        getattr(container, fd.name).append(value)
+    else:
+        setattr(container, fd.name, value)
+
+
+__all__ = [
+    "BindError", "field_lookup", "resolve_field_path", "parse_scalar", "assign_leaf", "is_leaf", "is_map",
+    "is_message", "SPECIAL_WKT", "SCALAR_WKT", "WRAPPERS", "TYPE_NAMES", "INTEGER_TYPES", "INT64_TYPES",
+    "UINT64_TYPES", "UINT32_TYPES", "INT32_TYPES", "FLOAT_TYPES", "RANGES",
+]

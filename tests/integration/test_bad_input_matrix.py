@@ -1,0 +1,193 @@
+"""Every bad input gets the right code on every protocol, names the field, and never a 500."""
+
+import json
+import struct
+
+import grpc
+import httpx
+import pytest
+
+from support.clients import RpcFailure
+from tradewire.v1 import trade_pb2 as pb
+
+SOL = "So11111111111111111111111111111111111111112"
+USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+HTTP_STATUS = {"INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "ALREADY_EXISTS": 409, "PERMISSION_DENIED": 403}
+
+
+def base(**overrides) -> pb.TradeRequest:
+    fields = dict(request_id="bad-input", mode=pb.TRADING_MODE_PAPER, input_mint=SOL, output_mint=USDC,
+                  amount="1", slippage_bps=50)
+    fields.update(overrides)
+    return pb.TradeRequest(**fields)
+
+
+# (case id, request, expected code, field that must be named)
+MESSAGE_CASES = [
+    ("malformed-mint", base(input_mint="not-a-mint!!"), "INVALID_ARGUMENT", "input_mint"),
+    ("base58-not-32-bytes", base(input_mint="1" * 34), "INVALID_ARGUMENT", "input_mint"),
+    ("unsupported-mint", base(output_mint="4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU"), "INVALID_ARGUMENT", "output_mint"),
+    ("same-mints", base(output_mint=SOL), "INVALID_ARGUMENT", "output_mint"),
+    ("amount-abc", base(amount="abc"), "INVALID_ARGUMENT", "amount"),
+    ("amount-negative", base(amount="-1"), "INVALID_ARGUMENT", "amount"),
+    ("amount-zero", base(amount="0"), "INVALID_ARGUMENT", "amount"),
+    ("amount-too-many-decimals", base(amount="0.0000000001"), "INVALID_ARGUMENT", "amount"),
+    ("usdc-too-many-decimals", base(input_mint=USDC, output_mint=SOL, amount="1.0000001"), "INVALID_ARGUMENT", "amount"),
+    ("slippage-over-100pct", base(slippage_bps=10001), "INVALID_ARGUMENT", "slippage_bps"),
+    ("unknown-enum-value", base(mode=99), "INVALID_ARGUMENT", "mode"),
+    ("missing-mode", base(mode=0), "INVALID_ARGUMENT", "mode"),
+    ("missing-request-id", base(request_id=""), "INVALID_ARGUMENT", "request_id"),
+    ("missing-input-mint", base(input_mint=""), "INVALID_ARGUMENT", "input_mint"),
+    ("jito-without-tip", base(mev_protection=pb.MevProtection(strategy=pb.MEV_STRATEGY_JITO_BUNDLE)),
+     "INVALID_ARGUMENT", "mev_protection"),
+]
+
+
+def _field_named(failure: RpcFailure, field: str) -> bool:
+    return any(f == field or f.startswith(field + ".") or f.endswith("." + field) for f in failure.fields)
+
+
+@pytest.mark.parametrize("case,request_msg,code,field", MESSAGE_CASES, ids=[c[0] for c in MESSAGE_CASES])
+async def test_invalid_trade_is_refused_naming_the_field(client, gateway, case, request_msg, code, field):
+    with pytest.raises(RpcFailure) as caught:
+        await client.unary("ExecuteTrade", request_msg, gateway.key("alice"))
+    failure = caught.value
+    assert failure.code == code, failure
+    assert _field_named(failure, field), failure
+    assert field in failure.message
+    assert "Traceback" not in failure.message and "File \"" not in failure.message
+    if failure.http_status is not None:
+        assert failure.http_status == HTTP_STATUS[code]
+
+
+@pytest.mark.parametrize("key", ["tw_alice001_" + "z" * 40, "garbage", ""])
+async def test_bad_api_key_is_unauthenticated(client, gateway, key):
+    with pytest.raises(RpcFailure) as caught:
+        await client.unary("ExecuteTrade", base(request_id="auth"), key or None,
+                           headers={"authorization": "Bearer"} if key == "" else None)
+    assert caught.value.code == "UNAUTHENTICATED"
+    if caught.value.http_status is not None:
+        assert caught.value.http_status == 401
+
+
+# -- raw payloads no typed client can send -----------------------------------------------
+
+CONNECT_PATH = "/tradewire.v1.TradeExecutionService/ExecuteTrade"
+VALID_JSON = {"requestId": "raw", "mode": "TRADING_MODE_PAPER", "inputMint": SOL, "outputMint": USDC,
+              "amount": "1", "slippageBps": 50}
+
+
+def _auth(gateway) -> dict[str, str]:
+    return {"authorization": f"Bearer {gateway.key('alice')}"}
+
+
+def _assert_clean(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert "Traceback" not in response.text
+    return response.json()
+
+
+@pytest.fixture
+def http(gateway):
+    with httpx.Client(base_url=gateway.http_url, timeout=10) as c:
+        yield c
+
+
+def _field_in_body(body: dict, field: str) -> bool:
+    return field in json.dumps(body)
+
+
+@pytest.mark.parametrize("path", [CONNECT_PATH, "/v1/trades"], ids=["connect", "http"])
+def test_unknown_json_field_is_400_naming_it(http, gateway, path):
+    body = _assert_clean(http.post(path, json={**VALID_JSON, "bogusField": 1}, headers=_auth(gateway)), 400)
+    assert _field_in_body(body, "bogusField")
+
+
+@pytest.mark.parametrize("path", [CONNECT_PATH, "/v1/trades"], ids=["connect", "http"])
+def test_unknown_enum_name_is_400_naming_the_field(http, gateway, path):
+    body = _assert_clean(http.post(path, json={**VALID_JSON, "mode": "TRADING_MODE_BOGUS"}, headers=_auth(gateway)), 400)
+    assert _field_in_body(body, "mode")
+
+
+@pytest.mark.parametrize("path", [CONNECT_PATH, "/v1/trades"], ids=["connect", "http"])
+def test_malformed_json_is_400(http, gateway, path):
+    headers = {**_auth(gateway), "content-type": "application/json"}
+    body = _assert_clean(http.post(path, content=b'{"requestId": "x",', headers=headers), 400)
+    assert "JSON" in body["message"]
+
+
+@pytest.mark.parametrize("path", [CONNECT_PATH, "/v1/trades"], ids=["connect", "http"])
+def test_wrong_content_type_is_415(http, gateway, path):
+    response = http.post(path, content=json.dumps(VALID_JSON), headers={**_auth(gateway), "content-type": "text/plain"})
+    assert response.status_code == 415
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("path", [CONNECT_PATH, "/v1/trades"], ids=["connect", "http"])
+def test_json_with_charset_parameter_is_accepted(http, gateway, path):
+    payload = {**VALID_JSON, "requestId": f"charset-{path.count('/')}"}
+    response = http.post(path, content=json.dumps(payload),
+                         headers={**_auth(gateway), "content-type": "application/json;charset=UTF-8"})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("path", [CONNECT_PATH, "/v1/trades"], ids=["connect", "http"])
+def test_oversized_body_is_413(http, gateway, path):
+    payload = {**VALID_JSON, "clientMetadata": {"k": "x" * 70_000}}  # over the 64 KiB test limit
+    response = http.post(path, json=payload, headers=_auth(gateway))
+    assert response.status_code == 413, response.text
+    assert "Traceback" not in response.text
+
+
+def test_connect_binary_garbage_is_400(http, gateway):
+    response = http.post(CONNECT_PATH, content=b"\xff\xff\xff\xff", headers={**_auth(gateway), "content-type": "application/proto"})
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_argument"
+
+
+def test_grpc_web_garbage_is_invalid_argument(http, gateway):
+    frame = b"\x00" + struct.pack(">I", 4) + b"\xff\xff\xff\xff"
+    response = http.post(CONNECT_PATH, content=frame,
+                         headers={**_auth(gateway), "content-type": "application/grpc-web+proto", "x-grpc-web": "1"})
+    assert response.status_code == 200  # gRPC-Web carries the status in headers/trailers
+    status = response.headers.get("grpc-status") or _trailer_status(response.content)
+    assert status == "3", response.content
+
+
+def _trailer_status(body: bytes) -> str | None:
+    """grpc-status from a gRPC-Web trailer frame (flag 0x80)."""
+    i = 0
+    while i + 5 <= len(body):
+        flag, size = body[i], struct.unpack(">I", body[i + 1:i + 5])[0]
+        chunk = body[i + 5:i + 5 + size]
+        if flag & 0x80:
+            for line in chunk.decode().split("\r\n"):
+                if line.lower().startswith("grpc-status:"):
+                    return line.split(":", 1)[1].strip()
+        i += 5 + size
+    return None
+
+
+async def test_grpc_garbage_bytes_are_invalid_argument(gateway):
+    async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
+        call = channel.unary_unary(f"/tradewire.v1.TradeExecutionService/ExecuteTrade",
+                                   request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(b"\xff\xff\xff\xff", metadata=(("authorization", f"Bearer {gateway.key('alice')}"),))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_grpc_oversized_message_is_resource_exhausted(gateway):
+    async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
+        call = channel.unary_unary(f"/tradewire.v1.TradeExecutionService/ExecuteTrade",
+                                   request_serializer=lambda m: m.SerializeToString(), response_deserializer=lambda b: b)
+        big = base(client_metadata={"k": "x" * 70_000})
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(big, metadata=(("authorization", f"Bearer {gateway.key('alice')}"),))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_missing_bearer_scheme_is_401(http, gateway):
+    response = http.post("/v1/trades", json=VALID_JSON, headers={"authorization": gateway.key("alice")})
+    body = _assert_clean(response, 401)
+    assert "scheme" in body["message"].lower() or "bearer" in body["message"].lower()
