@@ -159,6 +159,17 @@ class LimitsConfig(_Model):
     max_batch_items: int = Field(100, ge=1, le=100)
 
 
+class AuditConfig(_Model):
+    """Where the audit trail goes: QuestDB when ``questdb_conf`` is set, else a local journal."""
+
+    questdb_conf: str | None = Field(None, description="ILP client conf, e.g. 'http::addr=127.0.0.1:9000;'")
+    questdb_http_url: str | None = Field(None, description="for table creation (/exec); default from addr")
+    journal_path: Path | None = Field(None, description="default: <data_dir>/audit.jsonl")
+    batch_size: int = Field(1000, ge=1)
+    flush_interval_s: float = Field(0.25, gt=0)
+    queue_max: int = Field(100_000, ge=1)
+
+
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # One JSON line per request; off for quiet benchmarks of the bare pipeline.
@@ -172,6 +183,7 @@ class Settings(_Model):
     paper: PaperConfig = PaperConfig()
     storage: StorageConfig = StorageConfig()
     limits: LimitsConfig = LimitsConfig()
+    audit: AuditConfig = AuditConfig()
     logging: LoggingConfig = LoggingConfig()
 
 

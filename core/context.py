@@ -53,6 +53,7 @@ class CallContext:
     trace_id: str = ""
     principal: Principal | None = None
     started: float = field(default_factory=time.monotonic)
+    started_unix_ns: int = field(default_factory=time.time_ns)
     response_headers: dict[str, str] = field(default_factory=dict)
 
     def time_remaining(self) -> float | None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import time
 
+from tradewire.core.audit import AuditSink, auth_attempt_event, fill_event, request_event, transition_event
 from tradewire.core.auth.authenticator import AuthOutcome
 from tradewire.core.context import CallContext
 from tradewire.core.errors import Code
 from tradewire.core.metrics import Metrics
-from tradewire.core.order import Order
+from tradewire.core.order import Fill, Order
 from tradewire.v1 import trade_pb2 as pb
 
 access_log = logging.getLogger("tradewire.access")
@@ -18,7 +19,7 @@ trade_log = logging.getLogger("tradewire.trade")
 
 
 class Recorder:
-    def __init__(self, metrics: Metrics, audit=None, access_log_enabled: bool = True) -> None:
+    def __init__(self, metrics: Metrics, audit: AuditSink, access_log_enabled: bool = True) -> None:
         self.metrics = metrics
         self.audit = audit
         self.access_log_enabled = access_log_enabled
@@ -29,31 +30,53 @@ class Recorder:
     def call_finished(self, ctx: CallContext, code: Code, reason: str = "") -> None:
         elapsed = time.monotonic() - ctx.started
         protocol = ctx.protocol.value
+        principal = ctx.principal.label if ctx.principal else ""
         self.metrics.in_flight.labels(protocol).dec()
         self.metrics.requests.labels(ctx.method, protocol, code.name).inc()
         self.metrics.request_seconds.labels(ctx.method, protocol).observe(elapsed)
+        self.audit.emit(request_event(
+            method=ctx.method, protocol=protocol, principal=principal or None, request_id=ctx.request_id,
+            correlation_id=ctx.correlation_id, code=code.name, latency_us=int(elapsed * 1e6),
+            reason=reason or None, ts_ns=ctx.started_unix_ns,
+        ))
         if self.access_log_enabled:
             access_log.info("call", extra={
                 "request_id": ctx.request_id, "correlation_id": ctx.correlation_id, "trace_id": ctx.trace_id,
                 "method": ctx.method, "protocol": protocol, "code": code.name, "reason": reason,
-                "latency_ms": round(elapsed * 1000, 3), "peer": ctx.peer,
-                "principal": ctx.principal.label if ctx.principal else "",
+                "latency_ms": round(elapsed * 1000, 3), "peer": ctx.peer, "principal": principal,
             })
 
     def auth_attempt(self, ctx: CallContext, outcome: AuthOutcome) -> None:
         self.metrics.auth_attempts.labels("success" if outcome.ok else "failure", outcome.reason or "OK").inc()
+        key_prefix = outcome.credential if outcome.credential_kind == "api_key" else None
+        self.audit.emit(auth_attempt_event(
+            method=ctx.method, protocol=ctx.protocol.value, outcome="success" if outcome.ok else "failure",
+            correlation_id=ctx.correlation_id, request_id=ctx.request_id,
+            principal=outcome.principal.id if outcome.principal else None,
+            key_prefix=key_prefix[:16] if key_prefix else None, peer=ctx.peer, reason=outcome.reason,
+        ))
 
     def rate_limited(self, bucket: str) -> None:
         self.metrics.rate_limited.labels(bucket).inc()
 
     def transition(self, order: Order, event: pb.ExecutionStatus) -> None:
+        stage = pb.TradeStatus.Name(event.stage)
         if event.terminal:
-            self.metrics.trades.labels(order.mode_name, pb.TradeStatus.Name(event.stage)).inc()
+            self.metrics.trades.labels(order.mode_name, stage).inc()
+        self.audit.emit(transition_event(
+            request_id=order.request_id, principal=order.principal_id, mode=order.mode_name, stage=stage,
+            sequence=event.sequence, percent=event.percent_complete, message=event.message,
+            ts_ns=event.timestamp.ToNanoseconds(),
+        ))
         trade_log.info("transition", extra={
             "request_id": order.request_id, "principal": order.principal_id, "mode": order.mode_name,
-            "stage": pb.TradeStatus.Name(event.stage), "sequence": event.sequence,
-            "percent": event.percent_complete,
+            "stage": stage, "sequence": event.sequence, "percent": event.percent_complete,
         })
 
-    def fill(self, order: Order, result: pb.TradeResult) -> None:
-        pass
+    def fill(self, order: Order, fill: Fill, result: pb.TradeResult) -> None:
+        self.audit.emit(fill_event(
+            request_id=order.request_id, principal=order.principal_id, mode=order.mode_name,
+            input_mint=order.input_mint.address, output_mint=order.output_mint.address,
+            amount_in=fill.amount_in, amount_out=fill.amount_out, fee_lamports=fill.fees.total_lamports,
+            signature=fill.signature or None, slot=fill.slot or None, ts_ns=result.updated_at.ToNanoseconds(),
+        ))

@@ -94,7 +94,7 @@ class TradeRunner:
             outcome = Outcome(pb.TRADE_STATUS_FAILED, error=internal_error())
         _apply_outcome(result, order, outcome)
         if outcome.fill is not None and outcome.status == pb.TRADE_STATUS_FILLED:
-            self.recorder.fill(order, result)
+            self.recorder.fill(order, outcome.fill, result)
         terminal_message = outcome.error.message if outcome.error else None
         transition(outcome.status, terminal_message or "")
         self.store.save(order.principal_id, result, self.hub.channel_events(key) or ())

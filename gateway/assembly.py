@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tradewire.core.audit import AuditSink, open_audit_sink
 from tradewire.core.auth.authenticator import Authenticator
 from tradewire.core.auth.key_stores import ChainApiKeyStore, StaticApiKeyStore
 from tradewire.core.auth.sqlite_key_store import SqliteApiKeyStore
@@ -29,9 +30,24 @@ class Core:
     service: TradeService
     metrics: Metrics
     store: SqliteStore
+    audit: AuditSink
 
-    def close(self) -> None:
+    async def start(self) -> None:
+        await self.audit.start()
+
+    async def close(self) -> None:
+        await self.audit.close()  # drains: every recorded event is written or spooled
         self.store.close()
+
+
+def build_audit_sink(settings: Settings) -> AuditSink:
+    audit = settings.audit
+    journal = audit.journal_path or settings.storage.data_dir / "audit.jsonl"
+    options = {}
+    if audit.questdb_conf:
+        options = dict(http_url=audit.questdb_http_url, batch_size=audit.batch_size,
+                       flush_interval_s=audit.flush_interval_s, queue_max=audit.queue_max)
+    return open_audit_sink(questdb_conf=audit.questdb_conf, journal_path=journal, **options)
 
 
 def build_authenticator(settings: Settings) -> Authenticator:
@@ -53,7 +69,9 @@ def build_rate_limits(settings: Settings) -> RateLimits:
 
 def build_core(settings: Settings) -> Core:
     metrics = Metrics()
-    recorder = Recorder(metrics, access_log_enabled=settings.logging.access_log)
+    settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    audit = build_audit_sink(settings)
+    recorder = Recorder(metrics, audit, access_log_enabled=settings.logging.access_log)
     market = Market(settings.market)
     store = SqliteStore(settings.storage.data_dir / "trades.db")
     quotes = PriceTableQuotes(market)
@@ -63,4 +81,4 @@ def build_core(settings: Settings) -> Core:
     pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings), market, recorder)
     runner = TradeRunner(store, StatusHub(), executors, recorder)
     service = TradeService(pipeline, runner, store, market, quotes, executors)
-    return Core(settings, service, metrics, store)
+    return Core(settings, service, metrics, store, audit)

@@ -52,6 +52,7 @@ class Gateway:
         return self.http.servers[0].sockets[0].getsockname()[1]
 
     async def start(self) -> None:
+        await self.core.start()
         await self.grpc.start()
         self._http_task = asyncio.create_task(self.http.serve(), name="uvicorn")
         while not self.http.started:
@@ -66,7 +67,7 @@ class Gateway:
         await self.grpc.not_serving()
         self.http.should_exit = True
         await asyncio.gather(self.grpc.stop(grace), self._http_task if self._http_task else asyncio.sleep(0))
-        self.core.close()
+        await self.core.close()
         log.info("stopped")
 
 

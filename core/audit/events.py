@@ -98,6 +98,7 @@ TABLES: Final[Mapping[str, TableSchema]] = MappingProxyType(
             _schema(
                 "tw_auth_attempts",
                 ("principal", "method", "protocol", "outcome", "reason"),
+                request_id="VARCHAR",
                 key_prefix="VARCHAR",
                 peer="VARCHAR",
                 correlation_id="VARCHAR",
@@ -357,13 +358,14 @@ def auth_attempt_event(
     protocol: str,
     outcome: Literal["success", "failure"],
     correlation_id: str,
+    request_id: str,
     principal: str | None = None,
     key_prefix: str | None = None,
     peer: str | None = None,
     reason: str | None = None,
     ts_ns: int | None = None,
 ) -> AuditEvent:
-    """``tw_auth_attempts``: every authentication attempt.
+    """``tw_auth_attempts``: every authentication attempt; ``request_id`` is the server's call id.
 
     Identify the caller by ``principal`` (when known) and/or ``key_prefix`` -- the public
     prefix of an API key, at most 16 characters -- never by the secret itself.
@@ -377,13 +379,13 @@ def auth_attempt_event(
     return AuditEvent(
         table="tw_auth_attempts",
         event_id=make_event_id(
-            "tw_auth_attempts", correlation_id, method, protocol, principal, key_prefix, outcome
+            "tw_auth_attempts", request_id, method, protocol, principal, key_prefix, outcome
         ),
         ts_ns=_now_ns(ts_ns),
         symbols=_syms(
             principal=principal, method=method, protocol=protocol, outcome=outcome, reason=reason
         ),
-        columns=_cols(key_prefix=key_prefix, peer=peer, correlation_id=correlation_id),
+        columns=_cols(request_id=request_id, key_prefix=key_prefix, peer=peer, correlation_id=correlation_id),
     )
 
 

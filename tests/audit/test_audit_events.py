@@ -83,6 +83,7 @@ def test_constructors_fill_their_tables():
         protocol="http",
         outcome="failure",
         correlation_id="c-2",
+        request_id="call-2",
         key_prefix="tw_ab12",
         peer="127.0.0.1:5555",
         reason="UNKNOWN_KEY",
@@ -199,7 +200,8 @@ def test_key_prefix_must_be_a_prefix_not_the_key():
             protocol="grpc",
             outcome="failure",
             correlation_id="c",
+            request_id="r",
             key_prefix="tw_live_0123456789abcdef0123456789abcdef",
         )
     with pytest.raises(ValueError):
-        auth_attempt_event(method="m", protocol="grpc", outcome="maybe", correlation_id="c")
+        auth_attempt_event(method="m", protocol="grpc", outcome="maybe", correlation_id="c", request_id="r")

@@ -86,6 +86,7 @@ async def test_rows_land_exactly_once_in_all_four_tables(questdb, tmp_path, prin
                 outcome="success" if i % 2 else "failure",
                 reason=None if i % 2 else "BAD_SIGNATURE",
                 correlation_id=f"corr-{i}",
+                request_id=f"call-{i}",
                 ts_ns=TS + i * 1_000,
             )
             for i in range(n)
