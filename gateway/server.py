@@ -36,7 +36,7 @@ class Gateway:
         server = settings.server
         self.grpc = GrpcServer(self.core.service, server.grpc_host, server.grpc_port, server.max_body_bytes)
         config = uvicorn.Config(
-            build_http_app(self.core), host=server.http_host, port=server.http_port, loop="none",
+            build_http_app(self.core.service, self.core.metrics.registry, server), host=server.http_host, port=server.http_port, loop="none",
             http="httptools", lifespan="off", access_log=False, log_config=None,
             timeout_graceful_shutdown=max(1, int(server.shutdown_grace_s)),
         )

@@ -49,7 +49,8 @@ case "$cmd" in
     git archive "$ref" proto buf.yaml | tar -x -C "$tmp"
     prepare_deps "$tmp/build/proto-deps"
     (cd "$tmp" && buf build -o "$tmp/against.binpb")
-    buf breaking --against "$tmp/against.binpb"
+    buf build -o "$tmp/current.binpb"  # image against image: both carry the same deps
+    buf breaking "$tmp/current.binpb" --against "$tmp/against.binpb"
     ;;
   *)
     sed -n '2,5p' "$0"; exit 2 ;;
