@@ -140,6 +140,9 @@ class PaperConfig(_Model):
     starting_balances: dict[str, Decimal] = Field(default_factory=lambda: {"SOL": Decimal("100"), "USDC": Decimal("100000")})
     # Whether the trader's output token account already exists (else ATA rent is charged).
     assume_accounts_exist: bool = False
+    # Take the modelled latency in wall-clock time too (half building, half landing), so
+    # streams and dashboards show a paper trade progressing as a live one would.
+    realtime: bool = False
 
 
 class StorageConfig(_Model):
@@ -170,6 +173,23 @@ class AuditConfig(_Model):
     queue_max: int = Field(100_000, ge=1)
 
 
+class TracingConfig(_Model):
+    """OpenTelemetry spans; off unless enabled (then exported over OTLP/HTTP when an endpoint is set)."""
+
+    enabled: bool = False
+    otlp_endpoint: str | None = Field(None, description="e.g. http://127.0.0.1:4318/v1/traces")
+    service_name: str = "tradewire"
+
+
+class MarketDataConfig(_Model):
+    """Where quotes come from: a Jupiter-compatible Swap API, or the configured price table."""
+
+    jupiter_url: str | None = Field(None, description="base URL of /swap/v1 (the devnet's or Jupiter's)")
+    quote_timeout_s: float = Field(2.0, gt=0)
+    # Valuation quotes (positions, PnL) are cached this long; fills invalidate them.
+    valuation_cache_s: float = Field(2.0, ge=0)
+
+
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # One JSON line per request; off for quiet benchmarks of the bare pipeline.
@@ -184,6 +204,8 @@ class Settings(_Model):
     storage: StorageConfig = StorageConfig()
     limits: LimitsConfig = LimitsConfig()
     audit: AuditConfig = AuditConfig()
+    tracing: TracingConfig = TracingConfig()
+    market_data: MarketDataConfig = MarketDataConfig()
     logging: LoggingConfig = LoggingConfig()
 
 

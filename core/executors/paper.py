@@ -8,6 +8,7 @@ modelled, not slept, so paper trades are as fast as the pipeline.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections.abc import AsyncIterator
@@ -76,11 +77,13 @@ class PaperExecutor:
         except InsufficientBalance as exc:
             yield Outcome(pb.TRADE_STATUS_REJECTED, error=_insufficient(self.market, exc))
             return
+        await self._wait_half_latency()  # building and signing
         yield Progress(pb.TRADE_STATUS_SIGNED, "paper transaction built and signed")
         yield Progress(pb.TRADE_STATUS_SIMULATED, "simulation succeeded")
 
         amount_in, amount_out = self._drifted_fill(order, quote)
         yield Progress(pb.TRADE_STATUS_SUBMITTED, "paper transaction submitted")
+        await self._wait_half_latency()  # landing
         if (amount_out < quote.other_amount_threshold) if not order.exact_out else (amount_in > quote.other_amount_threshold):
             failed_fees = self._failed_fees(order, fees)
             self._book(order, 0, 0, failed_fees, 0)
@@ -98,6 +101,10 @@ class PaperExecutor:
         yield Outcome(pb.TRADE_STATUS_FILLED, Fill(quote, amount_in, amount_out, fees))
 
     # -- the model ---------------------------------------------------------------------
+
+    async def _wait_half_latency(self) -> None:
+        if self.config.realtime and self.config.latency_ms:
+            await asyncio.sleep(self.config.latency_ms / 2000)
 
     def _fees(self, order: Order, holdings: dict[str, Holding]) -> FeeBreakdown:
         cu_limit = order.mev.compute_unit_limit or DEFAULT_COMPUTE_UNIT_LIMIT
