@@ -356,7 +356,8 @@ def build_http_json_app(
     ``on_error(error, ctx)`` is called for every error answered (ctx is None before a route
     matched); for an unexpected exception ``error`` is the generic INTERNAL one and the
     original exception is its ``__cause__``. ``descriptor_set_path`` defaults to
-    gen/descriptors/tradewire.binpb (proto comments for the OpenAPI document).
+    gen/descriptors/tradewire.binpb (proto comments for the OpenAPI document). ``fallback``
+    (an ASGI app, e.g. StaticFiles) receives unmatched paths outside the API prefixes.
     """
     return HttpJsonApp(
         service,
