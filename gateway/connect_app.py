@@ -26,7 +26,7 @@ from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.calls import RPCS, Rpc
 from tradewire.gateway.errors import CONNECT_CODE
-from tradewire.gateway.json_decode import decode_json
+from tradewire.gateway.http_json.codec import merge_json, parse_json
 from tradewire.v1.service_connect import TradeExecutionServiceASGIApplication
 
 log = logging.getLogger("tradewire.gateway")
@@ -118,6 +118,13 @@ class ConnectAdapter:
 # -- connect-python 0.9 gaps -----------------------------------------------------------------
 
 _CHARSET_UTF8 = re.compile(r"^(application/(?:connect\+)?json)\s*;\s*charset\s*=\s*\"?utf-8\"?\s*$", re.I)
+
+
+def decode_json(body: bytes, input_cls):
+    """The transcoder's decoder: errors name the offending field, as on HTTP/JSON."""
+    message = input_cls()
+    merge_json(parse_json(body or b"{}"), message)
+    return message
 
 
 def _decode_proto(body: bytes, input_cls):
