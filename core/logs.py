@@ -6,7 +6,12 @@ import json
 import logging
 import sys
 import time
+from contextvars import ContextVar
 from typing import Any
+
+# The ids of the call being served (request_id, correlation_id, trace_id), added to every
+# line logged while serving it, wherever in core the line comes from.
+call_fields: ContextVar[dict[str, str]] = ContextVar("tradewire_call_fields", default={})
 
 # Attributes every LogRecord has; anything else passed via ``extra=`` is a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
@@ -20,6 +25,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        entry.update(call_fields.get())
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)

@@ -1,6 +1,7 @@
 """The admission pipeline every call goes through, whatever protocol carried it.
 
-DESIGN.md §2 in code: :data:`Pipeline.STEPS` is the visible list; each step has one job.
+DESIGN.md §2 in code: the context is established first, then :data:`Pipeline.STEPS` is the
+visible list; each step has one job.
 The trade-specific last steps — de-duplicate and route — are TradeRunner's, and the record
 step runs when the call ends (:meth:`Pipeline.call`), whatever the outcome.
 """
@@ -8,6 +9,7 @@ step runs when the call ends (:meth:`Pipeline.call`), whatever the outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import uuid
@@ -22,7 +24,9 @@ from tradewire.core.errors import Code, TradewireError, internal_error
 from tradewire.core.market import Market
 from tradewire.core.order import Order
 from tradewire.core.ratelimit import RateLimits
+from tradewire.core.logs import call_fields
 from tradewire.core.recorder import Recorder
+from tradewire.core.tracing import Tracing
 from tradewire.core.validation import require_valid, validate_trade
 from tradewire.v1 import service_pb2, trade_pb2
 
@@ -52,12 +56,13 @@ def _trade_requests(request: object) -> list[trade_pb2.TradeRequest]:
 
 class Pipeline:
     def __init__(self, authenticator: Authenticator, limits: RateLimits, market: Market,
-                 recorder: Recorder) -> None:
+                 recorder: Recorder, tracing: Tracing) -> None:
         self.authenticator = authenticator
         self.limits = limits
         self.market = market
         self.recorder = recorder
-        self.STEPS = (self.establish_context, self.authenticate, self.authorize, self.rate_limit, self.validate)
+        self.tracing = tracing
+        self.STEPS = (self.authenticate, self.authorize, self.rate_limit, self.validate)
 
     @asynccontextmanager
     async def call(self, ctx: CallContext, request: object) -> AsyncIterator[Call]:
@@ -68,24 +73,31 @@ class Pipeline:
         """
         call = Call(ctx, request)
         code, reason = Code.OK, ""
-        self.recorder.call_started(ctx)
-        try:
-            for step in self.STEPS:
-                step(call)
-            yield call
-        except TradewireError as exc:
-            code, reason = exc.code, exc.reason
-            raise
-        except (asyncio.CancelledError, GeneratorExit):  # the caller went away
-            code = Code.CANCELLED
-            raise
-        except Exception:
-            log.exception("unexpected error in %s", ctx.method,
-                          extra={"request_id": ctx.request_id, "correlation_id": ctx.correlation_id})
-            code, reason = Code.INTERNAL, "INTERNAL"
-            raise internal_error() from None
-        finally:
-            self.recorder.call_finished(ctx, code, reason)
+        with self.tracing.call_span(ctx):
+            self.establish_context(call)  # first: everything after carries the call's ids
+            fields = call_fields.set({"request_id": ctx.request_id, "correlation_id": ctx.correlation_id,
+                                      "trace_id": ctx.trace_id})
+            self.recorder.call_started(ctx)
+            try:
+                for step in self.STEPS:
+                    with self.tracing.step_span(step.__name__):
+                        step(call)
+                yield call
+            except TradewireError as exc:
+                code, reason = exc.code, exc.reason
+                raise
+            except (asyncio.CancelledError, GeneratorExit):  # the caller went away
+                code = Code.CANCELLED
+                raise
+            except Exception:
+                log.exception("unexpected error in %s", ctx.method)
+                code, reason = Code.INTERNAL, "INTERNAL"
+                raise internal_error() from None
+            finally:
+                self.tracing.set_outcome(code.name, int(code), reason)
+                self.recorder.call_finished(ctx, code, reason)
+                with contextlib.suppress(ValueError):  # a stream may be closed from another context
+                    call_fields.reset(fields)
 
     # -- the steps -----------------------------------------------------------------------
 
@@ -94,7 +106,7 @@ class Pipeline:
         ctx = call.ctx
         ctx.request_id = uuid.uuid4().hex
         match = _TRACEPARENT.match(ctx.headers.get("traceparent", ""))
-        if match:
+        if match and not ctx.trace_id:  # the call span, when tracing, has set it already
             ctx.trace_id = match.group(1)
         given = ctx.headers.get("x-correlation-id", "")
         ctx.correlation_id = given if _CORRELATION_ID.match(given) else (ctx.trace_id or ctx.request_id)

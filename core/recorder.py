@@ -12,6 +12,7 @@ from tradewire.core.context import CallContext
 from tradewire.core.errors import Code
 from tradewire.core.metrics import Metrics
 from tradewire.core.order import Fill, Order
+from tradewire.core.tracing import Tracing
 from tradewire.v1 import trade_pb2 as pb
 
 access_log = logging.getLogger("tradewire.access")
@@ -19,10 +20,12 @@ trade_log = logging.getLogger("tradewire.trade")
 
 
 class Recorder:
-    def __init__(self, metrics: Metrics, audit: AuditSink, access_log_enabled: bool = True) -> None:
+    def __init__(self, metrics: Metrics, audit: AuditSink, tracing: Tracing, access_log_enabled: bool = True) -> None:
         self.metrics = metrics
         self.audit = audit
+        self.tracing = tracing
         self.access_log_enabled = access_log_enabled
+        self._last_transition_ns: dict[tuple[str, str], int] = {}  # running trades only
 
     def call_started(self, ctx: CallContext) -> None:
         self.metrics.in_flight.labels(ctx.protocol.value).inc()
@@ -61,12 +64,20 @@ class Recorder:
 
     def transition(self, order: Order, event: pb.ExecutionStatus) -> None:
         stage = pb.TradeStatus.Name(event.stage)
+        at_ns = event.timestamp.ToNanoseconds()
+        key = (order.principal_id, order.request_id)
+        if self.tracing.enabled:
+            started = self._last_transition_ns.pop(key, at_ns)
+            self.tracing.stage_span(stage, started, at_ns, {"tradewire.request_id": order.request_id,
+                                                            "tradewire.mode": order.mode_name})
+            if not event.terminal:
+                self._last_transition_ns[key] = at_ns
         if event.terminal:
             self.metrics.trades.labels(order.mode_name, stage).inc()
         self.audit.emit(transition_event(
             request_id=order.request_id, principal=order.principal_id, mode=order.mode_name, stage=stage,
             sequence=event.sequence, percent=event.percent_complete, message=event.message,
-            ts_ns=event.timestamp.ToNanoseconds(),
+            ts_ns=at_ns,
         ))
         trade_log.info("transition", extra={
             "request_id": order.request_id, "principal": order.principal_id, "mode": order.mode_name,

@@ -20,6 +20,7 @@ from tradewire.core.recorder import Recorder
 from tradewire.core.service import TradeService
 from tradewire.core.status_hub import StatusHub
 from tradewire.core.store.sqlite import SqliteStore
+from tradewire.core.tracing import Tracing
 from tradewire.core.trades import TradeRunner
 from tradewire.v1 import trade_pb2 as pb
 
@@ -31,12 +32,14 @@ class Core:
     metrics: Metrics
     store: SqliteStore
     audit: AuditSink
+    tracing: Tracing
 
     async def start(self) -> None:
         await self.audit.start()
 
     async def close(self) -> None:
         await self.audit.close()  # drains: every recorded event is written or spooled
+        self.tracing.shutdown()
         self.store.close()
 
 
@@ -71,14 +74,15 @@ def build_core(settings: Settings) -> Core:
     metrics = Metrics()
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     audit = build_audit_sink(settings)
-    recorder = Recorder(metrics, audit, access_log_enabled=settings.logging.access_log)
+    tracing = Tracing(settings.tracing)
+    recorder = Recorder(metrics, audit, tracing, access_log_enabled=settings.logging.access_log)
     market = Market(settings.market)
     store = SqliteStore(settings.storage.data_dir / "trades.db")
     quotes = PriceTableQuotes(market)
     executors: dict[int, Executor] = {
         pb.TRADING_MODE_PAPER: PaperExecutor(settings.paper, market, quotes, store),
     }
-    pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings), market, recorder)
+    pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings), market, recorder, tracing)
     runner = TradeRunner(store, StatusHub(), executors, recorder)
     service = TradeService(pipeline, runner, store, market, quotes, executors)
-    return Core(settings, service, metrics, store, audit)
+    return Core(settings, service, metrics, store, audit, tracing)

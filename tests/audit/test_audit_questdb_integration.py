@@ -11,7 +11,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-from audittest_support import QuestDBServer, eventually
+from support.questdb import QuestDBServer, eventually
 from questdb import QuestDBError, Sender, TimestampNanos
 from tradewire.core.audit import (
     JournalFile,

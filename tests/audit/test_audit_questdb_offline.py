@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from audittest_support import free_ports
+from support.questdb import free_ports
 from tradewire.core.audit import (
     AuditSink,
     JournalFile,

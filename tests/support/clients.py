@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import httpx
+from connectrpc.client import ResponseMetadata
 from connectrpc.errors import ConnectError
 from connectrpc.protocol import ProtocolType
 from google.protobuf import json_format, message_factory
@@ -125,10 +126,12 @@ class ConnectPyClient:
         return _from_details(RpcFailure(code, exc.message), exc.details)
 
     async def unary(self, method: str, request, key: str | None = None, headers: dict | None = None):
-        try:
-            return await getattr(self.client, self._snake(method))(request, headers=_auth(key, headers)), {}
-        except ConnectError as exc:
-            raise self._failure(exc) from None
+        with ResponseMetadata() as meta:
+            try:
+                response = await getattr(self.client, self._snake(method))(request, headers=_auth(key, headers))
+            except ConnectError as exc:
+                raise self._failure(exc) from None
+        return response, {k.lower(): v for k, v in meta.headers().items()}
 
     async def stream(self, method: str, request, key: str | None = None, headers: dict | None = None, limit: int | None = None):
         out = []

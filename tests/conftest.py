@@ -1,0 +1,22 @@
+"""Fixtures shared by every suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from support.questdb import QuestDBServer, run_script
+
+
+@pytest.fixture(scope="session")
+def questdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuestDBServer]:
+    """One real QuestDB server (jar from Maven Central, cached under .cache/questdb/) on free
+    loopback ports with a temporary data directory. Tests that stop it mid-run start it again."""
+    run_script("fetch", timeout=900)
+    server = QuestDBServer(tmp_path_factory.mktemp("questdb-root"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

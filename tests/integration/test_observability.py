@@ -1,0 +1,141 @@
+"""Metrics, correlation ids, structured logs and traces, observed from outside the process."""
+
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from prometheus_client.parser import text_string_to_metric_families
+
+from support.clients import PROTOCOLS, make_client
+from support.gateway_process import GatewayProcess
+from support.ports import wait_until
+from tradewire.v1 import service_pb2 as spb
+from tradewire.v1 import trade_pb2 as pb
+
+SOL = "So11111111111111111111111111111111111111112"
+USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+PROTOCOL_LABEL = {"grpc": "grpc", "connect-json": "connect", "connect-proto": "connect", "grpc-web": "grpc-web",
+                  "http": "http"}
+
+
+def trade(request_id: str) -> pb.TradeRequest:
+    return pb.TradeRequest(request_id=request_id, mode=pb.TRADING_MODE_PAPER, input_mint=SOL, output_mint=USDC,
+                           amount="0.01", slippage_bps=100)
+
+
+def scrape(gateway) -> dict[tuple[str, tuple], float]:
+    text = httpx.get(f"{gateway.http_url}/metrics", timeout=5).text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def requests_total(samples, method: str, protocol: str, code: str) -> float:
+    key = ("tradewire_requests_total", (("code", code), ("method", method), ("protocol", protocol)))
+    return samples.get(key, 0.0)
+
+
+async def test_metrics_count_every_call_by_method_protocol_and_code(gateway):
+    before = scrape(gateway)
+    made = {}
+    for protocol in PROTOCOLS:
+        client = make_client(protocol, gateway)
+        try:
+            for i in range(3):
+                await client.unary("ExecuteTrade", trade(f"metrics-{protocol}-{uuid.uuid4().hex[:8]}"), gateway.key("alice"))
+            for _ in range(2):
+                with pytest.raises(Exception):
+                    await client.unary("GetTrade", spb.GetTradeRequest(request_id="no-such-trade"), gateway.key("alice"))
+        finally:
+            await client.close()
+        label = PROTOCOL_LABEL[protocol]
+        made[(label, "ExecuteTrade", "OK")] = made.get((label, "ExecuteTrade", "OK"), 0) + 3
+        made[(label, "GetTrade", "NOT_FOUND")] = made.get((label, "GetTrade", "NOT_FOUND"), 0) + 2
+    after = scrape(gateway)
+    for (protocol, method, code), count in made.items():
+        delta = requests_total(after, method, protocol, code) - requests_total(before, method, protocol, code)
+        assert delta == count, (protocol, method, code, delta, count)
+    names = {name for name, _ in after}
+    for expected in ("tradewire_request_duration_seconds_bucket", "tradewire_requests_in_flight",
+                     "tradewire_trades_total", "tradewire_auth_attempts_total"):
+        assert expected in names, expected
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_correlation_id_is_echoed_on_every_protocol(gateway, protocol):
+    client = make_client(protocol, gateway)
+    try:
+        _, headers = await client.unary("HealthCheck", spb.HealthCheckRequest(), None,
+                                        headers={"x-correlation-id": f"corr-{protocol}"})
+    finally:
+        await client.close()
+    assert headers.get("x-correlation-id") == f"corr-{protocol}"
+
+
+class _OtlpReceiver(BaseHTTPRequestHandler):
+    spans: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["content-length"]))
+        request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                type(self).spans.extend(scope.spans)
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.end_headers()
+        self.wfile.write(trace_service_pb2.ExportTraceServiceResponse().SerializeToString())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def traced_gateway(tmp_path_factory):
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _OtlpReceiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{receiver.server_address[1]}/v1/traces"
+    process = GatewayProcess(tmp_path_factory.mktemp("traced"), env={
+        "TRADEWIRE_TRACING__ENABLED": "true", "TRADEWIRE_TRACING__OTLP_ENDPOINT": endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "100"}).start()  # export every 100 ms, not every 5 s
+    yield process
+    assert process.stop() == 0  # shutdown flushes the span batch
+    receiver.shutdown()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_traceparent_reaches_logs_and_spans(traced_gateway, protocol):
+    trace_id = uuid.uuid4().hex
+    traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    client = make_client(protocol, traced_gateway)
+    request_id = f"traced-{protocol}-{uuid.uuid4().hex[:6]}"
+    try:
+        await client.unary("ExecuteTrade", trade(request_id), traced_gateway.key("alice"),
+                           headers={"traceparent": traceparent})
+    finally:
+        await client.close()
+
+    def logged() -> list[dict]:
+        lines = [json.loads(line) for line in traced_gateway.log_text().splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("trace_id") == trace_id]
+
+    wait_until(lambda: any(line["logger"] == "tradewire.access" for line in logged()), what="access log line")
+    lines = logged()
+    assert any(line["logger"] == "tradewire.trade" and line["stage"] == "TRADE_STATUS_FILLED" for line in lines)
+
+    def spans() -> list:
+        return [s for s in _OtlpReceiver.spans if s.trace_id.hex() == trace_id]
+
+    wait_until(lambda: any(s.name.endswith("/ExecuteTrade") for s in spans()), timeout_s=30, what="exported spans")
+    names = {s.name for s in spans()}
+    assert "tradewire.v1.TradeExecutionService/ExecuteTrade" in names
+    assert {"tradewire.authenticate", "tradewire.validate", "tradewire.stage.TRADE_STATUS_QUOTED",
+            "tradewire.stage.TRADE_STATUS_FILLED"} <= names
+    server_span = next(s for s in spans() if s.name.endswith("/ExecuteTrade"))
+    assert server_span.parent_span_id.hex() == traceparent.split("-")[2]
