@@ -55,6 +55,7 @@ class QuestDBServer:
         self.root = root
         http, pg, ilp, mini = free_ports(4)
         self.http_port = http
+        self.pg_port = pg
         self.env = {
             **os.environ,
             "QDB_HTTP_BIND_TO": f"127.0.0.1:{http}",
