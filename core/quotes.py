@@ -24,6 +24,11 @@ class QuoteSource(Protocol):
     async def value(self, mint: Mint, amount: int) -> int:
         """Value of ``amount`` atomic units of ``mint`` in valuation-mint atomic units."""
 
+    def invalidate(self) -> None:
+        """Drop cached prices: a fill just happened."""
+
+    async def close(self) -> None: ...
+
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
@@ -78,3 +83,9 @@ class PriceTableQuotes:
             return amount
         price = self.market.price_usd(mint.symbol) / self.market.price_usd(valuation.symbol)
         return int((Decimal(amount).scaleb(-mint.decimals) * price).scaleb(valuation.decimals))
+
+    def invalidate(self) -> None:  # the table's prices do not move
+        pass
+
+    async def close(self) -> None:
+        pass

@@ -14,7 +14,8 @@ from tradewire.core.executors.paper import PaperExecutor
 from tradewire.core.market import Market
 from tradewire.core.metrics import Metrics
 from tradewire.core.pipeline import Pipeline
-from tradewire.core.quotes import PriceTableQuotes
+from tradewire.core.jupiter_quotes import JupiterQuotes
+from tradewire.core.quotes import PriceTableQuotes, QuoteSource
 from tradewire.core.ratelimit import RateLimitConfig, RateLimits
 from tradewire.core.recorder import Recorder
 from tradewire.core.service import TradeService
@@ -33,6 +34,7 @@ class Core:
     store: SqliteStore
     audit: AuditSink
     tracing: Tracing
+    quotes: QuoteSource
 
     async def start(self) -> None:
         await self.audit.start()
@@ -40,6 +42,7 @@ class Core:
     async def close(self) -> None:
         await self.audit.close()  # drains: every recorded event is written or spooled
         self.tracing.shutdown()
+        await self.quotes.close()
         self.store.close()
 
 
@@ -70,6 +73,15 @@ def build_rate_limits(settings: Settings) -> RateLimits:
     ))
 
 
+def build_quotes(settings: Settings, market: Market) -> QuoteSource:
+    """Jupiter-compatible quotes when a URL is configured (the devnet's by default in the run
+    command), else the self-contained price table."""
+    data = settings.market_data
+    if data.jupiter_url:
+        return JupiterQuotes(data.jupiter_url, market, data.quote_timeout_s, data.valuation_cache_s)
+    return PriceTableQuotes(market)
+
+
 def build_core(settings: Settings) -> Core:
     metrics = Metrics()
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
@@ -78,11 +90,11 @@ def build_core(settings: Settings) -> Core:
     recorder = Recorder(metrics, audit, tracing, access_log_enabled=settings.logging.access_log)
     market = Market(settings.market)
     store = SqliteStore(settings.storage.data_dir / "trades.db")
-    quotes = PriceTableQuotes(market)
+    quotes = build_quotes(settings, market)
     executors: dict[int, Executor] = {
         pb.TRADING_MODE_PAPER: PaperExecutor(settings.paper, market, quotes, store),
     }
     pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings), market, recorder, tracing)
     runner = TradeRunner(store, StatusHub(), executors, recorder)
     service = TradeService(pipeline, runner, store, market, quotes, executors)
-    return Core(settings, service, metrics, store, audit, tracing)
+    return Core(settings, service, metrics, store, audit, tracing, quotes)

@@ -26,22 +26,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _devnet(args: argparse.Namespace) -> int:
-    from tradewire.devnet.cli import main as devnet_main
-
-    return devnet_main(args.devnet_args)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["devnet"]:  # the devnet parses its own options
+        from tradewire.devnet.server import main as devnet_main
+
+        return devnet_main(argv[1:])
     parser = argparse.ArgumentParser(prog="tradewire", description="Solana trade-execution gateway")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve gRPC, Connect, gRPC-Web and HTTP/JSON")
     serve.add_argument("--config", help="TOML file (default: $TRADEWIRE_CONFIG, else embedded defaults)")
     serve.set_defaults(handler=_serve)
-    devnet = commands.add_parser("devnet", help="run the local Solana devnet (RPC, Jupiter, Jito)",
-                                 add_help=False)
-    devnet.add_argument("devnet_args", nargs=argparse.REMAINDER)
-    devnet.set_defaults(handler=_devnet)
+    commands.add_parser("devnet", help="run the local Solana devnet (RPC, Jupiter, Jito); see devnet --help")
     keys = add_keys_subcommands(commands)
     keys.set_defaults(handler=run_keys_command)
     args = parser.parse_args(argv)

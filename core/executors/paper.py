@@ -45,6 +45,7 @@ class PaperExecutor:
         self.quotes = quotes
         self.store = store
         self._rng = random.Random(config.seed)
+        self._wallets_ready: set[str] = set()  # principals whose starting wallet exists
 
     def health(self) -> ExecutorHealth:
         return ExecutorHealth(True, "simulating fills from quotes")
@@ -57,8 +58,14 @@ class PaperExecutor:
             wallet.append(Holding(mint.address, amount, await self.quotes.value(mint, amount)))
         return wallet
 
+    async def ensure_wallet(self, principal_id: str) -> None:
+        """Give the principal its starting paper wallet, once."""
+        if principal_id not in self._wallets_ready:
+            self.store.ensure_wallet(principal_id, pb.TRADING_MODE_PAPER, await self.starting_wallet())
+            self._wallets_ready.add(principal_id)
+
     async def execute(self, order: Order) -> AsyncIterator[Progress | Outcome]:
-        self.store.ensure_wallet(order.principal_id, pb.TRADING_MODE_PAPER, await self.starting_wallet())
+        await self.ensure_wallet(order.principal_id)
         quote = await self.quotes.quote(order.input_mint, order.output_mint, order.amount_atomic,
                                         order.exact_out, order.slippage_bps)
         yield Progress(pb.TRADE_STATUS_QUOTED, self._describe(order, quote))
@@ -97,6 +104,7 @@ class PaperExecutor:
         except InsufficientBalance as exc:  # a concurrent trade spent the balance first
             yield Outcome(pb.TRADE_STATUS_FAILED, error=_insufficient(self.market, exc))
             return
+        self.quotes.invalidate()
         yield Progress(pb.TRADE_STATUS_CONFIRMED, "paper transaction confirmed")
         yield Outcome(pb.TRADE_STATUS_FILLED, Fill(quote, amount_in, amount_out, fees))
 

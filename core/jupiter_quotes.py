@@ -1,0 +1,79 @@
+"""Quotes from a Jupiter-compatible Swap API (the local devnet's, or Jupiter's own).
+
+One pooled keep-alive HTTP client for every trade. Valuation prices (positions, PnL) are
+cached for a short time and dropped on every fill, so a read after a fill never uses a
+price from before it.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import httpx
+
+from tradewire.core.errors import TradewireError
+from tradewire.core.market import Market, Mint
+from tradewire.core.order import Quote
+
+
+class JupiterQuotes:
+    def __init__(self, base_url: str, market: Market, timeout_s: float = 2.0, valuation_ttl_s: float = 2.0,
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.market = market
+        self.valuation_ttl_s = valuation_ttl_s
+        self._http = client or httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+        )
+        self._unit_prices: dict[str, tuple[float, int]] = {}  # mint → (expires, price of one token)
+
+    async def quote(self, input_mint: Mint, output_mint: Mint, amount: int, exact_out: bool,
+                    slippage_bps: int) -> Quote:
+        params = {
+            "inputMint": input_mint.address, "outputMint": output_mint.address, "amount": str(amount),
+            "slippageBps": str(slippage_bps), "swapMode": "ExactOut" if exact_out else "ExactIn",
+            "restrictIntermediateTokens": "true",
+        }
+        try:
+            response = await self._http.get("/swap/v1/quote", params=params)
+        except httpx.HTTPError as exc:
+            raise TradewireError("UPSTREAM_UNAVAILABLE", f"quote API unreachable: {type(exc).__name__}") from None
+        if response.status_code >= 500:
+            raise TradewireError("UPSTREAM_UNAVAILABLE", f"quote API answered {response.status_code}")
+        body = response.json()
+        if response.status_code != 200:
+            raise TradewireError("NO_ROUTE", f"no route: {body.get('error') or body.get('errorCode') or response.status_code}")
+        route = " → ".join(step["swapInfo"].get("label", "") for step in body.get("routePlan", []))
+        return Quote(
+            in_amount=int(body["inAmount"]),
+            out_amount=int(body["outAmount"]),
+            other_amount_threshold=int(body["otherAmountThreshold"]),
+            # Jupiter reports the impact as a fraction; the API speaks percent.
+            price_impact_pct=format((Decimal(body["priceImpactPct"]) * 100).quantize(Decimal("0.000001")), "f"),
+            route=route,
+            context_slot=int(body.get("contextSlot", 0)),
+        )
+
+    async def value(self, mint: Mint, amount: int) -> int:
+        valuation = self.market.valuation
+        if mint.address == valuation.address or amount == 0:
+            return amount
+        unit = 10 ** mint.decimals
+        return amount * await self._unit_price(mint, unit) // unit
+
+    async def _unit_price(self, mint: Mint, unit: int) -> int:
+        cached = self._unit_prices.get(mint.address)
+        now = time.monotonic()
+        if cached and cached[0] > now:
+            return cached[1]
+        quote = await self.quote(mint, self.market.valuation, unit, exact_out=False, slippage_bps=0)
+        self._unit_prices[mint.address] = (now + self.valuation_ttl_s, quote.out_amount)
+        return quote.out_amount
+
+    def invalidate(self) -> None:
+        """Forget cached valuation prices (after a fill moved balances or pools)."""
+        self._unit_prices.clear()
+
+    async def close(self) -> None:
+        await self._http.aclose()
