@@ -3,20 +3,20 @@ metrics, the structured log and the audit trail from this one place."""
 
 from __future__ import annotations
 
-import logging
 import time
 
 from tradewire.core.audit import AuditSink, auth_attempt_event, fill_event, request_event, transition_event
 from tradewire.core.auth.authenticator import AuthOutcome
 from tradewire.core.context import CallContext
 from tradewire.core.errors import Code
+from tradewire.core.logs import event_logger
 from tradewire.core.metrics import Metrics
 from tradewire.core.order import Fill, Order
 from tradewire.core.tracing import Tracing
 from tradewire.v1 import trade_pb2 as pb
 
-access_log = logging.getLogger("tradewire.access")
-trade_log = logging.getLogger("tradewire.trade")
+access_log = event_logger("tradewire.access")
+trade_log = event_logger("tradewire.trade")
 
 
 class Recorder:
@@ -43,11 +43,11 @@ class Recorder:
             reason=reason or None, ts_ns=ctx.started_unix_ns,
         ))
         if self.access_log_enabled:
-            access_log.info("call", extra={
-                "request_id": ctx.request_id, "correlation_id": ctx.correlation_id, "trace_id": ctx.trace_id,
-                "method": ctx.method, "protocol": protocol, "code": code.name, "reason": reason,
-                "latency_ms": round(elapsed * 1000, 3), "peer": ctx.peer, "principal": principal,
-            })
+            access_log.info(
+                "call", request_id=ctx.request_id, correlation_id=ctx.correlation_id, trace_id=ctx.trace_id,
+                method=ctx.method, protocol=protocol, code=code.name, reason=reason,
+                latency_ms=round(elapsed * 1000, 3), peer=ctx.peer, principal=principal,
+            )
 
     def auth_attempt(self, ctx: CallContext, outcome: AuthOutcome) -> None:
         self.metrics.auth_attempts.labels("success" if outcome.ok else "failure", outcome.reason or "OK").inc()
@@ -79,10 +79,8 @@ class Recorder:
             sequence=event.sequence, percent=event.percent_complete, message=event.message,
             ts_ns=at_ns,
         ))
-        trade_log.info("transition", extra={
-            "request_id": order.request_id, "principal": order.principal_id, "mode": order.mode_name,
-            "stage": stage, "sequence": event.sequence, "percent": event.percent_complete,
-        })
+        trade_log.info("transition", request_id=order.request_id, principal=order.principal_id,
+                       mode=order.mode_name, stage=stage, sequence=event.sequence, percent=event.percent_complete)
 
     def fill(self, order: Order, fill: Fill, result: pb.TradeResult) -> None:
         self.audit.emit(fill_event(

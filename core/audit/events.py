@@ -163,12 +163,20 @@ def _check_key(table: str, key: str) -> None:
             raise SecretLeakError(f"{table}: field {key!r} looks like a secret; refusing it")
 
 
+# One pass over a value instead of one per pattern; nothing shorter can match any of them.
+_SECRET_VALUE_RE: Final = re.compile("|".join(f"(?:{rx.pattern})" for rx in _SECRET_VALUE_RES), re.IGNORECASE)
+_SHORTEST_SECRET: Final = 12
+
+
 def _check_value(table: str, key: str, value: str) -> None:
-    for rx in _SECRET_VALUE_RES:
-        if rx.search(value):
-            raise SecretLeakError(
-                f"{table}: the value of {key!r} looks like a credential; refusing it"
-            )
+    if len(value) >= _SHORTEST_SECRET and _SECRET_VALUE_RE.search(value):
+        raise SecretLeakError(f"{table}: the value of {key!r} looks like a credential; refusing it")
+
+
+# The schemas themselves are checked once: events may then only use their keys.
+for _schema_entry in TABLES.values():
+    for _key in (*_schema_entry.symbols, *_schema_entry.columns):
+        _check_key(_schema_entry.name, _key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,8 +206,8 @@ class AuditEvent:
 
         symbols: dict[str, str] = {}
         for key, value in dict(self.symbols).items():
-            _check_key(self.table, key)
             if key not in schema.symbols:
+                _check_key(self.table, key)
                 raise ValueError(f"{self.table}: unknown symbol {key!r}")
             if not isinstance(value, str):
                 raise ValueError(f"{self.table}: symbol {key!r} must be a str")
@@ -208,9 +216,9 @@ class AuditEvent:
 
         columns: dict[str, ColumnValue] = {}
         for key, value in dict(self.columns).items():
-            _check_key(self.table, key)
             qtype = schema.columns.get(key)
             if qtype is None:
+                _check_key(self.table, key)
                 raise ValueError(f"{self.table}: unknown column {key!r}")
             columns[key] = _coerce(self.table, key, qtype, value)
 
