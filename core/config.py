@@ -165,6 +165,8 @@ class LimitsConfig(_Model):
 class AuditConfig(_Model):
     """Where the audit trail goes: QuestDB when ``questdb_conf`` is set, else a local journal."""
 
+    # Off only to measure what auditing costs (bench/); a gateway in service keeps it on.
+    enabled: bool = True
     questdb_conf: str | None = Field(None, description="ILP client conf, e.g. 'http::addr=127.0.0.1:9000;'")
     questdb_http_url: str | None = Field(None, description="for table creation (/exec); default from addr")
     journal_path: Path | None = Field(None, description="default: <data_dir>/audit.jsonl")
@@ -190,10 +192,87 @@ class MarketDataConfig(_Model):
     valuation_cache_s: float = Field(2.0, ge=0)
 
 
+from pydantic import SecretStr  # noqa: E402 - kept with the sections below that use it
+
+
+class RetryConfig(_Model):
+    """Bounded exponential backoff with jitter: delay n = min(max, initial × multiplier^(n-1)) ± jitter."""
+
+    max_attempts: int = Field(3, ge=1, le=100, description="attempts in all, the first included")
+    initial_backoff_s: float = Field(0.05, ge=0)
+    max_backoff_s: float = Field(1.0, ge=0)
+    multiplier: float = Field(2.0, ge=1)
+    jitter: float = Field(0.2, ge=0, le=1, description="each delay is scaled by a random factor in 1 ± jitter")
+
+
+class ExecutionConfig(_Model):
+    """Running trades: in-flight limits, batch concurrency, retries of transient executor errors."""
+
+    max_in_flight_per_principal: int = Field(64, ge=1, description="running trades of one principal")
+    max_in_flight_total: int = Field(1024, ge=1, description="running trades of the whole process")
+    batch_concurrency: int = Field(8, ge=1, le=100, description="items of one ExecuteTradeBatch run at once")
+    # Transient executor errors (quote API unreachable, ...) before the trade is sent.
+    retry: RetryConfig = RetryConfig()
+
+
+class StreamsConfig(_Model):
+    """StreamExecutionStatus and TradeSession streams."""
+
+    heartbeat_s: float = Field(15.0, gt=0, description="a keep-alive is sent after this long without events")
+    await_trade_s: float = Field(10.0, ge=0, description="a stream opened before its trade exists waits this long")
+    slow_consumer_s: float = Field(30.0, gt=0, description="a stream whose transport accepts nothing for this "
+                                                            "long while a message waits is dropped")
+    session_max_lag: int = Field(1024, ge=1, description="messages a TradeSession may queue for a slow reader "
+                                                          "before it is ended with RESOURCE_EXHAUSTED")
+    keep_finished: int = Field(10_000, ge=0, description="finished trades whose events stay in memory")
+
+
+class WebhookEndpointConfig(_Model):
+    """Where a principal's terminal trade statuses are POSTed."""
+
+    principal: str = Field(min_length=1, max_length=256, description="principal id (API key owner, JWT subject)")
+    url: str = Field(pattern=r"^https?://.+")
+    secret: SecretStr | None = Field(None, description="signing secret for this endpoint (default: webhooks.secret)")
+
+
+class WebhooksConfig(_Model):
+    """Signed webhooks on terminal status, delivered from a durable outbox (README: Webhooks)."""
+
+    enabled: bool = True
+    endpoints: tuple[WebhookEndpointConfig, ...] = ()
+    request_urls: bool = Field(True, description="honour TradeRequest.webhook_url")
+    allowed_schemes: tuple[Literal["http", "https"], ...] = ("https",)
+    secret: SecretStr | None = Field(None, description="HMAC-SHA256 key; default: generated once into "
+                                                       "<data_dir>/webhook-secret")
+    timeout_s: float = Field(5.0, gt=0)
+    concurrency: int = Field(8, ge=1, le=256)
+    retry: RetryConfig = RetryConfig(max_attempts=10, initial_backoff_s=1.0, max_backoff_s=600.0)
+
+
+class ShutdownConfig(_Model):
+    """SIGTERM/SIGINT: stop admitting, let running trades finish, close streams, flush, exit 0."""
+
+    deadline_s: float = Field(30.0, gt=0, description="signal → exit, at most")
+    final_s: float = Field(3.0, gt=0, description="of deadline_s, kept for closing streams and flushing "
+                                                   "webhooks and audit after the trades")
+
+    @model_validator(mode="after")
+    def _fits(self) -> ShutdownConfig:
+        if self.final_s >= self.deadline_s:
+            raise ValueError("final_s must be smaller than deadline_s")
+        return self
+
+
+class MetricsConfig(_Model):
+    # Prometheus metrics at /metrics; off only to measure what they cost (bench/).
+    enabled: bool = True
+
+
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # One JSON line per request; off for quiet benchmarks of the bare pipeline.
+    # One JSON line per request, and per trade transition; off only to measure their cost.
     access_log: bool = True
+    transition_log: bool = True
 
 
 class Settings(_Model):
@@ -206,7 +285,12 @@ class Settings(_Model):
     audit: AuditConfig = AuditConfig()
     tracing: TracingConfig = TracingConfig()
     market_data: MarketDataConfig = MarketDataConfig()
+    metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    streams: StreamsConfig = StreamsConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

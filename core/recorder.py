@@ -20,28 +20,36 @@ trade_log = event_logger("tradewire.trade")
 
 
 class Recorder:
-    def __init__(self, metrics: Metrics, audit: AuditSink, tracing: Tracing, access_log_enabled: bool = True) -> None:
+    def __init__(self, metrics: Metrics, audit: AuditSink, tracing: Tracing, *, access_log: bool = True,
+                 transition_log: bool = True, metrics_enabled: bool = True, audit_enabled: bool = True) -> None:
         self.metrics = metrics
         self.audit = audit
         self.tracing = tracing
-        self.access_log_enabled = access_log_enabled
+        # Each can be switched off only so bench/ can measure what it costs.
+        self.access_log_enabled = access_log
+        self.transition_log_enabled = transition_log
+        self.metrics_enabled = metrics_enabled
+        self.audit_enabled = audit_enabled
         self._last_transition_ns: dict[tuple[str, str], int] = {}  # running trades only
 
     def call_started(self, ctx: CallContext) -> None:
-        self.metrics.in_flight.labels(ctx.protocol.value).inc()
+        if self.metrics_enabled:
+            self.metrics.in_flight.labels(ctx.protocol.value).inc()
 
     def call_finished(self, ctx: CallContext, code: Code, reason: str = "") -> None:
         elapsed = time.monotonic() - ctx.started
         protocol = ctx.protocol.value
         principal = ctx.principal.label if ctx.principal else ""
-        self.metrics.in_flight.labels(protocol).dec()
-        self.metrics.requests.labels(ctx.method, protocol, code.name).inc()
-        self.metrics.request_seconds.labels(ctx.method, protocol).observe(elapsed)
-        self.audit.emit(request_event(
-            method=ctx.method, protocol=protocol, principal=principal or None, request_id=ctx.request_id,
-            correlation_id=ctx.correlation_id, code=code.name, latency_us=int(elapsed * 1e6),
-            reason=reason or None, ts_ns=ctx.started_unix_ns,
-        ))
+        if self.metrics_enabled:
+            self.metrics.in_flight.labels(protocol).dec()
+            self.metrics.requests.labels(ctx.method, protocol, code.name).inc()
+            self.metrics.request_seconds.labels(ctx.method, protocol).observe(elapsed)
+        if self.audit_enabled:
+            self.audit.emit(request_event(
+                method=ctx.method, protocol=protocol, principal=principal or None, request_id=ctx.request_id,
+                correlation_id=ctx.correlation_id, code=code.name, latency_us=int(elapsed * 1e6),
+                reason=reason or None, ts_ns=ctx.started_unix_ns,
+            ))
         if self.access_log_enabled:
             access_log.info(
                 "call", request_id=ctx.request_id, correlation_id=ctx.correlation_id, trace_id=ctx.trace_id,
@@ -50,7 +58,10 @@ class Recorder:
             )
 
     def auth_attempt(self, ctx: CallContext, outcome: AuthOutcome) -> None:
-        self.metrics.auth_attempts.labels("success" if outcome.ok else "failure", outcome.reason or "OK").inc()
+        if self.metrics_enabled:
+            self.metrics.auth_attempts.labels("success" if outcome.ok else "failure", outcome.reason or "OK").inc()
+        if not self.audit_enabled:
+            return
         key_prefix = outcome.credential if outcome.credential_kind == "api_key" else None
         self.audit.emit(auth_attempt_event(
             method=ctx.method, protocol=ctx.protocol.value, outcome="success" if outcome.ok else "failure",
@@ -60,7 +71,8 @@ class Recorder:
         ))
 
     def rate_limited(self, bucket: str) -> None:
-        self.metrics.rate_limited.labels(bucket).inc()
+        if self.metrics_enabled:
+            self.metrics.rate_limited.labels(bucket).inc()
 
     def transition(self, order: Order, event: pb.ExecutionStatus) -> None:
         stage = pb.TradeStatus.Name(event.stage)
@@ -72,17 +84,21 @@ class Recorder:
                                                             "tradewire.mode": order.mode_name})
             if not event.terminal:
                 self._last_transition_ns[key] = at_ns
-        if event.terminal:
+        if event.terminal and self.metrics_enabled:
             self.metrics.trades.labels(order.mode_name, stage).inc()
-        self.audit.emit(transition_event(
-            request_id=order.request_id, principal=order.principal_id, mode=order.mode_name, stage=stage,
-            sequence=event.sequence, percent=event.percent_complete, message=event.message,
-            ts_ns=at_ns,
-        ))
-        trade_log.info("transition", request_id=order.request_id, principal=order.principal_id,
-                       mode=order.mode_name, stage=stage, sequence=event.sequence, percent=event.percent_complete)
+        if self.audit_enabled:
+            self.audit.emit(transition_event(
+                request_id=order.request_id, principal=order.principal_id, mode=order.mode_name, stage=stage,
+                sequence=event.sequence, percent=event.percent_complete, message=event.message, ts_ns=at_ns,
+            ))
+        if self.transition_log_enabled:
+            trade_log.info("transition", request_id=order.request_id, principal=order.principal_id,
+                           mode=order.mode_name, stage=stage, sequence=event.sequence,
+                           percent=event.percent_complete)
 
     def fill(self, order: Order, fill: Fill, result: pb.TradeResult) -> None:
+        if not self.audit_enabled:
+            return
         self.audit.emit(fill_event(
             request_id=order.request_id, principal=order.principal_id, mode=order.mode_name,
             input_mint=order.input_mint.address, output_mint=order.output_mint.address,

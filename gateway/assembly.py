@@ -87,7 +87,9 @@ def build_core(settings: Settings) -> Core:
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     audit = build_audit_sink(settings)
     tracing = Tracing(settings.tracing)
-    recorder = Recorder(metrics, audit, tracing, access_log_enabled=settings.logging.access_log)
+    recorder = Recorder(metrics, audit, tracing, access_log=settings.logging.access_log,
+                        transition_log=settings.logging.transition_log, metrics_enabled=settings.metrics.enabled,
+                        audit_enabled=settings.audit.enabled)
     market = Market(settings.market)
     store = SqliteStore(settings.storage.data_dir / "trades.db")
     quotes = build_quotes(settings, market)
