@@ -1,0 +1,109 @@
+"""What the e2e tests share: browser settings and a small page object for the dashboard."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from playwright.async_api import ConsoleMessage, Page, Request, expect
+
+from support.gateway_process import GatewayProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def shown_decimal(text: str) -> Decimal:
+    """A number as the dashboard shows it (en-US: "1,234.5 SOL") as an exact Decimal."""
+    return Decimal(text.split()[0].replace(",", "").replace("\u2212", "-"))
+
+
+class Dashboard:
+    """One browser context on the dashboard, with the steps the tests share."""
+
+    def __init__(self, page: Page, gateway: GatewayProcess) -> None:
+        self.page = page
+        self.gateway = gateway
+        self.problems: list[str] = []
+        self.rpc_calls: list[Request] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda err: self.problems.append(f"pageerror: {err}"))
+        page.on("request", self._on_request)
+
+    def _on_console(self, msg: ConsoleMessage) -> None:
+        if msg.type == "error":
+            self.problems.append(f"console.error: {msg.text} ({msg.location})")
+
+    def _on_request(self, request: Request) -> None:
+        if "/tradewire.v1.TradeExecutionService/" in request.url:
+            self.rpc_calls.append(request)
+
+    def calls(self, method: str) -> list[Request]:
+        return [r for r in self.rpc_calls if r.url.endswith(f".TradeExecutionService/{method}")]
+
+    # -- steps ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.page.goto(self.gateway.http_url + "/")
+        await expect(self.page.get_by_label("API key or JWT")).to_be_visible()
+
+    async def sign_in(self, who: str, transport: str | None = None, navigate: bool = True) -> None:
+        if navigate:
+            await self.open()
+        await self.page.get_by_label("API key or JWT").fill(self.gateway.key(who))
+        if transport:
+            await self.page.locator("#signin-transport").select_option(label=transport)
+        await self.page.get_by_role("button", name="Sign in").click()
+        await expect(self.page.get_by_test_id("principal")).to_have_text(self.gateway.key(who)[:11])
+        await expect(self.page.get_by_test_id("positions-table").or_(self.page.get_by_text("No positions yet."))).to_be_visible()
+
+    def field_error(self, path: str):
+        """The error line shown under the input for the proto field ``path``."""
+        return self.page.locator(f'.field-error[data-field="{path}"]')
+
+    async def trade(self, amount: str, sell: str = "SOL", buy: str = "USDC") -> str:
+        """Submit a trade and wait for it to fill; returns its request id."""
+        page = self.page
+        await page.get_by_label("Sell", exact=True).select_option(label=sell)
+        await page.get_by_label("Buy", exact=True).select_option(label=buy)
+        await page.locator("#amount").fill(amount)
+        request_id = await page.locator("#request-id").input_value()
+        await page.locator("#submit-trade").click()
+        await self.wait_filled(request_id)
+        return request_id
+
+    async def wait_filled(self, request_id: str) -> None:
+        await expect(self.page.get_by_test_id("exec-request-id")).to_have_text(request_id)
+        await expect(self.page.get_by_test_id("exec-progress")).to_have_attribute("aria-valuenow", "100")
+        await expect(self.page.get_by_test_id("exec-status")).to_have_text("Filled")
+        await expect(self.page.locator(f'#history tr[data-request-id="{request_id}"]')).to_be_visible()
+
+    async def position(self, symbol: str, mode: str = "Paper") -> Decimal:
+        """The amount held, as shown (thousands separators removed), or 0 when no row."""
+        row = self.page.locator(f'#positions tr[data-symbol="{symbol}"][data-mode="{mode}"]')
+        if await row.count() == 0:
+            return Decimal(0)
+        return shown_decimal(await row.get_by_test_id("position-amount").inner_text())
+
+    async def settle(self) -> None:
+        """Wait until CSS transitions/animations have finished (for faithful screenshots)."""
+        await self.page.wait_for_function(
+            "document.getAnimations().every(a => a.playState !== 'running')", timeout=10_000)
+
+    async def shot(self, name: str, full_page: bool = True) -> Path:
+        """Screenshot under test-artifacts/e2e/; a full page is taken from the top, so the
+        sticky header sits where a person sees it rather than over the scrolled-to content."""
+        if full_page:
+            await self.page.evaluate("window.scrollTo(0, 0)")
+        await self.settle()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        await self.page.screenshot(path=str(path), full_page=full_page)
+        return path

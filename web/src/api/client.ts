@@ -1,0 +1,90 @@
+// The transport and the typed client of TradeExecutionService. gRPC-Web by default;
+// Connect (JSON) selectable. Both go through the same interceptors (auth, rate-limit headers).
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+import { TradeExecutionService } from "../../../gen/ts/tradewire/v1/service_pb";
+import { authInterceptor } from "../auth";
+
+export type TransportKind = "grpc-web" | "connect";
+export const TRANSPORTS: { kind: TransportKind; label: string }[] = [
+  { kind: "grpc-web", label: "gRPC-Web" },
+  { kind: "connect", label: "Connect" },
+];
+
+export type Api = Client<typeof TradeExecutionService>;
+
+export interface RateLimitHeaders {
+  remaining: number;
+  limit: number;
+}
+
+type RateListener = (r: RateLimitHeaders) => void;
+const rateListeners: RateListener[] = [];
+
+/** Called when a response carries RateLimit-* (IETF draft) headers. */
+export function onRateLimitHeaders(fn: RateListener): void {
+  rateListeners.push(fn);
+}
+
+function readRate(headers: Headers): void {
+  const remaining = headers.get("ratelimit-remaining");
+  const limit = headers.get("ratelimit-limit");
+  if (remaining === null || limit === null) return;
+  const r = { remaining: Number(remaining), limit: Number(limit) };
+  if (Number.isFinite(r.remaining) && Number.isFinite(r.limit)) rateListeners.forEach((fn) => fn(r));
+}
+
+const rateInterceptor: Interceptor = (next) => async (req) => {
+  const res = await next(req);
+  readRate(res.header);
+  return res;
+};
+
+const STORAGE_KEY = "tradewire.transport";
+
+export function savedTransport(): TransportKind {
+  try {
+    const v = sessionStorage.getItem(STORAGE_KEY);
+    if (v === "connect" || v === "grpc-web") return v;
+  } catch {
+    // storage disabled
+  }
+  return "grpc-web";
+}
+
+export function createTransport(kind: TransportKind, baseUrl: string): Transport {
+  const interceptors = [authInterceptor, rateInterceptor];
+  return kind === "connect"
+    ? createConnectTransport({ baseUrl, interceptors })
+    : createGrpcWebTransport({ baseUrl, interceptors });
+}
+
+let current: { api: Api; kind: TransportKind; baseUrl: string } | null = null;
+
+export function configureApi(kind: TransportKind, baseUrl: string): void {
+  current = { api: createClient(TradeExecutionService, createTransport(kind, baseUrl)), kind, baseUrl };
+  try {
+    sessionStorage.setItem(STORAGE_KEY, kind);
+  } catch {
+    // storage disabled
+  }
+}
+
+export function api(): Api {
+  if (!current) throw new Error("API not configured");
+  return current.api;
+}
+
+export function currentTransport(): TransportKind {
+  return current?.kind ?? savedTransport();
+}
+
+export function currentBaseUrl(): string {
+  return current?.baseUrl ?? defaultBaseUrl();
+}
+
+/** The page's own origin and path when served by the gateway (web_root). */
+export function defaultBaseUrl(): string {
+  const { protocol, origin } = window.location;
+  return protocol === "http:" || protocol === "https:" ? origin : "http://127.0.0.1:8080";
+}

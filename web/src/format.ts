@@ -1,0 +1,133 @@
+// Readable numbers and labels. Amounts are decimal strings and stay exact (see decimal.ts).
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { MevStrategy, SwapMode, TradeStatus, TradingMode } from "../../gen/ts/tradewire/v1/trade_pb";
+import { ServingStatus } from "../../gen/ts/tradewire/v1/service_pb";
+import { atomicToDecimal, decToString, formatDecimal, formatInt } from "./decimal";
+import { mintByAddress, SOL_DECIMALS } from "./markets";
+
+/** A token amount: at most the mint's decimals, thousands separators. */
+export function fmtAmount(text: string, mintAddress?: string): string {
+  if (text === "") return "—";
+  const mint = mintAddress ? mintByAddress(mintAddress) : undefined;
+  return formatDecimal(text, { maxFraction: mint?.decimals ?? 9 });
+}
+
+/** A valuation-mint (USDC) value: two decimals. */
+export function fmtValue(text: string, signed = false): string {
+  if (text === "") return "—";
+  return formatDecimal(text, { maxFraction: 2, minFraction: 2, signed });
+}
+
+/** A price: at least 2 decimals; up to 6, or 4 significant digits for small prices (BONK). */
+export function fmtPrice(text: string): string {
+  if (text === "") return "—";
+  const m = /^-?0\.(0*)[1-9]/.exec(text);
+  const maxFraction = m ? Math.min(12, Math.max(6, m[1].length + 4)) : 6;
+  return formatDecimal(text, { maxFraction, minFraction: 2 });
+}
+
+export function fmtLamports(lamports: bigint): string {
+  return `${formatInt(lamports)} lamports`;
+}
+
+export function fmtSol(lamports: bigint): string {
+  return `${formatDecimal(atomicToDecimal(lamports, SOL_DECIMALS))} SOL`;
+}
+
+export function fmtBps(bps: number): string {
+  const pct = decToString({ units: BigInt(bps), scale: 2 });
+  return `${formatInt(bps)} bps (${formatDecimal(pct)} %)`;
+}
+
+export function fmtTime(ts?: Timestamp): string {
+  if (!ts) return "—";
+  return timestampDate(ts).toLocaleString(undefined, {
+    year: "numeric", month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+}
+
+/** Time of day for today's timestamps, else a short date and time. */
+export function fmtShortTime(ts?: Timestamp): string {
+  if (!ts) return "—";
+  const d = timestampDate(ts);
+  const today = new Date();
+  const sameDay = d.toDateString() === today.toDateString();
+  return sameDay
+    ? d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    : d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}
+
+export function fmtClock(ts?: Timestamp): string {
+  if (!ts) return "—";
+  const d = timestampDate(ts);
+  const ms = String(d.getMilliseconds()).padStart(3, "0");
+  return `${d.toLocaleTimeString(undefined, { hour12: false })}.${ms}`;
+}
+
+export const MODE_LABEL: Record<TradingMode, string> = {
+  [TradingMode.UNSPECIFIED]: "—",
+  [TradingMode.PAPER]: "Paper",
+  [TradingMode.LIVE]: "Live",
+};
+
+export const SWAP_MODE_LABEL: Record<SwapMode, string> = {
+  [SwapMode.UNSPECIFIED]: "Exact in",
+  [SwapMode.EXACT_IN]: "Exact in",
+  [SwapMode.EXACT_OUT]: "Exact out",
+};
+
+export const MEV_LABEL: Record<MevStrategy, string> = {
+  [MevStrategy.UNSPECIFIED]: "None",
+  [MevStrategy.NONE]: "None",
+  [MevStrategy.PRIORITY_FEE]: "Priority fee",
+  [MevStrategy.JITO_BUNDLE]: "Jito bundle",
+  [MevStrategy.JITO_DONT_FRONT]: "Jito bundle (don't front)",
+};
+
+export const STATUS_LABEL: Record<TradeStatus, string> = {
+  [TradeStatus.UNSPECIFIED]: "Pending",
+  [TradeStatus.RECEIVED]: "Received",
+  [TradeStatus.VALIDATED]: "Validated",
+  [TradeStatus.ROUTED]: "Routed",
+  [TradeStatus.QUOTED]: "Quoted",
+  [TradeStatus.SIGNED]: "Signed",
+  [TradeStatus.SIMULATED]: "Simulated",
+  [TradeStatus.SUBMITTED]: "Submitted",
+  [TradeStatus.CONFIRMED]: "Confirmed",
+  [TradeStatus.FILLED]: "Filled",
+  [TradeStatus.REJECTED]: "Rejected",
+  [TradeStatus.FAILED]: "Failed",
+  [TradeStatus.CANCELLED]: "Cancelled",
+  [TradeStatus.EXPIRED]: "Expired",
+};
+
+export function statusTone(status: TradeStatus): "ok" | "bad" | "warn" | "info" {
+  switch (status) {
+    case TradeStatus.FILLED:
+      return "ok";
+    case TradeStatus.REJECTED:
+    case TradeStatus.FAILED:
+      return "bad";
+    case TradeStatus.CANCELLED:
+    case TradeStatus.EXPIRED:
+      return "warn";
+    default:
+      return "info";
+  }
+}
+
+export function isTerminal(status: TradeStatus): boolean {
+  return status >= TradeStatus.FILLED;
+}
+
+export const SERVING_LABEL: Record<ServingStatus, string> = {
+  [ServingStatus.UNSPECIFIED]: "Unknown",
+  [ServingStatus.SERVING]: "Serving",
+  [ServingStatus.DEGRADED]: "Degraded",
+  [ServingStatus.NOT_SERVING]: "Not serving",
+};
+
+export function servingTone(status: ServingStatus): "ok" | "warn" | "bad" {
+  return status === ServingStatus.SERVING ? "ok" : status === ServingStatus.DEGRADED ? "warn" : "bad";
+}

@@ -1,0 +1,254 @@
+// The live execution view: a progress bar and a timeline driven by StreamExecutionStatus,
+// then the final result with itemised fees (and the signature of LIVE trades).
+import {
+  StatusKind,
+  SwapMode,
+  TradeStatus,
+  TradingMode,
+  type ExecutionStatus,
+  type TradeRequest,
+  type TradeResult,
+} from "../../../gen/ts/tradewire/v1/trade_pb";
+import { api } from "../api/client";
+import { Code, toFailure, type ApiFailure } from "../api/errors";
+import { divDec, parseDec, decToString } from "../decimal";
+import { h, replaceChildren } from "../dom";
+import {
+  fmtAmount, fmtClock, fmtLamports, fmtPrice, fmtSol, fmtTime, isTerminal, MODE_LABEL, STATUS_LABEL, statusTone, SWAP_MODE_LABEL,
+} from "../format";
+import { mintLabel } from "../markets";
+
+export type Outcome = { ok: true; result: TradeResult } | { ok: false; failure: ApiFailure };
+
+export class ExecutionView {
+  readonly el: HTMLElement;
+  private title: HTMLElement;
+  private badge: HTMLElement;
+  private bar: HTMLElement;
+  private barFill: HTMLElement;
+  private barLabel: HTMLElement;
+  private timeline: HTMLOListElement;
+  private resultBox: HTMLElement;
+  private percent = 0;
+  private nextSequence = 1;
+  private terminal: ExecutionStatus | undefined;
+  private firstNs: bigint | undefined;
+  private abort: AbortController | undefined;
+
+  constructor(canTrade: boolean) {
+    this.title = h("span", { class: "muted", "data-testid": "exec-request-id" }, "No trade yet");
+    this.badge = h("span", { class: "pill info", "data-testid": "exec-status" }, "Idle");
+    this.barFill = h("div", { class: "fill" });
+    this.barLabel = h("span", { class: "bar-label" }, "0 %");
+    this.bar = h("div", {
+      class: "progress", role: "progressbar", "aria-label": "Trade progress",
+      "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": 0, "data-testid": "exec-progress",
+    }, this.barFill, this.barLabel);
+    this.timeline = h("ol", { class: "timeline", "data-testid": "exec-timeline" });
+    this.resultBox = h("div", { class: "result", "data-testid": "exec-result" },
+      h("p", { class: "muted" }, canTrade
+        ? "Submit a trade to follow its execution here, or pick one from the history."
+        : "Pick a trade from the history to replay its execution here."));
+    this.el = h("section", { class: "card", id: "execution", "aria-labelledby": "exec-title", "aria-live": "polite" },
+      h("div", { class: "card-head" }, h("h2", { id: "exec-title" }, "Execution"), this.badge),
+      h("div", { class: "exec-id" }, this.title),
+      this.bar, this.timeline, this.resultBox);
+  }
+
+  private reset(requestId: string, request?: TradeRequest): void {
+    this.abort?.abort();
+    this.abort = new AbortController();
+    this.percent = 0;
+    this.nextSequence = 1;
+    this.terminal = undefined;
+    this.firstNs = undefined;
+    this.title.textContent = requestId;
+    this.title.className = "mono";
+    this.setBadge("Submitting…", "info");
+    this.setProgress(0, "info");
+    this.timeline.replaceChildren();
+    replaceChildren(this.resultBox, request
+      ? h("p", { class: "muted" },
+        `${MODE_LABEL[request.mode]} · ${SWAP_MODE_LABEL[request.swapMode]} · ${fmtAmount(request.amount)} `,
+        request.swapMode === SwapMode.EXACT_OUT ? `${mintLabel(request.outputMint)} to buy` : `${mintLabel(request.inputMint)} to sell`)
+      : h("p", { class: "muted" }, "Loading…"));
+  }
+
+  /** Execute a trade and follow it to its terminal status. */
+  async run(request: TradeRequest): Promise<Outcome> {
+    this.reset(request.requestId, request);
+    const signal = this.abort!.signal;
+    let settled = false;
+    const exec: Promise<Outcome> = api().executeTrade(request, { signal }).then(
+      (result) => ({ ok: true as const, result }),
+      (e) => ({ ok: false as const, failure: toFailure(e) }),
+    ).finally(() => { settled = true; });
+    await this.follow(request.requestId, signal, async () => {
+      if (settled) return false;
+      await exec; // the trade was not registered yet: try again once the call has answered
+      return true;
+    });
+    const outcome = await exec;
+    if (signal.aborted) return outcome;
+    if (!outcome.ok && !outcome.failure.metadata["trade_id"]) {
+      // Refused before it became a trade (invalid, duplicate id, limits...): any events the
+      // stream found under this request id belong to an earlier trade, not to this request.
+      this.timeline.replaceChildren();
+      this.percent = 0;
+      this.showFailure(outcome.failure);
+    } else if (!this.terminal) {
+      if (outcome.ok) this.finish(outcome.result);
+      else this.showFailure(outcome.failure);
+    }
+    return outcome;
+  }
+
+  /** Replay a past (or running) trade's events from the first one. */
+  async replay(requestId: string): Promise<void> {
+    this.reset(requestId);
+    this.setBadge("Loading…", "info");
+    const signal = this.abort!.signal;
+    await this.follow(requestId, signal, async () => false);
+    if (!this.terminal && !signal.aborted) {
+      try {
+        const result = await api().getTrade({ requestId }, { signal });
+        this.finish(result);
+      } catch (e) {
+        if (!signal.aborted) this.showFailure(toFailure(e));
+      }
+    }
+  }
+
+  private async follow(requestId: string, signal: AbortSignal, retryNotFound: () => Promise<boolean>): Promise<void> {
+    for (let attempt = 0; attempt < 5 && !this.terminal && !signal.aborted; attempt++) {
+      try {
+        const stream = api().streamExecutionStatus({ requestId, fromSequence: BigInt(this.nextSequence) }, { signal });
+        for await (const event of stream) {
+          if (event.kind === StatusKind.HEARTBEAT) continue;
+          if (event.kind === StatusKind.SHUTDOWN) break; // the server ends the stream: resume by sequence
+          this.apply(event);
+          if (event.terminal) return;
+        }
+      } catch (e) {
+        if (signal.aborted) return;
+        const f = toFailure(e);
+        if (f.code === Code.NotFound && (await retryNotFound())) continue;
+        if (f.code !== Code.NotFound) this.note(`Status stream: ${f.message || f.codeName}`);
+        return;
+      }
+    }
+  }
+
+  private apply(event: ExecutionStatus): void {
+    if (event.sequence < BigInt(this.nextSequence)) return; // already shown
+    this.nextSequence = Number(event.sequence) + 1;
+    const tone = statusTone(event.stage);
+    this.percent = Math.max(this.percent, event.percentComplete);
+    this.setProgress(event.terminal && event.stage === TradeStatus.FILLED ? 100 : this.percent,
+      event.terminal ? (tone === "ok" ? "ok" : "bad") : "info");
+    this.setBadge(STATUS_LABEL[event.stage], tone);
+    this.timeline.append(
+      h("li", { class: tone, "data-stage": TradeStatus[event.stage] },
+        h("span", { class: "dot", "aria-hidden": "true" }),
+        h("span", { class: "stage" }, STATUS_LABEL[event.stage]),
+        h("span", { class: "msg" }, event.message),
+        h("time", { class: "muted mono", title: `#${event.sequence} · ${fmtClock(event.timestamp)}` }, this.elapsed(event))));
+    if (event.terminal) {
+      this.terminal = event;
+      if (event.result) this.finish(event.result);
+    }
+  }
+
+  /** Time since the trade's first event, e.g. "+1.3 ms", "+2.41 s". */
+  private elapsed(event: ExecutionStatus): string {
+    if (!event.timestamp) return "";
+    const ns = event.timestamp.seconds * 1_000_000_000n + BigInt(event.timestamp.nanos);
+    this.firstNs ??= ns;
+    const ms = Number(ns - this.firstNs) / 1e6;
+    return ms < 1000 ? `+${ms.toFixed(1)} ms` : `+${(ms / 1000).toFixed(2)} s`;
+  }
+
+  private note(text: string): void {
+    this.timeline.append(h("li", { class: "warn" }, h("span", { class: "dot" }), h("span", { class: "msg" }, text)));
+  }
+
+  private setProgress(percent: number, tone: string): void {
+    this.bar.setAttribute("aria-valuenow", String(percent));
+    this.bar.className = `progress ${tone}`;
+    this.barFill.style.width = `${percent}%`;
+    this.barLabel.textContent = `${percent} %`;
+  }
+
+  private setBadge(text: string, tone: string): void {
+    this.badge.textContent = text;
+    this.badge.className = `pill ${tone}`;
+  }
+
+  private showFailure(f: ApiFailure): void {
+    this.setBadge(f.code === Code.InvalidArgument || f.code === Code.AlreadyExists ? "Refused" : "Failed", "bad");
+    this.setProgress(this.percent, "bad");
+    replaceChildren(this.resultBox,
+      h("div", { class: "banner", "data-testid": "exec-error" },
+        h("strong", {}, f.reason || f.codeName), " — ", f.message,
+        f.fieldViolations.length ? h("ul", {}, f.fieldViolations.map((v) => h("li", {}, h("code", {}, v.field), ": ", v.description))) : null,
+        f.retryAfterSeconds !== undefined ? h("p", {}, `Retry in ${Math.ceil(f.retryAfterSeconds)} s.`) : null));
+  }
+
+  private finish(r: TradeResult): void {
+    if (isTerminal(r.status)) {
+      this.setBadge(STATUS_LABEL[r.status], statusTone(r.status));
+      if (r.status === TradeStatus.FILLED) this.setProgress(100, "ok");
+      else this.setProgress(this.percent, "bad");
+    }
+    const inSym = mintLabel(r.inputMint);
+    const outSym = mintLabel(r.outputMint);
+    const fees = r.fees;
+    const row = (label: string, value: string | Node, testid?: string) =>
+      h("div", { class: "kv" }, h("span", {}, label), h("span", { "data-testid": testid ?? null }, value));
+    const feeRow = (label: string, lamports: bigint, total = false) =>
+      h("tr", { class: total ? "total" : "" }, h("th", { scope: "row" }, label), h("td", {}, fmtLamports(lamports)), h("td", { class: "muted" }, fmtSol(lamports)));
+    const exactOut = r.swapMode === SwapMode.EXACT_OUT;
+    replaceChildren(this.resultBox,
+      r.status === TradeStatus.FILLED
+        ? h("p", { class: "fill-summary" },
+          "Sold ", h("strong", { "data-testid": "exec-amount-in" }, `${fmtAmount(r.amountIn, r.inputMint)} ${inSym}`),
+          " for ", h("strong", { "data-testid": "exec-amount-out" }, `${fmtAmount(r.amountOut, r.outputMint)} ${outSym}`))
+        : null,
+      r.error && r.error.reason
+        ? h("div", { class: "banner", "data-testid": "exec-error" }, h("strong", {}, r.error.reason), " — ", r.error.message)
+        : null,
+      h("div", { class: "kv-grid" },
+        row("Mode", MODE_LABEL[r.mode]),
+        row("Swap mode", SWAP_MODE_LABEL[r.swapMode]),
+        row("Quoted out", r.quotedAmountOut ? `${fmtAmount(r.quotedAmountOut, r.outputMint)} ${outSym}` : "—"),
+        row(exactOut ? "Maximum in" : "Minimum out", r.otherAmountThreshold
+          ? `${fmtAmount(r.otherAmountThreshold, exactOut ? r.inputMint : r.outputMint)} ${exactOut ? inSym : outSym}` : "—"),
+        row("Executed price", r.executedPrice ? `${fmtPrice(r.executedPrice)} ${outSym}/${inSym}` : "—", "exec-price"),
+        row("Inverse price", inversePrice(r.executedPrice, inSym, outSym)),
+        row("Price impact", r.priceImpactPct ? `${r.priceImpactPct} %` : "—"),
+        row("Realized slippage", `${r.realizedSlippageBps} bps`),
+        row("Trade id", h("span", { class: "mono" }, r.tradeId || "—")),
+        row("Updated", fmtTime(r.updatedAt)),
+        r.mode === TradingMode.LIVE || r.signature
+          ? row("Signature", r.signature ? h("span", { class: "mono break", "data-testid": "exec-signature" }, r.signature) : "—")
+          : null,
+        r.slot ? row("Slot", r.slot.toString()) : null),
+      fees
+        ? h("table", { class: "fees", "data-testid": "exec-fees" },
+          h("caption", {}, "Fees"),
+          h("tbody", {},
+            feeRow("Base fee", fees.baseFeeLamports),
+            feeRow("Priority fee", fees.priorityFeeLamports),
+            feeRow("Jito tip", fees.jitoTipLamports),
+            feeRow("Account rent", fees.ataRentLamports),
+            feeRow("Total", fees.totalLamports, true)))
+        : null);
+  }
+}
+
+function inversePrice(price: string, inSym: string, outSym: string): string {
+  const p = parseDec(price);
+  if (!p || p.units === 0n) return "—";
+  const inv = divDec({ units: 1n, scale: 0 }, p, 9);
+  return `${fmtPrice(decToString(inv))} ${inSym}/${outSym}`;
+}

@@ -1,0 +1,121 @@
+// Service health per component, and the caller: principal, scopes, rate-limit state, in-flight.
+import type { CallerStatus, HealthCheckResponse } from "../../../gen/ts/tradewire/v1/service_pb";
+import { api } from "../api/client";
+import { toFailure } from "../api/errors";
+import { credentialKind } from "../auth";
+import { emit, on } from "../bus";
+import { formatInt } from "../decimal";
+import { h, replaceChildren } from "../dom";
+import { fmtTime, SERVING_LABEL, servingTone } from "../format";
+
+const REFRESH_MS = 10_000;
+
+export class HealthView {
+  readonly card: HTMLElement;
+  readonly pill: HTMLElement;
+  readonly callerChip: HTMLElement;
+  private body: HTMLElement;
+  private timer: number | undefined;
+  private caller: CallerStatus | undefined;
+  private health: HealthCheckResponse | undefined;
+
+  constructor(initial: { health: HealthCheckResponse; caller: CallerStatus }) {
+    this.pill = h("span", { class: "pill", "data-testid": "health-pill", role: "status" });
+    this.callerChip = h("span", { class: "caller-chip", "data-testid": "caller-chip" });
+    this.body = h("div", { class: "health-body" });
+    const refresh = h("button", { type: "button", class: "ghost small", "aria-label": "Refresh health" }, "↻");
+    refresh.addEventListener("click", () => void this.refresh());
+    this.card = h("section", { class: "card", id: "health", "aria-labelledby": "health-title" },
+      h("div", { class: "card-head" }, h("h2", { id: "health-title" }, "Service & caller"), refresh),
+      this.body);
+    on("rateLimit", (r) => {
+      if (!this.caller) return;
+      this.caller.rateLimitRemaining = r.remaining;
+      this.caller.rateLimitLimit = r.limit;
+      this.render();
+    });
+    this.apply(initial.health);
+  }
+
+  start(): void {
+    this.stop();
+    this.timer = window.setInterval(() => {
+      if (document.visibilityState === "visible") void this.refresh();
+    }, REFRESH_MS);
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) window.clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      this.apply(await api().healthCheck({}));
+    } catch (e) {
+      const f = toFailure(e);
+      this.pill.className = "pill bad";
+      this.pill.textContent = "Unreachable";
+      this.pill.title = f.message;
+    }
+  }
+
+  private apply(health: HealthCheckResponse): void {
+    this.health = health;
+    this.caller = health.caller;
+    emit("health", { health, caller: health.caller });
+    this.render();
+  }
+
+  private render(): void {
+    const health = this.health;
+    if (!health) return;
+    const tone = servingTone(health.status);
+    this.pill.className = `pill ${tone}`;
+    this.pill.textContent = SERVING_LABEL[health.status];
+    this.pill.title = `gateway ${health.version}`;
+    const c = this.caller;
+    if (c) {
+      replaceChildren(this.callerChip,
+        h("span", { class: "who" }, c.principal),
+        h("span", { class: "rate", title: "rate-limit tokens left" },
+          `${formatInt(c.rateLimitRemaining)}/${formatInt(c.rateLimitLimit)}`));
+    } else {
+      replaceChildren(this.callerChip, h("span", { class: "who" }, "anonymous"));
+    }
+    const components = h("ul", { class: "components" },
+      health.components.map((comp) =>
+        h("li", { class: servingTone(comp.status) },
+          h("span", { class: "dot", "aria-hidden": "true" }),
+          h("span", { class: "name" }, comp.name.replace(/_/g, " ")),
+          h("span", { class: "state" }, SERVING_LABEL[comp.status]),
+          comp.message ? h("span", { class: "muted msg" }, comp.message) : null)));
+    replaceChildren(this.body,
+      h("div", { class: "health-grid" },
+        h("div", {},
+          h("div", { class: "kv" }, h("span", {}, "Gateway"),
+            h("span", {}, h("span", { class: `pill ${tone}` }, SERVING_LABEL[health.status]), ` v${health.version}`)),
+          h("div", { class: "kv" }, h("span", {}, "Server time"), h("span", {}, fmtTime(health.serverTime))),
+          components),
+        c ? this.callerBlock(c) : h("p", { class: "muted" }, "Not signed in")));
+  }
+
+  private callerBlock(c: CallerStatus): HTMLElement {
+    const limit = Math.max(c.rateLimitLimit, 1);
+    const ratio = c.rateLimitRemaining / limit;
+    return h("div", { class: "caller", "data-testid": "caller" },
+      h("div", { class: "kv" }, h("span", {}, "Caller"), h("strong", { "data-testid": "principal" }, c.principal)),
+      h("div", { class: "kv" }, h("span", {}, "Credential"), h("span", {}, credentialKind())),
+      h("div", { class: "kv" }, h("span", {}, "Scopes"),
+        h("span", { class: "chips", "data-testid": "scopes" }, c.scopes.map((s) => h("span", { class: "chip" }, s)))),
+      h("div", { class: "kv" }, h("span", {}, "Rate limit"),
+        h("span", { "data-testid": "rate-limit" },
+          `${formatInt(c.rateLimitRemaining)} of ${formatInt(c.rateLimitLimit)} left`)),
+      h("div", {
+        class: `meter ${ratio < 0.1 ? "bad" : ratio < 0.3 ? "warn" : "ok"}`, role: "meter",
+        "aria-label": "Rate-limit tokens left", "aria-valuemin": 0, "aria-valuemax": c.rateLimitLimit,
+        "aria-valuenow": c.rateLimitRemaining,
+      }, h("div", { class: "fill", style: `width:${(ratio * 100).toFixed(1)}%` })),
+      h("div", { class: "kv" }, h("span", {}, "Trades in flight"), h("span", {}, formatInt(c.inFlight))));
+  }
+}

@@ -1,0 +1,135 @@
+// Trade history, newest first: filters (mode, mint, status) and paging by next_page_token.
+import { create } from "@bufbuild/protobuf";
+import { GetTradeHistoryRequestSchema } from "../../../gen/ts/tradewire/v1/service_pb";
+import { TradeStatus, TradingMode, type TradeResult } from "../../../gen/ts/tradewire/v1/trade_pb";
+import { api } from "../api/client";
+import { toFailure } from "../api/errors";
+import { emit } from "../bus";
+import { formatInt } from "../decimal";
+import { h, replaceChildren } from "../dom";
+import { fmtAmount, fmtPrice, fmtShortTime, fmtTime, MODE_LABEL, STATUS_LABEL, statusTone } from "../format";
+import { MINTS, mintLabel } from "../markets";
+
+const PAGE_SIZE = 10;
+const STATUS_FILTERS = [TradeStatus.FILLED, TradeStatus.REJECTED, TradeStatus.FAILED, TradeStatus.CANCELLED, TradeStatus.EXPIRED];
+
+export class HistoryView {
+  readonly el: HTMLElement;
+  private body: HTMLElement;
+  private modeFilter: HTMLSelectElement;
+  private mintFilter: HTMLSelectElement;
+  private statusBoxes: HTMLInputElement[];
+  private pageLabel: HTMLElement;
+  private prev: HTMLButtonElement;
+  private next: HTMLButtonElement;
+  /** tokens[i] is the page_token of page i (tokens[0] = ""). */
+  private tokens: string[] = [""];
+  private page = 0;
+  private nextToken = "";
+  private loading = 0;
+
+  constructor() {
+    this.modeFilter = h("select", { id: "history-mode", "aria-label": "Filter by mode" },
+      h("option", { value: TradingMode.UNSPECIFIED }, "All modes"),
+      h("option", { value: TradingMode.PAPER }, "Paper"),
+      h("option", { value: TradingMode.LIVE }, "Live"));
+    this.mintFilter = h("select", { id: "history-mint", "aria-label": "Filter by token" },
+      h("option", { value: "" }, "All tokens"),
+      MINTS.map((m) => h("option", { value: m.address }, m.symbol)));
+    this.statusBoxes = STATUS_FILTERS.map((s) => h("input", { type: "checkbox", value: s, "aria-label": STATUS_LABEL[s] }));
+    const statusChips = h("div", { class: "status-filters", role: "group", "aria-label": "Filter by status" },
+      this.statusBoxes.map((box) => h("label", { class: "chip-check" }, box, h("span", {}, STATUS_LABEL[Number(box.value) as TradeStatus]))));
+    for (const control of [this.modeFilter, this.mintFilter, ...this.statusBoxes]) {
+      control.addEventListener("change", () => void this.reload());
+    }
+    this.prev = h("button", { type: "button", class: "ghost", id: "history-prev" }, "← Newer");
+    this.next = h("button", { type: "button", class: "ghost", id: "history-next" }, "Older →");
+    this.pageLabel = h("span", { class: "muted", "data-testid": "history-page" }, "Page 1");
+    this.prev.addEventListener("click", () => void this.go(this.page - 1));
+    this.next.addEventListener("click", () => void this.go(this.page + 1));
+    const refresh = h("button", { type: "button", class: "ghost small", "aria-label": "Refresh history" }, "↻");
+    refresh.addEventListener("click", () => void this.reload());
+    this.body = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading history…"));
+    this.el = h("section", { class: "card", id: "history", "aria-labelledby": "history-title" },
+      h("div", { class: "card-head" }, h("h2", { id: "history-title" }, "Trade history"), refresh),
+      h("div", { class: "filters" }, this.modeFilter, this.mintFilter, statusChips),
+      this.body,
+      h("div", { class: "pager" }, this.prev, this.pageLabel, this.next));
+  }
+
+  /** Back to the first page with the current filters. */
+  async reload(): Promise<void> {
+    this.tokens = [""];
+    await this.go(0);
+  }
+
+  private async go(page: number): Promise<void> {
+    if (page < 0 || page >= this.tokens.length + (this.nextToken ? 1 : 0)) return;
+    const token = page < this.tokens.length ? this.tokens[page] : this.nextToken;
+    const ticket = ++this.loading;
+    const request = create(GetTradeHistoryRequestSchema, {
+      mode: Number(this.modeFilter.value) as TradingMode,
+      mint: this.mintFilter.value,
+      statuses: this.statusBoxes.filter((b) => b.checked).map((b) => Number(b.value) as TradeStatus),
+      pageSize: PAGE_SIZE,
+      pageToken: token,
+    });
+    this.el.setAttribute("aria-busy", "true");
+    try {
+      const res = await api().getTradeHistory(request);
+      if (ticket !== this.loading) return; // a newer request superseded this one
+      if (page === this.tokens.length) this.tokens.push(token);
+      this.tokens.length = page + 1;
+      this.page = page;
+      this.nextToken = res.nextPageToken;
+      this.render(res.trades);
+    } catch (e) {
+      if (ticket !== this.loading) return;
+      const f = toFailure(e);
+      replaceChildren(this.body, h("p", { class: "banner" }, `History unavailable: ${f.message || f.codeName}`));
+    } finally {
+      if (ticket === this.loading) this.el.removeAttribute("aria-busy");
+    }
+  }
+
+  private render(trades: TradeResult[]): void {
+    this.prev.disabled = this.page === 0;
+    this.next.disabled = !this.nextToken;
+    this.pageLabel.textContent = `Page ${formatInt(this.page + 1)}`;
+    if (trades.length === 0) {
+      replaceChildren(this.body, h("p", { class: "muted", "data-testid": "history-empty" },
+        this.page === 0 ? "No trades match these filters." : "No more trades."));
+      return;
+    }
+    replaceChildren(this.body,
+      h("table", { class: "data clickable stack", "data-testid": "history-table" },
+        h("thead", {}, h("tr", {},
+          h("th", { scope: "col" }, "Time"),
+          h("th", { scope: "col", class: "num" }, "Sold"),
+          h("th", { scope: "col", class: "num" }, "Bought"),
+          h("th", { scope: "col", class: "num" }, "Price"),
+          h("th", { scope: "col" }, "Status"),
+          h("th", { scope: "col", class: "num", title: "Total fees in lamports" }, "Fees"),
+          h("th", { scope: "col" }, "Request id"))),
+        h("tbody", {}, trades.map((t) => {
+          const row = h("tr", { "data-request-id": t.requestId, tabindex: 0, title: "Show this trade's execution" },
+            h("th", { scope: "row", class: "nowrap", title: fmtTime(t.createdAt) }, fmtShortTime(t.createdAt)),
+            h("td", { class: "num", "data-label": "Sold" }, t.amountIn ? `${fmtAmount(t.amountIn, t.inputMint)} ${mintLabel(t.inputMint)}` : mintLabel(t.inputMint)),
+            h("td", { class: "num", "data-label": "Bought" }, t.amountOut ? `${fmtAmount(t.amountOut, t.outputMint)} ${mintLabel(t.outputMint)}` : mintLabel(t.outputMint)),
+            h("td", { class: "num", "data-label": "Price" }, t.executedPrice ? fmtPrice(t.executedPrice) : "—"),
+            h("td", { "data-label": "Status", class: "nowrap" },
+              h("span", { class: `pill ${statusTone(t.status)}` }, STATUS_LABEL[t.status]), " ", h("span", { class: "tag" }, MODE_LABEL[t.mode])),
+            h("td", { class: "num", "data-label": "Fees (lamports)", title: "Total fees in lamports" }, t.fees ? formatInt(t.fees.totalLamports) : "—"),
+            h("td", { class: "mono ellipsis wide-narrow", "data-label": "Request id" }, t.requestId));
+          const open = () => emit("showTrade", { requestId: t.requestId });
+          row.addEventListener("click", open);
+          row.addEventListener("keydown", (ev) => {
+            if (ev.key === "Enter" || ev.key === " ") {
+              ev.preventDefault();
+              open();
+            }
+          });
+          return row;
+        }))));
+  }
+}

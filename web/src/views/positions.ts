@@ -1,0 +1,71 @@
+// The caller's positions with profit and loss, valued in the valuation mint (USDC).
+import type { GetPositionsResponse, Position } from "../../../gen/ts/tradewire/v1/service_pb";
+import { api } from "../api/client";
+import { toFailure } from "../api/errors";
+import { isNegative, isPositive } from "../decimal";
+import { h, replaceChildren } from "../dom";
+import { fmtAmount, fmtPrice, fmtValue, MODE_LABEL } from "../format";
+import { mintLabel } from "../markets";
+
+export class PositionsView {
+  readonly el: HTMLElement;
+  private body: HTMLElement;
+  private previous = new Map<string, string>();
+
+  constructor() {
+    this.body = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading positions…"));
+    const refresh = h("button", { type: "button", class: "ghost small", "aria-label": "Refresh positions" }, "↻");
+    refresh.addEventListener("click", () => void this.refresh());
+    this.el = h("section", { class: "card", id: "positions", "aria-labelledby": "positions-title" },
+      h("div", { class: "card-head" }, h("h2", { id: "positions-title" }, "Positions"), refresh),
+      this.body);
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      this.render(await api().getPositions({}));
+    } catch (e) {
+      const f = toFailure(e);
+      replaceChildren(this.body, h("p", { class: "banner" }, `Positions unavailable: ${f.message || f.codeName}`));
+    }
+  }
+
+  private render(res: GetPositionsResponse): void {
+    const val = mintLabel(res.valuationMint);
+    if (res.positions.length === 0) {
+      replaceChildren(this.body, h("p", { class: "muted" }, "No positions yet."));
+      return;
+    }
+    const pnlCell = (text: string, label: string) =>
+      h("td", { class: `num ${isNegative(text) ? "neg" : isPositive(text) ? "pos" : ""}`, "data-label": label }, fmtValue(text, true));
+    const key = (p: Position) => `${p.mode}:${p.mint}`;
+    const rows = res.positions.map((p) => {
+      const changed = this.previous.has(key(p)) && this.previous.get(key(p)) !== p.amount;
+      return h("tr", { "data-symbol": p.symbol, "data-mode": MODE_LABEL[p.mode], class: changed ? "changed" : "" },
+        h("th", { scope: "row" }, h("span", { class: "sym" }, p.symbol || mintLabel(p.mint)), h("span", { class: "tag" }, MODE_LABEL[p.mode])),
+        h("td", { class: "num", "data-testid": "position-amount", "data-label": "Amount" }, fmtAmount(p.amount, p.mint)),
+        h("td", { class: "num", "data-label": "Avg cost" }, fmtPrice(p.averageCost)),
+        h("td", { class: "num", "data-label": "Price" }, fmtPrice(p.marketPrice)),
+        h("td", { class: "num", "data-label": "Value" }, fmtValue(p.marketValue)),
+        pnlCell(p.realizedPnl, "Realized PnL"),
+        pnlCell(p.unrealizedPnl, "Unrealized PnL"));
+    });
+    this.previous = new Map(res.positions.map((p) => [key(p), p.amount]));
+    replaceChildren(this.body,
+      h("table", { class: "data stack", "data-testid": "positions-table" },
+        h("thead", {}, h("tr", {},
+          h("th", { scope: "col" }, "Token"),
+          h("th", { scope: "col", class: "num" }, "Amount"),
+          h("th", { scope: "col", class: "num" }, `Avg cost (${val})`),
+          h("th", { scope: "col", class: "num" }, `Price (${val})`),
+          h("th", { scope: "col", class: "num" }, `Value (${val})`),
+          h("th", { scope: "col", class: "num" }, "Realized"),
+          h("th", { scope: "col", class: "num" }, "Unrealized"))),
+        h("tbody", {}, rows)),
+      h("div", { class: "totals" },
+        h("div", {}, h("span", { class: "muted" }, "Total value"), h("strong", { "data-testid": "total-value" }, `${fmtValue(res.totalMarketValue)} ${val}`)),
+        h("div", {}, h("span", { class: "muted" }, "Total PnL"),
+          h("strong", { class: isNegative(res.totalPnl) ? "neg" : isPositive(res.totalPnl) ? "pos" : "", "data-testid": "total-pnl" },
+            `${fmtValue(res.totalPnl, true)} ${val}`))));
+  }
+}
