@@ -19,10 +19,10 @@ fi
 stamp=.venv/.installed-$(cat pyproject.toml setup.py | sha256sum | cut -c1-16)-$WITH_TEST
 if [ ! -f "$stamp" ]; then
   say "installing Python dependencies"
-  .venv/bin/pip install -q --upgrade pip
   extras="dev"
   [ $WITH_TEST = 1 ] && extras="dev,test"
-  .venv/bin/pip install -q -e ".[$extras]"
+  { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e ".[$extras]"; } > .venv/pip.log 2>&1 \
+    || { cat .venv/pip.log; exit 1; }
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
