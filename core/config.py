@@ -50,6 +50,21 @@ class ApiKeyEntry(_Model):
 class AuthConfig(_Model):
     api_keys: tuple[ApiKeyEntry, ...] = ()
     api_key_db: Path | None = Field(None, description="SQLite file of keys made with `tradewire keys`")
+    # JWT verification (core.auth.jwt_verifier.JwtConfig's shape: issuer, audience, keys or
+    # jwks_path, leeway_s, scope_claims, ...); None: JWTs are not accepted.
+    jwt: dict[str, Any] | None = None
+
+    @field_validator("jwt")
+    @classmethod
+    def _jwt(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from tradewire.core.auth.jwt_verifier import JwtConfig
+
+            try:  # the one definition of what a JWT config may hold
+                JwtConfig.from_mapping(value)
+            except TypeError as exc:  # a missing field
+                raise ValueError(str(exc).replace("JwtConfig.__init__() ", "")) from None
+        return value
 
 
 class MintConfig(_Model):
@@ -268,6 +283,63 @@ class MetricsConfig(_Model):
     enabled: bool = True
 
 
+class LiveConfig(_Model):
+    """LIVE trading: real Solana swaps through Jupiter, sent by RPC or as Jito bundles.
+
+    Off unless ``enabled``; until then LIVE trades are refused with LIVE_NOT_CONFIGURED.
+    Money amounts of the safety limits are in units of the valuation mint (USDC by default),
+    valued with the gateway's QuoteSource. The keypair itself never enters Settings: only
+    where to read it from (``wallet_path``, else the environment variable ``wallet_env``).
+    """
+
+    enabled: bool = False
+    rpc_url: str = "http://127.0.0.1:8899"
+    jupiter_url: str = Field("http://127.0.0.1:8899", description="base URL of /swap/v1 (Jupiter's or the devnet's)")
+    jito_url: str | None = Field("http://127.0.0.1:8899", description="block engine base URL; unset: Jito refused")
+    wallet_path: Path | None = Field(None, description="Solana CLI keypair file (JSON array of 64 bytes) or base58")
+    wallet_env: str = Field("LIVE_WALLET_KEYPAIR", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                            description="environment variable holding the keypair when wallet_path is unset")
+    orders_db: Path | None = Field(None, description="sent-transaction journal; default <data_dir>/live_orders.db")
+    # One pooled keep-alive HTTP client per upstream (quote API, RPC, block engine).
+    http_timeout_s: float = Field(5.0, gt=0)
+    connect_timeout_s: float = Field(2.0, gt=0)
+    max_connections: int = Field(16, ge=1, le=1024)
+    # Transient upstream errors are retried with backoff before send only.
+    retry_attempts: int = Field(3, ge=1, le=10)
+    retry_backoff_s: float = Field(0.1, ge=0)
+    retry_max_backoff_s: float = Field(1.0, ge=0)
+    # A circuit breaker per upstream: opens after this many consecutive failures.
+    breaker_failures: int = Field(5, ge=1)
+    breaker_cooldown_s: float = Field(10.0, gt=0)
+    # Confirmation: one poller for every in-flight signature; the same signed bytes are
+    # re-broadcast until confirmed or the block height passes lastValidBlockHeight.
+    commitment: Literal["confirmed", "finalized"] = "confirmed"
+    poll_interval_s: float = Field(0.4, gt=0)
+    rebroadcast_interval_s: float = Field(2.0, gt=0)
+    skip_preflight: bool = Field(True, description="the executor simulates right before the first send")
+    stalled_after_s: float = Field(120.0, gt=0, description="health warns about trades unconfirmed this long")
+    # Fees.
+    priority_level: Literal["medium", "high", "veryHigh"] = "high"
+    max_priority_fee_lamports: int = Field(5_000_000, ge=0, description="gateway-wide cap (requests may lower it)")
+    # Safety checks, each refusal REJECTED with its reason.
+    kill_switch: Literal["off", "halt", "reduce_only"] = "off"
+    kill_switch_file: Path | None = Field(None, description="if the file exists it engages the switch: 'halt' "
+                                                             "or 'reduce_only' (anything else halts)")
+    reduce_only_outputs: tuple[str, ...] = Field((), description="mints a reduce-only trade may buy; "
+                                                                 "default: the valuation mint")
+    allowed_mints: tuple[str, ...] = Field((), description="symbols or addresses; empty: every configured mint")
+    max_notional: Decimal | None = Field(Decimal("1000"), ge=0, description="per trade")
+    max_mint_exposure: Decimal | None = Field(Decimal("10000"), ge=0, description="wallet holding of a bought mint, "
+                                                                               "after the trade")
+    mint_exposure_caps: dict[str, Decimal] = Field(default_factory=dict, description="per symbol, overrides "
+                                                                                     "max_mint_exposure")
+    daily_loss_limit: Decimal | None = Field(Decimal("500"), ge=0, description="realised loss of LIVE trades since "
+                                                                               "00:00 UTC, fees included")
+    min_sol_reserve: Decimal = Field(Decimal("0.05"), ge=0, description="SOL the wallet keeps for fees")
+    max_price_impact_bps: int = Field(100, ge=0, le=10_000, description="when the request sets none")
+    health_refresh_s: float = Field(10.0, gt=0, description="wallet balance read for the health check")
+
+
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # One JSON line per request, and per trade transition; off only to measure their cost.
@@ -287,6 +359,7 @@ class Settings(_Model):
     market_data: MarketDataConfig = MarketDataConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    live: LiveConfig = LiveConfig()
     execution: ExecutionConfig = ExecutionConfig()
     streams: StreamsConfig = StreamsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()

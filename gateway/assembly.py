@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 
 from tradewire.core.audit import AuditSink, open_audit_sink
 from tradewire.core.auth.authenticator import Authenticator
+from tradewire.core.auth.jwt_verifier import JwtConfig, JwtVerifier
 from tradewire.core.auth.key_stores import ChainApiKeyStore, StaticApiKeyStore
 from tradewire.core.auth.sqlite_key_store import SqliteApiKeyStore
 from tradewire.core.config import Settings
 from tradewire.core.executors.base import Executor
 from tradewire.core.executors.paper import PaperExecutor
+from tradewire.core.inflight import InFlightRegistry
 from tradewire.core.market import Market
 from tradewire.core.metrics import Metrics
 from tradewire.core.pipeline import Pipeline
@@ -18,12 +22,16 @@ from tradewire.core.jupiter_quotes import JupiterQuotes
 from tradewire.core.quotes import PriceTableQuotes, QuoteSource
 from tradewire.core.ratelimit import RateLimitConfig, RateLimits
 from tradewire.core.recorder import Recorder
-from tradewire.core.service import TradeService
+from tradewire.core.retry import RetryPolicy
+from tradewire.core.service import ServiceOptions, TradeService
 from tradewire.core.status_hub import StatusHub
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.core.tracing import Tracing
 from tradewire.core.trades import TradeRunner
+from tradewire.core.webhooks import WebhookDispatcher, load_or_create_secret
 from tradewire.v1 import trade_pb2 as pb
+
+log = logging.getLogger("tradewire.server")
 
 
 @dataclass
@@ -35,11 +43,53 @@ class Core:
     audit: AuditSink
     tracing: Tracing
     quotes: QuoteSource
+    runner: TradeRunner | None = None
+    hub: StatusHub | None = None
+    webhooks: WebhookDispatcher | None = None
 
     async def start(self) -> None:
         await self.audit.start()
+        loop = asyncio.get_running_loop()
+        self.metrics.event_loop_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
+        if self.runner is not None:
+            recovered = await self.runner.recover()  # unfinished trades of the previous run
+            if any(recovered.values()):
+                log.info("unfinished trades recovered", extra=recovered)
+        if self.hub is not None:
+            self.hub.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
 
-    async def close(self) -> None:
+    # -- graceful shutdown, in this order (gateway/server.py drives it) ----------------------
+
+    def begin_drain(self) -> None:
+        """No new calls (UNAVAILABLE, SHUTTING_DOWN); HealthCheck says NOT_SERVING."""
+        self.service.begin_drain()
+
+    async def drain_trades(self, timeout: float) -> int:
+        """Let running trades finish for up to ``timeout``; the rest are kept unfinished (they
+        resume or are reconciled at the next start). Returns how many were interrupted."""
+        if self.runner is None or await self.runner.drain(timeout):
+            return 0
+        interrupted = await self.runner.interrupt_all()
+        log.warning("shutdown deadline: %d trades left unfinished", interrupted)
+        return interrupted
+
+    async def close_streams(self, timeout: float) -> int:
+        """Every open stream gets its final SHUTDOWN message; returns how many had to be cut."""
+        if self.hub is None:
+            return 0
+        self.hub.shutdown()
+        if await self.hub.wait_streams_closed(timeout):
+            return 0
+        return self.hub.drop_all()
+
+    async def close(self, flush_timeout: float = 0.0) -> None:
+        """Flush and release: webhooks due now (what is left stays in the outbox), audit, store."""
+        if self.webhooks is not None:
+            await self.webhooks.close(flush_timeout)
+        if self.hub is not None:
+            await self.hub.stop()
         await self.audit.close()  # drains: every recorded event is written or spooled
         self.tracing.shutdown()
         await self.quotes.close()
@@ -60,7 +110,8 @@ def build_authenticator(settings: Settings) -> Authenticator:
     stores = [StaticApiKeyStore([entry.model_dump() for entry in settings.auth.api_keys])]
     if settings.auth.api_key_db is not None:
         stores.append(SqliteApiKeyStore(settings.auth.api_key_db))
-    return Authenticator(api_keys=ChainApiKeyStore(*stores))
+    jwt = JwtVerifier(JwtConfig.from_mapping(settings.auth.jwt)) if settings.auth.jwt else None
+    return Authenticator(api_keys=ChainApiKeyStore(*stores), jwt=jwt)
 
 
 def build_rate_limits(settings: Settings) -> RateLimits:
@@ -71,6 +122,18 @@ def build_rate_limits(settings: Settings) -> RateLimits:
         stream_rate_per_s=limits.stream_opens_per_s, stream_burst=limits.stream_burst,
         auth_failure_rate_per_s=limits.auth_failures_per_s, auth_failure_burst=limits.auth_failure_burst,
     ))
+
+
+def build_webhooks(settings: Settings, store: SqliteStore, metrics: Metrics) -> WebhookDispatcher | None:
+    config = settings.webhooks
+    if not config.enabled:
+        return None
+    if config.secret is not None:
+        secret = config.secret.get_secret_value().encode()
+    else:  # created on first use, kept next to the data (never logged)
+        path = settings.storage.data_dir / "webhook-secret"
+        secret = lambda: load_or_create_secret(path)  # noqa: E731
+    return WebhookDispatcher(store, config, secret, metrics)
 
 
 def build_quotes(settings: Settings, market: Market) -> QuoteSource:
@@ -97,6 +160,15 @@ def build_core(settings: Settings) -> Core:
         pb.TRADING_MODE_PAPER: PaperExecutor(settings.paper, market, quotes, store),
     }
     pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings), market, recorder, tracing)
-    runner = TradeRunner(store, StatusHub(), executors, recorder)
-    service = TradeService(pipeline, runner, store, market, quotes, executors)
-    return Core(settings, service, metrics, store, audit, tracing, quotes)
+    execution, streams = settings.execution, settings.streams
+    hub = StatusHub(keep_finished=streams.keep_finished, heartbeat_s=streams.heartbeat_s,
+                    slow_consumer_s=streams.slow_consumer_s, metrics=metrics)
+    inflight = InFlightRegistry(execution.max_in_flight_per_principal, execution.max_in_flight_total, metrics)
+    webhooks = build_webhooks(settings, store, metrics)
+    runner = TradeRunner(store, hub, executors, recorder, inflight, RetryPolicy.from_config(execution.retry),
+                         webhooks, market)
+    options = ServiceOptions(heartbeat_s=streams.heartbeat_s, await_trade_s=streams.await_trade_s,
+                             session_max_lag=streams.session_max_lag, max_batch_items=settings.limits.max_batch_items,
+                             batch_concurrency=execution.batch_concurrency)
+    service = TradeService(pipeline, runner, store, market, quotes, executors, options, webhooks)
+    return Core(settings, service, metrics, store, audit, tracing, quotes, runner, hub, webhooks)

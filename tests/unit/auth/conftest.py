@@ -1,9 +1,9 @@
-"""Fixtures for the auth unit tests (helpers live in authtest_support)."""
+"""Fixtures for the auth unit tests (helpers live in support.auth_material)."""
 
 from __future__ import annotations
 
 import pytest
-from authtest_support import FakeClock, Material, new_material
+from support.auth_material import FakeClock, Material, new_material
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import stat
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from authtest_support import FakeClock
+from support.auth_material import FakeClock
 
 from tradewire.core.auth import api_keys
 from tradewire.core.auth.api_keys import (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from authtest_support import AUDIENCE, ISSUER, NOW, Material
+from support.auth_material import AUDIENCE, ISSUER, NOW, Material
 
 from tradewire.core.auth.api_keys import create_key, revoke_key
 from tradewire.core.auth.authenticator import AuthOutcome, Authenticator

@@ -7,7 +7,7 @@ import os
 
 import jwt
 import pytest
-from authtest_support import AUDIENCE, ISSUER, NOW, FakeClock, Material, b64url
+from support.auth_material import AUDIENCE, ISSUER, NOW, FakeClock, Material, b64url
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from tradewire.core.auth.jwt_verifier import JwtConfig, JwtVerifier
@@ -362,7 +362,7 @@ def test_bad_key_config_fails_at_start(material: Material, build) -> None:
 
 
 def test_weak_rsa_key_is_refused(material: Material) -> None:
-    from authtest_support import pem_public
+    from support.auth_material import pem_public
 
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     with pytest.raises(KeyConfigError, match="2048"):

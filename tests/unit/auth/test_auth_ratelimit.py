@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from authtest_support import FakeClock
+from support.auth_material import FakeClock
 from google.rpc import error_details_pb2
 
 from tradewire.core.errors import Code, TradewireError

@@ -1,0 +1,222 @@
+"""Identity and limits, identical on every protocol: the JWT attack list, revoked and expired
+API keys, rate limits with a usable retry delay, and an audit row for every attempt with no
+secret in it."""
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from support.auth_material import AUDIENCE, ISSUER, b64url, new_material
+from support.clients import PROTOCOLS, RpcFailure, make_client
+from support.gateway_process import GatewayProcess
+from support.ports import wait_until
+from tradewire.core.auth.api_keys import create_key, revoke_key
+from tradewire.core.auth.sqlite_key_store import SqliteApiKeyStore
+from tradewire.v1 import service_pb2 as spb
+from tradewire.v1 import trade_pb2 as pb
+
+SOL = "So11111111111111111111111111111111111111112"
+USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+MATERIAL = new_material()
+
+
+def trade(mode=pb.TRADING_MODE_PAPER) -> pb.TradeRequest:
+    return pb.TradeRequest(request_id=f"a-{uuid.uuid4().hex[:12]}", mode=mode, input_mint=SOL, output_mint=USDC,
+                           amount="0.01", slippage_bps=100)
+
+
+@pytest.fixture(scope="module")
+def auth_gateway(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("auth")
+    jwt_config = {"issuer": ISSUER, "audience": AUDIENCE, "keys": [
+        {"kid": "hs", "algorithm": "HS256", "secret": MATERIAL.hs_secret.decode()},
+        {"kid": "rs", "algorithm": "RS256", "public_key_pem": MATERIAL.rsa_public_pem},
+        {"kid": "ed", "algorithm": "EdDSA", "public_key_pem": MATERIAL.ed_public_pem},
+    ]}
+    gateway = GatewayProcess(workdir, env={
+        "TRADEWIRE_AUTH__JWT": json.dumps(jwt_config),
+        "TRADEWIRE_AUTH__API_KEY_DB": str(workdir / "keys.db"),
+    })
+    SqliteApiKeyStore(workdir / "keys.db").close()  # the database exists before the gateway opens it
+    yield gateway.start()
+    assert gateway.stop() == 0
+
+
+def token(kid="hs", alg="HS256", **claims) -> str:
+    now = int(time.time())
+    times = {"iat": now - 5, "nbf": now - 5, "exp": now + 600}
+    return MATERIAL.sign(kid, alg, **{**times, **claims})
+
+
+def attacks() -> dict[str, tuple[str, str]]:
+    """name → (authorization header value, expected reason)."""
+    now = int(time.time())
+    good = token()
+    head, payload, signature = good.split(".")
+    tampered_payload = MATERIAL.claims(sub="mallory", scope="read trade:paper trade:live admin",
+                                       iat=now - 5, nbf=now - 5, exp=now + 600)
+    return {
+        "alg-none": ("Bearer " + MATERIAL.forge({"alg": "none", "kid": "hs", "typ": "JWT"},
+                                                 MATERIAL.claims(iat=now, nbf=now, exp=now + 600)),
+                     "TOKEN_ALGORITHM_REJECTED"),
+        "hs256-with-rs256-public-key": ("Bearer " + MATERIAL.forge(
+            {"alg": "HS256", "kid": "rs", "typ": "JWT"}, MATERIAL.claims(iat=now, nbf=now, exp=now + 600),
+            hmac_key=MATERIAL.rsa_public_pem.encode()), "TOKEN_ALGORITHM_REJECTED"),
+        "expired": ("Bearer " + token(exp=now - 3600, iat=now - 7200, nbf=now - 7200), "TOKEN_EXPIRED"),
+        "not-yet-valid": ("Bearer " + token(nbf=now + 3600), "TOKEN_NOT_YET_VALID"),
+        "wrong-audience": ("Bearer " + token(aud="someone-else"), "TOKEN_AUDIENCE_INVALID"),
+        "wrong-issuer": ("Bearer " + token(iss="https://evil.test"), "TOKEN_ISSUER_INVALID"),
+        "unknown-kid": ("Bearer " + token(kid="nope"), "TOKEN_KEY_UNKNOWN"),
+        "tampered-payload": (f"Bearer {head}.{b64url(json.dumps(tampered_payload).encode())}.{signature}",
+                             "AUTH_INVALID"),
+        "truncated": ("Bearer " + good[: len(good) - 20], "AUTH_INVALID"),
+        "missing-bearer-scheme": (good, "AUTH_INVALID"),
+    }
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_jwt_attack_list_is_refused_with_its_reason(auth_gateway, protocol):
+    client = make_client(protocol, auth_gateway)
+    try:
+        for name, (header, reason) in attacks().items():
+            with pytest.raises(RpcFailure) as caught:
+                await client.unary("ExecuteTrade", trade(), None, headers={"authorization": header})
+            assert caught.value.code == "UNAUTHENTICATED", name
+            assert caught.value.reason == reason, (name, caught.value)
+            if caught.value.http_status is not None:
+                assert caught.value.http_status == 401
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("kid,alg", [("hs", "HS256"), ("rs", "RS256"), ("ed", "EdDSA")])
+async def test_valid_jwts_trade_with_their_scopes(auth_gateway, protocol, kid, alg):
+    client = make_client(protocol, auth_gateway)
+    try:
+        result, _ = await client.unary("ExecuteTrade", trade(), None,
+                                       headers={"authorization": "Bearer " + token(kid, alg, sub=f"jwt-{protocol}")})
+        assert result.status == pb.TRADE_STATUS_FILLED
+        with pytest.raises(RpcFailure) as caught:  # scope "read trade:paper" does not reach LIVE
+            await client.unary("ExecuteTrade", trade(pb.TRADING_MODE_LIVE), None,
+                               headers={"authorization": "Bearer " + token(kid, alg)})
+        assert caught.value.code == "PERMISSION_DENIED"
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_revoked_and_expired_api_keys_are_refused(auth_gateway, protocol):
+    with SqliteApiKeyStore(auth_gateway.workdir / "keys.db") as store:
+        live_key, record = create_key(store, f"owner-{protocol}", "test", ["read", "trade:paper"])
+        expired_key, _ = create_key(store, f"old-{protocol}", "test", ["read"], expires_in=timedelta(seconds=60),
+                                    clock=lambda: time.time() - 3600)
+    client = make_client(protocol, auth_gateway)
+    try:
+        ok, _ = await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), live_key)
+        assert not ok.trades
+        with SqliteApiKeyStore(auth_gateway.workdir / "keys.db") as store:
+            revoke_key(store, record.prefix)
+        for key, reason in ((live_key, "API_KEY_REVOKED"), (expired_key, "API_KEY_EXPIRED")):
+            with pytest.raises(RpcFailure) as caught:
+                await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), key)
+            assert caught.value.code == "UNAUTHENTICATED" and caught.value.reason == reason
+    finally:
+        await client.close()
+
+
+async def test_every_attempt_is_audited_once_without_secrets(auth_gateway):
+    run = uuid.uuid4().hex[:8]
+    headers_sent = []
+    client = make_client("http", auth_gateway)
+    try:
+        for i, (name, (header, _)) in enumerate(attacks().items()):
+            corr = f"{run}-{i}"
+            headers_sent.append(header)
+            with pytest.raises(RpcFailure):
+                await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), None,
+                                   headers={"authorization": header, "x-correlation-id": corr})
+        await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), auth_gateway.key("alice"),
+                           headers={"x-correlation-id": f"{run}-ok"})
+    finally:
+        await client.close()
+    journal = auth_gateway.workdir / "data" / "audit.jsonl"
+
+    def rows() -> list[dict]:
+        if not journal.exists():
+            return []
+        out = []
+        for line in journal.read_text().splitlines():
+            record = json.loads(line)
+            if record["table"] == "tw_auth_attempts" and record["columns"].get("correlation_id", "").startswith(run):
+                out.append(record)
+        return out
+
+    wait_until(lambda: len(rows()) >= len(headers_sent) + 1, what="audit rows")
+    found = rows()
+    assert len(found) == len(headers_sent) + 1
+    assert len({r["event_id"] for r in found}) == len(found)
+    outcomes = sorted(r["symbols"]["outcome"] for r in found)
+    assert outcomes == ["failure"] * len(headers_sent) + ["success"]
+    text = journal.read_text()
+    for header in [*headers_sent, auth_gateway.key("alice")]:
+        secret = header.removeprefix("Bearer ")
+        assert secret not in text
+        signature = secret.split(".")[-1]
+        assert not signature or signature not in text  # not even a signature
+    assert auth_gateway.key("alice")[12:] not in auth_gateway.log_text()
+
+
+@pytest.fixture(scope="module")
+def limited_gateway(tmp_path_factory):
+    gateway = GatewayProcess(tmp_path_factory.mktemp("limited"), env={
+        "TRADEWIRE_LIMITS__REQUESTS_PER_S": "20", "TRADEWIRE_LIMITS__BURST": "5",
+        "TRADEWIRE_LIMITS__AUTH_FAILURES_PER_S": "0.01", "TRADEWIRE_LIMITS__AUTH_FAILURE_BURST": "10"})
+    gateway.start()
+    yield gateway
+    assert gateway.stop() == 0
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_burst_above_the_limit_is_429_with_a_usable_retry_delay(limited_gateway, protocol):
+    client = make_client(protocol, limited_gateway)
+    key = limited_gateway.key({"grpc": "alice", "connect-json": "bob", "connect-proto": "reader",
+                               "grpc-web": "trader", "http": "alice"}[protocol])
+    try:
+        refused = None
+        for _ in range(20):
+            try:
+                _, headers = await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), key)
+            except RpcFailure as failure:
+                refused = failure
+                break
+            if protocol == "http":
+                assert int(headers["ratelimit-limit"]) == 5 and "ratelimit-remaining" in headers
+        assert refused is not None, "the burst was never limited"
+        assert refused.code == "RESOURCE_EXHAUSTED" and refused.reason == "RATE_LIMITED"
+        assert refused.retry_after_s is not None and 0 < refused.retry_after_s <= 1
+        if protocol == "http":
+            assert refused.http_status == 429 and int(refused.headers["retry-after"]) >= 1
+        await asyncio.sleep(refused.retry_after_s)  # the delay under test: waiting it out must suffice
+        await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), key)
+    finally:
+        await client.close()
+
+
+async def test_failed_authentications_are_limited_per_peer(limited_gateway):
+    client = make_client("grpc", limited_gateway)
+    try:
+        codes = []
+        for _ in range(15):  # the default failure burst is 10 per peer address
+            try:
+                await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), "tw_nobody00_" + "n" * 40)
+            except RpcFailure as failure:
+                codes.append(failure.code)
+        assert codes[:10] == ["UNAUTHENTICATED"] * 10
+        assert codes[10:] == ["RESOURCE_EXHAUSTED"] * 5
+    finally:
+        await client.close()
