@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/provision.sh --test
 export PATH=$PWD/.cache/go/bin:$PWD/.venv/bin:$PATH
-export TRADEWIRE_REQUIRE_TOOLS=1  # a missing external tool fails the test instead of skipping it
+export REQUIRE_TEST_TOOLS=1  # a missing external tool fails its test instead of skipping it (not TRADEWIRE_*: that prefix is configuration)
 exec .venv/bin/python -m pytest "$@"

@@ -12,6 +12,6 @@ def require_tool(name: str) -> str:
     if path:
         return path
     message = f"{name} is not installed (scripts/provision.sh --test installs it)"
-    if os.environ.get("CI") == "true" or os.environ.get("TRADEWIRE_REQUIRE_TOOLS") == "1":
+    if os.environ.get("CI") == "true" or os.environ.get("REQUIRE_TEST_TOOLS") == "1":
         pytest.fail(message)
     pytest.skip(message)
