@@ -7,10 +7,14 @@ units; conversion is exact (``decimal``), never through floats.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 
 from tradewire.core.config import MarketConfig, MintConfig, PoolConfig
 from tradewire.core.errors import FieldViolation, TradewireError, invalid
+
+
+_PLAIN_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 
 
 @dataclass(frozen=True)
@@ -23,11 +27,10 @@ class Mint:
 
     def to_atomic(self, amount: str, field_path: str = "amount") -> int:
         """Exact conversion of a decimal token amount; too many decimals is an error, not rounding."""
-        try:
-            value = Decimal(amount)
-        except InvalidOperation:
-            raise invalid(field_path, f"{amount!r} is not a decimal number") from None
-        if not value.is_finite() or value <= 0:
+        if not _PLAIN_DECIMAL.match(amount):  # no sign, exponent, NaN or spaces: digits only
+            raise invalid(field_path, f"{amount!r} is not a plain decimal number like 1.5")
+        value = Decimal(amount)
+        if value <= 0:
             raise invalid(field_path, "must be a positive amount")
         exponent = value.normalize().as_tuple().exponent
         if isinstance(exponent, int) and -exponent > self.decimals:

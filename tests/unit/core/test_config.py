@@ -1,0 +1,53 @@
+"""Configuration: TOML + TRADEWIRE_* variables into one model; every bad value named."""
+
+import pytest
+
+from tradewire.core.config import ConfigError, load_settings
+
+
+def test_defaults_need_no_file_and_no_variables():
+    settings = load_settings(env={})
+    assert settings.server.grpc_port == 50051 and settings.server.http_port == 8080
+    assert {m.symbol for m in settings.market.mints} >= {"SOL", "USDC", "USDT", "JUP", "BONK"}
+
+
+def test_environment_overrides_the_file(tmp_path):
+    config = tmp_path / "tw.toml"
+    config.write_text('[server]\ngrpc_port = 1111\nhttp_port = 2222\n')
+    settings = load_settings(config, env={"TRADEWIRE_SERVER__HTTP_PORT": "3333"})
+    assert settings.server.grpc_port == 1111 and settings.server.http_port == 3333
+
+
+def test_every_bad_value_is_reported_with_its_path(tmp_path):
+    config = tmp_path / "tw.toml"
+    config.write_text('[server]\ngrpc_port = "x"\n[limits]\nburst = 0\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, env={"TRADEWIRE_PAPER__LATENCY_MS": "-5", "TRADEWIRE_BOGUS": "1"})
+    message = str(caught.value)
+    for path in ("server.grpc_port", "limits.burst", "paper.latency_ms", "bogus"):
+        assert path in message
+
+
+def test_unreadable_files_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.toml", env={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[server\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(broken, env={})
+
+
+def test_market_must_be_consistent():
+    with pytest.raises(ConfigError, match="unknown mint"):
+        load_settings(env={"TRADEWIRE_MARKET__POOLS": '[{"base": "SOL", "quote": "DOGE", "base_reserve": "1"}]'})
+
+
+def test_a_mint_must_be_a_public_key():
+    bad = '[{"symbol": "X", "address": "not-base58!", "decimals": 6}]'
+    with pytest.raises(ConfigError, match="public key"):
+        load_settings(env={"TRADEWIRE_MARKET__MINTS": bad})
+
+
+def test_jwt_section_is_checked_at_load():
+    with pytest.raises(ConfigError, match="auth.jwt"):
+        load_settings(env={"TRADEWIRE_AUTH__JWT": '{"issuer": "x"}'})
