@@ -136,7 +136,8 @@ async def test_paper_only_key_cannot_trade_live(client, gateway):
     assert failure.value.code == "PERMISSION_DENIED"
 
 
-async def test_unimplemented_methods_say_so(client, gateway):
+async def test_cancel_of_an_unknown_trade_is_not_found(client, gateway):
     with pytest.raises(RpcFailure) as failure:
         await client.unary("CancelTrade", spb.CancelTradeRequest(request_id="x"), gateway.key("alice"))
-    assert failure.value.code == "UNIMPLEMENTED"
+    assert failure.value.code == "NOT_FOUND"
+    assert failure.value.reason == "TRADE_NOT_FOUND"
