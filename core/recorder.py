@@ -30,7 +30,8 @@ class Recorder:
         self.transition_log_enabled = transition_log
         self.metrics_enabled = metrics_enabled
         self.audit_enabled = audit_enabled
-        self._last_transition_ns: dict[tuple[str, str], int] = {}  # running trades only
+        self._last_transition_ns: dict[tuple[str, str], int] = {}  # running trades only (tracing)
+        self._routed_ns: dict[tuple[str, str], int] = {}  # when each running trade reached its executor
 
     def call_started(self, ctx: CallContext) -> None:
         if self.metrics_enabled:
@@ -84,8 +85,8 @@ class Recorder:
                                                             "tradewire.mode": order.mode_name})
             if not event.terminal:
                 self._last_transition_ns[key] = at_ns
-        if event.terminal and self.metrics_enabled:
-            self.metrics.trades.labels(order.mode_name, stage).inc()
+        if self.metrics_enabled:
+            self._executor_metrics(order, event, key, at_ns)
         if self.audit_enabled:
             self.audit.emit(transition_event(
                 request_id=order.request_id, principal=order.principal_id, mode=order.mode_name, stage=stage,
@@ -95,6 +96,20 @@ class Recorder:
             trade_log.info("transition", request_id=order.request_id, principal=order.principal_id,
                            mode=order.mode_name, stage=stage, sequence=event.sequence,
                            percent=event.percent_complete)
+
+    def _executor_metrics(self, order: Order, event: pb.ExecutionStatus, key: tuple[str, str], at_ns: int) -> None:
+        if event.stage == pb.TRADE_STATUS_ROUTED:
+            self._routed_ns[key] = at_ns
+        if not event.terminal:
+            return
+        self.metrics.trades.labels(order.mode_name, pb.TradeStatus.Name(event.stage)).inc()
+        executor = order.mode_name.lower()
+        routed = self._routed_ns.pop(key, None)
+        if routed is not None:
+            self.metrics.executor_seconds.labels(executor).observe((at_ns - routed) / 1e9)
+        if event.stage != pb.TRADE_STATUS_FILLED:
+            reason = event.result.error.reason or pb.TradeStatus.Name(event.stage)
+            self.metrics.executor_failures.labels(executor, reason).inc()
 
     def fill(self, order: Order, fill: Fill, result: pb.TradeResult) -> None:
         if not self.audit_enabled:

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from tradewire.core.audit import AuditSink, open_audit_sink
+from tradewire.core.audit.metrics import register_audit_metrics
 from tradewire.core.auth.authenticator import Authenticator
 from tradewire.core.auth.jwt_verifier import JwtConfig, JwtVerifier
 from tradewire.core.auth.key_stores import ChainApiKeyStore, StaticApiKeyStore
@@ -149,6 +150,7 @@ def build_core(settings: Settings) -> Core:
     metrics = Metrics()
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     audit = build_audit_sink(settings)
+    register_audit_metrics(metrics.registry, audit)
     tracing = Tracing(settings.tracing)
     recorder = Recorder(metrics, audit, tracing, access_log=settings.logging.access_log,
                         transition_log=settings.logging.transition_log, metrics_enabled=settings.metrics.enabled,

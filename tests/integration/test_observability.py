@@ -139,3 +139,17 @@ async def test_traceparent_reaches_logs_and_spans(traced_gateway, protocol):
             "tradewire.stage.TRADE_STATUS_FILLED"} <= names
     server_span = next(s for s in spans() if s.name.endswith("/ExecuteTrade"))
     assert server_span.parent_span_id.hex() == traceparent.split("-")[2]
+
+
+async def test_executor_and_audit_metrics_are_exposed(gateway):
+    client = make_client("grpc", gateway)
+    try:
+        await client.unary("ExecuteTrade", trade(f"exec-metrics-{uuid.uuid4().hex[:8]}"), gateway.key("alice"))
+    finally:
+        await client.close()
+    samples = scrape(gateway)
+    names = {name for name, _ in samples}
+    assert "tradewire_executor_duration_seconds_count" in names
+    assert samples[("tradewire_audit_queue_max", (("backend", "journal"),))] == 0
+    assert samples[("tradewire_audit_rows_written_total", (("backend", "journal"),))] > 0
+    assert samples[("tradewire_audit_backend_up", (("backend", "journal"),))] == 1

@@ -1,0 +1,49 @@
+"""The audit sink's counters as Prometheus metrics, read from ``stats()`` at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from tradewire.core.audit.sink import AuditSink
+
+_GAUGES = {
+    "queue_depth": "Audit events accepted and not yet written or spooled",
+    "queue_max": "Bound of the audit queue (0: unbounded)",
+    "spooled": "Audit rows waiting in the local spool for QuestDB",
+}
+_COUNTERS = {
+    "rows_written": "Audit rows acknowledged by the backend",
+    "spooled": "Audit rows ever written to the spool",
+    "spilled": "Audit rows spilled to the spool because the queue was full",
+    "replayed": "Audit rows replayed from the spool",
+    "write_errors": "Failed audit write attempts (rows kept, not lost)",
+    "rejected": "Audit rows the backend refused as invalid (kept aside)",
+}
+
+
+class AuditCollector(Collector):
+    def __init__(self, sink: AuditSink) -> None:
+        self.sink = sink
+
+    def collect(self) -> Iterator:
+        stats = self.sink.stats()
+        for name, doc in _GAUGES.items():
+            family = GaugeMetricFamily(f"tradewire_audit_{name}", doc, labels=["backend"])
+            family.add_metric([stats.backend], getattr(stats, name))
+            yield family
+        for name, doc in _COUNTERS.items():
+            family = CounterMetricFamily(f"tradewire_audit_{name}", doc, labels=["backend"])
+            family.add_metric([stats.backend], getattr(stats, f"{name}_total"))
+            yield family
+        healthy = GaugeMetricFamily("tradewire_audit_backend_up", "1 when the audit backend answered last time",
+                                    labels=["backend"])
+        healthy.add_metric([stats.backend], 1.0 if stats.healthy else 0.0)
+        yield healthy
+
+
+def register_audit_metrics(registry: CollectorRegistry, sink: AuditSink) -> None:
+    registry.register(AuditCollector(sink))
