@@ -16,8 +16,10 @@ if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   python3 -m venv .venv
 fi
-stamp=.venv/.installed-$(cat pyproject.toml setup.py | sha256sum | cut -c1-16)-$WITH_TEST
-if [ ! -f "$stamp" ]; then
+deps=$(cat pyproject.toml setup.py | sha256sum | cut -c1-16)
+stamp=.venv/.installed-$deps-$WITH_TEST
+# A test install (1) includes everything the run install (0) needs.
+if [ ! -f "$stamp" ] && [ ! -f ".venv/.installed-$deps-1" ]; then
   say "installing Python dependencies"
   extras="dev"
   [ $WITH_TEST = 1 ] && extras="dev,test"
