@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from support.questdb import QuestDBServer, run_script
+from support.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +21,11 @@ def questdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuestDBServer]
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session (the scale-out store)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

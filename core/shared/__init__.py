@@ -1,0 +1,1 @@
+"""Scale-out backends: state shared by several gateway replicas through Redis."""
