@@ -237,7 +237,7 @@ class StreamsConfig(_Model):
     await_trade_s: float = Field(10.0, ge=0, description="a stream opened before its trade exists waits this long")
     slow_consumer_s: float = Field(30.0, gt=0, description="a stream whose transport accepts nothing for this "
                                                             "long while a message waits is dropped")
-    session_max_lag: int = Field(1024, ge=1, description="messages a TradeSession may queue for a slow reader "
+    session_max_lag: int = Field(1024, ge=16, description="messages a TradeSession may queue for a slow reader "
                                                           "before it is ended with RESOURCE_EXHAUSTED")
     keep_finished: int = Field(10_000, ge=0, description="finished trades whose events stay in memory")
 
@@ -276,6 +276,16 @@ class ShutdownConfig(_Model):
         if self.final_s >= self.deadline_s:
             raise ValueError("final_s must be smaller than deadline_s")
         return self
+
+
+class SharedConfig(_Model):
+    """Scale-out: with a Redis URL, idempotency keys, trades, positions, history, rate-limit
+    buckets and status events are shared by every replica; without one, all stays local."""
+
+    redis_url: str | None = Field(None, description="e.g. redis://127.0.0.1:6379/0")
+    # Identifies this replica's unfinished trades across restarts (default: from data_dir).
+    replica_id: str | None = None
+    events_retain_s: int = Field(3600, ge=60)
 
 
 class MetricsConfig(_Model):
@@ -339,6 +349,13 @@ class LiveConfig(_Model):
     max_price_impact_bps: int = Field(100, ge=0, le=10_000, description="when the request sets none")
     health_refresh_s: float = Field(10.0, gt=0, description="wallet balance read for the health check")
 
+    @field_validator("wallet_env")
+    @classmethod
+    def _not_a_config_variable(cls, v: str) -> str:
+        if v.upper().startswith(ENV_PREFIX):
+            raise ValueError(f"must not start with {ENV_PREFIX} (those variables are configuration overrides)")
+        return v
+
 
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -357,6 +374,7 @@ class Settings(_Model):
     audit: AuditConfig = AuditConfig()
     tracing: TracingConfig = TracingConfig()
     market_data: MarketDataConfig = MarketDataConfig()
+    shared: SharedConfig = SharedConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     live: LiveConfig = LiveConfig()

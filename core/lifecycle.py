@@ -58,6 +58,10 @@ PATH: tuple[int, ...] = (
 _ORDER = {status: i for i, status in enumerate(PATH)}
 # Once sent, a trade can no longer be cancelled.
 SENT_STAGES = frozenset({pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_CONFIRMED})
+# The point of no return: an executor yields SIMULATED right before it sends. While the
+# executor is suspended at that yield nothing has been sent; once the runner resumes it, the
+# trade may be on its way and is no longer cancelled, interrupted or retried.
+POINT_OF_NO_RETURN = pb.TRADE_STATUS_SIMULATED
 
 
 class IllegalTransition(RuntimeError):
@@ -101,4 +105,40 @@ def status_event(request_id: str, sequence: int, status: int, message: str | Non
         terminal=stage.terminal,
         result=result,
         kind=pb.STATUS_KIND_TRANSITION,
+    )
+
+
+def rank(status: int) -> int:
+    """Position on the happy path (-1 for unspecified or a terminal failure)."""
+    return _ORDER.get(status, -1)
+
+
+def may_have_been_sent(status: int) -> bool:
+    """True from the point of no return on (for a non-terminal status)."""
+    return rank(status) >= _ORDER[POINT_OF_NO_RETURN]
+
+
+def heartbeat_event(request_id: str, last: pb.ExecutionStatus | None) -> pb.ExecutionStatus:
+    """Keep-alive on an idle stream: no transition, the trade's current stage and percent."""
+    stage = last.stage if last is not None else pb.TRADE_STATUS_UNSPECIFIED
+    where = f" (currently {S.Name(stage).removeprefix('TRADE_STATUS_')})" if stage else ""
+    return pb.ExecutionStatus(
+        request_id=request_id, stage=stage, percent_complete=last.percent_complete if last is not None else 0,
+        message=f"waiting for the next status{where}", timestamp=now_timestamp(), kind=pb.STATUS_KIND_HEARTBEAT,
+    )
+
+
+def shutdown_event(request_id: str, last: pb.ExecutionStatus | None) -> pb.ExecutionStatus:
+    """The last message of a stream the server closes while shutting down: how to resume."""
+    stage = last.stage if last is not None else pb.TRADE_STATUS_UNSPECIFIED
+    if request_id:
+        resume = (last.sequence + 1) if last is not None else 1
+        message = (f"server shutting down: reconnect once it is back and resume with from_sequence={resume}; "
+                   f"an unfinished trade resumes after the restart")
+    else:
+        message = ("server shutting down; reconnect and follow each trade with StreamExecutionStatus "
+                   "(from_sequence = last sequence + 1)")
+    return pb.ExecutionStatus(
+        request_id=request_id, stage=stage, percent_complete=last.percent_complete if last is not None else 0,
+        message=message, timestamp=now_timestamp(), kind=pb.STATUS_KIND_SHUTDOWN,
     )

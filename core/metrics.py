@@ -28,3 +28,33 @@ class Metrics:
         self.executor_failures = Counter("tradewire_executor_failures_total", "Trades an executor failed",
                                          ["executor", "reason"], registry=r)
         self.stream_subscribers = Gauge("tradewire_stream_subscribers", "Open status streams", registry=r)
+        # in-flight registry, cancellation, retries, batches (issue 7)
+        self.in_flight_limit = Gauge("tradewire_trades_in_flight_limit", "Limit on running trades",
+                                     ["scope"], registry=r)
+        self.in_flight_refused = Counter("tradewire_trades_refused_total",
+                                         "Trades refused because an in-flight limit was reached", ["scope"],
+                                         registry=r)
+        self.cancel_requests = Counter("tradewire_cancel_requests_total", "Cancellation requests by outcome",
+                                       ["source", "outcome"], registry=r)
+        self.executor_retries = Counter("tradewire_executor_retries_total",
+                                        "Executor attempts retried after a transient error before send",
+                                        ["executor", "reason"], registry=r)
+        self.batch_items = Counter("tradewire_batch_items_total", "ExecuteTradeBatch items by outcome",
+                                   ["outcome"], registry=r)
+        # streams and sessions
+        self.sessions_open = Gauge("tradewire_sessions_open", "Open TradeSession streams", registry=r)
+        self.stream_closes = Counter("tradewire_stream_closes_total", "Streams ended, by why",
+                                     ["kind", "reason"], registry=r)
+        self.event_loop_tasks = Gauge("tradewire_event_loop_tasks", "asyncio tasks alive in the serving loop",
+                                      registry=r)
+        self.memory_releases = Counter("tradewire_memory_releases_total",
+                                       "Freed heap returned to the OS after a burst of streams closed", registry=r)
+        # webhooks
+        self.webhook_deliveries = Counter("tradewire_webhook_deliveries_total",
+                                          "Webhook delivery attempts by outcome", ["outcome"], registry=r)
+        self.webhook_outbox_depth = Gauge("tradewire_webhook_outbox_depth", "Webhooks in the outbox", ["state"],
+                                          registry=r)
+        self.webhook_seconds = Histogram("tradewire_webhook_delivery_duration_seconds", "Webhook POST latency",
+                                         buckets=_LATENCY_BUCKETS, registry=r)
+        # shutdown
+        self.draining = Gauge("tradewire_draining", "1 while shutting down (new calls are refused)", registry=r)

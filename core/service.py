@@ -2,61 +2,135 @@
 
 Each takes a protobuf request and a CallContext and returns a protobuf response (an async
 iterator for streams). The gateway's adapters call these and nothing else.
+
+Every call is admitted by the pipeline and then, while the gateway shuts down, refused
+with UNAVAILABLE (SHUTTING_DOWN) — HealthCheck excepted, which reports NOT_SERVING — so
+the refusal is the same on every protocol.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import collections
 import hashlib
+import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 
-from tradewire.core.errors import FieldViolation, TradewireError
+from tradewire.core.auth.permissions import authorize
+from tradewire.core.context import CallContext
+from tradewire.core.errors import FieldViolation, TradewireError, internal_error, invalid, invalid_fields
 from tradewire.core.executors.base import Executor
-from tradewire.core.lifecycle import now_timestamp
+from tradewire.core.lifecycle import heartbeat_event, now_timestamp, shutdown_event
 from tradewire.core.market import Market, format_units
+from tradewire.core.order import Order
 from tradewire.core.pipeline import Pipeline
 from tradewire.core.quotes import QuoteSource
+from tradewire.core.ratelimit import raise_if_limited
 from tradewire.core.store.base import HistoryQuery, TradeStore
-from tradewire.core.trades import TradeRunner, trade_not_found
-from tradewire.core.context import CallContext
+from tradewire.core.trades import TradeRunner, trade_error, trade_not_found
+from tradewire.core.validation import require_valid, validate_trade
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
+
+log = logging.getLogger("tradewire.service")
 
 VERSION = "0.1.0"
 DEFAULT_PAGE_SIZE = 50
 HEARTBEAT_S = 15.0
 
 
+@dataclass(frozen=True)
+class ServiceOptions:
+    """The service's knobs (core.config: streams, execution, limits.max_batch_items)."""
+
+    heartbeat_s: float = HEARTBEAT_S
+    await_trade_s: float = 10.0
+    session_max_lag: int = 1024
+    max_batch_items: int = 100
+    batch_concurrency: int = 8
+
+
+def shutting_down() -> TradewireError:
+    return TradewireError("SHUTTING_DOWN", "the gateway is shutting down and accepts no new calls; "
+                                           "retry against another instance or once it is back", retry_after_s=1.0)
+
+
+def _mode_name(mode: int) -> str | None:
+    return {pb.TRADING_MODE_PAPER: "PAPER", pb.TRADING_MODE_LIVE: "LIVE"}.get(mode)
+
+
 class TradeService:
     def __init__(self, pipeline: Pipeline, runner: TradeRunner, store: TradeStore, market: Market,
-                 quotes: QuoteSource, executors: dict[int, Executor]) -> None:
+                 quotes: QuoteSource, executors: dict[int, Executor], options: ServiceOptions | None = None,
+                 webhooks=None) -> None:
         self.pipeline = pipeline
         self.runner = runner
         self.store = store
         self.market = market
         self.quotes = quotes
         self.executors = executors
+        self.options = options or ServiceOptions()
+        self.webhooks = webhooks  # core.webhooks.WebhookDispatcher | None
+        self.hub = runner.hub
+        self.draining = False
+
+    # -- admission and shutdown ------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _call(self, ctx: CallContext, request: object):
+        """The pipeline, then the gate: no new call (but HealthCheck) while shutting down."""
+        async with self.pipeline.call(ctx, request) as call:
+            if self.draining and ctx.method != "HealthCheck":
+                raise shutting_down()
+            yield call
+
+    def begin_drain(self) -> None:
+        """Shutdown, step 1: HealthCheck says NOT_SERVING and new calls are refused."""
+        self.draining = True
+        metrics = getattr(self.pipeline.recorder, "metrics", None)
+        if metrics is not None:
+            metrics.draining.set(1)
+
+    def _check_webhook(self, order: Order, prefix: str = "") -> None:
+        if order.webhook_url:
+            if self.webhooks is None:
+                raise invalid(prefix + "webhook_url", "webhooks are not enabled on this gateway")
+            self.webhooks.check_request_url(order.webhook_url, prefix + "webhook_url")
+
+    # -- the RPCs ----------------------------------------------------------------------------
 
     async def ExecuteTrade(self, request: pb.TradeRequest, ctx: CallContext) -> pb.TradeResult:
-        async with self.pipeline.call(ctx, request) as call:
-            return await self.runner.execute(call.orders[0])
+        async with self._call(ctx, request) as call:
+            order = call.orders[0]
+            self._check_webhook(order)
+            return await self.runner.execute(order, deadline=ctx.deadline)
 
     async def StreamExecutionStatus(self, request: spb.StreamExecutionStatusRequest,
                                     ctx: CallContext) -> AsyncIterator[pb.ExecutionStatus]:
-        async with self.pipeline.call(ctx, request):
-            events = self.runner.events(ctx.principal.id, request.request_id, request.from_sequence)
-            metrics = self.pipeline.recorder.metrics
-            metrics.stream_subscribers.inc()
+        async with self._call(ctx, request):
+            sub = self.hub.subscribe("status")
+            events = self.runner.events(ctx.principal.id, request.request_id, request.from_sequence,
+                                        heartbeat_s=self.options.heartbeat_s, await_s=self.options.await_trade_s,
+                                        subscription=sub)
+            ended, last_kind = "client_gone", 0
             try:
                 async for event in events:
+                    last_kind = event.kind
                     yield event
+                ended = "shutdown" if last_kind == pb.STATUS_KIND_SHUTDOWN else "completed"
+            except TradewireError:
+                ended = "error"
+                raise
             finally:
-                metrics.stream_subscribers.dec()
                 await events.aclose()
+                self.hub.unsubscribe(sub, ended)
 
     async def GetTrade(self, request: spb.GetTradeRequest, ctx: CallContext) -> pb.TradeResult:
-        async with self.pipeline.call(ctx, request):
+        async with self._call(ctx, request):
             result = self.runner.current(ctx.principal.id, request.request_id)
             if result is None:
                 raise trade_not_found(request.request_id)
@@ -64,7 +138,7 @@ class TradeService:
 
     async def GetTradeHistory(self, request: spb.GetTradeHistoryRequest,
                               ctx: CallContext) -> spb.GetTradeHistoryResponse:
-        async with self.pipeline.call(ctx, request):
+        async with self._call(ctx, request):
             query = HistoryQuery(
                 mode=request.mode,
                 mint=request.mint,
@@ -78,7 +152,7 @@ class TradeService:
             return spb.GetTradeHistoryResponse(trades=page.trades, next_page_token=token)
 
     async def GetPositions(self, request: spb.GetPositionsRequest, ctx: CallContext) -> spb.GetPositionsResponse:
-        async with self.pipeline.call(ctx, request):
+        async with self._call(ctx, request):
             valuation = self.market.valuation
             modes = [request.mode] if request.mode else [pb.TRADING_MODE_PAPER, pb.TRADING_MODE_LIVE]
             positions, total_value, total_pnl = [], 0, 0
@@ -117,46 +191,250 @@ class TradeService:
             )
 
     async def HealthCheck(self, request: spb.HealthCheckRequest, ctx: CallContext) -> spb.HealthCheckResponse:
-        async with self.pipeline.call(ctx, request):
-            components = [spb.ComponentHealth(name="store", status=spb.SERVING_STATUS_SERVING, message="sqlite")]
+        async with self._call(ctx, request):
+            serving, not_serving = spb.SERVING_STATUS_SERVING, spb.SERVING_STATUS_NOT_SERVING
+            components = [spb.ComponentHealth(name="store", status=serving, message="sqlite")]
             for mode, name in ((pb.TRADING_MODE_PAPER, "paper_executor"), (pb.TRADING_MODE_LIVE, "live_executor")):
                 executor = self.executors.get(mode)
                 if executor is None:
-                    components.append(spb.ComponentHealth(name=name, status=spb.SERVING_STATUS_NOT_SERVING,
-                                                          message="not configured"))
+                    components.append(spb.ComponentHealth(name=name, status=not_serving, message="not configured"))
                 else:
                     health = executor.health()
                     components.append(spb.ComponentHealth(
-                        name=name, message=health.message,
-                        status=spb.SERVING_STATUS_SERVING if health.ok else spb.SERVING_STATUS_NOT_SERVING))
-            response = spb.HealthCheckResponse(status=spb.SERVING_STATUS_SERVING, components=components,
-                                               version=VERSION, server_time=now_timestamp())
+                        name=name, message=health.message, status=serving if health.ok else not_serving))
+            inflight = self.runner.inflight
+            running = len(inflight)
+            components.append(spb.ComponentHealth(
+                name="in_flight", status=spb.SERVING_STATUS_DEGRADED if running >= inflight.max_total else serving,
+                message=f"{running} trades running (limits: {inflight.max_per_principal} per caller, "
+                        f"{inflight.max_total} in total)"))
+            components.append(spb.ComponentHealth(name="streams", status=serving,
+                                                  message=f"{self.hub.open_streams} open streams"))
+            if self.webhooks is not None:
+                counts = self.store.outbox_counts()
+                components.append(spb.ComponentHealth(
+                    name="webhooks", status=serving,
+                    message=f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead-lettered"))
+            if self.draining:
+                components.append(spb.ComponentHealth(name="server", status=not_serving,
+                                                      message="shutting down: no new calls"))
+            response = spb.HealthCheckResponse(status=not_serving if self.draining else serving,
+                                               components=components, version=VERSION, server_time=now_timestamp())
             if ctx.principal is not None:
                 decision = self.pipeline.limits.principal.peek(f"principal:{ctx.principal.id}")
                 response.caller.CopyFrom(spb.CallerStatus(
                     principal=ctx.principal.label, scopes=sorted(ctx.principal.scopes),
                     rate_limit_remaining=int(decision.remaining), rate_limit_limit=int(decision.limit),
-                    in_flight=self.runner.in_flight()))
+                    in_flight=self.runner.in_flight(ctx.principal.id)))
             return response
 
     async def CancelTrade(self, request: spb.CancelTradeRequest, ctx: CallContext) -> spb.CancelTradeResponse:
-        async with self.pipeline.call(ctx, request):
-            raise _not_yet("CancelTrade")
+        async with self._call(ctx, request):
+            result = await self.runner.cancel(ctx.principal.id, request.request_id, request.reason)
+            return spb.CancelTradeResponse(request_id=request.request_id, status=result.status)
 
     async def ExecuteTradeBatch(self, request: spb.ExecuteTradeBatchRequest,
                                 ctx: CallContext) -> spb.ExecuteTradeBatchResponse:
-        async with self.pipeline.call(ctx, request):
-            raise _not_yet("ExecuteTradeBatch")
+        # The pipeline admits the call (authentication, the PAPER scope, rate limit); the items
+        # are validated here one by one, so one bad item does not sink the others.
+        async with self._call(ctx, None):
+            items = list(request.trades)
+            limit = self.options.max_batch_items
+            if not items:
+                raise invalid("trades", "at least one trade is required")
+            if len(items) > limit:
+                raise invalid("trades", f"at most {limit} trades per batch")
+            principal = ctx.principal
+            if any(item.mode == pb.TRADING_MODE_LIVE for item in items):
+                authorize(principal, ctx.method, "LIVE")  # any LIVE item makes the batch LIVE
+            outcomes: list[Order | TradewireError] = []
+            first_index: dict[str, int] = {}
+            for i, item in enumerate(items):
+                prefix = f"trades[{i}]."
+                try:
+                    if item.request_id and item.request_id in first_index:
+                        raise invalid(prefix + "request_id",
+                                      f"duplicates trades[{first_index[item.request_id]}].request_id")
+                    order = validate_trade(item, principal.id, self.market, prefix)
+                    self._check_webhook(order, prefix)
+                    outcomes.append(order)
+                except TradewireError as exc:
+                    outcomes.append(exc)
+                first_index.setdefault(item.request_id, i)
+            refused = [o for o in outcomes if isinstance(o, TradewireError)]
+            if request.atomic_validation and refused:
+                raise invalid_fields(v for err in refused for v in (
+                    err.field_violations or (FieldViolation("trades", err.message),)))
+            results: list[spb.BatchItemResult | None] = [None] * len(items)
+            slots = asyncio.Semaphore(self.options.batch_concurrency)
+            metrics = getattr(self.pipeline.recorder, "metrics", None)
+
+            async def run(index: int, order: Order) -> None:
+                async with slots:
+                    try:
+                        if order.mode == pb.TRADING_MODE_LIVE:
+                            raise_if_limited(self.pipeline.limits.live.acquire(f"live:{principal.id}"),
+                                             f"live:{principal.id}")
+                        result = await self.runner.result_of(self.runner.admit(order), ctx.deadline)
+                    except TradewireError as exc:
+                        results[index] = spb.BatchItemResult(index=index, error=trade_error(exc))
+                    else:
+                        results[index] = spb.BatchItemResult(index=index, result=result)
+
+            for index, outcome in enumerate(outcomes):
+                if isinstance(outcome, TradewireError):
+                    results[index] = spb.BatchItemResult(index=index, error=trade_error(outcome))
+            await asyncio.gather(*(run(i, o) for i, o in enumerate(outcomes) if isinstance(o, Order)))
+            if metrics is not None:
+                ran = sum(1 for r in results if r is not None and r.HasField("result"))
+                metrics.batch_items.labels("ran").inc(ran)
+                metrics.batch_items.labels("refused").inc(len(results) - ran)
+            return spb.ExecuteTradeBatchResponse(results=results)
 
     async def TradeSession(self, requests: AsyncIterator[spb.TradeSessionRequest],
                            ctx: CallContext) -> AsyncIterator[spb.TradeSessionResponse]:
-        async with self.pipeline.call(ctx, None):
-            raise _not_yet("TradeSession")
-            yield  # pragma: no cover - makes this an async generator like the other streams
+        async with self._call(ctx, None):  # the PAPER scope to open; each trade is authorized by its mode
+            session = _Session(self, ctx, requests)
+            async for response in session.run():
+                yield response
 
 
-def _not_yet(method: str) -> TradewireError:
-    return TradewireError("UNIMPLEMENTED", f"{method} is part of the contract but not implemented yet")
+class _Session:
+    """One TradeSession: requests in (read by a task of their own), every status of every
+    trade of the session out, multiplexed, through one bounded queue.
+
+    The queue holds at most ``session_max_lag`` messages: a reader that falls further behind
+    ends the session with RESOURCE_EXHAUSTED (SLOW_CONSUMER) after what is queued — the
+    trades go on and can be followed with StreamExecutionStatus. The session ends by itself
+    once the client has half-closed and every trade of the session has ended; a client that
+    goes away ends it at once (its trades go on). On shutdown it gets the statuses of its
+    trades that ended during the drain, then one SHUTDOWN status.
+    """
+
+    def __init__(self, service: TradeService, ctx: CallContext, requests: AsyncIterator[spb.TradeSessionRequest]):
+        self.service = service
+        self.runner = service.runner
+        self.hub = service.hub
+        self.ctx = ctx
+        self.principal = ctx.principal
+        self.requests = requests
+        self.max_lag = service.options.session_max_lag
+        self.queue: collections.deque[spb.TradeSessionResponse] = collections.deque()
+        self.ready = asyncio.Event()
+        self.failed: TradewireError | None = None
+        self.reading = True
+        self.followers: dict[str, asyncio.Task] = {}
+        self.followed: set[str] = set()
+
+    def put(self, response: spb.TradeSessionResponse) -> None:
+        if self.failed is not None:
+            return
+        if len(self.queue) >= self.max_lag:
+            self.failed = TradewireError(
+                "SLOW_CONSUMER", f"the session's reader fell {self.max_lag} messages behind and was dropped; its "
+                                 "trades go on: follow them with StreamExecutionStatus (from_sequence)",
+                metadata={"max_lag": str(self.max_lag)})
+        else:
+            self.queue.append(response)
+        self.ready.set()
+
+    async def run(self) -> AsyncIterator[spb.TradeSessionResponse]:
+        sub = self.hub.subscribe("session")
+        unregister = self.hub.on_shutdown(self.ready.set)
+        reader = asyncio.create_task(self._read(), name="trade-session-reader")
+        ended = "client_gone"
+        try:
+            while True:
+                while self.queue:
+                    sub.parked()
+                    yield self.queue.popleft()
+                    sub.resumed()
+                if self.failed is not None:
+                    ended = "slow_consumer" if self.failed.reason == "SLOW_CONSUMER" else "error"
+                    raise self.failed
+                if self.hub.closing:
+                    await self._settle_followers()
+                    if self.queue:
+                        continue
+                    sub.parked()
+                    yield spb.TradeSessionResponse(status=shutdown_event("", None))
+                    sub.resumed()
+                    ended = "shutdown"
+                    return
+                if not self.reading and not self.followers:
+                    ended = "completed"
+                    return
+                self.ready.clear()
+                try:
+                    async with asyncio.timeout(self.service.options.heartbeat_s):
+                        await self.ready.wait()
+                except TimeoutError:
+                    sub.parked()
+                    yield spb.TradeSessionResponse(status=heartbeat_event("", None))
+                    sub.resumed()
+        finally:
+            unregister()
+            tasks = [reader, *self.followers.values()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.hub.unsubscribe(sub, ended)
+
+    async def _settle_followers(self) -> None:
+        """On shutdown: let followers deliver what their (ended or abandoned) trades published."""
+        if self.followers:
+            await asyncio.wait(list(self.followers.values()), timeout=1.0)
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.requests:
+                await self._handle(message)
+        except TradewireError as exc:  # an undecodable message ends the session
+            self.failed = self.failed or exc
+        except Exception:
+            log.exception("reading a trade session failed")
+            self.failed = self.failed or internal_error()
+        finally:
+            self.reading = False
+            self.ready.set()
+
+    async def _handle(self, message: spb.TradeSessionRequest) -> None:
+        action = message.WhichOneof("action")
+        request_id = message.trade.request_id if action == "trade" else message.cancel.request_id
+        try:
+            require_valid(message)
+            if self.service.draining:
+                raise shutting_down()
+            if action == "cancel":
+                result = await self.runner.cancel(self.principal.id, request_id, message.cancel.reason)
+                self.put(spb.TradeSessionResponse(cancelled=spb.CancelTradeResponse(request_id=request_id,
+                                                                                    status=result.status)))
+                return
+            mode = _mode_name(message.trade.mode)
+            authorize(self.principal, "TradeSession", mode)
+            self.service.pipeline.limits.check_call(self.principal.id, "ExecuteTrade", mode)
+            order = validate_trade(message.trade, self.principal.id, self.service.market, "trade.")
+            self.service._check_webhook(order, "trade.")
+            self.runner.admit(order)
+        except TradewireError as exc:
+            self.put(spb.TradeSessionResponse(error=spb.SessionError(request_id=request_id, error=trade_error(exc))))
+            return
+        if request_id not in self.followed:
+            self.followed.add(request_id)
+            task = asyncio.create_task(self._follow(request_id), name=f"session-follow-{request_id}")
+            self.followers[request_id] = task
+            task.add_done_callback(lambda _t, rid=request_id: self._followed(rid))
+
+    def _followed(self, request_id: str) -> None:
+        self.followers.pop(request_id, None)
+        self.ready.set()
+
+    async def _follow(self, request_id: str) -> None:
+        async for event in self.runner.events(self.principal.id, request_id, 1):
+            if event.kind == pb.STATUS_KIND_TRANSITION:
+                self.put(spb.TradeSessionResponse(status=event))
+            if self.failed is not None:
+                return
 
 
 def _val(atomic: int | Decimal, decimals: int) -> str:

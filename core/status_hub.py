@@ -1,46 +1,131 @@
-"""In-process fan-out of trade status events.
+"""In-process fan-out of trade status events, and the registry of open streams.
 
 Each running trade has one append-only event list shared by all its subscribers; a
 subscriber is only an index into that list plus a wait on the next publish. So any number
 of subscribers, joining at any moment, see every event once and in order, and a slow one
 costs no memory of its own. Finished trades are kept for a while (LRU), then served from
 the store.
+
+Open streams (status streams and trade sessions) register a :class:`Subscription`, which
+is what shutdown and the slow-consumer watchdog act on:
+
+* ``shutdown()`` wakes every stream; a stream whose trade has not ended then sends one
+  ``STATUS_KIND_SHUTDOWN`` message saying where to resume, and ends.
+* slow consumers: the core never buffers per subscriber, and each transport applies
+  backpressure (HTTP/2 flow control for gRPC, uvicorn's write buffer for HTTP/1.1), so a
+  consumer that does not read blocks its own stream at ``yield`` and nothing grows. A stream
+  parked at ``yield`` for longer than ``slow_consumer_s`` (its transport accepted no
+  message for that long) is dropped: the task serving it is cancelled, which frees
+  everything it held, and a transport that registered a terminator (:meth:`on_drop`; the
+  gRPC adapter does) first ends the call with RESOURCE_EXHAUSTED (SLOW_CONSUMER), which the
+  client reads after the messages already in its buffers. Over HTTP/1.1 the connection is
+  closed instead (there is no way to put a status after a body the client does not read). Trade sessions, which queue events of many trades,
+  additionally bound their queue (see core/service.py).
+* memory: once a burst of streams has closed (``TRIM_AFTER_CLOSED`` fewer open than at the
+  peak, and no change over a whole watchdog period), the watchdog asks glibc to give freed
+  heap pages back (``malloc_trim``), so the process's RSS follows the load back down
+  instead of staying at its high-water mark.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
+from tradewire.core import lifecycle
+from tradewire.core.errors import TradewireError
 from tradewire.v1 import trade_pb2 as pb
 
 Key = tuple[str, str]  # (principal id, request id)
+
+log = logging.getLogger("tradewire.streams")
+
+TRIM_AFTER_CLOSED = 200
+
+
+def _malloc_trim() -> Callable[[], int] | None:
+    """glibc's malloc_trim(0), or None where there is none (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return lambda: trim(0)
 
 
 class _Channel:
     __slots__ = ("events", "changed", "closed")
 
-    def __init__(self) -> None:
-        self.events: list[pb.ExecutionStatus] = []
+    def __init__(self, events: tuple[pb.ExecutionStatus, ...] | list[pb.ExecutionStatus] = ()) -> None:
+        self.events: list[pb.ExecutionStatus] = list(events)
         self.changed = asyncio.Event()
-        self.closed = False
+        self.closed = bool(self.events) and self.events[-1].terminal
 
     def publish(self, event: pb.ExecutionStatus) -> None:
         self.events.append(event)
         self.closed = self.closed or event.terminal
+        self.wake()
+
+    def wake(self) -> None:
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()  # wake everyone waiting for this publish; later waits use the new event
 
 
+class Subscription:
+    """One open stream: the task serving it, and since when it waits for its transport."""
+
+    __slots__ = ("kind", "task", "parked_since", "dropped")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # "status" | "session"
+        self.task: asyncio.Task | None = asyncio.current_task()
+        self.parked_since: float | None = None
+        self.dropped = False
+
+    def parked(self) -> None:
+        """About to yield a message: the transport has it until the consumer asks for the next."""
+        self.parked_since = time.monotonic()
+
+    def resumed(self) -> None:
+        self.parked_since = None
+        self.task = asyncio.current_task()
+
+
 class StatusHub:
-    def __init__(self, keep_finished: int = 10_000) -> None:
+    def __init__(self, keep_finished: int = 10_000, heartbeat_s: float | None = 15.0,
+                 slow_consumer_s: float = 30.0, metrics=None) -> None:
         self._live: dict[Key, _Channel] = {}
         self._finished: OrderedDict[Key, _Channel] = OrderedDict()
         self._keep_finished = keep_finished
+        self._pending: dict[Key, tuple[asyncio.Event, int]] = {}
+        self.heartbeat_s = heartbeat_s
+        self.slow_consumer_s = slow_consumer_s
+        self.metrics = metrics
+        self.closing = False
+        self._subscriptions: set[Subscription] = set()
+        self._no_streams = asyncio.Event()
+        self._no_streams.set()
+        self._watchdog: asyncio.Task | None = None
+        self._shutdown_callbacks: set[Callable[[], None]] = set()
+        self._terminators: dict[asyncio.Task, Callable[[TradewireError], None]] = {}
+        self._peak_streams = 0
+        self._streams_at_last_look = 0
+        self._trim = _malloc_trim()
 
-    def open(self, key: Key) -> None:
-        self._live[key] = _Channel()
+    # -- channels ------------------------------------------------------------------------
+
+    def open(self, key: Key, events: tuple[pb.ExecutionStatus, ...] = ()) -> None:
+        """A trade starts (or resumes after a restart with its stored ``events``)."""
+        self._finished.pop(key, None)
+        self._live[key] = _Channel(events)
+        pending = self._pending.get(key)
+        if pending is not None:
+            pending[0].set()
 
     def publish(self, key: Key, event: pb.ExecutionStatus) -> None:
         channel = self._live[key]
@@ -51,26 +136,68 @@ class StatusHub:
             while len(self._finished) > self._keep_finished:
                 self._finished.popitem(last=False)
 
+    def abandon(self, key: Key) -> None:
+        """A trade stops here without a terminal event (shutdown): it resumes elsewhere."""
+        channel = self._live.pop(key, None)
+        if channel is not None:
+            channel.wake()
+
     def running(self) -> int:
         return len(self._live)
+
+    def is_live(self, key: Key) -> bool:
+        return key in self._live
 
     def channel_events(self, key: Key) -> list[pb.ExecutionStatus] | None:
         channel = self._live.get(key) or self._finished.get(key)
         return None if channel is None else channel.events
 
+    async def wait_opened(self, key: Key, timeout: float) -> bool:
+        """Wait up to ``timeout`` for a trade to be opened (a subscriber that came first)."""
+        if key in self._live or key in self._finished:
+            return True
+        if timeout <= 0 or self.closing:
+            return False
+        event, users = self._pending.get(key, (None, 0))
+        if event is None:
+            event = asyncio.Event()
+        self._pending[key] = (event, users + 1)
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            pass
+        finally:
+            event, users = self._pending[key]
+            if users <= 1:
+                del self._pending[key]
+            else:
+                self._pending[key] = (event, users - 1)
+        return key in self._live or key in self._finished
+
+    # -- following ----------------------------------------------------------------------
+
     async def follow(self, key: Key, from_sequence: int, heartbeat_s: float | None = None,
                      load_stored: Callable[[], tuple[pb.ExecutionStatus, ...]] | None = None,
-                     ) -> AsyncIterator[pb.ExecutionStatus]:
+                     subscription: Subscription | None = None) -> AsyncIterator[pb.ExecutionStatus]:
         """Events with sequence >= from_sequence, up to the terminal one.
 
-        A heartbeat (kind HEARTBEAT) is yielded after ``heartbeat_s`` without events.
-        Trades no longer in memory are replayed from ``load_stored``.
+        A heartbeat (kind HEARTBEAT) is yielded after ``heartbeat_s`` without events; when
+        the hub shuts down before the trade ends, one SHUTDOWN message ends the stream.
+        Trades no longer in memory are replayed from ``load_stored``. With a
+        ``subscription``, the time spent parked at each ``yield`` is tracked for the
+        slow-consumer watchdog.
         """
+        sub = subscription
         channel = self._live.get(key) or self._finished.get(key)
         if channel is None:
             for event in load_stored() if load_stored else ():
                 if event.sequence >= from_sequence:
+                    if sub is not None:
+                        sub.parked()
                     yield event
+                    if sub is not None:
+                        sub.resumed()
             return
         index = max(0, from_sequence - 1)  # sequences are 1-based and gap-free
         while True:
@@ -78,10 +205,144 @@ class StatusHub:
             while index < len(channel.events):
                 event = channel.events[index]
                 index += 1
+                if sub is not None:
+                    sub.parked()
                 yield event
+                if sub is not None:
+                    sub.resumed()
             if channel.closed:
+                return
+            if self.closing or (self._live.get(key) is not channel):
+                # shutting down, or the trade was abandoned here: tell the client where to resume
+                if sub is not None:
+                    sub.parked()
+                yield lifecycle.shutdown_event(key[1], channel.events[-1] if channel.events else None)
+                if sub is not None:
+                    sub.resumed()
                 return
             try:
                 await asyncio.wait_for(waiter.wait(), heartbeat_s)
             except TimeoutError:
-                yield pb.ExecutionStatus(request_id=key[1], kind=pb.STATUS_KIND_HEARTBEAT)
+                if sub is not None:
+                    sub.parked()
+                yield lifecycle.heartbeat_event(key[1], channel.events[-1] if channel.events else None)
+                if sub is not None:
+                    sub.resumed()
+
+    # -- open streams: registry, shutdown, slow consumers ---------------------------------
+
+    def subscribe(self, kind: str) -> Subscription:
+        sub = Subscription(kind)
+        self._subscriptions.add(sub)
+        self._no_streams.clear()
+        self._peak_streams = max(self._peak_streams, len(self._subscriptions))
+        if self.metrics is not None:
+            (self.metrics.stream_subscribers if kind == "status" else self.metrics.sessions_open).inc()
+        return sub
+
+    def unsubscribe(self, sub: Subscription, reason: str) -> None:
+        if sub not in self._subscriptions:
+            return
+        self._subscriptions.discard(sub)
+        if not self._subscriptions:
+            self._no_streams.set()
+        if self.metrics is not None:
+            (self.metrics.stream_subscribers if sub.kind == "status" else self.metrics.sessions_open).dec()
+            self.metrics.stream_closes.labels(sub.kind, "slow_consumer" if sub.dropped else reason).inc()
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._subscriptions)
+
+    def shutdown(self) -> None:
+        """Every open stream ends: after its trade's events, with a SHUTDOWN message."""
+        self.closing = True
+        for channel in list(self._live.values()):
+            channel.wake()
+        for event, _ in list(self._pending.values()):
+            event.set()
+        for callback in list(self._shutdown_callbacks):
+            callback()
+
+    def on_shutdown(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Register a wake-up for a stream that does not follow a channel (trade sessions);
+        returns the function that unregisters it."""
+        self._shutdown_callbacks.add(callback)
+        return lambda: self._shutdown_callbacks.discard(callback)
+
+    def on_drop(self, task: asyncio.Task, terminate: Callable[[TradewireError], None]) -> Callable[[], None]:
+        """How a transport ends the stream served by ``task`` when the watchdog drops it;
+        returns the function that unregisters it."""
+        self._terminators[task] = terminate
+        return lambda: self._terminators.pop(task, None)
+
+    async def wait_streams_closed(self, timeout: float) -> bool:
+        if not self._subscriptions:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._no_streams.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def drop_all(self) -> int:
+        """Cancel the tasks of streams still open (the final step of shutdown)."""
+        dropped = 0
+        for sub in list(self._subscriptions):
+            if sub.task is not None and not sub.task.done():
+                sub.task.cancel()
+                dropped += 1
+        return dropped
+
+    def start(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch(), name="slow-consumer-watchdog")
+
+    async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+            self._watchdog = None
+
+    def sweep(self, now: float | None = None) -> int:
+        """Drop the streams parked longer than ``slow_consumer_s``; returns how many."""
+        now = time.monotonic() if now is None else now
+        dropped = 0
+        for sub in list(self._subscriptions):
+            since = sub.parked_since
+            if since is not None and not sub.dropped and now - since > self.slow_consumer_s:
+                sub.dropped = True
+                dropped += 1
+                log.warning("dropping a slow %s stream: its transport accepted nothing for %.1f s",
+                            sub.kind, now - since)
+                terminate = self._terminators.pop(sub.task, None) if sub.task is not None else None
+                if terminate is not None:
+                    terminate(TradewireError(
+                        "SLOW_CONSUMER", f"the stream's reader accepted nothing for {now - since:.0f} s and was "
+                        "dropped; reconnect (resume a status stream with from_sequence)"))
+                if sub.task is not None and not sub.task.done():
+                    sub.task.cancel()
+        return dropped
+
+    async def _watch(self) -> None:
+        period = max(0.05, min(1.0, self.slow_consumer_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.sweep()
+                await self.release_memory()
+            except Exception:  # the watchdog must outlive any bug in one sweep
+                log.exception("slow-consumer sweep failed")
+
+    async def release_memory(self, force: bool = False) -> bool:
+        """Return freed heap to the OS once a burst of streams has closed and things are quiet."""
+        current = len(self._subscriptions)
+        quiet, self._streams_at_last_look = current == self._streams_at_last_look, current
+        if self._trim is None or not (force or (quiet and self._peak_streams - current >= TRIM_AFTER_CLOSED)):
+            return False
+        self._peak_streams = current
+        await asyncio.to_thread(self._trim)  # off the loop: it walks the heap
+        if self.metrics is not None:
+            self.metrics.memory_releases.inc()
+        return True

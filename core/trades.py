@@ -1,58 +1,125 @@
-"""Running one trade: de-duplicate, route to its executor, publish every transition, persist.
+"""Running trades: de-duplicate, admit, route to an executor, publish every transition, persist.
 
 The same request id with the same payload gives back the original outcome (waiting for it
 if the first attempt is still running); with a different payload it is ALREADY_EXISTS.
+
+Each admitted trade runs in a task of its own, owned by the runner and tracked in the
+in-flight registry, so it outlives the call that started it: callers only *wait* for it.
+That is what makes cancellation honest:
+
+* Before the point of no return (the executor yields SIMULATED right before it sends; see
+  ``lifecycle.POINT_OF_NO_RETURN``) a trade can be stopped: CancelTrade, the caller going
+  away or its deadline passing, or the request's own ``deadline``, cancel the task where it
+  waits inside the executor; the trade ends CANCELLED or EXPIRED.
+* Once the runner resumes the executor past SIMULATED the trade is *committed*: cancels are
+  refused (FAILED_PRECONDITION, NOT_CANCELLABLE) and it runs to its end.
+* Transient executor errors before that point are retried (core/retry.py) with a fresh
+  attempt; progress the new attempt repeats is not published twice.
+* Every trade's final state is stored, whoever stopped waiting for it, together with its
+  webhooks (one SQLite transaction).
+
+Shutdown: :meth:`drain` waits for running trades; :meth:`interrupt_all` stops the rest and
+stores them unfinished (status and events so far); at the next start :meth:`recover`
+resumes the ones not yet committed and reconciles the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 
 from tradewire.core import lifecycle
 from tradewire.core.errors import Code, FieldViolation, TradewireError, internal_error
 from tradewire.core.executors.base import Executor, Outcome, Progress
-from tradewire.core.market import format_units
+from tradewire.core.inflight import InFlightRegistry
+from tradewire.core.market import Market, format_units
 from tradewire.core.order import Fill, Order, fingerprint
 from tradewire.core.recorder import Recorder
-from tradewire.core.status_hub import StatusHub
+from tradewire.core.retry import RetryPolicy, as_error, transient_reason
+from tradewire.core.status_hub import StatusHub, Subscription
 from tradewire.core.store.base import TradeRecord, TradeStore
 from tradewire.v1 import trade_pb2 as pb
 
 log = logging.getLogger("tradewire.trades")
 
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """Why a running trade should stop; ``status`` None means: shutting down (keep it unfinished)."""
+
+    source: str  # request | caller | deadline | order_deadline | shutdown
+    status: int | None
+    error: TradewireError | None
+
+    @classmethod
+    def shutdown(cls) -> StopRequest:
+        return cls("shutdown", None, None)
+
+
+class Trade:
+    """One admitted trade while it runs in this process."""
+
+    __slots__ = ("key", "order", "result", "stage", "sequence", "committed", "stop", "task", "done", "timer")
+
+    def __init__(self, order: Order, result: pb.TradeResult, sequence: int = 0) -> None:
+        self.key: Key = (order.principal_id, order.request_id)
+        self.order = order
+        self.result = result
+        self.stage: int = result.status
+        self.sequence = sequence
+        self.committed = lifecycle.may_have_been_sent(result.status)
+        self.stop: StopRequest | None = None
+        self.task: asyncio.Task | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.done: asyncio.Future[pb.TradeResult] = asyncio.get_running_loop().create_future()
+        self.done.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()  # nobody may be waiting: do not log "exception was never retrieved"
+
 
 class TradeRunner:
     def __init__(self, store: TradeStore, hub: StatusHub, executors: Mapping[int, Executor],
-                 recorder: Recorder) -> None:
+                 recorder: Recorder, inflight: InFlightRegistry | None = None, retry: RetryPolicy | None = None,
+                 webhooks=None, market: Market | None = None) -> None:
         self.store = store
         self.hub = hub
         self.executors = executors
         self.recorder = recorder
-        self._running: dict[tuple[str, str], pb.TradeResult] = {}
+        self.inflight: InFlightRegistry[Trade] = (
+            inflight if inflight is not None else InFlightRegistry(10_000, 100_000))
+        self.retry = retry or RetryPolicy(max_attempts=1)
+        self.webhooks = webhooks  # core.webhooks.WebhookDispatcher | None
+        self.market = market
+        self._metrics = getattr(recorder, "metrics", None)
 
-    # -- the pipeline's last steps: deduplicate, then route --------------------------------
+    # -- admission: de-duplicate, check limits, claim, start ---------------------------------
 
-    async def execute(self, order: Order) -> pb.TradeResult:
-        """The filled trade's result; a trade that ends otherwise raises its error."""
-        existing = self.deduplicate(order)
-        if existing is not None:
-            return await self._replay(existing)
-        result = await self.route(order)
-        return raise_unless_filled(result)
+    def admit(self, order: Order) -> Trade | TradeRecord:
+        """A new running Trade, or the existing record of this request id (same payload).
 
-    def deduplicate(self, order: Order) -> TradeRecord | None:
-        initial = _initial_result(order)
-        existing = self.store.claim(order.principal_id, order.request_id, fingerprint(order.request), initial)
+        Raises DUPLICATE_REQUEST_MISMATCH or TOO_MANY_IN_FLIGHT (nothing claimed then). No
+        ``await`` happens between the checks and the claim, so they are atomic.
+        """
+        key = (order.principal_id, order.request_id)
+        print_ = fingerprint(order.request)
+        existing = self.store.get(*key)
         if existing is None:
-            key = (order.principal_id, order.request_id)
-            self._running[key] = initial
-            self.hub.open(key)
-            return None
-        if existing.fingerprint != fingerprint(order.request):
+            self.inflight.check(order.principal_id)
+            initial = _initial_result(order)
+            existing = self.store.claim(order.principal_id, order.request_id, print_, initial, order.request)
+            if existing is None:
+                return self._start(Trade(order, initial))
+        if existing.fingerprint != print_:
             raise TradewireError(
                 "DUPLICATE_REQUEST_MISMATCH",
                 f"request_id {order.request_id!r} was already used with a different payload",
@@ -60,86 +127,371 @@ class TradeRunner:
             )
         return existing
 
-    async def route(self, order: Order) -> pb.TradeResult:
-        key = (order.principal_id, order.request_id)
-        result = self._running[key]
-        sequence = 0
+    def _start(self, trade: Trade, events: tuple[pb.ExecutionStatus, ...] = ()) -> Trade:
+        self.hub.open(trade.key, events)
+        self.inflight.add(trade.key, trade)
+        for status in (pb.TRADE_STATUS_RECEIVED, pb.TRADE_STATUS_VALIDATED):
+            if lifecycle.rank(trade.stage) < lifecycle.rank(status):
+                self._transition(trade, status)
+        deadline_ns = trade.order.deadline_unix_ns
+        if deadline_ns is not None and not trade.committed:
+            delay = max(0.0, (deadline_ns - time.time_ns()) / 1e9)
+            trade.timer = asyncio.get_running_loop().call_later(delay, self.stop, trade, StopRequest(
+                "order_deadline", pb.TRADE_STATUS_EXPIRED,
+                TradewireError("TRADE_EXPIRED", "deadline passed before the trade could be sent")))
+        trade.task = asyncio.create_task(self._run(trade), name=f"trade-{trade.order.request_id}")
+        trade.task.add_done_callback(lambda task: self._task_ended(trade))
+        return trade
 
-        def transition(status: int, message: str = "") -> None:
-            nonlocal sequence
-            sequence += 1
-            lifecycle.check_transition(result.status or None, status)
-            result.status = status
-            result.updated_at.CopyFrom(lifecycle.now_timestamp())
-            event = lifecycle.status_event(order.request_id, sequence, status, message or None,
-                                           result if lifecycle.is_terminal(status) else None)
-            self.hub.publish(key, event)
-            self.recorder.transition(order, event)
+    def _task_ended(self, trade: Trade) -> None:
+        """Safety net: a task stopped before its first step never ran ``_run``'s handlers."""
+        if trade.done.done():
+            return
+        stop = trade.stop
+        if stop is not None and stop.status is not None:
+            self._finish(trade, Outcome(stop.status, error=stop.error))
+        else:
+            self._abandon(trade)
 
+    # -- what callers use -------------------------------------------------------------------
+
+    async def execute(self, order: Order, deadline: float | None = None) -> pb.TradeResult:
+        """The filled trade's result; a trade that ends otherwise raises its error.
+
+        ``deadline`` (time.monotonic) is the call's: when it passes, or the caller goes
+        away, the trade is stopped if it has not been sent — and recorded either way.
+        """
+        admitted = self.admit(order)
+        if isinstance(admitted, TradeRecord):
+            return await self._replay(admitted)
+        return raise_unless_filled(await self.wait(admitted, deadline))
+
+    async def wait(self, trade: Trade, deadline: float | None = None) -> pb.TradeResult:
+        """Wait for the trade's final result as its *owner*: giving up stops the trade."""
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            transition(pb.TRADE_STATUS_RECEIVED)
-            transition(pb.TRADE_STATUS_VALIDATED)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(trade.done)
+        except TimeoutError:
+            self.stop(trade, _deadline_stop())
+            raise TradewireError("DEADLINE_EXCEEDED", "the call's deadline passed before the trade ended"
+                                 + ("" if trade.committed else "; the trade was stopped before it was sent")) from None
+        except asyncio.CancelledError:
+            past = deadline is not None and time.monotonic() >= deadline - 0.05
+            self.stop(trade, _deadline_stop() if past else StopRequest(
+                "caller", pb.TRADE_STATUS_CANCELLED,
+                TradewireError("CANCELLED", "the caller cancelled the call before the trade was sent")))
+            raise
+
+    def stop(self, trade: Trade, request: StopRequest) -> bool:
+        """Ask a running trade to stop; False when it is committed (sent) or already done."""
+        if trade.done.done() or trade.task is None or trade.task.done():
+            return False
+        if trade.committed and request.source != "shutdown":
+            return False
+        if trade.stop is None or request.source == "shutdown":
+            trade.stop = request
+        trade.task.cancel()
+        return True
+
+    async def cancel(self, principal_id: str, request_id: str, reason: str = "") -> pb.TradeResult:
+        """CancelTrade: the trade's result once cancelled; NOT_CANCELLABLE once sent or final."""
+        key = (principal_id, request_id)
+        trade = self.inflight.get(key)
+        if trade is None:
+            record = self.store.get(*key)
+            if record is None:
+                self._count_cancel("not_found")
+                raise trade_not_found(request_id)
+            if record.result.status == pb.TRADE_STATUS_CANCELLED:
+                self._count_cancel("already_cancelled")
+                return record.result
+            self._count_cancel("not_cancellable")
+            raise _not_cancellable(request_id, record.result.status, "it has already ended")
+        message = "cancelled by request" + (f": {reason}" if reason else "")
+        if not self.stop(trade, StopRequest("request", pb.TRADE_STATUS_CANCELLED,
+                                            TradewireError("TRADE_CANCELLED", message))):
+            self._count_cancel("not_cancellable")
+            raise _not_cancellable(request_id, trade.stage, "it has been sent; it runs to its end")
+        result = await asyncio.shield(trade.done)
+        self._count_cancel("cancelled" if result.status == pb.TRADE_STATUS_CANCELLED else "not_cancellable")
+        return result
+
+    def _count_cancel(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.cancel_requests.labels("request", outcome).inc()
+
+    async def result_of(self, admitted: Trade | TradeRecord, deadline: float | None = None) -> pb.TradeResult:
+        """The final result of what :meth:`admit` returned, whatever its status (batches)."""
+        if isinstance(admitted, Trade):
+            return await self.wait(admitted, deadline)
+        trade = self.inflight.get((admitted.principal_id, admitted.request_id))
+        if trade is not None:
+            return await asyncio.shield(trade.done)
+        return (self.store.get(admitted.principal_id, admitted.request_id) or admitted).result
+
+    async def _replay(self, record: TradeRecord) -> pb.TradeResult:
+        trade = self.inflight.get((record.principal_id, record.request_id))
+        if trade is not None:
+            return raise_unless_filled(await asyncio.shield(trade.done))
+        record = self.store.get(record.principal_id, record.request_id) or record
+        return raise_unless_filled(record.result)
+
+    # -- the trade's task -----------------------------------------------------------------
+
+    async def _run(self, trade: Trade) -> None:
+        order = trade.order
+        try:
             executor = self.executors.get(order.mode)
             if executor is None:
                 outcome = Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
                     "LIVE_NOT_CONFIGURED", "live executor not configured"))
-            elif order.deadline_unix_ns is not None and order.deadline_unix_ns <= time.time_ns():
+            elif order.deadline_unix_ns is not None and order.deadline_unix_ns <= time.time_ns() \
+                    and not trade.committed:
                 outcome = Outcome(pb.TRADE_STATUS_EXPIRED, error=TradewireError(
                     "TRADE_EXPIRED", "deadline passed before the trade could be sent"))
             else:
-                transition(pb.TRADE_STATUS_ROUTED, f"routed to the {executor.name} executor")
-                outcome = await self._run(executor, order, transition)
+                if lifecycle.rank(trade.stage) < lifecycle.rank(pb.TRADE_STATUS_ROUTED):
+                    self._transition(trade, pb.TRADE_STATUS_ROUTED, f"routed to the {executor.name} executor")
+                outcome = await self._drive(trade, executor)
+        except asyncio.CancelledError:
+            stop = trade.stop
+            if stop is None:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            if stop.status is None:
+                self._abandon(trade)
+                return
+            outcome = Outcome(stop.status, error=stop.error)
+            if self._metrics is not None and stop.source != "request":
+                self._metrics.cancel_requests.labels(stop.source, "cancelled").inc()
         except Exception:
             log.exception("trade %s failed unexpectedly", order.request_id)
             outcome = Outcome(pb.TRADE_STATUS_FAILED, error=internal_error())
-        _apply_outcome(result, order, outcome)
-        if outcome.fill is not None and outcome.status == pb.TRADE_STATUS_FILLED:
-            self.recorder.fill(order, outcome.fill, result)
-        terminal_message = outcome.error.message if outcome.error else None
-        transition(outcome.status, terminal_message or "")
-        self.store.save(order.principal_id, result, self.hub.channel_events(key) or ())
-        del self._running[key]
-        return result
+        self._finish(trade, outcome)
 
-    async def _run(self, executor: Executor, order: Order, transition) -> Outcome:
-        async for item in executor.execute(order):
-            if isinstance(item, Progress):
-                transition(item.status, item.message)
+    async def _drive(self, trade: Trade, executor: Executor) -> Outcome:
+        """Run the executor, retrying transient failures before the point of no return."""
+        failures = 0
+        while True:
+            attempt = executor.execute(trade.order)
+            try:
+                async for item in attempt:
+                    if isinstance(item, Progress):
+                        if lifecycle.rank(item.status) <= lifecycle.rank(trade.stage):
+                            continue  # a retried or resumed attempt repeating a published stage
+                        self._transition(trade, item.status, item.message)
+                        if not trade.committed and lifecycle.may_have_been_sent(item.status):
+                            self._commit(trade)
+                        continue
+                    reason = None if trade.committed or item.fill is not None or item.error is None \
+                        else transient_reason(item.error)
+                    if reason is None:
+                        return item
+                    failures += 1
+                    if not self.retry.retries_left(failures):
+                        return item
+                    break  # retry below
+                else:
+                    raise RuntimeError(f"{executor.name} executor ended without an outcome")
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception as exc:
+                reason = None if trade.committed else transient_reason(exc)
+                if reason is None:
+                    if isinstance(exc, TradewireError):  # the executor's own refusal or failure
+                        return Outcome(pb.TRADE_STATUS_FAILED if trade.committed else pb.TRADE_STATUS_REJECTED,
+                                       error=exc)
+                    raise
+                failures += 1
+                if not self.retry.retries_left(failures):
+                    return Outcome(pb.TRADE_STATUS_FAILED, error=as_error(exc))
+            finally:
+                if not attempt.ag_running:  # (it is, when the task itself is being torn down)
+                    await attempt.aclose()
+            if self._metrics is not None:
+                self._metrics.executor_retries.labels(executor.name, reason).inc()
+            log.info("retrying trade %s after a transient error (%s), attempt %d", trade.order.request_id,
+                     reason, failures + 1)
+            await asyncio.sleep(self.retry.delay(failures))
+
+    def _commit(self, trade: Trade) -> None:
+        """The point of no return: from here the executor may send; store it so a restart knows."""
+        if trade.stop is not None:
+            raise asyncio.CancelledError()  # a stop came first: the executor is parked, nothing was sent
+        trade.committed = True
+        if trade.timer is not None:
+            trade.timer.cancel()
+        self.store.save(trade.order.principal_id, trade.result, self.hub.channel_events(trade.key) or ())
+
+    def _transition(self, trade: Trade, status: int, message: str = "") -> None:
+        lifecycle.check_transition(trade.result.status or None, status)
+        trade.sequence += 1
+        trade.result.status = status
+        trade.stage = status
+        trade.result.updated_at.CopyFrom(lifecycle.now_timestamp())
+        event = lifecycle.status_event(trade.order.request_id, trade.sequence, status, message or None,
+                                       trade.result if lifecycle.is_terminal(status) else None)
+        self.hub.publish(trade.key, event)
+        self.recorder.transition(trade.order, event)
+
+    def _finish(self, trade: Trade, outcome: Outcome) -> None:
+        order, result = trade.order, trade.result
+        if trade.timer is not None:
+            trade.timer.cancel()
+        try:
+            _apply_outcome(result, order, outcome)
+            if outcome.fill is not None and outcome.status == pb.TRADE_STATUS_FILLED:
+                self.recorder.fill(order, outcome.fill, result)
+            self._transition(trade, outcome.status, outcome.error.message if outcome.error else "")
+            outbox = self.webhooks.entries(order.principal_id, order.webhook_url, result) if self.webhooks else ()
+            self.store.save(order.principal_id, result, self.hub.channel_events(trade.key) or (), outbox)
+            if outbox:
+                self.webhooks.notify()
+        except Exception as exc:  # the caller must still learn the outcome
+            log.exception("recording the end of trade %s failed", order.request_id)
+            self.inflight.remove(trade.key)
+            if not trade.done.done():
+                trade.done.set_exception(internal_error() if not isinstance(exc, TradewireError) else exc)
+            return
+        self.inflight.remove(trade.key)
+        if not trade.done.done():
+            trade.done.set_result(result)
+
+    def _abandon(self, trade: Trade) -> None:
+        """Shutdown reached a trade that has not ended: keep it unfinished for the restart."""
+        if trade.timer is not None:
+            trade.timer.cancel()
+        self.store.save(trade.order.principal_id, trade.result, self.hub.channel_events(trade.key) or ())
+        self.hub.abandon(trade.key)
+        self.inflight.remove(trade.key)
+        log.warning("trade %s left unfinished at %s by the shutdown; it %s after the restart",
+                    trade.order.request_id, pb.TradeStatus.Name(trade.stage),
+                    "is reconciled" if trade.committed else "resumes")
+        if not trade.done.done():
+            trade.done.set_exception(TradewireError(
+                "SHUTTING_DOWN", f"the gateway is shutting down; trade {trade.order.request_id!r} is unfinished at "
+                f"{pb.TradeStatus.Name(trade.stage)} and resumes when it restarts "
+                "(follow it with StreamExecutionStatus)"))
+
+    # -- shutdown and restart ---------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait (up to ``timeout``) until no trade runs; True if they all ended."""
+        return await self.inflight.wait_empty(timeout)
+
+    async def interrupt_all(self, timeout: float = 2.0) -> int:
+        """Stop every trade still running and keep it unfinished; returns how many."""
+        trades = list(self.inflight)
+        for trade in trades:
+            self.stop(trade, StopRequest.shutdown())
+        tasks = [t.task for t in trades if t.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        return len(trades)
+
+    async def recover(self) -> dict[str, int]:
+        """Resume or reconcile the trades a previous process left unfinished."""
+        from tradewire.core.validation import validate_trade  # validation imports order/market only
+
+        counts = {"resumed": 0, "reconciled": 0, "failed": 0}
+        for unfinished in self.store.unfinished():
+            record = unfinished.record
+            result = pb.TradeResult()
+            result.CopyFrom(record.result)
+            try:
+                if unfinished.request is None or self.market is None:
+                    raise TradewireError("INTERNAL", "unfinished trade kept without its request; it cannot resume")
+                order = validate_trade(unfinished.request, record.principal_id, self.market)
+            except TradewireError as exc:
+                self._finalize_stored(record, result, exc)
+                counts["failed"] += 1
+                continue
+            trade = Trade(order, result, sequence=len(record.events))
+            if not trade.committed:
+                self._start(trade, record.events)
+                counts["resumed"] += 1
+                log.info("resuming unfinished trade %s from %s", order.request_id, pb.TradeStatus.Name(trade.stage))
+                continue
+            self.hub.open(trade.key, record.events)
+            self.inflight.add(trade.key, trade)
+            executor = self.executors.get(order.mode)
+            reconcile = getattr(executor, "reconcile", None)
+            if reconcile is not None:
+                trade.task = asyncio.create_task(self._reconcile(trade, reconcile),
+                                                 name=f"reconcile-{order.request_id}")
+            elif executor is not None and executor.name == "paper":
+                self._finish(trade, Outcome(pb.TRADE_STATUS_EXPIRED, error=TradewireError(
+                    "TRADE_EXPIRED", "the gateway stopped before the paper transaction landed; nothing was booked")))
             else:
-                return item
-        raise RuntimeError(f"{executor.name} executor ended without an outcome")
+                self._finish(trade, Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError(
+                    "UPSTREAM_UNAVAILABLE", "the gateway stopped after the trade may have been sent and its executor "
+                    "cannot reconcile it; check the signature on chain")))
+            counts["reconciled"] += 1
+        return counts
 
-    async def _replay(self, record: TradeRecord) -> pb.TradeResult:
-        key = (record.principal_id, record.request_id)
-        if not lifecycle.is_terminal(record.result.status):
-            async for event in self.hub.follow(key, 1, load_stored=lambda: self._stored_events(key)):
-                if event.terminal:
-                    return raise_unless_filled(event.result)
-            record = self.store.get(*key) or record
-        return raise_unless_filled(record.result)
+    async def _reconcile(self, trade: Trade, reconcile) -> None:
+        try:
+            outcome = await reconcile(trade.order, trade.result)
+        except Exception:
+            log.exception("reconciling trade %s failed", trade.order.request_id)
+            outcome = Outcome(pb.TRADE_STATUS_FAILED, error=internal_error())
+        self._finish(trade, outcome)
 
-    # -- queries -------------------------------------------------------------------------
+    def _finalize_stored(self, record: TradeRecord, result: pb.TradeResult, error: TradewireError) -> None:
+        status = pb.TRADE_STATUS_REJECTED if not lifecycle.may_have_been_sent(result.status) else pb.TRADE_STATUS_FAILED
+        result.status = status
+        result.updated_at.CopyFrom(lifecycle.now_timestamp())
+        result.error.CopyFrom(pb.TradeError(code=int(error.code), reason=error.reason, message=error.message))
+        events = list(record.events)
+        events.append(lifecycle.status_event(record.request_id, len(events) + 1, status, error.message, result))
+        self.store.save(record.principal_id, result, events)
+
+    # -- queries ----------------------------------------------------------------------------
 
     def current(self, principal_id: str, request_id: str) -> pb.TradeResult | None:
-        running = self._running.get((principal_id, request_id))
+        running = self.inflight.get((principal_id, request_id))
         if running is not None:
-            return running
+            return running.result
         record = self.store.get(principal_id, request_id)
         return None if record is None else record.result
 
-    def _stored_events(self, key: tuple[str, str]) -> tuple[pb.ExecutionStatus, ...]:
+    def _stored_events(self, key: Key) -> tuple[pb.ExecutionStatus, ...]:
         record = self.store.get(*key)
         return () if record is None else record.events
 
-    def events(self, principal_id: str, request_id: str, from_sequence: int):
-        """Follow a trade's events (live or stored); NOT_FOUND when the caller has no such trade."""
-        key = (principal_id, request_id)
-        if key not in self._running and self.hub.channel_events(key) is None and self.store.get(*key) is None:
-            raise trade_not_found(request_id)
-        return self.hub.follow(key, from_sequence, load_stored=lambda: self._stored_events(key))
+    def _known(self, key: Key) -> bool:
+        return key in self.inflight or self.hub.channel_events(key) is not None or self.store.get(*key) is not None
 
-    def in_flight(self) -> int:
-        return len(self._running)
+    async def events(self, principal_id: str, request_id: str, from_sequence: int, heartbeat_s: float | None = None,
+                     await_s: float = 0.0, subscription: Subscription | None = None):
+        """Follow a trade's events (live or stored). A trade not known yet is awaited for
+        ``await_s`` (a subscriber may come before the trade); then NOT_FOUND — the same
+        answer whether it does not exist or belongs to someone else."""
+        key = (principal_id, request_id)
+        if not self._known(key) and not (await self.hub.wait_opened(key, await_s) or self._known(key)):
+            if self.hub.closing:
+                raise TradewireError("SHUTTING_DOWN", "the gateway is shutting down; reconnect after the restart")
+            raise trade_not_found(request_id)
+        async for event in self.hub.follow(key, from_sequence, heartbeat_s, lambda: self._stored_events(key),
+                                           subscription):
+            yield event
+
+    def in_flight(self, principal_id: str | None = None) -> int:
+        return self.inflight.count(principal_id)
+
+
+def _deadline_stop() -> StopRequest:
+    return StopRequest("deadline", pb.TRADE_STATUS_EXPIRED,
+                       TradewireError("DEADLINE_EXCEEDED", "the call's deadline passed before the trade was sent"))
+
+
+def _not_cancellable(request_id: str, status: int, why: str) -> TradewireError:
+    stage = pb.TradeStatus.Name(status)
+    return TradewireError("NOT_CANCELLABLE", f"trade {request_id!r} can no longer be cancelled: {why} ({stage})",
+                          metadata={"status": stage})
 
 
 def trade_not_found(request_id: str) -> TradewireError:
@@ -158,6 +510,13 @@ def raise_unless_filled(result: pb.TradeResult) -> pb.TradeResult:
         field_violations=tuple(FieldViolation(v.field, v.description) for v in err.field_violations),
         metadata={"trade_id": result.trade_id, "status": pb.TradeStatus.Name(result.status),
                   "fees_lamports": str(result.fees.total_lamports)},
+    )
+
+
+def trade_error(err: TradewireError) -> pb.TradeError:
+    return pb.TradeError(
+        code=int(err.code if err.code != Code.OK else Code.INTERNAL), reason=err.reason, message=err.message,
+        field_violations=[pb.FieldViolation(field=v.field, description=v.description) for v in err.field_violations],
     )
 
 
@@ -181,11 +540,7 @@ def _apply_outcome(result: pb.TradeResult, order: Order, outcome: Outcome) -> No
     if outcome.fill is not None:
         _apply_fill(result, order, outcome.fill)
     if outcome.error is not None:
-        err = outcome.error
-        result.error.CopyFrom(pb.TradeError(
-            code=int(err.code if err.code != Code.OK else Code.INTERNAL), reason=err.reason, message=err.message,
-            field_violations=[pb.FieldViolation(field=v.field, description=v.description) for v in err.field_violations],
-        ))
+        result.error.CopyFrom(trade_error(outcome.error))
 
 
 def _apply_fill(result: pb.TradeResult, order: Order, fill: Fill) -> None:

@@ -47,6 +47,7 @@ class Core:
     runner: TradeRunner | None = None
     hub: StatusHub | None = None
     webhooks: WebhookDispatcher | None = None
+    live: Executor | None = None  # the LIVE executor when settings.live.enabled
 
     async def start(self) -> None:
         await self.audit.start()
@@ -56,6 +57,8 @@ class Core:
             recovered = await self.runner.recover()  # unfinished trades of the previous run
             if any(recovered.values()):
                 log.info("unfinished trades recovered", extra=recovered)
+        if self.live is not None:
+            await self.live.start()  # reconciles LIVE transactions left pending, then confirms
         if self.hub is not None:
             self.hub.start()
         if self.webhooks is not None:
@@ -91,6 +94,8 @@ class Core:
             await self.webhooks.close(flush_timeout)
         if self.hub is not None:
             await self.hub.stop()
+        if self.live is not None:
+            await self.live.close()
         await self.audit.close()  # drains: every recorded event is written or spooled
         self.tracing.shutdown()
         await self.quotes.close()
@@ -161,6 +166,11 @@ def build_core(settings: Settings) -> Core:
     executors: dict[int, Executor] = {
         pb.TRADING_MODE_PAPER: PaperExecutor(settings.paper, market, quotes, store),
     }
+    live = None
+    if settings.live.enabled:
+        from tradewire.core.executors.live import build_live_executor
+
+        live = executors[pb.TRADING_MODE_LIVE] = build_live_executor(settings, market, quotes, store, recorder)
     pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings), market, recorder, tracing)
     execution, streams = settings.execution, settings.streams
     hub = StatusHub(keep_finished=streams.keep_finished, heartbeat_s=streams.heartbeat_s,
@@ -173,4 +183,4 @@ def build_core(settings: Settings) -> Core:
                              session_max_lag=streams.session_max_lag, max_batch_items=settings.limits.max_batch_items,
                              batch_concurrency=execution.batch_concurrency)
     service = TradeService(pipeline, runner, store, market, quotes, executors, options, webhooks)
-    return Core(settings, service, metrics, store, audit, tracing, quotes, runner, hub, webhooks)
+    return Core(settings, service, metrics, store, audit, tracing, quotes, runner, hub, webhooks, live)

@@ -2,8 +2,15 @@
 
 The adapter maps each RPC onto core exactly as the gRPC adapter does. ``ConnectCompat``
 closes connect-python 0.9's gaps in front of it: a ``charset=utf-8`` parameter spelled any
-other way than ``; charset=utf-8`` (415 otherwise), and an unknown or mistyped JSON field
-(500 otherwise) which must be a 400 naming the field.
+other way than ``; charset=utf-8`` (415 otherwise), an unknown or mistyped JSON field
+(500 otherwise) which must be a 400 naming the field, and a server stream whose client went
+away (connect-python notices only when the next message is ready; here the stream is
+cancelled at once, so it frees what it holds immediately).
+
+This listener is uvicorn, HTTP/1.1: a request body and its response cannot flow at the same
+time, so bidirectional streaming (TradeSession) cannot be full duplex here. It answers
+UNIMPLEMENTED (reason DUPLEX_UNSUPPORTED) naming native gRPC as the way, rather than
+pretending with a half-duplex session that would only answer after the client stopped sending.
 """
 
 from __future__ import annotations
@@ -44,6 +51,16 @@ def _protocol(content_type: str) -> Protocol:
     return Protocol.CONNECT
 
 
+def duplex_unsupported_error(method: str) -> TradewireError:
+    return TradewireError(
+        "DUPLEX_UNSUPPORTED",
+        f"{method} is a bidirectional stream and needs a full-duplex transport; this HTTP/1.1 listener "
+        "(Connect, gRPC-Web, HTTP/JSON) cannot send and receive on one call at once. Use native gRPC "
+        "(HTTP/2, the gateway's gRPC port).",
+        metadata={"method": method, "use": "grpc"},
+    )
+
+
 def to_connect_error(error: Exception, ctx: CallContext | None = None) -> ConnectError:
     if not isinstance(error, TradewireError):
         log.error("unexpected error in %s", ctx.method if ctx else "connect call", exc_info=error)
@@ -79,6 +96,13 @@ class ConnectAdapter:
             response_headers[name] = value
 
     def _bind(self, rpc: Rpc, method: Callable) -> Callable:
+        if rpc.client_streaming:
+            async def duplex_unsupported(requests, request_context) -> AsyncIterator:
+                ctx, _ = self._context(rpc, request_context)
+                raise to_connect_error(duplex_unsupported_error(rpc.name), ctx)
+                yield  # pragma: no cover - an async generator, as connect-python expects for streams
+            return duplex_unsupported
+
         if not rpc.server_streaming:
             async def unary(request, request_context):
                 ctx, timeout = self._context(rpc, request_context)
@@ -168,14 +192,18 @@ class ConnectCompat:
         self.max_body_bytes = max_body_bytes
         self._inputs = {rpc.name: message_factory.GetMessageClass(rpc.descriptor.input_type)
                         for rpc in RPCS if not rpc.client_streaming and not rpc.server_streaming}
+        self._streams = frozenset(rpc.name for rpc in RPCS if rpc.server_streaming)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = [(k, self._normalize(v) if k == b"content-type" else v) for k, v in scope["headers"]]
         scope = {**scope, "headers": headers}
-        input_cls = self._inputs.get(scope["path"].rsplit("/", 1)[-1])  # mounted at the service's path
+        method_name = scope["path"].rsplit("/", 1)[-1]  # mounted at the service's path
+        input_cls = self._inputs.get(method_name)
         content_type = dict(headers).get(b"content-type", b"")
+        if method_name in self._streams:
+            return await self._stream_until_disconnect(scope, receive, send)
         if input_cls is None:
             return await self.app(scope, receive, send)
         if scope["method"] == "GET":
@@ -213,7 +241,70 @@ class ConnectCompat:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        await self._unary_until_disconnect(scope, replay, send, receive)
+
+    async def _unary_until_disconnect(self, scope, app_receive, send, wire_receive) -> None:
+        """Run a unary call whose body is already read; cancel it if the client disconnects
+        before the response is complete (a trade not yet sent is then stopped, see core)."""
+        completed = gone = False
+
+        async def tracking_send(message) -> None:
+            nonlocal completed
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                completed = True
+            await send(message)
+
+        call = asyncio.ensure_future(self.app(scope, app_receive, tracking_send))
+
+        async def watch() -> None:
+            nonlocal gone
+            while not call.done():
+                message = await wire_receive()
+                if message["type"] == "http.disconnect":
+                    if not completed:
+                        gone = True
+                        call.cancel()
+                    return
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await asyncio.shield(call)
+        except asyncio.CancelledError:
+            if not call.done():  # this request itself is cancelled (shutdown): pass it on
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
+                raise
+        except Exception:  # gRPC-Web calls turn the cancellation into CANCELED; nobody is listening
+            if not gone:
+                raise
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _stream_until_disconnect(self, scope, receive, send) -> None:
+        """Run a streaming call; the moment the client disconnects, cancel it."""
+        gone = False
+
+        async def watched_receive():
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect" and not gone:
+                gone = True
+                call.cancel()
+            return message
+
+        call = asyncio.ensure_future(self.app(scope, watched_receive, send))
+        try:
+            await asyncio.shield(call)
+        except asyncio.CancelledError:
+            if call.done():
+                return
+            call.cancel()  # the server itself cancels this request (shutdown): pass it on
+            await asyncio.gather(call, return_exceptions=True)
+            raise
+        except Exception:  # connect-python turns the cancellation into CANCELED; nobody is listening
+            if not gone:
+                raise
 
     @staticmethod
     def _normalize(value: bytes) -> bytes:

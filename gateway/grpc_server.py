@@ -6,6 +6,8 @@ A thin adapter: metadata → CallContext, core call, core error → status with
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -46,6 +48,22 @@ async def _abort(context: grpc.aio.ServicerContext, ctx: CallContext, error: Exc
         ("grpc-status-details-bin", grpc_status_details_bin(error)),
     ))
     await context.abort(GRPC_STATUS[error.code], error.message)
+
+
+_terminations: set[asyncio.Task] = set()
+
+
+def _terminate_later(context: grpc.aio.ServicerContext, ctx: CallContext, error: TradewireError) -> None:
+    """End a call from outside its handler (the slow-consumer watchdog): its status goes out
+    after the messages the client has not read yet; the handler itself is then cancelled."""
+
+    async def terminate() -> None:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(_abort(context, ctx, error), 2.0)
+
+    task = asyncio.ensure_future(terminate())
+    _terminations.add(task)
+    task.add_done_callback(_terminations.discard)
 
 
 def _decoder(rpc: Rpc) -> Callable[[bytes], object]:
@@ -89,6 +107,9 @@ def _stream_handler(rpc: Rpc, service) -> Callable:
         async for raw in raw_requests:
             yield decode(raw)
 
+    hub = getattr(service, "hub", None)  # core's StatusHub: drops slow consumers
+    hub = hub if hasattr(hub, "on_drop") else None
+
     async def handle(raw_or_iterator, context: grpc.aio.ServicerContext) -> AsyncIterator:
         ctx = _context(rpc, context)
         sent_headers = False
@@ -97,6 +118,8 @@ def _stream_handler(rpc: Rpc, service) -> Callable:
         except TradewireError as exc:
             await _abort(context, ctx, exc)
         stream = method(request, ctx)
+        task = asyncio.current_task()
+        forget = hub.on_drop(task, lambda error: _terminate_later(context, ctx, error)) if hub and task else None
         try:
             async for message in stream:
                 if not sent_headers:
@@ -106,6 +129,8 @@ def _stream_handler(rpc: Rpc, service) -> Callable:
         except Exception as exc:  # noqa: BLE001
             await _abort(context, ctx, exc)
         finally:
+            if forget is not None:
+                forget()
             await stream.aclose()
         context.set_trailing_metadata(tuple(ctx.response_headers.items()))
 

@@ -1,7 +1,16 @@
 """One process serving every protocol: grpcio on its port, uvicorn (HTTP/1.1) on the other.
 
-SIGTERM/SIGINT: health goes NOT_SERVING, listeners stop accepting, in-flight calls get the
-configured grace period, then the process exits 0.
+SIGTERM/SIGINT start a graceful shutdown that ends within ``shutdown.deadline_s``:
+
+1. health goes NOT_SERVING (grpc.health.v1 and HealthCheck), then every new call is refused
+   with UNAVAILABLE (reason SHUTTING_DOWN) on every protocol — the listeners stay open so
+   callers get that clear answer rather than a refused connection;
+2. running trades may finish until ``deadline_s - final_s``; those still running then are
+   stored unfinished (they resume, or are reconciled, at the next start);
+3. every stream still open gets its final SHUTDOWN message (status streams first deliver
+   the events of trades that ended during step 2) and ends;
+4. the listeners stop; webhooks due now are delivered (the rest stay in the durable outbox),
+   the audit trail is flushed, the store closed; the process exits 0.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 
 import uvicorn
 
@@ -38,7 +48,7 @@ class Gateway:
         config = uvicorn.Config(
             build_http_app(self.core.service, self.core.metrics.registry, server), host=server.http_host, port=server.http_port, loop="none",
             http="httptools", lifespan="off", access_log=False, log_config=None,
-            timeout_graceful_shutdown=max(1, int(server.shutdown_grace_s)),
+            timeout_graceful_shutdown=max(1, int(min(server.shutdown_grace_s, settings.shutdown.final_s))),
         )
         self.http = _UvicornServer(config)
         self._http_task: asyncio.Task | None = None
@@ -63,12 +73,25 @@ class Gateway:
         log.info("serving", extra={"grpc_port": self.grpc_port, "http_port": self.http_port})
 
     async def stop(self) -> None:
-        grace = self.settings.server.shutdown_grace_s
-        await self.grpc.not_serving()
-        self.http.should_exit = True
-        await asyncio.gather(self.grpc.stop(grace), self._http_task if self._http_task else asyncio.sleep(0))
-        await self.core.close()
-        log.info("stopped")
+        """The graceful shutdown (module docstring), bounded by ``shutdown.deadline_s``."""
+        config = self.settings.shutdown
+        started = time.monotonic()
+        deadline = started + config.deadline_s
+        final_at = deadline - config.final_s
+
+        def left(until: float) -> float:
+            return max(0.0, until - time.monotonic())
+
+        await self.grpc.not_serving()  # 1. health first ...
+        self.core.begin_drain()  # ... then no new calls
+        interrupted = await self.core.drain_trades(left(final_at))  # 2.
+        cut = await self.core.close_streams(min(left(deadline), config.final_s * 0.4))  # 3.
+        listener_grace = min(self.settings.server.shutdown_grace_s, left(deadline) * 0.25)
+        self.http.should_exit = True  # 4.
+        await asyncio.gather(self.grpc.stop(listener_grace), self._http_task if self._http_task else asyncio.sleep(0))
+        await self.core.close(flush_timeout=max(0.0, left(deadline) - 0.5))
+        log.info("stopped", extra={"shutdown_s": round(time.monotonic() - started, 3),
+                                   "trades_left_unfinished": interrupted, "streams_cut": cut})
 
 
 async def serve(settings: Settings) -> None:
@@ -79,5 +102,5 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down")
+    log.info("shutting down", extra={"deadline_s": settings.shutdown.deadline_s})
     await gateway.stop()

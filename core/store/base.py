@@ -20,6 +20,29 @@ class TradeRecord:
 
 
 @dataclass(frozen=True)
+class UnfinishedTrade:
+    """A trade without a terminal status in the store (the process stopped while it ran)."""
+
+    record: TradeRecord
+    request: trade_pb2.TradeRequest | None  # None for rows written before requests were kept
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One webhook to deliver (the durable outbox); the signing secret is never stored."""
+
+    id: str
+    principal_id: str
+    request_id: str
+    url: str
+    body: bytes
+    state: str = "pending"  # pending | delivered | dead
+    attempts: int = 0
+    next_attempt_ns: int = 0
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
 class HistoryQuery:
     mode: int = 0
     mint: str = ""
@@ -36,12 +59,33 @@ class HistoryPage:
 
 class TradeStore(Protocol):
     def claim(self, principal_id: str, request_id: str, fingerprint: str,
-              result: trade_pb2.TradeResult) -> TradeRecord | None:
-        """Record a new trade; return the existing record instead if the id is taken."""
+              result: trade_pb2.TradeResult, request: trade_pb2.TradeRequest | None = None) -> TradeRecord | None:
+        """Record a new trade (with its request, so an unfinished one can resume after a
+        restart); return the existing record instead if the id is taken."""
 
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
-             events: Sequence[trade_pb2.ExecutionStatus] = ()) -> None:
-        """Store a trade's latest state (and, when final, its events)."""
+             events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = ()) -> None:
+        """Store a trade's latest state and its events so far; with ``outbox``, enqueue those
+        webhooks in the same transaction (a terminal status and its webhooks are durable together)."""
+
+    def unfinished(self) -> list[UnfinishedTrade]:
+        """Trades whose stored status is not terminal, oldest first."""
+
+    # -- webhook outbox ------------------------------------------------------------------
+
+    def outbox_due(self, now_ns: int, limit: int) -> list[OutboxEntry]:
+        """Pending entries whose next attempt is due, earliest first."""
+
+    def outbox_next_due_ns(self) -> int | None:
+        """When the earliest pending entry is due (None when nothing is pending)."""
+
+    def outbox_update(self, entry_id: str, state: str, attempts: int, next_attempt_ns: int, last_error: str) -> None:
+        ...
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Entries per state."""
+
+    def outbox_entries(self, request_id: str | None = None) -> list[OutboxEntry]: ...
 
     def get(self, principal_id: str, request_id: str) -> TradeRecord | None: ...
 

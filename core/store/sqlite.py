@@ -1,4 +1,5 @@
-"""SQLite (WAL) store: the one-process default for trades, idempotency keys and positions.
+"""SQLite (WAL) store: the one-process default for trades, idempotency keys, positions and
+the webhook outbox.
 
 Statements are short and indexed (sub-millisecond), so they run on the event loop; the
 connection is used from that one thread only.
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tradewire.core.portfolio import FillLegs, Holding, apply_fill
-from tradewire.core.store.base import HistoryPage, HistoryQuery, TradeRecord
+from tradewire.core.store.base import HistoryPage, HistoryQuery, OutboxEntry, TradeRecord, UnfinishedTrade
 from tradewire.v1 import trade_pb2
 
 _SCHEMA = """
@@ -47,7 +48,27 @@ CREATE TABLE IF NOT EXISTS wallets (
     mode INTEGER NOT NULL,
     PRIMARY KEY (principal, mode)
 );
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    body BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ns INTEGER NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL,
+    UNIQUE (principal, request_id, url)
+);
+CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (state, next_attempt_ns);
 """
+# Columns added after the first schema, for data directories created before them.
+_ADDED_COLUMNS = {"trades": (("request", "BLOB"),)}
+_TERMINAL = tuple(sorted({trade_pb2.TRADE_STATUS_FILLED, trade_pb2.TRADE_STATUS_REJECTED, trade_pb2.TRADE_STATUS_FAILED,
+                          trade_pb2.TRADE_STATUS_CANCELLED, trade_pb2.TRADE_STATUS_EXPIRED}))
+_OUTBOX_COLUMNS = "id, principal, request_id, url, body, state, attempts, next_attempt_ns, last_error"
 
 
 def _pack_events(events: Sequence[trade_pb2.ExecutionStatus]) -> bytes:
@@ -73,26 +94,56 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     # -- trades --------------------------------------------------------------------------
 
     def claim(self, principal_id: str, request_id: str, fingerprint: str,
-              result: trade_pb2.TradeResult) -> TradeRecord | None:
+              result: trade_pb2.TradeResult, request: trade_pb2.TradeRequest | None = None) -> TradeRecord | None:
         cur = self._db.execute(
             "INSERT INTO trades (principal, request_id, fingerprint, mode, status, input_mint, output_mint,"
-            " created_ns, result) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (principal, request_id) DO NOTHING",
+            " created_ns, result, request) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (principal, request_id) DO NOTHING",
             (principal_id, request_id, fingerprint, result.mode, result.status, result.input_mint,
-             result.output_mint, result.created_at.ToNanoseconds(), result.SerializeToString()),
+             result.output_mint, result.created_at.ToNanoseconds(), result.SerializeToString(),
+             request.SerializeToString() if request is not None else None),
         )
         return None if cur.rowcount == 1 else self.get(principal_id, request_id)
 
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
-             events: Sequence[trade_pb2.ExecutionStatus] = ()) -> None:
-        self._db.execute(
+             events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = ()) -> None:
+        update = (
             "UPDATE trades SET status = ?, result = ?, events = COALESCE(?, events) WHERE principal = ? AND request_id = ?",
             (result.status, result.SerializeToString(), _pack_events(events) if events else None,
              principal_id, result.request_id),
         )
+        if not outbox:
+            self._db.execute(*update)
+            return
+        now = time.time_ns()
+        with self._transaction():
+            self._db.execute(*update)
+            self._db.executemany(
+                "INSERT INTO webhook_outbox (id, principal, request_id, url, body, state, attempts, next_attempt_ns,"
+                " last_error, created_ns, updated_ns) VALUES (?,?,?,?,?,'pending',0,?,'',?,?)"
+                " ON CONFLICT (principal, request_id, url) DO NOTHING",
+                [(e.id, e.principal_id, e.request_id, e.url, e.body, e.next_attempt_ns or now, now, now)
+                 for e in outbox],
+            )
+
+    def unfinished(self) -> list[UnfinishedTrade]:
+        rows = self._db.execute(
+            f"SELECT principal, request_id, fingerprint, result, events, request FROM trades"
+            f" WHERE status NOT IN ({','.join('?' * len(_TERMINAL))}) ORDER BY seq",
+            _TERMINAL,
+        ).fetchall()
+        return [UnfinishedTrade(
+            TradeRecord(r[0], r[1], r[2], trade_pb2.TradeResult.FromString(r[3]), _unpack_events(r[4])),
+            trade_pb2.TradeRequest.FromString(r[5]) if r[5] is not None else None,
+        ) for r in rows]
 
     def get(self, principal_id: str, request_id: str) -> TradeRecord | None:
         row = self._db.execute(
@@ -131,6 +182,41 @@ class SqliteStore:
         more = len(rows) > limit
         rows = rows[:limit]
         return HistoryPage([trade_pb2.TradeResult.FromString(r[1]) for r in rows], rows[-1][0] if more else None)
+
+    # -- webhook outbox ------------------------------------------------------------------
+
+    @staticmethod
+    def _entry(row) -> OutboxEntry:
+        return OutboxEntry(id=row[0], principal_id=row[1], request_id=row[2], url=row[3], body=bytes(row[4]),
+                           state=row[5], attempts=row[6], next_attempt_ns=row[7], last_error=row[8])
+
+    def outbox_due(self, now_ns: int, limit: int) -> list[OutboxEntry]:
+        rows = self._db.execute(
+            f"SELECT {_OUTBOX_COLUMNS} FROM webhook_outbox WHERE state = 'pending' AND next_attempt_ns <= ?"
+            " ORDER BY next_attempt_ns LIMIT ?", (now_ns, limit)).fetchall()
+        return [self._entry(r) for r in rows]
+
+    def outbox_next_due_ns(self) -> int | None:
+        row = self._db.execute("SELECT MIN(next_attempt_ns) FROM webhook_outbox WHERE state = 'pending'").fetchone()
+        return row[0]
+
+    def outbox_update(self, entry_id: str, state: str, attempts: int, next_attempt_ns: int, last_error: str) -> None:
+        self._db.execute(
+            "UPDATE webhook_outbox SET state = ?, attempts = ?, next_attempt_ns = ?, last_error = ?, updated_ns = ?"
+            " WHERE id = ?", (state, attempts, next_attempt_ns, last_error[:500], time.time_ns(), entry_id))
+
+    def outbox_counts(self) -> dict[str, int]:
+        counts = {"pending": 0, "delivered": 0, "dead": 0}
+        counts.update(dict(self._db.execute("SELECT state, COUNT(*) FROM webhook_outbox GROUP BY state").fetchall()))
+        return counts
+
+    def outbox_entries(self, request_id: str | None = None) -> list[OutboxEntry]:
+        if request_id is None:
+            rows = self._db.execute(f"SELECT {_OUTBOX_COLUMNS} FROM webhook_outbox ORDER BY created_ns").fetchall()
+        else:
+            rows = self._db.execute(f"SELECT {_OUTBOX_COLUMNS} FROM webhook_outbox WHERE request_id = ?"
+                                    " ORDER BY created_ns", (request_id,)).fetchall()
+        return [self._entry(r) for r in rows]
 
     # -- holdings ------------------------------------------------------------------------
 

@@ -1,10 +1,19 @@
 """One small client per protocol with the same shape, so a test is written once and runs on
 every protocol: gRPC (grpcio), Connect JSON, Connect binary and gRPC-Web (connect-python's
-client), and HTTP/JSON (httpx)."""
+client), and HTTP/JSON (httpx).
+
+Streams: ``stream()`` collects a server stream to its end; ``iterate()`` yields its messages
+as they come; :class:`StreamHandle` runs one in the background (messages, wait, cancel).
+``session()`` runs a TradeSession half-duplex (all requests, then every response); for a
+live full-duplex session use ``GrpcClient.open_session()``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import AsyncIterator, Callable
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,8 +114,57 @@ class GrpcClient:
             raise self._failure(exc) from None
         return out
 
+    async def iterate(self, method: str, request, key: str | None = None, headers: dict | None = None):
+        call = self._callable(method)(request, metadata=tuple(_auth(key, headers).items()))
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            raise self._failure(exc) from None
+        finally:
+            call.cancel()  # no-op once the call has ended; a disconnect when the reader gives up
+
+    def open_session(self, key: str | None = None, headers: dict | None = None) -> GrpcSession:
+        path = f"/{SERVICE_NAME}/TradeSession"
+        out_cls = message_factory.GetMessageClass(_BY_NAME["TradeSession"].descriptor.output_type)
+        call = self.channel.stream_stream(path, request_serializer=lambda m: m.SerializeToString(),
+                                          response_deserializer=out_cls.FromString)(
+            metadata=tuple(_auth(key, headers).items()))
+        return GrpcSession(call, self._failure)
+
+    async def session(self, requests: list, key: str | None = None, headers: dict | None = None) -> list:
+        session = self.open_session(key, headers)
+        for request in requests:
+            await session.send(request)
+        await session.done_sending()
+        return [response async for response in session]
+
     async def close(self) -> None:
         await self.channel.close()
+
+
+class GrpcSession:
+    """A full-duplex TradeSession over gRPC: send while reading."""
+
+    def __init__(self, call, failure: Callable) -> None:
+        self.call = call
+        self._failure = failure
+
+    async def send(self, request) -> None:
+        await self.call.write(request)
+
+    async def done_sending(self) -> None:
+        await self.call.done_writing()
+
+    def cancel(self) -> None:
+        self.call.cancel()
+
+    async def __aiter__(self):
+        try:
+            async for response in self.call:
+                yield response
+        except grpc.aio.AioRpcError as exc:
+            raise self._failure(exc) from None
 
 
 class ConnectPyClient:
@@ -144,6 +202,26 @@ class ConnectPyClient:
             raise self._failure(exc) from None
         return out
 
+    async def iterate(self, method: str, request, key: str | None = None, headers: dict | None = None):
+        messages = getattr(self.client, self._snake(method))(request, headers=_auth(key, headers))
+        try:
+            async for message in messages:
+                yield message
+        except ConnectError as exc:
+            raise self._failure(exc) from None
+        finally:
+            await messages.aclose()
+
+    async def session(self, requests: list, key: str | None = None, headers: dict | None = None) -> list:
+        async def gen():
+            for request in requests:
+                yield request
+
+        try:
+            return [r async for r in self.client.trade_session(gen(), headers=_auth(key, headers))]
+        except ConnectError as exc:
+            raise self._failure(exc) from None
+
     async def close(self) -> None:
         await self.client.close()
 
@@ -158,6 +236,7 @@ _HTTP_ROUTES = {
     "CancelTrade": ("POST", "/v1/trades/{request_id}:cancel", "request_id"),
     "ExecuteTradeBatch": ("POST", "/v1/trades:batch", None),
     "StreamExecutionStatus": ("GET", "/v1/trades/{request_id}/status", "request_id"),
+    "TradeSession": ("POST", "/v1/sessions", None),
 }
 _CODE_NAMES = {v: k for k, v in grpc.StatusCode.__members__.items()}
 
@@ -178,8 +257,9 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
 class HttpJsonClient:
     name = "http"
 
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=30)
+    def __init__(self, base_url: str, max_connections: int = 100) -> None:
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=30,
+                                      limits=httpx.Limits(max_connections=max_connections))
 
     @staticmethod
     def failure(response: httpx.Response) -> RpcFailure:
@@ -238,8 +318,95 @@ class HttpJsonClient:
                     event = "message"
         return out
 
+    async def iterate(self, method: str, request, key: str | None = None, headers: dict | None = None,
+                      ndjson: bool = False):
+        """Messages as they arrive, over SSE (default) or newline-delimited JSON."""
+        verb, path, kwargs = self._request(method, request)
+        out_cls = message_factory.GetMessageClass(_BY_NAME[method].descriptor.output_type)
+        hdrs = {**_auth(key, headers), "accept": "application/x-ndjson" if ndjson else "text/event-stream"}
+        async with self.http.stream(verb, path, headers=hdrs, **kwargs) as response:
+            if response.status_code != 200:
+                await response.aread()
+                raise self.failure(response)
+            event = "message"
+            async for line in response.aiter_lines():
+                if ndjson:
+                    if not line.strip():
+                        continue
+                    item = json.loads(line)
+                    if "error" in item:
+                        raise self.failure(httpx.Response(500, json=item["error"]))
+                    yield json_format.ParseDict(item["result"], out_cls())
+                elif line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:"):
+                    payload = json.loads(line.split(":", 1)[1])
+                    if event == "error":
+                        raise self.failure(httpx.Response(500, json=payload))
+                    if event in ("message", ""):
+                        yield json_format.ParseDict(payload, out_cls())
+                elif line == "":
+                    event = "message"
+
+    async def session(self, requests: list, key: str | None = None, headers: dict | None = None) -> list:
+        verb, path, kwargs = self._request("TradeSession", requests[0])
+        response = await self.http.request(verb, path, headers=_auth(key, headers), **kwargs)
+        if response.status_code != 200:
+            raise self.failure(response)
+        return [response.json()]
+
     async def close(self) -> None:
         await self.http.aclose()
+
+
+class StreamHandle:
+    """A server stream running in the background: its messages so far, its end, cancel."""
+
+    def __init__(self, client, method: str, request, key: str | None = None, headers: dict | None = None,
+                 **options) -> None:
+        self.messages: list = []
+        self.error: RpcFailure | None = None
+        self.ended = False
+        self._changed = asyncio.Event()
+        self.task = asyncio.create_task(self._run(client.iterate(method, request, key, headers, **options)))
+
+    async def _run(self, messages: AsyncIterator) -> None:
+        try:
+            async for message in messages:
+                self.messages.append(message)
+                self._changed.set()
+        except RpcFailure as failure:
+            self.error = failure
+        except Exception as exc:  # a client-side failure: keep it visible in assertions
+            self.error = RpcFailure("CLIENT_ERROR", repr(exc))
+        finally:
+            self.ended = True
+            self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[StreamHandle], bool], timeout: float = 20.0,
+                       what: str = "stream condition") -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            if self.ended and not predicate(self):
+                raise AssertionError(f"stream ended before {what}: {len(self.messages)} messages, error {self.error}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {what}: {len(self.messages)} messages")
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(left):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
+
+    async def finished(self, timeout: float = 30.0) -> list:
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(self.task)
+        return self.messages
+
+    async def cancel(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
 
 
 PROTOCOLS = ("grpc", "connect-json", "connect-proto", "grpc-web", "http")

@@ -31,6 +31,9 @@ class GatewayProcess:
     grpc_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    # [streams]: a stream opened for an unknown trade waits this little for it in tests
+    # (NOT_FOUND cases stay fast); replace the whole section to configure streams.
+    streams_config: str = "[streams]\nawait_trade_s = 0.3\n"
 
     @property
     def http_url(self) -> str:
@@ -56,6 +59,7 @@ class GatewayProcess:
             f'[storage]\ndata_dir = "{self.workdir / "data"}"\n'
             f"[paper]\nseed = 7\n"
             f"[limits]\nauth_failure_burst = 10000\nstream_burst = 10000\n"
+            f"{self.streams_config}"
             f"{self.extra_config}\n{keys}"
         )
 
@@ -64,7 +68,7 @@ class GatewayProcess:
         config = self.workdir / "tradewire.toml"
         config.write_text(self.config_text())
         self.log_path = self.workdir / "gateway.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab")  # appended: a restarted gateway keeps the earlier log
         env = {**os.environ, **self.env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tradewire.gateway.cli", "serve", "--config", str(config)],
@@ -94,3 +98,31 @@ class GatewayProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text()
+
+    # -- for shutdown and memory tests -------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_kib(self) -> int:
+        """The process's resident set size (VmRSS of /proc/<pid>/status), in KiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS line")
+
+    def terminate(self) -> None:
+        """Send SIGTERM and return at once (see wait_exit)."""
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout_s: float) -> int:
+        """The exit code; kills the process and raises TimeoutError if it outlives the timeout."""
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise TimeoutError(f"gateway still running {timeout_s}s after SIGTERM") from None
+        finally:
+            self._log.close()

@@ -1,0 +1,275 @@
+"""Webhook delivery from the durable outbox.
+
+When a trade reaches its terminal status, TradeRunner stores the result and the trade's
+webhooks in one SQLite transaction (``TradeStore.save(..., outbox=...)``): one per URL —
+the principal's configured endpoint and the request's ``webhook_url``. This dispatcher
+POSTs them with a pooled ``httpx.AsyncClient``:
+
+* 2xx → delivered. Anything else (status, timeout, refused connection) → retried after an
+  exponential, jittered backoff (``webhooks.retry``); after ``max_attempts`` attempts the
+  entry is dead-lettered (state ``dead``, kept with its last error).
+* Before a POST the entry is leased (its next attempt moved past the request timeout), so a
+  process that dies mid-delivery retries it after a restart; nothing is lost, and a receiver
+  may rarely see a delivery twice — the ``tradewire-delivery`` header is the id to dedupe on.
+* On shutdown, :meth:`close` delivers what is due within the time it is given; the rest
+  stays in the outbox and goes out after the restart.
+
+Metrics: ``tradewire_webhook_deliveries_total{outcome=delivered|retry|dead}``,
+``tradewire_webhook_outbox_depth{state=pending|dead}`` and the POST latency histogram.
+Signing secrets never reach logs, the store or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from google.protobuf import json_format
+
+from tradewire.core.errors import invalid
+from tradewire.core.retry import RetryPolicy
+from tradewire.core.store.base import OutboxEntry, TradeStore
+from tradewire.core.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
+from tradewire.v1 import trade_pb2 as pb
+
+log = logging.getLogger("tradewire.webhooks")
+
+EVENT_TYPE = "trade.finished"
+USER_AGENT = "tradewire-webhooks/1"
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The signing secret kept in ``path`` (created once, owner-only, 32 random bytes hex)."""
+    try:
+        return path.read_text().strip().encode()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    log.info("created the webhook signing secret", extra={"path": str(path)})
+    return value.encode()
+
+
+def webhook_body(delivery_id: str, principal_id: str, result: pb.TradeResult) -> bytes:
+    """The JSON POSTed for one terminal trade (the TradeResult in proto3 JSON, camelCase)."""
+    return orjson.dumps({
+        "id": delivery_id,
+        "type": EVENT_TYPE,
+        "createdAt": json_format.MessageToDict(result.updated_at) if result.HasField("updated_at") else None,
+        "principal": principal_id,
+        "requestId": result.request_id,
+        "status": pb.TradeStatus.Name(result.status),
+        "trade": json_format.MessageToDict(result),
+    })
+
+
+class WebhookDispatcher:
+    def __init__(self, store: TradeStore, config, default_secret: bytes | Callable[[], bytes], metrics=None,
+                 client: httpx.AsyncClient | None = None, clock: Callable[[], float] = time.time) -> None:
+        """``config`` is core.config.WebhooksConfig; ``default_secret`` the key (or what loads
+        it on first use) for endpoints without a secret of their own."""
+        self.store = store
+        self.config = config
+        self.metrics = metrics
+        self.policy = RetryPolicy.from_config(config.retry)
+        self._clock = clock
+        self._endpoints: dict[str, list] = {}
+        for endpoint in config.endpoints:
+            self._endpoints.setdefault(endpoint.principal, []).append(endpoint)
+        self._default_secret = default_secret
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(config.timeout_s),
+            limits=httpx.Limits(max_connections=config.concurrency * 2, max_keepalive_connections=config.concurrency),
+            follow_redirects=False,
+            headers={"user-agent": USER_AGENT},
+        )
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._kick = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._deliveries: set[asyncio.Task] = set()
+        self._loop_task: asyncio.Task | None = None
+        self._closing = False
+
+    # -- what to send --------------------------------------------------------------------
+
+    def check_request_url(self, url: str, field: str = "webhook_url") -> None:
+        """INVALID_ARGUMENT when a request's webhook_url may not be used here."""
+        if not url:
+            return
+        if not (self.config.enabled and self.config.request_urls):
+            raise invalid(field, "per-request webhooks are disabled on this gateway")
+        parts = urlsplit(url)
+        if parts.scheme not in self.config.allowed_schemes or not parts.hostname:
+            allowed = " or ".join(self.config.allowed_schemes)
+            raise invalid(field, f"must be an absolute {allowed} URL")
+
+    def targets(self, principal_id: str, request_url: str) -> list[str]:
+        if not self.config.enabled:
+            return []
+        urls = [e.url for e in self._endpoints.get(principal_id, ())]
+        if request_url and self.config.request_urls and request_url not in urls:
+            urls.append(request_url)
+        return urls
+
+    def entries(self, principal_id: str, request_url: str, result: pb.TradeResult) -> list[OutboxEntry]:
+        """The outbox entries of one terminal trade (to save with it)."""
+        out = []
+        for url in self.targets(principal_id, request_url):
+            delivery_id = uuid.uuid4().hex
+            out.append(OutboxEntry(id=delivery_id, principal_id=principal_id, request_id=result.request_id,
+                                   url=url, body=webhook_body(delivery_id, principal_id, result)))
+        return out
+
+    def _secret(self, principal_id: str, url: str) -> bytes:
+        for endpoint in self._endpoints.get(principal_id, ()):
+            if endpoint.url == url and endpoint.secret is not None:
+                return endpoint.secret.get_secret_value().encode()
+        if callable(self._default_secret):
+            self._default_secret = self._default_secret()
+        return self._default_secret
+
+    # -- the worker ----------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """New entries were saved: look at the outbox now."""
+        self._kick.set()
+
+    async def start(self) -> None:
+        self._refresh_depth()
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._run(), name="webhook-dispatcher")
+
+    async def _run(self) -> None:
+        while not self._closing:
+            self._kick.clear()
+            try:
+                self._dispatch_due()
+                wait = self._next_wait()
+            except Exception:  # a store hiccup must not end deliveries for good
+                log.exception("webhook dispatch failed")
+                wait = 1.0
+            try:
+                async with asyncio.timeout(wait):
+                    await self._kick.wait()
+            except TimeoutError:
+                pass
+
+    def _next_wait(self) -> float:
+        due = self.store.outbox_next_due_ns()
+        if due is None:
+            return 60.0
+        return min(60.0, max(0.0, due / 1e9 - self._clock()))
+
+    def _dispatch_due(self) -> int:
+        free = self.config.concurrency - len(self._deliveries)
+        if free <= 0 or self._closing:
+            return 0
+        now = self._clock()
+        entries = self.store.outbox_due(int(now * 1e9), free)
+        lease_ns = int((now + self.config.timeout_s + 5) * 1e9)
+        for entry in entries:
+            # leased: not due again while this attempt runs, retried after a crash
+            self.store.outbox_update(entry.id, "pending", entry.attempts, lease_ns, entry.last_error)
+            task = asyncio.create_task(self._deliver(entry), name=f"webhook-{entry.id}")
+            self._deliveries.add(task)
+            self._idle.clear()
+            task.add_done_callback(self._delivered)
+        return len(entries)
+
+    def _delivered(self, task: asyncio.Task) -> None:
+        self._deliveries.discard(task)
+        if not self._deliveries:
+            self._idle.set()
+        self._kick.set()
+
+    async def _deliver(self, entry: OutboxEntry) -> None:
+        attempts = entry.attempts + 1
+        timestamp = int(self._clock())
+        headers = {
+            "content-type": "application/json",
+            SIGNATURE_HEADER: sign(self._secret(entry.principal_id, entry.url), entry.body, timestamp),
+            DELIVERY_HEADER: entry.id,
+            EVENT_HEADER: EVENT_TYPE,
+        }
+        started = time.monotonic()
+        error = ""
+        try:
+            async with self._slots:
+                response = await self._client.post(entry.url, content=entry.body, headers=headers)
+            if not 200 <= response.status_code < 300:
+                error = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        except asyncio.CancelledError:  # shutting down: the lease brings it back after the restart
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bad URL or the like: never crash the worker
+            error = f"{type(exc).__name__}"
+        if self.metrics is not None:
+            self.metrics.webhook_seconds.observe(time.monotonic() - started)
+        if not error:
+            self.store.outbox_update(entry.id, "delivered", attempts, 0, "")
+            outcome = "delivered"
+        elif not self.policy.retries_left(attempts):
+            self.store.outbox_update(entry.id, "dead", attempts, 0, error)
+            outcome = "dead"
+            log.warning("webhook dead-lettered after %d attempts", attempts,
+                        extra={"delivery_id": entry.id, "request_id": entry.request_id, "error": error})
+        else:
+            next_ns = int((self._clock() + self.policy.delay(attempts)) * 1e9)
+            self.store.outbox_update(entry.id, "pending", attempts, next_ns, error)
+            outcome = "retry"
+            log.info("webhook attempt %d failed; retrying", attempts,
+                     extra={"delivery_id": entry.id, "request_id": entry.request_id, "error": error})
+        if self.metrics is not None:
+            self.metrics.webhook_deliveries.labels(outcome).inc()
+        self._refresh_depth()
+
+    def _refresh_depth(self) -> None:
+        if self.metrics is None:
+            return
+        counts = self.store.outbox_counts()
+        for state in ("pending", "dead"):
+            self.metrics.webhook_outbox_depth.labels(state).set(counts.get(state, 0))
+
+    async def flush(self, timeout: float) -> bool:
+        """Deliver what is due now (and retries that fall due meanwhile); True when nothing
+        due is left. Entries waiting for a later retry stay in the outbox."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._dispatch_due()
+            if not self._deliveries:
+                due = self.store.outbox_next_due_ns()
+                if due is None or due / 1e9 > self._clock():
+                    return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                async with asyncio.timeout(min(left, 0.1) if not self._deliveries else left):
+                    await self._idle.wait()
+            except TimeoutError:
+                pass
+
+    async def close(self, flush_timeout: float = 0.0) -> None:
+        if flush_timeout > 0:
+            await self.flush(flush_timeout)
+        self._closing = True
+        self._kick.set()
+        tasks = [t for t in (self._loop_task, *self._deliveries) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._client.aclose()

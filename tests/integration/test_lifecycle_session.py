@@ -1,0 +1,187 @@
+"""TradeSession: a long-lived full-duplex gRPC stream multiplexing many trades by request id;
+transports that cannot do full duplex say so."""
+
+import asyncio
+import collections
+
+import grpc
+import pytest
+
+from support.clients import GrpcClient, RpcFailure, make_client
+from support.gateway_process import GatewayProcess
+from support.trading import eventually, metric, trade, unique
+from tradewire.v1 import service_pb2 as spb
+from tradewire.v1 import trade_pb2 as pb
+
+TRADES = 100
+SLOW_CONSUMER_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def session_gateway(tmp_path_factory):
+    process = GatewayProcess(
+        tmp_path_factory.mktemp("session"),
+        env={"TRADEWIRE_PAPER__REALTIME": "true", "TRADEWIRE_PAPER__LATENCY_MS": "800",
+             "TRADEWIRE_EXECUTION__MAX_IN_FLIGHT_PER_PRINCIPAL": "500"},
+        streams_config=f"[streams]\nawait_trade_s = 0.3\nslow_consumer_s = {SLOW_CONSUMER_S}\n",
+    ).start()
+    yield process
+    assert process.stop() == 0, process.log_text()[-3000:]
+
+
+def session_trade(request_id: str, amount: str = "0.001", **fields) -> spb.TradeSessionRequest:
+    return spb.TradeSessionRequest(trade=trade(request_id, amount=amount, **fields))
+
+
+def session_cancel(request_id: str) -> spb.TradeSessionRequest:
+    return spb.TradeSessionRequest(cancel=spb.CancelTradeRequest(request_id=request_id, reason="session test"))
+
+
+async def test_one_session_runs_100_interleaved_trades(session_gateway):
+    client = make_client("grpc", session_gateway)
+    key = session_gateway.key("alice")
+    ids = [unique("sess") for _ in range(TRADES)]
+    cancel_ids = set(ids[5::10])  # every tenth trade is cancelled right after it is sent
+    invalid_id = unique("sess-invalid")
+    live_id = unique("sess-live")
+    statuses: dict[str, list[pb.ExecutionStatus]] = collections.defaultdict(list)
+    errors: dict[str, spb.SessionError] = {}
+    cancelled: dict[str, int] = {}
+    seen_all_sent = asyncio.Event()
+    try:
+        session = client.open_session(key)
+
+        async def read() -> None:
+            async for response in session:
+                kind = response.WhichOneof("event")
+                if kind == "status":
+                    statuses[response.status.request_id].append(response.status)
+                elif kind == "error":
+                    errors[response.error.request_id] = response.error
+                elif kind == "cancelled":
+                    cancelled[response.cancelled.request_id] = response.cancelled.status
+
+        reader = asyncio.create_task(read())
+        for i, request_id in enumerate(ids):
+            await session.send(session_trade(request_id))
+            if request_id in cancel_ids:
+                await session.send(session_cancel(request_id))
+            if i == 30:
+                await session.send(session_trade(invalid_id, amount="-1"))
+                await session.send(session_trade(live_id, mode=pb.TRADING_MODE_LIVE))  # alice: paper only
+            if i == 60:  # statuses flow back while requests are still being sent: full duplex
+                await eventually(lambda: any(e[-1].terminal for e in statuses.values()), timeout=10,
+                                 what="a trade finished while the session is still sending")
+                seen_all_sent.set()
+        await session.done_sending()
+        async with asyncio.timeout(60):
+            await reader  # the server ends the session once every trade has ended
+    finally:
+        await client.close()
+
+    assert seen_all_sent.is_set()
+    assert set(statuses) == set(ids)
+    for request_id in ids:
+        events = statuses[request_id]
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1)), request_id
+        assert events[-1].terminal and not any(e.terminal for e in events[:-1])
+        expected = pb.TRADE_STATUS_CANCELLED if request_id in cancel_ids else pb.TRADE_STATUS_FILLED
+        assert events[-1].stage == expected, (request_id, events[-1])
+        assert events[-1].result.request_id == request_id
+    assert cancelled == {request_id: pb.TRADE_STATUS_CANCELLED for request_id in cancel_ids}
+    assert errors[invalid_id].error.reason == "VALIDATION_FAILED"
+    assert [v.field for v in errors[invalid_id].error.field_violations] == ["trade.amount"]
+    assert errors[live_id].error.reason == "PERMISSION_DENIED"
+    assert set(errors) == {invalid_id, live_id}
+    await eventually(lambda: _sessions(session_gateway, 0), what="session released")
+
+
+async def _sessions(gateway, value: float) -> bool:
+    return await metric(gateway, "tradewire_sessions_open") == value
+
+
+async def test_cancel_through_a_session_after_send_is_refused(session_gateway):
+    client = make_client("grpc", session_gateway)
+    key = session_gateway.key("bob")
+    request_id = unique("sess-late")
+    responses = []
+    try:
+        session = client.open_session(key)
+        await session.send(session_trade(request_id))
+        async for response in session:
+            responses.append(response)
+            if response.WhichOneof("event") == "status" and response.status.stage == pb.TRADE_STATUS_SUBMITTED:
+                await session.send(session_cancel(request_id))
+                await session.done_sending()
+    finally:
+        await client.close()
+    refused = [r.error for r in responses if r.WhichOneof("event") == "error"]
+    assert len(refused) == 1 and refused[0].request_id == request_id
+    assert refused[0].error.reason == "NOT_CANCELLABLE" and refused[0].error.code == 9  # FAILED_PRECONDITION
+    assert [r.status.stage for r in responses if r.WhichOneof("event") == "status"][-1] == pb.TRADE_STATUS_FILLED
+
+
+async def test_a_session_replays_a_trade_it_resends(session_gateway):
+    client = make_client("grpc", session_gateway)
+    key = session_gateway.key("bob")
+    request = trade(unique("sess-dup"), amount="0.001")
+    try:
+        first = await client.session([spb.TradeSessionRequest(trade=request)], key)
+        again = await client.session([spb.TradeSessionRequest(trade=request)], key)
+    finally:
+        await client.close()
+    assert [r.status for r in again] == [r.status for r in first]  # the same events, from the store
+    assert first[-1].status.result.status == pb.TRADE_STATUS_FILLED
+
+
+@pytest.mark.parametrize("protocol", ["connect-json", "connect-proto", "grpc-web", "http"])
+async def test_transports_without_full_duplex_say_so(protocol, session_gateway):
+    client = make_client(protocol, session_gateway)
+    try:
+        with pytest.raises(RpcFailure) as failure:
+            await client.session([session_trade(unique("half"))], session_gateway.key("alice"))
+    finally:
+        await client.close()
+    assert failure.value.code == "UNIMPLEMENTED"
+    assert failure.value.reason == "DUPLEX_UNSUPPORTED"
+    assert "full-duplex" in failure.value.message and "gRPC" in failure.value.message
+    if protocol == "http":
+        assert failure.value.http_status == 501
+
+
+async def test_a_session_that_stops_reading_is_dropped_with_a_clear_status(session_gateway):
+    """A reader that never reads: once gRPC's flow-control window is full the server cannot send,
+    and after ``slow_consumer_s`` the session is ended with RESOURCE_EXHAUSTED (SLOW_CONSUMER),
+    which the client gets after the messages already in its buffers; the trades go on."""
+    client = GrpcClient(session_gateway.grpc_target)
+    await client.channel.close()
+    client.channel = grpc.aio.insecure_channel(  # no window growth: 64 KiB fill up quickly
+        session_gateway.grpc_target, options=[("grpc.http2.bdp_probe", 0)])
+    key = session_gateway.key("trader")
+    padding = {f"k{i}": "x" * 250 for i in range(12)}  # ~3 KiB in each terminal status
+    ids = [unique("unread") for _ in range(200)]
+    received = 0
+    try:
+        session = client.open_session(key)
+        for request_id in ids:
+            await session.send(session_trade(request_id, client_metadata=padding))
+        await eventually(lambda: _dropped(session_gateway), timeout=20, what="the slow session dropped")
+        await eventually(lambda: _sessions(session_gateway, 0), what="the session released")
+        with pytest.raises(RpcFailure) as failure:
+            async for _ in session:
+                received += 1
+    finally:
+        await client.close()
+    assert failure.value.code == "RESOURCE_EXHAUSTED" and failure.value.reason == "SLOW_CONSUMER"
+    assert 0 < received < 200 * 9
+    stream_client = make_client("grpc", session_gateway)
+    try:  # the trades were not affected
+        last = await stream_client.stream("StreamExecutionStatus",
+                                          spb.StreamExecutionStatusRequest(request_id=ids[-1]), key)
+        assert last[-1].stage == pb.TRADE_STATUS_FILLED
+    finally:
+        await stream_client.close()
+
+
+async def _dropped(gateway) -> bool:
+    return await metric(gateway, "tradewire_stream_closes_total", kind="session", reason="slow_consumer") >= 1

@@ -1,0 +1,189 @@
+"""TradeRunner with scripted executors: retries before send only, cancellation before the point
+of no return only, the final state recorded either way, and recovery after a restart."""
+
+import asyncio
+
+import httpx
+import pytest
+
+from lifecycle_support import FILLS, Gate, ScriptedExecutor, order, runner, stages, until
+from tradewire.core.errors import TradewireError
+from tradewire.core.executors.base import Outcome
+from tradewire.core.retry import TransientError
+from tradewire.core.store.sqlite import SqliteStore
+from tradewire.core.trades import StopRequest, Trade
+from tradewire.v1 import trade_pb2 as pb
+
+FILLED_PATH = [pb.TRADE_STATUS_RECEIVED, pb.TRADE_STATUS_VALIDATED, pb.TRADE_STATUS_ROUTED, pb.TRADE_STATUS_QUOTED,
+               pb.TRADE_STATUS_SIGNED, pb.TRADE_STATUS_SIMULATED, pb.TRADE_STATUS_SUBMITTED,
+               pb.TRADE_STATUS_CONFIRMED, pb.TRADE_STATUS_FILLED]
+
+
+def events_of(r, key=("alice", "t-1")):
+    return r.hub.channel_events(key)
+
+
+async def test_transient_errors_before_send_are_retried_without_repeating_events():
+    executor = ScriptedExecutor(
+        [pb.TRADE_STATUS_QUOTED, TransientError("quote API timed out")],
+        [httpx.ConnectError("refused")],
+        FILLS,
+    )
+    r = runner(executor)
+    result = await r.execute(order())
+    assert result.status == pb.TRADE_STATUS_FILLED
+    assert executor.started == 3 and executor.closed == 3
+    events = events_of(r)
+    assert stages(events) == FILLED_PATH  # QUOTED published once although quoted twice
+    assert [e.sequence for e in events] == list(range(1, 10))
+    assert r.recorder.metrics.executor_retries.labels("fake", "UPSTREAM_UNAVAILABLE")._value.get() == 1
+    assert r.recorder.metrics.executor_retries.labels("fake", "ConnectError")._value.get() == 1
+
+
+async def test_retries_are_bounded():
+    executor = ScriptedExecutor([TradewireError("UPSTREAM_UNAVAILABLE", "quote API answered 503")])
+    r = runner(executor)
+    with pytest.raises(TradewireError) as failure:
+        await r.execute(order())
+    assert failure.value.reason == "UPSTREAM_UNAVAILABLE"
+    assert executor.started == 3  # max_attempts
+    assert r.current("alice", "t-1").status == pb.TRADE_STATUS_FAILED
+
+
+async def test_a_transient_outcome_before_send_is_retried_too():
+    transient = Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError("UPSTREAM_UNAVAILABLE", "rpc down"))
+    executor = ScriptedExecutor([pb.TRADE_STATUS_QUOTED, transient], FILLS)
+    assert (await runner(executor).execute(order())).status == pb.TRADE_STATUS_FILLED
+    assert executor.started == 2
+
+
+async def test_nothing_is_retried_after_the_point_of_no_return():
+    executor = ScriptedExecutor(FILLS[:4] + [TransientError("confirmation timed out")], FILLS)
+    r = runner(executor)
+    with pytest.raises(TradewireError) as failure:
+        await r.execute(order())
+    assert executor.started == 1
+    assert failure.value.reason == "INTERNAL"  # unexpected after send: failed, never retried
+    assert r.current("alice", "t-1").status == pb.TRADE_STATUS_FAILED
+
+
+async def test_an_executor_refusal_before_send_rejects_the_trade():
+    executor = ScriptedExecutor([TradewireError("NO_ROUTE", "no route for this pair")])
+    r = runner(executor)
+    with pytest.raises(TradewireError) as failure:
+        await r.execute(order())
+    assert failure.value.reason == "NO_ROUTE" and executor.started == 1
+    assert r.current("alice", "t-1").status == pb.TRADE_STATUS_REJECTED
+
+
+async def test_cancel_before_send_interrupts_the_executor():
+    gate = Gate()
+    executor = ScriptedExecutor([pb.TRADE_STATUS_QUOTED, gate, *FILLS[1:]])
+    r = runner(executor)
+    trade = r.admit(order())
+    await gate.reached.wait()
+    result = await r.cancel("alice", "t-1", "test")
+    assert result.status == pb.TRADE_STATUS_CANCELLED and gate.interrupted
+    assert result.error.reason == "TRADE_CANCELLED" and "test" in result.error.message
+    assert stages(events_of(r))[-1] == pb.TRADE_STATUS_CANCELLED
+    assert r.store.get("alice", "t-1").result.status == pb.TRADE_STATUS_CANCELLED
+    assert len(r.inflight) == 0 and trade.done.done()
+
+
+async def test_cancel_after_the_point_of_no_return_is_refused_and_the_trade_fills():
+    gate = Gate()
+    executor = ScriptedExecutor(FILLS[:3] + [gate] + FILLS[3:])  # held between SIMULATED and SUBMITTED
+    r = runner(executor)
+    trade = r.admit(order())
+    await gate.reached.wait()
+    assert trade.committed
+    assert r.store.get("alice", "t-1").result.status == pb.TRADE_STATUS_SIMULATED  # stored at the commit
+    with pytest.raises(TradewireError) as failure:
+        await r.cancel("alice", "t-1")
+    assert failure.value.reason == "NOT_CANCELLABLE"
+    gate.open()
+    assert (await trade.done).status == pb.TRADE_STATUS_FILLED
+
+
+async def test_a_stop_before_the_task_ever_ran_still_records_the_end():
+    r = runner(ScriptedExecutor(FILLS))
+    trade = r.admit(order())
+    assert r.stop(trade, StopRequest("request", pb.TRADE_STATUS_CANCELLED, TradewireError("TRADE_CANCELLED", "now")))
+    result = await trade.done
+    assert result.status == pb.TRADE_STATUS_CANCELLED
+    assert r.store.get("alice", "t-1").result.status == pb.TRADE_STATUS_CANCELLED
+
+
+async def test_the_owner_giving_up_stops_the_trade_but_others_waiting_do_not():
+    gate = Gate()
+    r = runner(ScriptedExecutor([pb.TRADE_STATUS_QUOTED, gate, *FILLS[1:]]))
+    owner = asyncio.create_task(r.execute(order()))
+    await gate.reached.wait()
+    replay = asyncio.create_task(r.execute(order()))  # same request: a de-duplicated waiter
+    await asyncio.sleep(0)
+    replay.cancel()
+    await asyncio.gather(replay, return_exceptions=True)
+    assert not gate.interrupted
+    owner.cancel()
+    await asyncio.gather(owner, return_exceptions=True)
+    await until(lambda: r.store.get("alice", "t-1").result.status == pb.TRADE_STATUS_CANCELLED)
+    assert r.store.get("alice", "t-1").result.error.reason == "CANCELLED"
+
+
+async def test_the_request_deadline_expires_a_trade_before_send():
+    import datetime
+
+    from google.protobuf import timestamp_pb2
+
+    deadline = timestamp_pb2.Timestamp()
+    deadline.FromDatetime(datetime.datetime.now(datetime.UTC) + datetime.timedelta(milliseconds=50))
+    gate = Gate()
+    r = runner(ScriptedExecutor([pb.TRADE_STATUS_QUOTED, gate, *FILLS[1:]]))
+    with pytest.raises(TradewireError) as failure:
+        await r.execute(order(deadline=deadline))
+    assert failure.value.reason == "TRADE_EXPIRED" and gate.interrupted
+
+
+async def test_in_flight_limit_refuses_without_claiming():
+    gate = Gate()
+    r = runner(ScriptedExecutor([gate, *FILLS]))
+    r.inflight.max_per_principal = 1
+    r.admit(order("a"))
+    with pytest.raises(TradewireError) as failure:
+        r.admit(order("b"))
+    assert failure.value.reason == "TOO_MANY_IN_FLIGHT" and failure.value.code.name == "RESOURCE_EXHAUSTED"
+    assert r.store.get("alice", "b") is None
+    assert r.in_flight("alice") == 1 and r.in_flight("bob") == 0
+    gate.open()
+    await until(lambda: len(r.inflight) == 0)
+
+
+async def test_unfinished_trades_resume_or_are_reconciled_after_a_restart(tmp_path):
+    store = SqliteStore(tmp_path / "trades.db")
+    gate, committed_gate = Gate(), Gate()
+    held = ScriptedExecutor(name="paper", by_request={
+        "pre-send": [pb.TRADE_STATUS_QUOTED, gate, *FILLS[1:]],
+        "sent": FILLS[:3] + [committed_gate] + FILLS[3:],
+    })
+    first = runner(held, store)
+    before = first.admit(order("pre-send"))
+    sent = first.admit(order("sent"))
+    await gate.reached.wait()
+    await committed_gate.reached.wait()
+    assert await first.interrupt_all() == 2
+    with pytest.raises(TradewireError) as failure:
+        await before.done
+    assert failure.value.reason == "SHUTTING_DOWN"
+    assert isinstance(sent, Trade) and sent.done.done()
+    assert {u.record.request_id for u in store.unfinished()} == {"pre-send", "sent"}
+
+    second = runner(ScriptedExecutor(FILLS, name="paper"), store)
+    counts = await second.recover()
+    assert counts == {"resumed": 1, "reconciled": 1, "failed": 0}
+    resumed = second.inflight.get(("alice", "pre-send"))
+    assert (await resumed.done).status == pb.TRADE_STATUS_FILLED
+    events = second.store.get("alice", "pre-send").events
+    assert [e.sequence for e in events] == list(range(1, 10)) and stages(events) == FILLED_PATH
+    reconciled = second.store.get("alice", "sent").result
+    assert reconciled.status == pb.TRADE_STATUS_EXPIRED and "nothing was booked" in reconciled.error.message
+    assert store.unfinished() == []
