@@ -25,9 +25,15 @@ call_fields: ContextVar[dict[str, str]] = ContextVar("tradewire_call_fields", de
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
+_second: list = [0, ""]  # the last whole second formatted, reused by every line within it
+
+
 def _timestamp() -> str:
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    whole = int(now)
+    if whole != _second[0]:
+        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_second[1]}.{int((now - whole) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,6 +71,8 @@ def configure_logging(level: str = "INFO", stream=None) -> None:
     root.setLevel(level)
     for noisy in ("uvicorn.access",):  # tradewire writes its own access line per call
         logging.getLogger(noisy).disabled = True
+    for chatty in ("httpx", "httpcore"):  # their INFO lines carry full URLs, which may hold an RPC API key
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     binary = getattr(stream, "buffer", None)
     structlog.configure(
         processors=[_shape, structlog.processors.JSONRenderer(serializer=orjson.dumps)],

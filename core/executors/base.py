@@ -35,6 +35,15 @@ class ExecutorHealth:
 
 
 class Executor(Protocol):
+    """What TradeRunner routes orders to.
+
+    Optional hooks, used when an executor has them (the LIVE one does):
+      ``async start()`` / ``async close()`` — background work (e.g. a confirmation poller),
+      run by the gateway's start-up and shutdown;
+      ``async reconcile(order, result) -> Outcome`` — the true outcome of a trade a previous
+      process left unfinished (after send: by its signature, never by sending again).
+    """
+
     name: str
 
     def execute(self, order: Order) -> AsyncIterator[Progress | Outcome]:

@@ -1,0 +1,36 @@
+"""LIVE executor: real Solana swaps (Jupiter quote + build, sign, simulate, send by RPC or as a
+Jito bundle, confirm, read the real fill). See :mod:`.executor` for the path of a trade and
+how double sending is prevented.
+
+Modules: ``upstreams`` (pooled HTTP client + breaker per upstream), ``breaker``,
+``jupiter_client``, ``solana_rpc``, ``jito_client``, ``confirmer`` (one poller for every
+in-flight signature), ``fills`` (the fill read from the chain), ``safety`` (risk checks),
+``wallet`` (the keypair), ``outcomes`` (chain results → statuses and errors).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tradewire.core.config import Settings
+from tradewire.core.executors.live.executor import LiveExecutor
+from tradewire.core.executors.live.upstreams import TransportWrapper
+from tradewire.core.executors.live.wallet import Wallet, WalletError, load_wallet
+from tradewire.core.market import Market
+from tradewire.core.quotes import QuoteSource
+from tradewire.core.store.live_orders import LiveOrderStore
+
+__all__ = ["LiveExecutor", "Wallet", "WalletError", "build_live_executor", "load_wallet"]
+
+
+def build_live_executor(settings: Settings, market: Market, quotes: QuoteSource, store, recorder, *,
+                        wallet: Wallet | None = None,
+                        wrap_transports: dict[str, TransportWrapper] | None = None) -> LiveExecutor:
+    """The LIVE executor from Settings (``settings.live``); the keypair is loaded here, once."""
+    config = settings.live
+    # httpx logs every request's full URL at INFO; RPC URLs often carry an API key.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
+    wallet = wallet or load_wallet(config.wallet_path, config.wallet_env)
+    orders = LiveOrderStore(config.orders_db or settings.storage.data_dir / "live_orders.db")
+    return LiveExecutor(config, market, quotes, store, recorder, wallet, orders, wrap_transports=wrap_transports)

@@ -1,0 +1,239 @@
+"""One background task that confirms every in-flight LIVE transaction.
+
+Each round, for all watched signatures at once: ``getBlockHeight`` FIRST, then ONE
+``getSignatureStatuses`` (chunks of 256) and, for Jito bundles still unseen, one
+``getInflightBundleStatuses`` (chunks of 5). Per transaction:
+
+* status at the configured commitment → landed (success or on-chain failure) → finalize;
+* status ``processed`` → it is in a block; wait (no re-broadcast);
+* no status and the height read *before* the statuses is past lastValidBlockHeight → it can
+  never land → expired. (Reading the height first makes this sound: a transaction that
+  landed in a valid block shows up in the statuses read afterwards.)
+* Jito bundle reported Failed → nothing of it landed → dropped;
+* otherwise re-broadcast the SAME signed bytes every ``rebroadcast_interval_s``
+  (``skipPreflight``; the same bundle for Jito, which has the same id).
+
+An unreachable RPC or an open breaker only skips a round: the transaction stays pending and
+is reconciled by signature later. Finalization runs once per transaction, in its own task,
+so a slow read never stalls the rounds; a failed finalization is tried again next round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradewire.core.executors.live.breaker import CircuitOpen
+from tradewire.core.executors.live.jito_client import JitoClient
+from tradewire.core.executors.live.solana_rpc import RpcError, SolanaRpc
+from tradewire.core.executors.live.upstreams import UpstreamError
+from tradewire.core.store.live_orders import ROUTE_JITO, LiveOrder, LiveOrderStore
+
+log = logging.getLogger("tradewire.live.confirmer")
+
+LANDED, EXPIRED, DROPPED = "landed", "expired", "dropped"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    kind: str  # landed | expired | dropped
+    height: int = 0
+    detail: str = ""
+
+
+@dataclass(eq=False)
+class Watch:
+    order: LiveOrder
+    future: asyncio.Future
+    next_broadcast: float
+    added_at: float
+    bundle_id: str | None = None
+    attached: int = 0  # executor generators waiting for this outcome
+    in_block: bool = False  # seen at "processed"
+    finalizing: bool = False
+    broadcasts: int = 0
+    last_error: str = ""
+    finalize_failures: int = 0
+    finalize_after: float = 0.0  # backoff after a failed finalization
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def signature(self) -> str:
+        return self.order.signature
+
+
+Finalizer = Callable[[Watch, Resolution], Awaitable[dict[str, Any]]]
+
+
+class Confirmer:
+    def __init__(self, rpc: SolanaRpc, jito: JitoClient | None, orders: LiveOrderStore, finalize: Finalizer, *,
+                 commitment: str, poll_interval_s: float, rebroadcast_interval_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rpc = rpc
+        self.jito = jito
+        self.orders = orders
+        self.finalize = finalize
+        self.commitment = commitment
+        self.poll_interval_s = poll_interval_s
+        self.rebroadcast_interval_s = rebroadcast_interval_s
+        self._clock = clock
+        self.watches: dict[str, Watch] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._finalizing: set[asyncio.Task] = set()
+        # Counters (tests, metrics, health).
+        self.rounds = 0
+        self.status_calls = 0
+        self.signatures_polled = 0
+        self.rebroadcasts = 0
+        self.failed_rounds = 0
+
+    # -- tracking ------------------------------------------------------------------------
+
+    def track(self, order: LiveOrder) -> Watch:
+        """Watch a pending transaction (idempotent: one watch per signature)."""
+        watch = self.watches.get(order.signature)
+        if watch is None:
+            now = self._clock()
+            watch = Watch(order, asyncio.get_running_loop().create_future(), now + self.rebroadcast_interval_s, now,
+                          bundle_id=order.bundle_id)
+            self.watches[order.signature] = watch
+            self._changed.set()
+        return watch
+
+    def forget(self, signature: str) -> None:
+        self.watches.pop(signature, None)
+
+    def stalled(self, older_than_s: float) -> int:
+        cutoff = self._clock() - older_than_s
+        return sum(1 for w in self.watches.values() if w.added_at < cutoff)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="live-confirmer")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._finalizing) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+        for watch in self.watches.values():  # the rows stay pending: reconciled after the restart
+            if not watch.future.done():
+                watch.future.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            if not self.watches:
+                self._changed.clear()
+                await self._changed.wait()
+            try:
+                await self.poll_once()
+            except Exception:  # noqa: BLE001 - the loop must survive anything
+                log.exception("confirmation round failed")
+            await asyncio.sleep(self.poll_interval_s)
+
+    async def settle(self, timeout_s: float) -> None:
+        """Wait (bounded) for the finalizations started so far (start-up reconciliation)."""
+        if self._finalizing:
+            await asyncio.wait(set(self._finalizing), timeout=timeout_s)
+
+    async def poll_once(self) -> None:
+        now = self._clock()
+        watches = [w for w in self.watches.values() if not w.finalizing and now >= w.finalize_after]
+        if not watches:
+            return
+        self.rounds += 1
+        try:
+            height = await self.rpc.get_block_height(self.commitment)
+            statuses = await self.rpc.get_signature_statuses([w.signature for w in watches])
+        except (UpstreamError, CircuitOpen, RpcError) as exc:
+            self.failed_rounds += 1
+            log.info("confirmation round skipped: rpc unavailable", extra={"error": str(exc), "in_flight": len(watches)})
+            return
+        self.status_calls += 1
+        self.signatures_polled += len(watches)
+        now = self._clock()
+        unseen_bundles: list[Watch] = []
+        to_broadcast: list[Watch] = []
+        for watch, status in zip(watches, statuses):
+            if status is not None:
+                if _reached(status.confirmation_status, self.commitment):
+                    self._start_finalize(watch, Resolution(LANDED, height))
+                else:
+                    watch.in_block = True
+                continue
+            watch.in_block = False
+            if height > watch.order.last_valid_block_height:
+                self._start_finalize(watch, Resolution(EXPIRED, height))
+            elif watch.order.route == ROUTE_JITO and self.jito is not None:
+                unseen_bundles.append(watch)
+            elif now >= watch.next_broadcast:
+                to_broadcast.append(watch)
+        if unseen_bundles:
+            try:
+                bundle_states = await self.jito.inflight_statuses([w.bundle_id for w in unseen_bundles if w.bundle_id])
+            except (UpstreamError, CircuitOpen, RpcError) as exc:
+                log.info("bundle status round skipped", extra={"error": str(exc)})
+                bundle_states = {}
+            for watch in unseen_bundles:
+                state = bundle_states.get(watch.bundle_id or "")
+                if state == "Failed":
+                    self._start_finalize(watch, Resolution(DROPPED, height, "the block engine reported the bundle Failed"))
+                elif state in (None, "Invalid") and now >= watch.next_broadcast:
+                    to_broadcast.append(watch)
+        for watch in to_broadcast:
+            await self.broadcast(watch)
+
+    async def broadcast(self, watch: Watch) -> None:
+        """Send the same signed bytes again; whatever happens, the signature decides."""
+        watch.next_broadcast = self._clock() + self.rebroadcast_interval_s
+        watch.broadcasts += 1
+        self.rebroadcasts += 1
+        self.orders.note_broadcast(watch.signature)
+        try:
+            if watch.order.route == ROUTE_JITO and self.jito is not None:
+                await self.jito.send_bundle(watch.order.wires)
+            else:
+                await self.rpc.send(watch.order.tx, skip_preflight=True)
+        except (UpstreamError, CircuitOpen, RpcError) as exc:
+            watch.last_error = str(exc)
+            log.info("re-broadcast not accepted; still reconciling by signature",
+                     extra={"signature": watch.signature, "error": str(exc)})
+
+    # -- finalization ----------------------------------------------------------------------
+
+    def _start_finalize(self, watch: Watch, resolution: Resolution) -> None:
+        watch.finalizing = True
+        task = asyncio.create_task(self._finalize(watch, resolution), name=f"live-finalize-{watch.signature[:8]}")
+        self._finalizing.add(task)
+        task.add_done_callback(self._finalizing.discard)
+
+    async def _finalize(self, watch: Watch, resolution: Resolution) -> None:
+        try:
+            outcome = await self.finalize(watch, resolution)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - it stays pending (SUBMITTED); try again, backing off
+            watch.finalize_failures += 1
+            delay = min(30.0, self.poll_interval_s * 2 ** watch.finalize_failures)
+            watch.finalize_after = self._clock() + delay
+            log.exception("finalizing a live transaction failed; retrying", extra={
+                "signature": watch.signature, "failures": watch.finalize_failures, "retry_in_s": round(delay, 3)})
+            watch.finalizing = False
+            return
+        self.watches.pop(watch.signature, None)
+        if not watch.future.done():
+            watch.future.set_result(outcome)
+
+
+def _reached(status: str | None, commitment: str) -> bool:
+    if commitment == "finalized":
+        return status == "finalized"
+    return status in ("confirmed", "finalized")

@@ -1,0 +1,848 @@
+"""LIVE executor: real Solana swaps, with MEV protection, that never send twice by accident.
+
+The path of one trade, each step a status event (DESIGN.md §4):
+
+    safety (kill switch, allow-list) → quote (Jupiter, restrictIntermediateTokens, the
+    request's slippage) → QUOTED → price impact → safety (notional, exposure, daily loss)
+    → build (/swap: dynamic CU limit, priority fee capped) → refuse on simulationError →
+    safety (funds, SOL reserve; exact fees of the built transaction) → sign (our slot only)
+    → persist (prepared) → SIGNED → simulate (sigVerify) → SIMULATED [point of no return]
+    → persist (pending) → send (RPC, or a Jito bundle) → SUBMITTED → confirm (the shared
+    Confirmer) → CONFIRMED → fill read from the transaction's meta → FILLED
+
+How double sending is prevented:
+
+1. The signed bytes are journaled before the first send (``live_orders``), and every
+   re-broadcast sends exactly those bytes: one signature, which the chain executes at most
+   once (its status cache refuses a second execution).
+2. A request id has at most one journaled transaction that may be live (a partial unique
+   index). ``execute`` for a request that already has one resumes it — it never quotes or
+   signs again — whether that is a restart, a re-run by the runner or a client retry.
+3. A pending transaction ends only on evidence: its status (landed, at the configured
+   commitment), or a block height past its lastValidBlockHeight read *before* a status
+   lookup that found nothing (expired), or the block engine reporting the bundle Failed.
+   Unreachable upstreams leave it pending (SUBMITTED) and it is reconciled by signature.
+
+Errors: breaker open → CIRCUIT_OPEN (UNAVAILABLE, retry-after); an upstream still failing
+after the bounded retries → UPSTREAM_UNAVAILABLE (only ever before send); slippage (program
+error 6001) → SLIPPAGE_EXCEEDED (ABORTED); the wallet cannot pay → INSUFFICIENT_FUNDS
+(FAILED_PRECONDITION); expired → EXPIRED / TRADE_EXPIRED; anything unexpected → INTERNAL
+with nothing internal in the message (the traceback is logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from solders.instruction import AccountMeta, CompiledInstruction, Instruction
+from solders.message import Message, MessageHeader, MessageV0
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.system_program import TransferParams, transfer
+from solders.transaction import VersionedTransaction
+
+from tradewire.core import lifecycle
+from tradewire.core.config import LiveConfig
+from tradewire.core.errors import TradewireError
+from tradewire.core.executors.base import ExecutorHealth, Outcome, Progress
+from tradewire.core.executors.live.breaker import OPEN, CircuitBreaker, CircuitOpen
+from tradewire.core.executors.live.confirmer import DROPPED, EXPIRED, Confirmer, Resolution, Watch
+from tradewire.core.executors.live.fills import WSOL_MINT, ChainFill, compute_budget, read_transaction
+from tradewire.core.executors.live.jito_client import DONT_FRONT_ACCOUNT, TIP_ACCOUNTS, TIP_PUBKEYS, JitoClient, bundle_id
+from tradewire.core.executors.live.jupiter_client import JupiterClient, to_quote
+from tradewire.core.executors.live.outcomes import (
+    apply_outcome,
+    chain_error,
+    outcome_from_json,
+    outcome_to_json,
+    quote_from_json,
+    quote_to_json,
+)
+from tradewire.core.executors.live.safety import SafetyChecks, WalletBalances
+from tradewire.core.executors.live.solana_rpc import RpcError, SolanaRpc
+from tradewire.core.executors.live.upstreams import HttpSettings, RetrySettings, TransportWrapper, Upstream, UpstreamError
+from tradewire.core.executors.live.wallet import Wallet
+from tradewire.core.market import Market
+from tradewire.core.order import BASE_FEE_LAMPORTS_PER_SIGNATURE, ATA_RENT_LAMPORTS, FeeBreakdown, Fill, Order, Quote
+from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance
+from tradewire.core.quotes import QuoteSource
+from tradewire.core.store.live_orders import (
+    DROPPED as STATE_DROPPED,
+    EXPIRED as STATE_EXPIRED,
+    FINAL_STATES,
+    LANDED as STATE_LANDED,
+    PENDING,
+    PREPARED,
+    ROUTE_JITO,
+    ROUTE_RPC,
+    AlreadyRecorded,
+    LiveOrder,
+    LiveOrderStore,
+)
+from tradewire.v1 import trade_pb2 as pb
+
+log = logging.getLogger("tradewire.live")
+
+SYSTEM_PROGRAM = Pubkey.from_string("11111111111111111111111111111111")
+LIVE = pb.TRADING_MODE_LIVE
+RECENT_FINAL_NS = 2 * 86_400 * 10**9  # final rows checked at start-up for unfinished bookkeeping
+COMPLETION_GRACE_S = 1.0
+BUILD_ATTEMPTS = 10  # rebuilds when another request built the identical transaction
+_PRE_SEND_REJECTIONS = {"NO_ROUTE", "RISK_LIMIT", "PRICE_IMPACT_TOO_HIGH", "INSUFFICIENT_FUNDS", "CIRCUIT_OPEN",
+                        "LIVE_NOT_CONFIGURED"}
+
+
+@dataclass
+class _Attempt:
+    """What one fresh execution has done so far (to void an unsent transaction on the way out)."""
+
+    signature: str | None = None
+    sent: bool = False
+
+
+@dataclass(frozen=True)
+class _Built:
+    swap: dict[str, Any]
+    tx: VersionedTransaction  # as built, our slot empty
+
+
+class LiveExecutor:
+    name = "live"
+
+    def __init__(self, config: LiveConfig, market: Market, quotes: QuoteSource, store, recorder, wallet: Wallet,
+                 orders: LiveOrderStore, *, wrap_transports: dict[str, TransportWrapper] | None = None,
+                 clock=time.monotonic) -> None:
+        self.config = config
+        self.market = market
+        self.quotes = quotes
+        self.store = store
+        self.recorder = recorder
+        self.wallet = wallet
+        self.orders = orders
+        wraps = wrap_transports or {}
+        http = HttpSettings(config.http_timeout_s, config.connect_timeout_s, config.max_connections)
+        retry = RetrySettings(config.retry_attempts, config.retry_backoff_s, config.retry_max_backoff_s)
+
+        def upstream(name: str, url: str) -> Upstream:
+            breaker = CircuitBreaker(name, config.breaker_failures, config.breaker_cooldown_s, clock)
+            return Upstream(name, url, http, breaker, retry, wraps.get(name))
+
+        self.quote_upstream = upstream("quote", config.jupiter_url)
+        self.rpc_upstream = upstream("rpc", config.rpc_url)
+        self.jito_upstream = upstream("jito", config.jito_url) if config.jito_url else None
+        self.jupiter = JupiterClient(self.quote_upstream)
+        self.rpc = SolanaRpc(self.rpc_upstream)
+        self.jito = JitoClient(self.jito_upstream) if self.jito_upstream else None
+        self.safety = SafetyChecks(config, market, quotes, orders)
+        self.confirmer = Confirmer(self.rpc, self.jito, orders, self._finalize, commitment=config.commitment,
+                                   poll_interval_s=config.poll_interval_s,
+                                   rebroadcast_interval_s=config.rebroadcast_interval_s, clock=clock)
+        self._books_ready: set[str] = set()
+        self._active: set[tuple[str, str]] = set()
+        self._followed: set[tuple[str, str]] = set()  # requests an execute()/reconcile() call reports
+        self._completions: set[asyncio.Task] = set()
+        self._born_ns = time.time_ns()
+        self._lamports: int | None = None  # last wallet balance read (health)
+        self._health_task: asyncio.Task | None = None
+        self.sol = market.mint(WSOL_MINT, "mint") if any(m.address == WSOL_MINT for m in market.mints()) else None
+
+    @property
+    def breakers(self) -> list[CircuitBreaker]:
+        ups = [self.quote_upstream, self.rpc_upstream] + ([self.jito_upstream] if self.jito_upstream else [])
+        return [u.breaker for u in ups]
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Reconcile what a previous run left behind, then confirm in the background.
+
+        Prepared rows of a previous run were never sent (pending is committed before any
+        send): they are voided. Pending rows are watched by signature until the chain decides.
+        Final rows whose bookkeeping the previous run did not finish are booked. Trades the
+        runner reconciles (:meth:`reconcile`) get their outcome from it; any other trade
+        record still open is completed here.
+        """
+        voided = self.orders.void_prepared(self._born_ns)
+        for order in self.orders.booking_interrupted():
+            log.error("a LIVE fill may not be booked in the positions (the process stopped while booking)",
+                      extra={"signature": order.signature, "request_id": order.request_id})
+        await self._complete_unbooked()
+        pending = self.orders.in_state(PENDING)
+        for order in pending:
+            self.confirmer.track(order)
+        log.info("live executor started", extra={"wallet": self.wallet.address, "pending": len(pending),
+                                                 "voided": voided})
+        self.confirmer.start()
+        self._health_task = asyncio.create_task(self._refresh_health(), name="live-health")
+
+    async def reconcile(self, order: Order, result: pb.TradeResult) -> Outcome:
+        """The runner's hook for a trade a previous process left after the point of no return:
+        its outcome, decided by its signature — never by signing again."""
+        key = (order.principal_id, order.request_id)
+        self._followed.add(key)
+        try:
+            return await self._reconcile(order)
+        finally:
+            self._followed.discard(key)
+
+    async def _reconcile(self, order: Order) -> Outcome:
+        row = self.orders.for_request(order.principal_id, order.request_id)
+        if row is None or row.state == PREPARED:
+            if row is not None:
+                self.orders.void(row.signature)
+            return Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError(
+                "SHUTTING_DOWN", "the gateway stopped before the transaction was sent; nothing was sent or charged"))
+        quote = quote_from_json(row.quote)
+        if row.state in FINAL_STATES and row.outcome is not None:
+            return outcome_from_json(row.outcome, quote)[0]
+        return (await self._await(order, self.confirmer.track(row), quote))[0]
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._health_task, *self._completions) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.confirmer.stop()
+        for upstream in (self.quote_upstream, self.rpc_upstream, self.jito_upstream):
+            if upstream is not None:
+                await upstream.close()
+        self.orders.close()
+
+    # -- health --------------------------------------------------------------------------
+
+    async def wallet_balance(self) -> int:
+        """A read-only check of the wallet's SOL balance (lamports)."""
+        lamports = await self.rpc.get_balance(self.wallet.address)
+        self._lamports = lamports
+        return lamports
+
+    async def _refresh_health(self) -> None:
+        while True:
+            try:
+                await self.wallet_balance()
+            except (UpstreamError, CircuitOpen, RpcError):
+                pass
+            except Exception:  # noqa: BLE001
+                log.exception("wallet balance read failed")
+            await asyncio.sleep(self.config.health_refresh_s)
+
+    def health(self) -> ExecutorHealth:
+        problems = [b.describe() for b in self.breakers if b.state == OPEN]
+        reserve = int(self.config.min_sol_reserve.scaleb(9))
+        if self._lamports is not None and self._lamports < reserve:
+            problems.append("wallet SOL balance below the fee reserve")
+        stalled = self.confirmer.stalled(self.config.stalled_after_s)
+        if stalled:
+            problems.append(f"{stalled} transaction(s) unconfirmed for over {self.config.stalled_after_s:.0f}s")
+        in_flight = len(self.confirmer.watches)
+        balance = "unknown" if self._lamports is None else ("ok" if self._lamports >= reserve else "low")
+        summary = f"live on Solana: wallet balance {balance}, {in_flight} transaction(s) awaiting confirmation"
+        return ExecutorHealth(not problems, summary + ("; " + "; ".join(problems) if problems else ""))
+
+    # -- execute -------------------------------------------------------------------------
+
+    async def execute(self, order: Order):
+        key = (order.principal_id, order.request_id)
+        if key in self._active:  # the runner de-duplicates; this is defence in depth
+            yield Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError("INTERNAL", "internal error"))
+            return
+        self._active.add(key)
+        self._followed.add(key)
+        try:
+            existing = self.orders.for_request(order.principal_id, order.request_id)
+            if existing is not None and existing.state == PREPARED:
+                self.orders.void(existing.signature)  # signed by an attempt that ended before sending
+                existing = None
+            if existing is not None:
+                async for item in self._resume(order, existing):
+                    yield item
+                return
+            attempt = _Attempt()
+            try:
+                async for item in self._fresh(order, attempt):
+                    yield item
+            finally:
+                if attempt.signature and not attempt.sent:
+                    self.orders.void(attempt.signature)
+        finally:
+            self._active.discard(key)
+            self._followed.discard(key)
+
+    async def _resume(self, order: Order, row: LiveOrder):
+        """The request already has a transaction that may be live: follow it, never re-sign."""
+        quote = quote_from_json(row.quote)
+        yield Progress(pb.TRADE_STATUS_SUBMITTED, f"transaction {row.signature} was already sent for this request; "
+                                                  f"following it")
+        if row.state in FINAL_STATES and row.outcome is not None:
+            outcome, confirmed = outcome_from_json(row.outcome, quote)
+        else:
+            outcome, confirmed = await self._await(order, self.confirmer.track(row), quote)
+        if confirmed:
+            yield Progress(pb.TRADE_STATUS_CONFIRMED, f"transaction confirmed in slot {outcome.fill.slot}")
+        yield outcome
+
+    async def _fresh(self, order: Order, attempt: _Attempt):
+        try:
+            refusal = self.safety.before_quote(order)
+            if refusal is None and order.mev.uses_jito and self.jito is None:
+                refusal = TradewireError("LIVE_NOT_CONFIGURED", "Jito strategies need live.jito_url")
+            if refusal is not None:
+                yield Outcome(pb.TRADE_STATUS_REJECTED, error=refusal)
+                return
+            raw_quote = await self.jupiter.quote(order.input_mint, order.output_mint, order.amount_atomic,
+                                                 order.exact_out, order.slippage_bps)
+            quote = to_quote(raw_quote)
+            self._check_quote(order, raw_quote, quote)
+            yield Progress(pb.TRADE_STATUS_QUOTED, self._describe(order, quote))
+
+            impact_limit = order.max_price_impact_bps or self.config.max_price_impact_bps
+            if impact_limit and Decimal(quote.price_impact_pct) * 100 > impact_limit:
+                yield Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
+                    "PRICE_IMPACT_TOO_HIGH",
+                    f"price impact {quote.price_impact_pct}% exceeds max_price_impact_bps {impact_limit}"))
+                return
+            balances = await self._balances()
+            refusal = await self.safety.after_quote(order, quote, balances)
+            if refusal is not None:
+                yield Outcome(pb.TRADE_STATUS_REJECTED, error=refusal)
+                return
+            await self._ensure_books(order, balances)
+
+            for _ in range(BUILD_ATTEMPTS):
+                built = await self._build(order, raw_quote)
+                if isinstance(built, Outcome):
+                    yield built
+                    return
+                txs, primary, route = self._protect(order, built.tx)
+                refusal = self.safety.funds(order, quote, balances, self._fee_need(order, txs, balances))
+                if refusal is not None:
+                    yield Outcome(pb.TRADE_STATUS_REJECTED, error=refusal)
+                    return
+                signed = [self.wallet.sign(tx) for tx in txs]
+                swap_tx = signed[primary]
+                signature = str(swap_tx.signatures[0])
+                if self.orders.get(signature) is None:
+                    break
+                # Another request built the byte-identical swap in the same slot: its signature
+                # would land once for both. Rebuild on a later blockhash.
+                await asyncio.sleep(self.config.poll_interval_s)
+            else:
+                log.error("could not build a transaction distinct from another request's",
+                          extra={"request_id": order.request_id})
+                raise TradewireError("INTERNAL", "internal error")
+            wires = [bytes(tx) for tx in signed]
+            try:  # no await since the check above: the insert cannot collide on the signature
+                row = self.orders.prepare(
+                    signature=signature, principal=order.principal_id, request_id=order.request_id, route=route,
+                    tx=wires[primary], bundle=wires if route == ROUTE_JITO else (),
+                    bundle_id=bundle_id(signed) if route == ROUTE_JITO else None,
+                    last_valid_block_height=int(built.swap["lastValidBlockHeight"]),
+                    request=order.request.SerializeToString(), quote=quote_to_json(quote))
+            except AlreadyRecorded:
+                log.error("refusing to sign a second transaction for one request", extra={"request_id": order.request_id})
+                yield Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError("INTERNAL", "internal error"))
+                return
+            attempt.signature = signature
+            budget = compute_budget(swap_tx)
+            yield Progress(pb.TRADE_STATUS_SIGNED, (
+                f"transaction {signature} signed (CU limit {budget.unit_limit}, priority fee "
+                f"{budget.priority_fee} lamports{self._tip_text(order)}), valid until block height "
+                f"{row.last_valid_block_height}"))
+
+            sim = await self.rpc.simulate(wires[primary])
+            if sim.get("err") is not None:
+                status, error = chain_error(order, sim["err"], where="in simulation", charged=False)
+                yield Outcome(status, error=error)
+                return
+            if order.deadline_unix_ns is not None and order.deadline_unix_ns <= time.time_ns():
+                yield Outcome(pb.TRADE_STATUS_EXPIRED, error=TradewireError(
+                    "TRADE_EXPIRED", "deadline passed before the trade could be sent"))
+                return
+            send_breaker = (self.jito_upstream if route == ROUTE_JITO else self.rpc_upstream).breaker
+            send_breaker.before_call()  # an open breaker refuses before anything is sent
+            yield Progress(pb.TRADE_STATUS_SIMULATED, f"simulation succeeded ({sim.get('unitsConsumed') or 0} compute units)")
+        except CircuitOpen as exc:
+            yield Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
+                "CIRCUIT_OPEN", f"the {_upstream_label(exc.upstream)} is failing; LIVE trades are paused "
+                                f"for {exc.retry_after_s:.1f}s", retry_after_s=round(exc.retry_after_s, 3)))
+            return
+        except UpstreamError as exc:
+            yield Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError(
+                "UPSTREAM_UNAVAILABLE", f"the {_upstream_label(exc.upstream)} is unavailable ({exc.message}); "
+                                        f"nothing was sent"))
+            return
+        except TradewireError as exc:
+            yield Outcome(pb.TRADE_STATUS_REJECTED if exc.reason in _PRE_SEND_REJECTIONS else pb.TRADE_STATUS_FAILED,
+                          error=exc)
+            return
+        except Exception:  # noqa: BLE001 - nothing was sent: fail closed, say nothing internal
+            log.exception("live trade failed before send", extra={"request_id": order.request_id})
+            yield Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError("INTERNAL", "internal error"))
+            return
+
+        # ---- the point of no return: from here the transaction may be on the network ----
+        if not self.orders.mark_pending(signature):  # no longer prepared: never send it
+            log.error("prepared transaction was voided before send", extra={"signature": signature})
+            yield Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError("INTERNAL", "internal error"))
+            return
+        attempt.sent = True
+        row = self.orders.get(signature)
+        watch = self.confirmer.track(row)
+        refused = await self._first_send(row, watch)
+        if refused is not None:
+            yield refused
+            return
+        self._note_submitted(order, signature)
+        via = "the Jito block engine as a bundle" if route == ROUTE_JITO else "the RPC"
+        yield Progress(pb.TRADE_STATUS_SUBMITTED, f"transaction {signature} sent to {via}; awaiting confirmation")
+        outcome, confirmed = await self._await(order, watch, quote)
+        if confirmed:
+            yield Progress(pb.TRADE_STATUS_CONFIRMED, f"transaction confirmed in slot {outcome.fill.slot}")
+        yield outcome
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _check_quote(self, order: Order, raw: dict[str, Any], quote: Quote) -> None:
+        wanted = quote.out_amount if order.exact_out else quote.in_amount
+        if (raw.get("inputMint") != order.input_mint.address or raw.get("outputMint") != order.output_mint.address
+                or wanted != order.amount_atomic or quote.in_amount <= 0 or quote.out_amount <= 0):
+            log.error("quote does not match the order", extra={"request_id": order.request_id})
+            raise TradewireError("INTERNAL", "internal error")
+
+    async def _balances(self) -> WalletBalances:
+        owner = self.wallet.address
+        lamports, tokens = await asyncio.gather(self.rpc.get_balance(owner), self.rpc.get_token_balances(owner))
+        self._lamports = lamports
+        return WalletBalances(lamports, tokens)
+
+    async def _ensure_books(self, order: Order, balances: WalletBalances) -> None:
+        """A principal's LIVE book starts from the wallet as it is on its first LIVE trade."""
+        if order.principal_id in self._books_ready:
+            return
+        holdings = []
+        for mint in self.market.mints():
+            amount = balances.holding(mint.address)
+            if amount > 0:
+                holdings.append(Holding(mint.address, amount, await self.quotes.value(mint, amount)))
+        self.store.ensure_wallet(order.principal_id, LIVE, holdings)
+        self._books_ready.add(order.principal_id)
+
+    def _fee_cap(self, order: Order) -> int:
+        cap = self.config.max_priority_fee_lamports
+        if order.mev.max_priority_fee_lamports:
+            cap = min(cap, order.mev.max_priority_fee_lamports)
+        return cap
+
+    def _swap_body(self, order: Order, raw_quote: dict[str, Any], price: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "quoteResponse": raw_quote, "userPublicKey": self.wallet.address, "wrapAndUnwrapSol": True,
+            "dynamicComputeUnitLimit": True, "asLegacyTransaction": False,
+        }
+        mev = order.mev
+        if mev.uses_jito:
+            body["prioritizationFeeLamports"] = {"jitoTipLamports": mev.jito_tip_lamports}
+        elif price is not None or mev.compute_unit_price_micro_lamports or mev.strategy != pb.MEV_STRATEGY_PRIORITY_FEE:
+            body["computeUnitPriceMicroLamports"] = price if price is not None else mev.compute_unit_price_micro_lamports
+        else:
+            body["prioritizationFeeLamports"] = {"priorityLevelWithMaxLamports": {
+                "priorityLevel": self.config.priority_level, "maxLamports": self._fee_cap(order)}}
+        return body
+
+    async def _build(self, order: Order, raw_quote: dict[str, Any]) -> _Built | Outcome:
+        built = await self._build_once(order, raw_quote)
+        if isinstance(built, Outcome):
+            return built
+        cap = self._fee_cap(order)
+        budget = compute_budget(built.tx)
+        if budget.priority_fee > cap and not order.mev.uses_jito:
+            # Rebuild at the highest CU price whose fee fits the cap.
+            built = await self._build_once(order, raw_quote, price=cap * 1_000_000 // max(1, budget.unit_limit))
+            if isinstance(built, Outcome):
+                return built
+            budget = compute_budget(built.tx)
+        if budget.priority_fee > cap:
+            return Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
+                "RISK_LIMIT", f"risk check PRIORITY_FEE: the priority fee of {budget.priority_fee} lamports exceeds "
+                              f"the {cap} lamport cap", metadata={"check": "PRIORITY_FEE"}))
+        return built
+
+    async def _build_once(self, order: Order, raw_quote: dict[str, Any], price: int | None = None) -> _Built | Outcome:
+        swap = await self.jupiter.swap(self._swap_body(order, raw_quote, price))
+        if swap.get("simulationError"):
+            sim = swap["simulationError"]
+            err = sim.get("err") if isinstance(sim, dict) else None
+            if err is None and isinstance(sim, dict) and sim.get("errorCode") == "SLIPPAGE_TOLERANCE_EXCEEDED":
+                err = {"InstructionError": [0, {"Custom": 6001}]}
+            if err is None and isinstance(sim, dict) and sim.get("errorCode") == "INSUFFICIENT_FUNDS":
+                err = "InsufficientFundsForFee"
+            status, error = chain_error(order, err if err is not None else sim, where="when the swap was built",
+                                        charged=False)
+            return Outcome(status, error=error)
+        try:
+            tx = VersionedTransaction.from_bytes(base64.b64decode(swap["swapTransaction"]))
+            int(swap["lastValidBlockHeight"])
+        except Exception:  # noqa: BLE001
+            log.error("swap API answered an unreadable transaction", extra={"request_id": order.request_id})
+            raise TradewireError("INTERNAL", "internal error") from None
+        msg = tx.message
+        signers = list(msg.account_keys)[: msg.header.num_required_signatures]
+        others_signed = all(sig != Signature.default() for key, sig in zip(signers, tx.signatures)
+                            if key != self.wallet.pubkey)
+        if not signers or signers[0] != self.wallet.pubkey or not others_signed:
+            log.error("swap transaction is not payable and signable by the LIVE wallet alone",
+                      extra={"request_id": order.request_id})
+            raise TradewireError("INTERNAL", "internal error")
+        return _Built(swap, tx)
+
+    def _protect(self, order: Order, tx: VersionedTransaction) -> tuple[list[VersionedTransaction], int, str]:
+        """(transactions in send order, index of the swap, route) for the request's MEV strategy."""
+        strategy = order.mev.strategy
+        if not order.mev.uses_jito:
+            return [tx], 0, ROUTE_RPC
+        if strategy != pb.MEV_STRATEGY_JITO_DONT_FRONT:
+            return [tx], 0, ROUTE_JITO
+        msg = tx.message
+        if msg.header.num_required_signatures == 1:
+            marked = _with_dont_front(msg)
+            if marked is not None:  # our own transaction: the marker goes into it (re-signed below)
+                return [VersionedTransaction.populate(marked, [Signature.default()])], 0, ROUTE_JITO
+        # Co-signed by the router: its message cannot change. The marker rides in our own
+        # transaction at bundle index 0, in front of the swap.
+        tip_account = Pubkey.from_string(TIP_ACCOUNTS[0])
+        ix = transfer(TransferParams(from_pubkey=self.wallet.pubkey, to_pubkey=tip_account, lamports=0))
+        ix = Instruction(ix.program_id, bytes(ix.data), [*ix.accounts, AccountMeta(DONT_FRONT_ACCOUNT, False, False)])
+        lead = MessageV0.try_compile(self.wallet.pubkey, [ix], [], msg.recent_blockhash)
+        return [VersionedTransaction.populate(lead, [Signature.default()]), tx], 1, ROUTE_JITO
+
+    def _fee_need(self, order: Order, txs: list[VersionedTransaction], balances: WalletBalances) -> int:
+        """Every lamport the built transactions can cost the wallet (fees, tip, new accounts)."""
+        need = 0
+        for tx in txs:
+            need += BASE_FEE_LAMPORTS_PER_SIGNATURE * tx.message.header.num_required_signatures
+            need += compute_budget(tx).priority_fee
+        if order.mev.uses_jito:
+            need += order.mev.jito_tip_lamports
+        if not balances.has_account(order.output_mint.address):
+            need += ATA_RENT_LAMPORTS
+        if order.input_mint.address == WSOL_MINT and WSOL_MINT not in balances.tokens:
+            need += ATA_RENT_LAMPORTS  # the temporary wrapped-SOL account, refunded in the same transaction
+        return need
+
+    def _tip_text(self, order: Order) -> str:
+        return f", Jito tip {order.mev.jito_tip_lamports} lamports" if order.mev.uses_jito else ""
+
+    def _describe(self, order: Order, quote: Quote) -> str:
+        return (f"quoted {order.input_mint.to_units(quote.in_amount)} {order.input_mint.symbol} → "
+                f"{order.output_mint.to_units(quote.out_amount)} {order.output_mint.symbol} "
+                f"({quote.price_impact_pct}% price impact)")
+
+    async def _first_send(self, row: LiveOrder, watch: Watch) -> Outcome | None:
+        """Send once. A definite refusal means nothing is on the network; anything else
+        (accepted, timed out, connection lost) leaves the signature to decide."""
+        self.orders.note_broadcast(row.signature)
+        refusal: RpcError
+        try:
+            if row.route == ROUTE_JITO:
+                returned = await self.jito.send_bundle(row.wires, check_breaker=False)
+                if returned and returned != row.bundle_id:
+                    self.orders.set_bundle_id(row.signature, returned)
+                    watch.bundle_id = returned
+            else:
+                await self.rpc.send(row.tx, skip_preflight=self.config.skip_preflight, check_breaker=False)
+            return None
+        except RpcError as exc:
+            refusal = exc
+            preflight = row.route == ROUTE_RPC and exc.code in (-32002, -32003)
+            bundle_refused = row.route == ROUTE_JITO and exc.code in (-32602, -32600)
+            if not (preflight or bundle_refused):
+                log.warning("send answered an error; reconciling by signature",
+                            extra={"signature": row.signature, "code": exc.code})
+                return None
+        except (UpstreamError, CircuitOpen) as exc:
+            log.warning("send outcome unknown; reconciling by signature",
+                        extra={"signature": row.signature, "error": str(exc)})
+            return None
+        # Refused outright: the node / engine did not take it, so it was never forwarded.
+        self.confirmer.forget(row.signature)
+        order = self._order_of(row)
+        if preflight and isinstance(refusal.data, dict) and refusal.data.get("err") is not None:
+            status, error = chain_error(order, refusal.data["err"], where="in the RPC's preflight", charged=False)
+        elif preflight:
+            status, error = pb.TRADE_STATUS_FAILED, TradewireError("INTERNAL", "the RPC refused the transaction")
+        else:
+            status, error = pb.TRADE_STATUS_FAILED, TradewireError(
+                "INTERNAL", f"the block engine refused the bundle: {refusal.message[:200]}")
+        fill = Fill(quote_from_json(row.quote), 0, 0, FeeBreakdown(), row.signature)
+        self.orders.finalize(row.signature, STATE_DROPPED, outcome_to_json(status, error, fill, False))
+        return Outcome(status, fill, error)
+
+    def _note_submitted(self, order: Order, signature: str) -> None:
+        """Make SUBMITTED and the signature durable in the trade record too, so a restart shows it."""
+        record = self.store.get(order.principal_id, order.request_id)
+        if record is None or lifecycle.is_terminal(record.result.status) \
+                or _rank(record.result.status) >= _rank(pb.TRADE_STATUS_SUBMITTED):
+            return
+        result = pb.TradeResult()
+        result.CopyFrom(record.result)
+        result.status = pb.TRADE_STATUS_SUBMITTED
+        result.signature = signature
+        result.updated_at.CopyFrom(lifecycle.now_timestamp())
+        self.store.save(order.principal_id, result)
+
+    async def _await(self, order: Order, watch: Watch, quote: Quote) -> tuple[Outcome, bool]:
+        watch.attached += 1
+        try:
+            data = await asyncio.shield(watch.future)
+        except asyncio.CancelledError:
+            watch.attached -= 1
+            self._followed.discard((order.principal_id, order.request_id))
+            if watch.future.done() and not watch.future.cancelled():
+                self._complete_later(watch.order, watch.future.result())  # nobody will report it now
+            raise
+        watch.attached -= 1
+        return outcome_from_json(data, quote)
+
+    # -- finalization (the confirmer calls this once per transaction) ------------------------
+
+    async def _finalize(self, watch: Watch, resolution: Resolution) -> dict[str, Any]:
+        row = self.orders.get(watch.signature) or watch.order
+        if row.state in FINAL_STATES and row.outcome is not None:
+            return row.outcome  # finalized before (e.g. by a previous run)
+        order = self._order_of(row)
+        quote = quote_from_json(row.quote)
+        if resolution.kind == EXPIRED:
+            state = STATE_EXPIRED
+            fill = Fill(quote, 0, 0, FeeBreakdown(), row.signature)
+            status, error, confirmed = pb.TRADE_STATUS_EXPIRED, TradewireError(
+                "TRADE_EXPIRED", f"blockhash expired: transaction {row.signature} never landed (block height "
+                                 f"{resolution.height} passed its last valid height {row.last_valid_block_height}); "
+                                 f"nothing was charged"), False
+        elif resolution.kind == DROPPED:
+            state = STATE_DROPPED
+            fill = Fill(quote, 0, 0, FeeBreakdown(), row.signature)
+            status, error = await self._diagnose_dropped(order, row)
+            confirmed = False
+        else:
+            state = STATE_LANDED
+            fills = [await self._read(tx_wire) for tx_wire in row.wires]
+            swap = next(f for f in fills if f.signature == row.signature)
+            fees = FeeBreakdown(
+                base_fee_lamports=sum(f.base_fee for f in fills),
+                priority_fee_lamports=sum(f.priority_fee for f in fills),
+                jito_tip_lamports=sum(f.tip for f in fills),
+                ata_rent_lamports=sum(f.rent for f in fills),
+            )
+            if swap.err is None:
+                amount_in = -swap.change(order.input_mint.address)
+                amount_out = swap.change(order.output_mint.address)
+                if amount_in <= 0 or amount_out <= 0:
+                    log.error("landed swap shows no balance change for the wallet",
+                              extra={"signature": row.signature, "amount_in": amount_in, "amount_out": amount_out})
+                fill = Fill(quote, max(0, amount_in), max(0, amount_out), fees, row.signature, swap.slot)
+                status, error, confirmed = pb.TRADE_STATUS_FILLED, None, True
+            else:
+                fill = Fill(quote, 0, 0, fees, row.signature, swap.slot)
+                status, error = chain_error(order, swap.err, where="before the swap landed", charged=True)
+                status, confirmed = pb.TRADE_STATUS_FAILED, False
+        value = await self._trade_value(order, fill) if status == pb.TRADE_STATUS_FILLED else 0
+        unit_values = await self._unit_values(order)
+        outcome = outcome_to_json(status, error, fill, confirmed)
+        self.orders.finalize(row.signature, state, outcome)
+        if fill.fees.total_lamports or status == pb.TRADE_STATUS_FILLED:
+            self._book(row, order, fill, value, unit_values)
+        if hasattr(self.quotes, "invalidate"):
+            self.quotes.invalidate()
+        if watch.attached == 0:
+            self._complete_later(row, outcome)
+        log.info("live transaction final", extra={"signature": row.signature, "request_id": row.request_id,
+                                                  "state": state, "status": pb.TradeStatus.Name(status)})
+        return outcome
+
+    async def _read(self, wire: bytes) -> ChainFill:
+        """getTransaction for a landed transaction (retried: a node can lag its own statuses)."""
+        signature = str(VersionedTransaction.from_bytes(wire).signatures[0])
+        for attempt in range(20):
+            result = await self.rpc.get_transaction(signature, self.config.commitment)
+            if result is not None:
+                return read_transaction(result, self.wallet.address, wire)
+            await asyncio.sleep(min(1.0, 0.02 * 2 ** attempt))
+        raise RuntimeError(f"transaction {signature} confirmed but not readable yet")
+
+    async def _diagnose_dropped(self, order: Order, row: LiveOrder) -> tuple[int, TradewireError]:
+        """A Failed bundle landed nothing; re-simulating the swap tells the likely reason."""
+        try:
+            sim = await self.rpc.simulate(row.tx)
+            err = sim.get("err")
+        except Exception:  # noqa: BLE001 - a diagnosis only
+            err = None
+        if err is not None and err not in ("AlreadyProcessed", "BlockhashNotFound"):
+            return chain_error(order, err, where="and the Jito bundle did not land", charged=False)
+        return pb.TRADE_STATUS_FAILED, TradewireError(
+            "INTERNAL", "the Jito bundle failed and did not land; nothing was charged")
+
+    async def _trade_value(self, order: Order, fill: Fill) -> int:
+        valuation = self.market.valuation.address
+        if order.input_mint.address == valuation:
+            return fill.amount_in
+        if order.output_mint.address == valuation:
+            return fill.amount_out
+        return await self.quotes.value(order.output_mint, fill.amount_out)
+
+    async def _unit_values(self, order: Order) -> dict[str, tuple[int, int]]:
+        """(value of one token, atomic units per token) for the mints a booking can touch."""
+        out = {}
+        for mint in {order.input_mint, order.output_mint, *( [self.sol] if self.sol else [])}:
+            unit = 10 ** mint.decimals
+            out[mint.address] = (await self.quotes.value(mint, unit), unit)
+        return out
+
+    def _book(self, row: LiveOrder, order: Order, fill: Fill, value: int,
+              unit_values: dict[str, tuple[int, int]]) -> None:
+        """Book the real fill in the principal's LIVE positions, at most once (no await inside)."""
+        if not self.orders.claim_booking(row.signature):
+            return
+        legs = FillLegs(input_mint=order.input_mint.address, amount_in=fill.amount_in,
+                        output_mint=order.output_mint.address, amount_out=fill.amount_out,
+                        fee_mint=WSOL_MINT, fee_lamports=fill.fees.total_lamports, trade_value=value)
+        before = sum(h.realized_pnl for h in self.store.holdings(order.principal_id, LIVE).values())
+        for _ in range(4):
+            try:
+                after_holdings = self.store.apply_fill(order.principal_id, LIVE, legs)
+                break
+            except InsufficientBalance as exc:
+                # The book lags the wallet (another principal traded it, or a transfer): the
+                # chain is the truth, so the shortfall is booked as a deposit at market value.
+                shortfall = exc.needed - exc.available
+                price, unit = unit_values.get(exc.mint, (0, 1))
+                log.warning("LIVE book below the wallet; booking a deposit", extra={
+                    "principal": order.principal_id, "mint": exc.mint, "amount": shortfall})
+                self.store.apply_fill(order.principal_id, LIVE, FillLegs(
+                    input_mint=exc.mint, amount_in=0, output_mint=exc.mint, amount_out=shortfall,
+                    fee_mint=WSOL_MINT, fee_lamports=0, trade_value=shortfall * price // unit))
+        else:
+            log.error("could not book a LIVE fill", extra={"signature": row.signature})
+            return
+        after = sum(h.realized_pnl for h in after_holdings.values())
+        self.orders.booked(row.signature, after - before)
+
+    async def _complete_unbooked(self) -> None:
+        """Recently final rows the previous run may not have finished: book them if their booking
+        never started, and complete their trade record if it is still open."""
+        for row in self.orders.final_since(time.time_ns() - RECENT_FINAL_NS):
+            if row.outcome is None:
+                continue
+            if row.booked != 0:
+                self._complete_later(row, row.outcome)
+                continue
+            order = self._order_of(row)
+            outcome, _ = outcome_from_json(row.outcome, quote_from_json(row.quote))
+            fill = outcome.fill
+            if fill is not None and (fill.fees.total_lamports or outcome.status == pb.TRADE_STATUS_FILLED):
+                value = await self._trade_value(order, fill) if outcome.status == pb.TRADE_STATUS_FILLED else 0
+                self._book(row, order, fill, value, await self._unit_values(order))
+            else:
+                self.orders.claim_booking(row.signature)
+                self.orders.booked(row.signature, 0)
+            self._complete_later(row, row.outcome)
+
+    # -- trade records nobody else will complete -----------------------------------------------
+
+    def _order_of(self, row: LiveOrder) -> Order:
+        from tradewire.core.validation import validate_trade  # the same normalisation as at admission
+
+        return validate_trade(pb.TradeRequest.FromString(row.request), row.principal, self.market)
+
+    def _complete_later(self, row: LiveOrder, data: dict[str, Any]) -> None:
+        """Complete the trade record unless an execute()/reconcile() call reports this outcome.
+        Waits a moment first: at start-up the runner's reconcile calls arrive just after us."""
+        async def complete() -> None:
+            await asyncio.sleep(COMPLETION_GRACE_S)
+            if (row.principal, row.request_id) not in self._followed:
+                self._complete_trade_record(row, data)
+
+        task = asyncio.create_task(complete(), name=f"live-complete-{row.request_id}")
+        self._completions.add(task)
+        task.add_done_callback(self._completions.discard)
+
+    def _complete_trade_record(self, row: LiveOrder, data: dict[str, Any]) -> None:
+        """Write the final state into the trade record when no executor call is there to
+        return it (after a restart, or when the caller went away), with the audit events."""
+        try:
+            record = self.store.get(row.principal, row.request_id)
+            if record is None or lifecycle.is_terminal(record.result.status):
+                return
+            order = self._order_of(row)
+            outcome, confirmed = outcome_from_json(data, quote_from_json(row.quote))
+            result = pb.TradeResult()
+            result.CopyFrom(record.result)
+            events = list(record.events)
+            sequence = max((e.sequence for e in events), default=0)
+            steps: list[tuple[int, str]] = []
+            if _rank(result.status) < _rank(pb.TRADE_STATUS_SUBMITTED):
+                steps.append((pb.TRADE_STATUS_SUBMITTED, f"transaction {row.signature} submitted"))
+            if confirmed:
+                steps.append((pb.TRADE_STATUS_CONFIRMED, f"transaction confirmed in slot {outcome.fill.slot}"))
+            apply_outcome(result, order, outcome)
+            result.updated_at.CopyFrom(lifecycle.now_timestamp())
+            steps.append((outcome.status, (outcome.error.message if outcome.error else "") +
+                          " (reconciled by signature)"))
+            for status, message in steps:
+                sequence += 1
+                terminal = lifecycle.is_terminal(status)
+                event = lifecycle.status_event(row.request_id, sequence, status, message, result if terminal else None)
+                events.append(event)
+                self.recorder.transition(order, event)
+            if outcome.status == pb.TRADE_STATUS_FILLED and outcome.fill is not None:
+                self.recorder.fill(order, outcome.fill, result)
+            self.store.save(row.principal, result, events)
+        except Exception:  # noqa: BLE001 - the live journal stays authoritative; log and go on
+            log.exception("could not complete the trade record", extra={"request_id": row.request_id})
+
+
+def _rank(status: int) -> int:
+    return lifecycle.PATH.index(status) if status in lifecycle.PATH else -1
+
+
+def _upstream_label(name: str) -> str:
+    return {"quote": "quote API", "rpc": "Solana RPC", "jito": "Jito block engine"}.get(name, name)
+
+
+def _with_dont_front(msg: MessageV0 | Message) -> MessageV0 | Message | None:
+    """The message with the jitodontfront marker as a read-only account of its tip transfer
+    (only for a message we alone sign). Appending a static key shifts looked-up indices by one."""
+    keys = list(msg.account_keys)
+    if DONT_FRONT_ACCOUNT in keys:
+        return msg
+    n = len(keys)
+    tip_ix = None
+    for i, ix in enumerate(msg.instructions):
+        data, accounts = bytes(ix.data), bytes(ix.accounts)
+        if (keys[ix.program_id_index] == SYSTEM_PROGRAM and len(data) >= 12 and data[:4] == b"\x02\x00\x00\x00"
+                and len(accounts) >= 2 and accounts[1] < n and keys[accounts[1]] in TIP_PUBKEYS):
+            tip_ix = i
+            break
+    if tip_ix is None:
+        return None
+
+    def shift(index: int) -> int:
+        return index + 1 if index >= n else index
+
+    ixs = []
+    for i, ix in enumerate(msg.instructions):
+        accounts = [shift(a) for a in bytes(ix.accounts)]
+        if i == tip_ix:
+            accounts.append(n)
+        ixs.append(CompiledInstruction(shift(ix.program_id_index), bytes(ix.data), bytes(accounts)))
+    h = msg.header
+    header = MessageHeader(h.num_required_signatures, h.num_readonly_signed_accounts, h.num_readonly_unsigned_accounts + 1)
+    if isinstance(msg, MessageV0):
+        return MessageV0(header, [*keys, DONT_FRONT_ACCOUNT], msg.recent_blockhash, ixs, list(msg.address_table_lookups))
+    return Message.new_with_compiled_instructions(h.num_required_signatures, h.num_readonly_signed_accounts,
+                                                  h.num_readonly_unsigned_accounts + 1, [*keys, DONT_FRONT_ACCOUNT],
+                                                  msg.recent_blockhash, ixs)

@@ -1,0 +1,124 @@
+"""The real fill of a landed transaction, read from getTransaction's meta — never from the quote.
+
+* Token amounts: post − pre of the wallet's token accounts per mint (``pre/postTokenBalances``,
+  owner = wallet; an account absent on one side counts as 0).
+* Native SOL: wrapped SOL is unwrapped inside the swap, so it is read from lamports: the
+  lamports of the wallet plus those of every token account it owns (rent moved into a new
+  account stays inside that set), plus the fee and the tip that left it.
+* Fees: ``meta.fee`` is what the chain charged (base + priority); the priority part is
+  ceil(CU price × CU limit / 1e6) from the transaction's own compute-budget instructions,
+  the base part the rest. Tip: what the tip accounts received. ATA rent: the lamports of
+  token accounts of the wallet that the transaction created (and did not close).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
+
+from tradewire.core.executors.live.jito_client import TIP_ACCOUNTS
+
+COMPUTE_BUDGET_PROGRAM = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
+WSOL_MINT = "So11111111111111111111111111111111111111112"
+DEFAULT_INSTRUCTION_CU = 200_000
+MAX_CU = 1_400_000
+_TIPS = frozenset(TIP_ACCOUNTS)
+
+
+@dataclass(frozen=True)
+class ComputeBudget:
+    unit_limit: int
+    unit_price: int  # micro-lamports
+
+    @property
+    def priority_fee(self) -> int:
+        return -(-self.unit_price * self.unit_limit // 1_000_000)
+
+
+def compute_budget(tx: VersionedTransaction) -> ComputeBudget:
+    msg = tx.message
+    keys = list(msg.account_keys)
+    limit, price, others = None, 0, 0
+    for ix in msg.instructions:
+        program = keys[ix.program_id_index] if ix.program_id_index < len(keys) else None
+        data = bytes(ix.data)
+        if program == COMPUTE_BUDGET_PROGRAM and data:
+            if data[0] == 2 and len(data) >= 5:
+                limit = struct.unpack_from("<I", data, 1)[0]
+            elif data[0] == 3 and len(data) >= 9:
+                price = struct.unpack_from("<Q", data, 1)[0]
+        else:
+            others += 1
+    if limit is None:
+        limit = DEFAULT_INSTRUCTION_CU * others
+    return ComputeBudget(min(limit, MAX_CU), price)
+
+
+@dataclass(frozen=True)
+class ChainFill:
+    """What one landed transaction did to the wallet."""
+
+    signature: str
+    slot: int
+    err: Any
+    fee: int  # meta.fee: what the chain charged
+    base_fee: int
+    priority_fee: int
+    tip: int
+    rent: int
+    sol_change: int  # native + wrapped SOL received (−: spent) by the swap itself, fees excluded
+    token_changes: dict[str, int] = field(default_factory=dict)  # mint → post − pre
+
+    def change(self, mint: str) -> int:
+        return self.sol_change if mint == WSOL_MINT else self.token_changes.get(mint, 0)
+
+
+class UnreadableTransaction(Exception):
+    pass
+
+
+def read_transaction(result: dict[str, Any], wallet: str, wire: bytes) -> ChainFill:
+    """Read one getTransaction (encoding json) result; ``wire`` is the transaction we signed."""
+    try:
+        meta = result["meta"]
+        message = result["transaction"]["message"]
+        keys = list(message["accountKeys"])
+        loaded = meta.get("loadedAddresses") or {}
+        keys += list(loaded.get("writable") or []) + list(loaded.get("readonly") or [])
+        pre, post = list(meta["preBalances"]), list(meta["postBalances"])
+        signature = result["transaction"]["signatures"][0]
+        fee = int(meta["fee"])
+    except (KeyError, TypeError, IndexError) as exc:
+        raise UnreadableTransaction(f"getTransaction answer lacks {exc}") from None
+    if not keys or keys[0] != wallet:
+        raise UnreadableTransaction("the fee payer is not the LIVE wallet")
+    budget = compute_budget(VersionedTransaction.from_bytes(wire))
+    priority = min(budget.priority_fee, fee)
+
+    def balances(entries) -> dict[int, tuple[str, int]]:
+        return {int(e["accountIndex"]): (e["mint"], int(e["uiTokenAmount"]["amount"]))
+                for e in entries or () if e.get("owner") == wallet}
+
+    pre_tokens, post_tokens = balances(meta.get("preTokenBalances")), balances(meta.get("postTokenBalances"))
+    token_changes: dict[str, int] = {}
+    for index, (mint, amount) in pre_tokens.items():
+        token_changes[mint] = token_changes.get(mint, 0) - amount
+    for index, (mint, amount) in post_tokens.items():
+        token_changes[mint] = token_changes.get(mint, 0) + amount
+    owned = {0} | set(pre_tokens) | set(post_tokens)
+    lamport_change = sum(post[i] - pre[i] for i in owned)
+    tip = sum(post[i] - pre[i] for i, key in enumerate(keys) if key in _TIPS and i < len(post))
+    rent = sum(
+        post[i] - (amount if mint == WSOL_MINT else 0)
+        for i, (mint, amount) in post_tokens.items() if i not in pre_tokens and pre[i] == 0 and post[i] > 0
+    )
+    token_changes.pop(WSOL_MINT, None)  # wrapped SOL is in lamport_change already (its lamports)
+    return ChainFill(
+        signature=signature, slot=int(result.get("slot", 0)), err=meta.get("err"), fee=fee,
+        base_fee=fee - priority, priority_fee=priority, tip=max(0, tip), rent=rent,
+        sol_change=lamport_change + fee + max(0, tip), token_changes=token_changes,
+    )

@@ -1,0 +1,113 @@
+"""Solana JSON-RPC over the RPC upstream's pooled client (mainnet request/response shapes).
+
+Only the methods LIVE needs. ``get_signature_statuses`` takes any number of signatures and
+asks in chunks of 256 (the RPC's limit): one call covers every in-flight trade.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tradewire.core.executors.live.upstreams import Upstream, UpstreamError
+
+MAX_STATUSES_PER_CALL = 256
+TOKEN_PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
+# JSON-RPC errors that mean "this node is not fit to answer now" rather than an answer.
+_TRANSIENT_CODES = {-32005, -32603, -32016, -32004, -32007, -32014}
+
+
+class RpcError(Exception):
+    """A JSON-RPC error object: the node answered, and refused."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+@dataclass(frozen=True)
+class SignatureStatus:
+    slot: int
+    err: Any
+    confirmation_status: str | None  # processed | confirmed | finalized
+
+
+class SolanaRpc:
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self._ids = itertools.count(1)
+
+    async def call(self, method: str, params: list[Any] | None = None, *, check_breaker: bool = True) -> Any:
+        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
+        response = await self.upstream.request("POST", "", json=body, check_breaker=check_breaker)
+        try:
+            data = response.json()
+        except ValueError:
+            self.upstream.breaker.record_failure()
+            raise UpstreamError("rpc", f"{method}: answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise UpstreamError("rpc", f"{method}: unexpected answer")
+        if "error" in data:
+            err = data["error"] or {}
+            code = int(err.get("code", 0))
+            if code in _TRANSIENT_CODES:
+                self.upstream.breaker.record_failure()
+                raise UpstreamError("rpc", f"{method}: node not ready ({code})")
+            raise RpcError(code, str(err.get("message", "")), err.get("data"))
+        return data.get("result")
+
+    async def retrying(self, method: str, params: list[Any] | None = None) -> Any:
+        return await self.upstream.retrying(lambda: self.call(method, params))
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get_balance(self, pubkey: str) -> int:
+        return int((await self.retrying("getBalance", [pubkey, {"commitment": "confirmed"}]))["value"])
+
+    async def get_token_balances(self, owner: str) -> dict[str, int]:
+        """Raw token amounts of ``owner`` per mint (SPL Token accounts, summed per mint)."""
+        result = await self.retrying("getTokenAccountsByOwner", [
+            owner, {"programId": TOKEN_PROGRAM}, {"encoding": "jsonParsed", "commitment": "confirmed"}])
+        out: dict[str, int] = {}
+        for entry in result["value"]:
+            info = entry["account"]["data"]["parsed"]["info"]
+            out[info["mint"]] = out.get(info["mint"], 0) + int(info["tokenAmount"]["amount"])
+        return out
+
+    async def get_block_height(self, commitment: str = "confirmed", *, check_breaker: bool = True) -> int:
+        return int(await self.call("getBlockHeight", [{"commitment": commitment}], check_breaker=check_breaker))
+
+    async def get_signature_statuses(self, signatures: Sequence[str], *,
+                                     check_breaker: bool = True) -> list[SignatureStatus | None]:
+        out: list[SignatureStatus | None] = []
+        for start in range(0, len(signatures), MAX_STATUSES_PER_CALL):
+            chunk = list(signatures[start:start + MAX_STATUSES_PER_CALL])
+            result = await self.call("getSignatureStatuses", [chunk, {"searchTransactionHistory": True}],
+                                     check_breaker=check_breaker)
+            for value in result["value"]:
+                out.append(None if value is None else SignatureStatus(
+                    int(value["slot"]), value.get("err"), value.get("confirmationStatus")))
+        return out
+
+    async def get_transaction(self, signature: str, commitment: str = "confirmed") -> dict[str, Any] | None:
+        return await self.call("getTransaction", [signature, {
+            "encoding": "json", "commitment": commitment, "maxSupportedTransactionVersion": 0}])
+
+    # -- transactions ------------------------------------------------------------------
+
+    async def simulate(self, wire: bytes) -> dict[str, Any]:
+        result = await self.retrying("simulateTransaction", [base64.b64encode(wire).decode(), {
+            "encoding": "base64", "sigVerify": True, "commitment": "processed"}])
+        return result["value"]
+
+    async def send(self, wire: bytes, *, skip_preflight: bool, check_breaker: bool = True) -> str:
+        """One sendTransaction of these exact bytes; never retried here (the caller
+        re-broadcasts the same bytes on its own schedule)."""
+        return await self.call("sendTransaction", [base64.b64encode(wire).decode(), {
+            "encoding": "base64", "skipPreflight": skip_preflight, "preflightCommitment": "processed",
+            "maxRetries": 0}], check_breaker=check_breaker)

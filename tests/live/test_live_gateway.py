@@ -1,0 +1,286 @@
+"""LIVE through a real gateway process, on every protocol, against the devnet over HTTP.
+
+The devnet (and its fault layer) runs in a thread of the test process; the gateway is a
+separate `tradewire serve` process with LIVE enabled and a keypair file. The last tests
+SIGKILL a gateway right after it sent a transaction and start it again on the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from live_support import BONK, LAMPORTS, SOL, USDC, DevnetHost, fund, move_pool, wallet_tx_count
+from solders.keypair import Keypair
+from support.clients import PROTOCOLS, RpcFailure, make_client
+from support.gateway_process import GatewayProcess
+
+from tradewire.devnet import DevnetConfig
+from tradewire.v1 import service_pb2 as spb
+from tradewire.v1 import trade_pb2 as pb
+
+DEVNET = DevnetConfig(slot_ms=20, finalize_depth=4)
+ENV = {"TRADEWIRE_LIMITS__LIVE_BURST": "10000", "TRADEWIRE_LIMITS__LIVE_REQUESTS_PER_S": "10000"}
+_ids = iter(range(10**6))
+
+
+@pytest.fixture(scope="module")
+def host():
+    h = DevnetHost(DEVNET).start_thread()
+    yield h
+    h.stop_thread()
+
+
+def new_wallet(host: DevnetHost, usdc: int = 5_000) -> Keypair:
+    return host.call(lambda: fund(host.devnet, 20 * LAMPORTS, {"USDC": usdc * 10**6}))
+
+
+def start_gateway(workdir: Path, host: DevnetHost, wallet: Keypair) -> GatewayProcess:
+    workdir.mkdir(parents=True, exist_ok=True)
+    wallet_path = workdir / "wallet.json"
+    wallet_path.write_text(json.dumps(list(bytes(wallet))))
+    wallet_path.chmod(0o600)
+    live = (f'[live]\nenabled = true\nrpc_url = "{host.url}"\njupiter_url = "{host.url}"\njito_url = "{host.url}"\n'
+            f'wallet_path = "{wallet_path}"\npoll_interval_s = 0.02\nrebroadcast_interval_s = 0.1\n'
+            f'retry_backoff_s = 0.01\nhealth_refresh_s = 0.5\nkill_switch_file = "{workdir / "kill"}"\n')
+    return GatewayProcess(workdir, extra_config=live, env=ENV).start()
+
+
+@pytest.fixture(scope="module")
+def gateway(host, tmp_path_factory):
+    wallet = new_wallet(host)
+    process = start_gateway(tmp_path_factory.mktemp("live-gateway"), host, wallet)
+    process.wallet = wallet
+    yield process
+    assert process.stop() == 0, process.log_text()[-3000:]
+
+
+@pytest.fixture(params=PROTOCOLS)
+async def client(request, gateway):
+    c = make_client(request.param, gateway)
+    yield c
+    await c.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_rules(host):
+    host.rules.reset()
+    yield
+    host.rules.reset()
+
+
+def live_trade(request_id: str, input_mint: str = USDC, output_mint: str = SOL, amount: str = "5", **kw) -> pb.TradeRequest:
+    fields = dict(request_id=request_id, mode=pb.TRADING_MODE_LIVE, input_mint=input_mint, output_mint=output_mint,
+                  amount=amount, slippage_bps=50)
+    fields.update(kw)
+    return pb.TradeRequest(**fields)
+
+
+def rid(prefix: str, client=None) -> str:
+    return f"{prefix}-{client.name if client else 'x'}-{next(_ids)}"
+
+
+async def chain_tx(host: DevnetHost, signature: str) -> dict:
+    async with httpx.AsyncClient(base_url=host.url, timeout=10) as http:
+        body = (await http.post("/", json={"jsonrpc": "2.0", "id": 1, "method": "getTransaction", "params": [
+            signature, {"encoding": "json", "commitment": "confirmed", "maxSupportedTransactionVersion": 0}]})).json()
+    return body["result"]
+
+
+def delta(meta: dict, owner, mint: str) -> int:
+    def total(entries):
+        return sum(int(e["uiTokenAmount"]["amount"]) for e in entries if e["owner"] == str(owner) and e["mint"] == mint)
+
+    return total(meta["postTokenBalances"]) - total(meta["preTokenBalances"])
+
+
+def atomic(units: str, decimals: int) -> int:
+    return int(Decimal(units).scaleb(decimals))
+
+
+async def poll(probe, timeout: float = 15.0, interval: float = 0.02):
+    end = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"not reached within {timeout}s (last {value!r})")
+        await asyncio.sleep(interval)
+
+
+# -- the journey, on every protocol ---------------------------------------------------------------
+
+
+async def test_live_trade_journey_matches_the_chain(client, gateway, host) -> None:
+    key = gateway.key("trader")
+    request_id = rid("journey", client)
+    result, _ = await client.unary("ExecuteTrade", live_trade(request_id, amount="7.5"), key)
+
+    assert result.status == pb.TRADE_STATUS_FILLED and result.mode == pb.TRADING_MODE_LIVE
+    tx = await chain_tx(host, result.signature)
+    meta = tx["meta"]
+    assert meta["err"] is None and result.slot == tx["slot"]
+    wallet = gateway.wallet.pubkey()
+    assert atomic(result.amount_in, 6) == -delta(meta, wallet, USDC) == 7_500_000
+    fees = result.fees
+    assert fees.base_fee_lamports + fees.priority_fee_lamports == meta["fee"]
+    assert fees.total_lamports == meta["fee"] + fees.jito_tip_lamports + fees.ata_rent_lamports
+    sol_change = meta["postBalances"][0] - meta["preBalances"][0]
+    assert atomic(result.amount_out, 9) == sol_change + fees.total_lamports
+
+    fetched, _ = await client.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
+    assert fetched == result
+    events = await client.stream("StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=request_id), key)
+    stages = [e.stage for e in events if e.kind == pb.STATUS_KIND_TRANSITION]
+    assert stages[-4:] == [pb.TRADE_STATUS_SIMULATED, pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_CONFIRMED,
+                           pb.TRADE_STATUS_FILLED]
+    assert result.signature in next(e.message for e in events if e.stage == pb.TRADE_STATUS_SUBMITTED)
+
+    positions, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mode=pb.TRADING_MODE_LIVE), key)
+    by_mint = {p.mint: p for p in positions.positions}
+    lamports = host.call(lambda: host.devnet.chain.balance(wallet))
+    assert atomic(by_mint[SOL].amount, 9) == lamports  # the LIVE book is the wallet, to the lamport
+    health, _ = await client.unary("HealthCheck", spb.HealthCheckRequest())
+    live = next(c for c in health.components if c.name == "live_executor")
+    assert live.status == spb.SERVING_STATUS_SERVING
+
+
+async def test_live_refusals_and_on_chain_failures_keep_their_codes(client, gateway, host) -> None:
+    key = gateway.key("trader")
+    kill = gateway.workdir / "kill"
+    kill.write_text("halt")
+    try:
+        with pytest.raises(RpcFailure) as refused:
+            await client.unary("ExecuteTrade", live_trade(rid("halted", client)), key)
+    finally:
+        kill.unlink()
+    assert refused.value.code == "FAILED_PRECONDITION" and refused.value.reason == "RISK_LIMIT"
+    assert "KILL_SWITCH" in refused.value.message
+    if client.name == "http":
+        assert refused.value.http_status == 400
+
+    with pytest.raises(RpcFailure) as paper_key:
+        await client.unary("ExecuteTrade", live_trade(rid("perm", client)), gateway.key("alice"))
+    assert paper_key.value.code == "PERMISSION_DENIED"
+
+    request_id = rid("moved", client)
+    host.rules.before_send = lambda: move_pool(host.devnet, USDC, BONK, 600_000 * 10**6)
+    with pytest.raises(RpcFailure) as aborted:
+        await client.unary("ExecuteTrade", live_trade(request_id, output_mint=BONK, amount="20"), key)
+    assert aborted.value.code == "ABORTED" and aborted.value.reason == "SLIPPAGE_EXCEEDED"
+    if client.name == "http":
+        assert aborted.value.http_status == 409
+    failed, _ = await client.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
+    assert failed.status == pb.TRADE_STATUS_FAILED and failed.signature
+    meta = (await chain_tx(host, failed.signature))["meta"]
+    assert meta["err"]["InstructionError"][1] == {"Custom": 6001}
+    assert failed.fees.total_lamports == meta["fee"] and failed.amount_out == "0"
+
+
+# -- kill -9 right after send, then restart ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["landed", "lost-then-rebroadcast", "expired"])
+async def test_gateway_killed_right_after_send_reconciles_on_restart(host, tmp_path, case: str) -> None:
+    wallet = new_wallet(host)
+    workdir = tmp_path / "gw"
+    first = start_gateway(workdir, host, wallet)
+    key = first.key("trader")
+    request_id = f"killed-{case}"
+    if case == "landed":
+        host.rules.hold_statuses = True  # it lands; the gateway never hears about it
+    else:
+        host.rules.drop_sends = 10**9  # lost in flight
+    grpc = make_client("grpc", first)
+    call = asyncio.create_task(grpc.unary("ExecuteTrade", live_trade(request_id, amount="9"), key))
+
+    async def submitted():
+        try:
+            trade, _ = await grpc.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
+        except RpcFailure:
+            return None
+        return trade.status == pb.TRADE_STATUS_SUBMITTED
+
+    await poll(submitted)
+    if case == "landed":
+        await poll(lambda: host.call(lambda: wallet_tx_count(host.devnet, wallet.pubkey())) == 1)
+    first.proc.kill()  # SIGKILL: no shutdown, no flush
+    first.proc.wait(10)
+    first._log.close()
+    with contextlib.suppress(RpcFailure):
+        await call
+    await grpc.close()
+    sent = list(host.rules.sends)
+    assert len(set(sent)) == 1  # one signed transaction so far (re-broadcasts are the same bytes)
+    host.rules.hold_statuses = False
+    host.rules.drop_sends = 0
+    if case == "expired":  # the chain moves past the transaction's last valid block height meanwhile
+        host.call(lambda: host.devnet.chain.advance_slots(DEVNET.blockhash_valid_blocks + 2))
+
+    second = start_gateway(workdir, host, wallet)  # same data directory
+    try:
+        clients = [make_client(p, second) for p in PROTOCOLS]
+        grpc2 = clients[0]
+
+        async def final():
+            trade, _ = await grpc2.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
+            return trade if trade.status in (pb.TRADE_STATUS_FILLED, pb.TRADE_STATUS_EXPIRED,
+                                             pb.TRADE_STATUS_FAILED) else None
+
+        trade = await poll(final)
+        from solders.transaction import VersionedTransaction
+
+        signature = str(VersionedTransaction.from_bytes(sent[0]).signatures[0])
+        assert trade.signature == signature
+        assert len(set(host.rules.sends)) <= 1 and set(host.rules.sends) <= set(sent)  # never a new signature
+        txs = host.call(lambda: wallet_tx_count(host.devnet, wallet.pubkey()))
+        if case == "expired":
+            assert trade.status == pb.TRADE_STATUS_EXPIRED and trade.error.reason == "TRADE_EXPIRED"
+            assert txs == 0 and trade.fees.total_lamports == 0
+        else:
+            assert trade.status == pb.TRADE_STATUS_FILLED and txs == 1
+            meta = (await chain_tx(host, signature))["meta"]
+            assert atomic(trade.amount_in, 6) == -delta(meta, wallet.pubkey(), USDC) == 9_000_000
+            assert trade.fees.base_fee_lamports + trade.fees.priority_fee_lamports == meta["fee"]
+        for c in clients:  # the same final state on every protocol, and a replayable stream
+            fetched, _ = await c.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
+            assert fetched.status == trade.status and fetched.signature == signature
+        events = await grpc2.stream("StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=request_id), key)
+        assert events[-1].terminal and events[-1].result.status == trade.status
+        # Retrying the same request after the restart returns the reconciled outcome, sending nothing.
+        if trade.status == pb.TRADE_STATUS_FILLED:
+            again, _ = await grpc2.unary("ExecuteTrade", live_trade(request_id, amount="9"), key)
+            assert again.signature == signature
+        assert host.call(lambda: wallet_tx_count(host.devnet, wallet.pubkey())) == txs
+        for c in clients:
+            await c.close()
+    finally:
+        assert second.stop() == 0, second.log_text()[-3000:]
+    secret = str(wallet)
+    for path in workdir.rglob("*"):
+        if path.is_file() and path.name != "wallet.json":
+            data = path.read_bytes()
+            assert secret.encode() not in data and bytes(wallet)[:32] not in data, path
+
+
+def test_no_secret_in_the_gateway_log_audit_journal_or_stores(gateway) -> None:
+    secret = str(gateway.wallet)
+    raw = bytes(gateway.wallet)[:32]
+    checked = 0
+    for path in gateway.workdir.rglob("*"):
+        if path.is_file() and path.name not in ("wallet.json", "tradewire.toml"):
+            data = path.read_bytes()
+            assert secret.encode() not in data and raw not in data, path
+            assert str(list(raw)[:8])[1:-1].encode() not in data, path
+            checked += 1
+    assert checked >= 3  # log, audit journal, trade store, live journal
+    assert "live wallet loaded" in gateway.log_text()
