@@ -71,12 +71,12 @@ _TERMINAL = tuple(sorted({trade_pb2.TRADE_STATUS_FILLED, trade_pb2.TRADE_STATUS_
 _OUTBOX_COLUMNS = "id, principal, request_id, url, body, state, attempts, next_attempt_ns, last_error"
 
 
-def _pack_events(events: Sequence[trade_pb2.ExecutionStatus]) -> bytes:
+def pack_events(events: Sequence[trade_pb2.ExecutionStatus]) -> bytes:
     """Length-prefixed serialized events, in order."""
     return b"".join(len(raw).to_bytes(4, "big") + raw for raw in (e.SerializeToString() for e in events))
 
 
-def _unpack_events(blob: bytes | None) -> tuple[trade_pb2.ExecutionStatus, ...]:
+def unpack_events(blob: bytes | None) -> tuple[trade_pb2.ExecutionStatus, ...]:
     out, i = [], 0
     while blob and i < len(blob):
         size = int.from_bytes(blob[i:i + 4], "big")
@@ -117,22 +117,30 @@ class SqliteStore:
              events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = ()) -> None:
         update = (
             "UPDATE trades SET status = ?, result = ?, events = COALESCE(?, events) WHERE principal = ? AND request_id = ?",
-            (result.status, result.SerializeToString(), _pack_events(events) if events else None,
+            (result.status, result.SerializeToString(), pack_events(events) if events else None,
              principal_id, result.request_id),
         )
         if not outbox:
             self._db.execute(*update)
             return
-        now = time.time_ns()
         with self._transaction():
             self._db.execute(*update)
-            self._db.executemany(
-                "INSERT INTO webhook_outbox (id, principal, request_id, url, body, state, attempts, next_attempt_ns,"
-                " last_error, created_ns, updated_ns) VALUES (?,?,?,?,?,'pending',0,?,'',?,?)"
-                " ON CONFLICT (principal, request_id, url) DO NOTHING",
-                [(e.id, e.principal_id, e.request_id, e.url, e.body, e.next_attempt_ns or now, now, now)
-                 for e in outbox],
-            )
+            self._insert_webhooks(outbox)
+
+    def enqueue_webhooks(self, outbox: Sequence[OutboxEntry]) -> None:
+        """Outbox entries on their own (a shared store keeps the trade; this file the work queue)."""
+        with self._transaction():
+            self._insert_webhooks(outbox)
+
+    def _insert_webhooks(self, outbox: Sequence[OutboxEntry]) -> None:
+        now = time.time_ns()
+        self._db.executemany(
+            "INSERT INTO webhook_outbox (id, principal, request_id, url, body, state, attempts, next_attempt_ns,"
+            " last_error, created_ns, updated_ns) VALUES (?,?,?,?,?,'pending',0,?,'',?,?)"
+            " ON CONFLICT (principal, request_id, url) DO NOTHING",
+            [(e.id, e.principal_id, e.request_id, e.url, e.body, e.next_attempt_ns or now, now, now)
+             for e in outbox],
+        )
 
     def unfinished(self) -> list[UnfinishedTrade]:
         rows = self._db.execute(
@@ -141,7 +149,7 @@ class SqliteStore:
             _TERMINAL,
         ).fetchall()
         return [UnfinishedTrade(
-            TradeRecord(r[0], r[1], r[2], trade_pb2.TradeResult.FromString(r[3]), _unpack_events(r[4])),
+            TradeRecord(r[0], r[1], r[2], trade_pb2.TradeResult.FromString(r[3]), unpack_events(r[4])),
             trade_pb2.TradeRequest.FromString(r[5]) if r[5] is not None else None,
         ) for r in rows]
 
@@ -153,7 +161,7 @@ class SqliteStore:
         if row is None:
             return None
         return TradeRecord(principal_id, request_id, row[0], trade_pb2.TradeResult.FromString(row[1]),
-                           _unpack_events(row[2]))
+                           unpack_events(row[2]))
 
     def history(self, principal_id: str, query: HistoryQuery, limit: int, after: int | None) -> HistoryPage:
         sql = ["SELECT seq, result FROM trades WHERE principal = ?"]
