@@ -98,7 +98,10 @@ class Subscription:
 
 class StatusHub:
     def __init__(self, keep_finished: int = 10_000, heartbeat_s: float | None = 15.0,
-                 slow_consumer_s: float = 30.0, metrics=None) -> None:
+                 slow_consumer_s: float = 30.0, metrics=None, bus=None) -> None:
+        # With a bus (core.shared.redis_events.RedisEventBus), every event is also published
+        # to it, and trades running on other replicas are followed through it.
+        self.bus = bus
         self._live: dict[Key, _Channel] = {}
         self._finished: OrderedDict[Key, _Channel] = OrderedDict()
         self._keep_finished = keep_finished
@@ -130,6 +133,8 @@ class StatusHub:
     def publish(self, key: Key, event: pb.ExecutionStatus) -> None:
         channel = self._live[key]
         channel.publish(event)
+        if self.bus is not None:
+            self.bus.publish(key, event)
         if channel.closed:
             del self._live[key]
             self._finished[key] = channel
@@ -190,6 +195,16 @@ class StatusHub:
         """
         sub = subscription
         channel = self._live.get(key) or self._finished.get(key)
+        if channel is None and self.bus is not None:
+            stored = load_stored() if load_stored else ()
+            if not (stored and stored[-1].terminal):  # not finished: it runs on another replica
+                async for event in self.bus.follow(key, from_sequence, heartbeat_s or self.heartbeat_s):
+                    if sub is not None:
+                        sub.parked()
+                    yield event
+                    if sub is not None:
+                        sub.resumed()
+                return
         if channel is None:
             for event in load_stored() if load_stored else ():
                 if event.sequence >= from_sequence:

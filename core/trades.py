@@ -235,6 +235,12 @@ class TradeRunner:
         if trade is not None:
             return raise_unless_filled(await asyncio.shield(trade.done))
         record = self.store.get(record.principal_id, record.request_id) or record
+        if not lifecycle.is_terminal(record.result.status):  # running on another replica: follow it
+            key = (record.principal_id, record.request_id)
+            async for event in self.hub.follow(key, 1, load_stored=lambda: self._stored_events(key)):
+                if event.terminal:
+                    return raise_unless_filled(event.result)
+            record = self.store.get(*key) or record
         return raise_unless_filled(record.result)
 
     # -- the trade's task -----------------------------------------------------------------

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import socket
 from dataclasses import dataclass
+
+import redis
+import redis.asyncio as redis_async
 
 from tradewire.core.audit import AuditSink, open_audit_sink
 from tradewire.core.audit.metrics import register_audit_metrics
@@ -25,7 +30,11 @@ from tradewire.core.ratelimit import RateLimitConfig, RateLimits
 from tradewire.core.recorder import Recorder
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.service import ServiceOptions, TradeService
+from tradewire.core.shared.redis_events import RedisEventBus
+from tradewire.core.shared.redis_limiter import RedisTokenBucketLimiter
+from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.status_hub import StatusHub
+from tradewire.core.store.base import TradeStore
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.core.tracing import Tracing
 from tradewire.core.trades import TradeRunner
@@ -40,7 +49,7 @@ class Core:
     settings: Settings
     service: TradeService
     metrics: Metrics
-    store: SqliteStore
+    store: TradeStore
     audit: AuditSink
     tracing: Tracing
     quotes: QuoteSource
@@ -48,6 +57,7 @@ class Core:
     hub: StatusHub | None = None
     webhooks: WebhookDispatcher | None = None
     live: Executor | None = None  # the LIVE executor when settings.live.enabled
+    shared: SharedBackends | None = None  # Redis, when several replicas share state
 
     async def start(self) -> None:
         await self.audit.start()
@@ -100,6 +110,8 @@ class Core:
         self.tracing.shutdown()
         await self.quotes.close()
         self.store.close()
+        if self.shared is not None:
+            await self.shared.close()
 
 
 def build_audit_sink(settings: Settings) -> AuditSink:
@@ -120,17 +132,45 @@ def build_authenticator(settings: Settings) -> Authenticator:
     return Authenticator(api_keys=ChainApiKeyStore(*stores), jwt=jwt)
 
 
-def build_rate_limits(settings: Settings) -> RateLimits:
+@dataclass
+class SharedBackends:
+    """The Redis connections of a scale-out deployment (one sync, one async)."""
+
+    client: redis.Redis
+    async_client: redis_async.Redis
+    replica_id: str
+
+    async def close(self) -> None:
+        await self.async_client.aclose()
+        self.client.close()
+
+
+def build_shared(settings: Settings) -> SharedBackends | None:
+    shared = settings.shared
+    if not shared.redis_url:
+        return None
+    client = redis.Redis.from_url(shared.redis_url)
+    client.ping()  # fail at start-up, not on the first trade
+    replica = shared.replica_id or hashlib.sha256(
+        f"{socket.gethostname()}:{settings.storage.data_dir.resolve()}".encode()).hexdigest()[:16]
+    return SharedBackends(client, redis_async.Redis.from_url(shared.redis_url), replica)
+
+
+def build_rate_limits(settings: Settings, shared: SharedBackends | None = None) -> RateLimits:
     limits = settings.limits
+    factory = None
+    if shared is not None:  # one bucket per caller across every replica
+        def factory(name: str, rate: float, burst: int) -> RedisTokenBucketLimiter:
+            return RedisTokenBucketLimiter(shared.client, name, rate, burst)
     return RateLimits(RateLimitConfig(
         principal_rate_per_s=limits.requests_per_s, principal_burst=limits.burst,
         live_rate_per_s=limits.live_requests_per_s, live_burst=limits.live_burst,
         stream_rate_per_s=limits.stream_opens_per_s, stream_burst=limits.stream_burst,
         auth_failure_rate_per_s=limits.auth_failures_per_s, auth_failure_burst=limits.auth_failure_burst,
-    ))
+    ), limiter_factory=factory)
 
 
-def build_webhooks(settings: Settings, store: SqliteStore, metrics: Metrics) -> WebhookDispatcher | None:
+def build_webhooks(settings: Settings, store: TradeStore, metrics: Metrics) -> WebhookDispatcher | None:
     config = settings.webhooks
     if not config.enabled:
         return None
@@ -161,7 +201,9 @@ def build_core(settings: Settings) -> Core:
                         transition_log=settings.logging.transition_log, metrics_enabled=settings.metrics.enabled,
                         audit_enabled=settings.audit.enabled)
     market = Market(settings.market)
-    store = SqliteStore(settings.storage.data_dir / "trades.db")
+    shared = build_shared(settings)
+    local_store = SqliteStore(settings.storage.data_dir / "trades.db")
+    store = RedisTradeStore(shared.client, shared.replica_id, local_store) if shared else local_store
     quotes = build_quotes(settings, market)
     executors: dict[int, Executor] = {
         pb.TRADING_MODE_PAPER: PaperExecutor(settings.paper, market, quotes, store),
@@ -171,10 +213,12 @@ def build_core(settings: Settings) -> Core:
         from tradewire.core.executors.live import build_live_executor
 
         live = executors[pb.TRADING_MODE_LIVE] = build_live_executor(settings, market, quotes, store, recorder)
-    pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings), market, recorder, tracing)
+    pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings, shared), market, recorder, tracing)
     execution, streams = settings.execution, settings.streams
     hub = StatusHub(keep_finished=streams.keep_finished, heartbeat_s=streams.heartbeat_s,
-                    slow_consumer_s=streams.slow_consumer_s, metrics=metrics)
+                    slow_consumer_s=streams.slow_consumer_s, metrics=metrics,
+                    bus=RedisEventBus(shared.client, shared.async_client, settings.shared.events_retain_s)
+                    if shared else None)
     inflight = InFlightRegistry(execution.max_in_flight_per_principal, execution.max_in_flight_total, metrics)
     webhooks = build_webhooks(settings, store, metrics)
     runner = TradeRunner(store, hub, executors, recorder, inflight, RetryPolicy.from_config(execution.retry),
@@ -183,4 +227,4 @@ def build_core(settings: Settings) -> Core:
                              session_max_lag=streams.session_max_lag, max_batch_items=settings.limits.max_batch_items,
                              batch_concurrency=execution.batch_concurrency)
     service = TradeService(pipeline, runner, store, market, quotes, executors, options, webhooks)
-    return Core(settings, service, metrics, store, audit, tracing, quotes, runner, hub, webhooks, live)
+    return Core(settings, service, metrics, store, audit, tracing, quotes, runner, hub, webhooks, live, shared)

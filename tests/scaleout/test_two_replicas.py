@@ -1,0 +1,109 @@
+"""Two gateway replicas on one Redis behave as one service: a request id executes once
+whichever replica gets it, a caller's rate limit holds across both, and a stream opened on
+one replica follows a trade running on the other to its end."""
+
+import asyncio
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from support.clients import GrpcClient, RpcFailure, make_client
+from support.gateway_process import GatewayProcess
+from support.ports import wait_until
+from tradewire.v1 import service_pb2 as spb
+from tradewire.v1 import trade_pb2 as pb
+
+SOL = "So11111111111111111111111111111111111111112"
+USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory, redis_server):
+    env = {
+        "TRADEWIRE_SHARED__REDIS_URL": redis_server.url,
+        "TRADEWIRE_PAPER__REALTIME": "true",
+        "TRADEWIRE_PAPER__LATENCY_MS": "1200",
+        "TRADEWIRE_LIMITS__REQUESTS_PER_S": "0.05",
+        "TRADEWIRE_LIMITS__BURST": "40",
+    }
+    a = GatewayProcess(tmp_path_factory.mktemp("replica-a"), env=dict(env)).start()
+    b = GatewayProcess(tmp_path_factory.mktemp("replica-b"), env=dict(env)).start()
+    yield a, b
+    assert a.stop() == 0 and b.stop() == 0
+
+
+def trade(request_id: str, amount: str = "0.5") -> pb.TradeRequest:
+    return pb.TradeRequest(request_id=request_id, mode=pb.TRADING_MODE_PAPER, input_mint=SOL, output_mint=USDC,
+                           amount=amount, slippage_bps=100)
+
+
+async def sol_balance(client, key: str) -> Decimal:
+    positions, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mint=SOL), key)
+    return Decimal(positions.positions[0].amount)
+
+
+async def test_same_request_id_on_both_replicas_executes_once(replicas):
+    a, b = replicas
+    key = a.key("alice")
+    on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
+    try:
+        before = await sol_balance(on_a, key)
+        request = trade(f"twice-{uuid.uuid4().hex[:8]}")
+        (first, _), (second, _) = await asyncio.gather(on_a.unary("ExecuteTrade", request, key),
+                                                       on_b.unary("ExecuteTrade", request, key))
+        assert first == second and first.status == pb.TRADE_STATUS_FILLED
+        history, _ = await on_b.unary("GetTradeHistory", spb.GetTradeHistoryRequest(page_size=500), key)
+        assert [t.request_id for t in history.trades].count(request.request_id) == 1
+        after = await sol_balance(on_b, key)
+        fees = Decimal(first.fees.total_lamports) / 10**9
+        assert before - after == Decimal("0.5") + fees  # debited once, seen the same on both
+    finally:
+        await on_a.close()
+        await on_b.close()
+
+
+async def test_rate_limit_holds_across_replicas(replicas):
+    a, b = replicas
+    key = a.key("reader")
+    clients = [make_client("grpc", a), make_client("http", b)]
+    try:
+        allowed = 0
+        for i in range(60):
+            try:
+                await clients[i % 2].unary("GetTradeHistory", spb.GetTradeHistoryRequest(), key)
+                allowed += 1
+            except RpcFailure as failure:
+                assert failure.code == "RESOURCE_EXHAUSTED"
+        assert allowed == 40  # one burst of 40 for the caller, not 40 per replica
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_stream_on_one_replica_follows_a_trade_on_the_other(replicas):
+    a, b = replicas
+    key = a.key("bob")
+    on_a, on_b = GrpcClient(a.grpc_target), make_client("connect-json", b)
+    request = trade(f"cross-{uuid.uuid4().hex[:8]}", amount="0.1")
+    try:
+        running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # the trade exists on B as soon as A has claimed it
+            try:
+                await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
+                break
+            except RpcFailure as failure:
+                assert failure.code == "NOT_FOUND"
+                assert asyncio.get_running_loop().time() < deadline, "trade never visible on replica B"
+        events = await on_b.stream("StreamExecutionStatus",
+                                   spb.StreamExecutionStatusRequest(request_id=request.request_id), key)
+        result, _ = await running
+        transitions = [e for e in events if e.kind == pb.STATUS_KIND_TRANSITION]
+        assert [e.sequence for e in transitions] == list(range(1, len(transitions) + 1))
+        assert transitions[-1].terminal and transitions[-1].result == result
+        assert not running.exception()
+    finally:
+        await on_a.close()
+        await on_b.close()
