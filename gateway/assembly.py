@@ -212,7 +212,10 @@ def build_core(settings: Settings) -> Core:
     if settings.live.enabled:
         from tradewire.core.executors.live import build_live_executor
 
+        from tradewire.core.executors.live.metrics import register_breaker_metrics
+
         live = executors[pb.TRADING_MODE_LIVE] = build_live_executor(settings, market, quotes, store, recorder)
+        register_breaker_metrics(metrics.registry, lambda: live.breakers)
     pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings, shared), market, recorder, tracing)
     execution, streams = settings.execution, settings.streams
     hub = StatusHub(keep_finished=streams.keep_finished, heartbeat_s=streams.heartbeat_s,

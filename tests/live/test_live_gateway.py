@@ -284,3 +284,17 @@ def test_no_secret_in_the_gateway_log_audit_journal_or_stores(gateway) -> None:
             checked += 1
     assert checked >= 3  # log, audit journal, trade store, live journal
     assert "live wallet loaded" in gateway.log_text()
+
+
+def test_breaker_states_are_in_metrics(gateway) -> None:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{gateway.http_url}/metrics", timeout=5).text
+    states = {(s.labels["upstream"], s.labels["state"]): s.value
+              for family in text_string_to_metric_families(text) if family.name == "tradewire_circuit_breaker_state"
+              for s in family.samples}
+    upstreams = {upstream for upstream, _ in states}
+    assert len(upstreams) >= 2  # quote API and RPC (and the block engine when configured)
+    for upstream in upstreams:
+        assert states[(upstream, "closed")] == 1 and states[(upstream, "open")] == 0

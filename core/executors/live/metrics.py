@@ -1,0 +1,32 @@
+"""The LIVE upstreams' circuit-breaker states as a Prometheus gauge, read at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from tradewire.core.executors.live.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+
+STATES = (CLOSED, HALF_OPEN, OPEN)
+
+
+class BreakerCollector(Collector):
+    def __init__(self, breakers: Callable[[], Iterable[CircuitBreaker]]) -> None:
+        self.breakers = breakers
+
+    def collect(self) -> Iterator:
+        family = GaugeMetricFamily("tradewire_circuit_breaker_state",
+                                   "1 for the state each upstream's circuit breaker is in",
+                                   labels=["upstream", "state"])
+        for breaker in self.breakers():
+            current = breaker.state
+            for state in STATES:
+                family.add_metric([breaker.name, state], 1.0 if current == state else 0.0)
+        yield family
+
+
+def register_breaker_metrics(registry: CollectorRegistry, breakers: Callable[[], Iterable[CircuitBreaker]]) -> None:
+    registry.register(BreakerCollector(breakers))
