@@ -95,12 +95,13 @@ class Gateway:
 
 
 async def serve(settings: Settings) -> None:
-    gateway = Gateway(settings)
-    await gateway.start()
+    # Handlers first: a SIGTERM that arrives while starting still means a clean stop.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    gateway = Gateway(settings)
+    await gateway.start()
     await stop.wait()
     log.info("shutting down", extra={"deadline_s": settings.shutdown.deadline_s})
     await gateway.stop()
