@@ -32,7 +32,7 @@ from google.protobuf.message import DecodeError
 from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.calls import RPCS, Rpc
-from tradewire.gateway.errors import CONNECT_CODE
+from tradewire.gateway.errors import CONNECT_CODE, duplex_unsupported_error
 from tradewire.gateway.http_json.codec import merge_json, parse_json
 from tradewire.v1.service_connect import TradeExecutionServiceASGIApplication
 
@@ -49,16 +49,6 @@ def _protocol(content_type: str) -> Protocol:
     if content_type.startswith("application/grpc"):
         return Protocol.GRPC
     return Protocol.CONNECT
-
-
-def duplex_unsupported_error(method: str) -> TradewireError:
-    return TradewireError(
-        "DUPLEX_UNSUPPORTED",
-        f"{method} is a bidirectional stream and needs a full-duplex transport; this HTTP/1.1 listener "
-        "(Connect, gRPC-Web, HTTP/JSON) cannot send and receive on one call at once. Use native gRPC "
-        "(HTTP/2, the gateway's gRPC port).",
-        metadata={"method": method, "use": "grpc"},
-    )
 
 
 def to_connect_error(error: Exception, ctx: CallContext | None = None) -> ConnectError:

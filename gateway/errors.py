@@ -62,3 +62,13 @@ def retry_after_header(error: TradewireError) -> dict[str, str]:
     if error.retry_after_s is None:
         return {}
     return {"retry-after": str(max(1, -int(-error.retry_after_s // 1)))}
+
+
+def duplex_unsupported_error(method: str) -> TradewireError:
+    return TradewireError(
+        "DUPLEX_UNSUPPORTED",
+        f"{method} is a bidirectional stream and needs a full-duplex transport; this HTTP/1.1 listener "
+        "(Connect, gRPC-Web, HTTP/JSON) cannot send and receive on one call at once. Use native gRPC "
+        "(HTTP/2, the gateway's gRPC port).",
+        metadata={"method": method, "use": "grpc"},
+    )

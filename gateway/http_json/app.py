@@ -21,6 +21,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescr
 
 from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import REASONS, TradewireError, internal_error, invalid
+from tradewire.gateway.errors import duplex_unsupported_error
 
 from . import codec
 from .docs import render_docs
@@ -260,9 +261,7 @@ class HttpJsonApp:
         ctx = CallContext(protocol=Protocol.HTTP_JSON, method=route.rpc, headers=headers, peer=_peer(scope))
         try:
             if route.kind is Kind.CLIENT_STREAM:
-                raise TradewireError(
-                    "DUPLEX_UNSUPPORTED", f"{route.rpc} needs a full-duplex transport: use gRPC or Connect"
-                )
+                raise duplex_unsupported_error(route.rpc)
             if route.handler is None:
                 raise TradewireError("UNIMPLEMENTED", f"{route.rpc} is not implemented")
             request = await self._decode(route, scope, receive, values, headers)

@@ -367,7 +367,7 @@ def _responses(b: Binding) -> dict[str, Any]:
         return {
             "501": _error_response(
                 "Always: a client or bidirectional stream needs a full-duplex transport "
-                "(gRPC or Connect); reason DUPLEX_UNSUPPORTED."
+                "(native gRPC); reason DUPLEX_UNSUPPORTED."
             ),
             "default": _error_response(),
         }
