@@ -135,7 +135,8 @@ async def test_trade_session_is_501_duplex_unsupported(client, fake, errors_seen
     assert r.status_code == 501
     body = r.json()
     assert body["code"] == 12
-    assert body["message"] == "TradeSession needs a full-duplex transport: use gRPC or Connect"
+    assert body["message"].startswith("TradeSession is a bidirectional stream")
+    assert "Use native gRPC" in body["message"]  # this listener's Connect cannot do duplex either
     assert body["details"][0]["reason"] == "DUPLEX_UNSUPPORTED"
     assert fake.calls == []
     assert errors_seen[-1][0].reason == "DUPLEX_UNSUPPORTED"
