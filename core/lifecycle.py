@@ -86,14 +86,19 @@ def check_transition(current: int | None, new: int) -> None:
     raise IllegalTransition(f"{S.Name(current)} → {S.Name(new)}")
 
 
+def timestamp_of(ns: int) -> timestamp_pb2.Timestamp:
+    """A Timestamp from ns since the epoch, built directly (FromNanoseconds is pure Python)."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
 def now_timestamp() -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(time.time_ns())
-    return ts
+    return timestamp_of(time.time_ns())
 
 
 def status_event(request_id: str, sequence: int, status: int, message: str | None = None,
-                 result: pb.TradeResult | None = None) -> pb.ExecutionStatus:
+                 result: pb.TradeResult | None = None, at_ns: int | None = None) -> pb.ExecutionStatus:
+    """``at_ns``: the transition's time, when the caller took it already (one clock read per transition)."""
     stage = STAGES[status]
     return pb.ExecutionStatus(
         request_id=request_id,
@@ -101,7 +106,7 @@ def status_event(request_id: str, sequence: int, status: int, message: str | Non
         stage=status,
         percent_complete=stage.percent,
         message=message or stage.message,
-        timestamp=now_timestamp(),
+        timestamp=timestamp_of(time.time_ns() if at_ns is None else at_ns),
         terminal=stage.terminal,
         result=result,
         kind=pb.STATUS_KIND_TRANSITION,

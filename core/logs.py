@@ -8,6 +8,7 @@ Two paths, one format (``ts``, ``level``, ``logger``, ``msg``, then fields):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -57,9 +58,79 @@ def _shape(_logger, method: str, event: dict[str, Any]) -> dict[str, Any]:
             **call_fields.get(), **event}
 
 
+# Where configure_logging sends the hot lines: (write, flush, minimum level number), or None
+# before it ran (then event loggers fall back to structlog's defaults).
+_hot_sink: list = [None]
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+_flush_pending: list = [None]  # the loop a flush is scheduled on
+
+
+def _flush_soon(flush) -> None:
+    """Flush once per event-loop iteration instead of once per line (a write syscall each:
+    the hottest leaf of a transition). Lines reach the file before the loop runs anything
+    else; outside a running loop (threads, scripts) every line is flushed at once."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        flush()
+        return
+    if _flush_pending[0] is loop:
+        return
+    _flush_pending[0] = loop  # (a loop closed with a flush pending is simply replaced)
+    loop.call_soon(_do_flush, flush)
+
+
+def _do_flush(flush) -> None:
+    _flush_pending[0] = None
+    try:
+        flush()
+    except (OSError, ValueError):  # a closed stream (tests, shutdown): nothing left to flush
+        pass
+
+
+class _EventLogger:
+    """The per-call and per-transition lines: the same JSON line structlog + ``_shape`` + orjson
+    wrote, built in one dict and one ``orjson.dumps`` — structlog's bound-logger, processor
+    chain and ``_shape``'s dict rebuild were ~half of each line's cost (bench/PROFILE.md)."""
+
+    __slots__ = ("name", "_fallback")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._fallback = structlog.get_logger(logger_name=name)  # lazy: assembled on first use
+
+    def _log(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        sink = _hot_sink[0]
+        if sink is None:
+            getattr(self._fallback, level)(event, **fields)
+            return
+        write, flush, minimum = sink
+        if _LEVELS[level] < minimum:
+            return
+        line = {"ts": _timestamp(), "level": level, "logger": self.name, "msg": event}
+        line.update(call_fields.get())
+        line.update(fields)
+        write(orjson.dumps(line) + b"\n")
+        _flush_soon(flush)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._log("error", event, fields)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log("debug", event, fields)
+
+
 def event_logger(name: str) -> Any:
     """A fast structured logger for per-call and per-transition lines."""
-    return structlog.get_logger(logger_name=name)  # lazy: assembled on first use, after configure_logging
+    return _EventLogger(name)
 
 
 def configure_logging(level: str = "INFO", stream=None) -> None:
@@ -74,6 +145,11 @@ def configure_logging(level: str = "INFO", stream=None) -> None:
     for chatty in ("httpx", "httpcore"):  # their INFO lines carry full URLs, which may hold an RPC API key
         logging.getLogger(chatty).setLevel(logging.WARNING)
     binary = getattr(stream, "buffer", None)
+    minimum = root.level  # the number setLevel resolved
+    if binary is not None:
+        _hot_sink[0] = (binary.write, binary.flush, minimum)
+    else:
+        _hot_sink[0] = (lambda raw: stream.write(raw.decode()), stream.flush, minimum)
     structlog.configure(
         processors=[_shape, structlog.processors.JSONRenderer(serializer=orjson.dumps)],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),

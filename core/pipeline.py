@@ -13,14 +13,14 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from tradewire.core.auth.authenticator import Authenticator
 from tradewire.core.auth.permissions import METHOD_ACCESS, Access, authorize
 from tradewire.core.context import CallContext
-from tradewire.core.errors import Code, TradewireError, internal_error
+from tradewire.core.errors import Code, TradewireError, internal_error, invalid
 from tradewire.core.market import Market
 from tradewire.core.order import Order
 from tradewire.core.ratelimit import RateLimits
@@ -34,6 +34,8 @@ log = logging.getLogger("tradewire.pipeline")
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+# ExecuteTradeBatchRequest.trades: repeated.max_items in service.proto (a server may set less).
+MAX_BATCH_ITEMS = 100
 
 
 @dataclass
@@ -62,7 +64,10 @@ class Pipeline:
         self.market = market
         self.recorder = recorder
         self.tracing = tracing
-        self.STEPS = (self.authenticate, self.authorize, self.rate_limit, self.validate)
+        self.STEPS = (self.refuse_while_draining, self.authenticate, self.authorize, self.rate_limit, self.validate)
+        # Set by TradeService to its own draining flag (begin_drain), so a shutting-down
+        # gateway says UNAVAILABLE before anything else — not UNAUTHENTICATED to a bad key.
+        self.is_draining: Callable[[], bool] = lambda: False
 
     @asynccontextmanager
     async def call(self, ctx: CallContext, request: object) -> AsyncIterator[Call]:
@@ -113,6 +118,11 @@ class Pipeline:
         ctx.response_headers["x-correlation-id"] = ctx.correlation_id
         ctx.response_headers["x-request-id"] = ctx.request_id
 
+    def refuse_while_draining(self, call: Call) -> None:
+        """Right after the context: no new call but HealthCheck while shutting down."""
+        if call.ctx.method != "HealthCheck" and self.is_draining():
+            raise shutting_down()
+
     def authenticate(self, call: Call) -> None:
         """Principal from the credentials; every attempt recorded; failures limited per peer."""
         ctx = call.ctx
@@ -154,8 +164,21 @@ class Pipeline:
         request = call.request
         if isinstance(request, trade_pb2.TradeRequest):
             call.orders = [validate_trade(request, call.ctx.principal.id, self.market)]
+        elif isinstance(request, service_pb2.ExecuteTradeBatchRequest):
+            # Only the batch's own rule (its item count): the batch validates each item on its
+            # own, so one bad item is that item's error and does not sink the others.
+            count = len(request.trades)
+            if count < 1:
+                raise invalid("trades", "at least one trade is required")
+            if count > MAX_BATCH_ITEMS:
+                raise invalid("trades", f"at most {MAX_BATCH_ITEMS} trades per batch")
         elif request is not None:
             require_valid(request)
+
+
+def shutting_down() -> TradewireError:
+    return TradewireError("SHUTTING_DOWN", "the gateway is shutting down and accepts no new calls; "
+                                           "retry against another instance or once it is back", retry_after_s=1.0)
 
 
 def _mode_name(mode: int) -> str | None:

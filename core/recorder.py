@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from tradewire.core.audit import AuditSink, auth_attempt_event, fill_event, request_event, transition_event
+from tradewire.core.audit import AuditSink, fill_event
+from tradewire.core.audit.events import trusted_auth_attempt_event, trusted_request_event, trusted_transition_event
 from tradewire.core.auth.authenticator import AuthOutcome
 from tradewire.core.context import CallContext
 from tradewire.core.errors import Code
@@ -17,6 +18,18 @@ from tradewire.v1 import trade_pb2 as pb
 
 access_log = event_logger("tradewire.access")
 trade_log = event_logger("tradewire.trade")
+
+# Stage names once, not pb.TradeStatus.Name (an enum-descriptor lookup) per event.
+STAGE_NAMES: dict[int, str] = {number: name for name, number in pb.TradeStatus.items()}
+
+
+def _stage_name(stage: int) -> str:
+    return STAGE_NAMES.get(stage) or pb.TradeStatus.Name(stage)
+
+
+def _timestamp_ns(ts) -> int:
+    # what Timestamp.ToNanoseconds() returns, without its pure-Python call chain
+    return ts.seconds * 1_000_000_000 + ts.nanos
 
 
 class Recorder:
@@ -32,24 +45,33 @@ class Recorder:
         self.audit_enabled = audit_enabled
         self._last_transition_ns: dict[tuple[str, str], int] = {}  # running trades only (tracing)
         self._routed_ns: dict[tuple[str, str], int] = {}  # when each running trade reached its executor
+        # Prometheus children per label tuple: labels() hashes, validates and locks on every call.
+        self._children: dict[tuple, object] = {}
+
+    def _child(self, metric, *labels: str):
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def call_started(self, ctx: CallContext) -> None:
         if self.metrics_enabled:
-            self.metrics.in_flight.labels(ctx.protocol.value).inc()
+            self._child(self.metrics.in_flight, ctx.protocol.value).inc()
 
     def call_finished(self, ctx: CallContext, code: Code, reason: str = "") -> None:
         elapsed = time.monotonic() - ctx.started
         protocol = ctx.protocol.value
         principal = ctx.principal.label if ctx.principal else ""
         if self.metrics_enabled:
-            self.metrics.in_flight.labels(protocol).dec()
-            self.metrics.requests.labels(ctx.method, protocol, code.name).inc()
-            self.metrics.request_seconds.labels(ctx.method, protocol).observe(elapsed)
+            metrics = self.metrics
+            self._child(metrics.in_flight, protocol).dec()
+            self._child(metrics.requests, ctx.method, protocol, code.name).inc()
+            self._child(metrics.request_seconds, ctx.method, protocol).observe(elapsed)
         if self.audit_enabled:
-            self.audit.emit(request_event(
-                method=ctx.method, protocol=protocol, principal=principal or None, request_id=ctx.request_id,
-                correlation_id=ctx.correlation_id, code=code.name, latency_us=int(elapsed * 1e6),
-                reason=reason or None, ts_ns=ctx.started_unix_ns,
+            self.audit.emit(trusted_request_event(
+                ctx.method, protocol, principal or None, ctx.request_id, ctx.correlation_id, code.name,
+                int(elapsed * 1e6), reason or None, ctx.started_unix_ns or time.time_ns(),
             ))
         if self.access_log_enabled:
             access_log.info(
@@ -60,24 +82,25 @@ class Recorder:
 
     def auth_attempt(self, ctx: CallContext, outcome: AuthOutcome) -> None:
         if self.metrics_enabled:
-            self.metrics.auth_attempts.labels("success" if outcome.ok else "failure", outcome.reason or "OK").inc()
+            self._child(self.metrics.auth_attempts, "success" if outcome.ok else "failure", outcome.reason or "OK").inc()
         if not self.audit_enabled:
             return
         key_prefix = outcome.credential if outcome.credential_kind == "api_key" else None
-        self.audit.emit(auth_attempt_event(
-            method=ctx.method, protocol=ctx.protocol.value, outcome="success" if outcome.ok else "failure",
-            correlation_id=ctx.correlation_id, request_id=ctx.request_id,
-            principal=outcome.principal.id if outcome.principal else None,
-            key_prefix=key_prefix[:16] if key_prefix else None, peer=ctx.peer, reason=outcome.reason,
+        self.audit.emit(trusted_auth_attempt_event(
+            ctx.method, ctx.protocol.value, "success" if outcome.ok else "failure", ctx.correlation_id,
+            ctx.request_id, outcome.principal.id if outcome.principal else None,
+            key_prefix[:16] if key_prefix else None, ctx.peer, outcome.reason, time.time_ns(),
         ))
 
     def rate_limited(self, bucket: str) -> None:
         if self.metrics_enabled:
-            self.metrics.rate_limited.labels(bucket).inc()
+            self._child(self.metrics.rate_limited, bucket).inc()
 
-    def transition(self, order: Order, event: pb.ExecutionStatus) -> None:
-        stage = pb.TradeStatus.Name(event.stage)
-        at_ns = event.timestamp.ToNanoseconds()
+    def transition(self, order: Order, event: pb.ExecutionStatus, at_ns: int | None = None) -> None:
+        """``at_ns``: the event's timestamp in ns, when the caller has it (saves reading it back)."""
+        stage = _stage_name(event.stage)
+        if at_ns is None:
+            at_ns = _timestamp_ns(event.timestamp)
         key = (order.principal_id, order.request_id)
         if self.tracing.enabled:
             started = self._last_transition_ns.pop(key, at_ns)
@@ -88,9 +111,9 @@ class Recorder:
         if self.metrics_enabled:
             self._executor_metrics(order, event, key, at_ns)
         if self.audit_enabled:
-            self.audit.emit(transition_event(
-                request_id=order.request_id, principal=order.principal_id, mode=order.mode_name, stage=stage,
-                sequence=event.sequence, percent=event.percent_complete, message=event.message, ts_ns=at_ns,
+            self.audit.emit(trusted_transition_event(
+                order.request_id, order.principal_id, order.mode_name, stage, event.sequence,
+                event.percent_complete, event.message, at_ns,
             ))
         if self.transition_log_enabled:
             trade_log.info("transition", request_id=order.request_id, principal=order.principal_id,
@@ -102,14 +125,15 @@ class Recorder:
             self._routed_ns[key] = at_ns
         if not event.terminal:
             return
-        self.metrics.trades.labels(order.mode_name, pb.TradeStatus.Name(event.stage)).inc()
+        stage = _stage_name(event.stage)
+        self._child(self.metrics.trades, order.mode_name, stage).inc()
         executor = order.mode_name.lower()
         routed = self._routed_ns.pop(key, None)
         if routed is not None:
-            self.metrics.executor_seconds.labels(executor).observe((at_ns - routed) / 1e9)
+            self._child(self.metrics.executor_seconds, executor).observe((at_ns - routed) / 1e9)
         if event.stage != pb.TRADE_STATUS_FILLED:
-            reason = event.result.error.reason or pb.TradeStatus.Name(event.stage)
-            self.metrics.executor_failures.labels(executor, reason).inc()
+            reason = event.result.error.reason or stage
+            self._child(self.metrics.executor_failures, executor, reason).inc()
 
     def fill(self, order: Order, fill: Fill, result: pb.TradeResult) -> None:
         if not self.audit_enabled:
@@ -118,5 +142,5 @@ class Recorder:
             request_id=order.request_id, principal=order.principal_id, mode=order.mode_name,
             input_mint=order.input_mint.address, output_mint=order.output_mint.address,
             amount_in=fill.amount_in, amount_out=fill.amount_out, fee_lamports=fill.fees.total_lamports,
-            signature=fill.signature or None, slot=fill.slot or None, ts_ns=result.updated_at.ToNanoseconds(),
+            signature=fill.signature or None, slot=fill.slot or None, ts_ns=_timestamp_ns(result.updated_at),
         ))

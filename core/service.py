@@ -27,7 +27,7 @@ from tradewire.core.executors.base import Executor
 from tradewire.core.lifecycle import heartbeat_event, now_timestamp, shutdown_event
 from tradewire.core.market import Market, format_units
 from tradewire.core.order import Order
-from tradewire.core.pipeline import Pipeline
+from tradewire.core.pipeline import Pipeline, shutting_down
 from tradewire.core.quotes import QuoteSource
 from tradewire.core.ratelimit import raise_if_limited
 from tradewire.core.store.base import HistoryQuery, TradeStore
@@ -54,9 +54,6 @@ class ServiceOptions:
     batch_concurrency: int = 8
 
 
-def shutting_down() -> TradewireError:
-    return TradewireError("SHUTTING_DOWN", "the gateway is shutting down and accepts no new calls; "
-                                           "retry against another instance or once it is back", retry_after_s=1.0)
 
 
 def _mode_name(mode: int) -> str | None:
@@ -77,15 +74,14 @@ class TradeService:
         self.webhooks = webhooks  # core.webhooks.WebhookDispatcher | None
         self.hub = runner.hub
         self.draining = False
+        pipeline.is_draining = lambda: self.draining  # the pipeline refuses new calls right after the context
 
     # -- admission and shutdown ------------------------------------------------------------
 
     @asynccontextmanager
     async def _call(self, ctx: CallContext, request: object):
-        """The pipeline, then the gate: no new call (but HealthCheck) while shutting down."""
+        """The pipeline (whose first step refuses new calls but HealthCheck while shutting down)."""
         async with self.pipeline.call(ctx, request) as call:
-            if self.draining and ctx.method != "HealthCheck":
-                raise shutting_down()
             yield call
 
     def begin_drain(self) -> None:

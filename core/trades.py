@@ -26,6 +26,7 @@ resumes the ones not yet committed and reconciles the others.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -66,7 +67,8 @@ class StopRequest:
 class Trade:
     """One admitted trade while it runs in this process."""
 
-    __slots__ = ("key", "order", "result", "stage", "sequence", "committed", "stop", "task", "done", "timer")
+    __slots__ = ("key", "order", "result", "stage", "sequence", "committed", "stop", "task", "done", "timer",
+                 "error")
 
     def __init__(self, order: Order, result: pb.TradeResult, sequence: int = 0) -> None:
         self.key: Key = (order.principal_id, order.request_id)
@@ -78,6 +80,9 @@ class Trade:
         self.stop: StopRequest | None = None
         self.task: asyncio.Task | None = None
         self.timer: asyncio.TimerHandle | None = None
+        # The executor's (or the stop's) own error, raised to callers as is: the stored
+        # TradeError cannot carry retry_after_s (RetryInfo), quota violations or metadata.
+        self.error: TradewireError | None = None
         self.done: asyncio.Future[pb.TradeResult] = asyncio.get_running_loop().create_future()
         self.done.add_done_callback(_retrieve)
 
@@ -110,11 +115,16 @@ class TradeRunner:
         Raises DUPLICATE_REQUEST_MISMATCH or TOO_MANY_IN_FLIGHT (nothing claimed then). No
         ``await`` happens between the checks and the claim, so they are atomic.
         """
-        key = (order.principal_id, order.request_id)
         print_ = fingerprint(order.request)
-        existing = self.store.get(*key)
+        inflight = self.inflight
+        # At a limit a replay of a known request id is still answered, a new one refused.
+        at_limit = inflight.count(order.principal_id) >= inflight.max_per_principal or len(inflight) >= inflight.max_total
+        existing = self.store.get(order.principal_id, order.request_id) if at_limit else None
         if existing is None:
-            self.inflight.check(order.principal_id)
+            if at_limit:
+                inflight.check(order.principal_id)  # raises TOO_MANY_IN_FLIGHT (and counts it)
+            # One INSERT … ON CONFLICT DO NOTHING: claims a new request id, else returns the
+            # existing record (no get-then-claim: a new trade costs one statement).
             initial = _initial_result(order)
             existing = self.store.claim(order.principal_id, order.request_id, print_, initial, order.request)
             if existing is None:
@@ -164,7 +174,7 @@ class TradeRunner:
         admitted = self.admit(order)
         if isinstance(admitted, TradeRecord):
             return await self._replay(admitted)
-        return raise_unless_filled(await self.wait(admitted, deadline))
+        return raise_unless_filled(await self.wait(admitted, deadline), admitted.error)
 
     async def wait(self, trade: Trade, deadline: float | None = None) -> pb.TradeResult:
         """Wait for the trade's final result as its *owner*: giving up stops the trade."""
@@ -233,7 +243,7 @@ class TradeRunner:
     async def _replay(self, record: TradeRecord) -> pb.TradeResult:
         trade = self.inflight.get((record.principal_id, record.request_id))
         if trade is not None:
-            return raise_unless_filled(await asyncio.shield(trade.done))
+            return raise_unless_filled(await asyncio.shield(trade.done), trade.error)
         record = self.store.get(record.principal_id, record.request_id) or record
         if not lifecycle.is_terminal(record.result.status):  # running on another replica: follow it
             key = (record.principal_id, record.request_id)
@@ -337,16 +347,18 @@ class TradeRunner:
         trade.sequence += 1
         trade.result.status = status
         trade.stage = status
-        trade.result.updated_at.CopyFrom(lifecycle.now_timestamp())
+        now_ns = time.time_ns()  # one clock read: updated_at, the event and its audit row agree
+        trade.result.updated_at.CopyFrom(lifecycle.timestamp_of(now_ns))
         event = lifecycle.status_event(trade.order.request_id, trade.sequence, status, message or None,
-                                       trade.result if lifecycle.is_terminal(status) else None)
+                                       trade.result if lifecycle.is_terminal(status) else None, now_ns)
         self.hub.publish(trade.key, event)
-        self.recorder.transition(trade.order, event)
+        self.recorder.transition(trade.order, event)  # (reads the ns back from the event: two int fields)
 
     def _finish(self, trade: Trade, outcome: Outcome) -> None:
         order, result = trade.order, trade.result
         if trade.timer is not None:
             trade.timer.cancel()
+        trade.error = outcome.error
         try:
             _apply_outcome(result, order, outcome)
             if outcome.fill is not None and outcome.status == pb.TRADE_STATUS_FILLED:
@@ -506,16 +518,25 @@ def trade_not_found(request_id: str) -> TradewireError:
                           field_violations=(FieldViolation("request_id", "no such trade"),))
 
 
-def raise_unless_filled(result: pb.TradeResult) -> pb.TradeResult:
+def raise_unless_filled(result: pb.TradeResult, error: TradewireError | None = None) -> pb.TradeResult:
+    """The result if FILLED; else raise the trade's error with its id, status and fees.
+
+    ``error``: the running trade's original error (keeps retry_after_s, quota violations and
+    its metadata); without it (a replay from the store) the error is rebuilt from the stored
+    TradeError.
+    """
     if result.status == pb.TRADE_STATUS_FILLED:
         return result
+    trade_metadata = {"trade_id": result.trade_id, "status": pb.TradeStatus.Name(result.status),
+                      "fees_lamports": str(result.fees.total_lamports)}
+    if error is not None:
+        raise dataclasses.replace(error, metadata={**error.metadata, **trade_metadata})  # a copy per caller
     err = result.error
     raise TradewireError(
         err.reason or "INTERNAL",
         err.message or "trade did not fill",
         field_violations=tuple(FieldViolation(v.field, v.description) for v in err.field_violations),
-        metadata={"trade_id": result.trade_id, "status": pb.TradeStatus.Name(result.status),
-                  "fees_lamports": str(result.fees.total_lamports)},
+        metadata=trade_metadata,
     )
 
 

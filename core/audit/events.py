@@ -46,6 +46,10 @@ __all__ = [
     "auth_attempt_event",
     "transition_event",
     "fill_event",
+    "trusted_event",
+    "trusted_transition_event",
+    "trusted_request_event",
+    "trusted_auth_attempt_event",
 ]
 
 _LONG_MIN: Final = -(2**63) + 1  # Long.MIN_VALUE is QuestDB's NULL for LONG
@@ -264,6 +268,79 @@ class AuditEvent:
         return hash((self.table, self.event_id, self.ts_ns))
 
 
+def trusted_event(table: str, event_id: str, ts_ns: int, symbols: dict[str, str],
+                  columns: dict[str, ColumnValue], free_text: tuple[str, ...]) -> AuditEvent:
+    """An AuditEvent built by the core's own recorder, without ``__post_init__``.
+
+    Why: the generic validation (table/key lookups, type coercion, per-field checks) costs
+    more than the rest of the recording on the per-transition hot path, and the recorder
+    passes declared keys with the declared types by construction (tests/audit checks the
+    result equals the validated constructors'). The secret-value guard is *kept* for every
+    value named in ``free_text`` — anything a client, an identity provider, an executor or an
+    upstream could have written (messages, reasons, client-chosen ids, principals, peers); the
+    rest are server-made values (method, protocol, code, mode and stage names; numbers) that
+    cannot hold a credential.
+    ``symbols`` must already omit empty values and ``columns`` None values; both dicts are
+    taken over, not copied.
+    """
+    for key in free_text:
+        value = symbols.get(key) if key in symbols else columns.get(key)
+        if value.__class__ is str and len(value) >= _SHORTEST_SECRET:
+            _check_value(table, key, value)
+    event = object.__new__(AuditEvent)
+    _set = object.__setattr__
+    _set(event, "table", table)
+    _set(event, "event_id", event_id)
+    _set(event, "ts_ns", ts_ns)
+    _set(event, "symbols", MappingProxyType(symbols))
+    _set(event, "columns", MappingProxyType(columns))
+    return event
+
+
+_TRANSITION_FREE_TEXT: Final = ("request_id", "message", "principal")
+
+
+def trusted_transition_event(request_id: str, principal: str, mode: str, stage: str, sequence: int,
+                             percent: float, message: str, ts_ns: int) -> AuditEvent:
+    """:func:`transition_event` for the recorder: the same row and id, without generic validation."""
+    return trusted_event(
+        "tw_transitions", make_event_id("tw_transitions", principal, request_id, stage, sequence), ts_ns,
+        _syms(principal=principal, mode=mode, stage=stage),
+        {"request_id": request_id, "sequence": sequence, "percent": float(percent), "message": message},
+        _TRANSITION_FREE_TEXT)
+
+
+_REQUEST_FREE_TEXT: Final = ("correlation_id", "reason", "principal")
+
+
+def trusted_request_event(method: str, protocol: str, principal: str | None, request_id: str | None,
+                          correlation_id: str, code: str, latency_us: int, reason: str | None,
+                          ts_ns: int) -> AuditEvent:
+    """:func:`request_event` for the recorder: the same row and id, without generic validation."""
+    return trusted_event(
+        "tw_requests", make_event_id("tw_requests", principal, request_id, correlation_id, method, protocol), ts_ns,
+        _syms(method=method, protocol=protocol, principal=principal, code=code, reason=reason),
+        _cols(request_id=request_id, correlation_id=correlation_id, latency_us=latency_us),
+        _REQUEST_FREE_TEXT)
+
+
+_AUTH_FREE_TEXT: Final = ("reason", "key_prefix", "peer", "correlation_id", "principal")
+
+
+def trusted_auth_attempt_event(method: str, protocol: str, outcome: str, correlation_id: str, request_id: str,
+                               principal: str | None, key_prefix: str | None, peer: str | None,
+                               reason: str | None, ts_ns: int) -> AuditEvent:
+    """:func:`auth_attempt_event` for the recorder (same row and id; the key-prefix length rule kept)."""
+    if key_prefix is not None and len(key_prefix) > MAX_KEY_PREFIX_LEN:
+        raise SecretLeakError(f"key_prefix longer than {MAX_KEY_PREFIX_LEN} chars: pass the public prefix only")
+    return trusted_event(
+        "tw_auth_attempts",
+        make_event_id("tw_auth_attempts", request_id, method, protocol, principal, key_prefix, outcome), ts_ns,
+        _syms(principal=principal, method=method, protocol=protocol, outcome=outcome, reason=reason),
+        _cols(request_id=request_id, key_prefix=key_prefix, peer=peer, correlation_id=correlation_id),
+        _AUTH_FREE_TEXT)
+
+
 def _coerce(table: str, key: str, qtype: QdbType, value: object) -> ColumnValue:
     if qtype == "BOOLEAN":
         if not isinstance(value, bool):
@@ -301,12 +378,26 @@ def make_event_id(table: str, *parts: object) -> str:
     ``None`` and ``""`` are distinct from each other and from every other value, and the
     parts are length-prefixed, so ``("a", "bc")`` and ``("ab", "c")`` never collide.
     """
-    h = hashlib.blake2b(digest_size=16, person=b"tw-audit-ev1")
-    for p in (table, *parts):
-        b = b"\x00" if p is None else b"\x01" + str(p).encode("utf-8")
-        h.update(len(b).to_bytes(4, "big"))
-        h.update(b)
-    return h.hexdigest()
+    # The bytes hashed are, per part: 4-byte big-endian length, then b"\x00" for None or
+    # b"\x01" + UTF-8; built in one buffer and hashed in one call (hot: one id per audit row).
+    buf = bytearray(_ID_PREFIX.get(table) or _id_chunk(table))
+    for p in parts:
+        if p is None:
+            buf += b"\x00\x00\x00\x01\x00"
+        else:
+            raw = (p if p.__class__ is str else str(p)).encode("utf-8")
+            buf += (len(raw) + 1).to_bytes(4, "big")
+            buf += b"\x01"
+            buf += raw
+    return hashlib.blake2b(buf, digest_size=16, person=b"tw-audit-ev1").hexdigest()
+
+
+def _id_chunk(part: str) -> bytes:
+    raw = b"\x01" + part.encode("utf-8")
+    return len(raw).to_bytes(4, "big") + raw
+
+
+_ID_PREFIX: Final = {name: _id_chunk(name) for name in TABLES}
 
 
 def _now_ns(ts_ns: int | None) -> int:

@@ -99,6 +99,14 @@ class SqliteStore:
             for name, kind in columns:
                 if name not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        # Holdings per (principal, mode) as last read or written by this connection: a paper
+        # trade reads them for its dry run and again to book the fill. Valid while
+        # PRAGMA data_version is unchanged, i.e. no other connection committed since.
+        self._holdings: dict[tuple[str, int], dict[str, Holding]] = {}
+        self._data_version: int | None = None
+        # Packed events of running trades saved before (the commit point): each save only
+        # packs the events added since. Dropped when the trade is saved in a final state.
+        self._packed: dict[tuple[str, str], tuple[int, object, bytes]] = {}
 
     # -- trades --------------------------------------------------------------------------
 
@@ -117,7 +125,8 @@ class SqliteStore:
              events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = ()) -> None:
         update = (
             "UPDATE trades SET status = ?, result = ?, events = COALESCE(?, events) WHERE principal = ? AND request_id = ?",
-            (result.status, result.SerializeToString(), pack_events(events) if events else None,
+            (result.status, result.SerializeToString(),
+             self._pack_incrementally((principal_id, result.request_id), events, result.status) if events else None,
              principal_id, result.request_id),
         )
         if not outbox:
@@ -126,6 +135,19 @@ class SqliteStore:
         with self._transaction():
             self._db.execute(*update)
             self._insert_webhooks(outbox)
+
+    def _pack_incrementally(self, key: tuple[str, str], events: Sequence[trade_pb2.ExecutionStatus],
+                            status: int) -> bytes:
+        """pack_events(events), reusing the bytes packed at this trade's previous save when
+        ``events`` extends the same (append-only) sequence."""
+        cached = self._packed.pop(key, None)
+        if cached is not None and cached[0] <= len(events) and events[cached[0] - 1] is cached[1]:
+            packed = cached[2] + pack_events(events[cached[0]:])
+        else:
+            packed = pack_events(events)
+        if status not in _TERMINAL:
+            self._packed[key] = (len(events), events[-1], packed)
+        return packed
 
     def enqueue_webhooks(self, outbox: Sequence[OutboxEntry]) -> None:
         """Outbox entries on their own (a shared store keeps the trade; this file the work queue)."""
@@ -229,24 +251,38 @@ class SqliteStore:
     # -- holdings ------------------------------------------------------------------------
 
     def holdings(self, principal_id: str, mode: int) -> dict[str, Holding]:
-        rows = self._db.execute(
-            "SELECT mint, amount, cost_basis, realized_pnl FROM holdings WHERE principal = ? AND mode = ?",
-            (principal_id, mode),
-        ).fetchall()
-        return {r[0]: Holding(r[0], r[1], r[2], r[3]) for r in rows}
+        return dict(self._current_holdings(principal_id, mode))  # a copy: Holding is frozen
+
+    def _current_holdings(self, principal_id: str, mode: int) -> dict[str, Holding]:
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:  # another connection wrote: forget what we knew
+            self._holdings.clear()
+            self._data_version = version
+        cached = self._holdings.get((principal_id, mode))
+        if cached is None:
+            rows = self._db.execute(
+                "SELECT mint, amount, cost_basis, realized_pnl FROM holdings WHERE principal = ? AND mode = ?",
+                (principal_id, mode),
+            ).fetchall()
+            cached = self._holdings[(principal_id, mode)] = {r[0]: Holding(r[0], r[1], r[2], r[3]) for r in rows}
+        return cached
 
     def ensure_wallet(self, principal_id: str, mode: int, initial: Sequence[Holding]) -> None:
+        self._holdings.pop((principal_id, mode), None)
         with self._transaction():
             cur = self._db.execute("INSERT OR IGNORE INTO wallets VALUES (?, ?)", (principal_id, mode))
             if cur.rowcount == 1:
                 self._write_holdings(principal_id, mode, {h.mint: h for h in initial})
 
     def apply_fill(self, principal_id: str, mode: int, legs: FillLegs) -> dict[str, Holding]:
-        with self._transaction():
-            current = self.holdings(principal_id, mode)
+        key = (principal_id, mode)
+        with self._transaction():  # BEGIN IMMEDIATE first: data_version is then checked under the write lock
+            current = self._current_holdings(principal_id, mode)
             updated = apply_fill(current, legs)
+            self._holdings.pop(key, None)  # until committed
             self._write_holdings(principal_id, mode, {m: h for m, h in updated.items() if current.get(m) != h})
-        return updated
+        self._holdings[key] = updated
+        return dict(updated)
 
     def _write_holdings(self, principal_id: str, mode: int, holdings: dict[str, Holding]) -> None:
         now = time.time_ns()

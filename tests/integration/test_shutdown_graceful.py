@@ -84,6 +84,10 @@ async def test_sigterm_during_50_running_trades(tmp_path):
             with pytest.raises(RpcFailure) as failure:
                 await client.stream("StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=ids[0]), key)
             assert failure.value.reason == "SHUTTING_DOWN", protocol
+            # refused before authentication: a bad key learns UNAVAILABLE too, not UNAUTHENTICATED
+            with pytest.raises(RpcFailure) as failure:
+                await client.unary("ExecuteTrade", trade(unique("late-bad-key")), "tw_nobody01_" + "x" * 40)
+            assert (failure.value.code, failure.value.reason) == ("UNAVAILABLE", "SHUTTING_DOWN"), protocol
         assert not any(task.done() for task in calls.values()), "trades were still running when calls were refused"
 
         # every running trade finishes: its caller gets the fill, its stream every event to the terminal one
@@ -127,7 +131,8 @@ async def test_sigterm_during_50_running_trades(tmp_path):
             sequences[event.columns["request_id"]].add(event.columns["sequence"])
     assert all(sequences[request_id] == set(range(1, 10)) for request_id in ids)
     refused = [e for e in audit if e.table == "tw_requests" and e.symbols.get("reason") == "SHUTTING_DOWN"]
-    assert len(refused) == 2 * len(PROTOCOLS)
+    assert len(refused) == 3 * len(PROTOCOLS)  # a trade, a stream and a trade with a bad key per protocol
+    assert not [e for e in audit if e.table == "tw_auth_attempts" and e.symbols.get("outcome") == "failure"]
     filled_calls = [e for e in audit if e.table == "tw_requests" and e.symbols.get("method") == "ExecuteTrade"
                     and e.symbols.get("code") == "OK"]
     assert len(filled_calls) == UNARY

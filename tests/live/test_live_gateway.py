@@ -41,14 +41,15 @@ def new_wallet(host: DevnetHost, usdc: int = 5_000) -> Keypair:
     return host.call(lambda: fund(host.devnet, 20 * LAMPORTS, {"USDC": usdc * 10**6}))
 
 
-def start_gateway(workdir: Path, host: DevnetHost, wallet: Keypair) -> GatewayProcess:
+def start_gateway(workdir: Path, host: DevnetHost, wallet: Keypair, extra_live: str = "") -> GatewayProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     wallet_path = workdir / "wallet.json"
     wallet_path.write_text(json.dumps(list(bytes(wallet))))
     wallet_path.chmod(0o600)
     live = (f'[live]\nenabled = true\nrpc_url = "{host.url}"\njupiter_url = "{host.url}"\njito_url = "{host.url}"\n'
             f'wallet_path = "{wallet_path}"\npoll_interval_s = 0.02\nrebroadcast_interval_s = 0.1\n'
-            f'retry_backoff_s = 0.01\nhealth_refresh_s = 0.5\nkill_switch_file = "{workdir / "kill"}"\n')
+            f'retry_backoff_s = 0.01\nhealth_refresh_s = 0.5\nkill_switch_file = "{workdir / "kill"}"\n'
+            + extra_live)
     return GatewayProcess(workdir, extra_config=live, env=ENV).start()
 
 
@@ -184,6 +185,32 @@ async def test_live_refusals_and_on_chain_failures_keep_their_codes(client, gate
     meta = (await chain_tx(host, failed.signature))["meta"]
     assert meta["err"]["InstructionError"][1] == {"Custom": 6001}
     assert failed.fees.total_lamports == meta["fee"] and failed.amount_out == "0"
+
+
+async def test_circuit_open_refusal_carries_retry_info_on_every_protocol(host, tmp_path) -> None:
+    """The executor's CIRCUIT_OPEN error reaches the caller as raised, RetryInfo included
+    (not rebuilt from the stored TradeError, which has no retry delay)."""
+    process = start_gateway(tmp_path / "breaker", host, new_wallet(host),
+                            "breaker_failures = 2\nbreaker_cooldown_s = 60\nretry_attempts = 1\n")
+    try:
+        key = process.key("trader")
+        host.rules.fail_paths["/swap/v1/quote"] = -1
+        for protocol in PROTOCOLS:
+            client = make_client(protocol, process)
+            try:
+                for _ in range(3):  # two upstream failures open the quote breaker; then it refuses
+                    with pytest.raises(RpcFailure) as caught:
+                        await client.unary("ExecuteTrade", live_trade(rid("brk", client)), key)
+                    if caught.value.reason == "CIRCUIT_OPEN":
+                        break
+                refused = caught.value
+                assert refused.code == "UNAVAILABLE" and refused.reason == "CIRCUIT_OPEN", (protocol, refused)
+                assert refused.retry_after_s is not None and 0 < refused.retry_after_s <= 60, (protocol, refused)
+            finally:
+                await client.close()
+    finally:
+        host.rules.reset()
+        assert process.stop() == 0, process.log_text()[-3000:]
 
 
 # -- kill -9 right after send, then restart ------------------------------------------------------------

@@ -1,0 +1,42 @@
+"""Pipeline steps that need no gateway: the draining gate and the batch's own rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from tradewire.core.context import CallContext, Protocol
+from tradewire.core.errors import TradewireError
+from tradewire.core.pipeline import MAX_BATCH_ITEMS, Call, Pipeline
+from tradewire.v1 import service_pb2 as spb
+from tradewire.v1 import trade_pb2 as pb
+
+
+def _pipeline() -> Pipeline:
+    pipeline = Pipeline.__new__(Pipeline)  # these steps use no collaborator
+    pipeline.is_draining = lambda: False
+    return pipeline
+
+
+def _call(method: str, request=None) -> Call:
+    return Call(CallContext(protocol=Protocol.GRPC, method=method, peer="ipv4:127.0.0.1:1", headers={}), request)
+
+
+def test_while_draining_every_call_but_health_check_is_refused_first() -> None:
+    pipeline = _pipeline()
+    pipeline.refuse_while_draining(_call("ExecuteTrade"))  # not draining: nothing happens
+    pipeline.is_draining = lambda: True
+    with pytest.raises(TradewireError) as refused:
+        pipeline.refuse_while_draining(_call("ExecuteTrade"))
+    assert refused.value.reason == "SHUTTING_DOWN" and refused.value.retry_after_s
+    pipeline.refuse_while_draining(_call("HealthCheck"))
+
+
+def test_a_batch_is_validated_for_its_item_count_only() -> None:
+    pipeline = _pipeline()
+    bad_item = pb.TradeRequest(request_id="", amount="-1")  # each item is the batch's own business
+    pipeline.validate(_call("ExecuteTradeBatch", spb.ExecuteTradeBatchRequest(trades=[bad_item])))
+    for trades in ([], [bad_item] * (MAX_BATCH_ITEMS + 1)):
+        with pytest.raises(TradewireError) as refused:
+            pipeline.validate(_call("ExecuteTradeBatch", spb.ExecuteTradeBatchRequest(trades=trades)))
+        assert refused.value.reason == "VALIDATION_FAILED"
+        assert [v.field for v in refused.value.field_violations] == ["trades"]
