@@ -45,7 +45,7 @@ PARTS = [
     ("recording: Recorder.call_finished", "Recorder.call_finished "),
     ("recording: Recorder.auth_attempt", "Recorder.auth_attempt "),
     ("recording: Recorder.fill", "Recorder.fill "),
-    ("recording: structlog lines", "_make_filtering_bound_logger.<locals>.make_method.<locals>.meth "),
+    ("recording: log lines", "_EventLogger._log "),
     ("recording: AuditEvent construction", "AuditEvent.__post_init__ "),
     ("audit sink threads (QuestDB writer)", "QuestDBSink."),
     ("SQLite store (all calls)", "SqliteStore."),

@@ -1,9 +1,10 @@
 """Structured logs: one JSON object per line, with the call's ids when there is a call.
 
 Two paths, one format (``ts``, ``level``, ``logger``, ``msg``, then fields):
-- the hot path — one line per call and per trade transition — goes through structlog with
-  an orjson renderer (about 8 µs a line against 20 µs through the logging module);
-- everything else (libraries, warnings, tracebacks) through the standard logging module.
+- the hot path — one line per call and per trade transition — is built as one dict and one
+  ``orjson.dumps`` and flushed once per event-loop pass (bench/PROFILE.md: the logging
+  module's record/handler/formatter chain cost several times more per line);
+- everything else (libraries, warnings, tracebacks) goes through the standard logging module.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from contextvars import ContextVar
 from typing import Any
 
 import orjson
-import structlog
 
 # The ids of the call being served (request_id, correlation_id, trace_id), added to every
 # line logged while serving it, wherever in core the line comes from.
@@ -52,14 +52,8 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def _shape(_logger, method: str, event: dict[str, Any]) -> dict[str, Any]:
-    """structlog event → the same key order and names as JsonFormatter's lines."""
-    return {"ts": _timestamp(), "level": method, "logger": event.pop("logger_name", ""), "msg": event.pop("event", ""),
-            **call_fields.get(), **event}
-
-
 # Where configure_logging sends the hot lines: (write, flush, minimum level number), or None
-# before it ran (then event loggers fall back to structlog's defaults).
+# before it ran (then event loggers go through the standard logging module).
 _hot_sink: list = [None]
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -91,20 +85,17 @@ def _do_flush(flush) -> None:
 
 
 class _EventLogger:
-    """The per-call and per-transition lines: the same JSON line structlog + ``_shape`` + orjson
-    wrote, built in one dict and one ``orjson.dumps`` — structlog's bound-logger, processor
-    chain and ``_shape``'s dict rebuild were ~half of each line's cost (bench/PROFILE.md)."""
+    """The per-call and per-transition lines (see the module docstring)."""
 
-    __slots__ = ("name", "_fallback")
+    __slots__ = ("name",)
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._fallback = structlog.get_logger(logger_name=name)  # lazy: assembled on first use
 
     def _log(self, level: str, event: str, fields: dict[str, Any]) -> None:
         sink = _hot_sink[0]
-        if sink is None:
-            getattr(self._fallback, level)(event, **fields)
+        if sink is None:  # logging not configured (library use, scripts): the standard path
+            logging.getLogger(self.name).log(_LEVELS[level], event, extra=fields)
             return
         write, flush, minimum = sink
         if _LEVELS[level] < minimum:
@@ -150,9 +141,3 @@ def configure_logging(level: str = "INFO", stream=None) -> None:
         _hot_sink[0] = (binary.write, binary.flush, minimum)
     else:
         _hot_sink[0] = (lambda raw: stream.write(raw.decode()), stream.flush, minimum)
-    structlog.configure(
-        processors=[_shape, structlog.processors.JSONRenderer(serializer=orjson.dumps)],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.BytesLoggerFactory(binary) if binary else structlog.PrintLoggerFactory(stream),
-        cache_logger_on_first_use=True,
-    )
