@@ -360,7 +360,7 @@ class TradeRunner:
             trade.timer.cancel()
         trade.error = outcome.error
         try:
-            _apply_outcome(result, order, outcome)
+            apply_outcome(result, order, outcome)
             if outcome.fill is not None and outcome.status == pb.TRADE_STATUS_FILLED:
                 self.recorder.fill(order, outcome.fill, result)
             self._transition(trade, outcome.status, outcome.error.message if outcome.error else "")
@@ -563,7 +563,8 @@ def _initial_result(order: Order) -> pb.TradeResult:
     )
 
 
-def _apply_outcome(result: pb.TradeResult, order: Order, outcome: Outcome) -> None:
+def apply_outcome(result: pb.TradeResult, order: Order, outcome: Outcome) -> None:
+    """The TradeResult fields an executor's outcome decides (amounts, prices, fees, error)."""
     if outcome.fill is not None:
         _apply_fill(result, order, outcome.fill)
     if outcome.error is not None:

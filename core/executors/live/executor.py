@@ -56,8 +56,8 @@ from tradewire.core.executors.live.confirmer import DROPPED, EXPIRED, Confirmer,
 from tradewire.core.executors.live.fills import WSOL_MINT, ChainFill, compute_budget, read_transaction
 from tradewire.core.executors.live.jito_client import DONT_FRONT_ACCOUNT, TIP_ACCOUNTS, TIP_PUBKEYS, JitoClient, bundle_id
 from tradewire.core.executors.live.jupiter_client import JupiterClient, to_quote
+from tradewire.core.trades import apply_outcome
 from tradewire.core.executors.live.outcomes import (
-    apply_outcome,
     chain_error,
     outcome_from_json,
     outcome_to_json,
@@ -788,7 +788,8 @@ class LiveExecutor:
                 steps.append((pb.TRADE_STATUS_SUBMITTED, f"transaction {row.signature} submitted"))
             if confirmed:
                 steps.append((pb.TRADE_STATUS_CONFIRMED, f"transaction confirmed in slot {outcome.fill.slot}"))
-            apply_outcome(result, order, outcome)
+            apply_outcome(result, order, outcome)  # the runner's own way of filling a result
+            result.status = outcome.status
             result.updated_at.CopyFrom(lifecycle.now_timestamp())
             steps.append((outcome.status, (outcome.error.message if outcome.error else "") +
                           " (reconciled by signature)"))

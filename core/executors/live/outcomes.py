@@ -1,17 +1,15 @@
 """Outcomes of LIVE transactions: how chain results become trade statuses and errors, how an
-outcome is persisted (JSON in the live-order journal) and how a trade record is completed
-when no executor call is waiting for it (after a restart)."""
+outcome is persisted (JSON in the live-order journal); completing a trade record from an
+outcome is TradeRunner's apply_outcome, shared by both modes."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from decimal import Decimal
 from typing import Any
 
-from tradewire.core.errors import Code, TradewireError
+from tradewire.core.errors import TradewireError
 from tradewire.core.executors.base import Outcome
-from tradewire.core.market import format_units
 from tradewire.core.order import FeeBreakdown, Fill, Order, Quote
 from tradewire.v1 import trade_pb2 as pb
 
@@ -101,36 +99,3 @@ def outcome_from_json(data: dict[str, Any], quote: Quote) -> tuple[Outcome, bool
                                             int(fill.get("slot", 0))),
         error=None if error is None else TradewireError(error["reason"], error["message"]),
     ), bool(data.get("confirmed"))
-
-
-# -- completing a trade record -----------------------------------------------------------------
-
-
-def apply_outcome(result: pb.TradeResult, order: Order, outcome: Outcome) -> None:
-    """The TradeResult fields of an outcome (the same fields TradeRunner fills in)."""
-    fill = outcome.fill
-    if fill is not None:
-        quote = fill.quote
-        result.amount_in = order.input_mint.to_units(fill.amount_in) if fill.amount_in else "0"
-        result.amount_out = order.output_mint.to_units(fill.amount_out) if fill.amount_out else "0"
-        result.quoted_amount_out = order.output_mint.to_units(quote.out_amount)
-        threshold_mint = order.input_mint if order.exact_out else order.output_mint
-        result.other_amount_threshold = threshold_mint.to_units(quote.other_amount_threshold)
-        result.price_impact_pct = quote.price_impact_pct
-        result.fees.CopyFrom(fill.fees.to_proto())
-        result.signature = fill.signature
-        result.slot = fill.slot
-        if fill.amount_in and fill.amount_out:
-            price = (Decimal(fill.amount_out).scaleb(-order.output_mint.decimals)
-                     / Decimal(fill.amount_in).scaleb(-order.input_mint.decimals))
-            result.executed_price = format_units(price.quantize(Decimal(1).scaleb(-12)))
-            if order.exact_out:
-                slip = (fill.amount_in - quote.in_amount) * 10_000 / quote.in_amount
-            else:
-                slip = (quote.out_amount - fill.amount_out) * 10_000 / quote.out_amount
-            result.realized_slippage_bps = round(slip)
-    if outcome.error is not None:
-        err = outcome.error
-        result.error.CopyFrom(pb.TradeError(code=int(err.code if err.code != Code.OK else Code.INTERNAL),
-                                            reason=err.reason, message=err.message))
-    result.status = outcome.status
