@@ -158,10 +158,8 @@ def build_shared(settings: Settings) -> SharedBackends | None:
 
 def build_rate_limits(settings: Settings, shared: SharedBackends | None = None) -> RateLimits:
     limits = settings.limits
-    factory = None
-    if shared is not None:  # one bucket per caller across every replica
-        def factory(name: str, rate: float, burst: int) -> RedisTokenBucketLimiter:
-            return RedisTokenBucketLimiter(shared.client, name, rate, burst)
+    # With Redis, one bucket per caller across every replica; else in-process buckets.
+    factory = (lambda name, rate, burst: RedisTokenBucketLimiter(shared.client, name, rate, burst)) if shared else None
     return RateLimits(RateLimitConfig(
         principal_rate_per_s=limits.requests_per_s, principal_burst=limits.burst,
         live_rate_per_s=limits.live_requests_per_s, live_burst=limits.live_burst,

@@ -170,7 +170,7 @@ def _trailer_status(body: bytes) -> str | None:
 
 async def test_grpc_garbage_bytes_are_invalid_argument(gateway):
     async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
-        call = channel.unary_unary(f"/tradewire.v1.TradeExecutionService/ExecuteTrade",
+        call = channel.unary_unary("/tradewire.v1.TradeExecutionService/ExecuteTrade",
                                    request_serializer=lambda b: b, response_deserializer=lambda b: b)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call(b"\xff\xff\xff\xff", metadata=(("authorization", f"Bearer {gateway.key('alice')}"),))
@@ -179,7 +179,7 @@ async def test_grpc_garbage_bytes_are_invalid_argument(gateway):
 
 async def test_grpc_oversized_message_is_resource_exhausted(gateway):
     async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
-        call = channel.unary_unary(f"/tradewire.v1.TradeExecutionService/ExecuteTrade",
+        call = channel.unary_unary("/tradewire.v1.TradeExecutionService/ExecuteTrade",
                                    request_serializer=lambda m: m.SerializeToString(), response_deserializer=lambda b: b)
         big = base(client_metadata={"k": "x" * 70_000})
         with pytest.raises(grpc.aio.AioRpcError) as caught:

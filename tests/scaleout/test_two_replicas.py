@@ -3,7 +3,6 @@ whichever replica gets it, a caller's rate limit holds across both, and a stream
 one replica follows a trade running on the other to its end."""
 
 import asyncio
-import json
 import uuid
 from decimal import Decimal
 
@@ -11,7 +10,6 @@ import pytest
 
 from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
-from support.ports import wait_until
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
