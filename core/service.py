@@ -152,10 +152,10 @@ class TradeService:
             valuation = self.market.valuation
             modes = [request.mode] if request.mode else [pb.TRADING_MODE_PAPER, pb.TRADING_MODE_LIVE]
             positions, total_value, total_pnl = [], 0, 0
+            paper = self.executors.get(pb.TRADING_MODE_PAPER)
             for mode in modes:
-                paper = self.executors.get(pb.TRADING_MODE_PAPER)
                 if mode == pb.TRADING_MODE_PAPER and paper is not None:
-                    self.store.ensure_wallet(ctx.principal.id, mode, await paper.starting_wallet())
+                    await paper.ensure_wallet(ctx.principal.id)  # once per caller, not per read
                 for mint_address, holding in sorted(self.store.holdings(ctx.principal.id, mode).items()):
                     if request.mint and mint_address != request.mint:
                         continue

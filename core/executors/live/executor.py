@@ -66,7 +66,8 @@ from tradewire.core.executors.live.outcomes import (
 )
 from tradewire.core.executors.live.safety import SafetyChecks, WalletBalances
 from tradewire.core.executors.live.solana_rpc import RpcError, SolanaRpc
-from tradewire.core.executors.live.upstreams import HttpSettings, RetrySettings, TransportWrapper, Upstream, UpstreamError
+from tradewire.core.executors.live.upstreams import HttpSettings, TransportWrapper, Upstream, UpstreamError
+from tradewire.core.retry import RetryPolicy
 from tradewire.core.executors.live.wallet import Wallet
 from tradewire.core.market import Market
 from tradewire.core.order import BASE_FEE_LAMPORTS_PER_SIGNATURE, ATA_RENT_LAMPORTS, FeeBreakdown, Fill, Order, Quote
@@ -127,7 +128,8 @@ class LiveExecutor:
         self.orders = orders
         wraps = wrap_transports or {}
         http = HttpSettings(config.http_timeout_s, config.connect_timeout_s, config.max_connections)
-        retry = RetrySettings(config.retry_attempts, config.retry_backoff_s, config.retry_max_backoff_s)
+        retry = RetryPolicy(max_attempts=config.retry_attempts, initial_backoff_s=config.retry_backoff_s,
+                            max_backoff_s=config.retry_max_backoff_s)
 
         def upstream(name: str, url: str) -> Upstream:
             breaker = CircuitBreaker(name, config.breaker_failures, config.breaker_cooldown_s, clock)

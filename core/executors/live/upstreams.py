@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -22,6 +21,7 @@ from typing import TypeVar
 import httpx
 
 from tradewire.core.executors.live.breaker import CircuitBreaker, CircuitOpen
+from tradewire.core.retry import RetryPolicy
 
 log = logging.getLogger("tradewire.live.upstream")
 T = TypeVar("T")
@@ -46,27 +46,14 @@ class HttpSettings:
     max_connections: int = 16
 
 
-@dataclass(frozen=True)
-class RetrySettings:
-    attempts: int = 3
-    backoff_s: float = 0.1
-    max_backoff_s: float = 1.0
-    jitter: float = 0.2
-
-    def delay(self, failed: int, rng: random.Random) -> float:
-        base = min(self.max_backoff_s, self.backoff_s * 2 ** (failed - 1))
-        return max(0.0, base * (1 + rng.uniform(-self.jitter, self.jitter)))
-
-
 class Upstream:
     """An httpx.AsyncClient with bounded connections and timeouts, plus a circuit breaker."""
 
     def __init__(self, name: str, base_url: str, http: HttpSettings, breaker: CircuitBreaker,
-                 retry: RetrySettings, wrap_transport: TransportWrapper | None = None) -> None:
+                 retry: RetryPolicy, wrap_transport: TransportWrapper | None = None) -> None:
         self.name = name
         self.breaker = breaker
         self.retry = retry
-        self._rng = random.Random()
         limits = httpx.Limits(max_connections=http.max_connections,
                               max_keepalive_connections=http.max_connections, keepalive_expiry=30.0)
         transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(limits=limits)
@@ -101,11 +88,11 @@ class Upstream:
                 return await call()
             except UpstreamError as exc:
                 failed += 1
-                if not exc.transient or failed >= self.retry.attempts:
+                if not exc.transient or not self.retry.retries_left(failed):
                     raise
                 log.info("retrying %s after a transient failure", self.name,
                          extra={"upstream": self.name, "attempt": failed, "error": exc.message})
-                await asyncio.sleep(self.retry.delay(failed, self._rng))
+                await asyncio.sleep(self.retry.delay(failed))
             except CircuitOpen:
                 raise
 
