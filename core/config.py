@@ -36,6 +36,9 @@ class ServerConfig(_Model):
     cors_origins: tuple[str, ...] = ("*",)
     shutdown_grace_s: float = Field(15.0, ge=0)
     web_root: Path | None = Field(None, description="built dashboard folder served at /")
+    # Serving processes on the same two ports (SO_REUSEPORT; gateway/workers.py). Each is a
+    # replica, so more than one needs [shared] redis_url for the state they must share.
+    workers: int = Field(1, ge=1, le=64)
 
 
 class ApiKeyEntry(_Model):
@@ -280,12 +283,17 @@ class ShutdownConfig(_Model):
 
 class SharedConfig(_Model):
     """Scale-out: with a Redis URL, idempotency keys, trades, positions, history, rate-limit
-    buckets and status events are shared by every replica; without one, all stays local."""
+    buckets, per-caller in-flight counts and status events are shared by every replica;
+    without one, all stays local."""
 
     redis_url: str | None = Field(None, description="e.g. redis://127.0.0.1:6379/0")
     # Identifies this replica's unfinished trades across restarts (default: from data_dir).
     replica_id: str | None = None
     events_retain_s: int = Field(3600, ge=60)
+    # A replica's hold on a caller's in-flight slot (execution.max_in_flight_per_principal, then
+    # counted across replicas); renewed every third of it, so a replica that dies frees its
+    # slots this long after.
+    inflight_lease_s: float = Field(30.0, ge=1, le=3600)
 
 
 class MetricsConfig(_Model):
@@ -382,6 +390,16 @@ class Settings(_Model):
     streams: StreamsConfig = StreamsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+
+    @model_validator(mode="after")
+    def _workers_share_state(self) -> Settings:
+        server = self.server
+        if server.workers > 1 and not self.shared.redis_url:
+            raise ValueError(f"server.workers = {server.workers} needs shared.redis_url: every worker is a "
+                             "replica, and idempotency keys, limits and positions must be shared")
+        if server.workers > 1 and 0 in (server.grpc_port, server.http_port):
+            raise ValueError("server.workers > 1 needs fixed server.grpc_port and server.http_port (not 0)")
+        return self
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

@@ -9,22 +9,36 @@ are in HealthCheck (``caller.in_flight``, component ``in_flight``) and in the me
 
 In-process (DESIGN.md §5): check, claim and add run without an ``await`` in between, so
 they are atomic on the event loop.
+
+With Redis (``shared``, core/shared/redis_inflight.py) the per-principal limit holds across
+every replica: ``reserve`` takes the caller's slot in Redis, atomically with its check, before
+the claim; ``add`` keeps it, ``remove`` gives it back (``unreserve`` when the trade does not
+start), and ``start`` renews this replica's leases so a replica that dies frees its slots.
+The total limit stays per replica on purpose: it protects this process. The items, counts in
+HealthCheck and metrics are this replica's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from tradewire.core.errors import QuotaViolation, TradewireError
+
+if TYPE_CHECKING:
+    from tradewire.core.shared.redis_inflight import RedisInFlight
+
+log = logging.getLogger("tradewire.inflight")
 
 Key = tuple[str, str]  # (principal id, request id)
 T = TypeVar("T")
 
 
 class InFlightRegistry(Generic[T]):
-    def __init__(self, max_per_principal: int, max_total: int, metrics=None) -> None:
+    def __init__(self, max_per_principal: int, max_total: int, metrics=None,
+                 shared: RedisInFlight | None = None) -> None:
         if max_per_principal < 1 or max_total < 1:
             raise ValueError("in-flight limits must be at least 1")
         self.max_per_principal = max_per_principal
@@ -34,13 +48,18 @@ class InFlightRegistry(Generic[T]):
         self._empty = asyncio.Event()
         self._empty.set()
         self._metrics = metrics
+        self.shared = shared
+        # Admission is synchronous from reserve to add, so at most one reservation is pending.
+        self._reserved: Key | None = None
+        self._renewal: asyncio.Task | None = None
         if metrics is not None:
             metrics.in_flight_limit.labels("principal").set(max_per_principal)
             metrics.in_flight_limit.labels("total").set(max_total)
             metrics.trades_running.set(0)
 
-    def check(self, principal_id: str) -> None:
-        """Raise TOO_MANY_IN_FLIGHT when one more trade of ``principal_id`` would exceed a limit."""
+    def check(self, principal_id: str, across_replicas: int | None = None) -> None:
+        """Raise TOO_MANY_IN_FLIGHT when one more trade of ``principal_id`` would exceed a limit;
+        ``across_replicas`` is the caller's count when ``reserve`` refused it."""
         mine = self._per_principal.get(principal_id, 0)
         if mine >= self.max_per_principal:
             self._refuse("principal", f"principal:{principal_id}", self.max_per_principal,
@@ -48,6 +67,32 @@ class InFlightRegistry(Generic[T]):
         if len(self._items) >= self.max_total:
             self._refuse("total", "gateway", self.max_total,
                          f"{len(self._items)} trades are running on this gateway (limit {self.max_total})")
+        if across_replicas is not None:
+            self._refuse("principal", f"principal:{principal_id}", self.max_per_principal,
+                         f"{across_replicas} trades of this caller are running across all replicas "
+                         f"(limit {self.max_per_principal})")
+
+    def reserve(self, key: Key) -> int | None:
+        """With ``shared``: take the caller's slot across replicas before the claim. None when
+        taken (``add`` keeps it, ``unreserve`` gives it back), else the caller's count (refused)."""
+        refused = self.shared.acquire(key[0], key[1], self.max_per_principal)
+        if refused is None:
+            self._reserved = key
+        return refused
+
+    def unreserve(self, key: Key) -> None:
+        """Give back a reserved slot whose trade did not start (a known request id, a failed claim)."""
+        if self._reserved == key:
+            self._reserved = None
+        # A replay of a trade running here shares its member: that lease stays.
+        if self.shared is not None and key not in self._items:
+            self._release(key)
+
+    def _release(self, key: Key) -> None:
+        try:
+            self.shared.release(*key)
+        except Exception:  # the trade ended or never started either way; its lease lapses on its own
+            log.exception("releasing the in-flight lease of %s failed", key[1])
 
     def _refuse(self, scope: str, subject: str, limit: int, message: str) -> None:
         if self._metrics is not None:
@@ -62,6 +107,11 @@ class InFlightRegistry(Generic[T]):
     def add(self, key: Key, item: T) -> None:
         if key in self._items:
             raise KeyError(f"{key} is already in flight")
+        if self.shared is not None:
+            if self._reserved == key:
+                self._reserved = None
+            else:  # not admitted here (resumed after a restart): it runs, so it counts
+                self.shared.hold(*key)
         self._items[key] = item
         self._per_principal[key[0]] = self._per_principal.get(key[0], 0) + 1
         self._empty.clear()
@@ -79,7 +129,22 @@ class InFlightRegistry(Generic[T]):
         if not self._items:
             self._empty.set()
         self._update()
+        if self.shared is not None:
+            self._release(key)
         return item
+
+    # -- lease renewal (shared only), with the core's lifecycle -------------------------------
+
+    def start(self) -> None:
+        if self.shared is not None and self._renewal is None:
+            self._renewal = asyncio.create_task(self.shared.keep_renewed(self._items.keys),
+                                                name="in-flight-lease-renewal")
+
+    async def stop(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+            await asyncio.gather(self._renewal, return_exceptions=True)
+            self._renewal = None
 
     def _update(self) -> None:
         if self._metrics is not None:

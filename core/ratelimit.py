@@ -191,9 +191,13 @@ class RateLimits:
             self.principal,
             f"principal:{principal_id}",
         )
-        checks = [first]
-        if mode is not None and str(mode).upper().removeprefix("TRADING_MODE_") == "LIVE":
-            checks.append((self.live, f"live:{principal_id}"))
+        if mode is None or str(mode).upper().removeprefix("TRADING_MODE_") != "LIVE":
+            # One bucket: acquire takes nothing when it refuses, so no peek is needed (with
+            # Redis that is one round trip per call instead of two).
+            decision = first[0].acquire(first[1])
+            raise_if_limited(decision, first[1])
+            return decision
+        checks = [first, (self.live, f"live:{principal_id}")]
         peeks = [(limiter.peek(key), key) for limiter, key in checks]
         refused = [(d, key) for d, key in peeks if not d.allowed]
         if refused:

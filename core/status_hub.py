@@ -319,6 +319,8 @@ class StatusHub:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
             self._watchdog = None
+        if self.bus is not None:
+            await self.bus.close()  # what other replicas follow must reach Redis first
 
     def sweep(self, now: float | None = None) -> int:
         """Drop the streams parked longer than ``slow_consumer_s``; returns how many."""

@@ -119,16 +119,25 @@ class TradeRunner:
         inflight = self.inflight
         # At a limit a replay of a known request id is still answered, a new one refused.
         at_limit = inflight.count(order.principal_id) >= inflight.max_per_principal or len(inflight) >= inflight.max_total
+        # With Redis the caller's slot across replicas is taken here, atomically with its check.
+        key = (order.principal_id, order.request_id)
+        across = None if at_limit or inflight.shared is None else inflight.reserve(key)  # the count, if refused
+        at_limit = at_limit or across is not None
         existing = self.store.get(order.principal_id, order.request_id) if at_limit else None
         if existing is None:
             if at_limit:
-                inflight.check(order.principal_id)  # raises TOO_MANY_IN_FLIGHT (and counts it)
+                inflight.check(order.principal_id, across)  # raises TOO_MANY_IN_FLIGHT (and counts it)
             # One INSERT … ON CONFLICT DO NOTHING: claims a new request id, else returns the
             # existing record (no get-then-claim: a new trade costs one statement).
             initial = _initial_result(order)
-            existing = self.store.claim(order.principal_id, order.request_id, print_, initial, order.request)
+            try:
+                existing = self.store.claim(order.principal_id, order.request_id, print_, initial, order.request)
+            except BaseException:
+                inflight.unreserve(key)
+                raise
             if existing is None:
                 return self._start(Trade(order, initial))
+            inflight.unreserve(key)  # a known request id takes no slot
         if existing.fingerprint != print_:
             raise TradewireError(
                 "DUPLICATE_REQUEST_MISMATCH",

@@ -31,6 +31,7 @@ from tradewire.core.recorder import Recorder
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.service import ServiceOptions, TradeService
 from tradewire.core.shared.redis_events import RedisEventBus
+from tradewire.core.shared.redis_inflight import RedisInFlight
 from tradewire.core.shared.redis_limiter import RedisTokenBucketLimiter
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.status_hub import StatusHub
@@ -64,6 +65,7 @@ class Core:
         loop = asyncio.get_running_loop()
         self.metrics.event_loop_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
         if self.runner is not None:
+            self.runner.inflight.start()  # renews this replica's shared in-flight leases (with Redis)
             recovered = await self.runner.recover()  # unfinished trades of the previous run
             if any(recovered.values()):
                 log.info("unfinished trades recovered", extra=recovered)
@@ -110,6 +112,8 @@ class Core:
         self.tracing.shutdown()
         await self.quotes.close()
         self.store.close()
+        if self.runner is not None:
+            await self.runner.inflight.stop()
         if self.shared is not None:
             await self.shared.close()
 
@@ -218,9 +222,11 @@ def build_core(settings: Settings) -> Core:
     execution, streams = settings.execution, settings.streams
     hub = StatusHub(keep_finished=streams.keep_finished, heartbeat_s=streams.heartbeat_s,
                     slow_consumer_s=streams.slow_consumer_s, metrics=metrics,
-                    bus=RedisEventBus(shared.client, shared.async_client, settings.shared.events_retain_s)
+                    bus=RedisEventBus(shared.async_client, settings.shared.events_retain_s)
                     if shared else None)
-    inflight = InFlightRegistry(execution.max_in_flight_per_principal, execution.max_in_flight_total, metrics)
+    inflight = InFlightRegistry(execution.max_in_flight_per_principal, execution.max_in_flight_total, metrics,
+                                RedisInFlight(shared.client, shared.replica_id, settings.shared.inflight_lease_s)
+                                if shared else None)
     webhooks = build_webhooks(settings, store, metrics)
     runner = TradeRunner(store, hub, executors, recorder, inflight, RetryPolicy.from_config(execution.retry),
                          webhooks, market)

@@ -3,43 +3,110 @@ running on another.
 
 Each trade has one stream (``tw:events:{principal}:{request_id}``) whose entries carry the
 serialized ExecutionStatus; the entry id is ``0-{sequence}`` so resuming from a sequence is
-an XREAD from the previous id, gap-free and in order. Publishing is one XADD on the trade's
-own replica; following is a blocking XREAD on an asyncio connection, so no replica's event
-loop ever waits on Redis. Streams expire a while after their trade ends.
+an XREAD from the previous id, gap-free and in order. Following is a blocking XREAD on an
+asyncio connection.
+
+Publishing never waits on Redis: :meth:`RedisEventBus.publish` queues the event and one
+sender task writes everything queued since its last pass as one pipeline on the asyncio
+connection. A trade's nine transitions used to be nine blocking round trips on the event
+loop; now they are a share of one non-blocking round trip per loop pass, in order (one
+sender). While Redis is unreachable the sender keeps the queue and retries with backoff;
+re-sending an entry that did land is harmless (its id already exists). Streams expire a
+while after their trade ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import redis
 import redis.asyncio as aredis
 
+from tradewire.core.retry import RetryPolicy
 from tradewire.v1 import trade_pb2 as pb
 
 Key = tuple[str, str]
+log = logging.getLogger("tradewire.shared")
+
+# (stream key, entry id, serialized event, terminal)
+_Entry = tuple[str, str, bytes, bool]
+# What Redis answers when an XADD's explicit id is not above the stream's last: already sent.
+_ALREADY_THERE = "equal or smaller"
+_RECONNECT = RetryPolicy(max_attempts=1_000_000, initial_backoff_s=0.05, max_backoff_s=2.0)
 
 
 class RedisEventBus:
-    def __init__(self, client: redis.Redis, async_client: aredis.Redis, retain_s: int = 3600) -> None:
-        self._r = client
+    def __init__(self, async_client: aredis.Redis, retain_s: int = 3600) -> None:
         self._ar = async_client
         self.retain_s = retain_s
+        self._queue: list[_Entry] = []
+        self._queued = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._sender: asyncio.Task | None = None
 
     @staticmethod
     def _stream(key: Key) -> str:
         return f"tw:events:{key[0]}:{key[1]}"
 
     def publish(self, key: Key, event: pb.ExecutionStatus) -> None:
-        stream = self._stream(key)
-        pipe = self._r.pipeline(transaction=False)
-        pipe.xadd(stream, {"e": event.SerializeToString()}, id=f"0-{event.sequence}")
-        if event.terminal:
-            pipe.expire(stream, self.retain_s)
-        pipe.execute()
+        """Queue ``event`` for its trade's stream (sent within one loop pass)."""
+        self._queue.append((self._stream(key), f"0-{event.sequence}", event.SerializeToString(), event.terminal))
+        self._idle.clear()
+        self._queued.set()
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_forever(), name="redis-event-sender")
 
-    def exists(self, key: Key) -> bool:
-        return bool(self._r.exists(self._stream(key)))
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far is in Redis; False if ``timeout`` passed first."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Send what is queued (up to ``timeout``), then stop the sender."""
+        if not await self.flush(timeout):
+            log.warning("%d status events not published to Redis at shutdown", len(self._queue))
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+            self._sender = None
+
+    async def _send_forever(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            batch, self._queue = self._queue, []
+            await self._send(batch)
+            if not self._queue:
+                self._idle.set()
+
+    async def _send(self, batch: list[_Entry]) -> None:
+        failures = 0
+        while True:
+            pipe = self._ar.pipeline(transaction=False)
+            for stream, entry_id, raw, terminal in batch:
+                pipe.xadd(stream, {"e": raw}, id=entry_id)
+                if terminal:
+                    pipe.expire(stream, self.retain_s)
+            try:
+                answers = await pipe.execute(raise_on_error=False)
+                errors = [a for a in answers if isinstance(a, Exception) and _ALREADY_THERE not in str(a)]
+                if not errors:
+                    if failures:
+                        log.warning("status events reach Redis again after %d failed attempts", failures)
+                    return
+                raise errors[0]
+            except (redis.RedisError, OSError) as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("cannot publish %d status events to Redis (%s); retrying", len(batch), exc)
+                await asyncio.sleep(_RECONNECT.delay(failures))  # backoff while Redis is away
 
     async def follow(self, key: Key, from_sequence: int, heartbeat_s: float | None) -> AsyncIterator[pb.ExecutionStatus]:
         """Events with sequence >= from_sequence up to the terminal one; heartbeats while idle."""
@@ -56,6 +123,3 @@ class RedisEventBus:
                 yield event
                 if event.terminal:
                     return
-
-    async def close(self) -> None:
-        await self._ar.aclose()

@@ -1,6 +1,6 @@
 """Two gateway replicas on one Redis behave as one service: a request id executes once
-whichever replica gets it, a caller's rate limit holds across both, and a stream opened on
-one replica follows a trade running on the other to its end."""
+whichever replica gets it, a caller's rate limit and in-flight limit hold across both, and a
+stream opened on one replica follows a trade running on the other to its end."""
 
 import asyncio
 import uuid
@@ -10,6 +10,7 @@ import pytest
 
 from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
+from support.trading import eventually
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -105,3 +106,63 @@ async def test_stream_on_one_replica_follows_a_trade_on_the_other(replicas):
     finally:
         await on_a.close()
         await on_b.close()
+
+
+IN_FLIGHT_PER_CALLER = 2
+
+
+@pytest.fixture(scope="module")
+def held_replicas(tmp_path_factory, redis_server):
+    """Two more replicas whose paper trades stay running (20 s of simulated latency, the first
+    half cancellable) and whose callers may each run IN_FLIGHT_PER_CALLER trades at once."""
+    env = {
+        "TRADEWIRE_SHARED__REDIS_URL": redis_server.url,
+        "TRADEWIRE_PAPER__REALTIME": "true",
+        "TRADEWIRE_PAPER__LATENCY_MS": "20000",
+        "TRADEWIRE_EXECUTION__MAX_IN_FLIGHT_PER_PRINCIPAL": str(IN_FLIGHT_PER_CALLER),
+    }
+    a = GatewayProcess(tmp_path_factory.mktemp("held-a"), env=dict(env)).start()
+    b = GatewayProcess(tmp_path_factory.mktemp("held-b"), env=dict(env)).start()
+    yield a, b
+    assert a.stop() == 0 and b.stop() == 0
+
+
+async def in_flight(client, key: str) -> int:
+    health, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), key)
+    return health.caller.in_flight
+
+
+async def test_in_flight_limit_of_a_caller_holds_across_replicas(held_replicas):
+    a, b = held_replicas
+    key = a.key("trader")  # no other test here trades as this caller: its count is this test's
+    on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
+    held = [trade(f"held-{uuid.uuid4().hex[:8]}", amount="0.01") for _ in range(IN_FLIGHT_PER_CALLER)]
+    late = trade(f"late-{uuid.uuid4().hex[:8]}", amount="0.01")
+    running = [asyncio.create_task(on_a.unary("ExecuteTrade", request, key)) for request in held]
+    try:
+        await eventually(lambda: _equals(in_flight(on_a, key), IN_FLIGHT_PER_CALLER), what="trades running on A")
+        with pytest.raises(RpcFailure) as refused:  # B runs none of them, yet the caller is at its limit
+            await on_b.unary("ExecuteTrade", late, key)
+        assert refused.value.code == "RESOURCE_EXHAUSTED" and refused.value.reason == "TOO_MANY_IN_FLIGHT"
+        assert "across all replicas" in refused.value.message
+
+        for request in held:  # they finish (cancelled while still building)
+            cancelled, _ = await on_a.unary("CancelTrade", spb.CancelTradeRequest(request_id=request.request_id), key)
+            assert cancelled.status == pb.TRADE_STATUS_CANCELLED
+        await asyncio.gather(*running, return_exceptions=True)
+        running.append(asyncio.create_task(on_b.unary("ExecuteTrade", late, key)))  # the same request id
+        await eventually(lambda: _equals(in_flight(on_b, key), 1), what="the late trade running on B")
+        assert not running[-1].done()
+    finally:
+        for request, client in [*((r, on_a) for r in held), (late, on_b)]:
+            try:
+                await client.unary("CancelTrade", spb.CancelTradeRequest(request_id=request.request_id), key)
+            except RpcFailure:
+                pass  # already ended, or never admitted
+        await asyncio.gather(*running, return_exceptions=True)
+        await on_a.close()
+        await on_b.close()
+
+
+async def _equals(value, expected) -> bool:
+    return await value == expected

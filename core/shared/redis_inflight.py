@@ -1,0 +1,108 @@
+"""A caller's running trades counted in Redis, so the per-caller in-flight limit holds across
+every replica.
+
+One sorted set per principal, ``tw:inflight:{principal}``, whose members are
+``{replica_id}\\x00{request_id}`` scored by the lease's expiry (ms on Redis's own clock, so
+replicas with drifting clocks agree). Taking a slot is one Lua script — drop expired leases,
+refuse at the limit, else add — so the check and the take are atomic across replicas. A
+replica renews the leases of its running trades every lease/3; one that dies stops renewing,
+and its slots come back once its leases expire. The key itself expires with its newest lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+import redis
+
+log = logging.getLogger("tradewire.inflight")
+
+Key = tuple[str, str]  # (principal id, request id)
+
+# KEYS[1] the caller's set; ARGV: member, limit (0: none), lease ms.
+# Returns -1 when the slot was taken, else the caller's count (refused).
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local limit = tonumber(ARGV[2])
+if limit > 0 then
+  local count = redis.call('ZCARD', KEYS[1])
+  if count >= limit then return count end
+end
+local lease = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], lease)
+return -1
+"""
+
+# KEYS: each running trade's caller set; ARGV[1] lease ms, ARGV[1 + i] the member of KEYS[i].
+# A plain ZADD (not XX): a trade that is still running is counted again even if its lease
+# lapsed meanwhile (a stalled loop), so further admissions see it.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + lease, ARGV[i + 1])
+  redis.call('PEXPIRE', key, lease)
+end
+return #KEYS
+"""
+
+
+class RedisInFlight:
+    """Per-caller in-flight slots shared by every replica on one Redis, held as leases."""
+
+    def __init__(self, client: redis.Redis, replica_id: str, lease_s: float = 30.0,
+                 prefix: str = "tw:inflight") -> None:
+        if lease_s <= 0:
+            raise ValueError("lease_s must be > 0")
+        self.replica_id = replica_id
+        self.lease_s = lease_s
+        self._lease_ms = max(1, round(lease_s * 1000))
+        self._prefix = prefix
+        self._r = client
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+
+    def _key(self, principal_id: str) -> str:
+        return f"{self._prefix}:{principal_id}"
+
+    def _member(self, request_id: str) -> str:
+        return f"{self.replica_id}\x00{request_id}"
+
+    def acquire(self, principal_id: str, request_id: str, limit: int) -> int | None:
+        """Take a slot unless the caller already runs ``limit`` trades across all replicas:
+        None when taken, else that count."""
+        count = self._acquire(keys=[self._key(principal_id)], args=[self._member(request_id), limit, self._lease_ms])
+        return None if count < 0 else count
+
+    def hold(self, principal_id: str, request_id: str) -> None:
+        """Take a slot whatever the count: the trade already runs (resumed after a restart)."""
+        self._acquire(keys=[self._key(principal_id)], args=[self._member(request_id), 0, self._lease_ms])
+
+    def release(self, principal_id: str, request_id: str) -> None:
+        self._r.zrem(self._key(principal_id), self._member(request_id))
+
+    def renew(self, running: Iterable[Key]) -> int:
+        """Extend the leases of this replica's running trades, in one round trip; returns how many."""
+        keys, members = [], []
+        for principal_id, request_id in running:
+            keys.append(self._key(principal_id))
+            members.append(self._member(request_id))
+        if not keys:
+            return 0
+        return self._renew(keys=keys, args=[self._lease_ms, *members])
+
+    async def keep_renewed(self, running: Callable[[], Iterable[Key]]) -> None:
+        """Renew ``running()`` every lease/3 until cancelled (a third: two renewals may fail
+        before a lease lapses)."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                self.renew(running())
+            except Exception:  # keep renewing: Redis may be back by the next period
+                log.exception("renewing the in-flight leases failed")
