@@ -189,7 +189,9 @@ class TradeService:
     async def HealthCheck(self, request: spb.HealthCheckRequest, ctx: CallContext) -> spb.HealthCheckResponse:
         async with self._call(ctx, request):
             serving, not_serving = spb.SERVING_STATUS_SERVING, spb.SERVING_STATUS_NOT_SERVING
-            components = [spb.ComponentHealth(name="store", status=serving, message="sqlite")]
+            store_ok, store_kind = self.store.health()
+            components = [spb.ComponentHealth(name="store", status=serving if store_ok else not_serving,
+                                              message=store_kind)]
             for mode, name in ((pb.TRADING_MODE_PAPER, "paper_executor"), (pb.TRADING_MODE_LIVE, "live_executor")):
                 executor = self.executors.get(mode)
                 if executor is None:
@@ -214,7 +216,7 @@ class TradeService:
             if self.draining:
                 components.append(spb.ComponentHealth(name="server", status=not_serving,
                                                       message="shutting down: no new calls"))
-            response = spb.HealthCheckResponse(status=not_serving if self.draining else serving,
+            response = spb.HealthCheckResponse(status=not_serving if self.draining or not store_ok else serving,
                                                components=components, version=VERSION, server_time=now_timestamp())
             if ctx.principal is not None:
                 decision = self.pipeline.limits.principal.peek(f"principal:{ctx.principal.id}")

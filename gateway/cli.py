@@ -22,6 +22,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"tradewire: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.logging.level)
+    if args.worker is not None:  # one of the supervisor's workers (gateway/workers.py)
+        from tradewire.gateway.workers import worker_settings
+
+        settings = worker_settings(settings, args.worker)
+    elif settings.server.workers > 1:
+        from tradewire.gateway.workers import supervise
+
+        return uvloop.run(supervise(settings, args.config))
     uvloop.run(serve(settings))
     return 0
 
@@ -36,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve gRPC, Connect, gRPC-Web and HTTP/JSON")
     serve.add_argument("--config", help="TOML file (default: $TRADEWIRE_CONFIG, else embedded defaults)")
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the workers' supervisor
     serve.set_defaults(handler=_serve)
     commands.add_parser("devnet", help="run the local Solana devnet (RPC, Jupiter, Jito); see devnet --help")
     keys = add_keys_subcommands(commands)

@@ -154,10 +154,10 @@ def _handlers(service) -> grpc.GenericRpcHandler:
 class GrpcServer:
     """The aio server with the trade service, reflection and health."""
 
-    def __init__(self, service, host: str, port: int, max_message_bytes: int) -> None:
+    def __init__(self, service, host: str, port: int, max_message_bytes: int, reuse_port: bool = False) -> None:
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.max_pings_without_data", 0),
         ]

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
+import socket
 import time
 
 import uvicorn
@@ -44,7 +46,10 @@ class Gateway:
         self.settings = settings
         self.core = core or build_core(settings)
         server = settings.server
-        self.grpc = GrpcServer(self.core.service, server.grpc_host, server.grpc_port, server.max_body_bytes)
+        # Several workers share the ports (gateway/workers.py); alone, a taken port is an error.
+        self.reuse_port = server.workers > 1
+        self.grpc = GrpcServer(self.core.service, server.grpc_host, server.grpc_port, server.max_body_bytes,
+                               reuse_port=self.reuse_port)
         config = uvicorn.Config(
             build_http_app(self.core.service, self.core.metrics.registry, server), host=server.http_host, port=server.http_port, loop="none",
             http="httptools", lifespan="off", access_log=False, log_config=None,
@@ -64,7 +69,9 @@ class Gateway:
     async def start(self) -> None:
         await self.core.start()
         await self.grpc.start()
-        self._http_task = asyncio.create_task(self.http.serve(), name="uvicorn")
+        sockets = [_reuse_port_socket(self.settings.server.http_host, self.settings.server.http_port)] \
+            if self.reuse_port else None
+        self._http_task = asyncio.create_task(self.http.serve(sockets=sockets), name="uvicorn")
         while not self.http.started:
             if self._http_task.done():
                 self._http_task.result()  # raises what stopped it (e.g. the port is taken)
@@ -94,6 +101,16 @@ class Gateway:
                                    "trades_left_unfinished": interrupted, "streams_cut": cut})
 
 
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket bound with SO_REUSEPORT (uvicorn listens on it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
 async def serve(settings: Settings) -> None:
     # Handlers first: a SIGTERM that arrives while starting still means a clean stop.
     stop = asyncio.Event()
@@ -102,6 +119,11 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     gateway = Gateway(settings)
     await gateway.start()
+    # Everything built so far (modules, the core's object graph) lives as long as the process:
+    # moved out of the collector's sight, full collections no longer rescan it — each used to
+    # pause the loop for tens of milliseconds under load.
+    gc.collect()
+    gc.freeze()
     await stop.wait()
     log.info("shutting down", extra={"deadline_s": settings.shutdown.deadline_s})
     await gateway.stop()

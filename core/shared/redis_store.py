@@ -182,6 +182,13 @@ class RedisTradeStore:
     def outbox_entries(self, request_id: str | None = None) -> list[OutboxEntry]:
         return self.local.outbox_entries(request_id)
 
+    def health(self) -> tuple[bool, str]:
+        try:
+            self._r.ping()
+        except redis.RedisError as exc:
+            return False, f"redis unreachable ({type(exc).__name__})"
+        return True, f"redis (replica {self.replica_id})"
+
     def close(self) -> None:
         self.local.close()  # the Redis connection is the gateway's, closed with it
 

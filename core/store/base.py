@@ -71,6 +71,9 @@ class TradeStore(Protocol):
     def unfinished(self) -> list[UnfinishedTrade]:
         """Trades whose stored status is not terminal, oldest first."""
 
+    def health(self) -> tuple[bool, str]:
+        """Whether the store answers now, and which store it is (HealthCheck's component)."""
+
     # -- webhook outbox ------------------------------------------------------------------
 
     def outbox_due(self, now_ns: int, limit: int) -> list[OutboxEntry]:

@@ -303,5 +303,12 @@ class SqliteStore:
             raise
         self._db.execute("COMMIT")
 
+    def health(self) -> tuple[bool, str]:
+        try:
+            self._db.execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            return False, f"sqlite: {exc}"
+        return True, "sqlite"
+
     def close(self) -> None:
         self._db.close()

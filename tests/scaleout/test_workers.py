@@ -1,0 +1,102 @@
+"""`serve` with server.workers = 2: two serving processes on the same ports, one Redis.
+
+Connections are spread over both workers by the kernel, both book into the shared store, a
+worker that dies is replaced, and SIGTERM to the supervisor stops every worker cleanly."""
+
+import asyncio
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from support.clients import HttpJsonClient
+from support.gateway_process import GatewayProcess
+from support.trading import eventually
+from tradewire.core.config import ConfigError, load_settings
+from tradewire.v1 import trade_pb2 as pb
+
+SOL = "So11111111111111111111111111111111111111112"
+USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+
+
+def children(pid: int) -> set[int]:
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+@pytest.fixture
+def two_workers(tmp_path, redis_server):
+    gateway = GatewayProcess(tmp_path, env={"TRADEWIRE_SHARED__REDIS_URL": redis_server.url,
+                                            "TRADEWIRE_SERVER__WORKERS": "2"}).start()
+    yield gateway
+    if gateway.proc.poll() is None:
+        gateway.stop()
+
+
+async def all_workers_serving(gateway: GatewayProcess) -> set[int]:
+    pids = children(gateway.pid)
+    if len(pids) != 2:
+        return set()
+    async with httpx.AsyncClient() as probe:  # the supervisor answers nothing itself
+        for _ in range(20):
+            try:
+                if (await probe.get(f"{gateway.http_url}/v1/health")).status_code != 200:
+                    return set()
+            except httpx.TransportError:  # a connection the killed worker had queued
+                return set()
+    return pids
+
+
+async def test_connections_are_spread_over_workers_that_share_one_store(two_workers, redis_server):
+    await eventually(lambda: all_workers_serving(two_workers), what="two serving workers")
+    key = two_workers.key("alice")
+    request_ids = [f"w-{uuid.uuid4().hex[:10]}" for _ in range(24)]
+    for request_id in request_ids:  # a new connection per trade: the kernel picks a worker each time
+        client = HttpJsonClient(two_workers.http_url)
+        try:
+            result, _ = await client.unary("ExecuteTrade", pb.TradeRequest(
+                request_id=request_id, mode=pb.TRADING_MODE_PAPER, input_mint=SOL, output_mint=USDC,
+                amount="0.01", slippage_bps=100), key)
+            assert result.status == pb.TRADE_STATUS_FILLED
+        finally:
+            await client.close()
+    store = redis.Redis.from_url(redis_server.url)
+    replicas = set()
+    for request_id in request_ids:
+        (trade_key,) = store.keys(f"tw:trade:*:{request_id}")
+        replicas.add(store.hget(trade_key, "replica"))
+    assert len(replicas) == 2  # both workers took trades (24 connections on one: p = 2^-23)
+    health = httpx.get(f"{two_workers.http_url}/v1/health").json()
+    store_health = next(c for c in health["components"] if c["name"] == "store")
+    assert store_health["message"].startswith("redis (replica ")
+
+
+async def test_a_dead_worker_is_replaced_and_sigterm_stops_all(two_workers):
+    first = await eventually(lambda: all_workers_serving(two_workers), what="two serving workers")
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+
+    async def replaced_and_serving() -> set[int]:
+        pids = await all_workers_serving(two_workers)
+        return pids if victim not in pids else set()
+
+    replaced = await eventually(replaced_and_serving, timeout=30, what="a replacement worker")
+    assert len(replaced & first) == 1
+    assert "restarting it" in two_workers.log_text()
+
+    two_workers.terminate()
+    assert await asyncio.to_thread(two_workers.wait_exit, 40) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in replaced)
+
+
+def test_several_workers_need_a_shared_store_and_fixed_ports():
+    with pytest.raises(ConfigError, match="server.workers = 2 needs shared.redis_url"):
+        load_settings(None, env={"TRADEWIRE_SERVER__WORKERS": "2"})
+    with pytest.raises(ConfigError, match="fixed server.grpc_port"):
+        load_settings(None, env={"TRADEWIRE_SERVER__WORKERS": "3", "TRADEWIRE_SHARED__REDIS_URL": "redis://x",
+                                 "TRADEWIRE_SERVER__HTTP_PORT": "0"})
+    assert load_settings(None, env={"TRADEWIRE_SERVER__WORKERS": "2",
+                                    "TRADEWIRE_SHARED__REDIS_URL": "redis://x"}).server.workers == 2
