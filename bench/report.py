@@ -150,6 +150,19 @@ def markdown(results: dict) -> str:
         add(f"| {protocol} | {_rate(on['achieved_rps'])} | {_ms(on['latency_ms'].get('p99'))} | "
             f"{_rate(off['achieved_rps'])} | {_ms(off['latency_ms'].get('p99'))} | {_pct(row.get('ratio'))} |")
 
+    scale = results.get("scale_out")
+    if scale:
+        add("\n## Scale-out on this machine (Connect, gateway free to use both cores)\n")
+        add("`[server] workers = N` (gateway/workers.py): N serving processes on the same ports, state shared "
+            "in Redis. Same load generator (CPU 1) and rules as above.\n")
+        add("| setup | workers | store | sustained/s | p99 ms there | closed-loop/s | closed-loop p99 ms |")
+        add("|---|---:|---|---:|---:|---:|---:|")
+        for label, row in scale.items():
+            closed = row["closed_loop"]
+            add(f"| {label} | {row['workers']} | {row['store']} | {_rate(row['sustained_rps'])} | "
+                f"{_ms(row.get('sustained_p99_ms'))} | {_rate(closed['achieved_rps'])} | "
+                f"{_ms(closed['latency_ms'].get('p99'))} |")
+
     add("\n## Status-stream fan-out (gRPC StreamExecutionStatus, one trade per round)\n")
     add("| subscribers | rounds | deliveries | p50 ms | p90 ms | p99 ms | max ms | last terminal ms | errors |")
     add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from bench import loadgen, report
 from bench.payloads import HTTP_PROTOCOLS, PROTOCOLS
-from bench.servers import (CLIENT_CPU, PRINCIPALS, SERVER_CPU, REPO, EchoServers, Gateway, QuestDB, pinned,
-                           pinning_note, rss_kib)
+from bench.servers import (CLIENT_CPU, PRINCIPALS, SERVER_CPU, REPO, EchoServers, Gateway, QuestDB, RedisServer,
+                           pinned, pinning_note, rss_kib, wait_until)
 
 SUSTAIN_P99_MS = 50.0  # a step whose p99 exceeds this has "blown up"
 SUSTAIN_ACHIEVED = 0.97
@@ -43,6 +43,8 @@ CAVEATS = [
     "Debian's wrk has no -R (constant throughput): wrk is used closed-loop only; fixed rates use "
     "bench/openloop.py (HTTP) and ghz --async --rps (gRPC).",
 ]
+# Scale-out on this machine (gateway/workers.py): label → (workers, state in Redis).
+SCALE_OUT = {"1 process, embedded store": (1, False), "1 worker, Redis": (1, True), "2 workers, Redis": (2, True)}
 KEY_OF = {"grpc": "grpc", "connect": "connect", "connect-json": "connectjs", "grpc-web": "grpcweb", "json": "json"}
 
 
@@ -124,7 +126,7 @@ class Bench:
         self.workdir = workdir
         self.soak_s, self.soak_rate = soak_s, soak_rate
         self.results: dict = {"fixed_load": {}, "max_throughput": {}, "recording_cost": {}, "fanout": {},
-                              "memory": {"phases": []}, "phase_errors": {}}
+                              "memory": {"phases": []}, "scale_out": {}, "phase_errors": {}}
         self.protoset = loadgen.build_protoset(workdir / "tradewire.protoset")
 
     # -- helpers ------------------------------------------------------------------------------
@@ -342,6 +344,41 @@ class Bench:
         finally:
             gateway.stop()
 
+    def scale_out_phase(self, questdb: QuestDB | None) -> None:
+        """Connect max throughput of one process on the embedded store vs 1 and 2 workers
+        sharing one Redis; here every gateway may use both cores (load generators on CPU 1)."""
+        redis = RedisServer(self.workdir / "redis").start()
+        try:
+            for label, (workers, shared) in SCALE_OUT.items():
+                with self.phase(f"scale-out: {label}"):
+                    env = {"TRADEWIRE_SERVER__WORKERS": str(workers)}
+                    if shared:
+                        env["TRADEWIRE_SHARED__REDIS_URL"] = redis.url
+                    gateway = Gateway(self.workdir / f"scale-out-{workers}-{int(shared)}", extra_env=env, cpu=None,
+                                      audit_conf=questdb.conf if questdb else None).start()
+                    try:
+                        pids = _serving_pids(gateway, workers)
+                        found = self.max_throughput_of(pids, gateway.grpc_port, gateway.http_port, "connect",
+                                                       PRINCIPALS["connect"])
+                    finally:
+                        gateway.stop()
+                    self.results["scale_out"][label] = {"workers": workers, "store": "redis" if shared else "sqlite",
+                                                        **found}
+        finally:
+            redis.stop()
+
+    def max_throughput_of(self, pids: list[int], grpc_port: int, http_port: int, protocol: str, key: str) -> dict:
+        """:meth:`max_throughput` for several serving processes (settles every one of them)."""
+        closed = self.closed(grpc_port, http_port, protocol, key)
+        _settle_all(pids)
+
+        def step(rate: float) -> dict:
+            run = self.fixed(grpc_port, http_port, protocol, rate, self.p.step_s, key)
+            _settle_all(pids)
+            return run
+
+        return {"closed_loop": closed, **self.sustained(closed["achieved_rps"], step, pids[0])}
+
     def run(self, with_questdb: bool) -> dict:
         questdb = QuestDB(self.workdir / "questdb").start() if with_questdb else None
         try:
@@ -349,6 +386,7 @@ class Bench:
             self.core_phase(questdb)
             self.gateway_phases(questdb, baselines)
             self.recording_off_phase(questdb)
+            self.scale_out_phase(questdb)
             if questdb:
                 from tradewire.core.audit import TABLES
                 time.sleep(1)  # WAL apply
@@ -357,6 +395,23 @@ class Bench:
             if questdb:
                 questdb.stop()
         return self.results
+
+
+def _serving_pids(gateway: Gateway, workers: int) -> list[int]:
+    """The processes that serve: the gateway itself, or its workers once all of them are up."""
+    if workers == 1:
+        return [gateway.pid]
+    children = Path(f"/proc/{gateway.pid}/task/{gateway.pid}/children")
+    wait_until(lambda: len(children.read_text().split()) == workers, 60, f"{workers} workers")
+    # each worker logs "serving" once both of its listeners are up (gateway/server.py)
+    wait_until(lambda: gateway.log_path.read_text(errors="replace").count('"msg":"serving"') >= workers, 60,
+               f"{workers} workers serving")
+    return [int(p) for p in children.read_text().split()]
+
+
+def _settle_all(pids: list[int]) -> None:
+    for pid in pids:
+        settle(pid)
 
 
 def _slope(points: list[tuple[float, int]]) -> float:

@@ -216,6 +216,7 @@ class Gateway(_Process):
     recording: bool = True  # audit, metrics, access and transition logs (all on, or all off)
     extra_env: dict[str, str] = field(default_factory=dict)
     ports: list[int] = field(default_factory=lambda: free_ports(2))
+    cpu: str | None = SERVER_CPU  # None: every core (several workers)
 
     @property
     def grpc_port(self) -> int:
@@ -241,8 +242,8 @@ class Gateway(_Process):
         config.write_text(self.config_text())
         self.log_path = self.workdir / "gateway.log"  # the JSON log lines go to a file, as in service
         env = {**os.environ, **BENCH_ENV, **({} if self.recording else RECORDING_OFF_ENV), **self.extra_env}
-        self._spawn(pinned([sys.executable, "-m", "tradewire.gateway.cli", "serve", "--config", str(config)],
-                           SERVER_CPU), env=env)
+        cmd = [sys.executable, "-m", "tradewire.gateway.cli", "serve", "--config", str(config)]
+        self._spawn(pinned(cmd, self.cpu) if self.cpu else cmd, env=env)
         wait_until(self._healthy, 60, "gateway health")
         return self
 
@@ -287,3 +288,35 @@ class EchoServers(_Process):
         self.alive_or_raise("echo servers")
         return _http_ok(f"http://127.0.0.1:{self.http_port}/ready") and \
             _http_ok(f"http://127.0.0.1:{self.connect_port}/ready")
+
+
+@dataclass
+class RedisServer(_Process):
+    """Debian's redis-server on a free loopback port, without persistence (the scale-out store)."""
+
+    workdir: Path
+    port: int = field(default_factory=lambda: free_ports(1)[0])
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is missing: scripts/provision.sh installs it")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / "redis.log"
+        self._spawn([binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+                     "--dir", str(self.workdir)])
+        wait_until(self._ready, 20, "redis-server")
+        return self
+
+    def _ready(self) -> bool:
+        self.alive_or_raise("redis-server")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False

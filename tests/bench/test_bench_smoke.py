@@ -38,7 +38,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_every_section_is_present(results):
     for section in ("meta", "targets", "client_ceiling", "fixed_load", "max_throughput", "recording_cost",
-                    "fanout", "memory", "core", "audit_rows"):
+                    "fanout", "memory", "core", "audit_rows", "scale_out"):
         assert results.get(section), f"missing section {section}"
     assert not results["phase_errors"]
     meta = results["meta"]
@@ -83,3 +83,10 @@ def test_memory_and_audit_are_recorded(results):
     # the gateway really audited to QuestDB: at least one row per trade placed
     assert results["audit_rows"]["tw_fills"] >= 400
     assert results["audit_rows"]["tw_transitions"] >= 9 * results["audit_rows"]["tw_fills"] * 0.9
+
+
+def test_scale_out_runs_one_process_and_workers_on_redis(results):
+    scale = results["scale_out"]
+    assert [row["workers"] for row in scale.values()] == [1, 1, 2]
+    assert all(row["closed_loop"]["achieved_rps"] > 50 and row["closed_loop"]["errors"] == 0
+               for row in scale.values()), scale
