@@ -59,12 +59,20 @@ def _malloc_trim() -> Callable[[], int] | None:
 
 
 class _Channel:
-    __slots__ = ("events", "changed", "closed")
+    __slots__ = ("events", "_changed", "closed")
 
     def __init__(self, events: tuple[pb.ExecutionStatus, ...] | list[pb.ExecutionStatus] = ()) -> None:
         self.events: list[pb.ExecutionStatus] = list(events)
-        self.changed = asyncio.Event()
+        # Made when someone first waits: most trades finish with nobody following them.
+        self._changed: asyncio.Event | None = None
         self.closed = bool(self.events) and self.events[-1].terminal
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set at the next publish (or wake): what a subscriber at the end of ``events`` waits on."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
 
     def publish(self, event: pb.ExecutionStatus) -> None:
         self.events.append(event)
@@ -72,8 +80,9 @@ class _Channel:
         self.wake()
 
     def wake(self) -> None:
-        changed, self.changed = self.changed, asyncio.Event()
-        changed.set()  # wake everyone waiting for this publish; later waits use the new event
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()  # wake everyone waiting for this publish; later waits get a new event
 
 
 class Subscription:
@@ -97,7 +106,7 @@ class Subscription:
 
 
 class StatusHub:
-    def __init__(self, keep_finished: int = 10_000, heartbeat_s: float | None = 15.0,
+    def __init__(self, keep_finished: int = 1_000, heartbeat_s: float | None = 15.0,
                  slow_consumer_s: float = 30.0, metrics=None, bus=None) -> None:
         # With a bus (core.shared.redis_events.RedisEventBus), every event is also published
         # to it, and trades running on other replicas are followed through it.
