@@ -262,6 +262,11 @@ class WebhooksConfig(_Model):
     endpoints: tuple[WebhookEndpointConfig, ...] = ()
     request_urls: bool = Field(True, description="honour TradeRequest.webhook_url")
     allowed_schemes: tuple[Literal["http", "https"], ...] = ("https",)
+    # Callers choose request URLs: by default only global addresses (core/webhooks/destinations.py).
+    allow_private_request_urls: bool = Field(False, description="let TradeRequest.webhook_url reach loopback, "
+                                                                "private and link-local addresses (trusted networks)")
+    keep_delivered_s: float = Field(7 * 86400, ge=0, description="delivered outbox entries are deleted after this; "
+                                                                 "dead-lettered ones are kept")
     secret: SecretStr | None = Field(None, description="HMAC-SHA256 key; default: generated once into "
                                                        "<data_dir>/webhook-secret")
     timeout_s: float = Field(5.0, gt=0)

@@ -176,6 +176,9 @@ class RedisTradeStore:
     def outbox_update(self, entry_id: str, state: str, attempts: int, next_attempt_ns: int, last_error: str) -> None:
         self.local.outbox_update(entry_id, state, attempts, next_attempt_ns, last_error)
 
+    def outbox_prune_delivered(self, before_ns: int) -> int:
+        return self.local.outbox_prune_delivered(before_ns)
+
     def outbox_counts(self) -> dict[str, int]:
         return self.local.outbox_counts()
 

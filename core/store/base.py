@@ -85,6 +85,9 @@ class TradeStore(Protocol):
     def outbox_update(self, entry_id: str, state: str, attempts: int, next_attempt_ns: int, last_error: str) -> None:
         ...
 
+    def outbox_prune_delivered(self, before_ns: int) -> int:
+        """Delete entries delivered before ``before_ns``; returns how many."""
+
     def outbox_counts(self) -> dict[str, int]:
         """Entries per state."""
 

@@ -235,6 +235,11 @@ class SqliteStore:
             "UPDATE webhook_outbox SET state = ?, attempts = ?, next_attempt_ns = ?, last_error = ?, updated_ns = ?"
             " WHERE id = ?", (state, attempts, next_attempt_ns, last_error[:500], time.time_ns(), entry_id))
 
+    def outbox_prune_delivered(self, before_ns: int) -> int:
+        """Delete entries delivered before ``before_ns``; returns how many."""
+        return self._db.execute("DELETE FROM webhook_outbox WHERE state = 'delivered' AND updated_ns < ?",
+                                (before_ns,)).rowcount
+
     def outbox_counts(self) -> dict[str, int]:
         counts = {"pending": 0, "delivered": 0, "dead": 0}
         counts.update(dict(self._db.execute("SELECT state, COUNT(*) FROM webhook_outbox GROUP BY state").fetchall()))

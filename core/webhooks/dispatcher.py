@@ -13,6 +13,10 @@ POSTs them with a pooled ``httpx.AsyncClient``:
   may rarely see a delivery twice — the ``tradewire-delivery`` header is the id to dedupe on.
 * On shutdown, :meth:`close` delivers what is due within the time it is given; the rest
   stays in the outbox and goes out after the restart.
+* A request's own ``webhook_url`` only reaches global addresses (core/webhooks/destinations.py):
+  one that resolves into the gateway's networks is dead-lettered without being sent.
+* Delivered entries are deleted ``keep_delivered_s`` after delivery (checked once a minute),
+  so the outbox holds only what is pending, dead, or recent.
 
 Metrics: ``tradewire_webhook_deliveries_total{outcome=delivered|retry|dead}``,
 ``tradewire_webhook_outbox_depth{state=pending|dead}`` and the POST latency histogram.
@@ -38,6 +42,7 @@ from google.protobuf import json_format
 from tradewire.core.errors import invalid
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.store.base import OutboxEntry, TradeStore
+from tradewire.core.webhooks.destinations import Resolver, delivery_refusal, host_refusal, system_resolver
 from tradewire.core.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 from tradewire.v1 import trade_pb2 as pb
 
@@ -45,6 +50,7 @@ log = logging.getLogger("tradewire.webhooks")
 
 EVENT_TYPE = "trade.finished"
 USER_AGENT = "tradewire-webhooks/1"
+PRUNE_EVERY_S = 60.0
 
 
 def load_or_create_secret(path: Path) -> bytes:
@@ -77,7 +83,8 @@ def webhook_body(delivery_id: str, principal_id: str, result: pb.TradeResult) ->
 
 class WebhookDispatcher:
     def __init__(self, store: TradeStore, config, default_secret: bytes | Callable[[], bytes], metrics=None,
-                 client: httpx.AsyncClient | None = None, clock: Callable[[], float] = time.time) -> None:
+                 client: httpx.AsyncClient | None = None, clock: Callable[[], float] = time.time,
+                 resolver: Resolver = system_resolver) -> None:
         """``config`` is core.config.WebhooksConfig; ``default_secret`` the key (or what loads
         it on first use) for endpoints without a secret of their own."""
         self.store = store
@@ -95,6 +102,8 @@ class WebhookDispatcher:
             follow_redirects=False,
             headers={"user-agent": USER_AGENT},
         )
+        self._resolver = resolver
+        self._pruned_at = float("-inf")
         self._slots = asyncio.Semaphore(config.concurrency)
         self._kick = asyncio.Event()
         self._idle = asyncio.Event()
@@ -112,9 +121,16 @@ class WebhookDispatcher:
         if not (self.config.enabled and self.config.request_urls):
             raise invalid(field, "per-request webhooks are disabled on this gateway")
         parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a port out of range
+        except ValueError:
+            raise invalid(field, "has an invalid port") from None
         if parts.scheme not in self.config.allowed_schemes or not parts.hostname:
             allowed = " or ".join(self.config.allowed_schemes)
             raise invalid(field, f"must be an absolute {allowed} URL")
+        refused = None if self.config.allow_private_request_urls else host_refusal(parts.hostname)
+        if refused is not None:
+            raise invalid(field, f"must reach a public address: {refused}")
 
     def targets(self, principal_id: str, request_url: str) -> list[str]:
         if not self.config.enabled:
@@ -132,6 +148,10 @@ class WebhookDispatcher:
             out.append(OutboxEntry(id=delivery_id, principal_id=principal_id, request_id=result.request_id,
                                    url=url, body=webhook_body(delivery_id, principal_id, result)))
         return out
+
+    def _configured(self, principal_id: str, url: str) -> bool:
+        """An operator's endpoint (trusted), as opposed to a caller's request URL."""
+        return any(endpoint.url == url for endpoint in self._endpoints.get(principal_id, ()))
 
     def _secret(self, principal_id: str, url: str) -> bytes:
         for endpoint in self._endpoints.get(principal_id, ()):
@@ -156,6 +176,7 @@ class WebhookDispatcher:
         while not self._closing:
             self._kick.clear()
             try:
+                self._prune_delivered()
                 self._dispatch_due()
                 wait = self._next_wait()
             except Exception:  # a store hiccup must not end deliveries for good
@@ -166,6 +187,15 @@ class WebhookDispatcher:
                     await self._kick.wait()
             except TimeoutError:
                 pass
+
+    def _prune_delivered(self) -> None:
+        now = self._clock()
+        if now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        deleted = self.store.outbox_prune_delivered(int((now - self.config.keep_delivered_s) * 1e9))
+        if deleted:
+            log.info("deleted %d delivered webhooks older than %.0f s", deleted, self.config.keep_delivered_s)
 
     def _next_wait(self) -> float:
         due = self.store.outbox_next_due_ns()
@@ -205,21 +235,29 @@ class WebhookDispatcher:
             EVENT_HEADER: EVENT_TYPE,
         }
         started = time.monotonic()
-        error = ""
+        error, refused = "", None
         try:
-            async with self._slots:
-                response = await self._client.post(entry.url, content=entry.body, headers=headers)
-            if not 200 <= response.status_code < 300:
-                error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
+            if not (self.config.allow_private_request_urls or self._configured(entry.principal_id, entry.url)):
+                refused = await delivery_refusal(entry.url, self._resolver)
+            if refused is None:
+                async with self._slots:
+                    response = await self._client.post(entry.url, content=entry.body, headers=headers)
+                if not 200 <= response.status_code < 300:
+                    error = f"HTTP {response.status_code}"
+        except (httpx.HTTPError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
         except asyncio.CancelledError:  # shutting down: the lease brings it back after the restart
             raise
         except Exception as exc:  # noqa: BLE001 - a bad URL or the like: never crash the worker
             error = f"{type(exc).__name__}"
-        if self.metrics is not None:
+        if self.metrics is not None and refused is None:
             self.metrics.webhook_seconds.observe(time.monotonic() - started)
-        if not error:
+        if refused is not None:  # not sent, and not retried: the caller aimed it into our networks
+            self.store.outbox_update(entry.id, "dead", attempts, 0, f"refused: {refused}"[:300])
+            outcome = "dead"
+            log.warning("webhook refused: its URL reaches a non-public address",
+                        extra={"delivery_id": entry.id, "request_id": entry.request_id, "error": refused})
+        elif not error:
             self.store.outbox_update(entry.id, "delivered", attempts, 0, "")
             outcome = "delivered"
         elif not self.policy.retries_left(attempts):

@@ -21,6 +21,7 @@ MAX_ATTEMPTS = 5
 def webhooks_config(receiver: WebhookReceiver, initial_backoff_s: float = 0.05) -> str:
     return (
         f'[webhooks]\nallowed_schemes = ["http", "https"]\nsecret = "{SECRET}"\n'
+        "allow_private_request_urls = true\n"  # the receiver listens on loopback
         f"[webhooks.retry]\nmax_attempts = {MAX_ATTEMPTS}\ninitial_backoff_s = {initial_backoff_s}\n"
         f"max_backoff_s = 0.4\n"
         f'[[webhooks.endpoints]]\nprincipal = "alice"\nurl = "{receiver.url("/alice")}"\n'

@@ -118,3 +118,12 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.001)
+
+
+async def run_until_nothing_pending(dispatcher, store) -> None:
+    """Start a WebhookDispatcher, wait until ``store``'s outbox has nothing pending, close it."""
+    await dispatcher.start()
+    try:
+        await until(lambda: store.outbox_counts()["pending"] == 0)
+    finally:
+        await dispatcher.close()

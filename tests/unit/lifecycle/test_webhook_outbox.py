@@ -6,7 +6,7 @@ import sqlite3
 import httpx
 import pytest
 
-from lifecycle_support import until
+from lifecycle_support import run_until_nothing_pending
 from tradewire.core.config import WebhooksConfig
 from tradewire.core.metrics import Metrics
 from tradewire.core.store.base import OutboxEntry
@@ -92,7 +92,9 @@ def test_an_old_database_gains_the_request_column(tmp_path):
 
 
 def config(**overrides) -> WebhooksConfig:
-    values = dict(allowed_schemes=("http", "https"), concurrency=2,
+    # allow_private_request_urls: these tests are about delivery, not destinations (resolution
+    # is skipped); tests/unit/lifecycle/test_webhook_destinations.py covers those.
+    values = dict(allowed_schemes=("http", "https"), concurrency=2, allow_private_request_urls=True,
                   retry={"max_attempts": 3, "initial_backoff_s": 0.01, "max_backoff_s": 0.02})
     values.update(overrides)
     return WebhooksConfig.model_validate(values)
@@ -113,11 +115,7 @@ async def test_dispatcher_retries_then_delivers_and_dead_letters():
     metrics = Metrics()
     dispatcher = WebhookDispatcher(store, config(), SECRET, metrics,
                                    client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
-    await dispatcher.start()
-    try:
-        await until(lambda: store.outbox_counts()["pending"] == 0)
-    finally:
-        await dispatcher.close()
+    await run_until_nothing_pending(dispatcher, store)
     by_url = {e.url: e for e in store.outbox_entries()}
     assert by_url["http://hooks.test/a"].state == "delivered" and by_url["http://hooks.test/a"].attempts == 3
     assert by_url["http://hooks.test/b"].state == "dead" and by_url["http://hooks.test/b"].last_error == "HTTP 500"
