@@ -70,10 +70,10 @@ def targets(results: dict) -> list[dict]:
     soak = results.get("memory", {}).get("soak")
     if soak and soak.get("growth") is not None:
         full = soak["duration_s"] >= SOAK_TARGET_S
-        rows.append({"target": f"RSS growth < {RSS_GROWTH_TARGET:.0%} over a 10-minute soak at 1,000 trades/s",
+        rows.append({"target": f"RSS growth < {RSS_GROWTH_TARGET:.0%} over a 10-minute soak under load",
                      "measured": f"{soak['growth']:+.1%} over {soak['duration_s']:.0f} s at {soak['rate']:.0f}/s"
                                  + ("" if full else " (shorter soak than the target's 10 min)"),
-                     "pass": soak["growth"] < RSS_GROWTH_TARGET})
+                     "pass": full and soak["growth"] < RSS_GROWTH_TARGET})
     return rows
 
 
