@@ -10,7 +10,8 @@ Keys (``{p}`` principal, ``{r}`` request id):
   tw:trade:{p}:{r}      hash: fp, result, events, request, seq, replica
   tw:hist:{p}           sorted set of request ids by claim sequence (history, newest first)
   tw:running:{replica}  set of "{p}\\x00{r}" claimed by a replica and not yet terminal
-  tw:hold:{p}:{mode}    hash: mint → "amount:cost_basis:realized_pnl" (integers)
+  tw:hold:{p}:{mode}    hash: mint → "amount:cost_basis:realized_pnl" (integers), and "_v",
+                        a version bumped by every write (fills are compare-and-set on it)
   tw:wallet:{p}:{mode}  present once the starting wallet was given
 """
 
@@ -38,6 +39,15 @@ redis.call('SADD', KEYS[3], ARGV[6])
 return false
 """
 
+# A fill's holdings, written only if nobody wrote them since they were read (version "_v").
+# KEYS[1] the holdings hash; ARGV[1] the version read ('' for none), then mint, packed pairs.
+_WRITE_IF_UNCHANGED = """
+local version = redis.call('HGET', KEYS[1], '_v') or ''
+if version ~= ARGV[1] then return false end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return redis.call('HINCRBY', KEYS[1], '_v', 1)
+"""
+_VERSION = b"_v"
 _HISTORY_BATCH = 256
 
 
@@ -56,6 +66,7 @@ class RedisTradeStore:
         self.replica_id = replica_id
         self.local = local  # the webhook outbox
         self._claim = client.register_script(_CLAIM)
+        self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
 
     @staticmethod
     def _trade_key(principal_id: str, request_id: str) -> str:
@@ -140,30 +151,31 @@ class RedisTradeStore:
     # -- holdings ------------------------------------------------------------------------
 
     def holdings(self, principal_id: str, mode: int) -> dict[str, Holding]:
+        return self._read_holdings(principal_id, mode)[1]
+
+    def _read_holdings(self, principal_id: str, mode: int) -> tuple[str, dict[str, Holding]]:
+        """(version, holdings): the version to write them back against."""
         raw = self._r.hgetall(f"tw:hold:{principal_id}:{mode}")
-        return {m.decode(): _holding(m.decode(), v) for m, v in raw.items()}
+        version = raw.pop(_VERSION, b"").decode()
+        return version, {m.decode(): _holding(m.decode(), v) for m, v in raw.items()}
 
     def ensure_wallet(self, principal_id: str, mode: int, initial: Sequence[Holding]) -> None:
         if self._r.set(f"tw:wallet:{principal_id}:{mode}", 1, nx=True) and initial:
-            self._r.hset(f"tw:hold:{principal_id}:{mode}", mapping={h.mint: _pack_holding(h) for h in initial})
+            key = f"tw:hold:{principal_id}:{mode}"
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hset(key, mapping={h.mint: _pack_holding(h) for h in initial})
+            pipe.hincrby(key, "_v", 1)  # a fill computed on what was there before must retry
+            pipe.execute()
 
     def apply_fill(self, principal_id: str, mode: int, legs: FillLegs) -> dict[str, Holding]:
-        """Optimistic transaction: read, apply, write only if nobody wrote in between."""
-        key = f"tw:hold:{principal_id}:{mode}"
-        with self._r.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    current = {m.decode(): _holding(m.decode(), v) for m, v in pipe.hgetall(key).items()}
-                    updated = apply_fill(current, legs)  # raises InsufficientBalance: nothing written
-                    changed = {m: _pack_holding(h) for m, h in updated.items() if current.get(m) != h}
-                    pipe.multi()
-                    if changed:
-                        pipe.hset(key, mapping=changed)
-                    pipe.execute()
-                    return updated
-                except redis.WatchError:
-                    continue
+        """Optimistic: read, apply, and write in one script only if the version is unchanged,
+        else read again (another replica booked meanwhile). Two round trips when uncontended."""
+        while True:
+            version, current = self._read_holdings(principal_id, mode)
+            updated = apply_fill(current, legs)  # raises InsufficientBalance: nothing written
+            changed = [x for m, h in updated.items() if current.get(m) != h for x in (m, _pack_holding(h))]
+            if self._write_if_unchanged(keys=[f"tw:hold:{principal_id}:{mode}"], args=[version, *changed]):
+                return updated
 
     # -- the replica's own webhook outbox --------------------------------------------------
 

@@ -138,7 +138,8 @@ async def test_failed_claim_gives_the_slot_back(redis_server, monkeypatch):
 
 async def test_leases_of_a_dead_replica_expire(redis_server):
     client, who = redis_server.client(), caller()
-    dead = RedisInFlight(client, "dead-replica", lease_s=0.2)  # takes slots, then never renews
+    # takes slots, then never renews; the lease is long enough that the first check sees them held
+    dead = RedisInFlight(client, "dead-replica", lease_s=2.0)
     assert dead.acquire(who, "r1", limit=2) is None and dead.acquire(who, "r2", limit=2) is None
     alive = registry(client, "live-replica", limit=2)
     assert alive.reserve((who, "r3")) == 2

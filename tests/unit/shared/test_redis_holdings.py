@@ -1,0 +1,83 @@
+"""Fills on the Redis store are compare-and-set on the holdings' version: two replicas booking
+the same caller never lose an update, and a refused fill writes nothing."""
+
+import uuid
+
+import pytest
+import redis
+
+from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance
+from tradewire.core.shared.redis_store import RedisTradeStore
+from tradewire.core.store.sqlite import SqliteStore
+
+SOL, USDC = "sol-mint", "usdc-mint"
+PAPER = 1
+
+
+def legs(amount_in: int, amount_out: int) -> FillLegs:
+    return FillLegs(input_mint=SOL, output_mint=USDC, amount_in=amount_in, amount_out=amount_out,
+                    fee_mint=SOL, fee_lamports=5, trade_value=amount_out)
+
+
+@pytest.fixture
+def replicas(tmp_path, redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    a = RedisTradeStore(client, "replica-a", SqliteStore(tmp_path / "a.db"))
+    b = RedisTradeStore(client, "replica-b", SqliteStore(tmp_path / "b.db"))
+    principal = f"p-{uuid.uuid4().hex[:8]}"
+    a.ensure_wallet(principal, PAPER, [Holding(SOL, 1_000_000, 0, 0)])
+    return a, b, principal
+
+
+def racing(store: RedisTradeStore, race) -> list[bool]:
+    """Make ``race()`` run once between ``store``'s next holdings read and its write."""
+    real_read, raced = store._read_holdings, []
+
+    def read_then_race(principal_id: str, mode: int):
+        read = real_read(principal_id, mode)
+        if not raced:
+            raced.append(True)
+            race()
+        return read
+
+    store._read_holdings = read_then_race
+    return raced
+
+
+def test_a_fill_racing_another_replicas_fill_is_retried_not_lost(replicas):
+    a, b, principal = replicas
+    raced = racing(a, lambda: b.apply_fill(principal, PAPER, legs(100_000, 15)))
+    after = a.apply_fill(principal, PAPER, legs(200_000, 30))
+    assert raced and after[SOL].amount == 1_000_000 - 300_000 - 2 * 5 and after[USDC].amount == 45
+    assert b.holdings(principal, PAPER) == after
+
+
+def test_interleaved_fills_from_two_replicas_all_count(replicas):
+    a, b, principal = replicas
+    for _ in range(25):
+        racing(a, lambda: b.apply_fill(principal, PAPER, legs(1_000, 1)))
+        a.apply_fill(principal, PAPER, legs(1_000, 1))
+    final = a.holdings(principal, PAPER)
+    assert final[SOL].amount == 1_000_000 - 50 * (1_000 + 5) and final[USDC].amount == 50
+
+
+def test_a_refused_fill_writes_nothing(replicas):
+    a, _, principal = replicas
+    before = a.holdings(principal, PAPER)
+    with pytest.raises(InsufficientBalance):
+        a.apply_fill(principal, PAPER, legs(2_000_000, 1))
+    assert a.holdings(principal, PAPER) == before
+
+
+def test_a_fill_computed_before_the_wallet_was_given_is_retried(tmp_path, redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    a = RedisTradeStore(client, "replica-a", SqliteStore(tmp_path / "a.db"))
+    b = RedisTradeStore(client, "replica-b", SqliteStore(tmp_path / "b.db"))
+    principal = f"p-{uuid.uuid4().hex[:8]}"
+    client.hset(f"tw:hold:{principal}:{PAPER}", USDC, "10:10:0")  # USDC arrived before any wallet
+    raced = racing(a, lambda: b.ensure_wallet(principal, PAPER, [Holding(SOL, 500, 0, 0)]))
+    buy_sol = FillLegs(input_mint=USDC, output_mint=SOL, amount_in=5, amount_out=7, fee_mint=SOL,
+                       fee_lamports=0, trade_value=5)
+    after = a.apply_fill(principal, PAPER, buy_sol)  # computed on "no SOL", then retried on the wallet
+    assert raced and after[SOL].amount == 507 and after[USDC].amount == 5
+    assert b.holdings(principal, PAPER) == after
