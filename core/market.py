@@ -83,6 +83,10 @@ class Market:
     def mints(self) -> list[Mint]:
         return list(self._by_address.values())
 
+    def pairs(self) -> list[tuple[Mint, Mint]]:
+        """(base, quote) of every pool: the pairs that trade, each in either direction."""
+        return [(self._by_symbol[p.base], self._by_symbol[p.quote]) for p in self.config.pools]
+
     def pool(self, input_mint: str, output_mint: str, field_prefix: str = "") -> PoolConfig:
         pool = self._pools.get(frozenset({input_mint, output_mint}))
         if pool is None:

@@ -186,6 +186,17 @@ class TradeService:
                 total_pnl=_val(total_pnl, valuation.decimals),
             )
 
+    async def GetMarket(self, request: spb.GetMarketRequest, ctx: CallContext) -> spb.GetMarketResponse:
+        async with self._call(ctx, request):
+            market = self.market
+            return spb.GetMarketResponse(
+                mints=[spb.MarketMint(symbol=m.symbol, address=m.address, decimals=m.decimals,
+                                      min_amount=m.to_units(m.min_atomic), max_amount=m.to_units(m.max_atomic))
+                       for m in market.mints()],
+                pairs=[spb.MarketPair(base_mint=base.address, quote_mint=quote.address) for base, quote in market.pairs()],
+                valuation_mint=market.valuation.address,
+            )
+
     async def HealthCheck(self, request: spb.HealthCheckRequest, ctx: CallContext) -> spb.HealthCheckResponse:
         async with self._call(ctx, request):
             serving, not_serving = spb.SERVING_STATUS_SERVING, spb.SERVING_STATUS_NOT_SERVING

@@ -38,6 +38,7 @@ METHOD_ACCESS: Mapping[str, Access] = {
     "GetTrade": Access.READ,
     "GetTradeHistory": Access.READ,
     "GetPositions": Access.READ,
+    "GetMarket": Access.READ,
     "StreamExecutionStatus": Access.READ,
     "HealthCheck": Access.PUBLIC,
 }

@@ -30,7 +30,7 @@ def test_grpcurl_lists_and_describes_via_reflection(gateway):
     services = run(grpcurl, "-plaintext", gateway.grpc_target, "list").split()
     assert SERVICE in services and "grpc.health.v1.Health" in services
     description = run(grpcurl, "-plaintext", gateway.grpc_target, "describe", SERVICE)
-    for rpc in ("ExecuteTrade", "StreamExecutionStatus", "GetTradeHistory", "GetPositions", "HealthCheck",
+    for rpc in ("ExecuteTrade", "StreamExecutionStatus", "GetTradeHistory", "GetPositions", "GetMarket", "HealthCheck",
                 "GetTrade", "CancelTrade", "ExecuteTradeBatch", "TradeSession"):
         assert f"rpc {rpc} " in description
     message = run(grpcurl, "-plaintext", gateway.grpc_target, "describe", "tradewire.v1.TradeRequest")

@@ -141,3 +141,27 @@ async def test_cancel_of_an_unknown_trade_is_not_found(client, gateway):
         await client.unary("CancelTrade", spb.CancelTradeRequest(request_id="x"), gateway.key("alice"))
     assert failure.value.code == "NOT_FOUND"
     assert failure.value.reason == "TRADE_NOT_FOUND"
+
+
+async def test_market_lists_the_configured_mints_and_pairs(client, gateway):
+    from tradewire.core.config import MarketConfig
+
+    market, _ = await client.unary("GetMarket", spb.GetMarketRequest(), gateway.key("reader"))
+    config = MarketConfig()
+    assert [(m.symbol, m.address, m.decimals) for m in market.mints] == \
+        [(m.symbol, m.address, m.decimals) for m in config.mints]
+    by_symbol = {m.symbol: m.address for m in config.mints}
+    assert [(p.base_mint, p.quote_mint) for p in market.pairs] == \
+        [(by_symbol[p.base], by_symbol[p.quote]) for p in config.pools]
+    assert market.valuation_mint == USDC
+    sol, sol_config = next(m for m in market.mints if m.address == SOL), by_symbol_config(config, "SOL")
+    # the effective bounds: at least one atomic unit (1 lamport)
+    assert Decimal(sol.min_amount) == max(sol_config.min_amount, Decimal("0.000000001"))
+    assert Decimal(sol.max_amount) == sol_config.max_amount
+    with pytest.raises(RpcFailure) as refused:
+        await client.unary("GetMarket", spb.GetMarketRequest(), None)
+    assert refused.value.code == "UNAUTHENTICATED"
+
+
+def by_symbol_config(config, symbol: str):
+    return next(m for m in config.mints if m.symbol == symbol)

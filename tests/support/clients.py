@@ -232,6 +232,7 @@ _HTTP_ROUTES = {
     "GetTrade": ("GET", "/v1/trades/{request_id}", "request_id"),
     "GetTradeHistory": ("GET", "/v1/trades", None),
     "GetPositions": ("GET", "/v1/positions", None),
+    "GetMarket": ("GET", "/v1/market", None),
     "HealthCheck": ("GET", "/v1/health", None),
     "CancelTrade": ("POST", "/v1/trades/{request_id}:cancel", "request_id"),
     "ExecuteTradeBatch": ("POST", "/v1/trades:batch", None),

@@ -5,6 +5,7 @@ import { configureApi, currentBaseUrl, currentTransport, defaultBaseUrl, onRateL
 import { clearCredentials, restoreCredentials } from "./auth";
 import { clearHandlers, emit, on } from "./bus";
 import { h, replaceChildren } from "./dom";
+import { loadMarket } from "./markets";
 import { ExecutionView } from "./views/execution";
 import { HealthView } from "./views/health";
 import { HistoryView } from "./views/history";
@@ -99,7 +100,10 @@ async function boot(): Promise<void> {
   configureApi(savedTransport(), defaultBaseUrl());
   try {
     const health = await api().healthCheck({});
-    if (health.caller) return showDashboard({ caller: health.caller, health });
+    if (health.caller) {
+      await loadMarket();
+      return showDashboard({ caller: health.caller, health });
+    }
   } catch {
     // fall through to sign-in
   }

@@ -1,36 +1,44 @@
-// The tradable universe the gateway is configured with by default: mints and pairs.
-// (The contract has no RPC listing them; keep this in step with core/config.py.)
+// The tradable universe as the gateway lists it (GetMarket): mints and the pairs that trade.
+// Loaded once at sign-in, before the dashboard is built, so the views read it synchronously.
+import type { GetMarketResponse } from "../../gen/ts/tradewire/v1/service_pb";
+import { api } from "./api/client";
 
 export interface MintInfo {
   symbol: string;
   address: string;
   decimals: number;
+  /** Bounds of one trade's amount, in token units (decimal strings). */
+  minAmount: string;
+  maxAmount: string;
 }
 
-export const MINTS: readonly MintInfo[] = [
-  { symbol: "SOL", address: "So11111111111111111111111111111111111111112", decimals: 9 },
-  { symbol: "USDC", address: "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", decimals: 6 },
-  { symbol: "USDT", address: "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB", decimals: 6 },
-  { symbol: "JUP", address: "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN", decimals: 6 },
-  { symbol: "BONK", address: "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263", decimals: 5 },
-];
+export let MINTS: readonly MintInfo[] = [];
+/** Supported pairs as [base, quote] symbols; each trades in either direction. */
+export let PAIRS: readonly (readonly [string, string])[] = [];
+/** The mint positions and PnL are valued in. */
+export let VALUATION_SYMBOL = "";
 
-/** Supported pairs as [base, quote]; each trades in either direction. */
-export const PAIRS: readonly (readonly [string, string])[] = [
-  ["SOL", "USDC"],
-  ["SOL", "USDT"],
-  ["USDT", "USDC"],
-  ["JUP", "USDC"],
-  ["BONK", "USDC"],
-  ["SOL", "JUP"],
-];
-
-/** 1 SOL = 10^9 lamports; fees are reported in lamports. */
+/** 1 SOL = 10^9 lamports; fees are reported in lamports (a property of the chain). */
 export const SOL_DECIMALS = 9;
-export const VALUATION_SYMBOL = "USDC";
 
-const byAddress = new Map(MINTS.map((m) => [m.address, m]));
-const bySymbol = new Map(MINTS.map((m) => [m.symbol, m]));
+let byAddress = new Map<string, MintInfo>();
+let bySymbol = new Map<string, MintInfo>();
+
+/** Ask the gateway (after sign-in: the call needs the read scope). */
+export async function loadMarket(): Promise<void> {
+  setMarket(await api().getMarket({}));
+}
+
+export function setMarket(market: GetMarketResponse): void {
+  MINTS = market.mints.map((m) => ({
+    symbol: m.symbol, address: m.address, decimals: m.decimals, minAmount: m.minAmount, maxAmount: m.maxAmount,
+  }));
+  byAddress = new Map(MINTS.map((m) => [m.address, m]));
+  bySymbol = new Map(MINTS.map((m) => [m.symbol, m]));
+  const symbol = (address: string) => byAddress.get(address)?.symbol ?? address;
+  PAIRS = market.pairs.map((p) => [symbol(p.baseMint), symbol(p.quoteMint)] as const);
+  VALUATION_SYMBOL = symbol(market.valuationMint);
+}
 
 export function mintByAddress(address: string): MintInfo | undefined {
   return byAddress.get(address);

@@ -11,7 +11,7 @@ from tradewire.core.context import Principal
 from tradewire.core.errors import Code, TradewireError
 
 TRADE = ["ExecuteTrade", "ExecuteTradeBatch", "TradeSession", "CancelTrade"]
-READ = ["GetTrade", "GetTradeHistory", "GetPositions", "StreamExecutionStatus"]
+READ = ["GetTrade", "GetTradeHistory", "GetPositions", "GetMarket", "StreamExecutionStatus"]
 
 
 def who(*scopes: str) -> Principal:

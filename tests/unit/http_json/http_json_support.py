@@ -65,6 +65,9 @@ class FakeService:
     async def GetPositions(self, request, ctx):
         return self._record("GetPositions", request, ctx) or service_pb2.GetPositionsResponse(valuation_mint="USDC")
 
+    async def GetMarket(self, request, ctx):
+        return self._record("GetMarket", request, ctx) or service_pb2.GetMarketResponse(valuation_mint="USDC")
+
     async def HealthCheck(self, request, ctx):
         return self._record("HealthCheck", request, ctx) or service_pb2.HealthCheckResponse(
             status=service_pb2.SERVING_STATUS_SERVING, version="1.2.3"

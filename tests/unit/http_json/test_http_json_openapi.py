@@ -36,6 +36,7 @@ def test_every_binding_of_every_annotated_rpc_is_present(doc):
         ("get", "/v1/trades"): "GetTradeHistory",
         ("get", "/v1/history"): "GetTradeHistory",
         ("get", "/v1/positions"): "GetPositions",
+        ("get", "/v1/market"): "GetMarket",
         ("get", "/v1/health"): "HealthCheck",
         ("get", "/v1/trades/{request_id}"): "GetTrade",
         ("post", "/v1/trades/{request_id}:cancel"): "CancelTrade",

@@ -4,6 +4,7 @@ import { api, configureApi, defaultBaseUrl, savedTransport, TRANSPORTS, type Tra
 import { toFailure } from "../api/errors";
 import { clearCredentials, setCredentials } from "../auth";
 import { h } from "../dom";
+import { loadMarket } from "../markets";
 
 export interface SignedIn {
   caller: CallerStatus;
@@ -57,6 +58,7 @@ export function signInView(onSignedIn: (s: SignedIn) => void, notice?: string): 
         key.setAttribute("aria-invalid", "true");
         return;
       }
+      await loadMarket();
       onSignedIn({ caller: health.caller, health });
     } catch (e) {
       clearCredentials();

@@ -30,6 +30,9 @@ class TradeExecutionService(Protocol):
     async def get_positions(self, request: tradewire_dot_v1_dot_service__pb2.GetPositionsRequest, ctx: RequestContext) -> tradewire_dot_v1_dot_service__pb2.GetPositionsResponse:
         raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
 
+    async def get_market(self, request: tradewire_dot_v1_dot_service__pb2.GetMarketRequest, ctx: RequestContext) -> tradewire_dot_v1_dot_service__pb2.GetMarketResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+
     async def health_check(self, request: tradewire_dot_v1_dot_service__pb2.HealthCheckRequest, ctx: RequestContext) -> tradewire_dot_v1_dot_service__pb2.HealthCheckResponse:
         raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
 
@@ -90,6 +93,16 @@ class TradeExecutionServiceASGIApplication(ConnectASGIApplication[TradeExecution
                         idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=svc.get_positions,
+                ),
+                "/tradewire.v1.TradeExecutionService/GetMarket": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetMarket",
+                        service_name="tradewire.v1.TradeExecutionService",
+                        input=tradewire_dot_v1_dot_service__pb2.GetMarketRequest,
+                        output=tradewire_dot_v1_dot_service__pb2.GetMarketResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                    ),
+                    function=svc.get_market,
                 ),
                 "/tradewire.v1.TradeExecutionService/HealthCheck": Endpoint.unary(
                     method=MethodInfo(
@@ -238,6 +251,28 @@ class TradeExecutionServiceClient(ConnectClient):
             use_get=use_get,
         )
 
+    async def get_market(
+        self,
+        request: tradewire_dot_v1_dot_service__pb2.GetMarketRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> tradewire_dot_v1_dot_service__pb2.GetMarketResponse:
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetMarket",
+                service_name="tradewire.v1.TradeExecutionService",
+                input=tradewire_dot_v1_dot_service__pb2.GetMarketRequest,
+                output=tradewire_dot_v1_dot_service__pb2.GetMarketResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+
     async def health_check(
         self,
         request: tradewire_dot_v1_dot_service__pb2.HealthCheckRequest,
@@ -352,6 +387,8 @@ class TradeExecutionServiceSync(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
     def get_positions(self, request: tradewire_dot_v1_dot_service__pb2.GetPositionsRequest, ctx: RequestContext) -> tradewire_dot_v1_dot_service__pb2.GetPositionsResponse:
         raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+    def get_market(self, request: tradewire_dot_v1_dot_service__pb2.GetMarketRequest, ctx: RequestContext) -> tradewire_dot_v1_dot_service__pb2.GetMarketResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
     def health_check(self, request: tradewire_dot_v1_dot_service__pb2.HealthCheckRequest, ctx: RequestContext) -> tradewire_dot_v1_dot_service__pb2.HealthCheckResponse:
         raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
     def get_trade(self, request: tradewire_dot_v1_dot_service__pb2.GetTradeRequest, ctx: RequestContext) -> tradewire_dot_v1_dot_trade__pb2.TradeResult:
@@ -407,6 +444,16 @@ class TradeExecutionServiceWSGIApplication(ConnectWSGIApplication):
                         idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=service.get_positions,
+                ),
+                "/tradewire.v1.TradeExecutionService/GetMarket": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetMarket",
+                        service_name="tradewire.v1.TradeExecutionService",
+                        input=tradewire_dot_v1_dot_service__pb2.GetMarketRequest,
+                        output=tradewire_dot_v1_dot_service__pb2.GetMarketResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                    ),
+                    function=service.get_market,
                 ),
                 "/tradewire.v1.TradeExecutionService/HealthCheck": EndpointSync.unary(
                     method=MethodInfo(
@@ -548,6 +595,28 @@ class TradeExecutionServiceClientSync(ConnectClientSync):
                 service_name="tradewire.v1.TradeExecutionService",
                 input=tradewire_dot_v1_dot_service__pb2.GetPositionsRequest,
                 output=tradewire_dot_v1_dot_service__pb2.GetPositionsResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+
+    def get_market(
+        self,
+        request: tradewire_dot_v1_dot_service__pb2.GetMarketRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> tradewire_dot_v1_dot_service__pb2.GetMarketResponse:
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetMarket",
+                service_name="tradewire.v1.TradeExecutionService",
+                input=tradewire_dot_v1_dot_service__pb2.GetMarketRequest,
+                output=tradewire_dot_v1_dot_service__pb2.GetMarketResponse,
                 idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,

@@ -138,6 +138,42 @@ class GetPositionsRequest(_message.Message):
     mint: str
     def __init__(self, mode: _Optional[_Union[_trade_pb2.TradingMode, str]] = ..., mint: _Optional[str] = ...) -> None: ...
 
+class GetMarketRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MarketMint(_message.Message):
+    __slots__ = ("symbol", "address", "decimals", "min_amount", "max_amount")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    DECIMALS_FIELD_NUMBER: _ClassVar[int]
+    MIN_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    MAX_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    address: str
+    decimals: int
+    min_amount: str
+    max_amount: str
+    def __init__(self, symbol: _Optional[str] = ..., address: _Optional[str] = ..., decimals: _Optional[int] = ..., min_amount: _Optional[str] = ..., max_amount: _Optional[str] = ...) -> None: ...
+
+class MarketPair(_message.Message):
+    __slots__ = ("base_mint", "quote_mint")
+    BASE_MINT_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_MINT_FIELD_NUMBER: _ClassVar[int]
+    base_mint: str
+    quote_mint: str
+    def __init__(self, base_mint: _Optional[str] = ..., quote_mint: _Optional[str] = ...) -> None: ...
+
+class GetMarketResponse(_message.Message):
+    __slots__ = ("mints", "pairs", "valuation_mint")
+    MINTS_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    VALUATION_MINT_FIELD_NUMBER: _ClassVar[int]
+    mints: _containers.RepeatedCompositeFieldContainer[MarketMint]
+    pairs: _containers.RepeatedCompositeFieldContainer[MarketPair]
+    valuation_mint: str
+    def __init__(self, mints: _Optional[_Iterable[_Union[MarketMint, _Mapping]]] = ..., pairs: _Optional[_Iterable[_Union[MarketPair, _Mapping]]] = ..., valuation_mint: _Optional[str] = ...) -> None: ...
+
 class Position(_message.Message):
     __slots__ = ("mode", "mint", "symbol", "amount", "average_cost", "cost_basis", "market_price", "market_value", "realized_pnl", "unrealized_pnl", "updated_at")
     MODE_FIELD_NUMBER: _ClassVar[int]

@@ -57,6 +57,11 @@ class TradeExecutionServiceStub:
                 request_serializer=tradewire_dot_v1_dot_service__pb2.GetPositionsRequest.SerializeToString,
                 response_deserializer=tradewire_dot_v1_dot_service__pb2.GetPositionsResponse.FromString,
                 _registered_method=True)
+        self.GetMarket = channel.unary_unary(
+                '/tradewire.v1.TradeExecutionService/GetMarket',
+                request_serializer=tradewire_dot_v1_dot_service__pb2.GetMarketRequest.SerializeToString,
+                response_deserializer=tradewire_dot_v1_dot_service__pb2.GetMarketResponse.FromString,
+                _registered_method=True)
         self.HealthCheck = channel.unary_unary(
                 '/tradewire.v1.TradeExecutionService/HealthCheck',
                 request_serializer=tradewire_dot_v1_dot_service__pb2.HealthCheckRequest.SerializeToString,
@@ -112,6 +117,13 @@ class TradeExecutionServiceServicer:
 
     def GetPositions(self, request, context):
         """The caller's positions with profit and loss.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMarket(self, request, context):
+        """The tradable universe: the mints this gateway accepts and the pairs that trade.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,6 +188,11 @@ def add_TradeExecutionServiceServicer_to_server(servicer, server):
                     servicer.GetPositions,
                     request_deserializer=tradewire_dot_v1_dot_service__pb2.GetPositionsRequest.FromString,
                     response_serializer=tradewire_dot_v1_dot_service__pb2.GetPositionsResponse.SerializeToString,
+            ),
+            'GetMarket': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMarket,
+                    request_deserializer=tradewire_dot_v1_dot_service__pb2.GetMarketRequest.FromString,
+                    response_serializer=tradewire_dot_v1_dot_service__pb2.GetMarketResponse.SerializeToString,
             ),
             'HealthCheck': grpc.unary_unary_rpc_method_handler(
                     servicer.HealthCheck,
@@ -313,6 +330,33 @@ class TradeExecutionService:
             '/tradewire.v1.TradeExecutionService/GetPositions',
             tradewire_dot_v1_dot_service__pb2.GetPositionsRequest.SerializeToString,
             tradewire_dot_v1_dot_service__pb2.GetPositionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMarket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tradewire.v1.TradeExecutionService/GetMarket',
+            tradewire_dot_v1_dot_service__pb2.GetMarketRequest.SerializeToString,
+            tradewire_dot_v1_dot_service__pb2.GetMarketResponse.FromString,
             options,
             channel_credentials,
             insecure,

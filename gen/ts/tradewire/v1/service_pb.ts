@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tradewire/v1/service.proto.
  */
 export const file_tradewire_v1_service: GenFile = /*@__PURE__*/
-  fileDesc("Chp0cmFkZXdpcmUvdjEvc2VydmljZS5wcm90bxIMdHJhZGV3aXJlLnYxImgKHFN0cmVhbUV4ZWN1dGlvblN0YXR1c1JlcXVlc3QSMQoKcmVxdWVzdF9pZBgBIAEoCUIdukgachgQARhAMhJeW0EtWmEtejAtOS5fOi1dKyQSFQoNZnJvbV9zZXF1ZW5jZRgCIAEoBCJECg9HZXRUcmFkZVJlcXVlc3QSMQoKcmVxdWVzdF9pZBgBIAEoCUIdukgachgQARhAMhJeW0EtWmEtejAtOS5fOi1dKyQiYQoSQ2FuY2VsVHJhZGVSZXF1ZXN0EjEKCnJlcXVlc3RfaWQYASABKAlCHbpIGnIYEAEYQDISXltBLVphLXowLTkuXzotXSskEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMYgAIiVAoTQ2FuY2VsVHJhZGVSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgJEikKBnN0YXR1cxgCIAEoDjIZLnRyYWRld2lyZS52MS5UcmFkZVN0YXR1cyJtChhFeGVjdXRlVHJhZGVCYXRjaFJlcXVlc3QSNgoGdHJhZGVzGAEgAygLMhoudHJhZGV3aXJlLnYxLlRyYWRlUmVxdWVzdEIKukgHkgEECAEQZBIZChFhdG9taWNfdmFsaWRhdGlvbhgCIAEoCCKDAQoPQmF0Y2hJdGVtUmVzdWx0Eg0KBWluZGV4GAEgASgNEisKBnJlc3VsdBgCIAEoCzIZLnRyYWRld2lyZS52MS5UcmFkZVJlc3VsdEgAEikKBWVycm9yGAMgASgLMhgudHJhZGV3aXJlLnYxLlRyYWRlRXJyb3JIAEIJCgdvdXRjb21lIksKGUV4ZWN1dGVUcmFkZUJhdGNoUmVzcG9uc2USLgoHcmVzdWx0cxgBIAMoCzIdLnRyYWRld2lyZS52MS5CYXRjaEl0ZW1SZXN1bHQihwEKE1RyYWRlU2Vzc2lvblJlcXVlc3QSKwoFdHJhZGUYASABKAsyGi50cmFkZXdpcmUudjEuVHJhZGVSZXF1ZXN0SAASMgoGY2FuY2VsGAIgASgLMiAudHJhZGV3aXJlLnYxLkNhbmNlbFRyYWRlUmVxdWVzdEgAQg8KBmFjdGlvbhIFukgCCAEitQEKFFRyYWRlU2Vzc2lvblJlc3BvbnNlEi8KBnN0YXR1cxgBIAEoCzIdLnRyYWRld2lyZS52MS5FeGVjdXRpb25TdGF0dXNIABIrCgVlcnJvchgCIAEoCzIaLnRyYWRld2lyZS52MS5TZXNzaW9uRXJyb3JIABI2CgljYW5jZWxsZWQYAyABKAsyIS50cmFkZXdpcmUudjEuQ2FuY2VsVHJhZGVSZXNwb25zZUgAQgcKBWV2ZW50IksKDFNlc3Npb25FcnJvchISCgpyZXF1ZXN0X2lkGAEgASgJEicKBWVycm9yGAIgASgLMhgudHJhZGV3aXJlLnYxLlRyYWRlRXJyb3Ii2wIKFkdldFRyYWRlSGlzdG9yeVJlcXVlc3QSMQoEbW9kZRgBIAEoDjIZLnRyYWRld2lyZS52MS5UcmFkaW5nTW9kZUIIukgFggECEAESNwoEbWludBgCIAEoCUIpukgmciQYLDIgXihbMS05QS1ISi1OUC1aYS1rbS16XXszMiw0NH0pPyQSPAoIc3RhdHVzZXMYAyADKA4yGS50cmFkZXdpcmUudjEuVHJhZGVTdGF0dXNCD7pIDJIBCRAQIgWCAQIQARIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoJcGFnZV9zaXplGAYgASgNQgi6SAUqAxj0AxIcCgpwYWdlX3Rva2VuGAcgASgJQgi6SAVyAxiABCJdChdHZXRUcmFkZUhpc3RvcnlSZXNwb25zZRIpCgZ0cmFkZXMYASADKAsyGS50cmFkZXdpcmUudjEuVHJhZGVSZXN1bHQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoEBChNHZXRQb3NpdGlvbnNSZXF1ZXN0EjEKBG1vZGUYASABKA4yGS50cmFkZXdpcmUudjEuVHJhZGluZ01vZGVCCLpIBYIBAhABEjcKBG1pbnQYAiABKAlCKbpIJnIkGCwyIF4oWzEtOUEtSEotTlAtWmEta20tel17MzIsNDR9KT8kIpUCCghQb3NpdGlvbhInCgRtb2RlGAEgASgOMhkudHJhZGV3aXJlLnYxLlRyYWRpbmdNb2RlEgwKBG1pbnQYAiABKAkSDgoGc3ltYm9sGAMgASgJEg4KBmFtb3VudBgEIAEoCRIUCgxhdmVyYWdlX2Nvc3QYBSABKAkSEgoKY29zdF9iYXNpcxgGIAEoCRIUCgxtYXJrZXRfcHJpY2UYByABKAkSFAoMbWFya2V0X3ZhbHVlGAggASgJEhQKDHJlYWxpemVkX3BubBgJIAEoCRIWCg51bnJlYWxpemVkX3BubBgKIAEoCRIuCgp1cGRhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKIAQoUR2V0UG9zaXRpb25zUmVzcG9uc2USKQoJcG9zaXRpb25zGAEgAygLMhYudHJhZGV3aXJlLnYxLlBvc2l0aW9uEhYKDnZhbHVhdGlvbl9taW50GAIgASgJEhoKEnRvdGFsX21hcmtldF92YWx1ZRgDIAEoCRIRCgl0b3RhbF9wbmwYBCABKAkiFAoSSGVhbHRoQ2hlY2tSZXF1ZXN0Il0KD0NvbXBvbmVudEhlYWx0aBIMCgRuYW1lGAEgASgJEisKBnN0YXR1cxgCIAEoDjIbLnRyYWRld2lyZS52MS5TZXJ2aW5nU3RhdHVzEg8KB21lc3NhZ2UYAyABKAkifAoMQ2FsbGVyU3RhdHVzEhEKCXByaW5jaXBhbBgBIAEoCRIOCgZzY29wZXMYAiADKAkSHAoUcmF0ZV9saW1pdF9yZW1haW5pbmcYAyABKA0SGAoQcmF0ZV9saW1pdF9saW1pdBgEIAEoDRIRCglpbl9mbGlnaHQYBSABKA0i4wEKE0hlYWx0aENoZWNrUmVzcG9uc2USKwoGc3RhdHVzGAEgASgOMhsudHJhZGV3aXJlLnYxLlNlcnZpbmdTdGF0dXMSMQoKY29tcG9uZW50cxgCIAMoCzIdLnRyYWRld2lyZS52MS5Db21wb25lbnRIZWFsdGgSDwoHdmVyc2lvbhgDIAEoCRIvCgtzZXJ2ZXJfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGY2FsbGVyGAUgASgLMhoudHJhZGV3aXJlLnYxLkNhbGxlclN0YXR1cyqIAQoNU2VydmluZ1N0YXR1cxIeChpTRVJWSU5HX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFlNFUlZJTkdfU1RBVFVTX1NFUlZJTkcQARIbChdTRVJWSU5HX1NUQVRVU19ERUdSQURFRBACEh4KGlNFUlZJTkdfU1RBVFVTX05PVF9TRVJWSU5HEAMyywgKFVRyYWRlRXhlY3V0aW9uU2VydmljZRJcCgxFeGVjdXRlVHJhZGUSGi50cmFkZXdpcmUudjEuVHJhZGVSZXF1ZXN0GhkudHJhZGV3aXJlLnYxLlRyYWRlUmVzdWx0IhWC0+STAg86ASoiCi92MS90cmFkZXMSjwEKFVN0cmVhbUV4ZWN1dGlvblN0YXR1cxIqLnRyYWRld2lyZS52MS5TdHJlYW1FeGVjdXRpb25TdGF0dXNSZXF1ZXN0Gh0udHJhZGV3aXJlLnYxLkV4ZWN1dGlvblN0YXR1cyIpkAIBgtPkkwIgEh4vdjEvdHJhZGVzL3tyZXF1ZXN0X2lkfS9zdGF0dXMwARKEAQoPR2V0VHJhZGVIaXN0b3J5EiQudHJhZGV3aXJlLnYxLkdldFRyYWRlSGlzdG9yeVJlcXVlc3QaJS50cmFkZXdpcmUudjEuR2V0VHJhZGVIaXN0b3J5UmVzcG9uc2UiJJACAYLT5JMCG1oNEgsvdjEvaGlzdG9yeRIKL3YxL3RyYWRlcxJvCgxHZXRQb3NpdGlvbnMSIS50cmFkZXdpcmUudjEuR2V0UG9zaXRpb25zUmVxdWVzdBoiLnRyYWRld2lyZS52MS5HZXRQb3NpdGlvbnNSZXNwb25zZSIYkAIBgtPkkwIPEg0vdjEvcG9zaXRpb25zEmkKC0hlYWx0aENoZWNrEiAudHJhZGV3aXJlLnYxLkhlYWx0aENoZWNrUmVxdWVzdBohLnRyYWRld2lyZS52MS5IZWFsdGhDaGVja1Jlc3BvbnNlIhWQAgGC0+STAgwSCi92MS9oZWFsdGgSaAoIR2V0VHJhZGUSHS50cmFkZXdpcmUudjEuR2V0VHJhZGVSZXF1ZXN0GhkudHJhZGV3aXJlLnYxLlRyYWRlUmVzdWx0IiKQAgGC0+STAhkSFy92MS90cmFkZXMve3JlcXVlc3RfaWR9En0KC0NhbmNlbFRyYWRlEiAudHJhZGV3aXJlLnYxLkNhbmNlbFRyYWRlUmVxdWVzdBohLnRyYWRld2lyZS52MS5DYW5jZWxUcmFkZVJlc3BvbnNlIimC0+STAiM6ASoiHi92MS90cmFkZXMve3JlcXVlc3RfaWR9OmNhbmNlbBKBAQoRRXhlY3V0ZVRyYWRlQmF0Y2gSJi50cmFkZXdpcmUudjEuRXhlY3V0ZVRyYWRlQmF0Y2hSZXF1ZXN0GicudHJhZGV3aXJlLnYxLkV4ZWN1dGVUcmFkZUJhdGNoUmVzcG9uc2UiG4LT5JMCFToBKiIQL3YxL3RyYWRlczpiYXRjaBJyCgxUcmFkZVNlc3Npb24SIS50cmFkZXdpcmUudjEuVHJhZGVTZXNzaW9uUmVxdWVzdBoiLnRyYWRld2lyZS52MS5UcmFkZVNlc3Npb25SZXNwb25zZSIXgtPkkwIROgEqIgwvdjEvc2Vzc2lvbnMoATABYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_tradewire_v1_trade]);
+  fileDesc("Chp0cmFkZXdpcmUvdjEvc2VydmljZS5wcm90bxIMdHJhZGV3aXJlLnYxImgKHFN0cmVhbUV4ZWN1dGlvblN0YXR1c1JlcXVlc3QSMQoKcmVxdWVzdF9pZBgBIAEoCUIdukgachgQARhAMhJeW0EtWmEtejAtOS5fOi1dKyQSFQoNZnJvbV9zZXF1ZW5jZRgCIAEoBCJECg9HZXRUcmFkZVJlcXVlc3QSMQoKcmVxdWVzdF9pZBgBIAEoCUIdukgachgQARhAMhJeW0EtWmEtejAtOS5fOi1dKyQiYQoSQ2FuY2VsVHJhZGVSZXF1ZXN0EjEKCnJlcXVlc3RfaWQYASABKAlCHbpIGnIYEAEYQDISXltBLVphLXowLTkuXzotXSskEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMYgAIiVAoTQ2FuY2VsVHJhZGVSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgJEikKBnN0YXR1cxgCIAEoDjIZLnRyYWRld2lyZS52MS5UcmFkZVN0YXR1cyJtChhFeGVjdXRlVHJhZGVCYXRjaFJlcXVlc3QSNgoGdHJhZGVzGAEgAygLMhoudHJhZGV3aXJlLnYxLlRyYWRlUmVxdWVzdEIKukgHkgEECAEQZBIZChFhdG9taWNfdmFsaWRhdGlvbhgCIAEoCCKDAQoPQmF0Y2hJdGVtUmVzdWx0Eg0KBWluZGV4GAEgASgNEisKBnJlc3VsdBgCIAEoCzIZLnRyYWRld2lyZS52MS5UcmFkZVJlc3VsdEgAEikKBWVycm9yGAMgASgLMhgudHJhZGV3aXJlLnYxLlRyYWRlRXJyb3JIAEIJCgdvdXRjb21lIksKGUV4ZWN1dGVUcmFkZUJhdGNoUmVzcG9uc2USLgoHcmVzdWx0cxgBIAMoCzIdLnRyYWRld2lyZS52MS5CYXRjaEl0ZW1SZXN1bHQihwEKE1RyYWRlU2Vzc2lvblJlcXVlc3QSKwoFdHJhZGUYASABKAsyGi50cmFkZXdpcmUudjEuVHJhZGVSZXF1ZXN0SAASMgoGY2FuY2VsGAIgASgLMiAudHJhZGV3aXJlLnYxLkNhbmNlbFRyYWRlUmVxdWVzdEgAQg8KBmFjdGlvbhIFukgCCAEitQEKFFRyYWRlU2Vzc2lvblJlc3BvbnNlEi8KBnN0YXR1cxgBIAEoCzIdLnRyYWRld2lyZS52MS5FeGVjdXRpb25TdGF0dXNIABIrCgVlcnJvchgCIAEoCzIaLnRyYWRld2lyZS52MS5TZXNzaW9uRXJyb3JIABI2CgljYW5jZWxsZWQYAyABKAsyIS50cmFkZXdpcmUudjEuQ2FuY2VsVHJhZGVSZXNwb25zZUgAQgcKBWV2ZW50IksKDFNlc3Npb25FcnJvchISCgpyZXF1ZXN0X2lkGAEgASgJEicKBWVycm9yGAIgASgLMhgudHJhZGV3aXJlLnYxLlRyYWRlRXJyb3Ii2wIKFkdldFRyYWRlSGlzdG9yeVJlcXVlc3QSMQoEbW9kZRgBIAEoDjIZLnRyYWRld2lyZS52MS5UcmFkaW5nTW9kZUIIukgFggECEAESNwoEbWludBgCIAEoCUIpukgmciQYLDIgXihbMS05QS1ISi1OUC1aYS1rbS16XXszMiw0NH0pPyQSPAoIc3RhdHVzZXMYAyADKA4yGS50cmFkZXdpcmUudjEuVHJhZGVTdGF0dXNCD7pIDJIBCRAQIgWCAQIQARIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoJcGFnZV9zaXplGAYgASgNQgi6SAUqAxj0AxIcCgpwYWdlX3Rva2VuGAcgASgJQgi6SAVyAxiABCJdChdHZXRUcmFkZUhpc3RvcnlSZXNwb25zZRIpCgZ0cmFkZXMYASADKAsyGS50cmFkZXdpcmUudjEuVHJhZGVSZXN1bHQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoEBChNHZXRQb3NpdGlvbnNSZXF1ZXN0EjEKBG1vZGUYASABKA4yGS50cmFkZXdpcmUudjEuVHJhZGluZ01vZGVCCLpIBYIBAhABEjcKBG1pbnQYAiABKAlCKbpIJnIkGCwyIF4oWzEtOUEtSEotTlAtWmEta20tel17MzIsNDR9KT8kIhIKEEdldE1hcmtldFJlcXVlc3QiZwoKTWFya2V0TWludBIOCgZzeW1ib2wYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIQCghkZWNpbWFscxgDIAEoDRISCgptaW5fYW1vdW50GAQgASgJEhIKCm1heF9hbW91bnQYBSABKAkiMwoKTWFya2V0UGFpchIRCgliYXNlX21pbnQYASABKAkSEgoKcXVvdGVfbWludBgCIAEoCSJ9ChFHZXRNYXJrZXRSZXNwb25zZRInCgVtaW50cxgBIAMoCzIYLnRyYWRld2lyZS52MS5NYXJrZXRNaW50EicKBXBhaXJzGAIgAygLMhgudHJhZGV3aXJlLnYxLk1hcmtldFBhaXISFgoOdmFsdWF0aW9uX21pbnQYAyABKAkilQIKCFBvc2l0aW9uEicKBG1vZGUYASABKA4yGS50cmFkZXdpcmUudjEuVHJhZGluZ01vZGUSDAoEbWludBgCIAEoCRIOCgZzeW1ib2wYAyABKAkSDgoGYW1vdW50GAQgASgJEhQKDGF2ZXJhZ2VfY29zdBgFIAEoCRISCgpjb3N0X2Jhc2lzGAYgASgJEhQKDG1hcmtldF9wcmljZRgHIAEoCRIUCgxtYXJrZXRfdmFsdWUYCCABKAkSFAoMcmVhbGl6ZWRfcG5sGAkgASgJEhYKDnVucmVhbGl6ZWRfcG5sGAogASgJEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIogBChRHZXRQb3NpdGlvbnNSZXNwb25zZRIpCglwb3NpdGlvbnMYASADKAsyFi50cmFkZXdpcmUudjEuUG9zaXRpb24SFgoOdmFsdWF0aW9uX21pbnQYAiABKAkSGgoSdG90YWxfbWFya2V0X3ZhbHVlGAMgASgJEhEKCXRvdGFsX3BubBgEIAEoCSIUChJIZWFsdGhDaGVja1JlcXVlc3QiXQoPQ29tcG9uZW50SGVhbHRoEgwKBG5hbWUYASABKAkSKwoGc3RhdHVzGAIgASgOMhsudHJhZGV3aXJlLnYxLlNlcnZpbmdTdGF0dXMSDwoHbWVzc2FnZRgDIAEoCSJ8CgxDYWxsZXJTdGF0dXMSEQoJcHJpbmNpcGFsGAEgASgJEg4KBnNjb3BlcxgCIAMoCRIcChRyYXRlX2xpbWl0X3JlbWFpbmluZxgDIAEoDRIYChByYXRlX2xpbWl0X2xpbWl0GAQgASgNEhEKCWluX2ZsaWdodBgFIAEoDSLjAQoTSGVhbHRoQ2hlY2tSZXNwb25zZRIrCgZzdGF0dXMYASABKA4yGy50cmFkZXdpcmUudjEuU2VydmluZ1N0YXR1cxIxCgpjb21wb25lbnRzGAIgAygLMh0udHJhZGV3aXJlLnYxLkNvbXBvbmVudEhlYWx0aBIPCgd2ZXJzaW9uGAMgASgJEi8KC3NlcnZlcl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgZjYWxsZXIYBSABKAsyGi50cmFkZXdpcmUudjEuQ2FsbGVyU3RhdHVzKogBCg1TZXJ2aW5nU3RhdHVzEh4KGlNFUlZJTkdfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWU0VSVklOR19TVEFUVVNfU0VSVklORxABEhsKF1NFUlZJTkdfU1RBVFVTX0RFR1JBREVEEAISHgoaU0VSVklOR19TVEFUVVNfTk9UX1NFUlZJTkcQAzKwCQoVVHJhZGVFeGVjdXRpb25TZXJ2aWNlElwKDEV4ZWN1dGVUcmFkZRIaLnRyYWRld2lyZS52MS5UcmFkZVJlcXVlc3QaGS50cmFkZXdpcmUudjEuVHJhZGVSZXN1bHQiFYLT5JMCDzoBKiIKL3YxL3RyYWRlcxKPAQoVU3RyZWFtRXhlY3V0aW9uU3RhdHVzEioudHJhZGV3aXJlLnYxLlN0cmVhbUV4ZWN1dGlvblN0YXR1c1JlcXVlc3QaHS50cmFkZXdpcmUudjEuRXhlY3V0aW9uU3RhdHVzIimQAgGC0+STAiASHi92MS90cmFkZXMve3JlcXVlc3RfaWR9L3N0YXR1czABEoQBCg9HZXRUcmFkZUhpc3RvcnkSJC50cmFkZXdpcmUudjEuR2V0VHJhZGVIaXN0b3J5UmVxdWVzdBolLnRyYWRld2lyZS52MS5HZXRUcmFkZUhpc3RvcnlSZXNwb25zZSIkkAIBgtPkkwIbWg0SCy92MS9oaXN0b3J5EgovdjEvdHJhZGVzEm8KDEdldFBvc2l0aW9ucxIhLnRyYWRld2lyZS52MS5HZXRQb3NpdGlvbnNSZXF1ZXN0GiIudHJhZGV3aXJlLnYxLkdldFBvc2l0aW9uc1Jlc3BvbnNlIhiQAgGC0+STAg8SDS92MS9wb3NpdGlvbnMSYwoJR2V0TWFya2V0Eh4udHJhZGV3aXJlLnYxLkdldE1hcmtldFJlcXVlc3QaHy50cmFkZXdpcmUudjEuR2V0TWFya2V0UmVzcG9uc2UiFZACAYLT5JMCDBIKL3YxL21hcmtldBJpCgtIZWFsdGhDaGVjaxIgLnRyYWRld2lyZS52MS5IZWFsdGhDaGVja1JlcXVlc3QaIS50cmFkZXdpcmUudjEuSGVhbHRoQ2hlY2tSZXNwb25zZSIVkAIBgtPkkwIMEgovdjEvaGVhbHRoEmgKCEdldFRyYWRlEh0udHJhZGV3aXJlLnYxLkdldFRyYWRlUmVxdWVzdBoZLnRyYWRld2lyZS52MS5UcmFkZVJlc3VsdCIikAIBgtPkkwIZEhcvdjEvdHJhZGVzL3tyZXF1ZXN0X2lkfRJ9CgtDYW5jZWxUcmFkZRIgLnRyYWRld2lyZS52MS5DYW5jZWxUcmFkZVJlcXVlc3QaIS50cmFkZXdpcmUudjEuQ2FuY2VsVHJhZGVSZXNwb25zZSIpgtPkkwIjOgEqIh4vdjEvdHJhZGVzL3tyZXF1ZXN0X2lkfTpjYW5jZWwSgQEKEUV4ZWN1dGVUcmFkZUJhdGNoEiYudHJhZGV3aXJlLnYxLkV4ZWN1dGVUcmFkZUJhdGNoUmVxdWVzdBonLnRyYWRld2lyZS52MS5FeGVjdXRlVHJhZGVCYXRjaFJlc3BvbnNlIhuC0+STAhU6ASoiEC92MS90cmFkZXM6YmF0Y2gScgoMVHJhZGVTZXNzaW9uEiEudHJhZGV3aXJlLnYxLlRyYWRlU2Vzc2lvblJlcXVlc3QaIi50cmFkZXdpcmUudjEuVHJhZGVTZXNzaW9uUmVzcG9uc2UiF4LT5JMCEToBKiIML3YxL3Nlc3Npb25zKAEwAWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_tradewire_v1_trade]);
 
 /**
  * @generated from message tradewire.v1.StreamExecutionStatusRequest
@@ -400,6 +400,115 @@ export const GetPositionsRequestSchema: GenMessage<GetPositionsRequest> = /*@__P
   messageDesc(file_tradewire_v1_service, 12);
 
 /**
+ * @generated from message tradewire.v1.GetMarketRequest
+ */
+export type GetMarketRequest = Message<"tradewire.v1.GetMarketRequest"> & {
+};
+
+/**
+ * Describes the message tradewire.v1.GetMarketRequest.
+ * Use `create(GetMarketRequestSchema)` to create a new message.
+ */
+export const GetMarketRequestSchema: GenMessage<GetMarketRequest> = /*@__PURE__*/
+  messageDesc(file_tradewire_v1_service, 13);
+
+/**
+ * One mint the gateway accepts, with the amounts a trade of it may have.
+ *
+ * @generated from message tradewire.v1.MarketMint
+ */
+export type MarketMint = Message<"tradewire.v1.MarketMint"> & {
+  /**
+   * @generated from field: string symbol = 1;
+   */
+  symbol: string;
+
+  /**
+   * Base58 mint address.
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * @generated from field: uint32 decimals = 3;
+   */
+  decimals: number;
+
+  /**
+   * Smallest and largest amount of one trade, in token units (decimal strings).
+   *
+   * @generated from field: string min_amount = 4;
+   */
+  minAmount: string;
+
+  /**
+   * @generated from field: string max_amount = 5;
+   */
+  maxAmount: string;
+};
+
+/**
+ * Describes the message tradewire.v1.MarketMint.
+ * Use `create(MarketMintSchema)` to create a new message.
+ */
+export const MarketMintSchema: GenMessage<MarketMint> = /*@__PURE__*/
+  messageDesc(file_tradewire_v1_service, 14);
+
+/**
+ * Two mints that trade, in either direction (mint addresses).
+ *
+ * @generated from message tradewire.v1.MarketPair
+ */
+export type MarketPair = Message<"tradewire.v1.MarketPair"> & {
+  /**
+   * @generated from field: string base_mint = 1;
+   */
+  baseMint: string;
+
+  /**
+   * @generated from field: string quote_mint = 2;
+   */
+  quoteMint: string;
+};
+
+/**
+ * Describes the message tradewire.v1.MarketPair.
+ * Use `create(MarketPairSchema)` to create a new message.
+ */
+export const MarketPairSchema: GenMessage<MarketPair> = /*@__PURE__*/
+  messageDesc(file_tradewire_v1_service, 15);
+
+/**
+ * @generated from message tradewire.v1.GetMarketResponse
+ */
+export type GetMarketResponse = Message<"tradewire.v1.GetMarketResponse"> & {
+  /**
+   * @generated from field: repeated tradewire.v1.MarketMint mints = 1;
+   */
+  mints: MarketMint[];
+
+  /**
+   * @generated from field: repeated tradewire.v1.MarketPair pairs = 2;
+   */
+  pairs: MarketPair[];
+
+  /**
+   * The mint positions and PnL are valued in.
+   *
+   * @generated from field: string valuation_mint = 3;
+   */
+  valuationMint: string;
+};
+
+/**
+ * Describes the message tradewire.v1.GetMarketResponse.
+ * Use `create(GetMarketResponseSchema)` to create a new message.
+ */
+export const GetMarketResponseSchema: GenMessage<GetMarketResponse> = /*@__PURE__*/
+  messageDesc(file_tradewire_v1_service, 16);
+
+/**
  * Holdings of one mint in one mode, valued in the valuation mint (USDC by default).
  *
  * @generated from message tradewire.v1.Position
@@ -482,7 +591,7 @@ export type Position = Message<"tradewire.v1.Position"> & {
  * Use `create(PositionSchema)` to create a new message.
  */
 export const PositionSchema: GenMessage<Position> = /*@__PURE__*/
-  messageDesc(file_tradewire_v1_service, 13);
+  messageDesc(file_tradewire_v1_service, 17);
 
 /**
  * @generated from message tradewire.v1.GetPositionsResponse
@@ -520,7 +629,7 @@ export type GetPositionsResponse = Message<"tradewire.v1.GetPositionsResponse"> 
  * Use `create(GetPositionsResponseSchema)` to create a new message.
  */
 export const GetPositionsResponseSchema: GenMessage<GetPositionsResponse> = /*@__PURE__*/
-  messageDesc(file_tradewire_v1_service, 14);
+  messageDesc(file_tradewire_v1_service, 18);
 
 /**
  * @generated from message tradewire.v1.HealthCheckRequest
@@ -533,7 +642,7 @@ export type HealthCheckRequest = Message<"tradewire.v1.HealthCheckRequest"> & {
  * Use `create(HealthCheckRequestSchema)` to create a new message.
  */
 export const HealthCheckRequestSchema: GenMessage<HealthCheckRequest> = /*@__PURE__*/
-  messageDesc(file_tradewire_v1_service, 15);
+  messageDesc(file_tradewire_v1_service, 19);
 
 /**
  * @generated from message tradewire.v1.ComponentHealth
@@ -562,7 +671,7 @@ export type ComponentHealth = Message<"tradewire.v1.ComponentHealth"> & {
  * Use `create(ComponentHealthSchema)` to create a new message.
  */
 export const ComponentHealthSchema: GenMessage<ComponentHealth> = /*@__PURE__*/
-  messageDesc(file_tradewire_v1_service, 16);
+  messageDesc(file_tradewire_v1_service, 20);
 
 /**
  * The authenticated caller, when the health check carried credentials.
@@ -607,7 +716,7 @@ export type CallerStatus = Message<"tradewire.v1.CallerStatus"> & {
  * Use `create(CallerStatusSchema)` to create a new message.
  */
 export const CallerStatusSchema: GenMessage<CallerStatus> = /*@__PURE__*/
-  messageDesc(file_tradewire_v1_service, 17);
+  messageDesc(file_tradewire_v1_service, 21);
 
 /**
  * @generated from message tradewire.v1.HealthCheckResponse
@@ -646,7 +755,7 @@ export type HealthCheckResponse = Message<"tradewire.v1.HealthCheckResponse"> & 
  * Use `create(HealthCheckResponseSchema)` to create a new message.
  */
 export const HealthCheckResponseSchema: GenMessage<HealthCheckResponse> = /*@__PURE__*/
-  messageDesc(file_tradewire_v1_service, 18);
+  messageDesc(file_tradewire_v1_service, 22);
 
 /**
  * @generated from enum tradewire.v1.ServingStatus
@@ -727,6 +836,16 @@ export const TradeExecutionService: GenService<{
     methodKind: "unary";
     input: typeof GetPositionsRequestSchema;
     output: typeof GetPositionsResponseSchema;
+  },
+  /**
+   * The tradable universe: the mints this gateway accepts and the pairs that trade.
+   *
+   * @generated from rpc tradewire.v1.TradeExecutionService.GetMarket
+   */
+  getMarket: {
+    methodKind: "unary";
+    input: typeof GetMarketRequestSchema;
+    output: typeof GetMarketResponseSchema;
   },
   /**
    * Service health per component; also describes the caller when credentials are sent.
