@@ -82,7 +82,10 @@ class RedisEventBus:
             await self._queued.wait()
             self._queued.clear()
             batch, self._queue = self._queue, []
-            await self._send(batch)
+            try:
+                await self._send(batch)
+            except Exception:  # not Redis being away (that is retried): never stop publishing for good
+                log.exception("dropped %d status events that could not be published to Redis", len(batch))
             if not self._queue:
                 self._idle.set()
 

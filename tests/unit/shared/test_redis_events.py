@@ -1,0 +1,51 @@
+"""Status events reach Redis without the event loop waiting on it: in order, batched, and
+kept (then sent) while Redis is away."""
+
+import uuid
+
+import redis.asyncio as aredis
+
+from support.redis_server import RedisServer
+from tradewire.core.shared.redis_events import RedisEventBus
+from tradewire.v1 import trade_pb2 as pb
+
+
+def event(request_id: str, sequence: int, terminal: bool = False) -> pb.ExecutionStatus:
+    return pb.ExecutionStatus(request_id=request_id, sequence=sequence, terminal=terminal,
+                              stage=pb.TRADE_STATUS_FILLED if terminal else pb.TRADE_STATUS_ROUTED)
+
+
+def stream_of(client, key) -> list[pb.ExecutionStatus]:
+    return [pb.ExecutionStatus.FromString(fields[b"e"])
+            for _, fields in client.xrange(f"tw:events:{key[0]}:{key[1]}")]
+
+
+async def test_events_land_in_order_and_a_finished_stream_expires(redis_server):
+    bus = RedisEventBus(aredis.Redis.from_url(redis_server.url), retain_s=120)
+    key = ("alice", f"t-{uuid.uuid4().hex[:8]}")
+    for sequence in range(1, 10):
+        bus.publish(key, event(key[1], sequence, terminal=sequence == 9))  # no await: the loop never waits
+    assert await bus.flush(timeout=10)
+    client = redis_server.client()
+    assert [e.sequence for e in stream_of(client, key)] == list(range(1, 10))
+    assert 0 < client.ttl(f"tw:events:{key[0]}:{key[1]}") <= 120
+    followed = [e.sequence async for e in bus.follow(key, 4, heartbeat_s=1)]
+    assert followed == list(range(4, 10))
+    await bus.close()
+
+
+async def test_events_published_while_redis_is_away_arrive_once_it_is_back(tmp_path):
+    later = RedisServer(tmp_path / "redis")  # its port is chosen; nothing listens there yet
+    bus = RedisEventBus(aredis.Redis.from_url(later.url, socket_connect_timeout=0.5))
+    key = ("bob", f"t-{uuid.uuid4().hex[:8]}")
+    for sequence in (1, 2, 3):
+        bus.publish(key, event(key[1], sequence))
+    assert not await bus.flush(timeout=0.3)  # Redis is down: kept, not lost
+    later.start()
+    try:
+        bus.publish(key, event(key[1], 4, terminal=True))
+        assert await bus.flush(timeout=15)
+        assert [e.sequence for e in stream_of(later.client(), key)] == [1, 2, 3, 4]
+        await bus.close()
+    finally:
+        later.stop()
