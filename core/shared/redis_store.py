@@ -12,6 +12,7 @@ Keys (``{p}`` principal, ``{r}`` request id):
   tw:running:{replica}  set of "{p}\\x00{r}" claimed by a replica and not yet terminal
   tw:hold:{p}:{mode}    hash: mint → "amount:cost_basis:realized_pnl" (integers), and "_v",
                         a version bumped by every write (fills are compare-and-set on it)
+  tw:fills:{p}:{mode}   set of the fill ids applied to those holdings (fills booked once)
   tw:wallet:{p}:{mode}  present once the starting wallet was given
 """
 
@@ -41,10 +42,19 @@ return false
 
 # A fill's holdings, written only if nobody wrote them since they were read (version "_v").
 # KEYS[1] the holdings hash; ARGV[1] the version read ('' for none), then mint, packed pairs.
+# With a fill id, KEYS[2] is the set of applied fill ids and the last ARGV the id: it is added
+# with the holdings, and an id already there writes nothing and returns 0.
+# Returns the new version, false when the version moved (read again), or 0.
 _WRITE_IF_UNCHANGED = """
+local last = #ARGV
+if #KEYS == 2 then
+  if redis.call('SISMEMBER', KEYS[2], ARGV[last]) == 1 then return 0 end
+  last = last - 1
+end
 local version = redis.call('HGET', KEYS[1], '_v') or ''
 if version ~= ARGV[1] then return false end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 2, last, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if #KEYS == 2 then redis.call('SADD', KEYS[2], ARGV[#ARGV]) end
 return redis.call('HINCRBY', KEYS[1], '_v', 1)
 """
 _VERSION = b"_v"
@@ -54,6 +64,11 @@ _HISTORY_BATCH = 256
 def _holding(mint: str, packed: bytes) -> Holding:
     amount, cost, realized = (int(x) for x in packed.split(b":"))
     return Holding(mint, amount, cost, realized)
+
+
+def _versioned_holdings(raw: dict[bytes, bytes]) -> tuple[str, dict[str, Holding]]:
+    version = raw.pop(_VERSION, b"").decode()
+    return version, {m.decode(): _holding(m.decode(), v) for m, v in raw.items()}
 
 
 def _pack_holding(h: Holding) -> str:
@@ -155,9 +170,16 @@ class RedisTradeStore:
 
     def _read_holdings(self, principal_id: str, mode: int) -> tuple[str, dict[str, Holding]]:
         """(version, holdings): the version to write them back against."""
-        raw = self._r.hgetall(f"tw:hold:{principal_id}:{mode}")
-        version = raw.pop(_VERSION, b"").decode()
-        return version, {m.decode(): _holding(m.decode(), v) for m, v in raw.items()}
+        return _versioned_holdings(self._r.hgetall(f"tw:hold:{principal_id}:{mode}"))
+
+    def _read_holdings_and_fill(self, principal_id: str, mode: int,
+                                fill_id: str) -> tuple[str, dict[str, Holding], bool]:
+        """(version, holdings, whether ``fill_id`` was applied to them), read at one instant."""
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hgetall(f"tw:hold:{principal_id}:{mode}")
+        pipe.sismember(f"tw:fills:{principal_id}:{mode}", fill_id)
+        raw, applied = pipe.execute()
+        return *_versioned_holdings(raw), bool(applied)
 
     def ensure_wallet(self, principal_id: str, mode: int, initial: Sequence[Holding]) -> None:
         if self._r.set(f"tw:wallet:{principal_id}:{mode}", 1, nx=True) and initial:
@@ -167,15 +189,32 @@ class RedisTradeStore:
             pipe.hincrby(key, "_v", 1)  # a fill computed on what was there before must retry
             pipe.execute()
 
-    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs) -> dict[str, Holding]:
+    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs,
+                   fill_id: str | None = None) -> dict[str, Holding]:
         """Optimistic: read, apply, and write in one script only if the version is unchanged,
-        else read again (another replica booked meanwhile). Two round trips when uncontended."""
+        else read again (another replica booked meanwhile). Two round trips when uncontended,
+        with or without a fill id (the id is checked in the read and again in the script)."""
+        if fill_id is not None:
+            return self._apply_fill_once(principal_id, mode, legs, fill_id)
         while True:
             version, current = self._read_holdings(principal_id, mode)
             updated = apply_fill(current, legs)  # raises InsufficientBalance: nothing written
             changed = [x for m, h in updated.items() if current.get(m) != h for x in (m, _pack_holding(h))]
             if self._write_if_unchanged(keys=[f"tw:hold:{principal_id}:{mode}"], args=[version, *changed]):
                 return updated
+
+    def _apply_fill_once(self, principal_id: str, mode: int, legs: FillLegs, fill_id: str) -> dict[str, Holding]:
+        while True:
+            version, current, applied = self._read_holdings_and_fill(principal_id, mode, fill_id)
+            if applied:  # checked before apply_fill: these holdings already include the fill
+                return current
+            updated = apply_fill(current, legs)  # raises InsufficientBalance: nothing written
+            changed = [x for m, h in updated.items() if current.get(m) != h for x in (m, _pack_holding(h))]
+            keys = [f"tw:hold:{principal_id}:{mode}", f"tw:fills:{principal_id}:{mode}"]
+            if self._write_if_unchanged(keys=keys, args=[version, *changed, fill_id]):
+                return updated
+            # None: the version moved; 0: another replica applied this very fill since the
+            # read. Either way read again (the next read reports the latter as applied).
 
     # -- the replica's own webhook outbox --------------------------------------------------
 

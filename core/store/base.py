@@ -102,7 +102,14 @@ class TradeStore(Protocol):
     def ensure_wallet(self, principal_id: str, mode: int, initial: Sequence[Holding]) -> None:
         """Give a principal its starting holdings once."""
 
-    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs) -> dict[str, Holding]:
-        """Atomically apply a fill; raises portfolio.InsufficientBalance and changes nothing then."""
+    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs,
+                   fill_id: str | None = None) -> dict[str, Holding]:
+        """Atomically apply a fill and return the holdings after it; raises
+        portfolio.InsufficientBalance and changes nothing then.
+
+        With ``fill_id`` the fill is applied at most once per (principal, mode): the id is
+        recorded atomically with the holdings change, and if it was applied before, nothing
+        changes (no balance check either) and the current holdings are returned. So a booking
+        interrupted by a crash can simply be run again with the same id."""
 
     def close(self) -> None: ...

@@ -19,8 +19,12 @@ A partial unique index allows at most one non-void row per (principal, request i
 second transaction for the same request cannot even be recorded while one may be live.
 
 ``booked``: 0 not booked, 1 booking claimed, 2 booked. Booking is claimed before the
-holdings are changed, so a crash in between can lose a booking (logged at start-up) but can
-never book a fill twice.
+holdings are changed (they live in another database: trades.db or Redis), and the holdings
+change carries the transaction's signature as its fill id, which the trade store applies at
+most once. A booking a crash interrupted (still 1 at start-up) is simply run again: the fill
+is applied if it never was and skipped if it was, so every fill is booked exactly once.
+``realized_before`` (the principal's LIVE realised PnL when the booking was claimed) lets
+that re-run still record the fill's ``pnl_delta`` when the holdings already include it.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ CREATE TABLE IF NOT EXISTS live_orders (
     outcome TEXT,
     booked INTEGER NOT NULL DEFAULT 0,
     pnl_delta INTEGER,
+    realized_before INTEGER,
     broadcasts INTEGER NOT NULL DEFAULT 0,
     created_ns INTEGER NOT NULL,
     updated_ns INTEGER NOT NULL,
@@ -64,8 +69,11 @@ CREATE INDEX IF NOT EXISTS live_orders_by_state ON live_orders (state);
 CREATE INDEX IF NOT EXISTS live_orders_by_final ON live_orders (final_ns);
 """
 
+# Columns added after the first schema, for journals created before them.
+_ADDED_COLUMNS = (("realized_before", "INTEGER"),)
+
 _COLUMNS = ("signature, principal, request_id, state, route, tx, bundle, bundle_id, last_valid_block_height,"
-            " request, quote, outcome, booked, pnl_delta, broadcasts, created_ns")
+            " request, quote, outcome, booked, pnl_delta, broadcasts, created_ns, realized_before")
 
 
 class AlreadyRecorded(Exception):
@@ -90,6 +98,7 @@ class LiveOrder:
     pnl_delta: int | None
     broadcasts: int
     created_ns: int
+    realized_before: int | None  # the principal's LIVE realised PnL when its booking was claimed
 
     @property
     def wires(self) -> tuple[bytes, ...]:
@@ -115,7 +124,7 @@ def _row(r) -> LiveOrder:
         signature=r[0], principal=r[1], request_id=r[2], state=r[3], route=r[4], tx=bytes(r[5]),
         bundle=_unpack(r[6]), bundle_id=r[7], last_valid_block_height=r[8], request=bytes(r[9]),
         quote=json.loads(r[10]), outcome=json.loads(r[11]) if r[11] else None, booked=r[12],
-        pnl_delta=r[13], broadcasts=r[14], created_ns=r[15],
+        pnl_delta=r[13], broadcasts=r[14], created_ns=r[15], realized_before=r[16],
     )
 
 
@@ -128,6 +137,10 @@ class LiveOrderStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(live_orders)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE live_orders ADD COLUMN {name} {kind}")
 
     # -- writes (each one statement: atomic) --------------------------------------------
 
@@ -179,9 +192,11 @@ class LiveOrderStore:
             " AND state = ?", (state, json.dumps(outcome), now, now, signature, PENDING))
         return cur.rowcount == 1
 
-    def claim_booking(self, signature: str) -> bool:
-        return self._db.execute("UPDATE live_orders SET booked = 1 WHERE signature = ? AND booked = 0",
-                                (signature,)).rowcount == 1
+    def claim_booking(self, signature: str, realized_before: int | None = None) -> bool:
+        """Claim the row's booking (False if it was claimed before), noting the realised PnL
+        it starts from."""
+        return self._db.execute("UPDATE live_orders SET booked = 1, realized_before = ? WHERE signature = ?"
+                                " AND booked = 0", (realized_before, signature)).rowcount == 1
 
     def booked(self, signature: str, pnl_delta: int) -> None:
         self._db.execute("UPDATE live_orders SET booked = 2, pnl_delta = ? WHERE signature = ?",
@@ -218,6 +233,7 @@ class LiveOrderStore:
         return [_row(r) for r in rows]
 
     def booking_interrupted(self) -> list[LiveOrder]:
+        """Rows whose booking was claimed but not finished (the process stopped in between)."""
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM live_orders WHERE booked = 1").fetchall()
         return [_row(r) for r in rows]
 

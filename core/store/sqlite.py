@@ -43,6 +43,13 @@ CREATE TABLE IF NOT EXISTS holdings (
     updated_ns INTEGER NOT NULL,
     PRIMARY KEY (principal, mode, mint)
 );
+CREATE TABLE IF NOT EXISTS applied_fills (
+    principal TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    fill_id TEXT NOT NULL,
+    applied_ns INTEGER NOT NULL,
+    PRIMARY KEY (principal, mode, fill_id)
+);
 CREATE TABLE IF NOT EXISTS wallets (
     principal TEXT NOT NULL,
     mode INTEGER NOT NULL,
@@ -279,15 +286,25 @@ class SqliteStore:
             if cur.rowcount == 1:
                 self._write_holdings(principal_id, mode, {h.mint: h for h in initial})
 
-    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs) -> dict[str, Holding]:
+    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs,
+                   fill_id: str | None = None) -> dict[str, Holding]:
         key = (principal_id, mode)
         with self._transaction():  # BEGIN IMMEDIATE first: data_version is then checked under the write lock
             current = self._current_holdings(principal_id, mode)
+            # The id row commits or rolls back with the holdings (a refused fill records no id).
+            if fill_id is not None and not self._record_fill_id(principal_id, mode, fill_id):
+                return dict(current)  # applied before: nothing to change
             updated = apply_fill(current, legs)
             self._holdings.pop(key, None)  # until committed
             self._write_holdings(principal_id, mode, {m: h for m, h in updated.items() if current.get(m) != h})
         self._holdings[key] = updated
         return dict(updated)
+
+    def _record_fill_id(self, principal_id: str, mode: int, fill_id: str) -> bool:
+        """False when the fill id was recorded before."""
+        return self._db.execute(
+            "INSERT INTO applied_fills VALUES (?,?,?,?) ON CONFLICT (principal, mode, fill_id) DO NOTHING",
+            (principal_id, mode, fill_id, time.time_ns())).rowcount == 1
 
     def _write_holdings(self, principal_id: str, mode: int, holdings: dict[str, Holding]) -> None:
         now = time.time_ns()

@@ -510,6 +510,46 @@ async def test_restart_completes_the_trade_record_when_no_runner_reconciles(make
     assert second.recorder.fills == [record.result.signature]
 
 
+@pytest.mark.parametrize("stopped", ["after_the_claim", "after_the_holdings_changed"])
+async def test_a_booking_interrupted_by_a_stop_is_completed_exactly_once_at_restart(make_live, host, rules, tmp_path,
+                                                                                   stopped: str) -> None:
+    """Booking has no await inside, so a real kill cannot land between its steps on purpose:
+    the first executor's booking is cut in-process at that point instead (as if the process
+    died there), then executors are started on the same data."""
+    wallet = fund(host.devnet, 10 * LAMPORTS, {"USDC": 1_000 * 10**6})
+    first = await make_live(wallet, directory=tmp_path / "node3")
+    if stopped == "after_the_claim":
+        def stop_before_the_holdings_write(*args, **kwargs):
+            raise RuntimeError("the process stops here")
+
+        first.store.apply_fill = stop_before_the_holdings_write  # claimed (booked=1), holdings untouched
+    else:
+        first.orders.booked = lambda *args: None  # holdings changed, booked stays 1
+    run = await first.run(first.order("interrupted-1", USDC, SOL, "3"))
+    assert run.outcome.status == pb.TRADE_STATUS_FILLED
+    signature, fees = run.signature, run.outcome.fill.fees.total_lamports
+    assert [o.signature for o in first.orders.booking_interrupted()] == [signature]
+    usdc_booked = first.store.holdings("alice", LIVE)[USDC].amount
+    assert usdc_booked == (1_000 * 10**6 if stopped == "after_the_claim" else 997 * 10**6)
+    await first.executor.close()
+
+    def book_matches_the_chain(h) -> None:
+        holdings = h.store.holdings("alice", LIVE)
+        assert holdings[USDC].amount == token_amount(host.devnet, wallet.pubkey(), USDC) == 997 * 10**6
+        assert holdings[SOL].amount == lamports(host.devnet, wallet.pubkey())
+        row = h.orders.get(signature)
+        assert row.booked == 2 and row.pnl_delta == -(fees * 150 // 1000)  # the fees, as in the daily loss test
+
+    second = await make_live(wallet, directory=tmp_path / "node3")
+    assert second.orders.booking_interrupted() == []
+    book_matches_the_chain(second)
+    await second.executor.close()
+
+    third = await make_live(wallet, directory=tmp_path / "node3")  # a second restart books nothing again
+    book_matches_the_chain(third)
+    assert wallet_tx_count(host.devnet, wallet.pubkey()) == 1
+
+
 # -- wallet health and secrets ---------------------------------------------------------------------
 
 

@@ -172,6 +172,27 @@ def test_journal_state_machine_and_start_up_voiding(tmp_path: Path) -> None:
         later.finalize("b", PREPARED, {})
 
 
+def test_a_claimed_booking_notes_where_its_pnl_starts_and_is_listed_until_booked(tmp_path: Path) -> None:
+    store = LiveOrderStore(tmp_path / "live.db")
+    _prepare(store, "s")
+    store.mark_pending("s")
+    store.finalize("s", LANDED, {"status": 6})
+    assert store.claim_booking("s", realized_before=-700) and not store.claim_booking("s", realized_before=0)
+    assert [(o.signature, o.booked, o.realized_before) for o in store.booking_interrupted()] == [("s", 1, -700)]
+    store.booked("s", -20)
+    assert store.booking_interrupted() == [] and store.get("s").booked == 2
+
+
+def test_a_journal_from_before_realized_before_gains_the_column(tmp_path: Path) -> None:
+    old = LiveOrderStore(tmp_path / "live.db")
+    _prepare(old, "s")
+    old._db.execute("ALTER TABLE live_orders DROP COLUMN realized_before")  # the earlier schema
+    old.close()
+    store = LiveOrderStore(tmp_path / "live.db")
+    assert store.get("s").realized_before is None
+    assert store.claim_booking("s", realized_before=5) and store.get("s").realized_before == 5
+
+
 # -- MEV protection: the jitodontfront marker --------------------------------------------------
 
 

@@ -166,14 +166,13 @@ class LiveExecutor:
 
         Prepared rows of a previous run were never sent (pending is committed before any
         send): they are voided. Pending rows are watched by signature until the chain decides.
-        Final rows whose bookkeeping the previous run did not finish are booked. Trades the
+        Final rows whose bookkeeping the previous run did not finish are booked, and bookings
+        it was interrupted in are run again (idempotent: see :meth:`_book`). Trades the
         runner reconciles (:meth:`reconcile`) get their outcome from it; any other trade
         record still open is completed here.
         """
         voided = self.orders.void_prepared(self._born_ns)
-        for order in self.orders.booking_interrupted():
-            log.error("a LIVE fill may not be booked in the positions (the process stopped while booking)",
-                      extra={"signature": order.signature, "request_id": order.request_id})
+        await self._finish_interrupted_bookings()
         await self._complete_unbooked()
         pending = self.orders.in_state(PENDING)
         for order in pending:
@@ -706,16 +705,25 @@ class LiveExecutor:
 
     def _book(self, row: LiveOrder, order: Order, fill: Fill, value: int,
               unit_values: dict[str, tuple[int, int]]) -> None:
-        """Book the real fill in the principal's LIVE positions, at most once (no await inside)."""
-        if not self.orders.claim_booking(row.signature):
+        """Book the real fill in the principal's LIVE positions exactly once (no await inside).
+
+        The journal's claim keeps a second booking from starting; the fill ids of the holdings
+        changes make a claimed booking safe to run again after a crash (at start-up)."""
+        realized_before = self._realized_pnl(order.principal_id)
+        if not self.orders.claim_booking(row.signature, realized_before):
             return
+        self._apply_booking(row, order, fill, value, unit_values, realized_before)
+
+    def _apply_booking(self, row: LiveOrder, order: Order, fill: Fill, value: int,
+                       unit_values: dict[str, tuple[int, int]], realized_before: int) -> None:
+        """The holdings changes of a claimed booking, each with a fill id derived from the
+        signature: run again, it applies only what was not applied yet. Then marks it booked."""
         legs = FillLegs(input_mint=order.input_mint.address, amount_in=fill.amount_in,
                         output_mint=order.output_mint.address, amount_out=fill.amount_out,
                         fee_mint=WSOL_MINT, fee_lamports=fill.fees.total_lamports, trade_value=value)
-        before = sum(h.realized_pnl for h in self.store.holdings(order.principal_id, LIVE).values())
-        for _ in range(4):
+        for attempt in range(4):
             try:
-                after_holdings = self.store.apply_fill(order.principal_id, LIVE, legs)
+                after_holdings = self.store.apply_fill(order.principal_id, LIVE, legs, fill_id=row.signature)
                 break
             except InsufficientBalance as exc:
                 # The book lags the wallet (another principal traded it, or a transfer): the
@@ -724,14 +732,51 @@ class LiveExecutor:
                 price, unit = unit_values.get(exc.mint, (0, 1))
                 log.warning("LIVE book below the wallet; booking a deposit", extra={
                     "principal": order.principal_id, "mint": exc.mint, "amount": shortfall})
+                # An id per attempt: a re-run skips the deposits booked before the crash, and
+                # still books a new shortfall.
                 self.store.apply_fill(order.principal_id, LIVE, FillLegs(
                     input_mint=exc.mint, amount_in=0, output_mint=exc.mint, amount_out=shortfall,
-                    fee_mint=WSOL_MINT, fee_lamports=0, trade_value=shortfall * price // unit))
+                    fee_mint=WSOL_MINT, fee_lamports=0, trade_value=shortfall * price // unit),
+                    fill_id=f"{row.signature}:deposit:{attempt}")
         else:
-            log.error("could not book a LIVE fill", extra={"signature": row.signature})
+            log.error("could not book a LIVE fill (tried again at the next start)",
+                      extra={"signature": row.signature})
             return
         after = sum(h.realized_pnl for h in after_holdings.values())
-        self.orders.booked(row.signature, after - before)
+        self.orders.booked(row.signature, after - realized_before)
+
+    def _realized_pnl(self, principal_id: str) -> int:
+        return sum(h.realized_pnl for h in self.store.holdings(principal_id, LIVE).values())
+
+    async def _booking_inputs(self, row: LiveOrder) -> tuple[Order, Fill, int, dict[str, tuple[int, int]]] | None:
+        """What :meth:`_book` needs for a final row, or None when its outcome books nothing."""
+        order = self._order_of(row)
+        outcome, _ = outcome_from_json(row.outcome, quote_from_json(row.quote))
+        fill = outcome.fill
+        if fill is None or not (fill.fees.total_lamports or outcome.status == pb.TRADE_STATUS_FILLED):
+            return None
+        value = await self._trade_value(order, fill) if outcome.status == pb.TRADE_STATUS_FILLED else 0
+        return order, fill, value, await self._unit_values(order)
+
+    async def _finish_interrupted_bookings(self) -> None:
+        """Bookings the previous run claimed but did not finish: run them again with the same
+        fill ids, so the fill is applied if the crash came before the holdings changed and
+        skipped if it came after."""
+        for row in self.orders.booking_interrupted():
+            log.warning("finishing a LIVE booking the previous run was interrupted in",
+                        extra={"signature": row.signature, "request_id": row.request_id})
+            try:
+                inputs = await self._booking_inputs(row)
+                if inputs is None:
+                    self.orders.booked(row.signature, 0)
+                    continue
+                order, fill, value, unit_values = inputs
+                before = row.realized_before
+                if before is None:  # claimed by a run that did not note it: count from here
+                    before = self._realized_pnl(order.principal_id)
+                self._apply_booking(row, order, fill, value, unit_values, before)
+            except Exception:  # noqa: BLE001 - the row stays claimed and is tried again at the next start
+                log.exception("could not finish an interrupted LIVE booking", extra={"signature": row.signature})
 
     async def _complete_unbooked(self) -> None:
         """Recently final rows the previous run may not have finished: book them if their booking
@@ -742,12 +787,9 @@ class LiveExecutor:
             if row.booked != 0:
                 self._complete_later(row, row.outcome)
                 continue
-            order = self._order_of(row)
-            outcome, _ = outcome_from_json(row.outcome, quote_from_json(row.quote))
-            fill = outcome.fill
-            if fill is not None and (fill.fees.total_lamports or outcome.status == pb.TRADE_STATUS_FILLED):
-                value = await self._trade_value(order, fill) if outcome.status == pb.TRADE_STATUS_FILLED else 0
-                self._book(row, order, fill, value, await self._unit_values(order))
+            inputs = await self._booking_inputs(row)
+            if inputs is not None:
+                self._book(row, *inputs)
             else:
                 self.orders.claim_booking(row.signature)
                 self.orders.booked(row.signature, 0)

@@ -1,0 +1,129 @@
+"""apply_fill with a fill id applies that fill at most once, on both stores: the id is recorded
+in the same transaction (SQLite) or script (Redis) as the holdings change, so a booking that a
+crash interrupted can be run again with the same id. Without an id nothing changes."""
+
+import uuid
+
+import pytest
+import redis
+
+from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance
+from tradewire.core.shared.redis_store import RedisTradeStore
+from tradewire.core.store.sqlite import SqliteStore
+from tradewire.v1 import trade_pb2 as pb
+
+SOL, USDC = "sol-mint", "usdc-mint"
+LIVE = pb.TRADING_MODE_LIVE
+
+
+def sell_sol(amount_in: int, amount_out: int) -> FillLegs:
+    return FillLegs(input_mint=SOL, output_mint=USDC, amount_in=amount_in, amount_out=amount_out,
+                    fee_mint=SOL, fee_lamports=5, trade_value=amount_out)
+
+
+def deposit_sol(amount: int) -> FillLegs:
+    return FillLegs(input_mint=SOL, output_mint=SOL, amount_in=0, amount_out=amount,
+                    fee_mint=SOL, fee_lamports=0, trade_value=0)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def two_stores(request, tmp_path):
+    """Two stores over the same data (two connections to one file, or two Redis replicas),
+    and a fresh principal holding 1,000,000 SOL units."""
+    if request.param == "sqlite":
+        a, b = SqliteStore(tmp_path / "trades.db"), SqliteStore(tmp_path / "trades.db")
+    else:
+        url = request.getfixturevalue("redis_server").url
+        a = RedisTradeStore(redis.Redis.from_url(url), "replica-a", SqliteStore(tmp_path / "a.db"))
+        b = RedisTradeStore(redis.Redis.from_url(url), "replica-b", SqliteStore(tmp_path / "b.db"))
+    principal = f"p-{uuid.uuid4().hex[:8]}"
+    a.ensure_wallet(principal, LIVE, [Holding(SOL, 1_000_000, 0, 0)])
+    yield a, b, principal
+    a.close()
+    b.close()
+
+
+def test_the_same_fill_id_twice_is_applied_once(two_stores):
+    a, b, principal = two_stores
+    first = a.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="sig-1")
+    assert first[SOL].amount == 1_000_000 - 100_005 and first[USDC].amount == 15
+    assert a.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="sig-1") == first
+    assert b.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="sig-1") == first  # another connection
+    assert a.holdings(principal, LIVE) == b.holdings(principal, LIVE) == first
+
+
+def test_different_fill_ids_are_each_applied(two_stores):
+    a, b, principal = two_stores
+    a.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="sig-1")
+    b.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="sig-2")
+    after = a.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="sig-1:deposit:0")
+    assert after[SOL].amount == 1_000_000 - 3 * 100_005 and after[USDC].amount == 45
+
+
+def test_without_a_fill_id_every_call_is_applied(two_stores):
+    a, b, principal = two_stores
+    a.apply_fill(principal, LIVE, sell_sol(100_000, 15))
+    after = b.apply_fill(principal, LIVE, sell_sol(100_000, 15))
+    assert after[SOL].amount == 1_000_000 - 2 * 100_005 and after[USDC].amount == 30
+    # ... and an id used later is not mistaken for one of them.
+    assert a.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="sig-1")[USDC].amount == 45
+
+
+def test_an_applied_fill_id_is_a_no_op_even_when_the_fill_no_longer_fits(two_stores):
+    """Run again after the holdings already changed, the fill would overdraw: it must not be
+    re-checked (a refusal there would stop the re-run from completing the booking)."""
+    a, _, principal = two_stores
+    after = a.apply_fill(principal, LIVE, sell_sol(999_995, 15), fill_id="sig-all")
+    assert after[SOL].amount == 0
+    assert a.apply_fill(principal, LIVE, sell_sol(999_995, 15), fill_id="sig-all") == after
+
+
+def test_a_refused_fill_records_no_id(two_stores):
+    """The id and the holdings change are one atomic write: a refusal records neither."""
+    a, b, principal = two_stores
+    before = a.holdings(principal, LIVE)
+    with pytest.raises(InsufficientBalance):
+        a.apply_fill(principal, LIVE, sell_sol(2_000_000, 15), fill_id="sig-big")
+    assert a.holdings(principal, LIVE) == b.holdings(principal, LIVE) == before
+    b.apply_fill(principal, LIVE, deposit_sol(1_500_000), fill_id="sig-big:deposit:0")
+    after = a.apply_fill(principal, LIVE, sell_sol(2_000_000, 15), fill_id="sig-big")  # not taken as applied
+    assert after[SOL].amount == 2_500_000 - 2_000_005 and after[USDC].amount == 15
+
+
+def test_a_replica_applying_the_same_fill_id_between_read_and_write_is_not_doubled(tmp_path, redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    a = RedisTradeStore(client, "replica-a", SqliteStore(tmp_path / "a.db"))
+    b = RedisTradeStore(client, "replica-b", SqliteStore(tmp_path / "b.db"))
+    principal = f"p-{uuid.uuid4().hex[:8]}"
+    a.ensure_wallet(principal, LIVE, [Holding(SOL, 1_000_000, 0, 0)])
+    real_read, raced = a._read_holdings_and_fill, []
+
+    def read_then_race(*args):
+        read = real_read(*args)
+        if not raced:  # b books the very same fill after a read it, before a writes
+            raced.append(b.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="sig-1"))
+        return read
+
+    a._read_holdings_and_fill = read_then_race
+    after = a.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="sig-1")
+    assert raced and after == raced[0] == b.holdings(principal, LIVE)
+    assert after[SOL].amount == 1_000_000 - 100_005 and after[USDC].amount == 15
+
+
+def test_redis_fill_without_an_id_costs_what_it_did(tmp_path, redis_server):
+    """The paper path: one read and one script, no fill-id set touched."""
+    client = redis.Redis.from_url(redis_server.url)
+    store = RedisTradeStore(client, "replica-a", SqliteStore(tmp_path / "a.db"))
+    principal = f"p-{uuid.uuid4().hex[:8]}"
+    store.ensure_wallet(principal, LIVE, [Holding(SOL, 1_000_000, 0, 0)])
+    store.apply_fill(principal, LIVE, sell_sol(1_000, 1))  # the script is loaded now
+    commands, real_execute = [], client.execute_command
+
+    def counting(*args, **options):
+        commands.append(args[0])
+        return real_execute(*args, **options)
+
+    client.execute_command = counting
+    store.apply_fill(principal, LIVE, sell_sol(1_000, 1))
+    assert commands == ["HGETALL", "EVALSHA"]
+    assert not client.exists(f"tw:fills:{principal}:{LIVE}")
