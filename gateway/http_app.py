@@ -1,4 +1,7 @@
-"""The HTTP listener: Connect + gRPC-Web, HTTP/JSON, /metrics and the dashboard, in one ASGI app."""
+"""The HTTP listener: Connect + gRPC-Web, HTTP/JSON, /metrics and the dashboard, in one ASGI app.
+
+Connect and gRPC-Web calls are dispatched before FastAPI (see :class:`_ConnectFirst`); FastAPI
+serves /metrics and mounts the HTTP/JSON transcoder, which falls back to the dashboard."""
 
 from __future__ import annotations
 
@@ -27,10 +30,10 @@ CORS_EXPOSE_HEADERS = [
 DESCRIPTOR_SET = Path(__file__).resolve().parent.parent / "gen" / "descriptors" / "tradewire.binpb"
 
 
-def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig) -> FastAPI:
+def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig):
     """``service`` is core's TradeService (or anything with its methods)."""
     app = FastAPI(title="tradewire", docs_url=None, redoc_url=None, openapi_url=None)
-    app.mount(f"/{SERVICE_NAME}", build_connect_app(service, settings.max_body_bytes))
+    connect = build_connect_app(service, settings.max_body_bytes)  # served by _ConnectFirst below
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -41,8 +44,26 @@ def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig)
     # HTTP/JSON routes first; paths outside the API are the dashboard's, when it is built.
     app.mount("/", build_http_json_app(service, SERVICE, max_body_bytes=settings.max_body_bytes,
                                        descriptor_set_path=DESCRIPTOR_SET, fallback=static))
-    app.add_middleware(
-        CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=CORS_ALLOW_HEADERS, expose_headers=CORS_EXPOSE_HEADERS, max_age=600,
-    )
-    return app
+    cors = dict(allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=CORS_ALLOW_HEADERS, expose_headers=CORS_EXPOSE_HEADERS, max_age=600)
+    app.add_middleware(CORSMiddleware, **cors)
+    return _ConnectFirst(CORSMiddleware(connect, **cors), app)
+
+
+class _ConnectFirst:
+    """Connect and gRPC-Web calls (the browser's hot path) go straight to their app; the rest
+    through FastAPI. FastAPI's stack (error, exception and exit-stack middleware, the router's
+    mount matching) costs more per call than the Connect app itself; connect-python finds the
+    method from the full path, so the scope is passed on unchanged."""
+
+    _PREFIX = f"/{SERVICE_NAME}/"
+
+    def __init__(self, connect, app) -> None:
+        self.connect = connect
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self._PREFIX):
+            await self.connect(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
