@@ -34,16 +34,18 @@ def worker_settings(settings: Settings, index: int) -> Settings:
     data_dir = settings.storage.data_dir / f"worker-{index}"
     update = {"storage": settings.storage.model_copy(update={"data_dir": data_dir})}
     if settings.audit.journal_path is not None:
-        path = settings.audit.journal_path
         update["audit"] = settings.audit.model_copy(
-            update={"journal_path": path.with_name(f"{path.stem}-worker-{index}{path.suffix}")})
+            update={"journal_path": _of_worker(settings.audit.journal_path, index)})
     if settings.live.orders_db is not None:
-        path = settings.live.orders_db
-        update["live"] = settings.live.model_copy(
-            update={"orders_db": path.with_name(f"{path.stem}-worker-{index}{path.suffix}")})
+        update["live"] = settings.live.model_copy(update={"orders_db": _of_worker(settings.live.orders_db, index)})
     if settings.shared.replica_id:
         update["shared"] = settings.shared.model_copy(update={"replica_id": f"{settings.shared.replica_id}-{index}"})
     return settings.model_copy(update=update)
+
+
+def _of_worker(path: Path, index: int) -> Path:
+    """``audit.jsonl`` → ``audit-worker-1.jsonl``: a configured file each worker has its own of."""
+    return path.with_name(f"{path.stem}-worker-{index}{path.suffix}")
 
 
 async def supervise(settings: Settings, config_path: str | None) -> int:

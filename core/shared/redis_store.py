@@ -194,24 +194,19 @@ class RedisTradeStore:
         """Optimistic: read, apply, and write in one script only if the version is unchanged,
         else read again (another replica booked meanwhile). Two round trips when uncontended,
         with or without a fill id (the id is checked in the read and again in the script)."""
+        keys = [f"tw:hold:{principal_id}:{mode}"]
         if fill_id is not None:
-            return self._apply_fill_once(principal_id, mode, legs, fill_id)
+            keys.append(f"tw:fills:{principal_id}:{mode}")
         while True:
-            version, current = self._read_holdings(principal_id, mode)
+            if fill_id is None:
+                version, current = self._read_holdings(principal_id, mode)
+            else:
+                version, current, applied = self._read_holdings_and_fill(principal_id, mode, fill_id)
+                if applied:  # checked before apply_fill: these holdings already include the fill
+                    return current
             updated = apply_fill(current, legs)  # raises InsufficientBalance: nothing written
             changed = [x for m, h in updated.items() if current.get(m) != h for x in (m, _pack_holding(h))]
-            if self._write_if_unchanged(keys=[f"tw:hold:{principal_id}:{mode}"], args=[version, *changed]):
-                return updated
-
-    def _apply_fill_once(self, principal_id: str, mode: int, legs: FillLegs, fill_id: str) -> dict[str, Holding]:
-        while True:
-            version, current, applied = self._read_holdings_and_fill(principal_id, mode, fill_id)
-            if applied:  # checked before apply_fill: these holdings already include the fill
-                return current
-            updated = apply_fill(current, legs)  # raises InsufficientBalance: nothing written
-            changed = [x for m, h in updated.items() if current.get(m) != h for x in (m, _pack_holding(h))]
-            keys = [f"tw:hold:{principal_id}:{mode}", f"tw:fills:{principal_id}:{mode}"]
-            if self._write_if_unchanged(keys=keys, args=[version, *changed, fill_id]):
+            if self._write_if_unchanged(keys=keys, args=[version, *changed, *([fill_id] if fill_id else [])]):
                 return updated
             # None: the version moved; 0: another replica applied this very fill since the
             # read. Either way read again (the next read reports the latter as applied).

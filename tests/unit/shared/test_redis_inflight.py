@@ -3,11 +3,11 @@ nothing, a known request id takes no slot, a dead replica's leases lapse and a l
 replica's are renewed. Each "replica" is its own registry, runner and store on one Redis."""
 
 import asyncio
-import time
 import uuid
 
 import pytest
 
+from support.trading import eventually
 from tradewire.core.errors import TradewireError
 from tradewire.core.inflight import InFlightRegistry
 from tradewire.core.retry import RetryPolicy
@@ -46,13 +46,6 @@ def refusal(admit) -> TradewireError:
 def redis_ms(client) -> int:
     seconds, micros = client.time()
     return seconds * 1000 + micros // 1000
-
-
-async def poll(predicate, timeout_s: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 def test_limit_holds_across_two_replicas(redis_server):
@@ -143,7 +136,7 @@ async def test_leases_of_a_dead_replica_expire(redis_server):
     assert dead.acquire(who, "r1", limit=2) is None and dead.acquire(who, "r2", limit=2) is None
     alive = registry(client, "live-replica", limit=2)
     assert alive.reserve((who, "r3")) == 2
-    await poll(lambda: alive.reserve((who, "r3")) is None, what="the dead replica's slots to come back")
+    await eventually(lambda: alive.reserve((who, "r3")) is None, timeout=10, what="the dead replica's slots to come back")
     assert alive.reserve((who, "r4")) is None and alive.reserve((who, "r5")) == 2
 
 
@@ -158,7 +151,7 @@ async def test_renewal_keeps_a_running_trade_counted_past_its_first_lease(redis_
         live.add((who, "r1"), "trade")
         first_expiry = client.zscore(f"tw:inflight:{who}", "live-replica\x00r1")
         # wait on Redis's clock (the one leases use) until three leases have passed
-        await poll(lambda: redis_ms(client) > first_expiry + 2 * lease_s * 1000, what="Redis time to pass the lease")
+        await eventually(lambda: redis_ms(client) > first_expiry + 2 * lease_s * 1000, timeout=10, what="Redis time to pass the lease")
         assert other.reserve((who, "r2")) == 1  # still counted: the lease was renewed
         assert client.zscore(f"tw:inflight:{who}", "live-replica\x00r1") > first_expiry
     finally:
