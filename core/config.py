@@ -268,9 +268,12 @@ class WebhooksConfig(_Model):
     keep_delivered_s: float = Field(7 * 86400, ge=0, description="delivered outbox entries are deleted after this; "
                                                                  "dead-lettered ones are kept")
     secret: SecretStr | None = Field(None, description="HMAC-SHA256 key; default: generated once into "
-                                                       "<data_dir>/webhook-secret")
+                                                       "<data_dir>/webhook-secret, or into Redis with "
+                                                       "[shared] redis_url (one key for every replica)")
     timeout_s: float = Field(5.0, gt=0)
     concurrency: int = Field(8, ge=1, le=256)
+    idle_poll_s: float = Field(10.0, gt=0, description="look at the outbox at least this often: on a shared "
+                                                       "store, entries another replica left fall due silently")
     retry: RetryConfig = RetryConfig(max_attempts=10, initial_backoff_s=1.0, max_backoff_s=600.0)
 
 

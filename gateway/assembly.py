@@ -33,6 +33,7 @@ from tradewire.core.service import ServiceOptions, TradeService
 from tradewire.core.shared.redis_events import RedisEventBus
 from tradewire.core.shared.redis_inflight import RedisInFlight
 from tradewire.core.shared.redis_limiter import RedisTokenBucketLimiter
+from tradewire.core.shared.redis_outbox import shared_webhook_secret
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.status_hub import StatusHub
 from tradewire.core.store.base import TradeStore
@@ -172,12 +173,15 @@ def build_rate_limits(settings: Settings, shared: SharedBackends | None = None) 
     ), limiter_factory=factory)
 
 
-def build_webhooks(settings: Settings, store: TradeStore, metrics: Metrics) -> WebhookDispatcher | None:
+def build_webhooks(settings: Settings, store: TradeStore, metrics: Metrics,
+                   shared: SharedBackends | None = None) -> WebhookDispatcher | None:
     config = settings.webhooks
     if not config.enabled:
         return None
     if config.secret is not None:
         secret = config.secret.get_secret_value().encode()
+    elif shared is not None:  # every replica delivers every webhook: one key for all of them
+        secret = lambda: shared_webhook_secret(shared.client)  # noqa: E731
     else:  # created on first use, kept next to the data (never logged)
         path = settings.storage.data_dir / "webhook-secret"
         secret = lambda: load_or_create_secret(path)  # noqa: E731
@@ -204,8 +208,8 @@ def build_core(settings: Settings) -> Core:
                         audit_enabled=settings.audit.enabled)
     market = Market(settings.market)
     shared = build_shared(settings)
-    local_store = SqliteStore(settings.storage.data_dir / "trades.db")
-    store = RedisTradeStore(shared.client, shared.replica_id, local_store) if shared else local_store
+    store = (RedisTradeStore(shared.client, shared.replica_id) if shared
+             else SqliteStore(settings.storage.data_dir / "trades.db"))
     quotes = build_quotes(settings, market)
     executors: dict[int, Executor] = {
         pb.TRADING_MODE_PAPER: PaperExecutor(settings.paper, market, quotes, store),
@@ -227,7 +231,7 @@ def build_core(settings: Settings) -> Core:
     inflight = InFlightRegistry(execution.max_in_flight_per_principal, execution.max_in_flight_total, metrics,
                                 RedisInFlight(shared.client, shared.replica_id, settings.shared.inflight_lease_s)
                                 if shared else None)
-    webhooks = build_webhooks(settings, store, metrics)
+    webhooks = build_webhooks(settings, store, metrics, shared)
     runner = TradeRunner(store, hub, executors, recorder, inflight, RetryPolicy.from_config(execution.retry),
                          webhooks, market)
     options = ServiceOptions(heartbeat_s=streams.heartbeat_s, await_trade_s=streams.await_trade_s,

@@ -4,9 +4,10 @@ One Python process tops out at one core, so a machine with more cores runs one w
 core. Each worker is a whole gateway and a replica of the scale-out design: both listeners
 are bound with SO_REUSEPORT, so the kernel spreads connections over the workers, and the
 state they must agree on (idempotency keys, trades, positions, rate limits, in-flight
-counts, status events) is in Redis (``[shared] redis_url``, required by the settings). What
-stays local to a worker — its webhook outbox, audit spool, LIVE journal — lives under
-``data_dir/worker-{i}``, so each worker also finds its own unfinished work after a restart.
+counts, status events, the webhook outbox and its signing key) is in Redis (``[shared]
+redis_url``, required by the settings). What stays local to a worker — its audit spool, LIVE
+journal — lives under ``data_dir/worker-{i}``, so each worker also finds its own unfinished
+work after a restart.
 
 This supervisor forwards SIGTERM/SIGINT (each worker then shuts down gracefully on its own),
 restarts a worker that dies unexpectedly (with backoff), and exits 0 when every worker

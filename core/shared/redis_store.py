@@ -3,8 +3,8 @@
 Same contract as the SQLite store (core/store/base.py), so the core runs unchanged on
 either. Calls are short and go to a nearby Redis (about 70 µs a round trip on loopback), so
 they run on the event loop like SQLite's; everything that must be atomic is one Lua script
-or one optimistic transaction. The webhook outbox stays in the replica's own SQLite file: it
-is that replica's durable work queue.
+or one optimistic transaction. The webhook outbox is shared too (core/shared/redis_outbox.py):
+any replica delivers it.
 
 Keys (``{p}`` principal, ``{r}`` request id):
   tw:trade:{p}:{r}      hash: fp, result, events, request, seq, replica
@@ -25,7 +25,8 @@ import redis
 from tradewire.core import lifecycle
 from tradewire.core.portfolio import FillLegs, Holding, apply_fill
 from tradewire.core.store.base import HistoryPage, HistoryQuery, OutboxEntry, TradeRecord, UnfinishedTrade
-from tradewire.core.store.sqlite import SqliteStore, pack_events, unpack_events
+from tradewire.core.shared.redis_outbox import RedisOutbox
+from tradewire.core.store.sqlite import pack_events, unpack_events
 from tradewire.v1 import trade_pb2
 
 # Claim atomically: return the existing trade, or create it and list it in history.
@@ -76,10 +77,10 @@ def _pack_holding(h: Holding) -> str:
 
 
 class RedisTradeStore:
-    def __init__(self, client: redis.Redis, replica_id: str, local: SqliteStore) -> None:
+    def __init__(self, client: redis.Redis, replica_id: str) -> None:
         self._r = client
         self.replica_id = replica_id
-        self.local = local  # the webhook outbox
+        self._outbox = RedisOutbox(client)
         self._claim = client.register_script(_CLAIM)
         self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
 
@@ -106,8 +107,6 @@ class RedisTradeStore:
 
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
              events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = ()) -> None:
-        if outbox:  # durable before the terminal state becomes visible
-            self.local.enqueue_webhooks(outbox)
         fields: dict[str, bytes] = {"result": result.SerializeToString()}
         if events:
             fields["events"] = pack_events(events)
@@ -115,6 +114,8 @@ class RedisTradeStore:
         pipe.hset(self._trade_key(principal_id, result.request_id), mapping=fields)
         if lifecycle.is_terminal(result.status):
             pipe.srem(self._running_key(), f"{principal_id}\x00{result.request_id}")
+        if outbox:  # in the same transaction: durable as the terminal state becomes visible
+            self._outbox.enqueue(outbox, pipe)
         pipe.execute()
 
     def get(self, principal_id: str, request_id: str) -> TradeRecord | None:
@@ -211,25 +212,25 @@ class RedisTradeStore:
             # None: the version moved; 0: another replica applied this very fill since the
             # read. Either way read again (the next read reports the latter as applied).
 
-    # -- the replica's own webhook outbox --------------------------------------------------
+    # -- the webhook outbox, shared by every replica ----------------------------------------
 
-    def outbox_due(self, now_ns: int, limit: int) -> list[OutboxEntry]:
-        return self.local.outbox_due(now_ns, limit)
+    def outbox_take_due(self, now_ns: int, limit: int, lease_until_ns: int) -> list[OutboxEntry]:
+        return self._outbox.take_due(now_ns, limit, lease_until_ns)
 
     def outbox_next_due_ns(self) -> int | None:
-        return self.local.outbox_next_due_ns()
+        return self._outbox.next_due_ns()
 
     def outbox_update(self, entry_id: str, state: str, attempts: int, next_attempt_ns: int, last_error: str) -> None:
-        self.local.outbox_update(entry_id, state, attempts, next_attempt_ns, last_error)
+        self._outbox.update(entry_id, state, attempts, next_attempt_ns, last_error)
 
     def outbox_prune_delivered(self, before_ns: int) -> int:
-        return self.local.outbox_prune_delivered(before_ns)
+        return self._outbox.prune_delivered(before_ns)
 
     def outbox_counts(self) -> dict[str, int]:
-        return self.local.outbox_counts()
+        return self._outbox.counts()
 
     def outbox_entries(self, request_id: str | None = None) -> list[OutboxEntry]:
-        return self.local.outbox_entries(request_id)
+        return self._outbox.entries(request_id)
 
     def health(self) -> tuple[bool, str]:
         try:
@@ -239,7 +240,7 @@ class RedisTradeStore:
         return True, f"redis (replica {self.replica_id})"
 
     def close(self) -> None:
-        self.local.close()  # the Redis connection is the gateway's, closed with it
+        pass  # the Redis connection is the gateway's, closed with it
 
 
 def _matches(result: trade_pb2.TradeResult, query: HistoryQuery) -> bool:

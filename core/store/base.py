@@ -76,8 +76,11 @@ class TradeStore(Protocol):
 
     # -- webhook outbox ------------------------------------------------------------------
 
-    def outbox_due(self, now_ns: int, limit: int) -> list[OutboxEntry]:
-        """Pending entries whose next attempt is due, earliest first."""
+    def outbox_take_due(self, now_ns: int, limit: int, lease_until_ns: int) -> list[OutboxEntry]:
+        """Pending entries whose next attempt is due, earliest first, each leased as it is
+        taken (its next attempt moved to ``lease_until_ns``, atomically with the read), so no
+        other dispatcher on the store takes it while this attempt runs, and it is due again
+        if the taker dies. The entries are returned as they were before the lease."""
 
     def outbox_next_due_ns(self) -> int | None:
         """When the earliest pending entry is due (None when nothing is pending)."""

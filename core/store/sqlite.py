@@ -156,11 +156,6 @@ class SqliteStore:
             self._packed[key] = (len(events), events[-1], packed)
         return packed
 
-    def enqueue_webhooks(self, outbox: Sequence[OutboxEntry]) -> None:
-        """Outbox entries on their own (a shared store keeps the trade; this file the work queue)."""
-        with self._transaction():
-            self._insert_webhooks(outbox)
-
     def _insert_webhooks(self, outbox: Sequence[OutboxEntry]) -> None:
         now = time.time_ns()
         self._db.executemany(
@@ -227,10 +222,13 @@ class SqliteStore:
         return OutboxEntry(id=row[0], principal_id=row[1], request_id=row[2], url=row[3], body=bytes(row[4]),
                            state=row[5], attempts=row[6], next_attempt_ns=row[7], last_error=row[8])
 
-    def outbox_due(self, now_ns: int, limit: int) -> list[OutboxEntry]:
-        rows = self._db.execute(
-            f"SELECT {_OUTBOX_COLUMNS} FROM webhook_outbox WHERE state = 'pending' AND next_attempt_ns <= ?"
-            " ORDER BY next_attempt_ns LIMIT ?", (now_ns, limit)).fetchall()
+    def outbox_take_due(self, now_ns: int, limit: int, lease_until_ns: int) -> list[OutboxEntry]:
+        with self._transaction():
+            rows = self._db.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM webhook_outbox WHERE state = 'pending' AND next_attempt_ns <= ?"
+                " ORDER BY next_attempt_ns LIMIT ?", (now_ns, limit)).fetchall()
+            self._db.executemany("UPDATE webhook_outbox SET next_attempt_ns = ? WHERE id = ?",
+                                 [(lease_until_ns, r[0]) for r in rows])
         return [self._entry(r) for r in rows]
 
     def outbox_next_due_ns(self) -> int | None:

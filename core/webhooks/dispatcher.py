@@ -8,9 +8,11 @@ POSTs them with a pooled ``httpx.AsyncClient``:
 * 2xx → delivered. Anything else (status, timeout, refused connection) → retried after an
   exponential, jittered backoff (``webhooks.retry``); after ``max_attempts`` attempts the
   entry is dead-lettered (state ``dead``, kept with its last error).
-* Before a POST the entry is leased (its next attempt moved past the request timeout), so a
-  process that dies mid-delivery retries it after a restart; nothing is lost, and a receiver
-  may rarely see a delivery twice — the ``tradewire-delivery`` header is the id to dedupe on.
+* Entries are leased as they are taken (their next attempt moved past the request timeout,
+  atomically with the read), so replicas sharing a store never send one at the same time, and
+  one whose sender died mid-delivery is due again when its lease ends — for this process after
+  a restart, or for any other replica on the shared store. Nothing is lost, and a receiver may
+  rarely see a delivery twice — the ``tradewire-delivery`` header is the id to dedupe on.
 * On shutdown, :meth:`close` delivers what is due within the time it is given; the rest
   stays in the outbox and goes out after the restart.
 * A request's own ``webhook_url`` only reaches global addresses (core/webhooks/destinations.py):
@@ -198,21 +200,24 @@ class WebhookDispatcher:
             log.info("deleted %d delivered webhooks older than %.0f s", deleted, self.config.keep_delivered_s)
 
     def _next_wait(self) -> float:
+        # Capped: with a shared store, other replicas' entries fall due (a lease that ended)
+        # without kicking this dispatcher.
+        cap = self.config.idle_poll_s
         due = self.store.outbox_next_due_ns()
         if due is None:
-            return 60.0
-        return min(60.0, max(0.0, due / 1e9 - self._clock()))
+            return cap
+        return min(cap, max(0.0, due / 1e9 - self._clock()))
 
     def _dispatch_due(self) -> int:
         free = self.config.concurrency - len(self._deliveries)
         if free <= 0 or self._closing:
             return 0
         now = self._clock()
-        entries = self.store.outbox_due(int(now * 1e9), free)
+        # leased as taken: not due again while this attempt runs (here or on another replica
+        # sharing the store), and due again if this process dies before it ends
         lease_ns = int((now + self.config.timeout_s + 5) * 1e9)
+        entries = self.store.outbox_take_due(int(now * 1e9), free, lease_ns)
         for entry in entries:
-            # leased: not due again while this attempt runs, retried after a crash
-            self.store.outbox_update(entry.id, "pending", entry.attempts, lease_ns, entry.last_error)
             task = asyncio.create_task(self._deliver(entry), name=f"webhook-{entry.id}")
             self._deliveries.add(task)
             self._idle.clear()

@@ -1,16 +1,20 @@
 """Two gateway replicas on one Redis behave as one service: a request id executes once
-whichever replica gets it, a caller's rate limit and in-flight limit hold across both, and a
-stream opened on one replica follows a trade running on the other to its end."""
+whichever replica gets it, a caller's rate limit and in-flight limit hold across both, a
+stream opened on one replica follows a trade running on the other to its end, and a webhook
+left undelivered by a replica that died goes out from the other, signed with the one key."""
 
 import asyncio
 import uuid
 from decimal import Decimal
 
 import pytest
+import redis
 
 from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
 from support.trading import eventually
+from support.webhook_receiver import WebhookReceiver
+from tradewire.core.webhooks import verify
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -166,3 +170,41 @@ async def test_in_flight_limit_of_a_caller_holds_across_replicas(held_replicas):
 
 async def _equals(value, expected) -> bool:
     return await value == expected
+
+
+async def test_a_dead_replicas_webhook_goes_out_from_the_other(tmp_path, redis_server):
+    receiver = WebhookReceiver(always_fail={"/hooks"})  # down until replica A is dead
+    config = (  # no [webhooks] secret: the generated one is shared through Redis
+        '[webhooks]\nallowed_schemes = ["http", "https"]\nidle_poll_s = 0.2\ntimeout_s = 1.0\n'
+        "[webhooks.retry]\nmax_attempts = 100\ninitial_backoff_s = 0.1\nmax_backoff_s = 0.3\n"
+        f'[[webhooks.endpoints]]\nprincipal = "alice"\nurl = "{receiver.url("/hooks")}"\n'
+    )
+    env = {"TRADEWIRE_SHARED__REDIS_URL": redis_server.url}
+    a = GatewayProcess(tmp_path / "a", extra_config=config, env=dict(env)).start()
+    b = GatewayProcess(tmp_path / "b", extra_config=config, env=dict(env)).start()
+    request = trade(f"hook-{uuid.uuid4().hex[:8]}", amount="0.01")
+    try:
+        on_a = GrpcClient(a.grpc_target)
+        try:
+            result, _ = await on_a.unary("ExecuteTrade", request, a.key("alice"))
+        finally:
+            await on_a.close()
+        await eventually(lambda: receiver.at("/hooks"), what="a first (refused) attempt")
+        a.proc.kill()  # SIGKILL: nothing of A's shutdown runs
+        a.proc.wait(10)
+        failed = len(receiver.at("/hooks"))
+        receiver.always_fail.clear()
+
+        accepted = await eventually(lambda: [d for d in receiver.at("/hooks") if d.answered == 204],
+                                    what="the webhook delivered by replica B")
+        assert len(accepted) == 1 and accepted[0].json["requestId"] == request.request_id
+        assert accepted[0].json["trade"]["tradeId"] == result.trade_id
+        attempts = receiver.at("/hooks")
+        assert len(attempts) > failed
+        assert {d.headers["tradewire-delivery"] for d in attempts} == {accepted[0].json["id"]}  # one delivery
+        key = redis.Redis.from_url(redis_server.url).get("tw:webhook-secret")
+        assert all(verify(key, d.body, d.headers["tradewire-signature"]) for d in attempts)  # A's and B's alike
+    finally:
+        a.stop()
+        assert b.stop() == 0
+        receiver.close()

@@ -52,11 +52,11 @@ def test_a_terminal_status_and_its_webhooks_are_saved_together():
     store.save("alice", result, (), [entry(), entry(url="http://hooks.test/b")])
     store.save("alice", result, (), [entry()])  # saved again (e.g. a recovery): no second webhook
     assert store.outbox_counts() == {"pending": 2, "delivered": 0, "dead": 0}
-    due = store.outbox_due(now_ns=2**62, limit=10)
+    due = store.outbox_take_due(now_ns=2**62, limit=10, lease_until_ns=2**62 + 1)
     assert [e.url for e in due] == ["http://hooks.test/a", "http://hooks.test/b"]
     store.outbox_update(due[0].id, "delivered", 1, 0, "")
     store.outbox_update(due[1].id, "pending", 1, 2**61, "HTTP 500")
-    assert store.outbox_due(now_ns=2**60, limit=10) == []
+    assert store.outbox_take_due(now_ns=2**60, limit=10, lease_until_ns=2**62) == []
     assert store.outbox_next_due_ns() == 2**61
     assert store.outbox_counts()["delivered"] == 1
 

@@ -34,8 +34,8 @@ def two_stores(request, tmp_path):
         a, b = SqliteStore(tmp_path / "trades.db"), SqliteStore(tmp_path / "trades.db")
     else:
         url = request.getfixturevalue("redis_server").url
-        a = RedisTradeStore(redis.Redis.from_url(url), "replica-a", SqliteStore(tmp_path / "a.db"))
-        b = RedisTradeStore(redis.Redis.from_url(url), "replica-b", SqliteStore(tmp_path / "b.db"))
+        a = RedisTradeStore(redis.Redis.from_url(url), "replica-a")
+        b = RedisTradeStore(redis.Redis.from_url(url), "replica-b")
     principal = f"p-{uuid.uuid4().hex[:8]}"
     a.ensure_wallet(principal, LIVE, [Holding(SOL, 1_000_000, 0, 0)])
     yield a, b, principal
@@ -92,8 +92,8 @@ def test_a_refused_fill_records_no_id(two_stores):
 
 def test_a_replica_applying_the_same_fill_id_between_read_and_write_is_not_doubled(tmp_path, redis_server):
     client = redis.Redis.from_url(redis_server.url)
-    a = RedisTradeStore(client, "replica-a", SqliteStore(tmp_path / "a.db"))
-    b = RedisTradeStore(client, "replica-b", SqliteStore(tmp_path / "b.db"))
+    a = RedisTradeStore(client, "replica-a")
+    b = RedisTradeStore(client, "replica-b")
     principal = f"p-{uuid.uuid4().hex[:8]}"
     a.ensure_wallet(principal, LIVE, [Holding(SOL, 1_000_000, 0, 0)])
     real_read, raced = a._read_holdings_and_fill, []
@@ -113,7 +113,7 @@ def test_a_replica_applying_the_same_fill_id_between_read_and_write_is_not_doubl
 def test_redis_fill_without_an_id_costs_what_it_did(tmp_path, redis_server):
     """The paper path: one read and one script, no fill-id set touched."""
     client = redis.Redis.from_url(redis_server.url)
-    store = RedisTradeStore(client, "replica-a", SqliteStore(tmp_path / "a.db"))
+    store = RedisTradeStore(client, "replica-a")
     principal = f"p-{uuid.uuid4().hex[:8]}"
     store.ensure_wallet(principal, LIVE, [Holding(SOL, 1_000_000, 0, 0)])
     store.apply_fill(principal, LIVE, sell_sol(1_000, 1))  # the script is loaded now

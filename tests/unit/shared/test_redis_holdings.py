@@ -8,7 +8,6 @@ import redis
 
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance
 from tradewire.core.shared.redis_store import RedisTradeStore
-from tradewire.core.store.sqlite import SqliteStore
 
 SOL, USDC = "sol-mint", "usdc-mint"
 PAPER = 1
@@ -22,8 +21,8 @@ def legs(amount_in: int, amount_out: int) -> FillLegs:
 @pytest.fixture
 def replicas(tmp_path, redis_server):
     client = redis.Redis.from_url(redis_server.url)
-    a = RedisTradeStore(client, "replica-a", SqliteStore(tmp_path / "a.db"))
-    b = RedisTradeStore(client, "replica-b", SqliteStore(tmp_path / "b.db"))
+    a = RedisTradeStore(client, "replica-a")
+    b = RedisTradeStore(client, "replica-b")
     principal = f"p-{uuid.uuid4().hex[:8]}"
     a.ensure_wallet(principal, PAPER, [Holding(SOL, 1_000_000, 0, 0)])
     return a, b, principal
@@ -71,8 +70,8 @@ def test_a_refused_fill_writes_nothing(replicas):
 
 def test_a_fill_computed_before_the_wallet_was_given_is_retried(tmp_path, redis_server):
     client = redis.Redis.from_url(redis_server.url)
-    a = RedisTradeStore(client, "replica-a", SqliteStore(tmp_path / "a.db"))
-    b = RedisTradeStore(client, "replica-b", SqliteStore(tmp_path / "b.db"))
+    a = RedisTradeStore(client, "replica-a")
+    b = RedisTradeStore(client, "replica-b")
     principal = f"p-{uuid.uuid4().hex[:8]}"
     client.hset(f"tw:hold:{principal}:{PAPER}", USDC, "10:10:0")  # USDC arrived before any wallet
     raced = racing(a, lambda: b.ensure_wallet(principal, PAPER, [Holding(SOL, 500, 0, 0)]))

@@ -15,7 +15,6 @@ from tradewire.core.shared.redis_inflight import RedisInFlight
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.status_hub import StatusHub
 from tradewire.core.store.base import TradeRecord
-from tradewire.core.store.sqlite import SqliteStore
 from tradewire.core.trades import Trade, TradeRunner
 from tradewire.v1 import trade_pb2 as pb
 from unit.lifecycle.lifecycle_support import FILLS, MARKET, FakeRecorder, Gate, ScriptedExecutor, order
@@ -32,7 +31,7 @@ def registry(client, replica_id: str, limit: int, max_total: int = 100, lease_s:
 def replica(client, replica_id: str, executor, limit: int) -> TradeRunner:
     recorder = FakeRecorder()
     inflight = InFlightRegistry(limit, 100, recorder.metrics, RedisInFlight(client, replica_id))
-    store = RedisTradeStore(client, replica_id, SqliteStore(":memory:"))
+    store = RedisTradeStore(client, replica_id)
     return TradeRunner(store, StatusHub(), {pb.TRADING_MODE_PAPER: executor}, recorder, inflight,
                        RetryPolicy(max_attempts=1), None, MARKET)
 

@@ -16,8 +16,7 @@ def test_sqlite_store_reports_itself_and_a_closed_database(tmp_path):
 
 
 def test_redis_store_reports_its_replica_and_an_unreachable_redis(tmp_path, redis_server):
-    local = SqliteStore(tmp_path / "outbox.db")
-    up = RedisTradeStore(redis.Redis.from_url(redis_server.url), "replica-x", local)
+    up = RedisTradeStore(redis.Redis.from_url(redis_server.url), "replica-x")
     assert up.health() == (True, "redis (replica replica-x)")
-    down = RedisTradeStore(redis.Redis(port=free_port(), socket_connect_timeout=1), "replica-y", local)
+    down = RedisTradeStore(redis.Redis(port=free_port(), socket_connect_timeout=1), "replica-y")
     assert down.health() == (False, "redis unreachable (ConnectionError)")
