@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import redis
 
 from tradewire.core import lifecycle
-from tradewire.core.portfolio import FillLegs, Holding, apply_fill
+from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, apply_fill
 from tradewire.core.store.base import HistoryPage, HistoryQuery, OutboxEntry, TradeRecord, UnfinishedTrade
 from tradewire.core.shared.redis_outbox import RedisOutbox
 from tradewire.core.store.sqlite import pack_events, unpack_events
@@ -60,6 +60,7 @@ return redis.call('HINCRBY', KEYS[1], '_v', 1)
 """
 _VERSION = b"_v"
 _HISTORY_BATCH = 256
+_LAST_READ_KEPT = 4096  # callers whose last holdings read is kept (cleared when full)
 
 
 def _holding(mint: str, packed: bytes) -> Holding:
@@ -81,6 +82,8 @@ class RedisTradeStore:
         self._r = client
         self.replica_id = replica_id
         self._outbox = RedisOutbox(client)
+        # (version, holdings) last read per (principal, mode), for the fill that follows a read
+        self._last_read: dict[tuple[str, int], tuple[str, dict[str, Holding]]] = {}
         self._claim = client.register_script(_CLAIM)
         self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
 
@@ -167,7 +170,11 @@ class RedisTradeStore:
     # -- holdings ------------------------------------------------------------------------
 
     def holdings(self, principal_id: str, mode: int) -> dict[str, Holding]:
-        return self._read_holdings(principal_id, mode)[1]
+        version, current = self._read_holdings(principal_id, mode)
+        if len(self._last_read) >= _LAST_READ_KEPT:
+            self._last_read.clear()
+        self._last_read[(principal_id, mode)] = (version, current)
+        return dict(current)
 
     def _read_holdings(self, principal_id: str, mode: int) -> tuple[str, dict[str, Holding]]:
         """(version, holdings): the version to write them back against."""
@@ -194,18 +201,29 @@ class RedisTradeStore:
                    fill_id: str | None = None) -> dict[str, Holding]:
         """Optimistic: read, apply, and write in one script only if the version is unchanged,
         else read again (another replica booked meanwhile). Two round trips when uncontended,
-        with or without a fill id (the id is checked in the read and again in the script)."""
+        with or without a fill id (the id is checked in the read and again in the script); one
+        when the holdings were just read and nobody wrote since."""
         keys = [f"tw:hold:{principal_id}:{mode}"]
         if fill_id is not None:
             keys.append(f"tw:fills:{principal_id}:{mode}")
+        # The last read (the paper executor's dry run, just before) is tried first: if nobody
+        # wrote since, the fill costs one round trip, not two.
+        last_read = self._last_read.pop((principal_id, mode), None) if fill_id is None else None
         while True:
-            if fill_id is None:
-                version, current = self._read_holdings(principal_id, mode)
+            if last_read is not None:
+                (version, current), last_read = last_read, None
+                try:
+                    updated = apply_fill(current, legs)
+                except InsufficientBalance:
+                    continue  # perhaps only short in that older read: decide on a fresh one
             else:
-                version, current, applied = self._read_holdings_and_fill(principal_id, mode, fill_id)
-                if applied:  # checked before apply_fill: these holdings already include the fill
-                    return current
-            updated = apply_fill(current, legs)  # raises InsufficientBalance: nothing written
+                if fill_id is None:
+                    version, current = self._read_holdings(principal_id, mode)
+                else:
+                    version, current, applied = self._read_holdings_and_fill(principal_id, mode, fill_id)
+                    if applied:  # checked before apply_fill: these holdings already include the fill
+                        return current
+                updated = apply_fill(current, legs)  # raises InsufficientBalance: nothing written
             changed = [x for m, h in updated.items() if current.get(m) != h for x in (m, _pack_holding(h))]
             if self._write_if_unchanged(keys=keys, args=[version, *changed, *([fill_id] if fill_id else [])]):
                 return updated

@@ -80,3 +80,29 @@ def test_a_fill_computed_before_the_wallet_was_given_is_retried(tmp_path, redis_
     after = a.apply_fill(principal, PAPER, buy_sol)  # computed on "no SOL", then retried on the wallet
     assert raced and after[SOL].amount == 507 and after[USDC].amount == 5
     assert b.holdings(principal, PAPER) == after
+
+
+def test_a_fill_right_after_a_read_writes_against_that_read(replicas):
+    a, _, principal = replicas
+    before = a.holdings(principal, PAPER)  # the paper executor's dry run
+    reads = racing(a, lambda: None)  # records any further read
+    after = a.apply_fill(principal, PAPER, legs(1_000, 1))
+    assert reads == [] and after[SOL].amount == before[SOL].amount - 1_005  # booked without reading again
+
+
+def test_a_fill_after_a_stale_read_is_applied_to_fresh_holdings(replicas):
+    a, b, principal = replicas
+    a.holdings(principal, PAPER)  # read, then another replica books
+    b.apply_fill(principal, PAPER, legs(100_000, 40))
+    after = a.apply_fill(principal, PAPER, legs(1_000, 1))
+    assert after[SOL].amount == 1_000_000 - 101_000 - 2 * 5 and after[USDC].amount == 41
+
+
+def test_a_balance_short_only_in_a_stale_read_is_not_refused(replicas):
+    a, b, principal = replicas
+    assert USDC not in a.holdings(principal, PAPER)  # no USDC when a read
+    b.apply_fill(principal, PAPER, legs(100_000, 40))  # then 40 arrived
+    sell_usdc = FillLegs(input_mint=USDC, output_mint=SOL, amount_in=30, amount_out=1_000, fee_mint=SOL,
+                         fee_lamports=5, trade_value=30)
+    after = a.apply_fill(principal, PAPER, sell_usdc)
+    assert after[USDC].amount == 10
