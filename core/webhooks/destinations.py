@@ -8,12 +8,13 @@ globally routable addresses are allowed, checked twice:
 * when the request arrives: a literal address or a localhost name is refused at once
   (INVALID_ARGUMENT naming the field);
 * before each delivery: every address the host name resolves to then must be global, else
-  the delivery is dead-lettered (retrying cannot help).
+  the delivery is dead-lettered (retrying cannot help) — and the POST goes to the address
+  that was checked (:func:`pinned_request`), not to whatever a second lookup would answer,
+  so a name that re-binds to an inside address between the check and the connection
+  (DNS rebinding) still cannot reach it.
 
 Endpoints from the operator's configuration are trusted and not checked;
 ``webhooks.allow_private_request_urls`` lifts the rule for trusted networks and tests.
-Not covered: a DNS answer that changes between this check and httpx's own lookup
-(rebinding) — closing that needs connecting to the checked address itself.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
 
 # host, port → the addresses it resolves to (raises OSError when it does not resolve)
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -56,17 +60,42 @@ def host_refusal(host: str) -> str | None:
     return None if kind is None else f"{host} is a {kind} address"
 
 
-async def delivery_refusal(url: str, resolver: Resolver) -> str | None:
-    """Why ``url`` may not be delivered to now, or None. Raises OSError when its host does
-    not resolve (a transient failure: the delivery is retried)."""
+@dataclass(frozen=True)
+class Destination:
+    """The outcome of the check before a delivery: why not (``refusal``), or where to."""
+
+    refusal: str | None = None
+    address: str | None = None  # the checked address to connect to
+
+
+async def check_destination(url: str, resolver: Resolver) -> Destination:
+    """Whether ``url`` may be delivered to now, and at which checked address. Raises OSError
+    when its host does not resolve (a transient failure: the delivery is retried)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     refused = host_refusal(host)
     if refused is not None:
-        return refused
+        return Destination(refusal=refused)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    for address in await resolver(host, port):
+    addresses = await resolver(host, port)
+    for address in addresses:
         kind = non_global_kind(address)
         if kind is not None:
-            return f"{host} resolves to {address}, a {kind} address"
-    return None
+            return Destination(refusal=f"{host} resolves to {address}, a {kind} address")
+    if not addresses:
+        raise OSError(f"{host} resolved to no address")
+    return Destination(address=addresses[0])
+
+
+def pinned_request(client: httpx.AsyncClient, url: str, address: str, content: bytes,
+                   headers: dict[str, str]) -> httpx.Request:
+    """A POST of ``content`` to ``url`` that connects to ``address`` itself: the URL carries
+    the address, while the Host header and (for https) the TLS server name — which the
+    certificate is verified against — keep the URL's host name."""
+    parts = urlsplit(url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    literal = f"[{address}]" if ":" in address else address
+    netloc = (f"{userinfo}@" if userinfo else "") + (f"{literal}:{parts.port}" if parts.port else literal)
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return client.build_request("POST", urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")),
+                                content=content, headers={**headers, "host": hostport}, extensions=extensions)

@@ -16,7 +16,8 @@ POSTs them with a pooled ``httpx.AsyncClient``:
 * On shutdown, :meth:`close` delivers what is due within the time it is given; the rest
   stays in the outbox and goes out after the restart.
 * A request's own ``webhook_url`` only reaches global addresses (core/webhooks/destinations.py):
-  one that resolves into the gateway's networks is dead-lettered without being sent.
+  one that resolves into the gateway's networks is dead-lettered without being sent, and the
+  POST connects to the address that was checked.
 * Delivered entries are deleted ``keep_delivered_s`` after delivery (checked once a minute),
   so the outbox holds only what is pending, dead, or recent.
 
@@ -44,7 +45,8 @@ from google.protobuf import json_format
 from tradewire.core.errors import invalid
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.store.base import OutboxEntry, TradeStore
-from tradewire.core.webhooks.destinations import Resolver, delivery_refusal, host_refusal, system_resolver
+from tradewire.core.webhooks.destinations import (Resolver, check_destination, host_refusal, pinned_request,
+                                                  system_resolver)
 from tradewire.core.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 from tradewire.v1 import trade_pb2 as pb
 
@@ -83,6 +85,15 @@ def webhook_body(delivery_id: str, principal_id: str, result: pb.TradeResult) ->
     })
 
 
+def _client(config, keep_alive: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(config.timeout_s),
+        limits=httpx.Limits(max_connections=config.concurrency * 2, max_keepalive_connections=keep_alive),
+        follow_redirects=False,
+        headers={"user-agent": USER_AGENT},
+    )
+
+
 class WebhookDispatcher:
     def __init__(self, store: TradeStore, config, default_secret: bytes | Callable[[], bytes], metrics=None,
                  client: httpx.AsyncClient | None = None, clock: Callable[[], float] = time.time,
@@ -98,12 +109,10 @@ class WebhookDispatcher:
         for endpoint in config.endpoints:
             self._endpoints.setdefault(endpoint.principal, []).append(endpoint)
         self._default_secret = default_secret
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(config.timeout_s),
-            limits=httpx.Limits(max_connections=config.concurrency * 2, max_keepalive_connections=config.concurrency),
-            follow_redirects=False,
-            headers={"user-agent": USER_AGENT},
-        )
+        self._client = client or _client(config, keep_alive=config.concurrency)
+        # Callers' URLs are sent to a pinned address: a pooled connection, keyed by address,
+        # could carry one host name's request over another's TLS session, so none is kept.
+        self._unpooled = client or _client(config, keep_alive=0)
         self._resolver = resolver
         self._pruned_at = float("-inf")
         self._slots = asyncio.Semaphore(config.concurrency)
@@ -242,11 +251,17 @@ class WebhookDispatcher:
         started = time.monotonic()
         error, refused = "", None
         try:
-            if not (self.config.allow_private_request_urls or self._configured(entry.principal_id, entry.url)):
-                refused = await delivery_refusal(entry.url, self._resolver)
-            if refused is None:
+            client, request = self._client, None
+            if self.config.allow_private_request_urls or self._configured(entry.principal_id, entry.url):
+                request = client.build_request("POST", entry.url, content=entry.body, headers=headers)
+            else:  # a caller's URL: to the address checked now, on a connection of its own
+                destination = await check_destination(entry.url, self._resolver)
+                refused, client = destination.refusal, self._unpooled
+                if refused is None:
+                    request = pinned_request(client, entry.url, destination.address, entry.body, headers)
+            if request is not None:
                 async with self._slots:
-                    response = await self._client.post(entry.url, content=entry.body, headers=headers)
+                    response = await client.send(request)
                 if not 200 <= response.status_code < 300:
                     error = f"HTTP {response.status_code}"
         except (httpx.HTTPError, OSError) as exc:
@@ -316,3 +331,4 @@ class WebhookDispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._client.aclose()
+        await self._unpooled.aclose()

@@ -1,5 +1,6 @@
-"""A caller's webhook_url cannot aim the gateway into its own networks (SSRF), and delivered
-outbox entries do not pile up forever."""
+"""A caller's webhook_url cannot aim the gateway into its own networks (SSRF) — not even by
+answering DNS differently after the check (the POST goes to the checked address) — and
+delivered outbox entries do not pile up forever."""
 
 import time
 
@@ -7,12 +8,14 @@ import httpx
 import pytest
 
 from lifecycle_support import run_until_nothing_pending, until
+from support.webhook_receiver import WebhookReceiver
 from tradewire.core.config import WebhooksConfig
 from tradewire.core.errors import TradewireError
 from tradewire.core.store.base import OutboxEntry
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.core.webhooks import WebhookDispatcher, webhook_body
-from tradewire.core.webhooks.destinations import delivery_refusal, host_refusal
+from tradewire.core.webhooks import destinations
+from tradewire.core.webhooks.destinations import Destination, check_destination, host_refusal
 from tradewire.v1 import trade_pb2 as pb
 
 SECRET = b"s3cret"
@@ -39,11 +42,11 @@ def test_names_and_public_addresses_pass_the_first_check(host):
 
 
 async def test_delivery_check_judges_every_resolved_address():
-    assert await delivery_refusal("https://public.test/h", resolver) is None
-    assert await delivery_refusal("https://rebind.test/h", resolver) == \
-        "rebind.test resolves to 10.0.0.7, a private or reserved address"
+    assert await check_destination("https://public.test/h", resolver) == Destination(address=PUBLIC)
+    assert await check_destination("https://rebind.test/h", resolver) == Destination(
+        refusal="rebind.test resolves to 10.0.0.7, a private or reserved address")
     with pytest.raises(OSError):
-        await delivery_refusal("https://nowhere.test/h", resolver)
+        await check_destination("https://nowhere.test/h", resolver)
 
 
 def config(**overrides) -> WebhooksConfig:
@@ -82,7 +85,7 @@ async def test_a_request_url_resolving_inside_is_dead_lettered_unsent_and_endpoi
     posted: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        posted.append(str(request.url))
+        posted.append(f"{request.url.scheme}://{request.headers['host']}{request.url.path}")
         return httpx.Response(200)
 
     store = SqliteStore(":memory:")
@@ -123,3 +126,50 @@ async def test_delivered_entries_are_deleted_after_keep_delivered_s():
     finally:
         await dispatcher.close()
     assert sorted(e.request_id for e in store.outbox_entries()) == ["new-delivered", "old-dead", "pending"]
+
+
+async def test_a_request_url_is_sent_to_the_address_that_was_checked():
+    sent: list[httpx.Request] = []
+    answers = iter([[PUBLIC], ["10.0.0.7"]])  # a name that re-binds inside after its first answer
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        return next(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    store = SqliteStore(":memory:")
+    saved(store, "pinned", "https://user:pw@rebinding.test:8443/hook?x=1")
+    dispatcher = WebhookDispatcher(store, config(), SECRET, resolver=rebinding,
+                                   client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    await run_until_nothing_pending(dispatcher, store)
+    assert store.outbox_entries()[0].state == "delivered"
+    [request] = sent  # one lookup, one POST: to the checked address, never to a second answer
+    assert (request.url.host, request.url.port, request.url.raw_path) == (PUBLIC, 8443, b"/hook?x=1")
+    assert request.headers["host"] == "rebinding.test:8443"
+    assert request.extensions["sni_hostname"] == "rebinding.test"  # TLS name and certificate check
+    assert request.headers["authorization"].startswith("Basic ")  # the URL's credentials kept
+
+
+async def test_a_pinned_delivery_reaches_a_real_server_by_its_checked_address(monkeypatch):
+    """Over a real socket: the name does not resolve anywhere but in the check, so only a
+    connection to the checked address can deliver it."""
+    receiver = WebhookReceiver()
+    port = int(receiver.url("/").rsplit(":", 1)[1].split("/")[0])
+    monkeypatch.setattr(destinations, "non_global_kind", lambda address: None)  # loopback counts as public here
+
+    async def only_here(host: str, port: int) -> list[str]:
+        assert host == "hooks.invalid"
+        return ["127.0.0.1"]
+
+    store = SqliteStore(":memory:")
+    saved(store, "real", f"http://hooks.invalid:{port}/real")
+    dispatcher = WebhookDispatcher(store, config(allowed_schemes=("http",)), SECRET, resolver=only_here)
+    try:
+        await run_until_nothing_pending(dispatcher, store)
+    finally:
+        receiver.close()
+    assert store.outbox_entries()[0].state == "delivered"
+    [delivery] = receiver.at("/real")
+    assert delivery.headers["host"] == f"hooks.invalid:{port}" and delivery.json["requestId"] == "real"
