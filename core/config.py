@@ -293,8 +293,8 @@ class ShutdownConfig(_Model):
 
 class SharedConfig(_Model):
     """Scale-out: with a Redis URL, idempotency keys, trades, positions, history, rate-limit
-    buckets, per-caller in-flight counts and status events are shared by every replica;
-    without one, all stays local."""
+    buckets, per-caller in-flight counts, status events and the webhook outbox are shared by
+    every replica; without one, all stays local."""
 
     redis_url: str | None = Field(None, description="e.g. redis://127.0.0.1:6379/0")
     # Identifies this replica's unfinished trades across restarts (default: from data_dir).
@@ -304,6 +304,9 @@ class SharedConfig(_Model):
     # counted across replicas); renewed every third of it, so a replica that dies frees its
     # slots this long after.
     inflight_lease_s: float = Field(30.0, ge=1, le=3600)
+    # A replica beats every third of this; one silent this long is presumed dead, and the others
+    # take over its unfinished trades not yet past the point of no return.
+    replica_ttl_s: float = Field(10.0, ge=1, le=3600)
 
 
 class MetricsConfig(_Model):

@@ -89,6 +89,7 @@ REASONS: Mapping[str, ReasonSpec] = {
     "CIRCUIT_OPEN": ReasonSpec(Code.UNAVAILABLE),
     "UPSTREAM_UNAVAILABLE": ReasonSpec(Code.UNAVAILABLE),
     "SHUTTING_DOWN": ReasonSpec(Code.UNAVAILABLE),
+    "TRADE_TAKEN_OVER": ReasonSpec(Code.UNAVAILABLE),
     "DEADLINE_EXCEEDED": ReasonSpec(Code.DEADLINE_EXCEEDED),
     "CANCELLED": ReasonSpec(Code.CANCELLED),
     "UNIMPLEMENTED": ReasonSpec(Code.UNIMPLEMENTED),

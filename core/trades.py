@@ -43,7 +43,7 @@ from tradewire.core.order import Fill, Order, fingerprint
 from tradewire.core.recorder import Recorder
 from tradewire.core.retry import RetryPolicy, as_error, transient_reason
 from tradewire.core.status_hub import StatusHub, Subscription
-from tradewire.core.store.base import TradeRecord, TradeStore
+from tradewire.core.store.base import TakenOver, TradeRecord, TradeStore, UnfinishedTrade
 from tradewire.v1 import trade_pb2 as pb
 
 log = logging.getLogger("tradewire.trades")
@@ -279,6 +279,9 @@ class TradeRunner:
                 if lifecycle.rank(trade.stage) < lifecycle.rank(pb.TRADE_STATUS_ROUTED):
                     self._transition(trade, pb.TRADE_STATUS_ROUTED, f"routed to the {executor.name} executor")
                 outcome = await self._drive(trade, executor)
+        except TakenOver:
+            self._relinquish(trade)
+            return
         except asyncio.CancelledError:
             stop = trade.stop
             if stop is None:
@@ -321,7 +324,7 @@ class TradeRunner:
                     break  # retry below
                 else:
                     raise RuntimeError(f"{executor.name} executor ended without an outcome")
-            except (asyncio.CancelledError, GeneratorExit):
+            except (asyncio.CancelledError, GeneratorExit, TakenOver):
                 raise
             except Exception as exc:
                 reason = None if trade.committed else transient_reason(exc)
@@ -346,20 +349,27 @@ class TradeRunner:
         """The point of no return: from here the executor may send; store it so a restart knows."""
         if trade.stop is not None:
             raise asyncio.CancelledError()  # a stop came first: the executor is parked, nothing was sent
+        # Stored first: if the store refuses (the trade was taken over), nothing is sent from here.
+        self.store.save(trade.order.principal_id, trade.result, self.hub.channel_events(trade.key) or ())
         trade.committed = True
         if trade.timer is not None:
             trade.timer.cancel()
-        self.store.save(trade.order.principal_id, trade.result, self.hub.channel_events(trade.key) or ())
 
     def _transition(self, trade: Trade, status: int, message: str = "") -> None:
+        self._publish(trade, self._advance(trade, status, message))
+
+    def _advance(self, trade: Trade, status: int, message: str) -> pb.ExecutionStatus:
+        """Move the trade to ``status``; its event, not yet published."""
         lifecycle.check_transition(trade.result.status or None, status)
         trade.sequence += 1
         trade.result.status = status
         trade.stage = status
         now_ns = time.time_ns()  # one clock read: updated_at, the event and its audit row agree
         trade.result.updated_at.CopyFrom(lifecycle.timestamp_of(now_ns))
-        event = lifecycle.status_event(trade.order.request_id, trade.sequence, status, message or None,
-                                       trade.result if lifecycle.is_terminal(status) else None, now_ns)
+        return lifecycle.status_event(trade.order.request_id, trade.sequence, status, message or None,
+                                      trade.result if lifecycle.is_terminal(status) else None, now_ns)
+
+    def _publish(self, trade: Trade, event: pb.ExecutionStatus) -> None:
         self.hub.publish(trade.key, event)
         self.recorder.transition(trade.order, event)  # (reads the ns back from the event: two int fields)
 
@@ -368,21 +378,29 @@ class TradeRunner:
         if trade.timer is not None:
             trade.timer.cancel()
         trade.error = outcome.error
+        event = None
         try:
             apply_outcome(result, order, outcome)
-            if outcome.fill is not None and outcome.status == pb.TRADE_STATUS_FILLED:
-                self.recorder.fill(order, outcome.fill, result)
-            self._transition(trade, outcome.status, outcome.error.message if outcome.error else "")
+            event = self._advance(trade, outcome.status, outcome.error.message if outcome.error else "")
             outbox = self.webhooks.entries(order.principal_id, order.webhook_url, result) if self.webhooks else ()
-            self.store.save(order.principal_id, result, self.hub.channel_events(trade.key) or (), outbox)
-            if outbox:
-                self.webhooks.notify()
+            # Stored before it is published: a replica that lost the trade to another publishes nothing.
+            self.store.save(order.principal_id, result, (*(self.hub.channel_events(trade.key) or ()), event), outbox)
+        except TakenOver:
+            self._relinquish(trade)
+            return
         except Exception as exc:  # the caller must still learn the outcome
             log.exception("recording the end of trade %s failed", order.request_id)
+            if event is not None:
+                self._publish(trade, event)
             self.inflight.remove(trade.key)
             if not trade.done.done():
                 trade.done.set_exception(internal_error() if not isinstance(exc, TradewireError) else exc)
             return
+        if outcome.fill is not None and outcome.status == pb.TRADE_STATUS_FILLED:
+            self.recorder.fill(order, outcome.fill, result)
+        self._publish(trade, event)
+        if outbox:
+            self.webhooks.notify()
         self.inflight.remove(trade.key)
         if not trade.done.done():
             trade.done.set_result(result)
@@ -391,7 +409,11 @@ class TradeRunner:
         """Shutdown reached a trade that has not ended: keep it unfinished for the restart."""
         if trade.timer is not None:
             trade.timer.cancel()
-        self.store.save(trade.order.principal_id, trade.result, self.hub.channel_events(trade.key) or ())
+        try:
+            self.store.save(trade.order.principal_id, trade.result, self.hub.channel_events(trade.key) or ())
+        except TakenOver:
+            self._relinquish(trade)
+            return
         self.hub.abandon(trade.key)
         self.inflight.remove(trade.key)
         log.warning("trade %s left unfinished at %s by the shutdown; it %s after the restart",
@@ -409,6 +431,20 @@ class TradeRunner:
         """Wait (up to ``timeout``) until no trade runs; True if they all ended."""
         return await self.inflight.wait_empty(timeout)
 
+    def _relinquish(self, trade: Trade) -> None:
+        """Another replica took the trade over (this one was presumed dead): stop here, and
+        write or publish nothing more about it."""
+        if trade.timer is not None:
+            trade.timer.cancel()
+        self.hub.abandon(trade.key)
+        self.inflight.remove(trade.key)
+        log.warning("trade %s was taken over by another replica; stopped here at %s",
+                    trade.order.request_id, pb.TradeStatus.Name(trade.stage))
+        if not trade.done.done():
+            trade.done.set_exception(TradewireError(
+                "TRADE_TAKEN_OVER", f"trade {trade.order.request_id!r} was taken over by another replica of the "
+                "gateway; follow it with GetTrade or StreamExecutionStatus"))
+
     async def interrupt_all(self, timeout: float = 2.0) -> int:
         """Stop every trade still running and keep it unfinished; returns how many."""
         trades = list(self.inflight)
@@ -419,12 +455,13 @@ class TradeRunner:
             await asyncio.wait(tasks, timeout=timeout)
         return len(trades)
 
-    async def recover(self) -> dict[str, int]:
-        """Resume or reconcile the trades a previous process left unfinished."""
+    async def recover(self, trades: list[UnfinishedTrade] | None = None) -> dict[str, int]:
+        """Resume or reconcile the trades a previous process left unfinished (default: this
+        replica's, from the store), or ``trades`` adopted from a replica that died."""
         from tradewire.core.validation import validate_trade  # validation imports order/market only
 
         counts = {"resumed": 0, "reconciled": 0, "failed": 0}
-        for unfinished in self.store.unfinished():
+        for unfinished in self.store.unfinished() if trades is None else trades:
             record = unfinished.record
             result = pb.TradeResult()
             result.CopyFrom(record.result)

@@ -34,6 +34,7 @@ from tradewire.core.shared.redis_events import RedisEventBus
 from tradewire.core.shared.redis_inflight import RedisInFlight
 from tradewire.core.shared.redis_limiter import RedisTokenBucketLimiter
 from tradewire.core.shared.redis_outbox import shared_webhook_secret
+from tradewire.core.shared.redis_replicas import ReplicaPresence
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.status_hub import StatusHub
 from tradewire.core.store.base import TradeStore
@@ -60,11 +61,14 @@ class Core:
     webhooks: WebhookDispatcher | None = None
     live: Executor | None = None  # the LIVE executor when settings.live.enabled
     shared: SharedBackends | None = None  # Redis, when several replicas share state
+    presence: ReplicaPresence | None = None  # with Redis: this replica's beat; adopts dead replicas' trades
 
     async def start(self) -> None:
         await self.audit.start()
         loop = asyncio.get_running_loop()
         self.metrics.event_loop_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
+        if self.presence is not None:
+            self.presence.start()  # alive before recovering: nobody adopts what this replica resumes
         if self.runner is not None:
             self.runner.inflight.start()  # renews this replica's shared in-flight leases (with Redis)
             recovered = await self.runner.recover()  # unfinished trades of the previous run
@@ -112,6 +116,8 @@ class Core:
         await self.audit.close()  # drains: every recorded event is written or spooled
         self.tracing.shutdown()
         await self.quotes.close()
+        if self.presence is not None:  # after its unfinished trades were saved: the others take them now
+            await self.presence.stop(leave=True)
         self.store.close()
         if self.runner is not None:
             await self.runner.inflight.stop()
@@ -238,4 +244,7 @@ def build_core(settings: Settings) -> Core:
                              session_max_lag=streams.session_max_lag, max_batch_items=settings.limits.max_batch_items,
                              batch_concurrency=execution.batch_concurrency)
     service = TradeService(pipeline, runner, store, market, quotes, executors, options, webhooks)
-    return Core(settings, service, metrics, store, audit, tracing, quotes, runner, hub, webhooks, live, shared)
+    presence = ReplicaPresence(shared.client, shared.replica_id, settings.shared.replica_ttl_s, store.adopt,
+                               runner.recover) if shared else None
+    return Core(settings, service, metrics, store, audit, tracing, quotes, runner, hub, webhooks, live, shared,
+                presence)

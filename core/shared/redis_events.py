@@ -114,12 +114,21 @@ class RedisEventBus:
     async def follow(self, key: Key, from_sequence: int, heartbeat_s: float | None) -> AsyncIterator[pb.ExecutionStatus]:
         """Events with sequence >= from_sequence up to the terminal one; heartbeats while idle."""
         last = f"0-{max(0, from_sequence - 1)}"
-        block_ms = int((heartbeat_s or 15.0) * 1000)
+        heartbeat_s = heartbeat_s or 15.0
+        # Each blocking read must end within the connection's read timeout (redis-py's default
+        # is 5 s) or it fails as a timeout: block in shorter reads, heartbeat when idle long enough.
+        read_timeout = self._ar.connection_pool.connection_kwargs.get("socket_timeout")
+        block_s = min(heartbeat_s, read_timeout / 2) if read_timeout else heartbeat_s
+        loop = asyncio.get_running_loop()
+        idle_since = loop.time()
         while True:
-            answer = await self._ar.xread({self._stream(key): last}, count=100, block=block_ms)
+            answer = await self._ar.xread({self._stream(key): last}, count=100, block=max(1, int(block_s * 1000)))
             if not answer:
-                yield pb.ExecutionStatus(request_id=key[1], kind=pb.STATUS_KIND_HEARTBEAT)
+                if loop.time() - idle_since >= heartbeat_s:
+                    idle_since = loop.time()
+                    yield pb.ExecutionStatus(request_id=key[1], kind=pb.STATUS_KIND_HEARTBEAT)
                 continue
+            idle_since = loop.time()
             for entry_id, fields in answer[0][1]:
                 last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                 event = pb.ExecutionStatus.FromString(fields[b"e"])

@@ -40,23 +40,37 @@ def _entry_key(entry_id: str) -> str:
     return f"tw:outbox:e:{entry_id}"
 
 
-# KEYS: once, pending, created, then one entry key per entry; ARGV: now, then per entry
-# principal, request id, url, body, next attempt, id. An entry whose trade and URL already
-# have one is skipped (a trade saved again, e.g. by a recovery, notifies once).
-_ENQUEUE = """
-local now = ARGV[1]
-for k = 4, #KEYS do
-  local i = 2 + (k - 4) * 6
-  local p, r, url, body, due, id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  if redis.call('HSETNX', KEYS[1], p .. '\\0' .. r .. '\\0' .. url, id) == 1 then
-    redis.call('HSET', KEYS[k], 'principal', p, 'request_id', r, 'url', url, 'body', body, 'state', 'pending',
-               'attempts', 0, 'next_attempt_ns', due, 'last_error', '', 'created_ns', now, 'updated_ns', now)
-    redis.call('ZADD', KEYS[2], due, id)
-    redis.call('ZADD', KEYS[3], now, id)
+# A Lua function for the script that saves a trade (core/shared/redis_store.py), so a terminal
+# status and its webhooks are written at one instant. enqueue(k, a): KEYS[k..k+2] are once,
+# pending and created, KEYS[k+3..] one entry key per entry; ARGV[a] is now, then per entry
+# principal, request id, url, body, next attempt, id (see enqueue_keys_args). An entry whose
+# trade and URL already have one is skipped (a trade saved again, e.g. by a recovery,
+# notifies once).
+ENQUEUE_LUA = """
+local function enqueue(k, a)
+  local once, pending, created, now = KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a]
+  for e = k + 3, #KEYS do
+    local i = a + 1 + (e - k - 3) * 6
+    local p, r, url, body, due, id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    if redis.call('HSETNX', once, p .. '\\0' .. r .. '\\0' .. url, id) == 1 then
+      redis.call('HSET', KEYS[e], 'principal', p, 'request_id', r, 'url', url, 'body', body, 'state', 'pending',
+                 'attempts', 0, 'next_attempt_ns', due, 'last_error', '', 'created_ns', now, 'updated_ns', now)
+      redis.call('ZADD', pending, due, id)
+      redis.call('ZADD', created, now, id)
+    end
   end
 end
-return 0
 """
+
+
+def enqueue_keys_args(entries: Sequence[OutboxEntry]) -> tuple[list[str], list]:
+    """The KEYS and ARGV that ENQUEUE_LUA's ``enqueue`` reads for ``entries`` (appended last)."""
+    now = time.time_ns()
+    args: list = [now]
+    for e in entries:
+        args += [e.principal_id, e.request_id, e.url, e.body, e.next_attempt_ns or now, e.id]
+    return [_ONCE, _PENDING, _CREATED, *(_entry_key(e.id) for e in entries)], args
+
 
 # KEYS[1] pending; ARGV: now, limit, lease end. Returns id, fields, id, fields, ...
 _TAKE_DUE = """
@@ -124,18 +138,9 @@ def _decode(entry_id: str | bytes, fields: Sequence[bytes | None]) -> OutboxEntr
 class RedisOutbox:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
-        self._enqueue = client.register_script(_ENQUEUE)
         self._take_due = client.register_script(_TAKE_DUE)
         self._update = client.register_script(_UPDATE)
         self._prune = client.register_script(_PRUNE)
-
-    def enqueue(self, entries: Sequence[OutboxEntry], pipe: redis.client.Pipeline) -> None:
-        """Queue ``entries`` on ``pipe`` (the transaction that saves their trade)."""
-        now = time.time_ns()
-        args: list = [now]
-        for e in entries:
-            args += [e.principal_id, e.request_id, e.url, e.body, e.next_attempt_ns or now, e.id]
-        self._enqueue(keys=[_ONCE, _PENDING, _CREATED, *(_entry_key(e.id) for e in entries)], args=args, client=pipe)
 
     def take_due(self, now_ns: int, limit: int, lease_until_ns: int) -> list[OutboxEntry]:
         raw = self._take_due(keys=[_PENDING], args=[now_ns, limit, lease_until_ns])

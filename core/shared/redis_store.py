@@ -6,10 +6,19 @@ they run on the event loop like SQLite's; everything that must be atomic is one 
 or one optimistic transaction. The webhook outbox is shared too (core/shared/redis_outbox.py):
 any replica delivers it.
 
+A trade belongs to the replica that claimed it (``replica`` in its hash) and only that
+replica writes it: every save checks it, atomically with the write. When a replica stops
+beating (core/shared/redis_replicas.py) another one *adopts* its running trades that have not
+passed the point of no return — it becomes their owner and resumes them — so a replica
+presumed dead that comes back can no longer save them, and so can never commit (send) them.
+Trades past that point stay with their replica, whose restart settles them: what it did
+after the point (a paper booking, a LIVE transaction in its journal) is known only to it.
+
 Keys (``{p}`` principal, ``{r}`` request id):
-  tw:trade:{p}:{r}      hash: fp, result, events, request, seq, replica
+  tw:trade:{p}:{r}      hash: fp, result, events, request, seq, replica (the owner), and
+                        committed = 1 once saved past the point of no return
   tw:hist:{p}           sorted set of request ids by claim sequence (history, newest first)
-  tw:running:{replica}  set of "{p}\\x00{r}" claimed by a replica and not yet terminal
+  tw:running:{replica}  set of "{p}\\x00{r}" owned by a replica and not yet terminal
   tw:hold:{p}:{mode}    hash: mint → "amount:cost_basis:realized_pnl" (integers), and "_v",
                         a version bumped by every write (fills are compare-and-set on it)
   tw:fills:{p}:{mode}   set of the fill ids applied to those holdings (fills booked once)
@@ -24,8 +33,10 @@ import redis
 
 from tradewire.core import lifecycle
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, apply_fill
-from tradewire.core.store.base import HistoryPage, HistoryQuery, OutboxEntry, TradeRecord, UnfinishedTrade
-from tradewire.core.shared.redis_outbox import RedisOutbox
+from tradewire.core.store.base import (HistoryPage, HistoryQuery, OutboxEntry, TakenOver, TradeRecord,
+                                       UnfinishedTrade)
+from tradewire.core.shared.redis_outbox import ENQUEUE_LUA, RedisOutbox, enqueue_keys_args
+from tradewire.core.shared.redis_replicas import REGISTRY, presence_key
 from tradewire.core.store.sqlite import pack_events, unpack_events
 from tradewire.v1 import trade_pb2
 
@@ -58,6 +69,37 @@ for i = 2, last, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if #KEYS == 2 then redis.call('SADD', KEYS[2], ARGV[#ARGV]) end
 return redis.call('HINCRBY', KEYS[1], '_v', 1)
 """
+# Save a trade if this replica still owns it. KEYS[1] the trade, KEYS[2] this replica's running
+# set, then the outbox's keys (enqueue); ARGV: owner, result, events ('' keeps them), terminal,
+# committed ('1' or ''), running-set member, then the outbox's args. Returns 0 when not the owner.
+_SAVE = ENQUEUE_LUA + """
+if redis.call('HGET', KEYS[1], 'replica') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'result', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'events', ARGV[3]) end
+if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'committed', '1') end
+if ARGV[4] == '1' then redis.call('SREM', KEYS[2], ARGV[6]) end
+if #KEYS > 2 then enqueue(3, 7) end
+return 1
+"""
+
+# Adopt a dead replica's running trades not past the point of no return. KEYS: its presence
+# key, its running set, this replica's running set, the replica registry; ARGV: this replica,
+# the dead one. Nothing moves while the presence key exists. Returns the members moved.
+_ADOPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+local moved = {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local sep = string.find(member, '\\0', 1, true)
+  local key = 'tw:trade:' .. string.sub(member, 1, sep - 1) .. ':' .. string.sub(member, sep + 1)
+  if redis.call('HGET', key, 'committed') ~= '1' then
+    redis.call('HSET', key, 'replica', ARGV[1])
+    redis.call('SMOVE', KEYS[2], KEYS[3], member)
+    moved[#moved + 1] = member
+  end
+end
+if redis.call('SCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[4], ARGV[2]) end
+return moved
+"""
 _VERSION = b"_v"
 _HISTORY_BATCH = 256
 _LAST_READ_KEPT = 4096  # callers whose last holdings read is kept (cleared when full)
@@ -85,6 +127,8 @@ class RedisTradeStore:
         # (version, holdings) last read per (principal, mode), for the fill that follows a read
         self._last_read: dict[tuple[str, int], tuple[str, dict[str, Holding]]] = {}
         self._claim = client.register_script(_CLAIM)
+        self._save = client.register_script(_SAVE)
+        self._adopt = client.register_script(_ADOPT)
         self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
 
     @staticmethod
@@ -110,16 +154,16 @@ class RedisTradeStore:
 
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
              events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = ()) -> None:
-        fields: dict[str, bytes] = {"result": result.SerializeToString()}
-        if events:
-            fields["events"] = pack_events(events)
-        pipe = self._r.pipeline(transaction=True)
-        pipe.hset(self._trade_key(principal_id, result.request_id), mapping=fields)
-        if lifecycle.is_terminal(result.status):
-            pipe.srem(self._running_key(), f"{principal_id}\x00{result.request_id}")
-        if outbox:  # in the same transaction: durable as the terminal state becomes visible
-            self._outbox.enqueue(outbox, pipe)
-        pipe.execute()
+        keys = [self._trade_key(principal_id, result.request_id), self._running_key()]
+        args = [self.replica_id, result.SerializeToString(), pack_events(events) if events else b"",
+                "1" if lifecycle.is_terminal(result.status) else "",
+                "1" if lifecycle.may_have_been_sent(result.status) else "", f"{principal_id}\x00{result.request_id}"]
+        if outbox:  # in the same script: durable as the terminal state becomes visible
+            outbox_keys, outbox_args = enqueue_keys_args(outbox)
+            keys += outbox_keys
+            args += outbox_args
+        if not self._save(keys=keys, args=args):
+            raise TakenOver(f"trade {result.request_id!r} is owned by another replica now")
 
     def get(self, principal_id: str, request_id: str) -> TradeRecord | None:
         fp, raw, events = self._r.hmget(self._trade_key(principal_id, request_id), "fp", "result", "events")
@@ -130,8 +174,18 @@ class RedisTradeStore:
 
     def unfinished(self) -> list[UnfinishedTrade]:
         """This replica's trades that never reached a terminal status, oldest first."""
+        return self._unfinished(self._r.smembers(self._running_key()))
+
+    def adopt(self, replica_id: str) -> list[UnfinishedTrade]:
+        """Take over the running trades of ``replica_id``, presumed dead (its presence expired),
+        that have not passed the point of no return; the trades now this replica's to resume."""
+        members = self._adopt(keys=[presence_key(replica_id), f"tw:running:{replica_id}", self._running_key(),
+                                    REGISTRY], args=[self.replica_id, replica_id])
+        return self._unfinished(members)
+
+    def _unfinished(self, members) -> list[UnfinishedTrade]:
         out = []
-        for member in self._r.smembers(self._running_key()):
+        for member in members:
             principal_id, request_id = member.decode().split("\x00", 1)
             fp, raw, events, request, seq = self._r.hmget(
                 self._trade_key(principal_id, request_id), "fp", "result", "events", "request", "seq")

@@ -10,6 +10,11 @@ from tradewire.core.portfolio import FillLegs, Holding
 from tradewire.v1 import trade_pb2
 
 
+class TakenOver(Exception):
+    """A shared store gave this trade to another replica (this one was presumed dead): this
+    process must not write or publish anything more about it."""
+
+
 @dataclass(frozen=True)
 class TradeRecord:
     principal_id: str
@@ -66,7 +71,8 @@ class TradeStore(Protocol):
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
              events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = ()) -> None:
         """Store a trade's latest state and its events so far; with ``outbox``, enqueue those
-        webhooks in the same transaction (a terminal status and its webhooks are durable together)."""
+        webhooks in the same transaction (a terminal status and its webhooks are durable together).
+        Raises TakenOver, writing nothing, when a shared store gave the trade to another replica."""
 
     def unfinished(self) -> list[UnfinishedTrade]:
         """Trades whose stored status is not terminal, oldest first."""

@@ -1,6 +1,7 @@
 """Status events reach Redis without the event loop waiting on it: in order, batched, and
 kept (then sent) while Redis is away."""
 
+import asyncio
 import uuid
 
 import redis.asyncio as aredis
@@ -31,6 +32,19 @@ async def test_events_land_in_order_and_a_finished_stream_expires(redis_server):
     assert 0 < client.ttl(f"tw:events:{key[0]}:{key[1]}") <= 120
     followed = [e.sequence async for e in bus.follow(key, 4, heartbeat_s=1)]
     assert followed == list(range(4, 10))
+    await bus.close()
+
+
+async def test_a_stream_idle_longer_than_the_read_timeout_gets_heartbeats_then_its_events(redis_server):
+    # redis-py fails a read that outlasts socket_timeout (5 s by default): blocking reads stay shorter
+    bus = RedisEventBus(aredis.Redis.from_url(redis_server.url, socket_timeout=0.4))
+    key = ("carol", f"t-{uuid.uuid4().hex[:8]}")
+    followed = bus.follow(key, 1, heartbeat_s=1.0)
+    started = asyncio.get_running_loop().time()
+    first = await anext(followed)  # nothing happens for longer than the read timeout
+    assert first.kind == pb.STATUS_KIND_HEARTBEAT and asyncio.get_running_loop().time() - started >= 1.0
+    bus.publish(key, event(key[1], 1, terminal=True))
+    assert [e.sequence async for e in followed if e.kind != pb.STATUS_KIND_HEARTBEAT] == [1]
     await bus.close()
 
 

@@ -1,0 +1,107 @@
+"""Which replicas are alive, and what becomes of the trades of one that is not.
+
+Each replica keeps a presence key, ``tw:alive:{replica}``, that expires ``ttl_s`` after its
+last beat (one every ttl/3), and lists itself in ``tw:replicas``. Each beat also looks for
+listed replicas whose presence expired — crashed, partitioned away, or shut down — and adopts
+their unfinished trades (RedisTradeStore.adopt: those not past the point of no return), which
+``on_adopted`` then resumes here (TradeRunner.recover). A replica shut down gracefully drops its
+presence once its unfinished trades are saved, so the others take them over at once.
+
+A replica whose beat finds its own presence had expired was presumed dead meanwhile (a stall
+longer than ``ttl_s``): its adopted trades are no longer its to write — the store refuses its
+saves — and it says so in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import redis
+
+log = logging.getLogger("tradewire.shared")
+
+REGISTRY = "tw:replicas"
+
+
+def presence_key(replica_id: str) -> str:
+    return f"tw:alive:{replica_id}"
+
+
+class ReplicaPresence:
+    def __init__(self, client: redis.Redis, replica_id: str, ttl_s: float,
+                 adopt: Callable[[str], list], on_adopted: Callable[[list], Awaitable[object]]) -> None:
+        """``adopt(replica)`` takes over a dead replica's trades and returns them;
+        ``on_adopted(trades)`` resumes them."""
+        self._r = client
+        self.replica_id = replica_id
+        self.ttl_s = ttl_s
+        self._ttl_ms = max(1, round(ttl_s * 1000))
+        self._adopt = adopt
+        self._on_adopted = on_adopted
+        self._beats = 0
+        self._task: asyncio.Task | None = None
+
+    def beat(self) -> bool:
+        """Renew this replica's presence; False when it had expired (presumed dead meanwhile)."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.set(presence_key(self.replica_id), b"1", px=self._ttl_ms, get=True)
+        pipe.sadd(REGISTRY, self.replica_id)
+        previous, _ = pipe.execute()
+        lapsed = self._beats > 0 and previous is None
+        self._beats += 1
+        return not lapsed
+
+    def dead(self) -> list[str]:
+        """Listed replicas, other than this one, whose presence expired."""
+        others = [r.decode() for r in self._r.smembers(REGISTRY) if r.decode() != self.replica_id]
+        if not others:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for replica in others:
+            pipe.exists(presence_key(replica))
+        return [replica for replica, alive in zip(others, pipe.execute()) if not alive]
+
+    async def sweep(self) -> int:
+        """Adopt and resume the unfinished trades of every dead replica; how many."""
+        adopted = 0
+        for replica in self.dead():
+            trades = self._adopt(replica)
+            if trades:
+                log.warning("replica %s stopped beating: %d of its unfinished trades resume here",
+                            replica, len(trades))
+                await self._on_adopted(trades)
+                adopted += len(trades)
+        return adopted
+
+    def start(self) -> None:
+        """Beat now (before this replica recovers its own trades), then every ttl/3."""
+        self.beat()
+        self._task = asyncio.get_running_loop().create_task(self._keep_beating(), name="replica-presence")
+
+    async def _keep_beating(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+                await asyncio.sleep(self.ttl_s / 3)
+                if not self.beat():
+                    log.error("this replica was presumed dead (no beat for %.0f s): other replicas may have "
+                              "taken over its unfinished trades", self.ttl_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis away: keep trying, the presence lapses meanwhile
+                log.exception("replica presence: beat or adoption failed")
+                await asyncio.sleep(self.ttl_s / 3)
+
+    async def stop(self, leave: bool = True) -> None:
+        """Stop beating; with ``leave``, drop the presence so the others adopt at once."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if leave:
+            try:
+                self._r.delete(presence_key(self.replica_id))
+            except redis.RedisError:
+                log.warning("could not drop this replica's presence; others adopt its trades once it expires")

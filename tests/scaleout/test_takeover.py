@@ -1,0 +1,141 @@
+"""When a replica stops (a stall, a crash, a shutdown) another one takes over its trades that
+have not passed the point of no return and finishes them — once: a stalled replica that wakes
+up can no longer send or book them."""
+
+import asyncio
+import os
+import signal
+import uuid
+from decimal import Decimal
+
+import pytest
+import redis
+
+from support.clients import GrpcClient, RpcFailure
+from support.gateway_process import GatewayProcess
+from support.trading import eventually
+from tradewire.v1 import service_pb2 as spb
+from tradewire.v1 import trade_pb2 as pb
+
+SOL = "So11111111111111111111111111111111111111112"
+USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+TTL_S = 1.5
+
+
+@pytest.fixture
+def replicas(tmp_path, redis_server):
+    env = {
+        "TRADEWIRE_SHARED__REDIS_URL": redis_server.url,
+        "TRADEWIRE_SHARED__REPLICA_TTL_S": str(TTL_S),
+        "TRADEWIRE_PAPER__REALTIME": "true",
+        "TRADEWIRE_PAPER__LATENCY_MS": "8000",  # 4 s building before the point of no return, 4 s landing
+        "TRADEWIRE_SHUTDOWN__DEADLINE_S": "3",
+        "TRADEWIRE_SHUTDOWN__FINAL_S": "1",
+    }
+    a = GatewayProcess(tmp_path / "a", env=dict(env)).start()
+    b = GatewayProcess(tmp_path / "b", env=dict(env)).start()
+    yield a, b
+    if a.proc.poll() is None:
+        os.kill(a.pid, signal.SIGCONT)
+    a.stop()
+    assert b.stop() == 0
+
+
+def trade(prefix: str) -> pb.TradeRequest:
+    return pb.TradeRequest(request_id=f"{prefix}-{uuid.uuid4().hex[:8]}", mode=pb.TRADING_MODE_PAPER,
+                           input_mint=SOL, output_mint=USDC, amount="0.2", slippage_bps=100)
+
+
+async def sol_balance(client: GrpcClient, key: str) -> Decimal:
+    positions, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mint=SOL), key)
+    return Decimal(positions.positions[0].amount)
+
+
+async def quoted(client: GrpcClient, key: str, request_id: str) -> None:
+    """Return once the trade was quoted (followed on ``client``'s replica, wherever it runs)."""
+    await eventually(lambda: _exists(client, key, request_id), what=f"trade {request_id} claimed")
+    stream = client.iterate("StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=request_id), key)
+    async for event in stream:
+        if event.kind == pb.STATUS_KIND_TRANSITION and event.stage == pb.TRADE_STATUS_QUOTED:
+            await stream.aclose()
+            return
+
+
+async def _exists(client: GrpcClient, key: str, request_id: str) -> bool:
+    return await stage_on(client, key, request_id) is not None
+
+
+async def stage_on(client: GrpcClient, key: str, request_id: str) -> int | None:
+    """The trade's stored status (None while unknown): kept at its claim, at the point of no
+    return and at its end."""
+    try:
+        found, _ = await client.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
+    except RpcFailure as failure:
+        assert failure.code == "NOT_FOUND"
+        return None
+    return found.status
+
+
+def owner(redis_url: str, request_id: str) -> bytes | None:
+    return redis.Redis.from_url(redis_url).hget(f"tw:trade:alice:{request_id}", "replica")
+
+
+async def test_a_stalled_replicas_trade_finishes_on_another_and_the_stalled_one_cannot_send_it(
+        replicas, redis_server):
+    a, b = replicas
+    key = a.key("alice")
+    on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
+    request = trade("stalled")
+    try:
+        before = await sol_balance(on_b, key)
+        running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
+        await asyncio.wait_for(quoted(on_b, key, request.request_id), 20)  # building on A
+        first_owner = owner(redis_server.url, request.request_id)
+        os.kill(a.pid, signal.SIGSTOP)  # A stalls before the point of no return
+        await eventually(lambda: owner(redis_server.url, request.request_id) != first_owner, timeout=10,
+                         what="replica B adopting the trade")
+        os.kill(a.pid, signal.SIGCONT)  # A wakes up and carries on with its copy of the trade
+
+        with pytest.raises(RpcFailure) as taken:  # ...until it tries to commit it
+            await asyncio.wait_for(running, 20)
+        assert (taken.value.code, taken.value.reason) == ("UNAVAILABLE", "TRADE_TAKEN_OVER")
+        await eventually(lambda: _is(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_FILLED), timeout=20,
+                         what="the trade filled by B")
+        filled, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
+        fees = Decimal(filled.fees.total_lamports) / 10**9
+        assert before - await sol_balance(on_b, key) == Decimal("0.2") + fees  # sent and booked once
+        replay, _ = await on_a.unary("ExecuteTrade", request, key)  # A answers the replay from the store
+        assert replay == filled
+        assert "was taken over by another replica" in a.log_text()
+    finally:
+        await on_a.close()
+        await on_b.close()
+
+
+async def test_a_replica_shut_down_hands_its_unfinished_trades_over_at_once(replicas):
+    a, b = replicas
+    key = a.key("alice")
+    on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
+    request = trade("handover")
+    try:
+        running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
+        await asyncio.wait_for(quoted(on_b, key, request.request_id), 20)  # building on A
+        a.terminate()  # the 3 s deadline ends before the trade does: A keeps it unfinished, and leaves
+        assert a.wait_exit(15) == 0
+        with pytest.raises(RpcFailure) as refused:
+            await running
+        assert refused.value.reason == "SHUTTING_DOWN"
+        await eventually(lambda: _is(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_FILLED), timeout=20,
+                         what="the trade resumed and filled by B")
+        events = await on_b.stream("StreamExecutionStatus",
+                                   spb.StreamExecutionStatusRequest(request_id=request.request_id), key)
+        transitions = [e for e in events if e.kind == pb.STATUS_KIND_TRANSITION]
+        assert [e.sequence for e in transitions] == list(range(1, len(transitions) + 1))
+        assert transitions[-1].stage == pb.TRADE_STATUS_FILLED
+    finally:
+        await on_a.close()
+        await on_b.close()
+
+
+async def _is(value, expected) -> bool:
+    return await value == expected

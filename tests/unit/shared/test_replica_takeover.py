@@ -1,0 +1,89 @@
+"""A replica that stops beating loses its unfinished trades to another — only those not past
+the point of no return — and can no longer write them (the store refuses its saves)."""
+
+import uuid
+
+import pytest
+import redis
+
+from tradewire.core.shared.redis_replicas import REGISTRY, ReplicaPresence, presence_key
+from tradewire.core.shared.redis_store import RedisTradeStore
+from tradewire.core.store.base import TakenOver
+from tradewire.v1 import trade_pb2 as pb
+
+TAKEOVER_DB = 8  # the registry and presence keys are global to the store: a database of its own
+
+
+@pytest.fixture
+def client(redis_server):
+    c = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{TAKEOVER_DB}")
+    c.flushdb()
+    return c
+
+
+def claimed(store: RedisTradeStore, status: int) -> pb.TradeResult:
+    request_id = f"t-{uuid.uuid4().hex[:8]}"
+    result = pb.TradeResult(request_id=request_id, status=pb.TRADE_STATUS_RECEIVED, mode=pb.TRADING_MODE_PAPER)
+    assert store.claim("alice", request_id, "fp", result, pb.TradeRequest(request_id=request_id)) is None
+    result.status = status
+    store.save("alice", result)
+    return result
+
+
+def test_only_trades_before_the_point_of_no_return_are_adopted(client):
+    a, b = RedisTradeStore(client, "replica-a"), RedisTradeStore(client, "replica-b")
+    quoted = claimed(a, pb.TRADE_STATUS_QUOTED)
+    committed = claimed(a, pb.TRADE_STATUS_SIMULATED)  # may have been sent: only replica A knows
+    client.sadd(REGISTRY, "replica-a")
+
+    client.set(presence_key("replica-a"), 1)
+    assert b.adopt("replica-a") == []  # alive: nothing moves
+    client.delete(presence_key("replica-a"))  # its presence expired
+    adopted = b.adopt("replica-a")
+    assert [u.record.request_id for u in adopted] == [quoted.request_id]
+    assert adopted[0].request.request_id == quoted.request_id  # with its request: it can resume
+    assert [u.record.request_id for u in b.unfinished()] == [quoted.request_id]
+    assert [u.record.request_id for u in a.unfinished()] == [committed.request_id]  # settled by A's restart
+    assert client.sismember(REGISTRY, "replica-a")  # still has a trade to settle
+    assert b.adopt("replica-a") == []  # taken once
+
+    with pytest.raises(TakenOver):  # replica A comes back: it may not write the adopted trade
+        a.save("alice", quoted)
+    quoted.status = pb.TRADE_STATUS_FILLED
+    b.save("alice", quoted)  # the new owner may
+    assert a.get("alice", quoted.request_id).result.status == pb.TRADE_STATUS_FILLED
+    assert b.unfinished() == []
+
+
+def test_a_replica_with_nothing_left_leaves_the_registry(client):
+    a, b = RedisTradeStore(client, "replica-a"), RedisTradeStore(client, "replica-b")
+    claimed(a, pb.TRADE_STATUS_VALIDATED)
+    client.sadd(REGISTRY, "replica-a")
+    assert len(b.adopt("replica-a")) == 1
+    assert not client.sismember(REGISTRY, "replica-a") and not client.exists("tw:running:replica-a")
+
+
+async def test_presence_beats_notices_its_own_lapse_and_sweeps_the_dead(client):
+    a, b = RedisTradeStore(client, "replica-a"), RedisTradeStore(client, "replica-b")
+    resumed: list[list] = []
+
+    async def resume(trades):
+        resumed.append([u.record.request_id for u in trades])
+
+    on_a = ReplicaPresence(client, "replica-a", 5.0, a.adopt, resume)
+    on_b = ReplicaPresence(client, "replica-b", 5.0, b.adopt, resume)
+    assert on_a.beat() and on_b.beat()
+    assert 4_000 < client.pttl(presence_key("replica-a")) <= 5_000
+    trade = claimed(a, pb.TRADE_STATUS_QUOTED)
+    assert on_b.dead() == [] and await on_b.sweep() == 0
+
+    client.delete(presence_key("replica-a"))  # A stalled past its time to live
+    assert on_b.dead() == ["replica-a"]
+    assert await on_b.sweep() == 1 and resumed == [[trade.request_id]]
+    assert not on_a.beat()  # A's next beat finds it was presumed dead
+    assert on_a.beat()  # and it is alive again from then on
+    with pytest.raises(TakenOver):
+        a.save("alice", trade)
+
+    await on_b.stop(leave=True)  # a graceful stop drops the presence at once
+    assert not client.exists(presence_key("replica-b"))
