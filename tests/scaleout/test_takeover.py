@@ -5,7 +5,6 @@ up can no longer send or book them."""
 import asyncio
 import os
 import signal
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -13,12 +12,10 @@ import redis
 
 from support.clients import GrpcClient, RpcFailure
 from support.gateway_process import GatewayProcess
-from support.trading import eventually
+from support.trading import balance, equals, eventually, trade, unique
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
-SOL = "So11111111111111111111111111111111111111112"
-USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 TTL_S = 1.5
 
 
@@ -39,16 +36,6 @@ def replicas(tmp_path, redis_server):
         os.kill(a.pid, signal.SIGCONT)
     a.stop()
     assert b.stop() == 0
-
-
-def trade(prefix: str) -> pb.TradeRequest:
-    return pb.TradeRequest(request_id=f"{prefix}-{uuid.uuid4().hex[:8]}", mode=pb.TRADING_MODE_PAPER,
-                           input_mint=SOL, output_mint=USDC, amount="0.2", slippage_bps=100)
-
-
-async def sol_balance(client: GrpcClient, key: str) -> Decimal:
-    positions, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mint=SOL), key)
-    return Decimal(positions.positions[0].amount)
 
 
 async def quoted(client: GrpcClient, key: str, request_id: str) -> None:
@@ -85,9 +72,9 @@ async def test_a_stalled_replicas_trade_finishes_on_another_and_the_stalled_one_
     a, b = replicas
     key = a.key("alice")
     on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
-    request = trade("stalled")
+    request = trade(unique("stalled"), amount="0.2")
     try:
-        before = await sol_balance(on_b, key)
+        before = await balance(on_b, key)
         running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
         await asyncio.wait_for(quoted(on_b, key, request.request_id), 20)  # building on A
         first_owner = owner(redis_server.url, request.request_id)
@@ -99,11 +86,11 @@ async def test_a_stalled_replicas_trade_finishes_on_another_and_the_stalled_one_
         with pytest.raises(RpcFailure) as taken:  # ...until it tries to commit it
             await asyncio.wait_for(running, 20)
         assert (taken.value.code, taken.value.reason) == ("UNAVAILABLE", "TRADE_TAKEN_OVER")
-        await eventually(lambda: _is(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_FILLED), timeout=20,
+        await eventually(lambda: equals(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_FILLED), timeout=20,
                          what="the trade filled by B")
         filled, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
         fees = Decimal(filled.fees.total_lamports) / 10**9
-        assert before - await sol_balance(on_b, key) == Decimal("0.2") + fees  # sent and booked once
+        assert before - await balance(on_b, key) == Decimal("0.2") + fees  # sent and booked once
         replay, _ = await on_a.unary("ExecuteTrade", request, key)  # A answers the replay from the store
         assert replay == filled
         assert "was taken over by another replica" in a.log_text()
@@ -116,7 +103,7 @@ async def test_a_replica_shut_down_hands_its_unfinished_trades_over_at_once(repl
     a, b = replicas
     key = a.key("alice")
     on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
-    request = trade("handover")
+    request = trade(unique("handover"), amount="0.2")
     try:
         running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
         await asyncio.wait_for(quoted(on_b, key, request.request_id), 20)  # building on A
@@ -125,7 +112,7 @@ async def test_a_replica_shut_down_hands_its_unfinished_trades_over_at_once(repl
         with pytest.raises(RpcFailure) as refused:
             await running
         assert refused.value.reason == "SHUTTING_DOWN"
-        await eventually(lambda: _is(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_FILLED), timeout=20,
+        await eventually(lambda: equals(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_FILLED), timeout=20,
                          what="the trade resumed and filled by B")
         events = await on_b.stream("StreamExecutionStatus",
                                    spb.StreamExecutionStatusRequest(request_id=request.request_id), key)
@@ -135,7 +122,3 @@ async def test_a_replica_shut_down_hands_its_unfinished_trades_over_at_once(repl
     finally:
         await on_a.close()
         await on_b.close()
-
-
-async def _is(value, expected) -> bool:
-    return await value == expected

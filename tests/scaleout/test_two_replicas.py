@@ -4,7 +4,6 @@ stream opened on one replica follows a trade running on the other to its end, an
 left undelivered by a replica that died goes out from the other, signed with the one key."""
 
 import asyncio
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -12,14 +11,11 @@ import redis
 
 from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
-from support.trading import eventually
+from support.trading import balance, equals, eventually, trade, unique
 from support.webhook_receiver import WebhookReceiver
 from tradewire.core.webhooks import verify
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
-
-SOL = "So11111111111111111111111111111111111111112"
-USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 
 
 @pytest.fixture(scope="module")
@@ -37,29 +33,19 @@ def replicas(tmp_path_factory, redis_server):
     assert a.stop() == 0 and b.stop() == 0
 
 
-def trade(request_id: str, amount: str = "0.5") -> pb.TradeRequest:
-    return pb.TradeRequest(request_id=request_id, mode=pb.TRADING_MODE_PAPER, input_mint=SOL, output_mint=USDC,
-                           amount=amount, slippage_bps=100)
-
-
-async def sol_balance(client, key: str) -> Decimal:
-    positions, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mint=SOL), key)
-    return Decimal(positions.positions[0].amount)
-
-
 async def test_same_request_id_on_both_replicas_executes_once(replicas):
     a, b = replicas
     key = a.key("alice")
     on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
     try:
-        before = await sol_balance(on_a, key)
-        request = trade(f"twice-{uuid.uuid4().hex[:8]}")
+        before = await balance(on_a, key)
+        request = trade(unique("twice"), amount="0.5")
         (first, _), (second, _) = await asyncio.gather(on_a.unary("ExecuteTrade", request, key),
                                                        on_b.unary("ExecuteTrade", request, key))
         assert first == second and first.status == pb.TRADE_STATUS_FILLED
         history, _ = await on_b.unary("GetTradeHistory", spb.GetTradeHistoryRequest(page_size=500), key)
         assert [t.request_id for t in history.trades].count(request.request_id) == 1
-        after = await sol_balance(on_b, key)
+        after = await balance(on_b, key)
         fees = Decimal(first.fees.total_lamports) / 10**9
         assert before - after == Decimal("0.5") + fees  # debited once, seen the same on both
     finally:
@@ -89,7 +75,7 @@ async def test_stream_on_one_replica_follows_a_trade_on_the_other(replicas):
     a, b = replicas
     key = a.key("bob")
     on_a, on_b = GrpcClient(a.grpc_target), make_client("connect-json", b)
-    request = trade(f"cross-{uuid.uuid4().hex[:8]}", amount="0.1")
+    request = trade(unique("cross"), amount="0.1")
     try:
         running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
         deadline = asyncio.get_running_loop().time() + 10
@@ -140,11 +126,11 @@ async def test_in_flight_limit_of_a_caller_holds_across_replicas(held_replicas):
     a, b = held_replicas
     key = a.key("trader")  # no other test here trades as this caller: its count is this test's
     on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
-    held = [trade(f"held-{uuid.uuid4().hex[:8]}", amount="0.01") for _ in range(IN_FLIGHT_PER_CALLER)]
-    late = trade(f"late-{uuid.uuid4().hex[:8]}", amount="0.01")
+    held = [trade(unique("held"), amount="0.01") for _ in range(IN_FLIGHT_PER_CALLER)]
+    late = trade(unique("late"), amount="0.01")
     running = [asyncio.create_task(on_a.unary("ExecuteTrade", request, key)) for request in held]
     try:
-        await eventually(lambda: _equals(in_flight(on_a, key), IN_FLIGHT_PER_CALLER), what="trades running on A")
+        await eventually(lambda: equals(in_flight(on_a, key), IN_FLIGHT_PER_CALLER), what="trades running on A")
         with pytest.raises(RpcFailure) as refused:  # B runs none of them, yet the caller is at its limit
             await on_b.unary("ExecuteTrade", late, key)
         assert refused.value.code == "RESOURCE_EXHAUSTED" and refused.value.reason == "TOO_MANY_IN_FLIGHT"
@@ -155,7 +141,7 @@ async def test_in_flight_limit_of_a_caller_holds_across_replicas(held_replicas):
             assert cancelled.status == pb.TRADE_STATUS_CANCELLED
         await asyncio.gather(*running, return_exceptions=True)
         running.append(asyncio.create_task(on_b.unary("ExecuteTrade", late, key)))  # the same request id
-        await eventually(lambda: _equals(in_flight(on_b, key), 1), what="the late trade running on B")
+        await eventually(lambda: equals(in_flight(on_b, key), 1), what="the late trade running on B")
         assert not running[-1].done()
     finally:
         for request, client in [*((r, on_a) for r in held), (late, on_b)]:
@@ -168,10 +154,6 @@ async def test_in_flight_limit_of_a_caller_holds_across_replicas(held_replicas):
         await on_b.close()
 
 
-async def _equals(value, expected) -> bool:
-    return await value == expected
-
-
 async def test_a_dead_replicas_webhook_goes_out_from_the_other(tmp_path, redis_server):
     receiver = WebhookReceiver(always_fail={"/hooks"})  # down until replica A is dead
     config = (  # no [webhooks] secret: the generated one is shared through Redis
@@ -182,7 +164,7 @@ async def test_a_dead_replicas_webhook_goes_out_from_the_other(tmp_path, redis_s
     env = {"TRADEWIRE_SHARED__REDIS_URL": redis_server.url}
     a = GatewayProcess(tmp_path / "a", extra_config=config, env=dict(env)).start()
     b = GatewayProcess(tmp_path / "b", extra_config=config, env=dict(env)).start()
-    request = trade(f"hook-{uuid.uuid4().hex[:8]}", amount="0.01")
+    request = trade(unique("hook"), amount="0.01")
     try:
         on_a = GrpcClient(a.grpc_target)
         try:

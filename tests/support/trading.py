@@ -6,11 +6,13 @@ import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import TypeVar
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
 SOL = "So11111111111111111111111111111111111111112"
@@ -24,6 +26,17 @@ def trade(request_id: str, amount: str = "0.01", **fields) -> pb.TradeRequest:
                   amount=amount, slippage_bps=300)
     values.update(fields)
     return pb.TradeRequest(**values)
+
+
+async def balance(client, key: str, mint: str = SOL) -> Decimal:
+    """The caller's position in ``mint`` (GetPositions through ``client``)."""
+    positions, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mint=mint), key)
+    return Decimal(positions.positions[0].amount)
+
+
+async def equals(value: Awaitable[T], expected: T) -> bool:
+    """For eventually(): whether an awaited probe gives ``expected``."""
+    return await value == expected
 
 
 def unique(prefix: str) -> str:
