@@ -38,6 +38,20 @@ redis.call('PEXPIRE', KEYS[1], lease)
 return -1
 """
 
+# KEYS[1] the caller's set; ARGV: member, lease ms, "\0{request id}". Takes the slot whatever
+# the count, and drops another replica's lease on the same trade (it was taken over).
+_HOLD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if member ~= ARGV[1] and string.sub(member, -#ARGV[3]) == ARGV[3] then redis.call('ZREM', KEYS[1], member) end
+end
+local lease = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], lease)
+return 0
+"""
+
 # KEYS: each running trade's caller set; ARGV[1] lease ms, ARGV[1 + i] the member of KEYS[i].
 # A plain ZADD (not XX): a trade that is still running is counted again even if its lease
 # lapsed meanwhile (a stalled loop), so further admissions see it.
@@ -66,6 +80,7 @@ class RedisInFlight:
         self._prefix = prefix
         self._r = client
         self._acquire = client.register_script(_ACQUIRE)
+        self._hold = client.register_script(_HOLD)
         self._renew = client.register_script(_RENEW)
 
     def _key(self, principal_id: str) -> str:
@@ -81,8 +96,10 @@ class RedisInFlight:
         return None if count < 0 else count
 
     def hold(self, principal_id: str, request_id: str) -> None:
-        """Take a slot whatever the count: the trade already runs (resumed after a restart)."""
-        self._acquire(keys=[self._key(principal_id)], args=[self._member(request_id), 0, self._lease_ms])
+        """Take a slot whatever the count: the trade already runs (resumed after a restart, or
+        adopted from a replica presumed dead — whose lease on it is dropped, not counted twice)."""
+        self._hold(keys=[self._key(principal_id)],
+                   args=[self._member(request_id), self._lease_ms, f"\x00{request_id}"])
 
     def release(self, principal_id: str, request_id: str) -> None:
         self._r.zrem(self._key(principal_id), self._member(request_id))

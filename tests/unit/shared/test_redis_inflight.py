@@ -157,3 +157,11 @@ async def test_renewal_keeps_a_running_trade_counted_past_its_first_lease(redis_
         await live.stop()
     live.remove((who, "r1"))
     assert other.reserve((who, "r2")) is None
+
+
+def test_a_trade_taken_over_is_counted_once(redis_server):
+    client, who = redis_server.client(), caller()
+    a, b = RedisInFlight(client, "replica-a"), RedisInFlight(client, "replica-b")
+    assert a.acquire(who, "r1", limit=5) is None and a.acquire(who, "r10", limit=5) is None
+    b.hold(who, "r1")  # B resumes r1, adopted from A (presumed dead): A's lease on it goes
+    assert sorted(client.zrange(f"tw:inflight:{who}", 0, -1)) == [b"replica-a\x00r10", b"replica-b\x00r1"]
