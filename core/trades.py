@@ -427,10 +427,6 @@ class TradeRunner:
 
     # -- shutdown and restart ---------------------------------------------------------------
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait (up to ``timeout``) until no trade runs; True if they all ended."""
-        return await self.inflight.wait_empty(timeout)
-
     def _relinquish(self, trade: Trade) -> None:
         """Another replica took the trade over (this one was presumed dead): stop here, and
         write or publish nothing more about it."""
@@ -444,6 +440,10 @@ class TradeRunner:
             trade.done.set_exception(TradewireError(
                 "TRADE_TAKEN_OVER", f"trade {trade.order.request_id!r} was taken over by another replica of the "
                 "gateway; follow it with GetTrade or StreamExecutionStatus"))
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait (up to ``timeout``) until no trade runs; True if they all ended."""
+        return await self.inflight.wait_empty(timeout)
 
     async def interrupt_all(self, timeout: float = 2.0) -> int:
         """Stop every trade still running and keep it unfinished; returns how many."""

@@ -81,6 +81,7 @@ class ReplicaPresence:
         self._task = asyncio.get_running_loop().create_task(self._keep_beating(), name="replica-presence")
 
     async def _keep_beating(self) -> None:
+        failures = 0
         while True:
             try:
                 await self.sweep()
@@ -88,10 +89,15 @@ class ReplicaPresence:
                 if not self.beat():
                     log.error("this replica was presumed dead (no beat for %.0f s): other replicas may have "
                               "taken over its unfinished trades", self.ttl_s)
+                if failures:
+                    log.warning("replica presence: beating again after %d failed attempts", failures)
+                    failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:  # Redis away: keep trying, the presence lapses meanwhile
-                log.exception("replica presence: beat or adoption failed")
+            except Exception:  # Redis away: keep trying (said once), the presence lapses meanwhile
+                failures += 1
+                if failures == 1:
+                    log.exception("replica presence: beat or adoption failed; retrying")
                 await asyncio.sleep(self.ttl_s / 3)
 
     async def stop(self, leave: bool = True) -> None:
