@@ -127,7 +127,7 @@ class TradeService:
 
     async def GetTrade(self, request: spb.GetTradeRequest, ctx: CallContext) -> pb.TradeResult:
         async with self._call(ctx, request):
-            result = self.runner.current(ctx.principal.id, request.request_id)
+            result = await self.runner.current(ctx.principal.id, request.request_id)
             if result is None:
                 raise trade_not_found(request.request_id)
             return result

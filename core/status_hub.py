@@ -150,6 +150,14 @@ class StatusHub:
             while len(self._finished) > self._keep_finished:
                 self._finished.popitem(last=False)
 
+    async def latest(self, key: Key) -> pb.ExecutionStatus | None:
+        """A trade's last event: this process's, else the shared bus's (a trade running on another
+        replica); None when neither has one."""
+        channel = self._live.get(key) or self._finished.get(key)
+        if channel is not None and channel.events:
+            return channel.events[-1]
+        return None if self.bus is None else await self.bus.latest(key)
+
     def abandon(self, key: Key) -> None:
         """A trade stops here without a terminal event (shutdown): it resumes elsewhere."""
         channel = self._live.pop(key, None)

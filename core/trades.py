@@ -515,12 +515,27 @@ class TradeRunner:
 
     # -- queries ----------------------------------------------------------------------------
 
-    def current(self, principal_id: str, request_id: str) -> pb.TradeResult | None:
-        running = self.inflight.get((principal_id, request_id))
+    async def current(self, principal_id: str, request_id: str) -> pb.TradeResult | None:
+        """The trade as it is now. One running on another replica is stored only at its claim,
+        its point of no return and its end, so its stored result is brought up to its last status
+        event (the shared status stream), as a replica running it would answer."""
+        key = (principal_id, request_id)
+        running = self.inflight.get(key)
         if running is not None:
             return running.result
         record = self.store.get(principal_id, request_id)
-        return None if record is None else record.result
+        if record is None or lifecycle.is_terminal(record.result.status):
+            return None if record is None else record.result
+        latest = await self.hub.latest(key)
+        if latest is None or latest.sequence <= len(record.events):
+            return record.result
+        if latest.HasField("result"):  # its terminal event, not stored yet
+            return latest.result
+        result = pb.TradeResult()
+        result.CopyFrom(record.result)
+        result.status = latest.stage
+        result.updated_at.CopyFrom(latest.timestamp)
+        return result
 
     def _stored_events(self, key: Key) -> tuple[pb.ExecutionStatus, ...]:
         record = self.store.get(*key)

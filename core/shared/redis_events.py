@@ -111,6 +111,11 @@ class RedisEventBus:
                     log.warning("cannot publish %d status events to Redis (%s); retrying", len(batch), exc)
                 await asyncio.sleep(_RECONNECT.delay(failures))  # backoff while Redis is away
 
+    async def latest(self, key: Key) -> pb.ExecutionStatus | None:
+        """The last event in the trade's stream (None when it has none)."""
+        entries = await self._ar.xrevrange(self._stream(key), count=1)
+        return pb.ExecutionStatus.FromString(entries[0][1][b"e"]) if entries else None
+
     async def follow(self, key: Key, from_sequence: int, heartbeat_s: float | None) -> AsyncIterator[pb.ExecutionStatus]:
         """Events with sequence >= from_sequence up to the terminal one; heartbeats while idle."""
         last = f"0-{max(0, from_sequence - 1)}"

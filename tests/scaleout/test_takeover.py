@@ -53,8 +53,7 @@ async def _exists(client: GrpcClient, key: str, request_id: str) -> bool:
 
 
 async def stage_on(client: GrpcClient, key: str, request_id: str) -> int | None:
-    """The trade's stored status (None while unknown): kept at its claim, at the point of no
-    return and at its end."""
+    """The trade's status as GetTrade on ``client``'s replica answers it (None while unknown)."""
     try:
         found, _ = await client.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
     except RpcFailure as failure:

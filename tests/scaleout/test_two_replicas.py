@@ -13,6 +13,7 @@ from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
 from support.trading import balance, equals, eventually, trade, unique
 from support.webhook_receiver import WebhookReceiver
+from tradewire.core import lifecycle
 from tradewire.core.webhooks import verify
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
@@ -96,6 +97,40 @@ async def test_stream_on_one_replica_follows_a_trade_on_the_other(replicas):
     finally:
         await on_a.close()
         await on_b.close()
+
+
+async def test_get_trade_on_one_replica_shows_a_trade_running_on_the_other_as_it_is(replicas):
+    a, b = replicas
+    key = a.key("bob")
+    on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
+    request = trade(unique("current"), amount="0.1")
+    try:
+        running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
+        await eventually(lambda: _found(on_b, key, request.request_id), what="the trade claimed")
+        followed = on_b.iterate("StreamExecutionStatus",
+                                spb.StreamExecutionStatusRequest(request_id=request.request_id), key)
+        async for event in followed:  # the trade reached QUOTED on A (not stored until it commits)
+            if event.kind == pb.STATUS_KIND_TRANSITION and event.stage == pb.TRADE_STATUS_QUOTED:
+                break
+        await followed.aclose()
+        seen, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
+        assert lifecycle.rank(seen.status) >= lifecycle.rank(pb.TRADE_STATUS_QUOTED)
+        assert seen.updated_at.ToNanoseconds() >= event.timestamp.ToNanoseconds()
+        result, _ = await running
+        final, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
+        assert final == result
+    finally:
+        await on_a.close()
+        await on_b.close()
+
+
+async def _found(client, key: str, request_id: str) -> bool:
+    try:
+        await client.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
+    except RpcFailure as failure:
+        assert failure.code == "NOT_FOUND"
+        return False
+    return True
 
 
 IN_FLIGHT_PER_CALLER = 2

@@ -47,7 +47,7 @@ async def test_retries_are_bounded():
         await r.execute(order())
     assert failure.value.reason == "UPSTREAM_UNAVAILABLE"
     assert executor.started == 3  # max_attempts
-    assert r.current("alice", "t-1").status == pb.TRADE_STATUS_FAILED
+    assert (await r.current("alice", "t-1")).status == pb.TRADE_STATUS_FAILED
 
 
 async def test_a_transient_outcome_before_send_is_retried_too():
@@ -64,7 +64,7 @@ async def test_nothing_is_retried_after_the_point_of_no_return():
         await r.execute(order())
     assert executor.started == 1
     assert failure.value.reason == "INTERNAL"  # unexpected after send: failed, never retried
-    assert r.current("alice", "t-1").status == pb.TRADE_STATUS_FAILED
+    assert (await r.current("alice", "t-1")).status == pb.TRADE_STATUS_FAILED
 
 
 async def test_an_executor_refusal_before_send_rejects_the_trade():
@@ -73,7 +73,7 @@ async def test_an_executor_refusal_before_send_rejects_the_trade():
     with pytest.raises(TradewireError) as failure:
         await r.execute(order())
     assert failure.value.reason == "NO_ROUTE" and executor.started == 1
-    assert r.current("alice", "t-1").status == pb.TRADE_STATUS_REJECTED
+    assert (await r.current("alice", "t-1")).status == pb.TRADE_STATUS_REJECTED
 
 
 async def test_cancel_before_send_interrupts_the_executor():
