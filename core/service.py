@@ -24,7 +24,7 @@ from tradewire.core.auth.permissions import authorize
 from tradewire.core.context import CallContext
 from tradewire.core.errors import FieldViolation, TradewireError, internal_error, invalid, invalid_fields
 from tradewire.core.executors.base import Executor
-from tradewire.core.lifecycle import heartbeat_event, now_timestamp, shutdown_event
+from tradewire.core.lifecycle import heartbeat_event, is_terminal, now_timestamp, shutdown_event
 from tradewire.core.market import Market, format_units
 from tradewire.core.order import Order
 from tradewire.core.pipeline import Pipeline, shutting_down
@@ -145,7 +145,10 @@ class TradeService:
             after = _decode_page_token(request.page_token, query) if request.page_token else None
             page = self.store.history(ctx.principal.id, query, request.page_size or DEFAULT_PAGE_SIZE, after)
             token = _encode_page_token(page.last_cursor, query) if page.last_cursor is not None else ""
-            return spb.GetTradeHistoryResponse(trades=page.trades, next_page_token=token)
+            # A running trade is stored only at its claim, point of no return and end: show it as it is.
+            trades = [t if is_terminal(t.status)
+                      else await self.runner.current(ctx.principal.id, t.request_id) or t for t in page.trades]
+            return spb.GetTradeHistoryResponse(trades=trades, next_page_token=token)
 
     async def GetPositions(self, request: spb.GetPositionsRequest, ctx: CallContext) -> spb.GetPositionsResponse:
         async with self._call(ctx, request):

@@ -2,6 +2,7 @@
 that take wall-clock time (0.6 s building, then 0.6 s landing after SUBMITTED)."""
 
 import asyncio
+import contextlib
 import datetime
 
 import grpc
@@ -12,6 +13,7 @@ from google.protobuf import timestamp_pb2
 from support.clients import PROTOCOLS, RpcFailure, StreamHandle, make_client
 from support.gateway_process import GatewayProcess
 from support.trading import metric, trade, unique
+from tradewire.core import lifecycle
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -75,6 +77,23 @@ async def test_cancel_before_send_cancels_the_trade(client, grpc_client, slow_ga
 
     again, _ = await client.unary("CancelTrade", spb.CancelTradeRequest(request_id=request_id), key)
     assert again.status == pb.TRADE_STATUS_CANCELLED  # idempotent
+
+
+async def test_a_running_trade_is_read_back_at_its_current_stage(grpc_client, slow_gateway):
+    key = slow_gateway.key("alice")
+    request_id, execution, watcher = await start_and_reach(grpc_client, slow_gateway, pb.TRADE_STATUS_QUOTED)
+    try:
+        found, _ = await grpc_client.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
+        history, _ = await grpc_client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(page_size=50), key)
+        listed = next(t for t in history.trades if t.request_id == request_id)
+        for seen in (found, listed):  # at QUOTED or later, not as stored at its claim (UNSPECIFIED)
+            assert lifecycle.rank(seen.status) >= lifecycle.rank(pb.TRADE_STATUS_QUOTED), seen.status
+    finally:
+        with contextlib.suppress(RpcFailure):  # NOT_CANCELLABLE if it was sent meanwhile
+            await grpc_client.unary("CancelTrade", spb.CancelTradeRequest(request_id=request_id), key)
+        with contextlib.suppress(RpcFailure):
+            await execution
+        await watcher.finished()
 
 
 async def test_cancel_after_send_is_refused_and_the_trade_runs_to_its_end(client, grpc_client, slow_gateway):
