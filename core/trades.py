@@ -106,6 +106,8 @@ class TradeRunner:
         self.webhooks = webhooks  # core.webhooks.WebhookDispatcher | None
         self.market = market
         self._metrics = getattr(recorder, "metrics", None)
+        # With a shared store: asks the replica running a trade to cancel it (core/shared/redis_cancel.py)
+        self.remote_cancel = None
 
     # -- admission: de-duplicate, check limits, claim, start ---------------------------------
 
@@ -222,6 +224,13 @@ class TradeRunner:
             if record is None:
                 self._count_cancel("not_found")
                 raise trade_not_found(request_id)
+            owner = None
+            if self.remote_cancel is not None and not lifecycle.is_terminal(record.result.status):
+                owner = self.remote_cancel.owner(principal_id, request_id)
+            if owner is not None:  # it runs on another replica: only that one can stop it
+                result = await self.remote_cancel.cancel(owner, principal_id, request_id, reason)
+                self._count_cancel("cancelled" if result.status == pb.TRADE_STATUS_CANCELLED else "not_cancellable")
+                return result
             if record.result.status == pb.TRADE_STATUS_CANCELLED:
                 self._count_cancel("already_cancelled")
                 return record.result

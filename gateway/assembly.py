@@ -30,6 +30,7 @@ from tradewire.core.ratelimit import RateLimitConfig, RateLimits
 from tradewire.core.recorder import Recorder
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.service import ServiceOptions, TradeService
+from tradewire.core.shared.redis_cancel import RemoteCancel
 from tradewire.core.shared.redis_events import RedisEventBus
 from tradewire.core.shared.redis_inflight import RedisInFlight
 from tradewire.core.shared.redis_limiter import RedisTokenBucketLimiter
@@ -62,6 +63,7 @@ class Core:
     live: Executor | None = None  # the LIVE executor when settings.live.enabled
     shared: SharedBackends | None = None  # Redis, when several replicas share state
     presence: ReplicaPresence | None = None  # with Redis: this replica's beat; adopts dead replicas' trades
+    remote_cancel: RemoteCancel | None = None  # with Redis: CancelTrade for trades running on other replicas
 
     async def start(self) -> None:
         await self.audit.start()
@@ -69,6 +71,8 @@ class Core:
         self.metrics.event_loop_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
         if self.presence is not None:
             self.presence.start()  # alive before recovering: nobody adopts what this replica resumes
+        if self.remote_cancel is not None and self.runner is not None:
+            await self.remote_cancel.start(self.runner.cancel)
         if self.runner is not None:
             self.runner.inflight.start()  # renews this replica's shared in-flight leases (with Redis)
             recovered = await self.runner.recover()  # unfinished trades of the previous run
@@ -116,6 +120,8 @@ class Core:
         await self.audit.close()  # drains: every recorded event is written or spooled
         self.tracing.shutdown()
         await self.quotes.close()
+        if self.remote_cancel is not None:
+            await self.remote_cancel.stop()
         if self.presence is not None:  # after its unfinished trades were saved: the others take them now
             await self.presence.stop(leave=True)
         self.store.close()
@@ -244,7 +250,10 @@ def build_core(settings: Settings) -> Core:
                              session_max_lag=streams.session_max_lag, max_batch_items=settings.limits.max_batch_items,
                              batch_concurrency=execution.batch_concurrency)
     service = TradeService(pipeline, runner, store, market, quotes, executors, options, webhooks)
-    presence = ReplicaPresence(shared.client, shared.replica_id, settings.shared.replica_ttl_s, store.adopt,
-                               runner.recover) if shared else None
+    presence = remote_cancel = None
+    if shared:
+        presence = ReplicaPresence(shared.client, shared.replica_id, settings.shared.replica_ttl_s, store.adopt,
+                                   runner.recover)
+        runner.remote_cancel = remote_cancel = RemoteCancel(shared.async_client, shared.replica_id, store.owner)
     return Core(settings, service, metrics, store, audit, tracing, quotes, runner, hub, webhooks, live, shared,
-                presence)
+                presence, remote_cancel)

@@ -165,6 +165,11 @@ class RedisTradeStore:
         if not self._save(keys=keys, args=args):
             raise TakenOver(f"trade {result.request_id!r} is owned by another replica now")
 
+    def owner(self, principal_id: str, request_id: str) -> str | None:
+        """The replica that owns (runs) the trade."""
+        owner = self._r.hget(self._trade_key(principal_id, request_id), "replica")
+        return owner.decode() if owner else None
+
     def get(self, principal_id: str, request_id: str) -> TradeRecord | None:
         fp, raw, events = self._r.hmget(self._trade_key(principal_id, request_id), "fp", "result", "events")
         if raw is None:

@@ -1,7 +1,8 @@
 """Two gateway replicas on one Redis behave as one service: a request id executes once
 whichever replica gets it, a caller's rate limit and in-flight limit hold across both, a
-stream opened on one replica follows a trade running on the other to its end, and a webhook
-left undelivered by a replica that died goes out from the other, signed with the one key."""
+stream (or GetTrade) on one replica follows a trade running on the other to its end, a
+CancelTrade on one stops a trade running on the other, and a webhook left undelivered by a
+replica that died goes out from the other, signed with the one key."""
 
 import asyncio
 from decimal import Decimal
@@ -185,6 +186,30 @@ async def test_in_flight_limit_of_a_caller_holds_across_replicas(held_replicas):
             except RpcFailure:
                 pass  # already ended, or never admitted
         await asyncio.gather(*running, return_exceptions=True)
+        await on_a.close()
+        await on_b.close()
+
+
+async def test_cancel_on_one_replica_stops_a_trade_running_on_the_other(held_replicas):
+    a, b = held_replicas
+    key = a.key("alice")
+    on_a, on_b = GrpcClient(a.grpc_target), make_client("http", b)
+    request = trade(unique("cancel-across"), amount="0.01")
+    running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
+    try:
+        await eventually(lambda: _found(on_b, key, request.request_id), what="the trade claimed")
+        cancel = spb.CancelTradeRequest(request_id=request.request_id, reason="from the other replica")
+        cancelled, _ = await on_b.unary("CancelTrade", cancel, key)  # B does not run it: A stops it
+        assert cancelled.status == pb.TRADE_STATUS_CANCELLED
+        stored, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
+        assert stored.status == pb.TRADE_STATUS_CANCELLED and "from the other replica" in stored.error.message
+        with pytest.raises(RpcFailure) as stopped:
+            await running
+        assert stopped.value.reason == "TRADE_CANCELLED"
+        again, _ = await on_b.unary("CancelTrade", cancel, key)
+        assert again == cancelled  # stored: answered by B itself now
+    finally:
+        running.cancel()
         await on_a.close()
         await on_b.close()
 
