@@ -12,7 +12,7 @@ import redis
 
 from support.clients import GrpcClient, RpcFailure
 from support.gateway_process import GatewayProcess
-from support.trading import balance, equals, eventually, trade, unique
+from support.trading import balance, equals, eventually, found, reached, trade, unique
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -38,28 +38,10 @@ def replicas(tmp_path, redis_server):
     assert b.stop() == 0
 
 
-async def quoted(client: GrpcClient, key: str, request_id: str) -> None:
-    """Return once the trade was quoted (followed on ``client``'s replica, wherever it runs)."""
-    await eventually(lambda: _exists(client, key, request_id), what=f"trade {request_id} claimed")
-    stream = client.iterate("StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=request_id), key)
-    async for event in stream:
-        if event.kind == pb.STATUS_KIND_TRANSITION and event.stage == pb.TRADE_STATUS_QUOTED:
-            await stream.aclose()
-            return
-
-
-async def _exists(client: GrpcClient, key: str, request_id: str) -> bool:
-    return await stage_on(client, key, request_id) is not None
-
-
 async def stage_on(client: GrpcClient, key: str, request_id: str) -> int | None:
     """The trade's status as GetTrade on ``client``'s replica answers it (None while unknown)."""
-    try:
-        found, _ = await client.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
-    except RpcFailure as failure:
-        assert failure.code == "NOT_FOUND"
-        return None
-    return found.status
+    result = await found(client, key, request_id)
+    return None if result is None else result.status
 
 
 def owner(redis_url: str, request_id: str) -> bytes | None:
@@ -75,7 +57,7 @@ async def test_a_stalled_replicas_trade_finishes_on_another_and_the_stalled_one_
     try:
         before = await balance(on_b, key)
         running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
-        await asyncio.wait_for(quoted(on_b, key, request.request_id), 20)  # building on A
+        await asyncio.wait_for(reached(on_b, key, request.request_id, pb.TRADE_STATUS_QUOTED), 20)  # building on A
         first_owner = owner(redis_server.url, request.request_id)
         os.kill(a.pid, signal.SIGSTOP)  # A stalls before the point of no return
         await eventually(lambda: owner(redis_server.url, request.request_id) != first_owner, timeout=10,
@@ -105,7 +87,7 @@ async def test_a_replica_shut_down_hands_its_unfinished_trades_over_at_once(repl
     request = trade(unique("handover"), amount="0.2")
     try:
         running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
-        await asyncio.wait_for(quoted(on_b, key, request.request_id), 20)  # building on A
+        await asyncio.wait_for(reached(on_b, key, request.request_id, pb.TRADE_STATUS_QUOTED), 20)  # building on A
         a.terminate()  # the 3 s deadline ends before the trade does: A keeps it unfinished, and leaves
         assert a.wait_exit(15) == 0
         with pytest.raises(RpcFailure) as refused:

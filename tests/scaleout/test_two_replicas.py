@@ -12,7 +12,7 @@ import redis
 
 from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
-from support.trading import balance, equals, eventually, trade, unique
+from support.trading import balance, equals, eventually, found, reached, trade, unique
 from support.webhook_receiver import WebhookReceiver
 from tradewire.core import lifecycle
 from tradewire.core.webhooks import verify
@@ -80,14 +80,8 @@ async def test_stream_on_one_replica_follows_a_trade_on_the_other(replicas):
     request = trade(unique("cross"), amount="0.1")
     try:
         running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
-        deadline = asyncio.get_running_loop().time() + 10
-        while True:  # the trade exists on B as soon as A has claimed it
-            try:
-                await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
-                break
-            except RpcFailure as failure:
-                assert failure.code == "NOT_FOUND"
-                assert asyncio.get_running_loop().time() < deadline, "trade never visible on replica B"
+        await eventually(lambda: found(on_b, key, request.request_id), timeout=10,
+                         what="the trade visible on B once A claimed it")
         events = await on_b.stream("StreamExecutionStatus",
                                    spb.StreamExecutionStatusRequest(request_id=request.request_id), key)
         result, _ = await running
@@ -107,13 +101,8 @@ async def test_get_trade_on_one_replica_shows_a_trade_running_on_the_other_as_it
     request = trade(unique("current"), amount="0.1")
     try:
         running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
-        await eventually(lambda: _found(on_b, key, request.request_id), what="the trade claimed")
-        followed = on_b.iterate("StreamExecutionStatus",
-                                spb.StreamExecutionStatusRequest(request_id=request.request_id), key)
-        async for event in followed:  # the trade reached QUOTED on A (not stored until it commits)
-            if event.kind == pb.STATUS_KIND_TRANSITION and event.stage == pb.TRADE_STATUS_QUOTED:
-                break
-        await followed.aclose()
+        # the trade reached QUOTED on A (not stored until it commits)
+        event = await reached(on_b, key, request.request_id, pb.TRADE_STATUS_QUOTED)
         seen, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
         assert lifecycle.rank(seen.status) >= lifecycle.rank(pb.TRADE_STATUS_QUOTED)
         assert seen.updated_at.ToNanoseconds() >= event.timestamp.ToNanoseconds()
@@ -123,15 +112,6 @@ async def test_get_trade_on_one_replica_shows_a_trade_running_on_the_other_as_it
     finally:
         await on_a.close()
         await on_b.close()
-
-
-async def _found(client, key: str, request_id: str) -> bool:
-    try:
-        await client.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
-    except RpcFailure as failure:
-        assert failure.code == "NOT_FOUND"
-        return False
-    return True
 
 
 IN_FLIGHT_PER_CALLER = 2
@@ -197,7 +177,7 @@ async def test_cancel_on_one_replica_stops_a_trade_running_on_the_other(held_rep
     request = trade(unique("cancel-across"), amount="0.01")
     running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
     try:
-        await eventually(lambda: _found(on_b, key, request.request_id), what="the trade claimed")
+        await eventually(lambda: found(on_b, key, request.request_id), what="the trade claimed")
         cancel = spb.CancelTradeRequest(request_id=request.request_id, reason="from the other replica")
         cancelled, _ = await on_b.unary("CancelTrade", cancel, key)  # B does not run it: A stops it
         assert cancelled.status == pb.TRADE_STATUS_CANCELLED

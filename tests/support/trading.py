@@ -12,6 +12,7 @@ from typing import TypeVar
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from support.clients import RpcFailure
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -32,6 +33,30 @@ async def balance(client, key: str, mint: str = SOL) -> Decimal:
     """The caller's position in ``mint`` (GetPositions through ``client``)."""
     positions, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mint=mint), key)
     return Decimal(positions.positions[0].amount)
+
+
+async def found(client, key: str, request_id: str) -> pb.TradeResult | None:
+    """GetTrade through ``client``: the trade, or None while it is NOT_FOUND."""
+    try:
+        result, _ = await client.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
+    except RpcFailure as failure:
+        assert failure.code == "NOT_FOUND", failure
+        return None
+    return result
+
+
+async def reached(client, key: str, request_id: str, stage: int) -> pb.ExecutionStatus:
+    """Wait until the trade is known on ``client``'s replica, then follow its status stream
+    there until it reaches ``stage`` (wherever it runs); that transition."""
+    await eventually(lambda: found(client, key, request_id), what=f"trade {request_id} claimed")
+    stream = client.iterate("StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=request_id), key)
+    try:
+        async for event in stream:
+            if event.kind == pb.STATUS_KIND_TRANSITION and event.stage == stage:
+                return event
+    finally:
+        await stream.aclose()
+    raise AssertionError(f"trade {request_id} ended before {pb.TradeStatus.Name(stage)}")
 
 
 async def equals(value: Awaitable[T], expected: T) -> bool:
