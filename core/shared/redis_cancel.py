@@ -21,6 +21,7 @@ import orjson
 import redis.asyncio as aredis
 
 from tradewire.core.errors import TradewireError
+from tradewire.core.shared import blocking_read_s
 from tradewire.v1 import trade_pb2 as pb
 
 log = logging.getLogger("tradewire.shared")
@@ -41,9 +42,7 @@ class RemoteCancel:
         self.replica_id = replica_id
         self._owner_of = owner_of
         self.timeout_s = timeout_s
-        # Blocking reads must end within the connection's read timeout (redis-py: 5 s by default).
-        read_timeout = async_client.connection_pool.connection_kwargs.get("socket_timeout")
-        self._block_s = min(1.0, read_timeout / 2) if read_timeout else 1.0
+        self._block_s = blocking_read_s(async_client, 1.0)
         self._listener: asyncio.Task | None = None
         self._handlers: set[asyncio.Task] = set()
 

@@ -25,6 +25,7 @@ import redis
 import redis.asyncio as aredis
 
 from tradewire.core.retry import RetryPolicy
+from tradewire.core.shared import blocking_read_s
 from tradewire.v1 import trade_pb2 as pb
 
 Key = tuple[str, str]
@@ -120,10 +121,7 @@ class RedisEventBus:
         """Events with sequence >= from_sequence up to the terminal one; heartbeats while idle."""
         last = f"0-{max(0, from_sequence - 1)}"
         heartbeat_s = heartbeat_s or 15.0
-        # Each blocking read must end within the connection's read timeout (redis-py's default
-        # is 5 s) or it fails as a timeout: block in shorter reads, heartbeat when idle long enough.
-        read_timeout = self._ar.connection_pool.connection_kwargs.get("socket_timeout")
-        block_s = min(heartbeat_s, read_timeout / 2) if read_timeout else heartbeat_s
+        block_s = blocking_read_s(self._ar, heartbeat_s)  # shorter reads; a heartbeat when idle long enough
         loop = asyncio.get_running_loop()
         idle_since = loop.time()
         while True:

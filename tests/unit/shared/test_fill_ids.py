@@ -11,8 +11,9 @@ from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.v1 import trade_pb2 as pb
+from unit.shared.shared_support import SOL, funded_replicas
 
-SOL, USDC = "sol-mint", "usdc-mint"
+USDC = "usdc-mint"
 LIVE = pb.TRADING_MODE_LIVE
 
 
@@ -91,11 +92,7 @@ def test_a_refused_fill_records_no_id(two_stores):
 
 
 def test_a_replica_applying_the_same_fill_id_between_read_and_write_is_not_doubled(tmp_path, redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    a = RedisTradeStore(client, "replica-a")
-    b = RedisTradeStore(client, "replica-b")
-    principal = f"p-{uuid.uuid4().hex[:8]}"
-    a.ensure_wallet(principal, LIVE, [Holding(SOL, 1_000_000, 0, 0)])
+    a, b, principal = funded_replicas(redis.Redis.from_url(redis_server.url), LIVE)
     real_read, raced = a._read_holdings_and_fill, []
 
     def read_then_race(*args):

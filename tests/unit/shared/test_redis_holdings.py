@@ -8,8 +8,9 @@ import redis
 
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance
 from tradewire.core.shared.redis_store import RedisTradeStore
+from unit.shared.shared_support import SOL, funded_replicas
 
-SOL, USDC = "sol-mint", "usdc-mint"
+USDC = "usdc-mint"
 PAPER = 1
 
 
@@ -20,12 +21,7 @@ def legs(amount_in: int, amount_out: int) -> FillLegs:
 
 @pytest.fixture
 def replicas(tmp_path, redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    a = RedisTradeStore(client, "replica-a")
-    b = RedisTradeStore(client, "replica-b")
-    principal = f"p-{uuid.uuid4().hex[:8]}"
-    a.ensure_wallet(principal, PAPER, [Holding(SOL, 1_000_000, 0, 0)])
-    return a, b, principal
+    return funded_replicas(redis.Redis.from_url(redis_server.url), PAPER)
 
 
 def racing(store: RedisTradeStore, race) -> list[bool]:
