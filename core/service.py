@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import dataclasses
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -143,11 +144,14 @@ class TradeService:
                 end_ns=request.end_time.ToNanoseconds() if request.HasField("end_time") else None,
             )
             after = _decode_page_token(request.page_token, query) if request.page_token else None
-            page = self.store.history(ctx.principal.id, query, request.page_size or DEFAULT_PAGE_SIZE, after)
+            page = self.store.history(ctx.principal.id, _as_stored(query), request.page_size or DEFAULT_PAGE_SIZE,
+                                      after)
             token = _encode_page_token(page.last_cursor, query) if page.last_cursor is not None else ""
             # A running trade is stored only at its claim, point of no return and end: show it as it is.
             trades = [t if is_terminal(t.status)
                       else await self.runner.current(ctx.principal.id, t.request_id) or t for t in page.trades]
+            if query.statuses:  # on the status it is at now, not the one stored
+                trades = [t for t in trades if t.status in query.statuses]
             return spb.GetTradeHistoryResponse(trades=trades, next_page_token=token)
 
     async def GetPositions(self, request: spb.GetPositionsRequest, ctx: CallContext) -> spb.GetPositionsResponse:
@@ -451,6 +455,18 @@ class _Session:
 
 def _val(atomic: int | Decimal, decimals: int) -> str:
     return format_units(Decimal(atomic).scaleb(-decimals))
+
+
+_NOT_TERMINAL = tuple(s for s in pb.TradeStatus.values() if not is_terminal(s))
+
+
+def _as_stored(query: HistoryQuery) -> HistoryQuery:
+    """The store query behind ``query``: a running trade's stored status lags the one it is at
+    (it is saved at its claim, point of no return and end), so filtering on any running status
+    reads every running trade and the caller filters on their current status."""
+    if not query.statuses or all(is_terminal(s) for s in query.statuses):
+        return query
+    return dataclasses.replace(query, statuses=tuple(sorted(set(query.statuses) | set(_NOT_TERMINAL))))
 
 
 def _filter_digest(query: HistoryQuery) -> str:

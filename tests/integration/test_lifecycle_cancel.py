@@ -96,6 +96,32 @@ async def test_a_running_trade_is_read_back_at_its_current_stage(grpc_client, sl
         await watcher.finished()
 
 
+async def test_history_filters_a_running_trade_on_the_status_it_is_at(grpc_client, slow_gateway):
+    key = slow_gateway.key("alice")
+    request_id, execution, watcher = await start_and_reach(grpc_client, slow_gateway, pb.TRADE_STATUS_QUOTED)
+
+    async def listed(*statuses: int) -> bool:
+        history, _ = await grpc_client.unary(
+            "GetTradeHistory", spb.GetTradeHistoryRequest(page_size=100, statuses=statuses), key)
+        return request_id in {t.request_id for t in history.trades}
+
+    try:
+        running = [s for s in pb.TradeStatus.values() if lifecycle.rank(s) >= lifecycle.rank(pb.TRADE_STATUS_QUOTED)
+                   and not lifecycle.is_terminal(s)]
+        assert await listed(*running)
+        # As stored at its claim it is UNSPECIFIED; it is not listed under that, nor as ended.
+        assert not await listed(pb.TRADE_STATUS_UNSPECIFIED, pb.TRADE_STATUS_RECEIVED)
+        assert not await listed(pb.TRADE_STATUS_FILLED, pb.TRADE_STATUS_CANCELLED)
+    finally:
+        with contextlib.suppress(RpcFailure):
+            await grpc_client.unary("CancelTrade", spb.CancelTradeRequest(request_id=request_id), key)
+        with contextlib.suppress(RpcFailure):
+            await execution
+        await watcher.finished()
+    final = (await watcher.finished())[-1].stage
+    assert await listed(final) and not await listed(*running)
+
+
 async def test_cancel_after_send_is_refused_and_the_trade_runs_to_its_end(client, grpc_client, slow_gateway):
     key = slow_gateway.key("bob")
     request_id, execution, watcher = await start_and_reach(grpc_client, slow_gateway, pb.TRADE_STATUS_SUBMITTED, "bob")
