@@ -30,6 +30,7 @@ from tradewire.core.ratelimit import RateLimitConfig, RateLimits
 from tradewire.core.recorder import Recorder
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.service import ServiceOptions, TradeService
+from tradewire.core.shared import READ_TIMEOUT_S
 from tradewire.core.shared.redis_cancel import RemoteCancel
 from tradewire.core.shared.redis_events import RedisEventBus
 from tradewire.core.shared.redis_inflight import RedisInFlight
@@ -166,11 +167,12 @@ def build_shared(settings: Settings) -> SharedBackends | None:
     shared = settings.shared
     if not shared.redis_url:
         return None
-    client = redis.Redis.from_url(shared.redis_url)
+    client = redis.Redis.from_url(shared.redis_url, socket_timeout=READ_TIMEOUT_S)
     client.ping()  # fail at start-up, not on the first trade
     replica = shared.replica_id or hashlib.sha256(
         f"{socket.gethostname()}:{settings.storage.data_dir.resolve()}".encode()).hexdigest()[:16]
-    return SharedBackends(client, redis_async.Redis.from_url(shared.redis_url), replica)
+    async_client = redis_async.Redis.from_url(shared.redis_url, socket_timeout=READ_TIMEOUT_S)
+    return SharedBackends(client, async_client, replica)
 
 
 def build_rate_limits(settings: Settings, shared: SharedBackends | None = None) -> RateLimits:

@@ -115,6 +115,7 @@ async def test_get_trade_on_one_replica_shows_a_trade_running_on_the_other_as_it
 
 
 IN_FLIGHT_PER_CALLER = 2
+QUIET_S = 6.5
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,8 @@ def held_replicas(tmp_path_factory, redis_server):
         "TRADEWIRE_PAPER__REALTIME": "true",
         "TRADEWIRE_PAPER__LATENCY_MS": "20000",
         "TRADEWIRE_EXECUTION__MAX_IN_FLIGHT_PER_PRINCIPAL": str(IN_FLIGHT_PER_CALLER),
+        # Longer than redis-py's 5 s read timeout, shorter than the 10 s a trade builds quietly.
+        "TRADEWIRE_STREAMS__HEARTBEAT_S": str(QUIET_S),
     }
     a = GatewayProcess(tmp_path_factory.mktemp("held-a"), env=dict(env)).start()
     b = GatewayProcess(tmp_path_factory.mktemp("held-b"), env=dict(env)).start()
@@ -188,6 +191,27 @@ async def test_cancel_on_one_replica_stops_a_trade_running_on_the_other(held_rep
         assert stopped.value.reason == "TRADE_CANCELLED"
         again, _ = await on_b.unary("CancelTrade", cancel, key)
         assert again == cancelled  # stored: answered by B itself now
+    finally:
+        running.cancel()
+        await on_a.close()
+        await on_b.close()
+
+
+async def test_a_stream_on_one_replica_outlasts_a_quiet_spell_of_a_trade_on_the_other(held_replicas):
+    a, b = held_replicas
+    key = a.key("alice")
+    on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
+    request = trade(unique("quiet"), amount="0.01")
+    running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
+    try:
+        await eventually(lambda: reached(on_b, key, request.request_id, pb.TRADE_STATUS_QUOTED), what="quoted on A")
+        follow = spb.StreamExecutionStatusRequest(request_id=request.request_id)
+        events = on_b.iterate("StreamExecutionStatus", follow, key).__aiter__()
+        while (await anext(events)).kind != pb.STATUS_KIND_HEARTBEAT:
+            pass  # the trade's events so far; then nothing for QUIET_S, longer than a Redis read may block
+        await on_a.unary("CancelTrade", spb.CancelTradeRequest(request_id=request.request_id), key)
+        rest = [e async for e in events]
+        assert rest[-1].stage == pb.TRADE_STATUS_CANCELLED
     finally:
         running.cancel()
         await on_a.close()

@@ -7,6 +7,7 @@ import uuid
 import redis.asyncio as aredis
 
 from support.redis_server import RedisServer
+from tradewire.core.shared import READ_TIMEOUT_S, blocking_read_s
 from tradewire.core.shared.redis_events import RedisEventBus
 from tradewire.v1 import trade_pb2 as pb
 
@@ -33,6 +34,13 @@ async def test_events_land_in_order_and_a_finished_stream_expires(redis_server):
     followed = [e.sequence async for e in bus.follow(key, 4, heartbeat_s=1)]
     assert followed == list(range(4, 10))
     await bus.close()
+
+
+def test_blocking_reads_stay_within_the_read_timeout_also_when_redis_py_chose_it(redis_server):
+    # A client built without socket_timeout has redis-py's default (5 s), not "no timeout".
+    assert blocking_read_s(aredis.Redis.from_url(redis_server.url), 15.0) == READ_TIMEOUT_S / 2
+    assert blocking_read_s(aredis.Redis.from_url(redis_server.url, socket_timeout=0.4), 15.0) == 0.2
+    assert blocking_read_s(aredis.Redis.from_url(redis_server.url, socket_timeout=None), 15.0) == 15.0
 
 
 async def test_a_stream_idle_longer_than_the_read_timeout_gets_heartbeats_then_its_events(redis_server):
