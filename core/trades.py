@@ -488,22 +488,31 @@ class TradeRunner:
                 counts["resumed"] += 1
                 log.info("resuming unfinished trade %s from %s", order.request_id, pb.TradeStatus.Name(trade.stage))
                 continue
-            self.hub.open(trade.key, record.events)
+            events = await self._events_since_stored(trade.key, record.events)
+            trade.sequence = len(events)
+            self.hub.open(trade.key, events)
             self.inflight.add(trade.key, trade)
             executor = self.executors.get(order.mode)
             reconcile = getattr(executor, "reconcile", None)
             if reconcile is not None:
                 trade.task = asyncio.create_task(self._reconcile(trade, reconcile),
                                                  name=f"reconcile-{order.request_id}")
-            elif executor is not None and executor.name == "paper":
-                self._finish(trade, Outcome(pb.TRADE_STATUS_EXPIRED, error=TradewireError(
-                    "TRADE_EXPIRED", "the gateway stopped before the paper transaction landed; nothing was booked")))
             else:
                 self._finish(trade, Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError(
                     "UPSTREAM_UNAVAILABLE", "the gateway stopped after the trade may have been sent and its executor "
                     "cannot reconcile it; check the signature on chain")))
             counts["reconciled"] += 1
         return counts
+
+    async def _events_since_stored(self, key: Key, stored: tuple[pb.ExecutionStatus, ...]
+                                   ) -> tuple[pb.ExecutionStatus, ...]:
+        """A committed trade's stored events, and the event its runner published after its last
+        save (SUBMITTED, on the shared status stream): its outcome then follows that sequence,
+        so a stream that saw it still sees the end."""
+        latest = await self.hub.latest(key)
+        if latest is not None and latest.sequence == len(stored) + 1 and not lifecycle.is_terminal(latest.stage):
+            return (*stored, latest)
+        return stored
 
     async def _reconcile(self, trade: Trade, reconcile) -> None:
         try:

@@ -4,6 +4,11 @@ It quotes for the exact size, lets the price drift over the modelled latency, ch
 Solana fee schedule, fails below the slippage floor like the on-chain program does, and
 books the result against the principal's paper wallet. No wall-clock waiting: latency is
 modelled, not slept, so paper trades are as fast as the pipeline.
+
+Each trade books at most once, under its fill id (:func:`paper_fill_id`). That is what lets
+any process settle a paper trade its runner left past the point of no return (a crash, or a
+replica presumed dead): :meth:`PaperExecutor.reconcile` voids the id unless the booking
+happened, so a stalled runner that wakes up can no longer book it either.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from tradewire.core.order import (
 )
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, apply_fill
 from tradewire.core.quotes import BPS, QuoteSource
-from tradewire.core.store.base import TradeStore
+from tradewire.core.store.base import FillIdUsed, TakenOver, TradeStore
 from tradewire.v1 import trade_pb2 as pb
 
 SOL_MINT = "So11111111111111111111111111111111111111112"
@@ -163,13 +168,33 @@ class PaperExecutor:
         )
 
     def _book(self, order: Order, amount_in: int, amount_out: int, fees: FeeBreakdown, value: int) -> None:
-        self.store.apply_fill(order.principal_id, pb.TRADING_MODE_PAPER,
-                              self._legs(order, amount_in, amount_out, fees, value))
+        try:
+            self.store.apply_fill(order.principal_id, pb.TRADING_MODE_PAPER,
+                                  self._legs(order, amount_in, amount_out, fees, value),
+                                  fill_id=paper_fill_id(order.request_id), once=True)
+        except FillIdUsed:  # voided by whoever settled this trade while this process stalled
+            raise TakenOver(order.request_id) from None
+
+    async def reconcile(self, order: Order, result: pb.TradeResult) -> Outcome:
+        """The outcome of a trade left past the point of no return by a runner that stopped."""
+        if self.store.void_fill(order.principal_id, pb.TRADING_MODE_PAPER, paper_fill_id(order.request_id)):
+            return Outcome(pb.TRADE_STATUS_EXPIRED, error=TradewireError(
+                "TRADE_EXPIRED", "the gateway running the trade stopped before the paper transaction landed; "
+                "nothing was booked"))
+        # Booked, and the runner stopped before it stored the outcome (a crash in between).
+        return Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError(
+            "INTERNAL", "the paper fill was booked (positions include it) but the gateway running the trade "
+            "stopped before recording its amounts"))
 
     def _describe(self, order: Order, quote: Quote) -> str:
         return (f"quoted {order.input_mint.to_units(quote.in_amount)} {order.input_mint.symbol} → "
                 f"{order.output_mint.to_units(quote.out_amount)} {order.output_mint.symbol} "
                 f"({quote.price_impact_pct}% price impact)")
+
+
+def paper_fill_id(request_id: str) -> str:
+    """The one fill id of a paper trade (fill ids are per principal and mode)."""
+    return f"paper:{request_id}"
 
 
 def _insufficient(market: Market, exc: InsufficientBalance) -> TradewireError:

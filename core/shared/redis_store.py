@@ -11,17 +11,18 @@ replica writes it: every save checks it, atomically with the write. When a repli
 beating (core/shared/redis_replicas.py) another one *adopts* its running trades that have not
 passed the point of no return — it becomes their owner and resumes them — so a replica
 presumed dead that comes back can no longer save them, and so can never commit (send) them.
-Trades past that point stay with their replica, whose restart settles them: what it did
-after the point (a paper booking, a LIVE transaction in its journal) is known only to it.
+PAPER trades past that point are adopted too: the adopter settles them by their fill id (the
+booking either happened, or is voided so that it never can). LIVE ones stay with their
+replica, whose restart settles them: its journal alone knows what it sent.
 
 Keys (``{p}`` principal, ``{r}`` request id):
-  tw:trade:{p}:{r}      hash: fp, result, events, request, seq, replica (the owner), and
+  tw:trade:{p}:{r}      hash: fp, result, events, request, seq, mode, replica (the owner), and
                         committed = 1 once saved past the point of no return
   tw:hist:{p}           sorted set of request ids by claim sequence (history, newest first)
   tw:running:{replica}  set of "{p}\\x00{r}" owned by a replica and not yet terminal
   tw:hold:{p}:{mode}    hash: mint → "amount:cost_basis:realized_pnl" (integers), and "_v",
                         a version bumped by every write (fills are compare-and-set on it)
-  tw:fills:{p}:{mode}   set of the fill ids applied to those holdings (fills booked once)
+  tw:fills:{p}:{mode}   set of the fill ids applied to (or voided for) those holdings
   tw:wallet:{p}:{mode}  present once the starting wallet was given
 """
 
@@ -33,7 +34,7 @@ import redis
 
 from tradewire.core import lifecycle
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, apply_fill
-from tradewire.core.store.base import (HistoryPage, HistoryQuery, OutboxEntry, TakenOver, TradeRecord,
+from tradewire.core.store.base import (FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TakenOver, TradeRecord,
                                        UnfinishedTrade)
 from tradewire.core.shared.redis_outbox import ENQUEUE_LUA, RedisOutbox, enqueue_keys_args
 from tradewire.core.shared.redis_replicas import REGISTRY, presence_key
@@ -46,7 +47,8 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HMGET', KEYS[1], 'fp', 'result', 'events')
 end
 local seq = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'result', ARGV[2], 'request', ARGV[3], 'seq', seq, 'replica', ARGV[4])
+redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'result', ARGV[2], 'request', ARGV[3], 'seq', seq, 'replica', ARGV[4],
+           'mode', ARGV[7])
 redis.call('ZADD', KEYS[2], seq, ARGV[5])
 redis.call('SADD', KEYS[3], ARGV[6])
 return false
@@ -82,16 +84,18 @@ if #KEYS > 2 then enqueue(3, 7) end
 return 1
 """
 
-# Adopt a dead replica's running trades not past the point of no return. KEYS: its presence
-# key, its running set, this replica's running set, the replica registry; ARGV: this replica,
-# the dead one. Nothing moves while the presence key exists. Returns the members moved.
+# Adopt a dead replica's running trades that any replica can finish: those not past the point
+# of no return, and PAPER ones past it (settled by their fill id, see PaperExecutor.reconcile).
+# KEYS: its presence key, its running set, this replica's running set, the replica registry;
+# ARGV: this replica, the dead one, the PAPER mode. Nothing moves while the presence key
+# exists. Returns the members moved.
 _ADOPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
 local moved = {}
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local sep = string.find(member, '\\0', 1, true)
   local key = 'tw:trade:' .. string.sub(member, 1, sep - 1) .. ':' .. string.sub(member, sep + 1)
-  if redis.call('HGET', key, 'committed') ~= '1' then
+  if redis.call('HGET', key, 'committed') ~= '1' or redis.call('HGET', key, 'mode') == ARGV[3] then
     redis.call('HSET', key, 'replica', ARGV[1])
     redis.call('SMOVE', KEYS[2], KEYS[3], member)
     moved[#moved + 1] = member
@@ -144,7 +148,7 @@ class RedisTradeStore:
               request: trade_pb2.TradeRequest | None = None) -> TradeRecord | None:
         keys = [self._trade_key(principal_id, request_id), f"tw:hist:{principal_id}", self._running_key(), "tw:seq"]
         args = [fingerprint, result.SerializeToString(), request.SerializeToString() if request else b"",
-                self.replica_id, request_id, f"{principal_id}\x00{request_id}"]
+                self.replica_id, request_id, f"{principal_id}\x00{request_id}", result.mode]
         existing = self._claim(keys=keys, args=args)
         if not existing:
             return None
@@ -185,7 +189,7 @@ class RedisTradeStore:
         """Take over the running trades of ``replica_id``, presumed dead (its presence expired),
         that have not passed the point of no return; the trades now this replica's to resume."""
         members = self._adopt(keys=[presence_key(replica_id), f"tw:running:{replica_id}", self._running_key(),
-                                    REGISTRY], args=[self.replica_id, replica_id])
+                                    REGISTRY], args=[self.replica_id, replica_id, trade_pb2.TRADING_MODE_PAPER])
         return self._unfinished(members)
 
     def _unfinished(self, members) -> list[UnfinishedTrade]:
@@ -257,7 +261,7 @@ class RedisTradeStore:
             pipe.execute()
 
     def apply_fill(self, principal_id: str, mode: int, legs: FillLegs,
-                   fill_id: str | None = None) -> dict[str, Holding]:
+                   fill_id: str | None = None, once: bool = False) -> dict[str, Holding]:
         """Optimistic: read, apply, and write in one script only if the version is unchanged,
         else read again (another replica booked meanwhile). Two round trips when uncontended,
         with or without a fill id (the id is checked in the read and again in the script); one
@@ -266,8 +270,8 @@ class RedisTradeStore:
         if fill_id is not None:
             keys.append(f"tw:fills:{principal_id}:{mode}")
         # The last read (the paper executor's dry run, just before) is tried first: if nobody
-        # wrote since, the fill costs one round trip, not two.
-        last_read = self._last_read.pop((principal_id, mode), None) if fill_id is None else None
+        # wrote since, the fill costs one round trip, not two. (The script checks the fill id.)
+        last_read = self._last_read.pop((principal_id, mode), None)
         while True:
             if last_read is not None:
                 (version, current), last_read = last_read, None
@@ -281,6 +285,8 @@ class RedisTradeStore:
                 else:
                     version, current, applied = self._read_holdings_and_fill(principal_id, mode, fill_id)
                     if applied:  # checked before apply_fill: these holdings already include the fill
+                        if once:
+                            raise FillIdUsed(fill_id)
                         return current
                 updated = apply_fill(current, legs)  # raises InsufficientBalance: nothing written
             changed = [x for m, h in updated.items() if current.get(m) != h for x in (m, _pack_holding(h))]
@@ -288,6 +294,10 @@ class RedisTradeStore:
                 return updated
             # None: the version moved; 0: another replica applied this very fill since the
             # read. Either way read again (the next read reports the latter as applied).
+
+    def void_fill(self, principal_id: str, mode: int, fill_id: str) -> bool:
+        # The fill script checks the id before it writes: once in the set, no booking with it can land.
+        return bool(self._r.sadd(f"tw:fills:{principal_id}:{mode}", fill_id))
 
     # -- the webhook outbox, shared by every replica ----------------------------------------
 

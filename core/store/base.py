@@ -15,6 +15,10 @@ class TakenOver(Exception):
     process must not write or publish anything more about it."""
 
 
+class FillIdUsed(Exception):
+    """``apply_fill(..., once=True)``: the fill id was applied or voided before; nothing changed."""
+
+
 @dataclass(frozen=True)
 class TradeRecord:
     principal_id: str
@@ -112,13 +116,19 @@ class TradeStore(Protocol):
         """Give a principal its starting holdings once."""
 
     def apply_fill(self, principal_id: str, mode: int, legs: FillLegs,
-                   fill_id: str | None = None) -> dict[str, Holding]:
+                   fill_id: str | None = None, once: bool = False) -> dict[str, Holding]:
         """Atomically apply a fill and return the holdings after it; raises
         portfolio.InsufficientBalance and changes nothing then.
 
         With ``fill_id`` the fill is applied at most once per (principal, mode): the id is
         recorded atomically with the holdings change, and if it was applied before, nothing
-        changes (no balance check either) and the current holdings are returned. So a booking
-        interrupted by a crash can simply be run again with the same id."""
+        changes (no balance check either) and the current holdings are returned — or, with
+        ``once``, FillIdUsed is raised. So a booking interrupted by a crash can simply be run
+        again with the same id, and a booking that must be the first can tell."""
+
+    def void_fill(self, principal_id: str, mode: int, fill_id: str) -> bool:
+        """Record ``fill_id`` as applied without changing any holding, unless it was applied
+        before. True: this call voided it, and no booking with that id can happen from now on;
+        False: it was booked (or voided) before."""
 
     def close(self) -> None: ...

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tradewire.core.portfolio import FillLegs, Holding, apply_fill
-from tradewire.core.store.base import HistoryPage, HistoryQuery, OutboxEntry, TradeRecord, UnfinishedTrade
+from tradewire.core.store.base import FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TradeRecord, UnfinishedTrade
 from tradewire.v1 import trade_pb2
 
 _SCHEMA = """
@@ -285,18 +285,23 @@ class SqliteStore:
                 self._write_holdings(principal_id, mode, {h.mint: h for h in initial})
 
     def apply_fill(self, principal_id: str, mode: int, legs: FillLegs,
-                   fill_id: str | None = None) -> dict[str, Holding]:
+                   fill_id: str | None = None, once: bool = False) -> dict[str, Holding]:
         key = (principal_id, mode)
         with self._transaction():  # BEGIN IMMEDIATE first: data_version is then checked under the write lock
             current = self._current_holdings(principal_id, mode)
             # The id row commits or rolls back with the holdings (a refused fill records no id).
             if fill_id is not None and not self._record_fill_id(principal_id, mode, fill_id):
+                if once:
+                    raise FillIdUsed(fill_id)
                 return dict(current)  # applied before: nothing to change
             updated = apply_fill(current, legs)
             self._holdings.pop(key, None)  # until committed
             self._write_holdings(principal_id, mode, {m: h for m, h in updated.items() if current.get(m) != h})
         self._holdings[key] = updated
         return dict(updated)
+
+    def void_fill(self, principal_id: str, mode: int, fill_id: str) -> bool:
+        return self._record_fill_id(principal_id, mode, fill_id)
 
     def _record_fill_id(self, principal_id: str, mode: int, fill_id: str) -> bool:
         """False when the fill id was recorded before."""

@@ -1,6 +1,6 @@
 """When a replica stops (a stall, a crash, a shutdown) another one takes over its trades that
-have not passed the point of no return and finishes them — once: a stalled replica that wakes
-up can no longer send or book them."""
+have not passed the point of no return, and its PAPER trades past it, and finishes them — once:
+a stalled replica that wakes up can no longer send or book them."""
 
 import asyncio
 import os
@@ -100,6 +100,36 @@ async def test_a_replica_shut_down_hands_its_unfinished_trades_over_at_once(repl
         transitions = [e for e in events if e.kind == pb.STATUS_KIND_TRANSITION]
         assert [e.sequence for e in transitions] == list(range(1, len(transitions) + 1))
         assert transitions[-1].stage == pb.TRADE_STATUS_FILLED
+    finally:
+        await on_a.close()
+        await on_b.close()
+
+
+async def test_a_stalled_replicas_paper_trade_past_the_point_of_no_return_is_settled_by_another(replicas):
+    a, b = replicas
+    key = a.key("alice")
+    on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
+    request = trade(unique("landing"), amount="0.2")
+    try:
+        before = await balance(on_b, key)
+        running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
+        await asyncio.wait_for(reached(on_b, key, request.request_id, pb.TRADE_STATUS_SUBMITTED), 20)  # landing on A
+        followed = asyncio.create_task(on_b.stream(
+            "StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=request.request_id), key))
+        os.kill(a.pid, signal.SIGSTOP)  # A stalls after the point of no return, before its paper fill lands
+        await eventually(lambda: equals(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_EXPIRED),
+                         timeout=15, what="replica B settling the trade")
+        os.kill(a.pid, signal.SIGCONT)  # A wakes up and lands its fill...
+
+        with pytest.raises(RpcFailure) as taken:  # ...which is refused: B voided its fill id
+            await asyncio.wait_for(running, 20)
+        assert (taken.value.code, taken.value.reason) == ("UNAVAILABLE", "TRADE_TAKEN_OVER")
+        settled, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
+        assert settled.status == pb.TRADE_STATUS_EXPIRED and "nothing was booked" in settled.error.message
+        assert await balance(on_b, key) == before  # booked by neither
+        transitions = [e for e in await asyncio.wait_for(followed, 20) if e.kind == pb.STATUS_KIND_TRANSITION]
+        assert [e.sequence for e in transitions] == list(range(1, len(transitions) + 1))
+        assert [e.stage for e in transitions[-2:]] == [pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_EXPIRED]
     finally:
         await on_a.close()
         await on_b.close()

@@ -1,6 +1,7 @@
 """apply_fill with a fill id applies that fill at most once, on both stores: the id is recorded
 in the same transaction (SQLite) or script (Redis) as the holdings change, so a booking that a
-crash interrupted can be run again with the same id. Without an id nothing changes."""
+crash interrupted can be run again with the same id. Without an id nothing changes. A fill id
+can also be voided (settling a trade whose runner stopped): no booking with it lands after."""
 
 import uuid
 
@@ -9,6 +10,7 @@ import redis
 
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance
 from tradewire.core.shared.redis_store import RedisTradeStore
+from tradewire.core.store.base import FillIdUsed
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.v1 import trade_pb2 as pb
 from unit.shared.shared_support import SOL, funded_replicas
@@ -107,8 +109,56 @@ def test_a_replica_applying_the_same_fill_id_between_read_and_write_is_not_doubl
     assert after[SOL].amount == 1_000_000 - 100_005 and after[USDC].amount == 15
 
 
+def test_a_voided_fill_id_is_never_booked(two_stores):
+    a, b, principal = two_stores
+    before = a.holdings(principal, LIVE)
+    assert b.void_fill(principal, LIVE, "paper:t-1")
+    with pytest.raises(FillIdUsed):  # the stalled runner's booking, after the settlement
+        a.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="paper:t-1", once=True)
+    assert a.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="paper:t-1") == before  # a replay: no-op
+    assert a.holdings(principal, LIVE) == b.holdings(principal, LIVE) == before
+    assert not b.void_fill(principal, LIVE, "paper:t-1")  # voided once
+
+
+def test_a_booked_fill_id_cannot_be_voided_or_booked_again(two_stores):
+    a, b, principal = two_stores
+    booked = a.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="paper:t-2", once=True)
+    assert not b.void_fill(principal, LIVE, "paper:t-2")
+    with pytest.raises(FillIdUsed):
+        b.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="paper:t-2", once=True)
+    assert a.holdings(principal, LIVE) == booked
+
+
+def test_redis_paper_fill_right_after_its_dry_run_read_is_one_script(redis_server):
+    """A paper booking (with its fill id) right after the executor's read: one round trip."""
+    client = redis.Redis.from_url(redis_server.url)
+    store = RedisTradeStore(client, "replica-a")
+    principal = f"p-{uuid.uuid4().hex[:8]}"
+    store.ensure_wallet(principal, LIVE, [Holding(SOL, 1_000_000, 0, 0)])
+    store.apply_fill(principal, LIVE, sell_sol(1_000, 1), fill_id="paper:warm")  # the script is loaded now
+    store.holdings(principal, LIVE)
+    commands, real_execute = [], client.execute_command
+
+    def counting(*args, **options):
+        commands.append(args[0])
+        return real_execute(*args, **options)
+
+    client.execute_command = counting
+    after = store.apply_fill(principal, LIVE, sell_sol(1_000, 1), fill_id="paper:t-3", once=True)
+    assert commands == ["EVALSHA"] and after[SOL].amount == 1_000_000 - 2 * 1_005
+
+
+def test_redis_a_fill_id_voided_after_the_dry_run_read_is_refused(redis_server):
+    a, b, principal = funded_replicas(redis.Redis.from_url(redis_server.url), LIVE)
+    before = a.holdings(principal, LIVE)  # the dry run; then another replica settles the trade
+    assert b.void_fill(principal, LIVE, "paper:t-4")
+    with pytest.raises(FillIdUsed):
+        a.apply_fill(principal, LIVE, sell_sol(1_000, 1), fill_id="paper:t-4", once=True)
+    assert b.holdings(principal, LIVE) == before
+
+
 def test_redis_fill_without_an_id_costs_what_it_did(tmp_path, redis_server):
-    """The paper path: one read and one script, no fill-id set touched."""
+    """A fill without an id: one read and one script, no fill-id set touched."""
     client = redis.Redis.from_url(redis_server.url)
     store = RedisTradeStore(client, "replica-a")
     principal = f"p-{uuid.uuid4().hex[:8]}"

@@ -21,28 +21,29 @@ def client(redis_server):
     return c
 
 
-def claimed(store: RedisTradeStore, status: int) -> pb.TradeResult:
+def claimed(store: RedisTradeStore, status: int, mode: int = pb.TRADING_MODE_PAPER) -> pb.TradeResult:
     request_id = f"t-{uuid.uuid4().hex[:8]}"
-    result = pb.TradeResult(request_id=request_id, status=pb.TRADE_STATUS_RECEIVED, mode=pb.TRADING_MODE_PAPER)
+    result = pb.TradeResult(request_id=request_id, status=pb.TRADE_STATUS_RECEIVED, mode=mode)
     assert store.claim("alice", request_id, "fp", result, pb.TradeRequest(request_id=request_id)) is None
     result.status = status
     store.save("alice", result)
     return result
 
 
-def test_only_trades_before_the_point_of_no_return_are_adopted(client):
+def test_trades_before_the_point_of_no_return_and_paper_ones_past_it_are_adopted(client):
     a, b = RedisTradeStore(client, "replica-a"), RedisTradeStore(client, "replica-b")
     quoted = claimed(a, pb.TRADE_STATUS_QUOTED)
-    committed = claimed(a, pb.TRADE_STATUS_SIMULATED)  # may have been sent: only replica A knows
+    paper_sent = claimed(a, pb.TRADE_STATUS_SIMULATED)  # settled anywhere by its fill id
+    committed = claimed(a, pb.TRADE_STATUS_SIMULATED, pb.TRADING_MODE_LIVE)  # may have been sent: only A knows
     client.sadd(REGISTRY, "replica-a")
 
     client.set(presence_key("replica-a"), 1)
     assert b.adopt("replica-a") == []  # alive: nothing moves
     client.delete(presence_key("replica-a"))  # its presence expired
     adopted = b.adopt("replica-a")
-    assert [u.record.request_id for u in adopted] == [quoted.request_id]
+    assert [u.record.request_id for u in adopted] == [quoted.request_id, paper_sent.request_id]
     assert adopted[0].request.request_id == quoted.request_id  # with its request: it can resume
-    assert [u.record.request_id for u in b.unfinished()] == [quoted.request_id]
+    assert [u.record.request_id for u in b.unfinished()] == [quoted.request_id, paper_sent.request_id]
     assert [u.record.request_id for u in a.unfinished()] == [committed.request_id]  # settled by A's restart
     assert client.sismember(REGISTRY, "replica-a")  # still has a trade to settle
     assert b.adopt("replica-a") == []  # taken once
@@ -52,7 +53,7 @@ def test_only_trades_before_the_point_of_no_return_are_adopted(client):
     quoted.status = pb.TRADE_STATUS_FILLED
     b.save("alice", quoted)  # the new owner may
     assert a.get("alice", quoted.request_id).result.status == pb.TRADE_STATUS_FILLED
-    assert b.unfinished() == []
+    assert [u.record.request_id for u in b.unfinished()] == [paper_sent.request_id]
 
 
 def test_a_replica_with_nothing_left_leaves_the_registry(client):

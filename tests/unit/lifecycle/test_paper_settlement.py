@@ -1,0 +1,63 @@
+"""A paper trade left past the point of no return (its runner crashed, or stalled and was
+presumed dead) is settled by its fill id: if it was not booked it expires and can never be
+booked afterwards; if it was, it is not booked again."""
+
+import asyncio
+
+import pytest
+
+from tradewire.core.config import PaperConfig
+from tradewire.core.errors import TradewireError
+from tradewire.core.executors.paper import PaperExecutor, paper_fill_id
+from tradewire.core.portfolio import FillLegs
+from tradewire.core.quotes import PriceTableQuotes
+from tradewire.core.store.sqlite import SqliteStore
+from tradewire.v1 import trade_pb2 as pb
+from unit.lifecycle.lifecycle_support import MARKET, SOL, USDC, order, runner, until
+
+PAPER = pb.TRADING_MODE_PAPER
+
+
+def paper(store: SqliteStore, latency_ms: int = 0) -> PaperExecutor:
+    return PaperExecutor(PaperConfig(realtime=bool(latency_ms), latency_ms=latency_ms), MARKET,
+                         PriceTableQuotes(MARKET), store)
+
+
+async def test_a_stalled_runners_trade_settled_elsewhere_expires_and_is_never_booked(tmp_path):
+    path = tmp_path / "trades.db"
+    stalled_store, settling_store = SqliteStore(path), SqliteStore(path)  # two processes on one store
+    stalled = runner(paper(stalled_store, latency_ms=4000), stalled_store)  # 2 s building, 2 s landing
+    trade = stalled.admit(order("slow"))
+    await until(lambda: stalled.hub.channel_events(trade.key)[-1].stage == pb.TRADE_STATUS_SUBMITTED, timeout=10)
+    wallet = stalled_store.holdings("alice", PAPER)
+
+    settling = runner(paper(settling_store), settling_store)
+    assert await settling.recover() == {"resumed": 0, "reconciled": 1, "failed": 0}
+    await until(lambda: settling.in_flight() == 0)
+    settled = settling_store.get("alice", "slow")
+    assert settled.result.status == pb.TRADE_STATUS_EXPIRED and "nothing was booked" in settled.result.error.message
+    assert [e.sequence for e in settled.events] == list(range(1, len(settled.events) + 1))
+
+    with pytest.raises(TradewireError) as taken:  # the stalled runner lands its trade: the booking is refused
+        await asyncio.wait_for(trade.done, 10)
+    assert taken.value.reason == "TRADE_TAKEN_OVER"
+    assert settling_store.holdings("alice", PAPER) == wallet  # nothing booked, by either
+    assert settling_store.get("alice", "slow").result.status == pb.TRADE_STATUS_EXPIRED
+    stalled_store.close()
+    settling_store.close()
+
+
+async def test_a_trade_whose_fill_was_booked_before_the_crash_is_not_booked_again(tmp_path):
+    store = SqliteStore(tmp_path / "trades.db")
+    executor = paper(store)
+    sell = order("booked")
+    await executor.ensure_wallet("alice")
+    booked = store.apply_fill("alice", PAPER, FillLegs(input_mint=SOL, output_mint=USDC, amount_in=10_000_000,
+                                                      amount_out=1_500_000, fee_mint=SOL, fee_lamports=5000,
+                                                      trade_value=1_500_000), fill_id=paper_fill_id("booked"))
+
+    outcome = await executor.reconcile(sell, pb.TradeResult(request_id="booked", status=pb.TRADE_STATUS_SUBMITTED))
+    assert outcome.status == pb.TRADE_STATUS_FAILED
+    assert outcome.error.reason == "INTERNAL" and "positions include it" in outcome.error.message
+    assert store.holdings("alice", PAPER) == booked
+    store.close()
