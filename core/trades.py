@@ -443,6 +443,8 @@ class TradeRunner:
             trade.timer.cancel()
         self.hub.abandon(trade.key)
         self.inflight.remove(trade.key)
+        if self._metrics is not None:
+            self._metrics.trades_handed_over.labels("lost").inc()
         log.warning("trade %s was taken over by another replica; stopped here at %s",
                     trade.order.request_id, pb.TradeStatus.Name(trade.stage))
         if not trade.done.done():

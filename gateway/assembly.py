@@ -255,7 +255,7 @@ def build_core(settings: Settings) -> Core:
     presence = remote_cancel = None
     if shared:
         presence = ReplicaPresence(shared.client, shared.replica_id, settings.shared.replica_ttl_s, store.adopt,
-                                   runner.recover)
+                                   runner.recover, metrics)
         runner.remote_cancel = remote_cancel = RemoteCancel(shared.async_client, shared.replica_id, store.owner)
     return Core(settings, service, metrics, store, audit, tracing, quotes, runner, hub, webhooks, live, shared,
                 presence, remote_cancel)

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 
 import redis
 
+from tradewire.core.metrics import Metrics
+
 log = logging.getLogger("tradewire.shared")
 
 REGISTRY = "tw:replicas"
@@ -31,10 +33,12 @@ def presence_key(replica_id: str) -> str:
 
 class ReplicaPresence:
     def __init__(self, client: redis.Redis, replica_id: str, ttl_s: float,
-                 adopt: Callable[[str], list], on_adopted: Callable[[list], Awaitable[object]]) -> None:
+                 adopt: Callable[[str], list], on_adopted: Callable[[list], Awaitable[object]],
+                 metrics: Metrics | None = None) -> None:
         """``adopt(replica)`` takes over a dead replica's trades and returns them;
         ``on_adopted(trades)`` resumes them."""
         self._r = client
+        self._metrics = metrics
         self.replica_id = replica_id
         self.ttl_s = ttl_s
         self._ttl_ms = max(1, round(ttl_s * 1000))
@@ -56,12 +60,15 @@ class ReplicaPresence:
     def dead(self) -> list[str]:
         """Listed replicas, other than this one, whose presence expired."""
         others = [r.decode() for r in self._r.smembers(REGISTRY) if r.decode() != self.replica_id]
-        if not others:
-            return []
-        pipe = self._r.pipeline(transaction=False)
-        for replica in others:
-            pipe.exists(presence_key(replica))
-        return [replica for replica, alive in zip(others, pipe.execute()) if not alive]
+        dead = []
+        if others:
+            pipe = self._r.pipeline(transaction=False)
+            for replica in others:
+                pipe.exists(presence_key(replica))
+            dead = [replica for replica, alive in zip(others, pipe.execute()) if not alive]
+        if self._metrics is not None:
+            self._metrics.replicas_alive.set(1 + len(others) - len(dead))
+        return dead
 
     async def sweep(self) -> int:
         """Adopt and resume the unfinished trades of every dead replica; how many."""
@@ -73,6 +80,8 @@ class ReplicaPresence:
                             replica, len(trades))
                 await self._on_adopted(trades)
                 adopted += len(trades)
+                if self._metrics is not None:
+                    self._metrics.trades_handed_over.labels("adopted").inc(len(trades))
         return adopted
 
     def start(self) -> None:

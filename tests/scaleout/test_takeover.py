@@ -12,7 +12,7 @@ import redis
 
 from support.clients import GrpcClient, RpcFailure
 from support.gateway_process import GatewayProcess
-from support.trading import balance, equals, eventually, found, reached, trade, unique
+from support.trading import balance, equals, eventually, found, metric, reached, trade, unique
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -75,6 +75,9 @@ async def test_a_stalled_replicas_trade_finishes_on_another_and_the_stalled_one_
         replay, _ = await on_a.unary("ExecuteTrade", request, key)  # A answers the replay from the store
         assert replay == filled
         assert "was taken over by another replica" in a.log_text()
+        assert await metric(a, "tradewire_trades_handed_over_total", direction="lost") == 1
+        assert await metric(b, "tradewire_trades_handed_over_total", direction="adopted") == 1
+        assert await metric(b, "tradewire_replicas_alive") == 2  # A beats again
     finally:
         await on_a.close()
         await on_b.close()

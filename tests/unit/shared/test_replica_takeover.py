@@ -6,6 +6,7 @@ import uuid
 import pytest
 import redis
 
+from tradewire.core.metrics import Metrics
 from tradewire.core.shared.redis_replicas import REGISTRY, ReplicaPresence, presence_key
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.store.base import TakenOver
@@ -71,16 +72,20 @@ async def test_presence_beats_notices_its_own_lapse_and_sweeps_the_dead(client):
     async def resume(trades):
         resumed.append([u.record.request_id for u in trades])
 
+    metrics = Metrics()
     on_a = ReplicaPresence(client, "replica-a", 5.0, a.adopt, resume)
-    on_b = ReplicaPresence(client, "replica-b", 5.0, b.adopt, resume)
+    on_b = ReplicaPresence(client, "replica-b", 5.0, b.adopt, resume, metrics)
     assert on_a.beat() and on_b.beat()
     assert 4_000 < client.pttl(presence_key("replica-a")) <= 5_000
     trade = claimed(a, pb.TRADE_STATUS_QUOTED)
     assert on_b.dead() == [] and await on_b.sweep() == 0
+    assert metrics.registry.get_sample_value("tradewire_replicas_alive") == 2
 
     client.delete(presence_key("replica-a"))  # A stalled past its time to live
     assert on_b.dead() == ["replica-a"]
     assert await on_b.sweep() == 1 and resumed == [[trade.request_id]]
+    assert metrics.registry.get_sample_value("tradewire_replicas_alive") == 1
+    assert metrics.registry.get_sample_value("tradewire_trades_handed_over_total", {"direction": "adopted"}) == 1
     assert not on_a.beat()  # A's next beat finds it was presumed dead
     assert on_a.beat()  # and it is alive again from then on
     with pytest.raises(TakenOver):
