@@ -4,8 +4,9 @@ Each replica keeps a presence key, ``tw:alive:{replica}``, that expires ``ttl_s`
 last beat (one every ttl/3), and lists itself in ``tw:replicas``. Each beat also looks for
 listed replicas whose presence expired — crashed, partitioned away, or shut down — and adopts
 their unfinished trades (RedisTradeStore.adopt: those not past the point of no return, and
-PAPER ones past it), which ``on_adopted`` then resumes or settles here (TradeRunner.recover). A replica shut down gracefully drops its
-presence once its unfinished trades are saved, so the others take them over at once.
+PAPER ones past it), which ``on_adopted`` then resumes or settles here (TradeRunner.recover).
+A replica shut down gracefully drops its presence once its unfinished trades are saved, so the
+others take them over at once.
 
 A replica whose beat finds its own presence had expired was presumed dead meanwhile (a stall
 longer than ``ttl_s``): its adopted trades are no longer its to write — the store refuses its
@@ -36,7 +37,7 @@ class ReplicaPresence:
                  adopt: Callable[[str], list], on_adopted: Callable[[list], Awaitable[object]],
                  metrics: Metrics | None = None) -> None:
         """``adopt(replica)`` takes over a dead replica's trades and returns them;
-        ``on_adopted(trades)`` resumes them."""
+        ``on_adopted(trades)`` resumes or settles them."""
         self._r = client
         self._metrics = metrics
         self.replica_id = replica_id

@@ -187,7 +187,8 @@ class RedisTradeStore:
 
     def adopt(self, replica_id: str) -> list[UnfinishedTrade]:
         """Take over the running trades of ``replica_id``, presumed dead (its presence expired),
-        that have not passed the point of no return; the trades now this replica's to resume."""
+        that have not passed the point of no return, and its PAPER ones past it; the trades now
+        this replica's to resume or settle."""
         members = self._adopt(keys=[presence_key(replica_id), f"tw:running:{replica_id}", self._running_key(),
                                     REGISTRY], args=[self.replica_id, replica_id, trade_pb2.TRADING_MODE_PAPER])
         return self._unfinished(members)
