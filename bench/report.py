@@ -104,6 +104,13 @@ def markdown(results: dict) -> str:
     add(f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, Python {m['python']}, {m['platform']}; "
         f"commit `{m['git_commit']}`.  ")
     add(f"Pinning: {meta['pinning']}.  ")
+    speed = results.get("machine_speed", {})
+    if "start" in speed and "end" in speed:
+        steal = speed.get("steal_pct")
+        add(f"Machine speed (`python -m bench.calibrate` on the server CPU; compare runs by it): "
+            f"{_rate(speed['start']['loops_per_s'])} loops/s at the start, {_rate(speed['end']['loops_per_s'])} "
+            f"at the end; CPU stolen by the hypervisor during the run: "
+            f"{'?' if steal is None else f'{steal:.1f} %'}.  ")
     add(f"Gateway: {meta['gateway']}.  ")
     add(f"Latency: {meta['latency_note']}\n")
     for caveat in meta.get("caveats", []):

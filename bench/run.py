@@ -4,8 +4,9 @@ Starts QuestDB (scripts/questdb.sh, free ports), the bare echo servers and the g
 (`tradewire serve`, realistic settings: API-key auth, validation, audit to that QuestDB,
 metrics and JSON logs on), measures, stops everything, and writes bench.json + bench.md.
 
-Phases: client ceiling → echo max throughput → core only → gateway (fixed loads, max
-throughput, fan-out, soak) → gateway with audit/metrics/logs off → QuestDB row counts.
+Phases: machine speed → client ceiling → echo max throughput → core only → gateway (fixed
+loads, max throughput, fan-out, soak) → gateway with audit/metrics/logs off → scale-out →
+QuestDB row counts → machine speed again (bench/calibrate.py: runs compare only with it).
 A failing phase is recorded under ``phase_errors`` and the run goes on.
 
     python -m bench.run [--quick | --smoke] [--soak SECONDS] [--out DIR]
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import loadgen, report
+from bench import calibrate, loadgen, report
 from bench.payloads import HTTP_PROTOCOLS, PROTOCOLS
 from bench.servers import (CLIENT_CPU, PRINCIPALS, SERVER_CPU, REPO, EchoServers, Gateway, QuestDB, RedisServer,
                            pinned, pinning_note, rss_kib, wait_until)
@@ -379,7 +380,18 @@ class Bench:
 
         return {"closed_loop": closed, **self.sustained(closed["achieved_rps"], step, pids[0])}
 
+    def machine_speed(self, when: str) -> None:
+        """bench/calibrate.py on the server's CPU: how fast the machine was at ``when``."""
+        with self.phase(f"machine speed at the {when}"):
+            done = subprocess.run(pinned([sys.executable, "-m", "bench.calibrate"], SERVER_CPU), capture_output=True,
+                                  text=True, cwd=REPO, timeout=300)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr[-2000:])
+            self.results.setdefault("machine_speed", {})[when] = json.loads(done.stdout)
+
     def run(self, with_questdb: bool) -> dict:
+        ticks = calibrate.cpu_ticks()
+        self.machine_speed("start")
         questdb = QuestDB(self.workdir / "questdb").start() if with_questdb else None
         try:
             baselines = self.echo_phases()
@@ -394,6 +406,8 @@ class Bench:
         finally:
             if questdb:
                 questdb.stop()
+        self.machine_speed("end")
+        self.results.setdefault("machine_speed", {})["steal_pct"] = calibrate.steal_pct(ticks, calibrate.cpu_ticks())
         return self.results
 
 

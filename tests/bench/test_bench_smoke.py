@@ -38,9 +38,12 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_every_section_is_present(results):
     for section in ("meta", "targets", "client_ceiling", "fixed_load", "max_throughput", "recording_cost",
-                    "fanout", "memory", "core", "audit_rows", "scale_out"):
+                    "fanout", "memory", "core", "audit_rows", "scale_out", "machine_speed"):
         assert results.get(section), f"missing section {section}"
     assert not results["phase_errors"]
+    speed = results["machine_speed"]
+    assert speed["start"]["loops_per_s"] > 1000 and speed["end"]["loops_per_s"] > 1000
+    assert speed["steal_pct"] is None or 0 <= speed["steal_pct"] <= 100
     meta = results["meta"]
     assert meta["machine"]["nproc"] >= 1 and meta["machine"]["python"].startswith("3.11")
     assert meta["command"].startswith("scripts/bench.sh")
