@@ -44,6 +44,13 @@ async def stage_on(client: GrpcClient, key: str, request_id: str) -> int | None:
     return None if result is None else result.status
 
 
+async def running_on_a_at(on_a: GrpcClient, on_b: GrpcClient, key: str, request, stage: int) -> asyncio.Task:
+    """ExecuteTrade on replica A, once replica B sees the trade at ``stage``: the call, still running."""
+    running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
+    await asyncio.wait_for(reached(on_b, key, request.request_id, stage), 20)
+    return running
+
+
 def owner(redis_url: str, request_id: str) -> bytes | None:
     return redis.Redis.from_url(redis_url).hget(f"tw:trade:alice:{request_id}", "replica")
 
@@ -56,8 +63,7 @@ async def test_a_stalled_replicas_trade_finishes_on_another_and_the_stalled_one_
     request = trade(unique("stalled"), amount="0.2")
     try:
         before = await balance(on_b, key)
-        running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
-        await asyncio.wait_for(reached(on_b, key, request.request_id, pb.TRADE_STATUS_QUOTED), 20)  # building on A
+        running = await running_on_a_at(on_a, on_b, key, request, pb.TRADE_STATUS_QUOTED)  # building on A
         first_owner = owner(redis_server.url, request.request_id)
         os.kill(a.pid, signal.SIGSTOP)  # A stalls before the point of no return
         await eventually(lambda: owner(redis_server.url, request.request_id) != first_owner, timeout=10,
@@ -89,8 +95,7 @@ async def test_a_replica_shut_down_hands_its_unfinished_trades_over_at_once(repl
     on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
     request = trade(unique("handover"), amount="0.2")
     try:
-        running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
-        await asyncio.wait_for(reached(on_b, key, request.request_id, pb.TRADE_STATUS_QUOTED), 20)  # building on A
+        running = await running_on_a_at(on_a, on_b, key, request, pb.TRADE_STATUS_QUOTED)  # building on A
         a.terminate()  # the 3 s deadline ends before the trade does: A keeps it unfinished, and leaves
         assert a.wait_exit(15) == 0
         with pytest.raises(RpcFailure) as refused:
@@ -115,8 +120,7 @@ async def test_a_stalled_replicas_paper_trade_past_the_point_of_no_return_is_set
     request = trade(unique("landing"), amount="0.2")
     try:
         before = await balance(on_b, key)
-        running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
-        await asyncio.wait_for(reached(on_b, key, request.request_id, pb.TRADE_STATUS_SUBMITTED), 20)  # landing on A
+        running = await running_on_a_at(on_a, on_b, key, request, pb.TRADE_STATUS_SUBMITTED)  # landing on A
         followed = asyncio.create_task(on_b.stream(
             "StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=request.request_id), key))
         os.kill(a.pid, signal.SIGSTOP)  # A stalls after the point of no return, before its paper fill lands
