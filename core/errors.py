@@ -90,6 +90,7 @@ REASONS: Mapping[str, ReasonSpec] = {
     "UPSTREAM_UNAVAILABLE": ReasonSpec(Code.UNAVAILABLE),
     "SHUTTING_DOWN": ReasonSpec(Code.UNAVAILABLE),
     "TRADE_TAKEN_OVER": ReasonSpec(Code.UNAVAILABLE),
+    "STORE_UNAVAILABLE": ReasonSpec(Code.UNAVAILABLE),
     "DEADLINE_EXCEEDED": ReasonSpec(Code.DEADLINE_EXCEEDED),
     "CANCELLED": ReasonSpec(Code.CANCELLED),
     "UNIMPLEMENTED": ReasonSpec(Code.UNIMPLEMENTED),
@@ -182,6 +183,13 @@ def invalid_fields(violations: Iterable[FieldViolation], reason: str = "VALIDATI
     violations = tuple(violations)
     summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
     return TradewireError(reason, summary or "invalid request", field_violations=violations)
+
+
+def store_unavailable() -> TradewireError:
+    """The shared store (Redis) did not answer: the call may be retried (request ids keep a trade from
+    running twice)."""
+    return TradewireError("STORE_UNAVAILABLE", "the gateway's shared store is unreachable; retry the call "
+                          "(with the same request_id, a trade runs at most once)", retry_after_s=1.0)
 
 
 def internal_error() -> TradewireError:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from tradewire.core.auth.authenticator import Authenticator
 from tradewire.core.auth.permissions import METHOD_ACCESS, Access, authorize
 from tradewire.core.context import CallContext
-from tradewire.core.errors import Code, TradewireError, internal_error, invalid
+from tradewire.core.errors import Code, TradewireError, internal_error, invalid, store_unavailable
 from tradewire.core.market import Market
 from tradewire.core.order import Order
 from tradewire.core.ratelimit import RateLimits
@@ -68,6 +68,9 @@ class Pipeline:
         # Set by TradeService to its own draining flag (begin_drain), so a shutting-down
         # gateway says UNAVAILABLE before anything else — not UNAUTHENTICATED to a bad key.
         self.is_draining: Callable[[], bool] = lambda: False
+        # Errors that mean the shared store did not answer (set with a Redis backend): the
+        # caller gets UNAVAILABLE STORE_UNAVAILABLE, which it may retry, not INTERNAL.
+        self.store_outages: tuple[type[Exception], ...] = ()
 
     @asynccontextmanager
     async def call(self, ctx: CallContext, request: object) -> AsyncIterator[Call]:
@@ -94,6 +97,10 @@ class Pipeline:
             except (asyncio.CancelledError, GeneratorExit):  # the caller went away
                 code = Code.CANCELLED
                 raise
+            except self.store_outages as exc:
+                log.warning("%s: the shared store did not answer: %s: %s", ctx.method, exc.__class__.__name__, exc)
+                code, reason = Code.UNAVAILABLE, "STORE_UNAVAILABLE"
+                raise store_unavailable() from None
             except Exception:
                 log.exception("unexpected error in %s", ctx.method)
                 code, reason = Code.INTERNAL, "INTERNAL"

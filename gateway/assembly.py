@@ -237,6 +237,8 @@ def build_core(settings: Settings) -> Core:
         live = executors[pb.TRADING_MODE_LIVE] = build_live_executor(settings, market, quotes, store, recorder)
         register_breaker_metrics(metrics.registry, lambda: live.breakers)
     pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings, shared), market, recorder, tracing)
+    if shared:
+        pipeline.store_outages = (redis.ConnectionError, redis.TimeoutError)
     execution, streams = settings.execution, settings.streams
     hub = StatusHub(keep_finished=streams.keep_finished, heartbeat_s=streams.heartbeat_s,
                     slow_consumer_s=streams.slow_consumer_s, metrics=metrics,

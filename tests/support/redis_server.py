@@ -42,8 +42,12 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """An outage: the server goes away (its data with it); start() brings one back on the same port."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.workdir, ignore_errors=True)
