@@ -12,7 +12,7 @@ import redis
 
 from support.clients import GrpcClient, RpcFailure
 from support.gateway_process import GatewayProcess
-from support.trading import balance, equals, eventually, found, metric, reached, trade, unique
+from support.trading import balance, equals, eventually, found, metric, reached, trade, transitions, unique
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -38,6 +38,16 @@ def replicas(tmp_path, redis_server):
     assert b.stop() == 0
 
 
+@pytest.fixture
+async def alice(replicas):
+    """Alice's key and a gRPC client on each replica (A, B)."""
+    a, b = replicas
+    on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
+    yield a.key("alice"), on_a, on_b
+    await on_a.close()
+    await on_b.close()
+
+
 async def stage_on(client: GrpcClient, key: str, request_id: str) -> int | None:
     """The trade's status as GetTrade on ``client``'s replica answers it (None while unknown)."""
     result = await found(client, key, request_id)
@@ -56,87 +66,72 @@ def owner(redis_url: str, request_id: str) -> bytes | None:
 
 
 async def test_a_stalled_replicas_trade_finishes_on_another_and_the_stalled_one_cannot_send_it(
-        replicas, redis_server):
+        replicas, alice, redis_server):
     a, b = replicas
-    key = a.key("alice")
-    on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
+    key, on_a, on_b = alice
     request = trade(unique("stalled"), amount="0.2")
-    try:
-        before = await balance(on_b, key)
-        running = await running_on_a_at(on_a, on_b, key, request, pb.TRADE_STATUS_QUOTED)  # building on A
-        first_owner = owner(redis_server.url, request.request_id)
-        os.kill(a.pid, signal.SIGSTOP)  # A stalls before the point of no return
-        await eventually(lambda: owner(redis_server.url, request.request_id) != first_owner, timeout=10,
-                         what="replica B adopting the trade")
-        os.kill(a.pid, signal.SIGCONT)  # A wakes up and carries on with its copy of the trade
+    before = await balance(on_b, key)
+    running = await running_on_a_at(on_a, on_b, key, request, pb.TRADE_STATUS_QUOTED)  # building on A
+    first_owner = owner(redis_server.url, request.request_id)
+    os.kill(a.pid, signal.SIGSTOP)  # A stalls before the point of no return
+    await eventually(lambda: owner(redis_server.url, request.request_id) != first_owner, timeout=10,
+                     what="replica B adopting the trade")
+    os.kill(a.pid, signal.SIGCONT)  # A wakes up and carries on with its copy of the trade
 
-        with pytest.raises(RpcFailure) as taken:  # ...until it tries to commit it
-            await asyncio.wait_for(running, 20)
-        assert (taken.value.code, taken.value.reason) == ("UNAVAILABLE", "TRADE_TAKEN_OVER")
-        await eventually(lambda: equals(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_FILLED), timeout=20,
-                         what="the trade filled by B")
-        filled, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
-        fees = Decimal(filled.fees.total_lamports) / 10**9
-        assert before - await balance(on_b, key) == Decimal("0.2") + fees  # sent and booked once
-        replay, _ = await on_a.unary("ExecuteTrade", request, key)  # A answers the replay from the store
-        assert replay == filled
-        assert "was taken over by another replica" in a.log_text()
-        assert await metric(a, "tradewire_trades_handed_over_total", direction="lost") == 1
-        assert await metric(b, "tradewire_trades_handed_over_total", direction="adopted") == 1
-        assert await metric(b, "tradewire_replicas_alive") == 2  # A beats again
-    finally:
-        await on_a.close()
-        await on_b.close()
+    with pytest.raises(RpcFailure) as taken:  # ...until it tries to commit it
+        await asyncio.wait_for(running, 20)
+    assert (taken.value.code, taken.value.reason) == ("UNAVAILABLE", "TRADE_TAKEN_OVER")
+    await eventually(lambda: equals(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_FILLED), timeout=20,
+                     what="the trade filled by B")
+    filled, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
+    fees = Decimal(filled.fees.total_lamports) / 10**9
+    assert before - await balance(on_b, key) == Decimal("0.2") + fees  # sent and booked once
+    replay, _ = await on_a.unary("ExecuteTrade", request, key)  # A answers the replay from the store
+    assert replay == filled
+    assert "was taken over by another replica" in a.log_text()
+    assert await metric(a, "tradewire_trades_handed_over_total", direction="lost") == 1
+    assert await metric(b, "tradewire_trades_handed_over_total", direction="adopted") == 1
+    assert await metric(b, "tradewire_replicas_alive") == 2  # A beats again
 
 
-async def test_a_replica_shut_down_hands_its_unfinished_trades_over_at_once(replicas):
+async def test_a_replica_shut_down_hands_its_unfinished_trades_over_at_once(replicas, alice):
     a, b = replicas
-    key = a.key("alice")
-    on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
+    key, on_a, on_b = alice
     request = trade(unique("handover"), amount="0.2")
-    try:
-        running = await running_on_a_at(on_a, on_b, key, request, pb.TRADE_STATUS_QUOTED)  # building on A
-        a.terminate()  # the 3 s deadline ends before the trade does: A keeps it unfinished, and leaves
-        assert a.wait_exit(15) == 0
-        with pytest.raises(RpcFailure) as refused:
-            await running
-        assert refused.value.reason == "SHUTTING_DOWN"
-        await eventually(lambda: equals(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_FILLED), timeout=20,
-                         what="the trade resumed and filled by B")
-        events = await on_b.stream("StreamExecutionStatus",
-                                   spb.StreamExecutionStatusRequest(request_id=request.request_id), key)
-        transitions = [e for e in events if e.kind == pb.STATUS_KIND_TRANSITION]
-        assert [e.sequence for e in transitions] == list(range(1, len(transitions) + 1))
-        assert transitions[-1].stage == pb.TRADE_STATUS_FILLED
-    finally:
-        await on_a.close()
-        await on_b.close()
+    running = await running_on_a_at(on_a, on_b, key, request, pb.TRADE_STATUS_QUOTED)  # building on A
+    a.terminate()  # the 3 s deadline ends before the trade does: A keeps it unfinished, and leaves
+    assert a.wait_exit(15) == 0
+    with pytest.raises(RpcFailure) as refused:
+        await running
+    assert refused.value.reason == "SHUTTING_DOWN"
+    await eventually(lambda: equals(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_FILLED), timeout=20,
+                     what="the trade resumed and filled by B")
+    events = await on_b.stream("StreamExecutionStatus",
+                               spb.StreamExecutionStatusRequest(request_id=request.request_id), key)
+    changes = transitions(events)
+    assert [e.sequence for e in changes] == list(range(1, len(changes) + 1))
+    assert changes[-1].stage == pb.TRADE_STATUS_FILLED
 
 
-async def test_a_stalled_replicas_paper_trade_past_the_point_of_no_return_is_settled_by_another(replicas):
+async def test_a_stalled_replicas_paper_trade_past_the_point_of_no_return_is_settled_by_another(replicas, alice):
     a, b = replicas
-    key = a.key("alice")
-    on_a, on_b = GrpcClient(a.grpc_target), GrpcClient(b.grpc_target)
+    key, on_a, on_b = alice
     request = trade(unique("landing"), amount="0.2")
-    try:
-        before = await balance(on_b, key)
-        running = await running_on_a_at(on_a, on_b, key, request, pb.TRADE_STATUS_SUBMITTED)  # landing on A
-        followed = asyncio.create_task(on_b.stream(
-            "StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=request.request_id), key))
-        os.kill(a.pid, signal.SIGSTOP)  # A stalls after the point of no return, before its paper fill lands
-        await eventually(lambda: equals(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_EXPIRED),
-                         timeout=15, what="replica B settling the trade")
-        os.kill(a.pid, signal.SIGCONT)  # A wakes up and lands its fill...
+    before = await balance(on_b, key)
+    running = await running_on_a_at(on_a, on_b, key, request, pb.TRADE_STATUS_SUBMITTED)  # landing on A
+    followed = asyncio.create_task(on_b.stream(
+        "StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=request.request_id), key))
+    os.kill(a.pid, signal.SIGSTOP)  # A stalls after the point of no return, before its paper fill lands
+    await eventually(lambda: equals(stage_on(on_b, key, request.request_id), pb.TRADE_STATUS_EXPIRED),
+                     timeout=15, what="replica B settling the trade")
+    os.kill(a.pid, signal.SIGCONT)  # A wakes up and lands its fill...
 
-        with pytest.raises(RpcFailure) as taken:  # ...which is refused: B voided its fill id
-            await asyncio.wait_for(running, 20)
-        assert (taken.value.code, taken.value.reason) == ("UNAVAILABLE", "TRADE_TAKEN_OVER")
-        settled, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
-        assert settled.status == pb.TRADE_STATUS_EXPIRED and "nothing was booked" in settled.error.message
-        assert await balance(on_b, key) == before  # booked by neither
-        transitions = [e for e in await asyncio.wait_for(followed, 20) if e.kind == pb.STATUS_KIND_TRANSITION]
-        assert [e.sequence for e in transitions] == list(range(1, len(transitions) + 1))
-        assert [e.stage for e in transitions[-2:]] == [pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_EXPIRED]
-    finally:
-        await on_a.close()
-        await on_b.close()
+    with pytest.raises(RpcFailure) as taken:  # ...which is refused: B voided its fill id
+        await asyncio.wait_for(running, 20)
+    assert (taken.value.code, taken.value.reason) == ("UNAVAILABLE", "TRADE_TAKEN_OVER")
+    settled, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
+    assert settled.status == pb.TRADE_STATUS_EXPIRED and "nothing was booked" in settled.error.message
+    assert await balance(on_b, key) == before  # booked by neither
+    changes = transitions(await asyncio.wait_for(followed, 20))
+    assert [e.sequence for e in changes] == list(range(1, len(changes) + 1))
+    assert [e.stage for e in changes[-2:]] == [pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_EXPIRED]
