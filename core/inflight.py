@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from tradewire.core.errors import QuotaViolation, TradewireError
+from tradewire.core.shared import log_failure
 
 if TYPE_CHECKING:
     from tradewire.core.shared.redis_inflight import RedisInFlight
@@ -92,7 +93,7 @@ class InFlightRegistry(Generic[T]):
         try:
             self.shared.release(*key)
         except Exception:  # the trade ended or never started either way; its lease lapses on its own
-            log.exception("releasing the in-flight lease of %s failed", key[1])
+            log_failure(log, "releasing the in-flight lease of %s failed", key[1])
 
     def _refuse(self, scope: str, subject: str, limit: int, message: str) -> None:
         if self._metrics is not None:

@@ -17,6 +17,10 @@ That is what makes cancellation honest:
   attempt; progress the new attempt repeats is not published twice.
 * Every trade's final state is stored, whoever stopped waiting for it, together with its
   webhooks (one SQLite transaction).
+* If the shared store stops answering while a trade runs, its callers are told so at once
+  (UNAVAILABLE STORE_UNAVAILABLE, retryable) and the trade keeps its task: it ends once the
+  store answers again — a trade that may have been sent is first reconciled by its
+  executor — and only then is its end published. Nothing is left running without a task.
 
 Shutdown: :meth:`drain` waits for running trades; :meth:`interrupt_all` stops the rest and
 stores them unfinished (status and events so far); at the next start :meth:`recover`
@@ -30,12 +34,12 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 from tradewire.core import lifecycle
-from tradewire.core.errors import Code, FieldViolation, TradewireError, internal_error
+from tradewire.core.errors import Code, FieldViolation, TradewireError, internal_error, store_unavailable
 from tradewire.core.executors.base import Executor, Outcome, Progress
 from tradewire.core.inflight import InFlightRegistry
 from tradewire.core.market import Market, format_units
@@ -49,6 +53,8 @@ from tradewire.v1 import trade_pb2 as pb
 log = logging.getLogger("tradewire.trades")
 
 Key = tuple[str, str]
+# How often a trade caught by a store outage asks again (the store answers within the second it is back).
+_STORE_BACK = RetryPolicy(max_attempts=1_000_000, initial_backoff_s=0.1, max_backoff_s=1.0)
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,8 @@ class TradeRunner:
         self._metrics = getattr(recorder, "metrics", None)
         # With a shared store: asks the replica running a trade to cancel it (core/shared/redis_cancel.py)
         self.remote_cancel = None
+        # Errors that mean the shared store did not answer (set with a Redis backend, as on the pipeline).
+        self.store_outages: tuple[type[Exception], ...] = ()
 
     # -- admission: de-duplicate, check limits, claim, start ---------------------------------
 
@@ -205,8 +213,9 @@ class TradeRunner:
             raise
 
     def stop(self, trade: Trade, request: StopRequest) -> bool:
-        """Ask a running trade to stop; False when it is committed (sent) or already done."""
-        if trade.done.done() or trade.task is None or trade.task.done():
+        """Ask a running trade to stop; False when it is committed (sent) or already done.
+        (A shutdown also stops a trade whose callers were answered while it waits for the store.)"""
+        if trade.task is None or trade.task.done() or (trade.done.done() and request.source != "shutdown"):
             return False
         if trade.committed and request.source != "shutdown":
             return False
@@ -291,6 +300,11 @@ class TradeRunner:
         except TakenOver:
             self._relinquish(trade)
             return
+        except self.store_outages as exc:
+            if trade.committed:  # it may have been booked or sent: its executor says which, once it can
+                self._wait_for_store(trade, exc, lambda: self._settle(trade))
+                return
+            outcome = Outcome(pb.TRADE_STATUS_REJECTED, error=store_unavailable())
         except asyncio.CancelledError:
             stop = trade.stop
             if stop is None:
@@ -393,9 +407,12 @@ class TradeRunner:
             event = self._advance(trade, outcome.status, outcome.error.message if outcome.error else "")
             outbox = self.webhooks.entries(order.principal_id, order.webhook_url, result) if self.webhooks else ()
             # Stored before it is published: a replica that lost the trade to another publishes nothing.
-            self.store.save(order.principal_id, result, (*(self.hub.channel_events(trade.key) or ()), event), outbox)
+            self._store_end(trade, event, outbox)
         except TakenOver:
             self._relinquish(trade)
+            return
+        except self.store_outages as exc:
+            self._wait_for_store(trade, exc, lambda: self._store_end_later(trade, outcome, event, outbox))
             return
         except Exception as exc:  # the caller must still learn the outcome
             log.exception("recording the end of trade %s failed", order.request_id)
@@ -405,14 +422,79 @@ class TradeRunner:
             if not trade.done.done():
                 trade.done.set_exception(internal_error() if not isinstance(exc, TradewireError) else exc)
             return
+        self._ended(trade, outcome, event, outbox)
+
+    def _store_end(self, trade: Trade, event: pb.ExecutionStatus, outbox) -> None:
+        self.store.save(trade.order.principal_id, trade.result,
+                        (*(self.hub.channel_events(trade.key) or ()), event), outbox)
+
+    def _ended(self, trade: Trade, outcome: Outcome, event: pb.ExecutionStatus, outbox) -> None:
+        """The trade's end is stored: record its fill, publish its end, answer its callers."""
         if outcome.fill is not None and outcome.status == pb.TRADE_STATUS_FILLED:
-            self.recorder.fill(order, outcome.fill, result)
+            self.recorder.fill(trade.order, outcome.fill, trade.result)
         self._publish(trade, event)
         if outbox:
             self.webhooks.notify()
         self.inflight.remove(trade.key)
         if not trade.done.done():
-            trade.done.set_result(result)
+            trade.done.set_result(trade.result)
+
+    # -- store outages while a trade runs ---------------------------------------------------
+
+    def _wait_for_store(self, trade: Trade, exc: Exception, then: Callable[[], Awaitable[None]]) -> None:
+        """The store stopped answering mid-trade: answer the callers now (retryable), and let
+        ``then()`` end the trade in a task of its own once the store is back."""
+        log.warning("trade %s: the shared store did not answer at %s (%s: %s); it ends once the store is back",
+                    trade.order.request_id, pb.TradeStatus.Name(trade.stage), exc.__class__.__name__, exc)
+        if not trade.done.done():
+            trade.done.set_exception(store_unavailable())
+        trade.task = asyncio.create_task(self._after_outage(trade, then), name=f"store-wait-{trade.order.request_id}")
+
+    async def _after_outage(self, trade: Trade, then: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await then()
+        except TakenOver:
+            self._relinquish(trade)
+        except asyncio.CancelledError:  # shutting down before the store came back
+            self.hub.abandon(trade.key)
+            self.inflight.remove(trade.key)
+            log.warning("trade %s left at %s by the shutdown while the store did not answer; it %s after the restart",
+                        trade.order.request_id, pb.TradeStatus.Name(trade.stage),
+                        "is reconciled" if trade.committed else "resumes")
+        except Exception:
+            log.exception("ending trade %s after a store outage failed", trade.order.request_id)
+            self.inflight.remove(trade.key)
+
+    async def _once_store_answers(self, attempt):
+        """``attempt()``'s result (awaited if need be), asked again with backoff while the store
+        does not answer."""
+        failures = 0
+        while True:
+            failures += 1
+            await asyncio.sleep(_STORE_BACK.delay(failures))
+            try:
+                answer = attempt()
+                return await answer if asyncio.iscoroutine(answer) else answer
+            except self.store_outages:
+                continue
+
+    async def _store_end_later(self, trade: Trade, outcome: Outcome, event: pb.ExecutionStatus, outbox) -> None:
+        await self._once_store_answers(lambda: self._store_end(trade, event, outbox))
+        log.info("trade %s stored at %s after the store outage", trade.order.request_id,
+                 pb.TradeStatus.Name(trade.stage))
+        self._ended(trade, outcome, event, outbox)
+
+    async def _settle(self, trade: Trade) -> None:
+        """A committed trade whose executor lost the store: it may have been booked (or sent);
+        its executor's reconcile says what happened, as after a restart."""
+        reconcile = getattr(self.executors.get(trade.order.mode), "reconcile", None)
+        if reconcile is None:
+            outcome = Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError(
+                "UPSTREAM_UNAVAILABLE", "the store did not answer after the trade may have been sent and its "
+                "executor cannot reconcile it; check the signature on chain"))
+        else:
+            outcome = await self._once_store_answers(lambda: reconcile(trade.order, trade.result))
+        self._finish(trade, outcome)
 
     def _abandon(self, trade: Trade) -> None:
         """Shutdown reached a trade that has not ended: keep it unfinished for the restart."""
@@ -423,6 +505,8 @@ class TradeRunner:
         except TakenOver:
             self._relinquish(trade)
             return
+        except self.store_outages as exc:  # it stays as last stored: resumed or reconciled from there
+            log.warning("trade %s: the shared store did not answer at the shutdown (%s)", trade.order.request_id, exc)
         self.hub.abandon(trade.key)
         self.inflight.remove(trade.key)
         log.warning("trade %s left unfinished at %s by the shutdown; it %s after the restart",

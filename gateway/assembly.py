@@ -30,7 +30,7 @@ from tradewire.core.ratelimit import RateLimitConfig, RateLimits
 from tradewire.core.recorder import Recorder
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.service import ServiceOptions, TradeService
-from tradewire.core.shared import READ_TIMEOUT_S
+from tradewire.core.shared import READ_TIMEOUT_S, STORE_OUTAGES
 from tradewire.core.shared.redis_cancel import RemoteCancel
 from tradewire.core.shared.redis_events import RedisEventBus
 from tradewire.core.shared.redis_inflight import RedisInFlight
@@ -237,8 +237,6 @@ def build_core(settings: Settings) -> Core:
         live = executors[pb.TRADING_MODE_LIVE] = build_live_executor(settings, market, quotes, store, recorder)
         register_breaker_metrics(metrics.registry, lambda: live.breakers)
     pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings, shared), market, recorder, tracing)
-    if shared:
-        pipeline.store_outages = (redis.ConnectionError, redis.TimeoutError)
     execution, streams = settings.execution, settings.streams
     hub = StatusHub(keep_finished=streams.keep_finished, heartbeat_s=streams.heartbeat_s,
                     slow_consumer_s=streams.slow_consumer_s, metrics=metrics,
@@ -250,6 +248,8 @@ def build_core(settings: Settings) -> Core:
     webhooks = build_webhooks(settings, store, metrics, shared)
     runner = TradeRunner(store, hub, executors, recorder, inflight, RetryPolicy.from_config(execution.retry),
                          webhooks, market)
+    if shared:
+        pipeline.store_outages = runner.store_outages = STORE_OUTAGES
     options = ServiceOptions(heartbeat_s=streams.heartbeat_s, await_trade_s=streams.await_trade_s,
                              session_max_lag=streams.session_max_lag, max_batch_items=settings.limits.max_batch_items,
                              batch_concurrency=execution.batch_concurrency)

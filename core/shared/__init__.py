@@ -1,7 +1,24 @@
 """Scale-out backends: state shared by several gateway replicas through Redis."""
 
+import logging
+import sys
+
+import redis
 import redis.asyncio as aredis
 
+# What redis-py raises when Redis does not answer: callers get UNAVAILABLE STORE_UNAVAILABLE
+# (retryable), and a trade caught by one ends once Redis is back.
+STORE_OUTAGES: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+
+
+def log_failure(logger: logging.Logger, message: str, *args) -> None:
+    """Log the exception being handled: Redis not answering as one warning line (expected, and
+    its traceback says nothing more), anything else as an error with its traceback."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, STORE_OUTAGES):
+        logger.warning(message + ": the shared store did not answer (%s: %s)", *args, type(exc).__name__, exc)
+    else:
+        logger.exception(message, *args)
 
 # redis-py's own default read timeout, which a client built without ``socket_timeout`` gets
 # (its connection_kwargs then do not name it); the gateway gives its clients this one too.

@@ -21,7 +21,7 @@ import orjson
 import redis.asyncio as aredis
 
 from tradewire.core.errors import TradewireError
-from tradewire.core.shared import blocking_read_s
+from tradewire.core.shared import blocking_read_s, log_failure
 from tradewire.v1 import trade_pb2 as pb
 
 log = logging.getLogger("tradewire.shared")
@@ -108,7 +108,7 @@ class RemoteCancel:
             pipe.expire(request["reply"], _REPLY_KEPT_S)
             await pipe.execute()
         except Exception:  # one bad request must not stop the listener
-            log.exception("answering a cancel request from another replica failed")
+            log_failure(log, "answering a cancel request from another replica failed")
 
     async def stop(self) -> None:
         tasks = [t for t in (self._listener, *self._handlers) if t is not None]

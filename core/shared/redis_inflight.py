@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 
 import redis
 
+from tradewire.core.shared import log_failure
+
 log = logging.getLogger("tradewire.inflight")
 
 Key = tuple[str, str]  # (principal id, request id)
@@ -122,4 +124,4 @@ class RedisInFlight:
             try:
                 self.renew(running())
             except Exception:  # keep renewing: Redis may be back by the next period
-                log.exception("renewing the in-flight leases failed")
+                log_failure(log, "renewing the in-flight leases failed")

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 import redis
 
 from tradewire.core.metrics import Metrics
+from tradewire.core.shared import log_failure
 
 log = logging.getLogger("tradewire.shared")
 
@@ -107,7 +108,7 @@ class ReplicaPresence:
             except Exception:  # Redis away: keep trying (said once), the presence lapses meanwhile
                 failures += 1
                 if failures == 1:
-                    log.exception("replica presence: beat or adoption failed; retrying")
+                    log_failure(log, "replica presence: beat or adoption failed; retrying")
                 await asyncio.sleep(self.ttl_s / 3)
 
     async def stop(self, leave: bool = True) -> None:

@@ -44,6 +44,7 @@ from google.protobuf import json_format
 
 from tradewire.core.errors import invalid
 from tradewire.core.retry import RetryPolicy
+from tradewire.core.shared import log_failure
 from tradewire.core.store.base import OutboxEntry, TradeStore
 from tradewire.core.webhooks.destinations import (Resolver, check_destination, host_refusal, pinned_request,
                                                   system_resolver)
@@ -191,7 +192,7 @@ class WebhookDispatcher:
                 self._dispatch_due()
                 wait = self._next_wait()
             except Exception:  # a store hiccup must not end deliveries for good
-                log.exception("webhook dispatch failed")
+                log_failure(log, "webhook dispatch failed")
                 wait = 1.0
             try:
                 async with asyncio.timeout(wait):

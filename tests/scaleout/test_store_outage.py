@@ -1,24 +1,41 @@
 """When the shared store does not answer, calls fail UNAVAILABLE STORE_UNAVAILABLE with a retry
-delay on every protocol — retryable, not INTERNAL — and the gateway serves again once it is back."""
+delay on every protocol — retryable, not INTERNAL — and the gateway serves again once it is back;
+a trade the outage cut off ends then, and nothing of it is lost."""
+
+import asyncio
 
 import pytest
 
-from support.clients import RpcFailure, make_client
+from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
 from support.redis_server import RedisServer
-from support.trading import eventually, trade, unique
+from support.trading import balance, equals, eventually, found, reached, trade, transitions, unique
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
 PROTOCOLS = ("grpc", "connect-proto", "http")
 
 
+def on_its_own_redis(tmp_path, **env):
+    store = RedisServer(tmp_path / "redis").start()
+    gateway = GatewayProcess(tmp_path / "gateway", env={"TRADEWIRE_SHARED__REDIS_URL": store.url, **env}).start()
+    return gateway, store
+
+
 @pytest.fixture
 def gateway_on_its_own_redis(tmp_path):
-    store = RedisServer(tmp_path / "redis").start()
-    gateway = GatewayProcess(tmp_path / "gateway", env={"TRADEWIRE_SHARED__REDIS_URL": store.url}).start()
+    gateway, store = on_its_own_redis(tmp_path)
     yield gateway, store
     gateway.stop()
+    store.stop()
+
+
+@pytest.fixture
+def slow_gateway_on_its_own_redis(tmp_path):
+    """Paper trades take 2 s to build and 2 s to land."""
+    gateway, store = on_its_own_redis(tmp_path, TRADEWIRE_PAPER__REALTIME="true", TRADEWIRE_PAPER__LATENCY_MS="4000")
+    yield gateway, store
+    assert gateway.stop() == 0
     store.stop()
 
 
@@ -57,3 +74,38 @@ async def test_calls_during_a_store_outage_are_unavailable_and_retryable(gateway
     finally:
         for client in clients.values():
             await client.close()
+
+
+async def test_a_trade_cut_off_by_a_store_restart_ends_once_the_store_is_back(slow_gateway_on_its_own_redis):
+    gateway, store = slow_gateway_on_its_own_redis
+    key, client = gateway.key("alice"), GrpcClient(gateway.grpc_target)
+    request = trade(unique("cut-off"), amount="0.2")
+    try:
+        before = await balance(client, key)
+        running = asyncio.create_task(client.unary("ExecuteTrade", request, key))
+        followed = asyncio.create_task(client.stream(
+            "StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=request.request_id), key))
+        await asyncio.wait_for(reached(client, key, request.request_id, pb.TRADE_STATUS_SUBMITTED), 20)
+        store.halt(keep_data=True)  # Redis restarts while the paper fill lands: the booking does not get through
+
+        with pytest.raises(RpcFailure) as cut_off:
+            await asyncio.wait_for(running, 20)
+        assert (cut_off.value.code, cut_off.value.reason) == ("UNAVAILABLE", "STORE_UNAVAILABLE")
+        store.start()  # back, with its data
+
+        async def status():
+            result = await found(client, key, request.request_id)
+            return result.status
+        await eventually(lambda: equals(status(), pb.TRADE_STATUS_EXPIRED), what="the trade settled")
+        settled, _ = await client.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
+        assert "nothing was booked" in settled.error.message
+        assert await balance(client, key) == before
+        with pytest.raises(RpcFailure) as replayed:  # the retry the caller was invited to make gets the end
+            await client.unary("ExecuteTrade", request, key)
+        assert replayed.value.reason == "TRADE_EXPIRED"
+        changes = transitions(await asyncio.wait_for(followed, 20))
+        assert [e.sequence for e in changes] == list(range(1, len(changes) + 1))
+        assert [e.stage for e in changes[-2:]] == [pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_EXPIRED]
+        assert "Traceback" not in gateway.log_text()
+    finally:
+        await client.close()

@@ -42,10 +42,15 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
 
-    def halt(self) -> None:
-        """An outage: the server goes away (its data with it); start() brings one back on the same port."""
+    def halt(self, keep_data: bool = False) -> None:
+        """An outage: the server goes away — its data with it, unless ``keep_data`` (saved to its
+        directory, as a restart of a persistent Redis keeps it); start() brings one back on the same
+        port."""
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+            if keep_data:
+                self.client().shutdown(save=True)
+            else:
+                self.proc.terminate()
             self.proc.wait(10)
 
     def stop(self) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from tradewire.core.config import MarketConfig
+from tradewire.core.config import MarketConfig, PaperConfig
 from tradewire.core.executors.base import ExecutorHealth, Outcome, Progress
+from tradewire.core.executors.paper import PaperExecutor
 from tradewire.core.inflight import InFlightRegistry
 from tradewire.core.market import Market
 from tradewire.core.metrics import Metrics
 from tradewire.core.order import FeeBreakdown, Fill, Quote
+from tradewire.core.quotes import PriceTableQuotes
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.status_hub import StatusHub
 from tradewire.core.store.sqlite import SqliteStore
@@ -86,6 +88,9 @@ class ScriptedExecutor:
 
 FILLS = [pb.TRADE_STATUS_QUOTED, pb.TRADE_STATUS_SIGNED, pb.TRADE_STATUS_SIMULATED, pb.TRADE_STATUS_SUBMITTED,
          pb.TRADE_STATUS_CONFIRMED, Outcome(pb.TRADE_STATUS_FILLED, FILL)]
+FILLED_PATH = [pb.TRADE_STATUS_RECEIVED, pb.TRADE_STATUS_VALIDATED, pb.TRADE_STATUS_ROUTED, pb.TRADE_STATUS_QUOTED,
+               pb.TRADE_STATUS_SIGNED, pb.TRADE_STATUS_SIMULATED, pb.TRADE_STATUS_SUBMITTED,
+               pb.TRADE_STATUS_CONFIRMED, pb.TRADE_STATUS_FILLED]
 
 
 class FakeRecorder:
@@ -99,6 +104,11 @@ class FakeRecorder:
 
     def fill(self, order, fill, result) -> None:
         self.fills += 1
+
+
+def paper(store, latency_ms: int = 0) -> PaperExecutor:
+    return PaperExecutor(PaperConfig(realtime=bool(latency_ms), latency_ms=latency_ms), MARKET,
+                         PriceTableQuotes(MARKET), store)
 
 
 def runner(executor, store: SqliteStore | None = None, retry: RetryPolicy | None = None,

@@ -6,21 +6,14 @@ import asyncio
 
 import pytest
 
-from tradewire.core.config import PaperConfig
 from tradewire.core.errors import TradewireError
-from tradewire.core.executors.paper import PaperExecutor, paper_fill_id
+from tradewire.core.executors.paper import paper_fill_id
 from tradewire.core.portfolio import FillLegs
-from tradewire.core.quotes import PriceTableQuotes
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.v1 import trade_pb2 as pb
-from unit.lifecycle.lifecycle_support import MARKET, SOL, USDC, order, runner, until
+from unit.lifecycle.lifecycle_support import SOL, USDC, order, paper, runner, until
 
 PAPER = pb.TRADING_MODE_PAPER
-
-
-def paper(store: SqliteStore, latency_ms: int = 0) -> PaperExecutor:
-    return PaperExecutor(PaperConfig(realtime=bool(latency_ms), latency_ms=latency_ms), MARKET,
-                         PriceTableQuotes(MARKET), store)
 
 
 async def test_a_stalled_runners_trade_settled_elsewhere_expires_and_is_never_booked(tmp_path):

@@ -6,7 +6,7 @@ import asyncio
 import httpx
 import pytest
 
-from lifecycle_support import FILLS, Gate, ScriptedExecutor, order, runner, stages, until
+from lifecycle_support import FILLED_PATH, FILLS, Gate, ScriptedExecutor, order, runner, stages, until
 from tradewire.core.errors import TradewireError
 from tradewire.core.executors.base import Outcome
 from tradewire.core.retry import TransientError
@@ -14,9 +14,6 @@ from tradewire.core.store.sqlite import SqliteStore
 from tradewire.core.trades import StopRequest, Trade
 from tradewire.v1 import trade_pb2 as pb
 
-FILLED_PATH = [pb.TRADE_STATUS_RECEIVED, pb.TRADE_STATUS_VALIDATED, pb.TRADE_STATUS_ROUTED, pb.TRADE_STATUS_QUOTED,
-               pb.TRADE_STATUS_SIGNED, pb.TRADE_STATUS_SIMULATED, pb.TRADE_STATUS_SUBMITTED,
-               pb.TRADE_STATUS_CONFIRMED, pb.TRADE_STATUS_FILLED]
 
 
 def events_of(r, key=("alice", "t-1")):

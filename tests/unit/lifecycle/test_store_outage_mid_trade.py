@@ -1,0 +1,130 @@
+"""The shared store stops answering while a trade runs: its callers learn it at once
+(UNAVAILABLE STORE_UNAVAILABLE, retryable), the trade keeps its task and ends once the store is
+back — stored before its end is published — and a replay then gets that end."""
+
+import pytest
+import redis
+
+from lifecycle_support import FILLED_PATH, FILLS, ScriptedExecutor, order, paper, runner, stages, until
+from tradewire.core.errors import TradewireError
+from tradewire.core.shared import STORE_OUTAGES
+from tradewire.core.store.sqlite import SqliteStore
+from tradewire.v1 import trade_pb2 as pb
+
+
+class FlakyStore:
+    """A store that does not answer while ``down``, failing as redis-py fails when Redis is away."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self.down = False
+
+    def __getattr__(self, name):
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            if self.down:
+                raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+            return attr(*args, **kwargs)
+        return call
+
+    async def go_down(self) -> None:  # a step of a scripted executor
+        self.down = True
+
+
+def outage_runner(executor, store: FlakyStore):
+    r = runner(executor, store)
+    r.store_outages = STORE_OUTAGES
+    return r
+
+
+async def refused(call) -> TradewireError:
+    with pytest.raises(TradewireError) as failure:
+        await call
+    return failure.value
+
+
+async def test_a_trade_whose_end_cannot_be_stored_ends_once_the_store_is_back():
+    store = FlakyStore(SqliteStore(":memory:"))
+    r = outage_runner(ScriptedExecutor([*FILLS[:-1], store.go_down, FILLS[-1]]), store)
+
+    failure = await refused(r.execute(order()))
+    assert (failure.reason, failure.retry_after_s) == ("STORE_UNAVAILABLE", 1.0)
+    assert stages(r.hub.channel_events(("alice", "t-1")))[-1] == pb.TRADE_STATUS_CONFIRMED  # its end not published
+    assert r.in_flight() == 1 and r.recorder.fills == 0  # kept, with its task
+
+    store.down = False
+    await until(lambda: r.in_flight() == 0)
+    stored = store.get("alice", "t-1")
+    assert stored.result.status == pb.TRADE_STATUS_FILLED and stages(stored.events) == FILLED_PATH
+    assert [e.sequence for e in stored.events] == list(range(1, 10))
+    assert stages(r.hub.channel_events(("alice", "t-1"))) == FILLED_PATH and r.recorder.fills == 1
+    assert (await r.execute(order())).status == pb.TRADE_STATUS_FILLED  # the replay gets the stored end
+
+
+async def test_a_trade_cut_off_before_the_point_of_no_return_sends_nothing_and_is_rejected():
+    store = FlakyStore(SqliteStore(":memory:"))
+    executor = ScriptedExecutor([FILLS[0], store.go_down, *FILLS[1:]])
+    r = outage_runner(executor, store)
+
+    failure = await refused(r.execute(order()))
+    assert failure.reason == "STORE_UNAVAILABLE"
+    assert executor.closed == 1  # parked at SIMULATED when its commit could not be stored: closed, never resumed
+
+    store.down = False
+    await until(lambda: r.in_flight() == 0)
+    stored = store.get("alice", "t-1").result
+    assert stored.status == pb.TRADE_STATUS_REJECTED and stored.error.reason == "STORE_UNAVAILABLE"
+    assert pb.TRADE_STATUS_SUBMITTED not in stages(r.hub.channel_events(("alice", "t-1")))
+
+
+async def test_a_committed_paper_trade_cut_off_while_booking_is_settled_by_its_fill_id():
+    sqlite = SqliteStore(":memory:")
+    store = FlakyStore(sqlite)
+    r = outage_runner(paper(store, latency_ms=400), store)  # lands 0.2 s after SUBMITTED
+    trade = r.admit(order("landing"))
+    await until(lambda: r.hub.channel_events(trade.key)[-1].stage == pb.TRADE_STATUS_SUBMITTED)
+    wallet = sqlite.holdings("alice", pb.TRADING_MODE_PAPER)
+    store.down = True  # the booking at landing does not get through
+
+    failure = await refused(trade.done)
+    assert failure.reason == "STORE_UNAVAILABLE"
+    assert r.in_flight() == 1
+
+    store.down = False
+    await until(lambda: r.in_flight() == 0)
+    settled = store.get("alice", "landing").result
+    assert settled.status == pb.TRADE_STATUS_EXPIRED and "nothing was booked" in settled.error.message
+    assert sqlite.holdings("alice", pb.TRADING_MODE_PAPER) == wallet
+
+
+async def test_a_shutdown_while_the_store_is_down_leaves_the_trade_to_the_restart():
+    store = FlakyStore(SqliteStore(":memory:"))
+    r = outage_runner(ScriptedExecutor([*FILLS[:-1], store.go_down, FILLS[-1]]), store)
+    await refused(r.execute(order()))
+
+    assert await r.interrupt_all() == 1
+    assert r.in_flight() == 0
+    store.down = False
+    assert store.get("alice", "t-1").result.status == pb.TRADE_STATUS_SIMULATED  # as last stored: its commit
+    assert [u.record.request_id for u in store.unfinished()] == ["t-1"]
+
+
+async def test_an_executor_without_reconcile_cut_off_after_sending_fails_asking_for_a_check():
+    store = FlakyStore(SqliteStore(":memory:"))
+    cut_off = redis.ConnectionError("Connection reset by peer")
+    r = outage_runner(ScriptedExecutor([*FILLS[:4], store.go_down, cut_off]), store)
+
+    assert (await refused(r.execute(order()))).reason == "STORE_UNAVAILABLE"
+    store.down = False
+    await until(lambda: r.in_flight() == 0)
+    stored = store.get("alice", "t-1").result
+    assert stored.status == pb.TRADE_STATUS_FAILED and "check the signature" in stored.error.message
+
+
+async def test_outcomes_are_unchanged_without_a_shared_store():
+    store = FlakyStore(SqliteStore(":memory:"))
+    r = runner(ScriptedExecutor([*FILLS[:-1], store.go_down, FILLS[-1]]), store)
+    assert (await refused(r.execute(order()))).reason == "INTERNAL"  # an embedded store's failure is unexpected
