@@ -7,8 +7,9 @@ modelled, not slept, so paper trades are as fast as the pipeline.
 
 Each trade books at most once, under its fill id (:func:`paper_fill_id`). That is what lets
 any process settle a paper trade its runner left past the point of no return (a crash, or a
-replica presumed dead): :meth:`PaperExecutor.reconcile` voids the id unless the booking
-happened, so a stalled runner that wakes up can no longer book it either.
+replica presumed dead, or a store that stopped answering): :meth:`PaperExecutor.reconcile`
+voids the id unless the booking happened, so a stalled runner that wakes up can no longer book
+it either; if it did happen, the outcome booked with it (its receipt) is the trade's end.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import random
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
+import orjson
+
 from tradewire.core.config import PaperConfig
 from tradewire.core.errors import TradewireError
 from tradewire.core.executors.base import ExecutorHealth, Outcome, Progress
+from tradewire.core.executors.outcome_json import outcome_from_json, outcome_to_json, quote_from_json
 from tradewire.core.market import Market
 from tradewire.core.order import (
     ATA_RENT_LAMPORTS,
@@ -98,20 +102,21 @@ class PaperExecutor:
         await self._wait_half_latency()  # landing
         if (amount_out < quote.other_amount_threshold) if not order.exact_out else (amount_in > quote.other_amount_threshold):
             failed_fees = self._failed_fees(order, fees)
-            self._book(order, 0, 0, failed_fees, 0)
-            yield Outcome(pb.TRADE_STATUS_FAILED, Fill(quote, 0, 0, failed_fees), TradewireError(
+            failed = Outcome(pb.TRADE_STATUS_FAILED, Fill(quote, 0, 0, failed_fees), TradewireError(
                 "SLIPPAGE_EXCEEDED",
                 f"price moved beyond the {order.slippage_bps} bps slippage tolerance before the swap landed"))
+            self._book(order, failed, 0)
+            yield failed
             return
-        value = await self._trade_value(order, amount_in, amount_out)
+        filled = Outcome(pb.TRADE_STATUS_FILLED, Fill(quote, amount_in, amount_out, fees))
         try:
-            self._book(order, amount_in, amount_out, fees, value)
+            self._book(order, filled, await self._trade_value(order, amount_in, amount_out))
         except InsufficientBalance as exc:  # a concurrent trade spent the balance first
             yield Outcome(pb.TRADE_STATUS_FAILED, error=_insufficient(self.market, exc))
             return
         self.quotes.invalidate()
         yield Progress(pb.TRADE_STATUS_CONFIRMED, "paper transaction confirmed")
-        yield Outcome(pb.TRADE_STATUS_FILLED, Fill(quote, amount_in, amount_out, fees))
+        yield filled
 
     # -- the model ---------------------------------------------------------------------
 
@@ -167,21 +172,32 @@ class PaperExecutor:
             fee_mint=SOL_MINT, fee_lamports=fees.total_lamports, trade_value=value,
         )
 
-    def _book(self, order: Order, amount_in: int, amount_out: int, fees: FeeBreakdown, value: int) -> None:
+    def _book(self, order: Order, outcome: Outcome, value: int) -> None:
+        """Book the outcome's fill under the trade's fill id, once, with the outcome as its receipt
+        (so whoever settles the trade later reads what was booked)."""
+        fill = outcome.fill
+        receipt = orjson.dumps({"quote": fill.quote, "outcome": outcome_to_json(outcome.status, outcome.error, fill,
+                                                                                 True)}).decode()
         try:
             self.store.apply_fill(order.principal_id, pb.TRADING_MODE_PAPER,
-                                  self._legs(order, amount_in, amount_out, fees, value),
-                                  fill_id=paper_fill_id(order.request_id), once=True)
+                                  self._legs(order, fill.amount_in, fill.amount_out, fill.fees, value),
+                                  fill_id=paper_fill_id(order.request_id), once=True, receipt=receipt)
         except FillIdUsed:  # voided by whoever settled this trade while this process stalled
             raise TakenOver(order.request_id) from None
 
     async def reconcile(self, order: Order, result: pb.TradeResult) -> Outcome:
-        """The outcome of a trade left past the point of no return by a runner that stopped."""
-        if self.store.void_fill(order.principal_id, pb.TRADING_MODE_PAPER, paper_fill_id(order.request_id)):
+        """The outcome of a trade left past the point of no return by a runner that stopped (or
+        lost the store) before it stored its end: what was booked, or nothing, ever."""
+        fill_id = paper_fill_id(order.request_id)
+        if self.store.void_fill(order.principal_id, pb.TRADING_MODE_PAPER, fill_id):
             return Outcome(pb.TRADE_STATUS_EXPIRED, error=TradewireError(
                 "TRADE_EXPIRED", "the gateway running the trade stopped before the paper transaction landed; "
                 "nothing was booked"))
-        # Booked, and the runner stopped before it stored the outcome (a crash in between).
+        receipt = self.store.fill_receipt(order.principal_id, pb.TRADING_MODE_PAPER, fill_id)
+        if receipt is not None:  # booked: its outcome, as it was booked
+            booked = orjson.loads(receipt)
+            return outcome_from_json(booked["outcome"], quote_from_json(booked["quote"]))[0]
+        # Booked by a version that kept no receipt.
         return Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError(
             "INTERNAL", "the paper fill was booked (positions include it) but the gateway running the trade "
             "stopped before recording its amounts"))

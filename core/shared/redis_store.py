@@ -23,6 +23,7 @@ Keys (``{p}`` principal, ``{r}`` request id):
   tw:hold:{p}:{mode}    hash: mint → "amount:cost_basis:realized_pnl" (integers), and "_v",
                         a version bumped by every write (fills are compare-and-set on it)
   tw:fills:{p}:{mode}   set of the fill ids applied to (or voided for) those holdings
+  tw:fill-receipts:{p}:{mode}  hash: fill id → what was booked with it (its booker's receipt)
   tw:wallet:{p}:{mode}  present once the starting wallet was given
 """
 
@@ -55,20 +56,18 @@ return false
 """
 
 # A fill's holdings, written only if nobody wrote them since they were read (version "_v").
-# KEYS[1] the holdings hash; ARGV[1] the version read ('' for none), then mint, packed pairs.
-# With a fill id, KEYS[2] is the set of applied fill ids and the last ARGV the id: it is added
-# with the holdings, and an id already there writes nothing and returns 0.
-# Returns the new version, false when the version moved (read again), or 0.
+# KEYS[1] the holdings hash, KEYS[2] the set of applied fill ids (with a fill id), KEYS[3] the
+# fills' receipts (with a receipt); ARGV[1] the version read ('' for none), ARGV[2] the fill id
+# ('' for none), ARGV[3] the receipt ('' for none), then mint, packed pairs. A fill id already
+# applied writes nothing and returns 0. Returns the new version, false when the version moved
+# (read again), or 0.
 _WRITE_IF_UNCHANGED = """
-local last = #ARGV
-if #KEYS == 2 then
-  if redis.call('SISMEMBER', KEYS[2], ARGV[last]) == 1 then return 0 end
-  last = last - 1
-end
+if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then return 0 end
 local version = redis.call('HGET', KEYS[1], '_v') or ''
 if version ~= ARGV[1] then return false end
-for i = 2, last, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if #KEYS == 2 then redis.call('SADD', KEYS[2], ARGV[#ARGV]) end
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if ARGV[2] ~= '' then redis.call('SADD', KEYS[2], ARGV[2]) end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[3]) end
 return redis.call('HINCRBY', KEYS[1], '_v', 1)
 """
 # Save a trade if this replica still owns it. KEYS[1] the trade, KEYS[2] this replica's running
@@ -261,8 +260,8 @@ class RedisTradeStore:
             pipe.hincrby(key, "_v", 1)  # a fill computed on what was there before must retry
             pipe.execute()
 
-    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs,
-                   fill_id: str | None = None, once: bool = False) -> dict[str, Holding]:
+    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs, fill_id: str | None = None,
+                   once: bool = False, receipt: str | None = None) -> dict[str, Holding]:
         """Optimistic: read, apply, and write in one script only if the version is unchanged,
         else read again (another replica booked meanwhile). Two round trips when uncontended,
         with or without a fill id (the id is checked in the read and again in the script); one
@@ -270,6 +269,9 @@ class RedisTradeStore:
         keys = [f"tw:hold:{principal_id}:{mode}"]
         if fill_id is not None:
             keys.append(f"tw:fills:{principal_id}:{mode}")
+            if receipt is not None:
+                keys.append(self._receipts(principal_id, mode))
+        ids = [fill_id, receipt or ""] if fill_id is not None else ["", ""]
         # The last read (the paper executor's dry run, just before) is tried first: if nobody
         # wrote since, the fill costs one round trip, not two. (The script checks the fill id.)
         last_read = self._last_read.pop((principal_id, mode), None)
@@ -291,7 +293,7 @@ class RedisTradeStore:
                         return current
                 updated = apply_fill(current, legs)  # raises InsufficientBalance: nothing written
             changed = [x for m, h in updated.items() if current.get(m) != h for x in (m, _pack_holding(h))]
-            if self._write_if_unchanged(keys=keys, args=[version, *changed, *([fill_id] if fill_id else [])]):
+            if self._write_if_unchanged(keys=keys, args=[version, *ids, *changed]):
                 return updated
             # None: the version moved; 0: another replica applied this very fill since the
             # read. Either way read again (the next read reports the latter as applied).
@@ -299,6 +301,14 @@ class RedisTradeStore:
     def void_fill(self, principal_id: str, mode: int, fill_id: str) -> bool:
         # The fill script checks the id before it writes: once in the set, no booking with it can land.
         return bool(self._r.sadd(f"tw:fills:{principal_id}:{mode}", fill_id))
+
+    def fill_receipt(self, principal_id: str, mode: int, fill_id: str) -> str | None:
+        receipt = self._r.hget(self._receipts(principal_id, mode), fill_id)
+        return None if receipt is None else receipt.decode()
+
+    @staticmethod
+    def _receipts(principal_id: str, mode: int) -> str:
+        return f"tw:fill-receipts:{principal_id}:{mode}"
 
     # -- the webhook outbox, shared by every replica ----------------------------------------
 

@@ -115,8 +115,8 @@ class TradeStore(Protocol):
     def ensure_wallet(self, principal_id: str, mode: int, initial: Sequence[Holding]) -> None:
         """Give a principal its starting holdings once."""
 
-    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs,
-                   fill_id: str | None = None, once: bool = False) -> dict[str, Holding]:
+    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs, fill_id: str | None = None,
+                   once: bool = False, receipt: str | None = None) -> dict[str, Holding]:
         """Atomically apply a fill and return the holdings after it; raises
         portfolio.InsufficientBalance and changes nothing then.
 
@@ -124,11 +124,15 @@ class TradeStore(Protocol):
         recorded atomically with the holdings change, and if it was applied before, nothing
         changes (no balance check either) and the current holdings are returned — or, with
         ``once``, FillIdUsed is raised. So a booking interrupted by a crash can simply be run
-        again with the same id, and a booking that must be the first can tell."""
+        again with the same id, and a booking that must be the first can tell. ``receipt``
+        (what was booked, in the booker's words) is kept with the id, in the same write."""
 
     def void_fill(self, principal_id: str, mode: int, fill_id: str) -> bool:
         """Record ``fill_id`` as applied without changing any holding, unless it was applied
         before. True: this call voided it, and no booking with that id can happen from now on;
         False: it was booked (or voided) before."""
+
+    def fill_receipt(self, principal_id: str, mode: int, fill_id: str) -> str | None:
+        """The receipt booked with ``fill_id``; None if it was voided, not booked, or booked without one."""
 
     def close(self) -> None: ...

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS applied_fills (
     mode INTEGER NOT NULL,
     fill_id TEXT NOT NULL,
     applied_ns INTEGER NOT NULL,
+    receipt TEXT,
     PRIMARY KEY (principal, mode, fill_id)
 );
 CREATE TABLE IF NOT EXISTS wallets (
@@ -72,7 +73,7 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
 CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (state, next_attempt_ns);
 """
 # Columns added after the first schema, for data directories created before them.
-_ADDED_COLUMNS = {"trades": (("request", "BLOB"),)}
+_ADDED_COLUMNS = {"trades": (("request", "BLOB"),), "applied_fills": (("receipt", "TEXT"),)}
 _TERMINAL = tuple(sorted({trade_pb2.TRADE_STATUS_FILLED, trade_pb2.TRADE_STATUS_REJECTED, trade_pb2.TRADE_STATUS_FAILED,
                           trade_pb2.TRADE_STATUS_CANCELLED, trade_pb2.TRADE_STATUS_EXPIRED}))
 _OUTBOX_COLUMNS = "id, principal, request_id, url, body, state, attempts, next_attempt_ns, last_error"
@@ -284,13 +285,13 @@ class SqliteStore:
             if cur.rowcount == 1:
                 self._write_holdings(principal_id, mode, {h.mint: h for h in initial})
 
-    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs,
-                   fill_id: str | None = None, once: bool = False) -> dict[str, Holding]:
+    def apply_fill(self, principal_id: str, mode: int, legs: FillLegs, fill_id: str | None = None,
+                   once: bool = False, receipt: str | None = None) -> dict[str, Holding]:
         key = (principal_id, mode)
         with self._transaction():  # BEGIN IMMEDIATE first: data_version is then checked under the write lock
             current = self._current_holdings(principal_id, mode)
             # The id row commits or rolls back with the holdings (a refused fill records no id).
-            if fill_id is not None and not self._record_fill_id(principal_id, mode, fill_id):
+            if fill_id is not None and not self._record_fill_id(principal_id, mode, fill_id, receipt):
                 if once:
                     raise FillIdUsed(fill_id)
                 return dict(current)  # applied before: nothing to change
@@ -303,11 +304,17 @@ class SqliteStore:
     def void_fill(self, principal_id: str, mode: int, fill_id: str) -> bool:
         return self._record_fill_id(principal_id, mode, fill_id)
 
-    def _record_fill_id(self, principal_id: str, mode: int, fill_id: str) -> bool:
+    def fill_receipt(self, principal_id: str, mode: int, fill_id: str) -> str | None:
+        row = self._db.execute("SELECT receipt FROM applied_fills WHERE principal=? AND mode=? AND fill_id=?",
+                               (principal_id, mode, fill_id)).fetchone()
+        return None if row is None else row[0]
+
+    def _record_fill_id(self, principal_id: str, mode: int, fill_id: str, receipt: str | None = None) -> bool:
         """False when the fill id was recorded before."""
         return self._db.execute(
-            "INSERT INTO applied_fills VALUES (?,?,?,?) ON CONFLICT (principal, mode, fill_id) DO NOTHING",
-            (principal_id, mode, fill_id, time.time_ns())).rowcount == 1
+            "INSERT INTO applied_fills (principal, mode, fill_id, applied_ns, receipt) VALUES (?,?,?,?,?) "
+            "ON CONFLICT (principal, mode, fill_id) DO NOTHING",
+            (principal_id, mode, fill_id, time.time_ns(), receipt)).rowcount == 1
 
     def _write_holdings(self, principal_id: str, mode: int, holdings: dict[str, Holding]) -> None:
         now = time.time_ns()

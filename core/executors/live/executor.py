@@ -57,13 +57,8 @@ from tradewire.core.executors.live.fills import WSOL_MINT, ChainFill, compute_bu
 from tradewire.core.executors.live.jito_client import DONT_FRONT_ACCOUNT, TIP_ACCOUNTS, TIP_PUBKEYS, JitoClient, bundle_id
 from tradewire.core.executors.live.jupiter_client import JupiterClient, to_quote
 from tradewire.core.trades import apply_outcome
-from tradewire.core.executors.live.outcomes import (
-    chain_error,
-    outcome_from_json,
-    outcome_to_json,
-    quote_from_json,
-    quote_to_json,
-)
+from tradewire.core.executors.live.outcomes import chain_error
+from tradewire.core.executors.outcome_json import outcome_from_json, outcome_to_json, quote_from_json, quote_to_json
 from tradewire.core.executors.live.safety import SafetyChecks, WalletBalances
 from tradewire.core.executors.live.solana_rpc import RpcError, SolanaRpc
 from tradewire.core.executors.live.upstreams import HttpSettings, TransportWrapper, Upstream, UpstreamError

@@ -1,16 +1,14 @@
-"""Outcomes of LIVE transactions: how chain results become trade statuses and errors, how an
-outcome is persisted (JSON in the live-order journal); completing a trade record from an
-outcome is TradeRunner's apply_outcome, shared by both modes."""
+"""Outcomes of LIVE transactions: how chain results become trade statuses and errors (kept in
+the live-order journal as core/executors/outcome_json.py writes them); completing a trade
+record from an outcome is TradeRunner's apply_outcome, shared by both modes."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 from tradewire.core.errors import TradewireError
-from tradewire.core.executors.base import Outcome
-from tradewire.core.order import FeeBreakdown, Fill, Order, Quote
+from tradewire.core.order import Order
 from tradewire.v1 import trade_pb2 as pb
 
 SLIPPAGE_PROGRAM_ERROR = 6001  # Jupiter's SlippageToleranceExceeded (0x1771)
@@ -64,38 +62,3 @@ def chain_error(order: Order, err: Any, *, where: str, charged: bool) -> tuple[i
                                                             f"({describe_err(err)}){paid}")
     return pb.TRADE_STATUS_FAILED, TradewireError("INTERNAL", f"the swap transaction failed {where}: "
                                                               f"{describe_err(err)}{paid}")
-
-
-# -- persistence ---------------------------------------------------------------------------
-
-
-def quote_to_json(quote: Quote) -> dict[str, Any]:
-    return asdict(quote)
-
-
-def quote_from_json(data: dict[str, Any]) -> Quote:
-    return Quote(**data)
-
-
-def outcome_to_json(status: int, error: TradewireError | None, fill: Fill | None, confirmed: bool) -> dict[str, Any]:
-    return {
-        "status": status,
-        "confirmed": confirmed,
-        "error": None if error is None else {"reason": error.reason, "message": error.message},
-        "fill": None if fill is None else {
-            "amount_in": fill.amount_in, "amount_out": fill.amount_out, "signature": fill.signature,
-            "slot": fill.slot, "fees": asdict(fill.fees),
-        },
-    }
-
-
-def outcome_from_json(data: dict[str, Any], quote: Quote) -> tuple[Outcome, bool]:
-    error = data.get("error")
-    fill = data.get("fill")
-    return Outcome(
-        status=int(data["status"]),
-        fill=None if fill is None else Fill(quote, int(fill["amount_in"]), int(fill["amount_out"]),
-                                            FeeBreakdown(**fill["fees"]), fill.get("signature", ""),
-                                            int(fill.get("slot", 0))),
-        error=None if error is None else TradewireError(error["reason"], error["message"]),
-    ), bool(data.get("confirmed"))

@@ -1,6 +1,6 @@
 """A paper trade left past the point of no return (its runner crashed, or stalled and was
 presumed dead) is settled by its fill id: if it was not booked it expires and can never be
-booked afterwards; if it was, it is not booked again."""
+booked afterwards; if it was, it ends as booked (its receipt) and is not booked again."""
 
 import asyncio
 
@@ -40,7 +40,30 @@ async def test_a_stalled_runners_trade_settled_elsewhere_expires_and_is_never_bo
     settling_store.close()
 
 
-async def test_a_trade_whose_fill_was_booked_before_the_crash_is_not_booked_again(tmp_path):
+async def test_a_trade_whose_fill_was_booked_before_the_crash_ends_as_booked_and_is_not_booked_again(tmp_path):
+    store = SqliteStore(tmp_path / "trades.db")
+    executor = paper(store)
+    sell = order("booked")
+    await executor.ensure_wallet("alice")
+    before = store.holdings("alice", PAPER)
+    steps = executor.execute(sell)
+    async for step in steps:
+        if step.status == pb.TRADE_STATUS_CONFIRMED:
+            break  # booked; the process dies here, before its runner stores the outcome
+    await steps.aclose()
+    booked = store.holdings("alice", PAPER)
+
+    outcome = await executor.reconcile(sell, pb.TradeResult(request_id="booked", status=pb.TRADE_STATUS_SUBMITTED))
+    assert outcome.status == pb.TRADE_STATUS_FILLED and outcome.error is None
+    fill = outcome.fill
+    assert booked[USDC].amount - before[USDC].amount == fill.amount_out > 0
+    assert before[SOL].amount - booked[SOL].amount == fill.amount_in + fill.fees.total_lamports
+    assert fill.quote.out_amount > 0 and fill.fees.base_fee_lamports == 5000
+    assert store.holdings("alice", PAPER) == booked  # settling booked nothing more
+    store.close()
+
+
+async def test_a_fill_booked_without_a_receipt_fails_saying_positions_include_it(tmp_path):
     store = SqliteStore(tmp_path / "trades.db")
     executor = paper(store)
     sell = order("booked")

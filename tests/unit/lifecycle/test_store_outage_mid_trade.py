@@ -2,10 +2,13 @@
 (UNAVAILABLE STORE_UNAVAILABLE, retryable), the trade keeps its task and ends once the store is
 back — stored before its end is published — and a replay then gets that end."""
 
+from decimal import Decimal
+
 import pytest
 import redis
 
-from lifecycle_support import FILLED_PATH, FILLS, ScriptedExecutor, order, paper, runner, stages, until
+from lifecycle_support import FILLED_PATH, FILLS, USDC, ScriptedExecutor, order, paper, runner, stages, until
+from tradewire.core.market import format_units
 from tradewire.core.errors import TradewireError
 from tradewire.core.shared import STORE_OUTAGES
 from tradewire.core.store.sqlite import SqliteStore
@@ -18,6 +21,7 @@ class FlakyStore:
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
         self.down = False
+        self.lose_reply_of: str | None = None  # this call is done, then the store goes down before it answers
 
     def __getattr__(self, name):
         attr = getattr(self._store, name)
@@ -27,7 +31,11 @@ class FlakyStore:
         def call(*args, **kwargs):
             if self.down:
                 raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-            return attr(*args, **kwargs)
+            answer = attr(*args, **kwargs)
+            if name == self.lose_reply_of:
+                self.lose_reply_of, self.down = None, True
+                raise redis.ConnectionError("Connection closed by server.")
+            return answer
         return call
 
     async def go_down(self) -> None:  # a step of a scripted executor
@@ -98,6 +106,29 @@ async def test_a_committed_paper_trade_cut_off_while_booking_is_settled_by_its_f
     settled = store.get("alice", "landing").result
     assert settled.status == pb.TRADE_STATUS_EXPIRED and "nothing was booked" in settled.error.message
     assert sqlite.holdings("alice", pb.TRADING_MODE_PAPER) == wallet
+
+
+async def test_a_paper_booking_whose_answer_was_lost_ends_filled_with_what_was_booked():
+    sqlite = SqliteStore(":memory:")
+    store = FlakyStore(sqlite)
+    executor = paper(store)
+    r = outage_runner(executor, store)
+    await executor.ensure_wallet("alice")
+    before = sqlite.holdings("alice", pb.TRADING_MODE_PAPER)
+    store.lose_reply_of = "apply_fill"
+
+    assert (await refused(r.execute(order("lost-reply")))).reason == "STORE_UNAVAILABLE"
+    booked = sqlite.holdings("alice", pb.TRADING_MODE_PAPER)
+    assert booked != before  # it was booked; the runner could not know
+
+    store.down = False
+    await until(lambda: r.in_flight() == 0)
+    filled = store.get("alice", "lost-reply").result
+    assert filled.status == pb.TRADE_STATUS_FILLED
+    assert filled.amount_out == format_units(
+        Decimal(booked[USDC].amount - before[USDC].amount).scaleb(-6))  # USDC has 6 decimals
+    assert sqlite.holdings("alice", pb.TRADING_MODE_PAPER) == booked  # booked once
+    assert (await r.execute(order("lost-reply"))).amount_out == filled.amount_out
 
 
 async def test_a_shutdown_while_the_store_is_down_leaves_the_trade_to_the_restart():

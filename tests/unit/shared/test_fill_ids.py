@@ -1,8 +1,10 @@
 """apply_fill with a fill id applies that fill at most once, on both stores: the id is recorded
 in the same transaction (SQLite) or script (Redis) as the holdings change, so a booking that a
 crash interrupted can be run again with the same id. Without an id nothing changes. A fill id
-can also be voided (settling a trade whose runner stopped): no booking with it lands after."""
+can also be voided (settling a trade whose runner stopped): no booking with it lands after. A
+booking's receipt is kept with its id, in the same write, for whoever settles the trade."""
 
+import sqlite3
 import uuid
 
 import pytest
@@ -129,6 +131,23 @@ def test_a_booked_fill_id_cannot_be_voided_or_booked_again(two_stores):
     assert a.holdings(principal, LIVE) == booked
 
 
+def test_a_bookings_receipt_is_kept_with_its_fill_id_and_only_then(two_stores):
+    a, b, principal = two_stores
+    a.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="paper:t-5", once=True, receipt='{"booked": 15}')
+    assert b.fill_receipt(principal, LIVE, "paper:t-5") == '{"booked": 15}'
+    with pytest.raises(FillIdUsed):  # a second booking leaves the first one's receipt
+        b.apply_fill(principal, LIVE, sell_sol(100_000, 99), fill_id="paper:t-5", once=True, receipt='{"booked": 99}')
+    assert a.fill_receipt(principal, LIVE, "paper:t-5") == '{"booked": 15}'
+
+    assert a.void_fill(principal, LIVE, "paper:t-6")  # voided: no receipt, and none can come
+    with pytest.raises(FillIdUsed):
+        b.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="paper:t-6", once=True, receipt="{}")
+    with pytest.raises(InsufficientBalance):  # refused: no id, no receipt
+        a.apply_fill(principal, LIVE, sell_sol(2_000_000, 15), fill_id="paper:t-7", once=True, receipt="{}")
+    a.apply_fill(principal, LIVE, sell_sol(1_000, 1), fill_id="sig-8")  # booked without one
+    assert [b.fill_receipt(principal, LIVE, f) for f in ("paper:t-6", "paper:t-7", "sig-8", "never")] == [None] * 4
+
+
 def test_redis_paper_fill_right_after_its_dry_run_read_is_one_script(redis_server):
     """A paper booking (with its fill id) right after the executor's read: one round trip."""
     client = redis.Redis.from_url(redis_server.url)
@@ -144,7 +163,7 @@ def test_redis_paper_fill_right_after_its_dry_run_read_is_one_script(redis_serve
         return real_execute(*args, **options)
 
     client.execute_command = counting
-    after = store.apply_fill(principal, LIVE, sell_sol(1_000, 1), fill_id="paper:t-3", once=True)
+    after = store.apply_fill(principal, LIVE, sell_sol(1_000, 1), fill_id="paper:t-3", once=True, receipt="{}")
     assert commands == ["EVALSHA"] and after[SOL].amount == 1_000_000 - 2 * 1_005
 
 
@@ -174,3 +193,19 @@ def test_redis_fill_without_an_id_costs_what_it_did(tmp_path, redis_server):
     store.apply_fill(principal, LIVE, sell_sol(1_000, 1))
     assert commands == ["HGETALL", "EVALSHA"]
     assert not client.exists(f"tw:fills:{principal}:{LIVE}")
+
+
+def test_an_old_database_gains_fill_receipts(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript("CREATE TABLE applied_fills (principal TEXT NOT NULL, mode INTEGER NOT NULL,"
+                      " fill_id TEXT NOT NULL, applied_ns INTEGER NOT NULL, PRIMARY KEY (principal, mode, fill_id));"
+                      "INSERT INTO applied_fills VALUES ('alice', 2, 'paper:old', 1);")
+    old.close()
+    store = SqliteStore(path)
+    store.ensure_wallet("alice", LIVE, [Holding(SOL, 1_000_000, 0, 0)])
+    store.apply_fill("alice", LIVE, sell_sol(1_000, 1), fill_id="paper:new", once=True, receipt='{"new": 1}')
+    assert store.fill_receipt("alice", LIVE, "paper:old") is None
+    assert store.fill_receipt("alice", LIVE, "paper:new") == '{"new": 1}'
+    assert not store.void_fill("alice", LIVE, "paper:old")
+    store.close()
