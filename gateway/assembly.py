@@ -234,7 +234,8 @@ def build_core(settings: Settings) -> Core:
 
         from tradewire.core.executors.live.metrics import register_breaker_metrics
 
-        live = executors[pb.TRADING_MODE_LIVE] = build_live_executor(settings, market, quotes, store, recorder)
+        live = executors[pb.TRADING_MODE_LIVE] = build_live_executor(
+            settings, market, quotes, store, recorder, shared_client=shared.client if shared else None)
         register_breaker_metrics(metrics.registry, lambda: live.breakers)
     pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings, shared), market, recorder, tracing)
     execution, streams = settings.execution, settings.streams

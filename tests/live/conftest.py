@@ -137,15 +137,15 @@ async def make_live(host: DevnetHost, market: Market, tmp_path: Path):
     made: list[Harness] = []
 
     async def make(wallet: Keypair | None = None, *, directory: Path | None = None, start: bool = True,
-                   wrap_transports=None, **overrides) -> Harness:
+                   wrap_transports=None, store=None, orders: LiveOrderStore | None = None, **overrides) -> Harness:
         wallet = wallet or fund(host.devnet, 10 * LAMPORTS, {"USDC": 10_000 * 10**6})
         config = dict(enabled=True, rpc_url=host.url, jupiter_url=host.url, jito_url=host.url,
                       poll_interval_s=0.02, rebroadcast_interval_s=0.1, retry_backoff_s=0.01,
                       retry_max_backoff_s=0.05, health_refresh_s=0.5, http_timeout_s=2.0)
         config.update(overrides)
         directory = directory or tmp_path
-        store = SqliteStore(directory / "trades.db")
-        orders = LiveOrderStore(directory / "live_orders.db")
+        store = store or SqliteStore(directory / "trades.db")
+        orders = orders or LiveOrderStore(directory / "live_orders.db")
         recorder = RecordingRecorder()
         executor = LiveExecutor(LiveConfig(**config), market, PriceTableQuotes(market), store, recorder,
                                 Wallet(wallet), orders, wrap_transports=wrap_transports)

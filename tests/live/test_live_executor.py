@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+import redis
 from live_support import (
     BONK, JUP, LAMPORTS, SOL, USDC, eventually, fund, lamports, move_pool, token_amount, wallet_tx_count,
 )
@@ -25,6 +26,8 @@ from tradewire.core.executors.live.breaker import CLOSED, HALF_OPEN, OPEN
 from tradewire.core.executors.live.fills import compute_budget
 from tradewire.core.executors.live.jito_client import DONT_FRONT_ACCOUNT, TIP_ACCOUNTS
 from tradewire.core.order import ATA_RENT_LAMPORTS
+from tradewire.core.shared.redis_live_pnl import SharedPnlLiveOrders
+from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.store.live_orders import EXPIRED, LANDED, PENDING
 from tradewire.v1 import trade_pb2 as pb
 
@@ -426,6 +429,28 @@ async def test_daily_loss_limit_stops_trading_once_reached(make_live, host, rule
     row = h.orders.for_request("alice", "loss-1")
     assert row.pnl_delta == -(first.outcome.fill.fees.total_lamports * 150 // 1000)
     stopped = await h.run(h.order("loss-2", USDC, SOL, "1"))
+    assert stopped.outcome.status == pb.TRADE_STATUS_REJECTED
+    assert stopped.outcome.error.reason == "RISK_LIMIT" and "DAILY_LOSS" in stopped.outcome.error.message
+
+
+async def test_the_daily_loss_limit_holds_across_replicas_trading_one_wallet(make_live, host, rules, redis_server,
+                                                                           tmp_path) -> None:
+    """Each replica journals its own transactions; the day's realised loss is counted in Redis."""
+    client = redis.Redis.from_url(redis_server.url)
+    for key in client.scan_iter("tw:live:pnl*"):  # today's count starts from this test
+        client.delete(key)
+    wallet = fund(host.devnet, 10 * LAMPORTS, {"USDC": 10_000 * 10**6})
+
+    async def replica(name: str):
+        return await make_live(wallet, directory=tmp_path / name, daily_loss_limit=Decimal("0.001"),
+                               store=RedisTradeStore(redis.Redis.from_url(redis_server.url), f"replica-{name}"),
+                               orders=SharedPnlLiveOrders(tmp_path / name / "live_orders.db", client))
+
+    a, b = await replica("a"), await replica("b")
+    first = await a.run(a.order("loss-on-a", USDC, SOL, "1"))  # realises the fees as a loss, past the limit
+    assert first.outcome.status == pb.TRADE_STATUS_FILLED
+    assert b.orders.for_request("alice", "loss-on-a") is None  # not in B's journal...
+    stopped = await b.run(b.order("loss-on-b", USDC, SOL, "1"))  # ...yet B stops
     assert stopped.outcome.status == pb.TRADE_STATUS_REJECTED
     assert stopped.outcome.error.reason == "RISK_LIMIT" and "DAILY_LOSS" in stopped.outcome.error.message
 

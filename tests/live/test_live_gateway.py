@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from live_support import BONK, LAMPORTS, SOL, USDC, DevnetHost, fund, move_pool, wallet_tx_count
 from solders.keypair import Keypair
 from support.clients import PROTOCOLS, RpcFailure, make_client
@@ -41,7 +42,8 @@ def new_wallet(host: DevnetHost, usdc: int = 5_000) -> Keypair:
     return host.call(lambda: fund(host.devnet, 20 * LAMPORTS, {"USDC": usdc * 10**6}))
 
 
-def start_gateway(workdir: Path, host: DevnetHost, wallet: Keypair, extra_live: str = "") -> GatewayProcess:
+def start_gateway(workdir: Path, host: DevnetHost, wallet: Keypair, extra_live: str = "",
+                  env: dict[str, str] | None = None) -> GatewayProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     wallet_path = workdir / "wallet.json"
     wallet_path.write_text(json.dumps(list(bytes(wallet))))
@@ -50,7 +52,7 @@ def start_gateway(workdir: Path, host: DevnetHost, wallet: Keypair, extra_live: 
             f'wallet_path = "{wallet_path}"\npoll_interval_s = 0.02\nrebroadcast_interval_s = 0.1\n'
             f'retry_backoff_s = 0.01\nhealth_refresh_s = 0.5\nkill_switch_file = "{workdir / "kill"}"\n'
             + extra_live)
-    return GatewayProcess(workdir, extra_config=live, env=ENV).start()
+    return GatewayProcess(workdir, extra_config=live, env={**ENV, **(env or {})}).start()
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +213,30 @@ async def test_circuit_open_refusal_carries_retry_info_on_every_protocol(host, t
     finally:
         host.rules.reset()
         assert process.stop() == 0, process.log_text()[-3000:]
+
+
+async def test_two_live_replicas_on_one_redis_hold_one_daily_loss_limit(host, tmp_path, redis_server) -> None:
+    """The day's realised loss of LIVE trades counts every replica's bookings (one wallet)."""
+    shared = redis.Redis.from_url(redis_server.url)
+    for stale in shared.scan_iter("tw:live:pnl*"):  # today's count starts from this test
+        shared.delete(stale)
+    wallet = new_wallet(host)
+    replicas = [start_gateway(tmp_path / name, host, wallet, "daily_loss_limit = 0.001\n",
+                              {"TRADEWIRE_SHARED__REDIS_URL": redis_server.url}) for name in ("a", "b")]
+    on_a, on_b = (make_client("grpc", replica) for replica in replicas)
+    key = replicas[0].key("trader")
+    try:
+        # Buying SOL with USDC realises the fees as a loss: past 0.001 USDC after one trade.
+        first, _ = await on_a.unary("ExecuteTrade", live_trade("loss-on-a", amount="1"), key)
+        assert first.status == pb.TRADE_STATUS_FILLED
+        with pytest.raises(RpcFailure) as stopped:
+            await on_b.unary("ExecuteTrade", live_trade("loss-on-b", amount="1"), key)
+        assert stopped.value.reason == "RISK_LIMIT" and "DAILY_LOSS" in stopped.value.message
+    finally:
+        await on_a.close()
+        await on_b.close()
+        for replica in replicas:
+            assert replica.stop() == 0, replica.log_text()[-3000:]
 
 
 # -- kill -9 right after send, then restart ------------------------------------------------------------

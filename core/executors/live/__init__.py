@@ -25,12 +25,21 @@ __all__ = ["LiveExecutor", "Wallet", "WalletError", "build_live_executor", "load
 
 def build_live_executor(settings: Settings, market: Market, quotes: QuoteSource, store, recorder, *,
                         wallet: Wallet | None = None,
-                        wrap_transports: dict[str, TransportWrapper] | None = None) -> LiveExecutor:
-    """The LIVE executor from Settings (``settings.live``); the keypair is loaded here, once."""
+                        wrap_transports: dict[str, TransportWrapper] | None = None,
+                        shared_client=None) -> LiveExecutor:
+    """The LIVE executor from Settings (``settings.live``); the keypair is loaded here, once.
+    ``shared_client`` (Redis, with several replicas): the daily loss then counts every replica's
+    bookings (core/shared/redis_live_pnl.py)."""
     config = settings.live
     # httpx logs every request's full URL at INFO; RPC URLs often carry an API key.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
     wallet = wallet or load_wallet(config.wallet_path, config.wallet_env)
-    orders = LiveOrderStore(config.orders_db or settings.storage.data_dir / "live_orders.db")
+    path = config.orders_db or settings.storage.data_dir / "live_orders.db"
+    if shared_client is not None:
+        from tradewire.core.shared.redis_live_pnl import SharedPnlLiveOrders
+
+        orders = SharedPnlLiveOrders(path, shared_client)
+    else:
+        orders = LiveOrderStore(path)
     return LiveExecutor(config, market, quotes, store, recorder, wallet, orders, wrap_transports=wrap_transports)
