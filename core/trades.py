@@ -603,6 +603,9 @@ class TradeRunner:
     async def _reconcile(self, trade: Trade, reconcile) -> None:
         try:
             outcome = await reconcile(trade.order, trade.result)
+        except self.store_outages as exc:  # it may have been sent: never guess, ask again once the store is back
+            self._wait_for_store(trade, exc, lambda: self._settle(trade))
+            return
         except Exception:
             log.exception("reconciling trade %s failed", trade.order.request_id)
             outcome = Outcome(pb.TRADE_STATUS_FAILED, error=internal_error())

@@ -235,7 +235,10 @@ def build_core(settings: Settings) -> Core:
         from tradewire.core.executors.live.metrics import register_breaker_metrics
 
         live = executors[pb.TRADING_MODE_LIVE] = build_live_executor(
-            settings, market, quotes, store, recorder, shared_client=shared.client if shared else None)
+            settings, market, quotes, store, recorder, shared_client=shared.client if shared else None,
+            replica_id=shared.replica_id if shared else "")
+        if shared:
+            store.settles_live = True  # it adopts a dead replica's LIVE trades past the point of no return
         register_breaker_metrics(metrics.registry, lambda: live.breakers)
     pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings, shared), market, recorder, tracing)
     execution, streams = settings.execution, settings.streams

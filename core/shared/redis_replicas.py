@@ -3,8 +3,8 @@
 Each replica keeps a presence key, ``tw:alive:{replica}``, that expires ``ttl_s`` after its
 last beat (one every ttl/3), and lists itself in ``tw:replicas``. Each beat also looks for
 listed replicas whose presence expired — crashed, partitioned away, or shut down — and adopts
-their unfinished trades (RedisTradeStore.adopt: those not past the point of no return, and
-PAPER ones past it), which ``on_adopted`` then resumes or settles here (TradeRunner.recover).
+their unfinished trades (RedisTradeStore.adopt: those not past the point of no return, PAPER
+ones past it, and LIVE ones past it when this replica runs LIVE), which ``on_adopted`` then resumes or settles here (TradeRunner.recover).
 A replica shut down gracefully drops its presence once its unfinished trades are saved, so the
 others take them over at once.
 

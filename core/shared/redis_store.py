@@ -12,12 +12,15 @@ beating (core/shared/redis_replicas.py) another one *adopts* its running trades 
 passed the point of no return — it becomes their owner and resumes them — so a replica
 presumed dead that comes back can no longer save them, and so can never commit (send) them.
 PAPER trades past that point are adopted too: the adopter settles them by their fill id (the
-booking either happened, or is voided so that it never can). LIVE ones stay with their
-replica, whose restart settles them: its journal alone knows what it sent.
+booking either happened, or is voided so that it never can). LIVE ones too, by a replica that
+runs LIVE: their owner recorded each transaction in Redis before sending it, fenced by its
+ownership (core/shared/redis_live_orders.py), so the adopter follows that signature, or knows
+that nothing was sent.
 
 Keys (``{p}`` principal, ``{r}`` request id):
-  tw:trade:{p}:{r}      hash: fp, result, events, request, seq, mode, replica (the owner), and
-                        committed = 1 once saved past the point of no return
+  tw:trade:{p}:{r}      hash: fp, result, events, request, seq, mode, replica (the owner),
+                        committed = 1 once saved past the point of no return, and handover
+                        (the owner, when it records its LIVE sends in Redis before making them)
   tw:hist:{p}           sorted set of request ids by claim sequence (history, newest first)
   tw:running:{replica}  set of "{p}\\x00{r}" owned by a replica and not yet terminal
   tw:hold:{p}:{mode}    hash: mint → "amount:cost_basis:realized_pnl" (integers), and "_v",
@@ -49,7 +52,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 local seq = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'result', ARGV[2], 'request', ARGV[3], 'seq', seq, 'replica', ARGV[4],
-           'mode', ARGV[7])
+           'mode', ARGV[7], 'handover', ARGV[4])
 redis.call('ZADD', KEYS[2], seq, ARGV[5])
 redis.call('SADD', KEYS[3], ARGV[6])
 return false
@@ -83,19 +86,22 @@ if #KEYS > 2 then enqueue(3, 7) end
 return 1
 """
 
-# Adopt a dead replica's running trades that any replica can finish: those not past the point
-# of no return, and PAPER ones past it (settled by their fill id, see PaperExecutor.reconcile).
-# KEYS: its presence key, its running set, this replica's running set, the replica registry;
-# ARGV: this replica, the dead one, the PAPER mode. Nothing moves while the presence key
-# exists. Returns the members moved.
+# Adopt a dead replica's running trades that this replica can finish: those not past the point
+# of no return; PAPER ones past it (settled by their fill id, see PaperExecutor.reconcile); and,
+# when this replica runs LIVE, LIVE ones past it whose owner recorded its sends in Redis
+# (``handover`` = the owner: see core/shared/redis_live_orders.py). The adopter becomes the
+# trade's owner and its ``handover`` too. KEYS: its presence key, its running set, this
+# replica's running set, the replica registry; ARGV: this replica, the dead one, the PAPER mode,
+# the LIVE mode or ''. Nothing moves while the presence key exists. Returns the members moved.
 _ADOPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
 local moved = {}
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local sep = string.find(member, '\\0', 1, true)
   local key = 'tw:trade:' .. string.sub(member, 1, sep - 1) .. ':' .. string.sub(member, sep + 1)
-  if redis.call('HGET', key, 'committed') ~= '1' or redis.call('HGET', key, 'mode') == ARGV[3] then
-    redis.call('HSET', key, 'replica', ARGV[1])
+  local t = redis.call('HMGET', key, 'committed', 'mode', 'replica', 'handover')
+  if t[1] ~= '1' or t[2] == ARGV[3] or (t[2] == ARGV[4] and t[4] == t[3]) then
+    redis.call('HSET', key, 'replica', ARGV[1], 'handover', ARGV[1])
     redis.call('SMOVE', KEYS[2], KEYS[3], member)
     moved[#moved + 1] = member
   end
@@ -129,13 +135,16 @@ class RedisTradeStore:
         self._outbox = RedisOutbox(client)
         # (version, holdings) last read per (principal, mode), for the fill that follows a read
         self._last_read: dict[tuple[str, int], tuple[str, dict[str, Holding]]] = {}
+        # Whether this replica can settle LIVE trades past the point of no return (it runs LIVE):
+        # then it adopts them from a dead replica too.
+        self.settles_live = False
         self._claim = client.register_script(_CLAIM)
         self._save = client.register_script(_SAVE)
         self._adopt = client.register_script(_ADOPT)
         self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
 
     @staticmethod
-    def _trade_key(principal_id: str, request_id: str) -> str:
+    def trade_key(principal_id: str, request_id: str) -> str:
         return f"tw:trade:{principal_id}:{request_id}"
 
     def _running_key(self) -> str:
@@ -145,7 +154,7 @@ class RedisTradeStore:
 
     def claim(self, principal_id: str, request_id: str, fingerprint: str, result: trade_pb2.TradeResult,
               request: trade_pb2.TradeRequest | None = None) -> TradeRecord | None:
-        keys = [self._trade_key(principal_id, request_id), f"tw:hist:{principal_id}", self._running_key(), "tw:seq"]
+        keys = [self.trade_key(principal_id, request_id), f"tw:hist:{principal_id}", self._running_key(), "tw:seq"]
         args = [fingerprint, result.SerializeToString(), request.SerializeToString() if request else b"",
                 self.replica_id, request_id, f"{principal_id}\x00{request_id}", result.mode]
         existing = self._claim(keys=keys, args=args)
@@ -157,7 +166,7 @@ class RedisTradeStore:
 
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
              events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = ()) -> None:
-        keys = [self._trade_key(principal_id, result.request_id), self._running_key()]
+        keys = [self.trade_key(principal_id, result.request_id), self._running_key()]
         args = [self.replica_id, result.SerializeToString(), pack_events(events) if events else b"",
                 "1" if lifecycle.is_terminal(result.status) else "",
                 "1" if lifecycle.may_have_been_sent(result.status) else "", f"{principal_id}\x00{result.request_id}"]
@@ -170,11 +179,11 @@ class RedisTradeStore:
 
     def owner(self, principal_id: str, request_id: str) -> str | None:
         """The replica that owns (runs) the trade."""
-        owner = self._r.hget(self._trade_key(principal_id, request_id), "replica")
+        owner = self._r.hget(self.trade_key(principal_id, request_id), "replica")
         return owner.decode() if owner else None
 
     def get(self, principal_id: str, request_id: str) -> TradeRecord | None:
-        fp, raw, events = self._r.hmget(self._trade_key(principal_id, request_id), "fp", "result", "events")
+        fp, raw, events = self._r.hmget(self.trade_key(principal_id, request_id), "fp", "result", "events")
         if raw is None:
             return None
         return TradeRecord(principal_id, request_id, fp.decode(), trade_pb2.TradeResult.FromString(raw),
@@ -186,10 +195,11 @@ class RedisTradeStore:
 
     def adopt(self, replica_id: str) -> list[UnfinishedTrade]:
         """Take over the running trades of ``replica_id``, presumed dead (its presence expired),
-        that have not passed the point of no return, and its PAPER ones past it; the trades now
-        this replica's to resume or settle."""
+        that have not passed the point of no return, its PAPER ones past it, and (``settles_live``)
+        its LIVE ones past it; the trades now this replica's to resume or settle."""
         members = self._adopt(keys=[presence_key(replica_id), f"tw:running:{replica_id}", self._running_key(),
-                                    REGISTRY], args=[self.replica_id, replica_id, trade_pb2.TRADING_MODE_PAPER])
+                                    REGISTRY], args=[self.replica_id, replica_id, trade_pb2.TRADING_MODE_PAPER,
+                                                     trade_pb2.TRADING_MODE_LIVE if self.settles_live else ""])
         return self._unfinished(members)
 
     def _unfinished(self, members) -> list[UnfinishedTrade]:
@@ -197,7 +207,7 @@ class RedisTradeStore:
         for member in members:
             principal_id, request_id = member.decode().split("\x00", 1)
             fp, raw, events, request, seq = self._r.hmget(
-                self._trade_key(principal_id, request_id), "fp", "result", "events", "request", "seq")
+                self.trade_key(principal_id, request_id), "fp", "result", "events", "request", "seq")
             if raw is None:
                 continue
             record = TradeRecord(principal_id, request_id, fp.decode(), trade_pb2.TradeResult.FromString(raw),
@@ -218,7 +228,7 @@ class RedisTradeStore:
                 break
             pipe = self._r.pipeline(transaction=False)
             for request_id, _ in batch:
-                pipe.hget(self._trade_key(principal_id, request_id.decode()), "result")
+                pipe.hget(self.trade_key(principal_id, request_id.decode()), "result")
             for (_, score), raw in zip(batch, pipe.execute(), strict=True):
                 if raw is None:
                     continue

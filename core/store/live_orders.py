@@ -172,6 +172,22 @@ class LiveOrderStore:
         """Right before the first send: from now on the transaction may be live."""
         return self._set_state(signature, PENDING, (PREPARED,))
 
+    def adopt(self, principal: str, request_id: str) -> LiveOrder | None:
+        """The transaction another process sent for this request, when this one took the trade
+        over; a journal of one process knows none (core/shared/redis_live_orders.py does)."""
+        return None
+
+    def import_pending(self, row: LiveOrder) -> None:
+        """Journal a transaction another process sent (adopted with its trade) as pending here;
+        nothing happens if this journal has it, or another live one for its request, already."""
+        now = time.time_ns()
+        self._db.execute(
+            "INSERT OR IGNORE INTO live_orders (signature, principal, request_id, state, route, tx, bundle, bundle_id,"
+            " last_valid_block_height, request, quote, created_ns, updated_ns) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (row.signature, row.principal, row.request_id, PENDING, row.route, row.tx,
+             _pack(row.bundle) if row.bundle else None, row.bundle_id, row.last_valid_block_height, row.request,
+             json.dumps(row.quote), row.created_ns, now))
+
     def void(self, signature: str) -> bool:
         """Abandon a prepared transaction that was never sent."""
         return self._set_state(signature, VOID, (PREPARED,))

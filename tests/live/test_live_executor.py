@@ -26,7 +26,7 @@ from tradewire.core.executors.live.breaker import CLOSED, HALF_OPEN, OPEN
 from tradewire.core.executors.live.fills import compute_budget
 from tradewire.core.executors.live.jito_client import DONT_FRONT_ACCOUNT, TIP_ACCOUNTS
 from tradewire.core.order import ATA_RENT_LAMPORTS
-from tradewire.core.shared.redis_live_pnl import SharedPnlLiveOrders
+from tradewire.core.shared.redis_live_orders import SharedLiveOrders
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.store.live_orders import EXPIRED, LANDED, PENDING
 from tradewire.v1 import trade_pb2 as pb
@@ -444,7 +444,7 @@ async def test_the_daily_loss_limit_holds_across_replicas_trading_one_wallet(mak
     async def replica(name: str):
         return await make_live(wallet, directory=tmp_path / name, daily_loss_limit=Decimal("0.001"),
                                store=RedisTradeStore(redis.Redis.from_url(redis_server.url), f"replica-{name}"),
-                               orders=SharedPnlLiveOrders(tmp_path / name / "live_orders.db", client))
+                               orders=SharedLiveOrders(tmp_path / name / "live_orders.db", client, f"replica-{name}"))
 
     a, b = await replica("a"), await replica("b")
     first = await a.run(a.order("loss-on-a", USDC, SOL, "1"))  # realises the fees as a loss, past the limit

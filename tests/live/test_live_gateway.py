@@ -19,8 +19,10 @@ import pytest
 import redis
 from live_support import BONK, LAMPORTS, SOL, USDC, DevnetHost, fund, move_pool, wallet_tx_count
 from solders.keypair import Keypair
+from solders.transaction import VersionedTransaction
 from support.clients import PROTOCOLS, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
+from support.trading import equals
 
 from tradewire.devnet import DevnetConfig
 from tradewire.v1 import service_pb2 as spb
@@ -239,6 +241,52 @@ async def test_two_live_replicas_on_one_redis_hold_one_daily_loss_limit(host, tm
             assert replica.stop() == 0, replica.log_text()[-3000:]
 
 
+async def test_a_live_trade_sent_by_a_replica_that_died_is_settled_by_another_by_its_signature(
+        host, tmp_path, redis_server) -> None:
+    wallet = new_wallet(host)
+    env = {"TRADEWIRE_SHARED__REDIS_URL": redis_server.url, "TRADEWIRE_SHARED__REPLICA_TTL_S": "1.5"}
+    a, b = (start_gateway(tmp_path / name, host, wallet, env=env) for name in ("a", "b"))
+    key, request_id = a.key("trader"), "sent-then-died"
+    on_a, on_b = make_client("grpc", a), make_client("grpc", b)
+    try:
+        host.rules.hold_statuses = True  # it lands; replica A never hears about it
+        call = asyncio.create_task(on_a.unary("ExecuteTrade", live_trade(request_id, amount="9"), key))
+
+        async def status_on_b():
+            try:
+                trade, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
+            except RpcFailure:
+                return None
+            return trade.status
+
+        await poll(lambda: equals(status_on_b(), pb.TRADE_STATUS_SUBMITTED))
+        await poll(lambda: host.call(lambda: wallet_tx_count(host.devnet, wallet.pubkey())) == 1)
+        a.proc.kill()  # SIGKILL, and it never comes back
+        a.proc.wait(10)
+        with contextlib.suppress(RpcFailure):
+            await call
+        host.rules.hold_statuses = False
+
+        await poll(lambda: equals(status_on_b(), pb.TRADE_STATUS_FILLED), timeout=30)
+        trade, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
+        [sent] = set(host.rules.sends)  # one transaction, sent by A (B only re-broadcasts the same bytes)
+        signature = str(VersionedTransaction.from_bytes(sent).signatures[0])
+        assert trade.signature == signature
+        meta = (await chain_tx(host, signature))["meta"]
+        assert atomic(trade.amount_in, 6) == -delta(meta, wallet.pubkey(), USDC) == 9_000_000
+        again, _ = await on_b.unary("ExecuteTrade", live_trade(request_id, amount="9"), key)  # the replay
+        assert again.signature == signature
+        assert host.call(lambda: wallet_tx_count(host.devnet, wallet.pubkey())) == 1
+        positions, _ = await on_b.unary("GetPositions", spb.GetPositionsRequest(mode=pb.TRADING_MODE_LIVE), key)
+        assert positions  # booked (once: the signature is the booking's fill id)
+        assert "sent by a replica that stopped" in b.log_text()
+    finally:
+        host.rules.reset()
+        await on_a.close()
+        await on_b.close()
+        assert b.stop() == 0, b.log_text()[-3000:]
+
+
 # -- kill -9 right after send, then restart ------------------------------------------------------------
 
 
@@ -290,8 +338,6 @@ async def test_gateway_killed_right_after_send_reconciles_on_restart(host, tmp_p
                                              pb.TRADE_STATUS_FAILED) else None
 
         trade = await poll(final)
-        from solders.transaction import VersionedTransaction
-
         signature = str(VersionedTransaction.from_bytes(sent[0]).signatures[0])
         assert trade.signature == signature
         assert len(set(host.rules.sends)) <= 1 and set(host.rules.sends) <= set(sent)  # never a new signature

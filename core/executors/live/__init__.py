@@ -26,10 +26,11 @@ __all__ = ["LiveExecutor", "Wallet", "WalletError", "build_live_executor", "load
 def build_live_executor(settings: Settings, market: Market, quotes: QuoteSource, store, recorder, *,
                         wallet: Wallet | None = None,
                         wrap_transports: dict[str, TransportWrapper] | None = None,
-                        shared_client=None) -> LiveExecutor:
+                        shared_client=None, replica_id: str = "") -> LiveExecutor:
     """The LIVE executor from Settings (``settings.live``); the keypair is loaded here, once.
-    ``shared_client`` (Redis, with several replicas): the daily loss then counts every replica's
-    bookings (core/shared/redis_live_pnl.py)."""
+    ``shared_client`` and ``replica_id`` (Redis, with several replicas): sends are then recorded
+    for the other replicas and the daily loss counts every replica's bookings
+    (core/shared/redis_live_orders.py)."""
     config = settings.live
     # httpx logs every request's full URL at INFO; RPC URLs often carry an API key.
     for name in ("httpx", "httpcore"):
@@ -37,9 +38,9 @@ def build_live_executor(settings: Settings, market: Market, quotes: QuoteSource,
     wallet = wallet or load_wallet(config.wallet_path, config.wallet_env)
     path = config.orders_db or settings.storage.data_dir / "live_orders.db"
     if shared_client is not None:
-        from tradewire.core.shared.redis_live_pnl import SharedPnlLiveOrders
+        from tradewire.core.shared.redis_live_orders import SharedLiveOrders
 
-        orders = SharedPnlLiveOrders(path, shared_client)
+        orders = SharedLiveOrders(path, shared_client, replica_id)
     else:
         orders = LiveOrderStore(path)
     return LiveExecutor(config, market, quotes, store, recorder, wallet, orders, wrap_transports=wrap_transports)

@@ -68,6 +68,7 @@ from tradewire.core.market import Market
 from tradewire.core.order import BASE_FEE_LAMPORTS_PER_SIGNATURE, ATA_RENT_LAMPORTS, FeeBreakdown, Fill, Order, Quote
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance
 from tradewire.core.quotes import QuoteSource
+from tradewire.core.store.base import TakenOver
 from tradewire.core.store.live_orders import (
     DROPPED as STATE_DROPPED,
     EXPIRED as STATE_EXPIRED,
@@ -188,7 +189,9 @@ class LiveExecutor:
             self._followed.discard(key)
 
     async def _reconcile(self, order: Order) -> Outcome:
-        row = self.orders.for_request(order.principal_id, order.request_id)
+        # (adopted from a replica that stopped: the transaction it sent, if any, from the shared journal)
+        row = self.orders.for_request(order.principal_id, order.request_id) \
+            or self.orders.adopt(order.principal_id, order.request_id)
         if row is None or row.state == PREPARED:
             if row is not None:
                 self.orders.void(row.signature)
@@ -841,6 +844,8 @@ class LiveExecutor:
             if outcome.status == pb.TRADE_STATUS_FILLED and outcome.fill is not None:
                 self.recorder.fill(order, outcome.fill, result)
             self.store.save(row.principal, result, events)
+        except TakenOver:  # another replica adopted the trade while this one was away: it completes it
+            log.warning("trade record left to the replica that took the trade over", extra={"request_id": row.request_id})
         except Exception:  # noqa: BLE001 - the live journal stays authoritative; log and go on
             log.exception("could not complete the trade record", extra={"request_id": row.request_id})
 

@@ -131,6 +131,25 @@ async def test_a_paper_booking_whose_answer_was_lost_ends_filled_with_what_was_b
     assert (await r.execute(order("lost-reply"))).amount_out == filled.amount_out
 
 
+async def test_a_trade_taken_over_while_the_store_is_away_is_settled_once_it_is_back(tmp_path):
+    sqlite = SqliteStore(tmp_path / "trades.db")
+    first = runner(paper(sqlite, latency_ms=4000), sqlite)  # 2 s building, 2 s landing
+    trade = first.admit(order("adopted"))
+    await until(lambda: first.hub.channel_events(trade.key)[-1].stage == pb.TRADE_STATUS_SUBMITTED, timeout=10)
+    await first.interrupt_all()  # its replica stops past the point of no return
+    [left] = sqlite.unfinished()
+
+    store = FlakyStore(sqlite)
+    store.down = True  # the store goes away as another replica starts settling it
+    second = outage_runner(paper(store), store)
+    assert await second.recover([left]) == {"resumed": 0, "reconciled": 1, "failed": 0}
+    await until(lambda: second.inflight.get(trade.key).task.get_name().startswith("store-wait"))
+    store.down = False
+    await until(lambda: second.in_flight() == 0)
+    settled = sqlite.get("alice", "adopted").result
+    assert settled.status == pb.TRADE_STATUS_EXPIRED and "nothing was booked" in settled.error.message
+
+
 async def test_a_shutdown_while_the_store_is_down_leaves_the_trade_to_the_restart():
     store = FlakyStore(SqliteStore(":memory:"))
     r = outage_runner(ScriptedExecutor([*FILLS[:-1], store.go_down, FILLS[-1]]), store)

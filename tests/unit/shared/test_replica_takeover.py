@@ -35,7 +35,7 @@ def test_trades_before_the_point_of_no_return_and_paper_ones_past_it_are_adopted
     a, b = RedisTradeStore(client, "replica-a"), RedisTradeStore(client, "replica-b")
     quoted = claimed(a, pb.TRADE_STATUS_QUOTED)
     paper_sent = claimed(a, pb.TRADE_STATUS_SIMULATED)  # settled anywhere by its fill id
-    committed = claimed(a, pb.TRADE_STATUS_SIMULATED, pb.TRADING_MODE_LIVE)  # may have been sent: only A knows
+    committed = claimed(a, pb.TRADE_STATUS_SIMULATED, pb.TRADING_MODE_LIVE)  # may have been sent; B runs no LIVE
     client.sadd(REGISTRY, "replica-a")
 
     client.set(presence_key("replica-a"), 1)
