@@ -176,8 +176,9 @@ class PaperExecutor:
         """Book the outcome's fill under the trade's fill id, once, with the outcome as its receipt
         (so whoever settles the trade later reads what was booked)."""
         fill = outcome.fill
+        confirmed = outcome.status == pb.TRADE_STATUS_FILLED
         receipt = orjson.dumps({"quote": fill.quote, "outcome": outcome_to_json(outcome.status, outcome.error, fill,
-                                                                                 True)}).decode()
+                                                                                 confirmed)}).decode()
         try:
             self.store.apply_fill(order.principal_id, pb.TRADING_MODE_PAPER,
                                   self._legs(order, fill.amount_in, fill.amount_out, fill.fees, value),

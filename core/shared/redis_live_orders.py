@@ -97,6 +97,13 @@ class SharedLiveOrders(LiveOrderStore):
             return False
         return super().mark_pending(signature)
 
+    def set_bundle_id(self, signature: str, bundle_id: str) -> None:
+        """The id the block engine returned for the bundle, when it differs: the record follows."""
+        super().set_bundle_id(signature, bundle_id)
+        row = self.get(signature)
+        keys = [RedisTradeStore.trade_key(row.principal, row.request_id), _sent_key(row.principal, row.request_id)]
+        self._record_if_owner(keys=keys, args=[self.replica_id, signature, _pack(row), _SENT_KEPT_S])
+
     def adopt(self, principal: str, request_id: str) -> LiveOrder | None:
         """The transaction another replica sent for this trade (now this replica's), imported
         into this journal as pending; None when none was ever sent."""

@@ -65,6 +65,7 @@ def test_a_sent_transaction_is_followed_by_the_replica_that_adopts_its_trade(cli
     trade = advanced(a, claimed(a), pb.TRADE_STATUS_SIMULATED)  # committed
     prepared(on_a, trade.request_id, "sig-1", route="jito")
     assert on_a.mark_pending("sig-1") and on_a.get("sig-1").state == PENDING  # recorded, then sent
+    on_a.set_bundle_id("sig-1", "engine-bid")  # the block engine named the bundle otherwise
     dies(client, "replica-a")
 
     [adopted] = b.adopt("replica-a")
@@ -72,7 +73,7 @@ def test_a_sent_transaction_is_followed_by_the_replica_that_adopts_its_trade(cli
     row = on_b.adopt("alice", trade.request_id)
     sent = on_a.get("sig-1")
     assert (row.signature, row.state, row.route, row.tx, row.bundle, row.bundle_id) == (
-        "sig-1", PENDING, "jito", sent.tx, sent.bundle, "bid")
+        "sig-1", PENDING, "jito", sent.tx, sent.bundle, "engine-bid")
     assert (row.last_valid_block_height, row.request, row.quote) == (321, b"request-bytes", sent.quote)
     assert on_b.for_request("alice", trade.request_id).signature == "sig-1"  # now in B's journal
     assert on_b.adopt("alice", trade.request_id).signature == "sig-1"  # asked again: the same row
