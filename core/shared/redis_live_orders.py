@@ -89,8 +89,7 @@ class SharedLiveOrders(LiveOrderStore):
         row = self.get(signature)
         if row is None or row.state != PREPARED:
             return False
-        keys = [RedisTradeStore.trade_key(row.principal, row.request_id), _sent_key(row.principal, row.request_id)]
-        if not self._record_if_owner(keys=keys, args=[self.replica_id, signature, _pack(row), _SENT_KEPT_S]):
+        if not self._record(row):
             log.warning("trade %s was taken over by another replica before its transaction was sent; not sending it",
                         row.request_id)
             self.void(signature)
@@ -100,9 +99,12 @@ class SharedLiveOrders(LiveOrderStore):
     def set_bundle_id(self, signature: str, bundle_id: str) -> None:
         """The id the block engine returned for the bundle, when it differs: the record follows."""
         super().set_bundle_id(signature, bundle_id)
-        row = self.get(signature)
+        self._record(self.get(signature))
+
+    def _record(self, row: LiveOrder) -> bool:
+        """Record the row for the other replicas, if this replica still owns its trade."""
         keys = [RedisTradeStore.trade_key(row.principal, row.request_id), _sent_key(row.principal, row.request_id)]
-        self._record_if_owner(keys=keys, args=[self.replica_id, signature, _pack(row), _SENT_KEPT_S])
+        return bool(self._record_if_owner(keys=keys, args=[self.replica_id, row.signature, _pack(row), _SENT_KEPT_S]))
 
     def adopt(self, principal: str, request_id: str) -> LiveOrder | None:
         """The transaction another replica sent for this trade (now this replica's), imported
