@@ -241,15 +241,19 @@ async def test_two_live_replicas_on_one_redis_hold_one_daily_loss_limit(host, tm
             assert replica.stop() == 0, replica.log_text()[-3000:]
 
 
+@pytest.mark.parametrize("case", ["landed", "expired"])
 async def test_a_live_trade_sent_by_a_replica_that_died_is_settled_by_another_by_its_signature(
-        host, tmp_path, redis_server) -> None:
-    wallet = new_wallet(host)
+        host, tmp_path, redis_server, case: str) -> None:
+    wallet = new_wallet(host)  # 5,000 USDC
     env = {"TRADEWIRE_SHARED__REDIS_URL": redis_server.url, "TRADEWIRE_SHARED__REPLICA_TTL_S": "1.5"}
     a, b = (start_gateway(tmp_path / name, host, wallet, env=env) for name in ("a", "b"))
-    key, request_id = a.key("trader"), "sent-then-died"
+    key, request_id = a.key("trader"), f"sent-then-died-{case}"
     on_a, on_b = make_client("grpc", a), make_client("grpc", b)
     try:
-        host.rules.hold_statuses = True  # it lands; replica A never hears about it
+        if case == "landed":
+            host.rules.hold_statuses = True  # it lands; replica A never hears about it
+        else:
+            host.rules.drop_sends = 10**9  # lost in flight
         call = asyncio.create_task(on_a.unary("ExecuteTrade", live_trade(request_id, amount="9"), key))
 
         async def status_on_b():
@@ -260,26 +264,35 @@ async def test_a_live_trade_sent_by_a_replica_that_died_is_settled_by_another_by
             return trade.status
 
         await poll(lambda: equals(status_on_b(), pb.TRADE_STATUS_SUBMITTED))
-        await poll(lambda: host.call(lambda: wallet_tx_count(host.devnet, wallet.pubkey())) == 1)
+        if case == "landed":
+            await poll(lambda: host.call(lambda: wallet_tx_count(host.devnet, wallet.pubkey())) == 1)
         a.proc.kill()  # SIGKILL, and it never comes back
         a.proc.wait(10)
         with contextlib.suppress(RpcFailure):
             await call
         host.rules.hold_statuses = False
+        host.rules.drop_sends = 0
+        if case == "expired":  # the chain moves past the transaction's last valid block height
+            host.call(lambda: host.devnet.chain.advance_slots(DEVNET.blockhash_valid_blocks + 2))
 
-        await poll(lambda: equals(status_on_b(), pb.TRADE_STATUS_FILLED), timeout=30)
+        final = pb.TRADE_STATUS_FILLED if case == "landed" else pb.TRADE_STATUS_EXPIRED
+        await poll(lambda: equals(status_on_b(), final), timeout=30)
         trade, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
         [sent] = set(host.rules.sends)  # one transaction, sent by A (B only re-broadcasts the same bytes)
         signature = str(VersionedTransaction.from_bytes(sent).signatures[0])
         assert trade.signature == signature
+        assert "sent by a replica that stopped" in b.log_text()
+        txs = host.call(lambda: wallet_tx_count(host.devnet, wallet.pubkey()))
+        if case == "expired":
+            assert trade.error.reason == "TRADE_EXPIRED" and trade.fees.total_lamports == 0 and txs == 0
+            return
         meta = (await chain_tx(host, signature))["meta"]
         assert atomic(trade.amount_in, 6) == -delta(meta, wallet.pubkey(), USDC) == 9_000_000
         again, _ = await on_b.unary("ExecuteTrade", live_trade(request_id, amount="9"), key)  # the replay
-        assert again.signature == signature
-        assert host.call(lambda: wallet_tx_count(host.devnet, wallet.pubkey())) == 1
+        assert again.signature == signature and txs == 1
         positions, _ = await on_b.unary("GetPositions", spb.GetPositionsRequest(mode=pb.TRADING_MODE_LIVE), key)
-        assert positions  # booked (once: the signature is the booking's fill id)
-        assert "sent by a replica that stopped" in b.log_text()
+        [usdc] = [p for p in positions.positions if p.mint == USDC]
+        assert Decimal(usdc.amount) == 5_000 - 9  # booked once (the signature is the booking's fill id)
     finally:
         host.rules.reset()
         await on_a.close()
