@@ -250,6 +250,7 @@ async def test_a_live_trade_sent_by_a_replica_that_died_is_settled_by_another_by
     key, request_id = a.key("trader"), f"sent-then-died-{case}"
     on_a, on_b = make_client("grpc", a), make_client("grpc", b)
     try:
+        booked_before = await live_usdc(on_b, key) or 5_000  # (a first LIVE trade seeds the book from the wallet)
         if case == "landed":
             host.rules.hold_statuses = True  # it lands; replica A never hears about it
         else:
@@ -290,14 +291,18 @@ async def test_a_live_trade_sent_by_a_replica_that_died_is_settled_by_another_by
         assert atomic(trade.amount_in, 6) == -delta(meta, wallet.pubkey(), USDC) == 9_000_000
         again, _ = await on_b.unary("ExecuteTrade", live_trade(request_id, amount="9"), key)  # the replay
         assert again.signature == signature and txs == 1
-        positions, _ = await on_b.unary("GetPositions", spb.GetPositionsRequest(mode=pb.TRADING_MODE_LIVE), key)
-        [usdc] = [p for p in positions.positions if p.mint == USDC]
-        assert Decimal(usdc.amount) == 5_000 - 9  # booked once (the signature is the booking's fill id)
+        assert await live_usdc(on_b, key) == booked_before - 9  # booked once (the signature is its fill id)
     finally:
         host.rules.reset()
         await on_a.close()
         await on_b.close()
         assert b.stop() == 0, b.log_text()[-3000:]
+
+
+async def live_usdc(client, key: str) -> Decimal | None:
+    """The caller's LIVE USDC position (None before its first LIVE trade)."""
+    positions, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mode=pb.TRADING_MODE_LIVE), key)
+    return next((Decimal(p.amount) for p in positions.positions if p.mint == USDC), None)
 
 
 # -- kill -9 right after send, then restart ------------------------------------------------------------
