@@ -56,11 +56,14 @@ class Metrics:
                                           registry=r)
         self.webhook_seconds = Histogram("tradewire_webhook_delivery_duration_seconds", "Webhook POST latency",
                                          buckets=_LATENCY_BUCKETS, registry=r)
-        # shutdown
-        # replicas on a shared store (core/shared/redis_replicas.py)
+        # replicas on a shared store (core/shared/redis_replicas.py), and its outages
         self.replicas_alive = Gauge("tradewire_replicas_alive",
                                     "Replicas beating on the shared store, this one included", registry=r)
         self.trades_handed_over = Counter("tradewire_trades_handed_over_total",
                                           "Running trades moved between replicas: adopted here from one presumed "
                                           "dead, or lost by this one to another", ["direction"], registry=r)
+        self.trades_awaiting_store = Gauge("tradewire_trades_awaiting_store",
+                                           "Trades cut off by a shared-store outage (their callers were answered "
+                                           "STORE_UNAVAILABLE) that end once the store answers again", registry=r)
+        # shutdown
         self.draining = Gauge("tradewire_draining", "1 while shutting down (new calls are refused)", registry=r)

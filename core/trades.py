@@ -448,6 +448,8 @@ class TradeRunner:
                     trade.order.request_id, pb.TradeStatus.Name(trade.stage), exc.__class__.__name__, exc)
         if not trade.done.done():
             trade.done.set_exception(store_unavailable())
+        if self._metrics is not None:
+            self._metrics.trades_awaiting_store.inc()
         trade.task = asyncio.create_task(self._after_outage(trade, then), name=f"store-wait-{trade.order.request_id}")
 
     async def _after_outage(self, trade: Trade, then: Callable[[], Awaitable[None]]) -> None:
@@ -464,6 +466,9 @@ class TradeRunner:
         except Exception:
             log.exception("ending trade %s after a store outage failed", trade.order.request_id)
             self.inflight.remove(trade.key)
+        finally:
+            if self._metrics is not None:
+                self._metrics.trades_awaiting_store.dec()
 
     async def _once_store_answers(self, attempt):
         """``attempt()``'s result (awaited if need be), asked again with backoff while the store

@@ -62,9 +62,12 @@ async def test_a_trade_whose_end_cannot_be_stored_ends_once_the_store_is_back():
     assert (failure.reason, failure.retry_after_s) == ("STORE_UNAVAILABLE", 1.0)
     assert stages(r.hub.channel_events(("alice", "t-1")))[-1] == pb.TRADE_STATUS_CONFIRMED  # its end not published
     assert r.in_flight() == 1 and r.recorder.fills == 0  # kept, with its task
+    awaiting = r.recorder.metrics.trades_awaiting_store
+    assert awaiting._value.get() == 1
 
     store.down = False
     await until(lambda: r.in_flight() == 0)
+    assert awaiting._value.get() == 0
     stored = store.get("alice", "t-1")
     assert stored.result.status == pb.TRADE_STATUS_FILLED and stages(stored.events) == FILLED_PATH
     assert [e.sequence for e in stored.events] == list(range(1, 10))
@@ -156,7 +159,7 @@ async def test_a_shutdown_while_the_store_is_down_leaves_the_trade_to_the_restar
     await refused(r.execute(order()))
 
     assert await r.interrupt_all() == 1
-    assert r.in_flight() == 0
+    assert r.in_flight() == 0 and r.recorder.metrics.trades_awaiting_store._value.get() == 0
     store.down = False
     assert store.get("alice", "t-1").result.status == pb.TRADE_STATUS_SIMULATED  # as last stored: its commit
     assert [u.record.request_id for u in store.unfinished()] == ["t-1"]
