@@ -47,7 +47,7 @@ from tradewire.core.order import Fill, Order, fingerprint
 from tradewire.core.recorder import Recorder
 from tradewire.core.retry import RetryPolicy, as_error, transient_reason
 from tradewire.core.status_hub import StatusHub, Subscription
-from tradewire.core.store.base import TakenOver, TradeRecord, TradeStore, UnfinishedTrade
+from tradewire.core.store.base import TakenOver, TradeLost, TradeRecord, TradeStore, UnfinishedTrade
 from tradewire.v1 import trade_pb2 as pb
 
 log = logging.getLogger("tradewire.trades")
@@ -297,8 +297,8 @@ class TradeRunner:
                 if lifecycle.rank(trade.stage) < lifecycle.rank(pb.TRADE_STATUS_ROUTED):
                     self._transition(trade, pb.TRADE_STATUS_ROUTED, f"routed to the {executor.name} executor")
                 outcome = await self._drive(trade, executor)
-        except TakenOver:
-            self._relinquish(trade)
+        except TakenOver as exc:
+            self._relinquish(trade, exc)
             return
         except self.store_outages as exc:
             if trade.committed:  # it may have been booked or sent: its executor says which, once it can
@@ -408,8 +408,8 @@ class TradeRunner:
             outbox = self.webhooks.entries(order.principal_id, order.webhook_url, result) if self.webhooks else ()
             # Stored before it is published: a replica that lost the trade to another publishes nothing.
             self._store_end(trade, event, outbox)
-        except TakenOver:
-            self._relinquish(trade)
+        except TakenOver as exc:
+            self._relinquish(trade, exc)
             return
         except self.store_outages as exc:
             self._wait_for_store(trade, exc, lambda: self._store_end_later(trade, outcome, event, outbox))
@@ -455,8 +455,8 @@ class TradeRunner:
     async def _after_outage(self, trade: Trade, then: Callable[[], Awaitable[None]]) -> None:
         try:
             await then()
-        except TakenOver:
-            self._relinquish(trade)
+        except TakenOver as exc:
+            self._relinquish(trade, exc)
         except asyncio.CancelledError:  # shutting down before the store came back
             self.hub.abandon(trade.key)
             self.inflight.remove(trade.key)
@@ -507,8 +507,8 @@ class TradeRunner:
             trade.timer.cancel()
         try:
             self.store.save(trade.order.principal_id, trade.result, self.hub.channel_events(trade.key) or ())
-        except TakenOver:
-            self._relinquish(trade)
+        except TakenOver as exc:
+            self._relinquish(trade, exc)
             return
         except self.store_outages as exc:  # it stays as last stored: resumed or reconciled from there
             log.warning("trade %s: the shared store did not answer at the shutdown (%s)", trade.order.request_id, exc)
@@ -525,21 +525,27 @@ class TradeRunner:
 
     # -- shutdown and restart ---------------------------------------------------------------
 
-    def _relinquish(self, trade: Trade) -> None:
-        """Another replica took the trade over (this one was presumed dead): stop here, and
-        write or publish nothing more about it."""
+    def _relinquish(self, trade: Trade, why: TakenOver) -> None:
+        """Another replica took the trade over (this one was presumed dead), or the shared store
+        lost it: stop here, and write or publish nothing more about it."""
         if trade.timer is not None:
             trade.timer.cancel()
         self.hub.abandon(trade.key)
         self.inflight.remove(trade.key)
-        if self._metrics is not None:
-            self._metrics.trades_handed_over.labels("lost").inc()
-        log.warning("trade %s was taken over by another replica; stopped here at %s",
-                    trade.order.request_id, pb.TradeStatus.Name(trade.stage))
-        if not trade.done.done():
-            trade.done.set_exception(TradewireError(
+        stage = pb.TradeStatus.Name(trade.stage)
+        if isinstance(why, TradeLost):
+            log.error("trade %s is no longer in the shared store (did Redis restart without its data?); stopped "
+                      "here at %s, its outcome unrecorded", trade.order.request_id, stage)
+            error = internal_error()
+        else:
+            if self._metrics is not None:
+                self._metrics.trades_handed_over.labels("lost").inc()
+            log.warning("trade %s was taken over by another replica; stopped here at %s", trade.order.request_id, stage)
+            error = TradewireError(
                 "TRADE_TAKEN_OVER", f"trade {trade.order.request_id!r} was taken over by another replica of the "
-                "gateway; follow it with GetTrade or StreamExecutionStatus"))
+                "gateway; follow it with GetTrade or StreamExecutionStatus")
+        if not trade.done.done():
+            trade.done.set_exception(error)
 
     async def drain(self, timeout: float) -> bool:
         """Wait (up to ``timeout``) until no trade runs; True if they all ended."""

@@ -38,7 +38,8 @@ import redis
 
 from tradewire.core import lifecycle
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, apply_fill
-from tradewire.core.store.base import (FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TakenOver, TradeRecord,
+from tradewire.core.store.base import (FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TakenOver, TradeLost,
+                                       TradeRecord,
                                        UnfinishedTrade)
 from tradewire.core.shared.redis_outbox import ENQUEUE_LUA, RedisOutbox, enqueue_keys_args
 from tradewire.core.shared.redis_replicas import REGISTRY, presence_key
@@ -77,7 +78,9 @@ return redis.call('HINCRBY', KEYS[1], '_v', 1)
 # set, then the outbox's keys (enqueue); ARGV: owner, result, events ('' keeps them), terminal,
 # committed ('1' or ''), running-set member, then the outbox's args. Returns 0 when not the owner.
 _SAVE = ENQUEUE_LUA + """
-if redis.call('HGET', KEYS[1], 'replica') ~= ARGV[1] then return 0 end
+local owner = redis.call('HGET', KEYS[1], 'replica')
+if not owner then return -1 end
+if owner ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'result', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'events', ARGV[3]) end
 if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'committed', '1') end
@@ -174,7 +177,10 @@ class RedisTradeStore:
             outbox_keys, outbox_args = enqueue_keys_args(outbox)
             keys += outbox_keys
             args += outbox_args
-        if not self._save(keys=keys, args=args):
+        saved = self._save(keys=keys, args=args)
+        if saved == -1:
+            raise TradeLost(f"trade {result.request_id!r} is no longer in the shared store")
+        if not saved:
             raise TakenOver(f"trade {result.request_id!r} is owned by another replica now")
 
     def owner(self, principal_id: str, request_id: str) -> str | None:

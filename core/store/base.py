@@ -15,6 +15,11 @@ class TakenOver(Exception):
     process must not write or publish anything more about it."""
 
 
+class TradeLost(TakenOver):
+    """The shared store no longer has the trade at all (it restarted without its data): this
+    process must not write it back either — the store's other records of it are gone too."""
+
+
 class FillIdUsed(Exception):
     """``apply_fill(..., once=True)``: the fill id was applied or voided before; nothing changed."""
 

@@ -111,3 +111,24 @@ async def test_a_trade_cut_off_by_a_store_restart_ends_once_the_store_is_back(sl
         assert "Traceback" not in gateway.log_text()
     finally:
         await client.close()
+
+
+async def test_a_trade_whose_store_restarted_empty_is_not_written_back(slow_gateway_on_its_own_redis):
+    gateway, store = slow_gateway_on_its_own_redis
+    key, client = gateway.key("alice"), GrpcClient(gateway.grpc_target)
+    request = trade(unique("lost"), amount="0.2")
+    try:
+        running = asyncio.create_task(client.unary("ExecuteTrade", request, key))
+        await asyncio.wait_for(reached(client, key, request.request_id, pb.TRADE_STATUS_SUBMITTED), 20)
+        store.halt()  # Redis restarts without persistence: everything it held is gone
+        with pytest.raises(RpcFailure) as cut_off:
+            await asyncio.wait_for(running, 20)
+        assert cut_off.value.reason == "STORE_UNAVAILABLE"
+        store.start()
+
+        await eventually(lambda: "is no longer in the shared store" in gateway.log_text(), what="the loss logged")
+        assert await found(client, key, request.request_id) is None  # not written back into the empty store
+        assert await metric(gateway, "tradewire_trades_awaiting_store") == 0
+        assert await metric(gateway, "tradewire_trades_handed_over_total", direction="lost") == 0
+    finally:
+        await client.close()

@@ -9,7 +9,7 @@ import redis
 from tradewire.core.metrics import Metrics
 from tradewire.core.shared.redis_replicas import REGISTRY, ReplicaPresence, presence_key
 from tradewire.core.shared.redis_store import RedisTradeStore
-from tradewire.core.store.base import TakenOver
+from tradewire.core.store.base import TakenOver, TradeLost
 from tradewire.v1 import trade_pb2 as pb
 
 TAKEOVER_DB = 8  # the registry and presence keys are global to the store: a database of its own
@@ -93,3 +93,13 @@ async def test_presence_beats_notices_its_own_lapse_and_sweeps_the_dead(client):
 
     await on_b.stop(leave=True)  # a graceful stop drops the presence at once
     assert not client.exists(presence_key("replica-b"))
+
+
+def test_a_trade_the_store_lost_is_not_written_back(client):
+    a = RedisTradeStore(client, "replica-a")
+    trade = claimed(a, pb.TRADE_STATUS_QUOTED)
+    client.flushdb()  # Redis restarted without its data
+    trade.status = pb.TRADE_STATUS_FILLED
+    with pytest.raises(TradeLost):
+        a.save("alice", trade)
+    assert a.get("alice", trade.request_id) is None
