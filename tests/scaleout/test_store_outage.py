@@ -31,10 +31,12 @@ def gateway_on_its_own_redis(tmp_path):
 
 
 @pytest.fixture
-def slow_gateway_on_its_own_redis(tmp_path):
-    """Paper trades take 2 s to build and 2 s to land."""
+async def alice_on_a_slow_gateway(tmp_path):
+    """(gateway, its Redis, Alice's key, a gRPC client): paper trades take 2 s to build and 2 s to land."""
     gateway, store = on_its_own_redis(tmp_path, TRADEWIRE_PAPER__REALTIME="true", TRADEWIRE_PAPER__LATENCY_MS="4000")
-    yield gateway, store
+    client = GrpcClient(gateway.grpc_target)
+    yield gateway, store, gateway.key("alice"), client
+    await client.close()
     assert gateway.stop() == 0
     store.stop()
 
@@ -76,59 +78,51 @@ async def test_calls_during_a_store_outage_are_unavailable_and_retryable(gateway
             await client.close()
 
 
-async def test_a_trade_cut_off_by_a_store_restart_ends_once_the_store_is_back(slow_gateway_on_its_own_redis):
-    gateway, store = slow_gateway_on_its_own_redis
-    key, client = gateway.key("alice"), GrpcClient(gateway.grpc_target)
+async def test_a_trade_cut_off_by_a_store_restart_ends_once_the_store_is_back(alice_on_a_slow_gateway):
+    gateway, store, key, client = alice_on_a_slow_gateway
     request = trade(unique("cut-off"), amount="0.2")
-    try:
-        before = await balance(client, key)
-        running = asyncio.create_task(client.unary("ExecuteTrade", request, key))
-        followed = asyncio.create_task(client.stream(
-            "StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=request.request_id), key))
-        await asyncio.wait_for(reached(client, key, request.request_id, pb.TRADE_STATUS_SUBMITTED), 20)
-        store.halt(keep_data=True)  # Redis restarts while the paper fill lands: the booking does not get through
+    before = await balance(client, key)
+    running = asyncio.create_task(client.unary("ExecuteTrade", request, key))
+    followed = asyncio.create_task(client.stream(
+        "StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=request.request_id), key))
+    await asyncio.wait_for(reached(client, key, request.request_id, pb.TRADE_STATUS_SUBMITTED), 20)
+    store.halt(keep_data=True)  # Redis restarts while the paper fill lands: the booking does not get through
 
-        with pytest.raises(RpcFailure) as cut_off:
-            await asyncio.wait_for(running, 20)
-        assert (cut_off.value.code, cut_off.value.reason) == ("UNAVAILABLE", "STORE_UNAVAILABLE")
-        assert await metric(gateway, "tradewire_trades_awaiting_store") == 1
-        store.start()  # back, with its data
+    with pytest.raises(RpcFailure) as cut_off:
+        await asyncio.wait_for(running, 20)
+    assert (cut_off.value.code, cut_off.value.reason) == ("UNAVAILABLE", "STORE_UNAVAILABLE")
+    assert await metric(gateway, "tradewire_trades_awaiting_store") == 1
+    store.start()  # back, with its data
 
-        async def status():
-            result = await found(client, key, request.request_id)
-            return result.status
-        await eventually(lambda: equals(status(), pb.TRADE_STATUS_EXPIRED), what="the trade settled")
-        assert await metric(gateway, "tradewire_trades_awaiting_store") == 0
-        settled, _ = await client.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
-        assert "nothing was booked" in settled.error.message
-        assert await balance(client, key) == before
-        with pytest.raises(RpcFailure) as replayed:  # the retry the caller was invited to make gets the end
-            await client.unary("ExecuteTrade", request, key)
-        assert replayed.value.reason == "TRADE_EXPIRED"
-        changes = transitions(await asyncio.wait_for(followed, 20))
-        assert [e.sequence for e in changes] == list(range(1, len(changes) + 1))
-        assert [e.stage for e in changes[-2:]] == [pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_EXPIRED]
-        assert "Traceback" not in gateway.log_text()
-    finally:
-        await client.close()
+    async def status():
+        result = await found(client, key, request.request_id)
+        return result.status
+    await eventually(lambda: equals(status(), pb.TRADE_STATUS_EXPIRED), what="the trade settled")
+    assert await metric(gateway, "tradewire_trades_awaiting_store") == 0
+    settled, _ = await client.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
+    assert "nothing was booked" in settled.error.message
+    assert await balance(client, key) == before
+    with pytest.raises(RpcFailure) as replayed:  # the retry the caller was invited to make gets the end
+        await client.unary("ExecuteTrade", request, key)
+    assert replayed.value.reason == "TRADE_EXPIRED"
+    changes = transitions(await asyncio.wait_for(followed, 20))
+    assert [e.sequence for e in changes] == list(range(1, len(changes) + 1))
+    assert [e.stage for e in changes[-2:]] == [pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_EXPIRED]
+    assert "Traceback" not in gateway.log_text()
 
 
-async def test_a_trade_whose_store_restarted_empty_is_not_written_back(slow_gateway_on_its_own_redis):
-    gateway, store = slow_gateway_on_its_own_redis
-    key, client = gateway.key("alice"), GrpcClient(gateway.grpc_target)
+async def test_a_trade_whose_store_restarted_empty_is_not_written_back(alice_on_a_slow_gateway):
+    gateway, store, key, client = alice_on_a_slow_gateway
     request = trade(unique("lost"), amount="0.2")
-    try:
-        running = asyncio.create_task(client.unary("ExecuteTrade", request, key))
-        await asyncio.wait_for(reached(client, key, request.request_id, pb.TRADE_STATUS_SUBMITTED), 20)
-        store.halt()  # Redis restarts without persistence: everything it held is gone
-        with pytest.raises(RpcFailure) as cut_off:
-            await asyncio.wait_for(running, 20)
-        assert cut_off.value.reason == "STORE_UNAVAILABLE"
-        store.start()
+    running = asyncio.create_task(client.unary("ExecuteTrade", request, key))
+    await asyncio.wait_for(reached(client, key, request.request_id, pb.TRADE_STATUS_SUBMITTED), 20)
+    store.halt()  # Redis restarts without persistence: everything it held is gone
+    with pytest.raises(RpcFailure) as cut_off:
+        await asyncio.wait_for(running, 20)
+    assert cut_off.value.reason == "STORE_UNAVAILABLE"
+    store.start()
 
-        await eventually(lambda: "is no longer in the shared store" in gateway.log_text(), what="the loss logged")
-        assert await found(client, key, request.request_id) is None  # not written back into the empty store
-        assert await metric(gateway, "tradewire_trades_awaiting_store") == 0
-        assert await metric(gateway, "tradewire_trades_handed_over_total", direction="lost") == 0
-    finally:
-        await client.close()
+    await eventually(lambda: "is no longer in the shared store" in gateway.log_text(), what="the loss logged")
+    assert await found(client, key, request.request_id) is None  # not written back into the empty store
+    assert await metric(gateway, "tradewire_trades_awaiting_store") == 0
+    assert await metric(gateway, "tradewire_trades_handed_over_total", direction="lost") == 0

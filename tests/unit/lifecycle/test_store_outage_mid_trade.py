@@ -48,6 +48,13 @@ def outage_runner(executor, store: FlakyStore):
     return r
 
 
+async def ended_once_back(r, store: FlakyStore, request_id: str = "t-1"):
+    """The store answers again: the trade's record once the runner has ended it."""
+    store.down = False
+    await until(lambda: r.in_flight() == 0)
+    return store.get("alice", request_id)
+
+
 async def refused(call) -> TradewireError:
     with pytest.raises(TradewireError) as failure:
         await call
@@ -65,10 +72,8 @@ async def test_a_trade_whose_end_cannot_be_stored_ends_once_the_store_is_back():
     awaiting = r.recorder.metrics.trades_awaiting_store
     assert awaiting._value.get() == 1
 
-    store.down = False
-    await until(lambda: r.in_flight() == 0)
+    stored = await ended_once_back(r, store)
     assert awaiting._value.get() == 0
-    stored = store.get("alice", "t-1")
     assert stored.result.status == pb.TRADE_STATUS_FILLED and stages(stored.events) == FILLED_PATH
     assert [e.sequence for e in stored.events] == list(range(1, 10))
     assert stages(r.hub.channel_events(("alice", "t-1"))) == FILLED_PATH and r.recorder.fills == 1
@@ -84,9 +89,7 @@ async def test_a_trade_cut_off_before_the_point_of_no_return_sends_nothing_and_i
     assert failure.reason == "STORE_UNAVAILABLE"
     assert executor.closed == 1  # parked at SIMULATED when its commit could not be stored: closed, never resumed
 
-    store.down = False
-    await until(lambda: r.in_flight() == 0)
-    stored = store.get("alice", "t-1").result
+    stored = (await ended_once_back(r, store)).result
     assert stored.status == pb.TRADE_STATUS_REJECTED and stored.error.reason == "STORE_UNAVAILABLE"
     assert pb.TRADE_STATUS_SUBMITTED not in stages(r.hub.channel_events(("alice", "t-1")))
 
@@ -104,9 +107,7 @@ async def test_a_committed_paper_trade_cut_off_while_booking_is_settled_by_its_f
     assert failure.reason == "STORE_UNAVAILABLE"
     assert r.in_flight() == 1
 
-    store.down = False
-    await until(lambda: r.in_flight() == 0)
-    settled = store.get("alice", "landing").result
+    settled = (await ended_once_back(r, store, "landing")).result
     assert settled.status == pb.TRADE_STATUS_EXPIRED and "nothing was booked" in settled.error.message
     assert sqlite.holdings("alice", pb.TRADING_MODE_PAPER) == wallet
 
@@ -124,9 +125,7 @@ async def test_a_paper_booking_whose_answer_was_lost_ends_filled_with_what_was_b
     booked = sqlite.holdings("alice", pb.TRADING_MODE_PAPER)
     assert booked != before  # it was booked; the runner could not know
 
-    store.down = False
-    await until(lambda: r.in_flight() == 0)
-    filled = store.get("alice", "lost-reply").result
+    filled = (await ended_once_back(r, store, "lost-reply")).result
     assert filled.status == pb.TRADE_STATUS_FILLED
     assert filled.amount_out == format_units(
         Decimal(booked[USDC].amount - before[USDC].amount).scaleb(-6))  # USDC has 6 decimals
@@ -147,9 +146,7 @@ async def test_a_trade_taken_over_while_the_store_is_away_is_settled_once_it_is_
     second = outage_runner(paper(store), store)
     assert await second.recover([left]) == {"resumed": 0, "reconciled": 1, "failed": 0}
     await until(lambda: second.inflight.get(trade.key).task.get_name().startswith("store-wait"))
-    store.down = False
-    await until(lambda: second.in_flight() == 0)
-    settled = sqlite.get("alice", "adopted").result
+    settled = (await ended_once_back(second, store, "adopted")).result
     assert settled.status == pb.TRADE_STATUS_EXPIRED and "nothing was booked" in settled.error.message
 
 
@@ -171,9 +168,7 @@ async def test_an_executor_without_reconcile_cut_off_after_sending_fails_asking_
     r = outage_runner(ScriptedExecutor([*FILLS[:4], store.go_down, cut_off]), store)
 
     assert (await refused(r.execute(order()))).reason == "STORE_UNAVAILABLE"
-    store.down = False
-    await until(lambda: r.in_flight() == 0)
-    stored = store.get("alice", "t-1").result
+    stored = (await ended_once_back(r, store)).result
     assert stored.status == pb.TRADE_STATUS_FAILED and "check the signature" in stored.error.message
 
 
