@@ -22,7 +22,7 @@ from solders.keypair import Keypair
 from solders.transaction import VersionedTransaction
 from support.clients import PROTOCOLS, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
-from support.trading import equals
+from support.trading import equals, stage_on
 
 from tradewire.devnet import DevnetConfig
 from tradewire.v1 import service_pb2 as spb
@@ -256,15 +256,7 @@ async def test_a_live_trade_sent_by_a_replica_that_died_is_settled_by_another_by
         else:
             host.rules.drop_sends = 10**9  # lost in flight
         call = asyncio.create_task(on_a.unary("ExecuteTrade", live_trade(request_id, amount="9"), key))
-
-        async def status_on_b():
-            try:
-                trade, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
-            except RpcFailure:
-                return None
-            return trade.status
-
-        await poll(lambda: equals(status_on_b(), pb.TRADE_STATUS_SUBMITTED))
+        await poll(lambda: equals(stage_on(on_b, key, request_id), pb.TRADE_STATUS_SUBMITTED))
         if case == "landed":
             await poll(lambda: host.call(lambda: wallet_tx_count(host.devnet, wallet.pubkey())) == 1)
         a.proc.kill()  # SIGKILL, and it never comes back
@@ -277,7 +269,7 @@ async def test_a_live_trade_sent_by_a_replica_that_died_is_settled_by_another_by
             host.call(lambda: host.devnet.chain.advance_slots(DEVNET.blockhash_valid_blocks + 2))
 
         final = pb.TRADE_STATUS_FILLED if case == "landed" else pb.TRADE_STATUS_EXPIRED
-        await poll(lambda: equals(status_on_b(), final), timeout=30)
+        await poll(lambda: equals(stage_on(on_b, key, request_id), final), timeout=30)
         trade, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
         [sent] = set(host.rules.sends)  # one transaction, sent by A (B only re-broadcasts the same bytes)
         signature = str(VersionedTransaction.from_bytes(sent).signatures[0])

@@ -9,7 +9,7 @@ import pytest
 from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
 from support.redis_server import RedisServer
-from support.trading import balance, equals, eventually, found, metric, reached, trade, transitions, unique
+from support.trading import balance, equals, eventually, found, metric, reached, stage_on, trade, transitions, unique
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -94,10 +94,8 @@ async def test_a_trade_cut_off_by_a_store_restart_ends_once_the_store_is_back(al
     assert await metric(gateway, "tradewire_trades_awaiting_store") == 1
     store.start()  # back, with its data
 
-    async def status():
-        result = await found(client, key, request.request_id)
-        return result.status
-    await eventually(lambda: equals(status(), pb.TRADE_STATUS_EXPIRED), what="the trade settled")
+    await eventually(lambda: equals(stage_on(client, key, request.request_id), pb.TRADE_STATUS_EXPIRED),
+                     what="the trade settled")
     assert await metric(gateway, "tradewire_trades_awaiting_store") == 0
     settled, _ = await client.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
     assert "nothing was booked" in settled.error.message

@@ -12,7 +12,7 @@ import redis
 
 from support.clients import GrpcClient, RpcFailure
 from support.gateway_process import GatewayProcess
-from support.trading import balance, equals, eventually, found, metric, reached, trade, transitions, unique
+from support.trading import balance, equals, eventually, metric, reached, stage_on, trade, transitions, unique
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -46,12 +46,6 @@ async def alice(replicas):
     yield a.key("alice"), on_a, on_b
     await on_a.close()
     await on_b.close()
-
-
-async def stage_on(client: GrpcClient, key: str, request_id: str) -> int | None:
-    """The trade's status as GetTrade on ``client``'s replica answers it (None while unknown)."""
-    result = await found(client, key, request_id)
-    return None if result is None else result.status
 
 
 async def running_on_a_at(on_a: GrpcClient, on_b: GrpcClient, key: str, request, stage: int) -> asyncio.Task:

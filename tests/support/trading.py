@@ -45,6 +45,12 @@ async def found(client, key: str, request_id: str) -> pb.TradeResult | None:
     return result
 
 
+async def stage_on(client, key: str, request_id: str) -> int | None:
+    """The trade's status as GetTrade on ``client``'s replica answers it (None while unknown)."""
+    result = await found(client, key, request_id)
+    return None if result is None else result.status
+
+
 async def reached(client, key: str, request_id: str, stage: int) -> pb.ExecutionStatus:
     """Wait until the trade is known on ``client``'s replica, then follow its status stream
     there until it reaches ``stage`` (wherever it runs); that transition."""
