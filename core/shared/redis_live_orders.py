@@ -75,11 +75,7 @@ class SharedLiveOrders(LiveOrderStore):
         for row in self.final_since(today):
             if row.pnl_delta:
                 self._uncounted[row.signature] = (today // DAY_NS, row.pnl_delta)
-        try:
-            self._count_uncounted()
-        except STORE_OUTAGES as exc:
-            log.warning("today's LIVE bookings could not be counted in Redis yet (%s); counted before the next "
-                        "daily-loss check", exc)
+        self._count_when_possible("today's LIVE bookings")
 
     # -- sends --------------------------------------------------------------------------------
 
@@ -124,11 +120,7 @@ class SharedLiveOrders(LiveOrderStore):
         if not pnl_delta:
             return
         self._uncounted[signature] = (time.time_ns() // DAY_NS, pnl_delta)
-        try:
-            self._count_uncounted()
-        except STORE_OUTAGES as exc:
-            log.warning("a LIVE booking could not be counted in Redis yet (%s); counted before the next "
-                        "daily-loss check", exc)
+        self._count_when_possible("a LIVE booking")
 
     def realized_since(self, since_ns: int) -> int:
         """The realised PnL of every replica's LIVE bookings on the UTC days from ``since_ns``'s
@@ -136,6 +128,13 @@ class SharedLiveOrders(LiveOrderStore):
         self._count_uncounted()
         days = range(since_ns // DAY_NS, max(since_ns, time.time_ns()) // DAY_NS + 1)
         return sum(int(total) for total in self._r.mget([_total(day) for day in days]) if total is not None)
+
+    def _count_when_possible(self, what: str) -> None:
+        try:
+            self._count_uncounted()
+        except STORE_OUTAGES as exc:  # kept: counted before the next check
+            log.warning("%s could not be counted in Redis yet (%s); counted before the next daily-loss check",
+                        what, exc)
 
     def _count_uncounted(self) -> None:
         for signature, (day, pnl_delta) in list(self._uncounted.items()):

@@ -40,11 +40,20 @@ async def test_a_stalled_runners_trade_settled_elsewhere_expires_and_is_never_bo
     settling_store.close()
 
 
-async def test_a_trade_whose_fill_was_booked_before_the_crash_ends_as_booked_and_is_not_booked_again(tmp_path):
+@pytest.fixture
+async def alices_paper_wallet(tmp_path):
+    """(store, paper executor) with Alice's starting wallet given."""
     store = SqliteStore(tmp_path / "trades.db")
     executor = paper(store)
-    sell = order("booked")
     await executor.ensure_wallet("alice")
+    yield store, executor
+    store.close()
+
+
+async def test_a_trade_whose_fill_was_booked_before_the_crash_ends_as_booked_and_is_not_booked_again(
+        alices_paper_wallet):
+    store, executor = alices_paper_wallet
+    sell = order("booked")
     before = store.holdings("alice", PAPER)
     steps = executor.execute(sell)
     async for step in steps:
@@ -60,14 +69,11 @@ async def test_a_trade_whose_fill_was_booked_before_the_crash_ends_as_booked_and
     assert before[SOL].amount - booked[SOL].amount == fill.amount_in + fill.fees.total_lamports
     assert fill.quote.out_amount > 0 and fill.fees.base_fee_lamports == 5000
     assert store.holdings("alice", PAPER) == booked  # settling booked nothing more
-    store.close()
 
 
-async def test_a_fill_booked_without_a_receipt_fails_saying_positions_include_it(tmp_path):
-    store = SqliteStore(tmp_path / "trades.db")
-    executor = paper(store)
+async def test_a_fill_booked_without_a_receipt_fails_saying_positions_include_it(alices_paper_wallet):
+    store, executor = alices_paper_wallet
     sell = order("booked")
-    await executor.ensure_wallet("alice")
     booked = store.apply_fill("alice", PAPER, FillLegs(input_mint=SOL, output_mint=USDC, amount_in=10_000_000,
                                                       amount_out=1_500_000, fee_mint=SOL, fee_lamports=5000,
                                                       trade_value=1_500_000), fill_id=paper_fill_id("booked"))
@@ -76,4 +82,3 @@ async def test_a_fill_booked_without_a_receipt_fails_saying_positions_include_it
     assert outcome.status == pb.TRADE_STATUS_FAILED
     assert outcome.error.reason == "INTERNAL" and "positions include it" in outcome.error.message
     assert store.holdings("alice", PAPER) == booked
-    store.close()
