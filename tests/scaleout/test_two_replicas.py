@@ -12,6 +12,7 @@ import redis
 
 from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
+from support.redis_server import RedisServer
 from support.trading import balance, equals, eventually, found, reached, trade, unique
 from support.webhook_receiver import WebhookReceiver
 from tradewire.core import lifecycle
@@ -218,7 +219,10 @@ async def test_a_stream_on_one_replica_outlasts_a_quiet_spell_of_a_trade_on_the_
         await on_b.close()
 
 
-async def test_a_dead_replicas_webhook_goes_out_from_the_other(tmp_path, redis_server):
+async def test_a_dead_replicas_webhook_goes_out_from_the_other(tmp_path):
+    # A Redis of its own: replicas share one outbox, and the module's other replicas (alive, with
+    # no webhook configuration) must not take this test's deliveries.
+    redis_server = RedisServer(tmp_path / "redis").start()
     receiver = WebhookReceiver(always_fail={"/hooks"})  # down until replica A is dead
     config = (  # no [webhooks] secret: the generated one is shared through Redis
         '[webhooks]\nallowed_schemes = ["http", "https"]\nidle_poll_s = 0.2\ntimeout_s = 1.0\n'
@@ -254,3 +258,4 @@ async def test_a_dead_replicas_webhook_goes_out_from_the_other(tmp_path, redis_s
         a.stop()
         assert b.stop() == 0
         receiver.close()
+        redis_server.stop()
