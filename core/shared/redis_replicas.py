@@ -4,9 +4,9 @@ Each replica keeps a presence key, ``tw:alive:{replica}``, that expires ``ttl_s`
 last beat (one every ttl/3), and lists itself in ``tw:replicas``. Each beat also looks for
 listed replicas whose presence expired — crashed, partitioned away, or shut down — and adopts
 their unfinished trades (RedisTradeStore.adopt: those not past the point of no return, PAPER
-ones past it, and LIVE ones past it when this replica runs LIVE), which ``on_adopted`` then resumes or settles here (TradeRunner.recover).
-A replica shut down gracefully drops its presence once its unfinished trades are saved, so the
-others take them over at once.
+ones past it, and LIVE ones past it when this replica runs LIVE), which ``on_adopted`` then
+resumes or settles here (TradeRunner.recover). A replica shut down gracefully drops its
+presence once its unfinished trades are saved, so the others take them over at once.
 
 A replica whose beat finds its own presence had expired was presumed dead meanwhile (a stall
 longer than ``ttl_s``): its adopted trades are no longer its to write — the store refuses its
