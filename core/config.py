@@ -165,6 +165,10 @@ class PaperConfig(_Model):
 
 class StorageConfig(_Model):
     data_dir: Path = Path("tradewire-data")
+    # A fill's id and receipt are what settles its trade after a crash or a handover, minutes
+    # later at most; after this long they are forgotten (else they are kept forever). A trade
+    # still unsettled then (its replica was down longer than this) could book its fill twice.
+    fill_ids_keep_s: float = Field(30 * 86400, ge=86400)
 
 
 class LimitsConfig(_Model):

@@ -40,6 +40,7 @@ from tradewire.core.shared.redis_replicas import ReplicaPresence
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.status_hub import StatusHub
 from tradewire.core.store.base import TradeStore
+from tradewire.core.store.retention import FillIdRetention
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.core.tracing import Tracing
 from tradewire.core.trades import TradeRunner
@@ -65,6 +66,7 @@ class Core:
     shared: SharedBackends | None = None  # Redis, when several replicas share state
     presence: ReplicaPresence | None = None  # with Redis: this replica's beat; adopts dead replicas' trades
     remote_cancel: RemoteCancel | None = None  # with Redis: CancelTrade for trades running on other replicas
+    retention: FillIdRetention | None = None  # forgets fill ids long settled
 
     async def start(self) -> None:
         await self.audit.start()
@@ -85,6 +87,8 @@ class Core:
             self.hub.start()
         if self.webhooks is not None:
             await self.webhooks.start()
+        if self.retention is not None:
+            self.retention.start()  # after recovery: what it settles may still need its fill ids
 
     # -- graceful shutdown, in this order (gateway/server.py drives it) ----------------------
 
@@ -125,6 +129,8 @@ class Core:
             await self.remote_cancel.stop()
         if self.presence is not None:  # after its unfinished trades were saved: the others take them now
             await self.presence.stop(leave=True)
+        if self.retention is not None:
+            await self.retention.stop()
         self.store.close()
         if self.runner is not None:
             await self.runner.inflight.stop()
@@ -264,4 +270,4 @@ def build_core(settings: Settings) -> Core:
                                    runner.recover, metrics)
         runner.remote_cancel = remote_cancel = RemoteCancel(shared.async_client, shared.replica_id, store.owner)
     return Core(settings, service, metrics, store, audit, tracing, quotes, runner, hub, webhooks, live, shared,
-                presence, remote_cancel)
+                presence, remote_cancel, FillIdRetention(store, settings.storage.fill_ids_keep_s))

@@ -27,11 +27,14 @@ Keys (``{p}`` principal, ``{r}`` request id):
                         a version bumped by every write (fills are compare-and-set on it)
   tw:fills:{p}:{mode}   set of the fill ids applied to (or voided for) those holdings
   tw:fill-receipts:{p}:{mode}  hash: fill id → what was booked with it (its booker's receipt)
+  tw:fills:by-time      sorted set of "{p}\\x00{mode}\\x00{fill id}" by when it was recorded (ns),
+                        so that ids past their retention are forgotten (prune_fill_ids)
   tw:wallet:{p}:{mode}  present once the starting wallet was given
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import redis
@@ -60,19 +63,44 @@ return false
 """
 
 # A fill's holdings, written only if nobody wrote them since they were read (version "_v").
-# KEYS[1] the holdings hash, KEYS[2] the set of applied fill ids (with a fill id), KEYS[3] the
-# fills' receipts (with a receipt); ARGV[1] the version read ('' for none), ARGV[2] the fill id
-# ('' for none), ARGV[3] the receipt ('' for none), then mint, packed pairs. A fill id already
-# applied writes nothing and returns 0. Returns the new version, false when the version moved
-# (read again), or 0.
+# KEYS[1] the holdings hash; with a fill id, KEYS[2] the set of applied fill ids and KEYS[3] the
+# fill ids' time index, and with a receipt KEYS[4] the fills' receipts. ARGV[1] the version read
+# ('' for none), ARGV[2] the fill id ('' for none), ARGV[3] the receipt ('' for none), ARGV[4]
+# the id's member in the time index, ARGV[5] now (ns), then mint, packed pairs. A fill id
+# already applied writes nothing and returns 0. Returns the new version, false when the version
+# moved (read again), or 0.
 _WRITE_IF_UNCHANGED = """
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then return 0 end
 local version = redis.call('HGET', KEYS[1], '_v') or ''
 if version ~= ARGV[1] then return false end
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if ARGV[2] ~= '' then redis.call('SADD', KEYS[2], ARGV[2]) end
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[3]) end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if ARGV[2] ~= '' then
+  redis.call('SADD', KEYS[2], ARGV[2])
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[2], ARGV[3]) end
 return redis.call('HINCRBY', KEYS[1], '_v', 1)
+"""
+# Void a fill id: KEYS the applied set and the time index; ARGV the id, its index member, now (ns).
+_VOID = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 1
+"""
+# Forget the fill ids recorded before ARGV[1] (ns, exclusive), at most ARGV[2] of them, with
+# their receipts. KEYS[1] the time index. Returns how many went.
+_PRUNE_FILL_IDS = """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(members) do
+  local first = string.find(member, '\\0', 1, true)
+  local second = string.find(member, '\\0', first + 1, true)
+  local holder = string.sub(member, 1, first - 1) .. ':' .. string.sub(member, first + 1, second - 1)
+  local fill_id = string.sub(member, second + 1)
+  redis.call('SREM', 'tw:fills:' .. holder, fill_id)
+  redis.call('HDEL', 'tw:fill-receipts:' .. holder, fill_id)
+  redis.call('ZREM', KEYS[1], member)
+end
+return #members
 """
 # Save a trade if this replica still owns it. KEYS[1] the trade, KEYS[2] this replica's running
 # set, then the outbox's keys (enqueue); ARGV: owner, result, events ('' keeps them), terminal,
@@ -113,6 +141,7 @@ if redis.call('SCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[4], ARGV[2]) e
 return moved
 """
 _VERSION = b"_v"
+_FILL_IDS_BY_TIME = "tw:fills:by-time"
 _HISTORY_BATCH = 256
 _LAST_READ_KEPT = 4096  # callers whose last holdings read is kept (cleared when full)
 
@@ -145,6 +174,8 @@ class RedisTradeStore:
         self._save = client.register_script(_SAVE)
         self._adopt = client.register_script(_ADOPT)
         self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
+        self._void = client.register_script(_VOID)
+        self._prune_fill_ids = client.register_script(_PRUNE_FILL_IDS)
 
     @staticmethod
     def trade_key(principal_id: str, request_id: str) -> str:
@@ -264,7 +295,7 @@ class RedisTradeStore:
         """(version, holdings, whether ``fill_id`` was applied to them), read at one instant."""
         pipe = self._r.pipeline(transaction=True)
         pipe.hgetall(f"tw:hold:{principal_id}:{mode}")
-        pipe.sismember(f"tw:fills:{principal_id}:{mode}", fill_id)
+        pipe.sismember(self._fill_ids(principal_id, mode), fill_id)
         raw, applied = pipe.execute()
         return *_versioned_holdings(raw), bool(applied)
 
@@ -284,10 +315,12 @@ class RedisTradeStore:
         when the holdings were just read and nobody wrote since."""
         keys = [f"tw:hold:{principal_id}:{mode}"]
         if fill_id is not None:
-            keys.append(f"tw:fills:{principal_id}:{mode}")
+            keys += [self._fill_ids(principal_id, mode), _FILL_IDS_BY_TIME]
             if receipt is not None:
                 keys.append(self._receipts(principal_id, mode))
-        ids = [fill_id, receipt or ""] if fill_id is not None else ["", ""]
+            ids = [fill_id, receipt or "", _indexed(principal_id, mode, fill_id), time.time_ns()]
+        else:
+            ids = ["", "", "", ""]
         # The last read (the paper executor's dry run, just before) is tried first: if nobody
         # wrote since, the fill costs one round trip, not two. (The script checks the fill id.)
         last_read = self._last_read.pop((principal_id, mode), None)
@@ -316,11 +349,20 @@ class RedisTradeStore:
 
     def void_fill(self, principal_id: str, mode: int, fill_id: str) -> bool:
         # The fill script checks the id before it writes: once in the set, no booking with it can land.
-        return bool(self._r.sadd(f"tw:fills:{principal_id}:{mode}", fill_id))
+        return bool(self._void(keys=[self._fill_ids(principal_id, mode), _FILL_IDS_BY_TIME],
+                               args=[fill_id, _indexed(principal_id, mode, fill_id), time.time_ns()]))
 
     def fill_receipt(self, principal_id: str, mode: int, fill_id: str) -> str | None:
         receipt = self._r.hget(self._receipts(principal_id, mode), fill_id)
         return None if receipt is None else receipt.decode()
+
+    def prune_fill_ids(self, before_ns: int, limit: int) -> int:
+        # Ids recorded before the time index existed are not in it, and are kept.
+        return int(self._prune_fill_ids(keys=[_FILL_IDS_BY_TIME], args=[before_ns, limit]))
+
+    @staticmethod
+    def _fill_ids(principal_id: str, mode: int) -> str:
+        return f"tw:fills:{principal_id}:{mode}"
 
     @staticmethod
     def _receipts(principal_id: str, mode: int) -> str:
@@ -355,6 +397,11 @@ class RedisTradeStore:
 
     def close(self) -> None:
         pass  # the Redis connection is the gateway's, closed with it
+
+
+def _indexed(principal_id: str, mode: int, fill_id: str) -> str:
+    """A fill id's member in the time index: whose holdings, and the id."""
+    return f"{principal_id}\x00{mode}\x00{fill_id}"
 
 
 def _matches(result: trade_pb2.TradeResult, query: HistoryQuery) -> bool:

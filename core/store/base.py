@@ -140,4 +140,8 @@ class TradeStore(Protocol):
     def fill_receipt(self, principal_id: str, mode: int, fill_id: str) -> str | None:
         """The receipt booked with ``fill_id``; None if it was voided, not booked, or booked without one."""
 
+    def prune_fill_ids(self, before_ns: int, limit: int) -> int:
+        """Forget up to ``limit`` fill ids recorded before ``before_ns``, with their receipts;
+        returns how many. Their trades were settled long before (core/store/retention.py)."""
+
     def close(self) -> None: ...

@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
     UNIQUE (principal, request_id, url)
 );
 CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (state, next_attempt_ns);
+CREATE INDEX IF NOT EXISTS applied_fills_by_time ON applied_fills (applied_ns);
 """
 # Columns added after the first schema, for data directories created before them.
 _ADDED_COLUMNS = {"trades": (("request", "BLOB"),), "applied_fills": (("receipt", "TEXT"),)}
@@ -308,6 +309,11 @@ class SqliteStore:
         row = self._db.execute("SELECT receipt FROM applied_fills WHERE principal=? AND mode=? AND fill_id=?",
                                (principal_id, mode, fill_id)).fetchone()
         return None if row is None else row[0]
+
+    def prune_fill_ids(self, before_ns: int, limit: int) -> int:
+        return self._db.execute(
+            "DELETE FROM applied_fills WHERE rowid IN (SELECT rowid FROM applied_fills WHERE applied_ns < ? LIMIT ?)",
+            (before_ns, limit)).rowcount
 
     def _record_fill_id(self, principal_id: str, mode: int, fill_id: str, receipt: str | None = None) -> bool:
         """False when the fill id was recorded before."""

@@ -2,18 +2,24 @@
 in the same transaction (SQLite) or script (Redis) as the holdings change, so a booking that a
 crash interrupted can be run again with the same id. Without an id nothing changes. A fill id
 can also be voided (settling a trade whose runner stopped): no booking with it lands after. A
-booking's receipt is kept with its id, in the same write, for whoever settles the trade."""
+booking's receipt is kept with its id, in the same write, for whoever settles the trade. Ids
+past their retention are forgotten, receipts with them."""
 
+import asyncio
 import sqlite3
+import time
 import uuid
 
 import pytest
 import redis
 
+from tradewire.core.config import Settings
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.store.base import FillIdUsed
+from tradewire.core.store.retention import BATCH, FillIdRetention
 from tradewire.core.store.sqlite import SqliteStore
+from tradewire.gateway.assembly import build_core
 from tradewire.v1 import trade_pb2 as pb
 from unit.shared.shared_support import SOL, funded_replicas
 
@@ -148,6 +154,64 @@ def test_a_bookings_receipt_is_kept_with_its_fill_id_and_only_then(two_stores):
     assert [b.fill_receipt(principal, LIVE, f) for f in ("paper:t-6", "paper:t-7", "sig-8", "never")] == [None] * 4
 
 
+def test_fill_ids_past_their_retention_are_forgotten_with_their_receipts(two_stores):
+    a, b, principal = two_stores
+    a.apply_fill(principal, LIVE, sell_sol(1_000, 1), fill_id="paper:old", once=True, receipt='{"old": 1}')
+    assert a.void_fill(principal, LIVE, "paper:old-void")
+    cut = time.time_ns()
+    a.apply_fill(principal, LIVE, sell_sol(1_000, 1), fill_id="paper:new", once=True, receipt='{"new": 1}')
+    while b.prune_fill_ids(cut, 1):  # one at a time: each call is one bounded batch
+        pass
+    assert b.fill_receipt(principal, LIVE, "paper:old") is None
+    assert a.void_fill(principal, LIVE, "paper:old") and a.void_fill(principal, LIVE, "paper:old-void")  # forgotten
+    assert b.fill_receipt(principal, LIVE, "paper:new") == '{"new": 1}'  # within the retention: kept
+    with pytest.raises(FillIdUsed):
+        b.apply_fill(principal, LIVE, sell_sol(1_000, 1), fill_id="paper:new", once=True)
+    assert b.prune_fill_ids(cut, 10) == 0
+
+
+def test_the_retention_forgets_in_batches_and_keeps_the_rest(two_stores):
+    a, _, principal = two_stores
+    for i in range(BATCH + 2):
+        a.void_fill(principal, LIVE, f"paper:v-{i}")
+    cut = time.time()
+    a.apply_fill(principal, LIVE, sell_sol(1_000, 1), fill_id="paper:kept", once=True, receipt="{}")
+    keep_s = 86_400
+    retention = FillIdRetention(a, keep_s, clock=lambda: cut + keep_s)  # a day on: the voided ids are old
+
+    async def started_and_stopped() -> None:
+        retention.start()
+        async with asyncio.timeout(10):
+            while not a.void_fill(principal, LIVE, f"paper:v-{BATCH + 1}"):
+                await asyncio.sleep(0.01)
+        await retention.stop()
+
+    asyncio.run(started_and_stopped())
+    assert a.fill_receipt(principal, LIVE, "paper:kept") == "{}"
+    assert all(a.void_fill(principal, LIVE, f"paper:v-{i}") for i in range(BATCH + 1))
+
+
+async def test_the_gateway_forgets_fill_ids_past_their_retention_once_started(tmp_path):
+    seeded = SqliteStore(tmp_path / "trades.db")
+    seeded.ensure_wallet("alice", LIVE, [Holding(SOL, 1_000_000, 0, 0)])
+    seeded.apply_fill("alice", LIVE, sell_sol(1_000, 1), fill_id="paper:last-month", receipt="{}")
+    seeded.apply_fill("alice", LIVE, sell_sol(1_000, 1), fill_id="paper:today", receipt="{}")
+    month_ago = time.time_ns() - 31 * 86_400 * 10**9
+    with sqlite3.connect(tmp_path / "trades.db") as db:
+        db.execute("UPDATE applied_fills SET applied_ns = ? WHERE fill_id = 'paper:last-month'", (month_ago,))
+    seeded.close()
+    core = build_core(Settings.model_validate({"storage": {"data_dir": str(tmp_path), "fill_ids_keep_s": 30 * 86_400},
+                                               "webhooks": {"enabled": False}}))
+    await core.start()
+    try:
+        async with asyncio.timeout(10):
+            while core.store.fill_receipt("alice", LIVE, "paper:last-month") is not None:
+                await asyncio.sleep(0.01)
+        assert core.store.fill_receipt("alice", LIVE, "paper:today") == "{}"
+    finally:
+        await core.close()
+
+
 def test_redis_paper_fill_right_after_its_dry_run_read_is_one_script(redis_server):
     """A paper booking (with its fill id) right after the executor's read: one round trip."""
     client = redis.Redis.from_url(redis_server.url)
@@ -208,4 +272,6 @@ def test_an_old_database_gains_fill_receipts(tmp_path):
     assert store.fill_receipt("alice", LIVE, "paper:old") is None
     assert store.fill_receipt("alice", LIVE, "paper:new") == '{"new": 1}'
     assert not store.void_fill("alice", LIVE, "paper:old")
+    assert store.prune_fill_ids(2, 10) == 1  # the time index covers the old rows too
+    assert store.void_fill("alice", LIVE, "paper:old")
     store.close()
