@@ -11,9 +11,10 @@ In-process (DESIGN.md §5): check, claim and add run without an ``await`` in bet
 they are atomic on the event loop.
 
 With Redis (``shared``, core/shared/redis_inflight.py) the per-principal limit holds across
-every replica: ``reserve`` takes the caller's slot in Redis, atomically with its check, before
-the claim; ``add`` keeps it, ``remove`` gives it back (``unreserve`` when the trade does not
-start), and ``start`` renews this replica's leases so a replica that dies frees its slots.
+every replica: the claim takes the caller's slot in Redis (``slot_for``), atomically with its
+check and with the claim itself; ``taken`` notes it, ``add`` keeps it, the final save gives it
+back (``remove(released=True)``; a plain ``remove`` gives it back on its own), and ``start``
+renews this replica's leases so a replica that dies frees its slots.
 The total limit stays per replica on purpose: it protects this process. The items, counts in
 HealthCheck and metrics are this replica's.
 """
@@ -29,12 +30,21 @@ from tradewire.core.errors import QuotaViolation, TradewireError
 from tradewire.core.shared import log_failure
 
 if TYPE_CHECKING:
-    from tradewire.core.shared.redis_inflight import RedisInFlight
+    from tradewire.core.shared.redis_inflight import InFlightSlot, RedisInFlight
 
 log = logging.getLogger("tradewire.inflight")
 
 Key = tuple[str, str]  # (principal id, request id)
 T = TypeVar("T")
+
+
+class AtInFlightLimit(Exception):
+    """A shared store refused a claim: the caller already runs ``count`` trades across all
+    replicas. Nothing was claimed."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} trades in flight")
+        self.count = count
 
 
 class InFlightRegistry(Generic[T]):
@@ -50,7 +60,7 @@ class InFlightRegistry(Generic[T]):
         self._empty.set()
         self._metrics = metrics
         self.shared = shared
-        # Admission is synchronous from reserve to add, so at most one reservation is pending.
+        # Admission is synchronous from the claim to add, so at most one taken slot is pending.
         self._reserved: Key | None = None
         self._renewal: asyncio.Task | None = None
         if metrics is not None:
@@ -73,21 +83,14 @@ class InFlightRegistry(Generic[T]):
                          f"{across_replicas} trades of this caller are running across all replicas "
                          f"(limit {self.max_per_principal})")
 
-    def reserve(self, key: Key) -> int | None:
-        """With ``shared``: take the caller's slot across replicas before the claim. None when
-        taken (``add`` keeps it, ``unreserve`` gives it back), else the caller's count (refused)."""
-        refused = self.shared.acquire(key[0], key[1], self.max_per_principal)
-        if refused is None:
-            self._reserved = key
-        return refused
+    def slot_for(self, key: Key) -> InFlightSlot | None:
+        """With ``shared``: the caller's slot, for the store to take with the claim (or give
+        back with the final save)."""
+        return None if self.shared is None else self.shared.slot(key[0], key[1], self.max_per_principal)
 
-    def unreserve(self, key: Key) -> None:
-        """Give back a reserved slot whose trade did not start (a known request id, a failed claim)."""
-        if self._reserved == key:
-            self._reserved = None
-        # A replay of a trade running here shares its member: that lease stays.
-        if self.shared is not None and key not in self._items:
-            self._release(key)
+    def taken(self, key: Key) -> None:
+        """The claim took ``key``'s slot across replicas: ``add`` keeps it."""
+        self._reserved = key
 
     def _release(self, key: Key) -> None:
         try:
@@ -118,7 +121,8 @@ class InFlightRegistry(Generic[T]):
         self._empty.clear()
         self._update()
 
-    def remove(self, key: Key) -> T | None:
+    def remove(self, key: Key, released: bool = False) -> T | None:
+        """``released``: the store gave its shared slot back already (with the final save)."""
         item = self._items.pop(key, None)
         if item is None:
             return None
@@ -130,7 +134,7 @@ class InFlightRegistry(Generic[T]):
         if not self._items:
             self._empty.set()
         self._update()
-        if self.shared is not None:
+        if self.shared is not None and not released:
             self._release(key)
         return item
 

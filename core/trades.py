@@ -41,7 +41,7 @@ from decimal import Decimal
 from tradewire.core import lifecycle
 from tradewire.core.errors import Code, FieldViolation, TradewireError, internal_error, store_unavailable
 from tradewire.core.executors.base import Executor, Outcome, Progress
-from tradewire.core.inflight import InFlightRegistry
+from tradewire.core.inflight import AtInFlightLimit, InFlightRegistry
 from tradewire.core.market import Market, format_units
 from tradewire.core.order import Fill, Order, fingerprint
 from tradewire.core.recorder import Recorder
@@ -129,25 +129,24 @@ class TradeRunner:
         inflight = self.inflight
         # At a limit a replay of a known request id is still answered, a new one refused.
         at_limit = inflight.count(order.principal_id) >= inflight.max_per_principal or len(inflight) >= inflight.max_total
-        # With Redis the caller's slot across replicas is taken here, atomically with its check.
-        key = (order.principal_id, order.request_id)
-        across = None if at_limit or inflight.shared is None else inflight.reserve(key)  # the count, if refused
-        at_limit = at_limit or across is not None
         existing = self.store.get(order.principal_id, order.request_id) if at_limit else None
         if existing is None:
             if at_limit:
-                inflight.check(order.principal_id, across)  # raises TOO_MANY_IN_FLIGHT (and counts it)
-            # One INSERT … ON CONFLICT DO NOTHING: claims a new request id, else returns the
-            # existing record (no get-then-claim: a new trade costs one statement).
-            initial = _initial_result(order)
+                inflight.check(order.principal_id)  # raises TOO_MANY_IN_FLIGHT (and counts it)
+            # One statement (SQLite's INSERT … ON CONFLICT DO NOTHING, or one Redis script):
+            # claims a new request id, else returns the existing record. With Redis it takes the
+            # caller's slot across replicas too, in the same step (a known request id takes none).
+            key = (order.principal_id, order.request_id)
+            initial, slot = _initial_result(order), inflight.slot_for(key)
             try:
-                existing = self.store.claim(order.principal_id, order.request_id, print_, initial, order.request)
-            except BaseException:
-                inflight.unreserve(key)
+                existing = self.store.claim(order.principal_id, order.request_id, print_, initial, order.request, slot)
+            except AtInFlightLimit as refused:
+                inflight.check(order.principal_id, refused.count)  # raises TOO_MANY_IN_FLIGHT (and counts it)
                 raise
             if existing is None:
+                if slot is not None:
+                    inflight.taken(key)
                 return self._start(Trade(order, initial))
-            inflight.unreserve(key)  # a known request id takes no slot
         if existing.fingerprint != print_:
             raise TradewireError(
                 "DUPLICATE_REQUEST_MISMATCH",
@@ -425,8 +424,9 @@ class TradeRunner:
         self._ended(trade, outcome, event, outbox)
 
     def _store_end(self, trade: Trade, event: pb.ExecutionStatus, outbox) -> None:
+        # With Redis the caller's in-flight slot goes back in the same script.
         self.store.save(trade.order.principal_id, trade.result,
-                        (*(self.hub.channel_events(trade.key) or ()), event), outbox)
+                        (*(self.hub.channel_events(trade.key) or ()), event), outbox, self.inflight.slot_for(trade.key))
 
     def _ended(self, trade: Trade, outcome: Outcome, event: pb.ExecutionStatus, outbox) -> None:
         """The trade's end is stored: record its fill, publish its end, answer its callers."""
@@ -435,7 +435,7 @@ class TradeRunner:
         self._publish(trade, event)
         if outbox:
             self.webhooks.notify()
-        self.inflight.remove(trade.key)
+        self.inflight.remove(trade.key, released=True)  # by the save that stored its end
         if not trade.done.done():
             trade.done.set_result(trade.result)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import redis
 
@@ -23,22 +24,27 @@ log = logging.getLogger("tradewire.inflight")
 
 Key = tuple[str, str]  # (principal id, request id)
 
-# KEYS[1] the caller's set; ARGV: member, limit (0: none), lease ms.
-# Returns -1 when the slot was taken, else the caller's count (refused).
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local limit = tonumber(ARGV[2])
-if limit > 0 then
-  local count = redis.call('ZCARD', KEYS[1])
-  if count >= limit then return count end
+# take_slot(key, member, limit, lease): drop the caller's expired leases, refuse at the limit,
+# else add the member's lease. Returns -1 when the slot was taken, else the caller's count
+# (refused). A function, so that the trade store's claim can take the slot in its own script.
+TAKE_SLOT_LUA = """
+local function take_slot(key, member, limit, lease)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  limit = tonumber(limit)
+  if limit > 0 then
+    local count = redis.call('ZCARD', key)
+    if count >= limit then return count end
+  end
+  lease = tonumber(lease)
+  redis.call('ZADD', key, now + lease, member)
+  redis.call('PEXPIRE', key, lease)
+  return -1
 end
-local lease = tonumber(ARGV[3])
-redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], lease)
-return -1
 """
+# KEYS[1] the caller's set; ARGV: member, limit (0: none), lease ms.
+_ACQUIRE = TAKE_SLOT_LUA + "return take_slot(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"
 
 # KEYS[1] the caller's set; ARGV: member, lease ms, "\0{request id}". Takes the slot whatever
 # the count, and drops another replica's lease on the same trade (it was taken over).
@@ -69,6 +75,17 @@ return #KEYS
 """
 
 
+@dataclass(frozen=True)
+class InFlightSlot:
+    """A caller's slot, to take or give back inside a trade store's script (one round trip
+    with the claim, or with the final save)."""
+
+    key: str  # the caller's sorted set
+    member: str
+    limit: int
+    lease_ms: int
+
+
 class RedisInFlight:
     """Per-caller in-flight slots shared by every replica on one Redis, held as leases."""
 
@@ -90,6 +107,9 @@ class RedisInFlight:
 
     def _member(self, request_id: str) -> str:
         return f"{self.replica_id}\x00{request_id}"
+
+    def slot(self, principal_id: str, request_id: str, limit: int) -> InFlightSlot:
+        return InFlightSlot(self._key(principal_id), self._member(request_id), limit, self._lease_ms)
 
     def acquire(self, principal_id: str, request_id: str, limit: int) -> int | None:
         """Take a slot unless the caller already runs ``limit`` trades across all replicas:

@@ -44,15 +44,23 @@ from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, app
 from tradewire.core.store.base import (FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TakenOver, TradeLost,
                                        TradeRecord,
                                        UnfinishedTrade)
+from tradewire.core.inflight import AtInFlightLimit
+from tradewire.core.shared.redis_inflight import TAKE_SLOT_LUA, InFlightSlot
 from tradewire.core.shared.redis_outbox import ENQUEUE_LUA, RedisOutbox, enqueue_keys_args
 from tradewire.core.shared.redis_replicas import REGISTRY, presence_key
 from tradewire.core.store.sqlite import pack_events, unpack_events
 from tradewire.v1 import trade_pb2
 
-# Claim atomically: return the existing trade, or create it and list it in history.
-_CLAIM = """
+# Claim atomically: return the existing trade, or create it and list it in history. With an
+# in-flight slot (KEYS[5]; ARGV[8..10] member, limit, lease ms) a new trade first takes the
+# caller's slot, and returns the caller's count instead when at the limit (nothing claimed).
+_CLAIM = TAKE_SLOT_LUA + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HMGET', KEYS[1], 'fp', 'result', 'events')
+end
+if #KEYS > 4 then
+  local refused = take_slot(KEYS[5], ARGV[8], ARGV[9], ARGV[10])
+  if refused >= 0 then return refused end
 end
 local seq = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'result', ARGV[2], 'request', ARGV[3], 'seq', seq, 'replica', ARGV[4],
@@ -103,8 +111,10 @@ end
 return #members
 """
 # Save a trade if this replica still owns it. KEYS[1] the trade, KEYS[2] this replica's running
-# set, then the outbox's keys (enqueue); ARGV: owner, result, events ('' keeps them), terminal,
-# committed ('1' or ''), running-set member, then the outbox's args. Returns 0 when not the owner.
+# set, then (ARGV[7] not '') the caller's in-flight set to give the member ARGV[7] back to, then
+# the outbox's keys (enqueue); ARGV: owner, result, events ('' keeps them), terminal, committed
+# ('1' or ''), running-set member, in-flight member, then the outbox's args. Returns 0 when not
+# the owner, -1 when the trade is gone.
 _SAVE = ENQUEUE_LUA + """
 local owner = redis.call('HGET', KEYS[1], 'replica')
 if not owner then return -1 end
@@ -113,7 +123,12 @@ redis.call('HSET', KEYS[1], 'result', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'events', ARGV[3]) end
 if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'committed', '1') end
 if ARGV[4] == '1' then redis.call('SREM', KEYS[2], ARGV[6]) end
-if #KEYS > 2 then enqueue(3, 7) end
+local outbox = 3
+if ARGV[7] ~= '' then
+  redis.call('ZREM', KEYS[3], ARGV[7])
+  outbox = 4
+end
+if #KEYS >= outbox then enqueue(outbox, 8) end
 return 1
 """
 
@@ -187,11 +202,16 @@ class RedisTradeStore:
     # -- trades --------------------------------------------------------------------------
 
     def claim(self, principal_id: str, request_id: str, fingerprint: str, result: trade_pb2.TradeResult,
-              request: trade_pb2.TradeRequest | None = None) -> TradeRecord | None:
+              request: trade_pb2.TradeRequest | None = None, slot: InFlightSlot | None = None) -> TradeRecord | None:
         keys = [self.trade_key(principal_id, request_id), f"tw:hist:{principal_id}", self._running_key(), "tw:seq"]
         args = [fingerprint, result.SerializeToString(), request.SerializeToString() if request else b"",
                 self.replica_id, request_id, f"{principal_id}\x00{request_id}", result.mode]
+        if slot is not None:
+            keys.append(slot.key)
+            args += [slot.member, slot.limit, slot.lease_ms]
         existing = self._claim(keys=keys, args=args)
+        if isinstance(existing, int):
+            raise AtInFlightLimit(existing)
         if not existing:
             return None
         fp, raw, events = existing
@@ -199,11 +219,15 @@ class RedisTradeStore:
                            unpack_events(events))
 
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
-             events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = ()) -> None:
+             events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = (),
+             release: InFlightSlot | None = None) -> None:
         keys = [self.trade_key(principal_id, result.request_id), self._running_key()]
         args = [self.replica_id, result.SerializeToString(), pack_events(events) if events else b"",
                 "1" if lifecycle.is_terminal(result.status) else "",
-                "1" if lifecycle.may_have_been_sent(result.status) else "", f"{principal_id}\x00{result.request_id}"]
+                "1" if lifecycle.may_have_been_sent(result.status) else "", f"{principal_id}\x00{result.request_id}",
+                release.member if release is not None else ""]
+        if release is not None:
+            keys.append(release.key)
         if outbox:  # in the same script: durable as the terminal state becomes visible
             outbox_keys, outbox_args = enqueue_keys_args(outbox)
             keys += outbox_keys

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tradewire.core.portfolio import FillLegs, Holding
 from tradewire.v1 import trade_pb2
+
+if TYPE_CHECKING:
+    from tradewire.core.shared.redis_inflight import InFlightSlot
 
 
 class TakenOver(Exception):
@@ -73,14 +76,21 @@ class HistoryPage:
 
 class TradeStore(Protocol):
     def claim(self, principal_id: str, request_id: str, fingerprint: str,
-              result: trade_pb2.TradeResult, request: trade_pb2.TradeRequest | None = None) -> TradeRecord | None:
+              result: trade_pb2.TradeResult, request: trade_pb2.TradeRequest | None = None,
+              slot: InFlightSlot | None = None) -> TradeRecord | None:
         """Record a new trade (with its request, so an unfinished one can resume after a
-        restart); return the existing record instead if the id is taken."""
+        restart); return the existing record instead if the id is taken.
+
+        ``slot`` (a shared store, with in-flight counts shared by replicas): a new trade takes
+        the caller's in-flight slot in the same atomic step, or raises
+        core.inflight.AtInFlightLimit and claims nothing; a known request id takes none."""
 
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
-             events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = ()) -> None:
+             events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = (),
+             release: InFlightSlot | None = None) -> None:
         """Store a trade's latest state and its events so far; with ``outbox``, enqueue those
         webhooks in the same transaction (a terminal status and its webhooks are durable together).
+        ``release`` (a shared store): give the trade's in-flight slot back in the same step.
         Raises TakenOver, writing nothing, when a shared store gave the trade to another replica."""
 
     def unfinished(self) -> list[UnfinishedTrade]:

@@ -94,6 +94,12 @@ def unpack_events(blob: bytes | None) -> tuple[trade_pb2.ExecutionStatus, ...]:
     return tuple(out)
 
 
+def _local_only(slot: object) -> None:
+    """In-flight slots are counted in this process with the embedded store: none to take here."""
+    if slot is not None:
+        raise ValueError("the embedded store shares no in-flight slots")
+
+
 class SqliteStore:
     def __init__(self, path: Path | str) -> None:
         if str(path) != ":memory:":
@@ -119,8 +125,9 @@ class SqliteStore:
 
     # -- trades --------------------------------------------------------------------------
 
-    def claim(self, principal_id: str, request_id: str, fingerprint: str,
-              result: trade_pb2.TradeResult, request: trade_pb2.TradeRequest | None = None) -> TradeRecord | None:
+    def claim(self, principal_id: str, request_id: str, fingerprint: str, result: trade_pb2.TradeResult,
+              request: trade_pb2.TradeRequest | None = None, slot: None = None) -> TradeRecord | None:
+        _local_only(slot)
         cur = self._db.execute(
             "INSERT INTO trades (principal, request_id, fingerprint, mode, status, input_mint, output_mint,"
             " created_ns, result, request) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (principal, request_id) DO NOTHING",
@@ -131,7 +138,9 @@ class SqliteStore:
         return None if cur.rowcount == 1 else self.get(principal_id, request_id)
 
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
-             events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = ()) -> None:
+             events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = (),
+             release: None = None) -> None:
+        _local_only(release)
         update = (
             "UPDATE trades SET status = ?, result = ?, events = COALESCE(?, events) WHERE principal = ? AND request_id = ?",
             (result.status, result.SerializeToString(),

@@ -1,6 +1,7 @@
 """The per-caller in-flight limit in Redis holds across replicas: a refused trade claims
 nothing, a known request id takes no slot, a dead replica's leases lapse and a live
-replica's are renewed. Each "replica" is its own registry, runner and store on one Redis."""
+replica's are renewed. The slot is taken by the claim's script and given back by the final
+save's. Each "replica" is its own registry, runner and store on one Redis."""
 
 import asyncio
 import uuid
@@ -36,6 +37,14 @@ def replica(client, replica_id: str, executor, limit: int) -> TradeRunner:
                        RetryPolicy(max_attempts=1), None, MARKET)
 
 
+def reserve(registry: InFlightRegistry, key: tuple[str, str]) -> int | None:
+    """What a claim does with the caller's slot: None when taken, else the caller's count."""
+    refused = registry.shared.acquire(*key, registry.max_per_principal)
+    if refused is None:
+        registry.taken(key)
+    return refused
+
+
 def refusal(admit) -> TradewireError:
     with pytest.raises(TradewireError) as caught:
         admit()
@@ -50,12 +59,12 @@ def redis_ms(client) -> int:
 def test_limit_holds_across_two_replicas(redis_server):
     client, who = redis_server.client(), caller()
     a, b = registry(client, "replica-a", limit=2), registry(client, "replica-b", limit=2)
-    assert a.reserve((who, "r1")) is None
+    assert reserve(a, (who, "r1")) is None
     a.add((who, "r1"), "trade")
-    assert b.reserve((who, "r2")) is None
+    assert reserve(b, (who, "r2")) is None
     b.add((who, "r2"), "trade")
     assert a.count(who) == 1 and b.count(who) == 1  # each replica sees its own below the limit...
-    assert a.reserve((who, "r3")) == 2 and b.reserve((who, "r3")) == 2  # ...Redis sees the caller's two
+    assert reserve(a, (who, "r3")) == 2 and reserve(b, (who, "r3")) == 2  # ...Redis sees the caller's two
 
     error = refusal(lambda: b.check(who, across_replicas=2))
     assert error.reason == "TOO_MANY_IN_FLIGHT" and error.code.name == "RESOURCE_EXHAUSTED"
@@ -63,17 +72,17 @@ def test_limit_holds_across_two_replicas(redis_server):
     assert [v.subject for v in error.quota_violations] == [f"principal:{who}"]
 
     a.remove((who, "r1"))  # a finished trade gives its slot back to every replica
-    assert b.reserve((who, "r3")) is None
+    assert reserve(b, (who, "r3")) is None
 
 
 def test_total_limit_stays_per_replica(redis_server):
     client, first, second = redis_server.client(), caller(), caller()
     a, b = registry(client, "replica-a", limit=5, max_total=1), registry(client, "replica-b", limit=5, max_total=1)
-    a.reserve((first, "r1"))
+    reserve(a, (first, "r1"))
     a.add((first, "r1"), "trade")
     assert refusal(lambda: a.check(second)).metadata["scope"] == "total"
     b.check(second)  # replica B's own total is untouched
-    assert b.reserve((second, "r2")) is None
+    assert reserve(b, (second, "r2")) is None
 
 
 async def test_refused_trade_claims_nothing_and_may_be_retried(redis_server):
@@ -113,7 +122,7 @@ async def test_known_request_id_takes_no_slot_and_is_answered_at_the_limit(redis
     await asyncio.gather(running.done, other.done)
 
 
-async def test_failed_claim_gives_the_slot_back(redis_server, monkeypatch):
+async def test_a_claim_that_fails_takes_no_slot(redis_server, monkeypatch):
     client, who = redis_server.client(), caller()
     a = replica(client, "replica-a", ScriptedExecutor(FILLS), limit=1)
 
@@ -124,8 +133,27 @@ async def test_failed_claim_gives_the_slot_back(redis_server, monkeypatch):
         patch.setattr(a.store, "claim", broken_claim)
         with pytest.raises(ConnectionError):
             a.admit(order("r1", who))
-    trade = a.admit(order("r1", who))  # the slot of the failed attempt was released
+    trade = a.admit(order("r1", who))  # the failed attempt took no slot
     assert (await trade.done).status == pb.TRADE_STATUS_FILLED
+
+
+async def test_the_claim_takes_the_slot_and_the_final_save_gives_it_back(redis_server):
+    client, who = redis_server.client(), caller()
+    a = replica(client, "replica-a", ScriptedExecutor(FILLS), limit=1)
+    commands, real_execute = [], client.execute_command
+
+    def counting(*args, **options):
+        commands.append(args[0])
+        return real_execute(*args, **options)
+
+    client.execute_command = counting
+    trade = a.admit(order("r1", who))
+    assert commands == ["EVALSHA"]  # the claim, and the slot with it
+    assert client.zcard(f"tw:inflight:{who}") == 1
+    assert (await trade.done).status == pb.TRADE_STATUS_FILLED
+    assert "ZREM" not in commands and client.zcard(f"tw:inflight:{who}") == 0  # given back by the final save
+    assert isinstance(a.admit(order("r2", who)), Trade)  # so the next one is admitted at a limit of one
+    await eventually(lambda: client.zcard(f"tw:inflight:{who}") == 0, timeout=10, what="the second trade to end")
 
 
 async def test_leases_of_a_dead_replica_expire(redis_server):
@@ -134,9 +162,9 @@ async def test_leases_of_a_dead_replica_expire(redis_server):
     dead = RedisInFlight(client, "dead-replica", lease_s=2.0)
     assert dead.acquire(who, "r1", limit=2) is None and dead.acquire(who, "r2", limit=2) is None
     alive = registry(client, "live-replica", limit=2)
-    assert alive.reserve((who, "r3")) == 2
-    await eventually(lambda: alive.reserve((who, "r3")) is None, timeout=10, what="the dead replica's slots to come back")
-    assert alive.reserve((who, "r4")) is None and alive.reserve((who, "r5")) == 2
+    assert reserve(alive, (who, "r3")) == 2
+    await eventually(lambda: reserve(alive, (who, "r3")) is None, timeout=10, what="the dead replica's slots to come back")
+    assert reserve(alive, (who, "r4")) is None and reserve(alive, (who, "r5")) == 2
 
 
 async def test_renewal_keeps_a_running_trade_counted_past_its_first_lease(redis_server):
@@ -146,17 +174,17 @@ async def test_renewal_keeps_a_running_trade_counted_past_its_first_lease(redis_
     other = registry(client, "other-replica", limit=1)
     live.start()
     try:
-        assert live.reserve((who, "r1")) is None
+        assert reserve(live, (who, "r1")) is None
         live.add((who, "r1"), "trade")
         first_expiry = client.zscore(f"tw:inflight:{who}", "live-replica\x00r1")
         # wait on Redis's clock (the one leases use) until three leases have passed
         await eventually(lambda: redis_ms(client) > first_expiry + 2 * lease_s * 1000, timeout=10, what="Redis time to pass the lease")
-        assert other.reserve((who, "r2")) == 1  # still counted: the lease was renewed
+        assert reserve(other, (who, "r2")) == 1  # still counted: the lease was renewed
         assert client.zscore(f"tw:inflight:{who}", "live-replica\x00r1") > first_expiry
     finally:
         await live.stop()
     live.remove((who, "r1"))
-    assert other.reserve((who, "r2")) is None
+    assert reserve(other, (who, "r2")) is None
 
 
 def test_a_trade_taken_over_is_counted_once(redis_server):
