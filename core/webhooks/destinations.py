@@ -5,8 +5,9 @@ make the gateway POST to addresses it can reach and the caller cannot — loopba
 ranges, link-local (cloud metadata at 169.254.169.254): server-side request forgery. Only
 globally routable addresses are allowed, checked twice:
 
-* when the request arrives: a literal address or a localhost name is refused at once
-  (INVALID_ARGUMENT naming the field);
+* when the request arrives: a literal address (in any spelling a resolver accepts, 127.1
+  included) or a localhost name is refused at once (INVALID_ARGUMENT naming the field), as is
+  a host that is not a valid name at all;
 * before each delivery: every address the host name resolves to then must be global, else
   the delivery is dead-lettered (retrying cannot help) — and the POST goes to the address
   that was checked (:func:`pinned_request`), not to whatever a second lookup would answer,
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,6 +50,15 @@ def non_global_kind(address: str) -> str | None:
             "multicast" if ip.is_multicast else "private or reserved")
 
 
+def _ipv4_shorthand(name: str) -> str | None:
+    """The dotted quad of an IPv4 address written the way resolvers also accept it (127.1,
+    2130706433, 0x7f000001), else None."""
+    try:
+        return socket.inet_ntoa(socket.inet_aton(name))
+    except OSError:
+        return None
+
+
 def host_refusal(host: str) -> str | None:
     """Why ``host`` is refused without resolving it (a localhost name, a non-global literal)."""
     name = host.rstrip(".").lower()
@@ -56,8 +67,24 @@ def host_refusal(host: str) -> str | None:
     try:
         kind = non_global_kind(name)
     except ValueError:
-        return None  # a name: judged by what it resolves to, before each delivery
+        quad = _ipv4_shorthand(name) if is_host_name(name) else None
+        if quad is None:
+            return None  # a name: judged by what it resolves to, before each delivery
+        kind = non_global_kind(quad)
     return None if kind is None else f"{host} is a {kind} address"
+
+
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
+
+
+def is_host_name(host: str) -> bool:
+    """Whether ``host`` is a syntactically valid DNS name or IPv4 literal (IDNA names included;
+    IPv6 literals are checked as addresses)."""
+    try:
+        ascii_name = host.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return False
+    return 0 < len(ascii_name) <= 253 and all(_LABEL.match(label) for label in ascii_name.split("."))
 
 
 @dataclass(frozen=True)

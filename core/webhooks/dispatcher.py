@@ -46,8 +46,8 @@ from tradewire.core.errors import invalid
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.shared import log_failure
 from tradewire.core.store.base import OutboxEntry, TradeStore
-from tradewire.core.webhooks.destinations import (Resolver, check_destination, host_refusal, pinned_request,
-                                                  system_resolver)
+from tradewire.core.webhooks.destinations import (Resolver, check_destination, host_refusal, is_host_name,
+                                                  pinned_request, system_resolver)
 from tradewire.core.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 from tradewire.v1 import trade_pb2 as pb
 
@@ -140,6 +140,8 @@ class WebhookDispatcher:
         if parts.scheme not in self.config.allowed_schemes or not parts.hostname:
             allowed = " or ".join(self.config.allowed_schemes)
             raise invalid(field, f"must be an absolute {allowed} URL")
+        if ":" not in parts.hostname and not is_host_name(parts.hostname):  # (":": an IPv6 literal)
+            raise invalid(field, f"has an invalid host name {parts.hostname!r}")
         refused = None if self.config.allow_private_request_urls else host_refusal(parts.hostname)
         if refused is not None:
             raise invalid(field, f"must reach a public address: {refused}")

@@ -31,12 +31,14 @@ async def resolver(host: str, port: int) -> list[str]:
 
 @pytest.mark.parametrize("host", ["localhost", "api.localhost", "127.0.0.1", "::1", "10.1.2.3", "172.16.0.1",
                                   "192.168.0.10", "169.254.169.254", "0.0.0.0", "::ffff:127.0.0.1", "fd00::1",
-                                  "100.64.0.1", "224.0.0.1"])
+                                  "100.64.0.1", "224.0.0.1",
+                                  # IPv4 as resolvers also read it: short, decimal, hex, octal
+                                  "127.1", "2130706433", "0x7f000001", "0177.0.0.1", "10.1"])
 def test_non_public_hosts_are_refused_without_resolving(host):
     assert host_refusal(host) is not None
 
 
-@pytest.mark.parametrize("host", ["example.com", PUBLIC, "2606:4700::1111"])
+@pytest.mark.parametrize("host", ["example.com", PUBLIC, "2606:4700::1111", "münchen.example", "1.1"])
 def test_names_and_public_addresses_pass_the_first_check(host):
     assert host_refusal(host) is None
 
@@ -71,6 +73,21 @@ async def test_request_urls_into_our_networks_are_invalid_arguments(url):
         await trusted.close()
     finally:
         await dispatcher.close()
+
+
+@pytest.mark.parametrize("url", ["https://exa mple.com/x", "https://a..b/x", "https://-dash.example/x",
+                                 "https://" + "a" * 64 + ".example/x"])
+async def test_request_urls_with_an_invalid_host_name_are_invalid_arguments_even_where_trusted(url):
+    for allow_private in (False, True):
+        dispatcher = WebhookDispatcher(SqliteStore(":memory:"), config(allow_private_request_urls=allow_private),
+                                       SECRET)
+        try:
+            with pytest.raises(TradewireError) as refused:
+                dispatcher.check_request_url(url)
+            assert refused.value.code.name == "INVALID_ARGUMENT" and "host name" in refused.value.message
+            assert [v.field for v in refused.value.field_violations] == ["webhook_url"]
+        finally:
+            await dispatcher.close()
 
 
 def saved(store: SqliteStore, request_id: str, url: str) -> None:
