@@ -2,10 +2,13 @@
 
 The adapter maps each RPC onto core exactly as the gRPC adapter does. ``ConnectCompat``
 closes connect-python 0.9's gaps in front of it: a ``charset=utf-8`` parameter spelled any
-other way than ``; charset=utf-8`` (415 otherwise), an unknown or mistyped JSON field
-(500 otherwise) which must be a 400 naming the field, and a server stream whose client went
-away (connect-python notices only when the next message is ready; here the stream is
-cancelled at once, so it frees what it holds immediately).
+other way than ``; charset=utf-8`` (415 otherwise); a request message that does not decode —
+an unknown, mistyped or repeated JSON field, bad protobuf, a truncated frame, bad base64 in a
+GET query — in a unary body, a GET query or a server stream's one message (500 or UNKNOWN
+otherwise, with protobuf's internals in the message), which must be INVALID_ARGUMENT naming
+the field where there is one; and a server stream whose client went away (connect-python
+notices only when the next message is ready; here the stream is cancelled at once, so it
+frees what it holds immediately).
 
 This listener is uvicorn, HTTP/1.1: a request body and its response cannot flow at the same
 time, so bidirectional streaming (TradeSession) cannot be full duplex here. It answers
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
 import logging
 import re
@@ -148,12 +152,25 @@ def _decode_proto(body: bytes, input_cls):
         raise TradewireError("MALFORMED_REQUEST", f"request is not a valid {input_cls.DESCRIPTOR.name}") from None
 
 
-def _decode_grpc_web_frame(body: bytes, input_cls):
-    """The first data frame of a gRPC-Web request (compressed frames are left to connect-python)."""
-    if len(body) < 5 or body[0] & 0x01:
-        return None
-    size = int.from_bytes(body[1:5], "big")
-    return _decode_proto(body[5:5 + size], input_cls)
+def _enveloped(decode: Callable) -> Callable:
+    """A decoder of the one message a request stream carries (gRPC-Web, and Connect's server
+    streams): a flags byte, a 4-byte length, the message. Compressed messages are left to
+    connect-python (it inflates them)."""
+    def decode_frame(body: bytes, input_cls):
+        if body[:1] and body[0] & 0x01:
+            return None
+        if len(body) < 5 or int.from_bytes(body[1:5], "big") > len(body) - 5:
+            raise TradewireError("MALFORMED_REQUEST", "the request does not hold a complete message frame")
+        return decode(body[5:5 + int.from_bytes(body[1:5], "big")], input_cls)
+    return decode_frame
+
+
+def _decode_base64(text: str) -> bytes:
+    """A GET request's ``message`` with ``base64=1`` (URL-safe or standard, padding optional)."""
+    try:
+        return base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error:
+        raise TradewireError("MALFORMED_REQUEST", "the message query parameter is not valid base64") from None
 
 
 def _gunzip(body: bytes, limit: int) -> bytes | None:
@@ -166,7 +183,13 @@ def _gunzip(body: bytes, limit: int) -> bytes | None:
     return None if len(plain) > limit else plain
 
 
-_BODY_DECODERS = {b"application/json": decode_json, b"application/proto": _decode_proto}
+_GRPC_WEB = (b"application/grpc-web", b"application/grpc-web+proto")
+_BODY_DECODERS = {b"application/json": decode_json, b"application/proto": _decode_proto,
+                  **dict.fromkeys(_GRPC_WEB, _enveloped(_decode_proto))}
+_STREAM_DECODERS = {b"application/connect+json": _enveloped(decode_json),
+                    b"application/connect+proto": _enveloped(_decode_proto),
+                    **dict.fromkeys(_GRPC_WEB, _enveloped(_decode_proto))}
+_QUERY_DECODERS = {"json": lambda raw, input_cls: decode_json(raw or b"null", input_cls), "proto": _decode_proto}
 
 
 def _connect_error_body(error: TradewireError) -> bytes:
@@ -182,6 +205,8 @@ class ConnectCompat:
         self.max_body_bytes = max_body_bytes
         self._inputs = {rpc.name: message_factory.GetMessageClass(rpc.descriptor.input_type)
                         for rpc in RPCS if not rpc.client_streaming and not rpc.server_streaming}
+        self._stream_inputs = {rpc.name: message_factory.GetMessageClass(rpc.descriptor.input_type)
+                               for rpc in RPCS if rpc.server_streaming and not rpc.client_streaming}
         self._streams = frozenset(rpc.name for rpc in RPCS if rpc.server_streaming)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -190,48 +215,58 @@ class ConnectCompat:
         headers = [(k, self._normalize(v) if k == b"content-type" else v) for k, v in scope["headers"]]
         scope = {**scope, "headers": headers}
         method_name = scope["path"].rsplit("/", 1)[-1]  # mounted at the service's path
-        input_cls = self._inputs.get(method_name)
         content_type = dict(headers).get(b"content-type", b"")
+        grpc_web = content_type in _GRPC_WEB
         if method_name in self._streams:
-            return await self._stream_until_disconnect(scope, receive, send)
+            input_cls, decode = self._stream_inputs.get(method_name), _STREAM_DECODERS.get(content_type)
+            if input_cls is None or decode is None:  # TradeSession (refused by the adapter), or a protocol error
+                return await self._stream_until_disconnect(scope, receive, send)
+            body = await self._read_body(receive, send)
+            if body is None or await self._refused(
+                    decode, body, input_cls, send, self._send_grpc_web_error if grpc_web
+                    else lambda send, error: self._send_stream_error(send, error, content_type)):
+                return
+            return await self._stream_until_disconnect(scope, _replaying(body, receive), send)
+        input_cls = self._inputs.get(method_name)
         if input_cls is None:
             return await self.app(scope, receive, send)
         if scope["method"] == "GET":
-            query = parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True)
-            if query.get("encoding", [""])[0] == "json" and "message" in query:
-                raw = query["message"][0]
-                if query.get("base64", [""])[0] == "1":
-                    raw = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode(errors="replace")
-                if await self._refused(decode_json, raw.encode(), input_cls, send):
+            # latin-1: the percent-decoded bytes as they are (a proto message is binary)
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True,
+                             encoding="latin-1")
+            decode = _QUERY_DECODERS.get(query.get("encoding", [""])[0])
+            if decode is not None and "message" in query:
+                raw = query["message"][0].encode("latin-1")
+                check = ((lambda text, cls: decode(_decode_base64(text.decode("latin-1")), cls))
+                         if query.get("base64", [""])[0] == "1" else decode)
+                if await self._refused(check, raw, input_cls, send):
                     return
             return await self.app(scope, receive, send)
-        grpc_web = content_type in (b"application/grpc-web", b"application/grpc-web+proto")
-        decode = _decode_grpc_web_frame if grpc_web else _BODY_DECODERS.get(content_type)
+        decode = _BODY_DECODERS.get(content_type)
         if decode is None:
             return await self.app(scope, receive, send)
+        body = await self._read_body(receive, send)
+        if body is None:
+            return
+        encoding = dict(headers).get(b"content-encoding", b"identity")
+        plain = _gunzip(body, self.max_body_bytes) if encoding == b"gzip" else body if encoding == b"identity" else None
+        if plain is not None and await self._refused(
+                decode, plain, input_cls, send, self._send_grpc_web_error if grpc_web else self._send_error):
+            return
+        await self._unary_until_disconnect(scope, _replaying(body, receive), send, receive)
+
+    async def _read_body(self, receive, send) -> bytes | None:
+        """The whole request body; None when it was too large (answered 413 then)."""
         body, more = b"", True
         while more:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_body_bytes:
-                return await self._send_error(send, TradewireError(
+                await self._send_error(send, TradewireError(
                     "PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes"), 413)
-        encoding = dict(headers).get(b"content-encoding", b"identity")
-        plain = _gunzip(body, self.max_body_bytes) if encoding == b"gzip" else body if encoding == b"identity" else None
-        if plain is not None and await self._refused(decode, plain, input_cls, send, grpc_web):
-            return
-
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self._unary_until_disconnect(scope, replay, send, receive)
+                return None
+        return body
 
     async def _unary_until_disconnect(self, scope, app_receive, send, wire_receive) -> None:
         """Run a unary call whose body is already read; cancel it if the client disconnects
@@ -301,11 +336,13 @@ class ConnectCompat:
         match = _CHARSET_UTF8.match(value.decode("latin-1"))
         return match.group(1).lower().encode() if match else value
 
-    async def _refused(self, decode, body: bytes, input_cls, send, grpc_web: bool = False) -> bool:
+    async def _refused(self, decode, body: bytes, input_cls, send, send_error=None) -> bool:
+        """Whether ``body`` does not decode as ``input_cls``: then answered by ``send_error``
+        (a Connect unary error by default), naming the field where there is one."""
         try:
             decode(body, input_cls)
         except TradewireError as error:
-            await (self._send_grpc_web_error(send, error) if grpc_web else self._send_error(send, error, 400))
+            await (send_error or self._send_error)(send, error)
             return True
         return False
 
@@ -321,11 +358,34 @@ class ConnectCompat:
         await send({"type": "http.response.body", "body": b""})
 
     @staticmethod
-    async def _send_error(send, error: TradewireError, status: int) -> None:
+    async def _send_stream_error(send, error: TradewireError, content_type: bytes) -> None:
+        """A Connect stream that ends before its first message: HTTP 200, and the error in the
+        end-of-stream frame (flags 0x02), as connect-python ends a stream."""
+        end = json.dumps({"error": json.loads(_connect_error_body(error))}).encode()
+        body = b"\x02" + len(end).to_bytes(4, "big") + end
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _send_error(send, error: TradewireError, status: int = 400) -> None:
         body = _connect_error_body(error)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+def _replaying(body: bytes, receive):
+    """An ASGI receive that hands the app the body read already, then the client's messages."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return replay
 
 
 def build_connect_app(service, max_body_bytes: int):

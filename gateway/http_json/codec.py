@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -79,9 +81,23 @@ async def read_body(receive: Callable[[], Awaitable[dict]], content_length: str 
 
 def parse_json(body: bytes) -> Any:
     try:
-        return orjson.loads(body)
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise TradewireError("MALFORMED_REQUEST", f"request body is not valid JSON: {exc}") from None
+    if isinstance(doc, dict | list):
+        # orjson keeps the last of repeated keys without a word; the standard library's
+        # parser shows them (a second pass of a few µs, on a body orjson found valid).
+        json.loads(body, object_pairs_hook=_refuse_repeated_keys)
+    return doc
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        repeated = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+        raise invalid(repeated, "appears more than once in one JSON object; send each field once",
+                      reason="MALFORMED_REQUEST")
+    return obj
 
 
 # --- decoding ------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Every bad input gets the right code on every protocol, names the field, and never a 500."""
 
+import base64
 import json
 import struct
 
@@ -44,6 +45,10 @@ MESSAGE_CASES = [
     ("webhook-to-loopback", base(webhook_url="https://127.0.0.1:8080/admin"), "INVALID_ARGUMENT", "webhook_url"),
     ("webhook-to-cloud-metadata", base(webhook_url="https://169.254.169.254/latest/meta-data"),
      "INVALID_ARGUMENT", "webhook_url"),
+    ("webhook-to-loopback-shorthand", base(webhook_url="https://127.1/admin"), "INVALID_ARGUMENT", "webhook_url"),
+    ("webhook-to-loopback-as-integer", base(webhook_url="https://2130706433/admin"), "INVALID_ARGUMENT",
+     "webhook_url"),
+    ("webhook-invalid-host-name", base(webhook_url="https://exa mple.com/hook"), "INVALID_ARGUMENT", "webhook_url"),
 ]
 
 
@@ -195,3 +200,77 @@ def test_missing_bearer_scheme_is_401(http, gateway):
     response = http.post("/v1/trades", json=VALID_JSON, headers={"authorization": gateway.key("alice")})
     body = _assert_clean(response, 401)
     assert "scheme" in body["message"].lower() or "bearer" in body["message"].lower()
+
+
+# -- Connect and gRPC-Web: a message that does not decode, wherever it comes ------------------
+
+STREAM_PATH = "/tradewire.v1.TradeExecutionService/StreamExecutionStatus"
+MARKET_PATH = "/tradewire.v1.TradeExecutionService/GetMarket"
+
+
+def _frame(message: bytes, flags: int = 0) -> bytes:
+    return bytes([flags]) + struct.pack(">I", len(message)) + message
+
+
+def _end_of_stream_error(response: httpx.Response) -> dict:
+    """The error in a Connect stream's end-of-stream frame (flags 0x02)."""
+    assert response.status_code == 200, response.text
+    body = response.content
+    assert body[0] & 0x02, body
+    return json.loads(body[5:5 + struct.unpack(">I", body[1:5])[0]])["error"]
+
+
+@pytest.mark.parametrize("content_type,frame,field", [
+    ("application/connect+json", _frame(b'{"requestId":"x","zzz":1}'), "zzz"),
+    ("application/connect+json", _frame(b'{"requestId":5}'), "request_id"),
+    ("application/connect+json", _frame(b'{"requestId":"x","requestId":"y"}'), "requestId"),
+    ("application/connect+json", _frame(b'{"requestId":'), None),
+    ("application/connect+proto", _frame(b"\xff\xff\xff\xff"), None),
+    ("application/connect+proto", b"\x00\x00\x00\x00\x40" + b"\x0a\x01x", None),  # announces 64 bytes, has 3
+], ids=["unknown-field", "mistyped-field", "repeated-field", "cut-json", "bad-proto", "truncated-frame"])
+def test_a_connect_stream_whose_message_does_not_decode_ends_invalid_argument(http, gateway, content_type, frame,
+                                                                               field):
+    response = http.post(STREAM_PATH, content=frame, headers={**_auth(gateway), "content-type": content_type})
+    assert response.headers["content-type"] == content_type
+    error = _end_of_stream_error(response)
+    assert error["code"] == "invalid_argument", error
+    assert "Available Fields" not in error["message"] and "Traceback" not in error["message"]
+    if field is not None:
+        assert field in error["message"], error
+
+
+@pytest.mark.parametrize("frame", [_frame(b"\xff\xff\xff\xff"), b"\x00\x00\x00\x00\x40\x0a"],
+                         ids=["bad-proto", "truncated-frame"])
+def test_a_grpc_web_stream_whose_message_does_not_decode_is_invalid_argument(http, gateway, frame):
+    response = http.post(STREAM_PATH, content=frame, headers={
+        **_auth(gateway), "content-type": "application/grpc-web+proto", "x-grpc-web": "1"})
+    assert response.status_code == 200
+    assert (response.headers.get("grpc-status") or _trailer_status(response.content)) == "3", response.content
+
+
+@pytest.mark.parametrize("query", [
+    "encoding=json&base64=1&message=a",  # not base64
+    "encoding=json&base64=1&message=%21%21%21%21",  # not base64 either (it decoded to nothing before)
+    "encoding=proto&base64=1&message=_____w",  # base64, but not a GetMarketRequest
+    "encoding=json&message=%7B%22a%22%3A1%2C%22a%22%3A2%7D",  # {"a":1,"a":2}
+    "encoding=json&message=",  # no JSON at all
+], ids=["bad-base64", "not-base64-chars", "bad-proto", "repeated-key", "empty-json"])
+def test_a_connect_get_whose_message_does_not_decode_is_400(http, gateway, query):
+    response = http.get(f"{MARKET_PATH}?{query}", headers=_auth(gateway))
+    body = _assert_clean(response, 400)
+    assert body["code"] == "invalid_argument", body
+    assert "Traceback" not in gateway.log_text()
+
+
+def test_a_connect_get_with_a_good_base64_message_is_answered(http, gateway):
+    message = base64.urlsafe_b64encode(b"{}").decode().rstrip("=")
+    response = http.get(f"{MARKET_PATH}?encoding=json&base64=1&message={message}", headers=_auth(gateway))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("path", [CONNECT_PATH, "/v1/trades"], ids=["connect", "http"])
+def test_a_repeated_json_field_is_400_naming_it(http, gateway, path):
+    raw = json.dumps(VALID_JSON)[:-1] + ', "requestId": "second"}'
+    response = http.post(path, content=raw, headers={**_auth(gateway), "content-type": "application/json"})
+    body = _assert_clean(response, 400)
+    assert _field_in_body(body, "requestId") and "more than once" in body["message"]
