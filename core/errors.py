@@ -121,6 +121,8 @@ class TradewireError(Exception):
     retry_after_s: float | None = None
     quota_violations: tuple[QuotaViolation, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Response headers that go with this error on every protocol (the rate-limit state of a refusal).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:

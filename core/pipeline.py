@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from tradewire.core.auth.authenticator import Authenticator
 from tradewire.core.auth.permissions import METHOD_ACCESS, Access, authorize
@@ -23,13 +24,14 @@ from tradewire.core.context import CallContext
 from tradewire.core.errors import Code, TradewireError, internal_error, invalid, store_unavailable
 from tradewire.core.market import Market
 from tradewire.core.order import Order
-from tradewire.core.ratelimit import RateLimits
+from tradewire.core.ratelimit import RateDecision, RateLimits
 from tradewire.core.logs import call_fields
 from tradewire.core.recorder import Recorder
 from tradewire.core.tracing import Tracing
 from tradewire.core.validation import require_valid, validate_trade
 from tradewire.v1 import service_pb2, trade_pb2
 
+T = TypeVar("T")
 log = logging.getLogger("tradewire.pipeline")
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
@@ -93,6 +95,7 @@ class Pipeline:
                 yield call
             except TradewireError as exc:
                 code, reason = exc.code, exc.reason
+                ctx.response_headers.update(exc.headers)
                 raise
             except (asyncio.CancelledError, GeneratorExit):  # the caller went away
                 code = Code.CANCELLED
@@ -137,7 +140,7 @@ class Pipeline:
         if public and not ("authorization" in ctx.headers or "x-api-key" in ctx.headers):
             return
         peer_host = _host(ctx.peer)
-        self.limits.check_peer(peer_host)
+        self._counting_refusals(lambda: self.limits.check_peer(peer_host))
         outcome = self.authenticator.attempt(ctx.headers)
         self.recorder.auth_attempt(ctx, outcome)
         if outcome.ok:
@@ -159,12 +162,23 @@ class Pipeline:
         principal = call.ctx.principal
         if principal is None:
             return
-        try:
-            decision = self.limits.check_call(principal.id, call.ctx.method, _mode_name(call.mode))
-        except TradewireError as exc:
-            self.recorder.rate_limited(exc.metadata.get("subject", "").split(":", 1)[0])
-            raise
+        decision = self._counting_refusals(
+            lambda: self.limits.check_call(principal.id, call.ctx.method, _mode_name(call.mode)))
         call.ctx.response_headers.update(decision.headers())
+
+    def limit_trade(self, principal_id: str, mode: int) -> RateDecision:
+        """One trade of a call that carries several (a batch item, a session's trade) takes what
+        an ExecuteTrade of its mode takes; raises RATE_LIMITED when a bucket is empty."""
+        return self._counting_refusals(lambda: self.limits.check_call(principal_id, "ExecuteTrade", _mode_name(mode)))
+
+    def _counting_refusals(self, check: Callable[[], T]) -> T:
+        """``check()``; a RATE_LIMITED refusal is counted per bucket (tradewire_rate_limited_total)."""
+        try:
+            return check()
+        except TradewireError as exc:
+            if exc.reason == "RATE_LIMITED":
+                self.recorder.rate_limited(exc.metadata.get("subject", "").split(":", 1)[0])
+            raise
 
     def validate(self, call: Call) -> None:
         """The contract's rules; trade requests also become Orders (Solana checks)."""

@@ -227,4 +227,5 @@ def raise_if_limited(decision: RateDecision, subject: str) -> None:
         retry_after_s=retry,
         quota_violations=(QuotaViolation(subject, f"bucket of {decision.limit} requests is empty"),),
         metadata={"subject": subject, "limit": str(decision.limit)},
+        headers=decision.headers(),
     )

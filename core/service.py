@@ -30,7 +30,6 @@ from tradewire.core.market import Market, format_units
 from tradewire.core.order import Order
 from tradewire.core.pipeline import Pipeline, shutting_down
 from tradewire.core.quotes import QuoteSource
-from tradewire.core.ratelimit import raise_if_limited
 from tradewire.core.store.base import HistoryQuery, TradeStore
 from tradewire.core.trades import TradeRunner, trade_error, trade_not_found
 from tradewire.core.validation import require_valid, validate_trade
@@ -288,9 +287,8 @@ class TradeService:
             async def run(index: int, order: Order) -> None:
                 async with slots:
                     try:
-                        if order.mode == pb.TRADING_MODE_LIVE:
-                            raise_if_limited(self.pipeline.limits.live.acquire(f"live:{principal.id}"),
-                                             f"live:{principal.id}")
+                        # each trade takes what an ExecuteTrade would: a batch is no way around the limits
+                        self.pipeline.limit_trade(principal.id, order.mode)
                         result = await self.runner.result_of(self.runner.admit(order), ctx.deadline)
                     except TradewireError as exc:
                         results[index] = spb.BatchItemResult(index=index, error=trade_error(exc))
@@ -428,7 +426,7 @@ class _Session:
                 return
             mode = _mode_name(message.trade.mode)
             authorize(self.principal, "TradeSession", mode)
-            self.service.pipeline.limits.check_call(self.principal.id, "ExecuteTrade", mode)
+            self.service.pipeline.limit_trade(self.principal.id, message.trade.mode)
             order = validate_trade(message.trade, self.principal.id, self.service.market, "trade.")
             self.service._check_webhook(order, "trade.")
             self.runner.admit(order)

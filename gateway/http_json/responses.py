@@ -62,5 +62,5 @@ async def send_error(
     status: int | None = None,
     extra_headers: Mapping[str, str] | None = None,
 ) -> None:
-    headers = header_list(response_headers, retry_after_header(error), extra_headers)
+    headers = header_list({**(response_headers or {}), **retry_after_header(error)}, extra_headers)
     await send_bytes(send, status or http_status(error), error_body(error), headers)

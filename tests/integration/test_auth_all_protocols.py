@@ -14,6 +14,7 @@ from support.auth_material import AUDIENCE, ISSUER, b64url, new_material
 from support.clients import PROTOCOLS, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
 from support.ports import wait_until
+from support.trading import metric
 from tradewire.core.auth.api_keys import create_key, revoke_key
 from tradewire.core.auth.sqlite_key_store import SqliteApiKeyStore
 from tradewire.v1 import service_pb2 as spb
@@ -199,8 +200,11 @@ async def test_burst_above_the_limit_is_429_with_a_usable_retry_delay(limited_ga
         assert refused is not None, "the burst was never limited"
         assert refused.code == "RESOURCE_EXHAUSTED" and refused.reason == "RATE_LIMITED"
         assert refused.retry_after_s is not None and 0 < refused.retry_after_s <= 1
+        # the bucket's state goes with the refusal on every protocol (gRPC: in the trailers)
+        assert int(refused.headers["retry-after"]) >= 1, refused.headers
+        assert refused.headers["ratelimit-limit"] == "5" and refused.headers["ratelimit-remaining"] == "0"
         if protocol == "http":
-            assert refused.http_status == 429 and int(refused.headers["retry-after"]) >= 1
+            assert refused.http_status == 429
         await asyncio.sleep(refused.retry_after_s)  # the delay under test: waiting it out must suffice
         await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), key)
     finally:
@@ -220,3 +224,4 @@ async def test_failed_authentications_are_limited_per_peer(limited_gateway):
         assert codes[10:] == ["RESOURCE_EXHAUSTED"] * 5
     finally:
         await client.close()
+    assert await metric(limited_gateway, "tradewire_rate_limited_total", bucket="peer") == 5

@@ -188,7 +188,9 @@ class ConnectPyClient:
             try:
                 response = await getattr(self.client, self._snake(method))(request, headers=_auth(key, headers))
             except ConnectError as exc:
-                raise self._failure(exc) from None
+                failure = self._failure(exc)
+                failure.headers = {k.lower(): v for k, v in meta.headers().items()}
+                raise failure from None
         return response, {k.lower(): v for k, v in meta.headers().items()}
 
     async def stream(self, method: str, request, key: str | None = None, headers: dict | None = None, limit: int | None = None):

@@ -1,0 +1,55 @@
+"""Every trade takes from its caller's rate limit, whichever call carries it: a batch costs
+what its trades would cost one by one (plus the call itself), so batching is no way around
+the limit; refusals are counted per bucket."""
+
+import pytest
+
+from tradewire.core.auth.api_keys import hash_key
+from tradewire.core.config import Settings
+from tradewire.core.context import CallContext, Protocol
+from tradewire.gateway.assembly import build_core
+from tradewire.v1 import service_pb2 as spb
+from tradewire.v1 import trade_pb2 as pb
+
+KEY = "tw_ratetest_" + "r" * 40
+SOL = "So11111111111111111111111111111111111111112"
+USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+BURST = 5
+
+
+@pytest.fixture
+async def core(tmp_path):
+    settings = Settings.model_validate({
+        "storage": {"data_dir": str(tmp_path)},
+        "auth": {"api_keys": [{"prefix": KEY[:11], "sha256": hash_key(KEY), "owner": "rita",
+                               "scopes": ["read", "trade:paper"]}]},
+        "limits": {"requests_per_s": 0.001, "burst": BURST},  # no refill within the test
+        "webhooks": {"enabled": False},
+    })
+    made = build_core(settings)
+    await made.start()
+    yield made
+    await made.close()
+
+
+def trade(request_id: str) -> pb.TradeRequest:
+    return pb.TradeRequest(request_id=request_id, mode=pb.TRADING_MODE_PAPER, input_mint=SOL, output_mint=USDC,
+                           amount="0.01", slippage_bps=100)
+
+
+def refusals(core, bucket: str) -> float:
+    return core.metrics.registry.get_sample_value("tradewire_rate_limited_total", {"bucket": bucket}) or 0.0
+
+
+async def test_a_batch_takes_one_token_per_trade_and_refuses_the_rest_item_by_item(core):
+    ctx = CallContext(protocol=Protocol.GRPC, method="ExecuteTradeBatch", headers={"authorization": f"Bearer {KEY}"},
+                      peer="127.0.0.1:1")
+    batch = spb.ExecuteTradeBatchRequest(trades=[trade(f"batch-{i}") for i in range(2 * BURST)])
+    response = await core.service.ExecuteTradeBatch(batch, ctx)
+
+    filled = [r for r in response.results if r.HasField("result") and r.result.status == pb.TRADE_STATUS_FILLED]
+    limited = [r for r in response.results if r.HasField("error") and r.error.reason == "RATE_LIMITED"]
+    assert len(filled) == BURST - 1  # the call took one token, each trade one more
+    assert len(limited) == BURST + 1 and len(filled) + len(limited) == len(response.results)
+    assert refusals(core, "principal") == BURST + 1
+    assert all(core.store.get("rita", f"batch-{r.index}") is None for r in limited)  # refused: nothing claimed
