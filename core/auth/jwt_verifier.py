@@ -4,7 +4,8 @@ Order of checks: size -> header (alg, kid) -> key lookup -> alg must equal the K
 algorithm -> signature + iss/aud/sub (PyJWT) -> exp/nbf/iat against an injectable clock
 (so tests need no sleeps) -> scopes. Signature comes before any claim, so a tampered
 token is AUTH_INVALID whatever its claims say. Messages never contain the token; the
-only token-derived value echoed is the (sanitised) ``kid``, in metadata ``credential``.
+only token-derived value echoed is the (sanitised) ``kid``, in metadata ``credential``; the
+``sub`` (the principal's id, logged) must be printable ASCII of at most 255 characters.
 Header fields such as ``jku``/``x5u``/``jwk`` are ignored: keys come only from config.
 """
 
@@ -36,6 +37,7 @@ from .verification_keys import (
 )
 
 _B64URL_SEGMENT = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+_SUBJECT = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,9 @@ class JwtVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject.strip():
             raise _fail("AUTH_INVALID", "token 'sub' claim is empty", credential)
+        if not _SUBJECT.fullmatch(subject):  # it becomes the principal id: in store keys, logs, the audit
+            raise _fail("AUTH_INVALID", "token 'sub' claim must be 1 to 255 printable ASCII characters "
+                        "without spaces (OpenID Connect's limit)", credential)
         return VerifiedToken(
             subject=subject,
             scopes=self._scopes(claims, credential),

@@ -121,6 +121,10 @@ def _attacks(m: Material) -> dict[str, tuple[str, str]]:
         "missing exp": (m.sign("hs", exp=None), "AUTH_INVALID"),
         "exp not a number": (m.sign("hs", exp="tomorrow"), "AUTH_INVALID"),
         "missing sub": (m.sign("hs", sub=None), "AUTH_INVALID"),
+        # the subject becomes the principal id, in store keys and log lines
+        "sub with a control character": (m.sign("hs", sub="alice\x00admin"), "AUTH_INVALID"),
+        "sub with a line break": (m.sign("hs", sub="alice\nforged log line"), "AUTH_INVALID"),
+        "sub of 256 characters": (m.sign("hs", sub="a" * 256), "AUTH_INVALID"),
         "scope of wrong type": (m.sign("hs", scope=42), "AUTH_INVALID"),
     }
 
@@ -161,6 +165,9 @@ def attacks(material: Material) -> dict[str, tuple[str, str]]:
         "missing exp",
         "exp not a number",
         "missing sub",
+        "sub with a control character",
+        "sub with a line break",
+        "sub of 256 characters",
         "scope of wrong type",
     ],
 )
