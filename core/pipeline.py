@@ -32,6 +32,7 @@ from tradewire.core.validation import require_valid, validate_trade
 from tradewire.v1 import service_pb2, trade_pb2
 
 T = TypeVar("T")
+_BEARER_CHALLENGE = 'Bearer realm="tradewire"'
 log = logging.getLogger("tradewire.pipeline")
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
@@ -148,6 +149,8 @@ class Pipeline:
             return
         self.limits.record_auth_failure(peer_host)
         if not public:
+            if outcome.error.code is Code.UNAUTHENTICATED:  # HTTP's 401 must say how to authenticate
+                ctx.response_headers["www-authenticate"] = _BEARER_CHALLENGE
             raise outcome.error
 
     def authorize(self, call: Call) -> None:

@@ -25,7 +25,7 @@ CORS_ALLOW_HEADERS = [
 ]
 CORS_EXPOSE_HEADERS = [
     "grpc-status", "grpc-message", "grpc-status-details-bin", "x-correlation-id", "x-request-id",
-    "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "retry-after",
+    "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "retry-after", "www-authenticate",
 ]
 DESCRIPTOR_SET = Path(__file__).resolve().parent.parent / "gen" / "descriptors" / "tradewire.binpb"
 

@@ -75,6 +75,7 @@ async def test_bad_api_key_is_unauthenticated(client, gateway, key):
         await client.unary("ExecuteTrade", base(request_id="auth"), key or None,
                            headers={"authorization": "Bearer"} if key == "" else None)
     assert caught.value.code == "UNAUTHENTICATED"
+    assert caught.value.headers.get("www-authenticate") == 'Bearer realm="tradewire"', caught.value.headers
     if caught.value.http_status is not None:
         assert caught.value.http_status == 401
 
