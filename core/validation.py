@@ -18,7 +18,7 @@ from tradewire.core.order import MevParams, Order
 from tradewire.v1 import trade_pb2
 
 # Message-level rules have no field of their own; name the field a caller should fix.
-_MESSAGE_RULE_FIELDS = {"trade_request.distinct_mints": "output_mint"}
+_MESSAGE_RULE_FIELDS = {"trade_request.distinct_mints": "output_mint", "get_trade_history.time_range": "end_time"}
 
 _validator = protovalidate.Validator()  # one compiled rule cache for the process
 

@@ -7,8 +7,10 @@ import struct
 import grpc
 import httpx
 import pytest
+from google.protobuf import timestamp_pb2
 
 from support.clients import RpcFailure
+from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
 SOL = "So11111111111111111111111111111111111111112"
@@ -67,6 +69,27 @@ async def test_invalid_trade_is_refused_naming_the_field(client, gateway, case, 
     assert "Traceback" not in failure.message and "File \"" not in failure.message
     if failure.http_status is not None:
         assert failure.http_status == HTTP_STATUS[code]
+
+
+async def test_an_empty_trade_request_names_its_missing_fields(client, gateway):
+    with pytest.raises(RpcFailure) as caught:
+        await client.unary("ExecuteTrade", pb.TradeRequest(), gateway.key("alice"))
+    failure = caught.value
+    assert failure.code == "INVALID_ARGUMENT", failure
+    assert {"request_id", "mode", "input_mint", "output_mint", "amount"} <= set(failure.fields), failure
+    assert "must differ" not in failure.message  # two missing mints are not "the same mint"
+
+
+async def test_a_history_range_that_ends_before_it_starts_is_refused_naming_end_time(client, gateway):
+    later, earlier = timestamp_pb2.Timestamp(seconds=1_900_000_000), timestamp_pb2.Timestamp(seconds=1_800_000_000)
+    with pytest.raises(RpcFailure) as caught:
+        await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(start_time=later, end_time=earlier),
+                           gateway.key("alice"))
+    assert caught.value.code == "INVALID_ARGUMENT" and caught.value.fields == ["end_time"], caught.value
+    assert "after start_time" in caught.value.message
+    page, _ = await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(start_time=earlier, end_time=later),
+                                 gateway.key("alice"))  # the right way round is answered
+    assert page is not None
 
 
 @pytest.mark.parametrize("key", ["tw_alice001_" + "z" * 40, "garbage", ""])

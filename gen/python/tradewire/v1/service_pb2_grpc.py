@@ -159,8 +159,9 @@ class TradeExecutionServiceServicer:
 
     def TradeSession(self, request_iterator, context):
         """A long-lived duplex stream: trade requests and cancels in, every status of every
-        trade of the session out, multiplexed by request id. Needs a full-duplex transport
-        (gRPC, or Connect over HTTP/2); the HTTP/JSON binding answers UNIMPLEMENTED.
+        trade of the session out, multiplexed by request id. Needs a full-duplex transport:
+        native gRPC. The HTTP/1.1 listener (Connect, gRPC-Web, HTTP/JSON) answers
+        UNIMPLEMENTED (reason DUPLEX_UNSUPPORTED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
