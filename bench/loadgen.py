@@ -1,7 +1,7 @@
 """Runs the load generators (ghz, wrk, bench.openloop) pinned to the client core, and
 turns their output into one result shape: offered/achieved rate, ok/errors, latency_ms.
 
-* gRPC: ghz with a protoset (its reflection lookup fails on this service), metadata
+* gRPC: ghz with a protoset (so the measured gateway answers no reflection calls), metadata
   ``authorization``, and a templated request id (``{{.RequestNumber}}``) so every call is
   a new trade. ``--async --rps R`` is open-loop: calls leave on schedule whether or not
   earlier ones have answered. Without ``--rps`` it is closed-loop at ``-c`` workers.

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
-from google.protobuf import message_factory
+from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
@@ -151,6 +151,31 @@ def _handlers(service) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE_NAME, table)
 
 
+class _MethodSymbols:
+    """The process's descriptor pool for reflection, answering method names too: protobuf's
+    upb pool finds the file of a message or a service but not of "Service.Method", which
+    is what ghz (and ``grpcurl describe Service.Method``) ask for."""
+
+    def __init__(self, pool) -> None:
+        self._pool = pool
+
+    def FindFileContainingSymbol(self, symbol: str):  # noqa: N802 - the pool's interface
+        try:
+            return self._pool.FindFileContainingSymbol(symbol)
+        except KeyError:
+            service_name, _, method = symbol.rpartition(".")
+            try:
+                service = self._pool.FindServiceByName(service_name)
+            except KeyError:
+                raise KeyError(symbol) from None
+            if method not in service.methods_by_name:
+                raise KeyError(symbol) from None
+            return service.file
+
+    def __getattr__(self, name: str):
+        return getattr(self._pool, name)
+
+
 class GrpcServer:
     """The aio server with the trade service, reflection and health."""
 
@@ -166,7 +191,8 @@ class GrpcServer:
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                                             reflection.SERVICE_NAME), self.server)
+                                             reflection.SERVICE_NAME), self.server,
+                                            pool=_MethodSymbols(descriptor_pool.Default()))
         self.port = self.server.add_insecure_port(f"{host}:{port}")
 
     async def start(self) -> None:

@@ -1,4 +1,4 @@
-"""Clients nobody here wrote: grpcurl (reflection), buf curl (all three protocols), curl."""
+"""Clients nobody here wrote: grpcurl and ghz (reflection), buf curl (all three protocols), curl."""
 
 import json
 import subprocess
@@ -35,6 +35,18 @@ def test_grpcurl_lists_and_describes_via_reflection(gateway):
         assert f"rpc {rpc} " in description
     message = run(grpcurl, "-plaintext", gateway.grpc_target, "describe", "tradewire.v1.TradeRequest")
     assert "slippage_bps" in message
+    method = run(grpcurl, "-plaintext", gateway.grpc_target, "describe", f"{SERVICE}.ExecuteTrade")
+    assert "rpc ExecuteTrade ( .tradewire.v1.TradeRequest ) returns ( .tradewire.v1.TradeResult )" in method
+
+
+def test_ghz_finds_the_method_by_reflection_and_every_call_fills(gateway):
+    """No protoset: ghz asks reflection for the method's file (a symbol upb's pool does not index)."""
+    ghz = require_tool("ghz")
+    report = json.loads(run(ghz, "--insecure", "--call", f"{SERVICE}/ExecuteTrade", "-n", "20", "-c", "2",
+                            "--metadata", json.dumps({"authorization": f"Bearer {gateway.key('alice')}"}),
+                            "--data", trade_json("ghz-{{.RequestNumber}}"), "--format", "json",
+                            gateway.grpc_target))
+    assert report["count"] == 20 and report["statusCodeDistribution"] == {"OK": 20}, report.get("errorDistribution")
 
 
 def test_grpcurl_executes_a_trade_and_checks_health(gateway):
