@@ -115,6 +115,15 @@ class Pipeline:
                 with contextlib.suppress(ValueError):  # a stream may be closed from another context
                     call_fields.reset(fields)
 
+    def record_refused(self, ctx: CallContext, error: TradewireError) -> None:
+        """A call its adapter refused before admission (its message did not decode, its body
+        was too large): it gets ids, and is counted, audited and logged like any other call."""
+        if ctx.request_id:  # admitted: the call itself records its end
+            return
+        self.establish_context(Call(ctx, None))
+        self.recorder.call_started(ctx)
+        self.recorder.call_finished(ctx, error.code, error.reason)
+
     # -- the steps -----------------------------------------------------------------------
 
     def establish_context(self, call: Call) -> None:

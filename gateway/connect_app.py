@@ -42,6 +42,9 @@ from tradewire.v1.service_connect import TradeExecutionServiceASGIApplication
 
 log = logging.getLogger("tradewire.gateway")
 
+# core's Pipeline.record_refused: records a call refused before admission
+RecordRefused = Callable[[CallContext, TradewireError], None]
+
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
@@ -200,9 +203,10 @@ def _connect_error_body(error: TradewireError) -> bytes:
 class ConnectCompat:
     """ASGI middleware in front of the Connect application (see module docstring)."""
 
-    def __init__(self, app, max_body_bytes: int) -> None:
+    def __init__(self, app, max_body_bytes: int, record_refused: RecordRefused | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.record_refused = record_refused
         self._inputs = {rpc.name: message_factory.GetMessageClass(rpc.descriptor.input_type)
                         for rpc in RPCS if not rpc.client_streaming and not rpc.server_streaming}
         self._stream_inputs = {rpc.name: message_factory.GetMessageClass(rpc.descriptor.input_type)
@@ -216,57 +220,55 @@ class ConnectCompat:
         scope = {**scope, "headers": headers}
         method_name = scope["path"].rsplit("/", 1)[-1]  # mounted at the service's path
         content_type = dict(headers).get(b"content-type", b"")
-        grpc_web = content_type in _GRPC_WEB
-        if method_name in self._streams:
+        streaming = method_name in self._streams
+        if streaming:
             input_cls, decode = self._stream_inputs.get(method_name), _STREAM_DECODERS.get(content_type)
-            if input_cls is None or decode is None:  # TradeSession (refused by the adapter), or a protocol error
-                return await self._stream_until_disconnect(scope, receive, send)
-            body = await self._read_body(receive, send)
-            if body is None or await self._refused(
-                    decode, body, input_cls, send, self._send_grpc_web_error if grpc_web
-                    else lambda send, error: self._send_stream_error(send, error, content_type)):
-                return
-            return await self._stream_until_disconnect(scope, _replaying(body, receive), send)
-        input_cls = self._inputs.get(method_name)
-        if input_cls is None:
-            return await self.app(scope, receive, send)
-        if scope["method"] == "GET":
-            # latin-1: the percent-decoded bytes as they are (a proto message is binary)
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True,
-                             encoding="latin-1")
-            decode = _QUERY_DECODERS.get(query.get("encoding", [""])[0])
-            if decode is not None and "message" in query:
-                raw = query["message"][0].encode("latin-1")
-                check = ((lambda text, cls: decode(_decode_base64(text.decode("latin-1")), cls))
-                         if query.get("base64", [""])[0] == "1" else decode)
-                if await self._refused(check, raw, input_cls, send):
-                    return
-            return await self.app(scope, receive, send)
-        decode = _BODY_DECODERS.get(content_type)
-        if decode is None:
-            return await self.app(scope, receive, send)
-        body = await self._read_body(receive, send)
-        if body is None:
-            return
-        encoding = dict(headers).get(b"content-encoding", b"identity")
-        plain = _gunzip(body, self.max_body_bytes) if encoding == b"gzip" else body if encoding == b"identity" else None
-        if plain is not None and await self._refused(
-                decode, plain, input_cls, send, self._send_grpc_web_error if grpc_web else self._send_error):
-            return
-        await self._unary_until_disconnect(scope, _replaying(body, receive), send, receive)
+        else:
+            input_cls, decode = self._inputs.get(method_name), _BODY_DECODERS.get(content_type)
+        run = self._stream_until_disconnect if streaming else self.app
+        if input_cls is None:  # TradeSession (the adapter refuses it), or no such method: connect-python answers
+            return await run(scope, receive, send)
+        try:
+            if scope["method"] == "GET" and not streaming:
+                _check_query(scope, input_cls)
+                return await self.app(scope, receive, send)
+            if decode is None:  # a content type connect-python refuses (415)
+                return await run(scope, receive, send)
+            body = await self._read_body(receive)
+            plain = body if streaming else _content_decoded(body, dict(headers), self.max_body_bytes)
+            if plain is not None:
+                decode(plain, input_cls)
+        except TradewireError as error:
+            return await self._refuse(scope, send, error, content_type, streaming)
+        if streaming:
+            await self._stream_until_disconnect(scope, _replaying(body, receive), send)
+        else:
+            await self._unary_until_disconnect(scope, _replaying(body, receive), send, receive)
 
-    async def _read_body(self, receive, send) -> bytes | None:
-        """The whole request body; None when it was too large (answered 413 then)."""
+    async def _read_body(self, receive) -> bytes:
         body, more = b"", True
         while more:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_body_bytes:
-                await self._send_error(send, TradewireError(
-                    "PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes"), 413)
-                return None
+                raise TradewireError("PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes")
         return body
+
+    async def _refuse(self, scope, send, error: TradewireError, content_type: bytes, streaming: bool) -> None:
+        """Answer a call refused here in its protocol's error form; it is recorded as a call of
+        its method, and its ids go back in the headers."""
+        extra: list[tuple[bytes, bytes]] = []
+        if self.record_refused is not None:
+            ctx = _call_context(scope)
+            self.record_refused(ctx, error)
+            extra = [(name.encode(), value.encode()) for name, value in ctx.response_headers.items()]
+        if content_type in _GRPC_WEB:
+            await self._send_grpc_web_error(send, error, extra)
+        elif streaming:
+            await self._send_stream_error(send, error, content_type, extra)
+        else:
+            await self._send_error(send, error, 413 if error.reason == "PAYLOAD_TOO_LARGE" else 400, extra)
 
     async def _unary_until_disconnect(self, scope, app_receive, send, wire_receive) -> None:
         """Run a unary call whose body is already read; cancel it if the client disconnects
@@ -336,43 +338,60 @@ class ConnectCompat:
         match = _CHARSET_UTF8.match(value.decode("latin-1"))
         return match.group(1).lower().encode() if match else value
 
-    async def _refused(self, decode, body: bytes, input_cls, send, send_error=None) -> bool:
-        """Whether ``body`` does not decode as ``input_cls``: then answered by ``send_error``
-        (a Connect unary error by default), naming the field where there is one."""
-        try:
-            decode(body, input_cls)
-        except TradewireError as error:
-            await (send_error or self._send_error)(send, error)
-            return True
-        return False
-
     @staticmethod
-    async def _send_grpc_web_error(send, error: TradewireError) -> None:
+    async def _send_grpc_web_error(send, error: TradewireError, extra: list[tuple[bytes, bytes]]) -> None:
         """A trailers-only gRPC-Web response: HTTP 200 with the status in the headers."""
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"application/grpc-web+proto"),
             (b"grpc-status", str(int(error.code)).encode()),
             (b"grpc-message", quote(error.message).encode()),
             (b"grpc-status-details-bin", base64.b64encode(error.to_status().SerializeToString()).rstrip(b"=")),
+            *extra,
         ]})
         await send({"type": "http.response.body", "body": b""})
 
     @staticmethod
-    async def _send_stream_error(send, error: TradewireError, content_type: bytes) -> None:
+    async def _send_stream_error(send, error: TradewireError, content_type: bytes,
+                                 extra: list[tuple[bytes, bytes]]) -> None:
         """A Connect stream that ends before its first message: HTTP 200, and the error in the
         end-of-stream frame (flags 0x02), as connect-python ends a stream."""
         end = json.dumps({"error": json.loads(_connect_error_body(error))}).encode()
         body = b"\x02" + len(end).to_bytes(4, "big") + end
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]})
         await send({"type": "http.response.body", "body": body})
 
     @staticmethod
-    async def _send_error(send, error: TradewireError, status: int = 400) -> None:
+    async def _send_error(send, error: TradewireError, status: int, extra: list[tuple[bytes, bytes]]) -> None:
         body = _connect_error_body(error)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
         await send({"type": "http.response.body", "body": body})
+
+
+def _check_query(scope, input_cls) -> None:
+    """A GET call's ``message`` query parameter must decode as its method's input."""
+    # latin-1: the percent-decoded bytes as they are (a proto message is binary)
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+    decode = _QUERY_DECODERS.get(query.get("encoding", [""])[0])
+    if decode is None or "message" not in query:
+        return  # connect-python refuses what it cannot read
+    raw = query["message"][0].encode("latin-1")
+    decode(_decode_base64(raw.decode("latin-1")) if query.get("base64", [""])[0] == "1" else raw, input_cls)
+
+
+def _content_decoded(body: bytes, headers: dict[bytes, bytes], limit: int) -> bytes | None:
+    """A unary body without its content encoding; None to leave it to connect-python (an
+    encoding it may know, or bad gzip it answers for)."""
+    encoding = headers.get(b"content-encoding", b"identity")
+    return _gunzip(body, limit) if encoding == b"gzip" else body if encoding == b"identity" else None
+
+
+def _call_context(scope) -> CallContext:
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+    client = scope.get("client")
+    return CallContext(protocol=_protocol(headers.get("content-type", "")), method=scope["path"].rsplit("/", 1)[-1],
+                       headers=headers, peer=f"{client[0]}:{client[1]}" if client else "")
 
 
 def _replaying(body: bytes, receive):
@@ -388,6 +407,6 @@ def _replaying(body: bytes, receive):
     return replay
 
 
-def build_connect_app(service, max_body_bytes: int):
+def build_connect_app(service, max_body_bytes: int, record_refused: RecordRefused | None = None):
     app = TradeExecutionServiceASGIApplication(ConnectAdapter(service), read_max_bytes=max_body_bytes)
-    return ConnectCompat(app, max_body_bytes)
+    return ConnectCompat(app, max_body_bytes, record_refused)

@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from tradewire.core.config import ServerConfig
 from tradewire.gateway.calls import SERVICE, SERVICE_NAME
-from tradewire.gateway.connect_app import build_connect_app
+from tradewire.gateway.connect_app import RecordRefused, build_connect_app
 from tradewire.gateway.http_json import build_http_json_app
 
 # Browsers may send these on Connect / gRPC-Web calls and must be able to read these back.
@@ -30,10 +30,12 @@ CORS_EXPOSE_HEADERS = [
 DESCRIPTOR_SET = Path(__file__).resolve().parent.parent / "gen" / "descriptors" / "tradewire.binpb"
 
 
-def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig):
-    """``service`` is core's TradeService (or anything with its methods)."""
+def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
+                   record_refused: RecordRefused | None = None):
+    """``service`` is core's TradeService (or anything with its methods); ``record_refused``
+    (core's Pipeline.record_refused) records the calls refused before they reach it."""
     app = FastAPI(title="tradewire", docs_url=None, redoc_url=None, openapi_url=None)
-    connect = build_connect_app(service, settings.max_body_bytes)  # served by _ConnectFirst below
+    connect = build_connect_app(service, settings.max_body_bytes, record_refused)  # served by _ConnectFirst below
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -43,11 +45,24 @@ def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig)
     static = StaticFiles(directory=dashboard, html=True) if dashboard and (dashboard / "index.html").exists() else None
     # HTTP/JSON routes first; paths outside the API are the dashboard's, when it is built.
     app.mount("/", build_http_json_app(service, SERVICE, max_body_bytes=settings.max_body_bytes,
+                                       on_error=_recording_refusals(record_refused),
                                        descriptor_set_path=DESCRIPTOR_SET, fallback=static))
     cors = dict(allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=CORS_ALLOW_HEADERS, expose_headers=CORS_EXPOSE_HEADERS, max_age=600)
     app.add_middleware(CORSMiddleware, **cors)
     return _ConnectFirst(CORSMiddleware(connect, **cors), app)
+
+
+def _recording_refusals(record_refused: RecordRefused | None):
+    """The HTTP/JSON app's error hook: a call refused before the pipeline saw it (its body did
+    not decode) is recorded as a call of its method; an unmatched route is no method's."""
+    if record_refused is None:
+        return None
+
+    def on_error(error, ctx) -> None:
+        if ctx is not None:
+            record_refused(ctx, error)
+    return on_error
 
 
 class _ConnectFirst:

@@ -50,8 +50,10 @@ class Gateway:
         self.reuse_port = server.workers > 1
         self.grpc = GrpcServer(self.core.service, server.grpc_host, server.grpc_port, server.max_body_bytes,
                                reuse_port=self.reuse_port)
+        app = build_http_app(self.core.service, self.core.metrics.registry, server,
+                             self.core.service.pipeline.record_refused)
         config = uvicorn.Config(
-            build_http_app(self.core.service, self.core.metrics.registry, server), host=server.http_host, port=server.http_port, loop="none",
+            app, host=server.http_host, port=server.http_port, loop="none",
             http="httptools", lifespan="off", access_log=False, log_config=None,
             timeout_graceful_shutdown=max(1, int(min(server.shutdown_grace_s, settings.shutdown.final_s))),
         )

@@ -10,6 +10,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from support.clients import RpcFailure
+from support.trading import eventually, metric
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -298,3 +299,26 @@ def test_a_repeated_json_field_is_400_naming_it(http, gateway, path):
     response = http.post(path, content=raw, headers={**_auth(gateway), "content-type": "application/json"})
     body = _assert_clean(response, 400)
     assert _field_in_body(body, "requestId") and "more than once" in body["message"]
+
+
+@pytest.mark.parametrize("path,protocol,content_type,body", [
+    (CONNECT_PATH, "connect", "application/json", b'{"requestId": "x", "bogusField": 1}'),
+    (CONNECT_PATH, "grpc-web", "application/grpc-web+proto", _frame(b"\xff\xff\xff\xff")),
+    (STREAM_PATH, "connect", "application/connect+json", _frame(b'{"zzz": 1}')),
+    ("/v1/trades", "http", "application/json", b'{"requestId": "x", "bogusField": 1}'),
+], ids=["connect", "grpc-web", "connect-stream", "http"])
+async def test_a_call_refused_before_admission_is_counted_and_logged_under_its_ids(http, gateway, path, protocol,
+                                                                                   content_type, body):
+    method = path.rsplit("/", 1)[-1] if path != "/v1/trades" else "ExecuteTrade"
+    labels = dict(method=method, protocol=protocol, code="INVALID_ARGUMENT")
+    before = await metric(gateway, "tradewire_requests_total", **labels)
+    response = http.post(path, content=body, headers={**_auth(gateway), "content-type": content_type})
+    correlation_id = response.headers["x-correlation-id"]  # the caller gets the ids of the refused call
+    assert await metric(gateway, "tradewire_requests_total", **labels) == before + 1
+
+    def logged() -> list[dict]:
+        lines = (json.loads(line) for line in gateway.log_text().splitlines() if correlation_id in line)
+        return [line for line in lines if line.get("msg") == "call"]
+
+    [line] = await eventually(logged, timeout=10, what="the refused call's access log line")
+    assert line["method"] == method and line["reason"] == "MALFORMED_REQUEST" and line["protocol"] == protocol
