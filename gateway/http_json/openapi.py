@@ -4,7 +4,8 @@ Structure (paths, parameters, bodies, schemas) comes from the runtime descriptor
 human text comes from the proto comments kept in the FileDescriptorSet that
 ``scripts/buf.sh generate`` writes with source_code_info (gen/descriptors/tradewire.binpb),
 because runtime descriptors carry no comments. Schemas follow proto3 JSON: camelCase
-names, 64-bit integers as strings, enums by name, Timestamp/Duration as strings.
+names, 64-bit integers as strings, enums by name (numbers accepted on input), Timestamp/Duration
+as strings. Security follows core.auth.permissions: credentials are optional on public methods.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, ServiceDescriptor
 from google.rpc import status_pb2
+
+from tradewire.core.auth.permissions import METHOD_ACCESS, Access
 
 from .fields import INT32_TYPES, INT64_TYPES, UINT32_TYPES, UINT64_TYPES, is_map, resolve_field_path
 from .query import QueryBinder
@@ -230,11 +233,14 @@ def enum_schema(desc: EnumDescriptor, comments: dict[str, str]) -> dict[str, Any
         text = comments.get(f"{desc.full_name}.{v.name}")
         values.append(f"- `{v.name}` ({v.number}){': ' + text if text else ''}")
     lines.append("\n".join(values))
+    # proto3 JSON: responses carry the name, requests may give the name or the number.
     return {
-        "type": "string",
         "title": desc.name,
-        "enum": [v.name for v in desc.values],
-        "description": "\n\n".join(lines) + "\n\nThe value's number is accepted on input too.",
+        "anyOf": [
+            {"type": "string", "enum": [v.name for v in desc.values]},
+            {"type": "integer", "format": "int32", "enum": list(dict.fromkeys(v.number for v in desc.values))},
+        ],
+        "description": "\n\n".join(lines) + "\n\nResponses carry the name; requests may give the number instead.",
     }
 
 
@@ -344,7 +350,8 @@ def _request_body(b: Binding, comments: dict[str, str]) -> dict[str, Any] | None
             }
     else:
         schema = field_schema(desc.fields_by_name[b.body], comments)
-    return {"required": b.body != "*", "content": {"application/json": {"schema": schema}}}
+    # A rule that binds a body expects the request (or its ``body`` field) there.
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
 def _error_response(description: str = "An error: google.rpc.Status JSON.") -> dict[str, Any]:
@@ -358,6 +365,11 @@ def _error_response(description: str = "An error: google.rpc.Status JSON.") -> d
         },
         "content": {"application/json": {"schema": ref(STATUS)}},
     }
+
+
+def _security(optional: bool = False) -> list[dict[str, list]]:
+    """Either scheme authenticates; ``optional`` adds {}: no credentials at all."""
+    return ([{}] if optional else []) + [{"bearerAuth": []}, {"apiKey": []}]
 
 
 def _responses(b: Binding) -> dict[str, Any]:
@@ -421,6 +433,9 @@ def openapi_document(service_descriptor: ServiceDescriptor, descriptor_set_path:
             }
             if comment:
                 op["description"] = comment
+            if METHOD_ACCESS.get(method.name) is Access.PUBLIC:
+                # The pipeline skips auth without credentials and uses them when given.
+                op["security"] = _security(optional=True)
             params = _parameters(b, comments)
             if method.server_streaming and not method.client_streaming and any(
                 f.name == "from_sequence" for f in method.input_type.fields
@@ -476,5 +491,5 @@ def openapi_document(service_descriptor: ServiceDescriptor, descriptor_set_path:
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
             },
         },
-        "security": [{"bearerAuth": []}, {"apiKey": []}],
+        "security": _security(),
     }

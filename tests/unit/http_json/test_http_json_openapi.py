@@ -7,8 +7,10 @@ import re
 import pytest
 
 from http_json_support import SERVICE
+from tradewire.core.auth.permissions import METHOD_ACCESS, Access
 from tradewire.gateway.http_json import default_descriptor_set_path, openapi_document
 from tradewire.gateway.http_json.routes import method_bindings
+from tradewire.v1 import trade_pb2
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +28,35 @@ def _refs(node, out):
         for v in node:
             _refs(v, out)
     return out
+
+
+_JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict,
+               "array": list, "null": type(None)}
+
+
+def _valid(doc: dict, schema: dict, value) -> bool:
+    """Just enough JSON Schema for this document ($ref, anyOf, type, enum, properties, items):
+    openapi-spec-validator / jsonschema are not dependencies of the project."""
+    if "$ref" in schema:
+        return _valid(doc, doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]], value)
+    if "anyOf" in schema and not any(_valid(doc, s, value) for s in schema["anyOf"]):
+        return False
+    types = schema.get("type", [])
+    types = types if isinstance(types, list) else [types]
+    if types and not any(isinstance(value, _JSON_TYPES[t]) and (t == "boolean") == isinstance(value, bool)
+                         for t in types):
+        return False
+    if "enum" in schema and value not in schema["enum"]:
+        return False
+    if isinstance(value, dict) and "properties" in schema:
+        extra = schema.get("additionalProperties", True)
+        for k, v in value.items():
+            sub = schema["properties"].get(k, extra)
+            if sub is False or (isinstance(sub, dict) and not _valid(doc, sub, v)):
+                return False
+    if isinstance(value, list) and "items" in schema:
+        return all(_valid(doc, schema["items"], v) for v in value)
+    return True
 
 
 def test_every_binding_of_every_annotated_rpc_is_present(doc):
@@ -72,7 +103,7 @@ def test_field_descriptions_come_from_proto_comments(doc):
     assert "Slippage tolerance in basis points" in req["properties"]["slippageBps"]["description"]
     assert "PAPER or LIVE" in req["properties"]["mode"]["description"]
     mev = schemas["tradewire.v1.MevStrategy"]
-    assert mev["enum"][0] == "MEV_STRATEGY_UNSPECIFIED"
+    assert mev["anyOf"][0]["enum"][0] == "MEV_STRATEGY_UNSPECIFIED"
     assert "jitodontfront" in mev["description"]
     ops = doc["paths"]["/v1/trades"]
     assert ops["post"]["description"].startswith("Executes one swap")
@@ -148,3 +179,61 @@ async def test_openapi_json_and_docs_are_served(client, app):
     assert "/v1/trades/{request_id}:cancel" in html
     assert "idempotency key" in html
     assert (await client.post("/openapi.json")).status_code == 405
+
+
+def test_public_methods_take_credentials_optionally(doc):
+    schemes = doc["components"]["securitySchemes"]
+    public = set()
+    for item in doc["paths"].values():
+        for op in item.values():
+            rpc = op["x-rpc"].rsplit("/", 1)[1]
+            if METHOD_ACCESS.get(rpc) is Access.PUBLIC:
+                public.add(rpc)
+                # {} = no credentials; the schemes still apply when some are sent.
+                assert op["security"] == [{}, *doc["security"]]
+            else:
+                assert "security" not in op  # the global requirement
+            for requirement in op.get("security", doc["security"]):
+                assert set(requirement) <= set(schemes) and all(v == [] for v in requirement.values())
+    assert "HealthCheck" in public
+    assert doc["paths"]["/v1/health"]["get"]["security"][0] == {}
+    assert doc["security"] == [{"bearerAuth": []}, {"apiKey": []}]
+
+
+def test_enum_schemas_take_names_and_numbers(doc):
+    schemas = doc["components"]["schemas"]
+    for f in (SERVICE.file, *SERVICE.file.dependencies):
+        if f.package != "tradewire.v1":
+            continue
+        for e in f.enum_types_by_name.values():
+            names, numbers = schemas[e.full_name]["anyOf"]
+            assert names == {"type": "string", "enum": [v.name for v in e.values]}
+            assert numbers["type"] == "integer" and sorted(numbers["enum"]) == sorted({v.number for v in e.values})
+    mode = schemas["tradewire.v1.TradingMode"]
+    live = trade_pb2.TRADING_MODE_LIVE
+    assert _valid(doc, mode, "TRADING_MODE_LIVE") and _valid(doc, mode, live)
+    assert not _valid(doc, mode, str(live)) and not _valid(doc, mode, 99) and not _valid(doc, mode, True)
+    assert "(" + str(live) + ")" in mode["description"] and "requests may give the number" in mode["description"]
+
+
+async def test_a_request_with_an_enum_number_and_its_response_match_the_schemas(doc, client, fake):
+    execute = doc["paths"]["/v1/trades"]["post"]
+    request = {"requestId": "x", "mode": trade_pb2.TRADING_MODE_LIVE}
+    assert _valid(doc, execute["requestBody"]["content"]["application/json"]["schema"], request)
+    r = await client.post("/v1/trades", json=request)
+    assert r.status_code == 200 and fake.last.request.mode == trade_pb2.TRADING_MODE_LIVE
+    assert r.json()["status"] == "TRADE_STATUS_FILLED"  # responses carry names
+    assert _valid(doc, execute["responses"]["200"]["content"]["application/json"]["schema"], r.json())
+    health = doc["paths"]["/v1/health"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert _valid(doc, health, (await client.get("/v1/health")).json())
+
+
+def test_every_bound_body_is_required(doc):
+    assert doc["paths"]["/v1/trades"]["post"]["requestBody"]["required"] is True  # body: "*"
+    for method in SERVICE.methods:
+        for b in method_bindings(method):
+            op = doc["paths"][b.template.openapi_path][b.http_method.lower()]
+            assert ("requestBody" in op) == bool(b.body), (method.name, b.body)
+            if b.body:
+                assert op["requestBody"]["required"] is True
+                assert set(op["requestBody"]["content"]) == {"application/json"}
