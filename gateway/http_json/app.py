@@ -230,8 +230,12 @@ class HttpJsonApp:
         if root and path.startswith(root):
             path = path[len(root):] or "/"
         http_method = scope["method"]
+        # HEAD is GET without the body (uvicorn drops it); a stream has no HEAD.
+        head = http_method == "HEAD"
         try:
-            target, values, allowed = self.table.match(http_method, path)
+            target, values, allowed = self.table.match("GET" if head else http_method, path)
+            if head and isinstance(target, Route) and target.kind is not Kind.UNARY:
+                target, allowed = None, ["GET"]  # 405: GET opens the stream
         except UnicodeDecodeError:
             err = TradewireError("MALFORMED_REQUEST", "the URL path is not valid percent-encoded UTF-8")
             self._report(err, None)

@@ -94,3 +94,13 @@ def test_curl_reads_openapi_and_docs(gateway):
     assert "/v1/trades" in document["paths"] and "post" in document["paths"]["/v1/trades"]
     docs = run(curl, "-sS", "--fail", f"{gateway.http_url}/docs")
     assert "/v1/positions" in docs
+
+
+def test_curl_head_answers_a_get_route_without_its_body(gateway):
+    """What uptime monitors send: HEAD is GET without the body; a stream has no HEAD."""
+    curl = require_tool("curl")
+    head = run(curl, "-sS", "--fail", "-I", f"{gateway.http_url}/v1/health")
+    assert head.startswith("HTTP/1.1 200") and "content-type: application/json" in head.lower(), head
+    status = run(curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-I",
+                 "-H", f"authorization: Bearer {gateway.key('alice')}", f"{gateway.http_url}/v1/trades/any/status")
+    assert status == "405"
