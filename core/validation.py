@@ -7,6 +7,7 @@ amount within the mint's decimals and range — is checked here with solders.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import protovalidate
@@ -23,6 +24,11 @@ _MESSAGE_RULE_FIELDS = {"trade_request.distinct_mints": "output_mint", "get_trad
 _validator = protovalidate.Validator()  # one compiled rule cache for the process
 
 
+def map_key_subscript(key) -> str:
+    """A map entry in a field path, as every protocol names it: ``client_metadata["k"]``."""
+    return f"[{json.dumps(key)}]"
+
+
 def _path(violation) -> str:
     """"trades[2].input_mint" style path (protovalidate's FieldPath is a protobuf-py message)."""
     parts: list[str] = []
@@ -31,7 +37,7 @@ def _path(violation) -> str:
         part = element.field_name
         subscript = element.subscript  # None, or Oneof(field=..., value=...)
         if subscript is not None:
-            part += f"[{subscript.value}]" if subscript.field == "index" else f"[{subscript.value!r}]"
+            part += f"[{subscript.value}]" if subscript.field == "index" else map_key_subscript(subscript.value)
         parts.append(part)
     rule_field = _MESSAGE_RULE_FIELDS.get(violation.proto.rule_id)
     if rule_field:

@@ -24,6 +24,7 @@ from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from tradewire.core.errors import TradewireError, invalid
+from tradewire.core.validation import map_key_subscript
 
 from .fields import FLOAT_TYPES, INTEGER_TYPES, RANGES, SPECIAL_WKT, TYPE_NAMES, field_lookup, is_map
 
@@ -180,8 +181,8 @@ def diagnose(obj: Any, desc: Descriptor, path: str = "") -> tuple[str, str] | No
             for k, v in value.items():
                 problem = _check_map_key(key_fd, k)
                 if problem:
-                    return f"{fpath}[{k}]", problem
-                found = _check_value(v, value_fd, f"{fpath}[{k}]")
+                    return fpath + map_key_subscript(k), problem
+                found = _check_value(v, value_fd, fpath + map_key_subscript(k))
                 if found:
                     return found
         elif fd.is_repeated:

@@ -48,6 +48,8 @@ MESSAGE_CASES = [
     ("webhook-to-loopback", base(webhook_url="https://127.0.0.1:8080/admin"), "INVALID_ARGUMENT", "webhook_url"),
     ("webhook-to-cloud-metadata", base(webhook_url="https://169.254.169.254/latest/meta-data"),
      "INVALID_ARGUMENT", "webhook_url"),
+    ("metadata-value-too-long", base(client_metadata={"desk": "x" * 300}), "INVALID_ARGUMENT",
+     'client_metadata["desk"]'),
     ("webhook-to-loopback-shorthand", base(webhook_url="https://127.1/admin"), "INVALID_ARGUMENT", "webhook_url"),
     ("webhook-to-loopback-as-integer", base(webhook_url="https://2130706433/admin"), "INVALID_ARGUMENT",
      "webhook_url"),
@@ -135,6 +137,13 @@ def _field_in_body(body: dict, field: str) -> bool:
 def test_unknown_json_field_is_400_naming_it(http, gateway, path):
     body = _assert_clean(http.post(path, json={**VALID_JSON, "bogusField": 1}, headers=_auth(gateway)), 400)
     assert _field_in_body(body, "bogusField")
+
+
+@pytest.mark.parametrize("path", [CONNECT_PATH, "/v1/trades"], ids=["connect", "http"])
+def test_a_mistyped_map_value_is_400_naming_its_entry_as_validation_does(http, gateway, path):
+    body = _assert_clean(http.post(path, json={**VALID_JSON, "clientMetadata": {"desk": 5}}, headers=_auth(gateway)),
+                         400)
+    assert 'client_metadata["desk"]' in body["message"], body  # as in the metadata-value-too-long case
 
 
 @pytest.mark.parametrize("path", [CONNECT_PATH, "/v1/trades"], ids=["connect", "http"])
