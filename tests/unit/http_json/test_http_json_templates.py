@@ -178,7 +178,7 @@ def test_json_accepts_camel_and_snake_case():
         ({"mode": "LIVE"}, None, "mode", "not a value"),
         ({"mevProtection": 5}, None, "mev_protection", "expected an object"),
         ({"deadline": "tomorrow"}, None, "deadline", "Timestamp"),
-        ({"clientMetadata": {"k": 1}}, None, "client_metadata[k]", "expected a string"),
+        ({"clientMetadata": {"k": 1}}, None, 'client_metadata["k"]', "expected a string"),
         ({"trades": [{}, {"slippageBps": "x"}]}, service_pb2.ExecuteTradeBatchRequest.DESCRIPTOR,
          "trades[1].slippage_bps", "expected an integer"),
         ({"trades": {}}, service_pb2.ExecuteTradeBatchRequest.DESCRIPTOR, "trades", "expected an array"),
