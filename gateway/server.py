@@ -94,13 +94,16 @@ class Gateway:
         await self.grpc.not_serving()  # 1. health first ...
         self.core.begin_drain()  # ... then no new calls
         interrupted = await self.core.drain_trades(left(final_at))  # 2.
+        open_streams = self.core.hub.open_streams if self.core.hub is not None else 0
         cut = await self.core.close_streams(min(left(deadline), config.final_s * 0.4))  # 3.
         listener_grace = min(self.settings.server.shutdown_grace_s, left(deadline) * 0.25)
         self.http.should_exit = True  # 4.
         await asyncio.gather(self.grpc.stop(listener_grace), self._http_task if self._http_task else asyncio.sleep(0))
         await self.core.close(flush_timeout=max(0.0, left(deadline) - 0.5))
         log.info("stopped", extra={"shutdown_s": round(time.monotonic() - started, 3),
-                                   "trades_left_unfinished": interrupted, "streams_cut": cut})
+                                   "trades_left_unfinished": interrupted,
+                                   "streams_ended": open_streams - cut,  # with their SHUTDOWN message
+                                   "streams_cut": cut})
 
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:

@@ -5,6 +5,7 @@ after a restart, and their streams resume by sequence."""
 
 import asyncio
 import collections
+import json
 import time
 
 import grpc
@@ -117,6 +118,9 @@ async def test_sigterm_during_50_running_trades(tmp_path):
         elapsed = time.monotonic() - signalled
         assert code == 0, gateway.log_text()[-3000:]
         assert elapsed < DEADLINE_S, f"exited after {elapsed:.1f}s"
+        [stopped] = [json.loads(line) for line in gateway.log_text().splitlines() if '"msg":"stopped"' in line]
+        # the open sessions (the idle one too) ended with their SHUTDOWN message; none had to be cut
+        assert stopped["streams_ended"] >= len(sessions) + 1 and stopped["streams_cut"] == 0, stopped
     finally:
         for client in clients.values():
             await client.close()
