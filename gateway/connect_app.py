@@ -6,9 +6,10 @@ other way than ``; charset=utf-8`` (415 otherwise); a request message that does 
 an unknown, mistyped or repeated JSON field, bad protobuf, a truncated frame, bad base64 in a
 GET query — in a unary body, a GET query or a server stream's one message (500 or UNKNOWN
 otherwise, with protobuf's internals in the message), which must be INVALID_ARGUMENT naming
-the field where there is one; and a server stream whose client went away (connect-python
-notices only when the next message is ready; here the stream is cancelled at once, so it
-frees what it holds immediately).
+the field where there is one; gRPC-Web's text mode (base64 both ways: grpc-web's JavaScript
+client's default; 415 otherwise), served as binary gRPC-Web in between; and a server stream
+whose client went away (connect-python notices only when the next message is ready; here the
+stream is cancelled at once, so it frees what it holds immediately).
 
 This listener is uvicorn, HTTP/1.1: a request body and its response cannot flow at the same
 time, so bidirectional streaming (TradeSession) cannot be full duplex here. It answers
@@ -168,6 +169,17 @@ def _enveloped(decode: Callable) -> Callable:
     return decode_frame
 
 
+def _b64_chunks(body: bytes) -> bytes:
+    """A gRPC-Web text body: base64, possibly several padded chunks one after the other."""
+    text = b"".join(body.split())
+    if len(text) % 4:
+        raise TradewireError("MALFORMED_REQUEST", "the gRPC-Web text body is not valid base64")
+    try:
+        return b"".join(base64.b64decode(text[i:i + 4], validate=True) for i in range(0, len(text), 4))
+    except binascii.Error:
+        raise TradewireError("MALFORMED_REQUEST", "the gRPC-Web text body is not valid base64") from None
+
+
 def _decode_base64(text: str) -> bytes:
     """A GET request's ``message`` with ``base64=1`` (URL-safe or standard, padding optional)."""
     try:
@@ -187,6 +199,8 @@ def _gunzip(body: bytes, limit: int) -> bytes | None:
 
 
 _GRPC_WEB = (b"application/grpc-web", b"application/grpc-web+proto")
+_GRPC_WEB_TEXT = (b"application/grpc-web-text", b"application/grpc-web-text+proto")
+_TEXT_CONTENT_TYPE = b"application/grpc-web-text+proto"
 _BODY_DECODERS = {b"application/json": decode_json, b"application/proto": _decode_proto,
                   **dict.fromkeys(_GRPC_WEB, _enveloped(_decode_proto))}
 _STREAM_DECODERS = {b"application/connect+json": _enveloped(decode_json),
@@ -220,6 +234,8 @@ class ConnectCompat:
         scope = {**scope, "headers": headers}
         method_name = scope["path"].rsplit("/", 1)[-1]  # mounted at the service's path
         content_type = dict(headers).get(b"content-type", b"")
+        if content_type in _GRPC_WEB_TEXT:
+            return await self._grpc_web_text(scope, receive, send)
         streaming = method_name in self._streams
         if streaming:
             input_cls, decode = self._stream_inputs.get(method_name), _STREAM_DECODERS.get(content_type)
@@ -245,13 +261,35 @@ class ConnectCompat:
         else:
             await self._unary_until_disconnect(scope, _replaying(body, receive), send, receive)
 
-    async def _read_body(self, receive) -> bytes:
+    async def _grpc_web_text(self, scope, receive, send) -> None:
+        """gRPC-Web's text mode (grpc-web's JavaScript client by default), which connect-python
+        does not speak: the body is base64, both ways. Served as binary gRPC-Web in between;
+        each response chunk is encoded on its own (padded), which text-mode clients decode."""
+        try:
+            body = _b64_chunks(await self._read_body(receive, limit=self.max_body_bytes * 4 // 3 + 4))
+        except TradewireError as error:
+            return await self._send_grpc_web_error(send, error, [], _TEXT_CONTENT_TYPE)
+        headers = [(k, b"application/grpc-web+proto" if k == b"content-type" else v)
+                   for k, v in scope["headers"] if k != b"content-length"]
+
+        async def text_send(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [
+                    (k, _TEXT_CONTENT_TYPE if k == b"content-type" else v)
+                    for k, v in message.get("headers", ()) if k != b"content-length"]}
+            elif message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": base64.b64encode(message["body"])}
+            await send(message)
+
+        await self(({**scope, "headers": headers}), _replaying(body, receive), text_send)
+
+    async def _read_body(self, receive, limit: int | None = None) -> bytes:
         body, more = b"", True
         while more:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > self.max_body_bytes:
+            if len(body) > (limit or self.max_body_bytes):
                 raise TradewireError("PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes")
         return body
 
@@ -339,10 +377,11 @@ class ConnectCompat:
         return match.group(1).lower().encode() if match else value
 
     @staticmethod
-    async def _send_grpc_web_error(send, error: TradewireError, extra: list[tuple[bytes, bytes]]) -> None:
+    async def _send_grpc_web_error(send, error: TradewireError, extra: list[tuple[bytes, bytes]],
+                                   content_type: bytes = b"application/grpc-web+proto") -> None:
         """A trailers-only gRPC-Web response: HTTP 200 with the status in the headers."""
         await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"application/grpc-web+proto"),
+            (b"content-type", content_type),
             (b"grpc-status", str(int(error.code)).encode()),
             (b"grpc-message", quote(error.message).encode()),
             (b"grpc-status-details-bin", base64.b64encode(error.to_status().SerializeToString()).rstrip(b"=")),
