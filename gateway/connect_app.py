@@ -163,9 +163,10 @@ def _enveloped(decode: Callable) -> Callable:
     def decode_frame(body: bytes, input_cls):
         if body[:1] and body[0] & 0x01:
             return None
-        if len(body) < 5 or int.from_bytes(body[1:5], "big") > len(body) - 5:
+        size = int.from_bytes(body[1:5], "big")
+        if len(body) < 5 or size > len(body) - 5:
             raise TradewireError("MALFORMED_REQUEST", "the request does not hold a complete message frame")
-        return decode(body[5:5 + int.from_bytes(body[1:5], "big")], input_cls)
+        return decode(body[5:5 + size], input_cls)
     return decode_frame
 
 
@@ -265,13 +266,6 @@ class ConnectCompat:
         """gRPC-Web's text mode (grpc-web's JavaScript client by default), which connect-python
         does not speak: the body is base64, both ways. Served as binary gRPC-Web in between;
         each response chunk is encoded on its own (padded), which text-mode clients decode."""
-        try:
-            body = _b64_chunks(await self._read_body(receive, limit=self.max_body_bytes * 4 // 3 + 4))
-        except TradewireError as error:
-            return await self._send_grpc_web_error(send, error, [], _TEXT_CONTENT_TYPE)
-        headers = [(k, b"application/grpc-web+proto" if k == b"content-type" else v)
-                   for k, v in scope["headers"] if k != b"content-length"]
-
         async def text_send(message) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [
@@ -281,7 +275,13 @@ class ConnectCompat:
                 message = {**message, "body": base64.b64encode(message["body"])}
             await send(message)
 
-        await self(({**scope, "headers": headers}), _replaying(body, receive), text_send)
+        binary = b"application/grpc-web+proto"
+        try:
+            body = _b64_chunks(await self._read_body(receive, limit=self.max_body_bytes * 4 // 3 + 4))
+        except TradewireError as error:
+            return await self._refuse(scope, text_send, error, binary, streaming=False)
+        headers = [(k, binary if k == b"content-type" else v) for k, v in scope["headers"] if k != b"content-length"]
+        await self({**scope, "headers": headers}, _replaying(body, receive), text_send)
 
     async def _read_body(self, receive, limit: int | None = None) -> bytes:
         body, more = b"", True
@@ -377,11 +377,10 @@ class ConnectCompat:
         return match.group(1).lower().encode() if match else value
 
     @staticmethod
-    async def _send_grpc_web_error(send, error: TradewireError, extra: list[tuple[bytes, bytes]],
-                                   content_type: bytes = b"application/grpc-web+proto") -> None:
+    async def _send_grpc_web_error(send, error: TradewireError, extra: list[tuple[bytes, bytes]]) -> None:
         """A trailers-only gRPC-Web response: HTTP 200 with the status in the headers."""
         await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", content_type),
+            (b"content-type", b"application/grpc-web+proto"),
             (b"grpc-status", str(int(error.code)).encode()),
             (b"grpc-message", quote(error.message).encode()),
             (b"grpc-status-details-bin", base64.b64encode(error.to_status().SerializeToString()).rstrip(b"=")),
@@ -415,8 +414,8 @@ def _check_query(scope, input_cls) -> None:
     decode = _QUERY_DECODERS.get(query.get("encoding", [""])[0])
     if decode is None or "message" not in query:
         return  # connect-python refuses what it cannot read
-    raw = query["message"][0].encode("latin-1")
-    decode(_decode_base64(raw.decode("latin-1")) if query.get("base64", [""])[0] == "1" else raw, input_cls)
+    text = query["message"][0]
+    decode(_decode_base64(text) if query.get("base64", [""])[0] == "1" else text.encode("latin-1"), input_cls)
 
 
 def _content_decoded(body: bytes, headers: dict[bytes, bytes], limit: int) -> bytes | None:
