@@ -26,6 +26,14 @@ class MevParams:
         return self.strategy in (trade_pb2.MEV_STRATEGY_JITO_BUNDLE, trade_pb2.MEV_STRATEGY_JITO_DONT_FRONT)
 
 
+_MODE_NAMES = {trade_pb2.TRADING_MODE_PAPER: "PAPER", trade_pb2.TRADING_MODE_LIVE: "LIVE"}
+
+
+def mode_name(mode: int) -> str | None:
+    """"PAPER" or "LIVE", as permissions and rate limits name a mode; None when unset."""
+    return _MODE_NAMES.get(mode)
+
+
 @dataclass(frozen=True)
 class Order:
     principal_id: str

@@ -23,7 +23,7 @@ from tradewire.core.auth.permissions import METHOD_ACCESS, Access, authorize
 from tradewire.core.context import CallContext
 from tradewire.core.errors import Code, TradewireError, internal_error, invalid, store_unavailable
 from tradewire.core.market import Market
-from tradewire.core.order import Order
+from tradewire.core.order import Order, mode_name
 from tradewire.core.ratelimit import RateDecision, RateLimits
 from tradewire.core.logs import call_fields
 from tradewire.core.recorder import Recorder
@@ -167,7 +167,7 @@ class Pipeline:
         modes = {r.mode for r in _trade_requests(call.request)}
         call.mode = trade_pb2.TRADING_MODE_LIVE if trade_pb2.TRADING_MODE_LIVE in modes else (
             trade_pb2.TRADING_MODE_PAPER if modes else 0)
-        authorize(call.ctx.principal, call.ctx.method, _mode_name(call.mode))
+        authorize(call.ctx.principal, call.ctx.method, mode_name(call.mode))
 
     def rate_limit(self, call: Call) -> None:
         """Token buckets per principal (LIVE and streams stricter); state returned in headers."""
@@ -175,13 +175,13 @@ class Pipeline:
         if principal is None:
             return
         decision = self._counting_refusals(
-            lambda: self.limits.check_call(principal.id, call.ctx.method, _mode_name(call.mode)))
+            lambda: self.limits.check_call(principal.id, call.ctx.method, mode_name(call.mode)))
         call.ctx.response_headers.update(decision.headers())
 
     def limit_trade(self, principal_id: str, mode: int) -> RateDecision:
         """One trade of a call that carries several (a batch item, a session's trade) takes what
         an ExecuteTrade of its mode takes; raises RATE_LIMITED when a bucket is empty."""
-        return self._counting_refusals(lambda: self.limits.check_call(principal_id, "ExecuteTrade", _mode_name(mode)))
+        return self._counting_refusals(lambda: self.limits.check_call(principal_id, "ExecuteTrade", mode_name(mode)))
 
     def _counting_refusals(self, check: Callable[[], T]) -> T:
         """``check()``; a RATE_LIMITED refusal is counted per bucket (tradewire_rate_limited_total)."""
@@ -212,10 +212,6 @@ class Pipeline:
 def shutting_down() -> TradewireError:
     return TradewireError("SHUTTING_DOWN", "the gateway is shutting down and accepts no new calls; "
                                            "retry against another instance or once it is back", retry_after_s=1.0)
-
-
-def _mode_name(mode: int) -> str | None:
-    return {trade_pb2.TRADING_MODE_PAPER: "PAPER", trade_pb2.TRADING_MODE_LIVE: "LIVE"}.get(mode)
 
 
 def _host(peer: str) -> str:

@@ -27,7 +27,7 @@ from tradewire.core.errors import FieldViolation, TradewireError, internal_error
 from tradewire.core.executors.base import Executor
 from tradewire.core.lifecycle import heartbeat_event, is_terminal, now_timestamp, shutdown_event
 from tradewire.core.market import Market, format_units
-from tradewire.core.order import Order
+from tradewire.core.order import Order, mode_name
 from tradewire.core.pipeline import Pipeline, shutting_down
 from tradewire.core.quotes import QuoteSource
 from tradewire.core.store.base import HistoryQuery, TradeStore
@@ -52,12 +52,6 @@ class ServiceOptions:
     session_max_lag: int = 1024
     max_batch_items: int = 100
     batch_concurrency: int = 8
-
-
-
-
-def _mode_name(mode: int) -> str | None:
-    return {pb.TRADING_MODE_PAPER: "PAPER", pb.TRADING_MODE_LIVE: "LIVE"}.get(mode)
 
 
 class TradeService:
@@ -424,7 +418,7 @@ class _Session:
                 self.put(spb.TradeSessionResponse(cancelled=spb.CancelTradeResponse(request_id=request_id,
                                                                                     status=result.status)))
                 return
-            mode = _mode_name(message.trade.mode)
+            mode = mode_name(message.trade.mode)
             authorize(self.principal, "TradeSession", mode)
             self.service.pipeline.limit_trade(self.principal.id, message.trade.mode)
             order = validate_trade(message.trade, self.principal.id, self.service.market, "trade.")
