@@ -56,9 +56,32 @@ class Order:
         return "LIVE" if self.mode == trade_pb2.TRADING_MODE_LIVE else "PAPER"
 
 
-def fingerprint(request: trade_pb2.TradeRequest) -> str:
-    """Identity of a payload for de-duplication: same bytes, same trade."""
-    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+# Fingerprints of the canonical form below carry this prefix; those stored before it hash
+# the request's bytes as they came (same_payload still reads them).
+_CANONICAL_FINGERPRINT = "v2:"
+
+
+def fingerprint(order: Order) -> str:
+    """Identity of a trade's payload for de-duplication: one order, one fingerprint.
+
+    Hashes the request as this gateway reads it, so two spellings of one order match: an
+    amount written "0.5" or "0.50", a default written out or left unset (swap mode, MEV
+    strategy), a field this version does not know. Any other field that differs counts.
+    """
+    canonical = trade_pb2.TradeRequest()
+    canonical.CopyFrom(order.request)
+    canonical.DiscardUnknownFields()
+    canonical.amount = str(order.amount_atomic)
+    canonical.swap_mode = trade_pb2.SWAP_MODE_EXACT_OUT if order.exact_out else trade_pb2.SWAP_MODE_EXACT_IN
+    canonical.mev_protection.strategy = order.mev.strategy  # (present from here on: unset == empty)
+    return _CANONICAL_FINGERPRINT + hashlib.sha256(canonical.SerializeToString(deterministic=True)).hexdigest()
+
+
+def same_payload(stored: str, current: str, request: trade_pb2.TradeRequest) -> bool:
+    """Whether a stored fingerprint is this payload's (``current`` is ``fingerprint`` of it)."""
+    if stored.startswith(_CANONICAL_FINGERPRINT):
+        return stored == current
+    return stored == hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
 @dataclass(frozen=True)

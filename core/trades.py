@@ -43,7 +43,7 @@ from tradewire.core.errors import Code, FieldViolation, TradewireError, internal
 from tradewire.core.executors.base import Executor, Outcome, Progress
 from tradewire.core.inflight import AtInFlightLimit, InFlightRegistry
 from tradewire.core.market import Market, format_units
-from tradewire.core.order import Fill, Order, fingerprint
+from tradewire.core.order import Fill, Order, fingerprint, same_payload
 from tradewire.core.recorder import Recorder
 from tradewire.core.retry import RetryPolicy, as_error, transient_reason
 from tradewire.core.status_hub import StatusHub, Subscription
@@ -125,7 +125,7 @@ class TradeRunner:
         Raises DUPLICATE_REQUEST_MISMATCH or TOO_MANY_IN_FLIGHT (nothing claimed then). No
         ``await`` happens between the checks and the claim, so they are atomic.
         """
-        print_ = fingerprint(order.request)
+        print_ = fingerprint(order)
         inflight = self.inflight
         # At a limit a replay of a known request id is still answered, a new one refused.
         at_limit = inflight.count(order.principal_id) >= inflight.max_per_principal or len(inflight) >= inflight.max_total
@@ -147,7 +147,7 @@ class TradeRunner:
                 if slot is not None:
                     inflight.taken(key)
                 return self._start(Trade(order, initial))
-        if existing.fingerprint != print_:
+        if not same_payload(existing.fingerprint, print_, order.request):
             raise TradewireError(
                 "DUPLICATE_REQUEST_MISMATCH",
                 f"request_id {order.request_id!r} was already used with a different payload",

@@ -105,7 +105,7 @@ class Harness:
         order = validate_trade(request, self.principal, self.market)
         result = pb.TradeResult(request_id=request_id, trade_id=request_id, mode=pb.TRADING_MODE_LIVE,
                                 input_mint=input_mint, output_mint=output_mint)
-        self.store.claim(self.principal, request_id, fingerprint(request), result)
+        self.store.claim(self.principal, request_id, fingerprint(order), result)
         return order
 
     async def run(self, order: Order, on_status: dict[int, asyncio.Event] | None = None) -> Run:

@@ -73,7 +73,8 @@ export type TradeRequest = Message<"tradewire.v1.TradeRequest"> & {
   /**
    * Client-chosen idempotency key, unique per caller: 1–64 characters of [A-Za-z0-9._:-].
    * Re-sending the same id with the same payload returns the original result; with a
-   * different payload it fails with ALREADY_EXISTS.
+   * different payload it fails with ALREADY_EXISTS. Payloads are compared as orders: an
+   * amount written "0.5" or "0.50", or a default written out or left unset, is the same.
    *
    * @generated from field: string request_id = 1;
    */
