@@ -332,6 +332,9 @@ class TradeRunner:
                     if isinstance(item, Progress):
                         if lifecycle.rank(item.status) <= lifecycle.rank(trade.stage):
                             continue  # a retried or resumed attempt repeating a published stage
+                        if item.signature:
+                            self._record_sent(trade, item)
+                            continue
                         self._transition(trade, item.status, item.message)
                         if not trade.committed and lifecycle.may_have_been_sent(item.status):
                             self._commit(trade)
@@ -376,6 +379,18 @@ class TradeRunner:
         trade.committed = True
         if trade.timer is not None:
             trade.timer.cancel()
+
+    def _record_sent(self, trade: Trade, progress: Progress) -> None:
+        """A transaction on the network: its signature and status are stored before they are
+        published, so a restart shows the signature and continues the same event sequence."""
+        trade.result.signature = progress.signature
+        event = self._advance(trade, progress.status, progress.message)
+        self.store.save(trade.order.principal_id, trade.result, [*(self.hub.channel_events(trade.key) or ()), event])
+        if not trade.committed:
+            trade.committed = True
+            if trade.timer is not None:
+                trade.timer.cancel()
+        self._publish(trade, event)
 
     def _transition(self, trade: Trade, status: int, message: str = "") -> None:
         self._publish(trade, self._advance(trade, status, message))

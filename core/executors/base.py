@@ -14,6 +14,9 @@ from tradewire.core.order import Fill, Order
 class Progress:
     status: int  # trade_pb2.TradeStatus, non-terminal
     message: str = ""
+    # A transaction's signature, once it may be on the network: the runner stores it with this
+    # status before publishing either (a restart then shows it and continues the same sequence).
+    signature: str = ""
 
 
 @dataclass(frozen=True)

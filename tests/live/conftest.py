@@ -119,6 +119,10 @@ class Harness:
                     lifecycle.check_transition(current, item.status)
                     current = item.status
                     progress.append(item)
+                    if item.signature:  # as the runner does: stored with its signature before it is published
+                        result = self.store.get(order.principal_id, order.request_id).result
+                        result.status, result.signature = item.status, item.signature
+                        self.store.save(order.principal_id, result)
                     if on_status and item.status in on_status:
                         on_status[item.status].set()
                     continue

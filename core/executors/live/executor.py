@@ -397,9 +397,9 @@ class LiveExecutor:
         if refused is not None:
             yield refused
             return
-        self._note_submitted(order, signature)
         via = "the Jito block engine as a bundle" if route == ROUTE_JITO else "the RPC"
-        yield Progress(pb.TRADE_STATUS_SUBMITTED, f"transaction {signature} sent to {via}; awaiting confirmation")
+        yield Progress(pb.TRADE_STATUS_SUBMITTED, f"transaction {signature} sent to {via}; awaiting confirmation",
+                       signature=signature)
         outcome, confirmed = await self._await(order, watch, quote)
         if confirmed:
             yield Progress(pb.TRADE_STATUS_CONFIRMED, f"transaction confirmed in slot {outcome.fill.slot}")
@@ -580,19 +580,6 @@ class LiveExecutor:
         fill = Fill(quote_from_json(row.quote), 0, 0, FeeBreakdown(), row.signature)
         self.orders.finalize(row.signature, STATE_DROPPED, outcome_to_json(status, error, fill, False))
         return Outcome(status, fill, error)
-
-    def _note_submitted(self, order: Order, signature: str) -> None:
-        """Make SUBMITTED and the signature durable in the trade record too, so a restart shows it."""
-        record = self.store.get(order.principal_id, order.request_id)
-        if record is None or lifecycle.is_terminal(record.result.status) \
-                or _rank(record.result.status) >= _rank(pb.TRADE_STATUS_SUBMITTED):
-            return
-        result = pb.TradeResult()
-        result.CopyFrom(record.result)
-        result.status = pb.TRADE_STATUS_SUBMITTED
-        result.signature = signature
-        result.updated_at.CopyFrom(lifecycle.now_timestamp())
-        self.store.save(order.principal_id, result)
 
     async def _await(self, order: Order, watch: Watch, quote: Quote) -> tuple[Outcome, bool]:
         watch.attached += 1

@@ -55,8 +55,8 @@ class Gate:
 
 
 class ScriptedExecutor:
-    """``attempts[i]`` scripts attempt i: a list of steps — a status (Progress), an Outcome,
-    an exception (raised), or a callable (awaited)."""
+    """``attempts[i]`` scripts attempt i: a list of steps — a status or a Progress, an
+    Outcome, an exception (raised), or a callable (awaited)."""
 
     def __init__(self, *attempts: list, name: str = "fake", by_request: dict[str, list] | None = None) -> None:
         self.name = name
@@ -75,6 +75,8 @@ class ScriptedExecutor:
             for step in script:
                 if isinstance(step, int):
                     yield Progress(step)
+                elif isinstance(step, Progress):
+                    yield step
                 elif isinstance(step, Outcome):
                     yield step
                     return

@@ -6,9 +6,9 @@ import asyncio
 import httpx
 import pytest
 
-from lifecycle_support import FILLED_PATH, FILLS, Gate, ScriptedExecutor, order, runner, stages, until
+from lifecycle_support import FILL, FILLED_PATH, FILLS, Gate, ScriptedExecutor, order, runner, stages, until
 from tradewire.core.errors import TradewireError
-from tradewire.core.executors.base import Outcome
+from tradewire.core.executors.base import Outcome, Progress
 from tradewire.core.retry import TransientError
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.core.trades import StopRequest, Trade
@@ -184,3 +184,37 @@ async def test_unfinished_trades_resume_or_are_reconciled_after_a_restart(tmp_pa
     reconciled = second.store.get("alice", "sent").result  # (an executor without reconcile: see test_paper_settlement)
     assert reconciled.status == pb.TRADE_STATUS_FAILED and "cannot reconcile" in reconciled.error.message
     assert store.unfinished() == []
+
+
+class SendingExecutor(ScriptedExecutor):
+    """Sends a transaction (SUBMITTED with its signature) and waits; a restart reconciles it."""
+
+    def __init__(self, gate: Gate) -> None:
+        super().__init__(FILLS[:3] + [Progress(pb.TRADE_STATUS_SUBMITTED, "sent sig-1", signature="sig-1"), gate])
+
+    async def reconcile(self, order, result):
+        assert result.signature == "sig-1"  # what the restart knows, from the store
+        return Outcome(pb.TRADE_STATUS_FILLED, FILL)
+
+
+async def test_a_sent_transaction_is_stored_with_its_event_so_a_restart_continues_the_sequence(tmp_path):
+    store = SqliteStore(tmp_path / "trades.db")
+    gate = Gate()
+    first = runner(SendingExecutor(gate), store)
+    first.admit(order("sent"))
+    await gate.reached.wait()
+    shown = await first.current("alice", "sent")
+    assert shown.status == pb.TRADE_STATUS_SUBMITTED and shown.signature == "sig-1"  # GetTrade shows it at once
+    stored = store.get("alice", "sent")
+    assert stages(stored.events)[-1] == pb.TRADE_STATUS_SUBMITTED and stored.result.signature == "sig-1"
+    published = first.hub.channel_events(("alice", "sent"))
+    assert [e.sequence for e in published] == [e.sequence for e in stored.events] == list(range(1, 8))
+    assert await first.interrupt_all() == 1
+
+    second = runner(SendingExecutor(Gate()), store)
+    assert await second.recover() == {"resumed": 0, "reconciled": 1, "failed": 0}
+    assert (await second.inflight.get(("alice", "sent")).done).status == pb.TRADE_STATUS_FILLED
+    events = store.get("alice", "sent").events
+    # FILLED follows SUBMITTED (7): a stream resuming after 7 gets the end, no sequence is reused.
+    assert [e.sequence for e in events] == list(range(1, 9))
+    assert stages(events)[-2:] == [pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_FILLED]
