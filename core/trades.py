@@ -536,7 +536,8 @@ class TradeRunner:
             trade.done.set_exception(TradewireError(
                 "SHUTTING_DOWN", f"the gateway is shutting down; trade {trade.order.request_id!r} is unfinished at "
                 f"{pb.TradeStatus.Name(trade.stage)} and resumes when it restarts "
-                "(follow it with StreamExecutionStatus)"))
+                "(follow it with StreamExecutionStatus)",
+                metadata={"trade_id": trade.result.trade_id, "status": pb.TradeStatus.Name(trade.stage)}))
 
     # -- shutdown and restart ---------------------------------------------------------------
 

@@ -171,6 +171,8 @@ async def test_unfinished_trades_resume_or_are_reconciled_after_a_restart(tmp_pa
     with pytest.raises(TradewireError) as failure:
         await before.done
     assert failure.value.reason == "SHUTTING_DOWN"
+    # a trade, not a refusal: the caller learns which, and where it stopped
+    assert failure.value.metadata == {"trade_id": before.result.trade_id, "status": "TRADE_STATUS_QUOTED"}
     assert isinstance(sent, Trade) and sent.done.done()
     assert {u.record.request_id for u in store.unfinished()} == {"pre-send", "sent"}
 
