@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import re
@@ -37,6 +38,7 @@ from google.protobuf.message import DecodeError
 from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.calls import RPCS, Rpc
+from tradewire.gateway.disconnect import ClientGone, until_disconnect
 from tradewire.gateway.errors import CONNECT_CODE, duplex_unsupported_error
 from tradewire.gateway.http_json.codec import merge_json, parse_json
 from tradewire.v1.service_connect import TradeExecutionServiceASGIApplication
@@ -310,8 +312,8 @@ class ConnectCompat:
 
     async def _unary_until_disconnect(self, scope, app_receive, send, wire_receive) -> None:
         """Run a unary call whose body is already read; cancel it if the client disconnects
-        before the response is complete (a trade not yet sent is then stopped, see core)."""
-        completed = gone = False
+        before the response is complete."""
+        completed = False
 
         async def tracking_send(message) -> None:
             nonlocal completed
@@ -319,32 +321,8 @@ class ConnectCompat:
                 completed = True
             await send(message)
 
-        call = asyncio.ensure_future(self.app(scope, app_receive, tracking_send))
-
-        async def watch() -> None:
-            nonlocal gone
-            while not call.done():
-                message = await wire_receive()
-                if message["type"] == "http.disconnect":
-                    if not completed:
-                        gone = True
-                        call.cancel()
-                    return
-
-        watcher = asyncio.ensure_future(watch())
-        try:
-            await asyncio.shield(call)
-        except asyncio.CancelledError:
-            if not call.done():  # this request itself is cancelled (shutdown): pass it on
-                call.cancel()
-                await asyncio.gather(call, return_exceptions=True)
-                raise
-        except Exception:  # gRPC-Web calls turn the cancellation into CANCELED; nobody is listening
-            if not gone:
-                raise
-        finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+        with contextlib.suppress(ClientGone):
+            await until_disconnect(self.app(scope, app_receive, tracking_send), wire_receive, lambda: completed)
 
     async def _stream_until_disconnect(self, scope, receive, send) -> None:
         """Run a streaming call; the moment the client disconnects, cancel it."""

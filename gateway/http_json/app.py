@@ -21,6 +21,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescr
 
 from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import REASONS, TradewireError, internal_error, invalid
+from tradewire.gateway.disconnect import ClientGone, until_disconnect
 from tradewire.gateway.errors import duplex_unsupported_error
 
 from . import codec
@@ -281,13 +282,15 @@ class HttpJsonApp:
                     lambda err, exc: self._report(err, ctx, exc),
                 )
                 return
-            result = await route.handler(request, ctx)
+            result = await until_disconnect(route.handler(request, ctx), receive)  # (its body is read)
             if getattr(getattr(result, "DESCRIPTOR", None), "full_name", None) != route.output_name:
                 raise TypeError(f"{route.rpc} returned {type(result).__name__}, expected {route.output_name}")
             if route.response_field:
                 body = orjson.dumps(codec.to_dict(result).get(route.response_field))
             else:
                 body = codec.encode_message(result)
+        except ClientGone:
+            return  # recorded by the pipeline as the caller's cancellation; nobody is listening
         except TradewireError as err:
             self._report(err, ctx)
             await self._send_error_safely(send, err, ctx)

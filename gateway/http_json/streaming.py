@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from tradewire.core.errors import TradewireError, internal_error
+from tradewire.gateway.disconnect import ClientGone, wait_disconnect
 
 from .codec import to_dict
 from .responses import Send, error_body, header_list, send_error
@@ -78,17 +79,6 @@ class Framer:
         return b"event: end\ndata: {}\n\n" if self.sse else b""
 
 
-class _ClientGone(Exception):
-    pass
-
-
-async def _wait_disconnect(receive: Callable[[], Awaitable[dict]]) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
 async def _close(iterator: Any) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
@@ -108,7 +98,7 @@ async def serve_stream(
 ) -> None:
     """Runs one server stream until it ends, fails or the client goes away."""
     pump = asyncio.ensure_future(_pump(open_stream, framer, send, response_headers, report_error))
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    watcher = asyncio.ensure_future(wait_disconnect(receive))
     try:
         await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -127,7 +117,7 @@ async def _pump(open_stream, framer: Framer, send: Send, response_headers, repor
         try:
             await send({"type": "http.response.body", "body": chunk, "more_body": more})
         except OSError as exc:  # some servers raise once the peer is gone
-            raise _ClientGone() from exc
+            raise ClientGone() from exc
 
     try:
         try:
@@ -164,7 +154,7 @@ async def _pump(open_stream, framer: Framer, send: Send, response_headers, repor
             except StopAsyncIteration:
                 msg = _END
         await emit(framer.end(), more=False)
-    except _ClientGone:
+    except ClientGone:
         return
     except TradewireError as err:
         report_error(err, None)
@@ -184,5 +174,5 @@ async def _pump(open_stream, framer: Framer, send: Send, response_headers, repor
 async def _finish_with_error(framer: Framer, emit, err: TradewireError) -> None:
     try:
         await emit(framer.error(err) + framer.end(), more=False)
-    except _ClientGone:
+    except ClientGone:
         pass

@@ -162,7 +162,7 @@ async def _final(grpc_client, gateway, request_id: str) -> pb.TradeResult:
     return await _stored(grpc_client, gateway, request_id)
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "connect-json", "grpc-web"])
+@pytest.mark.parametrize("protocol", ["grpc", "connect-json", "grpc-web", "http"])
 async def test_caller_going_away_before_send_cancels_the_trade(protocol, grpc_client, slow_gateway):
     client = make_client(protocol, slow_gateway)
     key = slow_gateway.key("alice")
