@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
 
+from tradewire.core.errors import Code
 from tradewire.v1 import trade_pb2 as pb
 
 S = pb.TradeStatus
@@ -116,6 +117,13 @@ def status_event(request_id: str, sequence: int, status: int, message: str | Non
 def rank(status: int) -> int:
     """Position on the happy path (-1 for unspecified or a terminal failure)."""
     return _ORDER.get(status, -1)
+
+
+def may_run_again(result: pb.TradeResult) -> bool:
+    """A trade refused before anything was sent because something was unavailable (an upstream,
+    the shared store, the gateway itself): its caller was invited to retry, so a retry with the
+    same request id and payload runs it again instead of getting this refusal back."""
+    return result.status == pb.TRADE_STATUS_REJECTED and result.error.code == Code.UNAVAILABLE
 
 
 def may_have_been_sent(status: int) -> bool:

@@ -130,12 +130,15 @@ class TradeRunner:
         # At a limit a replay of a known request id is still answered, a new one refused.
         at_limit = inflight.count(order.principal_id) >= inflight.max_per_principal or len(inflight) >= inflight.max_total
         existing = self.store.get(order.principal_id, order.request_id) if at_limit else None
+        if existing is not None and lifecycle.may_run_again(existing.result):
+            existing = None  # it would run again: a new trade as far as the limits go
         if existing is None:
             if at_limit:
                 inflight.check(order.principal_id)  # raises TOO_MANY_IN_FLIGHT (and counts it)
-            # One statement (SQLite's INSERT … ON CONFLICT DO NOTHING, or one Redis script):
-            # claims a new request id, else returns the existing record. With Redis it takes the
-            # caller's slot across replicas too, in the same step (a known request id takes none).
+            # One statement (SQLite's INSERT … ON CONFLICT, or one Redis script): claims a new
+            # request id (or one whose trade may run again, same payload: lifecycle.may_run_again),
+            # else returns the existing record. With Redis it takes the caller's slot across
+            # replicas too, in the same step (a known request id takes none).
             key = (order.principal_id, order.request_id)
             initial, slot = _initial_result(order), inflight.slot_for(key)
             try:

@@ -38,6 +38,10 @@ _ALREADY_THERE = "equal or smaller"
 _RECONNECT = RetryPolicy(max_attempts=1_000_000, initial_backoff_s=0.05, max_backoff_s=2.0)
 
 
+def events_stream_key(principal_id: str, request_id: str) -> str:
+    return f"tw:events:{principal_id}:{request_id}"
+
+
 class RedisEventBus:
     def __init__(self, async_client: aredis.Redis, retain_s: int = 3600) -> None:
         self._ar = async_client
@@ -48,13 +52,9 @@ class RedisEventBus:
         self._idle.set()
         self._sender: asyncio.Task | None = None
 
-    @staticmethod
-    def _stream(key: Key) -> str:
-        return f"tw:events:{key[0]}:{key[1]}"
-
     def publish(self, key: Key, event: pb.ExecutionStatus) -> None:
         """Queue ``event`` for its trade's stream (sent within one loop pass)."""
-        self._queue.append((self._stream(key), f"0-{event.sequence}", event.SerializeToString(), event.terminal))
+        self._queue.append((events_stream_key(*key), f"0-{event.sequence}", event.SerializeToString(), event.terminal))
         self._idle.clear()
         self._queued.set()
         if self._sender is None:
@@ -114,7 +114,7 @@ class RedisEventBus:
 
     async def latest(self, key: Key) -> pb.ExecutionStatus | None:
         """The last event in the trade's stream (None when it has none)."""
-        entries = await self._ar.xrevrange(self._stream(key), count=1)
+        entries = await self._ar.xrevrange(events_stream_key(*key), count=1)
         return pb.ExecutionStatus.FromString(entries[0][1][b"e"]) if entries else None
 
     async def follow(self, key: Key, from_sequence: int, heartbeat_s: float | None) -> AsyncIterator[pb.ExecutionStatus]:
@@ -125,7 +125,7 @@ class RedisEventBus:
         loop = asyncio.get_running_loop()
         idle_since = loop.time()
         while True:
-            answer = await self._ar.xread({self._stream(key): last}, count=100, block=max(1, int(block_s * 1000)))
+            answer = await self._ar.xread({events_stream_key(*key): last}, count=100, block=max(1, int(block_s * 1000)))
             if not answer:
                 if loop.time() - idle_since >= heartbeat_s:
                     idle_since = loop.time()

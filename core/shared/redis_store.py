@@ -45,27 +45,39 @@ from tradewire.core.store.base import (FillIdUsed, HistoryPage, HistoryQuery, Ou
                                        TradeRecord,
                                        UnfinishedTrade)
 from tradewire.core.inflight import AtInFlightLimit
+from tradewire.core.shared.redis_events import events_stream_key
 from tradewire.core.shared.redis_inflight import TAKE_SLOT_LUA, InFlightSlot
 from tradewire.core.shared.redis_outbox import ENQUEUE_LUA, RedisOutbox, enqueue_keys_args
 from tradewire.core.shared.redis_replicas import REGISTRY, presence_key
 from tradewire.core.store.sqlite import pack_events, unpack_events
 from tradewire.v1 import trade_pb2
 
-# Claim atomically: return the existing trade, or create it and list it in history. With an
-# in-flight slot (KEYS[5]; ARGV[8..10] member, limit, lease ms) a new trade first takes the
-# caller's slot, and returns the caller's count instead when at the limit (nothing claimed).
+# Claim atomically: return the existing trade, or create it and list it in history; a trade
+# that may run again (``rerun``, lifecycle.may_run_again) is claimed afresh by the same payload
+# (fingerprint), its previous attempt's status events (KEYS[5]) dropped. With an in-flight slot
+# (KEYS[6]; ARGV[8..10] member, limit, lease ms) a new trade first takes the caller's slot, and
+# returns the caller's count instead when at the limit (nothing claimed).
 _CLAIM = TAKE_SLOT_LUA + """
+local rerun = false
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.call('HMGET', KEYS[1], 'fp', 'result', 'events')
+  local t = redis.call('HMGET', KEYS[1], 'fp', 'result', 'events', 'rerun')
+  if t[4] ~= '1' or t[1] ~= ARGV[1] then return {t[1], t[2], t[3]} end
+  rerun = true
 end
-if #KEYS > 4 then
-  local refused = take_slot(KEYS[5], ARGV[8], ARGV[9], ARGV[10])
+if #KEYS > 5 then
+  local refused = take_slot(KEYS[6], ARGV[8], ARGV[9], ARGV[10])
   if refused >= 0 then return refused end
 end
-local seq = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'result', ARGV[2], 'request', ARGV[3], 'seq', seq, 'replica', ARGV[4],
-           'mode', ARGV[7], 'handover', ARGV[4])
-redis.call('ZADD', KEYS[2], seq, ARGV[5])
+if rerun then
+  redis.call('HDEL', KEYS[1], 'events', 'rerun', 'committed')
+  redis.call('HSET', KEYS[1], 'result', ARGV[2], 'request', ARGV[3], 'replica', ARGV[4], 'handover', ARGV[4])
+  redis.call('DEL', KEYS[5])
+else
+  local seq = redis.call('INCR', KEYS[4])
+  redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'result', ARGV[2], 'request', ARGV[3], 'seq', seq, 'replica', ARGV[4],
+             'mode', ARGV[7], 'handover', ARGV[4])
+  redis.call('ZADD', KEYS[2], seq, ARGV[5])
+end
 redis.call('SADD', KEYS[3], ARGV[6])
 return false
 """
@@ -112,9 +124,9 @@ return #members
 """
 # Save a trade if this replica still owns it. KEYS[1] the trade, KEYS[2] this replica's running
 # set, then (ARGV[7] not '') the caller's in-flight set to give the member ARGV[7] back to, then
-# the outbox's keys (enqueue); ARGV: owner, result, events ('' keeps them), terminal, committed
-# ('1' or ''), running-set member, in-flight member, then the outbox's args. Returns 0 when not
-# the owner, -1 when the trade is gone.
+# the outbox's keys (enqueue); ARGV: owner, result, events ('' keeps them), terminal ('1', or
+# 'r' when it may run again), committed ('1' or ''), running-set member, in-flight member, then
+# the outbox's args. Returns 0 when not the owner, -1 when the trade is gone.
 _SAVE = ENQUEUE_LUA + """
 local owner = redis.call('HGET', KEYS[1], 'replica')
 if not owner then return -1 end
@@ -122,7 +134,8 @@ if owner ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'result', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'events', ARGV[3]) end
 if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'committed', '1') end
-if ARGV[4] == '1' then redis.call('SREM', KEYS[2], ARGV[6]) end
+if ARGV[4] ~= '' then redis.call('SREM', KEYS[2], ARGV[6]) end
+if ARGV[4] == 'r' then redis.call('HSET', KEYS[1], 'rerun', '1') end
 local outbox = 3
 if ARGV[7] ~= '' then
   redis.call('ZREM', KEYS[3], ARGV[7])
@@ -175,6 +188,12 @@ def _pack_holding(h: Holding) -> str:
     return f"{h.amount}:{h.cost_basis}:{h.realized_pnl}"
 
 
+def _terminal_flag(result: trade_pb2.TradeResult) -> str:
+    if not lifecycle.is_terminal(result.status):
+        return ""
+    return "r" if lifecycle.may_run_again(result) else "1"
+
+
 class RedisTradeStore:
     def __init__(self, client: redis.Redis, replica_id: str) -> None:
         self._r = client
@@ -203,7 +222,8 @@ class RedisTradeStore:
 
     def claim(self, principal_id: str, request_id: str, fingerprint: str, result: trade_pb2.TradeResult,
               request: trade_pb2.TradeRequest | None = None, slot: InFlightSlot | None = None) -> TradeRecord | None:
-        keys = [self.trade_key(principal_id, request_id), f"tw:hist:{principal_id}", self._running_key(), "tw:seq"]
+        keys = [self.trade_key(principal_id, request_id), f"tw:hist:{principal_id}", self._running_key(), "tw:seq",
+                events_stream_key(principal_id, request_id)]
         args = [fingerprint, result.SerializeToString(), request.SerializeToString() if request else b"",
                 self.replica_id, request_id, f"{principal_id}\x00{request_id}", result.mode]
         if slot is not None:
@@ -223,7 +243,7 @@ class RedisTradeStore:
              release: InFlightSlot | None = None) -> None:
         keys = [self.trade_key(principal_id, result.request_id), self._running_key()]
         args = [self.replica_id, result.SerializeToString(), pack_events(events) if events else b"",
-                "1" if lifecycle.is_terminal(result.status) else "",
+                _terminal_flag(result),
                 "1" if lifecycle.may_have_been_sent(result.status) else "", f"{principal_id}\x00{result.request_id}",
                 release.member if release is not None else ""]
         if release is not None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from tradewire.core import lifecycle
 from tradewire.core.portfolio import FillLegs, Holding, apply_fill
 from tradewire.core.store.base import FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TradeRecord, UnfinishedTrade
 from tradewire.v1 import trade_pb2
@@ -74,7 +75,8 @@ CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (state, next_att
 CREATE INDEX IF NOT EXISTS applied_fills_by_time ON applied_fills (applied_ns);
 """
 # Columns added after the first schema, for data directories created before them.
-_ADDED_COLUMNS = {"trades": (("request", "BLOB"),), "applied_fills": (("receipt", "TEXT"),)}
+_ADDED_COLUMNS = {"trades": (("request", "BLOB"), ("rerun", "INTEGER NOT NULL DEFAULT 0")),
+                  "applied_fills": (("receipt", "TEXT"),)}
 _TERMINAL = tuple(sorted({trade_pb2.TRADE_STATUS_FILLED, trade_pb2.TRADE_STATUS_REJECTED, trade_pb2.TRADE_STATUS_FAILED,
                           trade_pb2.TRADE_STATUS_CANCELLED, trade_pb2.TRADE_STATUS_EXPIRED}))
 _OUTBOX_COLUMNS = "id, principal, request_id, url, body, state, attempts, next_attempt_ns, last_error"
@@ -128,9 +130,13 @@ class SqliteStore:
     def claim(self, principal_id: str, request_id: str, fingerprint: str, result: trade_pb2.TradeResult,
               request: trade_pb2.TradeRequest | None = None, slot: None = None) -> TradeRecord | None:
         _local_only(slot)
+        # A trade that may run again (lifecycle.may_run_again) is claimed afresh by the same payload.
         cur = self._db.execute(
             "INSERT INTO trades (principal, request_id, fingerprint, mode, status, input_mint, output_mint,"
-            " created_ns, result, request) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (principal, request_id) DO NOTHING",
+            " created_ns, result, request) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (principal, request_id) DO UPDATE"
+            " SET status = excluded.status, result = excluded.result, events = NULL, request = excluded.request,"
+            " created_ns = excluded.created_ns, rerun = 0"
+            " WHERE trades.rerun = 1 AND trades.fingerprint = excluded.fingerprint",
             (principal_id, request_id, fingerprint, result.mode, result.status, result.input_mint,
              result.output_mint, result.created_at.ToNanoseconds(), result.SerializeToString(),
              request.SerializeToString() if request is not None else None),
@@ -142,10 +148,11 @@ class SqliteStore:
              release: None = None) -> None:
         _local_only(release)
         update = (
-            "UPDATE trades SET status = ?, result = ?, events = COALESCE(?, events) WHERE principal = ? AND request_id = ?",
+            "UPDATE trades SET status = ?, result = ?, events = COALESCE(?, events), rerun = ?"
+            " WHERE principal = ? AND request_id = ?",
             (result.status, result.SerializeToString(),
              self._pack_incrementally((principal_id, result.request_id), events, result.status) if events else None,
-             principal_id, result.request_id),
+             lifecycle.may_run_again(result), principal_id, result.request_id),
         )
         if not outbox:
             self._db.execute(*update)

@@ -75,6 +75,7 @@ export type TradeRequest = Message<"tradewire.v1.TradeRequest"> & {
    * Re-sending the same id with the same payload returns the original result; with a
    * different payload it fails with ALREADY_EXISTS. Payloads are compared as orders: an
    * amount written "0.5" or "0.50", or a default written out or left unset, is the same.
+   * A trade REJECTED with UNAVAILABLE (nothing was sent) runs again when re-sent.
    *
    * @generated from field: string request_id = 1;
    */
