@@ -422,7 +422,9 @@ class TradeRunner:
         try:
             apply_outcome(result, order, outcome)
             event = self._advance(trade, outcome.status, outcome.error.message if outcome.error else "")
-            outbox = self.webhooks.entries(order.principal_id, order.webhook_url, result) if self.webhooks else ()
+            # (A trade that may run again is not at its end yet: its retry's end is announced.)
+            announce = self.webhooks is not None and not lifecycle.may_run_again(result)
+            outbox = self.webhooks.entries(order.principal_id, order.webhook_url, result) if announce else ()
             # Stored before it is published: a replica that lost the trade to another publishes nothing.
             self._store_end(trade, event, outbox)
         except TakenOver as exc:

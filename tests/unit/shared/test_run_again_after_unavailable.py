@@ -3,10 +3,12 @@ an open circuit, an upstream, the store, a shutdown) invited its caller to retry
 with the same request id and payload runs it again, on either store and on any replica. Any
 other refusal is the request id's answer for good, and a different payload is still refused."""
 
+import json
 import uuid
 
 import pytest
 
+from tradewire.core.config import WebhooksConfig
 from tradewire.core.errors import TradewireError
 from tradewire.core.executors.base import Outcome
 from tradewire.core.inflight import InFlightRegistry
@@ -17,6 +19,7 @@ from tradewire.core.status_hub import StatusHub
 from tradewire.core.store.base import HistoryQuery
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.core.trades import TradeRunner
+from tradewire.core.webhooks.dispatcher import WebhookDispatcher
 from tradewire.v1 import trade_pb2 as pb
 from unit.lifecycle.lifecycle_support import FILLED_PATH, FILLS, MARKET, FakeRecorder, ScriptedExecutor, order, stages
 
@@ -34,10 +37,12 @@ def stores(request, tmp_path):
     return RedisTradeStore(client, "replica-a"), RedisTradeStore(client, "replica-b")
 
 
-def runner(store, executor) -> TradeRunner:
+def runner(store, executor, webhooks: bool = False) -> TradeRunner:
     recorder = FakeRecorder()
+    dispatcher = WebhookDispatcher(store, WebhooksConfig(allow_private_request_urls=True), b"s3cret") \
+        if webhooks else None  # (never started: the test reads what is queued)
     return TradeRunner(store, StatusHub(), {pb.TRADING_MODE_PAPER: executor}, recorder,
-                       InFlightRegistry(10, 100, recorder.metrics), RetryPolicy(max_attempts=1), None, MARKET)
+                       InFlightRegistry(10, 100, recorder.metrics), RetryPolicy(max_attempts=1), dispatcher, MARKET)
 
 
 async def refused(r: TradeRunner, trade_order) -> TradewireError:
@@ -87,3 +92,16 @@ async def test_a_different_payload_is_refused_even_when_it_could_run_again(store
     await refused(r, order("t-1", who))
     assert (await refused(r, order("t-1", who, amount="0.02"))).reason == "DUPLICATE_REQUEST_MISMATCH"
     assert executor.started == 1
+
+
+async def test_only_the_end_of_the_run_that_counts_is_announced_by_webhook(stores):
+    first_store, second_store = stores
+    who, request_id = f"alice-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
+    hooks = {"webhook_url": "https://hooks.example/t"}
+    first = runner(first_store, ScriptedExecutor([CIRCUIT_OPEN]), webhooks=True)
+    await refused(first, order(request_id, who, **hooks))
+    assert first_store.outbox_entries(request_id) == []  # not its end: the retry runs it again
+    second = runner(second_store, ScriptedExecutor(FILLS), webhooks=True)
+    await second.execute(order(request_id, who, **hooks))
+    (entry,) = second_store.outbox_entries(request_id)
+    assert json.loads(entry.body)["status"] == "TRADE_STATUS_FILLED"
