@@ -4,10 +4,12 @@ a real gateway process), plus helpers to read the chain the way any client would
 
 The fault layer sits between the gateway and the devnet, at the HTTP level, and can:
 answer the next N ``sendTransaction`` calls with the signature without forwarding them (a
-transaction lost in flight: slow confirmation), report no signature statuses (hold
-confirmation), stall a send after forwarding it (a transport failure after send), run a
-callback right before a send is forwarded (e.g. move the pool), and answer chosen paths
-with HTTP 503 (a failing upstream). It records every send's exact bytes.
+transaction lost in flight: slow confirmation), report no recent signature statuses (hold
+confirmation: a node whose status cache lags; its history search and ``getTransaction``
+still find what landed, unless history is held too), stall a send after forwarding it (a
+transport failure after send), run a callback right before a send is forwarded (e.g. move
+the pool), answer chosen paths with HTTP 503 (a failing upstream) and chosen JSON-RPC
+methods with an error object. It records every send's exact bytes.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ LAMPORTS = 10**9
 @dataclass
 class FaultRules:
     drop_sends: int = 0  # next N sendTransaction: answered, not forwarded
-    hold_statuses: bool = False  # getSignatureStatuses answers null for everything
+    hold_statuses: bool = False  # getSignatureStatuses without searchTransactionHistory answers null
+    hold_history: bool = False  # ... and with it too (getTransaction still answers)
+    fail_methods: dict[str, int] = field(default_factory=dict)  # JSON-RPC method → N error answers (-1: forever)
     stall_sends: int = 0  # next N sendTransaction: forwarded, then no answer until the client gives up
     fail_paths: dict[str, int] = field(default_factory=dict)  # path → N answers of HTTP 503 (-1: forever)
     before_send: Callable[[], None] | None = None  # one-shot, right before a send is forwarded
@@ -89,6 +93,12 @@ class FaultyDevnetApp:
         if isinstance(payload, dict):
             method, params = payload.get("method"), payload.get("params") or []
             rules.requests[method] = rules.requests.get(method, 0) + 1
+            left = rules.fail_methods.get(method, 0)
+            if left:
+                rules.fail_methods[method] = left - 1 if left > 0 else left
+                error = {"code": -32011, "message": "Transaction history is not available from this node"}
+                return await JSONResponse({"jsonrpc": "2.0", "id": payload.get("id"), "error": error})(
+                    scope, receive, send)
             if method == "sendTransaction" and path == "/":
                 raw = base64.b64decode(params[0])
                 rules.sends.append(raw)
@@ -106,7 +116,8 @@ class FaultyDevnetApp:
                 self._before_send()
             elif method == "getSignatureStatuses":
                 rules.status_batches.append(len(params[0]))
-                if rules.hold_statuses:
+                config = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
+                if rules.hold_statuses and (rules.hold_history or not config.get("searchTransactionHistory")):
                     value = {"context": {"slot": self.devnet.chain.sync()}, "value": [None] * len(params[0])}
                     return await JSONResponse({"jsonrpc": "2.0", "id": payload.get("id"), "result": value})(
                         scope, receive, send)

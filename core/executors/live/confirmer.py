@@ -1,14 +1,19 @@
 """One background task that confirms every in-flight LIVE transaction.
 
 Each round, for all watched signatures at once: ``getBlockHeight`` FIRST, then ONE
-``getSignatureStatuses`` (chunks of 256) and, for Jito bundles still unseen, one
-``getInflightBundleStatuses`` (chunks of 5). Per transaction:
+``getSignatureStatuses`` (chunks of 256; the recent status cache, which spans every valid
+blockhash) and, for Jito bundles still unseen, one ``getInflightBundleStatuses`` (chunks
+of 5). Per transaction:
 
 * status at the configured commitment → landed (success or on-chain failure) → finalize;
 * status ``processed`` → it is in a block; wait (no re-broadcast);
 * no status and the height read *before* the statuses is past lastValidBlockHeight → it can
-  never land → expired. (Reading the height first makes this sound: a transaction that
-  landed in a valid block shows up in the statuses read afterwards.)
+  never land from now on; but a lagging status cache is no proof it never did. Its absence is
+  confirmed first with the reads that find any landed transaction — ``getSignatureStatuses``
+  with ``searchTransactionHistory`` and ``getTransaction`` at the configured commitment —
+  and only when both find nothing is it expired (found → landed; an error → still pending).
+  (Reading the height first makes this sound: a transaction that landed in a valid block
+  shows up in the reads made afterwards.)
 * Jito bundle reported Failed → nothing of it landed → dropped;
 * otherwise re-broadcast the SAME signed bytes every ``rebroadcast_interval_s``
   (``skipPreflight``; the same bundle for Jito, which has the same id).
@@ -29,7 +34,7 @@ from typing import Any
 
 from tradewire.core.executors.live.breaker import CircuitOpen
 from tradewire.core.executors.live.jito_client import JitoClient
-from tradewire.core.executors.live.solana_rpc import RpcError, SolanaRpc
+from tradewire.core.executors.live.solana_rpc import RpcError, SignatureStatus, SolanaRpc
 from tradewire.core.executors.live.upstreams import UpstreamError
 from tradewire.core.store.live_orders import ROUTE_JITO, LiveOrder, LiveOrderStore
 
@@ -162,16 +167,14 @@ class Confirmer:
         now = self._clock()
         unseen_bundles: list[Watch] = []
         to_broadcast: list[Watch] = []
+        past_validity: list[Watch] = []
         for watch, status in zip(watches, statuses):
             if status is not None:
-                if _reached(status.confirmation_status, self.commitment):
-                    self._start_finalize(watch, Resolution(LANDED, height))
-                else:
-                    watch.in_block = True
+                self._seen(watch, status, height)
                 continue
             watch.in_block = False
             if height > watch.order.last_valid_block_height:
-                self._start_finalize(watch, Resolution(EXPIRED, height))
+                past_validity.append(watch)
             elif watch.order.route == ROUTE_JITO and self.jito is not None:
                 unseen_bundles.append(watch)
             elif now >= watch.next_broadcast:
@@ -190,6 +193,34 @@ class Confirmer:
                     to_broadcast.append(watch)
         for watch in to_broadcast:
             await self.broadcast(watch)
+        if past_validity:
+            await self._landed_or_expired(past_validity, height)
+
+    def _seen(self, watch: Watch, status: SignatureStatus, height: int) -> None:
+        if _reached(status.confirmation_status, self.commitment):
+            self._start_finalize(watch, Resolution(LANDED, height))
+        else:
+            watch.in_block = True
+
+    async def _landed_or_expired(self, watches: list[Watch], height: int) -> None:
+        """Past their last valid height with no recent status: look them up in the node's
+        history before calling them expired; whatever cannot be looked up stays pending."""
+        try:
+            found = await self.rpc.get_signature_statuses([w.signature for w in watches], search_history=True)
+        except (UpstreamError, CircuitOpen, RpcError) as exc:
+            log.info("expiry check skipped: rpc unavailable", extra={"error": str(exc), "in_flight": len(watches)})
+            return
+        for watch, status in zip(watches, found):
+            if status is not None:
+                self._seen(watch, status, height)
+                continue
+            try:  # the ledger itself (history search can cover rooted slots only)
+                landed = await self.rpc.get_transaction(watch.signature, self.commitment) is not None
+            except (UpstreamError, CircuitOpen, RpcError) as exc:
+                log.info("expiry check skipped: rpc unavailable", extra={"signature": watch.signature,
+                                                                         "error": str(exc)})
+                continue
+            self._start_finalize(watch, Resolution(LANDED if landed else EXPIRED, height))
 
     async def broadcast(self, watch: Watch) -> None:
         """Send the same signed bytes again; whatever happens, the signature decides."""

@@ -3,9 +3,10 @@
 The path of one trade, each step a status event (DESIGN.md §4):
 
     safety (kill switch, allow-list) → quote (Jupiter, restrictIntermediateTokens, the
-    request's slippage) → QUOTED → price impact → safety (notional, exposure, daily loss)
-    → build (/swap: dynamic CU limit, priority fee capped) → refuse on simulationError →
-    safety (funds, SOL reserve; exact fees of the built transaction) → sign (our slot only)
+    request's slippage) → QUOTED → price impact → safety (notional, exposure, daily loss;
+    funds for the quoted input) → build (/swap: dynamic CU limit, priority fee capped) →
+    refuse on simulationError → safety (funds, SOL reserve; exact fees of the built
+    transaction) → sign (our slot only)
     → persist (prepared) → SIGNED → simulate (sigVerify) → SIMULATED [point of no return]
     → persist (pending) → send (RPC, or a Jito bundle) → SUBMITTED → confirm (the shared
     Confirmer) → CONFIRMED → fill read from the transaction's meta → FILLED
@@ -19,14 +20,16 @@ How double sending is prevented:
    index). ``execute`` for a request that already has one resumes it — it never quotes or
    signs again — whether that is a restart, a re-run by the runner or a client retry.
 3. A pending transaction ends only on evidence: its status (landed, at the configured
-   commitment), or a block height past its lastValidBlockHeight read *before* a status
-   lookup that found nothing (expired), or the block engine reporting the bundle Failed.
+   commitment), or a block height past its lastValidBlockHeight read *before* lookups that
+   would find it had it landed — its status with history search, getTransaction — and found
+   nothing (expired), or the block engine reporting the bundle Failed.
    Unreachable upstreams leave it pending (SUBMITTED) and it is reconciled by signature.
 
 Errors: breaker open → CIRCUIT_OPEN (UNAVAILABLE, retry-after); an upstream still failing
 after the bounded retries → UPSTREAM_UNAVAILABLE (only ever before send); slippage (program
 error 6001) → SLIPPAGE_EXCEEDED (ABORTED); the wallet cannot pay → INSUFFICIENT_FUNDS
-(FAILED_PRECONDITION); expired → EXPIRED / TRADE_EXPIRED; anything unexpected → INTERNAL
+(FAILED_PRECONDITION); the built swap fails simulation before send → REJECTED, RISK_LIMIT
+(check SIMULATION); expired → EXPIRED / TRADE_EXPIRED; anything unexpected → INTERNAL
 with nothing internal in the message (the traceback is logged).
 """
 
@@ -312,6 +315,12 @@ class LiveExecutor:
                 yield Outcome(pb.TRADE_STATUS_REJECTED, error=refusal)
                 return
             await self._ensure_books(order, balances)
+            # The quoted input must be in the wallet before /swap builds the swap: its simulation
+            # would fail first, in the chain's terms. Only the fees known before building here.
+            refusal = self.safety.funds(order, quote, balances, self._fee_need(order, [], balances))
+            if refusal is not None:
+                yield Outcome(pb.TRADE_STATUS_REJECTED, error=refusal)
+                return
 
             for _ in range(BUILD_ATTEMPTS):
                 built = await self._build(order, raw_quote)
@@ -319,6 +328,7 @@ class LiveExecutor:
                     yield built
                     return
                 txs, primary, route = self._protect(order, built.tx)
+                # Again, with every fee of the built transactions (priority fee, signatures).
                 refusal = self.safety.funds(order, quote, balances, self._fee_need(order, txs, balances))
                 if refusal is not None:
                     yield Outcome(pb.TRADE_STATUS_REJECTED, error=refusal)
@@ -356,7 +366,7 @@ class LiveExecutor:
 
             sim = await self.rpc.simulate(wires[primary])
             if sim.get("err") is not None:
-                status, error = chain_error(order, sim["err"], where="in simulation", charged=False)
+                status, error = chain_error(order, sim["err"], where="before send", charged=False, sent=False)
                 yield Outcome(status, error=error)
                 return
             if order.deadline_unix_ns is not None and order.deadline_unix_ns <= time.time_ns():
@@ -481,7 +491,7 @@ class LiveExecutor:
             if err is None and isinstance(sim, dict) and sim.get("errorCode") == "INSUFFICIENT_FUNDS":
                 err = "InsufficientFundsForFee"
             status, error = chain_error(order, err if err is not None else sim, where="when the swap was built",
-                                        charged=False)
+                                        charged=False, sent=False)
             return Outcome(status, error=error)
         try:
             tx = VersionedTransaction.from_bytes(base64.b64decode(swap["swapTransaction"]))
@@ -571,7 +581,8 @@ class LiveExecutor:
         self.confirmer.forget(row.signature)
         order = self._order_of(row)
         if preflight and isinstance(refusal.data, dict) and refusal.data.get("err") is not None:
-            status, error = chain_error(order, refusal.data["err"], where="in the RPC's preflight", charged=False)
+            status, error = chain_error(order, refusal.data["err"], where="in the RPC's preflight", charged=False,
+                                        sent=False)
         elif preflight:
             status, error = pb.TRADE_STATUS_FAILED, TradewireError("INTERNAL", "the RPC refused the transaction")
         else:

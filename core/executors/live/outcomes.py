@@ -5,9 +5,11 @@ record from an outcome is TradeRunner's apply_outcome, shared by both modes."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from tradewire.core.errors import TradewireError
+from tradewire.core.executors.live.safety import risk
 from tradewire.core.order import Order
 from tradewire.v1 import trade_pb2 as pb
 
@@ -48,8 +50,30 @@ def describe_err(err: Any) -> str:
     return json.dumps(err, separators=(",", ":"), sort_keys=True)
 
 
-def chain_error(order: Order, err: Any, *, where: str, charged: bool) -> tuple[int, TradewireError]:
-    """(status, error) for a transaction error reported by the chain (simulation or landing)."""
+def explain(err: Any) -> str:
+    """A transaction error in words: {"InstructionError":[3,"InvalidAccountData"]} →
+    "instruction 3 failed: invalid account data"."""
+    if isinstance(err, dict) and "InstructionError" in err:
+        try:
+            index, inner = err["InstructionError"]
+        except (TypeError, ValueError):
+            return describe_err(err)
+        code = custom_code(err)
+        return f"instruction {index} failed: " + (f"program error {code}" if code is not None else explain(inner))
+    if isinstance(err, str):
+        return _words(err)
+    if isinstance(err, dict) and len(err) == 1:
+        return _words(next(iter(err)))
+    return describe_err(err)
+
+
+def _words(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
+
+
+def chain_error(order: Order, err: Any, *, where: str, charged: bool, sent: bool = True) -> tuple[int, TradewireError]:
+    """(status, error) for a transaction error reported by the chain (simulation or landing);
+    ``sent`` False: a simulation before anything was sent."""
     paid = "; the network fee was charged" if charged else "; nothing was charged"
     if custom_code(err) == SLIPPAGE_PROGRAM_ERROR:
         return pb.TRADE_STATUS_FAILED, TradewireError(
@@ -60,5 +84,8 @@ def chain_error(order: Order, err: Any, *, where: str, charged: bool) -> tuple[i
         status = pb.TRADE_STATUS_FAILED if charged else pb.TRADE_STATUS_REJECTED
         return status, TradewireError("INSUFFICIENT_FUNDS", f"the wallet cannot pay for this swap {where} "
                                                             f"({describe_err(err)}){paid}")
+    if not sent:  # the swap would fail as built: refused like any other pre-send check
+        return pb.TRADE_STATUS_REJECTED, risk("SIMULATION", f"the swap failed simulation {where}: {explain(err)}; "
+                                                            f"nothing was sent or charged")
     return pb.TRADE_STATUS_FAILED, TradewireError("INTERNAL", f"the swap transaction failed {where}: "
                                                               f"{describe_err(err)}{paid}")

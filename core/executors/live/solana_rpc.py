@@ -82,12 +82,14 @@ class SolanaRpc:
     async def get_block_height(self, commitment: str = "confirmed", *, check_breaker: bool = True) -> int:
         return int(await self.call("getBlockHeight", [{"commitment": commitment}], check_breaker=check_breaker))
 
-    async def get_signature_statuses(self, signatures: Sequence[str], *,
+    async def get_signature_statuses(self, signatures: Sequence[str], *, search_history: bool = False,
                                      check_breaker: bool = True) -> list[SignatureStatus | None]:
+        """Statuses from the node's recent status cache (it spans every still-valid blockhash);
+        ``search_history`` also searches its ledger, for transactions the cache does not show."""
         out: list[SignatureStatus | None] = []
         for start in range(0, len(signatures), MAX_STATUSES_PER_CALL):
             chunk = list(signatures[start:start + MAX_STATUSES_PER_CALL])
-            result = await self.call("getSignatureStatuses", [chunk, {"searchTransactionHistory": True}],
+            result = await self.call("getSignatureStatuses", [chunk, {"searchTransactionHistory": search_history}],
                                      check_breaker=check_breaker)
             for value in result["value"]:
                 out.append(None if value is None else SignatureStatus(
