@@ -590,6 +590,8 @@ class TradeRunner:
         counts = {"resumed": 0, "reconciled": 0, "failed": 0}
         for unfinished in self.store.unfinished() if trades is None else trades:
             record = unfinished.record
+            if (record.principal_id, record.request_id) in self.inflight:
+                continue  # still running here (handed back after a false takeover): it goes on as it is
             result = pb.TradeResult()
             result.CopyFrom(record.result)
             try:

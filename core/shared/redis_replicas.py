@@ -10,13 +10,15 @@ presence once its unfinished trades are saved, so the others take them over at o
 
 A replica whose beat finds its own presence had expired was presumed dead meanwhile (a stall
 longer than ``ttl_s``): its adopted trades are no longer its to write — the store refuses its
-saves — and it says so in the log.
+saves — and it says so in the log. A replica judges the others only once its own beats have
+held for a whole ``ttl_s``: after an outage every presence has lapsed at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import redis
@@ -47,6 +49,7 @@ class ReplicaPresence:
         self._adopt = adopt
         self._on_adopted = on_adopted
         self._beats = 0
+        self._present_since = 0.0  # monotonic: since when this replica's beats have held unbroken
         self._task: asyncio.Task | None = None
 
     def beat(self) -> bool:
@@ -89,27 +92,33 @@ class ReplicaPresence:
     def start(self) -> None:
         """Beat now (before this replica recovers its own trades), then every ttl/3."""
         self.beat()
+        self._present_since = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._keep_beating(), name="replica-presence")
 
     async def _keep_beating(self) -> None:
         failures = 0
         while True:
             try:
-                await self.sweep()
-                await asyncio.sleep(self.ttl_s / 3)
                 if not self.beat():
                     log.error("this replica was presumed dead (no beat for %.0f s): other replicas may have "
                               "taken over its unfinished trades", self.ttl_s)
+                    self._present_since = time.monotonic()
                 if failures:
                     log.warning("replica presence: beating again after %d failed attempts", failures)
                     failures = 0
+                    self._present_since = time.monotonic()
+                # Only a replica that has beaten for a whole ttl judges the others: after an outage
+                # (Redis away, or this one stalled) every presence has lapsed, and the replicas
+                # still alive need that long to beat again before their trades could be taken.
+                if time.monotonic() - self._present_since >= self.ttl_s:
+                    await self.sweep()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # Redis away: keep trying (said once), the presence lapses meanwhile
+            except Exception:  # Redis away: keep trying, the presence lapses meanwhile
                 failures += 1
-                if failures == 1:
-                    log_failure(log, "replica presence: beat or adoption failed; retrying")
-                await asyncio.sleep(self.ttl_s / 3)
+                log_failure(log, "replica presence: beat or adoption failed; retrying") if failures == 1 else \
+                    log.warning("replica presence: still failing (%d attempts)", failures)
+            await asyncio.sleep(self.ttl_s / 3)
 
     async def stop(self, leave: bool = True) -> None:
         """Stop beating; with ``leave``, drop the presence so the others adopt at once."""

@@ -10,6 +10,7 @@ from lifecycle_support import FILL, FILLED_PATH, FILLS, Gate, ScriptedExecutor, 
 from tradewire.core.errors import TradewireError
 from tradewire.core.executors.base import Outcome, Progress
 from tradewire.core.retry import TransientError
+from tradewire.core.store.base import UnfinishedTrade
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.core.trades import StopRequest, Trade
 from tradewire.v1 import trade_pb2 as pb
@@ -220,3 +221,15 @@ async def test_a_sent_transaction_is_stored_with_its_event_so_a_restart_continue
     # FILLED follows SUBMITTED (7): a stream resuming after 7 gets the end, no sequence is reused.
     assert [e.sequence for e in events] == list(range(1, 9))
     assert stages(events)[-2:] == [pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_FILLED]
+
+
+async def test_a_trade_handed_back_while_it_still_runs_here_goes_on_as_it_is():
+    gate = Gate()
+    r = runner(ScriptedExecutor([pb.TRADE_STATUS_QUOTED, gate, *FILLS[1:]]))
+    trade = r.admit(order("back"))
+    await gate.reached.wait()
+    handed_back = UnfinishedTrade(r.store.get("alice", "back"), trade.order.request)
+    assert await r.recover([handed_back]) == {"resumed": 0, "reconciled": 0, "failed": 0}
+    gate.open()
+    assert (await trade.done).status == pb.TRADE_STATUS_FILLED
+    assert stages(r.store.get("alice", "back").events) == FILLED_PATH

@@ -6,6 +6,7 @@ import uuid
 import pytest
 import redis
 
+from support.trading import eventually
 from tradewire.core.metrics import Metrics
 from tradewire.core.shared.redis_replicas import REGISTRY, ReplicaPresence, presence_key
 from tradewire.core.shared.redis_store import RedisTradeStore
@@ -103,3 +104,35 @@ def test_a_trade_the_store_lost_is_not_written_back(client):
     with pytest.raises(TradeLost):
         a.save("alice", trade)
     assert a.get("alice", trade.request_id) is None
+
+
+async def test_replicas_do_not_take_each_others_trades_when_every_presence_lapsed_at_once(client):
+    """After a Redis outage (or a stall of the whole store) every presence has expired at once:
+    a replica judges the others only once its own beats have held for a whole ttl, by which
+    time every live replica has beaten again. A replica that really stopped is still taken over."""
+    ttl_s = 0.3
+    a, b = RedisTradeStore(client, "replica-a"), RedisTradeStore(client, "replica-b")
+    resumed: list[str] = []
+
+    async def resume(trades):
+        resumed.extend(u.record.request_id for u in trades)
+
+    on_a = ReplicaPresence(client, "replica-a", ttl_s, a.adopt, resume)
+    on_b = ReplicaPresence(client, "replica-b", ttl_s, b.adopt, resume)
+    on_a.start(), on_b.start()
+    trade_a, trade_b = claimed(a, pb.TRADE_STATUS_QUOTED), claimed(b, pb.TRADE_STATUS_QUOTED)
+    try:
+        client.delete(presence_key("replica-a"), presence_key("replica-b"))  # both lapsed at once
+        beats = on_a._beats, on_b._beats
+        await eventually(lambda: on_a._beats >= beats[0] + 8 and on_b._beats >= beats[1] + 8,
+                         timeout=10, what="both replicas beating for over two ttls")
+        assert resumed == []  # nobody took anybody's trade
+        assert a.owner("alice", trade_a.request_id) == "replica-a"
+        assert b.owner("alice", trade_b.request_id) == "replica-b"
+
+        await on_a.stop(leave=False)  # A really stops: its presence lapses, and only its own
+        await eventually(lambda: resumed == [trade_a.request_id], timeout=10, what="B to take over A's trade")
+        assert a.owner("alice", trade_a.request_id) == "replica-b"
+    finally:
+        await on_a.stop(leave=False)
+        await on_b.stop(leave=False)
