@@ -231,12 +231,18 @@ class StatusHub:
                     if sub is not None:
                         sub.resumed()
             return
-        index = max(0, from_sequence - 1)  # sequences are 1-based and gap-free
+        # Sequences are 1-based and increasing; gap-free but for a trade ended by a replica that
+        # adopted it (its first events were published, not stored), hence the check per event.
+        index = min(max(0, from_sequence - 1), len(channel.events))
+        while index and channel.events[index - 1].sequence >= from_sequence:
+            index -= 1
         while True:
             waiter = channel.changed
             while index < len(channel.events):
                 event = channel.events[index]
                 index += 1
+                if event.sequence < from_sequence:
+                    continue
                 if sub is not None:
                     sub.parked()
                 yield event

@@ -599,7 +599,7 @@ class TradeRunner:
                     raise TradewireError("INTERNAL", "unfinished trade kept without its request; it cannot resume")
                 order = validate_trade(unfinished.request, record.principal_id, self.market)
             except TradewireError as exc:
-                self._finalize_stored(record, result, exc)
+                await self._finalize_stored(record, result, exc)
                 counts["failed"] += 1
                 continue
             trade = Trade(order, result, sequence=len(record.events))
@@ -645,14 +645,21 @@ class TradeRunner:
             outcome = Outcome(pb.TRADE_STATUS_FAILED, error=internal_error())
         self._finish(trade, outcome)
 
-    def _finalize_stored(self, record: TradeRecord, result: pb.TradeResult, error: TradewireError) -> None:
+    async def _finalize_stored(self, record: TradeRecord, result: pb.TradeResult, error: TradewireError) -> None:
+        """End an unfinished trade that cannot go on; stored, then published after the last event
+        anyone saw (a replica that adopted it: its runner published events it never stored), so
+        streams following it end."""
         status = pb.TRADE_STATUS_REJECTED if not lifecycle.may_have_been_sent(result.status) else pb.TRADE_STATUS_FAILED
         result.status = status
         result.updated_at.CopyFrom(lifecycle.now_timestamp())
         result.error.CopyFrom(pb.TradeError(code=int(error.code), reason=error.reason, message=error.message))
-        events = list(record.events)
-        events.append(lifecycle.status_event(record.request_id, len(events) + 1, status, error.message, result))
-        self.store.save(record.principal_id, result, events)
+        key = (record.principal_id, record.request_id)
+        latest = await self.hub.latest(key)
+        sequence = max(len(record.events), latest.sequence if latest is not None else 0) + 1
+        event = lifecycle.status_event(record.request_id, sequence, status, error.message, result)
+        self.store.save(record.principal_id, result, [*record.events, event])
+        self.hub.open(key, record.events)
+        self.hub.publish(key, event)
 
     # -- queries ----------------------------------------------------------------------------
 

@@ -1,17 +1,25 @@
 """A replica that stops beating loses its unfinished trades to another — only those not past
 the point of no return — and can no longer write them (the store refuses its saves)."""
 
+import asyncio
 import uuid
 
 import pytest
 import redis
+import redis.asyncio as aredis
 
 from support.trading import eventually
+from tradewire.core.inflight import InFlightRegistry
 from tradewire.core.metrics import Metrics
+from tradewire.core.retry import RetryPolicy
+from tradewire.core.shared.redis_events import RedisEventBus
 from tradewire.core.shared.redis_replicas import REGISTRY, ReplicaPresence, presence_key
 from tradewire.core.shared.redis_store import RedisTradeStore
-from tradewire.core.store.base import TakenOver, TradeLost
+from tradewire.core.status_hub import StatusHub
+from tradewire.core.store.base import TakenOver, TradeLost, UnfinishedTrade
+from tradewire.core.trades import TradeRunner
 from tradewire.v1 import trade_pb2 as pb
+from unit.lifecycle.lifecycle_support import FILLS, MARKET, FakeRecorder, Gate, ScriptedExecutor, order
 
 TAKEOVER_DB = 8  # the registry and presence keys are global to the store: a database of its own
 
@@ -136,3 +144,41 @@ async def test_replicas_do_not_take_each_others_trades_when_every_presence_lapse
     finally:
         await on_a.stop(leave=False)
         await on_b.stop(leave=False)
+
+
+async def test_a_trade_taken_over_that_cannot_go_on_ends_on_the_streams_following_it(client, redis_server):
+    """Its first events were published by the replica that died, not stored: the end the adopter
+    writes comes after them, on the shared stream, so a stream following it on any replica ends."""
+    async_client = aredis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{TAKEOVER_DB}")
+    hub_a, hub_b = StatusHub(bus=RedisEventBus(async_client)), StatusHub(bus=RedisEventBus(async_client))
+    gate = Gate()
+    on_a = paper_runner(RedisTradeStore(client, "replica-a"), hub_a, ScriptedExecutor([pb.TRADE_STATUS_QUOTED, gate]))
+    on_b = paper_runner(RedisTradeStore(client, "replica-b"), hub_b, ScriptedExecutor(FILLS))
+    who = f"alice-{uuid.uuid4().hex[:8]}"
+    running = on_a.admit(order("drift", who))
+    await gate.reached.wait()
+    await hub_a.bus.flush(5)
+    follower = asyncio.create_task(collect(hub_b.follow((who, "drift"), 1, 1.0)))  # a stream on B
+
+    (adopted,) = on_b.store.adopt("replica-a")  # A stopped beating
+    cannot_go_on = UnfinishedTrade(adopted.record, None)  # (e.g. it no longer validates here)
+    assert await on_b.recover([cannot_go_on]) == {"resumed": 0, "reconciled": 0, "failed": 1}
+    events = await asyncio.wait_for(follower, 10)
+    assert [e.sequence for e in events] == [1, 2, 3, 4, 5]  # RECEIVED … QUOTED from A, the end from B
+    assert events[-1].terminal and events[-1].stage == pb.TRADE_STATUS_REJECTED
+    assert on_b.store.get(who, "drift").events[-1].sequence == 5
+    gate.open()
+    await asyncio.gather(running.done, return_exceptions=True)
+    for hub in (hub_a, hub_b):
+        await hub.bus.close()
+    await async_client.aclose()
+
+
+def paper_runner(store, hub, executor) -> TradeRunner:
+    recorder = FakeRecorder()
+    return TradeRunner(store, hub, {pb.TRADING_MODE_PAPER: executor}, recorder,
+                       InFlightRegistry(10, 100, recorder.metrics), RetryPolicy(max_attempts=1), None, MARKET)
+
+
+async def collect(events) -> list:
+    return [e async for e in events if e.kind == pb.STATUS_KIND_TRANSITION]
