@@ -39,7 +39,7 @@ from tradewire.core.order import (
 )
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, apply_fill
 from tradewire.core.quotes import BPS, QuoteSource
-from tradewire.core.store.base import FillIdUsed, TakenOver, TradeStore
+from tradewire.core.store.base import VOIDED_RECEIPT, FillIdUsed, TakenOver, TradeStore
 from tradewire.v1 import trade_pb2 as pb
 
 SOL_MINT = "So11111111111111111111111111111111111111112"
@@ -190,11 +190,12 @@ class PaperExecutor:
         """The outcome of a trade left past the point of no return by a runner that stopped (or
         lost the store) before it stored its end: what was booked, or nothing, ever."""
         fill_id = paper_fill_id(order.request_id)
-        if self.store.void_fill(order.principal_id, pb.TRADING_MODE_PAPER, fill_id):
+        voided = self.store.void_fill(order.principal_id, pb.TRADING_MODE_PAPER, fill_id)
+        receipt = None if voided else self.store.fill_receipt(order.principal_id, pb.TRADING_MODE_PAPER, fill_id)
+        if voided or receipt == VOIDED_RECEIPT:  # (voided by an earlier settlement of this trade)
             return Outcome(pb.TRADE_STATUS_EXPIRED, error=TradewireError(
                 "TRADE_EXPIRED", "the gateway running the trade stopped before the paper transaction landed; "
                 "nothing was booked"))
-        receipt = self.store.fill_receipt(order.principal_id, pb.TRADING_MODE_PAPER, fill_id)
         if receipt is not None:  # booked: its outcome, as it was booked
             booked = orjson.loads(receipt)
             return outcome_from_json(booked["outcome"], quote_from_json(booked["quote"]))[0]

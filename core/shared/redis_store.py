@@ -41,9 +41,8 @@ import redis
 
 from tradewire.core import lifecycle
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, apply_fill
-from tradewire.core.store.base import (FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TakenOver, TradeLost,
-                                       TradeRecord,
-                                       UnfinishedTrade)
+from tradewire.core.store.base import (VOIDED_RECEIPT, FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TakenOver,
+                                       TradeLost, TradeRecord, UnfinishedTrade)
 from tradewire.core.inflight import AtInFlightLimit
 from tradewire.core.shared.redis_events import events_stream_key
 from tradewire.core.shared.redis_inflight import TAKE_SLOT_LUA, InFlightSlot
@@ -101,10 +100,12 @@ end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[2], ARGV[3]) end
 return redis.call('HINCRBY', KEYS[1], '_v', 1)
 """
-# Void a fill id: KEYS the applied set and the time index; ARGV the id, its index member, now (ns).
+# Void a fill id: KEYS the applied set, the time index and the receipts; ARGV the id, its index
+# member, now (ns), the voided receipt.
 _VOID = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 return 1
 """
 # Forget the fill ids recorded before ARGV[1] (ns, exclusive), at most ARGV[2] of them, with
@@ -393,8 +394,9 @@ class RedisTradeStore:
 
     def void_fill(self, principal_id: str, mode: int, fill_id: str) -> bool:
         # The fill script checks the id before it writes: once in the set, no booking with it can land.
-        return bool(self._void(keys=[self._fill_ids(principal_id, mode), _FILL_IDS_BY_TIME],
-                               args=[fill_id, _indexed(principal_id, mode, fill_id), time.time_ns()]))
+        return bool(self._void(keys=[self._fill_ids(principal_id, mode), _FILL_IDS_BY_TIME,
+                                     self._receipts(principal_id, mode)],
+                               args=[fill_id, _indexed(principal_id, mode, fill_id), time.time_ns(), VOIDED_RECEIPT]))
 
     def fill_receipt(self, principal_id: str, mode: int, fill_id: str) -> str | None:
         receipt = self._r.hget(self._receipts(principal_id, mode), fill_id)

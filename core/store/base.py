@@ -23,6 +23,11 @@ class TradeLost(TakenOver):
     process must not write it back either — the store's other records of it are gone too."""
 
 
+# The receipt a voided fill id is kept with: a later settlement tells "voided, nothing booked"
+# from "booked by a version that kept no receipt".
+VOIDED_RECEIPT = "voided"
+
+
 class FillIdUsed(Exception):
     """``apply_fill(..., once=True)``: the fill id was applied or voided before; nothing changed."""
 
@@ -144,11 +149,12 @@ class TradeStore(Protocol):
 
     def void_fill(self, principal_id: str, mode: int, fill_id: str) -> bool:
         """Record ``fill_id`` as applied without changing any holding, unless it was applied
-        before. True: this call voided it, and no booking with that id can happen from now on;
-        False: it was booked (or voided) before."""
+        before (its receipt: VOIDED_RECEIPT). True: this call voided it, and no booking with that
+        id can happen from now on; False: it was booked (or voided) before."""
 
     def fill_receipt(self, principal_id: str, mode: int, fill_id: str) -> str | None:
-        """The receipt booked with ``fill_id``; None if it was voided, not booked, or booked without one."""
+        """The receipt kept with ``fill_id`` (VOIDED_RECEIPT when it was voided); None if it is
+        unknown, or was booked or voided by a version that kept none."""
 
     def prune_fill_ids(self, before_ns: int, limit: int) -> int:
         """Forget up to ``limit`` fill ids recorded before ``before_ns``, with their receipts;

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from tradewire.core import lifecycle
 from tradewire.core.portfolio import FillLegs, Holding, apply_fill
-from tradewire.core.store.base import FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TradeRecord, UnfinishedTrade
+from tradewire.core.store.base import (VOIDED_RECEIPT, FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TradeRecord,
+                                       UnfinishedTrade)
 from tradewire.v1 import trade_pb2
 
 _SCHEMA = """
@@ -319,7 +320,7 @@ class SqliteStore:
         return dict(updated)
 
     def void_fill(self, principal_id: str, mode: int, fill_id: str) -> bool:
-        return self._record_fill_id(principal_id, mode, fill_id)
+        return self._record_fill_id(principal_id, mode, fill_id, VOIDED_RECEIPT)
 
     def fill_receipt(self, principal_id: str, mode: int, fill_id: str) -> str | None:
         row = self._db.execute("SELECT receipt FROM applied_fills WHERE principal=? AND mode=? AND fill_id=?",

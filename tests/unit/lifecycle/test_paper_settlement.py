@@ -82,3 +82,15 @@ async def test_a_fill_booked_without_a_receipt_fails_saying_positions_include_it
     assert outcome.status == pb.TRADE_STATUS_FAILED
     assert outcome.error.reason == "INTERNAL" and "positions include it" in outcome.error.message
     assert store.holdings("alice", PAPER) == booked
+
+
+async def test_a_trade_settled_a_second_time_still_expires_with_nothing_booked(alices_paper_wallet):
+    """Two settlements of one trade (e.g. two replicas that each took it over): the second finds
+    the id voided by the first, not booked."""
+    store, executor = alices_paper_wallet
+    sell, before = order("twice"), store.holdings("alice", PAPER)
+    stored = pb.TradeResult(request_id="twice", status=pb.TRADE_STATUS_SUBMITTED)
+    for _ in range(2):
+        outcome = await executor.reconcile(sell, stored)
+        assert outcome.status == pb.TRADE_STATUS_EXPIRED and "nothing was booked" in outcome.error.message
+    assert store.holdings("alice", PAPER) == before

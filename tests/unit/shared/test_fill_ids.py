@@ -16,7 +16,7 @@ import redis
 from tradewire.core.config import Settings
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance
 from tradewire.core.shared.redis_store import RedisTradeStore
-from tradewire.core.store.base import FillIdUsed
+from tradewire.core.store.base import VOIDED_RECEIPT, FillIdUsed
 from tradewire.core.store.retention import BATCH, FillIdRetention
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.gateway.assembly import build_core
@@ -145,13 +145,14 @@ def test_a_bookings_receipt_is_kept_with_its_fill_id_and_only_then(two_stores):
         b.apply_fill(principal, LIVE, sell_sol(100_000, 99), fill_id="paper:t-5", once=True, receipt='{"booked": 99}')
     assert a.fill_receipt(principal, LIVE, "paper:t-5") == '{"booked": 15}'
 
-    assert a.void_fill(principal, LIVE, "paper:t-6")  # voided: no receipt, and none can come
+    assert a.void_fill(principal, LIVE, "paper:t-6")  # voided: kept as such, and no booking can come
     with pytest.raises(FillIdUsed):
         b.apply_fill(principal, LIVE, sell_sol(100_000, 15), fill_id="paper:t-6", once=True, receipt="{}")
     with pytest.raises(InsufficientBalance):  # refused: no id, no receipt
         a.apply_fill(principal, LIVE, sell_sol(2_000_000, 15), fill_id="paper:t-7", once=True, receipt="{}")
     a.apply_fill(principal, LIVE, sell_sol(1_000, 1), fill_id="sig-8")  # booked without one
-    assert [b.fill_receipt(principal, LIVE, f) for f in ("paper:t-6", "paper:t-7", "sig-8", "never")] == [None] * 4
+    assert b.fill_receipt(principal, LIVE, "paper:t-6") == VOIDED_RECEIPT
+    assert [b.fill_receipt(principal, LIVE, f) for f in ("paper:t-7", "sig-8", "never")] == [None] * 3
 
 
 def test_fill_ids_past_their_retention_are_forgotten_with_their_receipts(two_stores):
