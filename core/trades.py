@@ -194,7 +194,7 @@ class TradeRunner:
         """
         admitted = self.admit(order)
         if isinstance(admitted, TradeRecord):
-            return await self._replay(admitted)
+            return await self._replay(admitted, deadline)
         return raise_unless_filled(await self.wait(admitted, deadline), admitted.error)
 
     async def wait(self, trade: Trade, deadline: float | None = None) -> pb.TradeResult:
@@ -269,7 +269,19 @@ class TradeRunner:
             return await asyncio.shield(trade.done)
         return (self.store.get(admitted.principal_id, admitted.request_id) or admitted).result
 
-    async def _replay(self, record: TradeRecord) -> pb.TradeResult:
+    async def _replay(self, record: TradeRecord, deadline: float | None = None) -> pb.TradeResult:
+        """A known request id's result; one still running is awaited until the call's
+        ``deadline`` (time.monotonic), which ends the wait, not the trade."""
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._replay_result(record)
+        except TimeoutError:
+            raise TradewireError("DEADLINE_EXCEEDED", f"the call's deadline passed before trade "
+                                 f"{record.request_id!r} ended; it goes on (follow it with StreamExecutionStatus)",
+                                 metadata={"trade_id": record.result.trade_id}) from None
+
+    async def _replay_result(self, record: TradeRecord) -> pb.TradeResult:
         trade = self.inflight.get((record.principal_id, record.request_id))
         if trade is not None:
             return raise_unless_filled(await asyncio.shield(trade.done), trade.error)

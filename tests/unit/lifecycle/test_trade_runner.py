@@ -2,6 +2,7 @@
 of no return only, the final state recorded either way, and recovery after a restart."""
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -233,3 +234,15 @@ async def test_a_trade_handed_back_while_it_still_runs_here_goes_on_as_it_is():
     gate.open()
     assert (await trade.done).status == pb.TRADE_STATUS_FILLED
     assert stages(r.store.get("alice", "back").events) == FILLED_PATH
+
+
+async def test_a_replay_waiting_for_a_running_trade_gives_up_at_its_deadline_not_the_trade():
+    gate = Gate()
+    r = runner(ScriptedExecutor([pb.TRADE_STATUS_QUOTED, gate, *FILLS[1:]]))
+    trade = r.admit(order("long"))
+    await gate.reached.wait()
+    with pytest.raises(TradewireError) as gave_up:
+        await r.execute(order("long"), deadline=time.monotonic() + 0.05)
+    assert gave_up.value.reason == "DEADLINE_EXCEEDED" and "it goes on" in gave_up.value.message
+    gate.open()
+    assert (await trade.done).status == pb.TRADE_STATUS_FILLED
