@@ -311,6 +311,10 @@ class SharedConfig(_Model):
     # A replica beats every third of this; one silent this long is presumed dead, and the others
     # take over its unfinished trades not yet past the point of no return.
     replica_ttl_s: float = Field(10.0, ge=1, le=3600)
+    # Store calls run on the event loop: each waits at most this long for Redis, and after one
+    # went unanswered the others fail at once (STORE_UNAVAILABLE) for store_cooldown_s.
+    store_timeout_s: float = Field(1.0, gt=0, le=60)
+    store_cooldown_s: float = Field(1.0, ge=0, le=60)
 
 
 class MetricsConfig(_Model):

@@ -31,6 +31,7 @@ from tradewire.core.recorder import Recorder
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.service import ServiceOptions, TradeService
 from tradewire.core.shared import READ_TIMEOUT_S, STORE_OUTAGES
+from tradewire.core.shared.fail_fast import fail_fast_client
 from tradewire.core.shared.redis_cancel import RemoteCancel
 from tradewire.core.shared.redis_events import RedisEventBus
 from tradewire.core.shared.redis_inflight import RedisInFlight
@@ -173,7 +174,7 @@ def build_shared(settings: Settings) -> SharedBackends | None:
     shared = settings.shared
     if not shared.redis_url:
         return None
-    client = redis.Redis.from_url(shared.redis_url, socket_timeout=READ_TIMEOUT_S)
+    client = fail_fast_client(shared.redis_url, shared.store_timeout_s, shared.store_cooldown_s)
     client.ping()  # fail at start-up, not on the first trade
     replica = shared.replica_id or hashlib.sha256(
         f"{socket.gethostname()}:{settings.storage.data_dir.resolve()}".encode()).hexdigest()[:16]

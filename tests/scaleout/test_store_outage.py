@@ -93,6 +93,7 @@ async def test_a_trade_cut_off_by_a_store_restart_ends_once_the_store_is_back(al
     assert (cut_off.value.code, cut_off.value.reason) == ("UNAVAILABLE", "STORE_UNAVAILABLE")
     assert await metric(gateway, "tradewire_trades_awaiting_store") == 1
     store.start()  # back, with its data
+    await eventually(lambda: serving_again(client, key), what="the store healthy again")  # (after its cool-down)
 
     await eventually(lambda: equals(stage_on(client, key, request.request_id), pb.TRADE_STATUS_EXPIRED),
                      what="the trade settled")
