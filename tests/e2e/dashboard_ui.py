@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def shown_decimal(text: str) -> Decimal:
     return Decimal(text.split()[0].replace(",", "").replace("\u2212", "-"))
 
 
+_NETWORK_ERROR = re.compile(r"^Failed to load resource: (net::ERR_|the server responded with a status of 50[23])")
+
+
 class Dashboard:
     """One browser context on the dashboard, with the steps the tests share."""
 
@@ -33,13 +37,22 @@ class Dashboard:
         self.gateway = gateway
         self.problems: list[str] = []
         self.rpc_calls: list[Request] = []
+        self.network_errors_expected = False
         page.on("console", self._on_console)
         page.on("pageerror", lambda err: self.problems.append(f"pageerror: {err}"))
         page.on("request", self._on_request)
 
     def _on_console(self, msg: ConsoleMessage) -> None:
-        if msg.type == "error":
-            self.problems.append(f"console.error: {msg.text} ({msg.location})")
+        if msg.type != "error":
+            return
+        if self.network_errors_expected and _NETWORK_ERROR.search(msg.text):
+            return  # the browser's own log of a call to a gateway the test stopped
+        self.problems.append(f"console.error: {msg.text} ({msg.location})")
+
+    def expect_network_errors(self) -> None:
+        """The test stops the gateway: calls that fail meanwhile are logged by the browser
+        ("Failed to load resource"), and are not page errors."""
+        self.network_errors_expected = True
 
     def _on_request(self, request: Request) -> None:
         if "/tradewire.v1.TradeExecutionService/" in request.url:

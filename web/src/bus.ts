@@ -7,6 +7,10 @@ export interface Events {
   tradeSettled: { requestId: string; result?: TradeResult };
   /** A fresh health check answered. */
   health: { health: HealthCheckResponse; caller?: CallerStatus };
+  /** A call found the gateway unreachable or draining. */
+  gatewayDown: Record<string, never>;
+  /** The gateway serves again after it was unreachable or not serving (a restart). */
+  gatewayBack: Record<string, never>;
   /** A response carried rate-limit headers. */
   rateLimit: { remaining: number; limit: number };
   /** Show this trade in the execution view. */

@@ -1,11 +1,16 @@
 // tradewire dashboard: sign-in, then trade form, execution, positions, chart, history, health.
 import "./styles.css";
 import type { TradeRequest } from "../../gen/ts/tradewire/v1/trade_pb";
-import { configureApi, currentBaseUrl, currentTransport, defaultBaseUrl, onRateLimitHeaders, savedTransport, TRANSPORTS, api, type TransportKind } from "./api/client";
+import {
+  configureApi, currentBaseUrl, currentTransport, defaultBaseUrl, onRateLimitHeaders, onUnreachable, savedTransport, TRANSPORTS, api,
+  type TransportKind,
+} from "./api/client";
+import { isAuthFailure, isUnreachable, toFailure } from "./api/errors";
 import { clearCredentials, restoreCredentials } from "./auth";
 import { clearHandlers, emit, on } from "./bus";
 import { h, replaceChildren } from "./dom";
 import { loadMarket } from "./markets";
+import { Backoff, sleep } from "./retry";
 import { ExecutionView } from "./views/execution";
 import { HealthView } from "./views/health";
 import { HistoryView } from "./views/history";
@@ -16,6 +21,7 @@ import { TradeForm, tradableModes } from "./views/trade_form";
 
 const root = document.getElementById("app")!;
 onRateLimitHeaders((r) => emit("rateLimit", r));
+onUnreachable(() => emit("gatewayDown", {}));
 
 let teardown: (() => void) | undefined;
 
@@ -36,15 +42,17 @@ function showDashboard({ caller, health }: SignedIn): void {
   const history = new HistoryView();
   const chart = new PriceChartView();
 
-  const refreshAll = () => Promise.all([positions.refresh(), history.reload(), chart.refresh(), healthView.refresh()]);
+  const refreshData = () => Promise.all([positions.refresh(), history.reload(), chart.refresh()]);
+  const refreshAll = () => Promise.all([refreshData(), healthView.refresh()]);
 
   let form: TradeForm | undefined;
   if (modes.length) {
     form = new TradeForm(modes, async (request: TradeRequest) => {
       const outcome = await execution.run(request);
-      if (outcome.ok) {
-        form!.renewRequestId();
-      } else {
+      // An id that names a trade cannot be reused; an id refused before it became a trade is
+      // kept, so that resubmitting the corrected request stays idempotent.
+      if (outcome.isTrade) form!.renewRequestId();
+      if (!outcome.ok) {
         const f = outcome.failure;
         form!.showErrors(f.fieldViolations, "gateway", `${f.reason || f.codeName}: ${f.message}`);
       }
@@ -83,6 +91,8 @@ function showDashboard({ caller, health }: SignedIn): void {
       h("div", { class: "col col-book" }, positions.el, chart.el, history.el, healthView.card)));
 
   on("tradeSettled", () => void refreshAll());
+  on("gatewayDown", () => healthView.noticeDown());
+  on("gatewayBack", () => void refreshData()); // what failed while it was away
   on("showTrade", ({ requestId }) => {
     void execution.replay(requestId);
     execution.el.scrollIntoView({ behavior: "smooth", block: "nearest" });
@@ -95,17 +105,48 @@ function showDashboard({ caller, health }: SignedIn): void {
   };
 }
 
+/** Shown while a remembered session waits for the gateway; "Retry now" cuts the wait short. */
+function showUnreachable(detail: string, retryInMs: number, retryNow: () => void, signedOut: () => void): void {
+  const retry = h("button", { type: "button", class: "primary" }, "Retry now");
+  retry.addEventListener("click", retryNow);
+  const signOut = h("button", { type: "button", class: "ghost" }, "Sign out");
+  signOut.addEventListener("click", () => {
+    clearCredentials();
+    signedOut();
+    showSignIn("Signed out.");
+  });
+  document.title = "Reconnecting · tradewire";
+  replaceChildren(root, h("main", { class: "signin-page" },
+    h("section", { class: "card signin", role: "alert", "data-testid": "gateway-unreachable" },
+      h("h1", {}, h("span", { class: "brand-mark" }, "◆"), " tradewire"),
+      h("p", { class: "notice" }, `Cannot reach the gateway; retrying in ${Math.round(retryInMs / 1000)} s. `,
+        "You stay signed in."),
+      h("p", { class: "muted" }, detail),
+      h("div", { class: "field-row" }, retry, signOut))));
+}
+
 async function boot(): Promise<void> {
   if (!restoreCredentials()) return showSignIn();
   configureApi(savedTransport(), defaultBaseUrl());
-  try {
-    const health = await api().healthCheck({});
-    if (health.caller) {
+  const backoff = new Backoff(1_000, 15_000);
+  for (;;) {
+    try {
+      const health = await api().healthCheck({});
+      if (!health.caller) break; // the key was not accepted
       await loadMarket();
       return showDashboard({ caller: health.caller, health });
+    } catch (e) {
+      const f = toFailure(e);
+      if (isAuthFailure(f)) break;
+      // Down, restarting or draining: keep the credentials and try again.
+      const wait = backoff.next();
+      const skip = new AbortController();
+      let signedOut = false;
+      const detail = isUnreachable(f) ? f.message || f.codeName : `${f.codeName}: ${f.message}`;
+      showUnreachable(detail, wait, () => skip.abort(), () => { signedOut = true; skip.abort(); });
+      await sleep(wait, skip.signal);
+      if (signedOut) return;
     }
-  } catch {
-    // fall through to sign-in
   }
   clearCredentials();
   showSignIn("Your session has ended; sign in again.");

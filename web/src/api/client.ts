@@ -4,6 +4,7 @@ import { createClient, type Client, type Interceptor, type Transport } from "@co
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { TradeExecutionService } from "../../../gen/ts/tradewire/v1/service_pb";
 import { authInterceptor } from "../auth";
+import { isUnreachable, toFailure } from "./errors";
 
 export type TransportKind = "grpc-web" | "connect";
 export const TRANSPORTS: { kind: TransportKind; label: string }[] = [
@@ -21,7 +22,7 @@ export interface RateLimitHeaders {
 type RateListener = (r: RateLimitHeaders) => void;
 const rateListeners: RateListener[] = [];
 
-/** Called when a response carries RateLimit-* (IETF draft) headers. */
+/** Called when a unary response carries RateLimit-* (IETF draft) headers. */
 export function onRateLimitHeaders(fn: RateListener): void {
   rateListeners.push(fn);
 }
@@ -34,10 +35,28 @@ function readRate(headers: Headers): void {
   if (Number.isFinite(r.remaining) && Number.isFinite(r.limit)) rateListeners.forEach((fn) => fn(r));
 }
 
+// Only unary calls: a stream's headers describe the separate stream-open bucket, and the
+// meter shows the caller's unary bucket (HealthCheck's rate_limit_*).
 const rateInterceptor: Interceptor = (next) => async (req) => {
   const res = await next(req);
-  readRate(res.header);
+  if (!res.stream) readRate(res.header);
   return res;
+};
+
+const unreachableListeners: (() => void)[] = [];
+
+/** Called when a call fails because the gateway is down, restarting or draining. */
+export function onUnreachable(fn: () => void): void {
+  unreachableListeners.push(fn);
+}
+
+const reachInterceptor: Interceptor = (next) => async (req) => {
+  try {
+    return await next(req);
+  } catch (e) {
+    if (isUnreachable(toFailure(e))) unreachableListeners.forEach((fn) => fn());
+    throw e;
+  }
 };
 
 const STORAGE_KEY = "tradewire.transport";
@@ -53,7 +72,7 @@ export function savedTransport(): TransportKind {
 }
 
 export function createTransport(kind: TransportKind, baseUrl: string): Transport {
-  const interceptors = [authInterceptor, rateInterceptor];
+  const interceptors = [authInterceptor, rateInterceptor, reachInterceptor];
   return kind === "connect"
     ? createConnectTransport({ baseUrl, interceptors })
     : createGrpcWebTransport({ baseUrl, interceptors });

@@ -115,4 +115,17 @@ export function toFailure(err: unknown): ApiFailure {
   };
 }
 
+/** The key was refused: the only failure that should sign the user out. */
+export function isAuthFailure(f: ApiFailure): boolean {
+  return f.code === Code.Unauthenticated || f.code === Code.PermissionDenied;
+}
+
+/** The gateway is down, restarting or draining (UNAVAILABLE, e.g. SHUTTING_DOWN), or the
+ * connection failed or was cut: the gateway's own answers carry an ErrorInfo reason, the
+ * browser's and the transport's do not. Worth retrying. */
+export function isUnreachable(f: ApiFailure): boolean {
+  if (f.code === Code.Unavailable) return true;
+  return !f.reason && f.code !== Code.Canceled && !isAuthFailure(f);
+}
+
 export { Code };

@@ -10,15 +10,23 @@ import {
   type TradeResult,
 } from "../../../gen/ts/tradewire/v1/trade_pb";
 import { api } from "../api/client";
-import { Code, toFailure, type ApiFailure } from "../api/errors";
+import { Code, codeName, isUnreachable, toFailure, type ApiFailure } from "../api/errors";
 import { divDec, parseDec, decToString } from "../decimal";
 import { h, replaceChildren } from "../dom";
 import {
   fmtAmount, fmtClock, fmtLamports, fmtPrice, fmtSol, fmtTime, isTerminal, MODE_LABEL, STATUS_LABEL, statusTone, SWAP_MODE_LABEL,
 } from "../format";
 import { mintLabel } from "../markets";
+import { Backoff, sleep } from "../retry";
 
-export type Outcome = { ok: true; result: TradeResult } | { ok: false; failure: ApiFailure };
+export type Outcome = ({ ok: true; result: TradeResult } | { ok: false; failure: ApiFailure }) & {
+  /** The request id now names a trade (ended, or still running on the server), so the next
+   * request needs a new one; false when it was refused before it became a trade. */
+  isTrade: boolean;
+};
+
+/** How long to keep trying to reach a gateway that restarts, since the last event. */
+const RECONNECT_FOR_MS = 120_000;
 
 export class ExecutionView {
   readonly el: HTMLElement;
@@ -33,7 +41,8 @@ export class ExecutionView {
   private nextSequence = 1;
   private terminal: ExecutionStatus | undefined;
   private firstNs: bigint | undefined;
-  private abort: AbortController | undefined;
+  /** Aborted when the view moves on: stops following, never an ExecuteTrade call. */
+  private shown: AbortController | undefined;
 
   constructor(canTrade: boolean) {
     this.title = h("span", { class: "muted", "data-testid": "exec-request-id" }, "No trade yet");
@@ -55,9 +64,9 @@ export class ExecutionView {
       this.bar, this.timeline, this.resultBox);
   }
 
-  private reset(requestId: string, request?: TradeRequest): void {
-    this.abort?.abort();
-    this.abort = new AbortController();
+  private reset(requestId: string, request?: TradeRequest): AbortSignal {
+    this.shown?.abort();
+    this.shown = new AbortController();
     this.percent = 0;
     this.nextSequence = 1;
     this.terminal = undefined;
@@ -72,30 +81,39 @@ export class ExecutionView {
         `${MODE_LABEL[request.mode]} · ${SWAP_MODE_LABEL[request.swapMode]} · ${fmtAmount(request.amount)} `,
         request.swapMode === SwapMode.EXACT_OUT ? `${mintLabel(request.outputMint)} to buy` : `${mintLabel(request.inputMint)} to sell`)
       : h("p", { class: "muted" }, "Loading…"));
+    return this.shown.signal;
   }
 
   /** Execute a trade and follow it to its terminal status. */
   async run(request: TradeRequest): Promise<Outcome> {
-    this.reset(request.requestId, request);
-    const signal = this.abort!.signal;
-    let settled = false;
-    const exec: Promise<Outcome> = api().executeTrade(request, { signal }).then(
-      (result) => ({ ok: true as const, result }),
-      (e) => ({ ok: false as const, failure: toFailure(e) }),
-    ).finally(() => { settled = true; });
-    await this.follow(request.requestId, signal, async () => {
-      if (settled) return false;
-      await exec; // the trade was not registered yet: try again once the call has answered
-      return true;
-    });
-    const outcome = await exec;
-    if (signal.aborted) return outcome;
-    if (!outcome.ok && !outcome.failure.metadata["trade_id"]) {
+    const shown = this.reset(request.requestId, request);
+    const following = new AbortController();
+    shown.addEventListener("abort", () => following.abort());
+    let sawEvents = false;
+    // No abort signal: switching the view must not cancel the trade on the server.
+    const exec: Promise<Outcome> = api().executeTrade(request).then(
+      (result) => ({ ok: true as const, result, isTrade: true }),
+      (e) => {
+        const failure = toFailure(e);
+        // The call broke (gateway stopping or unreachable) after the trade had started: it
+        // goes on (or resumes after a restart) on the server.
+        const isTrade = !!failure.metadata["trade_id"] || (isUnreachable(failure) && sawEvents);
+        return { ok: false as const, failure, isTrade };
+      },
+    );
+    // Refused before it became a trade: the stream would only wait for a trade that never comes.
+    void exec.then((o) => { if (!o.isTrade) following.abort(); });
+    await this.follow(request.requestId, following.signal, async () => (await exec).isTrade, () => { sawEvents = true; });
+    let outcome = await exec;
+    if (shown.aborted) return outcome; // the view moved on; the form still gets the outcome
+    const end = this.terminal?.result;
+    if (end && !outcome.ok && isUnreachable(outcome.failure)) outcome = outcomeOf(end); // the stream saw how it ended
+    if (!outcome.isTrade) {
       // Refused before it became a trade (invalid, duplicate id, limits...): any events the
       // stream found under this request id belong to an earlier trade, not to this request.
       this.timeline.replaceChildren();
       this.percent = 0;
-      this.showFailure(outcome.failure);
+      if (!outcome.ok) this.showFailure(outcome.failure);
     } else if (!this.terminal) {
       if (outcome.ok) this.finish(outcome.result);
       else this.showFailure(outcome.failure);
@@ -105,37 +123,66 @@ export class ExecutionView {
 
   /** Replay a past (or running) trade's events from the first one. */
   async replay(requestId: string): Promise<void> {
-    this.reset(requestId);
+    const shown = this.reset(requestId);
     this.setBadge("Loading…", "info");
-    const signal = this.abort!.signal;
-    await this.follow(requestId, signal, async () => false);
-    if (!this.terminal && !signal.aborted) {
+    await this.follow(requestId, shown, async () => false);
+    if (!this.terminal && !shown.aborted) {
       try {
-        const result = await api().getTrade({ requestId }, { signal });
+        const result = await api().getTrade({ requestId }, { signal: shown });
         this.finish(result);
       } catch (e) {
-        if (!signal.aborted) this.showFailure(toFailure(e));
+        if (!shown.aborted) this.showFailure(toFailure(e));
       }
     }
   }
 
-  private async follow(requestId: string, signal: AbortSignal, retryNotFound: () => Promise<boolean>): Promise<void> {
-    for (let attempt = 0; attempt < 5 && !this.terminal && !signal.aborted; attempt++) {
+  /** Follow a trade's events to its terminal one. Across a gateway restart (SHUTDOWN message,
+   * UNAVAILABLE, unreachable) it reconnects with backoff and resumes by sequence, giving up
+   * after RECONNECT_FOR_MS without news. */
+  private async follow(requestId: string, signal: AbortSignal, retryNotFound: () => Promise<boolean>,
+    onEvent?: () => void): Promise<void> {
+    const backoff = new Backoff(250, 4_000);
+    let giveUpAt = Date.now() + RECONNECT_FOR_MS;
+    let notFound = 0;
+    let outage = false;
+    while (!this.terminal && !signal.aborted) {
+      let problem = "the status stream ended early";
       try {
         const stream = api().streamExecutionStatus({ requestId, fromSequence: BigInt(this.nextSequence) }, { signal });
         for await (const event of stream) {
           if (event.kind === StatusKind.HEARTBEAT) continue;
-          if (event.kind === StatusKind.SHUTDOWN) break; // the server ends the stream: resume by sequence
+          if (event.kind === StatusKind.SHUTDOWN) {
+            problem = "the gateway is restarting";
+            break; // resume by sequence once it is back
+          }
+          outage = false;
+          backoff.reset();
+          giveUpAt = Date.now() + RECONNECT_FOR_MS;
           this.apply(event);
+          onEvent?.();
           if (event.terminal) return;
         }
       } catch (e) {
         if (signal.aborted) return;
         const f = toFailure(e);
-        if (f.code === Code.NotFound && (await retryNotFound())) continue;
-        if (f.code !== Code.NotFound) this.note(`Status stream: ${f.message || f.codeName}`);
+        if (f.code === Code.NotFound) {
+          if (notFound++ < 3 && (await retryNotFound())) continue;
+          return;
+        }
+        if (!isUnreachable(f)) {
+          this.note(`Status stream: ${f.message || f.codeName}`);
+          return;
+        }
+        problem = `cannot reach the gateway (${f.message || f.codeName})`;
+      }
+      if (signal.aborted) return;
+      if (Date.now() > giveUpAt) {
+        this.note(`Stopped following: ${problem}. Check the trade in the history later.`);
         return;
       }
+      if (!outage) this.note(`Reconnecting: ${problem}…`);
+      outage = true;
+      await sleep(backoff.next(), signal);
     }
   }
 
@@ -244,6 +291,24 @@ export class ExecutionView {
             feeRow("Total", fees.totalLamports, true)))
         : null);
   }
+}
+
+/** What ExecuteTrade answers for a trade that ended with this result. */
+function outcomeOf(r: TradeResult): Outcome {
+  if (r.status === TradeStatus.FILLED) return { ok: true, result: r, isTrade: true };
+  const code = (r.error?.code ?? Code.Internal) as Code;
+  return {
+    ok: false,
+    isTrade: true,
+    failure: {
+      code,
+      codeName: codeName(code),
+      message: r.error?.message ?? "trade did not fill",
+      reason: r.error?.reason ?? "",
+      metadata: { trade_id: r.tradeId, status: `TRADE_STATUS_${TradeStatus[r.status]}` },
+      fieldViolations: (r.error?.fieldViolations ?? []).map((v) => ({ field: v.field, description: v.description })),
+    },
+  };
 }
 
 function inversePrice(price: string, inSym: string, outSym: string): string {

@@ -1,5 +1,5 @@
 // Service health per component, and the caller: principal, scopes, rate-limit state, in-flight.
-import type { CallerStatus, HealthCheckResponse } from "../../../gen/ts/tradewire/v1/service_pb";
+import { ServingStatus, type CallerStatus, type HealthCheckResponse } from "../../../gen/ts/tradewire/v1/service_pb";
 import { api } from "../api/client";
 import { toFailure } from "../api/errors";
 import { credentialKind } from "../auth";
@@ -9,6 +9,7 @@ import { h, replaceChildren } from "../dom";
 import { fmtTime, SERVING_LABEL, servingTone } from "../format";
 
 const REFRESH_MS = 10_000;
+const REFRESH_WHILE_DOWN_MS = 2_000; // notice soon when a restarting gateway is back
 
 export class HealthView {
   readonly card: HTMLElement;
@@ -18,6 +19,8 @@ export class HealthView {
   private timer: number | undefined;
   private caller: CallerStatus | undefined;
   private health: HealthCheckResponse | undefined;
+  /** Unreachable or not serving at the last check. */
+  private down = false;
 
   constructor(initial: { health: HealthCheckResponse; caller: CallerStatus }) {
     this.pill = h("span", { class: "pill", "data-testid": "health-pill", role: "status" });
@@ -39,14 +42,22 @@ export class HealthView {
 
   start(): void {
     this.stop();
-    this.timer = window.setInterval(() => {
-      if (document.visibilityState === "visible") void this.refresh();
-    }, REFRESH_MS);
+    this.timer = window.setTimeout(async () => {
+      if (document.visibilityState === "visible") await this.refresh();
+      if (this.timer !== undefined) this.start();
+    }, this.down ? REFRESH_WHILE_DOWN_MS : REFRESH_MS);
   }
 
   stop(): void {
-    if (this.timer !== undefined) window.clearInterval(this.timer);
+    if (this.timer !== undefined) window.clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  /** A call found the gateway unreachable: check its health often until it is back. */
+  noticeDown(): void {
+    if (this.down || this.timer === undefined) return;
+    this.down = true;
+    this.start();
   }
 
   async refresh(): Promise<void> {
@@ -54,6 +65,7 @@ export class HealthView {
       this.apply(await api().healthCheck({}));
     } catch (e) {
       const f = toFailure(e);
+      this.down = true;
       this.pill.className = "pill bad";
       this.pill.textContent = "Unreachable";
       this.pill.title = f.message;
@@ -65,6 +77,9 @@ export class HealthView {
     this.caller = health.caller;
     emit("health", { health, caller: health.caller });
     this.render();
+    const wasDown = this.down;
+    this.down = health.status === ServingStatus.NOT_SERVING;
+    if (wasDown && !this.down) emit("gatewayBack", {});
   }
 
   private render(): void {

@@ -351,7 +351,8 @@ export class TradeForm {
     }
   }
 
-  /** After a trade the gateway accepted, the next one needs a fresh idempotency key. */
+  /** After a request that became a trade (filled, rejected, or still running), the next one
+   * needs a fresh idempotency key. */
   renewRequestId(): void {
     this.requestId.value = newRequestId();
   }
