@@ -111,6 +111,10 @@ class QuotaViolation:
     description: str
 
 
+# When to retry an UNAVAILABLE error whose cause does not know better.
+UNAVAILABLE_RETRY_AFTER_S = 1.0
+
+
 @dataclass
 class TradewireError(Exception):
     """A failure with a reason from :data:`REASONS`; safe to show to the caller."""
@@ -127,6 +131,8 @@ class TradewireError(Exception):
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
             raise ValueError(f"unknown error reason {self.reason!r}")
+        if self.retry_after_s is None and REASONS[self.reason].code == Code.UNAVAILABLE:
+            self.retry_after_s = UNAVAILABLE_RETRY_AFTER_S  # retryable by definition: say when
         super().__init__(self.message)
 
     @property

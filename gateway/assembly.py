@@ -170,12 +170,19 @@ class SharedBackends:
         self.client.close()
 
 
+class StartupError(Exception):
+    """Something the gateway needs at start-up is not there; the message says what."""
+
+
 def build_shared(settings: Settings) -> SharedBackends | None:
     shared = settings.shared
     if not shared.redis_url:
         return None
     client = fail_fast_client(shared.redis_url, shared.store_timeout_s, shared.store_cooldown_s)
-    client.ping()  # fail at start-up, not on the first trade
+    try:
+        client.ping()  # fail at start-up, not on the first trade
+    except STORE_OUTAGES as exc:  # (redis-py's message names host and port, never the password)
+        raise StartupError(f"the shared store ([shared] redis_url) does not answer: {exc}") from None
     replica = shared.replica_id or hashlib.sha256(
         f"{socket.gethostname()}:{settings.storage.data_dir.resolve()}".encode()).hexdigest()[:16]
     async_client = redis_async.Redis.from_url(shared.redis_url, socket_timeout=READ_TIMEOUT_S)

@@ -30,7 +30,13 @@ def _serve(args: argparse.Namespace) -> int:
         from tradewire.gateway.workers import supervise
 
         return uvloop.run(supervise(settings, args.config))
-    uvloop.run(serve(settings))
+    from tradewire.gateway.assembly import StartupError
+
+    try:
+        uvloop.run(serve(settings))
+    except StartupError as exc:
+        print(f"tradewire: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

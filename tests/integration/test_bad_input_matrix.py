@@ -43,7 +43,9 @@ MESSAGE_CASES = [
     ("missing-request-id", base(request_id=""), "INVALID_ARGUMENT", "request_id"),
     ("missing-input-mint", base(input_mint=""), "INVALID_ARGUMENT", "input_mint"),
     ("jito-without-tip", base(mev_protection=pb.MevProtection(strategy=pb.MEV_STRATEGY_JITO_BUNDLE)),
-     "INVALID_ARGUMENT", "mev_protection"),
+     "INVALID_ARGUMENT", "mev_protection.jito_tip_lamports"),
+    ("tip-without-jito", base(mev_protection=pb.MevProtection(jito_tip_lamports=5000)),
+     "INVALID_ARGUMENT", "mev_protection.jito_tip_lamports"),
     # a caller may not aim the gateway's webhooks into its own networks (SSRF)
     ("webhook-to-loopback", base(webhook_url="https://127.0.0.1:8080/admin"), "INVALID_ARGUMENT", "webhook_url"),
     ("webhook-to-cloud-metadata", base(webhook_url="https://169.254.169.254/latest/meta-data"),

@@ -8,6 +8,7 @@ import pytest
 
 from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
+from support.ports import free_port
 from support.redis_server import RedisServer
 from support.trading import balance, equals, eventually, found, metric, reached, stage_on, trade, transitions, unique
 from tradewire.v1 import service_pb2 as spb
@@ -125,3 +126,14 @@ async def test_a_trade_whose_store_restarted_empty_is_not_written_back(alice_on_
     assert await found(client, key, request.request_id) is None  # not written back into the empty store
     assert await metric(gateway, "tradewire_trades_awaiting_store") == 0
     assert await metric(gateway, "tradewire_trades_handed_over_total", direction="lost") == 0
+
+
+def test_a_gateway_whose_store_does_not_answer_at_start_says_so_and_exits(tmp_path):
+    nobody = free_port()  # nothing listens there
+    gateway = GatewayProcess(tmp_path / "gw", extra_config=f'[shared]\nredis_url = "redis://127.0.0.1:{nobody}/0"\n')
+    with pytest.raises(RuntimeError) as exited:
+        gateway.start()
+    assert "gateway exited with 1" in str(exited.value)
+    log = gateway.log_text()
+    assert "tradewire: the shared store ([shared] redis_url) does not answer" in log
+    assert "Traceback" not in log

@@ -66,6 +66,14 @@ async def test_error_without_retry_has_no_retry_after(client, fake):
     }
 
 
+@pytest.mark.parametrize("reason", sorted(r for r, spec in REASONS.items() if spec.code == Code.UNAVAILABLE))
+async def test_every_unavailable_error_says_when_to_retry(client, fake, reason):
+    fake.answers["GetTrade"] = TradewireError(reason, "the quote API answered 503")  # no delay of its own
+    r = await client.get("/v1/trades/t-1")
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"} in r.json()["details"]
+
+
 async def test_unexpected_exception_is_generic_500_and_logged(client, fake, caplog, errors_seen):
     fake.answers["ExecuteTrade"] = RuntimeError("db password is hunter2")
     with caplog.at_level(logging.ERROR, logger="tradewire.gateway"):
