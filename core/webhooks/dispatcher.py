@@ -268,7 +268,9 @@ class WebhookDispatcher:
                 if not 200 <= response.status_code < 300:
                     error = f"HTTP {response.status_code}"
         except (httpx.HTTPError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300]
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            detail = str(exc) or (f"no answer within {self.config.timeout_s:g} s" if timed_out else "no detail")
+            error = f"{type(exc).__name__}: {detail}"[:300]
         except asyncio.CancelledError:  # shutting down: the lease brings it back after the restart
             raise
         except Exception as exc:  # noqa: BLE001 - a bad URL or the like: never crash the worker

@@ -26,7 +26,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from tradewire.core.errors import TradewireError, invalid
 from tradewire.core.validation import map_key_subscript
 
-from .fields import FLOAT_TYPES, INTEGER_TYPES, RANGES, SPECIAL_WKT, TYPE_NAMES, field_lookup, is_map
+from .fields import EXPECTED_FORMS, FLOAT_TYPES, INTEGER_TYPES, RANGES, SPECIAL_WKT, TYPE_NAMES, field_lookup, is_map
 
 F = FieldDescriptor
 JSON_CONTENT_TYPE = b"application/json"
@@ -155,6 +155,9 @@ def diagnose(obj: Any, desc: Descriptor, path: str = "") -> tuple[str, str] | No
         try:
             json_format.ParseDict(obj, message_factory.GetMessageClass(desc)())
         except Exception as exc:
+            expected = EXPECTED_FORMS.get(desc.full_name)
+            if expected is not None:
+                return path, f"expected {expected}, got {json.dumps(obj)}"
             return path, f"invalid {desc.full_name}: {_clean_parse_error(str(exc))}"
         return None
     if not isinstance(obj, dict):

@@ -160,6 +160,11 @@ def parse_scalar(fd: FieldDescriptor, text: str):
     raise BindError(f"cannot bind a {fd.type} field from text")  # pragma: no cover - guarded at build
 
 
+# What a well-known type's JSON string must look like, as errors say it.
+EXPECTED_FORMS = {"google.protobuf.Timestamp": "an RFC 3339 timestamp like '2026-01-01T00:00:00Z'",
+                  "google.protobuf.Duration": "a duration like '1.5s'"}
+
+
 def set_wkt_from_text(target, full_name: str, text: str) -> None:
     """Timestamp (RFC 3339), Duration (``1.5s``), FieldMask (``a,b.c``) and wrappers."""
     if full_name == "google.protobuf.Timestamp":
@@ -171,13 +176,13 @@ def set_wkt_from_text(target, full_name: str, text: str) -> None:
             try:
                 target.FromJsonString(fixed)
             except ValueError:
-                raise BindError(f"expected an RFC 3339 timestamp, got {text!r}") from None
+                raise BindError(f"expected {EXPECTED_FORMS[full_name]}, got {text!r}") from None
         return
     if full_name == "google.protobuf.Duration":
         try:
             target.FromJsonString(text)
         except ValueError:
-            raise BindError(f"expected a duration like '1.5s', got {text!r}") from None
+            raise BindError(f"expected {EXPECTED_FORMS[full_name]}, got {text!r}") from None
         return
     if full_name == "google.protobuf.FieldMask":
         target.FromJsonString(text)

@@ -177,7 +177,7 @@ def test_json_accepts_camel_and_snake_case():
         ({"amount": 5}, None, "amount", "expected a string"),
         ({"mode": "LIVE"}, None, "mode", "not a value"),
         ({"mevProtection": 5}, None, "mev_protection", "expected an object"),
-        ({"deadline": "tomorrow"}, None, "deadline", "Timestamp"),
+        ({"deadline": "tomorrow"}, None, "deadline", "expected an RFC 3339 timestamp like '2026-01-01T00:00:00Z', got \"tomorrow\""),
         ({"clientMetadata": {"k": 1}}, None, 'client_metadata["k"]', "expected a string"),
         ({"trades": [{}, {"slippageBps": "x"}]}, service_pb2.ExecuteTradeBatchRequest.DESCRIPTOR,
          "trades[1].slippage_bps", "expected an integer"),

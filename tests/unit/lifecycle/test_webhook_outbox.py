@@ -129,6 +129,21 @@ async def test_dispatcher_retries_then_delivers_and_dead_letters():
     assert metrics.webhook_outbox_depth.labels("dead")._value.get() == 1
 
 
+async def test_a_timed_out_delivery_says_so_in_its_last_error():
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("")  # what httpx raises: no message of its own
+
+    store = SqliteStore(":memory:")
+    result = claimed(store, "t-1")
+    result.status = pb.TRADE_STATUS_FILLED
+    store.save("alice", result, (), [entry(url="http://hooks.test/slow")])
+    dispatcher = WebhookDispatcher(store, config(timeout_s=2.5), SECRET,
+                                   client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    await run_until_nothing_pending(dispatcher, store)
+    (dead,) = store.outbox_entries()
+    assert dead.state == "dead" and dead.last_error == "ReadTimeout: no answer within 2.5 s"
+
+
 async def test_endpoint_secrets_targets_and_request_urls():
     cfg = config(endpoints=[{"principal": "alice", "url": "http://hooks.test/alice", "secret": "own"}],
                  allowed_schemes=("https",))
