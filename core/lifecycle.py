@@ -63,6 +63,14 @@ SENT_STAGES = frozenset({pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_CONFIRMED})
 # executor is suspended at that yield nothing has been sent; once the runner resumes it, the
 # trade may be on its way and is no longer cancelled, interrupted or retried.
 POINT_OF_NO_RETURN = pb.TRADE_STATUS_SIMULATED
+# The most events a trade can have published before its point of no return is stored (one per
+# stage up to it: a runner publishes a stage, then stores it).
+MOST_EVENTS_BEFORE_COMMIT = _ORDER[POINT_OF_NO_RETURN] + 1
+
+
+def last_sequence(events) -> int:
+    """The sequence of the last of a trade's ``events`` (0 for none)."""
+    return events[-1].sequence if events else 0
 
 
 class IllegalTransition(RuntimeError):

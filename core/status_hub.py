@@ -231,8 +231,8 @@ class StatusHub:
                     if sub is not None:
                         sub.resumed()
             return
-        # Sequences are 1-based and increasing; gap-free but for a trade ended by a replica that
-        # adopted it (its first events were published, not stored), hence the check per event.
+        # Sequences are 1-based and increasing; gap-free but for a trade resumed or ended after
+        # its runner stopped without storing what it had published, hence the check per event.
         index = min(max(0, from_sequence - 1), len(channel.events))
         while index and channel.events[index - 1].sequence >= from_sequence:
             index -= 1

@@ -614,14 +614,16 @@ class TradeRunner:
                 await self._finalize_stored(record, result, exc)
                 counts["failed"] += 1
                 continue
-            trade = Trade(order, result, sequence=len(record.events))
+            trade = Trade(order, result, sequence=lifecycle.last_sequence(record.events))
             if not trade.committed:
+                if not record.events:  # it stopped without storing what it had published (a crash):
+                    trade.sequence = await self._numbers_maybe_used(trade.key)  # continue after, never reuse
                 self._start(trade, record.events)
                 counts["resumed"] += 1
                 log.info("resuming unfinished trade %s from %s", order.request_id, pb.TradeStatus.Name(trade.stage))
                 continue
             events = await self._events_since_stored(trade.key, record.events)
-            trade.sequence = len(events)
+            trade.sequence = lifecycle.last_sequence(events)
             self.hub.open(trade.key, events)
             self.inflight.add(trade.key, trade)
             executor = self.executors.get(order.mode)
@@ -636,13 +638,20 @@ class TradeRunner:
             counts["reconciled"] += 1
         return counts
 
+    async def _numbers_maybe_used(self, key: Key) -> int:
+        """The highest sequence a trade that stopped before storing its events may have used:
+        the last one the shared status stream has, else as many as precede the point of no return."""
+        latest = await self.hub.latest(key)
+        return max(latest.sequence if latest is not None else 0, lifecycle.MOST_EVENTS_BEFORE_COMMIT)
+
     async def _events_since_stored(self, key: Key, stored: tuple[pb.ExecutionStatus, ...]
                                    ) -> tuple[pb.ExecutionStatus, ...]:
         """A committed trade's stored events, and the event its runner published after its last
         save (SUBMITTED, on the shared status stream): its outcome then follows that sequence,
         so a stream that saw it still sees the end."""
         latest = await self.hub.latest(key)
-        if latest is not None and latest.sequence == len(stored) + 1 and not lifecycle.is_terminal(latest.stage):
+        if latest is not None and latest.sequence == lifecycle.last_sequence(stored) + 1 \
+                and not lifecycle.is_terminal(latest.stage):
             return (*stored, latest)
         return stored
 
@@ -667,7 +676,7 @@ class TradeRunner:
         result.error.CopyFrom(pb.TradeError(code=int(error.code), reason=error.reason, message=error.message))
         key = (record.principal_id, record.request_id)
         latest = await self.hub.latest(key)
-        sequence = max(len(record.events), latest.sequence if latest is not None else 0) + 1
+        sequence = max(lifecycle.last_sequence(record.events), latest.sequence if latest is not None else 0) + 1
         event = lifecycle.status_event(record.request_id, sequence, status, error.message, result)
         self.store.save(record.principal_id, result, [*record.events, event])
         self.hub.open(key, record.events)
@@ -687,7 +696,7 @@ class TradeRunner:
         if record is None or lifecycle.is_terminal(record.result.status):
             return None if record is None else record.result
         latest = await self.hub.latest(key)
-        if latest is None or latest.sequence <= len(record.events):
+        if latest is None or latest.sequence <= lifecycle.last_sequence(record.events):
             return record.result
         if latest.HasField("result"):  # its terminal event, not stored yet
             return latest.result

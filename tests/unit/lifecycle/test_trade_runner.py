@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from lifecycle_support import FILL, FILLED_PATH, FILLS, Gate, ScriptedExecutor, order, runner, stages, until
+from tradewire.core import lifecycle
 from tradewire.core.errors import TradewireError
 from tradewire.core.executors.base import Outcome, Progress
 from tradewire.core.retry import TransientError
@@ -246,3 +247,23 @@ async def test_a_replay_waiting_for_a_running_trade_gives_up_at_its_deadline_not
     assert gave_up.value.reason == "DEADLINE_EXCEEDED" and "it goes on" in gave_up.value.message
     gate.open()
     assert (await trade.done).status == pb.TRADE_STATUS_FILLED
+
+
+async def test_a_trade_resumed_after_a_crash_never_reuses_a_sequence_it_may_have_published(tmp_path):
+    store = SqliteStore(tmp_path / "trades.db")
+    gate = Gate()
+    crashed = runner(ScriptedExecutor([pb.TRADE_STATUS_QUOTED, gate]), store)
+    lost = crashed.admit(order("crash"))
+    await gate.reached.wait()
+    published = [e.sequence for e in crashed.hub.channel_events(lost.key)]  # seen by streams, never stored
+    assert published == [1, 2, 3, 4] and store.get("alice", "crash").events == ()
+
+    restarted = runner(ScriptedExecutor(FILLS), store)  # the process died: another starts on its data
+    assert await restarted.recover() == {"resumed": 1, "reconciled": 0, "failed": 0}
+    assert (await restarted.inflight.get(lost.key).done).status == pb.TRADE_STATUS_FILLED
+    events = store.get("alice", "crash").events
+    sequences = [e.sequence for e in events]
+    assert sequences == sorted(set(sequences)) and sequences[0] > lifecycle.MOST_EVENTS_BEFORE_COMMIT >= 4
+    assert events[-1].terminal and events[-1].stage == pb.TRADE_STATUS_FILLED
+    lost.task.cancel()
+    await asyncio.gather(lost.task, return_exceptions=True)

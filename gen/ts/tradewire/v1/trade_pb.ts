@@ -441,7 +441,9 @@ export type ExecutionStatus = Message<"tradewire.v1.ExecutionStatus"> & {
   requestId: string;
 
   /**
-   * 1-based, gap-free per trade; resume a stream with `from_sequence`.
+   * 1-based and increasing per trade, never reused; resume a stream with `from_sequence`.
+   * Gap-free, except that a trade resumed after its gateway stopped abruptly continues
+   * after every number it may have used before.
    *
    * @generated from field: uint64 sequence = 2;
    */
