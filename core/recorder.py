@@ -62,7 +62,8 @@ class Recorder:
     def call_finished(self, ctx: CallContext, code: Code, reason: str = "") -> None:
         elapsed = time.monotonic() - ctx.started
         protocol = ctx.protocol.value
-        principal = ctx.principal.label if ctx.principal else ""
+        # The principal as every audit table and log line names it; its credential's label beside it.
+        principal, key_label = (ctx.principal.id, ctx.principal.label) if ctx.principal else ("", "")
         if self.metrics_enabled:
             metrics = self.metrics
             self._child(metrics.in_flight, protocol).dec()
@@ -71,13 +72,13 @@ class Recorder:
         if self.audit_enabled:
             self.audit.emit(trusted_request_event(
                 ctx.method, protocol, principal or None, ctx.request_id, ctx.correlation_id, code.name,
-                int(elapsed * 1e6), reason or None, ctx.started_unix_ns or time.time_ns(),
+                int(elapsed * 1e6), reason or None, ctx.started_unix_ns or time.time_ns(), key_label or None,
             ))
         if self.access_log_enabled:
             access_log.info(
                 "call", request_id=ctx.request_id, correlation_id=ctx.correlation_id, trace_id=ctx.trace_id,
                 method=ctx.method, protocol=protocol, code=code.name, reason=reason,
-                latency_ms=round(elapsed * 1000, 3), peer=ctx.peer, principal=principal,
+                latency_ms=round(elapsed * 1000, 3), peer=ctx.peer, principal=principal, key_label=key_label,
             )
 
     def auth_attempt(self, ctx: CallContext, outcome: AuthOutcome) -> None:

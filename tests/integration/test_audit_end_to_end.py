@@ -113,6 +113,14 @@ async def test_one_row_per_request_auth_attempt_and_transition(audited_gateway, 
     tally = Tally(f"e2e{uuid.uuid4().hex[:8]}")
     await mixed_traffic(audited_gateway, tally)
     assert await settle(questdb, tally) == expected(tally)
+    # Every table names a caller alike (the key's owner), so they join; the key id is kept beside it.
+    trades = await questdb.query(
+        f"SELECT principal, key_label FROM tw_requests WHERE correlation_id LIKE '{tally.run}-%' "
+        "AND method = 'ExecuteTrade' AND code = 'OK'")
+    assert trades and {tuple(row) for row in trades} == {("alice", "tw_alice001")}
+    transitions = await questdb.query(
+        f"SELECT DISTINCT principal FROM tw_transitions WHERE request_id LIKE '{tally.run}-%'")
+    assert transitions == [["alice"]]
 
 
 async def test_questdb_outage_mid_run_ends_with_the_same_counts(audited_gateway, questdb):
