@@ -150,13 +150,13 @@ class Pipeline:
         if public and not ("authorization" in ctx.headers or "x-api-key" in ctx.headers):
             return
         peer_host = _host(ctx.peer)
-        self._counting_refusals(lambda: self.limits.check_peer(peer_host))
+        self._shared_check(call, lambda: self._counting_refusals(lambda: self.limits.check_peer(peer_host)))
         outcome = self.authenticator.attempt(ctx.headers)
         self.recorder.auth_attempt(ctx, outcome)
         if outcome.ok:
             ctx.principal = outcome.principal
             return
-        self.limits.record_auth_failure(peer_host)
+        self._shared_check(call, lambda: self.limits.record_auth_failure(peer_host))
         if not public:
             if outcome.error.code is Code.UNAUTHENTICATED:  # HTTP's 401 must say how to authenticate
                 ctx.response_headers["www-authenticate"] = _BEARER_CHALLENGE
@@ -174,9 +174,20 @@ class Pipeline:
         principal = call.ctx.principal
         if principal is None:
             return
-        decision = self._counting_refusals(
-            lambda: self.limits.check_call(principal.id, call.ctx.method, mode_name(call.mode)))
-        call.ctx.response_headers.update(decision.headers())
+        decision = self._shared_check(call, lambda: self._counting_refusals(
+            lambda: self.limits.check_call(principal.id, call.ctx.method, mode_name(call.mode))))
+        if decision is not None:
+            call.ctx.response_headers.update(decision.headers())
+
+    def _shared_check(self, call: Call, check: Callable[[], T]) -> T | None:
+        """``check()``; for HealthCheck a shared store that does not answer skips it (None), so the
+        health answer can say the store is down instead of failing with it."""
+        try:
+            return check()
+        except self.store_outages:
+            if call.ctx.method != "HealthCheck":
+                raise
+            return None
 
     def limit_trade(self, principal_id: str, mode: int) -> RateDecision:
         """One trade of a call that carries several (a batch item, a session's trade) takes what

@@ -220,16 +220,17 @@ class TradeService:
             components.append(spb.ComponentHealth(name="streams", status=serving,
                                                   message=f"{self.hub.open_streams} open streams"))
             if self.webhooks is not None:
-                counts = self.store.outbox_counts()
+                counts = self.store.outbox_counts() if store_ok else None
                 components.append(spb.ComponentHealth(
-                    name="webhooks", status=serving,
-                    message=f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead-lettered"))
+                    name="webhooks", status=serving if counts is not None else not_serving,
+                    message=f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead-lettered"
+                    if counts is not None else "outbox unknown: the store does not answer"))
             if self.draining:
                 components.append(spb.ComponentHealth(name="server", status=not_serving,
                                                       message="shutting down: no new calls"))
             response = spb.HealthCheckResponse(status=not_serving if self.draining or not store_ok else serving,
                                                components=components, version=VERSION, server_time=now_timestamp())
-            if ctx.principal is not None:
+            if ctx.principal is not None and store_ok:  # (its bucket is in the store)
                 decision = self.pipeline.limits.principal.peek(f"principal:{ctx.principal.id}")
                 response.caller.CopyFrom(spb.CallerStatus(
                     principal=ctx.principal.label, scopes=sorted(ctx.principal.scopes),

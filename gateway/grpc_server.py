@@ -194,15 +194,41 @@ class GrpcServer:
                                              reflection.SERVICE_NAME), self.server,
                                             pool=_MethodSymbols(descriptor_pool.Default()))
         self.port = self.server.add_insecure_port(f"{host}:{port}")
+        self._watch: asyncio.Task | None = None
 
-    async def start(self) -> None:
+    async def start(self, store_ok: Callable[[], bool] | None = None, every_s: float = 2.0) -> None:
+        """Serve; grpc.health.v1 says SERVING, and with ``store_ok`` follows the store's health
+        (checked every ``every_s``: every call needs the store, so without it nothing serves)."""
         await self.server.start()
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        if store_ok is not None:
+            self._watch = asyncio.create_task(self._follow_store(store_ok, every_s), name="grpc-health")
+
+    async def _follow_store(self, store_ok: Callable[[], bool], every_s: float) -> None:
+        serving = True
+        while True:
+            await asyncio.sleep(every_s)
+            now = store_ok()
+            if now != serving:
+                serving = now
+                await self._set_health(health_pb2.HealthCheckResponse.SERVING if now
+                                       else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def not_serving(self) -> None:
+        """For good (the shutdown): the store's health no longer matters."""
+        await self._stop_watching()
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def _stop_watching(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
+
+    async def _set_health(self, status) -> None:
         for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await self.health.set(name, status)
 
     async def stop(self, grace_s: float) -> None:
+        await self._stop_watching()
         await self.server.stop(grace_s)

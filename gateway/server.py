@@ -70,7 +70,8 @@ class Gateway:
 
     async def start(self) -> None:
         await self.core.start()
-        await self.grpc.start()
+        store = self.core.store
+        await self.grpc.start(store_ok=lambda: store.health()[0])
         sockets = [_reuse_port_socket(self.settings.server.http_host, self.settings.server.http_port)] \
             if self.reuse_port else None
         self._http_task = asyncio.create_task(self.http.serve(sockets=sockets), name="uvicorn")

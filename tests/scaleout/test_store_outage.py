@@ -4,7 +4,9 @@ a trade the outage cut off ends then, and nothing of it is lost."""
 
 import asyncio
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
@@ -137,3 +139,36 @@ def test_a_gateway_whose_store_does_not_answer_at_start_says_so_and_exits(tmp_pa
     log = gateway.log_text()
     assert "tradewire: the shared store ([shared] redis_url) does not answer" in log
     assert "Traceback" not in log
+
+
+async def test_health_says_the_store_is_down_on_every_protocol_and_serving_again_once_it_is_back(
+        gateway_on_its_own_redis):
+    gateway, store = gateway_on_its_own_redis
+    key = gateway.key("alice")
+    clients = {protocol: make_client(protocol, gateway) for protocol in ("grpc", "http")}
+    channel = grpc.aio.insecure_channel(gateway.grpc_target)
+    standard = health_pb2_grpc.HealthStub(channel)
+
+    async def standard_status() -> int:
+        return (await standard.Check(health_pb2.HealthCheckRequest(service=""))).status
+
+    async def store_component(client) -> int:
+        health, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), key)  # answered, not refused
+        return next(c.status for c in health.components if c.name == "store")
+
+    try:
+        assert await standard_status() == health_pb2.HealthCheckResponse.SERVING
+        store.halt(keep_data=True)
+        await eventually(lambda: equals(standard_status(), health_pb2.HealthCheckResponse.NOT_SERVING),
+                         what="grpc.health.v1 NOT_SERVING")
+        for client in clients.values():
+            assert await store_component(client) == spb.SERVING_STATUS_NOT_SERVING
+        store.start()
+        await eventually(lambda: equals(standard_status(), health_pb2.HealthCheckResponse.SERVING),
+                         what="grpc.health.v1 SERVING again")
+        for client in clients.values():
+            assert await eventually(lambda c=client: equals(store_component(c), spb.SERVING_STATUS_SERVING))
+    finally:
+        await channel.close()
+        for client in clients.values():
+            await client.close()
