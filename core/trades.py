@@ -462,7 +462,7 @@ class TradeRunner:
 
     def _ended(self, trade: Trade, outcome: Outcome, event: pb.ExecutionStatus, outbox) -> None:
         """The trade's end is stored: record its fill, publish its end, answer its callers."""
-        if outcome.fill is not None and outcome.status == pb.TRADE_STATUS_FILLED:
+        if outcome.fill is not None:  # what was booked: a fill, or the fee a failed transaction paid
             self.recorder.fill(trade.order, outcome.fill, trade.result)
         self._publish(trade, event)
         if outbox:

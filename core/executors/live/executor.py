@@ -839,7 +839,7 @@ class LiveExecutor:
                 event = lifecycle.status_event(row.request_id, sequence, status, message, result if terminal else None)
                 events.append(event)
                 self.recorder.transition(order, event)
-            if outcome.status == pb.TRADE_STATUS_FILLED and outcome.fill is not None:
+            if outcome.fill is not None:  # booked: a fill, or the fee a failed transaction paid
                 self.recorder.fill(order, outcome.fill, result)
             self.store.save(row.principal, result, events)
         except TakenOver:  # another replica adopted the trade while this one was away: it completes it

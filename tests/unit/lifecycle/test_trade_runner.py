@@ -11,6 +11,7 @@ from lifecycle_support import FILL, FILLED_PATH, FILLS, Gate, ScriptedExecutor, 
 from tradewire.core import lifecycle
 from tradewire.core.errors import TradewireError
 from tradewire.core.executors.base import Outcome, Progress
+from tradewire.core.order import FeeBreakdown, Fill
 from tradewire.core.retry import TransientError
 from tradewire.core.store.base import UnfinishedTrade
 from tradewire.core.store.sqlite import SqliteStore
@@ -267,3 +268,17 @@ async def test_a_trade_resumed_after_a_crash_never_reuses_a_sequence_it_may_have
     assert events[-1].terminal and events[-1].stage == pb.TRADE_STATUS_FILLED
     lost.task.cancel()
     await asyncio.gather(lost.task, return_exceptions=True)
+
+
+async def test_the_fee_a_failed_transaction_paid_is_recorded_as_its_fill():
+    paid = Fill(FILL.quote, 0, 0, FeeBreakdown(base_fee_lamports=5000))
+    failed = Outcome(pb.TRADE_STATUS_FAILED, paid, TradewireError("SLIPPAGE_EXCEEDED", "slippage exceeded on chain"))
+    r = runner(ScriptedExecutor(FILLS[:4] + [failed]))
+    with pytest.raises(TradewireError):
+        await r.execute(order("fee-only"))
+    assert r.recorder.fills == 1  # the audit's tw_fills has the fee the book was charged
+    rejected = runner(ScriptedExecutor([Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
+        "INSUFFICIENT_FUNDS", "needs 5, has 0"))]))
+    with pytest.raises(TradewireError):
+        await rejected.execute(order("nothing-paid"))
+    assert rejected.recorder.fills == 0
