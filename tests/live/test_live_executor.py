@@ -239,6 +239,7 @@ async def test_transport_failure_after_send_stays_submitted_and_is_reconciled(ma
     run = await h.run(h.order("stalled-1", USDC, SOL, "12"))
     assert run.statuses == PATH, run
     assert "sent" in run.progress[3].message
+    assert "it gave no clear answer: its signature decides" in run.progress[3].message  # not a plain "sent"
     assert len(set(rules.sends)) == 1 and wallet_tx_count(host.devnet, h.wallet.pubkey()) == 1
     meta = (await chain_tx(host, run.signature))["meta"]
     assert run.outcome.fill.amount_in == -token_delta(meta, h.wallet.pubkey(), USDC)

@@ -403,13 +403,14 @@ class LiveExecutor:
         attempt.sent = True
         row = self.orders.get(signature)
         watch = self.confirmer.track(row)
-        refused = await self._first_send(row, watch)
+        refused, unclear = await self._first_send(row, watch)
         if refused is not None:
             yield refused
             return
         via = "the Jito block engine as a bundle" if route == ROUTE_JITO else "the RPC"
-        yield Progress(pb.TRADE_STATUS_SUBMITTED, f"transaction {signature} sent to {via}; awaiting confirmation",
-                       signature=signature)
+        doubt = f" ({unclear}: its signature decides)" if unclear else ""
+        yield Progress(pb.TRADE_STATUS_SUBMITTED,
+                       f"transaction {signature} sent to {via}{doubt}; awaiting confirmation", signature=signature)
         outcome, confirmed = await self._await(order, watch, quote)
         if confirmed:
             yield Progress(pb.TRADE_STATUS_CONFIRMED, f"transaction confirmed in slot {outcome.fill.slot}")
@@ -551,9 +552,10 @@ class LiveExecutor:
                 f"{order.output_mint.to_units(quote.out_amount)} {order.output_mint.symbol} "
                 f"({quote.price_impact_pct}% price impact)")
 
-    async def _first_send(self, row: LiveOrder, watch: Watch) -> Outcome | None:
-        """Send once. A definite refusal means nothing is on the network; anything else
-        (accepted, timed out, connection lost) leaves the signature to decide."""
+    async def _first_send(self, row: LiveOrder, watch: Watch) -> tuple[Outcome | None, str]:
+        """Send once: (the outcome of a definite refusal — nothing is on the network — or None,
+        and what was unclear about the answer, "" when it accepted). Anything but a refusal
+        (accepted, an error answer, no answer) leaves the signature to decide."""
         self.orders.note_broadcast(row.signature)
         refusal: RpcError
         try:
@@ -564,7 +566,7 @@ class LiveExecutor:
                     watch.bundle_id = returned
             else:
                 await self.rpc.send(row.tx, skip_preflight=self.config.skip_preflight, check_breaker=False)
-            return None
+            return None, ""
         except RpcError as exc:
             refusal = exc
             preflight = row.route == ROUTE_RPC and exc.code in (-32002, -32003)
@@ -572,11 +574,11 @@ class LiveExecutor:
             if not (preflight or bundle_refused):
                 log.warning("send answered an error; reconciling by signature",
                             extra={"signature": row.signature, "code": exc.code})
-                return None
+                return None, f"it answered error {exc.code}"
         except (UpstreamError, CircuitOpen) as exc:
             log.warning("send outcome unknown; reconciling by signature",
                         extra={"signature": row.signature, "error": str(exc)})
-            return None
+            return None, "it gave no clear answer"
         # Refused outright: the node / engine did not take it, so it was never forwarded.
         self.confirmer.forget(row.signature)
         order = self._order_of(row)
@@ -590,7 +592,7 @@ class LiveExecutor:
                 "INTERNAL", f"the block engine refused the bundle: {refusal.message[:200]}")
         fill = Fill(quote_from_json(row.quote), 0, 0, FeeBreakdown(), row.signature)
         self.orders.finalize(row.signature, STATE_DROPPED, outcome_to_json(status, error, fill, False))
-        return Outcome(status, fill, error)
+        return Outcome(status, fill, error), ""
 
     async def _await(self, order: Order, watch: Watch, quote: Quote) -> tuple[Outcome, bool]:
         watch.attached += 1
