@@ -546,14 +546,15 @@ class TradeRunner:
             log.warning("trade %s: the shared store did not answer at the shutdown (%s)", trade.order.request_id, exc)
         self.hub.abandon(trade.key)
         self.inflight.remove(trade.key)
-        log.warning("trade %s left unfinished at %s by the shutdown; it %s after the restart",
-                    trade.order.request_id, pb.TradeStatus.Name(trade.stage),
-                    "is reconciled" if trade.committed else "resumes")
+        # With a shared store another replica takes it over at once; else this one, restarted.
+        where = "on another replica (or here after the restart)" if self.store.shared else "after the restart"
+        log.warning("trade %s left unfinished at %s by the shutdown; it %s %s", trade.order.request_id,
+                    pb.TradeStatus.Name(trade.stage), "is reconciled" if trade.committed else "resumes", where)
         if not trade.done.done():
             trade.done.set_exception(TradewireError(
                 "SHUTTING_DOWN", f"the gateway is shutting down; trade {trade.order.request_id!r} is unfinished at "
-                f"{pb.TradeStatus.Name(trade.stage)} and resumes when it restarts "
-                "(follow it with StreamExecutionStatus)",
+                f"{pb.TradeStatus.Name(trade.stage)} and "
+                f"{'is reconciled' if trade.committed else 'resumes'} {where} (follow it with StreamExecutionStatus)",
                 metadata={"trade_id": trade.result.trade_id, "status": pb.TradeStatus.Name(trade.stage)}))
 
     # -- shutdown and restart ---------------------------------------------------------------

@@ -196,6 +196,8 @@ def _terminal_flag(result: trade_pb2.TradeResult) -> str:
 
 
 class RedisTradeStore:
+    shared = True
+
     def __init__(self, client: redis.Redis, replica_id: str) -> None:
         self._r = client
         self.replica_id = replica_id

@@ -80,6 +80,9 @@ class HistoryPage:
 
 
 class TradeStore(Protocol):
+    # Shared by several replicas (one of which takes over what a stopped replica left).
+    shared: bool
+
     def claim(self, principal_id: str, request_id: str, fingerprint: str,
               result: trade_pb2.TradeResult, request: trade_pb2.TradeRequest | None = None,
               slot: InFlightSlot | None = None) -> TradeRecord | None:

@@ -104,6 +104,8 @@ def _local_only(slot: object) -> None:
 
 
 class SqliteStore:
+    shared = False  # one process's
+
     def __init__(self, path: Path | str) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -177,6 +177,7 @@ async def test_unfinished_trades_resume_or_are_reconciled_after_a_restart(tmp_pa
     assert failure.value.reason == "SHUTTING_DOWN"
     # a trade, not a refusal: the caller learns which, and where it stopped
     assert failure.value.metadata == {"trade_id": before.result.trade_id, "status": "TRADE_STATUS_QUOTED"}
+    assert "resumes after the restart" in failure.value.message  # (one process's store: nobody else takes it)
     assert isinstance(sent, Trade) and sent.done.done()
     assert {u.record.request_id for u in store.unfinished()} == {"pre-send", "sent"}
 

@@ -9,6 +9,7 @@ import redis
 import redis.asyncio as aredis
 
 from support.trading import eventually
+from tradewire.core.errors import TradewireError
 from tradewire.core.inflight import InFlightRegistry
 from tradewire.core.metrics import Metrics
 from tradewire.core.retry import RetryPolicy
@@ -182,3 +183,16 @@ def paper_runner(store, hub, executor) -> TradeRunner:
 
 async def collect(events) -> list:
     return [e async for e in events if e.kind == pb.STATUS_KIND_TRANSITION]
+
+
+async def test_a_trade_left_by_a_shutdown_is_said_to_go_on_on_another_replica(client):
+    gate = Gate()
+    on_a = paper_runner(RedisTradeStore(client, "replica-a"), StatusHub(),
+                        ScriptedExecutor([pb.TRADE_STATUS_QUOTED, gate]))
+    trade = on_a.admit(order("left", f"alice-{uuid.uuid4().hex[:8]}"))
+    await gate.reached.wait()
+    assert await on_a.interrupt_all() == 1
+    with pytest.raises(TradewireError) as stopped:
+        await trade.done
+    assert stopped.value.reason == "SHUTTING_DOWN"
+    assert "resumes on another replica (or here after the restart)" in stopped.value.message
