@@ -640,10 +640,13 @@ class TradeRunner:
         return counts
 
     async def _numbers_maybe_used(self, key: Key) -> int:
-        """The highest sequence a trade that stopped before storing its events may have used:
-        the last one the shared status stream has, else as many as precede the point of no return."""
+        """The highest sequence a trade that stopped before storing any event may have used: the
+        shared status stream's last (what streams on other replicas saw); without one (one process,
+        its streams gone with it) as many as a trade publishes before its point of no return."""
+        if self.hub.bus is None:
+            return lifecycle.MOST_EVENTS_BEFORE_COMMIT
         latest = await self.hub.latest(key)
-        return max(latest.sequence if latest is not None else 0, lifecycle.MOST_EVENTS_BEFORE_COMMIT)
+        return latest.sequence if latest is not None else 0
 
     async def _events_since_stored(self, key: Key, stored: tuple[pb.ExecutionStatus, ...]
                                    ) -> tuple[pb.ExecutionStatus, ...]:
@@ -676,9 +679,12 @@ class TradeRunner:
         result.updated_at.CopyFrom(lifecycle.now_timestamp())
         result.error.CopyFrom(pb.TradeError(code=int(error.code), reason=error.reason, message=error.message))
         key = (record.principal_id, record.request_id)
-        latest = await self.hub.latest(key)
-        sequence = max(lifecycle.last_sequence(record.events), latest.sequence if latest is not None else 0) + 1
-        event = lifecycle.status_event(record.request_id, sequence, status, error.message, result)
+        if record.events:
+            latest = await self.hub.latest(key)
+            used = max(lifecycle.last_sequence(record.events), latest.sequence if latest is not None else 0)
+        else:  # it stopped before storing any: after every number it may have published
+            used = await self._numbers_maybe_used(key)
+        event = lifecycle.status_event(record.request_id, used + 1, status, error.message, result)
         self.store.save(record.principal_id, result, [*record.events, event])
         self.hub.open(key, record.events)
         self.hub.publish(key, event)

@@ -283,3 +283,19 @@ async def test_the_fee_a_failed_transaction_paid_is_recorded_as_its_fill():
     with pytest.raises(TradewireError):
         await rejected.execute(order("nothing-paid"))
     assert rejected.recorder.fills == 0
+
+
+async def test_a_trade_ended_after_a_crash_because_it_cannot_go_on_never_reuses_a_sequence(tmp_path):
+    store = SqliteStore(tmp_path / "trades.db")
+    gate = Gate()
+    crashed = runner(ScriptedExecutor([pb.TRADE_STATUS_QUOTED, gate]), store)
+    lost = crashed.admit(order("stuck"))
+    await gate.reached.wait()  # 1–4 published, none stored
+
+    restarted = runner(ScriptedExecutor(FILLS), store)
+    cannot_go_on = UnfinishedTrade(store.get("alice", "stuck"), None)  # (e.g. kept without its request)
+    assert await restarted.recover([cannot_go_on]) == {"resumed": 0, "reconciled": 0, "failed": 1}
+    (end,) = store.get("alice", "stuck").events
+    assert end.terminal and end.sequence > lifecycle.MOST_EVENTS_BEFORE_COMMIT
+    lost.task.cancel()
+    await asyncio.gather(lost.task, return_exceptions=True)
