@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
-from e2e.dashboard_ui import CHROMIUM, CHROMIUM_ARGS, DESKTOP, Dashboard
+from e2e.dashboard_ui import CHROMIUM, CHROMIUM_ARGS, DESKTOP, Dashboard, open_dashboard
 from support.gateway_process import GatewayProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,11 +88,5 @@ def viewport() -> dict[str, int]:
 
 @pytest.fixture
 async def ui(browser: Browser, gateway: GatewayProcess, viewport: dict[str, int]) -> AsyncIterator[Dashboard]:
-    context = await browser.new_context(viewport=viewport, locale="en-US", timezone_id="UTC")
-    page = await context.new_page()
-    dashboard = Dashboard(page, gateway)
-    try:
+    async with open_dashboard(browser, gateway, viewport) as dashboard:
         yield dashboard
-    finally:
-        await context.close()
-    assert dashboard.problems == [], "the page logged errors:\n" + "\n".join(dashboard.problems)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
-from playwright.async_api import ConsoleMessage, Page, Request, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, Request, expect
 
 from support.gateway_process import GatewayProcess
 
@@ -18,6 +20,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 DESKTOP = {"width": 1280, "height": 900}
+MSOL = "mSoLzYCxHdYgdzU16g5QSh3i5K3z3KZK7ytfqcJm7So"  # a real mint the gateway does not trade
 PHONE = {"width": 390, "height": 844}
 
 
@@ -66,6 +69,12 @@ class Dashboard:
     async def open(self) -> None:
         await self.page.goto(self.gateway.http_url + "/")
         await expect(self.page.get_by_label("API key or JWT")).to_be_visible()
+
+    async def pick_unsupported_pair(self) -> None:
+        """Sell a well-formed, real mint the gateway does not trade (mSOL) for USDC."""
+        await self.page.get_by_label("Sell", exact=True).select_option(label="Other mint…")
+        await self.page.get_by_label("Sell mint address").fill(MSOL)
+        await self.page.get_by_label("Buy", exact=True).select_option(label="USDC")
 
     async def sign_in(self, who: str, transport: str | None = None, navigate: bool = True) -> None:
         if navigate:
@@ -120,3 +129,16 @@ class Dashboard:
         path = ARTIFACTS / f"{name}.png"
         await self.page.screenshot(path=str(path), full_page=full_page)
         return path
+
+
+@asynccontextmanager
+async def open_dashboard(browser: Browser, gateway: GatewayProcess,
+                         viewport: dict[str, int] = DESKTOP) -> AsyncIterator[Dashboard]:
+    """The dashboard of ``gateway`` in a fresh browser context; the page must log no errors."""
+    context = await browser.new_context(viewport=viewport, locale="en-US", timezone_id="UTC")
+    dashboard = Dashboard(await context.new_page(), gateway)
+    try:
+        yield dashboard
+    finally:
+        await context.close()
+    assert dashboard.problems == [], "the page logged errors:\n" + "\n".join(dashboard.problems)

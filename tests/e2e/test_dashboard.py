@@ -11,7 +11,6 @@ from playwright.async_api import expect
 
 from e2e.dashboard_ui import PHONE, Dashboard, shown_decimal
 
-MSOL = "mSoLzYCxHdYgdzU16g5QSh3i5K3z3KZK7ytfqcJm7So"  # a real mint the gateway does not trade
 SOL = "So11111111111111111111111111111111111111112"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 BONK = "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263"
@@ -107,9 +106,7 @@ async def test_gateway_refusals_are_shown_at_their_fields(ui: Dashboard):
     await ui.sign_in("bob")
 
     # a well-formed, real mint the gateway does not support → UNSUPPORTED_PAIR at input_mint
-    await page.get_by_label("Sell", exact=True).select_option(label="Other mint…")
-    await page.get_by_label("Sell mint address").fill(MSOL)
-    await page.get_by_label("Buy", exact=True).select_option(label="USDC")
+    await ui.pick_unsupported_pair()
     await page.locator("#amount").fill("1")
     await page.locator("#submit-trade").click()
     error = ui.field_error("input_mint")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, expect
 
-from e2e.dashboard_ui import DESKTOP, Dashboard
+from e2e.dashboard_ui import Dashboard, open_dashboard
 from support.gateway_process import GatewayProcess
 
 SOL = "So11111111111111111111111111111111111111112"
@@ -32,13 +32,8 @@ def small_market_gateway(tmp_path_factory: pytest.TempPathFactory, dashboard_dis
 
 @pytest.fixture
 async def small_ui(browser: Browser, small_market_gateway: GatewayProcess) -> AsyncIterator[Dashboard]:
-    context = await browser.new_context(viewport=DESKTOP, locale="en-US", timezone_id="UTC")
-    dashboard = Dashboard(await context.new_page(), small_market_gateway)
-    try:
+    async with open_dashboard(browser, small_market_gateway) as dashboard:
         yield dashboard
-    finally:
-        await context.close()
-    assert dashboard.problems == [], "the page logged errors:\n" + "\n".join(dashboard.problems)
 
 
 async def test_trade_form_and_filters_offer_the_listed_market_only(small_ui: Dashboard):

@@ -19,10 +19,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
-from e2e.dashboard_ui import DESKTOP, Dashboard
+from e2e.dashboard_ui import Dashboard, open_dashboard
 from support.gateway_process import GatewayProcess
 
-MSOL = "mSoLzYCxHdYgdzU16g5QSh3i5K3z3KZK7ytfqcJm7So"  # a real mint the gateway does not trade
 TERMINAL = {"TRADE_STATUS_FILLED", "TRADE_STATUS_REJECTED", "TRADE_STATUS_FAILED", "TRADE_STATUS_CANCELLED",
             "TRADE_STATUS_EXPIRED"}
 
@@ -47,13 +46,8 @@ def slow_gateway(tmp_path_factory: pytest.TempPathFactory, dashboard_dist: Path)
 
 @pytest.fixture
 async def slow_ui(browser: Browser, slow_gateway: GatewayProcess) -> AsyncIterator[Dashboard]:
-    context = await browser.new_context(viewport=DESKTOP, locale="en-US", timezone_id="UTC")
-    dashboard = Dashboard(await context.new_page(), slow_gateway)
-    try:
+    async with open_dashboard(browser, slow_gateway) as dashboard:
         yield dashboard
-    finally:
-        await context.close()
-    assert dashboard.problems == [], "the page logged errors:\n" + "\n".join(dashboard.problems)
 
 
 @asynccontextmanager
@@ -167,9 +161,7 @@ async def test_a_rejected_trade_gets_a_new_request_id_so_the_corrected_one_fills
 async def test_a_request_refused_before_it_is_a_trade_keeps_its_id(ui: Dashboard):
     page = ui.page
     await ui.sign_in("bob")
-    await page.get_by_label("Sell", exact=True).select_option(label="Other mint…")
-    await page.get_by_label("Sell mint address").fill(MSOL)
-    await page.get_by_label("Buy", exact=True).select_option(label="USDC")
+    await ui.pick_unsupported_pair()
     refused = await submit(ui, "1")
     await expect(page.get_by_test_id("form-error")).to_contain_text("UNSUPPORTED_PAIR")
     await expect(page.locator("#request-id")).to_have_value(refused)
@@ -185,9 +177,7 @@ async def test_a_request_refused_before_it_is_a_trade_keeps_its_id(ui: Dashboard
 async def test_refusal_is_shown_at_once_not_after_the_stream_wait(slow_ui: Dashboard):
     ui, page = slow_ui, slow_ui.page
     await ui.sign_in("bob")
-    await page.get_by_label("Sell", exact=True).select_option(label="Other mint…")
-    await page.get_by_label("Sell mint address").fill(MSOL)
-    await page.get_by_label("Buy", exact=True).select_option(label="USDC")
+    await ui.pick_unsupported_pair()
     await submit(ui, "1")
     # the gateway holds the status stream up to 10 s for a trade that never comes; the
     # refusal must not wait for it

@@ -74,23 +74,17 @@ async def test_a_trade_refused_for_unavailability_runs_again_when_retried(stores
     assert executor.started == 1
 
 
-async def test_any_other_refusal_is_the_request_ids_answer(stores):
+@pytest.mark.parametrize("first, retry, reason", [
+    (NO_FUNDS, {}, "INSUFFICIENT_FUNDS"),  # any other refusal is the request id's answer for good
+    (CIRCUIT_OPEN, {"amount": "0.02"}, "DUPLICATE_REQUEST_MISMATCH"),  # only the same order runs again
+], ids=["another-refusal", "another-payload"])
+async def test_nothing_else_runs_again(stores, first, retry, reason):
     store, _ = stores
     who = f"alice-{uuid.uuid4().hex[:8]}"
-    executor = ScriptedExecutor([NO_FUNDS], FILLS)
-    r = runner(store, executor)
-    assert (await refused(r, order("t-1", who))).reason == "INSUFFICIENT_FUNDS"
-    assert (await refused(r, order("t-1", who))).reason == "INSUFFICIENT_FUNDS"
-    assert executor.started == 1
-
-
-async def test_a_different_payload_is_refused_even_when_it_could_run_again(stores):
-    store, _ = stores
-    who = f"alice-{uuid.uuid4().hex[:8]}"
-    executor = ScriptedExecutor([CIRCUIT_OPEN], FILLS)
+    executor = ScriptedExecutor([first], FILLS)
     r = runner(store, executor)
     await refused(r, order("t-1", who))
-    assert (await refused(r, order("t-1", who, amount="0.02"))).reason == "DUPLICATE_REQUEST_MISMATCH"
+    assert (await refused(r, order("t-1", who, **retry))).reason == reason
     assert executor.started == 1
 
 
