@@ -21,7 +21,8 @@ from tradewire.v1 import trade_pb2
 # Message-level rules have no field of their own; name the field a caller should fix.
 _MESSAGE_RULE_FIELDS = {"trade_request.distinct_mints": "output_mint", "get_trade_history.time_range": "end_time",
                         "mev_protection.jito_tip_required": "jito_tip_lamports",
-                        "mev_protection.tip_only_for_jito": "jito_tip_lamports"}
+                        "mev_protection.tip_only_for_jito": "jito_tip_lamports",
+                        "mev_protection.no_priority_fee_with_jito": "compute_unit_price_micro_lamports"}
 
 _validator = protovalidate.Validator()  # one compiled rule cache for the process
 

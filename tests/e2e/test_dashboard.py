@@ -231,15 +231,22 @@ async def test_narrow_window_layout(ui: Dashboard):
 async def test_mev_fees_are_itemised_and_live_refusal_is_explained(ui: Dashboard):
     page = ui.page
     await ui.sign_in("trader")
-    await page.locator("#mev-strategy").select_option(label="Jito bundle")
+    await page.locator("#mev-strategy").select_option(label="Priority fee")
     await page.locator("#cu-price").fill("100000")
     await page.locator("#cu-limit").fill("200000")
-    await page.locator("#jito-tip").fill("25000")
     await expect(page.locator("#fee-preview")).to_contain_text("Priority fee ≈ 20,000 lamports")
     await ui.trade("0.2")
     fees = page.get_by_test_id("exec-fees")
     await expect(fees.get_by_role("row", name="Priority fee")).to_contain_text("20,000 lamports")
+
+    # a Jito bundle pays with its tip: no CU price to give, none charged
+    await page.locator("#mev-strategy").select_option(label="Jito bundle")
+    await expect(page.locator("#cu-price")).to_be_hidden()
+    await page.locator("#jito-tip").fill("25000")
+    await expect(page.locator("#fee-preview")).to_contain_text("no priority fee")
+    await ui.trade("0.2")
     await expect(fees.get_by_role("row", name="Jito tip")).to_contain_text("25,000 lamports")
+    await expect(fees).not_to_contain_text("20,000 lamports")
     await ui.shot("14-jito-fees")
 
     # LIVE is allowed by trader's scopes but not configured on this gateway

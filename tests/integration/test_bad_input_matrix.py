@@ -46,6 +46,9 @@ MESSAGE_CASES = [
      "INVALID_ARGUMENT", "mev_protection.jito_tip_lamports"),
     ("tip-without-jito", base(mev_protection=pb.MevProtection(jito_tip_lamports=5000)),
      "INVALID_ARGUMENT", "mev_protection.jito_tip_lamports"),
+    ("priority-fee-with-jito", base(mev_protection=pb.MevProtection(
+        strategy=pb.MEV_STRATEGY_JITO_BUNDLE, jito_tip_lamports=5000, compute_unit_price_micro_lamports=1000)),
+     "INVALID_ARGUMENT", "mev_protection.compute_unit_price_micro_lamports"),
     # a caller may not aim the gateway's webhooks into its own networks (SSRF)
     ("webhook-to-loopback", base(webhook_url="https://127.0.0.1:8080/admin"), "INVALID_ARGUMENT", "webhook_url"),
     ("webhook-to-cloud-metadata", base(webhook_url="https://169.254.169.254/latest/meta-data"),

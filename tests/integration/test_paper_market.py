@@ -81,19 +81,25 @@ async def test_larger_orders_get_worse_prices(grpc_client, exact_gateway):
 
 async def test_fees_are_itemised_and_sum_to_the_lamport(grpc_client, exact_gateway):
     request = trade(input_mint=USDC, output_mint=JUP, amount="10", mev_protection=pb.MevProtection(
-        strategy=pb.MEV_STRATEGY_JITO_BUNDLE, compute_unit_price_micro_lamports=10_000,
-        compute_unit_limit=300_000, jito_tip_lamports=10_000))
+        strategy=pb.MEV_STRATEGY_PRIORITY_FEE, compute_unit_price_micro_lamports=10_000,
+        compute_unit_limit=300_000))
     result, _ = await grpc_client.unary("ExecuteTrade", request, exact_gateway.key("bob"))
     fees = result.fees
     assert fees.base_fee_lamports == 5_000
     assert fees.priority_fee_lamports == 3_000  # ceil(10,000 µlamports × 300,000 CU / 1e6)
-    assert fees.jito_tip_lamports == 10_000
+    assert fees.jito_tip_lamports == 0
     assert fees.ata_rent_lamports == ATA_RENT  # bob never held JUP: the swap creates his account
-    assert fees.total_lamports == 5_000 + 3_000 + 10_000 + ATA_RENT
-    again, _ = await grpc_client.unary("ExecuteTrade", trade(input_mint=USDC, output_mint=JUP, amount="10"),
+    assert fees.total_lamports == 5_000 + 3_000 + ATA_RENT
+    bundled, _ = await grpc_client.unary("ExecuteTrade", trade(
+        input_mint=USDC, output_mint=JUP, amount="10",
+        mev_protection=pb.MevProtection(strategy=pb.MEV_STRATEGY_JITO_BUNDLE, jito_tip_lamports=10_000)),
+        exact_gateway.key("bob"))
+    assert bundled.fees.ata_rent_lamports == 0  # the account exists now
+    assert (bundled.fees.priority_fee_lamports, bundled.fees.jito_tip_lamports) == (0, 10_000)  # as LIVE pays
+    assert bundled.fees.total_lamports == 5_000 + 10_000
+    plain, _ = await grpc_client.unary("ExecuteTrade", trade(input_mint=USDC, output_mint=JUP, amount="10"),
                                        exact_gateway.key("bob"))
-    assert again.fees.ata_rent_lamports == 0  # the account exists now
-    assert again.fees.total_lamports == 5_000
+    assert plain.fees.total_lamports == 5_000
 
 
 async def test_priority_fee_is_capped_by_the_request(grpc_client, exact_gateway):

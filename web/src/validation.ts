@@ -70,6 +70,7 @@ const MESSAGE_RULE_FIELDS: Record<string, string> = {
   "trade_request.distinct_mints": F.outputMint,
   "mev_protection.jito_tip_required": F.jitoTip,
   "mev_protection.tip_only_for_jito": F.jitoTip,
+  "mev_protection.no_priority_fee_with_jito": F.cuPrice,
 };
 
 // Friendlier words for the rules a person is most likely to trip over.

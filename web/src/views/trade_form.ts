@@ -52,6 +52,7 @@ export class TradeForm {
   private slippagePct: HTMLElement;
   private strategy: HTMLSelectElement;
   private cuPrice: HTMLInputElement;
+  private cuPriceField: HTMLElement;
   private cuLimit: HTMLInputElement;
   private jitoTip: HTMLInputElement;
   private feePreview: HTMLElement;
@@ -112,8 +113,9 @@ export class TradeForm {
         typeof label === "string" ? h("label", { for: forId }, label) : label, ...controls, error);
     };
 
+    this.cuPriceField = field(F.cuPrice, "CU price (µlamports)", "cu-price", this.cuPrice);
     this.priorityFields = h("div", { class: "field-row" },
-      field(F.cuPrice, "CU price (µlamports)", "cu-price", this.cuPrice),
+      this.cuPriceField,
       field(F.cuLimit, "CU limit", "cu-limit", this.cuLimit));
     this.tipField = field(F.jitoTip, "Jito tip (lamports)", "jito-tip", this.jitoTip);
 
@@ -243,12 +245,15 @@ export class TradeForm {
     const jito = strategy === MevStrategy.JITO_BUNDLE || strategy === MevStrategy.JITO_DONT_FRONT;
     const priority = strategy !== MevStrategy.NONE;
     this.priorityFields.hidden = !priority;
+    this.cuPriceField.hidden = jito; // a bundle's tip pays for inclusion: no priority fee (the contract refuses one)
     this.tipField.hidden = !jito;
     const price = this.cuPrice.value.trim();
     const limit = this.cuLimit.value.trim();
-    if (priority && /^\d+$/.test(price) && /^\d+$/.test(limit)) {
+    if (jito) {
+      this.feePreview.textContent = "Jito tip + 5,000 base fee; no priority fee.";
+    } else if (priority && /^\d+$/.test(price) && /^\d+$/.test(limit)) {
       const fee = (BigInt(price) * BigInt(limit) + 999_999n) / 1_000_000n; // ceil, as the executor charges
-      this.feePreview.textContent = `Priority fee ≈ ${formatInt(fee)} lamports${jito ? " + Jito tip" : ""} + 5,000 base fee`;
+      this.feePreview.textContent = `Priority fee ≈ ${formatInt(fee)} lamports + 5,000 base fee`;
     } else {
       this.feePreview.textContent = strategy === MevStrategy.NONE ? "Plain send: 5,000 lamports base fee per signature." : "";
     }
@@ -271,7 +276,7 @@ export class TradeForm {
       swapMode: this.swapOut.checked ? SwapMode.EXACT_OUT : SwapMode.EXACT_IN,
       slippageBps: this.slippage.value,
       mevStrategy: strategy,
-      computeUnitPrice: priority ? this.cuPrice.value : "",
+      computeUnitPrice: priority && !jito ? this.cuPrice.value : "",
       computeUnitLimit: priority ? this.cuLimit.value : "",
       jitoTip: jito ? this.jitoTip.value : "",
     };
