@@ -391,6 +391,11 @@ class TradeRunner:
             raise asyncio.CancelledError()  # a stop came first: the executor is parked, nothing was sent
         # Stored first: if the store refuses (the trade was taken over), nothing is sent from here.
         self.store.save(trade.order.principal_id, trade.result, self.hub.channel_events(trade.key) or ())
+        self._committed(trade)
+
+    @staticmethod
+    def _committed(trade: Trade) -> None:
+        """Past the point of no return (stored): no deadline stops it any more."""
         trade.committed = True
         if trade.timer is not None:
             trade.timer.cancel()
@@ -402,9 +407,7 @@ class TradeRunner:
         event = self._advance(trade, progress.status, progress.message)
         self.store.save(trade.order.principal_id, trade.result, [*(self.hub.channel_events(trade.key) or ()), event])
         if not trade.committed:
-            trade.committed = True
-            if trade.timer is not None:
-                trade.timer.cancel()
+            self._committed(trade)
         self._publish(trade, event)
 
     def _transition(self, trade: Trade, status: int, message: str = "") -> None:
