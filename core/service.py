@@ -211,20 +211,24 @@ class TradeService:
                     health = executor.health()
                     components.append(spb.ComponentHealth(
                         name=name, message=health.message, status=serving if health.ok else not_serving))
+            # Load figures (trades, streams, webhook backlog) are for callers with credentials;
+            # an anonymous probe (a load balancer) gets each component's status only.
+            identified = ctx.principal is not None
             inflight = self.runner.inflight
             running = len(inflight)
             components.append(spb.ComponentHealth(
                 name="in_flight", status=spb.SERVING_STATUS_DEGRADED if running >= inflight.max_total else serving,
                 message=f"{running} trades running (limits: {inflight.max_per_principal} per caller, "
-                        f"{inflight.max_total} in total)"))
-            components.append(spb.ComponentHealth(name="streams", status=serving,
-                                                  message=f"{self.hub.open_streams} open streams"))
+                        f"{inflight.max_total} in total)" if identified else ""))
+            components.append(spb.ComponentHealth(
+                name="streams", status=serving, message=f"{self.hub.open_streams} open streams" if identified else ""))
             if self.webhooks is not None:
                 counts = self.store.outbox_counts() if store_ok else None
                 components.append(spb.ComponentHealth(
                     name="webhooks", status=serving if counts is not None else not_serving,
-                    message=f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead-lettered"
-                    if counts is not None else "outbox unknown: the store does not answer"))
+                    message="outbox unknown: the store does not answer" if counts is None
+                    else f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead-lettered" if identified
+                    else ""))
             if self.draining:
                 components.append(spb.ComponentHealth(name="server", status=not_serving,
                                                       message="shutting down: no new calls"))

@@ -48,10 +48,14 @@ async def test_limits_refuse_with_resource_exhausted_on_every_protocol(limited_g
         assert await _running(grpc_client, limited_gateway, "alice") == PER_PRINCIPAL
         assert await _running(grpc_client, limited_gateway, "bob") == TOTAL - PER_PRINCIPAL
 
-        health, _ = await grpc_client.unary("HealthCheck", spb.HealthCheckRequest())
+        health, _ = await grpc_client.unary("HealthCheck", spb.HealthCheckRequest(), limited_gateway.key("bob"))
         in_flight = next(c for c in health.components if c.name == "in_flight")
         assert f"{TOTAL} trades running" in in_flight.message
         assert in_flight.status == spb.SERVING_STATUS_DEGRADED  # at the total limit
+        # an anonymous probe sees the same statuses, and no load figures
+        anonymous, _ = await grpc_client.unary("HealthCheck", spb.HealthCheckRequest())
+        assert [(c.name, c.status) for c in anonymous.components] == [(c.name, c.status) for c in health.components]
+        assert not any(char.isdigit() for c in anonymous.components for char in c.message), anonymous.components
 
         for protocol in PROTOCOLS:
             client = make_client(protocol, limited_gateway)

@@ -106,6 +106,11 @@ async def test_health_answers_without_credentials_and_describes_caller_with_them
     described, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), gateway.key("reader"))
     assert described.caller.scopes == ["read"]
     assert described.caller.rate_limit_limit > 0
+    # load figures only for a caller with credentials; the statuses are the same for both
+    load = {"in_flight": "trades running", "streams": "open streams"}
+    for name, words in load.items():
+        assert words in next(c.message for c in described.components if c.name == name)
+        assert next(c.message for c in anonymous.components if c.name == name) == ""
 
 
 async def test_principal_cannot_see_another_principals_trade(client, gateway):

@@ -125,7 +125,7 @@ async def test_a_receiver_that_never_accepts_is_dead_lettered(hook_gateway, grpc
     attempts = [d for d in receiver.at("/dead") if d.json["requestId"] == request_id]
     assert len(attempts) == MAX_ATTEMPTS
     assert await metric(hook_gateway, "tradewire_webhook_deliveries_total", outcome="dead") == 1
-    health, _ = await grpc_client.unary("HealthCheck", spb.HealthCheckRequest())
+    health, _ = await grpc_client.unary("HealthCheck", spb.HealthCheckRequest(), hook_gateway.key("trader"))
     webhooks = next(c for c in health.components if c.name == "webhooks")
     assert "1 dead-lettered" in webhooks.message
 
