@@ -83,6 +83,7 @@ REASONS: Mapping[str, ReasonSpec] = {
     "PRICE_IMPACT_TOO_HIGH": ReasonSpec(Code.FAILED_PRECONDITION),
     "NO_ROUTE": ReasonSpec(Code.FAILED_PRECONDITION),
     "SLIPPAGE_EXCEEDED": ReasonSpec(Code.ABORTED),
+    "BUNDLE_NOT_LANDED": ReasonSpec(Code.ABORTED),  # the block engine dropped it (outbid): submit again
     "TRADE_CANCELLED": ReasonSpec(Code.CANCELLED),
     "TRADE_EXPIRED": ReasonSpec(Code.DEADLINE_EXCEEDED),
     # service state

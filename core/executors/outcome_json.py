@@ -24,7 +24,8 @@ def outcome_to_json(status: int, error: TradewireError | None, fill: Fill | None
     return {
         "status": status,
         "confirmed": confirmed,
-        "error": None if error is None else {"reason": error.reason, "message": error.message},
+        "error": None if error is None else {"reason": error.reason, "message": error.message,
+                                             **({"metadata": dict(error.metadata)} if error.metadata else {})},
         "fill": None if fill is None else {
             "amount_in": fill.amount_in, "amount_out": fill.amount_out, "signature": fill.signature,
             "slot": fill.slot, "fees": asdict(fill.fees),
@@ -40,5 +41,6 @@ def outcome_from_json(data: dict[str, Any], quote: Quote) -> tuple[Outcome, bool
         fill=None if fill is None else Fill(quote, int(fill["amount_in"]), int(fill["amount_out"]),
                                             FeeBreakdown(**fill["fees"]), fill.get("signature", ""),
                                             int(fill.get("slot", 0))),
-        error=None if error is None else TradewireError(error["reason"], error["message"]),
+        error=None if error is None else TradewireError(error["reason"], error["message"],
+                                                        metadata=error.get("metadata") or {}),
     ), bool(data.get("confirmed"))

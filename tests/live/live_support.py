@@ -8,7 +8,8 @@ transaction lost in flight: slow confirmation), report no recent signature statu
 confirmation: a node whose status cache lags; its history search and ``getTransaction``
 still find what landed, unless history is held too), stall a send after forwarding it (a
 transport failure after send), run a callback right before a send is forwarded (e.g. move
-the pool), answer chosen paths with HTTP 503 (a failing upstream) and chosen JSON-RPC
+the pool), swallow the next N bundles and report them Failed (a bundle outbid in the block
+engine's auction), answer chosen paths with HTTP 503 (a failing upstream) and chosen JSON-RPC
 methods with an error object. It records every send's exact bytes.
 """
 
@@ -31,6 +32,7 @@ from solders.transaction import VersionedTransaction
 from starlette.responses import JSONResponse
 
 from tradewire.devnet import Devnet, DevnetConfig, sign_partial
+from tradewire.devnet.jito import bundle_id
 from tradewire.devnet.server import build_app
 
 SOL = "So11111111111111111111111111111111111111112"
@@ -49,9 +51,11 @@ class FaultRules:
     stall_sends: int = 0  # next N sendTransaction: forwarded, then no answer until the client gives up
     fail_paths: dict[str, int] = field(default_factory=dict)  # path → N answers of HTTP 503 (-1: forever)
     before_send: Callable[[], None] | None = None  # one-shot, right before a send is forwarded
+    drop_bundles: int = 0  # next N sendBundle: answered with the id, never forwarded, then reported Failed
     # What went by.
     sends: list[bytes] = field(default_factory=list)  # every sendTransaction's transaction bytes
     bundles: list[list[bytes]] = field(default_factory=list)  # every sendBundle's transactions
+    dropped_bundles: set[str] = field(default_factory=set)  # ids of the bundles drop_bundles swallowed
     status_batches: list[int] = field(default_factory=list)  # signatures per getSignatureStatuses
     requests: dict[str, int] = field(default_factory=dict)  # path/method → count
 
@@ -113,7 +117,21 @@ class FaultyDevnetApp:
                     stall = True
             elif method == "sendBundle":
                 rules.bundles.append([base64.b64decode(t) for t in params[0]])
+                if rules.drop_bundles:  # a bundle that loses the block engine's auction: nothing lands
+                    rules.drop_bundles -= 1
+                    txs = [VersionedTransaction.from_bytes(base64.b64decode(t)) for t in params[0]]
+                    dropped = bundle_id(txs)
+                    rules.dropped_bundles.add(dropped)
+                    return await JSONResponse({"jsonrpc": "2.0", "id": payload.get("id"), "result": dropped})(
+                        scope, receive, send)
                 self._before_send()
+            elif method == "getInflightBundleStatuses" and rules.dropped_bundles & set(params[0]):
+                result = self.devnet.jito.get_inflight_bundle_statuses(params)  # the others as they are
+                for entry in result["value"]:
+                    if entry["bundle_id"] in rules.dropped_bundles:
+                        entry["status"] = "Failed"
+                return await JSONResponse({"jsonrpc": "2.0", "id": payload.get("id"), "result": result})(
+                    scope, receive, send)
             elif method == "getSignatureStatuses":
                 rules.status_batches.append(len(params[0]))
                 config = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}

@@ -626,3 +626,22 @@ async def test_a_landed_transaction_that_cannot_be_read_yet_stays_submitted(make
     assert broken["left"] == 0
     meta = (await chain_tx(host, run.signature))["meta"]
     assert run.outcome.fill.amount_in == -token_delta(meta, h.wallet.pubkey(), USDC) == 2_000_000
+
+
+async def test_a_bundle_the_block_engine_drops_fails_for_that_reason_not_as_an_internal_error(
+        make_live, host, rules) -> None:
+    h = await make_live()
+    before = (lamports(host.devnet, h.wallet.pubkey()), token_amount(host.devnet, h.wallet.pubkey(), USDC))
+    rules.drop_bundles = 1  # outbid in the auction: taken, never landed, then reported Failed
+
+    run = await h.run(h.order("outbid-jito", USDC, SOL, "10", strategy=pb.MEV_STRATEGY_JITO_BUNDLE, tip=10_000))
+
+    assert run.outcome.status == pb.TRADE_STATUS_FAILED, run.outcome
+    error = run.outcome.error
+    assert error.reason == "BUNDLE_NOT_LANDED" and error.code == Code.ABORTED
+    assert error.metadata["bundle_id"] in rules.dropped_bundles
+    assert "tip of 10000 lamports" in error.message and "nothing was charged" in error.message
+    assert "jito_tip_lamports" in error.message
+    assert run.outcome.fill.fees.total_lamports == 0
+    assert (await rpc(host, "getSignatureStatuses", [[run.signature]]))["value"] == [None]
+    assert (lamports(host.devnet, h.wallet.pubkey()), token_amount(host.devnet, h.wallet.pubkey(), USDC)) == before

@@ -674,7 +674,9 @@ class LiveExecutor:
         raise RuntimeError(f"transaction {signature} confirmed but not readable yet")
 
     async def _diagnose_dropped(self, order: Order, row: LiveOrder) -> tuple[int, TradewireError]:
-        """A Failed bundle landed nothing; re-simulating the swap tells the likely reason."""
+        """A Failed bundle landed nothing; re-simulating the swap tells the likely reason. When
+        the swap would still run, the block engine dropped it for its own reasons (an auction
+        lost to higher tips, a leader that did not take bundles): not a fault of ours."""
         try:
             sim = await self.rpc.simulate(row.tx)
             err = sim.get("err")
@@ -683,7 +685,11 @@ class LiveExecutor:
         if err is not None and err not in ("AlreadyProcessed", "BlockhashNotFound"):
             return chain_error(order, err, where="and the Jito bundle did not land", charged=False)
         return pb.TRADE_STATUS_FAILED, TradewireError(
-            "INTERNAL", "the Jito bundle failed and did not land; nothing was charged")
+            "BUNDLE_NOT_LANDED",
+            f"the block engine dropped the Jito bundle {row.bundle_id} without landing it (typically outbid: its "
+            f"tip of {order.mev.jito_tip_lamports} lamports was not enough at that moment); nothing was charged. Submit the trade "
+            f"again under a new request id, with a higher mev_protection.jito_tip_lamports if it recurs",
+            metadata={"bundle_id": row.bundle_id or ""})
 
     async def _trade_value(self, order: Order, fill: Fill) -> int:
         valuation = self.market.valuation.address
