@@ -211,6 +211,12 @@ def markdown(results: dict) -> str:
     if audit:
         add("\nAudit rows that reached QuestDB: " + ", ".join(f"{t} {n:,}" if n is not None else f"{t} ?"
                                                             for t, n in audit.items()) + ".")
+    if results.get("unsettled"):
+        add("\n## Steps that started before the gateway was idle\n")
+        add("The process was still busy this long after the step named; the figures of the step after it "
+            "include that backlog.\n")
+        for entry in results["unsettled"]:
+            add(f"- after {entry['after']}: still busy after {entry['waited_s']} s")
     if results.get("phase_errors"):
         add("\n## Phases that failed\n")
         for name, err in results["phase_errors"].items():

@@ -110,15 +110,20 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, in clock ticks of 1/100 s
 
 
-def settle(pid: int, timeout_s: float = 60, window_s: float = 0.3) -> None:
-    """Wait until the server is idle (< 5 % of a core), so one run's backlog never bleeds into the next."""
+SETTLE_TIMEOUT_S = 180  # a saturated step can leave minutes of audit rows and abandoned calls behind
+
+
+def settle(pid: int, timeout_s: float = SETTLE_TIMEOUT_S, window_s: float = 0.3) -> bool:
+    """Wait until the server is idle (< 5 % of a core), so one run's backlog never bleeds into the
+    next. False when it was still busy at the deadline."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         before = cpu_seconds(pid)
         time.sleep(window_s)
         after = cpu_seconds(pid)
         if before is None or after is None or (after - before) / window_s < 0.05:
-            return
+            return True
+    return False
 
 
 class Bench:
@@ -127,7 +132,7 @@ class Bench:
         self.workdir = workdir
         self.soak_s, self.soak_rate = soak_s, soak_rate
         self.results: dict = {"fixed_load": {}, "max_throughput": {}, "recording_cost": {}, "fanout": {},
-                              "memory": {"phases": []}, "scale_out": {}, "phase_errors": {}}
+                              "memory": {"phases": []}, "scale_out": {}, "phase_errors": {}, "unsettled": []}
         self.protoset = loadgen.build_protoset(workdir / "tradewire.protoset")
 
     # -- helpers ------------------------------------------------------------------------------
@@ -144,13 +149,21 @@ class Bench:
             self.results["phase_errors"][name] = f"{exc.__class__.__name__}: {str(exc)[:500]}"
         print(f"[bench] {name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
+    def settle(self, *pids: int, after: str) -> None:
+        """:func:`settle` every process; one still busy at the deadline is recorded, since the
+        next figures then include its backlog."""
+        for pid in pids:
+            if not settle(pid):
+                print(f"[bench] still busy {SETTLE_TIMEOUT_S} s after {after}", file=sys.stderr, flush=True)
+                self.results["unsettled"].append({"after": after, "pid": pid, "waited_s": SETTLE_TIMEOUT_S})
+
     @contextmanager
     def memory(self, gateway: Gateway, name: str):
         """RSS before, peak during, and after (once idle) one phase of the gateway."""
         before = gateway.rss_kib()
         with RssSampler(gateway.pid) as sampler:
             yield
-            settle(gateway.pid)
+            self.settle(gateway.pid, after=name)
         peak = max((kib for _, kib in sampler.samples), default=None)
         self.results["memory"]["phases"].append(
             {"phase": name, "before_kib": before, "peak_kib": peak, "after_kib": gateway.rss_kib()})
@@ -167,7 +180,7 @@ class Bench:
             return loadgen.ghz(port_grpc, self.protoset, key, self.p.saturate_s, concurrency=32)
         return loadgen.wrk(port_http, protocol, key or "x", self.p.saturate_s, path=path)
 
-    def sustained(self, closed_rps: float, step: Callable[[float], dict], pid: int) -> dict:
+    def sustained(self, closed_rps: float, step: Callable[[float], dict], pids: list[int], what: str) -> dict:
         """Open-loop steps at fractions of the closed-loop rate; the highest one that holds."""
         steps, best = [], None
         fractions = list(self.p.step_fractions)
@@ -175,7 +188,7 @@ class Bench:
             fraction = fractions.pop(0)
             rate = max(10, round(closed_rps * fraction))
             run = step(rate)
-            settle(pid)
+            self.settle(*pids, after=f"{what} at {rate}/s")
             p99 = (run.get("latency_ms") or {}).get("p99")
             held = run["errors"] == 0 and run["achieved_rps"] >= SUSTAIN_ACHIEVED * rate and \
                 p99 is not None and p99 <= SUSTAIN_P99_MS
@@ -193,10 +206,10 @@ class Bench:
     def max_throughput(self, pid: int, grpc_port: int, http_port: int, protocol: str, key: str | None,
                        path: str | None = None) -> dict:
         closed = self.closed(grpc_port, http_port, protocol, key, path)
-        settle(pid)
+        self.settle(pid, after=f"{protocol} closed loop")
         found = self.sustained(closed["achieved_rps"],
                                lambda rate: self.fixed(grpc_port, http_port, protocol, rate, self.p.step_s, key, path),
-                               pid)
+                               [pid], protocol)
         return {"closed_loop": closed, **found}
 
     # -- phases ---------------------------------------------------------------------------------
@@ -209,7 +222,7 @@ class Bench:
                 steps = []
                 for rate in self.p.ceiling_rates:
                     run = loadgen.openloop(echo.http_port, ["connect"], ["x"], rate, self.p.ceiling_s, drain_s=5)
-                    settle(echo.pid)
+                    self.settle(echo.pid, after=f"client ceiling at {rate}/s")
                     held = run["errors"] == 0 and run["achieved_rps"] >= SUSTAIN_ACHIEVED * rate and \
                         run["latency_ms"]["p99"] <= SUSTAIN_P99_MS
                     steps.append({"offered_rps": rate, "achieved_rps": run["achieved_rps"],
@@ -254,7 +267,7 @@ class Bench:
                     runs = self.results["fixed_load"].setdefault(protocol, {})
                     for rate in self.p.fixed_rates:
                         runs[str(rate)] = self.fixed(g, h, protocol, rate, self.p.fixed_s, key)
-                        settle(gateway.pid)
+                        self.settle(gateway.pid, after=f"{protocol} at {rate}/s")
                 gateway.truncate_log()
             for protocol in self.p.max_protocols:
                 key = PRINCIPALS[KEY_OF[protocol]]
@@ -314,7 +327,7 @@ class Bench:
             for t in threads:
                 t.join()
         end_load = started + self.soak_s
-        settle(gateway.pid)
+        self.settle(gateway.pid, after="the soak")
         samples = [(t - started, kib) for t, kib in sampler.samples if t <= end_load]
         warmup = min(60.0, 0.1 * self.soak_s)
         after = [(t, kib) for t, kib in samples if t >= warmup] or samples
@@ -335,7 +348,7 @@ class Bench:
             for protocol in self.p.recording_protocols:
                 with self.phase(f"recording off: {protocol}"):
                     off = self.closed(gateway.grpc_port, gateway.http_port, protocol, PRINCIPALS[KEY_OF[protocol]])
-                    settle(gateway.pid)
+                    self.settle(gateway.pid, after=f"{protocol} closed loop, recording off")
                     on = self.results["max_throughput"].get(protocol, {}).get("gateway", {}).get("closed_loop")
                     row = {"on": on, "off": off}
                     if on and off["achieved_rps"]:
@@ -371,14 +384,13 @@ class Bench:
     def max_throughput_of(self, pids: list[int], grpc_port: int, http_port: int, protocol: str, key: str) -> dict:
         """:meth:`max_throughput` for several serving processes (settles every one of them)."""
         closed = self.closed(grpc_port, http_port, protocol, key)
-        _settle_all(pids)
+        what = f"{protocol} on {len(pids)} process(es)"
+        self.settle(*pids, after=f"{what}, closed loop")
 
         def step(rate: float) -> dict:
-            run = self.fixed(grpc_port, http_port, protocol, rate, self.p.step_s, key)
-            _settle_all(pids)
-            return run
+            return self.fixed(grpc_port, http_port, protocol, rate, self.p.step_s, key)
 
-        return {"closed_loop": closed, **self.sustained(closed["achieved_rps"], step, pids[0])}
+        return {"closed_loop": closed, **self.sustained(closed["achieved_rps"], step, pids, what)}
 
     def machine_speed(self, when: str) -> None:
         """bench/calibrate.py on the server's CPU: how fast the machine was at ``when``."""
@@ -421,11 +433,6 @@ def _serving_pids(gateway: Gateway, workers: int) -> list[int]:
     wait_until(lambda: gateway.log_path.read_text(errors="replace").count('"msg":"serving"') >= workers, 60,
                f"{workers} workers serving")
     return [int(p) for p in children.read_text().split()]
-
-
-def _settle_all(pids: list[int]) -> None:
-    for pid in pids:
-        settle(pid)
 
 
 def _slope(points: list[tuple[float, int]]) -> float:

@@ -41,6 +41,7 @@ def test_every_section_is_present(results):
                     "fanout", "memory", "core", "audit_rows", "scale_out", "machine_speed"):
         assert results.get(section), f"missing section {section}"
     assert not results["phase_errors"]
+    assert results["unsettled"] == []  # every step at these rates found the gateway idle after it
     speed = results["machine_speed"]
     assert speed["start"]["loops_per_s"] > 1000 and speed["end"]["loops_per_s"] > 1000
     assert speed["steal_pct"] is None or 0 <= speed["steal_pct"] <= 100
