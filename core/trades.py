@@ -360,7 +360,7 @@ class TradeRunner:
                         return item
                     failures += 1
                     if not self.retry.retries_left(failures):
-                        return item
+                        return _refused_before_send(item)
                     break  # retry below
                 else:
                     raise RuntimeError(f"{executor.name} executor ended without an outcome")
@@ -375,7 +375,7 @@ class TradeRunner:
                     raise
                 failures += 1
                 if not self.retry.retries_left(failures):
-                    return Outcome(pb.TRADE_STATUS_FAILED, error=as_error(exc))
+                    return Outcome(pb.TRADE_STATUS_REJECTED, error=as_error(exc))  # see _refused_before_send
             finally:
                 if not attempt.ag_running:  # (it is, when the task itself is being torn down)
                     await attempt.aclose()
@@ -801,6 +801,12 @@ def _initial_result(order: Order) -> pb.TradeResult:
         updated_at=now,
         client_metadata=order.client_metadata,
     )
+
+
+def _refused_before_send(outcome: Outcome) -> Outcome:
+    """A transient failure that outlasted its retries before the point of no return sent
+    nothing: a refusal whose caller may retry it (``lifecycle.may_run_again``), not a failure."""
+    return Outcome(pb.TRADE_STATUS_REJECTED, error=outcome.error) if outcome.fill is None else outcome
 
 
 def apply_outcome(result: pb.TradeResult, order: Order, outcome: Outcome) -> None:

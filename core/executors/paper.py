@@ -98,6 +98,8 @@ class PaperExecutor:
         yield Progress(pb.TRADE_STATUS_SIMULATED, "simulation succeeded")
 
         amount_in, amount_out = self._drifted_fill(order, quote)
+        # Valued now: it may ask the quote API, which must not fail a trade past its point of no return.
+        value = await self._trade_value(order, amount_in, amount_out)
         yield Progress(pb.TRADE_STATUS_SUBMITTED, "paper transaction submitted")
         await self._wait_half_latency()  # landing
         if (amount_out < quote.other_amount_threshold) if not order.exact_out else (amount_in > quote.other_amount_threshold):
@@ -110,7 +112,7 @@ class PaperExecutor:
             return
         filled = Outcome(pb.TRADE_STATUS_FILLED, Fill(quote, amount_in, amount_out, fees))
         try:
-            self._book(order, filled, await self._trade_value(order, amount_in, amount_out))
+            self._book(order, filled, value)
         except InsufficientBalance as exc:  # a concurrent trade spent the balance first
             yield Outcome(pb.TRADE_STATUS_FAILED, error=_insufficient(self.market, exc))
             return

@@ -315,7 +315,7 @@ async def test_breaker_opens_after_the_configured_failures_and_closes_after_cool
     rules.fail_paths["/swap/v1/quote"] = -1
     for i in range(3):
         run = await h.run(h.order(f"brk-{i}", USDC, SOL, "1"))
-        assert run.outcome.status == pb.TRADE_STATUS_FAILED
+        assert run.outcome.status == pb.TRADE_STATUS_REJECTED  # nothing sent: a refusal its retry reruns
         assert run.outcome.error.reason == "UPSTREAM_UNAVAILABLE" and run.outcome.error.code == Code.UNAVAILABLE
         assert "nothing was sent" in run.outcome.error.message
     assert breaker.state == OPEN
@@ -343,8 +343,8 @@ async def test_transient_failures_are_retried_with_backoff_before_send(make_live
     assert rules.requests["/swap/v1/quote"] == 3 and rules.requests["/swap/v1/swap"] == 2
     rules.fail_paths["/swap/v1/swap"] = -1
     run = await h.run(h.order("retry-exhausted", USDC, SOL, "1"))
-    assert run.outcome.status == pb.TRADE_STATUS_FAILED and run.outcome.error.reason == "UPSTREAM_UNAVAILABLE"
-    assert len(rules.sends) == 1  # the failed trade sent nothing
+    assert run.outcome.status == pb.TRADE_STATUS_REJECTED and run.outcome.error.reason == "UPSTREAM_UNAVAILABLE"
+    assert len(rules.sends) == 1  # the refused trade sent nothing
     assert h.orders.for_request("alice", "retry-exhausted") is None
 
 

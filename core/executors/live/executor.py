@@ -381,8 +381,8 @@ class LiveExecutor:
                 "CIRCUIT_OPEN", f"the {_upstream_label(exc.upstream)} is failing; LIVE trades are paused "
                                 f"for {exc.retry_after_s:.1f}s", retry_after_s=round(exc.retry_after_s, 3)))
             return
-        except UpstreamError as exc:
-            yield Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError(
+        except UpstreamError as exc:  # a refusal the caller may retry (lifecycle.may_run_again)
+            yield Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
                 "UPSTREAM_UNAVAILABLE", f"the {_upstream_label(exc.upstream)} is unavailable ({exc.message}); "
                                         f"nothing was sent"))
             return

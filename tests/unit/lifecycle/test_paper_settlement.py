@@ -4,14 +4,19 @@ booked afterwards; if it was, it ends as booked (its receipt) and is not booked 
 
 import asyncio
 
+import httpx
 import pytest
 
+from tradewire.core.config import PaperConfig
 from tradewire.core.errors import TradewireError
-from tradewire.core.executors.paper import paper_fill_id
+from tradewire.core.executors.paper import PaperExecutor, paper_fill_id
 from tradewire.core.portfolio import FillLegs
+from tradewire.core.quotes import PriceTableQuotes
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.v1 import trade_pb2 as pb
-from unit.lifecycle.lifecycle_support import SOL, USDC, order, paper, runner, until
+from unit.lifecycle.lifecycle_support import MARKET, SOL, USDC, order, paper, runner, until
+
+JUP = "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN"
 
 PAPER = pb.TRADING_MODE_PAPER
 
@@ -94,3 +99,29 @@ async def test_a_trade_settled_a_second_time_still_expires_with_nothing_booked(a
         outcome = await executor.reconcile(sell, stored)
         assert outcome.status == pb.TRADE_STATUS_EXPIRED and "nothing was booked" in outcome.error.message
     assert store.holdings("alice", PAPER) == before
+
+
+class QuotesGoingAway(PriceTableQuotes):
+    """The quote API, reachable until ``away`` is set."""
+
+    away = False
+
+    async def value(self, mint, amount):
+        if self.away:
+            raise httpx.ConnectError("quote API unreachable")
+        return await super().value(mint, amount)
+
+
+async def test_a_paper_trade_past_its_point_of_no_return_fills_although_the_quote_api_went_away(tmp_path):
+    store = SqliteStore(tmp_path / "trades.db")
+    quotes = QuotesGoingAway(MARKET)
+    r = runner(PaperExecutor(PaperConfig(realtime=True, latency_ms=400), MARKET, quotes, store), store)
+    trade = r.admit(order("sol-for-jup", output_mint=JUP))  # neither side is the valuation mint
+    await until(lambda: r.hub.channel_events(trade.key)[-1].stage == pb.TRADE_STATUS_SUBMITTED, timeout=10)
+    quotes.away = True  # sent (simulated): landing must not need the quote API
+
+    result = await asyncio.wait_for(trade.done, 10)
+
+    assert result.status == pb.TRADE_STATUS_FILLED, result.error
+    assert JUP in store.holdings("alice", PAPER)
+    store.close()

@@ -41,14 +41,25 @@ async def test_transient_errors_before_send_are_retried_without_repeating_events
     assert r.recorder.metrics.executor_retries.labels("fake", "ConnectError")._value.get() == 1
 
 
-async def test_retries_are_bounded():
-    executor = ScriptedExecutor([TradewireError("UPSTREAM_UNAVAILABLE", "quote API answered 503")])
+@pytest.mark.parametrize("unavailable", [
+    TradewireError("UPSTREAM_UNAVAILABLE", "quote API answered 503"),  # raised
+    httpx.ConnectError("quote API unreachable"),
+    Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError("UPSTREAM_UNAVAILABLE", "rpc down")),  # an outcome
+])
+async def test_retries_are_bounded_and_then_the_trade_is_refused_so_its_retry_runs_it(unavailable):
+    executor = ScriptedExecutor([pb.TRADE_STATUS_QUOTED, unavailable], [pb.TRADE_STATUS_QUOTED, unavailable],
+                                [pb.TRADE_STATUS_QUOTED, unavailable], FILLS)
     r = runner(executor)
     with pytest.raises(TradewireError) as failure:
         await r.execute(order())
     assert failure.value.reason == "UPSTREAM_UNAVAILABLE"
     assert executor.started == 3  # max_attempts
-    assert (await r.current("alice", "t-1")).status == pb.TRADE_STATUS_FAILED
+    refused = await r.current("alice", "t-1")
+    assert refused.status == pb.TRADE_STATUS_REJECTED  # nothing was sent: a refusal, not a failure
+    assert lifecycle.may_run_again(refused)
+    # the upstream is back: the caller's retry with the same request id runs the trade
+    assert (await r.execute(order())).status == pb.TRADE_STATUS_FILLED
+    assert executor.started == 4
 
 
 async def test_a_transient_outcome_before_send_is_retried_too():
