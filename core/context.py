@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 # Permission scopes (DESIGN.md §2, step 3).
@@ -20,6 +20,20 @@ class Protocol(str, enum.Enum):
     GRPC_WEB = "grpc-web"
     CONNECT = "connect"
     HTTP_JSON = "http"
+
+
+def combine_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Headers (or gRPC metadata) as one lower-cased value per name. A name sent more than once
+    gets its values joined with ", " (RFC 9110 §5.3), on every protocol alike: so two
+    credentials are seen as two (and refused), never one picked by the transport."""
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        name = name.lower()
+        if name in out:
+            out[name] = out[name] + ("; " if name == "cookie" else ", ") + value
+        else:
+            out[name] = value
+    return out
 
 
 @dataclass(frozen=True)

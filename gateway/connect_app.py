@@ -35,7 +35,7 @@ from connectrpc.errors import ConnectError
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 
-from tradewire.core.context import CallContext, Protocol
+from tradewire.core.context import CallContext, Protocol, combine_headers
 from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.calls import RPCS, Rpc
 from tradewire.gateway.disconnect import ClientGone, until_disconnect
@@ -83,7 +83,7 @@ class ConnectAdapter:
         ctx = CallContext(
             protocol=_protocol(headers.get("content-type", "")),
             method=rpc.name,
-            headers={k.lower(): v for k, v in headers.items()},
+            headers=combine_headers(headers.allitems()),
             peer=request_context.client_address() or "",
             deadline=None if timeout is None else time.monotonic() + timeout,
         )

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from tradewire.core.context import CallContext, Protocol
+from tradewire.core.context import CallContext, Protocol, combine_headers
 from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.calls import RPCS, SERVICE_NAME, Rpc
 from tradewire.gateway.errors import GRPC_STATUS, grpc_status_details_bin
@@ -29,7 +29,7 @@ log = logging.getLogger("tradewire.gateway")
 
 def _context(rpc: Rpc, context: grpc.aio.ServicerContext) -> CallContext:
     remaining = context.time_remaining()
-    headers = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+    headers = combine_headers((k, v) for k, v in context.invocation_metadata() if isinstance(v, str))
     return CallContext(
         protocol=Protocol.GRPC,
         method=rpc.name,

@@ -19,7 +19,7 @@ import orjson
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
 
-from tradewire.core.context import CallContext, Protocol
+from tradewire.core.context import CallContext, Protocol, combine_headers
 from tradewire.core.errors import REASONS, TradewireError, internal_error, invalid
 from tradewire.gateway.disconnect import ClientGone, until_disconnect
 from tradewire.gateway.errors import duplex_unsupported_error
@@ -135,15 +135,7 @@ def _peer(scope: dict) -> str:
 
 
 def _headers(scope: dict) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        if name in out:
-            out[name] = out[name] + ("; " if name == "cookie" else ", ") + value
-        else:
-            out[name] = value
-    return out
+    return combine_headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope.get("headers", ()))
 
 
 class HttpJsonApp:

@@ -336,3 +336,37 @@ async def test_a_call_refused_before_admission_is_counted_and_logged_under_its_i
 
     [line] = await eventually(logged, timeout=10, what="the refused call's access log line")
     assert line["method"] == method and line["reason"] == "MALFORMED_REQUEST" and line["protocol"] == protocol
+
+
+# -- one credential: a credential header sent twice is refused alike on every protocol --------
+
+@pytest.mark.parametrize("header", ["authorization", "x-api-key"])
+@pytest.mark.parametrize("order", ["good-first", "bad-first", "two-good-keys"])
+async def test_a_credential_header_sent_twice_is_refused_on_every_protocol(http, gateway, header, order):
+    def value(key: str) -> str:
+        return f"Bearer {key}" if header == "authorization" else key
+
+    good, other = gateway.key("alice"), "tw_bogus000_" + "z" * 40
+    pairs = {"good-first": (good, other), "bad-first": (other, good),
+             "two-good-keys": (good, gateway.key("bob"))}[order]
+    headers = [(header, value(k)) for k in pairs]
+    answers = {}
+    async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
+        call = channel.unary_unary("/tradewire.v1.TradeExecutionService/GetMarket",
+                                   request_serializer=lambda m: m.SerializeToString(), response_deserializer=lambda b: b)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(spb.GetMarketRequest(), metadata=tuple(headers))
+        answers["grpc"] = (caught.value.code().name, caught.value.details())
+    connect = http.post(MARKET_PATH, json={}, headers=[*headers, ("content-type", "application/json")])
+    answers["connect"] = (connect.status_code, connect.json()["message"])
+    web = http.post(MARKET_PATH, content=_frame(b""),
+                    headers=[*headers, ("content-type", "application/grpc-web+proto"), ("x-grpc-web", "1")])
+    answers["grpc-web"] = (web.headers.get("grpc-status") or _trailer_status(web.content), "")
+    rest = http.get("/v1/market", headers=headers)
+    answers["http"] = (rest.status_code, rest.json()["message"])
+
+    assert answers["grpc"][0] == "UNAUTHENTICATED", answers
+    assert answers["connect"][0] == answers["http"][0] == 401, answers
+    assert answers["grpc-web"][0] == "16", answers
+    for protocol in ("grpc", "connect", "http"):
+        assert "exactly one credential" in answers[protocol][1] and header in answers[protocol][1], answers
