@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from tradewire.core.audit.events import looks_like_credential
 from tradewire.core.auth.authenticator import Authenticator
 from tradewire.core.auth.permissions import METHOD_ACCESS, Access, authorize
 from tradewire.core.context import CallContext
@@ -134,7 +135,9 @@ class Pipeline:
         if match and not ctx.trace_id:  # the call span, when tracing, has set it already
             ctx.trace_id = match.group(1)
         given = ctx.headers.get("x-correlation-id", "")
-        ctx.correlation_id = given if _CORRELATION_ID.match(given) else (ctx.trace_id or ctx.request_id)
+        # One that looks like a credential is replaced too: it is logged, audited and echoed.
+        usable = _CORRELATION_ID.match(given) and not looks_like_credential(given)
+        ctx.correlation_id = given if usable else (ctx.trace_id or ctx.request_id)
         ctx.response_headers["x-correlation-id"] = ctx.correlation_id
         ctx.response_headers["x-request-id"] = ctx.request_id
 

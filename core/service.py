@@ -16,6 +16,7 @@ import collections
 import dataclasses
 import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from tradewire.core.pipeline import Pipeline, shutting_down
 from tradewire.core.quotes import QuoteSource
 from tradewire.core.store.base import HistoryQuery, TradeStore
 from tradewire.core.trades import TradeRunner, trade_error, trade_not_found
-from tradewire.core.validation import require_valid, validate_trade
+from tradewire.core.validation import require_valid, timestamp_ns, validate_trade
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -133,8 +134,8 @@ class TradeService:
                 mode=request.mode,
                 mint=request.mint,
                 statuses=tuple(sorted(set(request.statuses))),
-                start_ns=request.start_time.ToNanoseconds() if request.HasField("start_time") else None,
-                end_ns=request.end_time.ToNanoseconds() if request.HasField("end_time") else None,
+                start_ns=timestamp_ns(request, "start_time"),
+                end_ns=timestamp_ns(request, "end_time"),
             )
             after = _decode_page_token(request.page_token, query) if request.page_token else None
             page = self.store.history(ctx.principal.id, _as_stored(query), request.page_size or DEFAULT_PAGE_SIZE,
@@ -474,6 +475,9 @@ def _encode_page_token(cursor: int, query: HistoryQuery) -> str:
     return base64.urlsafe_b64encode(f"1:{cursor}:{_filter_digest(query)}".encode()).decode().rstrip("=")
 
 
+_CURSOR = re.compile(r"[0-9]{1,19}")  # ASCII digits only (str.isdigit() takes "²" too)
+
+
 def _decode_page_token(token: str, query: HistoryQuery) -> int:
     bad = TradewireError("VALIDATION_FAILED", "page_token: not a token from this query",
                          field_violations=(FieldViolation("page_token", "invalid or from a different query"),))
@@ -481,6 +485,6 @@ def _decode_page_token(token: str, query: HistoryQuery) -> int:
         version, cursor, digest = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":")
     except (ValueError, UnicodeDecodeError):
         raise bad from None
-    if version != "1" or digest != _filter_digest(query) or not cursor.isdigit():
-        raise bad
+    if version != "1" or digest != _filter_digest(query) or not _CURSOR.fullmatch(cursor) or int(cursor) >= 2**63:
+        raise bad  # (a cursor is a stored row's position: a non-negative signed 64-bit integer)
     return int(cursor)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import protovalidate
 from solders.pubkey import Pubkey
 
+from tradewire.core.audit.events import looks_like_credential
 from tradewire.core.errors import FieldViolation, invalid_fields
 from tradewire.core.market import Market
 from tradewire.core.order import MevParams, Order
@@ -72,9 +73,40 @@ def _pubkey_violations(request: trade_pb2.TradeRequest, prefix: str) -> Iterable
             yield FieldViolation(prefix + field_name, "not a valid base58 public key of 32 bytes")
 
 
+# google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+_TIMESTAMP_SECONDS = range(-62_135_596_800, 253_402_300_800)
+_TIMESTAMP_NANOS = range(1_000_000_000)
+
+
+def _timestamp_violation(ts, field_path: str) -> FieldViolation | None:
+    # (JSON cannot spell an invalid one; the binary encodings can, and ToNanoseconds() then raises)
+    if ts.seconds in _TIMESTAMP_SECONDS and ts.nanos in _TIMESTAMP_NANOS:
+        return None
+    return FieldViolation(field_path, "not a valid timestamp: seconds from 0001-01-01 to 9999-12-31 UTC, "
+                                      "nanos from 0 to 999,999,999")
+
+
+def timestamp_ns(message, field_name: str, prefix: str = "") -> int | None:
+    """``message.<field_name>`` in ns since the epoch (None when unset), or INVALID_ARGUMENT naming it."""
+    if not message.HasField(field_name):
+        return None
+    ts = getattr(message, field_name)
+    violation = _timestamp_violation(ts, prefix + field_name)
+    if violation is not None:
+        raise invalid_fields([violation])
+    return ts.seconds * 1_000_000_000 + ts.nanos
+
+
+def _identity_violations(request: trade_pb2.TradeRequest, prefix: str) -> Iterable[FieldViolation]:
+    if looks_like_credential(request.request_id):
+        yield FieldViolation(prefix + "request_id", "looks like a credential (a JWT or an API key): request ids "
+                                                    "are logged and audited, so one must never be a secret")
+
+
 def validate_trade(request: trade_pb2.TradeRequest, principal_id: str, market: Market, prefix: str = "") -> Order:
     """A normalized :class:`Order` from a request, or INVALID_ARGUMENT naming every bad field."""
-    violations = check_rules(request, prefix) or list(_pubkey_violations(request, prefix))
+    violations = check_rules(request, prefix) or list(_pubkey_violations(request, prefix)) \
+        or list(_identity_violations(request, prefix))
     if violations:
         raise invalid_fields(violations)
     input_mint = market.mint(request.input_mint, prefix + "input_mint")
@@ -100,7 +132,7 @@ def validate_trade(request: trade_pb2.TradeRequest, principal_id: str, market: M
             jito_tip_lamports=mev.jito_tip_lamports,
         ),
         max_price_impact_bps=request.max_price_impact_bps,
-        deadline_unix_ns=request.deadline.ToNanoseconds() if request.HasField("deadline") else None,
+        deadline_unix_ns=timestamp_ns(request, "deadline", prefix),
         client_metadata=dict(request.client_metadata),
         webhook_url=request.webhook_url,
         request=request,

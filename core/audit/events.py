@@ -16,8 +16,10 @@ Rules every event obeys, checked when it is built:
   ``(ts, event_id)``, so a replay is exactly-once. Code that re-creates an event after a
   crash must pass the original ``ts_ns``.
 * No secrets: keys that look like credentials (token, secret, password, authorization, ...)
-  and values that look like one (``Bearer ...``, a JWT, a PEM block, a keypair byte array)
-  are refused with :class:`SecretLeakError`.
+  are refused with :class:`SecretLeakError`; values that look like one (``Bearer ...``, a JWT,
+  a tradewire API key, a PEM block, a keypair byte array) are written as :data:`REDACTED`.
+  A value is redacted rather than refused because a client can put one anywhere it writes
+  text (an id, a header): the row must still land, and the trade must not fail for it.
 
 Constructors raise ``ValueError`` on bad input: that is a programming error in the caller,
 found by its tests; the sinks themselves never raise into the request path.
@@ -38,9 +40,11 @@ ColumnValue = Union[int, float, str, bool]
 __all__ = [
     "AuditEvent",
     "ColumnValue",
+    "REDACTED",
     "SecretLeakError",
     "TABLES",
     "TableSchema",
+    "looks_like_credential",
     "make_event_id",
     "request_event",
     "auth_attempt_event",
@@ -156,6 +160,7 @@ _SECRET_VALUE_RES: Final = (
     # an Authorization header value: the scheme, then one long opaque credential
     re.compile(r"^\s*(bearer|basic)\s+[A-Za-z0-9._~+/=-]{16,}\s*$", re.IGNORECASE),
     re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),  # a JWT
+    re.compile(r"tw_[a-z0-9]{8}_[A-Za-z0-9]{32}"),  # a tradewire API key (core/auth/api_keys.py)
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     re.compile(r"^\s*\[\s*\d{1,3}(\s*,\s*\d{1,3}){31,}\s*\]\s*$"),  # a keypair file's bytes
 )
@@ -173,9 +178,17 @@ _SECRET_VALUE_RE: Final = re.compile("|".join(f"(?:{rx.pattern})" for rx in _SEC
 _SHORTEST_SECRET: Final = 12
 
 
-def _check_value(table: str, key: str, value: str) -> None:
-    if len(value) >= _SHORTEST_SECRET and _SECRET_VALUE_RE.search(value):
-        raise SecretLeakError(f"{table}: the value of {key!r} looks like a credential; refusing it")
+#: What is written in place of a value that looks like a credential.
+REDACTED: Final = "[redacted: looked like a credential]"
+
+
+def looks_like_credential(value: str) -> bool:
+    """True for text holding something shaped like a credential (see the module docstring)."""
+    return len(value) >= _SHORTEST_SECRET and _SECRET_VALUE_RE.search(value) is not None
+
+
+def _redacted(value: str) -> str:
+    return REDACTED if looks_like_credential(value) else value
 
 
 # The schemas themselves are checked once: events may then only use their keys.
@@ -216,8 +229,7 @@ class AuditEvent:
                 raise ValueError(f"{self.table}: unknown symbol {key!r}")
             if not isinstance(value, str):
                 raise ValueError(f"{self.table}: symbol {key!r} must be a str")
-            _check_value(self.table, key, value)
-            symbols[key] = value
+            symbols[key] = _redacted(value)
 
         columns: dict[str, ColumnValue] = {}
         for key, value in dict(self.columns).items():
@@ -276,7 +288,7 @@ def trusted_event(table: str, event_id: str, ts_ns: int, symbols: dict[str, str]
     Why: the generic validation (table/key lookups, type coercion, per-field checks) costs
     more than the rest of the recording on the per-transition hot path, and the recorder
     passes declared keys with the declared types by construction (tests/audit checks the
-    result equals the validated constructors'). The secret-value guard is *kept* for every
+    result equals the validated constructors'). The secret-value redaction is *kept* for every
     value named in ``free_text`` — anything a client, an identity provider, an executor or an
     upstream could have written (messages, reasons, client-chosen ids, principals, peers); the
     rest are server-made values (method, protocol, code, mode and stage names; numbers) that
@@ -285,9 +297,10 @@ def trusted_event(table: str, event_id: str, ts_ns: int, symbols: dict[str, str]
     taken over, not copied.
     """
     for key in free_text:
-        value = symbols.get(key) if key in symbols else columns.get(key)
-        if value.__class__ is str and len(value) >= _SHORTEST_SECRET:
-            _check_value(table, key, value)
+        holder = symbols if key in symbols else columns
+        value = holder.get(key)
+        if value.__class__ is str and looks_like_credential(value):
+            holder[key] = REDACTED
     event = object.__new__(AuditEvent)
     _set = object.__setattr__
     _set(event, "table", table)
@@ -365,8 +378,7 @@ def _coerce(table: str, key: str, qtype: QdbType, value: object) -> ColumnValue:
     # VARCHAR
     if not isinstance(value, str):
         raise ValueError(f"{table}: column {key!r} must be a str")
-    _check_value(table, key, value)
-    return value
+    return _redacted(value)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """The recorder's trusted constructors build exactly the rows the validated ones build, and
-still refuse a credential in free text."""
+still redact a credential in free text."""
 
 from __future__ import annotations
 
 import pytest
 
 from tradewire.core.audit.events import (
-    SecretLeakError, auth_attempt_event, request_event, transition_event, trusted_auth_attempt_event,
+    REDACTED, auth_attempt_event, request_event, transition_event, trusted_auth_attempt_event,
     trusted_request_event, trusted_transition_event,
 )
 
@@ -32,11 +32,16 @@ def test_trusted_request_and_auth_rows_equal_the_validated_ones(principal, reaso
     assert trusted_auth_attempt_event(**auth).to_record() == auth_attempt_event(**auth).to_record()
 
 
-def test_trusted_constructors_keep_the_secret_value_guard() -> None:
-    with pytest.raises(SecretLeakError):
-        trusted_transition_event("r-1", "alice", "PAPER", "TRADE_STATUS_FAILED", 9, 100, f"upstream said {JWT}", 1)
-    with pytest.raises(SecretLeakError):
-        trusted_request_event("ExecuteTrade", "grpc", None, "abc", JWT, "OK", 1, None, 1)
-    with pytest.raises(SecretLeakError):
-        trusted_auth_attempt_event("ExecuteTrade", "grpc", "failure", "c", "abc", None, None, "Bearer " + "x" * 40,
-                                   None, 1)
+def test_trusted_constructors_keep_the_secret_value_guard_redacting_what_looks_like_a_credential() -> None:
+    transition = trusted_transition_event(JWT, "alice", "PAPER", "TRADE_STATUS_FAILED", 9, 100,
+                                          f"upstream said {JWT}", 1)
+    assert transition.columns["request_id"] == transition.columns["message"] == REDACTED
+    assert transition.to_record() == transition_event(
+        request_id=JWT, principal="alice", mode="PAPER", stage="TRADE_STATUS_FAILED", sequence=9,
+        percent=100, message=f"upstream said {JWT}", ts_ns=1).to_record()  # the same row either way
+    request = trusted_request_event("ExecuteTrade", "grpc", None, "abc", JWT, "OK", 1, None, 1)
+    assert request.columns["correlation_id"] == REDACTED and request.columns["request_id"] == "abc"
+    attempt = trusted_auth_attempt_event("ExecuteTrade", "grpc", "failure", "c", "abc", None, None,
+                                         "Bearer " + "x" * 40, None, 1)
+    assert attempt.columns["peer"] == REDACTED
+    assert JWT not in repr([transition, request, attempt]) and "x" * 40 not in repr(attempt)

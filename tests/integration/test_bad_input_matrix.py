@@ -59,6 +59,9 @@ MESSAGE_CASES = [
     ("webhook-to-loopback-as-integer", base(webhook_url="https://2130706433/admin"), "INVALID_ARGUMENT",
      "webhook_url"),
     ("webhook-invalid-host-name", base(webhook_url="https://exa mple.com/hook"), "INVALID_ARGUMENT", "webhook_url"),
+    # a request id is logged and audited: one shaped like a credential is refused, not written down
+    ("request-id-shaped-like-a-jwt", base(request_id="eyJhbGciOiAiSFMyNTYifQ.eyJzdWIiOiAieCJ9.8OboomGxv07K"),
+     "INVALID_ARGUMENT", "request_id"),
 ]
 
 
@@ -370,3 +373,30 @@ async def test_a_credential_header_sent_twice_is_refused_on_every_protocol(http,
     assert answers["grpc-web"][0] == "16", answers
     for protocol in ("grpc", "connect", "http"):
         assert "exactly one credential" in answers[protocol][1] and header in answers[protocol][1], answers
+
+
+# -- timestamps only the binary encodings can spell ------------------------------------------
+
+BAD_TIMESTAMPS = [timestamp_pb2.Timestamp(seconds=2**62), timestamp_pb2.Timestamp(seconds=1, nanos=-1),
+                  timestamp_pb2.Timestamp(seconds=1, nanos=1_000_000_000)]
+
+
+@pytest.mark.parametrize("ts", BAD_TIMESTAMPS, ids=["seconds-2^62", "nanos-negative", "nanos-a-second"])
+@pytest.mark.parametrize("method,request_msg,field", [
+    ("ExecuteTrade", lambda ts: base(request_id="bad-ts", deadline=ts), "deadline"),
+    ("GetTradeHistory", lambda ts: spb.GetTradeHistoryRequest(start_time=ts), "start_time"),
+    ("GetTradeHistory", lambda ts: spb.GetTradeHistoryRequest(end_time=ts), "end_time"),
+], ids=["deadline", "start_time", "end_time"])
+async def test_an_invalid_timestamp_is_refused_naming_it_not_an_internal_error(http, gateway, ts, method,
+                                                                               request_msg, field):
+    message = request_msg(ts)
+    async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
+        call = channel.unary_unary(f"/tradewire.v1.TradeExecutionService/{method}",
+                                   request_serializer=lambda m: m.SerializeToString(), response_deserializer=lambda b: b)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(message, metadata=tuple(_auth(gateway).items()))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in caught.value.details()
+    connect = http.post(f"/tradewire.v1.TradeExecutionService/{method}", content=message.SerializeToString(),
+                        headers={**_auth(gateway), "content-type": "application/proto"})
+    body = _assert_clean(connect, 400)
+    assert field in body["message"] and _field_in_body(body, field)

@@ -2,6 +2,7 @@
 with filters applied — over gRPC, Connect and HTTP/JSON."""
 
 import asyncio
+import base64
 import uuid
 
 import pytest
@@ -102,5 +103,22 @@ async def test_a_token_is_refused_with_other_filters(history):
             await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(
                 page_size=PAGE, page_token=first.next_page_token, mint=JUP), gateway.key("alice"))
         assert caught.value.code == "INVALID_ARGUMENT" and "page_token" in caught.value.fields
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("cursor", ["99999999999999999999999", "\u00b2", "9223372036854775808"])
+async def test_a_token_whose_cursor_was_tampered_with_is_refused_not_an_internal_error(history, cursor):
+    gateway, _ = history
+    client = make_client("grpc", gateway)
+    try:
+        first, _ = await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(page_size=PAGE),
+                                      gateway.key("alice"))
+        version, _, digest = base64.urlsafe_b64decode(first.next_page_token + "==").decode().split(":")
+        forged = base64.urlsafe_b64encode(f"{version}:{cursor}:{digest}".encode()).decode().rstrip("=")
+        with pytest.raises(Exception) as caught:
+            await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(page_size=PAGE, page_token=forged),
+                               gateway.key("alice"))
+        assert caught.value.code == "INVALID_ARGUMENT" and "page_token" in caught.value.fields, caught.value
     finally:
         await client.close()

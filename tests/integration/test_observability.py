@@ -78,6 +78,23 @@ async def test_correlation_id_is_echoed_on_every_protocol(gateway, protocol):
     assert headers.get("x-correlation-id") == f"corr-{protocol}"
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_correlation_id_that_looks_like_a_credential_is_replaced_not_logged(gateway, protocol):
+    jwt_shaped = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.abcdefgh" + protocol.replace("-", "")
+    client = make_client(protocol, gateway)
+    try:
+        health, headers = await client.unary("HealthCheck", spb.HealthCheckRequest(), None,
+                                             headers={"x-correlation-id": jwt_shaped})
+        _, traded = await client.unary("GetPositions", spb.GetPositionsRequest(), gateway.key("alice"),
+                                       headers={"x-correlation-id": jwt_shaped})
+    finally:
+        await client.close()
+    assert health.status == spb.SERVING_STATUS_SERVING
+    assert headers.get("x-correlation-id") and headers["x-correlation-id"] != jwt_shaped
+    assert traded.get("x-correlation-id") and traded["x-correlation-id"] != jwt_shaped
+    assert jwt_shaped not in gateway.log_text()
+
+
 class _OtlpReceiver(BaseHTTPRequestHandler):
     spans: list = []
 
