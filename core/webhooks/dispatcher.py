@@ -132,7 +132,10 @@ class WebhookDispatcher:
             return
         if not (self.config.enabled and self.config.request_urls):
             raise invalid(field, "per-request webhooks are disabled on this gateway")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)  # raises ValueError on a malformed IPv6 literal ("https://[zz]/")
+        except ValueError:
+            raise invalid(field, "is not a valid URL") from None
         try:
             parts.port  # noqa: B018 - raises ValueError on a port out of range
         except ValueError:

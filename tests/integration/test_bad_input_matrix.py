@@ -59,6 +59,8 @@ MESSAGE_CASES = [
     ("webhook-to-loopback-as-integer", base(webhook_url="https://2130706433/admin"), "INVALID_ARGUMENT",
      "webhook_url"),
     ("webhook-invalid-host-name", base(webhook_url="https://exa mple.com/hook"), "INVALID_ARGUMENT", "webhook_url"),
+    ("webhook-malformed-ipv6", base(webhook_url="https://[zz]/hook"), "INVALID_ARGUMENT", "webhook_url"),
+    ("webhook-unclosed-ipv6", base(webhook_url="https://user:pw@["), "INVALID_ARGUMENT", "webhook_url"),
     # a request id is logged and audited: one shaped like a credential is refused, not written down
     ("request-id-shaped-like-a-jwt", base(request_id="eyJhbGciOiAiSFMyNTYifQ.eyJzdWIiOiAieCJ9.8OboomGxv07K"),
      "INVALID_ARGUMENT", "request_id"),
