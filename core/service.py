@@ -288,7 +288,7 @@ class TradeService:
                 async with slots:
                     try:
                         # each trade takes what an ExecuteTrade would: a batch is no way around the limits
-                        self.pipeline.limit_trade(principal.id, order.mode)
+                        self.pipeline.limit_trade(principal.id, order.mode, ctx.response_headers)
                         result = await self.runner.result_of(self.runner.admit(order), ctx.deadline)
                     except TradewireError as exc:
                         results[index] = spb.BatchItemResult(index=index, error=trade_error(exc))

@@ -53,3 +53,6 @@ async def test_a_batch_takes_one_token_per_trade_and_refuses_the_rest_item_by_it
     assert len(limited) == BURST + 1 and len(filled) + len(limited) == len(response.results)
     assert refusals(core, "principal") == BURST + 1
     assert all(core.store.get("rita", f"batch-{r.index}") is None for r in limited)  # refused: nothing claimed
+    # the answer's headers tell the bucket as the batch left it, not as the call found it
+    assert ctx.response_headers["ratelimit-remaining"] == "0", ctx.response_headers
+    assert "retry-after" not in ctx.response_headers  # the call itself was answered
