@@ -64,6 +64,7 @@ class CallContext:
     deadline: float | None = None  # time.monotonic() value, None for no deadline
     request_id: str = ""
     correlation_id: str = ""
+    trade_request_id: str = ""  # the client's request id of the trade the call is about, if one
     trace_id: str = ""
     principal: Principal | None = None
     started: float = field(default_factory=time.monotonic)

@@ -231,6 +231,11 @@ class Pipeline:
                 raise invalid("trades", f"at most {MAX_BATCH_ITEMS} trades per batch")
         elif request is not None:
             require_valid(request)
+        # The trade the call is about (ExecuteTrade, GetTrade, CancelTrade, a status stream), for
+        # its audit row; set once valid, so it is the contract's short id pattern.
+        trade_request_id = getattr(request, "request_id", "")
+        if trade_request_id.__class__ is str:
+            call.ctx.trade_request_id = trade_request_id
 
 
 def shutting_down() -> TradewireError:

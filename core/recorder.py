@@ -73,6 +73,7 @@ class Recorder:
             self.audit.emit(trusted_request_event(
                 ctx.method, protocol, principal or None, ctx.request_id, ctx.correlation_id, code.name,
                 int(elapsed * 1e6), reason or None, ctx.started_unix_ns or time.time_ns(), key_label or None,
+                ctx.trade_request_id or None,
             ))
         if self.access_log_enabled:
             access_log.info(

@@ -103,6 +103,9 @@ TABLES: Final[Mapping[str, TableSchema]] = MappingProxyType(
                 correlation_id="VARCHAR",
                 latency_us="LONG",
                 key_label="VARCHAR",  # the API key id (e.g. tw_ab12cd34) or "jwt:<subject>" the call came with
+                # the client's request id of the trade the call was about (ExecuteTrade, GetTrade,
+                # CancelTrade, StreamExecutionStatus): joins tw_transitions/tw_fills on (principal, request_id)
+                trade_request_id="VARCHAR",
             ),
             _schema(
                 "tw_auth_attempts",
@@ -324,17 +327,19 @@ def trusted_transition_event(request_id: str, principal: str, mode: str, stage: 
         _TRANSITION_FREE_TEXT)
 
 
-_REQUEST_FREE_TEXT: Final = ("correlation_id", "reason", "principal", "key_label")
+_REQUEST_FREE_TEXT: Final = ("correlation_id", "reason", "principal", "key_label", "trade_request_id")
 
 
 def trusted_request_event(method: str, protocol: str, principal: str | None, request_id: str | None,
                           correlation_id: str, code: str, latency_us: int, reason: str | None,
-                          ts_ns: int, key_label: str | None = None) -> AuditEvent:
+                          ts_ns: int, key_label: str | None = None,
+                          trade_request_id: str | None = None) -> AuditEvent:
     """:func:`request_event` for the recorder: the same row and id, without generic validation."""
     return trusted_event(
         "tw_requests", make_event_id("tw_requests", principal, request_id, correlation_id, method, protocol), ts_ns,
         _syms(method=method, protocol=protocol, principal=principal, code=code, reason=reason),
-        _cols(request_id=request_id, correlation_id=correlation_id, latency_us=latency_us, key_label=key_label),
+        _cols(request_id=request_id, correlation_id=correlation_id, latency_us=latency_us, key_label=key_label,
+              trade_request_id=trade_request_id),
         _REQUEST_FREE_TEXT)
 
 
@@ -450,10 +455,11 @@ def request_event(
     reason: str | None = None,
     ts_ns: int | None = None,
     key_label: str | None = None,
+    trade_request_id: str | None = None,
 ) -> AuditEvent:
     """``tw_requests``: one row per RPC call (``code`` is the canonical gRPC code name), under
-    the principal every other table names (the key's owner, the token's subject) and the
-    label of the credential it called with."""
+    the principal every other table names (the key's owner, the token's subject), the
+    label of the credential it called with and the trade it was about (its client request id)."""
     return AuditEvent(
         table="tw_requests",
         event_id=make_event_id(
@@ -464,7 +470,7 @@ def request_event(
             method=method, protocol=protocol, principal=principal, code=code, reason=reason
         ),
         columns=_cols(request_id=request_id, correlation_id=correlation_id, latency_us=latency_us,
-                      key_label=key_label),
+                      key_label=key_label, trade_request_id=trade_request_id),
     )
 
 

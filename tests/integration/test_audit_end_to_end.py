@@ -121,6 +121,13 @@ async def test_one_row_per_request_auth_attempt_and_transition(audited_gateway, 
     transitions = await questdb.query(
         f"SELECT DISTINCT principal FROM tw_transitions WHERE request_id LIKE '{tally.run}-%'")
     assert transitions == [["alice"]]
+    # A trade joins the call that placed it: its transitions and fill, with that call's protocol and key.
+    joined = await questdb.query(
+        "SELECT r.protocol, r.key_label, count() FROM tw_requests r JOIN tw_fills f "
+        "ON r.principal = f.principal AND r.trade_request_id = f.request_id "
+        f"WHERE r.correlation_id LIKE '{tally.run}-%' AND r.method = 'ExecuteTrade' AND r.code = 'OK'")
+    placed = sum(count for _, _, count in joined)
+    assert placed == len(trades) and {row[1] for row in joined} == {"tw_alice001"}, joined
 
 
 async def test_questdb_outage_mid_run_ends_with_the_same_counts(audited_gateway, questdb):
