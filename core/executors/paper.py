@@ -103,18 +103,20 @@ class PaperExecutor:
         yield Progress(pb.TRADE_STATUS_SUBMITTED, "paper transaction submitted")
         await self._wait_half_latency()  # landing
         if (amount_out < quote.other_amount_threshold) if not order.exact_out else (amount_in > quote.other_amount_threshold):
-            failed_fees = self._failed_fees(order, fees)
-            failed = Outcome(pb.TRADE_STATUS_FAILED, Fill(quote, 0, 0, failed_fees), TradewireError(
+            yield self._failed_on_chain(order, quote, fees, TradewireError(
                 "SLIPPAGE_EXCEEDED",
                 f"price moved beyond the {order.slippage_bps} bps slippage tolerance before the swap landed"))
-            self._book(order, failed, 0)
-            yield failed
             return
         filled = Outcome(pb.TRADE_STATUS_FILLED, Fill(quote, amount_in, amount_out, fees))
         try:
             self._book(order, filled, value)
-        except InsufficientBalance as exc:  # a concurrent trade spent the balance first
-            yield Outcome(pb.TRADE_STATUS_FAILED, error=_insufficient(self.market, exc))
+        except InsufficientBalance as exc:  # a concurrent trade spent the balance first: the swap fails on chain
+            error = _insufficient(self.market, exc)
+            try:
+                failed = self._failed_on_chain(order, quote, fees, error)
+            except InsufficientBalance:  # not even its fee is left: a transaction its payer cannot pay is dropped
+                failed = Outcome(pb.TRADE_STATUS_FAILED, error=error)  # (nothing booked)
+            yield failed
             return
         self.quotes.invalidate()
         yield Progress(pb.TRADE_STATUS_CONFIRMED, "paper transaction confirmed")
@@ -139,6 +141,13 @@ class PaperExecutor:
             jito_tip_lamports=order.mev.jito_tip_lamports if order.mev.uses_jito else 0,
             ata_rent_lamports=ATA_RENT_LAMPORTS if creates_account else 0,
         )
+
+    def _failed_on_chain(self, order: Order, quote: Quote, fees: FeeBreakdown, error: TradewireError) -> Outcome:
+        """A swap that fails where it lands: it pays what a failed transaction pays (booked
+        under its fill id, like any outcome past the point of no return)."""
+        failed = Outcome(pb.TRADE_STATUS_FAILED, Fill(quote, 0, 0, self._failed_fees(order, fees)), error)
+        self._book(order, failed, 0)
+        return failed
 
     @staticmethod
     def _failed_fees(order: Order, fees: FeeBreakdown) -> FeeBreakdown:

@@ -125,3 +125,19 @@ async def test_a_paper_trade_past_its_point_of_no_return_fills_although_the_quot
     assert result.status == pb.TRADE_STATUS_FILLED, result.error
     assert JUP in store.holdings("alice", PAPER)
     store.close()
+
+
+async def test_a_trade_that_loses_a_race_for_the_balance_fails_on_chain_paying_its_fee(tmp_path):
+    store = SqliteStore(tmp_path / "trades.db")
+    r = runner(paper(store, latency_ms=400), store)  # both pass the dry run, then land one after the other
+    first, second = r.admit(order("first", amount="60")), r.admit(order("second", amount="60"))  # of 100 SOL
+    results = await asyncio.wait_for(asyncio.gather(first.done, second.done), 10)
+
+    filled, failed = sorted(results, key=lambda result: result.status != pb.TRADE_STATUS_FILLED)
+    assert filled.status == pb.TRADE_STATUS_FILLED
+    assert failed.status == pb.TRADE_STATUS_FAILED and failed.error.reason == "INSUFFICIENT_FUNDS"
+    assert failed.fees.base_fee_lamports == 5000 and failed.fees.total_lamports == 5000  # what a failed tx pays
+    assert failed.quoted_amount_out and failed.amount_in == "0"  # the quote it was sent on, nothing swapped
+    sol = store.holdings("alice", PAPER)[SOL].amount
+    assert sol == 100 * 10**9 - 60 * 10**9 - filled.fees.total_lamports - 5000  # the fee was booked once
+    store.close()
