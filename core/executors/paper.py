@@ -105,7 +105,8 @@ class PaperExecutor:
         if (amount_out < quote.other_amount_threshold) if not order.exact_out else (amount_in > quote.other_amount_threshold):
             yield self._failed_on_chain(order, quote, fees, TradewireError(
                 "SLIPPAGE_EXCEEDED",
-                f"price moved beyond the {order.slippage_bps} bps slippage tolerance before the swap landed"))
+                f"price moved beyond the {order.slippage_bps} bps slippage tolerance before the swap landed: "
+                f"{_missed_threshold(order, quote, amount_in, amount_out)}; nothing was swapped"))
             return
         filled = Outcome(pb.TRADE_STATUS_FILLED, Fill(quote, amount_in, amount_out, fees))
         try:
@@ -224,6 +225,17 @@ class PaperExecutor:
 def paper_fill_id(request_id: str) -> str:
     """The one fill id of a paper trade (fill ids are per principal and mode)."""
     return f"paper:{request_id}"
+
+
+def _missed_threshold(order: Order, quote: Quote, amount_in: int, amount_out: int) -> str:
+    """What the swap would have done at the moved price, against the limit it would have broken."""
+    if order.exact_out:
+        mint = order.input_mint
+        return (f"it would have sold {mint.to_units(amount_in)} {mint.symbol}, at most "
+                f"{mint.to_units(quote.other_amount_threshold)} allowed")
+    mint = order.output_mint
+    return (f"it would have bought {mint.to_units(amount_out)} {mint.symbol}, at least "
+            f"{mint.to_units(quote.other_amount_threshold)} required")
 
 
 def _insufficient(market: Market, exc: InsufficientBalance) -> TradewireError:

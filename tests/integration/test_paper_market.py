@@ -2,6 +2,7 @@
 fee schedule to the lamport, slippage and funds failures, and exact positions and PnL."""
 
 import json
+import re
 import uuid
 from decimal import Decimal
 
@@ -139,6 +140,10 @@ async def test_slippage_failure_still_charges_fees(volatile_gateway):
             assert stored.status == pb.TRADE_STATUS_FAILED and stored.error.reason == "SLIPPAGE_EXCEEDED"
             assert stored.fees.base_fee_lamports == 5_000 and stored.fees.priority_fee_lamports == 1_000
             assert stored.fees.total_lamports == 6_000 and stored.amount_out == "0"
+            # the message says by how much: what it would have bought against the least it had to
+            would, least = re.search(r"would have bought ([0-9.]+) USDC, at least ([0-9.]+) required",
+                                     stored.error.message).groups()
+            assert Decimal(would) < Decimal(least) == Decimal(stored.other_amount_threshold), stored.error.message
             after, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mint=SOL), key)
             spent = Decimal(before.positions[0].amount) - Decimal(after.positions[0].amount)
             assert spent == Decimal("0.000006")  # only the fees; the swap itself rolled back
