@@ -43,7 +43,7 @@ from tradewire.core.errors import Code, FieldViolation, TradewireError, internal
 from tradewire.core.executors.base import Executor, Outcome, Progress
 from tradewire.core.inflight import AtInFlightLimit, InFlightRegistry
 from tradewire.core.market import Market, format_units
-from tradewire.core.order import Fill, Order, fingerprint, same_payload
+from tradewire.core.order import Fill, Order, Quote, fingerprint, same_payload
 from tradewire.core.recorder import Recorder
 from tradewire.core.retry import RetryPolicy, as_error, transient_reason
 from tradewire.core.status_hub import StatusHub, Subscription
@@ -813,18 +813,24 @@ def apply_outcome(result: pb.TradeResult, order: Order, outcome: Outcome) -> Non
     """The TradeResult fields an executor's outcome decides (amounts, prices, fees, error)."""
     if outcome.fill is not None:
         _apply_fill(result, order, outcome.fill)
+    elif outcome.quote is not None:
+        _apply_quote(result, order, outcome.quote)
     if outcome.error is not None:
         result.error.CopyFrom(trade_error(outcome.error))
+
+
+def _apply_quote(result: pb.TradeResult, order: Order, quote: Quote) -> None:
+    result.quoted_amount_out = order.output_mint.to_units(quote.out_amount)
+    threshold_mint = order.input_mint if order.exact_out else order.output_mint
+    result.other_amount_threshold = threshold_mint.to_units(quote.other_amount_threshold)
+    result.price_impact_pct = quote.price_impact_pct
 
 
 def _apply_fill(result: pb.TradeResult, order: Order, fill: Fill) -> None:
     quote = fill.quote
     result.amount_in = order.input_mint.to_units(fill.amount_in) if fill.amount_in else "0"
     result.amount_out = order.output_mint.to_units(fill.amount_out) if fill.amount_out else "0"
-    result.quoted_amount_out = order.output_mint.to_units(quote.out_amount)
-    threshold_mint = order.input_mint if order.exact_out else order.output_mint
-    result.other_amount_threshold = threshold_mint.to_units(quote.other_amount_threshold)
-    result.price_impact_pct = quote.price_impact_pct
+    _apply_quote(result, order, quote)
     result.fees.CopyFrom(fill.fees.to_proto())
     result.signature = fill.signature
     result.slot = fill.slot

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tradewire.core.errors import TradewireError
-from tradewire.core.order import Fill, Order
+from tradewire.core.order import Fill, Order, Quote
 
 
 @dataclass(frozen=True)
@@ -23,12 +23,14 @@ class Progress:
 class Outcome:
     """The end of an execution: FILLED with a fill, or a terminal failure with its error.
 
-    A failure may still carry a fill: fees a failed transaction paid, amounts zero.
+    A failure may still carry a fill: fees a failed transaction paid, amounts zero. A refusal
+    after quoting carries the ``quote`` it was refused on (nothing booked), for the caller to see.
     """
 
     status: int  # trade_pb2.TradeStatus, terminal
     fill: Fill | None = None
     error: TradewireError | None = None
+    quote: Quote | None = None  # only without a fill (a fill has its own quote)
 
 
 @dataclass(frozen=True)

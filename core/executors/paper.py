@@ -83,7 +83,8 @@ class PaperExecutor:
         if order.max_price_impact_bps and impact_bps > order.max_price_impact_bps:
             yield Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
                 "PRICE_IMPACT_TOO_HIGH",
-                f"price impact {quote.price_impact_pct}% exceeds max_price_impact_bps {order.max_price_impact_bps}"))
+                f"price impact {quote.price_impact_pct}% exceeds max_price_impact_bps {order.max_price_impact_bps}"),
+                quote=quote)
             return
 
         holdings = self.store.holdings(order.principal_id, pb.TRADING_MODE_PAPER)
@@ -91,7 +92,7 @@ class PaperExecutor:
         try:  # dry run against the current wallet: refuse before "sending"
             apply_fill(holdings, self._legs(order, quote.in_amount, 0, fees, 0))
         except InsufficientBalance as exc:
-            yield Outcome(pb.TRADE_STATUS_REJECTED, error=_insufficient(self.market, exc))
+            yield Outcome(pb.TRADE_STATUS_REJECTED, error=_insufficient(self.market, exc), quote=quote)
             return
         await self._wait_half_latency()  # building and signing
         yield Progress(pb.TRADE_STATUS_SIGNED, "paper transaction built and signed")

@@ -122,6 +122,27 @@ async def test_trade_larger_than_the_paper_balance_is_insufficient_funds(grpc_cl
     assert [(p.mint, p.amount) for p in after.positions] == [(p.mint, p.amount) for p in before.positions]
 
 
+@pytest.mark.parametrize("refusal", ["PRICE_IMPACT_TOO_HIGH", "INSUFFICIENT_FUNDS"])
+async def test_a_trade_refused_on_its_quote_shows_the_quote_and_books_nothing(grpc_client, exact_gateway, devnet,
+                                                                              refusal):
+    key = exact_gateway.key("bob")
+    request = trade(amount="50", max_price_impact_bps=1) if refusal == "PRICE_IMPACT_TOO_HIGH" \
+        else trade(amount="6000")
+    before, _ = await grpc_client.unary("GetPositions", spb.GetPositionsRequest(mode=pb.TRADING_MODE_PAPER), key)
+    with pytest.raises(RpcFailure) as caught:
+        await grpc_client.unary("ExecuteTrade", request, key)
+    assert caught.value.code == "FAILED_PRECONDITION" and caught.value.reason == refusal
+
+    stored, _ = await grpc_client.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
+    quote = devnet.quote(SOL, USDC, int(Decimal(request.amount) * 10**9))
+    assert stored.status == pb.TRADE_STATUS_REJECTED
+    assert Decimal(stored.quoted_amount_out) == Decimal(quote["outAmount"]) / 10**6  # what it was refused on
+    assert Decimal(stored.price_impact_pct) > 0 and stored.other_amount_threshold
+    assert stored.amount_in == stored.amount_out == "" and not stored.HasField("fees")  # nothing was swapped
+    after, _ = await grpc_client.unary("GetPositions", spb.GetPositionsRequest(mode=pb.TRADING_MODE_PAPER), key)
+    assert [(p.mint, p.amount) for p in after.positions] == [(p.mint, p.amount) for p in before.positions]
+
+
 async def test_slippage_failure_still_charges_fees(volatile_gateway):
     client = GrpcClient(volatile_gateway.grpc_target)
     key = volatile_gateway.key("alice")
