@@ -1,15 +1,23 @@
 """Connect (JSON and binary) and gRPC-Web, served by connect-python as an ASGI app.
 
 The adapter maps each RPC onto core exactly as the gRPC adapter does. ``ConnectCompat``
-closes connect-python 0.9's gaps in front of it: a ``charset=utf-8`` parameter spelled any
-other way than ``; charset=utf-8`` (415 otherwise); a request message that does not decode —
-an unknown, mistyped or repeated JSON field, bad protobuf, a truncated frame, bad base64 in a
-GET query — in a unary body, a GET query or a server stream's one message (500 or UNKNOWN
-otherwise, with protobuf's internals in the message), which must be INVALID_ARGUMENT naming
-the field where there is one; gRPC-Web's text mode (base64 both ways: grpc-web's JavaScript
-client's default; 415 otherwise), served as binary gRPC-Web in between; and a server stream
-whose client went away (connect-python notices only when the next message is ready; here the
-stream is cancelled at once, so it frees what it holds immediately).
+closes connect-python 0.9's gaps in front of it, so that every bad request gets its protocol's
+error form with the right code and a clear message (connect-python answers many with 500 or
+UNKNOWN and the exception's text): a media type in other letter cases, or with a UTF-8
+``charset`` spelled any way (415 otherwise); a request message that does not decode — an
+unknown, mistyped or repeated JSON field, bad protobuf, a truncated frame or bytes after it,
+bad base64 in a GET query — in a unary body, a GET query or a stream's one message, Connect
+or gRPC-Web, JSON or binary, which must be INVALID_ARGUMENT naming the field where there is
+one (an empty JSON message is ``{}``, as on HTTP/JSON); a body declared gzip that is not gzip
+(INVALID_ARGUMENT) or inflates past the size limit (413), and a compression it does not know
+(UNIMPLEMENTED); a malformed ``grpc-timeout``, or a ``connect-timeout-ms`` that is not a
+positive number (INVALID_ARGUMENT); native gRPC sent here (415: it has its own port); a GET on
+a method Connect serves no GET for (405); gRPC-Web's text mode (base64 both ways: grpc-web's
+JavaScript client's default; 415 otherwise), served as binary gRPC-Web in between; and a
+server stream whose client went away (connect-python notices only when the next message is
+ready; here the stream is cancelled at once, so it frees what it holds immediately). A path
+that names no method goes straight to connect-python (404): a name the client made up never
+becomes a metrics label or an audit row.
 
 This listener is uvicorn, HTTP/1.1: a request body and its response cannot flow at the same
 time, so bidirectional streaming (TradeSession) cannot be full duplex here. It answers
@@ -29,17 +37,17 @@ import re
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 from connectrpc.errors import ConnectError
-from google.protobuf import message_factory
+from google.protobuf import descriptor_pb2, message_factory
 from google.protobuf.message import DecodeError
 
 from tradewire.core.context import CallContext, Protocol, combine_headers
 from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.calls import RPCS, Rpc
 from tradewire.gateway.disconnect import ClientGone, until_disconnect
-from tradewire.gateway.errors import CONNECT_CODE, duplex_unsupported_error
+from tradewire.gateway.errors import CONNECT_CODE, duplex_unsupported_error, http_status
 from tradewire.gateway.http_json.codec import merge_json, parse_json
 from tradewire.v1.service_connect import TradeExecutionServiceASGIApplication
 
@@ -141,7 +149,11 @@ class ConnectAdapter:
 
 # -- connect-python 0.9 gaps -----------------------------------------------------------------
 
-_CHARSET_UTF8 = re.compile(r"^(application/(?:connect\+)?json)\s*;\s*charset\s*=\s*\"?utf-8\"?\s*$", re.I)
+_UTF8 = ("utf-8", "utf8")
+_GRPC_TIMEOUT = re.compile(rb"[0-9]{1,8}[HMSmun]")  # gRPC's spec: at most 8 digits and a unit
+_CONNECT_TIMEOUT = re.compile(rb"(?!0+$)[0-9]{1,10}")  # Connect's spec: positive, at most 10 digits
+_ENCODINGS = ("identity", "gzip")  # what connect-python inflates
+_NO_SIDE_EFFECTS = descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
 
 
 def decode_json(body: bytes, input_cls):
@@ -158,18 +170,21 @@ def _decode_proto(body: bytes, input_cls):
         raise TradewireError("MALFORMED_REQUEST", f"request is not a valid {input_cls.DESCRIPTOR.name}") from None
 
 
-def _enveloped(decode: Callable) -> Callable:
-    """A decoder of the one message a request stream carries (gRPC-Web, and Connect's server
-    streams): a flags byte, a 4-byte length, the message. Compressed messages are left to
-    connect-python (it inflates them)."""
-    def decode_frame(body: bytes, input_cls):
-        if body[:1] and body[0] & 0x01:
-            return None
-        size = int.from_bytes(body[1:5], "big")
-        if len(body) < 5 or size > len(body) - 5:
-            raise TradewireError("MALFORMED_REQUEST", "the request does not hold a complete message frame")
-        return decode(body[5:5 + size], input_cls)
-    return decode_frame
+def _one_frame(body: bytes) -> tuple[int, bytes]:
+    """The one message a request stream carries (gRPC-Web, and Connect's server streams): a
+    flags byte, a 4-byte length, the message, and nothing after it (connect-python would
+    silently drop a partial second frame)."""
+    size = int.from_bytes(body[1:5], "big")
+    if len(body) < 5 or size > len(body) - 5:
+        raise TradewireError("MALFORMED_REQUEST", "the request does not hold a complete message frame")
+    if len(body) > 5 + size:
+        raise TradewireError("MALFORMED_REQUEST",
+                             f"the request holds {len(body) - 5 - size} bytes after its one message frame")
+    return body[0], body[5:]
+
+
+def _frame(message: bytes) -> bytes:
+    return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
 def _b64_chunks(body: bytes) -> bytes:
@@ -191,25 +206,108 @@ def _decode_base64(text: str) -> bytes:
         raise TradewireError("MALFORMED_REQUEST", "the message query parameter is not valid base64") from None
 
 
-def _gunzip(body: bytes, limit: int) -> bytes | None:
-    """The decompressed body, or None to let connect-python answer (bad or oversized gzip)."""
-    inflater = zlib.decompressobj(wbits=31)
-    try:
-        plain = inflater.decompress(body, limit + 1)
-    except zlib.error:
-        return None
-    return None if len(plain) > limit else plain
+def _compression(value: str, where: str) -> str:
+    """A request's compression by name; one connect-python does not know is UNIMPLEMENTED (a
+    Connect stream's would be taken as identity, and its compressed message answered INTERNAL)."""
+    name = value.strip().lower()
+    if name not in _ENCODINGS:
+        raise TradewireError("UNIMPLEMENTED", f"unsupported {where} {value!r}: send {' or '.join(_ENCODINGS)}")
+    return name
 
 
-_GRPC_WEB = (b"application/grpc-web", b"application/grpc-web+proto")
+def _gunzip(data: bytes, limit: int, what: str) -> bytes:
+    """gzip data inflated, member after member as gzip.decompress reads them, refused clearly
+    when it is not gzip (connect-python: 500 and the exception text) or inflates past ``limit``
+    (413 like any oversized body; connect-python: 429 without a reason)."""
+    plain = b""
+    while data:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            plain += inflater.decompress(data, limit + 1 - len(plain))
+        except zlib.error:
+            raise _not_gzip(what) from None
+        if len(plain) > limit:
+            raise TradewireError("PAYLOAD_TOO_LARGE", f"request body exceeds {limit} bytes once decompressed")
+        if not inflater.eof:
+            raise _not_gzip(what)  # cut short
+        data = inflater.unused_data.lstrip(b"\x00")  # gzip.decompress's padding between members
+    return plain
+
+
+def _not_gzip(what: str) -> TradewireError:
+    return TradewireError("MALFORMED_REQUEST", f"{what} is declared gzip-compressed but is not valid gzip")
+
+
+def _inflated(data: bytes, compression: str, limit: int, what: str = "the request body") -> bytes:
+    return _gunzip(data, limit, what) if compression == "gzip" and data else data
+
+
+_GRPC_WEB_PROTO = (b"application/grpc-web", b"application/grpc-web+proto")
+_GRPC_WEB_JSON = b"application/grpc-web+json"
+_GRPC_WEB = (*_GRPC_WEB_PROTO, _GRPC_WEB_JSON)
 _GRPC_WEB_TEXT = (b"application/grpc-web-text", b"application/grpc-web-text+proto")
 _TEXT_CONTENT_TYPE = b"application/grpc-web-text+proto"
-_BODY_DECODERS = {b"application/json": decode_json, b"application/proto": _decode_proto,
-                  **dict.fromkeys(_GRPC_WEB, _enveloped(_decode_proto))}
-_STREAM_DECODERS = {b"application/connect+json": _enveloped(decode_json),
-                    b"application/connect+proto": _enveloped(_decode_proto),
-                    **dict.fromkeys(_GRPC_WEB, _enveloped(_decode_proto))}
+_GRPC_WEB_DECODERS = {**dict.fromkeys(_GRPC_WEB_PROTO, _decode_proto), _GRPC_WEB_JSON: decode_json}
+_BODY_DECODERS = {b"application/json": decode_json, b"application/proto": _decode_proto, **_GRPC_WEB_DECODERS}
+_STREAM_DECODERS = {b"application/connect+json": decode_json, b"application/connect+proto": _decode_proto,
+                    **_GRPC_WEB_DECODERS}
+_ENVELOPED = frozenset((b"application/connect+json", b"application/connect+proto", *_GRPC_WEB))
 _QUERY_DECODERS = {"json": lambda raw, input_cls: decode_json(raw or b"null", input_cls), "proto": _decode_proto}
+_ACCEPT_POST = (b"accept-post", b"application/json, application/proto")  # as connect-python's 415s
+
+
+def _encoding_header(content_type: bytes) -> bytes:
+    """Where a request names its compression: per message for gRPC-Web and Connect streams."""
+    if content_type in _GRPC_WEB:
+        return b"grpc-encoding"
+    return b"connect-content-encoding" if content_type in _ENVELOPED else b"content-encoding"
+
+
+def _native_grpc(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip()
+    return media == b"application/grpc" or media.startswith(b"application/grpc+")
+
+
+_NATIVE_GRPC_REFUSED = TradewireError(
+    "UNSUPPORTED_MEDIA_TYPE",
+    "native gRPC (application/grpc) needs HTTP/2 and is served on the gateway's gRPC port; this HTTP/1.1 "
+    "listener serves Connect (application/json, application/proto), gRPC-Web (application/grpc-web) and HTTP/JSON",
+)
+
+
+def _check_timeout(headers: dict[bytes, bytes], content_type: bytes) -> None:
+    """The call's timeout header as its protocol spells it: connect-python answers a bad
+    grpc-timeout with a 500 and takes a zero or negative connect-timeout-ms for no deadline."""
+    if content_type.startswith(b"application/grpc-web"):
+        name, pattern, form = b"grpc-timeout", _GRPC_TIMEOUT, "1 to 8 digits and a unit (H, M, S, m, u or n)"
+    else:
+        name, pattern, form = (b"connect-timeout-ms", _CONNECT_TIMEOUT,
+                               "a positive whole number of milliseconds, at most 10 digits")
+    value = headers.get(name)
+    if value is not None and not pattern.fullmatch(value):
+        raise TradewireError("MALFORMED_REQUEST",
+                             f"invalid {name.decode()} header {value.decode('latin-1')!r}: send {form}",
+                             metadata={"header": name.decode()})
+
+
+def _message(body: bytes, content_type: bytes, compression: str, limit: int) -> bytes | None:
+    """The request's one message, unframed and inflated; None for a frame flagged compressed
+    with no compression named (connect-python answers INTERNAL, as gRPC's spec says)."""
+    if content_type not in _ENVELOPED:
+        return _inflated(body, compression, limit)
+    flags, message = _one_frame(body)
+    if not flags & 0x01:
+        return message
+    return None if compression == "identity" else _inflated(message, compression, limit, "the request message")
+
+
+def _forwarded(message: bytes, content_type: bytes) -> bytes:
+    """The body connect-python is given: the message as checked, uncompressed; an empty JSON
+    message spelled ``{}`` (its parser refuses an empty one; the proto codec, Connect's JSON
+    clients and HTTP/JSON take it as the empty message)."""
+    if not message and content_type.endswith(b"json"):
+        message = b"{}"
+    return _frame(message) if content_type in _ENVELOPED else message
 
 
 def _connect_error_body(error: TradewireError) -> bytes:
@@ -224,45 +322,81 @@ class ConnectCompat:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.record_refused = record_refused
+        self._names = {rpc.path: rpc.name for rpc in RPCS}
         self._inputs = {rpc.name: message_factory.GetMessageClass(rpc.descriptor.input_type)
                         for rpc in RPCS if not rpc.client_streaming and not rpc.server_streaming}
         self._stream_inputs = {rpc.name: message_factory.GetMessageClass(rpc.descriptor.input_type)
                                for rpc in RPCS if rpc.server_streaming and not rpc.client_streaming}
         self._streams = frozenset(rpc.name for rpc in RPCS if rpc.server_streaming)
+        # Connect serves GET only for unary methods without side effects (connect-python takes a
+        # GET on a server stream, and ends it saying the request carries no message).
+        self._gettable = frozenset(rpc.name for rpc in RPCS if not rpc.server_streaming and not rpc.client_streaming
+                                   and rpc.descriptor.GetOptions().idempotency_level == _NO_SIDE_EFFECTS)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = [(k, self._normalize(v) if k == b"content-type" else v) for k, v in scope["headers"]]
         scope = {**scope, "headers": headers}
-        method_name = scope["path"].rsplit("/", 1)[-1]  # mounted at the service's path
+        method_name = self._method_name(scope)
+        if method_name is None:  # no such method: connect-python answers 404 (and no metrics series is made)
+            return await self.app(scope, receive, send)
         content_type = dict(headers).get(b"content-type", b"")
+        if _native_grpc(content_type):  # connect-python: 500, it needs HTTP trailers
+            return await self._send_error(send, _NATIVE_GRPC_REFUSED, 415, [_ACCEPT_POST])
         if content_type in _GRPC_WEB_TEXT:
             return await self._grpc_web_text(scope, receive, send)
+        allowed = ("GET", "POST") if method_name in self._gettable else ("POST",)
+        if scope["method"] not in allowed:
+            return await self._send_status(send, 405, [(b"allow", ", ".join(allowed).encode())])
         streaming = method_name in self._streams
+        run = self._stream_until_disconnect if streaming else self.app
+        try:
+            checked = await self._checked(scope, receive, method_name, content_type, streaming)
+        except TradewireError as error:
+            return await self._refuse(scope, send, error, content_type, streaming)
+        if checked is None:  # left to connect-python (or the adapter) to answer
+            return await run(scope, receive, send)
+        scope, body = checked
+        if scope["method"] == "GET":
+            await self.app(scope, receive, send)
+        elif streaming:
+            await self._stream_until_disconnect(scope, _replaying(body, receive), send)
+        else:
+            await self._unary_until_disconnect(scope, _replaying(body, receive), send, receive)
+
+    def _method_name(self, scope) -> str | None:
+        path = scope["path"]
+        return self._names.get(path) or self._names.get(path.removeprefix(scope.get("root_path", "")))
+
+    async def _checked(self, scope, receive, method_name: str, content_type: bytes,
+                       streaming: bool) -> tuple[dict, bytes] | None:
+        """The call's scope and body to hand connect-python once its request is known good
+        (TradewireError otherwise); None for what connect-python reads and answers itself."""
+        headers = dict(scope["headers"])
+        _check_timeout(headers, content_type)
         if streaming:
             input_cls, decode = self._stream_inputs.get(method_name), _STREAM_DECODERS.get(content_type)
         else:
             input_cls, decode = self._inputs.get(method_name), _BODY_DECODERS.get(content_type)
-        run = self._stream_until_disconnect if streaming else self.app
-        if input_cls is None:  # TradeSession (the adapter refuses it), or no such method: connect-python answers
-            return await run(scope, receive, send)
-        try:
-            if scope["method"] == "GET" and not streaming:
-                _check_query(scope, input_cls)
-                return await self.app(scope, receive, send)
-            if decode is None:  # a content type connect-python refuses (415)
-                return await run(scope, receive, send)
-            body = await self._read_body(receive)
-            plain = body if streaming else _content_decoded(body, dict(headers), self.max_body_bytes)
-            if plain is not None:
-                decode(plain, input_cls)
-        except TradewireError as error:
-            return await self._refuse(scope, send, error, content_type, streaming)
-        if streaming:
-            await self._stream_until_disconnect(scope, _replaying(body, receive), send)
-        else:
-            await self._unary_until_disconnect(scope, _replaying(body, receive), send, receive)
+        if input_cls is None:  # TradeSession: the adapter refuses it
+            return None
+        if scope["method"] == "GET":
+            return _checked_query(scope, input_cls, self.max_body_bytes), b""
+        if decode is None:  # a content type connect-python refuses (415)
+            return None
+        encoding_header = _encoding_header(content_type)
+        compression = _compression(headers.get(encoding_header, b"identity").decode("latin-1"),
+                                   encoding_header.decode())
+        body = await self._read_body(receive)
+        message = _message(body, content_type, compression, self.max_body_bytes)
+        if message is None:
+            return scope, body
+        decode(message, input_cls)
+        # handed on uncompressed: connect-python inflates no more
+        scope = {**scope, "headers": [(k, v) for k, v in scope["headers"]
+                                      if k not in (encoding_header, b"content-length")]}
+        return scope, _forwarded(message, content_type)
 
     async def _grpc_web_text(self, scope, receive, send) -> None:
         """gRPC-Web's text mode (grpc-web's JavaScript client by default), which connect-python
@@ -304,11 +438,11 @@ class ConnectCompat:
             self.record_refused(ctx, error)
             extra = [(name.encode(), value.encode()) for name, value in ctx.response_headers.items()]
         if content_type in _GRPC_WEB:
-            await self._send_grpc_web_error(send, error, extra)
-        elif streaming:
+            await self._send_grpc_web_error(send, error, content_type, extra)
+        elif streaming and content_type in _ENVELOPED:
             await self._send_stream_error(send, error, content_type, extra)
         else:
-            await self._send_error(send, error, 413 if error.reason == "PAYLOAD_TOO_LARGE" else 400, extra)
+            await self._send_error(send, error, http_status(error), extra)
 
     async def _unary_until_disconnect(self, scope, app_receive, send, wire_receive) -> None:
         """Run a unary call whose body is already read; cancel it if the client disconnects
@@ -351,14 +485,22 @@ class ConnectCompat:
 
     @staticmethod
     def _normalize(value: bytes) -> bytes:
-        match = _CHARSET_UTF8.match(value.decode("latin-1"))
-        return match.group(1).lower().encode() if match else value
+        """A media type is case-insensitive, and a JSON one may say its charset, UTF-8 spelled any
+        way (connect-python knows only ``application/json`` and ``; charset=utf-8``: 415)."""
+        media, _, params = value.decode("latin-1").partition(";")
+        media = media.strip().lower()
+        name, _, charset = params.partition("=")
+        if not params.strip() or (media.endswith("json") and name.strip().lower() == "charset"
+                                  and charset.strip().strip('"').lower() in _UTF8):
+            return media.encode()
+        return f"{media};{params}".encode("latin-1")  # another parameter: connect-python refuses it (415)
 
     @staticmethod
-    async def _send_grpc_web_error(send, error: TradewireError, extra: list[tuple[bytes, bytes]]) -> None:
+    async def _send_grpc_web_error(send, error: TradewireError, content_type: bytes,
+                                   extra: list[tuple[bytes, bytes]]) -> None:
         """A trailers-only gRPC-Web response: HTTP 200 with the status in the headers."""
         await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"application/grpc-web+proto"),
+            (b"content-type", content_type),
             (b"grpc-status", str(int(error.code)).encode()),
             (b"grpc-message", quote(error.message).encode()),
             (b"grpc-status-details-bin", base64.b64encode(error.to_status().SerializeToString()).rstrip(b"=")),
@@ -384,23 +526,31 @@ class ConnectCompat:
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
         await send({"type": "http.response.body", "body": body})
 
+    @staticmethod
+    async def _send_status(send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """A bare HTTP status, as connect-python answers one (405)."""
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
 
-def _check_query(scope, input_cls) -> None:
-    """A GET call's ``message`` query parameter must decode as its method's input."""
+
+def _checked_query(scope, input_cls, limit: int) -> dict:
+    """A GET call's scope once its ``message`` query parameter is known to decode as its
+    method's input; a compressed one is handed on inflated (as base64)."""
     # latin-1: the percent-decoded bytes as they are (a proto message is binary)
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True, encoding="latin-1")
     decode = _QUERY_DECODERS.get(query.get("encoding", [""])[0])
     if decode is None or "message" not in query:
-        return  # connect-python refuses what it cannot read
+        return scope  # connect-python refuses what it cannot read
     text = query["message"][0]
-    decode(_decode_base64(text) if query.get("base64", [""])[0] == "1" else text.encode("latin-1"), input_cls)
-
-
-def _content_decoded(body: bytes, headers: dict[bytes, bytes], limit: int) -> bytes | None:
-    """A unary body without its content encoding; None to leave it to connect-python (an
-    encoding it may know, or bad gzip it answers for)."""
-    encoding = headers.get(b"content-encoding", b"identity")
-    return _gunzip(body, limit) if encoding == b"gzip" else body if encoding == b"identity" else None
+    raw = _decode_base64(text) if query.get("base64", [""])[0] == "1" else text.encode("latin-1")
+    compression = _compression(query.get("compression", ["identity"])[0], "compression query parameter")
+    message = _inflated(raw, compression, limit, "the message query parameter")
+    decode(message, input_cls)
+    if compression == "identity":
+        return scope
+    query.pop("compression")
+    query.update(message=[base64.urlsafe_b64encode(message).decode()], base64=["1"])
+    return {**scope, "query_string": urlencode(query, doseq=True, encoding="latin-1").encode()}
 
 
 def _call_context(scope) -> CallContext:
