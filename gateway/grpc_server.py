@@ -176,6 +176,23 @@ class _MethodSymbols:
         return getattr(self._pool, name)
 
 
+class _HealthServicer(health_aio.HealthServicer):
+    """grpcio-health-checking's servicer with ``List``, which its health.proto declares (so
+    reflection lists it) but the servicer answers UNIMPLEMENTED."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._statuses: dict[str, int] = {"": health_pb2.HealthCheckResponse.SERVING}
+
+    async def set(self, service: str, status) -> None:
+        await super().set(service, status)
+        self._statuses[service] = status
+
+    async def List(self, request, context):  # noqa: N802 - the RPC's name
+        return health_pb2.HealthListResponse(statuses={
+            name: health_pb2.HealthCheckResponse(status=status) for name, status in self._statuses.items()})
+
+
 class GrpcServer:
     """The aio server with the trade service, reflection and health."""
 
@@ -188,7 +205,7 @@ class GrpcServer:
         ]
         self.server = grpc.aio.server(options=options)
         self.server.add_generic_rpc_handlers((_handlers(service),))
-        self.health = health_aio.HealthServicer()
+        self.health = _HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                              reflection.SERVICE_NAME), self.server,

@@ -5,8 +5,10 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -170,3 +172,11 @@ async def test_executor_and_audit_metrics_are_exposed(gateway):
     assert samples[("tradewire_audit_queue_max", (("backend", "journal"),))] == 0
     assert samples[("tradewire_audit_rows_written_total", (("backend", "journal"),))] > 0
     assert samples[("tradewire_audit_backend_up", (("backend", "journal"),))] == 1
+
+
+async def test_grpc_health_lists_every_service_it_reports(gateway):
+    async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
+        listed = await health_pb2_grpc.HealthStub(channel).List(health_pb2.HealthListRequest())
+    serving = health_pb2.HealthCheckResponse.SERVING
+    assert {name: s.status for name, s in listed.statuses.items()} == {
+        "": serving, "tradewire.v1.TradeExecutionService": serving}
