@@ -35,7 +35,6 @@ import json
 import logging
 import re
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import parse_qs, quote, urlencode
 
@@ -48,7 +47,7 @@ from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.calls import RPCS, Rpc
 from tradewire.gateway.disconnect import ClientGone, until_disconnect
 from tradewire.gateway.errors import CONNECT_CODE, duplex_unsupported_error, http_status
-from tradewire.gateway.http_json.codec import merge_json, parse_json
+from tradewire.gateway.http_json.codec import gunzip, merge_json, parse_json
 from tradewire.v1.service_connect import TradeExecutionServiceASGIApplication
 
 log = logging.getLogger("tradewire.gateway")
@@ -215,31 +214,8 @@ def _compression(value: str, where: str) -> str:
     return name
 
 
-def _gunzip(data: bytes, limit: int, what: str) -> bytes:
-    """gzip data inflated, member after member as gzip.decompress reads them, refused clearly
-    when it is not gzip (connect-python: 500 and the exception text) or inflates past ``limit``
-    (413 like any oversized body; connect-python: 429 without a reason)."""
-    plain = b""
-    while data:
-        inflater = zlib.decompressobj(wbits=31)
-        try:
-            plain += inflater.decompress(data, limit + 1 - len(plain))
-        except zlib.error:
-            raise _not_gzip(what) from None
-        if len(plain) > limit:
-            raise TradewireError("PAYLOAD_TOO_LARGE", f"request body exceeds {limit} bytes once decompressed")
-        if not inflater.eof:
-            raise _not_gzip(what)  # cut short
-        data = inflater.unused_data.lstrip(b"\x00")  # gzip.decompress's padding between members
-    return plain
-
-
-def _not_gzip(what: str) -> TradewireError:
-    return TradewireError("MALFORMED_REQUEST", f"{what} is declared gzip-compressed but is not valid gzip")
-
-
 def _inflated(data: bytes, compression: str, limit: int, what: str = "the request body") -> bytes:
-    return _gunzip(data, limit, what) if compression == "gzip" and data else data
+    return gunzip(data, limit, what) if compression == "gzip" and data else data
 
 
 _GRPC_WEB_PROTO = (b"application/grpc-web", b"application/grpc-web+proto")

@@ -26,7 +26,7 @@ from tradewire.gateway.errors import duplex_unsupported_error
 
 from . import codec
 from .docs import render_docs
-from .fields import BindError, INTEGER_TYPES, assign_leaf, is_leaf, resolve_field_path
+from .fields import RANGES, BindError, INTEGER_TYPES, assign_leaf, is_leaf, resolve_field_path
 from .openapi import default_descriptor_set_path, openapi_document
 from .query import QueryBinder
 from .responses import JSON, header_list, send_bytes, send_error
@@ -309,7 +309,10 @@ class HttpJsonApp:
             content_type = headers.get("content-type")
             if content_type is not None:
                 codec.check_json_content_type(content_type)
+            gzipped = codec.is_gzipped(headers.get("content-encoding"))
             raw = await codec.read_body(receive, headers.get("content-length"), self.max_body_bytes)
+            if raw and gzipped:
+                raw = codec.gunzip(raw, self.max_body_bytes)
             if raw:
                 if content_type is None:
                     codec.check_json_content_type(None)
@@ -329,15 +332,20 @@ class HttpJsonApp:
             given.add(var)
         resume = route.resume_field
         if resume is not None and "last-event-id" in headers and not ({resume.name, resume.json_name} & given):
-            last = headers["last-event-id"].strip()
-            try:
-                setattr(message, resume.name, int(last, 10) + 1)
-            except ValueError:
-                raise invalid(
-                    "Last-Event-ID", f"Last-Event-ID must be a sequence number, got {last!r}",
-                    reason="MALFORMED_REQUEST",
-                ) from None
+            setattr(message, resume.name, _resume_after(headers["last-event-id"], resume))
         return message
+
+
+def _resume_after(last_event_id: str, resume: FieldDescriptor) -> int:
+    """``from_sequence`` for an EventSource reconnecting with ``Last-Event-ID``: the event
+    after the last one it saw. The id is one we sent, a sequence number; the next one must
+    still fit the field (uint64), so the largest id is one below its maximum."""
+    last = last_event_id.strip()
+    highest = RANGES[resume.type][1] - 1
+    if not (last.isascii() and last.isdigit() and len(last) <= 20 and int(last) <= highest):
+        raise invalid("Last-Event-ID", f"must be the id of an event received: a sequence number from 0 to "
+                      f"{highest}, got {last[:40]!r}", reason="MALFORMED_REQUEST")
+    return int(last) + 1
 
 
 def build_http_json_app(

@@ -1,11 +1,13 @@
 """JSON in and out: content type, bounded body reading, decoding with named errors, encoding.
 
-Decoding uses google.protobuf.json_format (camelCase and snake_case names, proto3 JSON
-rules). Its error texts do not name nested fields reliably, so on failure a small walker
-re-checks the JSON against the descriptor to name the offending field path (proto names,
-e.g. ``trades[1].slippage_bps``) — valid requests never pay for it. Responses are
-MessageToDict with unpopulated fields emitted (grpc-gateway's EmitUnpopulated), camelCase,
-dumped compactly by orjson.
+Decoding checks the JSON against the descriptor first (``diagnose``: proto3 JSON rules,
+camelCase or snake_case names), so every problem is named by its field path (proto names,
+e.g. ``trades[1].slippage_bps``) in our words; then google.protobuf.json_format converts.
+The check runs on every body because ParseDict alone is lenient where a client's mistake
+must not pass: ``true`` or ``9.7`` for an enum, ``[]`` for a message, ``"1_0"`` for an
+integer, one field under both its names (last one wins). Responses are MessageToDict with
+unpopulated fields emitted (grpc-gateway's EmitUnpopulated), camelCase, dumped compactly by
+orjson.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
-import re
+import logging
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,7 +28,13 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from tradewire.core.errors import TradewireError, invalid
 from tradewire.core.validation import map_key_subscript
 
-from .fields import EXPECTED_FORMS, FLOAT_TYPES, INTEGER_TYPES, RANGES, SPECIAL_WKT, TYPE_NAMES, field_lookup, is_map
+from .fields import (
+    EXPECTED_FORMS, FLOAT_TYPES, INTEGER_TYPES, SCALAR_WKT, SPECIAL_WKT, TYPE_NAMES, WRAPPERS, BindError,
+    check_enum_number, check_int_range, field_lookup, is_map, name_in_path, parse_enum_text, parse_float_text,
+    parse_int_text,
+)
+
+log = logging.getLogger("tradewire.gateway")
 
 F = FieldDescriptor
 JSON_CONTENT_TYPE = b"application/json"
@@ -49,8 +57,46 @@ def check_json_content_type(content_type: str | None) -> None:
             raise TradewireError("UNSUPPORTED_MEDIA_TYPE", f"unsupported charset {value.strip()!r}: send UTF-8")
 
 
-def _too_large(limit: int) -> TradewireError:
-    return TradewireError("PAYLOAD_TOO_LARGE", f"request body exceeds the limit of {limit} bytes")
+def _too_large(limit: int, when: str = "") -> TradewireError:
+    return TradewireError("PAYLOAD_TOO_LARGE", f"request body exceeds the limit of {limit} bytes{when}")
+
+
+def is_gzipped(content_encoding: str | None) -> bool:
+    """True for ``Content-Encoding: gzip``; identity (or none) is False; anything else is 415,
+    refused before the body is read."""
+    coding = (content_encoding or "").strip().lower()
+    if coding in ("", "identity"):
+        return False
+    if coding in ("gzip", "x-gzip"):
+        return True
+    raise TradewireError("UNSUPPORTED_MEDIA_TYPE",
+                         f"unsupported Content-Encoding {content_encoding.strip()!r}: send gzip or identity")
+
+
+def gunzip(body: bytes, limit: int, what: str = "the request body") -> bytes:
+    """``body`` inflated (gzip, member after member as gzip.decompress reads them), refused as
+    MALFORMED_REQUEST when it is not gzip or is cut short, and (413) once it inflates past
+    ``limit``, as a plain body is. Shared by HTTP/JSON and Connect/gRPC-Web."""
+    parts: list[bytes] = []
+    size = 0
+    while body:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            part = inflater.decompress(body, limit - size + 1)
+        except zlib.error:
+            raise _not_gzip(what) from None
+        size += len(part)
+        if size > limit:
+            raise _too_large(limit, " once decompressed")
+        if not inflater.eof:
+            raise _not_gzip(what, "is cut short")
+        parts.append(part)
+        body = inflater.unused_data.lstrip(b"\x00")  # (gzip.decompress's padding between members)
+    return b"".join(parts)
+
+
+def _not_gzip(what: str, how: str = "is not valid gzip") -> TradewireError:
+    return TradewireError("MALFORMED_REQUEST", f"{what} is declared gzip-compressed but {how}")
 
 
 async def read_body(receive: Callable[[], Awaitable[dict]], content_length: str | None, limit: int) -> bytes:
@@ -81,6 +127,8 @@ async def read_body(receive: Callable[[], Awaitable[dict]], content_length: str 
 
 
 def parse_json(body: bytes) -> Any:
+    """The JSON document; a key repeated in one object is left for ``merge_json`` to refuse
+    by its field path (the document then marks each such object)."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -88,17 +136,34 @@ def parse_json(body: bytes) -> Any:
     if isinstance(doc, dict | list):
         # orjson keeps the last of repeated keys without a word; the standard library's
         # parser shows them (a second pass of a few µs, on a body orjson found valid).
-        json.loads(body, object_pairs_hook=_refuse_repeated_keys)
+        repeats: list[_JsonObject] = []
+        try:
+            marked = json.loads(body, object_pairs_hook=lambda pairs: _JsonObject.of(pairs, repeats))
+        except RecursionError:  # orjson takes 1024 levels, this parser a few less
+            raise TradewireError("MALFORMED_REQUEST", "request body is nested too deeply") from None
+        if repeats:
+            if isinstance(marked, _JsonObject):
+                marked.repeats_inside = True
+            return marked
     return doc
 
 
-def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        repeated = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
-        raise invalid(repeated, "appears more than once in one JSON object; send each field once",
-                      reason="MALFORMED_REQUEST")
-    return obj
+class _JsonObject(dict):
+    """A JSON object that had a key more than once (``repeated``: the first such key)."""
+
+    repeated: str | None = None
+    repeats_inside = False
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]], repeats: list) -> dict:
+        obj = cls(pairs)
+        if len(obj) != len(pairs):
+            obj.repeated = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+            repeats.append(obj)
+        return obj
+
+
+_APPEARS_TWICE = "appears more than once in one JSON object; send each field once"
 
 
 # --- decoding ------------------------------------------------------------------------------
@@ -114,21 +179,17 @@ def merge_json(obj: Any, message, field: FieldDescriptor | None = None) -> None:
         doc = obj
     else:
         doc = {field.name: obj}
+    found = diagnose(doc, desc)
+    if found is not None:
+        path, description = found
+        raise invalid(path, description, reason="MALFORMED_REQUEST")
+    if getattr(obj, "repeats_inside", False):  # inside a free-form value (Struct) the walk does not enter
+        raise TradewireError("MALFORMED_REQUEST", f"a key {_APPEARS_TWICE}")
     try:
         json_format.ParseDict(doc, message)
-    except Exception as exc:  # ParseError, and the odd TypeError/RecursionError on hostile input
-        found = diagnose(doc, desc)
-        if found is None:
-            found = ("", _clean_parse_error(str(exc)))
-        path, description = found
-        if path:
-            raise invalid(path, description, reason="MALFORMED_REQUEST") from None
-        raise TradewireError("MALFORMED_REQUEST", description) from None
-
-
-def _clean_parse_error(text: str) -> str:
-    text = text.split("\n", 1)[0]
-    return re.sub(r"\s+", " ", text).strip().rstrip(".") or "invalid request body"
+    except Exception as exc:  # what the check let through and protobuf refused: said in our words
+        log.warning("JSON for %s passed the check but not json_format: %s", desc.full_name, exc)
+        raise TradewireError("MALFORMED_REQUEST", f"request body is not a valid {desc.full_name}") from None
 
 
 def _kind(value: Any) -> str:
@@ -149,26 +210,44 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
+_STRING_WKT = SCALAR_WKT - WRAPPERS  # Timestamp, Duration, FieldMask: a JSON string each
+
+
 def diagnose(obj: Any, desc: Descriptor, path: str = "") -> tuple[str, str] | None:
     """The first (field path, problem) in ``obj`` as JSON for ``desc``; None if none found."""
+    if desc.full_name in WRAPPERS:  # a wrapper's JSON is its value's
+        return _check_value(obj, desc.fields_by_name["value"], path)
+    if desc.full_name in _STRING_WKT:  # what ParseDict does for them, without its overhead (per request)
+        try:
+            message_factory.GetMessageClass(desc)().FromJsonString(obj)
+        except (ValueError, TypeError, AttributeError):
+            expected = EXPECTED_FORMS.get(desc.full_name, f"{desc.full_name} in its JSON form")
+            return path, f"expected {expected}, got {_shown(obj)}"
+        return None
     if desc.full_name in SPECIAL_WKT:
         try:
             json_format.ParseDict(obj, message_factory.GetMessageClass(desc)())
-        except Exception as exc:
-            expected = EXPECTED_FORMS.get(desc.full_name)
-            if expected is not None:
-                return path, f"expected {expected}, got {json.dumps(obj)}"
-            return path, f"invalid {desc.full_name}: {_clean_parse_error(str(exc))}"
+        except Exception:
+            expected = EXPECTED_FORMS.get(desc.full_name, f"{desc.full_name} in its JSON form")
+            return path, f"expected {expected}, got {_shown(obj)}"
         return None
     if not isinstance(obj, dict):
         return path, f"expected an object ({desc.full_name}), got {_kind(obj)}"
     lookup = field_lookup(desc)
+    repeated = getattr(obj, "repeated", None)
+    if repeated is not None:
+        fd = lookup.get(repeated)
+        return _join(path, fd.name if fd else name_in_path(repeated)), f"{repeated!r} {_APPEARS_TWICE}"
+    names: dict[str, str] = {}  # field → the name it was sent under
     oneofs: dict[str, str] = {}
     for key, value in obj.items():
         fd = lookup.get(key)
         if fd is None:
-            return _join(path, str(key)), f"unknown field {key!r} in {desc.full_name}"
+            return _join(path, name_in_path(key)), f"unknown field {key!r} in {desc.full_name}"
         fpath = _join(path, fd.name)
+        first = names.setdefault(fd.name, key)
+        if first != key:
+            return fpath, f"set twice, as {first!r} and {key!r} (one field); send each field once"
         if value is None:
             continue
         oneof = fd.containing_oneof
@@ -176,30 +255,46 @@ def diagnose(obj: Any, desc: Descriptor, path: str = "") -> tuple[str, str] | No
             other = oneofs.setdefault(oneof.name, fd.name)
             if other != fd.name:
                 return fpath, f"{fd.name} and {other} are alternatives (oneof {oneof.name}); set one"
-        if is_map(fd):
-            if not isinstance(value, dict):
-                return fpath, f"expected an object (map), got {_kind(value)}"
-            key_fd = fd.message_type.fields_by_name["key"]
-            value_fd = fd.message_type.fields_by_name["value"]
-            for k, v in value.items():
-                problem = _check_map_key(key_fd, k)
-                if problem:
-                    return fpath + map_key_subscript(k), problem
-                found = _check_value(v, value_fd, fpath + map_key_subscript(k))
-                if found:
-                    return found
-        elif fd.is_repeated:
-            if not isinstance(value, list):
-                return fpath, f"expected an array, got {_kind(value)}"
-            for i, item in enumerate(value):
-                found = _check_value(item, fd, f"{fpath}[{i}]")
-                if found:
-                    return found
-        else:
-            found = _check_value(value, fd, fpath)
-            if found:
-                return found
+        found = _check_map(value, fd, fpath) if is_map(fd) else (
+            _check_list(value, fd, fpath) if fd.is_repeated else _check_value(value, fd, fpath))
+        if found:
+            return found
     return None
+
+
+def _check_map(value: Any, fd: FieldDescriptor, path: str) -> tuple[str, str] | None:
+    if not isinstance(value, dict):
+        return path, f"expected an object (map), got {_kind(value)}"
+    repeated = getattr(value, "repeated", None)
+    if repeated is not None:
+        return path + map_key_subscript(repeated), f"{repeated!r} {_APPEARS_TWICE}"
+    key_fd = fd.message_type.fields_by_name["key"]
+    value_fd = fd.message_type.fields_by_name["value"]
+    for k, v in value.items():
+        problem = _check_map_key(key_fd, k)
+        if problem:
+            return path + map_key_subscript(k), problem
+        found = _check_item(v, value_fd, path + map_key_subscript(k), "a map value")
+        if found:
+            return found
+    return None
+
+
+def _check_list(value: Any, fd: FieldDescriptor, path: str) -> tuple[str, str] | None:
+    if not isinstance(value, list):
+        return path, f"expected an array, got {_kind(value)}"
+    for i, item in enumerate(value):
+        found = _check_item(item, fd, f"{path}[{i}]", "an array element")
+        if found:
+            return found
+    return None
+
+
+def _check_item(value: Any, fd: FieldDescriptor, path: str, what: str) -> tuple[str, str] | None:
+    """An array element or map value: null is no value there (but google.protobuf.Value's)."""
+    if value is None and not (fd.type == F.TYPE_MESSAGE and fd.message_type.full_name == "google.protobuf.Value"):
+        return path, f"null is not allowed as {what}; leave the item out"
+    return _check_value(value, fd, path)
 
 
 def _check_map_key(key_fd: FieldDescriptor, key: str) -> str | None:
@@ -211,29 +306,40 @@ def _check_map_key(key_fd: FieldDescriptor, key: str) -> str | None:
 
 
 def _check_int(fd_type: int, value: Any) -> str | None:
-    if isinstance(value, bool):
-        return f"expected an integer ({TYPE_NAMES[fd_type]}), got a boolean"
-    if isinstance(value, float):
-        if not value.is_integer():
+    """Numbers with no fraction (1, 1.0, 1e2) or the same written as a string (proto3 JSON)."""
+    try:
+        if isinstance(value, str):
+            parse_int_text(fd_type, value)
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            return f"expected an integer ({TYPE_NAMES[fd_type]}), got {_kind(value)}"
+        elif isinstance(value, float) and not value.is_integer():
             return f"expected an integer ({TYPE_NAMES[fd_type]}), got {value!r}"
-        value = int(value)
-    elif isinstance(value, str):
-        try:
-            value = int(value, 10)
-        except ValueError:
-            try:
-                f = float(value)
-            except ValueError:
-                return f"expected an integer ({TYPE_NAMES[fd_type]}), got {value!r}"
-            if not f.is_integer():
-                return f"expected an integer ({TYPE_NAMES[fd_type]}), got {value!r}"
-            value = int(f)
-    elif not isinstance(value, int):
-        return f"expected an integer ({TYPE_NAMES[fd_type]}), got {_kind(value)}"
-    lo, hi = RANGES[fd_type]
-    if not lo <= value <= hi:
-        return f"{value} is out of range for {TYPE_NAMES[fd_type]}"
+        elif isinstance(value, float) and not -(2**64) < value < 2**64:
+            return f"{value!r} is out of range for {TYPE_NAMES[fd_type]}"
+        else:
+            check_int_range(fd_type, int(value))
+    except BindError as exc:
+        return str(exc)
     return None
+
+
+def _check_enum(fd: FieldDescriptor, value: Any) -> str | None:
+    """A name, an integer, or an integer as a string; never true/false nor a float, which
+    protobuf would take as int(value) (true → 1, 9.7 → 9)."""
+    if isinstance(value, str):
+        try:
+            parse_enum_text(fd, value)
+        except BindError as exc:
+            return str(exc)
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            check_enum_number(fd, value)
+        except BindError as exc:
+            return str(exc)
+        return None
+    shown = repr(value) if isinstance(value, float) else _kind(value)
+    return f"expected an enum name or integer ({fd.enum_type.full_name}), got {shown}"
 
 
 def _check_value(value: Any, fd: FieldDescriptor, path: str) -> tuple[str, str] | None:
@@ -244,41 +350,47 @@ def _check_value(value: Any, fd: FieldDescriptor, path: str) -> tuple[str, str] 
         return diagnose(value, fd.message_type, path)
     if value is None:
         return path, "null is not allowed here"
+    problem: str | None = None
     if t == F.TYPE_STRING:
-        return None if isinstance(value, str) else (path, f"expected a string, got {_kind(value)}")
-    if t == F.TYPE_BOOL:
-        return None if isinstance(value, bool) else (path, f"expected true or false, got {_kind(value)}")
-    if t in INTEGER_TYPES:
+        problem = None if isinstance(value, str) else f"expected a string, got {_kind(value)}"
+    elif t == F.TYPE_BOOL:
+        problem = None if isinstance(value, bool) else f"expected true or false, got {_kind(value)}"
+    elif t in INTEGER_TYPES:
         problem = _check_int(t, value)
-        return (path, problem) if problem else None
-    if t in FLOAT_TYPES:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            return path, f"expected a number, got {_kind(value)}"
-        if isinstance(value, str):
-            try:
-                f = float(value)
-            except ValueError:
-                return path, f"expected a number, got {value!r}"
-            if math.isnan(f) and value != "NaN":
-                return path, f"expected a number, got {value!r}"
-        return None
-    if t == F.TYPE_ENUM:
-        if isinstance(value, str):
-            if value in fd.enum_type.values_by_name:
-                return None
-            return path, f"{value!r} is not a value of {fd.enum_type.full_name}"
-        if isinstance(value, int) and not isinstance(value, bool):
-            return None if -(2**31) <= value < 2**31 else (path, f"{value} is out of range for an enum")
-        return path, f"expected an enum name or number ({fd.enum_type.full_name}), got {_kind(value)}"
-    if t == F.TYPE_BYTES:
-        if not isinstance(value, str):
-            return path, f"expected a base64 string, got {_kind(value)}"
+    elif t in FLOAT_TYPES:
+        problem = _check_float(value)
+    elif t == F.TYPE_ENUM:
+        problem = _check_enum(fd, value)
+    elif t == F.TYPE_BYTES:
+        problem = _check_bytes(value)
+    return (path, problem) if problem else None
+
+
+def _check_float(value: Any) -> str | None:
+    if isinstance(value, str):
         try:
-            base64.urlsafe_b64decode(value.replace("+", "-").replace("/", "_") + "=" * (-len(value) % 4))
-        except (binascii.Error, ValueError):
-            return path, "expected a base64 string"
+            parse_float_text(value)
+        except BindError as exc:
+            return str(exc)
         return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"expected a number, got {_kind(value)}"
     return None
+
+
+def _check_bytes(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"expected a base64 string, got {_kind(value)}"
+    try:
+        base64.urlsafe_b64decode(value.replace("+", "-").replace("/", "_") + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return "expected a base64 string"
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # --- encoding ------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
+import json
+import re
 from functools import lru_cache
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -53,6 +54,15 @@ class BindError(ValueError):
     """A value that cannot be converted for a field; the message says why (no field name)."""
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def name_in_path(name: str) -> str:
+    """A name the client sent that is no field, as it appears in a field path: as sent when it
+    looks like a field name, else quoted as JSON (an empty or odd name must stay visible)."""
+    return name if _PLAIN_NAME.fullmatch(name) else json.dumps(name)
+
+
 def is_map(fd: FieldDescriptor) -> bool:
     return fd.type == F.TYPE_MESSAGE and fd.message_type.GetOptions().map_entry
 
@@ -93,15 +103,57 @@ def resolve_field_path(desc: Descriptor, dotted: str) -> tuple[FieldDescriptor, 
     return tuple(chain)
 
 
-def _parse_int(fd_type: int, text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise BindError(f"expected an integer ({TYPE_NAMES[fd_type]}), got {text!r}") from None
+# An integer written as text (a JSON string, a query value, a path segment): proto3 JSON's
+# form, a JSON number whose fraction or exponent leaves a whole value ("10", "1e2", "1.0").
+# Python's int() and float() would also take "+5", " 5", "1_0" and "inf": the JSON body
+# must not, so neither may the query string.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_DECIMAL_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_FLOAT_WORDS = frozenset({"NaN", "Infinity", "-Infinity"})
+
+
+def check_int_range(fd_type: int, value: int) -> int:
     lo, hi = RANGES[fd_type]
     if not lo <= value <= hi:
         raise BindError(f"{value} is out of range for {TYPE_NAMES[fd_type]}")
     return value
+
+
+def parse_int_text(fd_type: int, text: str) -> int:
+    """An integer field's value from text, as the proto3 JSON mapping reads a string."""
+    expected = f"expected an integer ({TYPE_NAMES[fd_type]}), got {text!r}"
+    if not _JSON_NUMBER.fullmatch(text):
+        raise BindError(expected)
+    if _DECIMAL_INT.fullmatch(text):
+        if len(text) > 21:  # past every 64-bit value (and int()'s digit limit)
+            raise BindError(f"{text[:24]}... is out of range for {TYPE_NAMES[fd_type]}")
+        return check_int_range(fd_type, int(text))
+    number = float(text)  # "1e2", "1.0": whole values only, as protobuf's parsers read them
+    if not number.is_integer():
+        raise BindError(expected)
+    return check_int_range(fd_type, int(number))
+
+
+def check_enum_number(fd: FieldDescriptor, number: int) -> int:
+    """A number for an enum field. One the enum does not define is kept when the enum is open
+    (proto3): validation refuses it then, with the same words as on every other protocol."""
+    if not -(2**31) <= number < 2**31:
+        raise BindError(f"{number} is out of range for an enum")
+    if fd.enum_type.is_closed and number not in fd.enum_type.values_by_number:
+        raise BindError(f"{number} is not a value of {fd.enum_type.full_name}")
+    return number
+
+
+def parse_enum_text(fd: FieldDescriptor, text: str) -> int:
+    """An enum value's number from its name or a decimal integer."""
+    value = fd.enum_type.values_by_name.get(text)
+    if value is not None:
+        return value.number
+    if not _DECIMAL_INT.fullmatch(text):
+        raise BindError(f"{text!r} is not a value of {fd.enum_type.full_name}")
+    if len(text) > 12:
+        raise BindError(f"{text[:24]} is out of range for an enum")
+    return check_enum_number(fd, int(text))
 
 
 def _parse_bool(text: str) -> bool:
@@ -113,14 +165,13 @@ def _parse_bool(text: str) -> bool:
     raise BindError(f"expected true or false, got {text!r}")
 
 
-def _parse_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise BindError(f"expected a number, got {text!r}") from None
-    if math.isnan(value) and text not in ("NaN", "nan"):
+def parse_float_text(text: str) -> float:
+    """A float field's value from text: a JSON number, or NaN / Infinity / -Infinity."""
+    if text in _FLOAT_WORDS:
+        return float(text)
+    if not _JSON_NUMBER.fullmatch(text):
         raise BindError(f"expected a number, got {text!r}")
-    return value
+    return float(text)
 
 
 def _parse_bytes(text: str) -> bytes:
@@ -139,22 +190,13 @@ def parse_scalar(fd: FieldDescriptor, text: str):
     if t == F.TYPE_STRING:
         return text
     if t in INTEGER_TYPES:
-        return _parse_int(t, text)
+        return parse_int_text(t, text)
     if t == F.TYPE_BOOL:
         return _parse_bool(text)
     if t == F.TYPE_ENUM:
-        value = fd.enum_type.values_by_name.get(text)
-        if value is not None:
-            return value.number
-        try:
-            number = int(text, 10)
-        except ValueError:
-            number = None
-        if number is not None and number in fd.enum_type.values_by_number:
-            return number
-        raise BindError(f"{text!r} is not a value of {fd.enum_type.full_name}")
+        return parse_enum_text(fd, text)
     if t in FLOAT_TYPES:
-        return _parse_float(text)
+        return parse_float_text(text)
     if t == F.TYPE_BYTES:
         return _parse_bytes(text)
     raise BindError(f"cannot bind a {fd.type} field from text")  # pragma: no cover - guarded at build
@@ -185,7 +227,10 @@ def set_wkt_from_text(target, full_name: str, text: str) -> None:
             raise BindError(f"expected {EXPECTED_FORMS[full_name]}, got {text!r}") from None
         return
     if full_name == "google.protobuf.FieldMask":
-        target.FromJsonString(text)
+        try:
+            target.FromJsonString(text)
+        except ValueError:
+            raise BindError(f"expected field paths like 'a,b.c', got {text!r}") from None
         return
     value_fd = target.DESCRIPTOR.fields_by_name["value"]
     target.value = parse_scalar(value_fd, text)
@@ -209,6 +254,7 @@ def assign_leaf(container, fd: FieldDescriptor, text: str) -> None:
 
 __all__ = [
     "BindError", "field_lookup", "resolve_field_path", "parse_scalar", "assign_leaf", "is_leaf", "is_map",
+    "parse_int_text", "parse_enum_text", "check_enum_number", "parse_float_text", "check_int_range", "name_in_path",
     "is_message", "SPECIAL_WKT", "SCALAR_WKT", "WRAPPERS", "TYPE_NAMES", "INTEGER_TYPES", "INT64_TYPES",
     "UINT64_TYPES", "UINT32_TYPES", "INT32_TYPES", "FLOAT_TYPES", "RANGES",
 ]
