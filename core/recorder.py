@@ -87,7 +87,9 @@ class Recorder:
             self._child(self.metrics.auth_attempts, "success" if outcome.ok else "failure", outcome.reason or "OK").inc()
         if not self.audit_enabled:
             return
-        key_prefix = outcome.credential if outcome.credential_kind == "api_key" else None
+        # the key's public id when there is one (a malformed key has none: its reason says so)
+        key_prefix = outcome.credential if outcome.credential_kind == "api_key" and \
+            outcome.credential.startswith("tw_") else None
         self.audit.emit(trusted_auth_attempt_event(
             ctx.method, ctx.protocol.value, "success" if outcome.ok else "failure", ctx.correlation_id,
             ctx.request_id, outcome.principal.id if outcome.principal else None,

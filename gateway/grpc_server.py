@@ -34,7 +34,8 @@ def _context(rpc: Rpc, context: grpc.aio.ServicerContext) -> CallContext:
         protocol=Protocol.GRPC,
         method=rpc.name,
         headers=headers,
-        peer=context.peer(),
+        # "ipv4:127.0.0.1:5000" → "127.0.0.1:5000", as the HTTP listener names its peers
+        peer=context.peer().removeprefix("ipv4:").removeprefix("ipv6:"),
         deadline=None if remaining is None else time.monotonic() + remaining,
     )
 

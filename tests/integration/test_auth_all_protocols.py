@@ -225,3 +225,26 @@ async def test_failed_authentications_are_limited_per_peer(limited_gateway):
     finally:
         await client.close()
     assert await metric(limited_gateway, "tradewire_rate_limited_total", bucket="peer") == 5
+
+
+async def test_auth_attempt_rows_name_peers_alike_and_no_prefix_for_a_malformed_key(auth_gateway):
+    run = uuid.uuid4().hex[:8]
+    for protocol in PROTOCOLS:
+        client = make_client(protocol, auth_gateway)
+        try:
+            with pytest.raises(RpcFailure):
+                await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), None,
+                                   headers={"authorization": "Bearer tw_malformed", "x-correlation-id": f"{run}-{protocol}"})
+        finally:
+            await client.close()
+    journal = auth_gateway.workdir / "data" / "audit.jsonl"
+
+    def rows() -> list[dict]:
+        records = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+        return [r for r in records if r["table"] == "tw_auth_attempts"
+                and r["columns"].get("correlation_id", "").startswith(run)]
+
+    wait_until(lambda: len(rows()) >= len(PROTOCOLS), what="audit rows")
+    found = rows()
+    assert {r["columns"]["peer"].rsplit(":", 1)[0] for r in found} == {"127.0.0.1"}, [r["columns"] for r in found]
+    assert all("key_prefix" not in r["columns"] and r["symbols"]["reason"] == "AUTH_INVALID" for r in found), found
