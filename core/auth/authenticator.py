@@ -106,15 +106,15 @@ def _credential(headers: Mapping[str, str]) -> tuple[str, str]:
             "AUTH_MISSING",
             "no credentials: send 'authorization: Bearer <token or API key>' or 'x-api-key: <API key>'",
         )
-    value = (authorization if authorization is not None else api_key or "").strip()
-    if "," in value:  # the header was sent more than once (joined, see combine_headers): no credential has a comma
-        raise _refuse("AUTH_INVALID", f"send exactly one credential: the '{'authorization' if authorization is not None else 'x-api-key'}' "
-                                      f"header came more than once")
+    header = "authorization" if authorization is not None else "x-api-key"
+    value = (authorization if authorization is not None else api_key).strip()
+    if not value:
+        raise _refuse("AUTH_INVALID", f"{header} header is empty", KIND_API_KEY if api_key is not None else "none")
+    if "," in value:  # the header came more than once (joined, see combine_headers): no credential has a comma
+        raise _refuse("AUTH_INVALID", f"send exactly one credential: the '{header}' header came more than once")
     if len(value) > MAX_CREDENTIAL_BYTES:
         raise _refuse("AUTH_INVALID", f"credential is longer than {MAX_CREDENTIAL_BYTES} bytes")
     if api_key is not None:
-        if not value:
-            raise _refuse("AUTH_INVALID", "x-api-key header is empty", KIND_API_KEY)
         return KIND_API_KEY, value
     scheme, _, token = value.partition(" ")
     if scheme.lower() == "bearer":

@@ -95,9 +95,11 @@ def test_other_scheme(auth: Authenticator, api_key: str) -> None:
     assert api_key not in err.message and "Bearer" in err.message
 
 
-@pytest.mark.parametrize("value", ["Bearer", "Bearer   ", ""])
-def test_empty_bearer(auth: Authenticator, value: str) -> None:
-    assert refused(auth, {"authorization": value}).reason == "AUTH_INVALID"
+@pytest.mark.parametrize("value,says", [("Bearer", "no token"), ("Bearer   ", "no token"),
+                                        ("", "authorization header is empty"), ("   ", "authorization header is empty")])
+def test_empty_bearer(auth: Authenticator, value: str, says: str) -> None:
+    err = refused(auth, {"authorization": value})
+    assert err.reason == "AUTH_INVALID" and says in err.message, err.message
 
 
 def test_two_credentials_are_refused(auth: Authenticator, api_key: str) -> None:
