@@ -9,6 +9,7 @@ RetryInfo, QuotaFailure) are built here so every protocol sends the same ones.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -186,6 +187,15 @@ class TradewireError(Exception):
 def invalid(field_path: str, description: str, reason: str = "VALIDATION_FAILED") -> TradewireError:
     """A one-field validation failure; the message names the field."""
     return TradewireError(reason, f"{field_path}: {description}", field_violations=(FieldViolation(field_path, description),))
+
+
+def nested_under(prefix: str, error: TradewireError) -> TradewireError:
+    """``error`` with its field paths inside ``prefix`` (the message it names is nested in the
+    request, e.g. a TradeSession's ``cancel.``)."""
+    if not error.field_violations:
+        return error
+    return dataclasses.replace(error, field_violations=tuple(
+        FieldViolation(prefix + v.field, v.description) for v in error.field_violations))
 
 
 def invalid_fields(violations: Iterable[FieldViolation], reason: str = "VALIDATION_FAILED") -> TradewireError:

@@ -24,7 +24,7 @@ from decimal import Decimal
 
 from tradewire.core.auth.permissions import authorize
 from tradewire.core.context import CallContext
-from tradewire.core.errors import FieldViolation, TradewireError, internal_error, invalid, invalid_fields
+from tradewire.core.errors import FieldViolation, TradewireError, internal_error, invalid, invalid_fields, nested_under
 from tradewire.core.executors.base import Executor
 from tradewire.core.lifecycle import heartbeat_event, is_terminal, now_timestamp, shutdown_event
 from tradewire.core.market import Market, format_units
@@ -420,7 +420,10 @@ class _Session:
             if self.service.draining:
                 raise shutting_down()
             if action == "cancel":
-                result = await self.runner.cancel(self.principal.id, request_id, message.cancel.reason)
+                try:
+                    result = await self.runner.cancel(self.principal.id, request_id, message.cancel.reason)
+                except TradewireError as exc:
+                    raise nested_under("cancel.", exc) from None
                 self.put(spb.TradeSessionResponse(cancelled=spb.CancelTradeResponse(request_id=request_id,
                                                                                     status=result.status)))
                 return

@@ -121,6 +121,18 @@ async def test_cancel_through_a_session_after_send_is_refused(session_gateway):
     assert [r.status.stage for r in responses if r.WhichOneof("event") == "status"][-1] == pb.TRADE_STATUS_FILLED
 
 
+async def test_cancelling_an_unknown_trade_in_a_session_names_the_field_as_the_session_sends_it(session_gateway):
+    client = make_client("grpc", session_gateway)
+    unknown = unique("sess-unknown")
+    try:
+        responses = await client.session([session_cancel(unknown)], session_gateway.key("bob"))
+    finally:
+        await client.close()
+    [refused] = [r.error for r in responses if r.WhichOneof("event") == "error"]
+    assert refused.request_id == unknown and refused.error.reason == "TRADE_NOT_FOUND"
+    assert [v.field for v in refused.error.field_violations] == ["cancel.request_id"]  # as a bad cancel's path
+
+
 async def test_a_session_replays_a_trade_it_resends(session_gateway):
     client = make_client("grpc", session_gateway)
     key = session_gateway.key("bob")
