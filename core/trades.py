@@ -158,12 +158,15 @@ class TradeRunner:
             )
         return existing
 
-    def _start(self, trade: Trade, events: tuple[pb.ExecutionStatus, ...] = ()) -> Trade:
+    def _start(self, trade: Trade, events: tuple[pb.ExecutionStatus, ...] = (), note: str = "") -> Trade:
+        """Run a trade (admitted, or resumed from ``events``); ``note`` is the message of its
+        first new event."""
         self.hub.open(trade.key, events)
         self.inflight.add(trade.key, trade)
         for status in (pb.TRADE_STATUS_RECEIVED, pb.TRADE_STATUS_VALIDATED):
             if lifecycle.rank(trade.stage) < lifecycle.rank(status):
-                self._transition(trade, status)
+                self._transition(trade, status, note)
+                note = ""
         deadline_ns = trade.order.deadline_unix_ns
         if deadline_ns is not None and not trade.committed:
             delay = max(0.0, (deadline_ns - time.time_ns()) / 1e9)
@@ -620,9 +623,12 @@ class TradeRunner:
                 continue
             trade = Trade(order, result, sequence=lifecycle.last_sequence(record.events))
             if not trade.committed:
+                note = ""
                 if not record.events:  # it stopped without storing what it had published (a crash):
                     trade.sequence = await self._numbers_maybe_used(trade.key)  # continue after, never reuse
-                self._start(trade, record.events)
+                    # (so a stream that saw it further along knows why it starts over)
+                    note = "the gateway restarted before the trade was sent: it starts over from here"
+                self._start(trade, record.events, note)
                 counts["resumed"] += 1
                 log.info("resuming unfinished trade %s from %s", order.request_id, pb.TradeStatus.Name(trade.stage))
                 continue

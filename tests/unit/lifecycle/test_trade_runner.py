@@ -278,6 +278,9 @@ async def test_a_trade_resumed_after_a_crash_never_reuses_a_sequence_it_may_have
     sequences = [e.sequence for e in events]
     assert sequences == sorted(set(sequences)) and sequences[0] > lifecycle.MOST_EVENTS_BEFORE_COMMIT >= 4
     assert events[-1].terminal and events[-1].stage == pb.TRADE_STATUS_FILLED
+    # a stream that saw it QUOTED then sees it RECEIVED again: the first new event says why
+    assert events[0].stage == pb.TRADE_STATUS_RECEIVED and "starts over" in events[0].message
+    assert not any("starts over" in e.message for e in events[1:])
     lost.task.cancel()
     await asyncio.gather(lost.task, return_exceptions=True)
 
