@@ -52,7 +52,8 @@ class ApiKeyEntry(_Model):
 
 class AuthConfig(_Model):
     api_keys: tuple[ApiKeyEntry, ...] = ()
-    api_key_db: Path | None = Field(None, description="SQLite file of keys made with `tradewire keys`")
+    api_key_db: Path | None = Field(None, description="SQLite file of keys made with `tradewire keys` "
+                                                       "(default: <data_dir>/auth.db, where `tradewire keys` writes)")
     # JWT verification (core.auth.jwt_verifier.JwtConfig's shape: issuer, audience, keys or
     # jwks_path, leeway_s, scope_claims, ...); None: JWTs are not accepted.
     jwt: dict[str, Any] | None = None
@@ -423,13 +424,19 @@ class Settings(_Model):
         return self
 
 
+def key_db_path(settings: Settings) -> Path:
+    """The API-key database the gateway reads and ``tradewire keys`` writes."""
+    return settings.auth.api_key_db or settings.storage.data_dir / "auth.db"
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """TRADEWIRE_A__B=v → {"a": {"b": v}}; values that look like JSON lists/objects are parsed."""
     import json
 
     tree: dict[str, Any] = {}
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
+        # Every setting is in a section: a name without "__" is some other tool's (e.g. scripts').
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         path = name[len(ENV_PREFIX):].lower().split("__")
         value: Any = raw
@@ -461,14 +468,37 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
     data: dict[str, Any] = {}
     if path:
         try:
-            data = tomllib.loads(Path(path).read_text())
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"config file not found: {path}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    data = _merge(data, _env_overrides(env))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    overrides = _env_overrides(env)
+    data = _merge(data, overrides)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()]
+        lines = [f"  {_where(err['loc'], overrides)}: {_problem(err)}" for err in exc.errors()]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def _where(loc: tuple, overrides: Mapping[str, Any]) -> str:
+    """The setting's dotted name, and the environment variable that set it when one did."""
+    name = ".".join(str(p) for p in loc) or "(root)"
+    node: Any = overrides
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return name
+        node = node[part]
+    variable = ENV_PREFIX + "__".join(str(p).upper() for p in loc) + ("__*" if isinstance(node, dict) else "")
+    return f"{name} (from {variable})"
+
+
+def _problem(err: Mapping[str, Any]) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown setting"
+    return str(err["msg"]).removeprefix("Value error, ")

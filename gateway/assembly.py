@@ -17,7 +17,7 @@ from tradewire.core.auth.authenticator import Authenticator
 from tradewire.core.auth.jwt_verifier import JwtConfig, JwtVerifier
 from tradewire.core.auth.key_stores import ChainApiKeyStore, StaticApiKeyStore
 from tradewire.core.auth.sqlite_key_store import SqliteApiKeyStore
-from tradewire.core.config import Settings
+from tradewire.core.config import Settings, key_db_path
 from tradewire.core.executors.base import Executor
 from tradewire.core.executors.paper import PaperExecutor
 from tradewire.core.inflight import InFlightRegistry
@@ -150,11 +150,22 @@ def build_audit_sink(settings: Settings) -> AuditSink:
 
 
 def build_authenticator(settings: Settings) -> Authenticator:
-    stores = [StaticApiKeyStore([entry.model_dump() for entry in settings.auth.api_keys])]
-    if settings.auth.api_key_db is not None:
-        stores.append(SqliteApiKeyStore(settings.auth.api_key_db))
+    stores = [StaticApiKeyStore([entry.model_dump() for entry in settings.auth.api_keys]),
+              _key_database(settings)]
     jwt = JwtVerifier(JwtConfig.from_mapping(settings.auth.jwt)) if settings.auth.jwt else None
     return Authenticator(api_keys=ChainApiKeyStore(*stores), jwt=jwt)
+
+
+def _key_database(settings: Settings) -> SqliteApiKeyStore:
+    """The key database, created empty when it is not there yet — but a configured path whose
+    folder does not exist is a typo, not a place to start an empty database in."""
+    path = key_db_path(settings)
+    if settings.auth.api_key_db is not None and not path.parent.is_dir():
+        raise StartupError(f"auth.api_key_db: the folder {path.parent} does not exist")
+    if not path.exists():
+        log.warning("no API-key database at %s yet: starting an empty one (add keys with "
+                    "`tradewire keys create --db %s`)", path, path)
+    return SqliteApiKeyStore(path)
 
 
 @dataclass

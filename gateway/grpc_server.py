@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -177,6 +178,19 @@ class _MethodSymbols:
         return getattr(self._pool, name)
 
 
+def _check_free(host: str, port: int) -> None:
+    """OSError naming the listener when ``host:port`` cannot be bound (taken, or not an address here)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"cannot listen for gRPC on {host}:{port}: {exc.strerror or exc}") from None
+
+
 class _HealthServicer(health_aio.HealthServicer):
     """grpcio-health-checking's servicer with ``List``, which its health.proto declares (so
     reflection lists it) but the servicer answers UNIMPLEMENTED."""
@@ -211,7 +225,12 @@ class GrpcServer:
         reflection.enable_server_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                              reflection.SERVICE_NAME), self.server,
                                             pool=_MethodSymbols(descriptor_pool.Default()))
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if not reuse_port:
+            _check_free(host, port)  # (grpcio's own failure is a C++ log line and a bare RuntimeError)
+        try:
+            self.port = self.server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:
+            raise OSError(f"cannot listen for gRPC on {host}:{port}") from None
         self._watch: asyncio.Task | None = None
 
     async def start(self, store_ok: Callable[[], bool] | None = None, every_s: float = 2.0) -> None:

@@ -26,7 +26,7 @@ import time
 import uvicorn
 
 from tradewire.core.config import Settings
-from tradewire.gateway.assembly import Core, build_core
+from tradewire.gateway.assembly import Core, StartupError, build_core
 from tradewire.gateway.grpc_server import GrpcServer
 from tradewire.gateway.http_app import build_http_app
 
@@ -58,6 +58,8 @@ class Gateway:
             timeout_graceful_shutdown=max(1, int(min(server.shutdown_grace_s, settings.shutdown.final_s))),
         )
         self.http = _UvicornServer(config)
+        # Bound here, by us: a taken port is one clear error (uvicorn logs it and exits the process).
+        self._http_socket = _listening_socket(server.http_host, server.http_port, self.reuse_port)
         self._http_task: asyncio.Task | None = None
 
     @property
@@ -72,9 +74,7 @@ class Gateway:
         await self.core.start()
         store = self.core.store
         await self.grpc.start(store_ok=lambda: store.health()[0])
-        sockets = [_reuse_port_socket(self.settings.server.http_host, self.settings.server.http_port)] \
-            if self.reuse_port else None
-        self._http_task = asyncio.create_task(self.http.serve(sockets=sockets), name="uvicorn")
+        self._http_task = asyncio.create_task(self.http.serve(sockets=[self._http_socket]), name="uvicorn")
         while not self.http.started:
             if self._http_task.done():
                 self._http_task.result()  # raises what stopped it (e.g. the port is taken)
@@ -107,13 +107,19 @@ class Gateway:
                                    "streams_cut": cut})
 
 
-def _reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket bound with SO_REUSEPORT (uvicorn listens on it)."""
+def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A listening-ready TCP socket for the HTTP listener (uvicorn listens on it); with
+    ``reuse_port`` several workers bind the same port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror or exc}") from None
     return sock
 
 
@@ -123,8 +129,14 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    gateway = Gateway(settings)
-    await gateway.start()
+    try:
+        gateway = Gateway(settings)
+        await gateway.start()
+    except StartupError:
+        raise
+    except Exception as exc:  # whatever keeps it from starting: one line; the traceback at debug level
+        log.debug("start-up failed", exc_info=True)
+        raise StartupError(f"cannot start: {exc or exc.__class__.__name__}") from exc
     # Everything built so far (modules, the core's object graph) lives as long as the process:
     # moved out of the collector's sight, full collections no longer rescan it — each used to
     # pause the loop for tens of milliseconds under load.

@@ -22,7 +22,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tradewire.core.config import Settings
+from tradewire.core.config import Settings, key_db_path
 from tradewire.core.retry import RetryPolicy
 
 log = logging.getLogger("tradewire.workers")
@@ -33,7 +33,9 @@ _RESTART = RetryPolicy(max_attempts=1_000_000, initial_backoff_s=0.5, max_backof
 def worker_settings(settings: Settings, index: int) -> Settings:
     """The settings of worker ``index``: its own data directory and replica id."""
     data_dir = settings.storage.data_dir / f"worker-{index}"
-    update = {"storage": settings.storage.model_copy(update={"data_dir": data_dir})}
+    update = {"storage": settings.storage.model_copy(update={"data_dir": data_dir}),
+              # the key database is the one `tradewire keys` writes: shared, not per worker
+              "auth": settings.auth.model_copy(update={"api_key_db": key_db_path(settings)})}
     if settings.audit.journal_path is not None:
         update["audit"] = settings.audit.model_copy(
             update={"journal_path": _of_worker(settings.audit.journal_path, index)})

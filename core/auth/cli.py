@@ -3,27 +3,28 @@
 Wire into the main parser with :func:`add_keys_subcommands`; the parsed namespace gets
 ``func`` = :func:`run_keys_command` (returns an exit code). ``create`` prints the new key
 ALONE on stdout (so ``KEY=$(tradewire keys create ...)`` works) and everything else on
-stderr; the key is never shown again. The database is ``--db``, else
-``$TRADEWIRE_AUTH_DB``, else ``./tradewire-data/auth.db``.
+stderr; the key is never shown again. The database is ``--db``, else the one the gateway
+reads with the same configuration (``--config`` or ``$TRADEWIRE_CONFIG``, and the
+``TRADEWIRE_AUTH__API_KEY_DB`` override): ``auth.api_key_db``, by default ``<data_dir>/auth.db``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from tradewire.core.config import ConfigError
+
 from .api_keys import KeyNotFound, KeyRecord, create_key, list_keys, revoke_key
 from .sqlite_key_store import SqliteApiKeyStore
 
-DB_ENV = "TRADEWIRE_AUTH_DB"
-DEFAULT_DB = "./tradewire-data/auth.db"
 _DURATION_RE = re.compile(r"(\d+)\s*([smhdw]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -36,16 +37,22 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
-def default_db_path() -> str:
-    return os.environ.get(DB_ENV) or DEFAULT_DB
+def default_db_path(config: str | None = None) -> str:
+    """The key database the gateway reads with this configuration (ConfigError if it is invalid)."""
+    from tradewire.core.config import key_db_path, load_settings  # (config imports nothing of auth)
+
+    return str(key_db_path(load_settings(config)))
 
 
 def add_keys_subcommands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``keys`` with its ``create``, ``list`` and ``revoke`` subcommands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--db", default=argparse.SUPPRESS, help=f"key database (default: ${DB_ENV} or {DEFAULT_DB})"
+        "--db", default=argparse.SUPPRESS, help="key database (default: the gateway's auth.api_key_db, "
+                                                "by default <data_dir>/auth.db, i.e. ./tradewire-data/auth.db)"
     )
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help="the gateway's TOML file, to find its key database (default: $TRADEWIRE_CONFIG)")
     keys = subparsers.add_parser("keys", help="manage API keys", parents=[common])
     keys.set_defaults(func=run_keys_command, keys_command=None)
     sub = keys.add_subparsers(dest="keys_command", metavar="{create,list,revoke}")
@@ -71,10 +78,22 @@ def run_keys_command(args: argparse.Namespace, out: TextIO | None = None, err: T
     if command is None:
         print("usage: tradewire keys {create,list,revoke} [--db PATH] ...", file=err)
         return 2
-    db = getattr(args, "db", None) or default_db_path()
+    try:
+        db = getattr(args, "db", None) or default_db_path(getattr(args, "config", None))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
     if command != "create" and not Path(db).exists():
         print(f"error: no key database at {db}", file=err)
         return 1
+    try:
+        return _run(args, command, db, out, err)
+    except sqlite3.Error as exc:
+        print(f"error: {db} is not a usable key database ({exc})", file=err)
+        return 1
+
+
+def _run(args: argparse.Namespace, command: str, db: str, out: TextIO, err: TextIO) -> int:
     with SqliteApiKeyStore(db) as store:
         try:
             if command == "create":
@@ -89,7 +108,7 @@ def run_keys_command(args: argparse.Namespace, out: TextIO | None = None, err: T
                 record = revoke_key(store, args.prefix)
                 print(f"revoked {record.key_id} (owner {record.owner})", file=out)
         except (ValueError, KeyNotFound) as exc:
-            message = f"no key with prefix {exc.args[0]}" if isinstance(exc, KeyNotFound) else str(exc)
+            message = f"no key with prefix tw_{exc.args[0]}" if isinstance(exc, KeyNotFound) else str(exc)
             print(f"error: {message}", file=err)
             return 1
     return 0

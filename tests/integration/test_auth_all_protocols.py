@@ -4,6 +4,9 @@ secret in it."""
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import timedelta
@@ -248,3 +251,22 @@ async def test_auth_attempt_rows_name_peers_alike_and_no_prefix_for_a_malformed_
     found = rows()
     assert {r["columns"]["peer"].rsplit(":", 1)[0] for r in found} == {"127.0.0.1"}, [r["columns"] for r in found]
     assert all("key_prefix" not in r["columns"] and r["symbols"]["reason"] == "AUTH_INVALID" for r in found), found
+
+
+async def test_a_key_made_with_tradewire_keys_works_on_a_gateway_with_the_default_key_database(tmp_path):
+    gateway = GatewayProcess(tmp_path / "gw").start()  # no [auth] api_key_db: <data_dir>/auth.db
+    try:
+        made = subprocess.run([sys.executable, "-m", "tradewire.gateway.cli", "keys", "create",
+                               "--config", str(tmp_path / "gw" / "tradewire.toml"), "--owner", "carol",
+                               "--scopes", "read"], capture_output=True, text=True, timeout=30,
+                              env={k: v for k, v in os.environ.items() if not k.startswith("TRADEWIRE_")})
+        assert made.returncode == 0, made.stderr
+        assert (tmp_path / "gw" / "data" / "auth.db").exists()
+        client = make_client("http", gateway)
+        try:  # read at once, without a restart
+            history, _ = await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), made.stdout.strip())
+        finally:
+            await client.close()
+        assert not history.trades
+    finally:
+        assert gateway.stop() == 0

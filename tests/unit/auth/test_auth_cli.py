@@ -82,13 +82,24 @@ def test_cli_errors(tmp_path, capsys) -> None:
         cli.main(["keys", "create", "--db", db, "--owner", "a", "--scopes", "read", "--expires-in", "soon"])
 
 
-def test_db_defaults_to_env_var(tmp_path, capsys, monkeypatch) -> None:
-    db = tmp_path / "env" / "auth.db"
-    monkeypatch.setenv(cli.DB_ENV, str(db))
-    code, out, _ = run(capsys, "keys", "create", "--owner", "bob", "--scopes", "read")
-    assert code == 0 and db.exists()
-    monkeypatch.delenv(cli.DB_ENV)
-    assert cli.default_db_path() == "./tradewire-data/auth.db"
+def test_db_defaults_to_the_one_the_gateway_reads(tmp_path, capsys, monkeypatch) -> None:
+    for name in ("TRADEWIRE_CONFIG", "TRADEWIRE_AUTH__API_KEY_DB", "TRADEWIRE_STORAGE__DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli.default_db_path() == "tradewire-data/auth.db"  # the gateway's default: <data_dir>/auth.db
+    monkeypatch.setenv("TRADEWIRE_STORAGE__DATA_DIR", str(tmp_path / "data"))
+    assert cli.default_db_path() == str(tmp_path / "data" / "auth.db")
+    config = tmp_path / "gw.toml"
+    config.write_text(f'[auth]\napi_key_db = "{tmp_path / "conf" / "keys.db"}"\n')
+    code, _, _ = run(capsys, "keys", "create", "--config", str(config), "--owner", "bob", "--scopes", "read")
+    assert code == 0 and (tmp_path / "conf" / "keys.db").exists()
+
+
+def test_a_file_that_is_not_a_key_database_is_one_error_line(tmp_path, capsys) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not sqlite at all" * 100)
+    code, out, err = run(capsys, "keys", "list", "--db", str(garbage))
+    assert code == 1 and err.strip().startswith("error:") and "not a usable key database" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_subcommands_attach_to_an_existing_parser() -> None:

@@ -22,10 +22,13 @@ def test_every_bad_value_is_reported_with_its_path(tmp_path):
     config = tmp_path / "tw.toml"
     config.write_text('[server]\ngrpc_port = "x"\n[limits]\nburst = 0\n')
     with pytest.raises(ConfigError) as caught:
-        load_settings(config, env={"TRADEWIRE_PAPER__LATENCY_MS": "-5", "TRADEWIRE_BOGUS": "1"})
+        load_settings(config, env={"TRADEWIRE_PAPER__LATENCY_MS": "-5", "TRADEWIRE_BOGUS__KEY": "1",
+                                   "TRADEWIRE_OTHER_TOOL": "1"})  # (no section: not a setting, not ours)
     message = str(caught.value)
-    for path in ("server.grpc_port", "limits.burst", "paper.latency_ms", "bogus"):
-        assert path in message
+    for path in ("server.grpc_port", "limits.burst", "paper.latency_ms (from TRADEWIRE_PAPER__LATENCY_MS)",
+                 "bogus (from TRADEWIRE_BOGUS__*): unknown setting"):
+        assert path in message, message
+    assert "other_tool" not in message
 
 
 def test_unreadable_files_are_clear_errors(tmp_path):

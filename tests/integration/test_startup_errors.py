@@ -1,0 +1,107 @@
+"""Whatever keeps `tradewire serve` from starting is said in one line, naming what is wrong,
+with a non-zero exit and no traceback: a taken port, a store or key database it cannot use, a
+configuration it cannot read, a file a setting names that is not there."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.ports import free_port
+
+
+def serve(workdir: Path, extra: str = "", env: dict[str, str] | None = None, config: Path | None = None,
+          grpc_port: int | None = None, http_port: int | None = None) -> subprocess.CompletedProcess:
+    if config is None:
+        config = workdir / "gw.toml"
+        config.write_text(
+            f'[server]\ngrpc_host = "127.0.0.1"\ngrpc_port = {grpc_port or free_port()}\n'
+            f'http_host = "127.0.0.1"\nhttp_port = {http_port or free_port()}\n'
+            f'[storage]\ndata_dir = "{workdir / "data"}"\n{extra}')
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIRE_")}
+    return subprocess.run([sys.executable, "-m", "tradewire.gateway.cli", "serve", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60, env={**clean, **(env or {})})
+
+
+def assert_one_line(done: subprocess.CompletedProcess, *words: str) -> None:
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out
+    assert "Traceback" not in out, out
+    said = [line for line in done.stderr.splitlines() if line.startswith("tradewire:")]
+    assert len(said) == 1, out
+    for word in words:
+        assert word in out, (word, out)
+
+
+@pytest.fixture
+def listening():
+    """A port something else already listens on."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def test_a_taken_grpc_port(tmp_path, listening):
+    assert_one_line(serve(tmp_path, grpc_port=listening), f"cannot listen for gRPC on 127.0.0.1:{listening}")
+
+
+def test_a_taken_http_port(tmp_path, listening):
+    assert_one_line(serve(tmp_path, http_port=listening), f"cannot listen for HTTP on 127.0.0.1:{listening}")
+
+
+def test_a_redis_url_that_is_not_one(tmp_path):
+    assert_one_line(serve(tmp_path, '[shared]\nredis_url = "notaurl"\n'), "Redis URL")
+
+
+def test_a_key_database_that_is_not_one(tmp_path):
+    garbage = tmp_path / "keys.db"
+    garbage.write_bytes(b"this is no database " * 200)
+    assert_one_line(serve(tmp_path, f'[auth]\napi_key_db = "{garbage}"\n'), "not a database")
+
+
+def test_a_key_database_in_a_folder_that_does_not_exist(tmp_path):
+    missing = tmp_path / "nowhere" / "keys.db"
+    assert_one_line(serve(tmp_path, f'[auth]\napi_key_db = "{missing}"\n'),
+                    "auth.api_key_db", f"{missing.parent} does not exist")
+    assert not missing.parent.exists()  # a typo is not a place to start an empty database in
+
+
+def test_a_jwks_file_that_is_not_there(tmp_path):
+    missing = tmp_path / "jwks.json"
+    assert_one_line(serve(tmp_path, f'[auth.jwt]\nissuer = "i"\naudience = "a"\njwks_path = "{missing}"\n'),
+                    "JWKS")
+
+
+def test_a_data_dir_that_is_a_file(tmp_path):
+    (tmp_path / "data").write_text("a file")
+    assert_one_line(serve(tmp_path), "cannot start")
+
+
+@pytest.mark.parametrize("case", ["a-folder", "not-utf8"])
+def test_a_config_file_it_cannot_read(tmp_path, case):
+    config = tmp_path / "gw.toml"
+    if case == "a-folder":
+        config.mkdir()
+    else:
+        config.write_bytes(b'[server]\nhttp_host = "\xff\xfe"\n')
+    assert_one_line(serve(tmp_path, config=config), str(config),
+                    "cannot read config file" if case == "a-folder" else "not UTF-8")
+
+
+def test_a_bad_environment_override_names_its_variable(tmp_path):
+    done = serve(tmp_path, env={"TRADEWIRE_SERVER__GRPC_PORT": "abc"})
+    assert_one_line(done, "server.grpc_port (from TRADEWIRE_SERVER__GRPC_PORT)")
+
+
+def test_other_tools_tradewire_variables_are_not_settings(tmp_path):
+    # scripts/questdb.sh's TRADEWIRE_QUESTDB_ROOT is no setting (settings are SECTION__KEY):
+    # it no longer stops the gateway; a misspelled key still does, as an unknown setting
+    done = serve(tmp_path, env={"TRADEWIRE_QUESTDB_ROOT": "/tmp/x", "TRADEWIRE_SERVER__GRCP_PORT": "1"})
+    assert_one_line(done, "server.grcp_port (from TRADEWIRE_SERVER__GRCP_PORT): unknown setting")
+    assert "questdb_root" not in done.stderr
