@@ -440,7 +440,7 @@ class RedisTradeStore:
         try:
             self._r.ping()
         except redis.RedisError as exc:
-            return False, f"redis unreachable ({type(exc).__name__})"
+            return False, f"redis does not answer: {exc}"  # (redis-py's and fail_fast's texts say why)
         return True, f"redis (replica {self.replica_id})"
 
     def close(self) -> None:

@@ -67,7 +67,7 @@ def _constraints(schema: dict[str, Any]) -> str:
 
 def _example_curl(method: str, path: str, op: dict[str, Any]) -> str:
     url = "http://localhost:8080" + path
-    parts = [f"curl -X {method.upper()} '{url}'", "-H 'authorization: Bearer $TOKEN'"]
+    parts = [f"curl -X {method.upper()} '{url}'", '-H "authorization: Bearer $TOKEN"']  # (double: $TOKEN expands)
     if "requestBody" in op:
         parts.append("-H 'content-type: application/json' -d '{...}'")
     content = op.get("responses", {}).get("200", {}).get("content", {})

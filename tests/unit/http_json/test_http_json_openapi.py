@@ -178,6 +178,8 @@ async def test_openapi_json_and_docs_are_served(client, app):
         assert rpc in html
     assert "/v1/trades/{request_id}:cancel" in html
     assert "idempotency key" in html
+    # the curl examples work as pasted: the token variable in double quotes, so the shell expands it
+    assert "-H &quot;authorization: Bearer $TOKEN&quot;" in html and "'authorization: Bearer $TOKEN'" not in html
     assert (await client.post("/openapi.json")).status_code == 405
 
 
