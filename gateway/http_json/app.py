@@ -23,6 +23,7 @@ from tradewire.core.context import CallContext, Protocol, combine_headers
 from tradewire.core.errors import REASONS, TradewireError, internal_error, invalid
 from tradewire.gateway.disconnect import ClientGone, until_disconnect
 from tradewire.gateway.errors import duplex_unsupported_error
+from tradewire.v1 import service_pb2
 
 from . import codec
 from .docs import render_docs
@@ -132,6 +133,15 @@ def _peer(scope: dict) -> str:
         return ""
     host, port = client[0], client[1]
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def _http_status(result) -> int:
+    """200; but a health answer saying NOT_SERVING is 503 (with the same body), so a load
+    balancer that reads only the status takes this replica out."""
+    if isinstance(result, service_pb2.HealthCheckResponse) and \
+            result.status == service_pb2.SERVING_STATUS_NOT_SERVING:
+        return 503
+    return 200
 
 
 def _headers(scope: dict) -> dict[str, str]:
@@ -293,7 +303,7 @@ class HttpJsonApp:
             self._report(err, ctx, exc)
             await self._send_error_safely(send, err, ctx)
             return
-        await send_bytes(send, 200, body, header_list(ctx.response_headers))
+        await send_bytes(send, _http_status(result), body, header_list(ctx.response_headers))
 
     async def _send_error_safely(self, send, err: TradewireError, ctx: CallContext) -> None:
         try:

@@ -5,6 +5,7 @@ a trade the outage cut off ends then, and nothing of it is lost."""
 import asyncio
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -163,11 +164,16 @@ async def test_health_says_the_store_is_down_on_every_protocol_and_serving_again
                          what="grpc.health.v1 NOT_SERVING")
         for client in clients.values():
             assert await store_component(client) == spb.SERVING_STATUS_NOT_SERVING
+        async with httpx.AsyncClient(timeout=5) as http:  # what a load balancer's HTTP check reads
+            down = await http.get(f"{gateway.http_url}/v1/health")
+        assert down.status_code == 503 and down.json()["status"] == "SERVING_STATUS_NOT_SERVING"
         store.start()
         await eventually(lambda: equals(standard_status(), health_pb2.HealthCheckResponse.SERVING),
                          what="grpc.health.v1 SERVING again")
         for client in clients.values():
             assert await eventually(lambda c=client: equals(store_component(c), spb.SERVING_STATUS_SERVING))
+        async with httpx.AsyncClient(timeout=5) as http:
+            assert (await http.get(f"{gateway.http_url}/v1/health")).status_code == 200
     finally:
         await channel.close()
         for client in clients.values():
