@@ -58,7 +58,8 @@ class Metrics:
                                          buckets=_LATENCY_BUCKETS, registry=r)
         # replicas on a shared store (core/shared/redis_replicas.py), and its outages
         self.replicas_alive = Gauge("tradewire_replicas_alive",
-                                    "Replicas beating on the shared store, this one included", registry=r)
+                                    "Replicas beating on the shared store, this one included "
+                                    "(0 without a shared store: [shared] redis_url)", registry=r)
         self.trades_handed_over = Counter("tradewire_trades_handed_over_total",
                                           "Running trades moved between replicas: adopted here from one presumed "
                                           "dead, or lost by this one to another", ["direction"], registry=r)
