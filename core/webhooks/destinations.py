@@ -60,8 +60,10 @@ def _ipv4_shorthand(name: str) -> str | None:
 
 
 def host_refusal(host: str) -> str | None:
-    """Why ``host`` is refused without resolving it (a localhost name, a non-global literal)."""
-    name = host.rstrip(".").lower()
+    """Why ``host`` is refused without resolving it (a localhost name, a non-global literal).
+    Judged as a resolver reads it: in its ASCII (IDNA) form, where "１２７.０.０.１", "127。0。0。1"
+    and "ⓛⓞⓒⓐⓛⓗⓞⓢⓣ" are 127.0.0.1 and localhost."""
+    name = _ascii_name(host)
     if name == "localhost" or name.endswith(".localhost"):
         return f"{host} is this machine"
     try:
@@ -75,6 +77,15 @@ def host_refusal(host: str) -> str | None:
 
 
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
+
+
+def _ascii_name(host: str) -> str:
+    """``host`` lower-cased in its ASCII form (IDNA maps full-width digits, ideographic dots and
+    the like); as given when it has none (an IPv6 literal, or no valid name at all)."""
+    try:
+        return host.rstrip(".").encode("idna").decode("ascii").rstrip(".").lower()
+    except UnicodeError:
+        return host.rstrip(".").lower()
 
 
 def is_host_name(host: str) -> bool:

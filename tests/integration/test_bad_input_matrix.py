@@ -60,6 +60,13 @@ MESSAGE_CASES = [
      "webhook_url"),
     ("webhook-invalid-host-name", base(webhook_url="https://exa mple.com/hook"), "INVALID_ARGUMENT", "webhook_url"),
     ("webhook-malformed-ipv6", base(webhook_url="https://[zz]/hook"), "INVALID_ARGUMENT", "webhook_url"),
+    # a name a resolver reads as loopback once in its ASCII (IDNA) form
+    ("webhook-to-loopback-full-width", base(webhook_url="https://１２７.０.０.１/hook"), "INVALID_ARGUMENT",
+     "webhook_url"),
+    ("webhook-to-loopback-ideographic-dots", base(webhook_url="https://127。0。0。1/hook"), "INVALID_ARGUMENT",
+     "webhook_url"),
+    ("webhook-to-localhost-enclosed-letters", base(webhook_url="https://ⓛⓞⓒⓐⓛⓗⓞⓢⓣ/hook"), "INVALID_ARGUMENT",
+     "webhook_url"),
     ("webhook-unclosed-ipv6", base(webhook_url="https://user:pw@["), "INVALID_ARGUMENT", "webhook_url"),
     # a request id is logged and audited: one shaped like a credential is refused, not written down
     ("request-id-shaped-like-a-jwt", base(request_id="eyJhbGciOiAiSFMyNTYifQ.eyJzdWIiOiAieCJ9.8OboomGxv07K"),
