@@ -70,6 +70,11 @@ class CallContext:
     started: float = field(default_factory=time.monotonic)
     started_unix_ns: int = field(default_factory=time.time_ns)
     response_headers: dict[str, str] = field(default_factory=dict)
+    # Set by Pipeline.authenticate_first, for a transport that reads the request only once the
+    # credentials are known good: the call's ids, span and authentication are done already.
+    authenticated: bool = False
+    # The call's end is recorded (or will be, by Pipeline.call): never a second time.
+    recorded: bool = False
 
     def time_remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()

@@ -3,7 +3,10 @@
 DESIGN.md §2 in code: the context is established first, then :data:`Pipeline.STEPS` is the
 visible list; each step has one job.
 The trade-specific last steps — de-duplicate and route — are TradeRunner's, and the record
-step runs when the call ends (:meth:`Pipeline.call`), whatever the outcome.
+step runs when the call ends (:meth:`Pipeline.call`), whatever the outcome. A transport that
+reads and parses a request body itself (HTTP/JSON, Connect, gRPC-Web) runs the first steps
+— context, draining, authentication — from the headers before reading it
+(:meth:`Pipeline.authenticate_first`); :meth:`Pipeline.call` then goes on from there.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -69,6 +72,8 @@ class Pipeline:
         self.recorder = recorder
         self.tracing = tracing
         self.STEPS = (self.refuse_while_draining, self.authenticate, self.authorize, self.rate_limit, self.validate)
+        # A call authenticate_first admitted: draining is checked again (its body took a while).
+        self._after_authentication = (self.refuse_while_draining, self.authorize, self.rate_limit, self.validate)
         # Set by TradeService to its own draining flag (begin_drain), so a shutting-down
         # gateway says UNAVAILABLE before anything else — not UNAUTHENTICATED to a bad key.
         self.is_draining: Callable[[], bool] = lambda: False
@@ -81,17 +86,21 @@ class Pipeline:
         """Run the admission steps, yield the admitted call, then record how it ended.
 
         Errors leave as TradewireError only: anything unexpected is logged with its
-        traceback here and reaches the caller as a bare INTERNAL.
+        traceback here and reaches the caller as a bare INTERNAL. A context that
+        :meth:`authenticate_first` admitted keeps its ids, span and principal.
         """
         call = Call(ctx, request)
         code, reason = Code.OK, ""
-        with self.tracing.call_span(ctx):
-            self.establish_context(call)  # first: everything after carries the call's ids
+        early = ctx.authenticated
+        with contextlib.nullcontext() if early else self.tracing.call_span(ctx):
+            if not early:
+                self.establish_context(call)  # first: everything after carries the call's ids
+            ctx.recorded = True
             fields = call_fields.set({"request_id": ctx.request_id, "correlation_id": ctx.correlation_id,
                                       "trace_id": ctx.trace_id})
             self.recorder.call_started(ctx)
             try:
-                for step in self.STEPS:
+                for step in self._after_authentication if early else self.STEPS:
                     with self.tracing.step_span(step.__name__):
                         step(call)
                 yield call
@@ -116,12 +125,65 @@ class Pipeline:
                 with contextlib.suppress(ValueError):  # a stream may be closed from another context
                     call_fields.reset(fields)
 
+    @contextlib.contextmanager
+    def authenticate_first(self, ctx: CallContext) -> Iterator[None]:
+        """For a transport that reads the request itself (a body to parse): the call's first
+        steps from its headers alone — its context, the draining refusal, authentication — so a
+        caller without valid credentials is refused before anything it sent is read.
+
+        The block is the rest of the call: reading the request, then :meth:`call`, which goes
+        on from here (same ids, principal and span; no second authentication). A refusal here
+        is recorded as :meth:`call` records one and raised before the block; a TradewireError
+        raised in the block before :meth:`call` took the call (its body did not decode) is
+        recorded as a refused call."""
+        call = Call(ctx, None)
+        with self.tracing.call_span(ctx):
+            self.establish_context(call)
+            fields = call_fields.set({"request_id": ctx.request_id, "correlation_id": ctx.correlation_id,
+                                      "trace_id": ctx.trace_id})
+            try:
+                try:
+                    for step in (self.refuse_while_draining, self.authenticate):
+                        with self.tracing.step_span(step.__name__):
+                            step(call)
+                except TradewireError as exc:
+                    ctx.response_headers.update(exc.headers)
+                    self._refused_early(ctx, exc)
+                    raise
+                except self.store_outages as exc:
+                    log.warning("%s: the shared store did not answer: %s: %s", ctx.method, exc.__class__.__name__,
+                                exc)
+                    error = store_unavailable()
+                    self._refused_early(ctx, error)
+                    raise error from None
+                except Exception:
+                    log.exception("unexpected error in %s", ctx.method)
+                    error = internal_error()
+                    self._refused_early(ctx, error)
+                    raise error from None
+                ctx.authenticated = True
+                try:
+                    yield
+                except TradewireError as exc:
+                    self._refused_early(ctx, exc)  # (nothing when the call itself recorded its end)
+                    raise
+            finally:
+                with contextlib.suppress(ValueError):
+                    call_fields.reset(fields)
+
+    def _refused_early(self, ctx: CallContext, error: TradewireError) -> None:
+        if not ctx.recorded:
+            self.tracing.set_outcome(error.code.name, int(error.code), error.reason)
+            self.record_refused(ctx, error)
+
     def record_refused(self, ctx: CallContext, error: TradewireError) -> None:
         """A call its adapter refused before admission (its message did not decode, its body
         was too large): it gets ids, and is counted, audited and logged like any other call."""
-        if ctx.request_id:  # admitted: the call itself records its end
+        if ctx.recorded:  # admitted: the call itself records its end
             return
-        self.establish_context(Call(ctx, None))
+        ctx.recorded = True
+        if not ctx.request_id:  # (authenticate_first gave it its ids already)
+            self.establish_context(Call(ctx, None))
         self.recorder.call_started(ctx)
         self.recorder.call_finished(ctx, error.code, error.reason)
 
@@ -149,6 +211,8 @@ class Pipeline:
     def authenticate(self, call: Call) -> None:
         """Principal from the credentials; every attempt recorded; failures limited per peer."""
         ctx = call.ctx
+        if ctx.authenticated:  # by authenticate_first, from the headers before the body was read
+            return
         public = METHOD_ACCESS.get(ctx.method) is Access.PUBLIC
         if public and not ("authorization" in ctx.headers or "x-api-key" in ctx.headers):
             return

@@ -19,6 +19,11 @@ ready; here the stream is cancelled at once, so it frees what it holds immediate
 that names no method goes straight to connect-python (404): a name the client made up never
 becomes a metrics label or an audit row.
 
+A call whose request is checked here is authenticated from its headers first (core's
+Pipeline.authenticate_first), so a caller without valid credentials, or a peer throttled for
+failed authentications, is refused before its body (or GET query) is read or inflated; the
+refusal is answered by connect-python through the adapter, as any refused call.
+
 This listener is uvicorn, HTTP/1.1: a request body and its response cannot flow at the same
 time, so bidirectional streaming (TradeSession) cannot be full duplex here. It answers
 UNIMPLEMENTED (reason DUPLEX_UNSUPPORTED) naming native gRPC as the way, rather than
@@ -31,11 +36,13 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
 import json
 import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, urlencode
 
 from connectrpc.errors import ConnectError
@@ -54,6 +61,22 @@ log = logging.getLogger("tradewire.gateway")
 
 # core's Pipeline.record_refused: records a call refused before admission
 RecordRefused = Callable[[CallContext, TradewireError], None]
+# core's Pipeline.authenticate_first: a call's first steps, from its headers, before its body is read
+AuthenticateFirst = Callable[[CallContext], contextlib.AbstractContextManager]
+
+
+@dataclass
+class _FirstSteps:
+    """A call ConnectCompat authenticated from its headers before reading its body, handed to
+    ConnectAdapter (connect-python runs the handler in the task, or a copy of its context):
+    the adapter goes on with this context, or answers ``refusal`` as it answers any error."""
+
+    ctx: CallContext
+    refusal: TradewireError | None = None
+
+
+_FIRST_STEPS: contextvars.ContextVar[_FirstSteps | None] = contextvars.ContextVar("tradewire_first_steps",
+                                                                                  default=None)
 
 
 def _snake(name: str) -> str:
@@ -83,18 +106,25 @@ class ConnectAdapter:
             setattr(self, _snake(rpc.name), self._bind(rpc, getattr(service, rpc.name)))
 
     @staticmethod
-    def _context(rpc: Rpc, request_context) -> tuple[CallContext, float | None]:
-        headers = request_context.request_headers()
+    def _context(rpc: Rpc, request_context) -> tuple[CallContext, float | None, TradewireError | None]:
+        """The call's context (the one ConnectCompat authenticated, when it did), its timeout,
+        and the refusal ConnectCompat found in its headers, for the adapter to answer."""
         timeout_ms = request_context.timeout_ms()
         timeout = None if timeout_ms is None else timeout_ms / 1000
+        deadline = None if timeout is None else time.monotonic() + timeout
+        first = _FIRST_STEPS.get()
+        if first is not None and first.ctx.method == rpc.name:
+            first.ctx.deadline = deadline
+            return first.ctx, timeout, first.refusal
+        headers = request_context.request_headers()
         ctx = CallContext(
             protocol=_protocol(headers.get("content-type", "")),
             method=rpc.name,
             headers=combine_headers(headers.allitems()),
             peer=request_context.client_address() or "",
-            deadline=None if timeout is None else time.monotonic() + timeout,
+            deadline=deadline,
         )
-        return ctx, timeout
+        return ctx, timeout, None
 
     @staticmethod
     def _send_headers(ctx: CallContext, request_context) -> None:
@@ -105,15 +135,17 @@ class ConnectAdapter:
     def _bind(self, rpc: Rpc, method: Callable) -> Callable:
         if rpc.client_streaming:
             async def duplex_unsupported(requests, request_context) -> AsyncIterator:
-                ctx, _ = self._context(rpc, request_context)
+                ctx, _, _ = self._context(rpc, request_context)
                 raise to_connect_error(duplex_unsupported_error(rpc.name), ctx)
                 yield  # pragma: no cover - an async generator, as connect-python expects for streams
             return duplex_unsupported
 
         if not rpc.server_streaming:
             async def unary(request, request_context):
-                ctx, timeout = self._context(rpc, request_context)
+                ctx, timeout, refusal = self._context(rpc, request_context)
                 try:
+                    if refusal is not None:
+                        raise refusal
                     async with asyncio.timeout(timeout):  # connect-python parses but does not enforce it
                         response = await method(request, ctx)
                 except TimeoutError:
@@ -126,8 +158,8 @@ class ConnectAdapter:
             return unary
 
         async def stream(request, request_context) -> AsyncIterator:
-            ctx, timeout = self._context(rpc, request_context)
-            messages = method(request, ctx)
+            ctx, timeout, refusal = self._context(rpc, request_context)
+            messages = method(request, ctx) if refusal is None else _refusing(refusal)
             try:
                 async with asyncio.timeout(timeout):
                     first = True
@@ -144,6 +176,11 @@ class ConnectAdapter:
             finally:
                 await messages.aclose()
         return stream
+
+
+async def _refusing(error: TradewireError) -> AsyncIterator:
+    raise error
+    yield  # pragma: no cover - an async generator, as a stream's messages are
 
 
 # -- connect-python 0.9 gaps -----------------------------------------------------------------
@@ -230,6 +267,18 @@ _STREAM_DECODERS = {b"application/connect+json": decode_json, b"application/conn
 _ENVELOPED = frozenset((b"application/connect+json", b"application/connect+proto", *_GRPC_WEB))
 _QUERY_DECODERS = {"json": lambda raw, input_cls: decode_json(raw or b"null", input_cls), "proto": _decode_proto}
 _ACCEPT_POST = (b"accept-post", b"application/json, application/proto")  # as connect-python's 415s
+_TEXT_AS_BINARY = b"application/grpc-web+proto"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A call whose request ConnectCompat checks, as its headers describe it."""
+
+    input_cls: type
+    decode: Callable | None  # None for a GET (its query is checked)
+    content_type: bytes
+    encoding_header: bytes  # where its compression is named
+    compression: str
 
 
 def _encoding_header(content_type: bytes) -> bytes:
@@ -292,12 +341,21 @@ def _connect_error_body(error: TradewireError) -> bytes:
 
 
 class ConnectCompat:
-    """ASGI middleware in front of the Connect application (see module docstring)."""
+    """ASGI middleware in front of the Connect application (see module docstring).
 
-    def __init__(self, app, max_body_bytes: int, record_refused: RecordRefused | None = None) -> None:
+    With ``authenticate_first`` (core's Pipeline.authenticate_first), a call whose request is
+    known to be one to check here is authenticated from its headers before its body (or GET
+    query) is read: a caller without valid credentials is refused without anything it sent
+    being read, inflated or parsed. Its refusal, and the call once admitted, go on with that
+    same context (:class:`_FirstSteps`), so connect-python answers them as it answers any call.
+    """
+
+    def __init__(self, app, max_body_bytes: int, record_refused: RecordRefused | None = None,
+                 authenticate_first: AuthenticateFirst | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.record_refused = record_refused
+        self.authenticate_first = authenticate_first
         self._names = {rpc.path: rpc.name for rpc in RPCS}
         self._inputs = {rpc.name: message_factory.GetMessageClass(rpc.descriptor.input_type)
                         for rpc in RPCS if not rpc.client_streaming and not rpc.server_streaming}
@@ -320,35 +378,63 @@ class ConnectCompat:
         content_type = dict(headers).get(b"content-type", b"")
         if _native_grpc(content_type):  # connect-python: 500, it needs HTTP trailers
             return await self._send_error(send, _NATIVE_GRPC_REFUSED, 415, [_ACCEPT_POST])
-        if content_type in _GRPC_WEB_TEXT:
-            return await self._grpc_web_text(scope, receive, send)
+        text = content_type in _GRPC_WEB_TEXT
+        if text:  # served as binary gRPC-Web in between: the body is decoded as it is read
+            content_type = _TEXT_AS_BINARY
+            scope = {**scope, "headers": [(k, content_type if k == b"content-type" else v)
+                                          for k, v in headers if k != b"content-length"]}
+            send = _text_send(send)
         allowed = ("GET", "POST") if method_name in self._gettable else ("POST",)
         if scope["method"] not in allowed:
             return await self._send_status(send, 405, [(b"allow", ", ".join(allowed).encode())])
         streaming = method_name in self._streams
         run = self._stream_until_disconnect if streaming else self.app
         try:
-            checked = await self._checked(scope, receive, method_name, content_type, streaming)
+            plan = self._plan(scope, method_name, content_type, streaming)
+            if plan is None and text:  # (connect-python reads binary gRPC-Web only)
+                receive = _replaying(await self._read_body(receive, text=True), receive)
         except TradewireError as error:
             return await self._refuse(scope, send, error, content_type, streaming)
-        if checked is None:  # left to connect-python (or the adapter) to answer
+        if plan is None:  # left to connect-python (or the adapter) to answer
             return await run(scope, receive, send)
-        scope, body = checked
-        if scope["method"] == "GET":
-            await self.app(scope, receive, send)
-        elif streaming:
-            await self._stream_until_disconnect(scope, _replaying(body, receive), send)
-        else:
-            await self._unary_until_disconnect(scope, _replaying(body, receive), send, receive)
+        ctx = _call_context(scope, method_name)
+        first = self.authenticate_first(ctx) if self.authenticate_first is not None else contextlib.nullcontext()
+        reading = False
+        try:
+            with first:  # the credentials, from the headers (a refusal is raised here, recorded)
+                reading = True
+                scope, body = await self._checked(scope, receive, plan, text)
+                token = _FIRST_STEPS.set(_FirstSteps(ctx) if ctx.authenticated else None)
+                try:
+                    if scope["method"] == "GET":
+                        await self.app(scope, receive, send)
+                    elif streaming:
+                        await self._stream_until_disconnect(scope, _replaying(body, receive), send)
+                    else:
+                        await self._unary_until_disconnect(scope, _replaying(body, receive), send, receive)
+                finally:
+                    _FIRST_STEPS.reset(token)
+                return
+        except TradewireError as error:
+            refusal = error
+        if reading:  # the request did not pass its checks (recorded with the call's ids)
+            return await self._refuse(scope, send, refusal, content_type, streaming, ctx)
+        # Refused from its headers (its body unread): answered by connect-python from an empty
+        # request, the adapter raising the refusal, so the answer is a refused call's as ever.
+        scope, body = _empty_request(scope, plan)
+        token = _FIRST_STEPS.set(_FirstSteps(ctx, refusal))
+        try:
+            await self.app(scope, _replaying(body, receive), send)
+        finally:
+            _FIRST_STEPS.reset(token)
 
     def _method_name(self, scope) -> str | None:
         path = scope["path"]
         return self._names.get(path) or self._names.get(path.removeprefix(scope.get("root_path", "")))
 
-    async def _checked(self, scope, receive, method_name: str, content_type: bytes,
-                       streaming: bool) -> tuple[dict, bytes] | None:
-        """The call's scope and body to hand connect-python once its request is known good
-        (TradewireError otherwise); None for what connect-python reads and answers itself."""
+    def _plan(self, scope, method_name: str, content_type: bytes, streaming: bool) -> _Plan | None:
+        """What its headers say of a call whose request is checked here (TradewireError for bad
+        ones); None for what connect-python (or the adapter) reads and answers itself."""
         headers = dict(scope["headers"])
         _check_timeout(headers, content_type)
         if streaming:
@@ -358,59 +444,51 @@ class ConnectCompat:
         if input_cls is None:  # TradeSession: the adapter refuses it
             return None
         if scope["method"] == "GET":
-            return _checked_query(scope, input_cls, self.max_body_bytes), b""
+            query = _query(scope)
+            if _QUERY_DECODERS.get(query.get("encoding", [""])[0]) is None or "message" not in query:
+                return None  # connect-python refuses what it cannot read
+            return _Plan(input_cls, None, content_type, b"", "identity")
         if decode is None:  # a content type connect-python refuses (415)
             return None
         encoding_header = _encoding_header(content_type)
         compression = _compression(headers.get(encoding_header, b"identity").decode("latin-1"),
                                    encoding_header.decode())
-        body = await self._read_body(receive)
-        message = _message(body, content_type, compression, self.max_body_bytes)
+        return _Plan(input_cls, decode, content_type, encoding_header, compression)
+
+    async def _checked(self, scope, receive, plan: _Plan, text: bool) -> tuple[dict, bytes]:
+        """The call's scope and body to hand connect-python once its request is known good
+        (TradewireError otherwise)."""
+        if scope["method"] == "GET":
+            return _checked_query(scope, plan.input_cls, self.max_body_bytes), b""
+        body = await self._read_body(receive, text)
+        message = _message(body, plan.content_type, plan.compression, self.max_body_bytes)
         if message is None:
             return scope, body
-        decode(message, input_cls)
+        plan.decode(message, plan.input_cls)
         # handed on uncompressed: connect-python inflates no more
         scope = {**scope, "headers": [(k, v) for k, v in scope["headers"]
-                                      if k not in (encoding_header, b"content-length")]}
-        return scope, _forwarded(message, content_type)
+                                      if k not in (plan.encoding_header, b"content-length")]}
+        return scope, _forwarded(message, plan.content_type)
 
-    async def _grpc_web_text(self, scope, receive, send) -> None:
-        """gRPC-Web's text mode (grpc-web's JavaScript client by default), which connect-python
-        does not speak: the body is base64, both ways. Served as binary gRPC-Web in between;
-        each response chunk is encoded on its own (padded), which text-mode clients decode."""
-        async def text_send(message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [
-                    (k, _TEXT_CONTENT_TYPE if k == b"content-type" else v)
-                    for k, v in message.get("headers", ()) if k != b"content-length"]}
-            elif message["type"] == "http.response.body" and message.get("body"):
-                message = {**message, "body": base64.b64encode(message["body"])}
-            await send(message)
-
-        binary = b"application/grpc-web+proto"
-        try:
-            body = _b64_chunks(await self._read_body(receive, limit=self.max_body_bytes * 4 // 3 + 4))
-        except TradewireError as error:
-            return await self._refuse(scope, text_send, error, binary, streaming=False)
-        headers = [(k, binary if k == b"content-type" else v) for k, v in scope["headers"] if k != b"content-length"]
-        await self({**scope, "headers": headers}, _replaying(body, receive), text_send)
-
-    async def _read_body(self, receive, limit: int | None = None) -> bytes:
+    async def _read_body(self, receive, text: bool = False) -> bytes:
+        """The request body; gRPC-Web text's (base64: a third larger) decoded."""
+        limit = self.max_body_bytes * 4 // 3 + 4 if text else self.max_body_bytes
         body, more = b"", True
         while more:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > (limit or self.max_body_bytes):
+            if len(body) > limit:
                 raise TradewireError("PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes")
-        return body
+        return _b64_chunks(body) if text else body
 
-    async def _refuse(self, scope, send, error: TradewireError, content_type: bytes, streaming: bool) -> None:
+    async def _refuse(self, scope, send, error: TradewireError, content_type: bytes, streaming: bool,
+                      ctx: CallContext | None = None) -> None:
         """Answer a call refused here in its protocol's error form; it is recorded as a call of
-        its method, and its ids go back in the headers."""
+        its method (``ctx``, when it has one already), and its ids go back in the headers."""
         extra: list[tuple[bytes, bytes]] = []
         if self.record_refused is not None:
-            ctx = _call_context(scope)
+            ctx = ctx or _call_context(scope)
             self.record_refused(ctx, error)
             extra = [(name.encode(), value.encode()) for name, value in ctx.response_headers.items()]
         if content_type in _GRPC_WEB:
@@ -512,8 +590,7 @@ class ConnectCompat:
 def _checked_query(scope, input_cls, limit: int) -> dict:
     """A GET call's scope once its ``message`` query parameter is known to decode as its
     method's input; a compressed one is handed on inflated (as base64)."""
-    # latin-1: the percent-decoded bytes as they are (a proto message is binary)
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+    query = _query(scope)
     decode = _QUERY_DECODERS.get(query.get("encoding", [""])[0])
     if decode is None or "message" not in query:
         return scope  # connect-python refuses what it cannot read
@@ -529,11 +606,44 @@ def _checked_query(scope, input_cls, limit: int) -> dict:
     return {**scope, "query_string": urlencode(query, doseq=True, encoding="latin-1").encode()}
 
 
-def _call_context(scope) -> CallContext:
-    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+def _call_context(scope, method: str = "") -> CallContext:
+    """The call's context from its scope, as ConnectAdapter builds it from connect-python's."""
+    headers = combine_headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"])
     client = scope.get("client")
-    return CallContext(protocol=_protocol(headers.get("content-type", "")), method=scope["path"].rsplit("/", 1)[-1],
+    return CallContext(protocol=_protocol(headers.get("content-type", "")),
+                       method=method or scope["path"].rsplit("/", 1)[-1],
                        headers=headers, peer=f"{client[0]}:{client[1]}" if client else "")
+
+
+def _query(scope) -> dict[str, list[str]]:
+    # latin-1: the percent-decoded bytes as they are (a proto message is binary)
+    return parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+
+
+def _empty_request(scope, plan: _Plan) -> tuple[dict, bytes]:
+    """The scope and body connect-python is given for a call refused before its request was
+    read: the same call (method, headers, protocol) with an empty message."""
+    if scope["method"] == "GET":
+        query = {k: v for k, v in _query(scope).items() if k not in ("message", "base64", "compression")}
+        query["message"] = ["{}" if query.get("encoding", [""])[0] == "json" else ""]
+        return {**scope, "query_string": urlencode(query, doseq=True, encoding="latin-1").encode()}, b""
+    headers = [(k, v) for k, v in scope["headers"] if k not in (plan.encoding_header, b"content-length")]
+    return {**scope, "headers": headers}, _forwarded(b"", plan.content_type)
+
+
+def _text_send(send):
+    """gRPC-Web's text mode (grpc-web's JavaScript client by default), which connect-python does
+    not speak: the body is base64, both ways. It is served as binary gRPC-Web in between; each
+    response chunk is encoded on its own (padded), which text-mode clients decode."""
+    async def text_send(message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [
+                (k, _TEXT_CONTENT_TYPE if k == b"content-type" else v)
+                for k, v in message.get("headers", ()) if k != b"content-length"]}
+        elif message["type"] == "http.response.body" and message.get("body"):
+            message = {**message, "body": base64.b64encode(message["body"])}
+        await send(message)
+    return text_send
 
 
 def _replaying(body: bytes, receive):
@@ -551,4 +661,6 @@ def _replaying(body: bytes, receive):
 
 def build_connect_app(service, max_body_bytes: int, record_refused: RecordRefused | None = None):
     app = TradeExecutionServiceASGIApplication(ConnectAdapter(service), read_max_bytes=max_body_bytes)
-    return ConnectCompat(app, max_body_bytes, record_refused)
+    # core's pipeline, when the service has one: credentials are checked before a body is read
+    authenticate_first = getattr(getattr(service, "pipeline", None), "authenticate_first", None)
+    return ConnectCompat(app, max_body_bytes, record_refused, authenticate_first)

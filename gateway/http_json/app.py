@@ -2,12 +2,15 @@
 
 Build time does everything that depends only on the contract (templates → regexes, query
 name tables, message classes, handlers, the OpenAPI document and docs page). A request
-then does: match → decode (body, query, path) → call the core → encode. The adapter holds
-no policy: auth, validation, rate limits and the rest run in the core for every protocol.
+then does: match → the core's first steps from its headers (Pipeline.authenticate_first: a
+caller without valid credentials is refused before its body is read) → decode (body, query,
+path) → call the core → encode. The adapter holds no policy: auth, validation, rate limits
+and the rest run in the core for every protocol.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 from collections.abc import Callable
@@ -171,6 +174,9 @@ class HttpJsonApp:
             raise ValueError("max_body_bytes must be positive")
         self.service_descriptor = service_descriptor
         self.max_body_bytes = max_body_bytes
+        # core's Pipeline.authenticate_first (a service without a pipeline: none, calls as they come)
+        self._authenticate_first = getattr(getattr(service, "pipeline", None), "authenticate_first", None) \
+            or _no_first_steps
         self.on_error = on_error
         self.fallback = fallback
         entries: list[tuple[PathTemplate, str, object]] = []
@@ -271,20 +277,21 @@ class HttpJsonApp:
                 raise duplex_unsupported_error(route.rpc)
             if route.handler is None:
                 raise TradewireError("UNIMPLEMENTED", f"{route.rpc} is not implemented")
-            request = await self._decode(route, scope, receive, values, headers)
-            if route.kind is Kind.SERVER_STREAM:
-                framer = Framer(wants_sse(headers.get("accept")), route.has_sequence)
-                handler = route.handler
-                await serve_stream(
-                    lambda: handler(request, ctx),
-                    framer,
-                    send,
-                    receive,
-                    ctx.response_headers,
-                    lambda err, exc: self._report(err, ctx, exc),
-                )
-                return
-            result = await until_disconnect(route.handler(request, ctx), receive)  # (its body is read)
+            with self._authenticate_first(ctx):  # from the headers: no body is read for a bad caller
+                request = await self._decode(route, scope, receive, values, headers)
+                if route.kind is Kind.SERVER_STREAM:
+                    framer = Framer(wants_sse(headers.get("accept")), route.has_sequence)
+                    handler = route.handler
+                    await serve_stream(
+                        lambda: handler(request, ctx),
+                        framer,
+                        send,
+                        receive,
+                        ctx.response_headers,
+                        lambda err, exc: self._report(err, ctx, exc),
+                    )
+                    return
+                result = await until_disconnect(route.handler(request, ctx), receive)  # (its body is read)
             if getattr(getattr(result, "DESCRIPTOR", None), "full_name", None) != route.output_name:
                 raise TypeError(f"{route.rpc} returned {type(result).__name__}, expected {route.output_name}")
             if route.response_field:
@@ -344,6 +351,10 @@ class HttpJsonApp:
         if resume is not None and "last-event-id" in headers and not ({resume.name, resume.json_name} & given):
             setattr(message, resume.name, _resume_after(headers["last-event-id"], resume))
         return message
+
+
+def _no_first_steps(ctx: CallContext) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext()
 
 
 def _resume_after(last_event_id: str, resume: FieldDescriptor) -> int:
