@@ -111,14 +111,10 @@ class Pipeline:
             except (asyncio.CancelledError, GeneratorExit):  # the caller went away
                 code = Code.CANCELLED
                 raise
-            except self.store_outages as exc:
-                log.warning("%s: the shared store did not answer: %s: %s", ctx.method, exc.__class__.__name__, exc)
-                code, reason = Code.UNAVAILABLE, "STORE_UNAVAILABLE"
-                raise store_unavailable() from None
-            except Exception:
-                log.exception("unexpected error in %s", ctx.method)
-                code, reason = Code.INTERNAL, "INTERNAL"
-                raise internal_error() from None
+            except Exception as exc:
+                error = self._caller_error(ctx, exc)
+                code, reason = error.code, error.reason
+                raise error from None
             finally:
                 self.tracing.set_outcome(code.name, int(code), reason)
                 self.recorder.call_finished(ctx, code, reason)
@@ -150,15 +146,8 @@ class Pipeline:
                     ctx.response_headers.update(exc.headers)
                     self._refused_early(ctx, exc)
                     raise
-                except self.store_outages as exc:
-                    log.warning("%s: the shared store did not answer: %s: %s", ctx.method, exc.__class__.__name__,
-                                exc)
-                    error = store_unavailable()
-                    self._refused_early(ctx, error)
-                    raise error from None
-                except Exception:
-                    log.exception("unexpected error in %s", ctx.method)
-                    error = internal_error()
+                except Exception as exc:
+                    error = self._caller_error(ctx, exc)
                     self._refused_early(ctx, error)
                     raise error from None
                 ctx.authenticated = True
@@ -170,6 +159,16 @@ class Pipeline:
             finally:
                 with contextlib.suppress(ValueError):
                     call_fields.reset(fields)
+
+    def _caller_error(self, ctx: CallContext, exc: Exception) -> TradewireError:
+        """What the caller gets for an exception that is not a TradewireError: UNAVAILABLE
+        STORE_UNAVAILABLE when the shared store did not answer (retryable), else a bare
+        INTERNAL (its traceback logged here, never sent)."""
+        if isinstance(exc, self.store_outages):
+            log.warning("%s: the shared store did not answer: %s: %s", ctx.method, exc.__class__.__name__, exc)
+            return store_unavailable()
+        log.error("unexpected error in %s", ctx.method, exc_info=exc)
+        return internal_error()
 
     def _refused_early(self, ctx: CallContext, error: TradewireError) -> None:
         if not ctx.recorded:
