@@ -39,6 +39,18 @@ class ServerConfig(_Model):
     # Serving processes on the same two ports (SO_REUSEPORT; gateway/workers.py). Each is a
     # replica, so more than one needs [shared] redis_url for the state they must share.
     workers: int = Field(1, ge=1, le=64)
+    # The HTTP/1.1 listener's own limits (gateway/http_limits.py: uvicorn+httptools has none).
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request URL + header names and "
+                                  "values accepted on the HTTP listener; more is answered 431 and the connection closed")
+    max_headers: int = Field(100, ge=1, description="most request headers accepted on the HTTP listener; "
+                             "more is answered 431 and the connection closed")
+    header_timeout_s: float = Field(10.0, gt=0, description="time a request's headers have to arrive, from the "
+                                    "connection's opening or the previous response (408 and close; idle keep-alive "
+                                    "connections are closed after at most this)")
+    body_timeout_s: float = Field(30.0, gt=0, description="time a request body has to arrive after its headers "
+                                  "(408 and close); responses (streams) are not limited")
+    max_pipelined_requests: int = Field(16, ge=1, description="most parsed-but-unanswered requests per HTTP "
+                                        "connection; beyond, the connection is not read until answers drain")
 
 
 class ApiKeyEntry(_Model):

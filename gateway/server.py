@@ -29,6 +29,7 @@ from tradewire.core.config import Settings
 from tradewire.gateway.assembly import Core, StartupError, build_core
 from tradewire.gateway.grpc_server import GrpcServer
 from tradewire.gateway.http_app import build_http_app
+from tradewire.gateway.http_limits import HttpLimits, protocol_class
 
 log = logging.getLogger("tradewire.server")
 
@@ -54,7 +55,7 @@ class Gateway:
                              self.core.service.pipeline.record_refused)
         config = uvicorn.Config(
             app, host=server.http_host, port=server.http_port, loop="none",
-            http="httptools", lifespan="off", access_log=False, log_config=None,
+            http=protocol_class(HttpLimits.from_server_config(server)), lifespan="off", access_log=False, log_config=None,
             timeout_graceful_shutdown=max(1, int(min(server.shutdown_grace_s, settings.shutdown.final_s))),
         )
         self.http = _UvicornServer(config)
