@@ -395,6 +395,8 @@ class ConnectCompat:
                 receive = _replaying(await self._read_body(receive, text=True), receive)
         except TradewireError as error:
             return await self._refuse(scope, send, error, content_type, streaming)
+        except ClientGone:
+            return
         if plan is None:  # left to connect-python (or the adapter) to answer
             return await run(scope, receive, send)
         ctx = _call_context(scope, method_name)
@@ -417,6 +419,8 @@ class ConnectCompat:
                 return
         except TradewireError as error:
             refusal = error
+        except ClientGone:  # it went away before its request was whole: nothing runs, nobody to answer
+            return
         if reading:  # the request did not pass its checks (recorded with the call's ids)
             return await self._refuse(scope, send, refusal, content_type, streaming, ctx)
         # Refused from its headers (its body unread): answered by connect-python from an empty
@@ -476,6 +480,8 @@ class ConnectCompat:
         body, more = b"", True
         while more:
             message = await receive()
+            if message["type"] == "http.disconnect":  # (not the end of the body: nobody to answer)
+                raise ClientGone()
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > limit:

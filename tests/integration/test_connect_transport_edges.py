@@ -5,6 +5,7 @@ protocol's error form (Connect: HTTP status + JSON error; Connect streams: the e
 frame; gRPC-Web: trailers-only, HTTP 200) with the right code and a message naming what is
 wrong — never a 500, never an exception's text."""
 
+import asyncio
 import base64
 import gzip
 import itertools
@@ -18,6 +19,9 @@ from google.rpc import error_details_pb2, status_pb2
 
 from support.trading import eventually, scrape
 from tradewire.v1 import service_pb2 as spb
+
+SOL = "So11111111111111111111111111111111111111112"
+USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 
 SERVICE = "/tradewire.v1.TradeExecutionService"
 EXECUTE, MARKET, STREAM = f"{SERVICE}/ExecuteTrade", f"{SERVICE}/GetMarket", f"{SERVICE}/StreamExecutionStatus"
@@ -370,3 +374,30 @@ def test_connect_media_types_are_case_insensitive_and_a_utf8_charset_any_spellin
 def test_other_media_types_are_still_415(http, gateway, content_type):
     response = http.post(MARKET, content=b"{}", headers=_auth(gateway, **{"content-type": content_type}))
     assert response.status_code == 415, (content_type, response.text)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/grpc-web+json"])
+async def test_a_call_whose_client_leaves_before_its_body_is_whole_never_runs(gateway, content_type):
+    """Its body declared 4 KiB but only a whole, valid trade arrived before the client closed:
+    what did arrive is not taken for the request."""
+    request_id = f"cut-{content_type.rsplit('/', 1)[1].replace('+', '-')}"
+    trade = json.dumps({"requestId": request_id, "mode": "TRADING_MODE_PAPER", "inputMint": SOL,
+                        "outputMint": USDC, "amount": "0.01", "slippageBps": 100}).encode()
+    body = trade if content_type == "application/json" else _frame(trade)
+    head = (f"POST /tradewire.v1.TradeExecutionService/ExecuteTrade HTTP/1.1\r\nhost: x\r\n"
+            f"authorization: Bearer {gateway.key('alice')}\r\ncontent-type: {content_type}\r\n"
+            f"content-length: 4096\r\n\r\n").encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.http_port)
+    writer.write(head + body)
+    await writer.drain()
+    writer.close()  # gone, 4 KiB short
+    await writer.wait_closed()
+    del reader
+
+    async def runs() -> bool:
+        async with httpx.AsyncClient(base_url=gateway.http_url, timeout=5) as http:
+            found = await http.get(f"/v1/trades/{request_id}", headers=_auth(gateway))
+        return found.status_code != 404
+
+    with pytest.raises(AssertionError, match="timed out"):  # (a window to observe that nothing starts)
+        await eventually(runs, timeout=1.5, what="the cut-short trade running")
