@@ -259,6 +259,13 @@ class StreamsConfig(_Model):
                                                             "long while a message waits is dropped")
     session_max_lag: int = Field(1024, ge=16, description="messages a TradeSession may queue for a slow reader "
                                                           "before it is ended with RESOURCE_EXHAUSTED")
+    # An open stream holds a task and memory until its caller closes it (a session never ends
+    # by itself): one caller must not be able to hold them without bound.
+    max_open_per_caller: int = Field(2_000, ge=1, description="status streams and TradeSessions one caller may "
+                                                             "have open at once (more: RESOURCE_EXHAUSTED "
+                                                             "TOO_MANY_STREAMS)")
+    max_open_total: int = Field(20_000, ge=1, description="status streams and TradeSessions open on this "
+                                                          "gateway at once")
     # Older finished trades are replayed from the store. Each kept one is ~13 objects the
     # garbage collector scans on every full collection, so this bounds those pauses too.
     keep_finished: int = Field(1_000, ge=0, description="finished trades whose events stay in memory")

@@ -73,6 +73,7 @@ REASONS: Mapping[str, ReasonSpec] = {
     "RATE_LIMITED": ReasonSpec(Code.RESOURCE_EXHAUSTED),
     "TOO_MANY_IN_FLIGHT": ReasonSpec(Code.RESOURCE_EXHAUSTED),
     "SLOW_CONSUMER": ReasonSpec(Code.RESOURCE_EXHAUSTED),
+    "TOO_MANY_STREAMS": ReasonSpec(Code.RESOURCE_EXHAUSTED),
     # idempotency and lookup
     "DUPLICATE_REQUEST_MISMATCH": ReasonSpec(Code.ALREADY_EXISTS),
     "TRADE_NOT_FOUND": ReasonSpec(Code.NOT_FOUND),

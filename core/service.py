@@ -103,7 +103,7 @@ class TradeService:
     async def StreamExecutionStatus(self, request: spb.StreamExecutionStatusRequest,
                                     ctx: CallContext) -> AsyncIterator[pb.ExecutionStatus]:
         async with self._call(ctx, request):
-            sub = self.hub.subscribe("status")
+            sub = self.hub.subscribe("status", ctx.principal.id)
             events = self.runner.events(ctx.principal.id, request.request_id, request.from_sequence,
                                         heartbeat_s=self.options.heartbeat_s, await_s=self.options.await_trade_s,
                                         subscription=sub)
@@ -353,7 +353,7 @@ class _Session:
         self.ready.set()
 
     async def run(self) -> AsyncIterator[spb.TradeSessionResponse]:
-        sub = self.hub.subscribe("session")
+        sub = self.hub.subscribe("session", self.principal.id)
         unregister = self.hub.on_shutdown(self.ready.set)
         reader = asyncio.create_task(self._read(), name="trade-session-reader")
         ended = "client_gone"

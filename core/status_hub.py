@@ -33,7 +33,7 @@ import asyncio
 import ctypes
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 
 from tradewire.core import lifecycle
@@ -88,10 +88,11 @@ class _Channel:
 class Subscription:
     """One open stream: the task serving it, and since when it waits for its transport."""
 
-    __slots__ = ("kind", "task", "parked_since", "dropped")
+    __slots__ = ("kind", "caller", "task", "parked_since", "dropped")
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, caller: str = "") -> None:
         self.kind = kind  # "status" | "session"
+        self.caller = caller  # the principal it is open for
         self.task: asyncio.Task | None = asyncio.current_task()
         self.parked_since: float | None = None
         self.dropped = False
@@ -105,9 +106,14 @@ class Subscription:
         self.task = asyncio.current_task()
 
 
+def too_many_streams(why: str) -> TradewireError:
+    return TradewireError("TOO_MANY_STREAMS", f"too many open streams: {why}")
+
+
 class StatusHub:
     def __init__(self, keep_finished: int = 1_000, heartbeat_s: float | None = 15.0,
-                 slow_consumer_s: float = 30.0, metrics=None, bus=None) -> None:
+                 slow_consumer_s: float = 30.0, metrics=None, bus=None,
+                 max_open_per_caller: int | None = None, max_open_total: int | None = None) -> None:
         # With a bus (core.shared.redis_events.RedisEventBus), every event is also published
         # to it, and trades running on other replicas are followed through it.
         self.bus = bus
@@ -120,6 +126,10 @@ class StatusHub:
         self.metrics = metrics
         self.closing = False
         self._subscriptions: set[Subscription] = set()
+        # Open streams hold memory and a task each until their caller closes them (a session
+        # never ends by itself): bounded per caller and in all, as running trades are.
+        self.max_open_per_caller, self.max_open_total = max_open_per_caller, max_open_total
+        self._open_by_caller: Counter[str] = Counter()
         self._no_streams = asyncio.Event()
         self._no_streams.set()
         self._watchdog: asyncio.Task | None = None
@@ -269,8 +279,17 @@ class StatusHub:
 
     # -- open streams: registry, shutdown, slow consumers ---------------------------------
 
-    def subscribe(self, kind: str) -> Subscription:
-        sub = Subscription(kind)
+    def subscribe(self, kind: str, caller: str = "") -> Subscription:
+        """Register a stream of ``caller`` (RESOURCE_EXHAUSTED TOO_MANY_STREAMS past a limit)."""
+        if self.max_open_total is not None and len(self._subscriptions) >= self.max_open_total:
+            raise too_many_streams(f"{len(self._subscriptions)} streams are open on this gateway "
+                                   f"(limit {self.max_open_total})")
+        if caller and self.max_open_per_caller is not None and \
+                self._open_by_caller[caller] >= self.max_open_per_caller:
+            raise too_many_streams(f"{self._open_by_caller[caller]} streams of this caller are open "
+                                   f"(limit {self.max_open_per_caller}): close one first")
+        sub = Subscription(kind, caller)
+        self._open_by_caller[caller] += 1
         self._subscriptions.add(sub)
         self._no_streams.clear()
         self._peak_streams = max(self._peak_streams, len(self._subscriptions))
@@ -282,6 +301,9 @@ class StatusHub:
         if sub not in self._subscriptions:
             return
         self._subscriptions.discard(sub)
+        self._open_by_caller[sub.caller] -= 1
+        if not self._open_by_caller[sub.caller]:
+            del self._open_by_caller[sub.caller]
         if not self._subscriptions:
             self._no_streams.set()
         if self.metrics is not None:

@@ -269,6 +269,7 @@ def build_core(settings: Settings) -> Core:
     execution, streams = settings.execution, settings.streams
     hub = StatusHub(keep_finished=streams.keep_finished, heartbeat_s=streams.heartbeat_s,
                     slow_consumer_s=streams.slow_consumer_s, metrics=metrics,
+                    max_open_per_caller=streams.max_open_per_caller, max_open_total=streams.max_open_total,
                     bus=RedisEventBus(shared.async_client, settings.shared.events_retain_s)
                     if shared else None)
     inflight = InFlightRegistry(execution.max_in_flight_per_principal, execution.max_in_flight_total, metrics,

@@ -14,6 +14,7 @@ from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
 TRADES = 100
+MAX_OPEN_PER_CALLER = 5
 SLOW_CONSUMER_S = 1.0
 
 
@@ -23,7 +24,8 @@ def session_gateway(tmp_path_factory):
         tmp_path_factory.mktemp("session"),
         env={"TRADEWIRE_PAPER__REALTIME": "true", "TRADEWIRE_PAPER__LATENCY_MS": "800",
              "TRADEWIRE_EXECUTION__MAX_IN_FLIGHT_PER_PRINCIPAL": "500"},
-        streams_config=f"[streams]\nawait_trade_s = 0.3\nslow_consumer_s = {SLOW_CONSUMER_S}\n",
+        streams_config=f"[streams]\nawait_trade_s = 0.3\nslow_consumer_s = {SLOW_CONSUMER_S}\n"
+                       f"max_open_per_caller = {MAX_OPEN_PER_CALLER}\n",
     ).start()
     yield process
     assert process.stop() == 0, process.log_text()[-3000:]
@@ -197,3 +199,37 @@ async def test_a_session_that_stops_reading_is_dropped_with_a_clear_status(sessi
 
 async def _dropped(gateway) -> bool:
     return await metric(gateway, "tradewire_stream_closes_total", kind="session", reason="slow_consumer") >= 1
+
+
+async def test_a_caller_holds_at_most_its_share_of_open_sessions_and_streams(session_gateway):
+    """Open sessions hold memory until their caller closes them: one caller's are bounded, and
+    the cap refuses a new one clearly (RESOURCE_EXHAUSTED TOO_MANY_STREAMS) without touching others."""
+    key = session_gateway.key("alice")
+    client = GrpcClient(session_gateway.grpc_target)
+    other = make_client("http", session_gateway)
+    sessions = []
+    try:
+        for _ in range(MAX_OPEN_PER_CALLER):
+            session = client.open_session(key)
+            await session.send(session_cancel(unique("nothing")))  # an answer proves it is open
+            await anext(aiter(session))
+            sessions.append(session)
+        extra = client.open_session(key)
+        await extra.send(session_cancel(unique("nothing")))
+        with pytest.raises(RpcFailure) as refused:  # (open, it would answer the cancel: an error event)
+            await asyncio.wait_for(anext(aiter(extra)), 10)
+        assert refused.value.code == "RESOURCE_EXHAUSTED" and refused.value.reason == "TOO_MANY_STREAMS"
+        assert f"limit {MAX_OPEN_PER_CALLER}" in refused.value.message
+        with pytest.raises(RpcFailure) as stream_refused:  # a status stream counts the same
+            await client.stream("StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id="x"), key)
+        assert stream_refused.value.reason == "TOO_MANY_STREAMS"
+        result, _ = await other.unary("ExecuteTrade", trade(unique("others")), session_gateway.key("bob"))
+        assert result.status == pb.TRADE_STATUS_FILLED  # another caller is not held back
+        await sessions.pop().done_sending()  # one closes: a new one opens
+        await eventually(lambda: _sessions(session_gateway, MAX_OPEN_PER_CALLER - 1), what="one session closed")
+        again = client.open_session(key)
+        await again.send(session_cancel(unique("nothing")))
+        assert (await anext(aiter(again))).WhichOneof("event") == "error"  # (an answer: it is open)
+    finally:
+        await client.close()
+        await other.close()

@@ -3,8 +3,11 @@ message, and the slow-consumer watchdog."""
 
 import asyncio
 
+import pytest
+
 from lifecycle_support import until
 from tradewire.core import lifecycle
+from tradewire.core.errors import TradewireError
 from tradewire.core.metrics import Metrics
 from tradewire.core.status_hub import StatusHub
 from tradewire.v1 import trade_pb2 as pb
@@ -135,3 +138,20 @@ async def test_memory_is_released_after_a_burst_of_streams():
     assert await hub.release_memory()
     assert not await hub.release_memory()  # once per burst
     assert metrics.memory_releases._value.get() == 1
+
+
+async def test_open_streams_are_bounded_per_caller_and_in_all():
+    hub = StatusHub(max_open_per_caller=2, max_open_total=3)
+    alices = [hub.subscribe("status", "alice"), hub.subscribe("session", "alice")]
+    with pytest.raises(TradewireError) as per_caller:
+        hub.subscribe("status", "alice")
+    assert per_caller.value.reason == "TOO_MANY_STREAMS" and "limit 2" in per_caller.value.message
+    bobs = hub.subscribe("status", "bob")  # another caller is not held back by alice's
+    with pytest.raises(TradewireError) as in_all:
+        hub.subscribe("status", "carol")
+    assert in_all.value.reason == "TOO_MANY_STREAMS" and "limit 3" in in_all.value.message
+    hub.unsubscribe(alices[0], "completed")  # closing one frees its place, for its caller and in all
+    hub.unsubscribe(alices[0], "completed")  # (twice is once)
+    assert hub.subscribe("status", "alice") and hub.open_streams == 3
+    hub.unsubscribe(bobs, "completed")
+    assert hub.subscribe("status", "carol")
