@@ -52,6 +52,7 @@ from google.protobuf.message import DecodeError
 from tradewire.core.context import CallContext, Protocol, combine_headers
 from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.calls import RPCS, Rpc
+from tradewire.gateway.asgi_scope import scope_headers, scope_peer
 from tradewire.gateway.disconnect import ClientGone, until_disconnect
 from tradewire.gateway.errors import CONNECT_CODE, duplex_unsupported_error, http_status
 from tradewire.gateway.http_json.codec import gunzip, merge_json, parse_json
@@ -614,11 +615,9 @@ def _checked_query(scope, input_cls, limit: int) -> dict:
 
 def _call_context(scope, method: str = "") -> CallContext:
     """The call's context from its scope, as ConnectAdapter builds it from connect-python's."""
-    headers = combine_headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"])
-    client = scope.get("client")
+    headers = scope_headers(scope)
     return CallContext(protocol=_protocol(headers.get("content-type", "")),
-                       method=method or scope["path"].rsplit("/", 1)[-1],
-                       headers=headers, peer=f"{client[0]}:{client[1]}" if client else "")
+                       method=method or scope["path"].rsplit("/", 1)[-1], headers=headers, peer=scope_peer(scope))
 
 
 def _query(scope) -> dict[str, list[str]]:

@@ -22,8 +22,9 @@ import orjson
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
 
-from tradewire.core.context import CallContext, Protocol, combine_headers
+from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import REASONS, TradewireError, internal_error, invalid
+from tradewire.gateway.asgi_scope import scope_headers, scope_peer
 from tradewire.gateway.disconnect import ClientGone, until_disconnect
 from tradewire.gateway.errors import duplex_unsupported_error
 from tradewire.v1 import service_pb2
@@ -130,14 +131,6 @@ def _build_route(service: object, binding: Binding) -> Route:
     )
 
 
-def _peer(scope: dict) -> str:
-    client = scope.get("client")
-    if not client:
-        return ""
-    host, port = client[0], client[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
 def _http_status(result) -> int:
     """200; but a health answer saying NOT_SERVING is 503 (with the same body), so a load
     balancer that reads only the status takes this replica out."""
@@ -145,10 +138,6 @@ def _http_status(result) -> int:
             result.status == service_pb2.SERVING_STATUS_NOT_SERVING:
         return 503
     return 200
-
-
-def _headers(scope: dict) -> dict[str, str]:
-    return combine_headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope.get("headers", ()))
 
 
 class HttpJsonApp:
@@ -270,8 +259,8 @@ class HttpJsonApp:
             await send_bytes(send, 200, target.body, content_type=target.content_type)
             return
         route: Route = target
-        headers = _headers(scope)
-        ctx = CallContext(protocol=Protocol.HTTP_JSON, method=route.rpc, headers=headers, peer=_peer(scope))
+        headers = scope_headers(scope)
+        ctx = CallContext(protocol=Protocol.HTTP_JSON, method=route.rpc, headers=headers, peer=scope_peer(scope))
         try:
             if route.kind is Kind.CLIENT_STREAM:
                 raise duplex_unsupported_error(route.rpc)
