@@ -13,6 +13,7 @@ from setuptools import setup
 ROOTS = {
     "tradewire": "gen/python/tradewire",
     "buf": "gen/python/buf",  # generated buf.validate messages the contract imports
+    "tradewire.protobuf_py": "gen/protobuf_py",  # the same messages for protobuf-py (its JSON codec)
     "tradewire.core": "core",
     "tradewire.gateway": "gateway",
     "tradewire.devnet": "devnet",

@@ -51,6 +51,7 @@ from google.protobuf.message import DecodeError
 
 from tradewire.core.context import CallContext, Protocol, combine_headers
 from tradewire.core.errors import TradewireError, internal_error
+from tradewire.gateway import connect_codec
 from tradewire.gateway.calls import RPCS, Rpc
 from tradewire.gateway.asgi_scope import scope_headers, scope_peer
 from tradewire.gateway.disconnect import ClientGone, until_disconnect
@@ -665,6 +666,7 @@ def _replaying(body: bytes, receive):
 
 
 def build_connect_app(service, max_body_bytes: int, record_refused: RecordRefused | None = None):
+    connect_codec.install()
     app = TradeExecutionServiceASGIApplication(ConnectAdapter(service), read_max_bytes=max_body_bytes)
     # core's pipeline, when the service has one: credentials are checked before a body is read
     authenticate_first = getattr(getattr(service, "pipeline", None), "authenticate_first", None)

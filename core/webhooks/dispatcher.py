@@ -42,6 +42,7 @@ import httpx
 import orjson
 from google.protobuf import json_format
 
+from tradewire.core import protojson
 from tradewire.core.errors import invalid
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.shared import log_failure
@@ -82,7 +83,7 @@ def webhook_body(delivery_id: str, principal_id: str, result: pb.TradeResult) ->
         "principal": principal_id,
         "requestId": result.request_id,
         "status": pb.TradeStatus.Name(result.status),
-        "trade": json_format.MessageToDict(result),
+        "trade": orjson.Fragment(protojson.to_json(result, emit_unpopulated=False)),
     })
 
 

@@ -2,12 +2,12 @@
 
 Decoding checks the JSON against the descriptor first (``diagnose``: proto3 JSON rules,
 camelCase or snake_case names), so every problem is named by its field path (proto names,
-e.g. ``trades[1].slippage_bps``) in our words; then google.protobuf.json_format converts.
-The check runs on every body because ParseDict alone is lenient where a client's mistake
-must not pass: ``true`` or ``9.7`` for an enum, ``[]`` for a message, ``"1_0"`` for an
-integer, one field under both its names (last one wins). Responses are MessageToDict with
-unpopulated fields emitted (grpc-gateway's EmitUnpopulated), camelCase, dumped compactly by
-orjson.
+e.g. ``trades[1].slippage_bps``) in our words; then the proto3 JSON codec (core/protojson.py)
+converts. The check runs on every body because json_format's ParseDict was lenient where a
+client's mistake must not pass (``true`` or ``9.7`` for an enum, ``[]`` for a message,
+``"1_0"`` for an integer, one field under both its names), and no parser names the field in
+the client's terms. Responses are compact proto3 JSON with unpopulated fields emitted
+(grpc-gateway's EmitUnpopulated), camelCase.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import orjson
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from tradewire.core import protojson
 from tradewire.core.errors import TradewireError, invalid
 from tradewire.core.validation import map_key_subscript
 
@@ -186,9 +187,9 @@ def merge_json(obj: Any, message, field: FieldDescriptor | None = None) -> None:
     if getattr(obj, "repeats_inside", False):  # inside a free-form value (Struct) the walk does not enter
         raise TradewireError("MALFORMED_REQUEST", f"a key {_APPEARS_TWICE}")
     try:
-        json_format.ParseDict(doc, message)
+        protojson.merge_json_value(doc, message)
     except Exception as exc:  # what the check let through and protobuf refused: said in our words
-        log.warning("JSON for %s passed the check but not json_format: %s", desc.full_name, exc)
+        log.warning("JSON for %s passed the check but not the proto3 JSON parser: %s", desc.full_name, exc)
         raise TradewireError("MALFORMED_REQUEST", f"request body is not a valid {desc.full_name}") from None
 
 
@@ -397,8 +398,8 @@ def _shown(value: Any) -> str:
 
 
 def to_dict(message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    return orjson.loads(encode_message(message))
 
 
 def encode_message(message) -> bytes:
-    return orjson.dumps(to_dict(message))
+    return protojson.to_json(message)

@@ -21,12 +21,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import orjson
-
 from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.disconnect import ClientGone, wait_disconnect
 
-from .codec import to_dict
+from .codec import encode_message
 from .responses import Send, error_body, header_list, send_error
 
 log = logging.getLogger("tradewire.gateway")
@@ -63,7 +61,7 @@ class Framer:
         self.content_type = SSE if sse else NDJSON
 
     def message(self, msg) -> bytes:
-        data = orjson.dumps(to_dict(msg))
+        data = encode_message(msg)
         if not self.sse:
             return b'{"result":' + data + b"}\n"
         if self.has_sequence and msg.sequence > 0:
