@@ -24,7 +24,7 @@ from decimal import Decimal
 
 from tradewire.core.auth.permissions import authorize
 from tradewire.core.context import CallContext
-from tradewire.core.errors import FieldViolation, TradewireError, internal_error, invalid, invalid_fields, nested_under
+from tradewire.core.errors import Code, FieldViolation, TradewireError, internal_error, invalid, invalid_fields, nested_under
 from tradewire.core.executors.base import Executor
 from tradewire.core.lifecycle import heartbeat_event, is_terminal, now_timestamp, shutdown_event
 from tradewire.core.market import Market, format_units
@@ -152,7 +152,8 @@ class TradeService:
         async with self._call(ctx, request):
             valuation = self.market.valuation
             modes = [request.mode] if request.mode else [pb.TRADING_MODE_PAPER, pb.TRADING_MODE_LIVE]
-            positions, total_value, total_pnl = [], 0, 0
+            positions, total_value, total_pnl, unvalued = [], 0, 0, 0
+            source_down: TradewireError | None = None  # once the price source is down, not asked again
             paper = self.executors.get(pb.TRADING_MODE_PAPER)
             for mode in modes:
                 if mode == pb.TRADING_MODE_PAPER and paper is not None:
@@ -163,28 +164,40 @@ class TradeService:
                     if holding.amount == 0 and holding.realized_pnl == 0:
                         continue
                     mint = self.market.mint(mint_address, "mint")
-                    unit_price = await self.quotes.value(mint, 10 ** mint.decimals)
-                    value = await self.quotes.value(mint, holding.amount)
-                    unrealized = value - holding.cost_basis
                     average = (Decimal(holding.cost_basis) / Decimal(holding.amount).scaleb(-mint.decimals)
                                if holding.amount else Decimal(0))
-                    positions.append(spb.Position(
+                    position = spb.Position(
                         mode=mode, mint=mint_address, symbol=mint.symbol,
                         amount=mint.to_units(holding.amount) if holding.amount else "0",
                         average_cost=_val(average.quantize(Decimal(1)), valuation.decimals),
                         cost_basis=_val(holding.cost_basis, valuation.decimals),
-                        market_price=_val(unit_price, valuation.decimals),
-                        market_value=_val(value, valuation.decimals),
                         realized_pnl=_val(holding.realized_pnl, valuation.decimals),
-                        unrealized_pnl=_val(unrealized, valuation.decimals),
                         updated_at=now_timestamp(),
-                    ))
+                    )
+                    positions.append(position)
+                    # Balances are the store's and always shown; their valuation needs the price
+                    # source, whose outage leaves the position unvalued rather than failing the call.
+                    try:
+                        if source_down is not None:
+                            raise source_down
+                        unit_price = await self.quotes.value(mint, 10 ** mint.decimals)
+                        value = await self.quotes.value(mint, holding.amount)
+                    except TradewireError as exc:
+                        if exc.code == Code.UNAVAILABLE:
+                            source_down = exc
+                        position.valuation_error = f"{exc.reason}: {exc.message}"
+                        unvalued += 1
+                        continue
+                    unrealized = value - holding.cost_basis
+                    position.market_price = _val(unit_price, valuation.decimals)
+                    position.market_value = _val(value, valuation.decimals)
+                    position.unrealized_pnl = _val(unrealized, valuation.decimals)
                     total_value += value
                     total_pnl += holding.realized_pnl + unrealized
             return spb.GetPositionsResponse(
                 positions=positions, valuation_mint=valuation.address,
                 total_market_value=_val(total_value, valuation.decimals),
-                total_pnl=_val(total_pnl, valuation.decimals),
+                total_pnl=_val(total_pnl, valuation.decimals), unvalued_positions=unvalued,
             )
 
     async def GetMarket(self, request: spb.GetMarketRequest, ctx: CallContext) -> spb.GetMarketResponse:

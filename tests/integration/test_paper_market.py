@@ -28,10 +28,14 @@ def devnet(tmp_path_factory):
 
 
 def market_gateway(tmp_path_factory, devnet, name: str, **paper) -> GatewayProcess:
+    return market_gateway_at(tmp_path_factory.mktemp(name), devnet,
+                             **{f"TRADEWIRE_PAPER__{k.upper()}": str(v) for k, v in paper.items()})
+
+
+def market_gateway_at(workdir, devnet, **env) -> GatewayProcess:
     env = {"TRADEWIRE_MARKET_DATA__JUPITER_URL": devnet.url,
-           "TRADEWIRE_PAPER__STARTING_BALANCES": json.dumps({"SOL": "5000", "USDC": "1000000"})}
-    env.update({f"TRADEWIRE_PAPER__{k.upper()}": str(v) for k, v in paper.items()})
-    return GatewayProcess(tmp_path_factory.mktemp(name), env=env).start()
+           "TRADEWIRE_PAPER__STARTING_BALANCES": json.dumps({"SOL": "5000", "USDC": "1000000"}), **env}
+    return GatewayProcess(workdir, env=env).start()
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +237,33 @@ async def test_positions_and_pnl_match_a_hand_computation(exact_gateway, devnet)
         assert _units(sol_position.unrealized_pnl, 6) == market_value - sol["cost"]
     finally:
         await client.close()
+
+
+async def test_positions_are_served_unvalued_while_the_quote_api_is_down(tmp_path):
+    """Balances come from the store: an outage of the price source leaves them unvalued (saying
+    why, out of the totals), where the call used to fail as a whole."""
+    own_devnet = DevnetProcess(tmp_path / "devnet").start()
+    gateway = market_gateway_at(tmp_path / "gw", own_devnet, TRADEWIRE_MARKET_DATA__VALUATION_CACHE_S="0")
+    client = GrpcClient(gateway.grpc_target)
+    key = gateway.key("trader")
+    try:
+        await client.unary("ExecuteTrade", trade(amount="2"), key)
+        valued, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mode=pb.TRADING_MODE_PAPER), key)
+        assert valued.unvalued_positions == 0
+        assert all(p.market_value and not p.valuation_error for p in valued.positions)
+
+        own_devnet.stop()
+        down, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mode=pb.TRADING_MODE_PAPER), key)
+        by_mint = {p.mint: p for p in down.positions}
+        assert by_mint[SOL].amount == {p.mint: p for p in valued.positions}[SOL].amount
+        assert by_mint[SOL].valuation_error.startswith("UPSTREAM_UNAVAILABLE: quote API unreachable")
+        assert (by_mint[SOL].market_price, by_mint[SOL].market_value, by_mint[SOL].unrealized_pnl) == ("", "", "")
+        assert by_mint[SOL].cost_basis and by_mint[SOL].realized_pnl  # what the store knows is all there
+        # USDC is the valuation mint itself: valued without asking anyone.
+        assert by_mint[USDC].market_value and not by_mint[USDC].valuation_error
+        assert down.unvalued_positions == 1
+        assert _units(down.total_market_value, 6) == _units(by_mint[USDC].market_value, 6)
+    finally:
+        await client.close()
+        assert gateway.stop() == 0
+        own_devnet.stop()

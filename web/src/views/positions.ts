@@ -41,7 +41,9 @@ export class PositionsView {
     const key = (p: Position) => `${p.mode}:${p.mint}`;
     const rows = res.positions.map((p) => {
       const changed = this.previous.has(key(p)) && this.previous.get(key(p)) !== p.amount;
-      return h("tr", { "data-symbol": p.symbol, "data-mode": MODE_LABEL[p.mode], class: changed ? "changed" : "" },
+      // An unvalued position (its price source is down) shows its balance, "—" for its value, and why.
+      return h("tr", { "data-symbol": p.symbol, "data-mode": MODE_LABEL[p.mode], class: changed ? "changed" : "",
+                       title: p.valuationError ? `Not valued just now: ${p.valuationError}` : null },
         h("th", { scope: "row" }, h("span", { class: "sym" }, p.symbol || mintLabel(p.mint)), h("span", { class: "tag" }, MODE_LABEL[p.mode])),
         h("td", { class: "num", "data-testid": "position-amount", "data-label": "Amount" }, fmtAmount(p.amount, p.mint)),
         h("td", { class: "num", "data-label": "Avg cost" }, fmtPrice(p.averageCost)),
@@ -66,6 +68,9 @@ export class PositionsView {
         h("div", {}, h("span", { class: "muted" }, "Total value"), h("strong", { "data-testid": "total-value" }, `${fmtValue(res.totalMarketValue)} ${val}`)),
         h("div", {}, h("span", { class: "muted" }, "Total PnL"),
           h("strong", { class: isNegative(res.totalPnl) ? "neg" : isPositive(res.totalPnl) ? "pos" : "", "data-testid": "total-pnl" },
-            `${fmtValue(res.totalPnl, true)} ${val}`))));
+            `${fmtValue(res.totalPnl, true)} ${val}`))),
+      res.unvaluedPositions > 0 && h("p", { class: "muted", "data-testid": "unvalued-note" },
+        `${res.unvaluedPositions} position${res.unvaluedPositions === 1 ? "" : "s"} could not be valued just now ` +
+        `(${res.positions.find((p) => p.valuationError)?.valuationError}); the totals leave ${res.unvaluedPositions === 1 ? "it" : "them"} out.`));
   }
 }

@@ -175,7 +175,7 @@ class GetMarketResponse(_message.Message):
     def __init__(self, mints: _Optional[_Iterable[_Union[MarketMint, _Mapping]]] = ..., pairs: _Optional[_Iterable[_Union[MarketPair, _Mapping]]] = ..., valuation_mint: _Optional[str] = ...) -> None: ...
 
 class Position(_message.Message):
-    __slots__ = ("mode", "mint", "symbol", "amount", "average_cost", "cost_basis", "market_price", "market_value", "realized_pnl", "unrealized_pnl", "updated_at")
+    __slots__ = ("mode", "mint", "symbol", "amount", "average_cost", "cost_basis", "market_price", "market_value", "realized_pnl", "unrealized_pnl", "updated_at", "valuation_error")
     MODE_FIELD_NUMBER: _ClassVar[int]
     MINT_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +187,7 @@ class Position(_message.Message):
     REALIZED_PNL_FIELD_NUMBER: _ClassVar[int]
     UNREALIZED_PNL_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    VALUATION_ERROR_FIELD_NUMBER: _ClassVar[int]
     mode: _trade_pb2.TradingMode
     mint: str
     symbol: str
@@ -198,19 +199,22 @@ class Position(_message.Message):
     realized_pnl: str
     unrealized_pnl: str
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, mode: _Optional[_Union[_trade_pb2.TradingMode, str]] = ..., mint: _Optional[str] = ..., symbol: _Optional[str] = ..., amount: _Optional[str] = ..., average_cost: _Optional[str] = ..., cost_basis: _Optional[str] = ..., market_price: _Optional[str] = ..., market_value: _Optional[str] = ..., realized_pnl: _Optional[str] = ..., unrealized_pnl: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    valuation_error: str
+    def __init__(self, mode: _Optional[_Union[_trade_pb2.TradingMode, str]] = ..., mint: _Optional[str] = ..., symbol: _Optional[str] = ..., amount: _Optional[str] = ..., average_cost: _Optional[str] = ..., cost_basis: _Optional[str] = ..., market_price: _Optional[str] = ..., market_value: _Optional[str] = ..., realized_pnl: _Optional[str] = ..., unrealized_pnl: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., valuation_error: _Optional[str] = ...) -> None: ...
 
 class GetPositionsResponse(_message.Message):
-    __slots__ = ("positions", "valuation_mint", "total_market_value", "total_pnl")
+    __slots__ = ("positions", "valuation_mint", "total_market_value", "total_pnl", "unvalued_positions")
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
     VALUATION_MINT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MARKET_VALUE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_PNL_FIELD_NUMBER: _ClassVar[int]
+    UNVALUED_POSITIONS_FIELD_NUMBER: _ClassVar[int]
     positions: _containers.RepeatedCompositeFieldContainer[Position]
     valuation_mint: str
     total_market_value: str
     total_pnl: str
-    def __init__(self, positions: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., valuation_mint: _Optional[str] = ..., total_market_value: _Optional[str] = ..., total_pnl: _Optional[str] = ...) -> None: ...
+    unvalued_positions: int
+    def __init__(self, positions: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., valuation_mint: _Optional[str] = ..., total_market_value: _Optional[str] = ..., total_pnl: _Optional[str] = ..., unvalued_positions: _Optional[int] = ...) -> None: ...
 
 class HealthCheckRequest(_message.Message):
     __slots__ = ()
