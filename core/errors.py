@@ -101,6 +101,33 @@ REASONS: Mapping[str, ReasonSpec] = {
     "INTERNAL": ReasonSpec(Code.INTERNAL),
 }
 
+#: Each code's HTTP status (google.rpc's mapping; 499 for a client that went away).
+HTTP_STATUS: Mapping[Code, int] = {
+    Code.OK: 200,
+    Code.CANCELLED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
+
+
+def http_status_of(code: Code, reason: str = "") -> int:
+    """The HTTP status of an outcome: its reason's, where HTTP is more precise, else its code's."""
+    spec = REASONS.get(reason)
+    return (spec.http_status if spec is not None else None) or HTTP_STATUS[code]
+
 
 @dataclass(frozen=True)
 class FieldViolation:

@@ -116,7 +116,7 @@ class Pipeline:
                 code, reason = error.code, error.reason
                 raise error from None
             finally:
-                self.tracing.set_outcome(code.name, int(code), reason)
+                self.tracing.set_outcome(ctx, code, reason)
                 self.recorder.call_finished(ctx, code, reason)
                 with contextlib.suppress(ValueError):  # a stream may be closed from another context
                     call_fields.reset(fields)
@@ -172,7 +172,7 @@ class Pipeline:
 
     def _refused_early(self, ctx: CallContext, error: TradewireError) -> None:
         if not ctx.recorded:
-            self.tracing.set_outcome(error.code.name, int(error.code), error.reason)
+            self.tracing.set_outcome(ctx, error.code, error.reason)
             self.record_refused(ctx, error)
 
     def record_refused(self, ctx: CallContext, error: TradewireError) -> None:

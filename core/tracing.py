@@ -13,10 +13,13 @@ from collections.abc import Iterator
 
 from tradewire.core.config import TracingConfig
 from tradewire.core.context import CallContext, Protocol
+from tradewire.core.errors import Code, http_status_of
 
 _RPC_SYSTEM = {Protocol.GRPC: "grpc", Protocol.GRPC_WEB: "grpc", Protocol.CONNECT: "connect_rpc",
                Protocol.HTTP_JSON: "http"}
 SERVICE = "tradewire.v1.TradeExecutionService"
+# Connect's codes are gRPC's in snake case, CANCELLED spelled the American way.
+_CONNECT_ERROR_CODE = {code: "canceled" if code is Code.CANCELLED else code.name.lower() for code in Code}
 
 
 class Tracing:
@@ -54,18 +57,26 @@ class Tracing:
             ctx.trace_id = format(span.get_span_context().trace_id, "032x")
             yield
 
-    def set_outcome(self, code_name: str, code_value: int, reason: str) -> None:
+    def set_outcome(self, ctx: CallContext, code: Code, reason: str) -> None:
+        """The call's outcome on its span, as its protocol's convention names it: gRPC's status
+        code (gRPC, gRPC-Web), Connect's error code (on errors only) or the HTTP status."""
         if self._tracer is None:
             return
         from opentelemetry import trace
         from opentelemetry.trace import Status, StatusCode
 
         span = trace.get_current_span()
-        span.set_attribute("rpc.grpc.status_code", code_value)
+        if ctx.protocol is Protocol.HTTP_JSON:
+            span.set_attribute("http.response.status_code", http_status_of(code, reason))
+        elif ctx.protocol is Protocol.CONNECT:
+            if code is not Code.OK:
+                span.set_attribute("rpc.connect_rpc.error_code", _CONNECT_ERROR_CODE[code])
+        else:
+            span.set_attribute("rpc.grpc.status_code", int(code))
         if reason:
             span.set_attribute("tradewire.reason", reason)
-        if code_name != "OK":
-            span.set_status(Status(StatusCode.ERROR, code_name))
+        if code is not Code.OK:
+            span.set_status(Status(StatusCode.ERROR, code.name))
 
     @contextlib.contextmanager
     def step_span(self, name: str) -> Iterator[None]:

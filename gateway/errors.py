@@ -14,27 +14,7 @@ import grpc
 from connectrpc.code import Code as ConnectCode
 from google.protobuf import json_format
 
-from tradewire.core.errors import REASONS, Code, TradewireError
-
-HTTP_STATUS: dict[Code, int] = {
-    Code.OK: 200,
-    Code.CANCELLED: 499,
-    Code.UNKNOWN: 500,
-    Code.INVALID_ARGUMENT: 400,
-    Code.DEADLINE_EXCEEDED: 504,
-    Code.NOT_FOUND: 404,
-    Code.ALREADY_EXISTS: 409,
-    Code.PERMISSION_DENIED: 403,
-    Code.RESOURCE_EXHAUSTED: 429,
-    Code.FAILED_PRECONDITION: 400,
-    Code.ABORTED: 409,
-    Code.OUT_OF_RANGE: 400,
-    Code.UNIMPLEMENTED: 501,
-    Code.INTERNAL: 500,
-    Code.UNAVAILABLE: 503,
-    Code.DATA_LOSS: 500,
-    Code.UNAUTHENTICATED: 401,
-}
+from tradewire.core.errors import Code, TradewireError, http_status_of
 
 GRPC_STATUS: dict[Code, grpc.StatusCode] = {c: getattr(grpc.StatusCode, c.name) for c in Code}
 
@@ -45,7 +25,7 @@ CONNECT_CODE: dict[Code, ConnectCode] = {
 
 
 def http_status(error: TradewireError) -> int:
-    return REASONS[error.reason].http_status or HTTP_STATUS[error.code]
+    return http_status_of(error.code, error.reason)
 
 
 def status_json(error: TradewireError) -> dict[str, Any]:

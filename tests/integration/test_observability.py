@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
-from support.clients import PROTOCOLS, make_client
+from support.clients import PROTOCOLS, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
 from support.ports import wait_until
 from tradewire.v1 import service_pb2 as spb
@@ -158,6 +158,45 @@ async def test_traceparent_reaches_logs_and_spans(traced_gateway, protocol):
             "tradewire.stage.TRADE_STATUS_FILLED"} <= names
     server_span = next(s for s in spans() if s.name.endswith("/ExecuteTrade"))
     assert server_span.parent_span_id.hex() == traceparent.split("-")[2]
+    assert _outcome_attributes(server_span) == OUTCOME_ATTRIBUTES[protocol]["ok"]
+
+
+# The outcome as each protocol's OpenTelemetry convention names it (Connect: on errors only).
+OUTCOME_ATTRIBUTES = {
+    "grpc": {"ok": {"rpc.grpc.status_code": 0}, "invalid": {"rpc.grpc.status_code": 3}},
+    "grpc-web": {"ok": {"rpc.grpc.status_code": 0}, "invalid": {"rpc.grpc.status_code": 3}},
+    "connect-json": {"ok": {}, "invalid": {"rpc.connect_rpc.error_code": "invalid_argument"}},
+    "connect-proto": {"ok": {}, "invalid": {"rpc.connect_rpc.error_code": "invalid_argument"}},
+    "http": {"ok": {"http.response.status_code": 200}, "invalid": {"http.response.status_code": 400}},
+}
+
+
+def _outcome_attributes(span) -> dict:
+    names = ("rpc.grpc.status_code", "rpc.connect_rpc.error_code", "http.response.status_code")
+    values = {a.key: a.value for a in span.attributes if a.key in names}
+    return {k: v.int_value if v.HasField("int_value") else v.string_value for k, v in values.items()}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_refused_call_s_span_names_its_outcome_in_its_protocol_s_terms(traced_gateway, protocol):
+    trace_id = uuid.uuid4().hex
+    client = make_client(protocol, traced_gateway)
+    bad = trade(f"traced-bad-{uuid.uuid4().hex[:6]}")
+    bad.slippage_bps = 20_000
+    try:
+        with pytest.raises(RpcFailure):
+            await client.unary("ExecuteTrade", bad, traced_gateway.key("alice"),
+                               headers={"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"})
+    finally:
+        await client.close()
+
+    def server_spans() -> list:
+        return [s for s in _OtlpReceiver.spans if s.trace_id.hex() == trace_id and s.name.endswith("/ExecuteTrade")]
+
+    wait_until(lambda: server_spans(), timeout_s=30, what="the refused call's span")
+    span = server_spans()[0]
+    assert _outcome_attributes(span) == OUTCOME_ATTRIBUTES[protocol]["invalid"]
+    assert {a.key: a.value.string_value for a in span.attributes}["tradewire.reason"] == "VALIDATION_FAILED"
 
 
 async def test_executor_and_audit_metrics_are_exposed(gateway):
