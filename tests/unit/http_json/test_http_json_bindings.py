@@ -83,7 +83,8 @@ async def test_get_positions_and_health(client, fake):
     assert r.status_code == 200
     assert fake.last.rpc == "GetPositions"
     assert fake.last.request == service_pb2.GetPositionsRequest(mode=trade_pb2.TRADING_MODE_PAPER, mint=MINT_B)
-    assert r.json() == {"positions": [], "valuationMint": "USDC", "totalMarketValue": "", "totalPnl": ""}
+    assert r.json() == {"positions": [], "valuationMint": "USDC", "totalMarketValue": "", "totalPnl": "",
+                        "unvaluedPositions": 0}
 
     r = await client.get("/v1/health")
     assert r.status_code == 200
