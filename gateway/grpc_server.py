@@ -68,15 +68,20 @@ def _terminate_later(context: grpc.aio.ServicerContext, ctx: CallContext, error:
     task.add_done_callback(_terminations.discard)
 
 
-def _decoder(rpc: Rpc) -> Callable[[bytes], object]:
+def _decoder(rpc: Rpc, max_message_bytes: int) -> Callable[[bytes], object]:
     """Bytes → request; undecodable bytes are the caller's error (INVALID_ARGUMENT), not ours.
 
     grpcio would answer INTERNAL for a request its deserializer rejects, so requests reach
-    the handlers as raw bytes and are decoded here.
+    the handlers as raw bytes and are decoded here. The size limit is checked here too:
+    grpcio's own (set higher, see GrpcServer) refuses without ErrorInfo and before the call
+    is counted, audited or logged.
     """
     request_cls = message_factory.GetMessageClass(rpc.descriptor.input_type)
 
     def decode(raw: bytes):
+        if len(raw) > max_message_bytes:
+            raise TradewireError("PAYLOAD_TOO_LARGE",
+                                 f"request message of {len(raw)} bytes exceeds the limit of {max_message_bytes} bytes")
         try:
             return request_cls.FromString(raw)
         except DecodeError:
@@ -85,14 +90,24 @@ def _decoder(rpc: Rpc) -> Callable[[bytes], object]:
     return decode
 
 
-def _unary_handler(rpc: Rpc, service) -> Callable:
+def _first_steps(service) -> Callable[[CallContext], contextlib.AbstractContextManager]:
+    """core's Pipeline.authenticate_first when the service has one: the call is authenticated
+    from its metadata before its message is decoded (as on the HTTP listener), and a message
+    refused then is recorded as a call, under the caller's ids."""
+    first = getattr(getattr(service, "pipeline", None), "authenticate_first", None)
+    return first if first is not None else (lambda ctx: contextlib.nullcontext())
+
+
+def _unary_handler(rpc: Rpc, service, max_message_bytes: int) -> Callable:
     method = getattr(service, rpc.name)
-    decode = _decoder(rpc)
+    decode = _decoder(rpc, max_message_bytes)
+    first_steps = _first_steps(service)
 
     async def handle(raw: bytes, context: grpc.aio.ServicerContext):
         ctx = _context(rpc, context)
         try:
-            response = await method(decode(raw), ctx)
+            with first_steps(ctx):
+                response = await method(decode(raw), ctx)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             await _abort(context, ctx, exc)
         await context.send_initial_metadata(tuple(ctx.response_headers.items()))
@@ -101,9 +116,11 @@ def _unary_handler(rpc: Rpc, service) -> Callable:
     return handle
 
 
-def _stream_handler(rpc: Rpc, service) -> Callable:
+def _stream_handler(rpc: Rpc, service, max_message_bytes: int) -> Callable:
     method = getattr(service, rpc.name)
-    decode = _decoder(rpc)
+    decode = _decoder(rpc, max_message_bytes)
+    # (A session's messages are its trades, each answered in the session: only its own call is checked first.)
+    first_steps = (lambda ctx: contextlib.nullcontext()) if rpc.client_streaming else _first_steps(service)
 
     async def decoded(raw_requests: AsyncIterator[bytes]) -> AsyncIterator:
         async for raw in raw_requests:
@@ -116,40 +133,42 @@ def _stream_handler(rpc: Rpc, service) -> Callable:
         ctx = _context(rpc, context)
         sent_headers = False
         try:
-            request = decoded(raw_or_iterator) if rpc.client_streaming else decode(raw_or_iterator)
-        except TradewireError as exc:
-            await _abort(context, ctx, exc)
-        stream = method(request, ctx)
-        task = asyncio.current_task()
-        forget = hub.on_drop(task, lambda error: _terminate_later(context, ctx, error)) if hub and task else None
-        try:
-            async for message in stream:
-                if not sent_headers:
-                    await context.send_initial_metadata(tuple(ctx.response_headers.items()))
-                    sent_headers = True
-                yield message
+            with first_steps(ctx):
+                request = decoded(raw_or_iterator) if rpc.client_streaming else decode(raw_or_iterator)
+                stream = method(request, ctx)
+                task = asyncio.current_task()
+                forget = hub.on_drop(task, lambda error: _terminate_later(context, ctx, error)) if hub and task else None
+                try:
+                    async for message in stream:
+                        if not sent_headers:
+                            await context.send_initial_metadata(tuple(ctx.response_headers.items()))
+                            sent_headers = True
+                        yield message
+                finally:
+                    if forget is not None:
+                        forget()
+                    await stream.aclose()
         except Exception as exc:  # noqa: BLE001
             await _abort(context, ctx, exc)
-        finally:
-            if forget is not None:
-                forget()
-            await stream.aclose()
         context.set_trailing_metadata(tuple(ctx.response_headers.items()))
 
     return handle
 
 
-def _handlers(service) -> grpc.GenericRpcHandler:
+def _handlers(service, max_message_bytes: int) -> grpc.GenericRpcHandler:
     table = {}
     for rpc in RPCS:
         response_cls = message_factory.GetMessageClass(rpc.descriptor.output_type)
         codec = dict(request_deserializer=None, response_serializer=response_cls.SerializeToString)
         if rpc.client_streaming and rpc.server_streaming:
-            table[rpc.name] = grpc.stream_stream_rpc_method_handler(_stream_handler(rpc, service), **codec)
+            table[rpc.name] = grpc.stream_stream_rpc_method_handler(_stream_handler(rpc, service, max_message_bytes),
+                                                                    **codec)
         elif rpc.server_streaming:
-            table[rpc.name] = grpc.unary_stream_rpc_method_handler(_stream_handler(rpc, service), **codec)
+            table[rpc.name] = grpc.unary_stream_rpc_method_handler(_stream_handler(rpc, service, max_message_bytes),
+                                                                   **codec)
         else:
-            table[rpc.name] = grpc.unary_unary_rpc_method_handler(_unary_handler(rpc, service), **codec)
+            table[rpc.name] = grpc.unary_unary_rpc_method_handler(_unary_handler(rpc, service, max_message_bytes),
+                                                                  **codec)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, table)
 
 
@@ -208,18 +227,23 @@ class _HealthServicer(health_aio.HealthServicer):
             name: health_pb2.HealthCheckResponse(status=status) for name, status in self._statuses.items()})
 
 
+_GRPC_DEFAULT_MAX_RECEIVE = 4 << 20
+
+
 class GrpcServer:
     """The aio server with the trade service, reflection and health."""
 
     def __init__(self, service, host: str, port: int, max_message_bytes: int, reuse_port: bool = False) -> None:
         options = [
-            ("grpc.max_receive_message_length", max_message_bytes),
+            # Past max_message_bytes a message is refused by the handler, with ErrorInfo and
+            # recorded (_decoder); grpcio refuses only what is past this, its default at least.
+            ("grpc.max_receive_message_length", max(2 * max_message_bytes, _GRPC_DEFAULT_MAX_RECEIVE)),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.max_pings_without_data", 0),
         ]
         self.server = grpc.aio.server(options=options)
-        self.server.add_generic_rpc_handlers((_handlers(service),))
+        self.server.add_generic_rpc_handlers((_handlers(service, max_message_bytes),))
         self.health = _HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

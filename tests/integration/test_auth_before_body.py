@@ -2,7 +2,8 @@
 gRPC-Web) a caller without valid credentials — or a peer throttled for failed
 authentications — is refused from its headers, before anything it sent is read, inflated or
 parsed; it is recorded as before (one auth-attempt row, one request row, the same ids). A
-valid caller is authenticated once per call."""
+valid caller is authenticated once per call. Native gRPC receives the message with the call,
+but decodes it only once the caller is authenticated, and records a refused message alike."""
 
 import asyncio
 import base64
@@ -12,6 +13,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import unquote
 
+import grpc
 import httpx
 import pytest
 from google.rpc import error_details_pb2, status_pb2
@@ -306,3 +308,51 @@ def test_health_check_needs_no_credentials(gateway, protocol):
         body = {"connect-json": b"{}", "connect-proto": b"", "grpc-web": _frame(b"")}[protocol]
         response = client.post(SERVICE + "HealthCheck", headers=headers, content=body)
     assert outcome(protocol, response.status_code, response.headers.items(), response.content) == ("OK", "")
+
+
+# -- native gRPC: the message arrives with the call, but is decoded only for a valid caller -----
+
+
+async def _grpc_call(gateway, message: bytes, metadata: tuple) -> grpc.aio.AioRpcError | None:
+    async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
+        call = channel.unary_unary(SERVICE + "ExecuteTrade", request_serializer=lambda b: b,
+                                   response_deserializer=lambda b: b)
+        try:
+            await call(message, metadata=metadata)
+        except grpc.aio.AioRpcError as exc:
+            return exc
+    return None
+
+
+@pytest.mark.parametrize("message", [b"\xff\xff\xff\xff", b"\x52\x03abc" * 30_000], ids=["undecodable", "oversized"])
+async def test_grpc_refuses_a_bad_key_before_decoding_its_message(gateway, message):
+    corr = f"grpc-badkey-{uuid.uuid4().hex[:8]}"
+    error = await _grpc_call(gateway, message, (("authorization", f"Bearer {BAD_KEY}"), ("x-correlation-id", corr)))
+    assert error is not None and error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+    attempts, call = recorded(gateway, corr, auth_rows=1)
+    assert attempts[0]["symbols"]["outcome"] != "success"
+    assert call["symbols"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_grpc_a_valid_caller_s_bad_message_is_recorded_with_the_same_ids(gateway):
+    corr = f"grpc-badmsg-{uuid.uuid4().hex[:8]}"
+    error = await _grpc_call(gateway, b"\xff\xff\xff\xff",
+                             (("authorization", f"Bearer {gateway.key('alice')}"), ("x-correlation-id", corr)))
+    assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+    attempts, call = recorded(gateway, corr, auth_rows=1)
+    assert attempts[0]["symbols"]["outcome"] == "success"
+    request_id = dict(error.trailing_metadata())["x-request-id"]
+    assert attempts[0]["columns"]["request_id"] == call["columns"]["request_id"] == request_id
+    assert call["symbols"]["code"] == "INVALID_ARGUMENT" and call["symbols"]["principal"]
+
+
+async def test_grpc_a_valid_trade_is_authenticated_once(gateway):
+    corr = f"grpc-once-{uuid.uuid4().hex[:8]}"
+    request = pb.TradeRequest(request_id=f"grpc-once-{uuid.uuid4().hex[:8]}", mode=pb.TRADING_MODE_PAPER,
+                              input_mint=SOL, output_mint=USDC, amount="0.01", slippage_bps=100)
+    error = await _grpc_call(gateway, request.SerializeToString(),
+                             (("authorization", f"Bearer {gateway.key('alice')}"), ("x-correlation-id", corr)))
+    assert error is None
+    attempts, call = recorded(gateway, corr, auth_rows=1)
+    assert attempts[0]["columns"]["request_id"] == call["columns"]["request_id"]
+    assert call["symbols"]["code"] == "OK"

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from google.protobuf import timestamp_pb2
 
-from support.clients import RpcFailure
+from support.clients import GrpcClient, RpcFailure
 from support.trading import eventually, metric
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
@@ -237,14 +237,18 @@ async def test_grpc_garbage_bytes_are_invalid_argument(gateway):
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_grpc_oversized_message_is_resource_exhausted(gateway):
-    async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
-        call = channel.unary_unary("/tradewire.v1.TradeExecutionService/ExecuteTrade",
-                                   request_serializer=lambda m: m.SerializeToString(), response_deserializer=lambda b: b)
-        big = base(client_metadata={"k": "x" * 70_000})
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await call(big, metadata=(("authorization", f"Bearer {gateway.key('alice')}"),))
-    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+@pytest.mark.parametrize("size", [70_000, 1_000_000])
+async def test_grpc_oversized_message_is_resource_exhausted_naming_the_limit(gateway, size):
+    # (grpcio itself refuses messages past 4 MiB, before any handler: without ErrorInfo.)
+    client = GrpcClient(gateway.grpc_target)
+    try:
+        with pytest.raises(RpcFailure) as caught:
+            await client.unary("ExecuteTrade", base(client_metadata={"k": "x" * size}), gateway.key("alice"))
+    finally:
+        await client.close()
+    failure = caught.value
+    assert (failure.code, failure.reason) == ("RESOURCE_EXHAUSTED", "PAYLOAD_TOO_LARGE"), failure
+    assert "65536 bytes" in failure.message, failure
 
 
 def test_missing_bearer_scheme_is_401(http, gateway):
@@ -348,6 +352,30 @@ async def test_a_call_refused_before_admission_is_counted_and_logged_under_its_i
 
     [line] = await eventually(logged, timeout=10, what="the refused call's access log line")
     assert line["method"] == method and line["reason"] == "MALFORMED_REQUEST" and line["protocol"] == protocol
+
+
+@pytest.mark.parametrize("body,code,reason", [
+    (b"\xff\xff\xff\xff", "INVALID_ARGUMENT", "MALFORMED_REQUEST"),
+    (b"\x0a\x01x" + b"\x52" + b"\x80\xa3\x05" + b"x" * 86_400, "RESOURCE_EXHAUSTED", "PAYLOAD_TOO_LARGE"),
+], ids=["undecodable", "oversized"])
+async def test_a_grpc_call_refused_before_admission_is_counted_and_logged_under_its_ids(gateway, body, code, reason):
+    labels = dict(method="ExecuteTrade", protocol="grpc", code=code)
+    before = await metric(gateway, "tradewire_requests_total", **labels)
+    async with grpc.aio.insecure_channel(gateway.grpc_target) as channel:
+        call = channel.unary_unary("/tradewire.v1.TradeExecutionService/ExecuteTrade",
+                                   request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(body, metadata=(("authorization", f"Bearer {gateway.key('alice')}"),))
+    assert caught.value.code().name == code
+    correlation_id = dict(caught.value.trailing_metadata())["x-correlation-id"]
+    assert await metric(gateway, "tradewire_requests_total", **labels) == before + 1
+
+    def logged() -> list[dict]:
+        lines = (json.loads(line) for line in gateway.log_text().splitlines() if correlation_id in line)
+        return [line for line in lines if line.get("msg") == "call"]
+
+    [line] = await eventually(logged, timeout=10, what="the refused call's access log line")
+    assert line["reason"] == reason and line["protocol"] == "grpc"
 
 
 # -- one credential: a credential header sent twice is refused alike on every protocol --------
