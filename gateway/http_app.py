@@ -1,7 +1,8 @@
 """The HTTP listener: Connect + gRPC-Web, HTTP/JSON, /metrics and the dashboard, in one ASGI app.
 
-Connect and gRPC-Web calls are dispatched before FastAPI (see :class:`_ConnectFirst`); FastAPI
-serves /metrics and mounts the HTTP/JSON transcoder, which falls back to the dashboard."""
+Each call is dispatched straight to its app (see :class:`_Dispatch`): Connect and gRPC-Web to
+connect-python's, /metrics to FastAPI, the rest to the HTTP/JSON transcoder, which falls back
+to the dashboard."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
     """``service`` is core's TradeService (or anything with its methods); ``record_refused``
     (core's Pipeline.record_refused) records the calls refused before they reach it."""
     app = FastAPI(title="tradewire", docs_url=None, redoc_url=None, openapi_url=None)
-    connect = build_connect_app(service, settings.max_body_bytes, record_refused)  # served by _ConnectFirst below
+    connect = build_connect_app(service, settings.max_body_bytes, record_refused)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -44,13 +45,13 @@ def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
     dashboard = settings.web_root
     static = StaticFiles(directory=dashboard, html=True) if dashboard and (dashboard / "index.html").exists() else None
     # HTTP/JSON routes first; paths outside the API are the dashboard's, when it is built.
-    app.mount("/", build_http_json_app(service, SERVICE, max_body_bytes=settings.max_body_bytes,
-                                       on_error=_recording_refusals(record_refused),
-                                       descriptor_set_path=DESCRIPTOR_SET, fallback=static))
+    http_json = build_http_json_app(service, SERVICE, max_body_bytes=settings.max_body_bytes,
+                                    on_error=_recording_refusals(record_refused),
+                                    descriptor_set_path=DESCRIPTOR_SET, fallback=static)
     cors = dict(allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=CORS_ALLOW_HEADERS, expose_headers=CORS_EXPOSE_HEADERS, max_age=600)
     app.add_middleware(CORSMiddleware, **cors)
-    return _ConnectFirst(CORSMiddleware(connect, **cors), app)
+    return _Dispatch(CORSMiddleware(connect, **cors), CORSMiddleware(http_json, **cors), app)
 
 
 def _recording_refusals(record_refused: RecordRefused | None):
@@ -65,20 +66,27 @@ def _recording_refusals(record_refused: RecordRefused | None):
     return on_error
 
 
-class _ConnectFirst:
-    """Connect and gRPC-Web calls (the browser's hot path) go straight to their app; the rest
-    through FastAPI. FastAPI's stack (error, exception and exit-stack middleware, the router's
-    mount matching) costs more per call than the Connect app itself; connect-python finds the
-    method from the full path, so the scope is passed on unchanged."""
+class _Dispatch:
+    """Each call straight to the app that serves it: Connect and gRPC-Web calls (the browser's
+    hot path) by their path prefix, /metrics and the server's lifespan to FastAPI, everything
+    else (the HTTP/JSON API, its documents, the dashboard) to the HTTP/JSON app. FastAPI's
+    stack (error, exception and exit-stack middleware, the router's mount matching) cost more
+    per call than either app itself; both answer their own errors, and connect-python finds
+    the method from the full path, so scopes are passed on unchanged."""
 
-    _PREFIX = f"/{SERVICE_NAME}/"
+    _CONNECT_PREFIX = f"/{SERVICE_NAME}/"
+    _FASTAPI_PATHS = frozenset({"/metrics"})
 
-    def __init__(self, connect, app) -> None:
+    def __init__(self, connect, http_json, app) -> None:
         self.connect = connect
+        self.http_json = http_json
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self._PREFIX):
+        kind = scope["type"]
+        if kind == "lifespan" or scope["path"] in self._FASTAPI_PATHS:
+            await self.app(scope, receive, send)
+        elif kind == "http" and scope["path"].startswith(self._CONNECT_PREFIX):
             await self.connect(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await self.http_json(scope, receive, send)
