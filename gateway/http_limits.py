@@ -184,6 +184,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._linger_timer = None
         self._stash = None
         super().connection_lost(exc)
+        # uvicorn tells only the newest request (self.cycle) that the client is gone; with
+        # pipelining the one being answered is an earlier one, which would then write to the
+        # closed transport ("Exception in ASGI application"). It is told too: its answer is
+        # dropped, and a receive() waiting in it returns http.disconnect.
+        running = self._running
+        if running is not None and running is not self.cycle and not running.response_complete:
+            running.disconnected = True
+            running.message_event.set()
 
     def shutdown(self) -> None:
         if self._discarding:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from support.gateway_process import GatewayProcess
+from support.trading import eventually, metric
 
 MAX_HEADER_BYTES = 4096
 MAX_HEADERS = 20
@@ -418,3 +419,34 @@ def test_a_pipelining_client_that_never_reads_cannot_grow_the_gateway(fresh_gw):
     finally:
         for s in socks:
             s.close()
+
+
+@pytest.mark.parametrize("ending", [b"GARBAGE \x00\x01 HTTP/9\r\n\r\n", b""], ids=["malformed", "client-leaves"])
+async def test_a_connection_lost_under_pipelined_trades_logs_no_exception(gw, ending):
+    # The connection ends (a malformed request after the trades, or the client leaving) while an
+    # earlier pipelined request is still being answered: its answer is dropped quietly (uvicorn
+    # marked only the newest request as disconnected, so the running one wrote to a closed
+    # transport and was logged as "Exception in ASGI application").
+    auth = b"authorization: Bearer " + gw.key("bob").encode() + b"\r\n"
+    before = gw.log_text().count("Exception in ASGI application")
+    for _ in range(6):
+        trades = b"".join(b"POST /v1/trades HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n" + auth
+                          + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+                          for body in (trade_body() for _ in range(3)))
+        sock = socket.create_connection(("127.0.0.1", gw.http_port), timeout=10)
+        sock.sendall(trades + ending)
+        if not ending:
+            sock.close()
+            continue
+        try:
+            while sock.recv(65536):  # until the gateway closes the connection
+                pass
+        finally:
+            sock.close()
+    # Every call that ran has answered (or tried to): the answer follows its end in the same task.
+    await eventually(lambda: _no_http_call_running(gw), what="the pipelined calls' end")
+    assert gw.log_text().count("Exception in ASGI application") == before
+
+
+async def _no_http_call_running(gateway) -> bool:
+    return await metric(gateway, "tradewire_requests_in_flight", protocol="http") == 0
