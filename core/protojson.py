@@ -46,20 +46,30 @@ def to_json(message: Message, *, emit_unpopulated: bool = True) -> bytes:
 
 
 def merge_json(data: bytes, message: Message) -> None:
-    """Merges proto3 JSON text into ``message``; raises ValueError (or TypeError) on what
-    proto3 JSON does not allow."""
+    """Merges proto3 JSON text into ``message``; raises on what neither codec reads."""
     twin_class = _CLASSES.get(message.DESCRIPTOR.full_name)
-    if twin_class is None:
-        json_format.Parse(data, message)
-        return
-    message.MergeFromString(twin_class.from_json(data).to_binary())
+    if twin_class is not None:
+        try:
+            message.MergeFromString(twin_class.from_json(data).to_binary())
+            return
+        except (ValueError, TypeError):
+            pass  # (see _LENIENT)
+    json_format.Parse(data, message)
 
 
 def merge_json_value(value: dict[str, Any], message: Message) -> None:
-    """Merges proto3 JSON, already decoded, into ``message``; raises ValueError (or TypeError)
-    on what proto3 JSON does not allow — callers check and name fields before this."""
+    """Merges proto3 JSON, already decoded, into ``message``; raises on what neither codec
+    reads — callers check and name fields before this."""
     twin_class = _CLASSES.get(message.DESCRIPTOR.full_name)
-    if twin_class is None:
-        json_format.ParseDict(value, message)
-        return
-    message.MergeFromString(protobuf.message_from_json_value(twin_class, value).to_binary())
+    if twin_class is not None:
+        try:
+            message.MergeFromString(protobuf.message_from_json_value(twin_class, value).to_binary())
+            return
+        except (ValueError, TypeError):
+            pass  # (see _LENIENT)
+    json_format.ParseDict(value, message)
+
+
+# _LENIENT: protobuf-py refuses a few spellings json_format reads (an enum's number as a
+# string, "1"): what it refuses is read by json_format as before, so no request the gateway
+# took is refused now; what json_format refuses too is the caller's error.

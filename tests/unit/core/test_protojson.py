@@ -124,5 +124,15 @@ def test_a_message_outside_the_contract_still_converts():
 
 def test_refuses_what_proto3_json_does_not_allow():
     for bad in ({"slippageBps": "abc"}, {"mode": "NOT_A_MODE"}, {"noSuchField": 1}, {"deadline": "yesterday"}):
-        with pytest.raises((ValueError, TypeError)):
+        with pytest.raises(json_format.ParseError):
             protojson.merge_json_value(bad, trade_pb2.TradeRequest())
+        with pytest.raises(json_format.ParseError):
+            protojson.merge_json(orjson.dumps(bad), trade_pb2.TradeRequest())
+
+
+def test_reads_what_json_format_read_where_protobuf_py_is_stricter():
+    # An enum's number as a string: json_format takes it, protobuf-py does not.
+    for merge, body in ((protojson.merge_json_value, {"mode": "1"}), (protojson.merge_json, b'{"mode": "1"}')):
+        message = trade_pb2.TradeRequest()
+        merge(body, message)
+        assert message.mode == trade_pb2.TRADING_MODE_PAPER
