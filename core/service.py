@@ -24,7 +24,8 @@ from decimal import Decimal
 
 from tradewire.core.auth.permissions import authorize
 from tradewire.core.context import CallContext
-from tradewire.core.errors import Code, FieldViolation, TradewireError, internal_error, invalid, invalid_fields, nested_under
+from tradewire.core.errors import (Code, FieldViolation, TradewireError, internal_error, invalid, invalid_fields,
+                                   nested_under)
 from tradewire.core.executors.base import Executor
 from tradewire.core.lifecycle import heartbeat_event, is_terminal, now_timestamp, shutdown_event
 from tradewire.core.market import Market, format_units

@@ -4,7 +4,7 @@ connect-python 0.9 encodes JSON with ``json_format.MessageToJson`` (pretty-print
 indents) and decodes with ``json_format.Parse``, both pure Python (~60 µs each per trade
 message). Its codecs live in a module-level registry with no public way to add one
 (connectrpc/_codec.py: ``_codecs``, read per call by ``get_codec``), so ``install`` replaces
-the JSON entries there; tests/unit/test_connect_codec.py fails if a connect-python upgrade
+the JSON entries there; tests/unit/core/test_connect_codec.py fails if a connect-python upgrade
 moves the registry. Requests reach the decoder already checked by ConnectCompat, which names
 the field of any mistake.
 """

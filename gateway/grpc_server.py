@@ -137,7 +137,8 @@ def _stream_handler(rpc: Rpc, service, max_message_bytes: int) -> Callable:
                 request = decoded(raw_or_iterator) if rpc.client_streaming else decode(raw_or_iterator)
                 stream = method(request, ctx)
                 task = asyncio.current_task()
-                forget = hub.on_drop(task, lambda error: _terminate_later(context, ctx, error)) if hub and task else None
+                forget = (hub.on_drop(task, lambda error: _terminate_later(context, ctx, error))
+                          if hub and task else None)
                 try:
                     async for message in stream:
                         if not sent_headers:

@@ -50,7 +50,6 @@ def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
                                     descriptor_set_path=DESCRIPTOR_SET, fallback=static)
     cors = dict(allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=CORS_ALLOW_HEADERS, expose_headers=CORS_EXPOSE_HEADERS, max_age=600)
-    app.add_middleware(CORSMiddleware, **cors)
     return _Dispatch(CORSMiddleware(connect, **cors), CORSMiddleware(http_json, **cors), app)
 
 
