@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,13 @@ def test_scale_out_runs_one_process_and_workers_on_redis(results):
     assert [row["workers"] for row in scale.values()] == [1, 1, 2]
     assert all(row["closed_loop"]["achieved_rps"] > 50 and row["closed_loop"]["errors"] == 0
                for row in scale.values()), scale
+
+
+def test_the_json_codec_bench_measures_both_codecs_on_the_same_messages(tmp_path):
+    out = tmp_path / "json_codec.json"
+    done = subprocess.run([sys.executable, "-m", "bench.json_codec", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())["in_process"]
+    assert set(rows) == {"parse TradeRequest", "print TradeResult", "print a 500-trade history page"}
+    assert all(row["json_format_us"] > 0 and row["protojson_us"] > 0 for row in rows.values())
