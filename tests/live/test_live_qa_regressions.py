@@ -76,9 +76,14 @@ async def test_an_expiry_check_the_rpc_cannot_answer_leaves_the_trade_pending(ma
     await eventually(lambda: rules.requests.get("getTransaction", 0) >= 3)  # asked, round after round
     signature = h.orders.for_request("alice", "held-unanswered").signature
     assert not task.done() and h.orders.get(signature).state == PENDING  # not concluded EXPIRED
+    health = h.executor.health()  # an operator is told, and why
+    assert not health.ok
+    assert "1 transaction(s) past their blockhash validity that the RPC node cannot look up" in health.message
+    assert "Transaction history is not available from this node" in health.message
 
     rules.fail_methods.clear()  # the node answers again
     run = await asyncio.wait_for(task, 10)
+    assert "cannot look up" not in h.executor.health().message
     assert run.outcome.status == pb.TRADE_STATUS_FILLED and run.signature == signature
     assert_booked_once_as_the_chain_shows(h, host, signature)
 

@@ -64,6 +64,8 @@ class Watch:
     last_error: str = ""
     finalize_failures: int = 0
     finalize_after: float = 0.0  # backoff after a failed finalization
+    # Past its last valid height, and the node could not say whether it landed (why, or "").
+    undetermined: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -208,7 +210,8 @@ class Confirmer:
         try:
             found = await self.rpc.get_signature_statuses([w.signature for w in watches], search_history=True)
         except (UpstreamError, CircuitOpen, RpcError) as exc:
-            log.info("expiry check skipped: rpc unavailable", extra={"error": str(exc), "in_flight": len(watches)})
+            for watch in watches:
+                self._undetermined(watch, exc)
             return
         for watch, status in zip(watches, found):
             if status is not None:
@@ -217,10 +220,22 @@ class Confirmer:
             try:  # the ledger itself (history search can cover rooted slots only)
                 landed = await self.rpc.get_transaction(watch.signature, self.commitment) is not None
             except (UpstreamError, CircuitOpen, RpcError) as exc:
-                log.info("expiry check skipped: rpc unavailable", extra={"signature": watch.signature,
-                                                                         "error": str(exc)})
+                self._undetermined(watch, exc)
                 continue
             self._start_finalize(watch, Resolution(LANDED if landed else EXPIRED, height))
+
+    def _undetermined(self, watch: Watch, exc: Exception) -> None:
+        """It stays pending (SUBMITTED) until the node can say: said once as a warning (a node
+        without transaction history never will), then in the executor's health."""
+        if not watch.undetermined:
+            log.warning("a transaction past its last valid block height cannot be looked up; it stays "
+                        "submitted until the RPC node can say whether it landed",
+                        extra={"signature": watch.signature, "error": str(exc)})
+        watch.undetermined = str(exc)
+
+    def undetermined(self) -> list[Watch]:
+        """Watched transactions past their validity whose landing the node could not determine."""
+        return [w for w in self.watches.values() if w.undetermined]
 
     async def broadcast(self, watch: Watch) -> None:
         """Send the same signed bytes again; whatever happens, the signature decides."""

@@ -242,6 +242,11 @@ class LiveExecutor:
         stalled = self.confirmer.stalled(self.config.stalled_after_s)
         if stalled:
             problems.append(f"{stalled} transaction(s) unconfirmed for over {self.config.stalled_after_s:.0f}s")
+        undetermined = self.confirmer.undetermined()
+        if undetermined:
+            problems.append(f"{len(undetermined)} transaction(s) past their blockhash validity that the RPC node "
+                            f"cannot look up ({undetermined[0].undetermined}): their trades stay SUBMITTED until "
+                            "a node with their transaction history answers")
         in_flight = len(self.confirmer.watches)
         balance = "unknown" if self._lamports is None else ("ok" if self._lamports >= reserve else "low")
         summary = f"live on Solana: wallet balance {balance}, {in_flight} transaction(s) awaiting confirmation"
