@@ -33,7 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
     from tradewire.gateway.assembly import StartupError
 
     try:
-        uvloop.run(serve(settings))
+        uvloop.run(serve(settings, worker=args.worker))
     except StartupError as exc:
         print(f"tradewire: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ to the dashboard."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -32,15 +33,18 @@ DESCRIPTOR_SET = Path(__file__).resolve().parent.parent / "gen" / "descriptors" 
 
 
 def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
-                   record_refused: RecordRefused | None = None):
+                   record_refused: RecordRefused | None = None,
+                   metrics_text: Callable[[], Awaitable[bytes]] | None = None):
     """``service`` is core's TradeService (or anything with its methods); ``record_refused``
-    (core's Pipeline.record_refused) records the calls refused before they reach it."""
+    (core's Pipeline.record_refused) records the calls refused before they reach it;
+    ``metrics_text`` answers /metrics when the registry alone does not (several workers)."""
     app = FastAPI(title="tradewire", docs_url=None, redoc_url=None, openapi_url=None)
     connect = build_connect_app(service, settings.max_body_bytes, record_refused)
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics() -> Response:
+        text = await metrics_text() if metrics_text is not None else generate_latest(registry)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     dashboard = settings.web_root
     static = StaticFiles(directory=dashboard, html=True) if dashboard and (dashboard / "index.html").exists() else None

@@ -30,6 +30,7 @@ from tradewire.gateway.assembly import Core, StartupError, build_core
 from tradewire.gateway.grpc_server import GrpcServer
 from tradewire.gateway.http_app import build_http_app
 from tradewire.gateway.http_limits import HttpLimits, protocol_class
+from tradewire.gateway.worker_metrics import WorkerMetrics
 
 log = logging.getLogger("tradewire.server")
 
@@ -43,7 +44,8 @@ class _UvicornServer(uvicorn.Server):
 
 
 class Gateway:
-    def __init__(self, settings: Settings, core: Core | None = None) -> None:
+    def __init__(self, settings: Settings, core: Core | None = None, worker: int | None = None) -> None:
+        """``worker``: this process's index among the supervisor's workers (gateway/workers.py)."""
         self.settings = settings
         self.core = core or build_core(settings)
         server = settings.server
@@ -51,8 +53,12 @@ class Gateway:
         self.reuse_port = server.workers > 1
         self.grpc = GrpcServer(self.core.service, server.grpc_host, server.grpc_port, server.max_body_bytes,
                                reuse_port=self.reuse_port)
-        app = build_http_app(self.core.service, self.core.metrics.registry, server,
-                             self.core.service.pipeline.record_refused)
+        registry = self.core.metrics.registry
+        # With several workers a scrape of the shared port answers for all of them.
+        self.worker_metrics = (WorkerMetrics(registry, worker, server.workers, server.http_host, server.http_port)
+                               if worker is not None and server.workers > 1 else None)
+        app = build_http_app(self.core.service, registry, server, self.core.service.pipeline.record_refused,
+                             metrics_text=self.worker_metrics.exposition if self.worker_metrics else None)
         config = uvicorn.Config(
             app, host=server.http_host, port=server.http_port, loop="none",
             http=protocol_class(HttpLimits.from_server_config(server)), lifespan="off", access_log=False, log_config=None,
@@ -75,6 +81,8 @@ class Gateway:
         await self.core.start()
         store = self.core.store
         await self.grpc.start(store_ok=lambda: store.health()[0])
+        if self.worker_metrics is not None:
+            await self.worker_metrics.start()
         self._http_task = asyncio.create_task(self.http.serve(sockets=[self._http_socket]), name="uvicorn")
         while not self.http.started:
             if self._http_task.done():
@@ -101,6 +109,8 @@ class Gateway:
         listener_grace = min(self.settings.server.shutdown_grace_s, left(deadline) * 0.25)
         self.http.should_exit = True  # 4.
         await asyncio.gather(self.grpc.stop(listener_grace), self._http_task if self._http_task else asyncio.sleep(0))
+        if self.worker_metrics is not None:
+            await self.worker_metrics.stop()
         await self.core.close(flush_timeout=max(0.0, left(deadline) - 0.5))
         log.info("stopped", extra={"shutdown_s": round(time.monotonic() - started, 3),
                                    "trades_left_unfinished": interrupted,
@@ -124,14 +134,14 @@ def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, worker: int | None = None) -> None:
     # Handlers first: a SIGTERM that arrives while starting still means a clean stop.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        gateway = Gateway(settings)
+        gateway = Gateway(settings, worker=worker)
         await gateway.start()
     except StartupError:
         raise

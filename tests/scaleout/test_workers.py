@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from support.clients import HttpJsonClient
 from support.gateway_process import GatewayProcess
@@ -21,6 +22,12 @@ from tradewire.v1 import trade_pb2 as pb
 
 SOL = "So11111111111111111111111111111111111111112"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+
+
+def scrape(gateway: GatewayProcess) -> dict[tuple[str, tuple], float]:
+    text = httpx.get(f"{gateway.http_url}/metrics", timeout=10).text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def children(pid: int) -> set[int]:
@@ -72,6 +79,16 @@ async def test_connections_are_spread_over_workers_that_share_one_store(two_work
     health = httpx.get(f"{two_workers.http_url}/v1/health").json()
     store_health = next(c for c in health["components"] if c["name"] == "store")
     assert store_health["message"].startswith("redis (replica ")
+
+    # /metrics on the shared port answers for both workers, whichever the scrape reached.
+    for _ in range(4):
+        samples = scrape(two_workers)
+        assert samples[("tradewire_worker_scraped", (("worker", "0"),))] == 1
+        assert samples[("tradewire_worker_scraped", (("worker", "1"),))] == 1
+        trades = {labels: value for (name, labels), value in samples.items()
+                  if name == "tradewire_requests_total" and dict(labels).get("method") == "ExecuteTrade"}
+        assert sum(trades.values()) == len(request_ids)
+        assert {dict(labels)["worker"] for labels in trades} == {"0", "1"}
 
 
 async def test_a_dead_worker_is_replaced_and_sigterm_stops_all(two_workers):
