@@ -207,16 +207,29 @@ EXPECTED_FORMS = {"google.protobuf.Timestamp": "an RFC 3339 timestamp like '2026
                   "google.protobuf.Duration": "a duration like '1.5s'"}
 
 
+# RFC 3339 as proto3 JSON takes it: zero-padded ASCII digits, upper-case T and Z, 0-9
+# fractional digits, an offset of at most 23:59. protobuf's FromJsonString is looser
+# ("2026-1-1", full-width digits, "+24:00", "00.Z"); it still checks the ranges after this.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)", re.ASCII)
+
+
+def set_timestamp(target, text: str) -> None:
+    """``target`` (a Timestamp) from RFC 3339 text; ValueError for anything else."""
+    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
+        raise ValueError("not an RFC 3339 timestamp")
+    target.FromJsonString(text)
+
+
 def set_wkt_from_text(target, full_name: str, text: str) -> None:
     """Timestamp (RFC 3339), Duration (``1.5s``), FieldMask (``a,b.c``) and wrappers."""
     if full_name == "google.protobuf.Timestamp":
         try:
-            target.FromJsonString(text)
+            set_timestamp(target, text)
         except ValueError:
             # '+' in a query string arrives as a space: "…T10:00:00 02:00".
             fixed = text.replace(" ", "+")
             try:
-                target.FromJsonString(fixed)
+                set_timestamp(target, fixed)
             except ValueError:
                 raise BindError(f"expected {EXPECTED_FORMS[full_name]}, got {text!r}") from None
         return

@@ -311,3 +311,34 @@ def test_a_valid_last_event_id_resumes_after_it(http, finished_trade):
     assert response.status_code == 200, response.text
     ids = [line[4:] for line in response.text.splitlines() if line.startswith("id: ")]
     assert ids and ids[0] == "2", response.text
+
+
+# -- timestamps: RFC 3339 only, as the error says --------------------------------------------
+
+
+NOT_RFC3339 = ["2099-1-1T00:00:00Z", "２０９９-01-01T00:00:00Z", "2099-01-01T00:00:00+24:00",
+               "2099-01-01T00:00:00+01:99", "2099-01-01T00:00:00.Z", "2099-01-01t00:00:00z", "2099-01-01 00:00:00Z"]
+
+
+@pytest.mark.parametrize("text", NOT_RFC3339)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_timestamp_not_in_rfc3339_is_refused_naming_the_field(http, protocol, text):
+    request_id = f"ts-{uuid.uuid4().hex[:10]}"
+    message = refused(post(http, protocol, "ExecuteTrade", trade(requestId=request_id, deadline=text)), "deadline")
+    assert "RFC 3339" in message
+    assert not trade_exists(http, request_id)
+    if protocol == "connect":  # (HTTP/JSON reads history filters from the query: below)
+        refused(post(http, protocol, "GetTradeHistory", {"startTime": text}), "start_time")
+
+
+@pytest.mark.parametrize("text", NOT_RFC3339)
+def test_a_timestamp_not_in_rfc3339_is_refused_in_the_query(http, text):
+    got_reason, fields, _ = error(http.get("/v1/trades", params={"startTime": text}), 400)
+    assert got_reason == "MALFORMED_REQUEST" and [f for f, _ in fields] == ["start_time"]
+
+
+@pytest.mark.parametrize("text", ["2099-01-01T00:00:00Z", "2099-01-01T00:00:00.123456789Z", "2099-01-01T01:30:00+01:30",
+                                  "2099-01-01T00:00:00-23:59"])
+def test_rfc3339_timestamps_in_every_form_still_work(http, text):
+    assert http.get("/v1/trades", params={"startTime": text}).status_code == 200
+    assert post(http, "connect", "GetTradeHistory", {"startTime": text}).status_code == 200
