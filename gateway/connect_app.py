@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, urlencode
 
 from connectrpc.errors import ConnectError
-from google.protobuf import descriptor_pb2, message_factory
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError
 
 from tradewire.core.context import CallContext, Protocol, combine_headers
@@ -338,8 +338,16 @@ def _forwarded(message: bytes, content_type: bytes) -> bytes:
 
 
 def _connect_error_body(error: TradewireError) -> bytes:
-    details = [{"type": d.TypeName(), "value": base64.b64encode(d.value).decode().rstrip("=")} for d in error.details()]
+    """A Connect error as connect-python writes one (details with their ``debug`` JSON too)."""
+    details = [{"type": d.TypeName(), "value": base64.b64encode(d.value).decode().rstrip("="),
+                "debug": json_format.MessageToDict(_unpacked(d))} for d in error.details()]
     return json.dumps({"code": CONNECT_CODE[error.code].value, "message": error.message, "details": details}).encode()
+
+
+def _unpacked(detail: any_pb2.Any):
+    message = message_factory.GetMessageClass(descriptor_pool.Default().FindMessageTypeByName(detail.TypeName()))()
+    detail.Unpack(message)
+    return message
 
 
 class ConnectCompat:
@@ -606,10 +614,13 @@ def _checked_query(scope, input_cls, limit: int) -> dict:
     raw = _decode_base64(text) if query.get("base64", [""])[0] == "1" else text.encode("latin-1")
     compression = _compression(query.get("compression", ["identity"])[0], "compression query parameter")
     message = _inflated(raw, compression, limit, "the message query parameter")
+    rewritten = compression != "identity"
+    if not message and query["encoding"][0] == "json":  # the empty message, as for a POST (_forwarded)
+        message, rewritten = b"{}", True
     decode(message, input_cls)
-    if compression == "identity":
+    if not rewritten:
         return scope
-    query.pop("compression")
+    query.pop("compression", None)
     query.update(message=[base64.urlsafe_b64encode(message).decode()], base64=["1"])
     return {**scope, "query_string": urlencode(query, doseq=True, encoding="latin-1").encode()}
 

@@ -130,6 +130,26 @@ def test_an_empty_connect_json_body_is_the_empty_message_then_validated(http, ga
     assert http.post(MARKET, content=b"", headers=headers).status_code == 200  # nothing required: answered
 
 
+def test_an_empty_json_message_in_a_get_query_is_the_empty_message(http, gateway):
+    history = http.get(f"{SERVICE}/GetTradeHistory?encoding=json&message=", headers=_auth(gateway))
+    assert history.status_code == 200, history.text
+    assert http.get(f"{SERVICE}/GetTradeHistory?encoding=json&message={{}}", headers=_auth(gateway)).json() == \
+        history.json()
+    refused = _connect_error(http.get(f"{SERVICE}/GetTrade?encoding=json&message=", headers=_auth(gateway)), 400)
+    assert refused["reason"] == "VALIDATION_FAILED" and "request_id" in refused["message"], refused
+
+
+def test_every_connect_error_carries_its_details_as_connect_python_writes_them(http, gateway):
+    headers = _auth(gateway, **{"content-type": "application/json"})
+    checked_here = http.post(f"{SERVICE}/GetTrade", content=b'{"requestId": "t1", "x": 1}', headers=headers)
+    answered_by_the_handler = http.post(f"{SERVICE}/GetTrade", content=b'{"requestId": "none"}', headers=headers)
+    for response, status in ((checked_here, 400), (answered_by_the_handler, 404)):
+        details = _connect_error(response, status)["details"]
+        info = next(d for d in details if d["type"] == "google.rpc.ErrorInfo")
+        assert set(info) == {"type", "value", "debug"}, info
+        assert info["debug"]["reason"] == _reason_of(details) and info["debug"]["domain"], info
+
+
 def test_an_empty_json_message_in_a_connect_stream_is_the_empty_message_then_validated(http, gateway):
     response = http.post(STREAM, content=_frame(b""), headers=_auth(gateway, **{"content-type": "application/connect+json"}))
     error = _stream_error(response)
