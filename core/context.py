@@ -13,6 +13,9 @@ SCOPE_TRADE_PAPER = "trade:paper"
 SCOPE_TRADE_LIVE = "trade:live"
 SCOPE_ADMIN = "admin"
 ALL_SCOPES = frozenset({SCOPE_READ, SCOPE_TRADE_PAPER, SCOPE_TRADE_LIVE, SCOPE_ADMIN})
+# A transport's deadline timer and ours (read from its time_remaining() a moment after the
+# call began) differ by this much at most.
+DEADLINE_SLACK_S = 0.02
 
 
 class Protocol(str, enum.Enum):
@@ -78,3 +81,8 @@ class CallContext:
 
     def time_remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def past_deadline(self) -> bool:
+        """Whether the call's deadline has come (within a transport's timer slack): a call
+        cancelled then was cut off by its deadline, not by its caller."""
+        return self.deadline is not None and time.monotonic() >= self.deadline - DEADLINE_SLACK_S

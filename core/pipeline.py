@@ -108,8 +108,9 @@ class Pipeline:
                 code, reason = exc.code, exc.reason
                 ctx.response_headers.update(exc.headers)
                 raise
-            except (asyncio.CancelledError, GeneratorExit):  # the caller went away
-                code = Code.CANCELLED
+            except (asyncio.CancelledError, GeneratorExit):  # the caller went away, or its deadline came
+                code, reason = ((Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED") if ctx.past_deadline()
+                                else (Code.CANCELLED, ""))
                 raise
             except Exception as exc:
                 error = self._caller_error(ctx, exc)

@@ -4,6 +4,7 @@ that take wall-clock time (0.6 s building, then 0.6 s landing after SUBMITTED)."
 import asyncio
 import contextlib
 import datetime
+import json
 
 import grpc
 import pytest
@@ -12,7 +13,7 @@ from google.protobuf import timestamp_pb2
 
 from support.clients import PROTOCOLS, RpcFailure, StreamHandle, make_client
 from support.gateway_process import GatewayProcess
-from support.trading import metric, trade, unique
+from support.trading import eventually, metric, trade, unique
 from tradewire.core import lifecycle
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
@@ -243,3 +244,51 @@ async def test_cancellations_are_counted(slow_gateway):
                         outcome="not_cancellable") >= 1
     assert await metric(slow_gateway, "tradewire_cancel_requests_total", source="caller", outcome="cancelled") >= 1
     assert await metric(slow_gateway, "tradewire_trades_total", mode="PAPER", status="TRADE_STATUS_CANCELLED") >= 1
+
+
+def _access_line(gateway, correlation_id: str) -> dict | None:
+    for line in gateway.log_text().splitlines():
+        if correlation_id in line and '"msg":"call"' in line:
+            return json.loads(line)
+    return None
+
+
+async def _recorded(gateway, correlation_id: str) -> dict:
+    return await eventually(lambda: _access_line(gateway, correlation_id), what=f"the access line of {correlation_id}")
+
+
+async def test_a_stream_cut_off_by_its_deadline_is_recorded_as_deadline_exceeded(grpc_client, slow_gateway):
+    key = slow_gateway.key("alice")
+    request_id = unique("stream-deadline")
+    execution = asyncio.create_task(grpc_client.unary("ExecuteTrade", trade(request_id), key))
+    outcomes = {}
+    for how in ("deadline", "cancel"):
+        correlation_id = unique(f"stream-{how}")
+        call = grpc_client._callable("StreamExecutionStatus")(
+            spb.StreamExecutionStatusRequest(request_id=request_id), timeout=0.4 if how == "deadline" else None,
+            metadata=(("authorization", f"Bearer {key}"), ("x-correlation-id", correlation_id)))
+        first = await call.read()  # the stream is open and being served
+        assert first.request_id == request_id
+        if how == "cancel":
+            call.cancel()
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+            while await call.read() is not grpc.aio.EOF:
+                pass
+        line = await _recorded(slow_gateway, correlation_id)
+        outcomes[how] = (line["code"], line["reason"])
+    await execution
+    assert outcomes == {"deadline": ("DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"), "cancel": ("CANCELLED", "")}
+
+
+async def test_a_connect_call_cut_off_by_its_deadline_is_recorded_as_deadline_exceeded(slow_gateway):
+    client = make_client("connect-proto", slow_gateway)
+    correlation_id = unique("connect-deadline")
+    try:
+        with pytest.raises(ConnectError) as failure:
+            await client.client.execute_trade(trade(unique("connect-deadline")), timeout_ms=250, headers={
+                "authorization": f"Bearer {slow_gateway.key('alice')}", "x-correlation-id": correlation_id})
+        assert failure.value.code.name == "DEADLINE_EXCEEDED"
+    finally:
+        await client.close()
+    line = await _recorded(slow_gateway, correlation_id)
+    assert (line["code"], line["reason"]) == ("DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED")
