@@ -127,9 +127,14 @@ class TradeRunner:
         """
         print_ = fingerprint(order)
         inflight = self.inflight
+        running = inflight.get((order.principal_id, order.request_id))
         # At a limit a replay of a known request id is still answered, a new one refused.
         at_limit = inflight.count(order.principal_id) >= inflight.max_per_principal or len(inflight) >= inflight.max_total
-        existing = self.store.get(order.principal_id, order.request_id) if at_limit else None
+        if running is not None:  # running here: a retry follows it, even if the store lost its record
+            # (a shared store that restarted empty while the trade waited for it to answer)
+            existing = TradeRecord(order.principal_id, order.request_id, fingerprint(running.order), running.result)
+        else:
+            existing = self.store.get(order.principal_id, order.request_id) if at_limit else None
         if existing is not None and lifecycle.may_run_again(existing.result):
             existing = None  # it would run again: a new trade as far as the limits go
         if existing is None:

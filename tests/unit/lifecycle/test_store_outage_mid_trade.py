@@ -176,3 +176,18 @@ async def test_outcomes_are_unchanged_without_a_shared_store():
     store = FlakyStore(SqliteStore(":memory:"))
     r = runner(ScriptedExecutor([*FILLS[:-1], store.go_down, FILLS[-1]]), store)
     assert (await refused(r.execute(order()))).reason == "INTERNAL"  # an embedded store's failure is unexpected
+
+
+async def test_a_retry_while_the_trade_waits_for_a_store_that_came_back_empty_follows_the_trade():
+    store = FlakyStore(SqliteStore(":memory:"))
+    r = outage_runner(ScriptedExecutor([*FILLS[:-1], store.go_down, FILLS[-1]]), store)
+    failure = await refused(r.execute(order()))
+    assert failure.reason == "STORE_UNAVAILABLE" and r.in_flight() == 1
+
+    store._store = SqliteStore(":memory:")  # the store is back, without its data
+    store.down = False
+    retry = r.execute(order())  # admitted before the waiting trade saves again: it is still running here
+    # It gets what the trade's caller got (retry later), not INTERNAL (it was claimed a second
+    # time, and the in-flight registry refused it as already running)
+    assert (await refused(retry)).reason == "STORE_UNAVAILABLE"
+    await until(lambda: r.in_flight() == 0)
