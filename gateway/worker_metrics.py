@@ -90,12 +90,23 @@ class WorkerMetrics:
             connection.close()
             return None  # restarting, or not started yet
         try:
-            return await asyncio.wait_for(reader.read(MAX_EXPOSITION_BYTES), READ_TIMEOUT_S)
-        except (OSError, TimeoutError) as exc:
+            return await asyncio.wait_for(_read_to_end(reader), READ_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
             log.warning("worker %d's metrics could not be read: %s", index, exc)
             return None
         finally:
             writer.close()
+
+
+async def _read_to_end(reader: asyncio.StreamReader) -> bytes:
+    """All a sibling sent (its exposition, then it closes), at most MAX_EXPOSITION_BYTES."""
+    chunks, size = [], 0
+    while chunk := await reader.read(1 << 16):
+        size += len(chunk)
+        if size > MAX_EXPOSITION_BYTES:
+            raise ValueError(f"exposition over {MAX_EXPOSITION_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class _Union(Collector):
@@ -109,10 +120,9 @@ class _Union(Collector):
         scraped = Metric("tradewire_worker_scraped", "1 for each worker whose figures this scrape holds", "gauge")
         for index, text in sorted(self.by_worker.items()):
             worker = str(index)
-            scraped.add_sample("tradewire_worker_scraped", {"worker": worker}, 0.0 if text is None else 1.0)
-            if text is None:
-                continue
-            for family in text_string_to_metric_families(text.decode("utf-8")):
+            read = _families(index, text)
+            scraped.add_sample("tradewire_worker_scraped", {"worker": worker}, 0.0 if read is None else 1.0)
+            for family in read or ():
                 merged = families.get(family.name)
                 if merged is None:
                     merged = families[family.name] = Metric(family.name, family.documentation, family.type,
@@ -122,3 +132,14 @@ class _Union(Collector):
                                       sample.timestamp, sample.exemplar)
         yield from families.values()
         yield scraped
+
+
+def _families(index: int, text: bytes | None) -> list[Metric] | None:
+    """A worker's exposition parsed whole; None if it could not be read or parsed."""
+    if text is None:
+        return None
+    try:
+        return list(text_string_to_metric_families(text.decode("utf-8")))
+    except ValueError as exc:  # (UnicodeDecodeError is one)
+        log.warning("worker %d's metrics could not be parsed: %s", index, exc)
+        return None
