@@ -55,6 +55,9 @@ log = logging.getLogger("tradewire.trades")
 Key = tuple[str, str]
 # How often a trade caught by a store outage asks again (the store answers within the second it is back).
 _STORE_BACK = RetryPolicy(max_attempts=1_000_000, initial_backoff_s=0.1, max_backoff_s=1.0)
+# How often a stream waiting for a trade not opened yet asks a shared store whether another
+# replica opened it: its first events reach the stream at most this late.
+OPENED_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -734,13 +737,25 @@ class TradeRunner:
     def _known(self, key: Key) -> bool:
         return key in self.inflight or self.hub.channel_events(key) is not None or self.store.get(*key) is not None
 
+    async def _opened(self, key: Key, await_s: float) -> bool:
+        """Whether the trade is opened within ``await_s``. This hub hears of trades opened here;
+        one opened on another replica is found in the shared store, asked every OPENED_POLL_S."""
+        deadline = time.monotonic() + await_s
+        while True:
+            left = deadline - time.monotonic()
+            step = min(left, OPENED_POLL_S) if self.store.shared else left
+            if await self.hub.wait_opened(key, step) or self._known(key):
+                return True
+            if left <= step or self.hub.closing:
+                return False
+
     async def events(self, principal_id: str, request_id: str, from_sequence: int, heartbeat_s: float | None = None,
                      await_s: float = 0.0, subscription: Subscription | None = None):
         """Follow a trade's events (live or stored). A trade not known yet is awaited for
         ``await_s`` (a subscriber may come before the trade); then NOT_FOUND — the same
         answer whether it does not exist or belongs to someone else."""
         key = (principal_id, request_id)
-        if not self._known(key) and not (await self.hub.wait_opened(key, await_s) or self._known(key)):
+        if not self._known(key) and not await self._opened(key, await_s):
             if self.hub.closing:
                 raise TradewireError("SHUTTING_DOWN", "the gateway is shutting down; reconnect after the restart")
             raise trade_not_found(request_id)

@@ -95,6 +95,51 @@ async def test_stream_on_one_replica_follows_a_trade_on_the_other(replicas):
         await on_b.close()
 
 
+@pytest.fixture
+def patient_replica(tmp_path, redis_server, replicas):
+    """One more replica whose streams wait 10 s for a trade not opened yet (as in production)."""
+    env = {"TRADEWIRE_SHARED__REDIS_URL": redis_server.url, "TRADEWIRE_PAPER__REALTIME": "true",
+           "TRADEWIRE_PAPER__LATENCY_MS": "1200"}
+    c = GatewayProcess(tmp_path, env=env, streams_config="[streams]\nawait_trade_s = 10\n").start()
+    yield c
+    assert c.stop() == 0
+
+
+async def test_a_stream_opened_before_the_trade_follows_it_live_from_another_replica(replicas, patient_replica):
+    a, _ = replicas
+    key = a.key("bob")
+    on_a, on_c = GrpcClient(a.grpc_target), GrpcClient(patient_replica.grpc_target)
+    request = trade(unique("early"), amount="0.1")
+    arrivals: list[tuple[float, pb.ExecutionStatus]] = []
+
+    async def follow() -> None:
+        call = on_c._callable("StreamExecutionStatus")(
+            spb.StreamExecutionStatusRequest(request_id=request.request_id),
+            metadata=(("authorization", f"Bearer {key}"),))
+        async for event in call:
+            arrivals.append((asyncio.get_running_loop().time(), event))
+
+    try:
+        following = asyncio.create_task(follow())
+        # A call answered on the same connection after the stream was sent: the stream is open on C
+        # (HTTP/2 delivers its frames in order) before the trade is claimed on A.
+        await on_c.unary("HealthCheck", spb.HealthCheckRequest(), key)
+        assert not following.done()
+        result, _ = await on_a.unary("ExecuteTrade", request, key)
+        ended_at = asyncio.get_running_loop().time()
+        await asyncio.wait_for(following, 5)
+    finally:
+        await on_a.close()
+        await on_c.close()
+    transitions = [e for _, e in arrivals if e.kind == pb.STATUS_KIND_TRANSITION]
+    assert transitions[-1].terminal and transitions[-1].result == result
+    # Live, not replayed at the end of the stream's 10 s wait: the first event came while the
+    # trade ran (it takes 1.2 s), the last right after it ended.
+    first_at = next(t for t, e in arrivals if e.kind == pb.STATUS_KIND_TRANSITION)
+    assert ended_at - first_at > 0.8, (ended_at, first_at)
+    assert arrivals[-1][0] - ended_at < 1.0
+
+
 async def test_get_trade_on_one_replica_shows_a_trade_running_on_the_other_as_it_is(replicas):
     a, b = replicas
     key = a.key("bob")
