@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
@@ -47,7 +48,10 @@ def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     dashboard = settings.web_root
-    static = StaticFiles(directory=dashboard, html=True) if dashboard and (dashboard / "index.html").exists() else None
+    static = None
+    if dashboard and (dashboard / "index.html").exists():
+        # StaticFiles raises its 404/405 for Starlette's exception middleware to answer.
+        static = ExceptionMiddleware(StaticFiles(directory=dashboard, html=True))
     # HTTP/JSON routes first; paths outside the API are the dashboard's, when it is built.
     http_json = build_http_json_app(service, SERVICE, max_body_bytes=settings.max_body_bytes,
                                     on_error=_recording_refusals(record_refused),
