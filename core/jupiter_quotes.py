@@ -27,6 +27,8 @@ class JupiterQuotes:
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
         )
         self._unit_prices: dict[str, tuple[float, int]] = {}  # mint → (expires, price of one token)
+        # Why the last quote failed for want of the API, until one succeeds (health shows it).
+        self.outage: str | None = None
 
     async def quote(self, input_mint: Mint, output_mint: Mint, amount: int, exact_out: bool,
                     slippage_bps: int) -> Quote:
@@ -38,9 +40,10 @@ class JupiterQuotes:
         try:
             response = await self._http.get("/swap/v1/quote", params=params)
         except httpx.HTTPError as exc:
-            raise TradewireError("UPSTREAM_UNAVAILABLE", f"quote API unreachable: {type(exc).__name__}") from None
+            raise self._unavailable(f"quote API unreachable: {type(exc).__name__}") from None
         if response.status_code >= 500:
-            raise TradewireError("UPSTREAM_UNAVAILABLE", f"quote API answered {response.status_code}")
+            raise self._unavailable(f"quote API answered {response.status_code}")
+        self.outage = None
         body = response.json()
         if response.status_code != 200:
             raise TradewireError("NO_ROUTE", f"no route: {body.get('error') or body.get('errorCode') or response.status_code}")
@@ -70,6 +73,10 @@ class JupiterQuotes:
         quote = await self.quote(mint, self.market.valuation, unit, exact_out=False, slippage_bps=0)
         self._unit_prices[mint.address] = (now + self.valuation_ttl_s, quote.out_amount)
         return quote.out_amount
+
+    def _unavailable(self, why: str) -> TradewireError:
+        self.outage = why
+        return TradewireError("UPSTREAM_UNAVAILABLE", why)
 
     def invalidate(self) -> None:
         """Forget cached valuation prices (after a fill moved balances or pools)."""

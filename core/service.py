@@ -218,12 +218,14 @@ class TradeService:
             store_ok, store_kind = self.store.health()
             components = [spb.ComponentHealth(name="store", status=serving if store_ok else not_serving,
                                               message=store_kind)]
+            impaired = False  # a configured executor that cannot trade now: the service is DEGRADED
             for mode, name in ((pb.TRADING_MODE_PAPER, "paper_executor"), (pb.TRADING_MODE_LIVE, "live_executor")):
                 executor = self.executors.get(mode)
                 if executor is None:
                     components.append(spb.ComponentHealth(name=name, status=not_serving, message="not configured"))
                 else:
                     health = executor.health()
+                    impaired = impaired or not health.ok
                     components.append(spb.ComponentHealth(
                         name=name, message=health.message, status=serving if health.ok else not_serving))
             # Load figures (trades, streams, webhook backlog) are for callers with credentials;
@@ -247,8 +249,10 @@ class TradeService:
             if self.draining:
                 components.append(spb.ComponentHealth(name="server", status=not_serving,
                                                       message="shutting down: no new calls"))
-            response = spb.HealthCheckResponse(status=not_serving if self.draining or not store_ok else serving,
-                                               components=components, version=VERSION, server_time=now_timestamp())
+            status = (not_serving if self.draining or not store_ok
+                      else spb.SERVING_STATUS_DEGRADED if impaired else serving)
+            response = spb.HealthCheckResponse(status=status, components=components, version=VERSION,
+                                               server_time=now_timestamp())
             if ctx.principal is not None and store_ok:  # (its bucket is in the store)
                 decision = self.pipeline.limits.principal.peek(f"principal:{ctx.principal.id}")
                 response.caller.CopyFrom(spb.CallerStatus(

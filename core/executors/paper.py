@@ -57,6 +57,9 @@ class PaperExecutor:
         self._wallets_ready: set[str] = set()  # principals whose starting wallet exists
 
     def health(self) -> ExecutorHealth:
+        outage = getattr(self.quotes, "outage", None)  # (the price table never fails)
+        if outage:
+            return ExecutorHealth(False, f"no quotes: {outage} (paper trades are refused until it answers)")
         return ExecutorHealth(True, "simulating fills from quotes")
 
     async def starting_wallet(self) -> list[Holding]:

@@ -6,6 +6,7 @@ import re
 import uuid
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from support.clients import GrpcClient, RpcFailure
@@ -251,6 +252,8 @@ async def test_positions_are_served_unvalued_while_the_quote_api_is_down(tmp_pat
         valued, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mode=pb.TRADING_MODE_PAPER), key)
         assert valued.unvalued_positions == 0
         assert all(p.market_value and not p.valuation_error for p in valued.positions)
+        health, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), key)
+        assert health.status == spb.SERVING_STATUS_SERVING
 
         own_devnet.stop()
         down, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mode=pb.TRADING_MODE_PAPER), key)
@@ -263,6 +266,12 @@ async def test_positions_are_served_unvalued_while_the_quote_api_is_down(tmp_pat
         assert by_mint[USDC].market_value and not by_mint[USDC].valuation_error
         assert down.unvalued_positions == 1
         assert _units(down.total_market_value, 6) == _units(by_mint[USDC].market_value, 6)
+        # Paper trading cannot run without quotes: the service says it is degraded, and why.
+        health, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), key)
+        paper = next(c for c in health.components if c.name == "paper_executor")
+        assert health.status == spb.SERVING_STATUS_DEGRADED
+        assert paper.status == spb.SERVING_STATUS_NOT_SERVING and "quote API unreachable" in paper.message
+        assert httpx.get(f"{gateway.http_url}/v1/health", timeout=10).status_code == 200  # still serving
     finally:
         await client.close()
         assert gateway.stop() == 0
