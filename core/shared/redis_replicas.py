@@ -29,6 +29,7 @@ from tradewire.core.shared import log_failure
 log = logging.getLogger("tradewire.shared")
 
 REGISTRY = "tw:replicas"
+BEAT_RETRY_S = 0.25
 
 
 def presence_key(replica_id: str) -> str:
@@ -118,7 +119,8 @@ class ReplicaPresence:
                 failures += 1
                 log_failure(log, "replica presence: beat or adoption failed; retrying") if failures == 1 else \
                     log.warning("replica presence: still failing (%d attempts)", failures)
-            await asyncio.sleep(self.ttl_s / 3)
+            # After a failed beat, try again soon: a short Redis outage must not outlast the presence.
+            await asyncio.sleep(min(self.ttl_s / 3, BEAT_RETRY_S) if failures else self.ttl_s / 3)
 
     async def stop(self, leave: bool = True) -> None:
         """Stop beating; with ``leave``, drop the presence so the others adopt at once."""

@@ -196,3 +196,43 @@ async def test_a_trade_left_by_a_shutdown_is_said_to_go_on_on_another_replica(cl
         await trade.done
     assert stopped.value.reason == "SHUTTING_DOWN"
     assert "resumes on another replica (or here after the restart)" in stopped.value.message
+
+
+class _Outage:
+    """The client, failing every command while ``down`` (as redis-py does when Redis is away)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client, self.down, self.refused = client, False, 0
+
+    def pipeline(self, *args, **kwargs):
+        pipe = self._client.pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def guarded():
+            if self.down:
+                self.refused += 1
+                raise redis.ConnectionError("Connection refused.")
+            return execute()
+        pipe.execute = guarded
+        return pipe
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+async def test_after_a_failed_beat_the_presence_is_renewed_soon_not_a_third_of_a_ttl_later(client):
+    # A short Redis outage must not outlast the presence (ttl 6 s: a beat every 2 s).
+    flaky = _Outage(client)
+    store = RedisTradeStore(client, "replica-q")
+    presence = ReplicaPresence(flaky, "replica-q", 6.0, store.adopt, lambda trades: asyncio.sleep(0))
+    presence.start()
+    try:
+        flaky.down = True
+        failed_at = presence._beats
+        await eventually(lambda: flaky.refused >= 1, timeout=5, what="a beat tried while Redis is away")
+        flaky.down = False
+        back = asyncio.get_running_loop().time()
+        await eventually(lambda: presence._beats > failed_at, timeout=5, what="the next beat")
+        assert asyncio.get_running_loop().time() - back < 1.0
+    finally:
+        await presence.stop(leave=True)
