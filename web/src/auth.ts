@@ -1,8 +1,10 @@
 // Credentials: an API key or a JWT, kept in memory, and in sessionStorage (this tab only,
-// gone when it closes) when the user asks to be remembered. Sent as `authorization: Bearer`.
+// gone when it closes) when the user asks to be remembered, together with the gateway they
+// were given for. Sent as `authorization: Bearer`.
 import type { Interceptor } from "@connectrpc/connect";
 
 const STORAGE_KEY = "tradewire.credentials";
+const GATEWAY_KEY = "tradewire.gateway";
 
 let token: string | null = null;
 
@@ -10,11 +12,17 @@ export function normalizeToken(raw: string): string {
   return raw.trim().replace(/^bearer\s+/i, "");
 }
 
-export function setCredentials(raw: string, remember: boolean): void {
+/** `gateway`: the base URL the credentials are for, remembered with them. */
+export function setCredentials(raw: string, remember: boolean, gateway: string): void {
   token = normalizeToken(raw);
   try {
-    if (remember) sessionStorage.setItem(STORAGE_KEY, token);
-    else sessionStorage.removeItem(STORAGE_KEY);
+    if (remember) {
+      sessionStorage.setItem(STORAGE_KEY, token);
+      sessionStorage.setItem(GATEWAY_KEY, gateway);
+    } else {
+      sessionStorage.removeItem(STORAGE_KEY);
+      sessionStorage.removeItem(GATEWAY_KEY);
+    }
   } catch {
     // storage disabled: memory only
   }
@@ -24,8 +32,18 @@ export function clearCredentials(): void {
   token = null;
   try {
     sessionStorage.removeItem(STORAGE_KEY);
+    sessionStorage.removeItem(GATEWAY_KEY);
   } catch {
     // storage disabled
+  }
+}
+
+/** The gateway base URL remembered with the credentials, if any. */
+export function rememberedGateway(): string | null {
+  try {
+    return sessionStorage.getItem(GATEWAY_KEY);
+  } catch {
+    return null;
   }
 }
 

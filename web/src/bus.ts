@@ -13,6 +13,8 @@ export interface Events {
   gatewayBack: Record<string, never>;
   /** A response carried rate-limit headers. */
   rateLimit: { remaining: number; limit: number };
+  /** A call was refused UNAUTHENTICATED (revoked or expired credentials): why, in words. */
+  sessionRefused: { why: string };
   /** Show this trade in the execution view. */
   showTrade: { requestId: string };
 }

@@ -3,7 +3,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { MevStrategy, SwapMode, TradeStatus, TradingMode } from "../../gen/ts/tradewire/v1/trade_pb";
 import { ServingStatus } from "../../gen/ts/tradewire/v1/service_pb";
-import { atomicToDecimal, decToString, formatDecimal, formatInt } from "./decimal";
+import { atomicToDecimal, decToString, formatDecimal, formatInt, parseDec, roundDec } from "./decimal";
 import { mintByAddress, SOL_DECIMALS } from "./markets";
 
 /** A token amount: at most the mint's decimals, thousands separators. */
@@ -17,6 +17,15 @@ export function fmtAmount(text: string, mintAddress?: string): string {
 export function fmtValue(text: string, signed = false): string {
   if (text === "") return "—";
   return formatDecimal(text, { maxFraction: 2, minFraction: 2, signed });
+}
+
+/** The colour class of a signed value as fmtValue shows it: one that rounds to zero ("0.00")
+ * is neutral, whatever its sign before rounding. */
+export function valueTone(text: string): "pos" | "neg" | "" {
+  const d = parseDec(text);
+  if (!d) return "";
+  const shown = roundDec(d, 2).units;
+  return shown < 0n ? "neg" : shown > 0n ? "pos" : "";
 }
 
 /** A price: at least 2 decimals; up to 6, or 4 significant digits for small prices (BONK). */

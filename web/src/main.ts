@@ -2,11 +2,11 @@
 import "./styles.css";
 import type { TradeRequest } from "../../gen/ts/tradewire/v1/trade_pb";
 import {
-  configureApi, currentBaseUrl, currentTransport, defaultBaseUrl, onRateLimitHeaders, onUnreachable, savedTransport, TRANSPORTS, api,
-  type TransportKind,
+  configureApi, currentBaseUrl, currentTransport, defaultBaseUrl, onRateLimitHeaders, onUnauthenticated, onUnreachable, parseBaseUrl,
+  savedTransport, TRANSPORTS, api, type TransportKind,
 } from "./api/client";
-import { isAuthFailure, isUnreachable, toFailure } from "./api/errors";
-import { clearCredentials, restoreCredentials } from "./auth";
+import { describeFailure, isAuthFailure, isUnreachable, toFailure } from "./api/errors";
+import { clearCredentials, rememberedGateway, restoreCredentials } from "./auth";
 import { clearHandlers, emit, on } from "./bus";
 import { h, replaceChildren } from "./dom";
 import { loadMarket } from "./markets";
@@ -22,6 +22,7 @@ import { TradeForm, tradableModes } from "./views/trade_form";
 const root = document.getElementById("app")!;
 onRateLimitHeaders((r) => emit("rateLimit", r));
 onUnreachable(() => emit("gatewayDown", {}));
+onUnauthenticated((f) => emit("sessionRefused", { why: `${f.reason || f.codeName}: ${f.message}` }));
 
 let teardown: (() => void) | undefined;
 
@@ -54,7 +55,10 @@ function showDashboard({ caller, health }: SignedIn): void {
       if (outcome.isTrade) form!.renewRequestId();
       if (!outcome.ok) {
         const f = outcome.failure;
-        form!.showErrors(f.fieldViolations, "gateway", `${f.reason || f.codeName}: ${f.message}`);
+        // The violations are shown at their fields; the summary names the refusal, once.
+        form!.showErrors(f.fieldViolations, "gateway", f.fieldViolations.length
+          ? `${f.reason || f.codeName}: the gateway refused the highlighted ${f.fieldViolations.length === 1 ? "field" : "fields"}`
+          : describeFailure(f));
       }
       emit("tradeSettled", { requestId: request.requestId, result: outcome.ok ? outcome.result : undefined });
     });
@@ -79,27 +83,45 @@ function showDashboard({ caller, health }: SignedIn): void {
     showSignIn("Signed out.");
   });
 
+  const header = h("header", { class: "topbar" },
+    h("div", { class: "brand" }, h("span", { class: "brand-mark" }, "◆"), h("span", {}, "tradewire"), healthView.pill),
+    h("div", { class: "top-actions" },
+      healthView.callerChip,
+      h("label", { class: "transport" }, h("span", { class: "muted" }, "via"), transport),
+      signOut));
+  // Cards scrolled into view stop below the sticky header (scroll-margin-top in styles.css).
+  const headerSize = new ResizeObserver(() => root.style.setProperty("--topbar-height", `${header.offsetHeight}px`));
+  headerSize.observe(header);
+
   replaceChildren(root,
-    h("header", { class: "topbar" },
-      h("div", { class: "brand" }, h("span", { class: "brand-mark" }, "◆"), h("span", {}, "tradewire"), healthView.pill),
-      h("div", { class: "top-actions" },
-        healthView.callerChip,
-        h("label", { class: "transport" }, h("span", { class: "muted" }, "via"), transport),
-        signOut)),
+    header,
     h("main", { class: "layout" },
       h("div", { class: "col col-trade" }, tradeArea, execution.el),
       h("div", { class: "col col-book" }, positions.el, chart.el, history.el, healthView.card)));
 
+  // The key was revoked or has expired: nothing more will work, so back to the sign-in page.
+  const sessionEnded = (why: string) => {
+    clearCredentials();
+    showSignIn(`Your session has ended (${why}); sign in again.`);
+  };
+  on("sessionRefused", ({ why }) => sessionEnded(why));
+  on("health", ({ caller }) => { if (!caller) sessionEnded("the gateway no longer accepts these credentials"); });
   on("tradeSettled", () => void refreshAll());
   on("gatewayDown", () => healthView.noticeDown());
   on("gatewayBack", () => void refreshData()); // what failed while it was away
   on("showTrade", ({ requestId }) => {
+    // The card's top (title, status, request id) in view below the sticky header: measured
+    // before the replay empties the card, as the page shrinks and grows back under it then.
+    const card = execution.el.getBoundingClientRect();
+    if (card.top < header.getBoundingClientRect().bottom || card.bottom > window.innerHeight) {
+      execution.el.scrollIntoView({ behavior: "smooth", block: "start" });
+    }
     void execution.replay(requestId);
-    execution.el.scrollIntoView({ behavior: "smooth", block: "nearest" });
   });
   healthView.start();
   void refreshAll();
   teardown = () => {
+    headerSize.disconnect();
     healthView.stop();
     clearHandlers();
   };
@@ -127,7 +149,7 @@ function showUnreachable(detail: string, retryInMs: number, retryNow: () => void
 
 async function boot(): Promise<void> {
   if (!restoreCredentials()) return showSignIn();
-  configureApi(savedTransport(), defaultBaseUrl());
+  configureApi(savedTransport(), parseBaseUrl(rememberedGateway() ?? "") ?? defaultBaseUrl());
   const backoff = new Backoff(1_000, 15_000);
   for (;;) {
     try {

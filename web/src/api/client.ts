@@ -4,7 +4,7 @@ import { createClient, type Client, type Interceptor, type Transport } from "@co
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { TradeExecutionService } from "../../../gen/ts/tradewire/v1/service_pb";
 import { authInterceptor } from "../auth";
-import { isUnreachable, toFailure } from "./errors";
+import { Code, isUnreachable, toFailure, type ApiFailure } from "./errors";
 
 export type TransportKind = "grpc-web" | "connect";
 export const TRANSPORTS: { kind: TransportKind; label: string }[] = [
@@ -50,11 +50,20 @@ export function onUnreachable(fn: () => void): void {
   unreachableListeners.push(fn);
 }
 
+const unauthenticatedListeners: ((f: ApiFailure) => void)[] = [];
+
+/** Called when a call is refused UNAUTHENTICATED (revoked or expired key, invalid token...). */
+export function onUnauthenticated(fn: (f: ApiFailure) => void): void {
+  unauthenticatedListeners.push(fn);
+}
+
 const reachInterceptor: Interceptor = (next) => async (req) => {
   try {
     return await next(req);
   } catch (e) {
-    if (isUnreachable(toFailure(e))) unreachableListeners.forEach((fn) => fn());
+    const f = toFailure(e);
+    if (isUnreachable(f)) unreachableListeners.forEach((fn) => fn());
+    else if (f.code === Code.Unauthenticated) unauthenticatedListeners.forEach((fn) => fn(f));
     throw e;
   }
 };
@@ -100,6 +109,21 @@ export function currentTransport(): TransportKind {
 
 export function currentBaseUrl(): string {
   return current?.baseUrl ?? defaultBaseUrl();
+}
+
+/** A gateway base URL as typed: an absolute http(s) URL, without trailing slashes (the page's
+ * own gateway when empty); undefined when it is not one. */
+export function parseBaseUrl(text: string): string | undefined {
+  const t = text.trim();
+  if (t === "") return defaultBaseUrl();
+  let url: URL;
+  try {
+    url = new URL(t);
+  } catch {
+    return undefined;
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || !url.host) return undefined;
+  return t.replace(/\/+$/, "");
 }
 
 /** The page's own origin and path when served by the gateway (web_root). */

@@ -128,4 +128,11 @@ export function isUnreachable(f: ApiFailure): boolean {
   return !f.reason && f.code !== Code.Canceled && !isAuthFailure(f);
 }
 
+/** A failure in words: "REASON: message", or, when no answer came from the gateway (the
+ * browser could not connect), that it could not be reached and the call is worth retrying. */
+export function describeFailure(f: ApiFailure): string {
+  if (isUnreachable(f) && !f.reason) return `Could not reach the gateway (${f.message || f.codeName}); retry when it is back.`;
+  return `${f.reason || f.codeName}: ${f.message}`;
+}
+
 export { Code };

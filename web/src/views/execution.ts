@@ -113,10 +113,10 @@ export class ExecutionView {
       // stream found under this request id belong to an earlier trade, not to this request.
       this.timeline.replaceChildren();
       this.percent = 0;
-      if (!outcome.ok) this.showFailure(outcome.failure);
+      if (!outcome.ok) this.showFailure(outcome.failure, true);
     } else if (!this.terminal) {
       if (outcome.ok) this.finish(outcome.result);
-      else this.showFailure(outcome.failure);
+      else this.showFailure(outcome.failure, true);
     }
     return outcome;
   }
@@ -231,13 +231,22 @@ export class ExecutionView {
     this.badge.className = `pill ${tone}`;
   }
 
-  private showFailure(f: ApiFailure): void {
-    this.setBadge(f.code === Code.InvalidArgument || f.code === Code.AlreadyExists ? "Refused" : "Failed", "bad");
+  /** `atForm`: the trade form shows the field violations next to its fields; not repeated here. */
+  private showFailure(f: ApiFailure, atForm = false): void {
+    const noAnswer = isUnreachable(f) && !f.reason;
+    this.setBadge(f.code === Code.InvalidArgument || f.code === Code.AlreadyExists ? "Refused" : noAnswer ? "Unreachable" : "Failed", "bad");
     this.setProgress(this.percent, "bad");
+    const violations = f.fieldViolations;
     replaceChildren(this.resultBox,
       h("div", { class: "banner", "data-testid": "exec-error" },
-        h("strong", {}, f.reason || f.codeName), " — ", f.message,
-        f.fieldViolations.length ? h("ul", {}, f.fieldViolations.map((v) => h("li", {}, h("code", {}, v.field), ": ", v.description))) : null,
+        noAnswer
+          ? [h("strong", {}, "Could not reach the gateway"), ` (${f.message || f.codeName}). Retry when it is back: `,
+            "the same request id keeps the trade from running twice."]
+          : atForm && violations.length
+            ? [h("strong", {}, f.reason || f.codeName), " — refused: see the highlighted ",
+              violations.length === 1 ? "field" : "fields", " of the trade form."]
+            : [h("strong", {}, f.reason || f.codeName), " — ", f.message,
+              violations.length ? h("ul", {}, violations.map((v) => h("li", {}, h("code", {}, v.field), ": ", v.description))) : null],
         f.retryAfterSeconds !== undefined ? h("p", {}, `Retry in ${Math.ceil(f.retryAfterSeconds)} s.`) : null));
   }
 

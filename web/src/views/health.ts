@@ -21,6 +21,8 @@ export class HealthView {
   private health: HealthCheckResponse | undefined;
   /** Unreachable or not serving at the last check. */
   private down = false;
+  /** Why the last check got no answer (the card then shows no stale state); undefined once answered. */
+  private unreachable: string | undefined;
 
   constructor(initial: { health: HealthCheckResponse; caller: CallerStatus }) {
     this.pill = h("span", { class: "pill", "data-testid": "health-pill", role: "status" });
@@ -66,14 +68,14 @@ export class HealthView {
     } catch (e) {
       const f = toFailure(e);
       this.down = true;
-      this.pill.className = "pill bad";
-      this.pill.textContent = "Unreachable";
-      this.pill.title = f.message;
+      this.unreachable = f.message || f.codeName;
+      this.render();
     }
   }
 
   private apply(health: HealthCheckResponse): void {
     this.health = health;
+    this.unreachable = undefined;
     this.caller = health.caller;
     emit("health", { health, caller: health.caller });
     this.render();
@@ -98,6 +100,21 @@ export class HealthView {
     } else {
       replaceChildren(this.callerChip, h("span", { class: "who" }, "anonymous"));
     }
+    if (this.unreachable !== undefined) {
+      this.pill.className = "pill bad";
+      this.pill.textContent = "Unreachable";
+      this.pill.title = this.unreachable;
+      replaceChildren(this.body,
+        h("div", { class: "health-grid" },
+          h("div", {},
+            h("div", { class: "kv" }, h("span", {}, "Gateway"),
+              h("span", { "data-testid": "gateway-state" }, h("span", { class: "pill bad" }, "Unreachable"))),
+            h("div", { class: "kv" }, h("span", {}, "Last answer"), h("span", {}, fmtTime(health.serverTime))),
+            h("p", { class: "hint", "data-testid": "health-unreachable" },
+              `Cannot reach the gateway (${this.unreachable}); component states are unknown. Checking again every few seconds.`)),
+          c ? this.callerBlock(c) : h("p", { class: "muted" }, "Not signed in")));
+      return;
+    }
     const components = h("ul", { class: "components" },
       health.components.map((comp) =>
         h("li", { class: servingTone(comp.status) },
@@ -109,7 +126,7 @@ export class HealthView {
       h("div", { class: "health-grid" },
         h("div", {},
           h("div", { class: "kv" }, h("span", {}, "Gateway"),
-            h("span", {}, h("span", { class: `pill ${tone}` }, SERVING_LABEL[health.status]), ` v${health.version}`)),
+            h("span", { "data-testid": "gateway-state" }, h("span", { class: `pill ${tone}` }, SERVING_LABEL[health.status]), ` v${health.version}`)),
           h("div", { class: "kv" }, h("span", {}, "Server time"), h("span", {}, fmtTime(health.serverTime))),
           components),
         c ? this.callerBlock(c) : h("p", { class: "muted" }, "Not signed in")));

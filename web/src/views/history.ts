@@ -42,8 +42,9 @@ export class HistoryView {
     for (const control of [this.modeFilter, this.mintFilter, ...this.statusBoxes]) {
       control.addEventListener("change", () => void this.reload());
     }
-    this.prev = h("button", { type: "button", class: "ghost", id: "history-prev" }, "← Newer");
-    this.next = h("button", { type: "button", class: "ghost", id: "history-next" }, "Older →");
+    // Enabled once a page has loaded and has a neighbour (see render).
+    this.prev = h("button", { type: "button", class: "ghost", id: "history-prev", disabled: true }, "← Newer");
+    this.next = h("button", { type: "button", class: "ghost", id: "history-next", disabled: true }, "Older →");
     this.pageLabel = h("span", { class: "muted", "data-testid": "history-page" }, "Page 1");
     this.prev.addEventListener("click", () => void this.go(this.page - 1));
     this.next.addEventListener("click", () => void this.go(this.page + 1));
@@ -86,6 +87,9 @@ export class HistoryView {
     } catch (e) {
       if (ticket !== this.loading) return;
       const f = toFailure(e);
+      // No page shown: nothing to page from (↻ or the gateway's return reloads it).
+      this.prev.disabled = true;
+      this.next.disabled = true;
       replaceChildren(this.body, h("p", { class: "banner" }, `History unavailable: ${f.message || f.codeName}`));
     } finally {
       if (ticket === this.loading) this.el.removeAttribute("aria-busy");

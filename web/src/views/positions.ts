@@ -2,9 +2,8 @@
 import type { GetPositionsResponse, Position } from "../../../gen/ts/tradewire/v1/service_pb";
 import { api } from "../api/client";
 import { toFailure } from "../api/errors";
-import { isNegative, isPositive } from "../decimal";
 import { h, replaceChildren } from "../dom";
-import { fmtAmount, fmtPrice, fmtValue, MODE_LABEL } from "../format";
+import { fmtAmount, fmtPrice, fmtValue, MODE_LABEL, valueTone } from "../format";
 import { mintLabel } from "../markets";
 
 export class PositionsView {
@@ -37,7 +36,7 @@ export class PositionsView {
       return;
     }
     const pnlCell = (text: string, label: string) =>
-      h("td", { class: `num ${isNegative(text) ? "neg" : isPositive(text) ? "pos" : ""}`, "data-label": label }, fmtValue(text, true));
+      h("td", { class: `num ${valueTone(text)}`, "data-label": label }, fmtValue(text, true));
     const key = (p: Position) => `${p.mode}:${p.mint}`;
     const rows = res.positions.map((p) => {
       const changed = this.previous.has(key(p)) && this.previous.get(key(p)) !== p.amount;
@@ -67,7 +66,7 @@ export class PositionsView {
       h("div", { class: "totals" },
         h("div", {}, h("span", { class: "muted" }, "Total value"), h("strong", { "data-testid": "total-value" }, `${fmtValue(res.totalMarketValue)} ${val}`)),
         h("div", {}, h("span", { class: "muted" }, "Total PnL"),
-          h("strong", { class: isNegative(res.totalPnl) ? "neg" : isPositive(res.totalPnl) ? "pos" : "", "data-testid": "total-pnl" },
+          h("strong", { class: valueTone(res.totalPnl), "data-testid": "total-pnl" },
             `${fmtValue(res.totalPnl, true)} ${val}`))),
       res.unvaluedPositions > 0 && h("p", { class: "muted", "data-testid": "unvalued-note" },
         `${res.unvaluedPositions} position${res.unvaluedPositions === 1 ? "" : "s"} could not be valued just now ` +

@@ -1,7 +1,7 @@
 // Sign-in: credentials, gateway address and transport; a HealthCheck proves the credentials.
 import type { CallerStatus, HealthCheckResponse } from "../../../gen/ts/tradewire/v1/service_pb";
-import { api, configureApi, defaultBaseUrl, savedTransport, TRANSPORTS, type TransportKind } from "../api/client";
-import { toFailure } from "../api/errors";
+import { api, configureApi, defaultBaseUrl, parseBaseUrl, savedTransport, TRANSPORTS, type TransportKind } from "../api/client";
+import { Code, isUnreachable, toFailure, type ApiFailure } from "../api/errors";
 import { clearCredentials, setCredentials } from "../auth";
 import { h } from "../dom";
 import { loadMarket } from "../markets";
@@ -16,7 +16,11 @@ export function signInView(onSignedIn: (s: SignedIn) => void, notice?: string): 
     id: "credential", name: "credential", type: "password", autocomplete: "off", spellcheck: "false",
     placeholder: "tw_… API key or a JWT", required: true, "aria-describedby": "credential-error",
   });
-  const baseUrl = h("input", { id: "base-url", name: "base-url", type: "url", value: defaultBaseUrl(), spellcheck: "false" });
+  const baseUrl = h("input", {
+    id: "base-url", name: "base-url", type: "url", value: defaultBaseUrl(), spellcheck: "false",
+    "aria-describedby": "base-url-error",
+  });
+  const baseUrlError = h("p", { id: "base-url-error", class: "field-error", role: "alert" });
   const transport = h("select", { id: "signin-transport", name: "transport" },
     TRANSPORTS.map((t) => h("option", { value: t.kind, selected: t.kind === savedTransport() }, t.label)));
   const remember = h("input", { id: "remember", type: "checkbox" });
@@ -29,7 +33,7 @@ export function signInView(onSignedIn: (s: SignedIn) => void, notice?: string): 
     notice ? h("p", { class: "notice" }, notice) : null,
     h("div", { class: "field" }, h("label", { for: "credential" }, "API key or JWT"), key, error),
     h("div", { class: "field-row" },
-      h("div", { class: "field grow" }, h("label", { for: "base-url" }, "Gateway"), baseUrl),
+      h("div", { class: "field grow" }, h("label", { for: "base-url" }, "Gateway"), baseUrl, baseUrlError),
       h("div", { class: "field" }, h("label", { for: "signin-transport" }, "Transport"), transport)),
     h("label", { class: "check" }, remember, " Remember in this tab (sessionStorage)"),
     button,
@@ -38,7 +42,9 @@ export function signInView(onSignedIn: (s: SignedIn) => void, notice?: string): 
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.textContent = "";
+    baseUrlError.textContent = "";
     key.removeAttribute("aria-invalid");
+    baseUrl.removeAttribute("aria-invalid");
     const secret = key.value.trim();
     if (!secret) {
       error.textContent = "Enter an API key or a JWT";
@@ -46,10 +52,17 @@ export function signInView(onSignedIn: (s: SignedIn) => void, notice?: string): 
       key.focus();
       return;
     }
+    const gateway = parseBaseUrl(baseUrl.value);
+    if (!gateway) {
+      baseUrlError.textContent = "Enter the gateway's full address, starting with http:// or https:// (e.g. http://127.0.0.1:8080)";
+      baseUrl.setAttribute("aria-invalid", "true");
+      baseUrl.focus();
+      return;
+    }
     button.disabled = true;
     button.textContent = "Signing in…";
-    setCredentials(secret, remember.checked);
-    configureApi(transport.value as TransportKind, baseUrl.value.replace(/\/+$/, "") || defaultBaseUrl());
+    setCredentials(secret, remember.checked, gateway);
+    configureApi(transport.value as TransportKind, gateway);
     try {
       const health = await api().healthCheck({});
       if (!health.caller) {
@@ -62,8 +75,7 @@ export function signInView(onSignedIn: (s: SignedIn) => void, notice?: string): 
       onSignedIn({ caller: health.caller, health });
     } catch (e) {
       clearCredentials();
-      const f = toFailure(e);
-      error.textContent = `Could not reach the gateway: ${f.message || f.codeName}`;
+      error.textContent = signInFailure(toFailure(e));
     } finally {
       button.disabled = false;
       button.textContent = "Sign in";
@@ -71,4 +83,14 @@ export function signInView(onSignedIn: (s: SignedIn) => void, notice?: string): 
   });
   queueMicrotask(() => key.focus());
   return form;
+}
+
+/** Why a sign-in failed, in words: unreachable, too many failed sign-ins, or the refusal. */
+function signInFailure(f: ApiFailure): string {
+  if (f.code === Code.ResourceExhausted && f.reason === "RATE_LIMITED") {
+    const wait = f.retryAfterSeconds !== undefined ? ` in ${Math.max(1, Math.ceil(f.retryAfterSeconds))} s` : " later";
+    return `Too many failed sign-ins from this address; retry${wait}.`;
+  }
+  if (isUnreachable(f)) return `Could not reach the gateway: ${f.message || f.codeName}`;
+  return `The gateway refused the sign-in: ${f.reason || f.codeName}: ${f.message}`;
 }

@@ -353,6 +353,8 @@ export class TradeForm {
       this.busy = false;
       this.submit.disabled = false;
       this.sync();
+      // Disabling the focused button dropped the focus to <body>: give it back.
+      if (!document.activeElement || document.activeElement === document.body) this.submit.focus();
     }
   }
 
