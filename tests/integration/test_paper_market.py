@@ -246,8 +246,8 @@ async def test_positions_are_served_unvalued_while_the_quote_api_is_down(tmp_pat
     own_devnet = DevnetProcess(tmp_path / "devnet").start()
     gateway = market_gateway_at(tmp_path / "gw", own_devnet, TRADEWIRE_MARKET_DATA__VALUATION_CACHE_S="0")
     client = GrpcClient(gateway.grpc_target)
-    key = gateway.key("trader")
     try:
+        key = gateway.key("trader")
         await client.unary("ExecuteTrade", trade(amount="2"), key)
         valued, _ = await client.unary("GetPositions", spb.GetPositionsRequest(mode=pb.TRADING_MODE_PAPER), key)
         assert valued.unvalued_positions == 0
