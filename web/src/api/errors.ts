@@ -128,10 +128,16 @@ export function isUnreachable(f: ApiFailure): boolean {
   return !f.reason && f.code !== Code.Canceled && !isAuthFailure(f);
 }
 
-/** A failure in words: "REASON: message", or, when no answer came from the gateway (the
- * browser could not connect), that it could not be reached and the call is worth retrying. */
+/** No answer came from the gateway at all (the browser could not connect, or the connection
+ * was cut), as opposed to the gateway's own UNAVAILABLE refusals, which carry a reason. */
+export function gotNoAnswer(f: ApiFailure): boolean {
+  return isUnreachable(f) && !f.reason;
+}
+
+/** A failure in words: "REASON: message", or, when no answer came from the gateway, that it
+ * could not be reached and the call is worth retrying. */
 export function describeFailure(f: ApiFailure): string {
-  if (isUnreachable(f) && !f.reason) return `Could not reach the gateway (${f.message || f.codeName}); retry when it is back.`;
+  if (gotNoAnswer(f)) return `Could not reach the gateway (${f.message || f.codeName}); retry when it is back.`;
   return `${f.reason || f.codeName}: ${f.message}`;
 }
 

@@ -10,7 +10,7 @@ import {
   type TradeResult,
 } from "../../../gen/ts/tradewire/v1/trade_pb";
 import { api } from "../api/client";
-import { Code, codeName, isUnreachable, toFailure, type ApiFailure } from "../api/errors";
+import { Code, codeName, gotNoAnswer, isUnreachable, toFailure, type ApiFailure } from "../api/errors";
 import { divDec, parseDec, decToString } from "../decimal";
 import { h, replaceChildren } from "../dom";
 import {
@@ -233,7 +233,7 @@ export class ExecutionView {
 
   /** `atForm`: the trade form shows the field violations next to its fields; not repeated here. */
   private showFailure(f: ApiFailure, atForm = false): void {
-    const noAnswer = isUnreachable(f) && !f.reason;
+    const noAnswer = gotNoAnswer(f);
     this.setBadge(f.code === Code.InvalidArgument || f.code === Code.AlreadyExists ? "Refused" : noAnswer ? "Unreachable" : "Failed", "bad");
     this.setProgress(this.percent, "bad");
     const violations = f.fieldViolations;
