@@ -157,9 +157,9 @@ class TradeService:
             source_down: TradewireError | None = None  # once the price source is down, not asked again
             paper = self.executors.get(pb.TRADING_MODE_PAPER)
             for mode in modes:
-                if mode == pb.TRADING_MODE_PAPER and paper is not None:
-                    await paper.ensure_wallet(ctx.principal.id)  # once per caller, not per read
-                for mint_address, holding in sorted(self.store.holdings(ctx.principal.id, mode).items()):
+                holdings = (await paper.wallet(ctx.principal.id) if mode == pb.TRADING_MODE_PAPER and paper
+                            else self.store.holdings(ctx.principal.id, mode))
+                for mint_address, holding in sorted(holdings.items()):
                     if request.mint and mint_address != request.mint:
                         continue
                     if holding.amount == 0 and holding.realized_pnl == 0:

@@ -70,14 +70,19 @@ class PaperExecutor:
             wallet.append(Holding(mint.address, amount, await self.quotes.value(mint, amount)))
         return wallet
 
-    async def ensure_wallet(self, principal_id: str) -> None:
-        """Give the principal its starting paper wallet, once."""
-        if principal_id not in self._wallets_ready:
-            self.store.ensure_wallet(principal_id, pb.TRADING_MODE_PAPER, await self.starting_wallet())
-            self._wallets_ready.add(principal_id)
+    async def wallet(self, principal_id: str) -> dict[str, Holding]:
+        """The principal's paper holdings; its starting wallet first, if it has none yet."""
+        if principal_id in self._wallets_ready:
+            holdings = self.store.holdings(principal_id, pb.TRADING_MODE_PAPER)
+            if holdings:
+                return holdings
+            # None at all: a shared store that restarted without its data forgot the wallet given
+            # here. (An existing wallet is never given twice: the store gives each one once.)
+        self.store.ensure_wallet(principal_id, pb.TRADING_MODE_PAPER, await self.starting_wallet())
+        self._wallets_ready.add(principal_id)
+        return self.store.holdings(principal_id, pb.TRADING_MODE_PAPER)
 
     async def execute(self, order: Order) -> AsyncIterator[Progress | Outcome]:
-        await self.ensure_wallet(order.principal_id)
         quote = await self.quotes.quote(order.input_mint, order.output_mint, order.amount_atomic,
                                         order.exact_out, order.slippage_bps)
         yield Progress(pb.TRADE_STATUS_QUOTED, self._describe(order, quote))
@@ -90,7 +95,7 @@ class PaperExecutor:
                 quote=quote)
             return
 
-        holdings = self.store.holdings(order.principal_id, pb.TRADING_MODE_PAPER)
+        holdings = await self.wallet(order.principal_id)
         fees = self._fees(order, holdings)
         try:  # dry run against the current wallet: refuse before "sending"
             apply_fill(holdings, self._legs(order, quote.in_amount, 0, fees, 0))

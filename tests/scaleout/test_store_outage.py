@@ -82,6 +82,25 @@ async def test_calls_during_a_store_outage_are_unavailable_and_retryable(gateway
             await client.close()
 
 
+async def test_a_caller_seen_before_the_store_restarted_empty_gets_a_starting_wallet_again(gateway_on_its_own_redis):
+    gateway, store = gateway_on_its_own_redis
+    key = gateway.key("alice")
+    client = GrpcClient(gateway.grpc_target)
+    try:
+        start = await balance(client, key)
+        await client.unary("ExecuteTrade", trade(unique("before-restart"), amount="1"), key)
+        assert await balance(client, key) < start
+        store.halt()  # Redis restarts without persistence: her wallet is gone with everything else
+        store.start()
+        await eventually(lambda: serving_again(client, key), what="the store healthy again")
+
+        assert await balance(client, key) == start  # read before any trade: the starting wallet again
+        result, _ = await client.unary("ExecuteTrade", trade(unique("after-restart"), amount="1"), key)
+        assert result.status == pb.TRADE_STATUS_FILLED
+    finally:
+        await client.close()
+
+
 async def test_a_trade_cut_off_by_a_store_restart_ends_once_the_store_is_back(alice_on_a_slow_gateway):
     gateway, store, key, client = alice_on_a_slow_gateway
     request = trade(unique("cut-off"), amount="0.2")

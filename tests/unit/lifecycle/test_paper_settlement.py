@@ -50,7 +50,7 @@ async def alices_paper_wallet(tmp_path):
     """(store, paper executor) with Alice's starting wallet given."""
     store = SqliteStore(tmp_path / "trades.db")
     executor = paper(store)
-    await executor.ensure_wallet("alice")
+    await executor.wallet("alice")
     yield store, executor
     store.close()
 

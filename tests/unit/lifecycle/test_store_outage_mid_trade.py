@@ -117,7 +117,7 @@ async def test_a_paper_booking_whose_answer_was_lost_ends_filled_with_what_was_b
     store = FlakyStore(sqlite)
     executor = paper(store)
     r = outage_runner(executor, store)
-    await executor.ensure_wallet("alice")
+    await executor.wallet("alice")
     before = sqlite.holdings("alice", pb.TRADING_MODE_PAPER)
     store.lose_reply_of = "apply_fill"
 
