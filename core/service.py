@@ -256,7 +256,7 @@ class TradeService:
             if ctx.principal is not None and store_ok:  # (its bucket is in the store)
                 decision = self.pipeline.limits.principal.peek(f"principal:{ctx.principal.id}")
                 response.caller.CopyFrom(spb.CallerStatus(
-                    principal=ctx.principal.label, scopes=sorted(ctx.principal.scopes),
+                    principal=ctx.principal.label, owner=ctx.principal.id, scopes=sorted(ctx.principal.scopes),
                     rate_limit_remaining=int(decision.remaining), rate_limit_limit=int(decision.limit),
                     in_flight=self.runner.in_flight(ctx.principal.id)))
             return response

@@ -826,6 +826,7 @@ def _initial_result(order: Order) -> pb.TradeResult:
         created_at=now,
         updated_at=now,
         client_metadata=order.client_metadata,
+        requested_amount=(order.output_mint if order.exact_out else order.input_mint).to_units(order.amount_atomic),
     )
 
 

@@ -1,7 +1,8 @@
 """Defects from the dashboard's QA pass, each driven through a real browser and gateway:
 the remembered gateway, a session whose key is revoked, the execution card under the sticky
 header, keyboard focus, a rate-limited sign-in, the history rows' focus ring, PnL that rounds
-to zero, a validation error shown once, and a consistent picture while the gateway is down.
+to zero, a validation error shown once, a consistent picture while the gateway is down, and
+the signed-in account and a refused trade's amount.
 
 Two more gateways of their own: ``other_gateway`` (a second gateway to sign in to, also the
 one these tests stop) and ``strict_gateway`` (two failed sign-ins per address, then refused).
@@ -314,3 +315,23 @@ async def test_while_the_gateway_is_down_every_panel_says_so(browser: Browser, o
         # back: the service card and the history recover by themselves
         await expect(state).to_contain_text("Serving", timeout=20_000)
         await expect(older).to_be_enabled(timeout=20_000)
+
+
+# -- 10. who is signed in, and what a refused trade asked for --------------------------------------
+
+async def test_the_account_is_named_and_a_refused_trade_shows_what_it_asked(ui: Dashboard):
+    page = ui.page
+    request_id = f"too-much-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=ui.gateway.http_url, timeout=10,
+                                 headers={"authorization": f"Bearer {ui.gateway.key('bob')}"}) as http:
+        refused = await http.post("/v1/trades", json={
+            "requestId": request_id, "mode": "TRADING_MODE_PAPER", "inputMint": SOL, "outputMint": USDC,
+            "amount": "1000.5", "slippageBps": 50})
+    assert refused.status_code == 400 and "INSUFFICIENT_FUNDS" in refused.text, refused.text
+
+    await ui.sign_in("bob")
+    await expect(page.get_by_test_id("owner")).to_have_text("bob")
+    await expect(page.locator("header .who")).to_have_text("bob")
+    row = page.locator(f'#history tr[data-request-id="{request_id}"]')
+    await expect(row.get_by_test_id("asked-amount")).to_have_text(re.compile(r"^1,?000\.5 SOL asked$"))
+    await expect(row).to_contain_text("Rejected")

@@ -46,6 +46,19 @@ async def test_paper_trade_fills_and_is_recorded(client, gateway):
     assert request_id in [t.request_id for t in history.trades]
 
 
+async def test_a_trade_that_sold_nothing_still_says_what_was_asked(client, gateway):
+    key = gateway.key("alice")
+    request_id = unique("too-much", client)
+    with pytest.raises(RpcFailure) as refused:
+        await client.unary("ExecuteTrade", trade(request_id, amount="1000.50"), key)
+    assert refused.value.reason == "INSUFFICIENT_FUNDS"
+    stored, _ = await client.unary("GetTrade", spb.GetTradeRequest(request_id=request_id), key)
+    assert (stored.status, stored.amount_in, stored.requested_amount) == (pb.TRADE_STATUS_REJECTED, "", "1000.5")
+    bought, _ = await client.unary("ExecuteTrade", trade(unique("exact-out", client), amount="2.000",
+                                                         swap_mode=pb.SWAP_MODE_EXACT_OUT), key)
+    assert bought.requested_amount == "2" and Decimal(bought.amount_out) == 2  # (USDC: the output mint)
+
+
 async def test_same_request_id_same_payload_returns_original(client, gateway):
     key = gateway.key("alice")
     request = trade(unique("dedup", client))
@@ -105,6 +118,7 @@ async def test_health_answers_without_credentials_and_describes_caller_with_them
     assert not anonymous.HasField("caller")
     described, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), gateway.key("reader"))
     assert described.caller.scopes == ["read"]
+    assert (described.caller.principal, described.caller.owner) == (gateway.key("reader")[:11], "reader")
     assert described.caller.rate_limit_limit > 0
     # load figures only for a caller with credentials; the statuses are the same for both
     load = {"in_flight": "trades running", "streams": "open streams"}

@@ -35,7 +35,7 @@ function showSignIn(notice?: string): void {
 
 function showDashboard({ caller, health }: SignedIn): void {
   teardown?.();
-  document.title = `${caller.principal} · tradewire`;
+  document.title = `${caller.owner || caller.principal} · tradewire`;
   const healthView = new HealthView({ health, caller });
   const modes = tradableModes(caller.scopes);
   const execution = new ExecutionView(modes.length > 0);

@@ -94,7 +94,7 @@ export class HealthView {
     const c = this.caller;
     if (c) {
       replaceChildren(this.callerChip,
-        h("span", { class: "who" }, c.principal),
+        h("span", { class: "who", title: `credential ${c.principal}` }, c.owner || c.principal),
         h("span", { class: "rate", title: "rate-limit tokens left" },
           `${formatInt(c.rateLimitRemaining)}/${formatInt(c.rateLimitLimit)}`));
     } else {
@@ -136,8 +136,9 @@ export class HealthView {
     const limit = Math.max(c.rateLimitLimit, 1);
     const ratio = c.rateLimitRemaining / limit;
     return h("div", { class: "caller", "data-testid": "caller" },
-      h("div", { class: "kv" }, h("span", {}, "Caller"), h("strong", { "data-testid": "principal" }, c.principal)),
-      h("div", { class: "kv" }, h("span", {}, "Credential"), h("span", {}, credentialKind())),
+      h("div", { class: "kv" }, h("span", {}, "Account"), h("strong", { "data-testid": "owner" }, c.owner)),
+      h("div", { class: "kv" }, h("span", {}, "Credential"),
+        h("span", {}, `${credentialKind()} `, h("span", { class: "mono", "data-testid": "principal" }, c.principal))),
       h("div", { class: "kv" }, h("span", {}, "Scopes"),
         h("span", { class: "chips", "data-testid": "scopes" }, c.scopes.map((s) => h("span", { class: "chip" }, s)))),
       h("div", { class: "kv" }, h("span", {}, "Rate limit"),

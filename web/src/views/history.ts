@@ -1,7 +1,7 @@
 // Trade history, newest first: filters (mode, mint, status) and paging by next_page_token.
 import { create } from "@bufbuild/protobuf";
 import { GetTradeHistoryRequestSchema } from "../../../gen/ts/tradewire/v1/service_pb";
-import { TradeStatus, TradingMode, type TradeResult } from "../../../gen/ts/tradewire/v1/trade_pb";
+import { SwapMode, TradeStatus, TradingMode, type TradeResult } from "../../../gen/ts/tradewire/v1/trade_pb";
 import { api } from "../api/client";
 import { toFailure } from "../api/errors";
 import { emit } from "../bus";
@@ -118,8 +118,8 @@ export class HistoryView {
         h("tbody", {}, trades.map((t) => {
           const row = h("tr", { "data-request-id": t.requestId, tabindex: 0, title: "Show this trade's execution" },
             h("th", { scope: "row", class: "nowrap", title: fmtTime(t.createdAt) }, fmtShortTime(t.createdAt)),
-            h("td", { class: "num", "data-label": "Sold" }, t.amountIn ? `${fmtAmount(t.amountIn, t.inputMint)} ${mintLabel(t.inputMint)}` : mintLabel(t.inputMint)),
-            h("td", { class: "num", "data-label": "Bought" }, t.amountOut ? `${fmtAmount(t.amountOut, t.outputMint)} ${mintLabel(t.outputMint)}` : mintLabel(t.outputMint)),
+            h("td", { class: "num", "data-label": "Sold" }, legCell(t.amountIn, t.swapMode === SwapMode.EXACT_OUT ? "" : t.requestedAmount, t.inputMint)),
+            h("td", { class: "num", "data-label": "Bought" }, legCell(t.amountOut, t.swapMode === SwapMode.EXACT_OUT ? t.requestedAmount : "", t.outputMint)),
             h("td", { class: "num", "data-label": "Price" }, t.executedPrice ? fmtPrice(t.executedPrice) : "—"),
             h("td", { "data-label": "Status", class: "nowrap" },
               h("span", { class: `pill ${statusTone(t.status)}` }, STATUS_LABEL[t.status]), " ", h("span", { class: "tag" }, MODE_LABEL[t.mode])),
@@ -136,4 +136,12 @@ export class HistoryView {
           return row;
         }))));
   }
+}
+
+/** One leg of a trade: the amount that moved or, when nothing did, the amount the request asked for. */
+function legCell(moved: string, asked: string, mint: string): HTMLElement | string {
+  if (moved) return `${fmtAmount(moved, mint)} ${mintLabel(mint)}`;
+  if (!asked) return mintLabel(mint);
+  return h("span", { class: "muted", "data-testid": "asked-amount", title: "asked for; nothing was swapped" },
+    `${fmtAmount(asked, mint)} ${mintLabel(mint)} asked`);
 }

@@ -231,18 +231,20 @@ class ComponentHealth(_message.Message):
     def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[ServingStatus, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class CallerStatus(_message.Message):
-    __slots__ = ("principal", "scopes", "rate_limit_remaining", "rate_limit_limit", "in_flight")
+    __slots__ = ("principal", "scopes", "rate_limit_remaining", "rate_limit_limit", "in_flight", "owner")
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_REMAINING_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_LIMIT_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     principal: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
     rate_limit_remaining: int
     rate_limit_limit: int
     in_flight: int
-    def __init__(self, principal: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., rate_limit_remaining: _Optional[int] = ..., rate_limit_limit: _Optional[int] = ..., in_flight: _Optional[int] = ...) -> None: ...
+    owner: str
+    def __init__(self, principal: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., rate_limit_remaining: _Optional[int] = ..., rate_limit_limit: _Optional[int] = ..., in_flight: _Optional[int] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class HealthCheckResponse(_message.Message):
     __slots__ = ("status", "components", "version", "server_time", "caller")

@@ -168,7 +168,7 @@ class TradeError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., field_violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ...) -> None: ...
 
 class TradeResult(_message.Message):
-    __slots__ = ("request_id", "trade_id", "mode", "status", "input_mint", "output_mint", "swap_mode", "amount_in", "amount_out", "quoted_amount_out", "other_amount_threshold", "executed_price", "price_impact_pct", "realized_slippage_bps", "fees", "signature", "slot", "created_at", "updated_at", "error", "client_metadata")
+    __slots__ = ("request_id", "trade_id", "mode", "status", "input_mint", "output_mint", "swap_mode", "amount_in", "amount_out", "quoted_amount_out", "other_amount_threshold", "executed_price", "price_impact_pct", "realized_slippage_bps", "fees", "signature", "slot", "created_at", "updated_at", "error", "client_metadata", "requested_amount")
     class ClientMetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +197,7 @@ class TradeResult(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CLIENT_METADATA_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     trade_id: str
     mode: TradingMode
@@ -218,7 +219,8 @@ class TradeResult(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     error: TradeError
     client_metadata: _containers.ScalarMap[str, str]
-    def __init__(self, request_id: _Optional[str] = ..., trade_id: _Optional[str] = ..., mode: _Optional[_Union[TradingMode, str]] = ..., status: _Optional[_Union[TradeStatus, str]] = ..., input_mint: _Optional[str] = ..., output_mint: _Optional[str] = ..., swap_mode: _Optional[_Union[SwapMode, str]] = ..., amount_in: _Optional[str] = ..., amount_out: _Optional[str] = ..., quoted_amount_out: _Optional[str] = ..., other_amount_threshold: _Optional[str] = ..., executed_price: _Optional[str] = ..., price_impact_pct: _Optional[str] = ..., realized_slippage_bps: _Optional[int] = ..., fees: _Optional[_Union[Fees, _Mapping]] = ..., signature: _Optional[str] = ..., slot: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[TradeError, _Mapping]] = ..., client_metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    requested_amount: str
+    def __init__(self, request_id: _Optional[str] = ..., trade_id: _Optional[str] = ..., mode: _Optional[_Union[TradingMode, str]] = ..., status: _Optional[_Union[TradeStatus, str]] = ..., input_mint: _Optional[str] = ..., output_mint: _Optional[str] = ..., swap_mode: _Optional[_Union[SwapMode, str]] = ..., amount_in: _Optional[str] = ..., amount_out: _Optional[str] = ..., quoted_amount_out: _Optional[str] = ..., other_amount_threshold: _Optional[str] = ..., executed_price: _Optional[str] = ..., price_impact_pct: _Optional[str] = ..., realized_slippage_bps: _Optional[int] = ..., fees: _Optional[_Union[Fees, _Mapping]] = ..., signature: _Optional[str] = ..., slot: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[TradeError, _Mapping]] = ..., client_metadata: _Optional[_Mapping[str, str]] = ..., requested_amount: _Optional[str] = ...) -> None: ...
 
 class ExecutionStatus(_message.Message):
     __slots__ = ("request_id", "sequence", "stage", "percent_complete", "message", "timestamp", "terminal", "result", "kind")
