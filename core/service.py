@@ -268,18 +268,15 @@ class TradeService:
 
     async def ExecuteTradeBatch(self, request: spb.ExecuteTradeBatchRequest,
                                 ctx: CallContext) -> spb.ExecuteTradeBatchResponse:
-        # The pipeline admits the call (authentication, the PAPER scope, rate limit); the items
-        # are validated here one by one, so one bad item does not sink the others.
-        async with self._call(ctx, None):
+        # The pipeline admits the call (authentication, the scope of its strictest mode — so a
+        # missing one costs no rate-limit token —, rate limit, the item count); the items are
+        # validated here one by one, so one bad item does not sink the others.
+        async with self._call(ctx, request):
             items = list(request.trades)
             limit = self.options.max_batch_items
-            if not items:
-                raise invalid("trades", "at least one trade is required")
             if len(items) > limit:
                 raise invalid("trades", f"at most {limit} trades per batch")
             principal = ctx.principal
-            if any(item.mode == pb.TRADING_MODE_LIVE for item in items):
-                authorize(principal, ctx.method, "LIVE")  # any LIVE item makes the batch LIVE
             outcomes: list[Order | TradewireError] = []
             first_index: dict[str, int] = {}
             for i, item in enumerate(items):

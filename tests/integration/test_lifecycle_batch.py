@@ -127,6 +127,7 @@ async def test_live_items_need_the_live_scope_for_the_whole_batch(batch_gateway)
             await client.unary("ExecuteTradeBatch", spb.ExecuteTradeBatchRequest(trades=items),
                                batch_gateway.key("alice"))
         assert failure.value.code == "PERMISSION_DENIED"
+        assert "ratelimit-remaining" not in failure.value.headers  # refused before the limiter, as ExecuteTrade is
         response, _ = await client.unary("ExecuteTradeBatch", spb.ExecuteTradeBatchRequest(trades=items),
                                          batch_gateway.key("trader"))
         assert response.results[0].result.status == pb.TRADE_STATUS_FILLED
