@@ -305,8 +305,9 @@ class TradeService:
                         # each trade takes what an ExecuteTrade would: a batch is no way around the limits
                         self.pipeline.limit_trade(principal.id, order.mode, ctx.response_headers)
                         result = await self.runner.result_of(self.runner.admit(order), ctx.deadline)
-                    except TradewireError as exc:
-                        results[index] = spb.BatchItemResult(index=index, error=trade_error(exc))
+                    except TradewireError as exc:  # (its fields named inside the batch, as validation's are)
+                        error = nested_under(f"trades[{index}].", exc)
+                        results[index] = spb.BatchItemResult(index=index, error=trade_error(error))
                     else:
                         results[index] = spb.BatchItemResult(index=index, result=result)
 
@@ -447,7 +448,10 @@ class _Session:
             self.service.pipeline.limit_trade(self.principal.id, message.trade.mode)
             order = validate_trade(message.trade, self.principal.id, self.service.market, "trade.")
             self.service._check_webhook(order, "trade.")
-            self.runner.admit(order)
+            try:
+                self.runner.admit(order)
+            except TradewireError as exc:
+                raise nested_under("trade.", exc) from None
         except TradewireError as exc:
             self.put(spb.TradeSessionResponse(error=spb.SessionError(request_id=request_id, error=trade_error(exc))))
             return

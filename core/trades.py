@@ -159,10 +159,13 @@ class TradeRunner:
                     inflight.taken(key)
                 return self._start(Trade(order, initial))
         if not same_payload(existing.fingerprint, print_, order.request):
+            differing = _differing_fields(existing.result, order)
             raise TradewireError(
                 "DUPLICATE_REQUEST_MISMATCH",
-                f"request_id {order.request_id!r} was already used with a different payload",
+                f"request_id {order.request_id!r} was already used with a different payload"
+                + (f" ({', '.join(differing)} differ{'s' if len(differing) == 1 else ''})" if differing else ""),
                 field_violations=(FieldViolation("request_id", "already used with a different payload"),),
+                metadata={"differing_fields": ",".join(differing)} if differing else {},
             )
         return existing
 
@@ -828,6 +831,17 @@ def _initial_result(order: Order) -> pb.TradeResult:
         client_metadata=order.client_metadata,
         requested_amount=(order.output_mint if order.exact_out else order.input_mint).to_units(order.amount_atomic),
     )
+
+
+def _differing_fields(recorded: pb.TradeResult, order: Order) -> list[str]:
+    """The request fields a trade's result records (not all of them: slippage, fees and MEV
+    settings are not) in which ``order`` differs from the request that made it."""
+    current = _initial_result(order)
+    fields = ["mode", "input_mint", "output_mint", "swap_mode", "client_metadata"]
+    if recorded.requested_amount:  # (not on results recorded before it was)
+        fields.insert(3, "requested_amount")
+    return [("amount" if name == "requested_amount" else name) for name in fields
+            if getattr(recorded, name) != getattr(current, name)]
 
 
 def _refused_before_send(outcome: Outcome) -> Outcome:

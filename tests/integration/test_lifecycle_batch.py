@@ -36,8 +36,9 @@ async def client(request, batch_gateway):
 
 async def test_mixed_batch_returns_one_result_per_item_in_order(client, batch_gateway):
     key = batch_gateway.key("alice")
-    earlier = trade(unique("earlier"))
-    await client.unary("ExecuteTrade", earlier, key)
+    earlier, reused = trade(unique("earlier")), trade(unique("reused"))
+    for made in (earlier, reused):
+        await client.unary("ExecuteTrade", made, key)
     ids = [unique(f"batch-{client.name}") for _ in range(8)]
     items = [
         trade(ids[0]),                                      # 0 fills
@@ -48,13 +49,14 @@ async def test_mixed_batch_returns_one_result_per_item_in_order(client, batch_ga
         earlier,                                            # 5 an earlier trade: its original result
         trade(ids[6], amount="99999"),                      # 6 valid, but the wallet cannot pay: REJECTED
         trade(ids[7], webhook_url="ftp://example.com/x"),   # 7 invalid webhook_url
+        trade(reused.request_id, amount="0.7"),             # 8 an earlier trade's request id, other amount
     ]
     response, _ = await client.unary("ExecuteTradeBatch", spb.ExecuteTradeBatchRequest(trades=items), key)
 
     results = list(response.results)
     assert [r.index for r in results] == list(range(len(items)))
     outcome = [r.WhichOneof("outcome") for r in results]
-    assert outcome == ["result", "error", "result", "error", "error", "result", "result", "error"]
+    assert outcome == ["result", "error", "result", "error", "error", "result", "result", "error", "error"]
     assert results[0].result.status == pb.TRADE_STATUS_FILLED and results[0].result.request_id == ids[0]
     assert results[2].result.status == pb.TRADE_STATUS_FILLED and results[2].result.request_id == ids[2]
     assert results[1].error.reason == "VALIDATION_FAILED"
@@ -66,6 +68,8 @@ async def test_mixed_batch_returns_one_result_per_item_in_order(client, batch_ga
     assert results[6].result.status == pb.TRADE_STATUS_REJECTED
     assert results[6].result.error.reason == "INSUFFICIENT_FUNDS"
     assert [v.field for v in results[7].error.field_violations] == ["trades[7].webhook_url"]
+    assert results[8].error.reason == "DUPLICATE_REQUEST_MISMATCH" and "(amount differs)" in results[8].error.message
+    assert [v.field for v in results[8].error.field_violations] == ["trades[8].request_id"]  # as item 4's path
     for i in (1, 3, 7):  # refused items never became trades
         with pytest.raises(RpcFailure) as failure:
             await client.unary("GetTrade", spb.GetTradeRequest(request_id=ids[i]), key)

@@ -148,6 +148,21 @@ async def test_a_session_replays_a_trade_it_resends(session_gateway):
     assert first[-1].status.result.status == pb.TRADE_STATUS_FILLED
 
 
+async def test_a_session_names_a_reused_request_id_as_the_session_sends_it(session_gateway):
+    client = make_client("grpc", session_gateway)
+    key = session_gateway.key("bob")
+    request = trade(unique("sess-reused"), amount="0.001")
+    changed = trade(request.request_id, amount="0.002")
+    try:
+        await client.session([spb.TradeSessionRequest(trade=request)], key)
+        responses = await client.session([spb.TradeSessionRequest(trade=changed)], key)
+    finally:
+        await client.close()
+    [refused] = [r.error for r in responses if r.WhichOneof("event") == "error"]
+    assert refused.error.reason == "DUPLICATE_REQUEST_MISMATCH" and "(amount differs)" in refused.error.message
+    assert [v.field for v in refused.error.field_violations] == ["trade.request_id"]  # as a bad trade's path
+
+
 @pytest.mark.parametrize("protocol", ["connect-json", "connect-proto", "grpc-web", "http"])
 async def test_transports_without_full_duplex_say_so(protocol, session_gateway):
     client = make_client(protocol, session_gateway)

@@ -76,6 +76,7 @@ async def test_reused_request_id_with_different_payload_is_already_exists(client
     assert failure.value.code == "ALREADY_EXISTS"
     assert failure.value.reason == "DUPLICATE_REQUEST_MISMATCH"
     assert "request_id" in failure.value.fields
+    assert "(amount differs)" in failure.value.message  # which recorded field is not the same
     if client.name == "http":
         assert failure.value.http_status == 409
 
