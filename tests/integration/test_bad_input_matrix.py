@@ -41,6 +41,8 @@ MESSAGE_CASES = [
     ("unknown-enum-value", base(mode=99), "INVALID_ARGUMENT", "mode"),
     ("missing-mode", base(mode=0), "INVALID_ARGUMENT", "mode"),
     ("missing-request-id", base(request_id=""), "INVALID_ARGUMENT", "request_id"),
+    ("request-id-dot", base(request_id="."), "INVALID_ARGUMENT", "request_id"),  # GET /v1/trades/. is /v1/trades/
+    ("request-id-dot-dot", base(request_id=".."), "INVALID_ARGUMENT", "request_id"),
     ("missing-input-mint", base(input_mint=""), "INVALID_ARGUMENT", "input_mint"),
     ("jito-without-tip", base(mev_protection=pb.MevProtection(strategy=pb.MEV_STRATEGY_JITO_BUNDLE)),
      "INVALID_ARGUMENT", "mev_protection.jito_tip_lamports"),
