@@ -229,6 +229,18 @@ class Pipeline:
                 ctx.response_headers["www-authenticate"] = _BEARER_CHALLENGE
             raise outcome.error
 
+    def still_authenticated(self, ctx: CallContext) -> None:
+        """A long-lived call's credential, checked again (a session's next trade, a stream's next
+        events): a key revoked or a token expired since the call began raises its refusal, so the
+        call ends UNAUTHENTICATED. A refusal is recorded as an authentication attempt; a pass is
+        not (the call's own attempt was). The principal is refreshed (its scopes may have changed)."""
+        outcome = self.authenticator.attempt(ctx.headers)
+        if outcome.ok and outcome.principal.id == ctx.principal.id:
+            ctx.principal = outcome.principal
+            return
+        self.recorder.auth_attempt(ctx, outcome)
+        raise outcome.error or _credential_changed()
+
     def authorize(self, call: Call) -> None:
         """The method's scope; for trades the mode's (any LIVE item makes a batch LIVE)."""
         modes = {r.mode for r in _trade_requests(call.request)}
@@ -300,6 +312,28 @@ class Pipeline:
         trade_request_id = getattr(request, "request_id", "")
         if trade_request_id.__class__ is str:
             call.ctx.trade_request_id = trade_request_id
+
+
+def _credential_changed() -> TradewireError:
+    # (a key's owner does not change; this would take a key database edited by hand)
+    return TradewireError("AUTH_INVALID", "the credential now names another account: call again")
+
+
+class CredentialWatch:
+    """Checks a long-lived call's credential again as the call goes on — at most every
+    ``every_s`` for a stream's events (thousands of followers must not each verify a token per
+    event), or on demand for each trade a session sends (each is an authorization)."""
+
+    def __init__(self, pipeline: Pipeline, ctx: CallContext, every_s: float = 1.0) -> None:
+        self.pipeline, self.ctx, self.every_s = pipeline, ctx, every_s
+        self._next_check = asyncio.get_running_loop().time() + every_s
+
+    def check(self, now: bool = False) -> None:
+        """Raises the refusal when the credential no longer authenticates."""
+        clock = asyncio.get_running_loop().time()
+        if now or clock >= self._next_check:
+            self._next_check = clock + self.every_s
+            self.pipeline.still_authenticated(self.ctx)
 
 
 def shutting_down() -> TradewireError:

@@ -30,7 +30,7 @@ from tradewire.core.executors.base import Executor
 from tradewire.core.lifecycle import heartbeat_event, is_terminal, now_timestamp, shutdown_event
 from tradewire.core.market import Market, format_units
 from tradewire.core.order import Order, mode_name
-from tradewire.core.pipeline import Pipeline, shutting_down
+from tradewire.core.pipeline import CredentialWatch, Pipeline, shutting_down
 from tradewire.core.quotes import QuoteSource
 from tradewire.core.store.base import HistoryQuery, TradeStore
 from tradewire.core.trades import TradeRunner, trade_error, trade_not_found
@@ -108,9 +108,11 @@ class TradeService:
             events = self.runner.events(ctx.principal.id, request.request_id, request.from_sequence,
                                         heartbeat_s=self.options.heartbeat_s, await_s=self.options.await_trade_s,
                                         subscription=sub)
+            credential = CredentialWatch(self.pipeline, ctx)
             ended, last_kind = "client_gone", 0
             try:
                 async for event in events:
+                    credential.check()  # a key revoked (a token expired) meanwhile ends the stream
                     last_kind = event.kind
                     yield event
                 ended = "shutdown" if last_kind == pb.STATUS_KIND_SHUTDOWN else "completed"
@@ -347,6 +349,7 @@ class _Session:
         self.hub = service.hub
         self.ctx = ctx
         self.principal = ctx.principal
+        self.credential = CredentialWatch(service.pipeline, ctx)
         self.requests = requests
         self.max_lag = service.options.session_max_lag
         self.queue: collections.deque[spb.TradeSessionResponse] = collections.deque()
@@ -399,6 +402,11 @@ class _Session:
                     async with asyncio.timeout(self.service.options.heartbeat_s):
                         await self.ready.wait()
                 except TimeoutError:
+                    try:
+                        self.credential.check()  # an idle session ends too once its key is revoked
+                    except TradewireError as exc:
+                        self.failed = self.failed or exc
+                        continue
                     sub.parked()
                     yield spb.TradeSessionResponse(status=heartbeat_event("", None))
                     sub.resumed()
@@ -431,6 +439,8 @@ class _Session:
     async def _handle(self, message: spb.TradeSessionRequest) -> None:
         action = message.WhichOneof("action")
         request_id = message.trade.request_id if action == "trade" else message.cancel.request_id
+        self.credential.check(now=True)  # each trade or cancel is authorized: a revoked key ends the session
+        self.principal = self.ctx.principal
         try:
             require_valid(message)
             if self.service.draining:
