@@ -32,7 +32,7 @@ from tradewire.core.ratelimit import RateDecision, RateLimits
 from tradewire.core.logs import call_fields
 from tradewire.core.recorder import Recorder
 from tradewire.core.tracing import Tracing
-from tradewire.core.validation import require_valid, validate_trade
+from tradewire.core.validation import check_cancel, require_valid, validate_trade
 from tradewire.v1 import service_pb2, trade_pb2
 
 T = TypeVar("T")
@@ -41,6 +41,7 @@ log = logging.getLogger("tradewire.pipeline")
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+_TRADE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # TradeRequest.request_id's rule
 # ExecuteTradeBatchRequest.trades: repeated.max_items in service.proto (a server may set less).
 MAX_BATCH_ITEMS = 100
 
@@ -90,6 +91,7 @@ class Pipeline:
         :meth:`authenticate_first` admitted keeps its ids, span and principal.
         """
         call = Call(ctx, request)
+        _note_trade_request_id(call)
         code, reason = Code.OK, ""
         early = ctx.authenticated
         with contextlib.nullcontext() if early else self.tracing.call_span(ctx):
@@ -307,11 +309,19 @@ class Pipeline:
                 raise invalid("trades", f"at most {MAX_BATCH_ITEMS} trades per batch")
         elif request is not None:
             require_valid(request)
-        # The trade the call is about (ExecuteTrade, GetTrade, CancelTrade, a status stream), for
-        # its audit row; set once valid, so it is the contract's short id pattern.
-        trade_request_id = getattr(request, "request_id", "")
-        if trade_request_id.__class__ is str:
-            call.ctx.trade_request_id = trade_request_id
+            if isinstance(request, service_pb2.CancelTradeRequest):
+                check_cancel(request)
+
+
+def _note_trade_request_id(call: Call) -> None:
+    """The trade the call is about (ExecuteTrade, GetTrade, CancelTrade, a status stream), for its
+    access line and audit row — also when the call is refused, so a refused trade can be found
+    by its id. Only an id of the contract's pattern is kept (and never one that looks like a
+    credential: those are refused, and must not reach a log)."""
+    request_id = getattr(call.request, "request_id", "")
+    if request_id.__class__ is str and _TRADE_REQUEST_ID.fullmatch(request_id):
+        if not looks_like_credential(request_id):
+            call.ctx.trade_request_id = request_id
 
 
 def _credential_changed() -> TradewireError:

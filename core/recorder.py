@@ -80,6 +80,7 @@ class Recorder:
                 "call", request_id=ctx.request_id, correlation_id=ctx.correlation_id, trace_id=ctx.trace_id,
                 method=ctx.method, protocol=protocol, code=code.name, reason=reason,
                 latency_ms=round(elapsed * 1000, 3), peer=ctx.peer, principal=principal, key_label=key_label,
+                trade_request_id=ctx.trade_request_id,
             )
 
     def auth_attempt(self, ctx: CallContext, outcome: AuthOutcome) -> None:
@@ -120,7 +121,8 @@ class Recorder:
                 event.percent_complete, event.message, at_ns,
             ))
         if self.transition_log_enabled:
-            trade_log.info("transition", request_id=order.request_id, principal=order.principal_id,
+            # (request_id is the call's id on every line; the client's trade id has its own name)
+            trade_log.info("transition", trade_request_id=order.request_id, principal=order.principal_id,
                            mode=order.mode_name, stage=stage, sequence=event.sequence,
                            percent=event.percent_complete)
 

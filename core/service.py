@@ -34,7 +34,7 @@ from tradewire.core.pipeline import CredentialWatch, Pipeline, shutting_down
 from tradewire.core.quotes import QuoteSource
 from tradewire.core.store.base import HistoryQuery, TradeStore
 from tradewire.core.trades import TradeRunner, trade_error, trade_not_found
-from tradewire.core.validation import require_valid, timestamp_ns, validate_trade
+from tradewire.core.validation import check_cancel, require_valid, timestamp_ns, validate_trade
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -446,6 +446,7 @@ class _Session:
             if self.service.draining:
                 raise shutting_down()
             if action == "cancel":
+                check_cancel(message.cancel, "cancel.")
                 try:
                     result = await self.runner.cancel(self.principal.id, request_id, message.cancel.reason)
                 except TradewireError as exc:

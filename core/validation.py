@@ -17,7 +17,7 @@ from tradewire.core.audit.events import looks_like_credential
 from tradewire.core.errors import FieldViolation, invalid_fields
 from tradewire.core.market import Market
 from tradewire.core.order import MevParams, Order
-from tradewire.v1 import trade_pb2
+from tradewire.v1 import service_pb2, trade_pb2
 
 # Message-level rules have no field of their own; name the field a caller should fix.
 _MESSAGE_RULE_FIELDS = {"trade_request.distinct_mints": "output_mint", "get_trade_history.time_range": "end_time",
@@ -95,6 +95,14 @@ def timestamp_ns(message, field_name: str, prefix: str = "") -> int | None:
     if violation is not None:
         raise invalid_fields([violation])
     return ts.seconds * 1_000_000_000 + ts.nanos
+
+
+def check_cancel(request: service_pb2.CancelTradeRequest, prefix: str = "") -> None:
+    """What the contract's rules cannot say about a cancel: its reason becomes the trade's error
+    message (kept, returned, sent in webhooks), so it must not hold a credential."""
+    if looks_like_credential(request.reason):
+        raise invalid_fields([FieldViolation(prefix + "reason", "looks like a credential (a JWT or an API key): "
+                                                                "the reason is stored and shown with the trade")])
 
 
 def _identity_violations(request: trade_pb2.TradeRequest, prefix: str) -> Iterable[FieldViolation]:

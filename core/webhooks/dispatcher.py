@@ -285,7 +285,7 @@ class WebhookDispatcher:
             self.store.outbox_update(entry.id, "dead", attempts, 0, f"refused: {refused}"[:300])
             outcome = "dead"
             log.warning("webhook refused: its URL reaches a non-public address",
-                        extra={"delivery_id": entry.id, "request_id": entry.request_id, "error": refused})
+                        extra={"delivery_id": entry.id, "trade_request_id": entry.request_id, "error": refused})
         elif not error:
             self.store.outbox_update(entry.id, "delivered", attempts, 0, "")
             outcome = "delivered"
@@ -293,13 +293,13 @@ class WebhookDispatcher:
             self.store.outbox_update(entry.id, "dead", attempts, 0, error)
             outcome = "dead"
             log.warning("webhook dead-lettered after %d attempts", attempts,
-                        extra={"delivery_id": entry.id, "request_id": entry.request_id, "error": error})
+                        extra={"delivery_id": entry.id, "trade_request_id": entry.request_id, "error": error})
         else:
             next_ns = int((self._clock() + self.policy.delay(attempts)) * 1e9)
             self.store.outbox_update(entry.id, "pending", attempts, next_ns, error)
             outcome = "retry"
             log.info("webhook attempt %d failed; retrying", attempts,
-                     extra={"delivery_id": entry.id, "request_id": entry.request_id, "error": error})
+                     extra={"delivery_id": entry.id, "trade_request_id": entry.request_id, "error": error})
         if self.metrics is not None:
             self.metrics.webhook_deliveries.labels(outcome).inc()
         self._refresh_depth()

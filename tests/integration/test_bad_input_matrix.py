@@ -102,6 +102,14 @@ async def test_an_empty_trade_request_names_its_missing_fields(client, gateway):
     assert "must differ" not in failure.message  # two missing mints are not "the same mint"
 
 
+async def test_a_cancel_reason_holding_a_credential_is_refused_naming_it(client, gateway):
+    key = gateway.key("alice")
+    with pytest.raises(RpcFailure) as caught:  # (it would be kept as the trade's error message)
+        await client.unary("CancelTrade", spb.CancelTradeRequest(request_id="any", reason=f"oops {key}"), key)
+    assert caught.value.code == "INVALID_ARGUMENT" and caught.value.fields == ["reason"], caught.value
+    assert key not in caught.value.message and key not in caught.value.raw
+
+
 async def test_a_history_range_that_ends_before_it_starts_is_refused_naming_end_time(client, gateway):
     later, earlier = timestamp_pb2.Timestamp(seconds=1_900_000_000), timestamp_pb2.Timestamp(seconds=1_800_000_000)
     with pytest.raises(RpcFailure) as caught:

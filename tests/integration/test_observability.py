@@ -97,6 +97,38 @@ async def test_a_correlation_id_that_looks_like_a_credential_is_replaced_not_log
     assert jwt_shaped not in gateway.log_text()
 
 
+def log_lines(gateway, correlation_id: str) -> list[dict]:
+    lines = (json.loads(line) for line in gateway.log_text().splitlines() if line.startswith("{"))
+    return [line for line in lines if line.get("correlation_id") == correlation_id]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_trade_s_log_lines_join_its_call_and_name_the_trade(gateway, protocol):
+    made, refused = trade(f"joined-{protocol}-{uuid.uuid4().hex[:6]}"), trade(f"refused-{protocol}-{uuid.uuid4().hex[:6]}")
+    client = make_client(protocol, gateway)
+    try:
+        _, headers = await client.unary("ExecuteTrade", made, gateway.key("alice"),
+                                        headers={"x-correlation-id": made.request_id})
+        with pytest.raises(RpcFailure):  # a read-only key: refused before validation
+            await client.unary("ExecuteTrade", refused, gateway.key("reader"),
+                               headers={"x-correlation-id": refused.request_id})
+    finally:
+        await client.close()
+
+    def access_line(correlation_id: str) -> dict | None:
+        return next((line for line in log_lines(gateway, correlation_id) if line["msg"] == "call"), None)
+
+    wait_until(lambda: access_line(made.request_id) and access_line(refused.request_id), what="the access lines")
+    call = access_line(made.request_id)
+    assert call["request_id"] == headers["x-request-id"] and call["trade_request_id"] == made.request_id
+    transitions = [line for line in log_lines(gateway, made.request_id) if line["msg"] == "transition"]
+    assert len(transitions) >= 9
+    assert {(line["request_id"], line["trade_request_id"]) for line in transitions} == {
+        (call["request_id"], made.request_id)}  # joined to the call by its id, the trade by its own
+    denied = access_line(refused.request_id)
+    assert (denied["code"], denied["trade_request_id"]) == ("PERMISSION_DENIED", refused.request_id)
+
+
 class _OtlpReceiver(BaseHTTPRequestHandler):
     spans: list = []
 

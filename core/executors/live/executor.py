@@ -348,7 +348,7 @@ class LiveExecutor:
                 await asyncio.sleep(self.config.poll_interval_s)
             else:
                 log.error("could not build a transaction distinct from another request's",
-                          extra={"request_id": order.request_id})
+                          extra={"trade_request_id": order.request_id})
                 raise TradewireError("INTERNAL", "internal error")
             wires = [bytes(tx) for tx in signed]
             try:  # no await since the check above: the insert cannot collide on the signature
@@ -359,7 +359,8 @@ class LiveExecutor:
                     last_valid_block_height=int(built.swap["lastValidBlockHeight"]),
                     request=order.request.SerializeToString(), quote=quote_to_json(quote))
             except AlreadyRecorded:
-                log.error("refusing to sign a second transaction for one request", extra={"request_id": order.request_id})
+                log.error("refusing to sign a second transaction for one request",
+                          extra={"trade_request_id": order.request_id})
                 yield Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError("INTERNAL", "internal error"))
                 return
             attempt.signature = signature
@@ -396,7 +397,7 @@ class LiveExecutor:
                           error=exc)
             return
         except Exception:  # noqa: BLE001 - nothing was sent: fail closed, say nothing internal
-            log.exception("live trade failed before send", extra={"request_id": order.request_id})
+            log.exception("live trade failed before send", extra={"trade_request_id": order.request_id})
             yield Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError("INTERNAL", "internal error"))
             return
 
@@ -427,7 +428,7 @@ class LiveExecutor:
         wanted = quote.out_amount if order.exact_out else quote.in_amount
         if (raw.get("inputMint") != order.input_mint.address or raw.get("outputMint") != order.output_mint.address
                 or wanted != order.amount_atomic or quote.in_amount <= 0 or quote.out_amount <= 0):
-            log.error("quote does not match the order", extra={"request_id": order.request_id})
+            log.error("quote does not match the order", extra={"trade_request_id": order.request_id})
             raise TradewireError("INTERNAL", "internal error")
 
     async def _balances(self) -> WalletBalances:
@@ -503,7 +504,7 @@ class LiveExecutor:
             tx = VersionedTransaction.from_bytes(base64.b64decode(swap["swapTransaction"]))
             int(swap["lastValidBlockHeight"])
         except Exception:  # noqa: BLE001
-            log.error("swap API answered an unreadable transaction", extra={"request_id": order.request_id})
+            log.error("swap API answered an unreadable transaction", extra={"trade_request_id": order.request_id})
             raise TradewireError("INTERNAL", "internal error") from None
         msg = tx.message
         signers = list(msg.account_keys)[: msg.header.num_required_signatures]
@@ -511,7 +512,7 @@ class LiveExecutor:
                             if key != self.wallet.pubkey)
         if not signers or signers[0] != self.wallet.pubkey or not others_signed:
             log.error("swap transaction is not payable and signable by the LIVE wallet alone",
-                      extra={"request_id": order.request_id})
+                      extra={"trade_request_id": order.request_id})
             raise TradewireError("INTERNAL", "internal error")
         return _Built(swap, tx)
 
@@ -664,7 +665,7 @@ class LiveExecutor:
             self.quotes.invalidate()
         if watch.attached == 0:
             self._complete_later(row, outcome)
-        log.info("live transaction final", extra={"signature": row.signature, "request_id": row.request_id,
+        log.info("live transaction final", extra={"signature": row.signature, "trade_request_id": row.request_id,
                                                   "state": state, "status": pb.TradeStatus.Name(status)})
         return outcome
 
@@ -773,7 +774,7 @@ class LiveExecutor:
         skipped if it came after."""
         for row in self.orders.booking_interrupted():
             log.warning("finishing a LIVE booking the previous run was interrupted in",
-                        extra={"signature": row.signature, "request_id": row.request_id})
+                        extra={"signature": row.signature, "trade_request_id": row.request_id})
             try:
                 inputs = await self._booking_inputs(row)
                 if inputs is None:
@@ -856,9 +857,10 @@ class LiveExecutor:
                 self.recorder.fill(order, outcome.fill, result)
             self.store.save(row.principal, result, events)
         except TakenOver:  # another replica adopted the trade while this one was away: it completes it
-            log.warning("trade record left to the replica that took the trade over", extra={"request_id": row.request_id})
+            log.warning("trade record left to the replica that took the trade over",
+                        extra={"trade_request_id": row.request_id})
         except Exception:  # noqa: BLE001 - the live journal stays authoritative; log and go on
-            log.exception("could not complete the trade record", extra={"request_id": row.request_id})
+            log.exception("could not complete the trade record", extra={"trade_request_id": row.request_id})
 
 
 def _rank(status: int) -> int:
