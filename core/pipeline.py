@@ -316,12 +316,17 @@ class Pipeline:
 def _note_trade_request_id(call: Call) -> None:
     """The trade the call is about (ExecuteTrade, GetTrade, CancelTrade, a status stream), for its
     access line and audit row — also when the call is refused, so a refused trade can be found
-    by its id. Only an id of the contract's pattern is kept (and never one that looks like a
-    credential: those are refused, and must not reach a log)."""
-    request_id = getattr(call.request, "request_id", "")
+    by its id."""
+    call.ctx.trade_request_id = recordable_trade_id(getattr(call.request, "request_id", ""))
+
+
+def recordable_trade_id(request_id: object) -> str:
+    """A client's trade id as logs and audit rows may carry it: one of the contract's pattern that
+    does not look like a credential (those are refused, and must not reach a log), else ""."""
     if request_id.__class__ is str and _TRADE_REQUEST_ID.fullmatch(request_id):
         if not looks_like_credential(request_id):
-            call.ctx.trade_request_id = request_id
+            return request_id
+    return ""
 
 
 def _credential_changed() -> TradewireError:

@@ -61,26 +61,41 @@ class Recorder:
 
     def call_finished(self, ctx: CallContext, code: Code, reason: str = "") -> None:
         elapsed = time.monotonic() - ctx.started
-        protocol = ctx.protocol.value
-        # The principal as every audit table and log line names it; its credential's label beside it.
-        principal, key_label = (ctx.principal.id, ctx.principal.label) if ctx.principal else ("", "")
         if self.metrics_enabled:
-            metrics = self.metrics
+            metrics, protocol = self.metrics, ctx.protocol.value
             self._child(metrics.in_flight, protocol).dec()
             self._child(metrics.requests, ctx.method, protocol, code.name).inc()
             self._child(metrics.request_seconds, ctx.method, protocol).observe(elapsed)
+        self._on_record(ctx, ctx.method, ctx.trade_request_id, code, reason, elapsed, ctx.started_unix_ns)
+
+    def item_finished(self, ctx: CallContext, part: str, trade_request_id: str, code: Code, reason: str,
+                      started: float) -> None:
+        """One trade or cancel carried inside a call (a batch's item, a session's message): an audit
+        row and an access line of its own, under the call's ids, named ``<method>.<part>`` (e.g.
+        ``TradeSession.trade``) — so a refused item is on record as a refused ExecuteTrade is.
+        ``started``: time.monotonic() when the item was taken up. The request metrics count calls,
+        not items."""
+        elapsed = time.monotonic() - started
+        self._on_record(ctx, f"{ctx.method}.{part}", trade_request_id, code, reason, elapsed,
+                        time.time_ns() - int(elapsed * 1e9))
+
+    def _on_record(self, ctx: CallContext, method: str, trade_request_id: str, code: Code, reason: str,
+                   elapsed: float, started_unix_ns: int) -> None:
+        protocol = ctx.protocol.value
+        # The principal as every audit table and log line names it; its credential's label beside it.
+        principal, key_label = (ctx.principal.id, ctx.principal.label) if ctx.principal else ("", "")
         if self.audit_enabled:
             self.audit.emit(trusted_request_event(
-                ctx.method, protocol, principal or None, ctx.request_id, ctx.correlation_id, code.name,
-                int(elapsed * 1e6), reason or None, ctx.started_unix_ns or time.time_ns(), key_label or None,
-                ctx.trade_request_id or None,
+                method, protocol, principal or None, ctx.request_id, ctx.correlation_id, code.name,
+                int(elapsed * 1e6), reason or None, started_unix_ns or time.time_ns(), key_label or None,
+                trade_request_id or None,
             ))
         if self.access_log_enabled:
             access_log.info(
                 "call", request_id=ctx.request_id, correlation_id=ctx.correlation_id, trace_id=ctx.trace_id,
-                method=ctx.method, protocol=protocol, code=code.name, reason=reason,
+                method=method, protocol=protocol, code=code.name, reason=reason,
                 latency_ms=round(elapsed * 1000, 3), peer=ctx.peer, principal=principal, key_label=key_label,
-                trade_request_id=ctx.trade_request_id,
+                trade_request_id=trade_request_id,
             )
 
     def auth_attempt(self, ctx: CallContext, outcome: AuthOutcome) -> None:

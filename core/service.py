@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from tradewire.core.executors.base import Executor
 from tradewire.core.lifecycle import heartbeat_event, is_terminal, now_timestamp, shutdown_event
 from tradewire.core.market import Market, format_units
 from tradewire.core.order import Order, mode_name
-from tradewire.core.pipeline import CredentialWatch, Pipeline, shutting_down
+from tradewire.core.pipeline import CredentialWatch, Pipeline, recordable_trade_id, shutting_down
 from tradewire.core.quotes import QuoteSource
 from tradewire.core.store.base import HistoryQuery, TradeStore
 from tradewire.core.trades import TradeRunner, trade_error, trade_not_found
@@ -300,28 +301,42 @@ class TradeService:
             results: list[spb.BatchItemResult | None] = [None] * len(items)
             slots = asyncio.Semaphore(self.options.batch_concurrency)
             metrics = getattr(self.pipeline.recorder, "metrics", None)
+            taken_up = time.monotonic()
+
+            def answer(index: int, outcome: pb.TradeResult | TradewireError, started: float) -> None:
+                if isinstance(outcome, TradewireError):
+                    results[index] = spb.BatchItemResult(index=index, error=trade_error(outcome))
+                else:
+                    results[index] = spb.BatchItemResult(index=index, result=outcome)
+                self._record_item(ctx, "trades", items[index].request_id, outcome, started)
 
             async def run(index: int, order: Order) -> None:
                 async with slots:
+                    started = time.monotonic()
                     try:
                         # each trade takes what an ExecuteTrade would: a batch is no way around the limits
                         self.pipeline.limit_trade(principal.id, order.mode, ctx.response_headers)
                         result = await self.runner.result_of(self.runner.admit(order), ctx.deadline)
                     except TradewireError as exc:  # (its fields named inside the batch, as validation's are)
-                        error = nested_under(f"trades[{index}].", exc)
-                        results[index] = spb.BatchItemResult(index=index, error=trade_error(error))
+                        answer(index, nested_under(f"trades[{index}].", exc), started)
                     else:
-                        results[index] = spb.BatchItemResult(index=index, result=result)
+                        answer(index, result, started)
 
             for index, outcome in enumerate(outcomes):
                 if isinstance(outcome, TradewireError):
-                    results[index] = spb.BatchItemResult(index=index, error=trade_error(outcome))
+                    answer(index, outcome, taken_up)
             await asyncio.gather(*(run(i, o) for i, o in enumerate(outcomes) if isinstance(o, Order)))
             if metrics is not None:
                 ran = sum(1 for r in results if r is not None and r.HasField("result"))
                 metrics.batch_items.labels("ran").inc(ran)
                 metrics.batch_items.labels("refused").inc(len(results) - ran)
             return spb.ExecuteTradeBatchResponse(results=results)
+
+    def _record_item(self, ctx: CallContext, part: str, request_id: str,
+                     outcome: object | TradewireError, started: float) -> None:
+        """A batch item's or a session message's own record (Recorder.item_finished)."""
+        code, reason = (outcome.code, outcome.reason) if isinstance(outcome, TradewireError) else (Code.OK, "")
+        self.pipeline.recorder.item_finished(ctx, part, recordable_trade_id(request_id), code, reason, started)
 
     async def TradeSession(self, requests: AsyncIterator[spb.TradeSessionRequest],
                            ctx: CallContext) -> AsyncIterator[spb.TradeSessionResponse]:
@@ -441,6 +456,7 @@ class _Session:
         request_id = message.trade.request_id if action == "trade" else message.cancel.request_id
         self.credential.check(now=True)  # each trade or cancel is authorized: a revoked key ends the session
         self.principal = self.ctx.principal
+        started = time.monotonic()
         try:
             require_valid(message)
             if self.service.draining:
@@ -453,6 +469,7 @@ class _Session:
                     raise nested_under("cancel.", exc) from None
                 self.put(spb.TradeSessionResponse(cancelled=spb.CancelTradeResponse(request_id=request_id,
                                                                                     status=result.status)))
+                self.service._record_item(self.ctx, action, request_id, result, started)
                 return
             mode = mode_name(message.trade.mode)
             authorize(self.principal, "TradeSession", mode)
@@ -465,7 +482,9 @@ class _Session:
                 raise nested_under("trade.", exc) from None
         except TradewireError as exc:
             self.put(spb.TradeSessionResponse(error=spb.SessionError(request_id=request_id, error=trade_error(exc))))
+            self.service._record_item(self.ctx, action or "action", request_id, exc, started)
             return
+        self.service._record_item(self.ctx, action, request_id, None, started)
         if request_id not in self.followed:
             self.followed.add(request_id)
             task = asyncio.create_task(self._follow(request_id), name=f"session-follow-{request_id}")

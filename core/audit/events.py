@@ -336,7 +336,8 @@ def trusted_request_event(method: str, protocol: str, principal: str | None, req
                           trade_request_id: str | None = None) -> AuditEvent:
     """:func:`request_event` for the recorder: the same row and id, without generic validation."""
     return trusted_event(
-        "tw_requests", make_event_id("tw_requests", principal, request_id, correlation_id, method, protocol), ts_ns,
+        "tw_requests", make_event_id("tw_requests", principal, request_id, correlation_id, method, protocol,
+                                     trade_request_id), ts_ns,
         _syms(method=method, protocol=protocol, principal=principal, code=code, reason=reason),
         _cols(request_id=request_id, correlation_id=correlation_id, latency_us=latency_us, key_label=key_label,
               trade_request_id=trade_request_id),
@@ -459,11 +460,14 @@ def request_event(
 ) -> AuditEvent:
     """``tw_requests``: one row per RPC call (``code`` is the canonical gRPC code name), under
     the principal every other table names (the key's owner, the token's subject), the
-    label of the credential it called with and the trade it was about (its client request id)."""
+    label of the credential it called with and the trade it was about (its client request id).
+    A trade or cancel carried inside a call (a batch's item, a session's message) has a row of
+    its own under the call's ids, its method ``<call's method>.<part>``."""
     return AuditEvent(
         table="tw_requests",
+        # (with the trade: a session's or a batch's trades each have a row under the call's id)
         event_id=make_event_id(
-            "tw_requests", principal, request_id, correlation_id, method, protocol
+            "tw_requests", principal, request_id, correlation_id, method, protocol, trade_request_id
         ),
         ts_ns=_now_ns(ts_ns),
         symbols=_syms(

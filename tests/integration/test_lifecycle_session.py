@@ -9,7 +9,8 @@ import pytest
 
 from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
-from support.trading import eventually, metric, trade, unique
+from support.ports import wait_until
+from support.trading import SOL, eventually, metric, trade, unique
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -248,3 +249,28 @@ async def test_a_caller_holds_at_most_its_share_of_open_sessions_and_streams(ses
     finally:
         await client.close()
         await other.close()
+
+
+async def test_each_trade_and_cancel_of_a_session_is_on_record(session_gateway):
+    client = make_client("grpc", session_gateway)
+    correlation_id = unique("session-record")
+    good, same_mints, live = (session_trade(unique("rec-good")), session_trade(unique("rec-bad"), output_mint=SOL),
+                              session_trade(unique("rec-live"), mode=pb.TRADING_MODE_LIVE))
+    unknown = unique("rec-unknown")
+    try:
+        await client.session([good, same_mints, live, session_cancel(unknown)], session_gateway.key("bob"),
+                             headers={"x-correlation-id": correlation_id})
+    finally:
+        await client.close()
+
+    def rows() -> list[dict]:
+        return session_gateway.audit_rows("tw_requests", correlation_id=correlation_id)
+
+    wait_until(lambda: len(rows()) == 5, what="the call's row and one per message")
+    assert sorted((r["method"], r.get("trade_request_id", ""), r["code"]) for r in rows()) == sorted([
+        ("TradeSession", "", "OK"),
+        ("TradeSession.trade", good.trade.request_id, "OK"),
+        ("TradeSession.trade", same_mints.trade.request_id, "INVALID_ARGUMENT"),
+        ("TradeSession.trade", live.trade.request_id, "PERMISSION_DENIED"),  # a paper key asking for LIVE
+        ("TradeSession.cancel", unknown, "NOT_FOUND"),
+    ])

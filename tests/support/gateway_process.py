@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from support.ports import free_port, wait_until
+from tradewire.core.audit.journal import read_journal
 from tradewire.core.auth.api_keys import hash_key
 
 # Test principals: name → (key, owner, scopes). Keys are test-only values.
@@ -98,6 +99,14 @@ class GatewayProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text()
+
+    def audit_rows(self, table: str, **columns: object) -> list[dict]:
+        """Every row of ``table`` in the gateway's audit journal (symbols and columns in one dict)
+        that has the values in ``columns`` (the default audit sink: a JSON-lines journal in its
+        data dir)."""
+        events = read_journal(self.workdir / "data" / "audit.jsonl")
+        rows = ({**event.symbols, **event.columns} for event in events if event.table == table)
+        return [row for row in rows if all(row.get(k) == v for k, v in columns.items())]
 
     # -- for shutdown and memory tests -------------------------------------------------------
 
