@@ -7,6 +7,7 @@ with its dotted path, by :func:`load_settings`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -40,8 +41,11 @@ class ServerConfig(_Model):
     # replica, so more than one needs [shared] redis_url for the state they must share.
     workers: int = Field(1, ge=1, le=64)
     # The HTTP/1.1 listener's own limits (gateway/http_limits.py: uvicorn+httptools has none).
+    # The header budget is the gRPC listener's too (gateway/grpc_server.py), so that a request
+    # with the same headers is read, or refused, alike on both.
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request URL + header names and "
-                                  "values accepted on the HTTP listener; more is answered 431 and the connection closed")
+                                  "values accepted on the HTTP listener; more is answered 431 and the connection "
+                                  "closed (native gRPC takes as much metadata; more is a bare RESOURCE_EXHAUSTED)")
     max_headers: int = Field(100, ge=1, description="most request headers accepted on the HTTP listener; "
                              "more is answered 431 and the connection closed")
     header_timeout_s: float = Field(10.0, gt=0, description="time a request's headers have to arrive, from the "
@@ -51,6 +55,30 @@ class ServerConfig(_Model):
                                   "(408 and close); responses (streams) are not limited")
     max_pipelined_requests: int = Field(16, ge=1, description="most parsed-but-unanswered requests per HTTP "
                                         "connection; beyond, the connection is not read until answers drain")
+    # Whoever connects may write X-Forwarded-For: believed, it would let a caller pick the address
+    # its failed authentications are counted against and the peer its audit rows name.
+    trusted_proxies: tuple[str, ...] = Field((), description="IP addresses or CIDR networks of the reverse proxies "
+                                             "in front of the HTTP listener, whose X-Forwarded-For (and "
+                                             "X-Forwarded-Proto) is believed; empty: a caller is the connection's "
+                                             "peer, whatever its headers say (the gRPC listener always uses the peer)")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _ip_or_network(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry) if "/" in entry else ipaddress.ip_address(entry)
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR network: {entry!r}{_network_hint(entry)}") from None
+        return value
+
+
+def _network_hint(entry: str) -> str:
+    """For a network written with host bits (10.1.2.3/8): the network it would be."""
+    try:
+        return f" (host bits set: did you mean {ipaddress.ip_network(entry, strict=False)}?)"
+    except ValueError:
+        return ""
 
 
 class ApiKeyEntry(_Model):

@@ -24,6 +24,7 @@ from tradewire.core.context import CallContext, Protocol, combine_headers
 from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.calls import RPCS, SERVICE_NAME, Rpc
 from tradewire.gateway.errors import GRPC_STATUS, grpc_status_details_bin
+from tradewire.gateway.http_limits import HttpLimits
 
 log = logging.getLogger("tradewire.gateway")
 
@@ -229,13 +230,34 @@ class _HealthServicer(health_aio.HealthServicer):
 
 
 _GRPC_DEFAULT_MAX_RECEIVE = 4 << 20
+# grpcio sizes metadata as HPACK does: 32 bytes per header beyond its name and value (RFC 7541
+# 4.1), pseudo-headers included (:method, :scheme, :authority, :path), which the HTTP/1.1
+# listener does not count (or counts as its URL).
+_HPACK_PER_HEADER = 32
+_PSEUDO_HEADERS_BYTES = 1024
+
+
+def _metadata_limit(max_header_bytes: int, max_headers: int) -> int:
+    """The metadata size that carries whatever headers the HTTP listener accepts."""
+    return max_header_bytes + _HPACK_PER_HEADER * max_headers + _PSEUDO_HEADERS_BYTES
 
 
 class GrpcServer:
     """The aio server with the trade service, reflection and health."""
 
-    def __init__(self, service, host: str, port: int, max_message_bytes: int, reuse_port: bool = False) -> None:
+    def __init__(self, service, host: str, port: int, max_message_bytes: int, reuse_port: bool = False,
+                 max_header_bytes: int = HttpLimits.max_header_bytes,
+                 max_headers: int = HttpLimits.max_headers) -> None:
+        """``max_header_bytes``, ``max_headers``: the HTTP listener's header budget ([server])."""
+        metadata_bytes = _metadata_limit(max_header_bytes, max_headers)
         options = [
+            # One limit, the HTTP listener's: grpcio's defaults (8 KiB soft, 16 KiB hard) refuse
+            # at random between the two, and refuse before the call reaches the gateway (a bare
+            # RESOURCE_EXHAUSTED, unaudited), so an oversized credential would not get the
+            # refusal it gets on every other protocol. (Set alone, the soft limit raises the hard
+            # one above it, keeping a band of random refusals: both are set.)
+            ("grpc.max_metadata_size", metadata_bytes),
+            ("grpc.absolute_max_metadata_size", metadata_bytes),
             # Past max_message_bytes a message is refused by the handler, with ErrorInfo and
             # recorded (_decoder); grpcio refuses only what is past this, its default at least.
             ("grpc.max_receive_message_length", max(2 * max_message_bytes, _GRPC_DEFAULT_MAX_RECEIVE)),

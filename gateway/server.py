@@ -52,7 +52,8 @@ class Gateway:
         # Several workers share the ports (gateway/workers.py); alone, a taken port is an error.
         self.reuse_port = server.workers > 1
         self.grpc = GrpcServer(self.core.service, server.grpc_host, server.grpc_port, server.max_body_bytes,
-                               reuse_port=self.reuse_port)
+                               reuse_port=self.reuse_port, max_header_bytes=server.max_header_bytes,
+                               max_headers=server.max_headers)
         registry = self.core.metrics.registry
         # With several workers a scrape of the shared port answers for all of them.
         self.worker_metrics = (WorkerMetrics(registry, worker, server.workers, server.http_host, server.http_port)
@@ -63,6 +64,10 @@ class Gateway:
             app, host=server.http_host, port=server.http_port, loop="none",
             http=protocol_class(HttpLimits.from_server_config(server)), lifespan="off", access_log=False, log_config=None,
             timeout_graceful_shutdown=max(1, int(min(server.shutdown_grace_s, settings.shutdown.final_s))),
+            # A caller is the socket's peer (its failed authentications are counted, and audited,
+            # under it) unless it is a proxy the operator trusts: uvicorn's default believes any
+            # loopback client's X-Forwarded-For.
+            proxy_headers=bool(server.trusted_proxies), forwarded_allow_ips=list(server.trusted_proxies),
         )
         self.http = _UvicornServer(config)
         # Bound here, by us: a taken port is one clear error (uvicorn logs it and exits the process).

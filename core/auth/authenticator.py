@@ -26,6 +26,7 @@ from .jwt_verifier import JwtVerifier
 
 KIND_API_KEY = "api_key"
 KIND_JWT = "jwt"
+# The longest credential read; a JWT configuration may allow longer tokens ([auth.jwt] max_token_bytes).
 MAX_CREDENTIAL_BYTES = 8192
 _KNOWN_SCHEMES = {"basic", "digest", "token", "apikey", "api-key", "negotiate", "hoba", "mutual", "dpop"}
 
@@ -59,10 +60,13 @@ class Authenticator:
     def __init__(self, api_keys: ApiKeyStore | None = None, jwt: JwtVerifier | None = None) -> None:
         self.api_keys = api_keys
         self.jwt = jwt
+        # A configured token size is the real limit: a cap below it would refuse tokens the
+        # configuration accepts, saying another number.
+        self.max_credential_bytes = max(MAX_CREDENTIAL_BYTES, jwt.config.max_token_bytes if jwt else 0)
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """The caller's Principal, or TradewireError (AUTH_* / TOKEN_* / API_KEY_*)."""
-        kind, credential = _credential(headers)
+        kind, credential = _credential(headers, self.max_credential_bytes)
         if kind == KIND_JWT:
             return self._from_jwt(credential)
         return self._from_api_key(credential)
@@ -95,7 +99,7 @@ class Authenticator:
         )
 
 
-def _credential(headers: Mapping[str, str]) -> tuple[str, str]:
+def _credential(headers: Mapping[str, str], max_bytes: int = MAX_CREDENTIAL_BYTES) -> tuple[str, str]:
     """(kind, credential) from the headers, or the precise refusal."""
     authorization = headers.get("authorization")
     api_key = headers.get("x-api-key")
@@ -112,13 +116,13 @@ def _credential(headers: Mapping[str, str]) -> tuple[str, str]:
         raise _refuse("AUTH_INVALID", f"{header} header is empty", KIND_API_KEY if api_key is not None else "none")
     if "," in value:  # the header came more than once (joined, see combine_headers): no credential has a comma
         raise _refuse("AUTH_INVALID", f"send exactly one credential: the '{header}' header came more than once")
-    if len(value) > MAX_CREDENTIAL_BYTES:
-        raise _refuse("AUTH_INVALID", f"credential is longer than {MAX_CREDENTIAL_BYTES} bytes")
     if api_key is not None:
-        return KIND_API_KEY, value
-    scheme, _, token = value.partition(" ")
+        return KIND_API_KEY, _within(value, max_bytes)
+    # RFC 7235 separates the scheme from the token with spaces; a tab is taken as one too
+    scheme, *rest = value.split(maxsplit=1)
+    token = rest[0] if rest else ""
     if scheme.lower() == "bearer":
-        token = token.strip()
+        token = _within(token, max_bytes)
         if not token:
             raise _refuse("AUTH_INVALID", "authorization header has the Bearer scheme but no token")
         if token.count(".") == 2:
@@ -135,6 +139,13 @@ def _credential(headers: Mapping[str, str]) -> tuple[str, str]:
     raise _refuse(
         "AUTH_INVALID", f"authorization scheme{shown} is not supported: send 'authorization: Bearer <token>'"
     )
+
+
+def _within(credential: str, max_bytes: int) -> str:
+    """The credential (its scheme not counted), or the refusal of one that is too long."""
+    if len(credential) > max_bytes:
+        raise _refuse("AUTH_INVALID", f"credential is longer than {max_bytes} bytes")
+    return credential
 
 
 def _refuse(reason: str, message: str, kind: str = "none") -> TradewireError:

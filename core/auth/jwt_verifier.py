@@ -1,6 +1,6 @@
 """Verify bearer JWTs (PyJWT) and map every failure to one precise, safe reason.
 
-Order of checks: size -> header (alg, kid) -> key lookup -> alg must equal the KEY's
+Order of checks: size -> header (alg, kid, no crit) -> key lookup -> alg must equal the KEY's
 algorithm -> signature + iss/aud/sub (PyJWT) -> exp/nbf/iat against an injectable clock
 (so tests need no sleeps) -> scopes. Signature comes before any claim, so a tampered
 token is AUTH_INVALID whatever its claims say. Messages never contain the token; the
@@ -55,9 +55,10 @@ class JwtConfig:
     # Without a kid a token could only be matched by guessing; refuse it unless turned off,
     # in which case the single key whose algorithm matches the header is used.
     require_kid: bool = True
-    # Prepended to ``sub`` to form Principal.id, e.g. "oidc:" to keep JWT subjects and
-    # API-key owners in separate namespaces. Empty = shared namespace.
-    principal_prefix: str = ""
+    # Prepended to ``sub`` to form Principal.id: by default a token's subject "alice" is not the
+    # API-key owner "alice" (trades, rate limits and request ids are per principal). Empty: one
+    # namespace, for an operator whose identity provider's subjects are the key owners.
+    principal_prefix: str = "jwt:"
     max_token_bytes: int = 8192
 
     def __post_init__(self) -> None:
@@ -143,14 +144,13 @@ class JwtVerifier:
         credential = f"jwt:{safe_label(kid)}" if isinstance(kid, str) else "jwt"
         if not isinstance(alg, str) or alg not in SUPPORTED_ALGORITHMS:
             raise _fail("TOKEN_ALGORITHM_REJECTED", f"token algorithm {safe_label(alg)!r} is not accepted", credential)
+        if "crit" in header:  # RFC 7515 4.1.11: extensions a verifier does not know must be refused
+            raise _fail("AUTH_INVALID", "token header has 'crit': critical header extensions are not supported",
+                        credential)
         key = self._key_for(kid, alg, credential)
-        if alg != key.algorithm:
-            raise _fail(
-                "TOKEN_ALGORITHM_REJECTED",
-                f"token algorithm {alg!r} does not match key {safe_label(key.kid)!r}, "
-                f"which only accepts {key.algorithm}",
-                credential,
-            )
+        if alg != key.algorithm:  # (which algorithm the key takes is not for an unauthenticated caller)
+            raise _fail("TOKEN_ALGORITHM_REJECTED",
+                        f"token algorithm {alg!r} does not match its key {safe_label(key.kid)!r}", credential)
         claims = self._decode(token, key, credential)
         expires_at = self._check_times(claims, credential)
         subject = claims.get("sub")

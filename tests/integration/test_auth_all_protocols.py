@@ -1,6 +1,7 @@
 """Identity and limits, identical on every protocol: the JWT attack list, revoked and expired
-API keys, rate limits with a usable retry delay, and an audit row for every attempt with no
-secret in it."""
+API keys, oversized credentials, JWT subjects apart from API-key owners, rate limits with a
+usable retry delay, failures limited per peer (the socket's, unless a trusted proxy names
+it), and an audit row for every attempt with no secret in it."""
 
 import asyncio
 import json
@@ -270,3 +271,93 @@ async def test_a_key_made_with_tradewire_keys_works_on_a_gateway_with_the_defaul
         assert not history.trades
     finally:
         assert gateway.stop() == 0
+
+
+def auth_rows(gateway: GatewayProcess, run: str) -> list[dict]:
+    """The gateway's tw_auth_attempts audit rows whose correlation id starts with ``run``."""
+    return [row for row in gateway.audit_rows("tw_auth_attempts") if row.get("correlation_id", "").startswith(run)]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_an_oversized_credential_gets_the_same_refusal_on_every_protocol_every_time(auth_gateway, protocol):
+    # grpcio's metadata limits must not answer first: by default (8 KiB soft, 16 KiB hard) it
+    # refuses such calls itself, at random between the two and always above, saying nothing of why
+    client = make_client(protocol, auth_gateway)
+    try:
+        for size in (60_000, 40_000, 16_500, 12_000, 8_193):
+            for _ in range(3):
+                with pytest.raises(RpcFailure) as caught:
+                    await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), "x" * size)
+                failure = caught.value
+                assert (failure.code, failure.reason) == ("UNAUTHENTICATED", "AUTH_INVALID"), (size, failure)
+                assert failure.message == "credential is longer than 8192 bytes"
+                if protocol == "http":
+                    assert failure.http_status == 401
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("trusted_proxies,believed", [(None, False), (["10.0.0.0/8", "::1"], False),
+                                                      (["127.0.0.1"], True)])
+async def test_x_forwarded_for_names_the_peer_only_from_a_trusted_proxy(tmp_path, trusted_proxies, believed):
+    env = {"TRADEWIRE_LIMITS__AUTH_FAILURES_PER_S": "0.01", "TRADEWIRE_LIMITS__AUTH_FAILURE_BURST": "4"}
+    if trusted_proxies is not None:
+        env["TRADEWIRE_SERVER__TRUSTED_PROXIES"] = json.dumps(trusted_proxies)
+    gateway = GatewayProcess(tmp_path / "gw", env=env).start()
+    run = uuid.uuid4().hex[:8]
+    bad_key = "tw_nobody00_" + "n" * 40
+    try:
+        grpc_client = make_client("grpc", gateway)  # native gRPC never takes its peer from metadata
+        try:
+            with pytest.raises(RpcFailure):
+                await grpc_client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), bad_key,
+                                        headers={"x-forwarded-for": "10.9.9.9", "x-correlation-id": f"{run}-grpc"})
+        finally:
+            await grpc_client.close()
+        http = make_client("http", gateway)
+        try:
+            statuses = []
+            for i in range(5):  # each from "another client", as the header would have it
+                with pytest.raises(RpcFailure) as caught:
+                    await http.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), bad_key,
+                                     headers={"x-forwarded-for": f"10.9.8.{i}", "x-correlation-id": f"{run}-{i}"})
+                statuses.append(caught.value.http_status)
+        finally:
+            await http.close()
+        # believed, each address has its own failure budget; otherwise the connection's address
+        # has one, of which the gRPC call spent the first
+        assert statuses == ([401] * 5 if believed else [401] * 3 + [429] * 2)
+        failures = 1 + statuses.count(401)  # (a throttled call is refused before its attempt)
+        wait_until(lambda: len(auth_rows(gateway, run)) >= failures, what="audit rows")
+        peers = {r["correlation_id"].removeprefix(f"{run}-"): r["peer"].rsplit(":", 1)[0]
+                 for r in auth_rows(gateway, run)}
+        assert peers.pop("grpc") == "127.0.0.1"
+        assert peers == ({str(i): f"10.9.8.{i}" for i in range(5)} if believed
+                         else {str(i): "127.0.0.1" for i in range(3)}), peers
+    finally:
+        assert gateway.stop() == 0
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_jwt_subject_is_not_the_api_key_owner_of_the_same_name(auth_gateway, protocol):
+    client = make_client(protocol, auth_gateway)
+    alice_jwt = {"authorization": "Bearer " + token(sub="alice")}
+    try:
+        by_key = trade()
+        result, _ = await client.unary("ExecuteTrade", by_key, auth_gateway.key("alice"))
+        assert result.status == pb.TRADE_STATUS_FILLED
+        with pytest.raises(RpcFailure) as caught:  # the key owner's trade is not the token subject's
+            await client.unary("GetTrade", spb.GetTradeRequest(request_id=by_key.request_id), None, headers=alice_jwt)
+        assert caught.value.code == "NOT_FOUND"
+        history, _ = await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), None, headers=alice_jwt)
+        assert by_key.request_id not in {t.request_id for t in history.trades}
+        # nor its request id: the same id with another amount is the subject's own new trade
+        again = pb.TradeRequest()
+        again.CopyFrom(by_key)
+        again.amount = "0.02"
+        result, _ = await client.unary("ExecuteTrade", again, None, headers=alice_jwt)
+        assert result.status == pb.TRADE_STATUS_FILLED and result.requested_amount == "0.02"
+        status, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), None, headers=alice_jwt)
+        assert status.caller.owner == "jwt:alice"
+    finally:
+        await client.close()

@@ -58,17 +58,32 @@ def test_bearer_scheme_is_case_insensitive(auth: Authenticator, api_key: str) ->
     assert auth.authenticate({"authorization": f"bearer   {api_key} "}).kind == "api_key"
 
 
+def test_a_tab_after_the_bearer_scheme_separates_it_too(auth: Authenticator, api_key: str, material: Material) -> None:
+    assert auth.authenticate({"authorization": f"Bearer\t{api_key}"}).kind == "api_key"
+    assert auth.authenticate({"authorization": f"Bearer \t {material.sign('hs')}"}).kind == "jwt"
+
+
 def test_jwt_as_bearer(auth: Authenticator, material: Material) -> None:
     token = material.sign("hs", scope="read trade:live")
     principal = auth.authenticate({"authorization": f"Bearer {token}"})
-    assert principal == Principal(id="alice", scopes=frozenset({"read", "trade:live"}), kind="jwt", label="jwt:alice")
+    assert principal == Principal(id="jwt:alice", scopes=frozenset({"read", "trade:live"}), kind="jwt",
+                                  label="jwt:alice")
 
 
-def test_jwt_principal_prefix(store: SqliteApiKeyStore, material: Material) -> None:
+def test_a_jwt_subject_and_an_api_key_owner_are_not_one_account_by_default(
+    auth: Authenticator, api_key: str, material: Material
+) -> None:
+    by_key = auth.authenticate({"authorization": f"Bearer {api_key}"})
+    by_token = auth.authenticate({"authorization": f"Bearer {material.sign('hs', sub='alice')}"})
+    assert (by_key.id, by_token.id) == ("alice", "jwt:alice")
+
+
+@pytest.mark.parametrize("prefix,principal", [("oidc:", "oidc:alice"), ("", "alice")])
+def test_jwt_principal_prefix(store: SqliteApiKeyStore, material: Material, prefix: str, principal: str) -> None:
     keys = (JwtKeyConfig("hs", "HS256", secret=material.hs_secret),)
-    config = JwtConfig(issuer=ISSUER, audience=AUDIENCE, keys=keys, principal_prefix="oidc:")
+    config = JwtConfig(issuer=ISSUER, audience=AUDIENCE, keys=keys, principal_prefix=prefix)
     auth = Authenticator(store, JwtVerifier(config, clock=lambda: NOW))
-    assert auth.authenticate({"authorization": f"Bearer {material.sign('hs')}"}).id == "oidc:alice"
+    assert auth.authenticate({"authorization": f"Bearer {material.sign('hs')}"}).id == principal
 
 
 def test_missing_credentials(auth: Authenticator) -> None:
@@ -138,7 +153,28 @@ def test_disabled_mechanisms(store: SqliteApiKeyStore, api_key: str, material: M
 
 
 def test_oversized_header(auth: Authenticator) -> None:
-    assert refused(auth, {"authorization": "Bearer " + "a" * 10_000}).reason == "AUTH_INVALID"
+    err = refused(auth, {"authorization": "Bearer " + "a" * 10_000})
+    assert (err.reason, err.message) == ("AUTH_INVALID", "credential is longer than 8192 bytes")
+    err = refused(auth, {"x-api-key": "tw_" + "a" * 10_000})
+    assert (err.reason, err.message) == ("AUTH_INVALID", "credential is longer than 8192 bytes")
+
+
+def test_a_configured_token_size_above_the_default_is_the_limit(store: SqliteApiKeyStore, material: Material) -> None:
+    keys = (JwtKeyConfig("hs", "HS256", secret=material.hs_secret),)
+    config = JwtConfig(issuer=ISSUER, audience=AUDIENCE, keys=keys, max_token_bytes=16_384)
+    auth = Authenticator(store, JwtVerifier(config, clock=lambda: NOW))
+    big = material.sign("hs", padding="x" * 12_000)
+    assert 12_000 < len(big) < 16_384
+    assert auth.authenticate({"authorization": f"Bearer {big}"}).id == "jwt:alice"
+    err = refused(auth, {"authorization": "Bearer " + material.sign("hs", padding="x" * 17_000)})
+    assert (err.reason, err.message) == ("AUTH_INVALID", "credential is longer than 16384 bytes")
+
+
+def test_the_scheme_does_not_count_towards_the_credential_size(auth: Authenticator, material: Material) -> None:
+    shortest = material.sign("hs", padding="")
+    token = material.sign("hs", padding="x" * ((8192 - len(shortest)) * 3 // 4))  # (base64: 4 for 3)
+    assert 8192 - 4 < len(token) <= 8192 < len(f"Bearer {token}")
+    assert auth.authenticate({"authorization": f"Bearer {token}"}).kind == "jwt"
 
 
 def test_bearer_that_is_neither_jwt_nor_api_key(auth: Authenticator) -> None:

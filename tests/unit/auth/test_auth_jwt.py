@@ -204,6 +204,28 @@ def test_hs_rs_confusion_would_verify_if_alg_came_from_the_token(material: Mater
     assert signature == expected
 
 
+def test_a_token_with_critical_extensions_is_refused_saying_so(verifier: JwtVerifier, material: Material) -> None:
+    token = jwt.encode(material.claims(), material.hs_secret, algorithm="HS256",
+                       headers={"kid": "hs", "crit": ["exp"]})
+    with pytest.raises(TradewireError) as caught:
+        verifier.verify(token)
+    assert caught.value.reason == "AUTH_INVALID"
+    assert "'crit'" in caught.value.message and "not supported" in caught.value.message
+
+
+@pytest.mark.parametrize("token_alg,kid,key_alg", [("RS256", "hs", "HS256"), ("HS256", "rs", "RS256"),
+                                                   ("HS256", "ed", "EdDSA")])
+def test_an_algorithm_mismatch_does_not_tell_which_algorithm_the_key_takes(
+    verifier: JwtVerifier, material: Material, token_alg: str, kid: str, key_alg: str
+) -> None:
+    key = {"RS256": material.rsa_private, "HS256": material.hs_secret}[token_alg]
+    with pytest.raises(TradewireError) as caught:
+        verifier.verify(material.sign(kid, token_alg, key=key))
+    assert caught.value.reason == "TOKEN_ALGORITHM_REJECTED"
+    assert caught.value.message == f"token algorithm {token_alg!r} does not match its key {kid!r}"
+    assert key_alg not in f"{caught.value.message} {dict(caught.value.metadata)}"
+
+
 def test_failure_metadata_names_the_kid_not_the_token(verifier: JwtVerifier, material: Material) -> None:
     with pytest.raises(TradewireError) as caught:
         verifier.verify(material.sign("hs", exp=int(NOW) - 100))
