@@ -58,7 +58,8 @@ def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
                                     descriptor_set_path=DESCRIPTOR_SET, fallback=static)
     cors = dict(allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=CORS_ALLOW_HEADERS, expose_headers=CORS_EXPOSE_HEADERS, max_age=600)
-    return _Dispatch(CORSMiddleware(connect, **cors), CORSMiddleware(http_json, **cors), app)
+    return _Dispatch(CORSMiddleware(connect, **cors), CORSMiddleware(http_json, **cors), app,
+                     draining=lambda: getattr(service, "draining", False))
 
 
 def _recording_refusals(record_refused: RecordRefused | None):
@@ -84,16 +85,30 @@ class _Dispatch:
     _CONNECT_PREFIX = f"/{SERVICE_NAME}/"
     _FASTAPI_PATHS = frozenset({"/metrics"})
 
-    def __init__(self, connect, http_json, app) -> None:
+    def __init__(self, connect, http_json, app, draining: Callable[[], bool] = lambda: False) -> None:
         self.connect = connect
         self.http_json = http_json
         self.app = app
+        self.draining = draining
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
+        if kind == "http" and self.draining():
+            send = _closing_connection(send)
         if kind == "lifespan" or scope["path"] in self._FASTAPI_PATHS:
             await self.app(scope, receive, send)
         elif kind == "http" and scope["path"].startswith(self._CONNECT_PREFIX):
             await self.connect(scope, receive, send)
         else:
             await self.http_json(scope, receive, send)
+
+
+def _closing_connection(send):
+    """While the gateway drains, every answer closes its connection (``connection: close``): a
+    keep-alive client would send its next call down a connection the shutdown is about to cut
+    and get a reset, where a new connection gets an answer (or another replica)."""
+    async def closing(message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+        await send(message)
+    return closing
