@@ -23,7 +23,9 @@ import orjson
 call_fields: ContextVar[dict[str, str]] = ContextVar("tradewire_call_fields", default={})
 
 # Attributes every LogRecord has; anything else passed via ``extra=`` is a field.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+# (uvicorn adds ``color_message``, the message with terminal colour codes: not for a JSON line)
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName",
+                                                                        "color_message"}
 
 
 _second: list = [0, ""]  # the last whole second formatted, reused by every line within it
