@@ -304,11 +304,10 @@ class TradeService:
             taken_up = time.monotonic()
 
             def answer(index: int, outcome: pb.TradeResult | TradewireError, started: float) -> None:
-                if isinstance(outcome, TradewireError):
-                    results[index] = spb.BatchItemResult(index=index, error=trade_error(outcome))
-                else:
-                    results[index] = spb.BatchItemResult(index=index, result=outcome)
-                self._record_item(ctx, "trades", items[index].request_id, outcome, started)
+                failure = outcome if isinstance(outcome, TradewireError) else None
+                results[index] = (spb.BatchItemResult(index=index, error=trade_error(failure)) if failure is not None
+                                  else spb.BatchItemResult(index=index, result=outcome))
+                self._record_item(ctx, "trades", items[index].request_id, failure, started)
 
             async def run(index: int, order: Order) -> None:
                 async with slots:
@@ -332,10 +331,10 @@ class TradeService:
                 metrics.batch_items.labels("refused").inc(len(results) - ran)
             return spb.ExecuteTradeBatchResponse(results=results)
 
-    def _record_item(self, ctx: CallContext, part: str, request_id: str,
-                     outcome: object | TradewireError, started: float) -> None:
+    def _record_item(self, ctx: CallContext, part: str, request_id: str, failure: TradewireError | None,
+                     started: float) -> None:
         """A batch item's or a session message's own record (Recorder.item_finished)."""
-        code, reason = (outcome.code, outcome.reason) if isinstance(outcome, TradewireError) else (Code.OK, "")
+        code, reason = (failure.code, failure.reason) if failure is not None else (Code.OK, "")
         self.pipeline.recorder.item_finished(ctx, part, recordable_trade_id(request_id), code, reason, started)
 
     async def TradeSession(self, requests: AsyncIterator[spb.TradeSessionRequest],
@@ -469,7 +468,7 @@ class _Session:
                     raise nested_under("cancel.", exc) from None
                 self.put(spb.TradeSessionResponse(cancelled=spb.CancelTradeResponse(request_id=request_id,
                                                                                     status=result.status)))
-                self.service._record_item(self.ctx, action, request_id, result, started)
+                self.service._record_item(self.ctx, action, request_id, None, started)
                 return
             mode = mode_name(message.trade.mode)
             authorize(self.principal, "TradeSession", mode)
