@@ -249,6 +249,13 @@ class TradeService:
                     message="outbox unknown: the store does not answer" if counts is None
                     else f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead-lettered" if identified
                     else ""))
+            recorder = self.pipeline.recorder
+            if recorder.audit_enabled:  # a backend that takes no rows loses none (they are spooled): DEGRADED
+                audit_ok, audit_state = recorder.audit.health()
+                impaired = impaired or not audit_ok
+                components.append(spb.ComponentHealth(
+                    name="audit", status=serving if audit_ok else spb.SERVING_STATUS_DEGRADED,
+                    message=audit_state if identified else ""))
             if self.draining:
                 components.append(spb.ComponentHealth(name="server", status=not_serving,
                                                       message="shutting down: no new calls"))

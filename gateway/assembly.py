@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import socket
+import time
 from dataclasses import dataclass
 
 import redis
@@ -115,15 +116,21 @@ class Core:
             return 0
         return self.hub.drop_all()
 
-    async def close(self, flush_timeout: float = 0.0) -> None:
-        """Flush and release: webhooks due now (what is left stays in the outbox), audit, store."""
+    async def close(self, flush_timeout: float | None = None) -> None:
+        """Flush and release: webhooks due now (what is left stays in the outbox), audit, store.
+
+        ``flush_timeout`` bounds the flushes together: webhooks first, then the audit trail (what
+        QuestDB has not taken by then stays in the local spool). None: webhooks are not waited
+        for and the audit trail is drained whatever it takes."""
+        flush_until = None if flush_timeout is None else time.monotonic() + flush_timeout
         if self.webhooks is not None:
-            await self.webhooks.close(flush_timeout)
+            await self.webhooks.close(flush_timeout or 0.0)
         if self.hub is not None:
             await self.hub.stop()
         if self.live is not None:
             await self.live.close()
-        await self.audit.close()  # drains: every recorded event is written or spooled
+        # drains: every recorded event is written, or spooled once the time is up
+        await self.audit.close(None if flush_until is None else max(0.0, flush_until - time.monotonic()))
         self.tracing.shutdown()
         await self.quotes.close()
         if self.remote_cancel is not None:

@@ -35,6 +35,9 @@ export QDB_LINE_TCP_NET_BIND_TO="${QDB_LINE_TCP_NET_BIND_TO:-127.0.0.1:9009}"
 export QDB_HTTP_MIN_NET_BIND_TO="${QDB_HTTP_MIN_NET_BIND_TO:-127.0.0.1:9003}"
 export QDB_TELEMETRY_ENABLED=false
 export QDB_LINE_UDP_ENABLED="${QDB_LINE_UDP_ENABLED:-false}"
+# A write to a missing table is refused, not made up from the row (wrong shape, no DEDUP):
+# the audit sink then creates the table as it should be and writes again.
+export QDB_LINE_AUTO_CREATE_NEW_TABLES="${QDB_LINE_AUTO_CREATE_NEW_TABLES:-false}"
 
 log() { printf 'questdb.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -8,7 +8,7 @@ Typical use::
     sink.emit(transition_event(request_id=..., principal=..., mode="paper",
                                stage="QUOTED", sequence=3, percent=30.0, message="quoted"))
     ...
-    await sink.close()
+    await sink.close(timeout=3.0)   # QuestDB: what it has not taken by then is spooled
 """
 
 from __future__ import annotations
@@ -64,3 +64,4 @@ def open_audit_sink(
         spool = Path(spool_path) if spool_path else Path(journal_path).with_suffix(".spool.jsonl")
         return QuestDBSink(questdb_conf, spool_path=spool, **questdb_options)
     return JournalSink(journal_path)
+

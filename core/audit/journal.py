@@ -294,7 +294,8 @@ class JournalSink:
             target = self._handed
         await asyncio.to_thread(self.wait_durable, target)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
+        # (``timeout`` is for remote backends: the journal is local, it drains as it always does)
         with self._cv:
             if self._closed:
                 return
@@ -327,6 +328,12 @@ class JournalSink:
             write_errors_total=self._write_errors,
             healthy=self._healthy,
         )
+
+    def health(self) -> tuple[bool, str]:
+        if self._healthy:
+            return True, f"journal {self.path}"
+        return False, (f"journal {self.path}: writes failing ({self._write_errors} errors so far); "
+                       f"{len(self._pending)} event(s) held in memory, retried")
 
     # -- reading back ----------------------------------------------------------------------
 

@@ -39,7 +39,9 @@ class AuditCollector(Collector):
             family = CounterMetricFamily(f"tradewire_audit_{name}", doc, labels=["backend"])
             family.add_metric([stats.backend], getattr(stats, f"{name}_total"))
             yield family
-        healthy = GaugeMetricFamily("tradewire_audit_backend_up", "1 when the audit backend answered last time",
+        healthy = GaugeMetricFamily("tradewire_audit_backend_up",
+                                    "1 when the audit backend takes rows (0: down, refusing them or not "
+                                    "reached yet; its rows are spooled meanwhile)",
                                     labels=["backend"])
         healthy.add_metric([stats.backend], 1.0 if stats.healthy else 0.0)
         yield healthy

@@ -31,25 +31,42 @@ Data path::
   built (events.py), so this is a last line of defence.
 * Tables are created up front (``CREATE TABLE IF NOT EXISTS ... WAL DEDUP UPSERT
   KEYS(ts, event_id)``) before any row is sent -- ILP would otherwise auto-create a table
-  without DEDUP -- and again after every outage (the server might have lost its data).
+  without DEDUP, its designated timestamp named ``timestamp`` -- and their shape is checked
+  again after every outage and before a write once ``verify_interval_s`` has passed since the
+  last check (one ``tables()`` query, about 2 ms): a server that came back empty is noticed
+  before a row goes into it. A server started with ``line.auto.create.new.tables=false``
+  refuses rows for a missing table instead; the sink then creates it and writes again.
+* A table of the wrong shape is fixed when it can be (missing columns added, DEDUP enabled);
+  otherwise (wrong designated timestamp, not WAL, DEDUP refused) it is renamed aside to
+  ``<table>_aside_<UTC time>`` (WARNING naming it), created anew, and the audit rows it holds
+  are copied back (DEDUP keeps that exactly-once). A refusal the sink cannot get past is not
+  an outage: it is logged once at ERROR, reported by :meth:`QuestDBSink.health`, the rows are
+  spooled, and it is tried again every ``retry_max_s``.
+* ``start()`` does not contact QuestDB: the writer task does, so a hung server never holds up
+  start-up. ``close(timeout)`` gives QuestDB at most ``timeout``; a write still hanging then is
+  left to its (daemon) worker thread and its rows are spooled as well -- if it lands after
+  all, the replay's duplicates are absorbed by DEDUP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
 import os
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from questdb import QuestDBError, QuestDBErrorCode, Sender, TimestampNanos
 
-from .events import TABLES, AuditEvent
+from .events import TABLES, AuditEvent, TableSchema
 from .journal import CorruptLineCounter, JournalFile, JournalSink, count_lines, read_journal
 from .sink import SinkStats
 
@@ -77,7 +94,69 @@ _SENDER_DEFAULTS: dict[str, Any] = {
 
 
 class _Unavailable(Exception):
-    """QuestDB did not accept a write for a reason that is not the data's fault."""
+    """QuestDB did not answer (connection refused, timeout, 5xx, ...): an outage."""
+
+
+class _Refused(Exception):
+    """QuestDB answered and refused (a statement, the credentials): not an outage."""
+
+    def __init__(self, message: str, error: str = "", kind: str = "") -> None:
+        super().__init__(message)
+        self.error = error or message  # QuestDB's own words, without our statement
+        self.kind = kind or message  # what was refused: logged once per kind, whatever the words
+
+
+class _TableLost(Exception):
+    """QuestDB has no such table and creates none itself (``line.auto.create.new.tables=false``)."""
+
+
+# The shape every audit table must have: (designated timestamp, WAL, DEDUP) as tables() says.
+_RIGHT_SHAPE = ("ts", True, True)
+_DEDUP_KEYS = frozenset({"ts", "event_id"})
+
+
+class _DaemonWorker(concurrent.futures.Executor):
+    """One daemon thread running jobs in order. ThreadPoolExecutor threads are joined when the
+    process exits, so a write hanging on a stopped QuestDB would hold up the exit after the
+    shutdown deadline; a daemon thread does not."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._shutdown = False
+        self._lock = threading.Lock()
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot submit after shutdown")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            self._jobs.put((future, fn, args, kwargs))
+            return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            thread = self._thread
+            self._jobs.put(None)
+        if wait and thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn, args, kwargs = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
 
 
 def parse_conf(conf: str) -> tuple[str, dict[str, str]]:
@@ -121,6 +200,8 @@ class QuestDBSink:
         ``addr``.
     :param spool_path: the local spool journal; ``<spool>.<n>.replay`` segments and
         ``<spool>.rejected`` live beside it.
+    :param verify_interval_s: re-check the tables' shape before a write when the last check
+        is older than this (a server restarted empty would otherwise auto-create them wrong).
     """
 
     def __init__(
@@ -135,6 +216,7 @@ class QuestDBSink:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 15.0,
         exec_timeout_s: float = 5.0,
+        verify_interval_s: float = 1.0,
     ) -> None:
         if batch_size < 1 or queue_max < 1:
             raise ValueError("batch_size and queue_max must be >= 1")
@@ -162,6 +244,9 @@ class QuestDBSink:
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._exec_timeout_s = exec_timeout_s
+        self._verify_interval_s = verify_interval_s
+        # while idle, QuestDB is checked this often so health() stays true to it
+        self._idle_check_s = max(retry_max_s, verify_interval_s)
 
         spool = Path(spool_path)
         self._spool = JournalSink(spool, fsync="always", name="spool")
@@ -186,16 +271,24 @@ class QuestDBSink:
         self._last_spill_log = 0.0
 
         # worker-side state (only touched on the worker thread)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tw-audit-qdb")
+        self._worker = _DaemonWorker("tw-audit-qdb")
         self._sender: Sender | None = None
         self._http: httpx.Client | None = None
         self._tables_ready = False
+        self._verified_at = 0.0  # monotonic time of the last check of the tables' shape
         self._backoff = 0.0
+        self._logged_refusal = ""
 
         # shared (written under _lock, read anywhere)
         self._lock = threading.Lock()
-        self._down = False
+        self._down = False  # QuestDB does not take rows now: an outage, or a refusal
+        self._refusal = ""  # why it refuses them (empty for an outage)
+        self._reached = False  # QuestDB took rows (or was ready to) at least once
+        self._since = time.time()  # wall-clock time of the last change of state
+        self._why = ""
         self._next_retry = 0.0
+        self._inflight: list[AuditEvent] | None = None  # the batch the worker is writing
+        self._abandoned = False  # close() stopped waiting for the worker: its batch is spooled
         self._spool_pending = 0
         self._spooled_total = 0
         self._spilled_total = 0
@@ -214,7 +307,9 @@ class QuestDBSink:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         await self._spool.start()
-        await self._loop.run_in_executor(self._executor, self._init_worker)
+        # local files only: QuestDB is first contacted by the writer task, so a server that
+        # hangs cannot hold up start-up (rows are queued, then spooled, meanwhile)
+        await self._loop.run_in_executor(self._worker, self._count_spool)
         self._task = self._loop.create_task(self._run(), name="tw-audit-questdb")
 
     def emit(self, event: AuditEvent) -> None:
@@ -253,30 +348,43 @@ class QuestDBSink:
             await fut
         await self._spool.flush()
 
-    async def close(self) -> None:
-        """Drain the queue (to QuestDB or the spool), try a last replay, release everything."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Drain the queue (to QuestDB or the spool), try a last replay, release everything.
+
+        ``timeout``: how long QuestDB may take (None: as long as it needs). What it has not
+        acknowledged by then -- the write in progress included -- is in the spool on return.
+        """
         if self._close_task is None:  # concurrent close() calls share one closing
-            self._close_task = asyncio.ensure_future(self._close())
+            deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+            self._close_task = asyncio.ensure_future(self._close(deadline))
         await asyncio.shield(self._close_task)
 
-    async def _close(self) -> None:
+    async def _close(self, deadline: float | None) -> None:
         self._closing = True
         self._wakeup.set()
         loop = asyncio.get_running_loop()
         if self._task is not None:
-            await self._task
+            if not await _within(self._task, deadline):
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+                self._give_up_on_worker()
         elif self._queue:  # never started: park what was emitted in the spool
             self._spool.emit_all(self._queue)
             self._add_spooled(len(self._queue))
             self._queue.clear()
             self._done = self._enqueued
         self._resolve_waiters(force=True)
-        if self._started and self._spool_pending and not self._down:
-            await loop.run_in_executor(self._executor, self._replay_spool)
+        if self._started and self._spool_pending and not self._down and not self._abandoned:
+            replay = loop.run_in_executor(self._worker, self._replay_spool)
+            if not await _within(replay, deadline):
+                self._give_up_on_worker()  # the segments stay on disk for the next start
         self._closed = True
         await self._spool.close()
-        await loop.run_in_executor(self._executor, self._close_worker)
-        await asyncio.to_thread(self._executor.shutdown, True)
+        if self._started:
+            closing = loop.run_in_executor(self._worker, self._close_worker)
+            if not self._abandoned:
+                await closing
+        self._worker.shutdown(wait=False)
         s = self.stats()
         if s.spooled:
             log.warning(
@@ -284,6 +392,27 @@ class QuestDBSink:
                 s.spooled,
                 self._spool.path,
             )
+
+    def _give_up_on_worker(self) -> None:
+        """The close deadline passed: spool what the worker holds and what is still queued."""
+        with self._lock:
+            self._abandoned = True
+            batch, self._inflight = self._inflight, None
+            if batch:
+                self._spool.emit_all(batch)
+                self._spool_pending += len(batch)
+                self._spooled_total += len(batch)
+        if self._queue:
+            self._spool.emit_all(self._queue)
+            self._add_spooled(len(self._queue))
+            self._queue.clear()
+        self._done = self._enqueued
+        log.warning(
+            "audit: QuestDB at %s did not finish writing by the close deadline; "
+            "the rows not acknowledged are in the spool %s",
+            self._addr,
+            self._spool.path,
+        )
 
     def stats(self) -> SinkStats:
         return SinkStats(
@@ -298,8 +427,32 @@ class QuestDBSink:
             write_errors_total=self._write_errors,
             rejected_total=self._rejected_total,
             dropped=0,
-            healthy=not self._down,
+            healthy=self._reached and not self._down,
         )
+
+    def health(self) -> tuple[bool, str]:
+        """Whether QuestDB takes the audit rows now; if not why, since when (UTC) and how many
+        rows wait in the local spool."""
+        with self._lock:
+            down, refusal, reached, why = self._down, self._refusal, self._reached, self._why
+            since = datetime.fromtimestamp(self._since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            spooled = self._spool_pending
+        where = f"QuestDB at {self._addr}"
+        kept = f"{spooled} row(s) spooled locally"
+        if refusal:
+            return False, (
+                f"{where} refuses the audit rows since {since}: {refusal}; {kept}, "
+                "replayed once that is fixed"
+            )
+        if down:
+            return False, (
+                f"{where} not answering since {since} ({why}); {kept}, replayed when it is back"
+            )
+        if not reached:
+            return False, f"{where} not reached yet (since {since}); {kept} meanwhile"
+        if spooled:
+            return True, f"{where}; replaying {spooled} spooled row(s)"
+        return True, where
 
     # ------------------------------------------------------------------------------------
     # extra public API
@@ -318,7 +471,7 @@ class QuestDBSink:
             await self.start()
         with self._lock:
             self._next_retry = 0.0
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._replay_spool)
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self._replay_spool)
 
     # ------------------------------------------------------------------------------------
     # event-loop side
@@ -389,18 +542,26 @@ class QuestDBSink:
                 keep.append((target, fut))
         self._waiters = keep
 
-    def _idle_timeout(self) -> float | None:
-        if self._spool_pending:
-            return max(0.01, self._next_retry - time.monotonic())
-        return None
+    def _next_check(self) -> float:
+        """When the writer talks to QuestDB on its own: the next retry while it is down or rows
+        are spooled, else the idle check (at once when it was never reached)."""
+        if self._down or self._spool_pending:
+            return self._next_retry
+        return self._verified_at + self._idle_check_s
 
-    def _spool_due(self) -> bool:
-        return self._spool_pending > 0 and time.monotonic() >= self._next_retry
+    def _idle_timeout(self) -> float:
+        return max(0.01, self._next_check() - time.monotonic())
+
+    def _check_due(self) -> bool:
+        # when closing, close() makes the last replay attempt itself (within its deadline)
+        return not self._closing and time.monotonic() >= self._next_check()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
+                if self._check_due():  # the first contact, a retry, the replay, the idle check
+                    await loop.run_in_executor(self._worker, self._replay_spool)
                 if not self._queue:
                     if self._closing:
                         return
@@ -422,16 +583,15 @@ class QuestDBSink:
                         self._first_at = time.monotonic()
                     else:
                         self._flush_requested = False
+                    with self._lock:
+                        self._inflight = batch
                     try:
-                        await loop.run_in_executor(self._executor, self._deliver, batch)
+                        await loop.run_in_executor(self._worker, self._deliver, batch)
                     except Exception:
                         log.exception("audit: delivering a batch failed; spooling it")
-                        self._spool.emit_all(batch)
-                        self._add_spooled(len(batch))
+                        self._spool_inflight(batch)
                     self._done += n
                     self._resolve_waiters()
-                if self._spool_due() and not (self._closing and self._down):
-                    await loop.run_in_executor(self._executor, self._replay_spool)
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep the writer alive whatever happens
@@ -439,9 +599,9 @@ class QuestDBSink:
                 await asyncio.sleep(0.1)
 
     # ------------------------------------------------------------------------------------
-    # worker thread: everything below runs on self._executor's single thread
+    # worker thread: everything below runs on self._worker's single thread
 
-    def _init_worker(self) -> None:
+    def _count_spool(self) -> None:
         pending = count_lines(self._spool.path) + sum(count_lines(p) for p in self._segments())
         with self._lock:
             self._spool_pending += pending
@@ -451,10 +611,6 @@ class QuestDBSink:
                 pending,
                 self._spool.path,
             )
-        try:
-            self._ensure_ready()
-        except _Unavailable as exc:
-            self._mark_down(exc)
 
     def _close_worker(self) -> None:
         if self._sender is not None:
@@ -469,6 +625,8 @@ class QuestDBSink:
         self._rejected.close()
 
     def _exec(self, sql: str) -> dict[str, Any]:
+        """Run one statement over /exec: _Unavailable if QuestDB does not answer, _Refused if
+        it answers no."""
         if self._http is None:
             self._http = httpx.Client(
                 base_url=self._http_url,
@@ -481,17 +639,19 @@ class QuestDBSink:
             resp = self._http.get("/exec", params={"query": sql})
         except httpx.HTTPError as exc:
             raise _Unavailable(f"/exec: {type(exc).__name__}: {exc}") from exc
-        if resp.status_code >= 500 or resp.status_code in (401, 403, 404, 429):
+        if resp.status_code >= 500 or resp.status_code == 429:
             raise _Unavailable(f"/exec: HTTP {resp.status_code}")
+        if resp.status_code in (401, 403):
+            raise _Refused(f"/exec: HTTP {resp.status_code}: the conf's credentials are refused")
+        if resp.status_code == 404:
+            raise _Refused(f"/exec: HTTP 404 at {self._http_url}: is http_url right?")
         try:
             body = resp.json()
         except ValueError as exc:
             raise _Unavailable(f"/exec: HTTP {resp.status_code}, not JSON") from exc
         if resp.status_code != 200 or "error" in body:
-            with self._lock:
-                self._write_errors += 1
-            log.error("audit: QuestDB refused %r: %s", sql[:80], body.get("error", body))
-            raise _Unavailable(f"/exec refused: {body.get('error', resp.status_code)}")
+            error = str(body.get("error", f"HTTP {resp.status_code}"))
+            raise _Refused(f"{sql[:80]!r}: {error}", error)
         return body
 
     def _ensure_ready(self) -> None:
@@ -503,16 +663,116 @@ class QuestDBSink:
                 sender.close(flush=False)
                 raise _Unavailable(f"connect: {exc}") from exc
             self._sender = sender
-        if not self._tables_ready:
-            for schema in TABLES.values():
+        now = time.monotonic()
+        if self._tables_ready and now - self._verified_at < self._verify_interval_s:
+            return
+        # the cheap check (one tables() query) is enough while nothing seemed wrong
+        if not self._tables_ready or self._shapes() != {name: _RIGHT_SHAPE for name in TABLES}:
+            self._prepare_tables()
+        self._tables_ready = True
+        self._verified_at = time.monotonic()
+
+    def _shapes(self) -> dict[str, tuple[str, bool, bool]]:
+        """(designated timestamp, WAL, DEDUP) of each audit table QuestDB has."""
+        names = ", ".join(f"'{n}'" for n in TABLES)
+        body = self._exec(
+            "SELECT table_name, designatedTimestamp, walEnabled, dedup FROM tables() "
+            f"WHERE table_name IN ({names})"
+        )
+        return {name: (ts, wal, dedup) for name, ts, wal, dedup in body.get("dataset", [])}
+
+    def _columns(self, table: str) -> dict[str, tuple[bool, bool]]:
+        """Each column of a table: (is the designated timestamp, is a DEDUP key)."""
+        body = self._exec(f'SELECT "column", designated, upsertKey FROM table_columns(\'{table}\')')
+        return {name: (designated, key) for name, designated, key in body.get("dataset", [])}
+
+    def _prepare_tables(self) -> None:
+        """Create the missing tables, fix the misshapen ones or set them aside."""
+        shapes = self._shapes()
+        lost = [name for name in TABLES if name not in shapes]
+        if lost and self._verified_at:  # they were there at the last check
+            log.warning(
+                "audit: QuestDB at %s lost the tables %s; creating them again",
+                self._addr,
+                ", ".join(lost),
+            )
+        for name, schema in TABLES.items():
+            if name in shapes:
+                self._fix_table(schema, shapes[name])
+            else:
                 self._exec(schema.ddl())
-            names = ", ".join(f"'{n}'" for n in TABLES)
-            body = self._exec(f"SELECT table_name, dedup FROM tables() WHERE table_name IN ({names})")
-            for name, dedup in body.get("dataset", []):
-                if not dedup:
-                    log.error("audit: table %s exists without DEDUP; enabling it", name)
-                    self._exec(f"ALTER TABLE {name} DEDUP ENABLE UPSERT KEYS(ts, event_id)")
-            self._tables_ready = True
+
+    def _fix_table(self, schema: TableSchema, shape: tuple[str, bool, bool]) -> None:
+        columns = self._columns(schema.name)
+        designated, wal, _ = shape
+        if not designated:
+            problem = "it has no designated timestamp"
+        elif designated != "ts":
+            problem = f"its designated timestamp is {designated!r}, not 'ts'"
+        elif not wal:
+            problem = "it is not a WAL table (DEDUP needs one)"
+        else:
+            try:
+                for column, qdb_type in _declared_columns(schema).items():
+                    if column not in columns:  # a table from before the column was declared
+                        self._exec(f"ALTER TABLE {schema.name} ADD COLUMN {column} {qdb_type}")
+                if {c for c, (_, key) in columns.items() if key} != _DEDUP_KEYS:
+                    self._exec(f"ALTER TABLE {schema.name} DEDUP ENABLE UPSERT KEYS(ts, event_id)")
+                return
+            except _Refused as exc:
+                problem = str(exc)
+        self._set_aside(schema, problem, columns)
+
+    def _set_aside(
+        self, schema: TableSchema, problem: str, columns: dict[str, tuple[bool, bool]]
+    ) -> None:
+        """Rename a table that cannot be fixed, create it anew and copy its audit rows back."""
+        name = schema.name
+        aside = f"{name}_aside_{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+        try:
+            self._exec(f"RENAME TABLE {name} TO {aside}")
+        except _Refused as exc:
+            raise _Refused(
+                f"table {name} could not be fixed ({problem}); "
+                f"renaming it aside was refused: {exc.error}",
+                kind=f"set {name} aside",  # each attempt names another aside table
+            ) from exc
+        try:
+            self._exec(schema.ddl())
+        except _Refused as exc:
+            raise _Refused(
+                f"table {name} was renamed to {aside} ({problem}); "
+                f"creating it anew was refused: {exc.error}",
+                kind=f"create {name}",
+            ) from exc
+        log.warning(
+            "audit: table %s had the wrong shape (%s); renamed it to %s and created it anew; %s",
+            name,
+            problem,
+            aside,
+            self._copy_back(schema, aside, columns),
+        )
+
+    def _copy_back(
+        self, schema: TableSchema, aside: str, columns: dict[str, tuple[bool, bool]]
+    ) -> str:
+        """Copy the audit rows of a table set aside into the new one (DEDUP keeps it exactly-once);
+        the rows stay in the aside table either way. Returns what happened, for the log."""
+        ts = next((c for c, (designated, _) in columns.items() if designated), None)
+        if ts is None or "event_id" not in columns:
+            return f"nothing to copy back (no event_id or timestamp); its rows stay in {aside}"
+        shared = [c for c in _declared_columns(schema) if c in columns]
+        listed = ", ".join(f'"{c}"' for c in shared)
+        try:
+            counted = self._exec(f"SELECT count() FROM {aside} WHERE event_id IS NOT NULL")
+            rows = counted["dataset"][0][0]
+            self._exec(
+                f'INSERT INTO {schema.name} ({listed}, ts) SELECT {listed}, "{ts}" FROM {aside} '
+                "WHERE event_id IS NOT NULL"
+            )
+        except (_Refused, _Unavailable) as exc:
+            return f"copying its rows back failed ({exc}); they stay in {aside}"
+        return f"copied its {rows} audit row(s) back (kept in {aside} too)"
 
     def _mark_down(self, exc: BaseException) -> None:
         self._backoff = (
@@ -520,6 +780,9 @@ class QuestDBSink:
         )
         with self._lock:
             was_down, self._down = self._down, True
+            if not was_down or self._refusal:
+                self._since = time.time()
+            self._refusal, self._why = "", _short(exc)
             self._next_retry = time.monotonic() + self._backoff
         self._tables_ready = False  # re-check the tables when it comes back
         if not was_down:
@@ -532,50 +795,110 @@ class QuestDBSink:
         else:
             log.info("audit: QuestDB at %s still unavailable (%s)", self._addr, exc)
 
+    def _mark_refused(self, exc: _Refused) -> None:
+        """QuestDB answers but will not take the rows: no outage, so no fast retries and one
+        clear ERROR (again only if the reason changes)."""
+        self._backoff = self._retry_max_s
+        reason = _short(exc, 500)
+        kind = exc.kind
+        with self._lock:
+            if kind != self._logged_refusal or not self._refusal:
+                self._since = time.time()
+            self._down, self._refusal, self._why = True, reason, reason
+            self._next_retry = time.monotonic() + self._backoff
+        self._tables_ready = False
+        if kind != self._logged_refusal:
+            self._logged_refusal = kind
+            log.error(
+                "audit: QuestDB at %s answers but refuses the audit rows: %s. This is not an "
+                "outage and needs a fix on the QuestDB side; rows are spooled to %s and it is "
+                "tried again every %ss",
+                self._addr,
+                reason,
+                self._spool.path,
+                self._retry_max_s,
+            )
+        else:
+            log.debug("audit: QuestDB at %s still refuses the audit rows: %s", self._addr, reason)
+
     def _mark_up(self) -> None:
         if self._down:
-            log.warning("audit: QuestDB at %s available again", self._addr)
+            log.warning("audit: QuestDB at %s takes the audit rows again", self._addr)
         self._backoff = 0.0
+        self._logged_refusal = ""
         with self._lock:
-            self._down = False
+            if self._down or not self._reached:
+                self._since = time.time()
+            self._down, self._refusal, self._why, self._reached = False, "", "", True
             self._next_retry = 0.0
 
     def _deliver(self, batch: list[AuditEvent]) -> None:
         if self._down and time.monotonic() < self._next_retry:
-            self._spool_rows(batch)
-            return
-        leftover = self._write_rows(batch)
-        if leftover:
-            self._spool_rows(leftover)
-
-    def _spool_rows(self, rows: list[AuditEvent]) -> None:
+            leftover = batch
+        else:
+            leftover = self._write_rows(batch)
         with self._lock:
-            self._spool.emit_all(rows)
-            self._spool_pending += len(rows)
-            self._spooled_total += len(rows)
+            if self._inflight is not batch:  # close() gave up waiting and spooled it already
+                return
+            self._inflight = None
+            self._spool.emit_all(leftover)
+            self._spool_pending += len(leftover)
+            self._spooled_total += len(leftover)
+        if leftover:
+            self._wait_spooled()
+
+    def _spool_inflight(self, batch: list[AuditEvent]) -> None:
+        """Spool a batch whose delivery failed unexpectedly (unless close() already did)."""
+        with self._lock:
+            if self._inflight is not batch:
+                return
+            self._inflight = None
+        self._spool.emit_all(batch)
+        self._add_spooled(len(batch))
+
+    def _wait_spooled(self) -> None:
         if not self._spool.wait_durable(timeout=10.0):
             log.error("audit: spool %s is slow to write; rows are held in memory", self._spool.path)
 
     def _write_rows(self, rows: list[AuditEvent]) -> list[AuditEvent]:
         """Write rows, one transactional flush per table; return the rows not written
-        because QuestDB is unavailable (rejected rows go to the .rejected journal)."""
-        try:
-            self._ensure_ready()
-        except _Unavailable as exc:
-            self._mark_down(exc)
-            return rows
+        because QuestDB does not take them now (rejected rows go to the .rejected journal)."""
         groups: dict[str, list[AuditEvent]] = {}
         for ev in rows:
             groups.setdefault(ev.table, []).append(ev)
         tables = list(groups)
+        try:
+            self._ensure_ready()
+        except (_Unavailable, _Refused) as exc:
+            with self._lock:  # the rows were due to go and did not: a failed write
+                self._write_errors += 1
+            return self._not_taken(exc, rows)
         for i, table in enumerate(tables):
             try:
-                self._flush_table(table, groups[table])
-            except _Unavailable as exc:
-                self._mark_down(exc)
-                return [ev for t in tables[i:] for ev in groups[t]]
+                self._flush_into(table, groups[table])
+            except (_Unavailable, _Refused) as exc:
+                return self._not_taken(exc, [ev for t in tables[i:] for ev in groups[t]])
         self._mark_up()
         return []
+
+    def _not_taken(self, exc: _Unavailable | _Refused, rows: list[AuditEvent]) -> list[AuditEvent]:
+        if isinstance(exc, _Refused):
+            self._mark_refused(exc)
+        else:
+            self._mark_down(exc)
+        return rows
+
+    def _flush_into(self, table: str, events: list[AuditEvent]) -> None:
+        try:
+            self._flush_table(table, events)
+        except _TableLost:
+            # gone since the last check, and QuestDB creates no table itself: make it, once
+            self._tables_ready = False
+            self._ensure_ready()
+            try:
+                self._flush_table(table, events)
+            except _TableLost as exc:
+                raise _Refused(f"table {table}: {exc}", kind=f"write into {table}") from exc
 
     def _flush_table(self, table: str, events: list[AuditEvent]) -> None:
         assert self._sender is not None
@@ -600,6 +923,8 @@ class QuestDBSink:
         except QuestDBError as exc:
             with self._lock:
                 self._write_errors += 1
+            if "table does not exist" in str(exc):
+                raise _TableLost(str(exc)) from exc
             if not _is_rejection(exc):
                 raise _Unavailable(f"{exc.code.name}: {exc}") from exc
             if len(good) == 1:
@@ -643,15 +968,21 @@ class QuestDBSink:
         return self._spool.path.with_name(f"{self._spool.path.name}.{seq:020d}.replay")
 
     def _replay_spool(self) -> bool:
-        """Replay every spool segment, oldest first. True when the spool is empty."""
+        """Probe QuestDB (checking the tables when due), then replay every spool segment,
+        oldest first. True when the spool is empty."""
         if self._down and time.monotonic() < self._next_retry:
             return False
-        if self._down or not self._tables_ready:
-            try:  # probe before touching the files: a failed attempt must not rotate
-                self._ensure_ready()
-            except _Unavailable as exc:
-                self._mark_down(exc)
-                return False
+        try:  # probe before touching the files: a failed attempt must not rotate
+            self._ensure_ready()
+        except _Unavailable as exc:
+            self._mark_down(exc)
+            return False
+        except _Refused as exc:
+            self._mark_refused(exc)
+            return False
+        self._mark_up()
+        if self._abandoned:  # close() gave up on this thread: leave the files to the next start
+            return False
         self._spool.wait_durable(timeout=10.0)  # spills handed over so far are on disk
         segments = self._segments()
         if self._spool.file.rotate(self._next_segment(segments)):
@@ -675,6 +1006,8 @@ class QuestDBSink:
         chunk: list[AuditEvent] = []
         replayed = 0
         for ev in read_journal(seg, corrupt=self._corrupt):
+            if self._abandoned:  # the segment stays for the next start
+                return False
             chunk.append(ev)
             if len(chunk) >= self._batch_size:
                 if not self._replay_chunk(chunk):
@@ -711,3 +1044,25 @@ def _is_rejection(exc: QuestDBError) -> bool:
         return True
     return exc.code == QuestDBErrorCode.ServerFlushError and '"code":"invalid"' in str(exc)
 
+
+
+def _declared_columns(schema: TableSchema) -> dict[str, str]:
+    """A table's columns as declared, but ``ts`` (the designated timestamp): name -> type."""
+    return {**{name: "SYMBOL" for name in schema.symbols}, **schema.columns, "event_id": "VARCHAR"}
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+async def _within(awaitable: asyncio.Future[Any], deadline: float | None) -> bool:
+    """Wait for a task or future until a monotonic deadline (None: for good); False if it is
+    still running then (it is left running)."""
+    if deadline is None:
+        await awaitable
+        return True
+    done, _ = await asyncio.wait({awaitable}, timeout=max(0.0, deadline - time.monotonic()))
+    if done:
+        awaitable.result()
+    return bool(done)

@@ -34,7 +34,7 @@ class SinkStats:
     write_errors_total    failed write attempts (each failure; the rows are kept, not lost)
     rejected_total        rows QuestDB refused as invalid, kept in the ``.rejected`` journal
     dropped               always 0: nothing is dropped
-    healthy               the backend answered on the last attempt
+    healthy               the backend takes rows now (see health() for why not)
     """
 
     backend: str
@@ -62,6 +62,11 @@ class AuditSink(Protocol):
 
     async def flush(self) -> None: ...
 
-    async def close(self) -> None: ...
+    async def close(self, timeout: float | None = None) -> None:
+        """Drain and release; a remote backend gets at most ``timeout`` seconds (None: what it
+        needs), what it has not taken by then stays in the local spool."""
 
     def stats(self) -> SinkStats: ...
+
+    def health(self) -> tuple[bool, str]:
+        """Whether the backend takes rows now, and if not why (HealthCheck's audit component)."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
 
-from support.questdb import free_ports
+from support.questdb import eventually, free_ports
 from tradewire.core.audit import (
     AuditSink,
     JournalFile,
@@ -141,3 +142,35 @@ async def test_close_without_start_and_concurrent_close_keep_everything(tmp_path
     late = _events(1, start=99)[0]
     sink.emit(late)  # after close: straight to the spool file
     assert list(read_journal(tmp_path / "b.jsonl")) == events + [late]
+
+
+async def test_health_says_why_rows_are_not_written_and_how_many_wait(tmp_path):
+    conf = _dead_conf()
+    sink = QuestDBSink(conf, spool_path=tmp_path / "spool.jsonl", flush_interval_s=0.05, retry_initial_s=30)
+    where = re.escape(f"QuestDB at {conf[len('http::addr='):-1]}")
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"  # UTC
+    up, why = sink.health()
+    assert not up and re.fullmatch(
+        rf"{where} not reached yet \(since {stamp}\); 0 row\(s\) spooled locally meanwhile", why
+    ), why
+    await sink.start()
+    for ev in _events(3):
+        sink.emit(ev)
+    await sink.flush()
+
+    async def refused():
+        return "not answering" in sink.health()[1]
+
+    await eventually(refused, what="the first attempt to fail")
+    up, why = sink.health()
+    assert not up and re.fullmatch(
+        rf"{where} not answering since {stamp} \(connect: .*\); "
+        r"3 row\(s\) spooled locally, replayed when it is back",
+        why,
+    ), why
+    await sink.close(timeout=1.0)
+
+    journal = JournalSink(tmp_path / "audit.jsonl")
+    await journal.start()
+    assert journal.health() == (True, f"journal {tmp_path / 'audit.jsonl'}")
+    await journal.close(timeout=1.0)

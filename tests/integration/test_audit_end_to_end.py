@@ -130,13 +130,25 @@ async def test_one_row_per_request_auth_attempt_and_transition(audited_gateway, 
     assert placed == len(trades) and {row[1] for row in joined} == {"tw_alice001"}, joined
 
 
+async def audit_component(gateway) -> spb.ComponentHealth:
+    client = make_client("grpc", gateway)
+    try:
+        health, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), gateway.key("alice"))
+    finally:
+        await client.close()
+    return next(c for c in health.components if c.name == "audit")
+
+
 async def test_questdb_outage_mid_run_ends_with_the_same_counts(audited_gateway, questdb):
     tally = Tally(f"out{uuid.uuid4().hex[:8]}")
     await mixed_traffic(audited_gateway, tally)
     await asyncio.to_thread(questdb.stop)
     try:
         await mixed_traffic(audited_gateway, tally)  # spooled while QuestDB is down
+        down = await audit_component(audited_gateway)  # health says so, and that nothing is lost
+        assert down.status == spb.SERVING_STATUS_DEGRADED and "spooled locally" in down.message, down
     finally:
         await asyncio.to_thread(questdb.start)
     await mixed_traffic(audited_gateway, tally)
     assert await settle(questdb, tally, timeout_s=120) == expected(tally)
+    assert (await audit_component(audited_gateway)).status == spb.SERVING_STATUS_SERVING
