@@ -76,6 +76,15 @@ async def _drop_every_table(server) -> None:
         await server.query(f"DROP TABLE '{name}'")
 
 
+async def _emit_all(sink: QuestDBSink, principal: str) -> list[AuditEvent]:
+    """One event per table, emitted and flushed (to QuestDB or the spool); the events."""
+    events = _one_per_table(principal)
+    for ev in events:
+        sink.emit(ev)
+    await sink.flush()
+    return events
+
+
 async def _settled_everywhere(server, events: list[AuditEvent]) -> None:
     """Each event is in its table exactly once."""
     principal = events[0].symbols["principal"]
@@ -99,10 +108,7 @@ async def test_a_server_back_empty_gets_the_right_tables_before_a_row_goes_in(
     await _healthy(sink)
     await asyncio.to_thread(own_questdb.restart_empty)
     try:
-        events = _one_per_table(principal)
-        for ev in events:
-            sink.emit(ev)
-        await sink.flush()
+        events = await _emit_all(sink, principal)
         assert await _shapes(own_questdb) == RIGHT
         await _settled_everywhere(own_questdb, events)
         assert sink.health() == (True, f"QuestDB at 127.0.0.1:{own_questdb.http_port}")
@@ -123,10 +129,7 @@ async def test_a_table_ilp_made_up_is_set_aside_made_anew_and_its_rows_copied_ba
     sink = _sink(own_questdb, tmp_path)
     await sink.start()
     try:
-        events = _one_per_table(principal)
-        for ev in events:
-            sink.emit(ev)
-        await sink.flush()
+        events = await _emit_all(sink, principal)
         assert await _shapes(own_questdb) == RIGHT
         await _settled_everywhere(own_questdb, events)
         await _settled_everywhere(own_questdb, earlier)  # copied back into the right tables
@@ -159,10 +162,7 @@ async def test_a_table_the_sink_cannot_fix_is_a_refusal_logged_once_not_an_outag
     sink = _sink(own_questdb, tmp_path, retry_max_s=0.2)
     await sink.start()
     try:
-        events = _one_per_table(principal)
-        for ev in events:
-            sink.emit(ev)
-        await sink.flush()
+        events = await _emit_all(sink, principal)
 
         async def tried_again():  # the first attempt and three more, each saying why
             return len([r for r in caplog.records if "tw_fills" in r.getMessage()]) >= 4
@@ -203,10 +203,7 @@ async def test_rows_for_a_table_gone_since_the_check_are_written_when_questdb_cr
     try:
         await _healthy(sink)
         await own_questdb.query("DROP TABLE tw_transitions")
-        events = _one_per_table(principal)
-        for ev in events:
-            sink.emit(ev)
-        await sink.flush()
+        events = await _emit_all(sink, principal)
         s = sink.stats()
         assert (s.rows_written_total, s.rejected_total, s.spooled) == (4, 0, 0)
         assert await _shapes(own_questdb) == RIGHT
