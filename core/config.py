@@ -412,14 +412,17 @@ class LiveConfig(_Model):
     kill_switch: Literal["off", "halt", "reduce_only"] = "off"
     kill_switch_file: Path | None = Field(None, description="if the file exists it engages the switch: 'halt' "
                                                              "or 'reduce_only' (anything else halts)")
-    reduce_only_outputs: tuple[str, ...] = Field((), description="mints a reduce-only trade may buy; "
-                                                                 "default: the valuation mint")
+    # Mints are named by their configured symbol (exactly) or their address; each must be a
+    # configured mint (Settings checks it), else a limit keyed by it would silently never apply.
+    reduce_only_outputs: tuple[str, ...] = Field((), description="mints a reduce-only trade may buy (symbols or "
+                                                                 "addresses); default: the valuation mint")
     allowed_mints: tuple[str, ...] = Field((), description="symbols or addresses; empty: every configured mint")
-    max_notional: Decimal | None = Field(Decimal("1000"), ge=0, description="per trade")
+    max_notional: Decimal | None = Field(Decimal("1000"), ge=0, description="per trade (ExactOut: the most it may "
+                                                                            "pay)")
     max_mint_exposure: Decimal | None = Field(Decimal("10000"), ge=0, description="wallet holding of a bought mint, "
                                                                                "after the trade")
-    mint_exposure_caps: dict[str, Decimal] = Field(default_factory=dict, description="per symbol, overrides "
-                                                                                     "max_mint_exposure")
+    mint_exposure_caps: dict[str, Decimal] = Field(default_factory=dict, description="per symbol or address, "
+                                                                                     "overrides max_mint_exposure")
     daily_loss_limit: Decimal | None = Field(Decimal("500"), ge=0, description="realised loss of LIVE trades since "
                                                                                "00:00 UTC, fees included")
     min_sol_reserve: Decimal = Field(Decimal("0.05"), ge=0, description="SOL the wallet keeps for fees")
@@ -432,6 +435,30 @@ class LiveConfig(_Model):
         if v.upper().startswith(ENV_PREFIX):
             raise ValueError(f"must not start with {ENV_PREFIX} (those variables are configuration overrides)")
         return v
+
+    def unknown_mints(self, market: MarketConfig) -> list[tuple[str, str]]:
+        """(setting, problem) for each mint named here that is not one of the market's: a limit
+        keyed by a name that matches no mint would never apply."""
+        named = [("allowed_mints", self.allowed_mints), ("reduce_only_outputs", self.reduce_only_outputs),
+                 ("mint_exposure_caps", tuple(self.mint_exposure_caps))]
+        symbols = ", ".join(sorted(m.symbol for m in market.mints))
+        problems = []
+        for setting, refs in named:
+            for ref in refs:
+                if resolve_mint(market, ref) is None:
+                    near = [m.symbol for m in market.mints if m.symbol.lower() == ref.lower()]
+                    hint = f" (did you mean {near[0]!r}?)" if near else ""
+                    problems.append((setting, f"{ref!r} is not a configured mint{hint}: name one by its symbol, "
+                                              f"as configured ({symbols}), or by its mint address"))
+        return problems
+
+
+def resolve_mint(market: MarketConfig, ref: str) -> str | None:
+    """The address of the configured mint ``ref`` names (its symbol, exactly, or its address)."""
+    for mint in market.mints:
+        if ref in (mint.symbol, mint.address):
+            return mint.address
+    return None
 
 
 class LoggingConfig(_Model):
@@ -459,6 +486,17 @@ class Settings(_Model):
     streams: StreamsConfig = StreamsConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+
+    @model_validator(mode="after")
+    def _live_mints_are_the_markets(self) -> Settings:
+        from pydantic_core import InitErrorDetails, PydanticCustomError
+
+        problems = self.live.unknown_mints(self.market)
+        if problems:  # reported at each setting's own path, like any other bad value
+            raise ValidationError.from_exception_data("Settings", [InitErrorDetails(
+                type=PydanticCustomError("unknown_mint", "{problem}", {"problem": problem}), loc=("live", setting),
+                input=None) for setting, problem in problems])
+        return self
 
     @model_validator(mode="after")
     def _workers_share_state(self) -> Settings:

@@ -548,6 +548,7 @@ class TradeRunner:
                 "executor cannot reconcile it; check the signature on chain"))
         else:
             outcome = await self._once_store_answers(lambda: reconcile(trade.order, trade.result))
+        self._publish_progress(trade, outcome)
         self._finish(trade, outcome)
 
     def _abandon(self, trade: Trade) -> None:
@@ -688,7 +689,15 @@ class TradeRunner:
         except Exception:
             log.exception("reconciling trade %s failed", trade.order.request_id)
             outcome = Outcome(pb.TRADE_STATUS_FAILED, error=internal_error())
+        self._publish_progress(trade, outcome)
         self._finish(trade, outcome)
+
+    def _publish_progress(self, trade: Trade, outcome: Outcome) -> None:
+        """What a reconciled trade reached that its record does not show yet (a LIVE
+        transaction's CONFIRMED), published before its end as the normal path does."""
+        for step in outcome.progress:
+            if lifecycle.rank(step.status) > lifecycle.rank(trade.stage):
+                self._transition(trade, step.status, step.message)
 
     async def _finalize_stored(self, record: TradeRecord, result: pb.TradeResult, error: TradewireError) -> None:
         """End an unfinished trade that cannot go on; stored, then published after the last event

@@ -31,6 +31,9 @@ class Outcome:
     fill: Fill | None = None
     error: TradewireError | None = None
     quote: Quote | None = None  # only without a fill (a fill has its own quote)
+    # A reconciled trade's statuses its record does not show yet (a LIVE transaction's
+    # CONFIRMED): the runner publishes them before the outcome, as the normal path does.
+    progress: tuple[Progress, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ still find what landed, unless history is held too), stall a send after forwardi
 transport failure after send), run a callback right before a send is forwarded (e.g. move
 the pool), swallow the next N bundles and report them Failed (a bundle outbid in the block
 engine's auction), answer chosen paths with HTTP 503 (a failing upstream) and chosen JSON-RPC
-methods with an error object. It records every send's exact bytes.
+methods with an error object, and hold getBlockHeight at a height (a node whose confirmed height
+lags the tip). It records every send's exact bytes.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class FaultRules:
     fail_paths: dict[str, int] = field(default_factory=dict)  # path → N answers of HTTP 503 (-1: forever)
     before_send: Callable[[], None] | None = None  # one-shot, right before a send is forwarded
     drop_bundles: int = 0  # next N sendBundle: answered with the id, never forwarded, then reported Failed
+    hold_height: int | None = None  # getBlockHeight answers this height
     # What went by.
     sends: list[bytes] = field(default_factory=list)  # every sendTransaction's transaction bytes
     bundles: list[list[bytes]] = field(default_factory=list)  # every sendBundle's transactions
@@ -131,6 +133,9 @@ class FaultyDevnetApp:
                     if entry["bundle_id"] in rules.dropped_bundles:
                         entry["status"] = "Failed"
                 return await JSONResponse({"jsonrpc": "2.0", "id": payload.get("id"), "result": result})(
+                    scope, receive, send)
+            elif method == "getBlockHeight" and rules.hold_height is not None:
+                return await JSONResponse({"jsonrpc": "2.0", "id": payload.get("id"), "result": rules.hold_height})(
                     scope, receive, send)
             elif method == "getSignatureStatuses":
                 rules.status_batches.append(len(params[0]))

@@ -380,6 +380,8 @@ SAFETY_CASES = {
     "allow_list": (dict(allowed_mints=("SOL", "USDC")), None, (USDC, JUP, "1"), "RISK_LIMIT", "MINT_NOT_ALLOWED"),
     "max_notional": (dict(max_notional=Decimal("100")), None, (SOL, USDC, "1"), "RISK_LIMIT", "MAX_NOTIONAL"),
     "mint_exposure": (dict(max_mint_exposure=Decimal("1000")), None, (USDC, SOL, "10"), "RISK_LIMIT", "MINT_EXPOSURE"),
+    "exposure_cap_by_address": (dict(mint_exposure_caps={SOL: Decimal("1000")}), None, (USDC, SOL, "10"),
+                                "RISK_LIMIT", "MINT_EXPOSURE"),
     "sol_reserve": (dict(min_sol_reserve=Decimal("10")), None, (USDC, SOL, "1"), "RISK_LIMIT", "SOL_RESERVE"),
     "token_funds": ({}, (LAMPORTS, {"USDC": 5 * 10**6}), (USDC, SOL, "50"), "INSUFFICIENT_FUNDS", None),
     "sol_funds": ({}, (10**7, {}), (SOL, USDC, "1"), "INSUFFICIENT_FUNDS", None),
@@ -504,6 +506,9 @@ async def test_restart_reconciles_a_pending_transaction_by_signature(make_live, 
     outcome = await asyncio.wait_for(second.executor.reconcile(order, record.result), 10)
 
     assert outcome.status == pb.TRADE_STATUS_FILLED and outcome.fill.signature == signature
+    # What the normal path publishes before FILLED, for the runner to publish too.
+    assert [(p.status, p.message) for p in outcome.progress] == [
+        (pb.TRADE_STATUS_CONFIRMED, f"transaction confirmed in slot {outcome.fill.slot}")]
     meta = (await chain_tx(host, signature))["meta"]
     assert outcome.fill.amount_in == -token_delta(meta, wallet.pubkey(), USDC) == 7_000_000
     assert wallet_tx_count(host.devnet, wallet.pubkey()) == 1 and len(set(rules.sends)) == 1

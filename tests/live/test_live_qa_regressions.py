@@ -1,23 +1,45 @@
-"""Regressions from the outside QA pass of LIVE trading.
+"""Regressions from the outside QA passes of LIVE trading.
 
 1. A transaction that landed while the RPC withheld its status was reported EXPIRED ("nothing
    was charged") and never booked, although the wallet paid.
 2. Selling a token the wallet has no token account for answered INTERNAL with the raw chain
    error of the swap's simulation, instead of INSUFFICIENT_FUNDS; a swap that fails its
    simulation before send is a refusal (nothing sent, nothing charged), not an internal error.
+3. Trades run at once all passed the exposure, SOL reserve, daily loss and funds checks, each
+   against the wallet as if alone: the checks now count what trades in flight will spend and
+   buy, until each is final — also across a restart.
+4. An ExactOut trade was valued at its quoted input, not the most it may pay, for MAX_NOTIONAL.
+5. An expired blockhash was told as a failed simulation (RISK_LIMIT), or a Jito bundle's as
+   outbid (BUNDLE_NOT_LANDED).
+6. Malformed upstream answers logged tracebacks, and one before send failed the trade INTERNAL
+   for good instead of a refusal the caller may retry.
+7. A slippage failure found when the swap was built was FAILED, its quote lost.
+8. An RPC outage was logged every confirmation round, and health kept saying the wallet
+   balance was ok.
 """
 
 from __future__ import annotations
 
 import asyncio
+import calendar
+import json
+import logging
+import re
+import time
+from decimal import Decimal
 
+import httpx
 import pytest
-from live_support import JUP, SOL, USDC, eventually, lamports, token_amount, wallet_tx_count
+from live_support import (
+    BONK, JUP, LAMPORTS, SOL, USDC, eventually, fund, lamports, move_pool, token_amount, wallet_tx_count,
+)
 from solders.pubkey import Pubkey
 
+from tradewire.core import lifecycle
 from tradewire.core.errors import Code
 from tradewire.core.executors.live.outcomes import chain_error
-from tradewire.core.store.live_orders import LANDED, PENDING
+from tradewire.core.retry import transient_reason
+from tradewire.core.store.live_orders import EXPIRED, LANDED, PENDING
 from tradewire.devnet.constants import TOKEN_ACCOUNT_LEN
 from tradewire.devnet.spl_token import token_account
 from tradewire.v1 import trade_pb2 as pb
@@ -136,3 +158,316 @@ def test_a_simulation_failure_before_send_is_a_refusal_not_internal(market, wher
                                 sent=False)
     assert status == pb.TRADE_STATUS_REJECTED and error.reason == "RISK_LIMIT"
     assert error.message.endswith("instruction 2 failed: invalid account data; nothing was sent or charged")
+
+
+# -- helpers: an upstream whose answers the test chooses ------------------------------------------
+
+
+def intercepting(answer):
+    """A transport wrapper: ``answer(request)`` returns the response to give instead of the
+    upstream's, or None to let the request through."""
+    def wrap(inner):
+        class Intercepting(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request):
+                response = answer(request)
+                return response if response is not None else await inner.handle_async_request(request)
+
+            async def aclose(self):
+                await inner.aclose()
+
+        return Intercepting()
+
+    return wrap
+
+
+def rpc_call(request) -> tuple[str | None, object]:
+    """(method, id) of a JSON-RPC request."""
+    try:
+        body = json.loads(request.content)
+    except ValueError:
+        return None, None
+    return (body.get("method"), body.get("id")) if isinstance(body, dict) else (None, None)
+
+
+def tracebacks(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith("tradewire.live") and r.exc_info]
+
+
+# -- 3. trades in flight count against the limits ----------------------------------------------------------
+
+# check: (config, wallet (SOL, USDC), each trade, how many run at once, how many fit, refusal reason)
+IN_FLIGHT = {
+    # 10 SOL is worth 1,500 USDC: two buys of ~1.33 SOL fit under 2,000, a third does not.
+    "MINT_EXPOSURE": (dict(max_mint_exposure=Decimal("2000")), (10, 10_000), (USDC, SOL, "200"), 4, 2, "RISK_LIMIT"),
+    # Each sale takes 1 SOL and its fees: one leaves 10.99, a second would leave 9.99.
+    "SOL_RESERVE": (dict(min_sol_reserve=Decimal("10.5")), (12, 100), (SOL, USDC, "1"), 3, 1, "RISK_LIMIT"),
+    # One trade may lose up to its slippage and fees (about 0.0075 USDC), past a 0.001 USDC limit.
+    "DAILY_LOSS": (dict(daily_loss_limit=Decimal("0.001")), (10, 100), (USDC, SOL, "1"), 2, 1, "RISK_LIMIT"),
+    "INSUFFICIENT_FUNDS": ({}, (1, 100), (USDC, SOL, "60"), 2, 1, "INSUFFICIENT_FUNDS"),
+}
+
+
+@pytest.mark.parametrize("check", list(IN_FLIGHT))
+async def test_trades_run_at_once_count_each_other_against_the_limits(make_live, host, rules, check: str) -> None:
+    config, (sol, usdc), (input_mint, output_mint, amount), at_once, fit, reason = IN_FLIGHT[check]
+    h = await make_live(fund(host.devnet, sol * LAMPORTS, {"USDC": usdc * 10**6}), **config)
+
+    runs = await asyncio.gather(*(h.run(h.order(f"at-once-{check}-{i}", input_mint, output_mint, amount))
+                                  for i in range(at_once)))
+
+    filled = [r for r in runs if r.outcome.status == pb.TRADE_STATUS_FILLED]
+    refused = [r for r in runs if r.outcome.status != pb.TRADE_STATUS_FILLED]
+    assert len(filled) == fit, [(r.outcome.status, r.outcome.error) for r in runs]
+    for run in refused:
+        assert run.outcome.status == pb.TRADE_STATUS_REJECTED and run.outcome.error.reason == reason, run.outcome
+        if reason == "RISK_LIMIT":
+            assert run.outcome.error.metadata["check"] == check
+        else:  # refused by the check, not left to the swap's simulation on chain
+            assert run.outcome.error.message.startswith("wallet balance too low"), run.outcome.error
+    # Refused by the checks themselves: nothing signed for them, nothing of theirs on chain.
+    assert h.orders.count() == fit and wallet_tx_count(host.devnet, h.wallet.pubkey()) == fit
+    owner = h.wallet.pubkey()
+    if check == "MINT_EXPOSURE":
+        assert lamports(host.devnet, owner) * 150 // 1000 <= 2000 * 10**6  # the holding's value, in USDC
+    elif check == "SOL_RESERVE":
+        assert lamports(host.devnet, owner) >= 10_500_000_000
+    elif check == "INSUFFICIENT_FUNDS":
+        assert token_amount(host.devnet, owner, USDC) == 40 * 10**6
+
+
+async def test_a_trade_in_flight_still_counts_after_a_restart_until_it_is_final(make_live, host, rules, tmp_path,
+                                                                                devnet_config) -> None:
+    wallet = fund(host.devnet, 10 * LAMPORTS, {"USDC": 1_000 * 10**6})  # 10 SOL: 1,500 USDC
+    limits = dict(max_mint_exposure=Decimal("1800"))  # room for one buy of 200 USDC of SOL, not two
+    first = await make_live(wallet, directory=tmp_path / "node", **limits)
+    rules.drop_sends = 10**9  # lost in flight: it stays pending until its blockhash expires
+    submitted = asyncio.Event()
+    task = asyncio.create_task(first.run(first.order("in-flight-1", USDC, SOL, "200"),
+                                         {pb.TRADE_STATUS_SUBMITTED: submitted}))
+    await asyncio.wait_for(submitted.wait(), 10)
+    task.cancel()  # the process stops with the trade in flight
+    await asyncio.gather(task, return_exceptions=True)
+    await first.executor.close()
+
+    second = await make_live(wallet, directory=tmp_path / "node", **limits)
+    refused = await second.run(second.order("after-restart", USDC, SOL, "200"))
+    assert refused.outcome.status == pb.TRADE_STATUS_REJECTED, refused.outcome
+    assert refused.outcome.error.metadata["check"] == "MINT_EXPOSURE"
+    assert "bought by trades in flight" in refused.outcome.error.message
+
+    host.devnet.chain.advance_slots(devnet_config.blockhash_valid_blocks + 2)  # it expires: nothing was bought
+    await eventually(lambda: second.orders.for_request("alice", "in-flight-1").state == EXPIRED)
+    rules.drop_sends = 0
+    allowed = await second.run(second.order("after-expiry", USDC, SOL, "200"))
+    assert allowed.outcome.status == pb.TRADE_STATUS_FILLED, allowed.outcome
+
+
+# -- 4. ExactOut is valued at the most it may pay ------------------------------------------------------------
+
+
+async def test_an_exact_out_trade_is_valued_at_the_most_it_may_pay(make_live, host, rules) -> None:
+    h = await make_live(max_notional=Decimal("100"))
+    # 0.64 SOL costs about 96 USDC; with 10% slippage it may cost up to about 106.
+    async with httpx.AsyncClient(base_url=host.url, timeout=10) as http:
+        quote = (await http.get("/swap/v1/quote", params={
+            "inputMint": USDC, "outputMint": SOL, "amount": str(640_000_000), "swapMode": "ExactOut",
+            "slippageBps": "1000"})).json()
+    assert int(quote["inAmount"]) < 100 * 10**6 < int(quote["otherAmountThreshold"]), quote
+
+    run = await h.run(h.order("exact-out-notional", USDC, SOL, "0.64", exact_out=True, slippage_bps=1000))
+
+    assert run.outcome.status == pb.TRADE_STATUS_REJECTED, run.outcome
+    assert run.outcome.error.metadata["check"] == "MAX_NOTIONAL"
+    assert "trade notional at most" in run.outcome.error.message
+    assert h.orders.count() == 0 and rules.sends == []
+
+
+# -- 5. an expired blockhash is an expiry ----------------------------------------------------------------------
+
+
+async def test_a_blockhash_that_expires_before_send_is_a_refusal_the_same_request_may_retry(
+        make_live, host, rules, devnet_config) -> None:
+    def expire_before_the_first_simulation(request):
+        if rpc_call(request)[0] == "simulateTransaction" and not expired:
+            expired.append(host.devnet.chain.advance_slots(devnet_config.blockhash_valid_blocks + 2))
+        return None
+
+    expired: list[int] = []
+    h = await make_live(wrap_transports={"rpc": intercepting(expire_before_the_first_simulation)})
+    order = h.order("expired-before-send", USDC, SOL, "3")
+
+    run = await h.run(order)
+
+    assert expired and run.outcome.status == pb.TRADE_STATUS_REJECTED, run.outcome
+    error = run.outcome.error
+    assert error.reason == "UPSTREAM_UNAVAILABLE" and error.code == Code.UNAVAILABLE
+    assert "blockhash expired" in error.message and "nothing was sent or charged" in error.message
+    assert transient_reason(error) is not None  # the runner retries it with a fresh quote
+    assert lifecycle.may_run_again(pb.TradeResult(status=run.outcome.status, error=pb.TradeError(code=error.code)))
+    assert rules.sends == [] and wallet_tx_count(host.devnet, h.wallet.pubkey()) == 0
+    again = await h.run(order)  # the same request id, run again
+    assert again.outcome.status == pb.TRADE_STATUS_FILLED, again.outcome
+
+
+async def test_a_blockhash_expired_at_a_preflight_send_ends_expired(make_live, host, rules, devnet_config) -> None:
+    h = await make_live(skip_preflight=False)
+    before = lamports(host.devnet, h.wallet.pubkey())
+    rules.before_send = lambda: host.devnet.chain.advance_slots(devnet_config.blockhash_valid_blocks + 2)
+
+    run = await h.run(h.order("expired-at-preflight", USDC, SOL, "3"))
+
+    assert run.outcome.status == pb.TRADE_STATUS_EXPIRED, run.outcome
+    error = run.outcome.error
+    assert error.reason == "TRADE_EXPIRED" and error.code == Code.DEADLINE_EXCEEDED
+    assert "blockhash expired" in error.message and "nothing was charged" in error.message
+    assert h.orders.get(run.signature).state == EXPIRED
+    assert wallet_tx_count(host.devnet, h.wallet.pubkey()) == 0 and lamports(host.devnet, h.wallet.pubkey()) == before
+
+
+async def test_a_jito_bundle_whose_blockhash_expired_ends_expired_not_outbid(make_live, host, rules,
+                                                                             devnet_config) -> None:
+    h = await make_live()
+    rules.hold_height = host.devnet.chain.block_height  # the node's confirmed height lags: still "valid"
+    rules.before_send = lambda: host.devnet.chain.advance_slots(devnet_config.blockhash_valid_blocks + 2)
+
+    run = await h.run(h.order("expired-bundle", USDC, SOL, "3", strategy=pb.MEV_STRATEGY_JITO_BUNDLE, tip=10_000))
+
+    assert run.outcome.status == pb.TRADE_STATUS_EXPIRED, run.outcome
+    error = run.outcome.error
+    assert error.reason == "TRADE_EXPIRED" and "blockhash expired before the Jito bundle" in error.message
+    assert "outbid" not in error.message and run.outcome.fill.fees.total_lamports == 0
+    assert h.orders.get(run.signature).state == EXPIRED
+    assert wallet_tx_count(host.devnet, h.wallet.pubkey()) == 0
+
+
+# -- 6. malformed upstream answers -----------------------------------------------------------------------------
+
+
+async def test_a_malformed_balance_before_send_is_a_refusal_the_caller_may_retry_without_a_traceback(
+        make_live, host, rules, caplog) -> None:
+    caplog.set_level(logging.INFO)
+
+    def lots_of_lamports(request):
+        method, ident = rpc_call(request)
+        if method == "getBalance" and broken:
+            return httpx.Response(200, json={"jsonrpc": "2.0", "id": ident,
+                                             "result": {"context": {"slot": 1}, "value": "lots"}})
+        return None
+
+    broken = [True]
+    h = await make_live(wrap_transports={"rpc": intercepting(lots_of_lamports)})
+    order = h.order("malformed-balance", USDC, SOL, "2")
+
+    run = await h.run(order)
+
+    assert run.outcome.status == pb.TRADE_STATUS_REJECTED, run.outcome
+    error = run.outcome.error
+    assert error.reason == "UPSTREAM_UNAVAILABLE" and error.code == Code.UNAVAILABLE
+    assert "malformed answer" in error.message and "nothing was sent" in error.message
+    assert h.orders.count() == 0 and rules.sends == []
+    assert tracebacks(caplog) == []
+    assert any("unavailable" in r.getMessage() and "getBalance" in getattr(r, "error", "") for r in caplog.records)
+    broken.clear()
+    again = await h.run(order)
+    assert again.outcome.status == pb.TRADE_STATUS_FILLED, again.outcome
+
+
+async def test_a_malformed_transaction_read_is_told_in_one_line_and_read_again(make_live, host, rules,
+                                                                               caplog) -> None:
+    caplog.set_level(logging.INFO)
+    left = {"n": 2}
+
+    def without_account_keys(request):
+        method, ident = rpc_call(request)
+        if method == "getTransaction" and left["n"]:
+            left["n"] -= 1
+            return httpx.Response(200, json={"jsonrpc": "2.0", "id": ident, "result": {
+                "slot": 1, "meta": {"fee": 5000}, "transaction": {"message": {}, "signatures": []}}})
+        return None
+
+    h = await make_live(wrap_transports={"rpc": intercepting(without_account_keys)})
+
+    run = await h.run(h.order("malformed-transaction", USDC, SOL, "2"))
+
+    assert run.outcome.status == pb.TRADE_STATUS_FILLED, run.outcome
+    assert left["n"] == 0 and tracebacks(caplog) == []
+    told = [r for r in caplog.records if r.name == "tradewire.live.confirmer" and r.levelno == logging.WARNING]
+    assert told and all("accountKeys" in r.error for r in told)
+
+
+# -- 7. slippage found when the swap is built ------------------------------------------------------------------
+
+
+async def test_slippage_found_when_the_swap_is_built_is_a_refusal_that_keeps_its_quote(make_live, host,
+                                                                                      rules) -> None:
+    def whale_before_the_first_build(request):
+        if request.url.path.endswith("/swap/v1/swap") and not moved:
+            moved.append(move_pool(host.devnet, USDC, BONK, 600_000 * 10**6))
+        return None
+
+    moved: list[None] = []
+    # Room for one buy of 100 USDC of BONK: the refused trade's reservation must not keep it.
+    h = await make_live(mint_exposure_caps={"BONK": Decimal("150")},
+                        wrap_transports={"quote": intercepting(whale_before_the_first_build)})
+    before = lamports(host.devnet, h.wallet.pubkey())
+
+    run = await h.run(h.order("slipped-at-build", USDC, BONK, "100"))
+
+    assert moved and run.outcome.status == pb.TRADE_STATUS_REJECTED, run.outcome
+    error = run.outcome.error
+    assert error.reason == "SLIPPAGE_EXCEEDED" and error.code == Code.ABORTED
+    assert "when the swap was built" in error.message and "nothing was sent or charged" in error.message
+    quote = run.outcome.quote  # what was published at QUOTED stays on the result
+    assert quote is not None and run.outcome.fill is None
+    assert quote.in_amount == 100 * 10**6 and 0 < quote.other_amount_threshold < quote.out_amount
+    assert rules.sends == [] and h.orders.count() == 0 and lamports(host.devnet, h.wallet.pubkey()) == before
+    after = await h.run(h.order("after-the-refusal", USDC, BONK, "100"))
+    assert after.outcome.status == pb.TRADE_STATUS_FILLED, after.outcome
+
+
+# -- 8. an RPC outage: logged at its start and end, and health says the balance is unknown --------------------------
+
+
+async def test_an_rpc_outage_is_logged_once_when_it_starts_and_once_when_it_ends(make_live, host, rules,
+                                                                                 caplog) -> None:
+    caplog.set_level(logging.INFO)
+    h = await make_live(breaker_cooldown_s=0.05)
+    rules.hold_statuses = True  # it lands; confirmation waits
+    submitted = asyncio.Event()
+    task = asyncio.create_task(h.run(h.order("outage-1", USDC, SOL, "2"), {pb.TRADE_STATUS_SUBMITTED: submitted}))
+    await asyncio.wait_for(submitted.wait(), 10)
+    rules.fail_paths["/"] = -1  # the RPC answers nothing but 503
+    skipped = h.executor.confirmer.failed_rounds
+    await eventually(lambda: h.executor.confirmer.failed_rounds >= skipped + 10)
+    rules.fail_paths.clear()
+    rules.hold_statuses = False
+
+    run = await asyncio.wait_for(task, 10)
+
+    assert run.outcome.status == pb.TRADE_STATUS_FILLED, run.outcome
+    said = [r for r in caplog.records if r.name == "tradewire.live.confirmer"]
+    down = [r for r in said if "unavailable" in r.getMessage()]
+    back = [r for r in said if "answers again" in r.getMessage()]
+    assert len(down) == 1 and down[0].levelno == logging.WARNING, [r.getMessage() for r in said]
+    assert len(back) == 1 and back[0].outage_s > 0 and back[0].rounds_skipped >= 10
+
+
+async def test_health_says_the_wallet_balance_is_unknown_since_the_rpc_stopped_answering(make_live, host,
+                                                                                          rules) -> None:
+    h = await make_live(health_refresh_s=0.02, breaker_failures=1000, retry_attempts=1)
+    await eventually(lambda: "wallet balance ok" in h.executor.health().message)
+    stopped = time.time()
+    rules.fail_paths["/"] = -1
+
+    def unknown():
+        health = h.executor.health()
+        return health if "unknown since" in health.message else None
+
+    health = await eventually(unknown)
+
+    assert not health.ok and "wallet balance ok" not in health.message
+    assert "rpc: answered HTTP 503" in health.message, health.message
+    since = re.search(r"unknown since (\S+Z)", health.message).group(1)
+    assert stopped - 1 <= calendar.timegm(time.strptime(since, "%Y-%m-%dT%H:%M:%SZ")) <= time.time()
+    rules.fail_paths.clear()
+    await eventually(lambda: h.executor.health().ok and "wallet balance ok" in h.executor.health().message)

@@ -1,9 +1,14 @@
-"""Unit tests of the LIVE building blocks: breaker, wallet, journal, marker insertion, kill switch."""
+"""Unit tests of the LIVE building blocks: breaker, wallet, journal, marker insertion, kill switch,
+the mints the LIVE limits name."""
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import subprocess
+import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -15,11 +20,12 @@ from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 
-from tradewire.core.config import LiveConfig
+from tradewire.core.config import ConfigError, LiveConfig, MarketConfig, load_settings
 from tradewire.core.executors.live.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen
 from tradewire.core.executors.live.executor import _with_dont_front
 from tradewire.core.executors.live.jito_client import DONT_FRONT_ACCOUNT, TIP_ACCOUNTS
-from tradewire.core.executors.live.safety import kill_switch_state
+from tradewire.core.executors.live.safety import SafetyChecks, kill_switch_state
+from tradewire.core.market import Market
 from tradewire.core.executors.live.wallet import Wallet, WalletError, load_wallet
 from tradewire.core.store.live_orders import (
     DROPPED, EXPIRED, LANDED, PENDING, PREPARED, VOID, AlreadyRecorded, LiveOrderStore,
@@ -238,3 +244,49 @@ def test_kill_switch_file_wins_and_fails_safe(tmp_path: Path) -> None:
     assert kill_switch_state(config) == "halt"
     path.unlink()
     assert kill_switch_state(LiveConfig(kill_switch="halt")) == "halt"
+
+
+# -- every mint a LIVE limit names is one of the market's -------------------------------------------
+
+SOL_ADDRESS = "So11111111111111111111111111111111111111112"
+USDC_ADDRESS = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+
+
+@pytest.mark.parametrize("variable, value, said", [
+    ("TRADEWIRE_LIVE__MINT_EXPOSURE_CAPS", '{"sol": "1"}', "live.mint_exposure_caps (from "
+     "TRADEWIRE_LIVE__MINT_EXPOSURE_CAPS__*): 'sol' is not a configured mint (did you mean 'SOL'?)"),
+    ("TRADEWIRE_LIVE__REDUCE_ONLY_OUTPUTS", '["usdc"]', "live.reduce_only_outputs (from "
+     "TRADEWIRE_LIVE__REDUCE_ONLY_OUTPUTS): 'usdc' is not a configured mint (did you mean 'USDC'?)"),
+    ("TRADEWIRE_LIVE__ALLOWED_MINTS", '["SOL", "So11111111111111111111111111111111111111113"]',
+     "live.allowed_mints (from TRADEWIRE_LIVE__ALLOWED_MINTS): 'So11111111111111111111111111111111111111113' is "
+     "not a configured mint"),
+])
+def test_a_live_limit_naming_no_configured_mint_is_a_configuration_error(variable: str, value: str, said: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env={variable: value})
+    assert said in str(refused.value)
+    assert "(BONK, JUP, SOL, USDC, USDT)" in str(refused.value)  # what it may name instead
+
+
+def test_live_limits_name_mints_by_symbol_or_by_address(tmp_path: Path) -> None:
+    settings = load_settings(env={"TRADEWIRE_LIVE__MINT_EXPOSURE_CAPS": json.dumps({"SOL": "1", USDC_ADDRESS: "2"}),
+                                  "TRADEWIRE_LIVE__ALLOWED_MINTS": json.dumps(["JUP", SOL_ADDRESS, USDC_ADDRESS])})
+    assert settings.live.mint_exposure_caps == {"SOL": Decimal("1"), USDC_ADDRESS: Decimal("2")}
+    # Built without Settings (which checked them), the checks refuse such a name too.
+    orders = LiveOrderStore(tmp_path / "live.db")
+    with pytest.raises(ConfigError, match="live.mint_exposure_caps: 'sol' is not a configured mint"):
+        SafetyChecks(LiveConfig(mint_exposure_caps={"sol": Decimal("1")}), Market(MarketConfig()), orders)
+
+
+def test_the_gateway_does_not_start_with_a_live_limit_on_no_configured_mint(tmp_path: Path) -> None:
+    config = tmp_path / "gw.toml"
+    config.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIRE_")}
+    env["TRADEWIRE_LIVE__MINT_EXPOSURE_CAPS"] = '{"sol": "1"}'
+    done = subprocess.run([sys.executable, "-m", "tradewire.gateway.cli", "serve", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in out, out
+    said = [line for line in done.stderr.splitlines() if line.startswith("tradewire:")]
+    assert len(said) == 1, out
+    assert "live.mint_exposure_caps (from TRADEWIRE_LIVE__MINT_EXPOSURE_CAPS__*): 'sol'" in out, out

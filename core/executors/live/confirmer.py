@@ -19,8 +19,10 @@ of 5). Per transaction:
   (``skipPreflight``; the same bundle for Jito, which has the same id).
 
 An unreachable RPC or an open breaker only skips a round: the transaction stays pending and
-is reconciled by signature later. Finalization runs once per transaction, in its own task,
-so a slow read never stalls the rounds; a failed finalization is tried again next round.
+is reconciled by signature later. Such an outage is logged when it starts and when it ends
+(with how long it lasted), not every round. Finalization runs once per transaction, in its
+own task, so a slow read never stalls the rounds; a failed finalization is tried again,
+backing off (an upstream's failure or malformed answer is one warning line, no traceback).
 """
 
 from __future__ import annotations
@@ -41,6 +43,31 @@ from tradewire.core.store.live_orders import ROUTE_JITO, LiveOrder, LiveOrderSto
 log = logging.getLogger("tradewire.live.confirmer")
 
 LANDED, EXPIRED, DROPPED = "landed", "expired", "dropped"
+# What an upstream can do to a round or a finalization (malformed answers are UpstreamErrors too).
+UPSTREAM_FAILURES = (UpstreamError, CircuitOpen, RpcError)
+
+
+class Outage:
+    """An upstream the rounds cannot use: said once when it starts and once when it ends."""
+
+    def __init__(self, what: str, clock: Callable[[], float]) -> None:
+        self.what = what
+        self._clock = clock
+        self.since: float | None = None
+        self.rounds = 0
+
+    def failed(self, exc: Exception, in_flight: int) -> None:
+        self.rounds += 1
+        if self.since is None:
+            self.since = self._clock()
+            log.warning("%s unavailable: confirmation paused; transactions stay pending", self.what,
+                        extra={"error": str(exc), "in_flight": in_flight})
+
+    def answered(self) -> None:
+        if self.since is not None:
+            log.info("%s answers again: confirmation resumed", self.what, extra={
+                "outage_s": round(self._clock() - self.since, 3), "rounds_skipped": self.rounds})
+            self.since, self.rounds = None, 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +125,8 @@ class Confirmer:
         self.signatures_polled = 0
         self.rebroadcasts = 0
         self.failed_rounds = 0
+        self.rpc_outage = Outage("rpc", clock)
+        self.jito_outage = Outage("Jito block engine", clock)
 
     # -- tracking ------------------------------------------------------------------------
 
@@ -160,10 +189,11 @@ class Confirmer:
         try:
             height = await self.rpc.get_block_height(self.commitment)
             statuses = await self.rpc.get_signature_statuses([w.signature for w in watches])
-        except (UpstreamError, CircuitOpen, RpcError) as exc:
+        except UPSTREAM_FAILURES as exc:
             self.failed_rounds += 1
-            log.info("confirmation round skipped: rpc unavailable", extra={"error": str(exc), "in_flight": len(watches)})
+            self.rpc_outage.failed(exc, len(watches))
             return
+        self.rpc_outage.answered()
         self.status_calls += 1
         self.signatures_polled += len(watches)
         now = self._clock()
@@ -184,9 +214,11 @@ class Confirmer:
         if unseen_bundles:
             try:
                 bundle_states = await self.jito.inflight_statuses([w.bundle_id for w in unseen_bundles if w.bundle_id])
-            except (UpstreamError, CircuitOpen, RpcError) as exc:
-                log.info("bundle status round skipped", extra={"error": str(exc)})
+            except UPSTREAM_FAILURES as exc:
+                self.jito_outage.failed(exc, len(unseen_bundles))
                 bundle_states = {}
+            else:
+                self.jito_outage.answered()
             for watch in unseen_bundles:
                 state = bundle_states.get(watch.bundle_id or "")
                 if state == "Failed":
@@ -209,7 +241,7 @@ class Confirmer:
         history before calling them expired; whatever cannot be looked up stays pending."""
         try:
             found = await self.rpc.get_signature_statuses([w.signature for w in watches], search_history=True)
-        except (UpstreamError, CircuitOpen, RpcError) as exc:
+        except UPSTREAM_FAILURES as exc:
             for watch in watches:
                 self._undetermined(watch, exc)
             return
@@ -219,7 +251,7 @@ class Confirmer:
                 continue
             try:  # the ledger itself (history search can cover rooted slots only)
                 landed = await self.rpc.get_transaction(watch.signature, self.commitment) is not None
-            except (UpstreamError, CircuitOpen, RpcError) as exc:
+            except UPSTREAM_FAILURES as exc:
                 self._undetermined(watch, exc)
                 continue
             self._start_finalize(watch, Resolution(LANDED if landed else EXPIRED, height))
@@ -248,7 +280,7 @@ class Confirmer:
                 await self.jito.send_bundle(watch.order.wires)
             else:
                 await self.rpc.send(watch.order.tx, skip_preflight=True)
-        except (UpstreamError, CircuitOpen, RpcError) as exc:
+        except UPSTREAM_FAILURES as exc:
             watch.last_error = str(exc)
             log.info("re-broadcast not accepted; still reconciling by signature",
                      extra={"signature": watch.signature, "error": str(exc)})
@@ -266,12 +298,15 @@ class Confirmer:
             outcome = await self.finalize(watch, resolution)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - it stays pending (SUBMITTED); try again, backing off
+        except Exception as exc:  # noqa: BLE001 - it stays pending (SUBMITTED); try again, backing off
             watch.finalize_failures += 1
             delay = min(30.0, self.poll_interval_s * 2 ** watch.finalize_failures)
             watch.finalize_after = self._clock() + delay
-            log.exception("finalizing a live transaction failed; retrying", extra={
-                "signature": watch.signature, "failures": watch.finalize_failures, "retry_in_s": round(delay, 3)})
+            extra = {"signature": watch.signature, "failures": watch.finalize_failures, "retry_in_s": round(delay, 3)}
+            if isinstance(exc, UPSTREAM_FAILURES):  # anticipated: the node's answer, not our fault
+                log.warning("finalizing a live transaction failed; retrying", extra={**extra, "error": str(exc)})
+            else:
+                log.exception("finalizing a live transaction failed; retrying", extra=extra)
             watch.finalizing = False
             return
         self.watches.pop(watch.signature, None)

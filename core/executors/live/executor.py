@@ -4,9 +4,9 @@ The path of one trade, each step a status event (DESIGN.md §4):
 
     safety (kill switch, allow-list) → quote (Jupiter, restrictIntermediateTokens, the
     request's slippage) → QUOTED → price impact → safety (notional, exposure, daily loss;
-    funds for the quoted input) → build (/swap: dynamic CU limit, priority fee capped) →
-    refuse on simulationError → safety (funds, SOL reserve; exact fees of the built
-    transaction) → sign (our slot only)
+    funds for the quoted input), counting the trades in flight, and this trade's reservation
+    → build (/swap: dynamic CU limit, priority fee capped) → refuse on simulationError →
+    safety (funds, SOL reserve; exact fees of the built transaction) → sign (our slot only)
     → persist (prepared) → SIGNED → simulate (sigVerify) → SIMULATED [point of no return]
     → persist (pending) → send (RPC, or a Jito bundle) → SUBMITTED → confirm (the shared
     Confirmer) → CONFIRMED → fill read from the transaction's meta → FILLED
@@ -25,18 +25,28 @@ How double sending is prevented:
    nothing (expired), or the block engine reporting the bundle Failed.
    Unreachable upstreams leave it pending (SUBMITTED) and it is reconciled by signature.
 
+A trade holds its reservation (what it may spend and buy, safety.py) from its admission until
+it is final — refused or failed before send, or its transaction landed, expired or dropped —
+and one found pending at start-up or adopted holds one again, so the limits see every trade
+in flight.
+
 Errors: breaker open → CIRCUIT_OPEN (UNAVAILABLE, retry-after); an upstream still failing
-after the bounded retries → UPSTREAM_UNAVAILABLE (only ever before send); slippage (program
-error 6001) → SLIPPAGE_EXCEEDED (ABORTED); the wallet cannot pay → INSUFFICIENT_FUNDS
+after the bounded retries, or answering malformed → UPSTREAM_UNAVAILABLE (only ever before
+send; one warning line, no traceback); the blockhash expired while the swap was built and
+signed → UPSTREAM_UNAVAILABLE too (REJECTED, so the runner and the caller may run it again);
+slippage (program error 6001) → SLIPPAGE_EXCEEDED (ABORTED): REJECTED with its quote when
+found before send, FAILED once sent; the wallet cannot pay → INSUFFICIENT_FUNDS
 (FAILED_PRECONDITION); the built swap fails simulation before send → REJECTED, RISK_LIMIT
-(check SIMULATION); expired → EXPIRED / TRADE_EXPIRED; anything unexpected → INTERNAL
-with nothing internal in the message (the traceback is logged).
+(check SIMULATION); expired → EXPIRED / TRADE_EXPIRED (also a preflight that no longer knows
+the blockhash, and a Jito bundle dropped because its blockhash expired); anything unexpected
+→ INTERNAL with nothing internal in the message (the traceback is logged).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -56,15 +66,19 @@ from tradewire.core.errors import TradewireError
 from tradewire.core.executors.base import ExecutorHealth, Outcome, Progress
 from tradewire.core.executors.live.breaker import OPEN, CircuitBreaker, CircuitOpen
 from tradewire.core.executors.live.confirmer import DROPPED, EXPIRED, Confirmer, Resolution, Watch
-from tradewire.core.executors.live.fills import WSOL_MINT, ChainFill, compute_budget, read_transaction
+from tradewire.core.executors.live.fills import (
+    WSOL_MINT, ChainFill, UnreadableTransaction, compute_budget, read_transaction,
+)
 from tradewire.core.executors.live.jito_client import DONT_FRONT_ACCOUNT, TIP_ACCOUNTS, TIP_PUBKEYS, JitoClient, bundle_id
 from tradewire.core.executors.live.jupiter_client import JupiterClient, to_quote
 from tradewire.core.trades import apply_outcome
-from tradewire.core.executors.live.outcomes import chain_error
+from tradewire.core.executors.live.outcomes import blockhash_expired, chain_error, is_blockhash_not_found
 from tradewire.core.executors.outcome_json import outcome_from_json, outcome_to_json, quote_from_json, quote_to_json
 from tradewire.core.executors.live.safety import SafetyChecks, WalletBalances
 from tradewire.core.executors.live.solana_rpc import RpcError, SolanaRpc
-from tradewire.core.executors.live.upstreams import HttpSettings, TransportWrapper, Upstream, UpstreamError
+from tradewire.core.executors.live.upstreams import (
+    HttpSettings, TransportWrapper, Upstream, UpstreamError, reading,
+)
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.executors.live.wallet import Wallet
 from tradewire.core.market import Market
@@ -95,7 +109,7 @@ RECENT_FINAL_NS = 2 * 86_400 * 10**9  # final rows checked at start-up for unfin
 COMPLETION_GRACE_S = 1.0
 BUILD_ATTEMPTS = 10  # rebuilds when another request built the identical transaction
 _PRE_SEND_REJECTIONS = {"NO_ROUTE", "RISK_LIMIT", "PRICE_IMPACT_TOO_HIGH", "INSUFFICIENT_FUNDS", "CIRCUIT_OPEN",
-                        "LIVE_NOT_CONFIGURED"}
+                        "LIVE_NOT_CONFIGURED", "UPSTREAM_UNAVAILABLE"}
 
 
 @dataclass
@@ -140,7 +154,7 @@ class LiveExecutor:
         self.jupiter = JupiterClient(self.quote_upstream)
         self.rpc = SolanaRpc(self.rpc_upstream)
         self.jito = JitoClient(self.jito_upstream) if self.jito_upstream else None
-        self.safety = SafetyChecks(config, market, quotes, orders)
+        self.safety = SafetyChecks(config, market, orders)
         self.confirmer = Confirmer(self.rpc, self.jito, orders, self._finalize, commitment=config.commitment,
                                    poll_interval_s=config.poll_interval_s,
                                    rebroadcast_interval_s=config.rebroadcast_interval_s, clock=clock)
@@ -148,8 +162,10 @@ class LiveExecutor:
         self._active: set[tuple[str, str]] = set()
         self._followed: set[tuple[str, str]] = set()  # requests an execute()/reconcile() call reports
         self._completions: set[asyncio.Task] = set()
+        self._valuations: set[asyncio.Task] = set()  # of reservations held for transactions in flight
         self._born_ns = time.time_ns()
         self._lamports: int | None = None  # last wallet balance read (health)
+        self._balance_unknown: tuple[float, str] | None = None  # (since, why) while it cannot be read
         self._health_task: asyncio.Task | None = None
         self.sol = market.mint(WSOL_MINT, "mint") if any(m.address == WSOL_MINT for m in market.mints()) else None
 
@@ -175,7 +191,7 @@ class LiveExecutor:
         await self._complete_unbooked()
         pending = self.orders.in_state(PENDING)
         for order in pending:
-            self.confirmer.track(order)
+            self._track(order)
         log.info("live executor started", extra={"wallet": self.wallet.address, "pending": len(pending),
                                                  "voided": voided})
         self.confirmer.start()
@@ -187,11 +203,15 @@ class LiveExecutor:
         key = (order.principal_id, order.request_id)
         self._followed.add(key)
         try:
-            return await self._reconcile(order)
+            outcome, confirmed = await self._reconcile(order)
         finally:
             self._followed.discard(key)
+        steps = ()
+        if confirmed and _rank(result.status) < _rank(pb.TRADE_STATUS_CONFIRMED):
+            steps = (Progress(pb.TRADE_STATUS_CONFIRMED, f"transaction confirmed in slot {outcome.fill.slot}"),)
+        return dataclasses.replace(outcome, progress=steps)
 
-    async def _reconcile(self, order: Order) -> Outcome:
+    async def _reconcile(self, order: Order) -> tuple[Outcome, bool]:
         # (adopted from a replica that stopped: the transaction it sent, if any, from the shared journal)
         row = self.orders.for_request(order.principal_id, order.request_id) \
             or self.orders.adopt(order.principal_id, order.request_id)
@@ -199,14 +219,15 @@ class LiveExecutor:
             if row is not None:
                 self.orders.void(row.signature)
             return Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError(
-                "SHUTTING_DOWN", "the gateway stopped before the transaction was sent; nothing was sent or charged"))
+                "SHUTTING_DOWN", "the gateway stopped before the transaction was sent; nothing was sent or charged")), \
+                False
         quote = quote_from_json(row.quote)
         if row.state in FINAL_STATES and row.outcome is not None:
-            return outcome_from_json(row.outcome, quote)[0]
-        return (await self._await(order, self.confirmer.track(row), quote))[0]
+            return outcome_from_json(row.outcome, quote)
+        return await self._await(order, self._track(row), quote)
 
     async def close(self) -> None:
-        tasks = [t for t in (self._health_task, *self._completions) if t is not None]
+        tasks = [t for t in (self._health_task, *self._completions, *self._valuations) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -221,23 +242,37 @@ class LiveExecutor:
     async def wallet_balance(self) -> int:
         """A read-only check of the wallet's SOL balance (lamports)."""
         lamports = await self.rpc.get_balance(self.wallet.address)
-        self._lamports = lamports
+        self._balance_read(lamports)
         return lamports
+
+    def _balance_read(self, lamports: int) -> None:
+        self._lamports = lamports
+        self._balance_unknown = None
+
+    def _balance_unreadable(self, why: str) -> None:
+        """Health stops vouching for a balance it can no longer read (since the first failure)."""
+        since = self._balance_unknown[0] if self._balance_unknown else time.time()
+        self._balance_unknown = (since, why)
 
     async def _refresh_health(self) -> None:
         while True:
             try:
                 await self.wallet_balance()
-            except (UpstreamError, CircuitOpen, RpcError):
-                pass
-            except Exception:  # noqa: BLE001
+            except (UpstreamError, CircuitOpen, RpcError) as exc:
+                self._balance_unreadable(str(exc))
+            except Exception as exc:  # noqa: BLE001
                 log.exception("wallet balance read failed")
+                self._balance_unreadable(f"unexpected {type(exc).__name__}")
             await asyncio.sleep(self.config.health_refresh_s)
 
     def health(self) -> ExecutorHealth:
         problems = [b.describe() for b in self.breakers if b.state == OPEN]
         reserve = int(self.config.min_sol_reserve.scaleb(9))
-        if self._lamports is not None and self._lamports < reserve:
+        unknown = self._balance_unknown
+        if unknown is not None:
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unknown[0]))
+            problems.append(f"wallet balance unknown since {since}: it cannot be read ({unknown[1]})")
+        elif self._lamports is not None and self._lamports < reserve:
             problems.append("wallet SOL balance below the fee reserve")
         stalled = self.confirmer.stalled(self.config.stalled_after_s)
         if stalled:
@@ -248,7 +283,7 @@ class LiveExecutor:
                             f"cannot look up ({undetermined[0].undetermined}): their trades stay SUBMITTED until "
                             "a node with their transaction history answers")
         in_flight = len(self.confirmer.watches)
-        balance = "unknown" if self._lamports is None else ("ok" if self._lamports >= reserve else "low")
+        balance = "unknown" if self._lamports is None or unknown else ("ok" if self._lamports >= reserve else "low")
         summary = f"live on Solana: wallet balance {balance}, {in_flight} transaction(s) awaiting confirmation"
         return ExecutorHealth(not problems, summary + ("; " + "; ".join(problems) if problems else ""))
 
@@ -275,6 +310,8 @@ class LiveExecutor:
                 async for item in self._fresh(order, attempt):
                     yield item
             finally:
+                if not attempt.sent:  # whatever it reserved will not be spent
+                    self.safety.release(key)
                 if attempt.signature and not attempt.sent:
                     self.orders.void(attempt.signature)
         finally:
@@ -289,18 +326,23 @@ class LiveExecutor:
         if row.state in FINAL_STATES and row.outcome is not None:
             outcome, confirmed = outcome_from_json(row.outcome, quote)
         else:
-            outcome, confirmed = await self._await(order, self.confirmer.track(row), quote)
+            outcome, confirmed = await self._await(order, self._track(row), quote)
         if confirmed:
             yield Progress(pb.TRADE_STATUS_CONFIRMED, f"transaction confirmed in slot {outcome.fill.slot}")
         yield outcome
 
     async def _fresh(self, order: Order, attempt: _Attempt):
+        quote: Quote | None = None
+
+        def refused(error: TradewireError, status: int = pb.TRADE_STATUS_REJECTED) -> Outcome:
+            return Outcome(status, error=error, quote=quote)  # a refusal after quoting shows the quote
+
         try:
             refusal = self.safety.before_quote(order)
             if refusal is None and order.mev.uses_jito and self.jito is None:
                 refusal = TradewireError("LIVE_NOT_CONFIGURED", "Jito strategies need live.jito_url")
             if refusal is not None:
-                yield Outcome(pb.TRADE_STATUS_REJECTED, error=refusal)
+                yield refused(refusal)
                 return
             raw_quote = await self.jupiter.quote(order.input_mint, order.output_mint, order.amount_atomic,
                                                  order.exact_out, order.slippage_bps)
@@ -310,33 +352,31 @@ class LiveExecutor:
 
             impact_limit = order.max_price_impact_bps or self.config.max_price_impact_bps
             if impact_limit and Decimal(quote.price_impact_pct) * 100 > impact_limit:
-                yield Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
+                yield refused(TradewireError(
                     "PRICE_IMPACT_TOO_HIGH",
                     f"price impact {quote.price_impact_pct}% exceeds max_price_impact_bps {impact_limit}"))
                 return
             balances = await self._balances()
-            refusal = await self.safety.after_quote(order, quote, balances)
-            if refusal is not None:
-                yield Outcome(pb.TRADE_STATUS_REJECTED, error=refusal)
-                return
-            await self._ensure_books(order, balances)
+            values = await self._unit_values(order)
+            # Every limit, counting the trades in flight, and this one's reservation, in one step.
             # The quoted input must be in the wallet before /swap builds the swap: its simulation
             # would fail first, in the chain's terms. Only the fees known before building here.
-            refusal = self.safety.funds(order, quote, balances, self._fee_need(order, [], balances))
+            refusal = self.safety.admit(order, quote, balances, self._fee_need(order, [], balances), values)
             if refusal is not None:
-                yield Outcome(pb.TRADE_STATUS_REJECTED, error=refusal)
+                yield refused(refusal)
                 return
+            await self._ensure_books(order, balances)
 
             for _ in range(BUILD_ATTEMPTS):
-                built = await self._build(order, raw_quote)
+                built = await self._build(order, raw_quote, quote)
                 if isinstance(built, Outcome):
                     yield built
                     return
                 txs, primary, route = self._protect(order, built.tx)
                 # Again, with every fee of the built transactions (priority fee, signatures).
-                refusal = self.safety.funds(order, quote, balances, self._fee_need(order, txs, balances))
+                refusal = self.safety.refit(order, quote, balances, self._fee_need(order, txs, balances), values)
                 if refusal is not None:
-                    yield Outcome(pb.TRADE_STATUS_REJECTED, error=refusal)
+                    yield refused(refusal)
                     return
                 signed = [self.wallet.sign(tx) for tx in txs]
                 swap_tx = signed[primary]
@@ -361,7 +401,7 @@ class LiveExecutor:
             except AlreadyRecorded:
                 log.error("refusing to sign a second transaction for one request",
                           extra={"trade_request_id": order.request_id})
-                yield Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError("INTERNAL", "internal error"))
+                yield refused(TradewireError("INTERNAL", "internal error"), pb.TRADE_STATUS_FAILED)
                 return
             attempt.signature = signature
             budget = compute_budget(swap_tx)
@@ -373,32 +413,34 @@ class LiveExecutor:
             sim = await self.rpc.simulate(wires[primary])
             if sim.get("err") is not None:
                 status, error = chain_error(order, sim["err"], where="before send", charged=False, sent=False)
-                yield Outcome(status, error=error)
+                yield refused(error, status)
                 return
             if order.deadline_unix_ns is not None and order.deadline_unix_ns <= time.time_ns():
-                yield Outcome(pb.TRADE_STATUS_EXPIRED, error=TradewireError(
-                    "TRADE_EXPIRED", "deadline passed before the trade could be sent"))
+                yield refused(TradewireError("TRADE_EXPIRED", "deadline passed before the trade could be sent"),
+                              pb.TRADE_STATUS_EXPIRED)
                 return
             send_breaker = (self.jito_upstream if route == ROUTE_JITO else self.rpc_upstream).breaker
             send_breaker.before_call()  # an open breaker refuses before anything is sent
             yield Progress(pb.TRADE_STATUS_SIMULATED, f"simulation succeeded ({sim.get('unitsConsumed') or 0} compute units)")
         except CircuitOpen as exc:
-            yield Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
+            yield refused(TradewireError(
                 "CIRCUIT_OPEN", f"the {_upstream_label(exc.upstream)} is failing; LIVE trades are paused "
                                 f"for {exc.retry_after_s:.1f}s", retry_after_s=round(exc.retry_after_s, 3)))
             return
         except UpstreamError as exc:  # a refusal the caller may retry (lifecycle.may_run_again)
-            yield Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
+            log.warning("live trade refused before send: the %s is unavailable", _upstream_label(exc.upstream),
+                        extra={"trade_request_id": order.request_id, "error": str(exc)})
+            yield refused(TradewireError(
                 "UPSTREAM_UNAVAILABLE", f"the {_upstream_label(exc.upstream)} is unavailable ({exc.message}); "
                                         f"nothing was sent"))
             return
         except TradewireError as exc:
-            yield Outcome(pb.TRADE_STATUS_REJECTED if exc.reason in _PRE_SEND_REJECTIONS else pb.TRADE_STATUS_FAILED,
-                          error=exc)
+            yield refused(exc, pb.TRADE_STATUS_REJECTED if exc.reason in _PRE_SEND_REJECTIONS
+                          else pb.TRADE_STATUS_FAILED)
             return
         except Exception:  # noqa: BLE001 - nothing was sent: fail closed, say nothing internal
             log.exception("live trade failed before send", extra={"trade_request_id": order.request_id})
-            yield Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError("INTERNAL", "internal error"))
+            yield refused(TradewireError("INTERNAL", "internal error"), pb.TRADE_STATUS_FAILED)
             return
 
         # ---- the point of no return: from here the transaction may be on the network ----
@@ -406,12 +448,12 @@ class LiveExecutor:
             log.error("prepared transaction was voided before send", extra={"signature": signature})
             yield Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError("INTERNAL", "internal error"))
             return
-        attempt.sent = True
+        attempt.sent = True  # its reservation now ends with the transaction (_finalize)
         row = self.orders.get(signature)
         watch = self.confirmer.track(row)
-        refused, unclear = await self._first_send(row, watch)
-        if refused is not None:
-            yield refused
+        refused_at_send, unclear = await self._first_send(row, watch)
+        if refused_at_send is not None:
+            yield refused_at_send
             return
         via = "the Jito block engine as a bundle" if route == ROUTE_JITO else "the RPC"
         doubt = f" ({unclear}: its signature decides)" if unclear else ""
@@ -421,6 +463,38 @@ class LiveExecutor:
         if confirmed:
             yield Progress(pb.TRADE_STATUS_CONFIRMED, f"transaction confirmed in slot {outcome.fill.slot}")
         yield outcome
+
+    def _track(self, row: LiveOrder) -> Watch:
+        """Watch a transaction that may be live, holding its reservation until it is final
+        (one found pending at start-up, or adopted, has none yet)."""
+        key = (row.principal, row.request_id)
+        if not self.safety.holds(key):
+            self._reserve_sent(key, row)
+        return self.confirmer.track(row)
+
+    def _reserve_sent(self, key: tuple[str, str], row: LiveOrder) -> None:
+        """Its amounts are reserved at once; its worst-case loss once the mints are valued, in
+        the background (a quote API that hangs must not hold up the start)."""
+        try:
+            order, quote = self._order_of(row), quote_from_json(row.quote)
+            fees = self._fee_need(order, [VersionedTransaction.from_bytes(w) for w in row.wires], None)
+        except Exception as exc:  # noqa: BLE001 - it is still followed by signature; only not counted
+            log.warning("a transaction in flight cannot be counted against the risk limits",
+                        extra={"signature": row.signature, "error": str(exc)})
+            return
+        reservation = self.safety.reservation(order, quote, fees, {})
+        self.safety.hold(key, reservation)
+
+        async def value() -> None:
+            try:
+                reservation.loss = self.safety.reservation(order, quote, fees, await self._unit_values(order)).loss
+            except Exception as exc:  # noqa: BLE001 - its amounts stay reserved
+                log.warning("cannot value a transaction in flight; its worst-case loss is not counted",
+                            extra={"signature": row.signature, "error": str(exc)})
+
+        task = asyncio.create_task(value(), name=f"live-value-{row.request_id}")
+        self._valuations.add(task)
+        task.add_done_callback(self._valuations.discard)
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -433,9 +507,10 @@ class LiveExecutor:
 
     async def _balances(self) -> WalletBalances:
         owner = self.wallet.address
+        epoch = self.safety.epoch  # reservations released from now on may not show in what is read
         lamports, tokens = await asyncio.gather(self.rpc.get_balance(owner), self.rpc.get_token_balances(owner))
-        self._lamports = lamports
-        return WalletBalances(lamports, tokens)
+        self._balance_read(lamports)
+        return WalletBalances(lamports, tokens, epoch)
 
     async def _ensure_books(self, order: Order, balances: WalletBalances) -> None:
         """A principal's LIVE book starts from the wallet as it is on its first LIVE trade."""
@@ -470,25 +545,26 @@ class LiveExecutor:
                 "priorityLevel": self.config.priority_level, "maxLamports": self._fee_cap(order)}}
         return body
 
-    async def _build(self, order: Order, raw_quote: dict[str, Any]) -> _Built | Outcome:
-        built = await self._build_once(order, raw_quote)
+    async def _build(self, order: Order, raw_quote: dict[str, Any], quote: Quote) -> _Built | Outcome:
+        built = await self._build_once(order, raw_quote, quote)
         if isinstance(built, Outcome):
             return built
         cap = self._fee_cap(order)
         budget = compute_budget(built.tx)
         if budget.priority_fee > cap and not order.mev.uses_jito:
             # Rebuild at the highest CU price whose fee fits the cap.
-            built = await self._build_once(order, raw_quote, price=cap * 1_000_000 // max(1, budget.unit_limit))
+            built = await self._build_once(order, raw_quote, quote, price=cap * 1_000_000 // max(1, budget.unit_limit))
             if isinstance(built, Outcome):
                 return built
             budget = compute_budget(built.tx)
         if budget.priority_fee > cap:
             return Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
                 "RISK_LIMIT", f"risk check PRIORITY_FEE: the priority fee of {budget.priority_fee} lamports exceeds "
-                              f"the {cap} lamport cap", metadata={"check": "PRIORITY_FEE"}))
+                              f"the {cap} lamport cap", metadata={"check": "PRIORITY_FEE"}), quote=quote)
         return built
 
-    async def _build_once(self, order: Order, raw_quote: dict[str, Any], price: int | None = None) -> _Built | Outcome:
+    async def _build_once(self, order: Order, raw_quote: dict[str, Any], quote: Quote,
+                          price: int | None = None) -> _Built | Outcome:
         swap = await self.jupiter.swap(self._swap_body(order, raw_quote, price))
         if swap.get("simulationError"):
             sim = swap["simulationError"]
@@ -499,13 +575,10 @@ class LiveExecutor:
                 err = "InsufficientFundsForFee"
             status, error = chain_error(order, err if err is not None else sim, where="when the swap was built",
                                         charged=False, sent=False)
-            return Outcome(status, error=error)
-        try:
+            return Outcome(status, error=error, quote=quote)
+        with reading("quote", "swap"):
             tx = VersionedTransaction.from_bytes(base64.b64decode(swap["swapTransaction"]))
             int(swap["lastValidBlockHeight"])
-        except Exception:  # noqa: BLE001
-            log.error("swap API answered an unreadable transaction", extra={"trade_request_id": order.request_id})
-            raise TradewireError("INTERNAL", "internal error") from None
         msg = tx.message
         signers = list(msg.account_keys)[: msg.header.num_required_signatures]
         others_signed = all(sig != Signature.default() for key, sig in zip(signers, tx.signatures)
@@ -536,17 +609,18 @@ class LiveExecutor:
         lead = MessageV0.try_compile(self.wallet.pubkey, [ix], [], msg.recent_blockhash)
         return [VersionedTransaction.populate(lead, [Signature.default()]), tx], 1, ROUTE_JITO
 
-    def _fee_need(self, order: Order, txs: list[VersionedTransaction], balances: WalletBalances) -> int:
-        """Every lamport the built transactions can cost the wallet (fees, tip, new accounts)."""
+    def _fee_need(self, order: Order, txs: list[VersionedTransaction], balances: WalletBalances | None) -> int:
+        """Every lamport the built transactions can cost the wallet (fees, tip, new accounts);
+        without ``balances``, every account they may create counts."""
         need = 0
         for tx in txs:
             need += BASE_FEE_LAMPORTS_PER_SIGNATURE * tx.message.header.num_required_signatures
             need += compute_budget(tx).priority_fee
         if order.mev.uses_jito:
             need += order.mev.jito_tip_lamports
-        if not balances.has_account(order.output_mint.address):
+        if balances is None or not balances.has_account(order.output_mint.address):
             need += ATA_RENT_LAMPORTS
-        if order.input_mint.address == WSOL_MINT and WSOL_MINT not in balances.tokens:
+        if order.input_mint.address == WSOL_MINT and (balances is None or WSOL_MINT not in balances.tokens):
             need += ATA_RENT_LAMPORTS  # the temporary wrapped-SOL account, refunded in the same transaction
         return need
 
@@ -588,16 +662,20 @@ class LiveExecutor:
         # Refused outright: the node / engine did not take it, so it was never forwarded.
         self.confirmer.forget(row.signature)
         order = self._order_of(row)
-        if preflight and isinstance(refusal.data, dict) and refusal.data.get("err") is not None:
-            status, error = chain_error(order, refusal.data["err"], where="in the RPC's preflight", charged=False,
-                                        sent=False)
+        err = refusal.data.get("err") if preflight and isinstance(refusal.data, dict) else None
+        if is_blockhash_not_found(err):  # signed for a block height the chain has passed: it can never land
+            status, error = blockhash_expired(f"before the RPC took transaction {row.signature} (preflight)")
+        elif err is not None:
+            status, error = chain_error(order, err, where="in the RPC's preflight", charged=False, sent=False)
         elif preflight:
             status, error = pb.TRADE_STATUS_FAILED, TradewireError("INTERNAL", "the RPC refused the transaction")
         else:
             status, error = pb.TRADE_STATUS_FAILED, TradewireError(
                 "INTERNAL", f"the block engine refused the bundle: {refusal.message[:200]}")
         fill = Fill(quote_from_json(row.quote), 0, 0, FeeBreakdown(), row.signature)
-        self.orders.finalize(row.signature, STATE_DROPPED, outcome_to_json(status, error, fill, False))
+        state = STATE_EXPIRED if status == pb.TRADE_STATUS_EXPIRED else STATE_DROPPED
+        self.orders.finalize(row.signature, state, outcome_to_json(status, error, fill, False))
+        self.safety.release((row.principal, row.request_id))
         return Outcome(status, fill, error), ""
 
     async def _await(self, order: Order, watch: Watch, quote: Quote) -> tuple[Outcome, bool]:
@@ -618,6 +696,7 @@ class LiveExecutor:
     async def _finalize(self, watch: Watch, resolution: Resolution) -> dict[str, Any]:
         row = self.orders.get(watch.signature) or watch.order
         if row.state in FINAL_STATES and row.outcome is not None:
+            self.safety.release((row.principal, row.request_id))
             return row.outcome  # finalized before (e.g. by a previous run)
         order = self._order_of(row)
         quote = quote_from_json(row.quote)
@@ -629,9 +708,9 @@ class LiveExecutor:
                                  f"{resolution.height} passed its last valid height {row.last_valid_block_height}); "
                                  f"nothing was charged"), False
         elif resolution.kind == DROPPED:
-            state = STATE_DROPPED
             fill = Fill(quote, 0, 0, FeeBreakdown(), row.signature)
             status, error = await self._diagnose_dropped(order, row)
+            state = STATE_EXPIRED if status == pb.TRADE_STATUS_EXPIRED else STATE_DROPPED
             confirmed = False
         else:
             state = STATE_LANDED
@@ -663,6 +742,8 @@ class LiveExecutor:
             self._book(row, order, fill, value, unit_values)
         if hasattr(self.quotes, "invalidate"):
             self.quotes.invalidate()
+        # Booked (or nothing to book): the chain and the day's PnL now show what it reserved.
+        self.safety.release((row.principal, row.request_id))
         if watch.attached == 0:
             self._complete_later(row, outcome)
         log.info("live transaction final", extra={"signature": row.signature, "trade_request_id": row.request_id,
@@ -677,7 +758,7 @@ class LiveExecutor:
             if result is not None:
                 return read_transaction(result, self.wallet.address, wire)
             await asyncio.sleep(min(1.0, 0.02 * 2 ** attempt))
-        raise RuntimeError(f"transaction {signature} confirmed but not readable yet")
+        raise UnreadableTransaction(f"transaction {signature} confirmed but not readable yet")
 
     async def _diagnose_dropped(self, order: Order, row: LiveOrder) -> tuple[int, TradewireError]:
         """A Failed bundle landed nothing; re-simulating the swap tells the likely reason. When
@@ -688,7 +769,9 @@ class LiveExecutor:
             err = sim.get("err")
         except Exception:  # noqa: BLE001 - a diagnosis only
             err = None
-        if err is not None and err not in ("AlreadyProcessed", "BlockhashNotFound"):
+        if is_blockhash_not_found(err):  # it can never land now: expired, not outbid
+            return blockhash_expired(f"before the Jito bundle {row.bundle_id} landed")
+        if err is not None and err != "AlreadyProcessed":
             return chain_error(order, err, where="and the Jito bundle did not land", charged=False)
         return pb.TRADE_STATUS_FAILED, TradewireError(
             "BUNDLE_NOT_LANDED",

@@ -21,6 +21,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from tradewire.core.executors.live.jito_client import TIP_ACCOUNTS
+from tradewire.core.executors.live.upstreams import MalformedAnswer
 
 COMPUTE_BUDGET_PROGRAM = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
 WSOL_MINT = "So11111111111111111111111111111111111111112"
@@ -77,23 +78,31 @@ class ChainFill:
         return self.sol_change if mint == WSOL_MINT else self.token_changes.get(mint, 0)
 
 
-class UnreadableTransaction(Exception):
-    pass
+class UnreadableTransaction(MalformedAnswer):
+    """A getTransaction answer the fill cannot be read from (the node's fault, or not there yet)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__("rpc", f"getTransaction: {what}")
 
 
 def read_transaction(result: dict[str, Any], wallet: str, wire: bytes) -> ChainFill:
     """Read one getTransaction (encoding json) result; ``wire`` is the transaction we signed."""
     try:
-        meta = result["meta"]
-        message = result["transaction"]["message"]
-        keys = list(message["accountKeys"])
-        loaded = meta.get("loadedAddresses") or {}
-        keys += list(loaded.get("writable") or []) + list(loaded.get("readonly") or [])
-        pre, post = list(meta["preBalances"]), list(meta["postBalances"])
-        signature = result["transaction"]["signatures"][0]
-        fee = int(meta["fee"])
-    except (KeyError, TypeError, IndexError) as exc:
-        raise UnreadableTransaction(f"getTransaction answer lacks {exc}") from None
+        return _read_transaction(result, wallet, wire)
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
+        what = f"lacks {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__} {exc}"
+        raise UnreadableTransaction(f"answer {what}"[:200]) from None
+
+
+def _read_transaction(result: dict[str, Any], wallet: str, wire: bytes) -> ChainFill:
+    meta = result["meta"]
+    message = result["transaction"]["message"]
+    keys = list(message["accountKeys"])
+    loaded = meta.get("loadedAddresses") or {}
+    keys += list(loaded.get("writable") or []) + list(loaded.get("readonly") or [])
+    pre, post = list(meta["preBalances"]), list(meta["postBalances"])
+    signature = result["transaction"]["signatures"][0]
+    fee = int(meta["fee"])
     if not keys or keys[0] != wallet:
         raise UnreadableTransaction("the fee payer is not the LIVE wallet")
     budget = compute_budget(VersionedTransaction.from_bytes(wire))

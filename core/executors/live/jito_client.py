@@ -17,7 +17,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from tradewire.core.executors.live.solana_rpc import RpcError
-from tradewire.core.executors.live.upstreams import Upstream, UpstreamError
+from tradewire.core.executors.live.upstreams import Upstream, UpstreamError, reading
 
 MAX_BUNDLE_IDS_PER_CALL = 5
 #: The eight mainnet Jito tip accounts.
@@ -56,10 +56,13 @@ class JitoClient:
             data = response.json()
         except ValueError:
             raise UpstreamError("jito", f"{method}: answer is not JSON") from None
-        if "error" in data:
-            err = data["error"] or {}
-            raise RpcError(int(err.get("code", 0)), str(err.get("message", "")), err.get("data"))
-        return data.get("result")
+        with reading("jito", method):
+            if "error" in data:
+                err = data["error"] or {}
+                code, message, detail = int(err.get("code", 0)), str(err.get("message", "")), err.get("data")
+            else:
+                return data.get("result")
+        raise RpcError(code, message, detail)
 
     async def send_bundle(self, wires: Sequence[bytes], *, check_breaker: bool = True) -> str:
         """One sendBundle of these exact transactions (never retried here)."""
@@ -72,6 +75,7 @@ class JitoClient:
         for start in range(0, len(ids), MAX_BUNDLE_IDS_PER_CALL):
             chunk = list(ids[start:start + MAX_BUNDLE_IDS_PER_CALL])
             result = await self._call("getInflightBundleStatuses", [chunk], check_breaker=check_breaker)
-            for entry in result["value"]:
-                out[entry["bundle_id"]] = entry["status"]
+            with reading("jito", "getInflightBundleStatuses"):
+                for entry in result["value"]:
+                    out[str(entry["bundle_id"])] = str(entry["status"])
         return out

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from tradewire.core.errors import TradewireError
-from tradewire.core.executors.live.upstreams import Upstream, UpstreamError
+from tradewire.core.executors.live.upstreams import Upstream, UpstreamError, reading
 from tradewire.core.market import Mint
 from tradewire.core.order import Quote
 
@@ -56,12 +56,14 @@ def _answer(response, what: str) -> dict[str, Any]:
 
 def to_quote(body: dict[str, Any]) -> Quote:
     """Jupiter's quote → the core Quote (priceImpactPct is a fraction; the API speaks percent)."""
-    route = " → ".join(step.get("swapInfo", {}).get("label", "") for step in body.get("routePlan", []))
-    return Quote(
-        in_amount=int(body["inAmount"]),
-        out_amount=int(body["outAmount"]),
-        other_amount_threshold=int(body["otherAmountThreshold"]),
-        price_impact_pct=format((Decimal(str(body.get("priceImpactPct", "0"))) * 100).quantize(Decimal("0.000001")), "f"),
-        route=route,
-        context_slot=int(body.get("contextSlot", 0) or 0),
-    )
+    with reading("quote", "quote"):
+        route = " → ".join(step.get("swapInfo", {}).get("label", "") for step in body.get("routePlan", []))
+        return Quote(
+            in_amount=int(body["inAmount"]),
+            out_amount=int(body["outAmount"]),
+            other_amount_threshold=int(body["otherAmountThreshold"]),
+            price_impact_pct=format((Decimal(str(body.get("priceImpactPct", "0"))) * 100).quantize(Decimal("0.000001")),
+                                    "f"),
+            route=route,
+            context_slot=int(body.get("contextSlot", 0) or 0),
+        )

@@ -71,15 +71,35 @@ def _words(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
 
 
+def is_blockhash_not_found(err: Any) -> bool:
+    """The transaction's blockhash is unknown to the node: past its validity (or never seen)."""
+    return err == "BlockhashNotFound"
+
+
+def blockhash_expired(where: str) -> tuple[int, TradewireError]:
+    """A transaction that can never land now: its blockhash is past its last valid block height."""
+    return pb.TRADE_STATUS_EXPIRED, TradewireError(
+        "TRADE_EXPIRED", f"blockhash expired {where}: it can never land; nothing was charged. Submit the trade "
+                         f"again under a new request id")
+
+
 def chain_error(order: Order, err: Any, *, where: str, charged: bool, sent: bool = True) -> tuple[int, TradewireError]:
     """(status, error) for a transaction error reported by the chain (simulation or landing);
-    ``sent`` False: a simulation before anything was sent."""
+    ``sent`` False: a simulation before anything was sent, so a refusal (REJECTED)."""
     paid = "; the network fee was charged" if charged else "; nothing was charged"
+    if is_blockhash_not_found(err):
+        if sent:
+            return blockhash_expired(where)
+        # The chain moved past the blockhash while the swap was built and signed: nothing is
+        # wrong with the trade, and the runner retries it from a fresh quote (core/retry.py).
+        return pb.TRADE_STATUS_REJECTED, TradewireError(
+            "UPSTREAM_UNAVAILABLE", f"the transaction's blockhash expired {where}, while it was being built and "
+                                    f"signed; nothing was sent or charged, and the trade can be retried as it is")
     if custom_code(err) == SLIPPAGE_PROGRAM_ERROR:
-        return pb.TRADE_STATUS_FAILED, TradewireError(
+        return pb.TRADE_STATUS_FAILED if sent else pb.TRADE_STATUS_REJECTED, TradewireError(
             "SLIPPAGE_EXCEEDED",
             f"price moved beyond the {order.slippage_bps} bps slippage tolerance {where} "
-            f"(program error 6001){paid}")
+            f"(program error 6001){paid if sent else '; nothing was sent or charged'}")
     if is_funds_error(err):
         status = pb.TRADE_STATUS_FAILED if charged else pb.TRADE_STATUS_REJECTED
         return status, TradewireError("INSUFFICIENT_FUNDS", f"the wallet cannot pay for this swap {where} "

@@ -6,6 +6,7 @@ Valuation: every money limit is in units of the valuation mint (USDC by default)
 amount is valued with the gateway's QuoteSource ``value()`` — the Jupiter quote of the mint
 into the valuation mint when ``market_data.jupiter_url`` is set, else the configured
 reference prices. One source for positions, PnL and limits, so they agree with each other.
+The executor reads the unit values first; the checks themselves never await.
 
 Checks and their names:
 
@@ -14,37 +15,52 @@ Checks and their names:
 * REDUCE_ONLY — the switch is ``reduce_only``: only trades that buy a reduce-only mint
   (``live.reduce_only_outputs``, default the valuation mint) are allowed.
 * MINT_NOT_ALLOWED — a mint of the pair is not on ``live.allowed_mints``.
-* MAX_NOTIONAL — the value of the trade's input exceeds ``live.max_notional``.
+* MAX_NOTIONAL — the value of the trade's input exceeds ``live.max_notional`` (for ExactOut,
+  the most it may take: ``otherAmountThreshold``).
 * MINT_EXPOSURE — the wallet's holding of the bought mint, after the trade, would be worth
-  more than its cap (``mint_exposure_caps[symbol]``, else ``max_mint_exposure``; the
-  valuation mint is only capped by an explicit entry).
+  more than its cap (``mint_exposure_caps[symbol or address]``, else ``max_mint_exposure``;
+  the valuation mint is only capped by an explicit entry).
 * DAILY_LOSS — LIVE trades since 00:00 UTC have realised at least ``live.daily_loss_limit``
   of loss (average-cost PnL of the booked fills, fees included), across the wallet.
 * SOL_RESERVE — the trade would leave less than ``live.min_sol_reserve`` SOL for fees.
+
+Trades in flight. The wallet's balances are read from the chain, which does not show what
+trades already admitted will spend and buy. So each admitted trade holds a
+:class:`Reservation` until it is final (landed, expired, dropped, or refused before send):
+the exposure, daily-loss, funds and reserve checks count every other trade's reservation.
+Checking and reserving is one synchronous step (:meth:`SafetyChecks.admit`), so two trades
+never both pass on the same room. A reservation released after a trade's balances were read
+still counts for that trade (its effect may not be in what was read).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from tradewire.core.config import LiveConfig
+from tradewire.core.config import ConfigError, LiveConfig, resolve_mint
 from tradewire.core.errors import TradewireError
 from tradewire.core.market import Market, Mint
 from tradewire.core.order import Order, Quote
-from tradewire.core.quotes import QuoteSource
 from tradewire.core.store.live_orders import LiveOrderStore
 
 WSOL_MINT = "So11111111111111111111111111111111111111112"
 DAY_NS = 86_400 * 10**9
+RELEASED_KEPT_S = 300.0  # far longer than a trade takes from its balance read to its checks
+
+Key = tuple[str, str]  # (principal, request id)
+UnitValues = dict[str, tuple[int, int]]  # mint → (value of one token, atomic units per token)
 
 
 @dataclass(frozen=True)
 class WalletBalances:
     lamports: int
     tokens: dict[str, int] = field(default_factory=dict)  # mint → raw amount (SPL token accounts)
+    # SafetyChecks.epoch when the read started: reservations released since still count.
+    epoch: int = 0
 
     def holding(self, mint: str) -> int:
         if mint == WSOL_MINT:
@@ -53,6 +69,33 @@ class WalletBalances:
 
     def has_account(self, mint: str) -> bool:
         return mint == WSOL_MINT or mint in self.tokens
+
+
+@dataclass
+class Reservation:
+    """What one admitted trade may still take from the wallet and add to it, until it is final."""
+
+    spend: dict[str, int]  # mint → atomic units at most (SOL in lamports, fees included)
+    buy_mint: str
+    buy: int  # atomic units of buy_mint
+    loss: int  # worst-case realised loss, valuation-mint atomic units
+
+
+@dataclass
+class _InFlight:
+    """The sum of the reservations a check counts."""
+
+    spend: dict[str, int] = field(default_factory=dict)
+    buys: dict[str, int] = field(default_factory=dict)
+    loss: int = 0
+    trades: int = 0
+
+    def add(self, r: Reservation) -> None:
+        for mint, amount in r.spend.items():
+            self.spend[mint] = self.spend.get(mint, 0) + amount
+        self.buys[r.buy_mint] = self.buys.get(r.buy_mint, 0) + r.buy
+        self.loss += r.loss
+        self.trades += 1
 
 
 def risk(check: str, message: str) -> TradewireError:
@@ -73,27 +116,41 @@ def kill_switch_state(config: LiveConfig) -> str:
     return config.kill_switch
 
 
+def max_input(order: Order, quote: Quote) -> int:
+    """The most the trade may take: ExactOut pays up to the threshold."""
+    return quote.other_amount_threshold if order.exact_out else quote.in_amount
+
+
+def min_output(order: Order, quote: Quote) -> int:
+    return quote.out_amount if order.exact_out else quote.other_amount_threshold
+
+
 class SafetyChecks:
-    def __init__(self, config: LiveConfig, market: Market, quotes: QuoteSource, orders: LiveOrderStore,
-                 clock=time.time_ns) -> None:
+    def __init__(self, config: LiveConfig, market: Market, orders: LiveOrderStore, clock=time.time_ns,
+                 monotonic=time.monotonic) -> None:
         self.config = config
         self.market = market
-        self.quotes = quotes
         self.orders = orders
         self._clock = clock
-        self._allowed = self._resolve(config.allowed_mints) if config.allowed_mints else None
+        self._monotonic = monotonic
+        self._allowed = self._resolve("allowed_mints", config.allowed_mints) if config.allowed_mints else None
         outputs = config.reduce_only_outputs or (market.valuation.symbol,)
-        self._reduce_only_outputs = self._resolve(outputs)
+        self._reduce_only_outputs = self._resolve("reduce_only_outputs", outputs)
         self._reduce_only_names = ", ".join(sorted(outputs))
+        self._caps = {self._one("mint_exposure_caps", ref): cap for ref, cap in config.mint_exposure_caps.items()}
+        self._held: dict[Key, Reservation] = {}
+        self._released: deque[tuple[int, float, Reservation]] = deque()  # (epoch, when, reservation)
+        self.epoch = 0  # counts releases
 
-    def _resolve(self, refs) -> frozenset[str]:
-        out = set()
-        for ref in refs:
-            try:
-                out.add(self.market.by_symbol(ref).address)
-            except KeyError:
-                out.add(ref)  # an address
-        return frozenset(out)
+    def _one(self, setting: str, ref: str) -> str:
+        """A configured mint's address (settings were validated; this guards direct construction)."""
+        address = resolve_mint(self.market.config, ref)
+        if address is None:
+            raise ConfigError(f"live.{setting}: {ref!r} is not a configured mint (symbol or address)")
+        return address
+
+    def _resolve(self, setting: str, refs) -> frozenset[str]:
+        return frozenset(self._one(setting, ref) for ref in refs)
 
     def _units(self, atomic: int) -> str:
         v = self.market.valuation
@@ -117,54 +174,141 @@ class SafetyChecks:
                     return risk("MINT_NOT_ALLOWED", f"{mint.symbol} is not on the LIVE mint allow-list")
         return None
 
-    # -- after the quote ---------------------------------------------------------------------
+    # -- after the quote: check and reserve, in one step ---------------------------------------
 
-    async def after_quote(self, order: Order, quote: Quote, balances: WalletBalances) -> TradewireError | None:
-        cfg = self.config
-        if cfg.max_notional is not None:
-            notional = await self.quotes.value(order.input_mint, quote.in_amount)
-            limit = self._atomic(cfg.max_notional)
-            if notional > limit:
-                return risk("MAX_NOTIONAL", f"trade notional {self._units(notional)} exceeds the "
-                                            f"{self._units(limit)} limit per trade")
-        cap_units = cfg.mint_exposure_caps.get(order.output_mint.symbol)
-        if cap_units is None and order.output_mint.address != self.market.valuation.address:
-            cap_units = cfg.max_mint_exposure
-        if cap_units is not None:
-            after = balances.holding(order.output_mint.address) + quote.out_amount
-            exposure = await self.quotes.value(order.output_mint, after)
-            cap = self._atomic(cap_units)
-            if exposure > cap:
-                return risk("MINT_EXPOSURE", f"{order.output_mint.symbol} holding would be worth "
-                                             f"{self._units(exposure)}, above its {self._units(cap)} cap")
-        if cfg.daily_loss_limit is not None:
-            now = self._clock()
-            loss = -self.orders.realized_since(now - now % DAY_NS)
-            limit = self._atomic(cfg.daily_loss_limit)
-            if loss >= limit:
-                return risk("DAILY_LOSS", f"LIVE trades lost {self._units(loss)} today (UTC), at or above "
-                                          f"the {self._units(limit)} daily loss limit")
+    def admit(self, order: Order, quote: Quote, balances: WalletBalances, fee_lamports: int,
+              values: UnitValues) -> TradewireError | None:
+        """Every limit, counting the trades in flight; when all pass, the trade's reservation is
+        held until :meth:`release`. No await inside: nothing can be admitted in between."""
+        key = (order.principal_id, order.request_id)
+        others = self._in_flight(key, balances.epoch)
+        refusal = (self._notional(order, quote, values) or self._exposure(order, quote, balances, values, others)
+                   or self._daily_loss(others) or self._funds(order, quote, balances, fee_lamports, others))
+        if refusal is None:
+            self._held[key] = self.reservation(order, quote, fee_lamports, values)
+        return refusal
+
+    def refit(self, order: Order, quote: Quote, balances: WalletBalances, fee_lamports: int,
+              values: UnitValues) -> TradewireError | None:
+        """The built transaction's exact fees: funds and reserve checked again, the trade's own
+        reservation updated (the other limits were passed at admission)."""
+        key = (order.principal_id, order.request_id)
+        refusal = self._funds(order, quote, balances, fee_lamports, self._in_flight(key, balances.epoch))
+        if refusal is None:
+            self._held[key] = self.reservation(order, quote, fee_lamports, values)
+        return refusal
+
+    def hold(self, key: Key, reservation: Reservation) -> None:
+        """Reserve for a trade already sent (found pending at start-up, or adopted)."""
+        self._held[key] = reservation
+
+    def holds(self, key: Key) -> bool:
+        return key in self._held
+
+    def release(self, key: Key) -> None:
+        """The trade is final (or was refused before send): its reservation ends."""
+        reservation = self._held.pop(key, None)
+        if reservation is None:
+            return
+        self.epoch += 1
+        now = self._monotonic()
+        self._released.append((self.epoch, now, reservation))
+        while self._released and self._released[0][1] < now - RELEASED_KEPT_S:
+            self._released.popleft()
+
+    def reservation(self, order: Order, quote: Quote, fee_lamports: int, values: UnitValues) -> Reservation:
+        """What the trade may take (its most input and every fee), buy, and lose at worst: the
+        input's value less its least output's, plus the fees."""
+        spend = {WSOL_MINT: fee_lamports}
+        spend[order.input_mint.address] = spend.get(order.input_mint.address, 0) + max_input(order, quote)
+        slip = (_value(values, order.input_mint.address, max_input(order, quote))
+                - _value(values, order.output_mint.address, min_output(order, quote)))
+        loss = max(0, slip) + _value(values, WSOL_MINT, fee_lamports)
+        return Reservation(spend, order.output_mint.address, quote.out_amount, loss)
+
+    def _in_flight(self, key: Key, since_epoch: int) -> _InFlight:
+        total = _InFlight()
+        for other, reservation in self._held.items():
+            if other != key:
+                total.add(reservation)
+        for epoch, _, reservation in self._released:
+            if epoch > since_epoch:  # released after the balances were read: maybe not in them
+                total.add(reservation)
+        return total
+
+    # -- the checks ------------------------------------------------------------------------------
+
+    def _notional(self, order: Order, quote: Quote, values: UnitValues) -> TradewireError | None:
+        if self.config.max_notional is None:
+            return None
+        notional = _value(values, order.input_mint.address, max_input(order, quote))
+        limit = self._atomic(self.config.max_notional)
+        if notional > limit:
+            most = " at most" if order.exact_out else ""
+            return risk("MAX_NOTIONAL", f"trade notional{most} {self._units(notional)} exceeds the "
+                                        f"{self._units(limit)} limit per trade")
         return None
 
-    def funds(self, order: Order, quote: Quote, balances: WalletBalances, fee_lamports: int) -> TradewireError | None:
-        """The wallet can pay the input (at most) and every lamport of fees, and keeps its reserve."""
-        max_in = quote.other_amount_threshold if order.exact_out else quote.in_amount
+    def _exposure(self, order: Order, quote: Quote, balances: WalletBalances, values: UnitValues,
+                  others: _InFlight) -> TradewireError | None:
+        mint = order.output_mint
+        cap_units = self._caps.get(mint.address)
+        if cap_units is None and mint.address != self.market.valuation.address:
+            cap_units = self.config.max_mint_exposure
+        if cap_units is None:
+            return None
+        incoming = others.buys.get(mint.address, 0)
+        exposure = _value(values, mint.address, balances.holding(mint.address) + quote.out_amount + incoming)
+        cap = self._atomic(cap_units)
+        if exposure > cap:
+            pending = f" (counting {mint.to_units(incoming)} {mint.symbol} bought by trades in flight)" \
+                if incoming else ""
+            return risk("MINT_EXPOSURE", f"{mint.symbol} holding would be worth {self._units(exposure)}{pending}, "
+                                         f"above its {self._units(cap)} cap")
+        return None
+
+    def _daily_loss(self, others: _InFlight) -> TradewireError | None:
+        if self.config.daily_loss_limit is None:
+            return None
+        now = self._clock()
+        loss = -self.orders.realized_since(now - now % DAY_NS)
+        limit = self._atomic(self.config.daily_loss_limit)
+        if loss + others.loss >= limit:
+            pending = f", and {others.trades} trade(s) in flight may lose up to {self._units(others.loss)} more" \
+                if others.loss else ""
+            return risk("DAILY_LOSS", f"LIVE trades lost {self._units(loss)} today (UTC){pending}, at or above "
+                                      f"the {self._units(limit)} daily loss limit")
+        return None
+
+    def _funds(self, order: Order, quote: Quote, balances: WalletBalances, fee_lamports: int,
+               others: _InFlight) -> TradewireError | None:
+        """The wallet can pay the input (at most) and every lamport of fees, and keeps its reserve,
+        with what trades in flight may still spend set aside."""
+        max_in = max_input(order, quote)
         sol = self.market.by_symbol("SOL") if _has_symbol(self.market, "SOL") else None
         if order.input_mint.address == WSOL_MINT:
             need_sol = max_in + fee_lamports
         else:
             need_sol = fee_lamports
-            have = balances.holding(order.input_mint.address)
+            taken = others.spend.get(order.input_mint.address, 0)
+            have = balances.holding(order.input_mint.address) - taken
             if have < max_in:
-                return _insufficient(order.input_mint, max_in, have)
-        if balances.lamports < need_sol:
-            mint = sol or order.input_mint
-            return _insufficient(mint, need_sol, balances.lamports)
+                return _insufficient(order.input_mint, max_in, have, taken)
+        taken = others.spend.get(WSOL_MINT, 0)
+        lamports = balances.lamports - taken
+        if lamports < need_sol:
+            return _insufficient(sol or order.input_mint, need_sol, lamports, taken)
         reserve = int(self.config.min_sol_reserve.scaleb(9))
-        if balances.lamports - need_sol < reserve:
-            return risk("SOL_RESERVE", f"the trade would leave {Decimal(balances.lamports - need_sol).scaleb(-9)} SOL, "
-                                       f"below the {self.config.min_sol_reserve} SOL kept for fees")
+        if lamports - need_sol < reserve:
+            pending = f" (after {Decimal(taken).scaleb(-9)} SOL that trades in flight may spend)" if taken else ""
+            return risk("SOL_RESERVE", f"the trade would leave {Decimal(lamports - need_sol).scaleb(-9)} SOL"
+                                       f"{pending}, below the {self.config.min_sol_reserve} SOL kept for fees")
         return None
+
+
+def _value(values: UnitValues, mint: str, amount: int) -> int:
+    unit_value, unit = values.get(mint, (0, 1))
+    return amount * unit_value // unit
 
 
 def _has_symbol(market: Market, symbol: str) -> bool:
@@ -175,9 +319,11 @@ def _has_symbol(market: Market, symbol: str) -> bool:
     return True
 
 
-def _insufficient(mint: Mint, needed: int, available: int) -> TradewireError:
+def _insufficient(mint: Mint, needed: int, available: int, in_flight: int = 0) -> TradewireError:
+    shown = max(0, available)
+    pending = f" once the {mint.to_units(in_flight)} that trades in flight may spend is set aside" if in_flight else ""
     return TradewireError(
         "INSUFFICIENT_FUNDS",
-        f"wallet balance too low: needs {mint.to_units(needed)} {mint.symbol}, has {mint.to_units(available)}",
-        metadata={"mint": mint.symbol, "needed": mint.to_units(needed), "available": mint.to_units(available)},
+        f"wallet balance too low: needs {mint.to_units(needed)} {mint.symbol}, has {mint.to_units(shown)}{pending}",
+        metadata={"mint": mint.symbol, "needed": mint.to_units(needed), "available": mint.to_units(shown)},
     )

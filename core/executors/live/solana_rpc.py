@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tradewire.core.executors.live.upstreams import Upstream, UpstreamError
+from tradewire.core.executors.live.upstreams import Upstream, UpstreamError, reading
 
 MAX_STATUSES_PER_CALL = 256
 TOKEN_PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
@@ -53,12 +53,13 @@ class SolanaRpc:
         if not isinstance(data, dict):
             raise UpstreamError("rpc", f"{method}: unexpected answer")
         if "error" in data:
-            err = data["error"] or {}
-            code = int(err.get("code", 0))
+            with reading("rpc", f"{method} error"):
+                err = data["error"] or {}
+                code, message, detail = int(err.get("code", 0)), str(err.get("message", "")), err.get("data")
             if code in _TRANSIENT_CODES:
                 self.upstream.breaker.record_failure()
                 raise UpstreamError("rpc", f"{method}: node not ready ({code})")
-            raise RpcError(code, str(err.get("message", "")), err.get("data"))
+            raise RpcError(code, message, detail)
         return data.get("result")
 
     async def retrying(self, method: str, params: list[Any] | None = None) -> Any:
@@ -67,20 +68,25 @@ class SolanaRpc:
     # -- reads -------------------------------------------------------------------------
 
     async def get_balance(self, pubkey: str) -> int:
-        return int((await self.retrying("getBalance", [pubkey, {"commitment": "confirmed"}]))["value"])
+        result = await self.retrying("getBalance", [pubkey, {"commitment": "confirmed"}])
+        with reading("rpc", "getBalance"):
+            return _u64(result["value"])
 
     async def get_token_balances(self, owner: str) -> dict[str, int]:
         """Raw token amounts of ``owner`` per mint (SPL Token accounts, summed per mint)."""
         result = await self.retrying("getTokenAccountsByOwner", [
             owner, {"programId": TOKEN_PROGRAM}, {"encoding": "jsonParsed", "commitment": "confirmed"}])
         out: dict[str, int] = {}
-        for entry in result["value"]:
-            info = entry["account"]["data"]["parsed"]["info"]
-            out[info["mint"]] = out.get(info["mint"], 0) + int(info["tokenAmount"]["amount"])
+        with reading("rpc", "getTokenAccountsByOwner"):
+            for entry in result["value"]:
+                info = entry["account"]["data"]["parsed"]["info"]
+                out[info["mint"]] = out.get(info["mint"], 0) + _u64(int(info["tokenAmount"]["amount"]))
         return out
 
     async def get_block_height(self, commitment: str = "confirmed", *, check_breaker: bool = True) -> int:
-        return int(await self.call("getBlockHeight", [{"commitment": commitment}], check_breaker=check_breaker))
+        result = await self.call("getBlockHeight", [{"commitment": commitment}], check_breaker=check_breaker)
+        with reading("rpc", "getBlockHeight"):
+            return _u64(result)
 
     async def get_signature_statuses(self, signatures: Sequence[str], *, search_history: bool = False,
                                      check_breaker: bool = True) -> list[SignatureStatus | None]:
@@ -91,9 +97,12 @@ class SolanaRpc:
             chunk = list(signatures[start:start + MAX_STATUSES_PER_CALL])
             result = await self.call("getSignatureStatuses", [chunk, {"searchTransactionHistory": search_history}],
                                      check_breaker=check_breaker)
-            for value in result["value"]:
-                out.append(None if value is None else SignatureStatus(
-                    int(value["slot"]), value.get("err"), value.get("confirmationStatus")))
+            with reading("rpc", "getSignatureStatuses"):
+                values = list(result["value"])
+                if len(values) != len(chunk):
+                    raise ValueError(f"{len(values)} statuses for {len(chunk)} signatures")
+                out.extend(None if value is None else SignatureStatus(
+                    _u64(value["slot"]), value.get("err"), value.get("confirmationStatus")) for value in values)
         return out
 
     async def get_transaction(self, signature: str, commitment: str = "confirmed") -> dict[str, Any] | None:
@@ -105,7 +114,10 @@ class SolanaRpc:
     async def simulate(self, wire: bytes) -> dict[str, Any]:
         result = await self.retrying("simulateTransaction", [base64.b64encode(wire).decode(), {
             "encoding": "base64", "sigVerify": True, "commitment": "processed"}])
-        return result["value"]
+        with reading("rpc", "simulateTransaction"):
+            value = result["value"]
+            value.get("err")  # a mapping
+            return value
 
     async def send(self, wire: bytes, *, skip_preflight: bool, check_breaker: bool = True) -> str:
         """One sendTransaction of these exact bytes; never retried here (the caller
@@ -113,3 +125,10 @@ class SolanaRpc:
         return await self.call("sendTransaction", [base64.b64encode(wire).decode(), {
             "encoding": "base64", "skipPreflight": skip_preflight, "preflightCommitment": "processed",
             "maxRetries": 0}], check_breaker=check_breaker)
+
+
+def _u64(value: Any) -> int:
+    """An amount, slot or height as the RPC sends it: a JSON integer, not negative."""
+    if type(value) is not int or value < 0:
+        raise ValueError(f"expected an unsigned integer, got {type(value).__name__}")
+    return value

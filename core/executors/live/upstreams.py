@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -37,6 +38,23 @@ class UpstreamError(Exception):
         self.upstream = upstream
         self.message = message
         self.transient = transient
+
+
+class MalformedAnswer(UpstreamError):
+    """The upstream answered, but not in the shape its API has: nothing can be read from it.
+    Anticipated (a misbehaving node or proxy), so it is told in one line, never a traceback."""
+
+    def __init__(self, upstream: str, what: str) -> None:
+        super().__init__(upstream, f"malformed answer ({what})", transient=False)
+
+
+@contextmanager
+def reading(upstream: str, what: str):
+    """Parse an answer: a missing field or a value of the wrong type is a MalformedAnswer."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        raise MalformedAnswer(upstream, f"{what}: {type(exc).__name__} {exc}"[:200]) from None
 
 
 @dataclass(frozen=True)

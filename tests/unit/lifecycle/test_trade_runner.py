@@ -212,7 +212,7 @@ class SendingExecutor(ScriptedExecutor):
 
     async def reconcile(self, order, result):
         assert result.signature == "sig-1"  # what the restart knows, from the store
-        return Outcome(pb.TRADE_STATUS_FILLED, FILL)
+        return Outcome(pb.TRADE_STATUS_FILLED, FILL, progress=(Progress(pb.TRADE_STATUS_CONFIRMED, "landed"),))
 
 
 async def test_a_sent_transaction_is_stored_with_its_event_so_a_restart_continues_the_sequence(tmp_path):
@@ -233,9 +233,10 @@ async def test_a_sent_transaction_is_stored_with_its_event_so_a_restart_continue
     assert await second.recover() == {"resumed": 0, "reconciled": 1, "failed": 0}
     assert (await second.inflight.get(("alice", "sent")).done).status == pb.TRADE_STATUS_FILLED
     events = store.get("alice", "sent").events
-    # FILLED follows SUBMITTED (7): a stream resuming after 7 gets the end, no sequence is reused.
-    assert [e.sequence for e in events] == list(range(1, 9))
-    assert stages(events)[-2:] == [pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_FILLED]
+    # CONFIRMED (what reconcile found it reached) and FILLED follow SUBMITTED (7): a stream
+    # resuming after 7 gets the rest, as the normal path publishes it; no sequence is reused.
+    assert [e.sequence for e in events] == list(range(1, 10))
+    assert stages(events)[-3:] == [pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_CONFIRMED, pb.TRADE_STATUS_FILLED]
 
 
 async def test_a_trade_handed_back_while_it_still_runs_here_goes_on_as_it_is():
