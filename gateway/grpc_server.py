@@ -18,13 +18,13 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
 
 from tradewire.core.context import CallContext, Protocol, combine_headers
 from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.calls import RPCS, SERVICE_NAME, Rpc
 from tradewire.gateway.errors import GRPC_STATUS, grpc_status_details_bin
 from tradewire.gateway.http_limits import HttpLimits
+from tradewire.gateway.reflection import enable_reflection
 
 log = logging.getLogger("tradewire.gateway")
 
@@ -269,9 +269,8 @@ class GrpcServer:
         self.server.add_generic_rpc_handlers((_handlers(service, max_message_bytes),))
         self.health = _HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                                             reflection.SERVICE_NAME), self.server,
-                                            pool=_MethodSymbols(descriptor_pool.Default()))
+        enable_reflection(self.server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
+                          pool=_MethodSymbols(descriptor_pool.Default()))
         if not reuse_port:
             _check_free(host, port)  # (grpcio's own failure is a C++ log line and a bare RuntimeError)
         try:

@@ -39,6 +39,23 @@ def test_grpcurl_lists_and_describes_via_reflection(gateway):
     assert "rpc ExecuteTrade ( .tradewire.v1.TradeRequest ) returns ( .tradewire.v1.TradeResult )" in method
 
 
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+def test_buf_curl_reads_the_schema_by_either_reflection_version(gateway, version):
+    """buf curl asks reflection v1 first; grpcio-reflection serves v1alpha only, the gateway both."""
+    buf = require_tool("buf")
+    out = run(buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--reflect-protocol", f"grpc-{version}",
+              "-H", f"authorization: Bearer {gateway.key('alice')}", "-d", trade_json(f"reflect-{version}"),
+              f"http://{gateway.grpc_target}/{SERVICE}/ExecuteTrade")
+    assert json.loads(out)["status"] == "TRADE_STATUS_FILLED"
+    grpcurl = require_tool("grpcurl")
+    assert f"grpc.reflection.{version}.ServerReflection" in run(grpcurl, "-plaintext", gateway.grpc_target,
+                                                                 "list").split()
+    described = run(grpcurl, "-plaintext", gateway.grpc_target, "describe",
+                    f"grpc.reflection.{version}.ServerReflection")
+    assert (f"rpc ServerReflectionInfo ( stream .grpc.reflection.{version}.ServerReflectionRequest ) "
+            f"returns ( stream .grpc.reflection.{version}.ServerReflectionResponse )") in described
+
+
 def test_ghz_finds_the_method_by_reflection_and_every_call_fills(gateway):
     """No protoset: ghz asks reflection for the method's file (a symbol upb's pool does not index)."""
     ghz = require_tool("ghz")
