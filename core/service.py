@@ -311,10 +311,13 @@ class TradeService:
             taken_up = time.monotonic()
 
             def answer(index: int, outcome: pb.TradeResult | TradewireError, started: float) -> None:
-                failure = outcome if isinstance(outcome, TradewireError) else None
-                results[index] = (spb.BatchItemResult(index=index, error=trade_error(failure)) if failure is not None
-                                  else spb.BatchItemResult(index=index, result=outcome))
-                self._record_item(ctx, "trades", items[index].request_id, failure, started)
+                if isinstance(outcome, TradewireError):
+                    results[index] = spb.BatchItemResult(index=index, error=trade_error(outcome))
+                    recorded = (outcome.code, outcome.reason)
+                else:
+                    results[index] = spb.BatchItemResult(index=index, result=outcome)
+                    recorded = ended_as(outcome)
+                self._record_item(ctx, "trades", items[index].request_id, recorded, started)
 
             async def run(index: int, order: Order) -> None:
                 async with slots:
@@ -338,11 +341,11 @@ class TradeService:
                 metrics.batch_items.labels("refused").inc(len(results) - ran)
             return spb.ExecuteTradeBatchResponse(results=results)
 
-    def _record_item(self, ctx: CallContext, part: str, request_id: str, failure: TradewireError | None,
+    def _record_item(self, ctx: CallContext, part: str, request_id: str, outcome: tuple[Code, str],
                      started: float) -> None:
-        """A batch item's or a session message's own record (Recorder.item_finished)."""
-        code, reason = (failure.code, failure.reason) if failure is not None else (Code.OK, "")
-        self.pipeline.recorder.item_finished(ctx, part, recordable_trade_id(request_id), code, reason, started)
+        """A batch item's or a session message's own record (Recorder.item_finished): ``outcome``
+        is (code, reason), as an ExecuteTrade of it would have been recorded."""
+        self.pipeline.recorder.item_finished(ctx, part, recordable_trade_id(request_id), *outcome, started)
 
     async def TradeSession(self, requests: AsyncIterator[spb.TradeSessionRequest],
                            ctx: CallContext) -> AsyncIterator[spb.TradeSessionResponse]:
@@ -377,8 +380,7 @@ class _Session:
         self.ready = asyncio.Event()
         self.failed: TradewireError | None = None
         self.reading = True
-        self.followers: dict[str, asyncio.Task] = {}
-        self.followed: set[str] = set()
+        self.followers: dict[str, asyncio.Task] = {}  # by request id, while the trade is followed
 
     def put(self, response: spb.TradeSessionResponse) -> None:
         if self.failed is not None:
@@ -460,9 +462,13 @@ class _Session:
     async def _handle(self, message: spb.TradeSessionRequest) -> None:
         action = message.WhichOneof("action")
         request_id = message.trade.request_id if action == "trade" else message.cancel.request_id
-        self.credential.check(now=True)  # each trade or cancel is authorized: a revoked key ends the session
-        self.principal = self.ctx.principal
         started = time.monotonic()
+        try:  # each trade or cancel is authorized: a revoked key (an expired token) ends the session
+            self.credential.check(now=True)
+        except TradewireError as exc:
+            self.service._record_item(self.ctx, action or "action", request_id, (exc.code, exc.reason), started)
+            raise
+        self.principal = self.ctx.principal
         try:
             require_valid(message)
             if self.service.draining:
@@ -475,7 +481,7 @@ class _Session:
                     raise nested_under("cancel.", exc) from None
                 self.put(spb.TradeSessionResponse(cancelled=spb.CancelTradeResponse(request_id=request_id,
                                                                                     status=result.status)))
-                self.service._record_item(self.ctx, action, request_id, None, started)
+                self.service._record_item(self.ctx, action, request_id, (Code.OK, ""), started)
                 return
             mode = mode_name(message.trade.mode)
             authorize(self.principal, "TradeSession", mode)
@@ -488,25 +494,40 @@ class _Session:
                 raise nested_under("trade.", exc) from None
         except TradewireError as exc:
             self.put(spb.TradeSessionResponse(error=spb.SessionError(request_id=request_id, error=trade_error(exc))))
-            self.service._record_item(self.ctx, action or "action", request_id, exc, started)
+            self.service._record_item(self.ctx, action or "action", request_id, (exc.code, exc.reason), started)
             return
-        self.service._record_item(self.ctx, action, request_id, None, started)
-        if request_id not in self.followed:
-            self.followed.add(request_id)
-            task = asyncio.create_task(self._follow(request_id), name=f"session-follow-{request_id}")
-            self.followers[request_id] = task
-            task.add_done_callback(lambda _t, rid=request_id: self._followed(rid))
+        if request_id in self.followers:  # sent again while the session follows it: joined, nothing new
+            self.service._record_item(self.ctx, action, request_id, (Code.OK, ""), started)
+            return
+        task = asyncio.create_task(self._follow(request_id, started), name=f"session-follow-{request_id}")
+        self.followers[request_id] = task
+        task.add_done_callback(lambda _t, rid=request_id: self._followed(rid))
 
     def _followed(self, request_id: str) -> None:
         self.followers.pop(request_id, None)
         self.ready.set()
 
-    async def _follow(self, request_id: str) -> None:
-        async for event in self.runner.events(self.principal.id, request_id, 1):
-            if event.kind == pb.STATUS_KIND_TRANSITION:
-                self.put(spb.TradeSessionResponse(status=event))
-            if self.failed is not None:
-                return
+    async def _follow(self, request_id: str, started: float) -> None:
+        """The trade's statuses into the session; its record once it ends (CANCELLED if the session
+        ends first — the trade goes on — as an ExecuteTrade whose caller left is recorded)."""
+        ended = (Code.CANCELLED, "")
+        try:
+            async for event in self.runner.events(self.principal.id, request_id, 1):
+                if event.kind == pb.STATUS_KIND_TRANSITION:
+                    self.put(spb.TradeSessionResponse(status=event))
+                    if is_terminal(event.stage):
+                        ended = ended_as(event.result)
+                if self.failed is not None:
+                    return
+        finally:
+            self.service._record_item(self.ctx, "trade", request_id, ended, started)
+
+
+def ended_as(result: pb.TradeResult) -> tuple[Code, str]:
+    """(code, reason) of a trade's end as its ExecuteTrade is recorded: OK if FILLED, else its error's."""
+    if result.status == pb.TRADE_STATUS_FILLED:
+        return Code.OK, ""
+    return Code(result.error.code) if result.error.code else Code.UNKNOWN, result.error.reason
 
 
 def _val(atomic: int | Decimal, decimals: int) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from support.clients import PROTOCOLS, GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
+from support.ports import wait_until
 from support.trading import found, reached, trade, unique
 from tradewire.core.auth.api_keys import create_key, revoke_key
 from tradewire.core.auth.sqlite_key_store import SqliteApiKeyStore
@@ -61,6 +62,12 @@ async def test_a_session_ends_at_its_next_trade_once_its_key_is_revoked(slow_gat
         assert (ended.value.code, ended.value.reason) == ("UNAUTHENTICATED", "API_KEY_REVOKED")
         assert await found(client, other, second.request_id) is None  # it never ran
         assert await found(client, other, first.request_id) is not None
+        def refused() -> list[dict]:
+            return slow_gateway.audit_rows("tw_requests", method="TradeSession.trade",
+                                           trade_request_id=second.request_id)
+
+        wait_until(refused, what="the refused trade's audit row")
+        assert [(row["code"], row["reason"]) for row in refused()] == [("UNAUTHENTICATED", "API_KEY_REVOKED")]
     finally:
         session.cancel()
         await client.close()

@@ -145,18 +145,20 @@ async def test_live_items_need_the_live_scope_for_the_whole_batch(batch_gateway)
 
 async def test_each_item_is_on_record_with_its_own_outcome(client, batch_gateway):
     correlation_id = unique(f"batch-record-{client.name}")
-    items = [trade(unique("on-record")), trade(unique("same-mints"), output_mint=SOL)]
+    items = [trade(unique("on-record")), trade(unique("same-mints"), output_mint=SOL),
+             trade(unique("too-much"), amount="99999")]  # runs, and is REJECTED: recorded as its ExecuteTrade is
     await client.unary("ExecuteTradeBatch", spb.ExecuteTradeBatchRequest(trades=items), batch_gateway.key("alice"),
                        headers={"x-correlation-id": correlation_id})
 
     def rows() -> list[dict]:
         return batch_gateway.audit_rows("tw_requests", correlation_id=correlation_id)
 
-    wait_until(lambda: len(rows()) == 3, what="the call's row and one per item")
+    wait_until(lambda: len(rows()) == 4, what="the call's row and one per item")
     by_method = sorted((r["method"], r.get("trade_request_id"), r["code"], r.get("reason")) for r in rows())
     assert by_method == [
         ("ExecuteTradeBatch", None, "OK", None),
         ("ExecuteTradeBatch.trades", items[0].request_id, "OK", None),
         ("ExecuteTradeBatch.trades", items[1].request_id, "INVALID_ARGUMENT", "VALIDATION_FAILED"),
+        ("ExecuteTradeBatch.trades", items[2].request_id, "FAILED_PRECONDITION", "INSUFFICIENT_FUNDS"),
     ]
     assert len({r["request_id"] for r in rows()}) == 1  # all under the call's id

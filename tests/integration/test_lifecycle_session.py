@@ -11,6 +11,7 @@ from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
 from support.ports import wait_until
 from support.trading import SOL, eventually, metric, trade, unique
+from tradewire.core.lifecycle import is_terminal
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -256,9 +257,9 @@ async def test_each_trade_and_cancel_of_a_session_is_on_record(session_gateway):
     correlation_id = unique("session-record")
     good, same_mints, live = (session_trade(unique("rec-good")), session_trade(unique("rec-bad"), output_mint=SOL),
                               session_trade(unique("rec-live"), mode=pb.TRADING_MODE_LIVE))
-    unknown = unique("rec-unknown")
+    too_much, unknown = session_trade(unique("rec-too-much"), amount="99999"), unique("rec-unknown")
     try:
-        await client.session([good, same_mints, live, session_cancel(unknown)], session_gateway.key("bob"),
+        await client.session([good, same_mints, live, too_much, session_cancel(unknown)], session_gateway.key("bob"),
                              headers={"x-correlation-id": correlation_id})
     finally:
         await client.close()
@@ -266,11 +267,38 @@ async def test_each_trade_and_cancel_of_a_session_is_on_record(session_gateway):
     def rows() -> list[dict]:
         return session_gateway.audit_rows("tw_requests", correlation_id=correlation_id)
 
-    wait_until(lambda: len(rows()) == 5, what="the call's row and one per message")
+    wait_until(lambda: len(rows()) == 6, what="the call's row and one per message")
     assert sorted((r["method"], r.get("trade_request_id", ""), r["code"]) for r in rows()) == sorted([
         ("TradeSession", "", "OK"),
-        ("TradeSession.trade", good.trade.request_id, "OK"),
+        ("TradeSession.trade", good.trade.request_id, "OK"),  # recorded once it ended, as it ended
+        ("TradeSession.trade", too_much.trade.request_id, "FAILED_PRECONDITION"),  # ran, REJECTED
         ("TradeSession.trade", same_mints.trade.request_id, "INVALID_ARGUMENT"),
         ("TradeSession.trade", live.trade.request_id, "PERMISSION_DENIED"),  # a paper key asking for LIVE
         ("TradeSession.cancel", unknown, "NOT_FOUND"),
     ])
+
+
+async def test_a_trade_sent_again_after_it_ended_is_followed_again(session_gateway):
+    client = make_client("grpc", session_gateway)
+    request = session_trade(unique("sess-again"))
+    session = client.open_session(session_gateway.key("bob"))
+    try:
+        responses = aiter(session)
+
+        async def to_its_end() -> list[int]:
+            stages = []
+            while not stages or not is_terminal(stages[-1]):
+                response = await anext(responses)
+                if response.WhichOneof("event") == "status" and response.status.kind == pb.STATUS_KIND_TRANSITION:
+                    stages.append(response.status.stage)
+            return stages
+
+        await session.send(request)
+        first = await asyncio.wait_for(to_its_end(), 20)
+        await session.send(request)  # after its end: its statuses again (a replay), not silence
+        again = await asyncio.wait_for(to_its_end(), 20)
+        await session.done_sending()
+    finally:
+        session.cancel()
+        await client.close()
+    assert first == again and first[-1] == pb.TRADE_STATUS_FILLED
