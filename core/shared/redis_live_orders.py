@@ -14,7 +14,8 @@ whose owner records its sends (the trade's ``handover``, set by the claim), "no 
 "never sent and never will be", and a record names the only transaction that may be on the
 network. The adopter imports that row into its own journal (:meth:`adopt`) and follows it by
 signature like any pending transaction of its own; the booking's fill id (the signature) keeps
-it booked once, whichever replica books it.
+it booked once, whichever replica books it. A record whose transaction the RPC's preflight
+refused (never forwarded: the journal voids it) is forgotten, so the trade may sign anew.
 
 **Daily loss.** A booking is counted once per signature, whichever replica reports it and
 however often (HSETNX). The replica's journal stays the record: a booking is written there
@@ -53,6 +54,12 @@ redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
 """
 
+# KEYS: the trade's sent record; ARGV: signature. Forgets the record only if it names that transaction.
+_FORGET_SENT = """
+if redis.call('HGET', KEYS[1], 'signature') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS: the day's hash, the day's total; ARGV: signature, PnL change, seconds kept.
 _COUNT_ONCE = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
@@ -70,6 +77,7 @@ class SharedLiveOrders(LiveOrderStore):
         self.replica_id = replica_id
         self._record_if_owner = client.register_script(_RECORD_IF_OWNER)
         self._count_once = client.register_script(_COUNT_ONCE)
+        self._forget_sent = client.register_script(_FORGET_SENT)
         self._uncounted: dict[str, tuple[int, int]] = {}  # signature → (day, PnL change) Redis did not take
         today = time.time_ns() // DAY_NS * DAY_NS
         for row in self.final_since(today):
@@ -91,6 +99,20 @@ class SharedLiveOrders(LiveOrderStore):
             self.void(signature)
             return False
         return super().mark_pending(signature)
+
+    def void_refused(self, signature: str) -> bool:
+        """Void it here, then forget its record, so no replica ever follows a transaction that
+        is not on the network. A record Redis does not forget now is harmless: the next send for
+        the trade replaces it, and one followed by an adopter only ever expires."""
+        row = self.get(signature)
+        if row is None or not super().void_refused(signature):
+            return False
+        try:
+            self._forget_sent(keys=[_sent_key(row.principal, row.request_id)], args=[signature])
+        except STORE_OUTAGES as exc:
+            log.warning("the record of transaction %s, refused before it reached the network, stays in Redis (%s)",
+                        signature, exc)
+        return True
 
     def set_bundle_id(self, signature: str, bundle_id: str) -> None:
         """The id the block engine returned for the bundle, when it differs: the record follows."""

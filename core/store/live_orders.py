@@ -4,10 +4,13 @@ One row per signed swap transaction, written BEFORE it is sent (its own SQLite f
 ``synchronous=FULL`` so a committed state survives a power cut, not just a crash):
 
     prepared ──► pending ──► landed | expired | dropped
-        └──────► void
+        │           │
+        └──► void ◄─┘ (from pending: its one send refused by the RPC's preflight)
 
 * ``prepared``: signed and persisted; nothing has been sent.
-* ``void``: prepared but abandoned before any send (simulation failed, cancelled, ...).
+* ``void``: prepared but abandoned before any send (simulation failed, cancelled, ...), or
+  pending but its only send was refused by the RPC's preflight, which does not forward what
+  it refuses (so the request may sign anew).
 * ``pending``: written (and committed) right before the first send, so from here on the
   transaction may be on the network. Only the same signed bytes are ever re-broadcast;
   a pending row is resolved by its signature, never by signing again.
@@ -191,6 +194,12 @@ class LiveOrderStore:
     def void(self, signature: str) -> bool:
         """Abandon a prepared transaction that was never sent."""
         return self._set_state(signature, VOID, (PREPARED,))
+
+    def void_refused(self, signature: str) -> bool:
+        """Abandon a pending transaction whose only send the RPC's preflight refused: the node
+        did not forward it, so it is not on the network (the caller makes sure nothing else
+        sent it)."""
+        return self._set_state(signature, VOID, (PENDING,))
 
     def void_prepared(self, created_before_ns: int) -> int:
         """At start-up: a previous run's prepared rows were never sent (pending is committed

@@ -16,6 +16,14 @@
 7. A slippage failure found when the swap was built was FAILED, its quote lost.
 8. An RPC outage was logged every confirmation round, and health kept saying the wallet
    balance was ok.
+9. A trade whose transaction had landed but was not final yet was counted twice — in the
+   balances read and in its reservation — so trades that fit were refused.
+10. Identical trades whose builds kept coming out as another request's transaction ended
+    FAILED INTERNAL, for good, though nothing was sent.
+11. INSUFFICIENT_FUNDS did not name the unit of what trades in flight may spend, nor give it in
+    the error's metadata.
+12. A blockhash the RPC's preflight no longer knew ended the trade EXPIRED for good, though the
+    preflight forwards nothing it refuses.
 """
 
 from __future__ import annotations
@@ -37,9 +45,10 @@ from solders.pubkey import Pubkey
 
 from tradewire.core import lifecycle
 from tradewire.core.errors import Code
+from tradewire.core.executors.live.executor import BUILD_ATTEMPTS
 from tradewire.core.executors.live.outcomes import chain_error
 from tradewire.core.retry import transient_reason
-from tradewire.core.store.live_orders import EXPIRED, LANDED, PENDING
+from tradewire.core.store.live_orders import EXPIRED, LANDED, PENDING, VOID
 from tradewire.devnet.constants import TOKEN_ACCOUNT_LEN
 from tradewire.devnet.spl_token import token_account
 from tradewire.v1 import trade_pb2 as pb
@@ -262,6 +271,144 @@ async def test_a_trade_in_flight_still_counts_after_a_restart_until_it_is_final(
     assert allowed.outcome.status == pb.TRADE_STATUS_FILLED, allowed.outcome
 
 
+async def submitted_trade(h, request_id: str, amount: str) -> asyncio.Task:
+    """A USDC→SOL trade run in the background, once it is SUBMITTED."""
+    submitted = asyncio.Event()
+    task = asyncio.create_task(h.run(h.order(request_id, USDC, SOL, amount), {pb.TRADE_STATUS_SUBMITTED: submitted}))
+    await asyncio.wait_for(submitted.wait(), 10)
+    return task
+
+
+async def landed_not_final(h, host, rules, request_id: str, amount: str) -> asyncio.Task:
+    """A USDC→SOL trade whose transaction lands and is confirmed, while its finalization cannot
+    read it (getTransaction answers errors until the test clears ``rules.fail_methods``)."""
+    rules.fail_methods["getTransaction"] = -1
+    task = await submitted_trade(h, request_id, amount)
+    signature = h.orders.for_request("alice", request_id).signature
+    await eventually(lambda: signature in h.executor.confirmer.watches
+                     and h.executor.confirmer.watches[signature].finalize_failures >= 1)  # seen landed, not final
+    assert h.executor.safety.holds(("alice", request_id)) and wallet_tx_count(host.devnet, h.wallet.pubkey()) == 1
+    return task
+
+
+async def test_a_landed_trade_not_yet_final_is_not_counted_twice_against_the_funds(make_live, host, rules) -> None:
+    h = await make_live(fund(host.devnet, 10 * LAMPORTS, {"USDC": 100 * 10**6}))
+    first = await landed_not_final(h, host, rules, "half-1", "50")
+
+    submitted = asyncio.Event()
+    second = asyncio.create_task(h.run(h.order("half-2", USDC, SOL, "50"), {pb.TRADE_STATUS_SUBMITTED: submitted}))
+    await eventually(lambda: submitted.is_set() or second.done())  # admitted and sent, or refused
+    rules.fail_methods.clear()
+    runs = await asyncio.wait_for(asyncio.gather(first, second), 15)
+
+    assert [r.outcome.status for r in runs] == [pb.TRADE_STATUS_FILLED] * 2, [r.outcome for r in runs]
+    assert token_amount(host.devnet, h.wallet.pubkey(), USDC) == 0
+
+
+async def test_a_balance_read_older_than_a_landed_transaction_still_counts_its_reservation(make_live, host,
+                                                                                         rules) -> None:
+    def first_balances_again(inner):
+        class Replaying(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request):
+                method, ident = rpc_call(request)
+                if method in ("getBalance", "getTokenAccountsByOwner"):
+                    if method in first and replay:
+                        return httpx.Response(200, json={**first[method], "id": ident})
+                    response = await inner.handle_async_request(request)
+                    answer = json.loads(await response.aread())
+                    first.setdefault(method, answer)
+                    return httpx.Response(response.status_code, json=answer)
+                return await inner.handle_async_request(request)
+
+            async def aclose(self):
+                await inner.aclose()
+
+        return Replaying()
+
+    first: dict[str, dict] = {}  # the first answers: the wallet before any trade, at the slot read then
+    replay: list[bool] = []
+    h = await make_live(fund(host.devnet, 10 * LAMPORTS, {"USDC": 100 * 10**6}),
+                        wrap_transports={"rpc": first_balances_again})
+    rules.before_send = lambda: host.devnet.chain.advance_slots(1)  # it lands in a later slot than that read
+    landed = await landed_not_final(h, host, rules, "stale-1", "50")
+    replay.append(True)  # a node behind: it answers the wallet as it was before the first trade
+
+    run = await h.run(h.order("stale-2", USDC, SOL, "60"))
+
+    # 100 USDC read, less the 50 the landed trade spent: counted once, though the read is older.
+    assert run.outcome.status == pb.TRADE_STATUS_REJECTED, run.outcome
+    error = run.outcome.error
+    assert error.reason == "INSUFFICIENT_FUNDS", error
+    assert "has 50 USDC once the 50 USDC that trades in flight may spend is set aside" in error.message
+    rules.fail_methods.clear()
+    assert (await asyncio.wait_for(landed, 15)).outcome.status == pb.TRADE_STATUS_FILLED
+
+
+async def test_insufficient_funds_names_the_unit_and_the_amount_trades_in_flight_may_spend(make_live, host,
+                                                                                         rules) -> None:
+    h = await make_live(fund(host.devnet, 10 * LAMPORTS, {"USDC": 100 * 10**6}))
+    rules.drop_sends = 10**9  # lost in flight: it stays pending
+    rules.hold_height = host.devnet.chain.block_height  # ...and is not expired while the test runs
+    pending = await submitted_trade(h, "in-flight-60", "60")
+
+    run = await h.run(h.order("after-60", USDC, SOL, "60"))
+
+    assert run.outcome.status == pb.TRADE_STATUS_REJECTED, run.outcome
+    error = run.outcome.error
+    assert error.reason == "INSUFFICIENT_FUNDS"
+    assert error.message == ("wallet balance too low: needs 60 USDC, has 40 USDC once the 60 USDC that trades in "
+                             "flight may spend is set aside"), error.message
+    assert dict(error.metadata) == {"mint": "USDC", "needed": "60", "available": "40", "in_flight": "60"}
+    pending.cancel()
+    await asyncio.gather(pending, return_exceptions=True)
+
+
+# -- 10. identical trades that keep building one transaction ---------------------------------------------------
+
+
+async def test_identical_trades_whose_builds_keep_colliding_are_refused_for_a_retry_not_failed(make_live, host,
+                                                                                             rules) -> None:
+    def one_build_for_all(inner):
+        class Caching(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request):
+                if request.url.path.endswith(SWAP):
+                    builds.append(request)
+                    if built and same:
+                        return httpx.Response(200, json=built[0])
+                    response = await inner.handle_async_request(request)
+                    built.append(json.loads(await response.aread()))
+                    return httpx.Response(response.status_code, json=built[-1])
+                return await inner.handle_async_request(request)
+
+            async def aclose(self):
+                await inner.aclose()
+
+        return Caching()
+
+    builds: list[httpx.Request] = []
+    built: list[dict] = []
+    same = [True]  # the swap API answers every build with the first one's transaction
+    h = await make_live(wrap_transports={"quote": one_build_for_all})
+    first = await h.run(h.order("twin-1", USDC, SOL, "5"))
+    assert first.outcome.status == pb.TRADE_STATUS_FILLED, first.outcome
+    order = h.order("twin-2", USDC, SOL, "5")
+
+    run = await h.run(order)
+
+    assert run.outcome.status == pb.TRADE_STATUS_REJECTED, run.outcome
+    error = run.outcome.error
+    assert error.reason == "UPSTREAM_UNAVAILABLE" and error.code == Code.UNAVAILABLE
+    assert "another request" in error.message and "nothing was sent or charged" in error.message
+    assert transient_reason(error) is not None  # the runner retries it
+    assert lifecycle.may_run_again(pb.TradeResult(status=run.outcome.status, error=pb.TradeError(code=error.code)))
+    assert len(builds) == 1 + BUILD_ATTEMPTS and len(rules.sends) == 1 and h.orders.count() == 1
+    assert not h.executor.safety.holds(("alice", "twin-2"))
+    same.clear()
+    again = await h.run(order)  # the same request id, run again
+    assert again.outcome.status == pb.TRADE_STATUS_FILLED, again.outcome
+    assert wallet_tx_count(host.devnet, h.wallet.pubkey()) == 2
+
+
 # -- 4. ExactOut is valued at the most it may pay ------------------------------------------------------------
 
 
@@ -309,19 +456,93 @@ async def test_a_blockhash_that_expires_before_send_is_a_refusal_the_same_reques
     assert again.outcome.status == pb.TRADE_STATUS_FILLED, again.outcome
 
 
-async def test_a_blockhash_expired_at_a_preflight_send_ends_expired(make_live, host, rules, devnet_config) -> None:
-    h = await make_live(skip_preflight=False)
+async def test_a_blockhash_expired_at_a_preflight_send_is_a_refusal_the_same_request_may_retry(
+        make_live, host, rules, devnet_config) -> None:
+    # No re-broadcast during the send, and the confirmer does not see the expiry first.
+    h = await make_live(skip_preflight=False, rebroadcast_interval_s=60)
+    rules.hold_height = host.devnet.chain.block_height
     before = lamports(host.devnet, h.wallet.pubkey())
     rules.before_send = lambda: host.devnet.chain.advance_slots(devnet_config.blockhash_valid_blocks + 2)
+    order = h.order("expired-at-preflight", USDC, SOL, "3")
 
-    run = await h.run(h.order("expired-at-preflight", USDC, SOL, "3"))
+    run = await h.run(order)
 
-    assert run.outcome.status == pb.TRADE_STATUS_EXPIRED, run.outcome
+    assert run.outcome.status == pb.TRADE_STATUS_REJECTED, run.outcome
     error = run.outcome.error
-    assert error.reason == "TRADE_EXPIRED" and error.code == Code.DEADLINE_EXCEEDED
-    assert "blockhash expired" in error.message and "nothing was charged" in error.message
-    assert h.orders.get(run.signature).state == EXPIRED
+    assert error.reason == "UPSTREAM_UNAVAILABLE" and error.code == Code.UNAVAILABLE
+    assert "preflight" in error.message and "nothing was sent or charged" in error.message
+    assert transient_reason(error) is not None and run.outcome.fill is None
+    assert lifecycle.may_run_again(pb.TradeResult(status=run.outcome.status, error=pb.TradeError(code=error.code)))
+    [refused] = rules.sends  # the preflight's refusal: never re-broadcast
+    assert h.orders.count(VOID) == 1 and h.orders.for_request("alice", "expired-at-preflight") is None
+    assert not h.executor.safety.holds(("alice", "expired-at-preflight"))
     assert wallet_tx_count(host.devnet, h.wallet.pubkey()) == 0 and lamports(host.devnet, h.wallet.pubkey()) == before
+    rules.hold_height = None
+    again = await h.run(order)  # the same request id, run again: a new transaction
+    assert again.outcome.status == pb.TRADE_STATUS_FILLED, again.outcome
+    assert rules.sends[-1] != refused and wallet_tx_count(host.devnet, h.wallet.pubkey()) == 1
+
+
+async def test_a_preflight_refusal_after_a_re_broadcast_went_out_stays_expired(make_live, host, rules,
+                                                                              devnet_config) -> None:
+    def held_until_re_broadcast(inner):
+        class Held(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request):
+                method, _ = rpc_call(request)
+                if method == "sendTransaction":
+                    options = json.loads(request.content)["params"][1]
+                    if options["skipPreflight"]:
+                        re_broadcast.set()
+                    else:  # the first send: its blockhash expires, and it reaches the RPC after a re-broadcast
+                        host.devnet.chain.advance_slots(devnet_config.blockhash_valid_blocks + 2)
+                        await asyncio.wait_for(re_broadcast.wait(), 5)
+                return await inner.handle_async_request(request)
+
+            async def aclose(self):
+                await inner.aclose()
+
+        return Held()
+
+    re_broadcast = asyncio.Event()
+    h = await make_live(skip_preflight=False, wrap_transports={"rpc": held_until_re_broadcast})
+    rules.hold_height = host.devnet.chain.block_height  # the confirmer re-broadcasts instead of expiring it
+
+    run = await h.run(h.order("re-broadcast-then-refused", USDC, SOL, "3"))
+
+    # The re-broadcast skipped the preflight: the refusal no longer proves nothing went out.
+    assert run.outcome.status == pb.TRADE_STATUS_EXPIRED, run.outcome
+    assert run.outcome.error.reason == "TRADE_EXPIRED"
+    assert h.orders.get(run.signature).state == EXPIRED and h.orders.count(VOID) == 0
+    assert len(rules.sends) >= 2 and len(set(rules.sends)) == 1
+    assert wallet_tx_count(host.devnet, h.wallet.pubkey()) == 0
+
+
+def test_a_shared_journal_forgets_the_sent_record_of_a_transaction_the_preflight_refused(redis_server,
+                                                                                      tmp_path) -> None:
+    import redis
+
+    from tradewire.core.shared.redis_live_orders import SharedLiveOrders
+    from tradewire.core.shared.redis_store import RedisTradeStore
+
+    client = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/13")  # a database of its own
+    client.flushdb()
+    store = RedisTradeStore(client, "replica-a")
+    store.settles_live = True
+    result = pb.TradeResult(request_id="refused-1", status=pb.TRADE_STATUS_SIMULATED, mode=LIVE)
+    assert store.claim("alice", "refused-1", "fp", result, pb.TradeRequest(request_id="refused-1")) is None
+    journal = SharedLiveOrders(tmp_path / "a.db", client, "replica-a")
+    journal.prepare(signature="sig-1", principal="alice", request_id="refused-1", route="rpc", tx=b"swap",
+                    bundle=(), bundle_id=None, last_valid_block_height=321, request=b"request", quote={})
+    assert journal.mark_pending("sig-1")  # recorded for the other replicas, then sent
+    assert client.exists("tw:live:sent:alice:refused-1")
+
+    assert journal.void_refused("sig-1")
+
+    assert journal.get("sig-1").state == VOID and journal.for_request("alice", "refused-1") is None
+    assert not client.exists("tw:live:sent:alice:refused-1")  # no replica will follow it
+    assert SharedLiveOrders(tmp_path / "b.db", client, "replica-b").adopt("alice", "refused-1") is None
+    assert not journal.void_refused("sig-1")  # only a pending row
+    journal.close()
 
 
 async def test_a_jito_bundle_whose_blockhash_expired_ends_expired_not_outbid(make_live, host, rules,

@@ -271,6 +271,8 @@ class Confirmer:
 
     async def broadcast(self, watch: Watch) -> None:
         """Send the same signed bytes again; whatever happens, the signature decides."""
+        if self.watches.get(watch.signature) is not watch:
+            return  # forgotten while this round ran (refused at its first send): it must not go out now
         watch.next_broadcast = self._clock() + self.rebroadcast_interval_s
         watch.broadcasts += 1
         self.rebroadcasts += 1

@@ -33,13 +33,17 @@ in flight.
 Errors: breaker open → CIRCUIT_OPEN (UNAVAILABLE, retry-after); an upstream still failing
 after the bounded retries, or answering malformed → UPSTREAM_UNAVAILABLE (only ever before
 send; one warning line, no traceback); the blockhash expired while the swap was built and
-signed → UPSTREAM_UNAVAILABLE too (REJECTED, so the runner and the caller may run it again);
+signed, or before the first send when the RPC's preflight refused it (-32002: a refusal is
+never forwarded; only when no re-broadcast had gone out, and the journal voids the row) →
+UPSTREAM_UNAVAILABLE too (REJECTED, so the runner and the caller may run it again), as are
+identical trades whose every rebuild came out as another request's transaction;
 slippage (program error 6001) → SLIPPAGE_EXCEEDED (ABORTED): REJECTED with its quote when
 found before send, FAILED once sent; the wallet cannot pay → INSUFFICIENT_FUNDS
 (FAILED_PRECONDITION); the built swap fails simulation before send → REJECTED, RISK_LIMIT
 (check SIMULATION); expired → EXPIRED / TRADE_EXPIRED (also a preflight that no longer knows
-the blockhash, and a Jito bundle dropped because its blockhash expired); anything unexpected
-→ INTERNAL with nothing internal in the message (the traceback is logged).
+the blockhash after a re-broadcast may have gone out, and a Jito bundle dropped because its
+blockhash expired); anything unexpected → INTERNAL with nothing internal in the message (the
+traceback is logged).
 """
 
 from __future__ import annotations
@@ -65,7 +69,9 @@ from tradewire.core.config import LiveConfig
 from tradewire.core.errors import TradewireError
 from tradewire.core.executors.base import ExecutorHealth, Outcome, Progress
 from tradewire.core.executors.live.breaker import OPEN, CircuitBreaker, CircuitOpen
-from tradewire.core.executors.live.confirmer import DROPPED, EXPIRED, Confirmer, Resolution, Watch
+from tradewire.core.executors.live.confirmer import (
+    DROPPED, EXPIRED, UPSTREAM_FAILURES, Confirmer, Resolution, Watch,
+)
 from tradewire.core.executors.live.fills import (
     WSOL_MINT, ChainFill, UnreadableTransaction, compute_budget, read_transaction,
 )
@@ -387,9 +393,15 @@ class LiveExecutor:
                 # would land once for both. Rebuild on a later blockhash.
                 await asyncio.sleep(self.config.poll_interval_s)
             else:
-                log.error("could not build a transaction distinct from another request's",
-                          extra={"trade_request_id": order.request_id})
-                raise TradewireError("INTERNAL", "internal error")
+                # Identical trades in one burst: every build in the slots waited through came out
+                # as one another request had signed. Nothing was signed into the journal or sent.
+                log.warning("could not build a transaction distinct from another request's",
+                            extra={"trade_request_id": order.request_id})
+                raise TradewireError(
+                    "UPSTREAM_UNAVAILABLE",
+                    "the swap API built the very transaction of another request for the same trade "
+                    f"{BUILD_ATTEMPTS} times (identical trades in the same block would land once for both); "
+                    "nothing was sent or charged, and the trade can be retried as it is")
             wires = [bytes(tx) for tx in signed]
             try:  # no await since the check above: the insert cannot collide on the signature
                 row = self.orders.prepare(
@@ -506,11 +518,32 @@ class LiveExecutor:
             raise TradewireError("INTERNAL", "internal error")
 
     async def _balances(self) -> WalletBalances:
+        """The wallet at ``confirmed``, and the trades in flight whose transaction it already
+        shows (their reservations are not counted again: safety.py, "Trades in flight")."""
         owner = self.wallet.address
         epoch = self.safety.epoch  # reservations released from now on may not show in what is read
-        lamports, tokens = await asyncio.gather(self.rpc.get_balance(owner), self.rpc.get_token_balances(owner))
+        sent = {w.signature: (w.order.principal, w.order.request_id) for w in self.confirmer.watches.values()}
+        (lamports, lamports_slot), (tokens, tokens_slot), landed = await asyncio.gather(
+            self.rpc.balance_at(owner), self.rpc.token_balances_at(owner), self._landed_slots(list(sent)))
         self._balance_read(lamports)
-        return WalletBalances(lamports, tokens, epoch)
+        # Landed in a slot before both reads' (a read at its very slot may be from before it).
+        read_at = min(lamports_slot, tokens_slot)
+        settled = frozenset(sent[signature] for signature, slot in landed.items() if slot < read_at)
+        return WalletBalances(lamports, tokens, epoch, settled)
+
+    async def _landed_slots(self, signatures: list[str]) -> dict[str, int]:
+        """The slot of each of these transactions that is ``confirmed`` (or finalized); a status
+        the RPC does not give leaves the transaction counted as in flight (the safe side)."""
+        if not signatures:
+            return {}
+        try:
+            statuses = await self.rpc.get_signature_statuses(signatures)
+        except UPSTREAM_FAILURES as exc:
+            log.debug("statuses of the transactions in flight not read; all of them count against the limits",
+                      extra={"error": str(exc)})
+            return {}
+        return {signature: status.slot for signature, status in zip(signatures, statuses)
+                if status is not None and status.confirmation_status in ("confirmed", "finalized")}
 
     async def _ensure_books(self, order: Order, balances: WalletBalances) -> None:
         """A principal's LIVE book starts from the wallet as it is on its first LIVE trade."""
@@ -660,9 +693,20 @@ class LiveExecutor:
                         extra={"signature": row.signature, "error": str(exc)})
             return None, "it gave no clear answer"
         # Refused outright: the node / engine did not take it, so it was never forwarded.
-        self.confirmer.forget(row.signature)
+        # Only the refused send ever carried these bytes: no re-broadcast, nothing seen on chain.
+        unsent = watch.broadcasts == 0 and not watch.finalizing and not watch.in_block
+        self.confirmer.forget(row.signature)  # (no await since the line above: none can start now)
         order = self._order_of(row)
         err = refusal.data.get("err") if preflight and isinstance(refusal.data, dict) else None
+        if (is_blockhash_not_found(err) and refusal.code == -32002 and unsent
+                and self.orders.void_refused(row.signature)):
+            # "Transaction simulation failed": a preflight refusal is never forwarded, so nothing
+            # is on the network and the request may sign anew, from a fresh quote.
+            self.safety.release((row.principal, row.request_id))
+            return Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
+                "UPSTREAM_UNAVAILABLE", "the RPC refused the transaction at its preflight: its blockhash expired "
+                                        "before the send; nothing was sent or charged, and the trade can be "
+                                        "retried as it is"), quote=quote_from_json(row.quote)), ""
         if is_blockhash_not_found(err):  # signed for a block height the chain has passed: it can never land
             status, error = blockhash_expired(f"before the RPC took transaction {row.signature} (preflight)")
         elif err is not None:

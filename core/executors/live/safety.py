@@ -31,6 +31,18 @@ the exposure, daily-loss, funds and reserve checks count every other trade's res
 Checking and reserving is one synchronous step (:meth:`SafetyChecks.admit`), so two trades
 never both pass on the same room. A reservation released after a trade's balances were read
 still counts for that trade (its effect may not be in what was read).
+
+A sent transaction lands before its trade is final (the confirmer still has to see it, read
+it and book it), and from then on the balances show what it spent and bought: counting its
+reservation as well would count it twice, and refuse trades that fit. So the executor reads,
+with the balances, the statuses of the transactions in flight (one ``getSignatureStatuses``),
+and a balance read leaves out (:attr:`WalletBalances.settled`) the spend and buys of a trade
+whose transaction is ``confirmed`` (the commitment balances are read at) in a slot before
+the context slot both balance reads answered at. Comparing slots, not the order of the reads,
+keeps this sound on a load-balanced RPC whose nodes lag each other. It is never left out on
+less — no status, ``processed`` only, a read from a node not past its slot, or statuses the
+RPC did not give — so a transaction is counted twice at worst, never zero times. Its
+worst-case loss still counts until it is booked (the balances do not show that).
 """
 
 from __future__ import annotations
@@ -61,6 +73,8 @@ class WalletBalances:
     tokens: dict[str, int] = field(default_factory=dict)  # mint → raw amount (SPL token accounts)
     # SafetyChecks.epoch when the read started: reservations released since still count.
     epoch: int = 0
+    # Trades whose transaction these balances already show: their spend and buys are not counted.
+    settled: frozenset[Key] = frozenset()
 
     def holding(self, mint: str) -> int:
         if mint == WSOL_MINT:
@@ -90,11 +104,12 @@ class _InFlight:
     loss: int = 0
     trades: int = 0
 
-    def add(self, r: Reservation) -> None:
-        for mint, amount in r.spend.items():
-            self.spend[mint] = self.spend.get(mint, 0) + amount
-        self.buys[r.buy_mint] = self.buys.get(r.buy_mint, 0) + r.buy
-        self.loss += r.loss
+    def add(self, r: Reservation, in_balances: bool = False) -> None:
+        if not in_balances:
+            for mint, amount in r.spend.items():
+                self.spend[mint] = self.spend.get(mint, 0) + amount
+            self.buys[r.buy_mint] = self.buys.get(r.buy_mint, 0) + r.buy
+        self.loss += r.loss  # not in any balance: it counts until booked
         self.trades += 1
 
 
@@ -139,7 +154,7 @@ class SafetyChecks:
         self._reduce_only_names = ", ".join(sorted(outputs))
         self._caps = {self._one("mint_exposure_caps", ref): cap for ref, cap in config.mint_exposure_caps.items()}
         self._held: dict[Key, Reservation] = {}
-        self._released: deque[tuple[int, float, Reservation]] = deque()  # (epoch, when, reservation)
+        self._released: deque[tuple[int, float, Key, Reservation]] = deque()  # (epoch, when, trade, reservation)
         self.epoch = 0  # counts releases
 
     def _one(self, setting: str, ref: str) -> str:
@@ -181,7 +196,7 @@ class SafetyChecks:
         """Every limit, counting the trades in flight; when all pass, the trade's reservation is
         held until :meth:`release`. No await inside: nothing can be admitted in between."""
         key = (order.principal_id, order.request_id)
-        others = self._in_flight(key, balances.epoch)
+        others = self._in_flight(key, balances)
         refusal = (self._notional(order, quote, values) or self._exposure(order, quote, balances, values, others)
                    or self._daily_loss(others) or self._funds(order, quote, balances, fee_lamports, others))
         if refusal is None:
@@ -193,7 +208,7 @@ class SafetyChecks:
         """The built transaction's exact fees: funds and reserve checked again, the trade's own
         reservation updated (the other limits were passed at admission)."""
         key = (order.principal_id, order.request_id)
-        refusal = self._funds(order, quote, balances, fee_lamports, self._in_flight(key, balances.epoch))
+        refusal = self._funds(order, quote, balances, fee_lamports, self._in_flight(key, balances))
         if refusal is None:
             self._held[key] = self.reservation(order, quote, fee_lamports, values)
         return refusal
@@ -212,7 +227,7 @@ class SafetyChecks:
             return
         self.epoch += 1
         now = self._monotonic()
-        self._released.append((self.epoch, now, reservation))
+        self._released.append((self.epoch, now, key, reservation))
         while self._released and self._released[0][1] < now - RELEASED_KEPT_S:
             self._released.popleft()
 
@@ -226,14 +241,14 @@ class SafetyChecks:
         loss = max(0, slip) + _value(values, WSOL_MINT, fee_lamports)
         return Reservation(spend, order.output_mint.address, quote.out_amount, loss)
 
-    def _in_flight(self, key: Key, since_epoch: int) -> _InFlight:
+    def _in_flight(self, key: Key, balances: WalletBalances) -> _InFlight:
         total = _InFlight()
         for other, reservation in self._held.items():
             if other != key:
-                total.add(reservation)
-        for epoch, _, reservation in self._released:
-            if epoch > since_epoch:  # released after the balances were read: maybe not in them
-                total.add(reservation)
+                total.add(reservation, other in balances.settled)
+        for epoch, _, other, reservation in self._released:
+            if epoch > balances.epoch:  # released after the balances were read: maybe not in them
+                total.add(reservation, other in balances.settled)
         return total
 
     # -- the checks ------------------------------------------------------------------------------
@@ -321,9 +336,12 @@ def _has_symbol(market: Market, symbol: str) -> bool:
 
 def _insufficient(mint: Mint, needed: int, available: int, in_flight: int = 0) -> TradewireError:
     shown = max(0, available)
-    pending = f" once the {mint.to_units(in_flight)} that trades in flight may spend is set aside" if in_flight else ""
+    pending = f" once the {mint.to_units(in_flight)} {mint.symbol} that trades in flight may spend is set aside" \
+        if in_flight else ""
     return TradewireError(
         "INSUFFICIENT_FUNDS",
-        f"wallet balance too low: needs {mint.to_units(needed)} {mint.symbol}, has {mint.to_units(shown)}{pending}",
-        metadata={"mint": mint.symbol, "needed": mint.to_units(needed), "available": mint.to_units(shown)},
+        f"wallet balance too low: needs {mint.to_units(needed)} {mint.symbol}, has {mint.to_units(shown)} "
+        f"{mint.symbol}{pending}",
+        metadata={"mint": mint.symbol, "needed": mint.to_units(needed), "available": mint.to_units(shown),
+                  "in_flight": mint.to_units(in_flight)},
     )

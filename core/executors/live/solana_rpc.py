@@ -68,12 +68,17 @@ class SolanaRpc:
     # -- reads -------------------------------------------------------------------------
 
     async def get_balance(self, pubkey: str) -> int:
+        return (await self.balance_at(pubkey))[0]
+
+    async def balance_at(self, pubkey: str) -> tuple[int, int]:
+        """(lamports at ``confirmed``, the slot the node read them at)."""
         result = await self.retrying("getBalance", [pubkey, {"commitment": "confirmed"}])
         with reading("rpc", "getBalance"):
-            return _u64(result["value"])
+            return _u64(result["value"]), _context_slot(result)
 
-    async def get_token_balances(self, owner: str) -> dict[str, int]:
-        """Raw token amounts of ``owner`` per mint (SPL Token accounts, summed per mint)."""
+    async def token_balances_at(self, owner: str) -> tuple[dict[str, int], int]:
+        """(raw token amounts of ``owner`` per mint at ``confirmed``, SPL Token accounts summed
+        per mint; the slot the node read them at)."""
         result = await self.retrying("getTokenAccountsByOwner", [
             owner, {"programId": TOKEN_PROGRAM}, {"encoding": "jsonParsed", "commitment": "confirmed"}])
         out: dict[str, int] = {}
@@ -81,7 +86,7 @@ class SolanaRpc:
             for entry in result["value"]:
                 info = entry["account"]["data"]["parsed"]["info"]
                 out[info["mint"]] = out.get(info["mint"], 0) + _u64(int(info["tokenAmount"]["amount"]))
-        return out
+            return out, _context_slot(result)
 
     async def get_block_height(self, commitment: str = "confirmed", *, check_breaker: bool = True) -> int:
         result = await self.call("getBlockHeight", [{"commitment": commitment}], check_breaker=check_breaker)
@@ -125,6 +130,12 @@ class SolanaRpc:
         return await self.call("sendTransaction", [base64.b64encode(wire).decode(), {
             "encoding": "base64", "skipPreflight": skip_preflight, "preflightCommitment": "processed",
             "maxRetries": 0}], check_breaker=check_breaker)
+
+
+def _context_slot(result: Any) -> int:
+    """The slot an answer was read at; 0 when the node does not say (then it vouches for nothing)."""
+    slot = (result.get("context") or {}).get("slot")
+    return 0 if slot is None else _u64(slot)
 
 
 def _u64(value: Any) -> int:
