@@ -57,6 +57,18 @@ LIVE = pb.TRADING_MODE_LIVE
 SWAP = "/swap/v1/swap"  # the swap API's build (and simulate) endpoint
 
 
+
+def retryable_refusal(outcome, words: str):
+    """The outcome is a refusal before send that the runner retries and the caller may re-run
+    (REJECTED UPSTREAM_UNAVAILABLE, nothing sent or charged, saying ``words``); its error."""
+    assert outcome.status == pb.TRADE_STATUS_REJECTED, outcome
+    error = outcome.error
+    assert error.reason == "UPSTREAM_UNAVAILABLE" and error.code == Code.UNAVAILABLE
+    assert words in error.message and "nothing was sent or charged" in error.message
+    assert transient_reason(error) is not None
+    assert lifecycle.may_run_again(pb.TradeResult(status=outcome.status, error=pb.TradeError(code=error.code)))
+    return error
+
 def assert_booked_once_as_the_chain_shows(h, host, signature: str) -> None:
     """The LIVE book equals the wallet on chain (seeded from it, then this one fill, once)."""
     owner = h.wallet.pubkey()
@@ -395,12 +407,7 @@ async def test_identical_trades_whose_builds_keep_colliding_are_refused_for_a_re
 
     run = await h.run(order)
 
-    assert run.outcome.status == pb.TRADE_STATUS_REJECTED, run.outcome
-    error = run.outcome.error
-    assert error.reason == "UPSTREAM_UNAVAILABLE" and error.code == Code.UNAVAILABLE
-    assert "another request" in error.message and "nothing was sent or charged" in error.message
-    assert transient_reason(error) is not None  # the runner retries it
-    assert lifecycle.may_run_again(pb.TradeResult(status=run.outcome.status, error=pb.TradeError(code=error.code)))
+    retryable_refusal(run.outcome, "another request")
     assert len(builds) == 1 + BUILD_ATTEMPTS and len(rules.sends) == 1 and h.orders.count() == 1
     assert not h.executor.safety.holds(("alice", "twin-2"))
     same.clear()
@@ -445,12 +452,8 @@ async def test_a_blockhash_that_expires_before_send_is_a_refusal_the_same_reques
 
     run = await h.run(order)
 
-    assert expired and run.outcome.status == pb.TRADE_STATUS_REJECTED, run.outcome
-    error = run.outcome.error
-    assert error.reason == "UPSTREAM_UNAVAILABLE" and error.code == Code.UNAVAILABLE
-    assert "blockhash expired" in error.message and "nothing was sent or charged" in error.message
-    assert transient_reason(error) is not None  # the runner retries it with a fresh quote
-    assert lifecycle.may_run_again(pb.TradeResult(status=run.outcome.status, error=pb.TradeError(code=error.code)))
+    assert expired
+    retryable_refusal(run.outcome, "blockhash expired")  # (the runner retries it with a fresh quote)
     assert rules.sends == [] and wallet_tx_count(host.devnet, h.wallet.pubkey()) == 0
     again = await h.run(order)  # the same request id, run again
     assert again.outcome.status == pb.TRADE_STATUS_FILLED, again.outcome
@@ -467,12 +470,8 @@ async def test_a_blockhash_expired_at_a_preflight_send_is_a_refusal_the_same_req
 
     run = await h.run(order)
 
-    assert run.outcome.status == pb.TRADE_STATUS_REJECTED, run.outcome
-    error = run.outcome.error
-    assert error.reason == "UPSTREAM_UNAVAILABLE" and error.code == Code.UNAVAILABLE
-    assert "preflight" in error.message and "nothing was sent or charged" in error.message
-    assert transient_reason(error) is not None and run.outcome.fill is None
-    assert lifecycle.may_run_again(pb.TradeResult(status=run.outcome.status, error=pb.TradeError(code=error.code)))
+    retryable_refusal(run.outcome, "preflight")
+    assert run.outcome.fill is None
     [refused] = rules.sends  # the preflight's refusal: never re-broadcast
     assert h.orders.count(VOID) == 1 and h.orders.for_request("alice", "expired-at-preflight") is None
     assert not h.executor.safety.holds(("alice", "expired-at-preflight"))
