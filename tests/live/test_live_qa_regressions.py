@@ -57,7 +57,6 @@ LIVE = pb.TRADING_MODE_LIVE
 SWAP = "/swap/v1/swap"  # the swap API's build (and simulate) endpoint
 
 
-
 def retryable_refusal(outcome, words: str):
     """The outcome is a refusal before send that the runner retries and the caller may re-run
     (REJECTED UPSTREAM_UNAVAILABLE, nothing sent or charged, saying ``words``); its error."""
