@@ -372,7 +372,6 @@ class _Session:
         self.runner = service.runner
         self.hub = service.hub
         self.ctx = ctx
-        self.principal = ctx.principal
         self.credential = CredentialWatch(service.pipeline, ctx)
         self.requests = requests
         self.max_lag = service.options.session_max_lag
@@ -395,7 +394,7 @@ class _Session:
         self.ready.set()
 
     async def run(self) -> AsyncIterator[spb.TradeSessionResponse]:
-        sub = self.hub.subscribe("session", self.principal.id)
+        sub = self.hub.subscribe("session", self.ctx.principal.id)
         unregister = self.hub.on_shutdown(self.ready.set)
         reader = asyncio.create_task(self._read(), name="trade-session-reader")
         ended = "client_gone"
@@ -468,7 +467,6 @@ class _Session:
         except TradewireError as exc:
             self.service._record_item(self.ctx, action or "action", request_id, (exc.code, exc.reason), started)
             raise
-        self.principal = self.ctx.principal
         try:
             require_valid(message)
             if self.service.draining:
@@ -476,7 +474,7 @@ class _Session:
             if action == "cancel":
                 check_cancel(message.cancel, "cancel.")
                 try:
-                    result = await self.runner.cancel(self.principal.id, request_id, message.cancel.reason)
+                    result = await self.runner.cancel(self.ctx.principal.id, request_id, message.cancel.reason)
                 except TradewireError as exc:
                     raise nested_under("cancel.", exc) from None
                 self.put(spb.TradeSessionResponse(cancelled=spb.CancelTradeResponse(request_id=request_id,
@@ -484,9 +482,9 @@ class _Session:
                 self.service._record_item(self.ctx, action, request_id, (Code.OK, ""), started)
                 return
             mode = mode_name(message.trade.mode)
-            authorize(self.principal, "TradeSession", mode)
-            self.service.pipeline.limit_trade(self.principal.id, message.trade.mode)
-            order = validate_trade(message.trade, self.principal.id, self.service.market, "trade.")
+            authorize(self.ctx.principal, "TradeSession", mode)
+            self.service.pipeline.limit_trade(self.ctx.principal.id, message.trade.mode)
+            order = validate_trade(message.trade, self.ctx.principal.id, self.service.market, "trade.")
             self.service._check_webhook(order, "trade.")
             try:
                 self.runner.admit(order)
@@ -512,7 +510,7 @@ class _Session:
         ends first — the trade goes on — as an ExecuteTrade whose caller left is recorded)."""
         ended = (Code.CANCELLED, "")
         try:
-            async for event in self.runner.events(self.principal.id, request_id, 1):
+            async for event in self.runner.events(self.ctx.principal.id, request_id, 1):
                 if event.kind == pb.STATUS_KIND_TRANSITION:
                     self.put(spb.TradeSessionResponse(status=event))
                     if is_terminal(event.stage):
