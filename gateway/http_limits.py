@@ -41,7 +41,10 @@ What this protocol does (``[server]`` settings, core/config.py ServerConfig):
 A refusal (431/408) is a small JSON google.rpc.Status, as every HTTP error of the gateway; it
 is written after the answers to the requests before it, then the connection is half-closed
 and what the client still sends is read and discarded for a moment (``LINGER_S``, at most
-``LINGER_BYTES``) so that the client gets the answer rather than a reset.
+``LINGER_BYTES``) so that the client gets the answer rather than a reset. An application answer
+that closes the connection (``connection: close``: the client asked, or the gateway is draining)
+before the request's body has all arrived lingers the same way: uvicorn closes at once, and a
+socket closed with unread data is reset — the client loses the answer it was reading.
 
 Normal requests cost a few attribute updates and length additions in callbacks httptools
 already makes, and a timer only when headers or a body span several reads.
@@ -156,6 +159,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._raw_header_bytes = 0  # bytes read while its headers stayed incomplete
         self._body_left = 0  # of a Content-Length body
+        self._chunked = False
         # timers
         self._anchor = 0.0  # when the connection opened / the last response ended
         self._header_timer: asyncio.TimerHandle | None = None
@@ -302,6 +306,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._phase = _HEADERS
         self._seq += 1
         self._header_size = self._header_count = self._raw_header_bytes = self._body_left = 0
+        self._chunked = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -316,6 +321,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.expect_100_continue = True
         elif name == b"content-length" and value.isdigit():
             self._body_left = int(value)
+        elif name == b"transfer-encoding":
+            self._chunked = True
         self.headers.append((name, value))
         self._header_count += 1
         self._header_size += len(name) + len(value)
@@ -329,6 +336,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
         super().on_headers_complete()
+        if self._body_left or self._chunked:  # its answer may come before its body has all arrived
+            self.cycle.transport = _LingeringClose(self, self.cycle)
 
     def on_body(self, body: bytes) -> None:
         self._body_left -= len(body)
@@ -344,7 +353,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         # uvicorn's, plus: the refusal waiting for this answer, reading held back, timers.
         self.server_state.total_requests += 1
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._discarding:
             return
         self._unset_keepalive_if_required()
         if self.pipeline:
@@ -437,9 +446,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _send_refusal(self, status: int, what: str) -> None:
         log.debug("HTTP request refused", extra={"status": status, "why": what, "client": self.client})
         self._deferred = None
-        self._discarding = True
-        self._stash = None
-        self._cancel_timers()
+        self._stop_parsing()
         transport = self.transport
         if transport.is_closing():
             return
@@ -451,8 +458,27 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         content.extend([b"content-type: application/json\r\ncontent-length: ", str(len(body)).encode(),
                         b"\r\nconnection: close\r\n\r\n", body])
         transport.write(b"".join(content))
-        # Half-close, and drop what still comes for a moment: closing with unread data would
-        # reset the connection, and the client might lose the answer.
+        self._linger()
+
+    def _close_answered(self, cycle) -> None:
+        """uvicorn closing the connection after ``cycle``'s answer: at once when its request has
+        all arrived, else only once the client has stopped sending (see :meth:`_linger`)."""
+        if cycle.more_body and not self.transport.is_closing():
+            self._stop_parsing()
+            self._linger()
+        else:
+            self.transport.close()
+
+    def _stop_parsing(self) -> None:
+        """What the client sends from now on is read and dropped: the connection is ending."""
+        self._discarding = True
+        self._stash = None
+        self._cancel_timers()
+
+    def _linger(self) -> None:
+        """Half-close, and drop what still comes for a moment: closing with unread data would
+        reset the connection, and the client might lose the answer."""
+        transport = self.transport
         if not transport.can_write_eof():
             transport.close()
             return
@@ -464,3 +490,19 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.flow.held = False
         self.flow.resume_reading()
         self._linger_timer = self.loop.call_later(LINGER_S, transport.close)
+
+
+class _LingeringClose:
+    """A request's transport as uvicorn's cycle uses it (``write``, ``is_closing``, ``close``),
+    whose ``close()`` is the protocol's :meth:`LimitedHttpToolsProtocol._close_answered`."""
+
+    __slots__ = ("write", "is_closing", "_protocol", "_cycle")
+
+    def __init__(self, protocol: LimitedHttpToolsProtocol, cycle) -> None:
+        self.write = protocol.transport.write
+        self.is_closing = protocol.transport.is_closing
+        self._protocol = protocol
+        self._cycle = cycle
+
+    def close(self) -> None:
+        self._protocol._close_answered(self._cycle)

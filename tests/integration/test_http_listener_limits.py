@@ -339,6 +339,39 @@ def test_a_large_allowed_body_in_many_reads_is_read_whole(gw):
     conn.close()
 
 
+def test_an_answer_closing_the_connection_before_the_body_arrived_is_not_reset(gw):
+    # The client says connection: close and is still sending a 512 KB body the gateway answers
+    # without reading (404): the whole answer must arrive, then a clean end — not a reset, which
+    # loses what the client had not read yet (a socket closed with unread data is reset).
+    size = 512 * 1024
+    head = (b"POST /nope HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: %d\r\n\r\n" % size)
+    for attempt in range(20):  # the reset came in about one of two attempts
+        sock = socket.create_connection(("127.0.0.1", gw.http_port), timeout=10)
+        sock.sendall(head)
+        pump = threading.Thread(target=_send_ignoring_errors, args=(sock, b"x" * size))
+        pump.start()
+        got = bytearray()
+        try:
+            while data := sock.recv(65536):
+                got += data
+        except ConnectionResetError:
+            pytest.fail(f"attempt {attempt}: reset after {bytes(got[:120])!r}")
+        finally:
+            pump.join()
+            sock.close()
+        status, headers, answer = parse(bytes(got))
+        assert status == 404 and headers["connection"] == "close", got
+        assert json.loads(answer)["details"][0]["reason"] == "ROUTE_NOT_FOUND"
+
+
+def _send_ignoring_errors(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass
+
+
 def test_streams_outlive_the_header_and_body_timeouts(gw):
     auth = b"authorization: Bearer " + gw.key("bob").encode() + b"\r\n"
     sse = Conn(gw)

@@ -79,16 +79,16 @@ async def test_sigterm_during_50_running_trades(tmp_path):
         for protocol, client in clients.items():  # new calls: UNAVAILABLE, reason SHUTTING_DOWN
             with pytest.raises(RpcFailure) as failure:
                 await client.unary("ExecuteTrade", trade(unique("late")), key)
-            assert (failure.value.code, failure.value.reason) == ("UNAVAILABLE", "SHUTTING_DOWN"), protocol
+            assert (failure.value.code, failure.value.reason) == ("UNAVAILABLE", "SHUTTING_DOWN"), (protocol, str(failure.value))
             if protocol == "http":  # and the connection closes: the next call must not meet a reset
                 assert failure.value.http_status == 503 and failure.value.headers.get("connection") == "close"
             with pytest.raises(RpcFailure) as failure:
                 await client.stream("StreamExecutionStatus", spb.StreamExecutionStatusRequest(request_id=ids[0]), key)
-            assert failure.value.reason == "SHUTTING_DOWN", protocol
+            assert failure.value.reason == "SHUTTING_DOWN", (protocol, str(failure.value))
             # refused before authentication: a bad key learns UNAVAILABLE too, not UNAUTHENTICATED
             with pytest.raises(RpcFailure) as failure:
                 await client.unary("ExecuteTrade", trade(unique("late-bad-key")), "tw_nobody01_" + "x" * 40)
-            assert (failure.value.code, failure.value.reason) == ("UNAVAILABLE", "SHUTTING_DOWN"), protocol
+            assert (failure.value.code, failure.value.reason) == ("UNAVAILABLE", "SHUTTING_DOWN"), (protocol, str(failure.value))
         assert not any(task.done() for task in calls.values()), "trades were still running when calls were refused"
 
         # every running trade finishes: its caller gets the fill, its stream every event to the terminal one
