@@ -7,6 +7,11 @@ This client sends request i at ``t0 + i / rate`` whatever the server does, each 
 own request id (bench/payloads.py templates), over a pool of keep-alive connections (one
 request in flight per connection; no pipelining).
 
+The gateway closes a keep-alive connection idle past its timeout; a request sent down it at that
+moment meets the close with no byte of answer. As HTTP clients do (RFC 9112 §9.3.1), such a
+request — on a reused connection, nothing answered — is sent once more on another connection
+(the request id makes that safe) and counted as ``resent``; any other loss is an error.
+
 Latency is measured from the moment a request became due (the scheduler noticed it), so
 time spent waiting for a free connection counts — no coordinated omission. The timer
 slack of the event loop (~1 ms) is excluded from latency and reported as
@@ -46,8 +51,11 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.due = 0.0
+        self.index = -1  # of the request in flight
         self.grpc_web = False
         self.busy = False
+        self.answering = False  # a byte of the answer to the request in flight has come
+        self.reused = False  # an answer came on it before
         self.grpc_status: bytes | None = None
         self.body = bytearray()
 
@@ -56,6 +64,7 @@ class _Conn(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self.answering = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -86,8 +95,8 @@ class _Conn(asyncio.Protocol):
                 error = f"grpc-status {code.decode()}"
         self.client.completed(self, error)
 
-    def send(self, raw: bytes, due: float, grpc_web: bool) -> None:
-        self.busy, self.due, self.grpc_web = True, due, grpc_web
+    def send(self, raw: bytes, index: int, due: float, grpc_web: bool) -> None:
+        self.busy, self.index, self.due, self.grpc_web, self.answering = True, index, due, grpc_web, False
         self.grpc_status, self.body = None, bytearray()
         self.transport.write(raw)
 
@@ -110,6 +119,8 @@ class OpenLoopClient:
         self.lags = array("d")
         self.errors: collections.Counter[str] = collections.Counter()
         self.outstanding = 0
+        self.resent: set[int] = set()  # requests sent again after a keep-alive close (see above)
+        self.idle_closed = 0  # idle connections the server closed
         self.max_backlog = 0
         self.last_done = 0.0
         self._idle = asyncio.Event()
@@ -133,7 +144,13 @@ class OpenLoopClient:
 
     def _send(self, conn: _Conn, i: int, due: float) -> None:
         template = self.templates[i % len(self.templates)]
-        conn.send(template.render(request_id(self.tag, i)), due, template.protocol == "grpc-web")
+        conn.send(template.render(request_id(self.tag, i)), i, due, template.protocol == "grpc-web")
+
+    def _dispatch(self, i: int, due: float) -> None:
+        if self.free:
+            self._send(self.free.pop(), i, due)
+        else:
+            self.backlog.append((i, due))
 
     # -- callbacks from connections ----------------------------------------------------------
 
@@ -141,6 +158,7 @@ class OpenLoopClient:
         now = time.perf_counter()
         self.outstanding -= 1
         self.last_done = now
+        conn.reused = True
         if error is None:
             self.latencies.append(now - conn.due)
         else:
@@ -159,7 +177,13 @@ class OpenLoopClient:
         self.conns.discard(conn)
         if conn in self.free:
             self.free.remove(conn)
-        if conn.busy:
+        if not conn.busy:
+            self.idle_closed += 1
+        elif conn.reused and not conn.answering and conn.index not in self.resent:
+            conn.busy = False
+            self.resent.add(conn.index)
+            self._dispatch(conn.index, conn.due)
+        else:
             self.failed(conn, "connection lost")
         if self.outstanding == 0:
             self._idle.set()
@@ -185,10 +209,7 @@ class OpenLoopClient:
                 self.lags.append(now - (start + i / self.rate))
                 self.outstanding += 1
                 self._idle.clear()
-                if self.free:
-                    self._send(self.free.pop(), i, now)
-                else:
-                    self.backlog.append((i, now))
+                self._dispatch(i, now)
                 i += 1
             self.max_backlog = max(self.max_backlog, len(self.backlog))
             wait = start + i / self.rate - time.perf_counter()
@@ -218,6 +239,8 @@ class OpenLoopClient:
             "achieved_rps": len(self.latencies) / elapsed if elapsed > 0 else 0.0,
             "connections": self.connections,
             "max_backlog": self.max_backlog,
+            "resent_after_keepalive_close": len(self.resent),
+            "idle_connections_closed_by_server": self.idle_closed,
             "latency_ms": summarize(self.latencies),
             "schedule_lag_ms": summarize(self.lags),
         }

@@ -90,6 +90,11 @@ def _lat(run: dict) -> str:
     return " | ".join(_ms(lat.get(k)) for k in ("p50", "p90", "p99", "max"))
 
 
+def _errors(run: dict) -> str:
+    resent = run.get("resent_after_keepalive_close")
+    return f"{run['errors']} ({resent} resent)" if resent else str(run["errors"])
+
+
 def _mib(kib) -> str:
     return "—" if kib is None else f"{kib / 1024:.1f}"
 
@@ -126,7 +131,10 @@ def markdown(results: dict) -> str:
     for protocol, by_rate in results.get("fixed_load", {}).items():
         for rate, run in by_rate.items():
             add(f"| {protocol} | {_rate(float(rate))} | {_rate(run['achieved_rps'])} | {_lat(run)} | "
-                f"{run['errors']} | {run['tool']} |")
+                f"{_errors(run)} | {run['tool']} |")
+    add("\n\"resent\": requests met by the gateway closing an idle keep-alive connection, with no byte "
+        "of answer, sent once more on another connection as HTTP clients do (bench/openloop.py); "
+        "their latency counts from the first sending.")
 
     add("\n## Maximum throughput (gateway vs bare echo on the same stack)\n")
     add(f"Sustained = highest open-loop step with 0 errors, ≥ 97 % of the offered rate achieved and "
