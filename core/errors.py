@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from google.protobuf import any_pb2, duration_pb2
@@ -129,10 +129,29 @@ def http_status_of(code: Code, reason: str = "") -> int:
     return (spec.http_status if spec is not None else None) or HTTP_STATUS[code]
 
 
+# Errors repeat what the caller sent (names, map keys, values); these bound how much, so an
+# error stays readable and small enough for every transport (gRPC carries it in trailers).
+MAX_ECHOED_CHARS = 64  # one name, key or value shown back
+MAX_FIELD_PATH_CHARS = 256
+MAX_DESCRIPTION_CHARS = 512
+MAX_MESSAGE_CHARS = 1024
+
+
+def shortened(text: str, limit: int = MAX_ECHOED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with "..."."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 @dataclass(frozen=True)
 class FieldViolation:
     field: str  # proto field path, e.g. "input_mint" or "trades[2].amount"
     description: str
+
+    def __post_init__(self) -> None:
+        if len(self.field) > MAX_FIELD_PATH_CHARS:
+            object.__setattr__(self, "field", shortened(self.field, MAX_FIELD_PATH_CHARS))
+        if len(self.description) > MAX_DESCRIPTION_CHARS:
+            object.__setattr__(self, "description", shortened(self.description, MAX_DESCRIPTION_CHARS))
 
 
 @dataclass(frozen=True)
@@ -163,6 +182,8 @@ class TradewireError(Exception):
             raise ValueError(f"unknown error reason {self.reason!r}")
         if self.retry_after_s is None and REASONS[self.reason].code == Code.UNAVAILABLE:
             self.retry_after_s = UNAVAILABLE_RETRY_AFTER_S  # retryable by definition: say when
+        if len(self.message) > MAX_MESSAGE_CHARS:
+            self.message = shortened(self.message, MAX_MESSAGE_CHARS)
         super().__init__(self.message)
 
     @property
@@ -227,9 +248,23 @@ def nested_under(prefix: str, error: TradewireError) -> TradewireError:
 
 
 def invalid_fields(violations: Iterable[FieldViolation], reason: str = "VALIDATION_FAILED") -> TradewireError:
+    """Every violation in the details; the message names as many as fit in it."""
     violations = tuple(violations)
-    summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
-    return TradewireError(reason, summary or "invalid request", field_violations=violations)
+    return TradewireError(reason, violations_summary(violations), field_violations=violations)
+
+
+def violations_summary(violations: Sequence[FieldViolation], limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``field: description; …`` for as many as fit in ``limit`` characters, then how many more."""
+    parts: list[str] = []
+    used = 0
+    for i, v in enumerate(violations):
+        part = f"{v.field}: {v.description}"
+        if parts and used + len(part) > limit - 48:  # room left for the count
+            parts.append(f"and {len(violations) - i} more (see the error's field violations)")
+            break
+        parts.append(part)
+        used += len(part) + 2
+    return "; ".join(parts) or "invalid request"
 
 
 def store_unavailable() -> TradewireError:

@@ -14,7 +14,7 @@ import protovalidate
 from solders.pubkey import Pubkey
 
 from tradewire.core.audit.events import looks_like_credential
-from tradewire.core.errors import FieldViolation, invalid_fields
+from tradewire.core.errors import FieldViolation, invalid_fields, shortened
 from tradewire.core.market import Market
 from tradewire.core.order import MevParams, Order
 from tradewire.v1 import service_pb2, trade_pb2
@@ -29,8 +29,9 @@ _validator = protovalidate.Validator()  # one compiled rule cache for the proces
 
 
 def map_key_subscript(key) -> str:
-    """A map entry in a field path, as every protocol names it: ``client_metadata["k"]``."""
-    return f"[{json.dumps(key)}]"
+    """A map entry in a field path, as every protocol names it: ``client_metadata["k"]`` (a long
+    key shortened)."""
+    return f"[{json.dumps(shortened(key) if isinstance(key, str) else key)}]"
 
 
 def _path(violation) -> str:

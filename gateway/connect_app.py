@@ -55,7 +55,7 @@ from tradewire.gateway import connect_codec
 from tradewire.gateway.calls import RPCS, Rpc
 from tradewire.gateway.asgi_scope import scope_headers, scope_peer
 from tradewire.gateway.disconnect import ClientGone, until_disconnect
-from tradewire.gateway.errors import CONNECT_CODE, duplex_unsupported_error, http_status
+from tradewire.gateway.errors import CONNECT_CODE, duplex_unsupported_error, fitted_to_metadata, http_status
 from tradewire.gateway.http_json.codec import gunzip, merge_json, parse_json
 from tradewire.v1.service_connect import TradeExecutionServiceASGIApplication
 
@@ -569,6 +569,7 @@ class ConnectCompat:
     async def _send_grpc_web_error(send, error: TradewireError, content_type: bytes,
                                    extra: list[tuple[bytes, bytes]]) -> None:
         """A trailers-only gRPC-Web response: HTTP 200 with the status in the headers."""
+        error = fitted_to_metadata(error)
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", content_type),
             (b"grpc-status", str(int(error.code)).encode()),

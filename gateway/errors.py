@@ -8,13 +8,15 @@ connect agree on; a reason may name a more precise HTTP status (413, 415).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 from connectrpc.code import Code as ConnectCode
 from google.protobuf import json_format
 
-from tradewire.core.errors import Code, TradewireError, http_status_of
+from tradewire.core.errors import Code, TradewireError, http_status_of, violations_summary
 
 GRPC_STATUS: dict[Code, grpc.StatusCode] = {c: getattr(grpc.StatusCode, c.name) for c in Code}
 
@@ -35,6 +37,42 @@ def status_json(error: TradewireError) -> dict[str, Any]:
 
 def grpc_status_details_bin(error: TradewireError) -> bytes:
     return error.to_status().SerializeToString()
+
+
+# An error carried in response metadata (native gRPC's trailers, the headers of a gRPC-Web
+# trailers-only answer) keeps its grpc-message and grpc-status-details-bin within this: grpcio
+# refuses metadata over 8 KiB at random (over 16 KiB always) and grpc-java's limit is 8 KiB,
+# so a larger error would reach those clients as RESOURCE_EXHAUSTED, without its details.
+ERROR_METADATA_BUDGET = 6 * 1024
+
+
+def fitted_to_metadata(error: TradewireError) -> TradewireError:
+    """``error`` as response metadata can carry it: when too large, the field violations from the
+    end are left out (the message says how many; Connect and HTTP/JSON, whose errors are bodies,
+    list every one)."""
+    if _metadata_bytes(error) <= ERROR_METADATA_BUDGET or not error.field_violations:
+        return error
+    violations = error.field_violations
+
+    def keeping(count: int) -> TradewireError:
+        summary = violations_summary(violations[:count], limit=512) if count else "invalid request"
+        return dataclasses.replace(error, field_violations=violations[:count], message=(
+            f"{summary}; {len(violations) - count} more field violations not listed (too many for "
+            "response metadata; Connect and HTTP/JSON list them all)"))
+
+    low, high = 0, len(violations) - 1  # the most that fit is in [low, high]
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _metadata_bytes(keeping(middle)) <= ERROR_METADATA_BUDGET:
+            low = middle
+        else:
+            high = middle - 1
+    return keeping(low)
+
+
+def _metadata_bytes(error: TradewireError) -> int:
+    """grpc-message (percent-encoded) and grpc-status-details-bin (base64) as sent."""
+    return len(quote(error.message)) + 4 * -(-len(error.to_status().SerializeToString()) // 3)
 
 
 def retry_after_header(error: TradewireError) -> dict[str, str]:

@@ -22,7 +22,7 @@ from grpc_health.v1.health import aio as health_aio
 from tradewire.core.context import CallContext, Protocol, combine_headers
 from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.calls import RPCS, SERVICE_NAME, Rpc
-from tradewire.gateway.errors import GRPC_STATUS, grpc_status_details_bin
+from tradewire.gateway.errors import GRPC_STATUS, fitted_to_metadata, grpc_status_details_bin
 from tradewire.gateway.http_limits import HttpLimits
 from tradewire.gateway.reflection import enable_reflection
 
@@ -46,6 +46,7 @@ async def _abort(context: grpc.aio.ServicerContext, ctx: CallContext, error: Exc
     if not isinstance(error, TradewireError):
         log.error("unexpected error in %s", ctx.method, exc_info=error)
         error = internal_error()
+    error = fitted_to_metadata(error)
     context.set_trailing_metadata((
         *ctx.response_headers.items(),
         ("grpc-status-details-bin", grpc_status_details_bin(error)),

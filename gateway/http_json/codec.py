@@ -26,7 +26,7 @@ from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from tradewire.core import protojson
-from tradewire.core.errors import TradewireError, invalid
+from tradewire.core.errors import TradewireError, invalid, shortened
 from tradewire.core.validation import map_key_subscript
 
 from .fields import (
@@ -249,7 +249,7 @@ def diagnose(obj: Any, desc: Descriptor, path: str = "") -> tuple[str, str] | No
     for key, value in obj.items():
         fd = lookup.get(key)
         if fd is None:
-            return _join(path, name_in_path(key)), f"unknown field {key!r} in {desc.full_name}"
+            return _join(path, name_in_path(key)), f"unknown field {shortened(key)!r} in {desc.full_name}"
         fpath = _join(path, fd.name)
         first = names.setdefault(fd.name, key)
         if first != key:

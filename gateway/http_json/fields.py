@@ -14,6 +14,8 @@ from functools import lru_cache
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from tradewire.core.errors import shortened
+
 F = FieldDescriptor
 
 INT32_TYPES = frozenset({F.TYPE_INT32, F.TYPE_SINT32, F.TYPE_SFIXED32})
@@ -59,7 +61,9 @@ _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def name_in_path(name: str) -> str:
     """A name the client sent that is no field, as it appears in a field path: as sent when it
-    looks like a field name, else quoted as JSON (an empty or odd name must stay visible)."""
+    looks like a field name, else quoted as JSON (an empty or odd name must stay visible); a long
+    one shortened."""
+    name = shortened(name)
     return name if _PLAIN_NAME.fullmatch(name) else json.dumps(name)
 
 

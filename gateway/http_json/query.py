@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from tradewire.core.errors import TradewireError, invalid
+from tradewire.core.errors import TradewireError, invalid, shortened
 from tradewire.core.validation import map_key_subscript
 
 from .fields import SPECIAL_WKT, BindError, assign_leaf, is_leaf, is_map, parse_scalar
@@ -128,8 +128,9 @@ class QueryBinder:
             owner, path = elsewhere
             raise invalid(path, f"query parameter {name!r} is not allowed: the field is set by {owner}",
                           reason="MALFORMED_REQUEST")
-        shown = name if _PLAIN_NAME.fullmatch(name) else json.dumps(name)  # an empty name must show
-        raise invalid(shown, f"unknown query parameter {name!r}", reason="MALFORMED_REQUEST")
+        short = shortened(name)
+        shown = short if _PLAIN_NAME.fullmatch(short) else json.dumps(short)  # an empty name must show
+        raise invalid(shown, f"unknown query parameter {short!r}", reason="MALFORMED_REQUEST")
 
     def _set(self, message, qf: QueryField, name: str, value: str, map_key: str | None) -> None:
         """Writes one value; a bad one is a 400 naming the field as the JSON body would."""
