@@ -23,7 +23,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
 
 from tradewire.core.context import CallContext, Protocol
-from tradewire.core.errors import REASONS, TradewireError, internal_error, invalid
+from tradewire.core.errors import REASONS, TradewireError, internal_error, invalid, shortened
 from tradewire.gateway.asgi_scope import scope_headers, scope_peer
 from tradewire.gateway.disconnect import ClientGone, until_disconnect
 from tradewire.gateway.errors import duplex_unsupported_error
@@ -308,7 +308,8 @@ class HttpJsonApp:
             log.debug("could not send the error response", exc_info=True)
 
     async def _decode(self, route: Route, scope: dict, receive, values: dict[str, str], headers: dict[str, str]):
-        """Body first, then the query string, then the path (the path wins, as in grpc-gateway)."""
+        """Body first, then the query string, then the path; a field the path sets may come in the
+        body too only with the same value (grpc-gateway lets the path win silently)."""
         message = route.input_class()
         given: set[str] = set()
         if route.body:
@@ -331,10 +332,15 @@ class HttpJsonApp:
             container = message
             for fd in chain[:-1]:
                 container = getattr(container, fd.name)
+            from_body = getattr(container, chain[-1].name)
             try:
                 assign_leaf(container, chain[-1], values[var])
             except BindError as exc:
                 raise invalid(var, f"path parameter {var}: {exc}", reason="MALFORMED_REQUEST") from None
+            if from_body and from_body != getattr(container, chain[-1].name):
+                # a client that built the body from the whole request must not act on another id
+                raise invalid(var, f"set by the URL path to {shortened(values[var])!r} and by the body to "
+                              f"{shortened(str(from_body))!r}: leave it out of the body", reason="MALFORMED_REQUEST")
             given.add(var)
         resume = route.resume_field
         if resume is not None and "last-event-id" in headers and not ({resume.name, resume.json_name} & given):

@@ -342,3 +342,18 @@ def test_a_timestamp_not_in_rfc3339_is_refused_in_the_query(http, text):
 def test_rfc3339_timestamps_in_every_form_still_work(http, text):
     assert http.get("/v1/trades", params={"startTime": text}).status_code == 200
     assert post(http, "connect", "GetTradeHistory", {"startTime": text}).status_code == 200
+
+
+def test_a_body_naming_another_request_id_than_the_path_is_refused(http):
+    # a client that built the body from a whole CancelTradeRequest must not act on the path's
+    # trade while believing it cancelled the body's (Connect, where the body is all, would)
+    response = http.post("/v1/trades/edge-path-id:cancel", json={"requestId": "edge-body-id"})
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["details"][0]["reason"] == "MALFORMED_REQUEST"
+    assert "edge-path-id" in error["message"] and "edge-body-id" in error["message"]
+    bad_request = next(d for d in error["details"] if d["@type"].endswith("BadRequest"))
+    assert [v["field"] for v in bad_request["fieldViolations"]] == ["request_id"]
+    # the same id in both says one thing: read as the path says (no such trade)
+    same = http.post("/v1/trades/edge-path-id:cancel", json={"requestId": "edge-path-id"})
+    assert same.status_code == 404 and same.json()["details"][0]["reason"] == "TRADE_NOT_FOUND", same.text

@@ -104,8 +104,10 @@ async def test_get_trade_path_param_with_colons_and_dots(client, fake, request_i
 
 
 @pytest.mark.parametrize("request_id", ["abc", "a.b:c", "n:s:1"])
-async def test_cancel_trade_custom_verb_and_path_wins_over_body(client, fake, request_id):
+async def test_cancel_trade_custom_verb_with_the_path_id_also_in_the_body(client, fake, request_id):
     r = await client.post(f"/v1/trades/{request_id}:cancel", json={"reason": "changed my mind", "requestId": "zzz"})
+    assert r.status_code == 400 and r.json()["details"][0]["reason"] == "MALFORMED_REQUEST", r.text  # two ids
+    r = await client.post(f"/v1/trades/{request_id}:cancel", json={"reason": "changed my mind", "requestId": request_id})
     assert r.status_code == 200, r.text
     assert fake.last.rpc == "CancelTrade"
     assert fake.last.request.request_id == request_id

@@ -101,10 +101,13 @@ async def lib():
 async def test_nested_path_variable_with_pattern_and_body_field(lib):
     c, service = lib
     r = await c.patch("/v1/shelves/s1/books/b.2?validateOnly=true",
-                      json={"name": "ignored", "title": "Dune", "pages": "412", "tags": ["sf"]})
+                      json={"name": "shelves/s1/books/b.2", "title": "Dune", "pages": "412", "tags": ["sf"]})
     assert r.status_code == 200, r.text
     req = service.seen[-1]
-    assert req.book.name == "shelves/s1/books/b.2"  # the path wins over the body
+    assert req.book.name == "shelves/s1/books/b.2"
+    # the body may repeat what the path says, not say something else
+    other = await c.patch("/v1/shelves/s1/books/b.2", json={"name": "shelves/s1/books/other"})
+    assert other.status_code == 400 and other.json()["details"][1]["fieldViolations"][0]["field"] == "book.name"
     assert (req.book.title, req.book.pages, list(req.book.tags)) == ("Dune", 412, ["sf"])
     assert req.validate_only is True
     assert r.json()["pages"] == "412"
