@@ -3,10 +3,18 @@
 One pooled keep-alive HTTP client for every trade. Valuation prices (positions, PnL) are
 cached for a short time and dropped on every fill, so a read after a fill never uses a
 price from before it.
+
+An outage (the API unreachable, or answering 5xx) is logged once when it starts and once when
+it ends, and health shows it meanwhile. Until it ends the API is asked for a price every
+``probe_interval_s``, so the outage ends when the API is back, not at the next call that
+happens to need a quote (an idle gateway said DEGRADED for as long as no one traded).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from decimal import Decimal
 
@@ -16,12 +24,15 @@ from tradewire.core.errors import TradewireError
 from tradewire.core.market import Market, Mint
 from tradewire.core.order import Quote
 
+log = logging.getLogger("tradewire.quotes")
+
 
 class JupiterQuotes:
     def __init__(self, base_url: str, market: Market, timeout_s: float = 2.0, valuation_ttl_s: float = 2.0,
-                 client: httpx.AsyncClient | None = None) -> None:
+                 client: httpx.AsyncClient | None = None, probe_interval_s: float = 2.0) -> None:
         self.market = market
         self.valuation_ttl_s = valuation_ttl_s
+        self.probe_interval_s = probe_interval_s
         self._http = client or httpx.AsyncClient(
             base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
@@ -29,6 +40,8 @@ class JupiterQuotes:
         self._unit_prices: dict[str, tuple[float, int]] = {}  # mint → (expires, price of one token)
         # Why the last quote failed for want of the API, until one succeeds (health shows it).
         self.outage: str | None = None
+        self._outage_since = 0.0
+        self._probe: asyncio.Task | None = None
 
     async def quote(self, input_mint: Mint, output_mint: Mint, amount: int, exact_out: bool,
                     slippage_bps: int) -> Quote:
@@ -43,7 +56,8 @@ class JupiterQuotes:
             raise self._unavailable(f"quote API unreachable: {type(exc).__name__}") from None
         if response.status_code >= 500:
             raise self._unavailable(f"quote API answered {response.status_code}")
-        self.outage = None
+        if self.outage is not None:
+            self._answers_again()
         body = response.json()
         if response.status_code != 200:
             raise TradewireError("NO_ROUTE", f"no route: {body.get('error') or body.get('errorCode') or response.status_code}")
@@ -75,12 +89,35 @@ class JupiterQuotes:
         return quote.out_amount
 
     def _unavailable(self, why: str) -> TradewireError:
+        if self.outage is None:
+            self._outage_since = time.monotonic()
+            log.warning("quote API unavailable (%s): trades needing a quote are refused until it answers", why)
         self.outage = why
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._probe_until_back())
         return TradewireError("UPSTREAM_UNAVAILABLE", why)
+
+    def _answers_again(self) -> None:
+        log.warning("quote API answers again, after %.1f s unavailable (last: %s)",
+                    time.monotonic() - self._outage_since, self.outage)
+        self.outage = None
+
+    async def _probe_until_back(self) -> None:
+        """While the API is out, ask it for a price now and then: the outage ends when it answers."""
+        probe = next((m for m in self.market.mints() if m.address != self.market.valuation.address), None)
+        while self.outage is not None and probe is not None:
+            await asyncio.sleep(self.probe_interval_s)
+            with contextlib.suppress(Exception):  # still out, or an odd answer: asked again later
+                await self.quote(probe, self.market.valuation, 10 ** probe.decimals, exact_out=False,
+                                 slippage_bps=0)
 
     def invalidate(self) -> None:
         """Forget cached valuation prices (after a fill moved balances or pools)."""
         self._unit_prices.clear()
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         await self._http.aclose()

@@ -12,6 +12,7 @@ import pytest
 from support.clients import GrpcClient, RpcFailure
 from support.devnet_process import DevnetProcess
 from support.gateway_process import GatewayProcess
+from support.trading import eventually
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -272,6 +273,19 @@ async def test_positions_are_served_unvalued_while_the_quote_api_is_down(tmp_pat
         assert health.status == spb.SERVING_STATUS_DEGRADED
         assert paper.status == spb.SERVING_STATUS_NOT_SERVING and "quote API unreachable" in paper.message
         assert httpx.get(f"{gateway.http_url}/v1/health", timeout=10).status_code == 200  # still serving
+
+        # The API comes back: health says so by itself, with no call needing a quote meanwhile.
+        own_devnet = DevnetProcess(tmp_path / "devnet-again", port=own_devnet.port).start()
+
+        async def serving() -> bool:
+            health, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), key)
+            return health.status == spb.SERVING_STATUS_SERVING
+        await eventually(serving, what="health SERVING once the quote API answers", timeout=15)
+        # one warning when the outage started, one when it ended (not one per refused call)
+        warnings = [json.loads(line)["msg"] for line in gateway.log_text().splitlines()
+                    if '"tradewire.quotes"' in line and '"warning"' in line]
+        assert [w.split(" (")[0].split(",")[0] for w in warnings] == [
+            "quote API unavailable", "quote API answers again"], warnings
     finally:
         await client.close()
         assert gateway.stop() == 0
