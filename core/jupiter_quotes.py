@@ -23,6 +23,7 @@ import httpx
 from tradewire.core.errors import TradewireError
 from tradewire.core.market import Market, Mint
 from tradewire.core.order import Quote
+from tradewire.core.outage import Outage
 
 log = logging.getLogger("tradewire.quotes")
 
@@ -40,7 +41,7 @@ class JupiterQuotes:
         self._unit_prices: dict[str, tuple[float, int]] = {}  # mint → (expires, price of one token)
         # Why the last quote failed for want of the API, until one succeeds (health shows it).
         self.outage: str | None = None
-        self._outage_since = 0.0
+        self._outage_log = Outage(log, "quote API", "trades needing a quote are refused until it answers")
         self._probe: asyncio.Task | None = None
 
     async def quote(self, input_mint: Mint, output_mint: Mint, amount: int, exact_out: bool,
@@ -57,7 +58,8 @@ class JupiterQuotes:
         if response.status_code >= 500:
             raise self._unavailable(f"quote API answered {response.status_code}")
         if self.outage is not None:
-            self._answers_again()
+            self.outage = None
+            self._outage_log.answered()
         body = response.json()
         if response.status_code != 200:
             raise TradewireError("NO_ROUTE", f"no route: {body.get('error') or body.get('errorCode') or response.status_code}")
@@ -89,18 +91,11 @@ class JupiterQuotes:
         return quote.out_amount
 
     def _unavailable(self, why: str) -> TradewireError:
-        if self.outage is None:
-            self._outage_since = time.monotonic()
-            log.warning("quote API unavailable (%s): trades needing a quote are refused until it answers", why)
+        self._outage_log.failed(why)
         self.outage = why
         if self._probe is None or self._probe.done():
             self._probe = asyncio.get_running_loop().create_task(self._probe_until_back())
         return TradewireError("UPSTREAM_UNAVAILABLE", why)
-
-    def _answers_again(self) -> None:
-        log.warning("quote API answers again, after %.1f s unavailable (last: %s)",
-                    time.monotonic() - self._outage_since, self.outage)
-        self.outage = None
 
     async def _probe_until_back(self) -> None:
         """While the API is out, ask it for a price now and then: the outage ends when it answers."""

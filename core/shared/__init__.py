@@ -6,6 +6,8 @@ import sys
 import redis
 import redis.asyncio as aredis
 
+from tradewire.core.outage import Outage
+
 # What redis-py raises when Redis does not answer: callers get UNAVAILABLE STORE_UNAVAILABLE
 # (retryable), and a trade caught by one ends once Redis is back.
 STORE_OUTAGES: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
@@ -19,6 +21,17 @@ def log_failure(logger: logging.Logger, message: str, *args) -> None:
         logger.warning(message + ": the shared store did not answer (%s: %s)", *args, type(exc).__name__, exc)
     else:
         logger.exception(message, *args)
+
+def count_failure(outage: Outage, logger: logging.Logger, message: str, *args) -> None:
+    """The exception being handled, in a loop that retries: Redis not answering counts toward
+    ``outage`` (said when it starts and ends, not per attempt), anything else is an error with
+    its traceback."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, STORE_OUTAGES):
+        outage.failed(exc)
+    else:
+        logger.exception(message, *args)
+
 
 # redis-py's own default read timeout, which a client built without ``socket_timeout`` gets
 # (its connection_kwargs then do not name it); the gateway gives its clients this one too.

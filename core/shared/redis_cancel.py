@@ -21,6 +21,7 @@ import orjson
 import redis.asyncio as aredis
 
 from tradewire.core.errors import TradewireError
+from tradewire.core.outage import Outage
 from tradewire.core.shared import blocking_read_s, log_failure
 from tradewire.v1 import trade_pb2 as pb
 
@@ -78,14 +79,17 @@ class RemoteCancel:
                                                                 name="remote-cancel")
 
     async def _listen(self, pubsub, local_cancel: LocalCancel) -> None:
+        outage = Outage(log, "cancel requests from other replicas (Redis)",
+                        "resubscribing; cancels sent here by other replicas wait")
         try:
             while True:
                 try:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._block_s)
-                except (OSError, aredis.RedisError):
-                    log.warning("cancel requests from other replicas: connection lost; resubscribing")
+                except (OSError, aredis.RedisError) as exc:
+                    outage.failed(exc)
                     await asyncio.sleep(self._block_s)
                     continue
+                outage.answered()
                 if message is None:
                     continue
                 task = asyncio.get_running_loop().create_task(self._answer(message["data"], local_cancel))

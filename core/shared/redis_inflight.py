@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import redis
 
-from tradewire.core.shared import log_failure
+from tradewire.core.outage import Outage
+from tradewire.core.shared import count_failure
 
 log = logging.getLogger("tradewire.inflight")
 
@@ -139,9 +140,11 @@ class RedisInFlight:
     async def keep_renewed(self, running: Callable[[], Iterable[Key]]) -> None:
         """Renew ``running()`` every lease/3 until cancelled (a third: two renewals may fail
         before a lease lapses)."""
+        outage = Outage(log, "in-flight lease renewal (Redis)", "leases lapse if it lasts past a lease")
         while True:
             await asyncio.sleep(self.lease_s / 3)
             try:
                 self.renew(running())
+                outage.answered()
             except Exception:  # keep renewing: Redis may be back by the next period
-                log_failure(log, "renewing the in-flight leases failed")
+                count_failure(outage, log, "renewing the in-flight leases failed")

@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable
 import redis
 
 from tradewire.core.metrics import Metrics
-from tradewire.core.shared import log_failure
+from tradewire.core.outage import Outage
+from tradewire.core.shared import count_failure
 
 log = logging.getLogger("tradewire.shared")
 
@@ -97,16 +98,16 @@ class ReplicaPresence:
         self._task = asyncio.get_running_loop().create_task(self._keep_beating(), name="replica-presence")
 
     async def _keep_beating(self) -> None:
-        failures = 0
+        outage = Outage(log, "replica presence (Redis)",
+                        "other replicas adopt this one's unfinished trades if it lasts past the presence ttl")
         while True:
             try:
                 if not self.beat():
                     log.error("this replica was presumed dead (no beat for %.0f s): other replicas may have "
                               "taken over its unfinished trades", self.ttl_s)
                     self._present_since = time.monotonic()
-                if failures:
-                    log.warning("replica presence: beating again after %d failed attempts", failures)
-                    failures = 0
+                if outage.active:
+                    outage.answered()
                     self._present_since = time.monotonic()
                 # Only a replica that has beaten for a whole ttl judges the others: after an outage
                 # (Redis away, or this one stalled) every presence has lapsed, and the replicas
@@ -116,11 +117,9 @@ class ReplicaPresence:
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis away: keep trying, the presence lapses meanwhile
-                failures += 1
-                log_failure(log, "replica presence: beat or adoption failed; retrying") if failures == 1 else \
-                    log.warning("replica presence: still failing (%d attempts)", failures)
+                count_failure(outage, log, "replica presence: beat or adoption failed; retrying")
             # After a failed beat, try again soon: a short Redis outage must not outlast the presence.
-            await asyncio.sleep(min(self.ttl_s / 3, BEAT_RETRY_S) if failures else self.ttl_s / 3)
+            await asyncio.sleep(min(self.ttl_s / 3, BEAT_RETRY_S) if outage.active else self.ttl_s / 3)
 
     async def stop(self, leave: bool = True) -> None:
         """Stop beating; with ``leave``, drop the presence so the others adopt at once."""

@@ -45,7 +45,8 @@ from google.protobuf import json_format
 from tradewire.core import protojson
 from tradewire.core.errors import invalid
 from tradewire.core.retry import RetryPolicy
-from tradewire.core.shared import log_failure
+from tradewire.core.outage import Outage
+from tradewire.core.shared import count_failure
 from tradewire.core.store.base import OutboxEntry, TradeStore
 from tradewire.core.webhooks.destinations import (Resolver, check_destination, host_refusal, is_host_name,
                                                   pinned_request, system_resolver)
@@ -191,14 +192,16 @@ class WebhookDispatcher:
             self._loop_task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def _run(self) -> None:
+        outage = Outage(log, "webhook outbox (shared store)", "webhooks wait in the outbox")
         while not self._closing:
             self._kick.clear()
             try:
                 self._prune_delivered()
                 self._dispatch_due()
                 wait = self._next_wait()
+                outage.answered()
             except Exception:  # a store hiccup must not end deliveries for good
-                log_failure(log, "webhook dispatch failed")
+                count_failure(outage, log, "webhook dispatch failed")
                 wait = 1.0
             try:
                 async with asyncio.timeout(wait):

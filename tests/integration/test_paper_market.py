@@ -284,8 +284,7 @@ async def test_positions_are_served_unvalued_while_the_quote_api_is_down(tmp_pat
         # one warning when the outage started, one when it ended (not one per refused call)
         warnings = [json.loads(line)["msg"] for line in gateway.log_text().splitlines()
                     if '"tradewire.quotes"' in line and '"warning"' in line]
-        assert [w.split(" (")[0].split(",")[0] for w in warnings] == [
-            "quote API unavailable", "quote API answers again"], warnings
+        assert [w.split(":")[0] for w in warnings] == ["quote API unavailable", "quote API answers again"], warnings
     finally:
         await client.close()
         assert gateway.stop() == 0

@@ -668,7 +668,7 @@ async def test_an_rpc_outage_is_logged_once_when_it_starts_and_once_when_it_ends
     down = [r for r in said if "unavailable" in r.getMessage()]
     back = [r for r in said if "answers again" in r.getMessage()]
     assert len(down) == 1 and down[0].levelno == logging.WARNING, [r.getMessage() for r in said]
-    assert len(back) == 1 and back[0].outage_s > 0 and back[0].rounds_skipped >= 10
+    assert len(back) == 1 and back[0].outage_s > 0 and back[0].failures >= 10
 
 
 async def test_health_says_the_wallet_balance_is_unknown_since_the_rpc_stopped_answering(make_live, host,

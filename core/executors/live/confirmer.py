@@ -38,6 +38,7 @@ from tradewire.core.executors.live.breaker import CircuitOpen
 from tradewire.core.executors.live.jito_client import JitoClient
 from tradewire.core.executors.live.solana_rpc import RpcError, SignatureStatus, SolanaRpc
 from tradewire.core.executors.live.upstreams import UpstreamError
+from tradewire.core.outage import Outage
 from tradewire.core.store.live_orders import ROUTE_JITO, LiveOrder, LiveOrderStore
 
 log = logging.getLogger("tradewire.live.confirmer")
@@ -45,29 +46,6 @@ log = logging.getLogger("tradewire.live.confirmer")
 LANDED, EXPIRED, DROPPED = "landed", "expired", "dropped"
 # What an upstream can do to a round or a finalization (malformed answers are UpstreamErrors too).
 UPSTREAM_FAILURES = (UpstreamError, CircuitOpen, RpcError)
-
-
-class Outage:
-    """An upstream the rounds cannot use: said once when it starts and once when it ends."""
-
-    def __init__(self, what: str, clock: Callable[[], float]) -> None:
-        self.what = what
-        self._clock = clock
-        self.since: float | None = None
-        self.rounds = 0
-
-    def failed(self, exc: Exception, in_flight: int) -> None:
-        self.rounds += 1
-        if self.since is None:
-            self.since = self._clock()
-            log.warning("%s unavailable: confirmation paused; transactions stay pending", self.what,
-                        extra={"error": str(exc), "in_flight": in_flight})
-
-    def answered(self) -> None:
-        if self.since is not None:
-            log.info("%s answers again: confirmation resumed", self.what, extra={
-                "outage_s": round(self._clock() - self.since, 3), "rounds_skipped": self.rounds})
-            self.since, self.rounds = None, 0
 
 
 @dataclass(frozen=True)
@@ -125,8 +103,9 @@ class Confirmer:
         self.signatures_polled = 0
         self.rebroadcasts = 0
         self.failed_rounds = 0
-        self.rpc_outage = Outage("rpc", clock)
-        self.jito_outage = Outage("Jito block engine", clock)
+        paused = "confirmation paused; transactions stay pending"
+        self.rpc_outage = Outage(log, "rpc", paused, clock=clock)
+        self.jito_outage = Outage(log, "Jito block engine", paused, clock=clock)
 
     # -- tracking ------------------------------------------------------------------------
 
@@ -191,7 +170,7 @@ class Confirmer:
             statuses = await self.rpc.get_signature_statuses([w.signature for w in watches])
         except UPSTREAM_FAILURES as exc:
             self.failed_rounds += 1
-            self.rpc_outage.failed(exc, len(watches))
+            self.rpc_outage.failed(exc, in_flight=len(watches))
             return
         self.rpc_outage.answered()
         self.status_calls += 1
@@ -215,7 +194,7 @@ class Confirmer:
             try:
                 bundle_states = await self.jito.inflight_statuses([w.bundle_id for w in unseen_bundles if w.bundle_id])
             except UPSTREAM_FAILURES as exc:
-                self.jito_outage.failed(exc, len(unseen_bundles))
+                self.jito_outage.failed(exc, in_flight=len(unseen_bundles))
                 bundle_states = {}
             else:
                 self.jito_outage.answered()

@@ -2,6 +2,7 @@
 the point of no return — and can no longer write them (the store refuses its saves)."""
 
 import asyncio
+import logging
 import uuid
 
 import pytest
@@ -236,3 +237,23 @@ async def test_after_a_failed_beat_the_presence_is_renewed_soon_not_a_third_of_a
         assert asyncio.get_running_loop().time() - back < 1.0
     finally:
         await presence.stop(leave=True)
+
+
+async def test_a_redis_outage_is_said_when_it_starts_and_when_it_ends_not_per_failed_beat(client, caplog):
+    flaky = _Outage(client)
+    store = RedisTradeStore(client, "replica-o")
+    presence = ReplicaPresence(flaky, "replica-o", 6.0, store.adopt, lambda trades: asyncio.sleep(0))
+    caplog.set_level(logging.INFO, logger="tradewire.shared")
+    presence.start()
+    try:
+        flaky.down = True
+        await eventually(lambda: flaky.refused >= 8, timeout=10, what="eight beats tried while Redis is away")
+        beats = presence._beats
+        flaky.down = False
+        await eventually(lambda: presence._beats > beats, timeout=5, what="the next beat")
+    finally:
+        await presence.stop(leave=True)
+    said = [r for r in caplog.records if r.name == "tradewire.shared" and "replica presence" in r.getMessage()]
+    assert [r.getMessage().split(":")[0] for r in said] == [
+        "replica presence (Redis) unavailable", "replica presence (Redis) answers again"], [r.getMessage() for r in said]
+    assert said[1].failures >= 8 and said[1].outage_s > 0
