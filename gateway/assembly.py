@@ -6,8 +6,12 @@ import asyncio
 import hashlib
 import logging
 import socket
+import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import redis
 import redis.asyncio as redis_async
@@ -48,6 +52,8 @@ from tradewire.core.tracing import Tracing
 from tradewire.core.trades import TradeRunner
 from tradewire.core.webhooks import WebhookDispatcher, load_or_create_secret
 from tradewire.v1 import trade_pb2 as pb
+
+T = TypeVar("T")
 
 log = logging.getLogger("tradewire.server")
 
@@ -153,7 +159,8 @@ def build_audit_sink(settings: Settings) -> AuditSink:
     if audit.questdb_conf:
         options = dict(http_url=audit.questdb_http_url, batch_size=audit.batch_size,
                        flush_interval_s=audit.flush_interval_s, queue_max=audit.queue_max)
-    return open_audit_sink(questdb_conf=audit.questdb_conf, journal_path=journal, **options)
+    return opened("audit.journal_path" if audit.journal_path else "storage.data_dir", journal,
+                  lambda path: open_audit_sink(questdb_conf=audit.questdb_conf, journal_path=path, **options))
 
 
 def build_authenticator(settings: Settings) -> Authenticator:
@@ -172,7 +179,7 @@ def _key_database(settings: Settings) -> SqliteApiKeyStore:
     if not path.exists():
         log.warning("no API-key database at %s yet: starting an empty one (add keys with "
                     "`tradewire keys create --db %s`)", path, path)
-    return SqliteApiKeyStore(path)
+    return opened("auth.api_key_db" if settings.auth.api_key_db else "storage.data_dir", path, SqliteApiKeyStore)
 
 
 @dataclass
@@ -190,6 +197,15 @@ class SharedBackends:
 
 class StartupError(Exception):
     """Something the gateway needs at start-up is not there; the message says what."""
+
+
+def opened(setting: str, path: Path, open_it: Callable[[Path], T]) -> T:
+    """``open_it(path)``, a file that cannot be opened named with the setting that placed it:
+    SQLite says only "unable to open database file", the OS "File exists" or "Permission denied"."""
+    try:
+        return open_it(path)
+    except (sqlite3.Error, OSError) as exc:
+        raise StartupError(f"{setting}: cannot open {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def build_shared(settings: Settings) -> SharedBackends | None:
@@ -245,7 +261,7 @@ def build_quotes(settings: Settings, market: Market) -> QuoteSource:
 
 def build_core(settings: Settings) -> Core:
     metrics = Metrics()
-    settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    opened("storage.data_dir", settings.storage.data_dir, lambda path: path.mkdir(parents=True, exist_ok=True))
     audit = build_audit_sink(settings)
     register_audit_metrics(metrics.registry, audit)
     tracing = Tracing(settings.tracing)
@@ -255,7 +271,7 @@ def build_core(settings: Settings) -> Core:
     market = Market(settings.market)
     shared = build_shared(settings)
     store = (RedisTradeStore(shared.client, shared.replica_id) if shared
-             else SqliteStore(settings.storage.data_dir / "trades.db"))
+             else opened("storage.data_dir", settings.storage.data_dir / "trades.db", SqliteStore))
     quotes = build_quotes(settings, market)
     executors: dict[int, Executor] = {
         pb.TRADING_MODE_PAPER: PaperExecutor(settings.paper, market, quotes, store),

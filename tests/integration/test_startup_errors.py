@@ -62,7 +62,8 @@ def test_a_redis_url_that_is_not_one(tmp_path):
 def test_a_key_database_that_is_not_one(tmp_path):
     garbage = tmp_path / "keys.db"
     garbage.write_bytes(b"this is no database " * 200)
-    assert_one_line(serve(tmp_path, f'[auth]\napi_key_db = "{garbage}"\n'), "not a database")
+    assert_one_line(serve(tmp_path, f'[auth]\napi_key_db = "{garbage}"\n'),
+                    f"auth.api_key_db: cannot open {garbage}: file is not a database")
 
 
 def test_a_key_database_in_a_folder_that_does_not_exist(tmp_path):
@@ -80,7 +81,14 @@ def test_a_jwks_file_that_is_not_there(tmp_path):
 
 def test_a_data_dir_that_is_a_file(tmp_path):
     (tmp_path / "data").write_text("a file")
-    assert_one_line(serve(tmp_path), "cannot start")
+    assert_one_line(serve(tmp_path), f"storage.data_dir: cannot open {tmp_path / 'data'}: File exists")
+
+
+def test_a_trade_database_that_is_not_one_names_the_file_and_the_setting(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "trades.db").write_bytes(b"this is no database " * 200)
+    assert_one_line(serve(tmp_path), f"storage.data_dir: cannot open {tmp_path / 'data' / 'trades.db'}: "
+                                     "file is not a database")
 
 
 @pytest.mark.parametrize("case", ["a-folder", "not-utf8"])
