@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# the project's virtualenv (its python has the protos, it holds buf) when it exists
+[ -x .venv/bin/python ] && export PATH=$ROOT/.venv/bin:$PATH
 PY=${PYTHON:-python}
 
 prepare_deps() {  # $1: folder to fill with google/api and buf/validate protos
