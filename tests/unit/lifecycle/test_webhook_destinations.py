@@ -13,6 +13,7 @@ from tradewire.core.config import WebhooksConfig
 from tradewire.core.errors import TradewireError
 from tradewire.core.store.base import OutboxEntry
 from tradewire.core.store.sqlite import SqliteStore
+from tradewire.core.validation import check_rules
 from tradewire.core.webhooks import WebhookDispatcher, webhook_body
 from tradewire.core.webhooks import destinations
 from tradewire.core.webhooks.destinations import Destination, check_destination, host_refusal
@@ -190,3 +191,17 @@ async def test_a_pinned_delivery_reaches_a_real_server_by_its_checked_address(mo
     assert store.outbox_entries()[0].state == "delivered"
     [delivery] = receiver.at("/real")
     assert delivery.headers["host"] == f"hooks.invalid:{port}" and delivery.json["requestId"] == "real"
+
+
+@pytest.mark.parametrize("url, valid", [
+    ("https://public.test/hook?a=b&c=%20d", True),
+    ("", True),  # none
+    ("https://public.test/\rhook", False),  # URL parsers drop CR, LF and TAB: not the URL checked
+    ("https://public.test/\nhook", False),
+    ("https://pub\tlic.test/hook", False),
+    ("https://public.test/a hook", False),
+    ("https://public.test/\x00", False),
+])
+def test_a_webhook_url_with_spaces_or_control_characters_is_refused_by_the_contract(url, valid):
+    violations = check_rules(pb.TradeRequest(webhook_url=url))
+    assert ("webhook_url" not in [v.field for v in violations]) == valid, violations
