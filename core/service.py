@@ -218,22 +218,24 @@ class TradeService:
     async def HealthCheck(self, request: spb.HealthCheckRequest, ctx: CallContext) -> spb.HealthCheckResponse:
         async with self._call(ctx, request):
             serving, not_serving = spb.SERVING_STATUS_SERVING, spb.SERVING_STATUS_NOT_SERVING
+            # What each component says (load figures, replica ids, upstream errors) is for callers
+            # with credentials; an anonymous probe (a load balancer) gets each one's status only.
+            identified = ctx.principal is not None
             store_ok, store_kind = self.store.health()
             components = [spb.ComponentHealth(name="store", status=serving if store_ok else not_serving,
-                                              message=store_kind)]
+                                              message=store_kind if identified else "")]
             impaired = False  # a configured executor that cannot trade now: the service is DEGRADED
             for mode, name in ((pb.TRADING_MODE_PAPER, "paper_executor"), (pb.TRADING_MODE_LIVE, "live_executor")):
                 executor = self.executors.get(mode)
                 if executor is None:
-                    components.append(spb.ComponentHealth(name=name, status=not_serving, message="not configured"))
+                    components.append(spb.ComponentHealth(name=name, status=not_serving,
+                                                          message="not configured" if identified else ""))
                 else:
                     health = executor.health()
                     impaired = impaired or not health.ok
                     components.append(spb.ComponentHealth(
-                        name=name, message=health.message, status=serving if health.ok else not_serving))
-            # Load figures (trades, streams, webhook backlog) are for callers with credentials;
-            # an anonymous probe (a load balancer) gets each component's status only.
-            identified = ctx.principal is not None
+                        name=name, message=health.message if identified else "",
+                        status=serving if health.ok else not_serving))
             inflight = self.runner.inflight
             running = len(inflight)
             components.append(spb.ComponentHealth(

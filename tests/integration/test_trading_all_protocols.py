@@ -121,8 +121,10 @@ async def test_health_answers_without_credentials_and_describes_caller_with_them
     assert described.caller.scopes == ["read"]
     assert (described.caller.principal, described.caller.owner) == (gateway.key("reader")[:11], "reader")
     assert described.caller.rate_limit_limit > 0
-    # load figures only for a caller with credentials; the statuses are the same for both
-    load = {"in_flight": "trades running", "streams": "open streams"}
+    # what components say (load figures, store and executor details) only for a caller with
+    # credentials; the statuses are the same for both
+    load = {"in_flight": "trades running", "streams": "open streams", "store": "sqlite",
+            "paper_executor": "simulating fills", "live_executor": "not configured"}
     for name, words in load.items():
         assert words in next(c.message for c in described.components if c.name == name)
         assert next(c.message for c in anonymous.components if c.name == name) == ""
