@@ -50,7 +50,7 @@ from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, json_forma
 from google.protobuf.message import DecodeError
 
 from tradewire.core.context import CallContext, Protocol, combine_headers
-from tradewire.core.errors import TradewireError, internal_error
+from tradewire.core.errors import TradewireError, internal_error, shortened
 from tradewire.gateway import connect_codec
 from tradewire.gateway.calls import RPCS, Rpc
 from tradewire.gateway.asgi_scope import scope_headers, scope_peer
@@ -281,6 +281,8 @@ class _Plan:
     content_type: bytes
     encoding_header: bytes  # where its compression is named
     compression: str
+    # A call that cannot be read: refused once its credentials are checked, as HTTP/JSON does
+    refusal: TradewireError | None = None
 
 
 def _encoding_header(content_type: bytes) -> bytes:
@@ -293,6 +295,15 @@ def _encoding_header(content_type: bytes) -> bytes:
 def _native_grpc(content_type: bytes) -> bool:
     media = content_type.split(b";", 1)[0].strip()
     return media == b"application/grpc" or media.startswith(b"application/grpc+")
+
+
+def _unsupported_media_type(content_type: bytes, streaming: bool) -> TradewireError:
+    connect = "application/connect+json or application/connect+proto" if streaming else \
+        "application/json or application/proto"
+    shown = shortened(content_type.decode("latin-1")) or "none"
+    return TradewireError("UNSUPPORTED_MEDIA_TYPE", f"unsupported content type {shown!r}: a Connect call sends "
+                          f"{connect}, a gRPC-Web call application/grpc-web+proto or application/grpc-web+json "
+                          "(application/grpc-web-text for text mode)")
 
 
 _NATIVE_GRPC_REFUSED = TradewireError(
@@ -415,6 +426,8 @@ class ConnectCompat:
         try:
             with first:  # the credentials, from the headers (a refusal is raised here, recorded)
                 reading = True
+                if plan.refusal is not None:
+                    raise plan.refusal
                 scope, body = await self._checked(scope, receive, plan, text)
                 token = _FIRST_STEPS.set(_FirstSteps(ctx) if ctx.authenticated else None)
                 try:
@@ -431,7 +444,7 @@ class ConnectCompat:
             refusal = error
         except ClientGone:  # it went away before its request was whole: nothing runs, nobody to answer
             return
-        if reading:  # the request did not pass its checks (recorded with the call's ids)
+        if reading or plan.refusal is not None:  # the request did not pass its checks (recorded with the call's ids)
             return await self._refuse(scope, send, refusal, content_type, streaming, ctx)
         # Refused from its headers (its body unread): answered by connect-python from an empty
         # request, the adapter raising the refusal, so the answer is a refused call's as ever.
@@ -462,8 +475,9 @@ class ConnectCompat:
             if _QUERY_DECODERS.get(query.get("encoding", [""])[0]) is None or "message" not in query:
                 return None  # connect-python refuses what it cannot read
             return _Plan(input_cls, None, content_type, b"", "identity")
-        if decode is None:  # a content type connect-python refuses (415)
-            return None
+        if decode is None:  # a content type connect-python would refuse with a bare 415
+            return _Plan(input_cls, None, content_type, b"", "identity",
+                         refusal=_unsupported_media_type(content_type, streaming))
         encoding_header = _encoding_header(content_type)
         compression = _compression(headers.get(encoding_header, b"identity").decode("latin-1"),
                                    encoding_header.decode())
@@ -507,6 +521,8 @@ class ConnectCompat:
             ctx = ctx or _call_context(scope)
             self.record_refused(ctx, error)
             extra = [(name.encode(), value.encode()) for name, value in ctx.response_headers.items()]
+        if error.reason == "UNSUPPORTED_MEDIA_TYPE":
+            extra.append(_ACCEPT_POST)
         if content_type in _GRPC_WEB:
             await self._send_grpc_web_error(send, error, content_type, extra)
         elif streaming and content_type in _ENVELOPED:

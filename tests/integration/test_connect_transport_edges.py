@@ -390,10 +390,15 @@ def test_connect_media_types_are_case_insensitive_and_a_utf8_charset_any_spellin
     assert _stream_error(response)["code"] == "not_found"
 
 
-@pytest.mark.parametrize("content_type", ["application/json; charset=latin1", "text/plain", "application/json; v=1"])
-def test_other_media_types_are_still_415(http, gateway, content_type):
-    response = http.post(MARKET, content=b"{}", headers=_auth(gateway, **{"content-type": content_type}))
-    assert response.status_code == 415, (content_type, response.text)
+@pytest.mark.parametrize("content_type", ["application/json; charset=latin1", "text/plain", "application/json; v=1",
+                                          "application/grpc-web+thrift", None])
+def test_other_media_types_are_415_saying_what_to_send_after_the_credentials(http, gateway, content_type):
+    headers = {} if content_type is None else {"content-type": content_type}
+    error = _connect_error(http.post(MARKET, content=b"{}", headers=_auth(gateway, **headers)), 415)
+    assert error["reason"] == "UNSUPPORTED_MEDIA_TYPE" and "application/proto" in error["message"], error
+    # as on HTTP/JSON, a bad credential is the first thing a caller hears of
+    bad_key = {"authorization": "Bearer tw_nobody01_" + "x" * 40, **headers}
+    assert _connect_error(http.post(MARKET, content=b"{}", headers=bad_key), 401)["reason"] == "AUTH_INVALID"
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/grpc-web+json"])
