@@ -266,7 +266,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     self._refuse(431, self._refusal)
                     return
                 msg = "Invalid HTTP request received."
-                self.logger.warning(msg)
+                # at debug, as the other refusals here: any client can send these, as many as it likes
+                log.debug("HTTP request refused", extra={"status": 400, "why": "not HTTP/1.1", "client": self.client})
                 self._cancel_timers()
                 self.send_400_response(msg)
                 return

@@ -365,6 +365,19 @@ def test_an_answer_closing_the_connection_before_the_body_arrived_is_not_reset(g
         assert json.loads(answer)["details"][0]["reason"] == "ROUTE_NOT_FOUND"
 
 
+def test_requests_that_are_not_http_get_400_and_leave_no_warning_line(gw):
+    before = gw.log_text().count('"level":"warning"')
+    for garbage in (b"BREW /pot HTCPCP/1.0\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" * 4,
+                    b"GET / HTTP/1.1\r\nbad header line\r\n\r\n"):
+        conn = Conn(gw)
+        conn.send(garbage)
+        status, _, _ = conn.response()
+        assert status == 400
+        conn.close()
+    # a scanner can send any number of these: they must not fill the warnings an operator reads
+    assert gw.log_text().count('"level":"warning"') == before
+
+
 def _send_ignoring_errors(sock: socket.socket, data: bytes) -> None:
     try:
         sock.sendall(data)
