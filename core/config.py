@@ -238,18 +238,22 @@ class AuditConfig(_Model):
     queue_max: int = Field(100_000, ge=1)
 
 
+HTTP_URL = r"^https?://[^\s/?#]+(/\S*)?$"  # what an http(s) client can call: a scheme, a host, no spaces
+
+
 class TracingConfig(_Model):
     """OpenTelemetry spans; off unless enabled (then exported over OTLP/HTTP when an endpoint is set)."""
 
     enabled: bool = False
-    otlp_endpoint: str | None = Field(None, description="e.g. http://127.0.0.1:4318/v1/traces")
+    otlp_endpoint: str | None = Field(None, pattern=HTTP_URL, description="e.g. http://127.0.0.1:4318/v1/traces")
     service_name: str = "tradewire"
 
 
 class MarketDataConfig(_Model):
     """Where quotes come from: a Jupiter-compatible Swap API, or the configured price table."""
 
-    jupiter_url: str | None = Field(None, description="base URL of /swap/v1 (the devnet's or Jupiter's)")
+    jupiter_url: str | None = Field(None, pattern=HTTP_URL,
+                                    description="base URL of /swap/v1 (the devnet's or Jupiter's)")
     quote_timeout_s: float = Field(2.0, gt=0)
     # Valuation quotes (positions, PnL) are cached this long; fills invalidate them.
     valuation_cache_s: float = Field(2.0, ge=0)
@@ -573,7 +577,9 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
 
 def _where(loc: tuple, overrides: Mapping[str, Any]) -> str:
     """The setting's dotted name, and the environment variable that set it when one did."""
-    name = ".".join(str(p) for p in loc) or "(root)"
+    if not loc:  # a check across settings (a model validator): no one variable set it
+        return "(settings)"
+    name = ".".join(str(p) for p in loc)
     node: Any = overrides
     for part in loc:
         if not isinstance(node, dict) or part not in node:

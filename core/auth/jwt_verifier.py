@@ -64,6 +64,10 @@ class JwtConfig:
     def __post_init__(self) -> None:
         if not self.issuer or not self.audience:
             raise KeyConfigError("JWT config needs a non-empty 'issuer' and 'audience'")
+        for name in ("issuer", "audience"):  # compared with the token's claims: text only
+            value = getattr(self, name)
+            if not all(isinstance(v, str) and v for v in (value if isinstance(value, tuple) else (value,))):
+                raise KeyConfigError(f"JWT config '{name}' must be a string or a list of strings, got {value!r}")
         if not self.keys and not self.jwks_path:
             raise KeyConfigError("JWT config needs 'keys' or 'jwks_path'")
         if self.leeway_s < 0 or self.jwks_check_interval_s < 0:

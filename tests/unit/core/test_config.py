@@ -54,3 +54,28 @@ def test_a_mint_must_be_a_public_key():
 def test_jwt_section_is_checked_at_load():
     with pytest.raises(ConfigError, match="auth.jwt"):
         load_settings(env={"TRADEWIRE_AUTH__JWT": '{"issuer": "x"}'})
+
+
+@pytest.mark.parametrize("issuer", ["5", "[1, 2]", '""'])
+def test_jwt_issuer_must_be_text(tmp_path, issuer):
+    # an issuer that is no string matched no token's: every JWT was refused, nothing said why
+    config = tmp_path / "tw.toml"
+    config.write_text(f'[auth.jwt]\nissuer = {issuer}\naudience = "a"\njwks_path = "{tmp_path / "jwks.json"}"\n')
+    with pytest.raises(ConfigError, match="auth.jwt.*issuer"):
+        load_settings(config, env={})
+
+
+def test_a_check_across_settings_made_in_the_file_names_no_variable(tmp_path):
+    config = tmp_path / "tw.toml"
+    config.write_text("[server]\nworkers = 2\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, env={})
+    message = str(caught.value)
+    assert "server.workers = 2 needs shared.redis_url" in message and "TRADEWIRE_" not in message, message
+
+
+@pytest.mark.parametrize("variable", ["TRADEWIRE_TRACING__OTLP_ENDPOINT", "TRADEWIRE_MARKET_DATA__JUPITER_URL"])
+def test_an_upstream_url_must_be_one(variable):
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(env={variable: "not a url"})
+    assert load_settings(env={variable: "http://127.0.0.1:4318/v1/traces"})
