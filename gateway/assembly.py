@@ -176,9 +176,10 @@ def _key_database(settings: Settings) -> SqliteApiKeyStore:
     path = key_db_path(settings)
     if settings.auth.api_key_db is not None and not path.parent.is_dir():
         raise StartupError(f"auth.api_key_db: the folder {path.parent} does not exist")
-    if not path.exists():
-        log.warning("no API-key database at %s yet: starting an empty one (add keys with "
-                    "`tradewire keys create --db %s`)", path, path)
+    if not path.exists():  # a warning only when no key at all can call (none in the settings either)
+        log.log(logging.INFO if settings.auth.api_keys else logging.WARNING,
+                "no API-key database at %s yet: starting an empty one (add keys with "
+                "`tradewire keys create --db %s`)", path, path)
     return opened("auth.api_key_db" if settings.auth.api_key_db else "storage.data_dir", path, SqliteApiKeyStore)
 
 

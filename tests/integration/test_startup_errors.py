@@ -113,3 +113,11 @@ def test_other_tools_tradewire_variables_are_not_settings(tmp_path):
     done = serve(tmp_path, env={"TRADEWIRE_QUESTDB_ROOT": "/tmp/x", "TRADEWIRE_SERVER__GRCP_PORT": "1"})
     assert_one_line(done, "server.grcp_port (from TRADEWIRE_SERVER__GRCP_PORT): unknown setting")
     assert "questdb_root" not in done.stderr
+
+
+def test_with_keys_in_the_settings_a_start_up_error_is_the_only_thing_said(tmp_path, listening):
+    # (a missing key database is worth a warning only when no key at all could call)
+    keys = f'[[auth.api_keys]]\nprefix = "tw_alice001"\nsha256 = "{"0" * 64}"\nowner = "alice"\n'
+    done = serve(tmp_path, keys, http_port=listening)
+    assert_one_line(done, "cannot listen for HTTP")
+    assert '"level":"warning"' not in done.stderr + done.stdout, done.stderr
