@@ -6,6 +6,7 @@ to the dashboard."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -32,6 +33,8 @@ CORS_EXPOSE_HEADERS = [
 ]
 DESCRIPTOR_SET = Path(__file__).resolve().parent.parent / "gen" / "descriptors" / "tradewire.binpb"
 
+log = logging.getLogger("tradewire.server")
+
 
 def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
                    record_refused: RecordRefused | None = None,
@@ -52,6 +55,9 @@ def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
     if dashboard and (dashboard / "index.html").exists():
         # StaticFiles raises its 404/405 for Starlette's exception middleware to answer.
         static = ExceptionMiddleware(StaticFiles(directory=dashboard, html=True))
+    elif dashboard:
+        log.warning("server.web_root %s holds no index.html (is the dashboard built?): no dashboard is served",
+                    dashboard)
     # HTTP/JSON routes first; paths outside the API are the dashboard's, when it is built.
     http_json = build_http_json_app(service, SERVICE, max_body_bytes=settings.max_body_bytes,
                                     on_error=_recording_refusals(record_refused),
