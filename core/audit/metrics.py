@@ -10,11 +10,13 @@ from prometheus_client.registry import Collector
 
 from tradewire.core.audit.sink import AuditSink
 
-_GAUGES = {
-    "queue_depth": "Audit events accepted and not yet written or spooled",
-    "queue_max": "Bound of the audit queue (0: unbounded)",
-    "spooled": "Audit rows waiting in the local spool for QuestDB",
-}
+# (stats field, metric name, help): no gauge may share a family name with a counter
+# (tradewire_audit_spooled was both, and merged exposition then typed the counter a gauge)
+_GAUGES = (
+    ("queue_depth", "queue_depth", "Audit events accepted and not yet written or spooled"),
+    ("queue_max", "queue_max", "Bound of the audit queue (0: unbounded)"),
+    ("spooled", "spool_rows", "Audit rows waiting in the local spool for QuestDB"),
+)
 _COUNTERS = {
     "rows_written": "Audit rows acknowledged by the backend",
     "spooled": "Audit rows ever written to the spool",
@@ -31,9 +33,9 @@ class AuditCollector(Collector):
 
     def collect(self) -> Iterator:
         stats = self.sink.stats()
-        for name, doc in _GAUGES.items():
+        for field, name, doc in _GAUGES:
             family = GaugeMetricFamily(f"tradewire_audit_{name}", doc, labels=["backend"])
-            family.add_metric([stats.backend], getattr(stats, name))
+            family.add_metric([stats.backend], getattr(stats, field))
             yield family
         for name, doc in _COUNTERS.items():
             family = CounterMetricFamily(f"tradewire_audit_{name}", doc, labels=["backend"])
