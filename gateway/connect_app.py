@@ -468,8 +468,8 @@ class ConnectCompat:
             input_cls, decode = self._stream_inputs.get(method_name), _STREAM_DECODERS.get(content_type)
         else:
             input_cls, decode = self._inputs.get(method_name), _BODY_DECODERS.get(content_type)
-        if input_cls is None:  # TradeSession: the adapter refuses it
-            return None
+        if input_cls is None:  # TradeSession: refused after the credentials, and recorded
+            return _Plan(object, None, content_type, b"", "identity", refusal=duplex_unsupported_error(method_name))
         if scope["method"] == "GET":
             query = _query(scope)
             if _QUERY_DECODERS.get(query.get("encoding", [""])[0]) is None or "message" not in query:

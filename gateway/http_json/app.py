@@ -262,11 +262,11 @@ class HttpJsonApp:
         headers = scope_headers(scope)
         ctx = CallContext(protocol=Protocol.HTTP_JSON, method=route.rpc, headers=headers, peer=scope_peer(scope))
         try:
-            if route.kind is Kind.CLIENT_STREAM:
-                raise duplex_unsupported_error(route.rpc)
             if route.handler is None:
                 raise TradewireError("UNIMPLEMENTED", f"{route.rpc} is not implemented")
             with self._authenticate_first(ctx):  # from the headers: no body is read for a bad caller
+                if route.kind is Kind.CLIENT_STREAM:
+                    raise duplex_unsupported_error(route.rpc)
                 request = await self._decode(route, scope, receive, values, headers)
                 if route.kind is Kind.SERVER_STREAM:
                     framer = Framer(wants_sse(headers.get("accept")), route.has_sequence)

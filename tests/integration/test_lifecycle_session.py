@@ -165,7 +165,10 @@ async def test_a_session_names_a_reused_request_id_as_the_session_sends_it(sessi
     assert [v.field for v in refused.error.field_violations] == ["trade.request_id"]  # as a bad trade's path
 
 
-@pytest.mark.parametrize("protocol", ["connect-json", "connect-proto", "grpc-web", "http"])
+PROTOCOL_NAMES = {"connect-json": "connect", "connect-proto": "connect", "grpc-web": "grpc-web", "http": "http"}
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOL_NAMES))
 async def test_transports_without_full_duplex_say_so(protocol, session_gateway):
     client = make_client(protocol, session_gateway)
     try:
@@ -178,6 +181,18 @@ async def test_transports_without_full_duplex_say_so(protocol, session_gateway):
     assert "full-duplex" in failure.value.message and "gRPC" in failure.value.message
     if protocol == "http":
         assert failure.value.http_status == 501
+    # recorded as a call of its method, on every protocol (Connect and gRPC-Web refused it unseen)
+    await eventually(lambda: session_gateway.audit_rows("tw_requests", method="TradeSession", principal="alice",
+                                                        reason="DUPLEX_UNSUPPORTED", protocol=PROTOCOL_NAMES[protocol]),
+                     what="the refused session's audit row")
+    # and, as every call, a bad credential is told so first
+    client = make_client(protocol, session_gateway)
+    try:
+        with pytest.raises(RpcFailure) as failure:
+            await client.session([session_trade(unique("half"))], "tw_nobody01_" + "x" * 40)
+    finally:
+        await client.close()
+    assert failure.value.code == "UNAUTHENTICATED", failure.value
 
 
 async def test_a_session_that_stops_reading_is_dropped_with_a_clear_status(session_gateway):
