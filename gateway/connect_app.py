@@ -324,8 +324,16 @@ def _check_timeout(headers: dict[bytes, bytes], content_type: bytes) -> None:
     value = headers.get(name)
     if value is not None and not pattern.fullmatch(value):
         raise TradewireError("MALFORMED_REQUEST",
-                             f"invalid {name.decode()} header {value.decode('latin-1')!r}: send {form}",
+                             f"invalid {name.decode()} header {shortened(value.decode('latin-1'))!r}: send {form}",
                              metadata={"header": name.decode()})
+
+
+def _check_protocol_version(headers: dict[bytes, bytes], content_type: bytes) -> None:
+    """Connect's version header, when sent, is 1 (connect-python refused others without details)."""
+    value = headers.get(b"connect-protocol-version")
+    if value is not None and value.strip() != b"1" and not content_type.startswith(b"application/grpc-web"):
+        raise TradewireError("MALFORMED_REQUEST", f"connect-protocol-version must be 1, got "
+                             f"{shortened(value.decode('latin-1'))!r}", metadata={"header": "connect-protocol-version"})
 
 
 def _message(body: bytes, content_type: bytes, compression: str, limit: int) -> bytes | None:
@@ -409,17 +417,10 @@ class ConnectCompat:
         if scope["method"] not in allowed:
             return await self._send_status(send, 405, [(b"allow", ", ".join(allowed).encode())])
         streaming = method_name in self._streams
-        run = self._stream_until_disconnect if streaming else self.app
         try:
             plan = self._plan(scope, method_name, content_type, streaming)
-            if plan is None and text:  # (connect-python reads binary gRPC-Web only)
-                receive = _replaying(await self._read_body(receive, text=True), receive)
-        except TradewireError as error:
-            return await self._refuse(scope, send, error, content_type, streaming)
-        except ClientGone:
-            return
-        if plan is None:  # left to connect-python (or the adapter) to answer
-            return await run(scope, receive, send)
+        except TradewireError as error:  # refused from its headers: after its credentials, as any call
+            plan = _Plan(object, None, content_type, b"", "identity", refusal=error)
         ctx = _call_context(scope, method_name)
         first = self.authenticate_first(ctx) if self.authenticate_first is not None else contextlib.nullcontext()
         reading = False
@@ -459,11 +460,12 @@ class ConnectCompat:
         path = scope["path"]
         return self._names.get(path) or self._names.get(path.removeprefix(scope.get("root_path", "")))
 
-    def _plan(self, scope, method_name: str, content_type: bytes, streaming: bool) -> _Plan | None:
-        """What its headers say of a call whose request is checked here (TradewireError for bad
-        ones); None for what connect-python (or the adapter) reads and answers itself."""
+    def _plan(self, scope, method_name: str, content_type: bytes, streaming: bool) -> _Plan:
+        """What its headers say of the call: how its request is read, or why it cannot be
+        (``refusal``, or a TradewireError raised for a bad header)."""
         headers = dict(scope["headers"])
         _check_timeout(headers, content_type)
+        _check_protocol_version(headers, content_type)
         if streaming:
             input_cls, decode = self._stream_inputs.get(method_name), _STREAM_DECODERS.get(content_type)
         else:
@@ -473,7 +475,9 @@ class ConnectCompat:
         if scope["method"] == "GET":
             query = _query(scope)
             if _QUERY_DECODERS.get(query.get("encoding", [""])[0]) is None or "message" not in query:
-                return None  # connect-python refuses what it cannot read
+                return _Plan(input_cls, None, content_type, b"", "identity", refusal=TradewireError(
+                    "MALFORMED_REQUEST", "a Connect GET names its request in the query: encoding=json or "
+                    "encoding=proto, and message=<the request, URL-encoded (base64 with base64=1)>"))
             return _Plan(input_cls, None, content_type, b"", "identity")
         if decode is None:  # a content type connect-python would refuse with a bare 415
             return _Plan(input_cls, None, content_type, b"", "identity",

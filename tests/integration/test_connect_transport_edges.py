@@ -426,3 +426,17 @@ async def test_a_call_whose_client_leaves_before_its_body_is_whole_never_runs(ga
 
     with pytest.raises(AssertionError, match="timed out"):  # (a window to observe that nothing starts)
         await eventually(runs, timeout=1.5, what="the cut-short trade running")
+
+
+def test_connect_refusals_of_its_own_headers_and_query_carry_a_reason(http, gateway):
+    # (connect-python answered these itself: no ErrorInfo, no access line)
+    version = _connect_error(http.post(MARKET, content=b"{}", headers=_auth(gateway, **{
+        "content-type": "application/json", "connect-protocol-version": "2"})), 400)
+    assert version["reason"] == "MALFORMED_REQUEST" and "connect-protocol-version must be 1" in version["message"]
+    for query in ("?encoding=json", "?message=%7B%7D", "?encoding=xml&message=%7B%7D"):
+        get = _connect_error(http.get(MARKET + query, headers=_auth(gateway)), 400)
+        assert get["reason"] == "MALFORMED_REQUEST" and "encoding=json" in get["message"], (query, get)
+    # a bad header is heard of after a bad credential, as any refusal
+    bad_key = {"authorization": "Bearer tw_nobody01_" + "x" * 40, "content-type": "application/json",
+               "connect-protocol-version": "2"}
+    assert _connect_error(http.post(MARKET, content=b"{}", headers=bad_key), 401)["reason"] == "AUTH_INVALID"
