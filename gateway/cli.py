@@ -9,35 +9,55 @@ from collections.abc import Sequence
 import uvloop
 
 from tradewire.core.auth.cli import add_keys_subcommands, run_keys_command
-from tradewire.core.config import ConfigError, load_settings
+from tradewire.core.config import ConfigError, Settings, load_settings
 from tradewire.core.logs import configure_logging
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from tradewire.gateway.server import serve
-
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
-        print(f"tradewire: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.logging.level)
+        return _cannot_start(args, str(exc), code=2)
     if args.worker is not None:  # one of the supervisor's workers (gateway/workers.py)
-        from tradewire.gateway.workers import worker_settings
-
-        settings = worker_settings(settings, args.worker)
-    elif settings.server.workers > 1:
-        from tradewire.gateway.workers import supervise
-
-        return uvloop.run(supervise(settings, args.config))
+        return _serve_as_worker(settings, args)
+    configure_logging(settings.logging.level)
     from tradewire.gateway.assembly import StartupError
 
     try:
-        uvloop.run(serve(settings, worker=args.worker))
+        if settings.server.workers > 1:
+            from tradewire.gateway.workers import supervise
+
+            return uvloop.run(supervise(settings, args.config))
+        from tradewire.gateway.server import serve
+
+        uvloop.run(serve(settings))
     except StartupError as exc:
-        print(f"tradewire: {exc}", file=sys.stderr)
-        return 1
+        return _cannot_start(args, str(exc), code=1)
     return 0
+
+
+def _serve_as_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from tradewire.gateway.assembly import StartupError
+    from tradewire.gateway.server import serve
+    from tradewire.gateway.workers import worker_settings
+
+    configure_logging(settings.logging.level)
+    try:
+        uvloop.run(serve(worker_settings(settings, args.worker), worker=args.worker))
+    except StartupError as exc:
+        return _cannot_start(args, str(exc), code=1)
+    return 0
+
+
+def _cannot_start(args: argparse.Namespace, reason: str, code: int) -> int:
+    """One ``tradewire: ...`` line and ``code``; a worker tells its supervisor instead, which
+    says it once for the service."""
+    if args.worker is not None:
+        from tradewire.gateway.workers import report_start_failure
+
+        return report_start_failure(args.report_fd, reason)
+    print(f"tradewire: {reason}", file=sys.stderr)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve gRPC, Connect, gRPC-Web and HTTP/JSON")
     serve.add_argument("--config", help="TOML file (default: $TRADEWIRE_CONFIG, else embedded defaults)")
     serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the workers' supervisor
+    serve.add_argument("--report-fd", type=int, help=argparse.SUPPRESS)  # where a worker says why it could not start
     serve.set_defaults(handler=_serve)
     commands.add_parser("devnet", help="run the local Solana devnet (RPC, Jupiter, Jito); see devnet --help")
     keys = add_keys_subcommands(commands)

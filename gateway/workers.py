@@ -11,23 +11,39 @@ work after a restart.
 
 This supervisor forwards SIGTERM/SIGINT (each worker then shuts down gracefully on its own),
 restarts a worker that dies unexpectedly (with backoff), and exits 0 when every worker
-stopped cleanly.
+stopped cleanly. A worker that cannot start ends the service instead: at once when it never
+served, or after several failed starts in a row when it had — the others are stopped and the
+command exits non-zero with one ``tradewire: ...`` line, as a single gateway does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tradewire.core.config import Settings, key_db_path
 from tradewire.core.retry import RetryPolicy
+from tradewire.gateway.assembly import StartupError
 
 log = logging.getLogger("tradewire.workers")
 
-_RESTART = RetryPolicy(max_attempts=1_000_000, initial_backoff_s=0.5, max_backoff_s=10.0)
+# A worker that could not start exits with this code. The exit code is the whole protocol:
+# serve() turns whatever keeps a worker from starting into StartupError before it serves
+# anything, so this code means "never served" and any other exit is a worker that got past
+# start-up — no readiness message to send, lose or wait for. A pipe carries only the reason,
+# for the supervisor's one ``tradewire: ...`` line (the workers' stderr is the JSON log).
+NOT_STARTED = 3
+_REASON_MAX_BYTES = 4000  # within PIPE_BUF: written at once, never blocks the worker
+
+# Every restart backs off from 0.5 s to 10 s. A worker that served and died is restarted as
+# often as it takes; one that then cannot start again gets max_attempts starts in a row
+# (time for a Redis restart, say) before the service ends.
+_RESTART = RetryPolicy(max_attempts=5, initial_backoff_s=0.5, max_backoff_s=10.0)
 
 
 def worker_settings(settings: Settings, index: int) -> Settings:
@@ -52,13 +68,15 @@ def _of_worker(path: Path, index: int) -> Path:
 
 
 async def supervise(settings: Settings, config_path: str | None) -> int:
-    """Run ``settings.server.workers`` workers until SIGTERM/SIGINT; the exit code."""
-    stop = asyncio.Event()
+    """Run ``settings.server.workers`` workers until SIGTERM/SIGINT; the exit code. Raises
+    StartupError (once every worker stopped) when a worker could not start."""
+    service = _Service(config_path, settings.shutdown.deadline_s)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    codes = await asyncio.gather(*(_keep_running(i, config_path, stop, settings.shutdown.deadline_s)
-                                   for i in range(settings.server.workers)))
+        loop.add_signal_handler(sig, service.stop.set)
+    codes = await asyncio.gather(*(_keep_running(i, service) for i in range(settings.server.workers)))
+    if service.failure is not None:
+        raise StartupError(service.failure)
     failed = [i for i, code in enumerate(codes) if code != 0]
     if failed:
         log.error("workers %s did not stop cleanly (exit codes %s)", failed, [codes[i] for i in failed])
@@ -67,38 +85,143 @@ async def supervise(settings: Settings, config_path: str | None) -> int:
     return 0
 
 
-async def _keep_running(index: int, config_path: str | None, stop: asyncio.Event, deadline_s: float) -> int:
-    """Worker ``index``: started, restarted after an unexpected exit, stopped on ``stop``."""
-    restarts = 0
+def report_start_failure(report_fd: int | None, reason: str) -> int:
+    """In a worker that could not start: tell the supervisor why; the worker's exit code."""
+    if report_fd is None:  # started by hand, without a supervisor to tell
+        print(f"tradewire: {reason}", file=sys.stderr)
+    else:
+        os.write(report_fd, reason.encode()[:_REASON_MAX_BYTES])
+        os.close(report_fd)
+    return NOT_STARTED
+
+
+@dataclass
+class _Service:
+    """What the workers' supervision loops share: how to start one, when to stop, and why the
+    service ended when a worker could not start."""
+
+    config_path: str | None
+    deadline_s: float
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    failure: str | None = None
+
+    def fail(self, reason: str) -> None:
+        """End the service: every worker is stopped, and ``reason`` is its last word."""
+        if self.failure is None:
+            self.failure = reason
+        self.stop.set()
+
+
+@dataclass
+class _Worker:
+    """One worker process and the read end of the pipe it reports a failed start on."""
+
+    process: asyncio.subprocess.Process
+    report_fd: int
+
+    def start_failure(self) -> str | None:
+        """Once it exited: why it could not start, or None when it had started."""
+        if self.process.returncode != NOT_STARTED:
+            return None
+        return _read_all(self.report_fd) or f"exited with {NOT_STARTED} before serving"
+
+    def close(self) -> None:
+        os.close(self.report_fd)
+
+
+async def _keep_running(index: int, service: _Service) -> int:
+    """Worker ``index``: started, restarted after an unexpected exit, stopped on ``service.stop``;
+    its exit code (not 0 when it was down, or failing to start again, when stopped)."""
+    restarts = start_failures = 0
+    served = False
     while True:
-        process = await _spawn(index, config_path)
-        stopping = asyncio.create_task(stop.wait())
-        exited = asyncio.create_task(process.wait())
-        await asyncio.wait((stopping, exited), return_when=asyncio.FIRST_COMPLETED)
-        if stop.is_set():
-            exited.cancel()
-            return await _terminate(process, deadline_s)
-        stopping.cancel()
+        worker = await _spawn(index, service.config_path)
+        try:
+            if not await _exits_before(worker.process, service.stop):
+                return _stopped_code(await _terminate(worker.process, service.deadline_s), start_failures)
+            reason = worker.start_failure()
+        finally:
+            worker.close()
         restarts += 1
-        log.error("worker %d (pid %d) exited with %s; restarting it", index, process.pid, process.returncode)
-        try:  # wait before restarting, unless told to stop meanwhile
-            await asyncio.wait_for(stop.wait(), _RESTART.delay(restarts))
-            return 0
-        except TimeoutError:
-            pass
+        if reason is None:
+            served, start_failures = True, 0
+            log.error("worker %d (pid %d) exited with %s; restarting it", index, worker.process.pid,
+                      worker.process.returncode)
+        else:
+            start_failures += 1
+            if not served or not _RESTART.retries_left(start_failures):
+                return _give_up(index, reason, start_failures, service)
+            log.error("worker %d could not start again (%d of %d tries): %s; restarting it",
+                      index, start_failures, _RESTART.max_attempts, reason)
+        if await _stopped_within(service.stop, _RESTART.delay(restarts)):
+            log.error("worker %d was down when stopped (last exit code %s)", index, worker.process.returncode)
+            return worker.process.returncode or 1
 
 
-async def _spawn(index: int, config_path: str | None) -> asyncio.subprocess.Process:
-    args = [sys.executable, "-m", "tradewire.gateway.cli", "serve", "--worker", str(index)]
+def _stopped_code(code: int, start_failures: int) -> int:
+    """A worker's exit code once stopped, as the service reports it."""
+    if code == -signal.SIGTERM and not start_failures:
+        # Killed by the signal's default action: it came before the worker installed its
+        # handlers, which it does before serving anything (server.serve), so nothing was lost.
+        # (Not so for a retry after failed starts: then the worker is still not running.)
+        return 0
+    return code
+
+
+def _give_up(index: int, reason: str, start_failures: int, service: _Service) -> int:
+    tries = f" ({start_failures} tries in a row)" if start_failures > 1 else ""
+    log.info("worker %d could not start%s; stopping the others", index, tries)
+    service.fail(f"worker {index} could not start{tries}: {reason}")
+    return NOT_STARTED
+
+
+async def _exits_before(process: asyncio.subprocess.Process, stop: asyncio.Event) -> bool:
+    """Wait until ``process`` exits (True) or ``stop`` is set (False)."""
+    stopping = asyncio.create_task(stop.wait())
+    exited = asyncio.create_task(process.wait())
+    await asyncio.wait((stopping, exited), return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    exited.cancel()
+    return not stop.is_set()
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` unless ``stop`` is set meanwhile; whether it was."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except TimeoutError:
+        return False
+
+
+async def _spawn(index: int, config_path: str | None) -> _Worker:
+    report_fd, worker_end = os.pipe()
+    args = [sys.executable, "-m", "tradewire.gateway.cli", "serve", "--worker", str(index),
+            "--report-fd", str(worker_end)]
     if config_path:
         args += ["--config", str(Path(config_path).resolve())]
-    process = await asyncio.create_subprocess_exec(*args)
+    try:
+        process = await asyncio.create_subprocess_exec(*args, pass_fds=(worker_end,))
+    except BaseException:
+        os.close(report_fd)
+        raise
+    finally:
+        os.close(worker_end)  # the worker holds the only write end: the pipe ends when it exits
     log.info("worker %d started (pid %d)", index, process.pid)
-    return process
+    return _Worker(process, report_fd)
+
+
+def _read_all(fd: int) -> str:
+    """What is in the pipe (its writer has exited; non-blocking should another process hold it)."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, _REASON_MAX_BYTES).decode(errors="replace").strip()
+    except BlockingIOError:
+        return ""
 
 
 async def _terminate(process: asyncio.subprocess.Process, deadline_s: float) -> int:
-    """SIGTERM, then SIGKILL if the worker outlives its own shutdown deadline."""
+    """SIGTERM, then SIGKILL if the worker outlives its own shutdown deadline; its exit code."""
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -107,8 +230,4 @@ async def _terminate(process: asyncio.subprocess.Process, deadline_s: float) -> 
             log.error("worker pid %d ignored SIGTERM for %.0f s; killing it", process.pid, deadline_s + 5)
             process.kill()
             await process.wait()
-    if process.returncode == -signal.SIGTERM:
-        # Killed by the signal's default action: it came before the worker installed its
-        # handlers, which it does before serving anything (server.serve), so nothing was lost.
-        return 0
     return process.returncode

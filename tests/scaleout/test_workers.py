@@ -1,10 +1,16 @@
 """`serve` with server.workers = 2: two serving processes on the same ports, one Redis.
 
 Connections are spread over both workers by the kernel, both book into the shared store, a
-worker that dies is replaced, and SIGTERM to the supervisor stops every worker cleanly."""
+worker that dies is replaced, and SIGTERM to the supervisor stops every worker cleanly.
+
+A worker that never served ends the service at once; one that served, died and then cannot
+start again ends it after a few tries; either way the supervisor stops the others and exits
+non-zero with one `tradewire: ...` line. Stopped while a worker is down, it exits non-zero."""
 
 import asyncio
+import json
 import os
+import re
 import signal
 import uuid
 from pathlib import Path
@@ -16,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from support.clients import HttpJsonClient
 from support.gateway_process import GatewayProcess
+from support.ports import free_port
 from support.trading import eventually
 from tradewire.core.config import ConfigError, load_settings
 from tradewire.v1 import trade_pb2 as pb
@@ -118,3 +125,69 @@ def test_several_workers_need_a_shared_store_and_fixed_ports():
                                  "TRADEWIRE_SERVER__HTTP_PORT": "0"})
     assert load_settings(None, env={"TRADEWIRE_SERVER__WORKERS": "2",
                                     "TRADEWIRE_SHARED__REDIS_URL": "redis://x"}).server.workers == 2
+
+
+def json_and_plain_lines(gateway: GatewayProcess) -> tuple[list[dict], list[str]]:
+    parsed, plain = [], []
+    for line in gateway.log_text().splitlines():
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            plain.append(line)
+    return parsed, plain
+
+
+def started_workers(gateway: GatewayProcess) -> list[tuple[int, int]]:
+    """(worker index, pid) of every worker the supervisor started, in order."""
+    return [(int(index), int(pid)) for index, pid in
+            re.findall(r'"worker (\d+) started \(pid (\d+)\)"', gateway.log_text())]
+
+
+async def kill_a_worker_that_cannot_start_again(gateway: GatewayProcess) -> int:
+    """Kill a serving worker after making its restart fail (the config it re-reads is broken);
+    the killed worker's index."""
+    await eventually(lambda: all_workers_serving(gateway), what="two serving workers")
+    (gateway.workdir / "tradewire.toml").write_text("[server\n")
+    index, pid = started_workers(gateway)[0]
+    os.kill(pid, signal.SIGKILL)
+    return index
+
+
+async def test_a_worker_that_never_served_ends_the_service(tmp_path):
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    gateway = GatewayProcess(tmp_path, env={"TRADEWIRE_SHARED__REDIS_URL": closed, "TRADEWIRE_SERVER__WORKERS": "2"})
+    with pytest.raises(RuntimeError, match="gateway exited with 1"):
+        await asyncio.to_thread(gateway.start)
+    gateway.wait_exit(5)
+    parsed, plain = json_and_plain_lines(gateway)
+    assert len(plain) == 1, plain
+    assert plain[0].startswith("tradewire: worker ")
+    assert "could not start: the shared store ([shared] redis_url) does not answer" in plain[0]
+    assert not any("restarting" in line["msg"] for line in parsed)
+
+
+async def test_a_worker_that_cannot_start_again_ends_the_service(two_workers):
+    survivors = set(children(two_workers.pid))
+    index = await kill_a_worker_that_cannot_start_again(two_workers)
+    assert await asyncio.to_thread(two_workers.wait_exit, 90) == 1
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in survivors)
+    parsed, plain = json_and_plain_lines(two_workers)
+    assert len(plain) == 1, plain
+    assert plain[0].startswith(f"tradewire: worker {index} could not start (5 tries in a row): "
+                               f"config file {two_workers.workdir / 'tradewire.toml'} is not valid TOML")
+    retries = [line["msg"] for line in parsed if "could not start again" in line["msg"]]
+    assert [re.search(r"\((\d) of 5 tries\)", msg).group(1) for msg in retries] == ["1", "2", "3", "4"]
+
+
+async def test_stopped_while_a_worker_cannot_start_again_exits_non_zero(two_workers):
+    index = await kill_a_worker_that_cannot_start_again(two_workers)
+
+    def waiting_to_restart_after_a_failed_restart() -> bool:
+        # its third start (the second restart) has already ended, the next is not yet due
+        return ([i for i, _ in started_workers(two_workers)].count(index) >= 3
+                and len(children(two_workers.pid)) == 1)
+
+    await eventually(waiting_to_restart_after_a_failed_restart, timeout=30, what="a failed restart")
+    two_workers.terminate()
+    assert await asyncio.to_thread(two_workers.wait_exit, 40) != 0
+    assert f"worker {index} was down when stopped" in two_workers.log_text()
