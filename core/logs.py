@@ -5,6 +5,9 @@ Two paths, one format (``ts``, ``level``, ``logger``, ``msg``, then fields):
   ``orjson.dumps`` and flushed once per event-loop pass (bench/PROFILE.md: the logging
   module's record/handler/formatter chain cost several times more per line);
 - everything else (libraries, warnings, tracebacks) goes through the standard logging module.
+
+Both add the process's own fields (a worker's ``worker`` and ``pid``: several workers write
+to one stream), bound once by configure_logging.
 """
 
 from __future__ import annotations
@@ -40,12 +43,17 @@ def _timestamp() -> str:
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, process_fields: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.process_fields = dict(process_fields or {})
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            **self.process_fields,
         }
         entry.update(call_fields.get())
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
@@ -54,8 +62,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-# Where configure_logging sends the hot lines: (write, flush, minimum level number), or None
-# before it ran (then event loggers go through the standard logging module).
+# Where configure_logging sends the hot lines: (write, flush, minimum level number, the
+# process's fields), or None before it ran (then event loggers go through the standard
+# logging module).
 _hot_sink: list = [None]
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -99,10 +108,10 @@ class _EventLogger:
         if sink is None:  # logging not configured (library use, scripts): the standard path
             logging.getLogger(self.name).log(_LEVELS[level], event, extra=fields)
             return
-        write, flush, minimum = sink
+        write, flush, minimum, process_fields = sink
         if _LEVELS[level] < minimum:
             return
-        line = {"ts": _timestamp(), "level": level, "logger": self.name, "msg": event}
+        line = {"ts": _timestamp(), "level": level, "logger": self.name, "msg": event, **process_fields}
         line.update(call_fields.get())
         line.update(fields)
         write(orjson.dumps(line) + b"\n")
@@ -126,10 +135,13 @@ def event_logger(name: str) -> Any:
     return _EventLogger(name)
 
 
-def configure_logging(level: str = "INFO", stream=None) -> None:
+def configure_logging(level: str = "INFO", stream=None, process_fields: dict[str, Any] | None = None) -> None:
+    """JSON lines to ``stream`` (stderr); ``process_fields`` go into every line (e.g. a worker's
+    ``worker`` and ``pid``), fixed here so that no line computes them."""
     stream = stream or sys.stderr
+    process_fields = dict(process_fields or {})
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(process_fields))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -140,6 +152,6 @@ def configure_logging(level: str = "INFO", stream=None) -> None:
     binary = getattr(stream, "buffer", None)
     minimum = root.level  # the number setLevel resolved
     if binary is not None:
-        _hot_sink[0] = (binary.write, binary.flush, minimum)
+        _hot_sink[0] = (binary.write, binary.flush, minimum, process_fields)
     else:
-        _hot_sink[0] = (lambda raw: stream.write(raw.decode()), stream.flush, minimum)
+        _hot_sink[0] = (lambda raw: stream.write(raw.decode()), stream.flush, minimum, process_fields)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -41,7 +42,8 @@ def _serve_as_worker(settings: Settings, args: argparse.Namespace) -> int:
     from tradewire.gateway.server import serve
     from tradewire.gateway.workers import worker_settings
 
-    configure_logging(settings.logging.level)
+    # Every worker writes to the same stream: each line says which worker, and which process.
+    configure_logging(settings.logging.level, process_fields={"worker": args.worker, "pid": os.getpid()})
     try:
         uvloop.run(serve(worker_settings(settings, args.worker), worker=args.worker))
     except StartupError as exc:

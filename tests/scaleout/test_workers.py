@@ -5,10 +5,13 @@ worker that dies is replaced, and SIGTERM to the supervisor stops every worker c
 
 A worker that never served ends the service at once; one that served, died and then cannot
 start again ends it after a few tries; either way the supervisor stops the others and exits
-non-zero with one `tradewire: ...` line. Stopped while a worker is down, it exits non-zero."""
+non-zero with one `tradewire: ...` line. Stopped while a worker is down, it exits non-zero.
+Every line a worker logs carries its index and pid; a single gateway's lines carry neither."""
 
 import asyncio
+import io
 import json
+import logging
 import os
 import re
 import signal
@@ -24,7 +27,9 @@ from support.clients import HttpJsonClient
 from support.gateway_process import GatewayProcess
 from support.ports import free_port
 from support.trading import eventually
+from tradewire.core import logs
 from tradewire.core.config import ConfigError, load_settings
+from tradewire.core.logs import configure_logging, event_logger
 from tradewire.v1 import trade_pb2 as pb
 
 SOL = "So11111111111111111111111111111111111111112"
@@ -191,3 +196,53 @@ async def test_stopped_while_a_worker_cannot_start_again_exits_non_zero(two_work
     two_workers.terminate()
     assert await asyncio.to_thread(two_workers.wait_exit, 40) != 0
     assert f"worker {index} was down when stopped" in two_workers.log_text()
+
+
+async def test_every_line_a_worker_writes_says_which_worker(two_workers):
+    def both_serving() -> bool:  # (a health probe may reach the same worker every time)
+        return [line["msg"] for line in json_and_plain_lines(two_workers)[0]].count("serving") == 2
+
+    await eventually(both_serving, timeout=30, what="two serving workers")
+    two_workers.terminate()
+    assert await asyncio.to_thread(two_workers.wait_exit, 40) == 0
+    parsed, plain = json_and_plain_lines(two_workers)
+    assert plain == []
+    started = dict((pid, index) for index, pid in started_workers(two_workers))
+    by_workers = [line for line in parsed if line["logger"] != "tradewire.workers"]
+    assert {(line["worker"], line["pid"]) for line in by_workers} == {(i, pid) for pid, i in started.items()}
+    assert {line["msg"] for line in by_workers} >= {"serving", "shutting down", "stopped"}
+    assert all("worker" not in line and "pid" not in line
+               for line in parsed if line["logger"] == "tradewire.workers")  # the supervisor's own
+
+
+@pytest.fixture
+def log_stream():
+    """configure_logging into a buffer for one test; the process's logging restored after."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logs._hot_sink[0]
+    stream = io.StringIO()
+    yield stream
+    root.handlers[:], level, logs._hot_sink[0] = saved
+    root.setLevel(level)
+
+
+def logged_lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_process_fields_are_on_every_line_of_both_paths(log_stream):
+    configure_logging("INFO", stream=log_stream, process_fields={"worker": 1, "pid": 4242})
+    event_logger("tradewire.test.hot").info("call", method="GetTrade")
+    logging.getLogger("tradewire.test.standard").warning("slow", extra={"ms": 3})
+    hot, standard = logged_lines(log_stream)
+    assert hot == {"ts": hot["ts"], "level": "info", "logger": "tradewire.test.hot", "msg": "call",
+                   "worker": 1, "pid": 4242, "method": "GetTrade"}
+    assert standard == {"ts": standard["ts"], "level": "warning", "logger": "tradewire.test.standard",
+                        "msg": "slow", "worker": 1, "pid": 4242, "ms": 3}
+
+
+def test_a_single_gateway_lines_have_no_process_fields(log_stream):
+    configure_logging("INFO", stream=log_stream)
+    event_logger("tradewire.test.hot").info("call")
+    logging.getLogger("tradewire.test.standard").warning("slow")
+    assert [set(line) for line in logged_lines(log_stream)] == [{"ts", "level", "logger", "msg"}] * 2
