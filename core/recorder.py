@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 from tradewire.core.audit import AuditSink, fill_event
-from tradewire.core.audit.events import trusted_auth_attempt_event, trusted_request_event, trusted_transition_event
+from tradewire.core.audit.events import (redacted, trusted_auth_attempt_event, trusted_request_event,
+                                         trusted_transition_event)
 from tradewire.core.auth.authenticator import AuthOutcome
 from tradewire.core.context import CallContext
 from tradewire.core.errors import Code
@@ -94,7 +95,8 @@ class Recorder:
             access_log.info(
                 "call", request_id=ctx.request_id, correlation_id=ctx.correlation_id, trace_id=ctx.trace_id,
                 method=method, protocol=protocol, code=code.name, reason=reason,
-                latency_ms=round(elapsed * 1000, 3), peer=ctx.peer, principal=principal, key_label=key_label,
+                # (the peer may come from a proxy's X-Forwarded-For: redacted as its audit row is)
+                latency_ms=round(elapsed * 1000, 3), peer=redacted(ctx.peer), principal=principal, key_label=key_label,
                 trade_request_id=trade_request_id,
             )
 

@@ -98,18 +98,31 @@ def timestamp_ns(message, field_name: str, prefix: str = "") -> int | None:
     return ts.seconds * 1_000_000_000 + ts.nanos
 
 
+_CREDENTIAL_ID = ("looks like a credential (a JWT, an API key or its secret): request ids are logged and audited, "
+                  "so one must never be a secret")
+
+
+def check_trade_lookup(request, prefix: str = "") -> None:
+    """A request naming a trade by its client request id (GetTrade, CancelTrade,
+    StreamExecutionStatus): an id shaped like a credential is refused, as ExecuteTrade refuses it,
+    before a lookup's NOT_FOUND could repeat it back to the caller."""
+    if looks_like_credential(request.request_id):
+        raise invalid_fields([FieldViolation(prefix + "request_id", _CREDENTIAL_ID)])
+
+
 def check_cancel(request: service_pb2.CancelTradeRequest, prefix: str = "") -> None:
     """What the contract's rules cannot say about a cancel: its reason becomes the trade's error
-    message (kept, returned, sent in webhooks), so it must not hold a credential."""
+    message (kept, returned, sent in webhooks), so it must not hold a credential; nor its id."""
+    check_trade_lookup(request, prefix)
     if looks_like_credential(request.reason):
-        raise invalid_fields([FieldViolation(prefix + "reason", "looks like a credential (a JWT or an API key): "
-                                                                "the reason is stored and shown with the trade")])
+        raise invalid_fields([FieldViolation(prefix + "reason", "looks like a credential (a JWT, an API key or "
+                                                                "its secret): the reason is stored and shown with "
+                                                                "the trade")])
 
 
 def _identity_violations(request: trade_pb2.TradeRequest, prefix: str) -> Iterable[FieldViolation]:
     if looks_like_credential(request.request_id):
-        yield FieldViolation(prefix + "request_id", "looks like a credential (a JWT or an API key): request ids "
-                                                    "are logged and audited, so one must never be a secret")
+        yield FieldViolation(prefix + "request_id", _CREDENTIAL_ID)
 
 
 def validate_trade(request: trade_pb2.TradeRequest, principal_id: str, market: Market, prefix: str = "") -> Order:

@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import signal
 import socket
 import time
 
 import uvicorn
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tradewire.core.config import Settings
 from tradewire.gateway.assembly import Core, StartupError, build_core
@@ -60,14 +62,16 @@ class Gateway:
                                if worker is not None and server.workers > 1 else None)
         app = build_http_app(self.core.service, registry, server, self.core.service.pipeline.record_refused,
                              metrics_text=self.worker_metrics.exposition if self.worker_metrics else None)
+        if server.trusted_proxies:
+            app = ForwardedFor(app, list(server.trusted_proxies))
         config = uvicorn.Config(
             app, host=server.http_host, port=server.http_port, loop="none",
             http=protocol_class(HttpLimits.from_server_config(server)), lifespan="off", access_log=False, log_config=None,
             timeout_graceful_shutdown=max(1, int(min(server.shutdown_grace_s, settings.shutdown.final_s))),
             # A caller is the socket's peer (its failed authentications are counted, and audited,
-            # under it) unless it is a proxy the operator trusts: uvicorn's default believes any
-            # loopback client's X-Forwarded-For.
-            proxy_headers=bool(server.trusted_proxies), forwarded_allow_ips=list(server.trusted_proxies),
+            # under it) unless it is a proxy the operator trusts (ForwardedFor, above): uvicorn's
+            # default believes any loopback client's X-Forwarded-For.
+            proxy_headers=False,
         )
         self.http = _UvicornServer(config)
         # Bound here, by us: a taken port is one clear error (uvicorn logs it and exits the process).
@@ -121,6 +125,39 @@ class Gateway:
                                    "trades_left_unfinished": interrupted,
                                    "streams_ended": open_streams - cut,  # with their SHUTDOWN message
                                    "streams_cut": cut})
+
+
+class ForwardedFor(ProxyHeadersMiddleware):
+    """uvicorn's X-Forwarded-For handling with its trust rules unchanged (only a connection from a
+    trusted proxy is believed, and the client is the last entry that is not a trusted proxy),
+    except that the entry taken must be an IP address: anything else (a name, junk, text a
+    client wrote) would become the caller's address — logged, audited, and the key its failed
+    authentications are limited under. Then the connection's address stays the peer."""
+
+    def __init__(self, app, trusted_hosts: list[str]) -> None:
+        super().__init__(app, trusted_hosts)
+        choose = self.trusted_hosts.get_trusted_client_address
+
+        def client_address(x_forwarded_for: str) -> tuple[str, int]:
+            host, port = choose(x_forwarded_for)
+            if host and not _is_ip_address(host):
+                # (what was sent is not repeated: it may be anything, a credential too)
+                log.debug("X-Forwarded-For from a trusted proxy names no IP address for the client "
+                          "(%d characters); the connection's address is the caller's", len(host))
+                return "", 0  # uvicorn then leaves the connection's address in place
+            return host, port
+
+        self.trusted_hosts.get_trusted_client_address = client_address
+
+
+def _is_ip_address(host: str) -> bool:
+    """An IPv4 or IPv6 address — without an IPv6 zone ("fe80::1%eth0"): a zone names an interface
+    of the proxy's own host, and may be any text."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return getattr(address, "scope_id", None) is None
 
 
 def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:

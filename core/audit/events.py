@@ -17,7 +17,8 @@ Rules every event obeys, checked when it is built:
   crash must pass the original ``ts_ns``.
 * No secrets: keys that look like credentials (token, secret, password, authorization, ...)
   are refused with :class:`SecretLeakError`; values that look like one (``Bearer ...``, a JWT,
-  a tradewire API key, a PEM block, a keypair byte array) are written as :data:`REDACTED`.
+  a tradewire API key -- whole, cut short, or its secret alone --, a PEM block, a keypair byte
+  array) are written as :data:`REDACTED`.
   A value is redacted rather than refused because a client can put one anywhere it writes
   text (an id, a header): the row must still land, and the trade must not fail for it.
 
@@ -46,6 +47,7 @@ __all__ = [
     "TableSchema",
     "looks_like_credential",
     "make_event_id",
+    "redacted",
     "request_event",
     "auth_attempt_event",
     "transition_event",
@@ -159,13 +161,34 @@ _SECRET_KEY_PARTS: Final = (
     "jwt",
     "signing_key",
 )
+
+# The shapes, one pattern each (case-sensitive: where case may vary it is spelled out).
+_BEARER: Final = r"\s*+(?i:bearer|basic)\s+[A-Za-z0-9._~+/=-]{16,}\s*"  # a whole Authorization header value
+_KEYPAIR: Final = r"\s*+\[\s*\d{1,3}(?:\s*,\s*\d{1,3}){31,}\s*\]\s*"  # a whole keypair file's bytes
+_JWT: Final = r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\."  # (base64url of '{"' is always eyJ)
+# A tradewire API key (core/auth/api_keys.py: tw_<8 of [a-z0-9]>_<43 base62>), also cut short or
+# padded: 16 characters of its secret are 95 bits, a credential still.
+_API_KEY: Final = r"[Tt][Ww]_[A-Za-z0-9]{8}_[A-Za-z0-9]{16}"
+# A bare API-key secret (or 32+ characters of one) without its tw_<prefix>_, as a run of 32+
+# letters and digits, from the run's first character. A secret is drawn from all 62, so such a
+# run mixing upper case, lower case and digits is one -- unless it is base58, which lacks 0, O, I
+# and l: Solana mints and signatures (32-88 base58 characters) must pass anywhere, so the run must
+# hold one of those four. A secret lacks all four 6% of the time (a 32-character piece of one,
+# 12%) and is then not told from a mint. Hex ids (a uuid, dashed or not) have one case and pass;
+# so do words, which have no digit. The length is checked first (most runs are short); each
+# look-ahead after it is possessive and stops at the run's end.
+_SECRET_RUN: Final = (r"(?=[A-Za-z0-9]{32})(?=[1-9A-HJ-NP-Za-km-z]*+[0OIl])(?=[a-z0-9]*+[A-Z])"
+                      r"(?=[A-Z0-9]*+[a-z])(?=[A-Za-z]*+[0-9])[A-Za-z0-9]{32}")
+_PEM_AFTER_DASH: Final = r"-{4}(?i:BEGIN [A-Z ]*PRIVATE KEY)-----"
+
+#: Each shape on its own, as a search pattern (the union below is these, arranged for speed).
 _SECRET_VALUE_RES: Final = (
-    # an Authorization header value: the scheme, then one long opaque credential
-    re.compile(r"^\s*(bearer|basic)\s+[A-Za-z0-9._~+/=-]{16,}\s*$", re.IGNORECASE),
-    re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),  # a JWT
-    re.compile(r"tw_[a-z0-9]{8}_[A-Za-z0-9]{32}"),  # a tradewire API key (core/auth/api_keys.py)
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-    re.compile(r"^\s*\[\s*\d{1,3}(\s*,\s*\d{1,3}){31,}\s*\]\s*$"),  # a keypair file's bytes
+    rf"^{_BEARER}$",
+    rf"^{_KEYPAIR}$",
+    _JWT,
+    _API_KEY,
+    rf"(?<![A-Za-z0-9]){_SECRET_RUN}",
+    rf"-{_PEM_AFTER_DASH}",
 )
 
 
@@ -176,8 +199,16 @@ def _check_key(table: str, key: str) -> None:
             raise SecretLeakError(f"{table}: field {key!r} looks like a secret; refusing it")
 
 
-# One pass over a value instead of one per pattern; nothing shorter can match any of them.
-_SECRET_VALUE_RE: Final = re.compile("|".join(f"(?:{rx.pattern})" for rx in _SECRET_VALUE_RES), re.IGNORECASE)
+# One pass over a value instead of one per shape. A search tries every alternative at every
+# position, so there are few, each failing on its first character: the shapes that start the
+# value; a run of letters and digits after any other character (a PEM block's first dash is one);
+# a JWT; an API key (also inside a run: "xtw_..."). Nothing shorter than 12 characters matches.
+_SECRET_VALUE_RE: Final = re.compile(
+    rf"^(?:{_BEARER}$|{_KEYPAIR}$|{_SECRET_RUN})"
+    rf"|[^A-Za-z0-9](?:{_SECRET_RUN}|{_PEM_AFTER_DASH})"
+    rf"|{_JWT}"
+    rf"|{_API_KEY}"
+)
 _SHORTEST_SECRET: Final = 12
 
 
@@ -190,8 +221,12 @@ def looks_like_credential(value: str) -> bool:
     return len(value) >= _SHORTEST_SECRET and _SECRET_VALUE_RE.search(value) is not None
 
 
-def _redacted(value: str) -> str:
+def redacted(value: str) -> str:
+    """``value``, or :data:`REDACTED` when it looks like a credential (for log lines too)."""
     return REDACTED if looks_like_credential(value) else value
+
+
+_redacted = redacted
 
 
 # The schemas themselves are checked once: events may then only use their keys.
