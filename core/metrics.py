@@ -25,8 +25,11 @@ class Metrics:
         self.trades_running = Gauge("tradewire_trades_in_flight", "Trades executing now", registry=r)
         self.executor_seconds = Histogram("tradewire_executor_duration_seconds", "Executor time per trade",
                                           ["executor"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.executor_failures = Counter("tradewire_executor_failures_total", "Trades an executor failed",
-                                         ["executor", "reason"], registry=r)
+        self.executor_failures = Counter(
+            "tradewire_executor_failures_total",
+            "Trades that ended unfilled (failed, rejected or expired) because of their executor or its upstreams, "
+            "by the error's reason; a caller's cancellation or deadline is not counted (see tradewire_trades_total)",
+            ["executor", "reason"], registry=r)
         self.stream_subscribers = Gauge("tradewire_stream_subscribers", "Open status streams", registry=r)
         # in-flight registry, cancellation, retries, batches (issue 7)
         self.in_flight_limit = Gauge("tradewire_trades_in_flight_limit", "Limit on running trades",

@@ -33,6 +33,26 @@ def _timestamp_ns(ts) -> int:
     return ts.seconds * 1_000_000_000 + ts.nanos
 
 
+# Why a trade may end unfilled through no fault of its executor: its caller cancelled it
+# (CancelTrade; a call given up) or the call's deadline passed before it was sent.
+_CALLER_REASONS = frozenset({"TRADE_CANCELLED", "CANCELLED", "DEADLINE_EXCEEDED"})
+
+
+def _ended_by_caller(order: Order, event: pb.ExecutionStatus, at_ns: int) -> bool:
+    """A terminal event the caller brought about (not counted as an executor failure): a
+    cancellation, the call's deadline, or the order's own deadline passing before anything was
+    sent. (TRADE_EXPIRED also names an executor's expiry — a blockhash that ran out after the
+    send — which has a signature, or comes before the order's deadline.)"""
+    if event.stage == pb.TRADE_STATUS_CANCELLED:
+        return True
+    reason = event.result.error.reason
+    if reason in _CALLER_REASONS:
+        return True
+    deadline = order.deadline_unix_ns
+    return (reason == "TRADE_EXPIRED" and deadline is not None and at_ns >= deadline
+            and not event.result.signature)
+
+
 class Recorder:
     def __init__(self, metrics: Metrics, audit: AuditSink, tracing: Tracing, *, access_log: bool = True,
                  transition_log: bool = True, metrics_enabled: bool = True, audit_enabled: bool = True) -> None:
@@ -154,7 +174,7 @@ class Recorder:
         routed = self._routed_ns.pop(key, None)
         if routed is not None:
             self._child(self.metrics.executor_seconds, executor).observe((at_ns - routed) / 1e9)
-        if event.stage != pb.TRADE_STATUS_FILLED:
+        if event.stage != pb.TRADE_STATUS_FILLED and not _ended_by_caller(order, event, at_ns):
             reason = event.result.error.reason or stage
             self._child(self.metrics.executor_failures, executor, reason).inc()
 
