@@ -22,6 +22,7 @@ import orjson
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
 
+from tradewire.core.audit.events import redacted
 from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import REASONS, TradewireError, internal_error, invalid, shortened
 from tradewire.gateway.asgi_scope import scope_headers, scope_peer
@@ -251,7 +252,7 @@ class HttpJsonApp:
             if self.fallback is not None and not self._is_api_path(path):
                 await self.fallback(scope, receive, send)
                 return
-            err = TradewireError("ROUTE_NOT_FOUND", f"no route for {http_method} {path}")
+            err = TradewireError("ROUTE_NOT_FOUND", f"no route for {http_method} {redacted(shortened(path, 256))}")
             self._report(err, None)
             await send_error(send, err)
             return

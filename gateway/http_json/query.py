@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from tradewire.core.audit.events import redacted
 from tradewire.core.errors import TradewireError, invalid, shortened
 from tradewire.core.validation import map_key_subscript
 
@@ -159,4 +160,4 @@ class QueryBinder:
                 path = f"{qf.path}[{len(getattr(container, leaf.name))}]"
             assign_leaf(container, leaf, value)
         except BindError as exc:
-            raise invalid(path, f"query parameter {name!r}: {exc}", reason="MALFORMED_REQUEST") from None
+            raise invalid(path, f"query parameter {name!r}: {redacted(str(exc))}", reason="MALFORMED_REQUEST") from None

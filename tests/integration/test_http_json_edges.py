@@ -357,3 +357,12 @@ def test_a_body_naming_another_request_id_than_the_path_is_refused(http):
     # the same id in both says one thing: read as the path says (no such trade)
     same = http.post("/v1/trades/edge-path-id:cancel", json={"requestId": "edge-path-id"})
     assert same.status_code == 404 and same.json()["details"][0]["reason"] == "TRADE_NOT_FOUND", same.text
+
+
+def test_a_credential_in_the_path_or_a_query_value_is_not_repeated_back(http, gateway):
+    key = gateway.key("alice")
+    route = http.get(f"/{key}")
+    assert route.status_code == 404 and key[12:28] not in route.text, route.text
+    query = http.get(f"/v1/trades?pageSize={key}")
+    assert query.status_code == 400 and key[12:28] not in query.text, query.text
+    assert [v["field"] for v in query.json()["details"][1]["fieldViolations"]] == ["page_size"]
