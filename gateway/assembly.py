@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import redis
 import redis.asyncio as redis_async
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
 from tradewire.core.audit import AuditSink, open_audit_sink
 from tradewire.core.audit.metrics import register_audit_metrics
@@ -262,6 +263,10 @@ def build_quotes(settings: Settings, market: Market) -> QuoteSource:
 
 def build_core(settings: Settings) -> Core:
     metrics = Metrics()
+    # the process's own figures (RSS, CPU, open files, GC) beside the service's, as a default
+    # prometheus_client registry would have them
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=metrics.registry)
     opened("storage.data_dir", settings.storage.data_dir, lambda path: path.mkdir(parents=True, exist_ok=True))
     audit = build_audit_sink(settings)
     register_audit_metrics(metrics.registry, audit)

@@ -243,6 +243,9 @@ async def test_executor_and_audit_metrics_are_exposed(gateway):
     assert samples[("tradewire_audit_queue_max", (("backend", "journal"),))] == 0
     assert samples[("tradewire_audit_rows_written_total", (("backend", "journal"),))] > 0
     assert samples[("tradewire_audit_backend_up", (("backend", "journal"),))] == 1
+    # and the process's own: memory, CPU, file descriptors, garbage collection
+    assert samples[("process_resident_memory_bytes", ())] > 10 * 2**20
+    assert {"process_cpu_seconds_total", "process_open_fds", "python_gc_collections_total", "python_info"} <= names
 
 
 async def test_grpc_health_lists_every_service_it_reports(gateway):
