@@ -39,7 +39,9 @@ T = TypeVar("T")
 _BEARER_CHALLENGE = 'Bearer realm="tradewire"'
 log = logging.getLogger("tradewire.pipeline")
 
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+# W3C trace context: version ff, an all-zero trace id and an all-zero parent id are invalid
+# (every caller sending zeros would otherwise share one correlation id)
+_TRACEPARENT = re.compile(r"^(?!ff)[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _TRADE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # TradeRequest.request_id's rule
 # ExecuteTradeBatchRequest.trades: repeated.max_items in service.proto (a server may set less).

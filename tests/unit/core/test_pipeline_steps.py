@@ -40,3 +40,21 @@ def test_a_batch_is_validated_for_its_item_count_only() -> None:
             pipeline.validate(_call("ExecuteTradeBatch", spb.ExecuteTradeBatchRequest(trades=trades)))
         assert refused.value.reason == "VALIDATION_FAILED"
         assert [v.field for v in refused.value.field_violations] == ["trades"]
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+@pytest.mark.parametrize("traceparent, trace_id", [
+    (f"00-{TRACE}-00f067aa0ba902b7-01", TRACE),
+    (f"01-{TRACE}-00f067aa0ba902b7-00", TRACE),  # a later version: read as this one
+    (f"ff-{TRACE}-00f067aa0ba902b7-01", None),  # W3C: version ff is invalid
+    (f"00-{'0' * 32}-00f067aa0ba902b7-01", None),  # all-zero trace id
+    (f"00-{TRACE}-{'0' * 16}-01", None),  # all-zero parent id
+    (f"00-{TRACE.upper()}-00f067aa0ba902b7-01", None),  # lower-case hex only
+])
+def test_only_a_valid_traceparent_gives_the_call_its_trace_and_correlation_id(traceparent, trace_id) -> None:
+    call = _call("GetMarket")
+    call.ctx.headers["traceparent"] = traceparent
+    _pipeline().establish_context(call)
+    assert call.ctx.correlation_id == (trace_id or call.ctx.request_id)
