@@ -123,9 +123,11 @@ async def test_gateway_refusals_are_shown_at_their_fields(ui: Dashboard):
     await page.locator("#request-id").fill(first_id)
     await page.locator("#amount").fill("0.5")
     await page.locator("#submit-trade").click()
-    await expect(ui.field_error("request_id")).to_have_text("already used with a different payload")
+    await expect(ui.field_error("request_id")).to_contain_text(f"“{first_id}”: already used with a different payload")
     await expect(page.get_by_test_id("form-error")).to_contain_text("DUPLICATE_REQUEST_MISMATCH")
-    await expect(page.locator("#request-id")).to_have_attribute("aria-invalid", "true")
+    # the only fix is another id: one is filled in, and it is not the refused one
+    await expect(page.locator("#request-id")).not_to_have_value(first_id)
+    await expect(page.locator("#request-id")).not_to_have_attribute("aria-invalid", "true")
     # the execution view reports the refusal, not the earlier trade that owns the id
     await expect(page.get_by_test_id("exec-status")).to_have_text("Refused")
     await expect(page.get_by_test_id("exec-error")).to_contain_text("DUPLICATE_REQUEST_MISMATCH")

@@ -3,8 +3,8 @@ import type { CallerStatus, HealthCheckResponse } from "../../gen/ts/tradewire/v
 import type { TradeResult } from "../../gen/ts/tradewire/v1/trade_pb";
 
 export interface Events {
-  /** A trade reached a terminal status (or was refused). */
-  tradeSettled: { requestId: string; result?: TradeResult };
+  /** A trade reached a terminal status (or was refused: `isTrade` false, nothing changed). */
+  tradeSettled: { requestId: string; isTrade: boolean; result?: TradeResult };
   /** A fresh health check answered. */
   health: { health: HealthCheckResponse; caller?: CallerStatus };
   /** A call found the gateway unreachable or draining. */

@@ -5,13 +5,15 @@ import {
   configureApi, currentBaseUrl, currentTransport, defaultBaseUrl, onRateLimitHeaders, onUnauthenticated, onUnreachable, parseBaseUrl,
   savedTransport, TRANSPORTS, api, type TransportKind,
 } from "./api/client";
-import { describeFailure, isAuthFailure, isUnreachable, toFailure } from "./api/errors";
+import { isAuthFailure, isUnreachable, toFailure } from "./api/errors";
 import { clearCredentials, rememberedGateway, restoreCredentials } from "./auth";
+import { BookRefresh } from "./book_refresh";
 import { clearHandlers, emit, on } from "./bus";
 import { h, replaceChildren } from "./dom";
 import { loadMarket } from "./markets";
 import { Backoff, sleep } from "./retry";
 import { ExecutionView } from "./views/execution";
+import { formFeedback } from "./views/form_feedback";
 import { HealthView } from "./views/health";
 import { HistoryView } from "./views/history";
 import { PositionsView } from "./views/positions";
@@ -20,6 +22,8 @@ import { signInView, type SignedIn } from "./views/signin";
 import { TradeForm, tradableModes } from "./views/trade_form";
 
 const root = document.getElementById("app")!;
+/** How much of a card must show for its title and status to be seen. */
+const CARD_HEAD_PX = 96;
 onRateLimitHeaders((r) => emit("rateLimit", r));
 onUnreachable(() => emit("gatewayDown", {}));
 onUnauthenticated((f) => emit("sessionRefused", { why: `${f.reason || f.codeName}: ${f.message}` }));
@@ -43,25 +47,29 @@ function showDashboard({ caller, health }: SignedIn): void {
   const history = new HistoryView();
   const chart = new PriceChartView();
 
-  const refreshData = () => Promise.all([positions.refresh(), history.reload(), chart.refresh()]);
+  const refreshData = () => Promise.all([positions.refresh(), history.refreshPage(), chart.refresh()]);
   const refreshAll = () => Promise.all([refreshData(), healthView.refresh()]);
+  // Positions and the history page being read; the chart only when holdings moved (a fill):
+  // each call spends the caller's rate limit.
+  const refreshBook = async () => {
+    const [moved] = await Promise.all([positions.refresh(), history.refreshPage()]);
+    if (moved) await chart.refresh();
+  };
+  const bookRefresh = new BookRefresh(refreshBook);
 
   let form: TradeForm | undefined;
   if (modes.length) {
     form = new TradeForm(modes, async (request: TradeRequest) => {
-      const outcome = await execution.run(request);
-      // An id that names a trade cannot be reused; an id refused before it became a trade is
-      // kept, so that resubmitting the corrected request stays idempotent.
-      if (outcome.isTrade) form!.renewRequestId();
-      if (!outcome.ok) {
-        const f = outcome.failure;
-        // The violations are shown at their fields; the summary names the refusal, once.
-        form!.showErrors(f.fieldViolations, "gateway", f.fieldViolations.length
-          ? `${f.reason || f.codeName}: the gateway refused the highlighted ${f.fieldViolations.length === 1 ? "field" : "fields"}`
-          : describeFailure(f));
-      }
-      emit("tradeSettled", { requestId: request.requestId, result: outcome.ok ? outcome.result : undefined });
-    });
+      const running = execution.run(request);
+      reveal(execution.el, "head"); // on a phone the card is below the form
+      const outcome = await running;
+      // A spent id, or one refused for itself, is renewed; an id refused before it became a
+      // trade for another reason is kept, so resubmitting the corrected request stays idempotent.
+      const feedback = formFeedback(outcome);
+      if (feedback.summary) form!.showErrors(feedback.errors, "gateway", feedback.summary);
+      if (feedback.renewRequestId) form!.renewRequestId();
+      emit("tradeSettled", { requestId: request.requestId, isTrade: outcome.isTrade, result: outcome.ok ? outcome.result : undefined });
+    }, () => execution.discardRefusal());
   }
   const tradeArea = form
     ? form.el
@@ -92,6 +100,15 @@ function showDashboard({ caller, health }: SignedIn): void {
   // Cards scrolled into view stop below the sticky header (scroll-margin-top in styles.css).
   const headerSize = new ResizeObserver(() => root.style.setProperty("--topbar-height", `${header.offsetHeight}px`));
   headerSize.observe(header);
+  /** Scroll `card` to just below the sticky header unless its "head" (title and status), or
+   * "all" of it, is already in view. */
+  const reveal = (card: HTMLElement, what: "head" | "all") => {
+    const box = card.getBoundingClientRect();
+    const bottom = what === "all" ? box.bottom : box.top + CARD_HEAD_PX;
+    // At once, not smoothly: the card's content is replaced meanwhile, and a smooth scroll
+    // then sometimes stalled and landed short, the card's top under the header.
+    if (box.top < header.getBoundingClientRect().bottom || bottom > window.innerHeight) card.scrollIntoView({ block: "start" });
+  };
 
   replaceChildren(root,
     header,
@@ -106,23 +123,26 @@ function showDashboard({ caller, health }: SignedIn): void {
   };
   on("sessionRefused", ({ why }) => sessionEnded(why));
   on("health", ({ caller }) => { if (!caller) sessionEnded("the gateway no longer accepts these credentials"); });
-  on("tradeSettled", () => void refreshAll());
+  on("tradeSettled", ({ isTrade }) => {
+    if (!isTrade) return; // refused before it was a trade: nothing changed
+    bookRefresh.loaded();
+    void refreshBook();
+  });
   on("gatewayDown", () => healthView.noticeDown());
   on("gatewayBack", () => void refreshData()); // what failed while it was away
   on("showTrade", ({ requestId }) => {
-    // The card's top (title, status, request id) in view below the sticky header: measured
-    // before the replay empties the card, as the page shrinks and grows back under it then.
-    const card = execution.el.getBoundingClientRect();
-    if (card.top < header.getBoundingClientRect().bottom || card.bottom > window.innerHeight) {
-      execution.el.scrollIntoView({ behavior: "smooth", block: "start" });
-    }
+    // Measured before the replay empties the card, as the page shrinks and grows back under it then.
+    reveal(execution.el, "all");
     void execution.replay(requestId);
   });
   healthView.start();
-  void refreshAll();
+  bookRefresh.start();
+  void refreshData(); // the health was just checked by the sign-in
   teardown = () => {
     headerSize.disconnect();
     healthView.stop();
+    bookRefresh.stop();
+    for (const view of [positions, history, chart]) view.stop();
     clearHandlers();
   };
 }

@@ -111,19 +111,31 @@ export async function checkRules(request: TradeRequest): Promise<FieldError[]> {
 const UINT32_MAX = 0xffffffffn;
 const UINT64_MAX = 0xffffffffffffffffn;
 
-function parseUint(text: string, field: string, max: bigint, errors: FieldError[]): bigint {
+/** A whole number as typed; undefined for an empty field ("not set", which the contract
+ * sends as its default) or a refused one. */
+function parseUint(text: string, field: string, max: bigint, errors: FieldError[]): bigint | undefined {
   const t = text.trim();
-  if (t === "") return 0n;
+  if (t === "") return undefined;
   if (!/^\d+$/.test(t)) {
     errors.push({ field, message: "Enter a whole number" });
-    return 0n;
+    return undefined;
   }
   const v = BigInt(t);
   if (v > max) {
     errors.push({ field, message: "Number is too large" });
-    return 0n;
+    return undefined;
   }
   return v;
+}
+
+/** A whole number the request cannot do without: an empty field is an error (`missing`),
+ * never a silent 0. */
+function requireUint(text: string, field: string, max: bigint, errors: FieldError[], missing: string): bigint | undefined {
+  if (text.trim() === "") {
+    errors.push({ field, message: missing });
+    return undefined;
+  }
+  return parseUint(text, field, max, errors);
 }
 
 const B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
@@ -154,10 +166,17 @@ export interface Checked {
 /** Build the TradeRequest a draft describes and every reason the gateway would refuse it. */
 export async function checkDraft(d: TradeDraft): Promise<Checked> {
   const errors: FieldError[] = [];
-  const slippage = parseUint(d.slippageBps, F.slippage, UINT32_MAX, errors);
-  const cuPrice = parseUint(d.computeUnitPrice, F.cuPrice, UINT64_MAX, errors);
+  const jito = d.mevStrategy === MevStrategy.JITO_BUNDLE || d.mevStrategy === MevStrategy.JITO_DONT_FRONT;
+  const slippage = requireUint(d.slippageBps, F.slippage, UINT32_MAX, errors,
+    "Enter a slippage tolerance in bps, e.g. 50 (= 0.5 %); 0 means no slippage allowed");
+  // A priority fee needs its price; the CU limit may stay unset (0: the router sizes it).
+  const cuPrice = d.mevStrategy === MevStrategy.PRIORITY_FEE
+    ? requireUint(d.computeUnitPrice, F.cuPrice, UINT64_MAX, errors, "Enter a CU price: the priority fee per compute unit")
+    : parseUint(d.computeUnitPrice, F.cuPrice, UINT64_MAX, errors);
   const cuLimit = parseUint(d.computeUnitLimit, F.cuLimit, UINT32_MAX, errors);
-  const tip = parseUint(d.jitoTip, F.jitoTip, UINT64_MAX, errors);
+  const tip = jito
+    ? requireUint(d.jitoTip, F.jitoTip, UINT64_MAX, errors, "Enter a Jito tip of at least 1,000 lamports")
+    : parseUint(d.jitoTip, F.jitoTip, UINT64_MAX, errors);
   const request = create(TradeRequestSchema, {
     requestId: d.requestId.trim(),
     mode: d.mode,
@@ -165,12 +184,12 @@ export async function checkDraft(d: TradeDraft): Promise<Checked> {
     outputMint: d.outputMint.trim(),
     amount: d.amount.trim(),
     swapMode: d.swapMode,
-    slippageBps: Number(slippage),
+    slippageBps: Number(slippage ?? 0n),
     mevProtection: create(MevProtectionSchema, {
       strategy: d.mevStrategy,
-      computeUnitPriceMicroLamports: cuPrice,
-      computeUnitLimit: Number(cuLimit),
-      jitoTipLamports: tip,
+      computeUnitPriceMicroLamports: cuPrice ?? 0n,
+      computeUnitLimit: Number(cuLimit ?? 0n),
+      jitoTipLamports: tip ?? 0n,
     }),
   });
   const seen = new Set(errors.map((e) => e.field));

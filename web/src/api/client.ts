@@ -4,7 +4,8 @@ import { createClient, type Client, type Interceptor, type Transport } from "@co
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { TradeExecutionService } from "../../../gen/ts/tradewire/v1/service_pb";
 import { authInterceptor } from "../auth";
-import { Code, isUnreachable, toFailure, type ApiFailure } from "./errors";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { isRateLimited, isUnreachable, toFailure, type ApiFailure } from "./errors";
 
 export type TransportKind = "grpc-web" | "connect";
 export const TRANSPORTS: { kind: TransportKind; label: string }[] = [
@@ -57,11 +58,23 @@ export function onUnauthenticated(fn: (f: ApiFailure) => void): void {
   unauthenticatedListeners.push(fn);
 }
 
+let rateLimitedUntil = 0;
+
+/** How long the gateway asked this caller to wait before its next call (0: no wait). Calls
+ * the page makes on its own (polls, retries) wait this out rather than spend a refusal. */
+export function rateLimitWaitMs(): number {
+  return Math.max(0, rateLimitedUntil - Date.now());
+}
+
 const reachInterceptor: Interceptor = (next) => async (req) => {
   try {
     return await next(req);
   } catch (e) {
     const f = toFailure(e);
+    if (isRateLimited(f)) {
+      rateLimitedUntil = Math.max(rateLimitedUntil, Date.now() + (f.retryAfterSeconds ?? 1) * 1000);
+      if (!req.stream) readRate(ConnectError.from(e).metadata); // the refusal's headers: an empty bucket
+    }
     if (isUnreachable(f)) unreachableListeners.forEach((fn) => fn());
     else if (f.code === Code.Unauthenticated) unauthenticatedListeners.forEach((fn) => fn(f));
     throw e;

@@ -134,6 +134,12 @@ export function gotNoAnswer(f: ApiFailure): boolean {
   return isUnreachable(f) && !f.reason;
 }
 
+/** The caller's rate limit refused the call: worth retrying after \`retryAfterSeconds\`; the
+ * gateway itself is fine. */
+export function isRateLimited(f: ApiFailure): boolean {
+  return f.code === Code.ResourceExhausted && f.reason === "RATE_LIMITED";
+}
+
 /** A failure in words: "REASON: message", or, when no answer came from the gateway, that it
  * could not be reached and the call is worth retrying. */
 export function describeFailure(f: ApiFailure): string {

@@ -3,11 +3,11 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { TradeStatus, type TradeResult } from "../../../gen/ts/tradewire/v1/trade_pb";
 import { api } from "../api/client";
-import { toFailure } from "../api/errors";
 import { decToString, divDec, parseDec, toPlotNumber } from "../decimal";
 import { h, replaceChildren, s } from "../dom";
 import { fmtPrice } from "../format";
 import { mintBySymbol, pairOrientation, PAIRS } from "../markets";
+import { PanelLoader } from "./panel_loader";
 
 const PAD = { left: 72, right: 16, top: 16, bottom: 28 };
 
@@ -23,6 +23,7 @@ export class PriceChartView {
   private body: HTMLElement;
   private last: { points: Point[]; baseSym: string; quoteSym: string } | undefined;
   private width = 0;
+  private loader: PanelLoader;
 
   constructor() {
     this.pair = h("select", { id: "chart-pair", "aria-label": "Pair" },
@@ -30,8 +31,9 @@ export class PriceChartView {
     this.pair.addEventListener("change", () => void this.refresh());
     this.body = h("div", { class: "chart", "data-testid": "price-chart" });
     this.el = h("section", { class: "card", id: "chart", "aria-labelledby": "chart-title" },
-      h("div", { class: "card-head" }, h("h2", { id: "chart-title" }, "Fill prices"), this.pair),
-      this.body);
+      h("div", { class: "card-head" }, h("h2", { id: "chart-title" }, "Fill prices"), this.pair));
+    this.loader = new PanelLoader("Chart", this.el, this.body);
+    this.el.append(this.loader.notice, this.body);
     // Draw at the element's real width so text keeps its size on narrow screens.
     new ResizeObserver(() => {
       const w = this.body.clientWidth;
@@ -43,17 +45,19 @@ export class PriceChartView {
     const [baseSym, quoteSym] = this.pair.value.split("/");
     const base = mintBySymbol(baseSym);
     const quote = mintBySymbol(quoteSym);
-    try {
-      const res = await api().getTradeHistory({ mint: base.address, statuses: [TradeStatus.FILLED], pageSize: 200 });
-      const points = res.trades
-        .map((t) => toPoint(t, base.address, quote.address))
-        .filter((p): p is Point => p !== undefined)
-        .sort((a, b) => a.t - b.t);
-      this.render(points, baseSym, quoteSym);
-    } catch (e) {
-      const f = toFailure(e);
-      replaceChildren(this.body, h("p", { class: "banner" }, `Chart unavailable: ${f.message || f.codeName}`));
-    }
+    await this.loader.load(
+      () => api().getTradeHistory({ mint: base.address, statuses: [TradeStatus.FILLED], pageSize: 200 }),
+      (res) => {
+        const points = res.trades
+          .map((t) => toPoint(t, base.address, quote.address))
+          .filter((p): p is Point => p !== undefined)
+          .sort((a, b) => a.t - b.t);
+        this.render(points, baseSym, quoteSym);
+      });
+  }
+
+  stop(): void {
+    this.loader.stop();
   }
 
   private render(points: Point[], baseSym: string, quoteSym: string): void {

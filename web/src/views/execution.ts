@@ -10,7 +10,8 @@ import {
   type TradeResult,
 } from "../../../gen/ts/tradewire/v1/trade_pb";
 import { api } from "../api/client";
-import { Code, codeName, gotNoAnswer, isUnreachable, toFailure, type ApiFailure } from "../api/errors";
+import { Code, codeName, gotNoAnswer, isRateLimited, isUnreachable, toFailure, type ApiFailure } from "../api/errors";
+import { countdown } from "../countdown";
 import { divDec, parseDec, decToString } from "../decimal";
 import { h, replaceChildren } from "../dom";
 import {
@@ -37,6 +38,12 @@ export class ExecutionView {
   private barLabel: HTMLElement;
   private timeline: HTMLOListElement;
   private resultBox: HTMLElement;
+  private cancelButton: HTMLButtonElement;
+  private requestId = "";
+  /** The last stage the trade shown reached (UNSPECIFIED before its first event). */
+  private stage = TradeStatus.UNSPECIFIED;
+  /** The card shows a request refused before it became a trade. */
+  private showsRefusal = false;
   private percent = 0;
   private nextSequence = 1;
   private terminal: ExecutionStatus | undefined;
@@ -44,7 +51,7 @@ export class ExecutionView {
   /** Aborted when the view moves on: stops following, never an ExecuteTrade call. */
   private shown: AbortController | undefined;
 
-  constructor(canTrade: boolean) {
+  constructor(private canTrade: boolean) {
     this.title = h("span", { class: "muted", "data-testid": "exec-request-id" }, "No trade yet");
     this.badge = h("span", { class: "pill info", "data-testid": "exec-status" }, "Idle");
     this.barFill = h("div", { class: "fill" });
@@ -58,15 +65,21 @@ export class ExecutionView {
       h("p", { class: "muted" }, canTrade
         ? "Submit a trade to follow its execution here, or pick one from the history."
         : "Pick a trade from the history to replay its execution here."));
+    this.cancelButton = h("button", { type: "button", class: "ghost small", hidden: true, "data-testid": "exec-cancel" }, "Cancel trade");
+    this.cancelButton.addEventListener("click", () => void this.cancel());
     this.el = h("section", { class: "card", id: "execution", "aria-labelledby": "exec-title", "aria-live": "polite" },
       h("div", { class: "card-head" }, h("h2", { id: "exec-title" }, "Execution"), this.badge),
-      h("div", { class: "exec-id" }, this.title),
+      h("div", { class: "exec-id" }, this.title, this.cancelButton),
       this.bar, this.timeline, this.resultBox);
   }
 
   private reset(requestId: string, request?: TradeRequest): AbortSignal {
     this.shown?.abort();
     this.shown = new AbortController();
+    this.requestId = requestId;
+    this.stage = TradeStatus.UNSPECIFIED;
+    this.showsRefusal = false;
+    this.updateCancel();
     this.percent = 0;
     this.nextSequence = 1;
     this.terminal = undefined;
@@ -113,7 +126,10 @@ export class ExecutionView {
       // stream found under this request id belong to an earlier trade, not to this request.
       this.timeline.replaceChildren();
       this.percent = 0;
+      this.stage = TradeStatus.UNSPECIFIED;
+      this.updateCancel();
       if (!outcome.ok) this.showFailure(outcome.failure, true);
+      this.showsRefusal = true;
     } else if (!this.terminal) {
       if (outcome.ok) this.finish(outcome.result);
       else this.showFailure(outcome.failure, true);
@@ -190,9 +206,13 @@ export class ExecutionView {
     if (event.sequence < BigInt(this.nextSequence)) return; // already shown
     this.nextSequence = Number(event.sequence) + 1;
     const tone = statusTone(event.stage);
-    this.percent = Math.max(this.percent, event.percentComplete);
-    this.setProgress(event.terminal && event.stage === TradeStatus.FILLED ? 100 : this.percent,
-      event.terminal ? (tone === "ok" ? "ok" : "bad") : "info");
+    // A terminal event says 100 % however the trade ended: the bar keeps the progress the
+    // trade really made (a rejection after quoting stays at the quote).
+    if (!event.terminal) this.percent = Math.max(this.percent, event.percentComplete);
+    this.stage = event.stage;
+    this.updateCancel();
+    if (event.terminal) this.showEnd(event.stage);
+    else this.setProgress(this.percent, "info");
     this.setBadge(STATUS_LABEL[event.stage], tone);
     this.timeline.append(
       h("li", { class: tone, "data-stage": TradeStatus[event.stage] },
@@ -215,15 +235,62 @@ export class ExecutionView {
     return ms < 1000 ? `+${ms.toFixed(1)} ms` : `+${(ms / 1000).toFixed(2)} s`;
   }
 
+  /** A line of the timeline that is not a stage (it spans the stage and message columns). */
   private note(text: string): void {
-    this.timeline.append(h("li", { class: "warn" }, h("span", { class: "dot" }), h("span", { class: "msg" }, text)));
+    this.timeline.append(h("li", { class: "warn note" }, h("span", { class: "dot", "aria-hidden": "true" }), h("span", { class: "msg" }, text)));
   }
 
-  private setProgress(percent: number, tone: string): void {
+  /** `label`: what the bar says instead of just its percentage (how the trade ended). */
+  private setProgress(percent: number, tone: string, label?: string): void {
+    const text = label ?? `${percent} %`;
     this.bar.setAttribute("aria-valuenow", String(percent));
+    this.bar.setAttribute("aria-valuetext", text);
     this.bar.className = `progress ${tone}`;
     this.barFill.style.width = `${percent}%`;
-    this.barLabel.textContent = `${percent} %`;
+    this.barLabel.textContent = text;
+  }
+
+  /** The bar of a trade that has ended: full when filled; otherwise where it stopped, and why. */
+  private showEnd(status: TradeStatus): void {
+    if (status === TradeStatus.FILLED) this.setProgress(100, "ok");
+    else this.setProgress(this.percent, statusTone(status), `${STATUS_LABEL[status]} at ${this.percent} %`);
+  }
+
+  /** Cancel is offered until the trade reaches the point where it may be sent (SIMULATED):
+   * from there the gateway lets it run to its end. */
+  private updateCancel(): void {
+    const cancellable = this.canTrade && this.stage !== TradeStatus.UNSPECIFIED && this.stage < TradeStatus.SIMULATED;
+    this.cancelButton.hidden = !cancellable;
+    if (cancellable) return;
+    this.cancelButton.disabled = false;
+    this.cancelButton.textContent = "Cancel trade";
+  }
+
+  private async cancel(): Promise<void> {
+    const shown = this.shown?.signal;
+    this.cancelButton.disabled = true;
+    this.cancelButton.textContent = "Cancelling…";
+    try {
+      // The trade's CANCELLED event arrives on the status stream like any other.
+      await api().cancelTrade({ requestId: this.requestId, reason: "cancelled from the dashboard" });
+    } catch (e) {
+      if (shown?.aborted) return;
+      const f = toFailure(e);
+      this.note(`Not cancelled: ${f.reason || f.codeName}: ${f.message}`);
+      this.cancelButton.disabled = false;
+      this.cancelButton.textContent = "Cancel trade";
+    }
+  }
+
+  /** A request nothing was sent for (the form refused it): a refusal still shown here belongs
+   * to an earlier request, so it goes. A trade shown here stays: it names its request id. */
+  discardRefusal(): void {
+    if (!this.showsRefusal) return;
+    this.reset("");
+    this.title.textContent = "No trade: nothing was sent";
+    this.title.className = "muted";
+    this.setBadge("Not sent", "info");
+    replaceChildren(this.resultBox, h("p", { class: "muted" }, "Fix the highlighted fields of the trade form and submit again."));
   }
 
   private setBadge(text: string, tone: string): void {
@@ -234,11 +301,16 @@ export class ExecutionView {
   /** `atForm`: the trade form shows the field violations next to its fields; not repeated here. */
   private showFailure(f: ApiFailure, atForm = false): void {
     const noAnswer = gotNoAnswer(f);
-    this.setBadge(f.code === Code.InvalidArgument || f.code === Code.AlreadyExists ? "Refused" : noAnswer ? "Unreachable" : "Failed", "bad");
-    this.setProgress(this.percent, "bad");
+    const limited = isRateLimited(f);
+    const tone = limited ? "warn" : "bad";
+    this.setBadge(limited ? "Rate limited"
+      : f.code === Code.InvalidArgument || f.code === Code.AlreadyExists ? "Refused" : noAnswer ? "Unreachable" : "Failed", tone);
+    this.setProgress(this.percent, tone);
+    this.updateCancel();
     const violations = f.fieldViolations;
+    const retry = f.retryAfterSeconds !== undefined ? h("p", { "data-testid": "exec-retry" }) : null;
     replaceChildren(this.resultBox,
-      h("div", { class: "banner", "data-testid": "exec-error" },
+      h("div", { class: `banner ${tone}`, "data-testid": "exec-error" },
         noAnswer
           ? [h("strong", {}, "Could not reach the gateway"), ` (${f.message || f.codeName}). Retry when it is back: `,
             "the same request id keeps the trade from running twice."]
@@ -247,14 +319,19 @@ export class ExecutionView {
               violations.length === 1 ? "field" : "fields", " of the trade form."]
             : [h("strong", {}, f.reason || f.codeName), " — ", f.message,
               violations.length ? h("ul", {}, violations.map((v) => h("li", {}, h("code", {}, v.field), ": ", v.description))) : null],
-        f.retryAfterSeconds !== undefined ? h("p", {}, `Retry in ${Math.ceil(f.retryAfterSeconds)} s.`) : null));
+        retry));
+    if (retry && this.shown) {
+      countdown(retry, Date.now() + f.retryAfterSeconds! * 1000,
+        (s) => (s > 0 ? `Retry in ${s} s.` : "You can retry now."), this.shown.signal);
+    }
   }
 
   private finish(r: TradeResult): void {
     if (isTerminal(r.status)) {
       this.setBadge(STATUS_LABEL[r.status], statusTone(r.status));
-      if (r.status === TradeStatus.FILLED) this.setProgress(100, "ok");
-      else this.setProgress(this.percent, "bad");
+      this.stage = r.status;
+      this.updateCancel();
+      this.showEnd(r.status);
     }
     const inSym = mintLabel(r.inputMint);
     const outSym = mintLabel(r.outputMint);
@@ -271,7 +348,7 @@ export class ExecutionView {
           " for ", h("strong", { "data-testid": "exec-amount-out" }, `${fmtAmount(r.amountOut, r.outputMint)} ${outSym}`))
         : null,
       r.error && r.error.reason
-        ? h("div", { class: "banner", "data-testid": "exec-error" }, h("strong", {}, r.error.reason), " — ", r.error.message)
+        ? h("div", { class: `banner ${statusTone(r.status)}`, "data-testid": "exec-error" }, h("strong", {}, r.error.reason), " — ", r.error.message)
         : null,
       h("div", { class: "kv-grid" },
         row("Mode", MODE_LABEL[r.mode]),

@@ -1,7 +1,7 @@
 // Service health per component, and the caller: principal, scopes, rate-limit state, in-flight.
 import { ServingStatus, type CallerStatus, type HealthCheckResponse } from "../../../gen/ts/tradewire/v1/service_pb";
-import { api } from "../api/client";
-import { toFailure } from "../api/errors";
+import { api, rateLimitWaitMs } from "../api/client";
+import { isRateLimited, toFailure } from "../api/errors";
 import { credentialKind } from "../auth";
 import { emit, on } from "../bus";
 import { formatInt } from "../decimal";
@@ -23,6 +23,9 @@ export class HealthView {
   private down = false;
   /** Why the last check got no answer (the card then shows no stale state); undefined once answered. */
   private unreachable: string | undefined;
+  /** The last check was refused by the caller's rate limit: the gateway answered, so the
+   * last health shown stands; undefined once a check is answered. */
+  private rateLimited: string | undefined;
 
   constructor(initial: { health: HealthCheckResponse; caller: CallerStatus }) {
     this.pill = h("span", { class: "pill", "data-testid": "health-pill", role: "status" });
@@ -44,10 +47,12 @@ export class HealthView {
 
   start(): void {
     this.stop();
+    // A rate-limited caller is not polled faster, and not before the gateway's Retry-After.
+    const delay = this.down ? REFRESH_WHILE_DOWN_MS : Math.max(REFRESH_MS, rateLimitWaitMs());
     this.timer = window.setTimeout(async () => {
-      if (document.visibilityState === "visible") await this.refresh();
+      if (document.visibilityState === "visible" && rateLimitWaitMs() === 0) await this.refresh();
       if (this.timer !== undefined) this.start();
-    }, this.down ? REFRESH_WHILE_DOWN_MS : REFRESH_MS);
+    }, delay);
   }
 
   stop(): void {
@@ -67,6 +72,11 @@ export class HealthView {
       this.apply(await api().healthCheck({}));
     } catch (e) {
       const f = toFailure(e);
+      if (isRateLimited(f)) {
+        this.rateLimited = f.message || f.codeName;
+        this.render();
+        return;
+      }
       this.down = true;
       this.unreachable = f.message || f.codeName;
       this.render();
@@ -76,6 +86,7 @@ export class HealthView {
   private apply(health: HealthCheckResponse): void {
     this.health = health;
     this.unreachable = undefined;
+    this.rateLimited = undefined;
     this.caller = health.caller;
     emit("health", { health, caller: health.caller });
     this.render();
@@ -90,7 +101,7 @@ export class HealthView {
     const tone = servingTone(health.status);
     this.pill.className = `pill ${tone}`;
     this.pill.textContent = SERVING_LABEL[health.status];
-    this.pill.title = `gateway ${health.version}`;
+    this.pill.title = `gateway ${health.version}${this.rateLimited !== undefined ? " · last check refused by the rate limit" : ""}`;
     const c = this.caller;
     if (c) {
       replaceChildren(this.callerChip,
@@ -128,7 +139,12 @@ export class HealthView {
           h("div", { class: "kv" }, h("span", {}, "Gateway"),
             h("span", { "data-testid": "gateway-state" }, h("span", { class: `pill ${tone}` }, SERVING_LABEL[health.status]), ` v${health.version}`)),
           h("div", { class: "kv" }, h("span", {}, "Server time"), h("span", {}, fmtTime(health.serverTime))),
-          components),
+          components,
+          this.rateLimited !== undefined
+            ? h("p", { class: "hint", "data-testid": "health-rate-limited" },
+              `The last check was refused by this key's rate limit (${this.rateLimited}); `,
+              "the states above are from the last answer. The next check waits until the limit allows it.")
+            : null),
         c ? this.callerBlock(c) : h("p", { class: "muted" }, "Not signed in")));
   }
 

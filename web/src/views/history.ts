@@ -3,12 +3,12 @@ import { create } from "@bufbuild/protobuf";
 import { GetTradeHistoryRequestSchema } from "../../../gen/ts/tradewire/v1/service_pb";
 import { SwapMode, TradeStatus, TradingMode, type TradeResult } from "../../../gen/ts/tradewire/v1/trade_pb";
 import { api } from "../api/client";
-import { toFailure } from "../api/errors";
 import { emit } from "../bus";
 import { formatInt } from "../decimal";
 import { h, replaceChildren } from "../dom";
 import { fmtAmount, fmtPrice, fmtShortTime, fmtTime, MODE_LABEL, STATUS_LABEL, statusTone } from "../format";
 import { MINTS, mintLabel } from "../markets";
+import { PanelLoader } from "./panel_loader";
 
 const PAGE_SIZE = 10;
 const STATUS_FILTERS = [TradeStatus.FILLED, TradeStatus.REJECTED, TradeStatus.FAILED, TradeStatus.CANCELLED, TradeStatus.EXPIRED];
@@ -26,7 +26,7 @@ export class HistoryView {
   private tokens: string[] = [""];
   private page = 0;
   private nextToken = "";
-  private loading = 0;
+  private loader: PanelLoader;
 
   constructor() {
     this.modeFilter = h("select", { id: "history-mode", "aria-label": "Filter by mode" },
@@ -49,13 +49,13 @@ export class HistoryView {
     this.prev.addEventListener("click", () => void this.go(this.page - 1));
     this.next.addEventListener("click", () => void this.go(this.page + 1));
     const refresh = h("button", { type: "button", class: "ghost small", "aria-label": "Refresh history" }, "↻");
-    refresh.addEventListener("click", () => void this.reload());
+    refresh.addEventListener("click", () => void this.refreshPage());
     this.body = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading history…"));
     this.el = h("section", { class: "card", id: "history", "aria-labelledby": "history-title" },
       h("div", { class: "card-head" }, h("h2", { id: "history-title" }, "Trade history"), refresh),
-      h("div", { class: "filters" }, this.modeFilter, this.mintFilter, statusChips),
-      this.body,
-      h("div", { class: "pager" }, this.prev, this.pageLabel, this.next));
+      h("div", { class: "filters" }, this.modeFilter, this.mintFilter, statusChips));
+    this.loader = new PanelLoader("History", this.el, this.body);
+    this.el.append(this.loader.notice, this.body, h("div", { class: "pager" }, this.prev, this.pageLabel, this.next));
   }
 
   /** Back to the first page with the current filters. */
@@ -64,10 +64,18 @@ export class HistoryView {
     await this.go(0);
   }
 
+  /** The page being read, fetched again: newer trades land on page 1, the reader stays put. */
+  async refreshPage(): Promise<void> {
+    await this.go(this.page);
+  }
+
+  stop(): void {
+    this.loader.stop();
+  }
+
   private async go(page: number): Promise<void> {
     if (page < 0 || page >= this.tokens.length + (this.nextToken ? 1 : 0)) return;
     const token = page < this.tokens.length ? this.tokens[page] : this.nextToken;
-    const ticket = ++this.loading;
     const request = create(GetTradeHistoryRequestSchema, {
       mode: Number(this.modeFilter.value) as TradingMode,
       mint: this.mintFilter.value,
@@ -75,24 +83,17 @@ export class HistoryView {
       pageSize: PAGE_SIZE,
       pageToken: token,
     });
-    this.el.setAttribute("aria-busy", "true");
-    try {
-      const res = await api().getTradeHistory(request);
-      if (ticket !== this.loading) return; // a newer request superseded this one
+    const shown = await this.loader.load(() => api().getTradeHistory(request), (res) => {
       if (page === this.tokens.length) this.tokens.push(token);
       this.tokens.length = page + 1;
       this.page = page;
       this.nextToken = res.nextPageToken;
       this.render(res.trades);
-    } catch (e) {
-      if (ticket !== this.loading) return;
-      const f = toFailure(e);
-      // No page shown: nothing to page from (↻ or the gateway's return reloads it).
+    });
+    if (!shown && !this.loader.current) {
+      // The page kept on screen may be out of date: no paging from it until a load succeeds.
       this.prev.disabled = true;
       this.next.disabled = true;
-      replaceChildren(this.body, h("p", { class: "banner" }, `History unavailable: ${f.message || f.codeName}`));
-    } finally {
-      if (ticket === this.loading) this.el.removeAttribute("aria-busy");
     }
   }
 
@@ -108,23 +109,25 @@ export class HistoryView {
     replaceChildren(this.body,
       h("table", { class: "data clickable stack", "data-testid": "history-table" },
         h("thead", {}, h("tr", {},
-          h("th", { scope: "col" }, "Time"),
+          h("th", { scope: "col" }, "Time · request id"),
           h("th", { scope: "col", class: "num" }, "Sold"),
           h("th", { scope: "col", class: "num" }, "Bought"),
           h("th", { scope: "col", class: "num" }, "Price"),
           h("th", { scope: "col" }, "Status"),
-          h("th", { scope: "col", class: "num", title: "Total fees in lamports" }, "Fees"),
-          h("th", { scope: "col" }, "Request id"))),
+          h("th", { scope: "col", class: "num", title: "Total fees in lamports" }, "Fees"))),
         h("tbody", {}, trades.map((t) => {
           const row = h("tr", { "data-request-id": t.requestId, tabindex: 0, title: "Show this trade's execution" },
-            h("th", { scope: "row", class: "nowrap", title: fmtTime(t.createdAt) }, fmtShortTime(t.createdAt)),
+            // The id under the time, in the first column: a table too wide for its card scrolls
+            // its last columns out of view, never the id.
+            h("th", { scope: "row", class: "when" },
+              h("span", { title: fmtTime(t.createdAt) }, fmtShortTime(t.createdAt)),
+              h("span", { class: "request-id mono", title: t.requestId, "data-testid": "history-request-id" }, t.requestId)),
             h("td", { class: "num", "data-label": "Sold" }, legCell(t.amountIn, t.swapMode === SwapMode.EXACT_OUT ? "" : t.requestedAmount, t.inputMint)),
             h("td", { class: "num", "data-label": "Bought" }, legCell(t.amountOut, t.swapMode === SwapMode.EXACT_OUT ? t.requestedAmount : "", t.outputMint)),
             h("td", { class: "num", "data-label": "Price" }, t.executedPrice ? fmtPrice(t.executedPrice) : "—"),
             h("td", { "data-label": "Status", class: "nowrap" },
               h("span", { class: `pill ${statusTone(t.status)}` }, STATUS_LABEL[t.status]), " ", h("span", { class: "tag" }, MODE_LABEL[t.mode])),
-            h("td", { class: "num", "data-label": "Fees (lamports)", title: "Total fees in lamports" }, t.fees ? formatInt(t.fees.totalLamports) : "—"),
-            h("td", { class: "mono ellipsis wide-narrow", "data-label": "Request id" }, t.requestId));
+            h("td", { class: "num", "data-label": "Fees (lamports)", title: "Total fees in lamports" }, t.fees ? formatInt(t.fees.totalLamports) : "—"));
           const open = () => emit("showTrade", { requestId: t.requestId });
           row.addEventListener("click", open);
           row.addEventListener("keydown", (ev) => {

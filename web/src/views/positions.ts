@@ -1,45 +1,58 @@
 // The caller's positions with profit and loss, valued in the valuation mint (USDC).
 import type { GetPositionsResponse, Position } from "../../../gen/ts/tradewire/v1/service_pb";
 import { api } from "../api/client";
-import { toFailure } from "../api/errors";
 import { h, replaceChildren } from "../dom";
 import { fmtAmount, fmtPrice, fmtValue, MODE_LABEL, valueTone } from "../format";
 import { mintLabel } from "../markets";
+import { PanelLoader } from "./panel_loader";
 
 export class PositionsView {
   readonly el: HTMLElement;
   private body: HTMLElement;
   private previous = new Map<string, string>();
+  private loader: PanelLoader;
 
   constructor() {
     this.body = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading positions…"));
     const refresh = h("button", { type: "button", class: "ghost small", "aria-label": "Refresh positions" }, "↻");
     refresh.addEventListener("click", () => void this.refresh());
     this.el = h("section", { class: "card", id: "positions", "aria-labelledby": "positions-title" },
-      h("div", { class: "card-head" }, h("h2", { id: "positions-title" }, "Positions"), refresh),
-      this.body);
+      h("div", { class: "card-head" }, h("h2", { id: "positions-title" }, "Positions"), refresh));
+    this.loader = new PanelLoader("Positions", this.el, this.body);
+    this.el.append(this.loader.notice, this.body);
   }
 
-  async refresh(): Promise<void> {
-    try {
-      this.render(await api().getPositions({}));
-    } catch (e) {
-      const f = toFailure(e);
-      replaceChildren(this.body, h("p", { class: "banner" }, `Positions unavailable: ${f.message || f.codeName}`));
-    }
+  /** Load the positions; true when a holding's amount changed since the last load (a trade
+   * filled or paid fees, here or elsewhere). */
+  async refresh(): Promise<boolean> {
+    let moved = false;
+    await this.loader.load(() => api().getPositions({}), (res) => {
+      moved = this.amountsChanged(res);
+      this.render(res);
+    });
+    return moved;
+  }
+
+  stop(): void {
+    this.loader.stop();
+  }
+
+  private amountsChanged(res: GetPositionsResponse): boolean {
+    const now = new Map(res.positions.map((p) => [positionKey(p), p.amount]));
+    return now.size !== this.previous.size || [...now].some(([key, amount]) => this.previous.get(key) !== amount);
   }
 
   private render(res: GetPositionsResponse): void {
     const val = mintLabel(res.valuationMint);
     if (res.positions.length === 0) {
+      this.previous = new Map();
       replaceChildren(this.body, h("p", { class: "muted" }, "No positions yet."));
       return;
     }
     const pnlCell = (text: string, label: string) =>
       h("td", { class: `num ${valueTone(text)}`, "data-label": label }, fmtValue(text, true));
-    const key = (p: Position) => `${p.mode}:${p.mint}`;
     const rows = res.positions.map((p) => {
-      const changed = this.previous.has(key(p)) && this.previous.get(key(p)) !== p.amount;
+      const changed = this.previous.has(positionKey(p)) && this.previous.get(positionKey(p)) !== p.amount;
       // An unvalued position (its price source is down) shows its balance, "—" for its value, and why.
       return h("tr", { "data-symbol": p.symbol, "data-mode": MODE_LABEL[p.mode], class: changed ? "changed" : "",
                        title: p.valuationError ? `Not valued just now: ${p.valuationError}` : null },
@@ -51,7 +64,7 @@ export class PositionsView {
         pnlCell(p.realizedPnl, "Realized PnL"),
         pnlCell(p.unrealizedPnl, "Unrealized PnL"));
     });
-    this.previous = new Map(res.positions.map((p) => [key(p), p.amount]));
+    this.previous = new Map(res.positions.map((p) => [positionKey(p), p.amount]));
     replaceChildren(this.body,
       h("table", { class: "data stack", "data-testid": "positions-table" },
         h("thead", {}, h("tr", {},
@@ -72,4 +85,8 @@ export class PositionsView {
         `${res.unvaluedPositions} position${res.unvaluedPositions === 1 ? "" : "s"} could not be valued just now ` +
         `(${res.positions.find((p) => p.valuationError)?.valuationError}); the totals leave ${res.unvaluedPositions === 1 ? "it" : "them"} out.`));
   }
+}
+
+function positionKey(p: Position): string {
+  return `${p.mode}:${p.mint}`;
 }

@@ -59,7 +59,9 @@ export class TradeForm {
   private priorityFields: HTMLElement;
   private tipField: HTMLElement;
 
-  constructor(modes: TradingMode[], private onSubmit: (request: TradeRequest) => Promise<void>) {
+  /** `onSubmit`: a checked request to send; `onNothingSent`: the form refused the request itself. */
+  constructor(modes: TradingMode[], private onSubmit: (request: TradeRequest) => Promise<void>,
+    private onNothingSent: () => void) {
     this.requestId = h("input", { id: "request-id", name: "request_id", value: newRequestId(), spellcheck: "false", autocomplete: "off" });
     const regen = h("button", { type: "button", class: "ghost small", title: "New request id", "aria-label": "New request id" }, "↻");
     regen.addEventListener("click", () => {
@@ -98,7 +100,7 @@ export class TradeForm {
       [MevStrategy.NONE, MevStrategy.PRIORITY_FEE, MevStrategy.JITO_BUNDLE, MevStrategy.JITO_DONT_FRONT].map((s) =>
         h("option", { value: s }, MEV_LABEL[s])));
     this.cuPrice = h("input", { id: "cu-price", inputmode: "numeric", value: "50000", autocomplete: "off" });
-    this.cuLimit = h("input", { id: "cu-limit", inputmode: "numeric", value: "200000", autocomplete: "off" });
+    this.cuLimit = h("input", { id: "cu-limit", inputmode: "numeric", value: "200000", autocomplete: "off", placeholder: "auto" });
     this.jitoTip = h("input", { id: "jito-tip", inputmode: "numeric", value: "10000", autocomplete: "off" });
     this.feePreview = h("p", { class: "hint", id: "fee-preview" });
 
@@ -116,7 +118,8 @@ export class TradeForm {
     this.cuPriceField = field(F.cuPrice, "CU price (µlamports)", "cu-price", this.cuPrice);
     this.priorityFields = h("div", { class: "field-row" },
       this.cuPriceField,
-      field(F.cuLimit, "CU limit", "cu-limit", this.cuLimit));
+      field(F.cuLimit, h("label", { for: "cu-limit" }, "CU limit ", h("span", { class: "hint" }, "(empty: set by the router)")),
+        "cu-limit", this.cuLimit));
     this.tipField = field(F.jitoTip, "Jito tip (lamports)", "jito-tip", this.jitoTip);
 
     this.el = h("form", { class: "card trade-form", id: "trade-form", novalidate: true, "aria-labelledby": "trade-title" },
@@ -251,6 +254,9 @@ export class TradeForm {
     const limit = this.cuLimit.value.trim();
     if (jito) {
       this.feePreview.textContent = "Jito tip + 5,000 base fee; no priority fee.";
+    } else if (priority && /^\d+$/.test(price) && /^0*$/.test(limit)) {
+      // An empty (or 0) limit is the contract's "not set": the fee follows the router's limit.
+      this.feePreview.textContent = "Priority fee = CU price × the CU limit the router sets + 5,000 base fee.";
     } else if (priority && /^\d+$/.test(price) && /^\d+$/.test(limit)) {
       const fee = (BigInt(price) * BigInt(limit) + 999_999n) / 1_000_000n; // ceil, as the executor charges
       this.feePreview.textContent = `Priority fee ≈ ${formatInt(fee)} lamports + 5,000 base fee`;
@@ -342,6 +348,7 @@ export class TradeForm {
       const { request, errors } = await checkDraft(this.draft());
       if (errors.length) {
         this.showErrors(errors, "browser", "Fix the highlighted fields — nothing was sent.");
+        this.onNothingSent();
         return;
       }
       this.clearErrors();
@@ -358,9 +365,15 @@ export class TradeForm {
     }
   }
 
-  /** After a request that became a trade (filled, rejected, or still running), the next one
-   * needs a fresh idempotency key. */
+  /** After a request that became a trade (filled, rejected, or still running), or one refused
+   * because of its id, the next one needs a fresh idempotency key. A refusal shown at the id
+   * stays, saying it was about the previous id. */
   renewRequestId(): void {
+    const previous = this.requestId.value.trim();
     this.requestId.value = newRequestId();
+    const slot = this.slots.get(F.requestId)!;
+    if (!slot.error.textContent) return;
+    slot.error.textContent = `“${previous}”: ${slot.error.textContent} — a new request id is filled in.`;
+    this.requestId.removeAttribute("aria-invalid");
   }
 }
