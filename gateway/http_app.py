@@ -32,6 +32,15 @@ CORS_EXPOSE_HEADERS = [
     "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "retry-after", "www-authenticate",
 ]
 DESCRIPTOR_SET = Path(__file__).resolve().parent.parent / "gen" / "descriptors" / "tradewire.binpb"
+# The dashboard's pages: no framing (a page that places trades must not be clickable through
+# another site's frame), no plugins, no base or form target elsewhere. (Scripts are not limited
+# to 'self' yet: the browser tests evaluate their waits as strings, which that would refuse.)
+DASHBOARD_HEADERS = [
+    (b"content-security-policy", b"frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-action 'self'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
 
 log = logging.getLogger("tradewire.server")
 
@@ -54,7 +63,7 @@ def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
     static = None
     if dashboard and (dashboard / "index.html").exists():
         # StaticFiles raises its 404/405 for Starlette's exception middleware to answer.
-        static = ExceptionMiddleware(StaticFiles(directory=dashboard, html=True))
+        static = _with_headers(ExceptionMiddleware(StaticFiles(directory=dashboard, html=True)), DASHBOARD_HEADERS)
     elif dashboard:
         log.warning("server.web_root %s holds no index.html (is the dashboard built?): no dashboard is served",
                     dashboard)
@@ -66,6 +75,22 @@ def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
                 allow_headers=CORS_ALLOW_HEADERS, expose_headers=CORS_EXPOSE_HEADERS, max_age=600)
     return _Dispatch(CORSMiddleware(connect, **cors), CORSMiddleware(http_json, **cors), app,
                      draining=lambda: getattr(service, "draining", False))
+
+
+def _with_headers(app, headers: list[tuple[bytes, bytes]]):
+    """``app`` with ``headers`` added to each of its answers."""
+    async def with_headers(scope, receive, send) -> None:
+        await app(scope, receive, _adding_headers(send, headers))
+    return with_headers
+
+
+def _adding_headers(send, headers: list[tuple[bytes, bytes]]):
+    """``send`` adding ``headers`` to the answer it starts."""
+    async def adding(message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *headers]}
+        await send(message)
+    return adding
 
 
 def _recording_refusals(record_refused: RecordRefused | None):
@@ -113,8 +138,4 @@ def _closing_connection(send):
     """While the gateway drains, every answer closes its connection (``connection: close``): a
     keep-alive client would send its next call down a connection the shutdown is about to cut
     and get a reset, where a new connection gets an answer (or another replica)."""
-    async def closing(message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
-        await send(message)
-    return closing
+    return _adding_headers(send, [(b"connection", b"close")])

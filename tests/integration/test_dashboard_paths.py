@@ -31,3 +31,15 @@ def test_dashboard_paths_are_answered(site, method, path, status):
 def test_api_paths_stay_the_api_s(site):
     response = httpx.get(site.http_url + "/v1/nope", timeout=10)
     assert response.status_code == 404 and response.json()["details"][0]["reason"] == "ROUTE_NOT_FOUND"
+
+
+def test_dashboard_pages_forbid_framing_and_foreign_scripts(site):
+    # a page that places trades must not be clickable through another site's frame (finding of
+    # a browser QA pass: no CSP, no frame protection)
+    for path in ("/", "/assets/app.js", "/nope"):
+        headers = httpx.get(site.http_url + path, timeout=10).headers
+        policy = headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "object-src 'none'" in policy, (path, policy)
+        assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+    # the API's own answers are not pages: no page policy on them
+    assert "content-security-policy" not in httpx.get(site.http_url + "/v1/health", timeout=10).headers
