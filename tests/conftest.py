@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Iterator
 
 import pytest
 
 from support.questdb import QuestDBServer, run_script
 from support.redis_server import RedisServer
+from tradewire.core import logs
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +32,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def log_stream():
+    """configure_logging into a buffer for one test; the process's logging restored after."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logs._hot_sink[0]
+    stream = io.StringIO()
+    yield stream
+    root.handlers[:], level, logs._hot_sink[0] = saved
+    root.setLevel(level)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, expect
 
 from support.gateway_process import GatewayProcess
@@ -22,6 +25,8 @@ CHROMIUM_ARGS = [
 DESKTOP = {"width": 1280, "height": 900}
 MSOL = "mSoLzYCxHdYgdzU16g5QSh3i5K3z3KZK7ytfqcJm7So"  # a real mint the gateway does not trade
 PHONE = {"width": 390, "height": 844}
+ENDED = {"TRADE_STATUS_FILLED", "TRADE_STATUS_REJECTED", "TRADE_STATUS_FAILED", "TRADE_STATUS_CANCELLED",
+         "TRADE_STATUS_EXPIRED"}
 
 
 def shown_decimal(text: str) -> Decimal:
@@ -142,3 +147,29 @@ async def open_dashboard(browser: Browser, gateway: GatewayProcess,
     finally:
         await context.close()
     assert dashboard.problems == [], "the page logged errors:\n" + "\n".join(dashboard.problems)
+
+
+def api(gateway: GatewayProcess, who: str) -> httpx.AsyncClient:
+    """An HTTP/JSON client of the gateway with ``who``'s key."""
+    return httpx.AsyncClient(base_url=gateway.http_url, timeout=10,
+                             headers={"authorization": f"Bearer {gateway.key(who)}"})
+
+
+async def stored_trade(gateway: GatewayProcess, who: str, request_id: str, timeout_s: float = 30) -> dict:
+    """The trade as the gateway records it (GET /v1/trades/<id>), once it has ended."""
+    deadline = time.monotonic() + timeout_s
+    async with api(gateway, who) as http:
+        while True:
+            response = await http.get(f"/v1/trades/{request_id}")
+            if response.status_code == 200 and response.json().get("status") in ENDED:
+                return response.json()
+            assert time.monotonic() < deadline, f"trade {request_id} did not end: {response.text}"
+            await asyncio.sleep(0.1)  # polling interval, bounded by the deadline
+
+
+async def submit(ui: Dashboard, amount: str) -> str:
+    """Submit the form as it stands with this amount, without waiting; returns the request id sent."""
+    await ui.page.locator("#amount").fill(amount)
+    request_id = await ui.page.locator("#request-id").input_value()
+    await ui.page.locator("#submit-trade").click()
+    return request_id

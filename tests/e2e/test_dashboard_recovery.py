@@ -19,11 +19,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
-from e2e.dashboard_ui import Dashboard, open_dashboard
+from e2e.dashboard_ui import Dashboard, open_dashboard, stored_trade, submit
 from support.gateway_process import GatewayProcess
 
-TERMINAL = {"TRADE_STATUS_FILLED", "TRADE_STATUS_REJECTED", "TRADE_STATUS_FAILED", "TRADE_STATUS_CANCELLED",
-            "TRADE_STATUS_EXPIRED"}
 
 SLOW_TRADES = {
     "TRADEWIRE_PAPER__REALTIME": "true",
@@ -61,27 +59,6 @@ async def gateway_down(ui: Dashboard) -> AsyncIterator[None]:
         yield
     finally:
         await asyncio.to_thread(ui.gateway.start)
-
-
-async def stored_trade(gateway: GatewayProcess, who: str, request_id: str, timeout_s: float = 30) -> dict:
-    """The trade as the gateway records it (GET /v1/trades/<id>), once it has ended."""
-    headers = {"authorization": f"Bearer {gateway.key(who)}"}
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(base_url=gateway.http_url, headers=headers, timeout=5) as http:
-        while True:
-            response = await http.get(f"/v1/trades/{request_id}")
-            if response.status_code == 200 and response.json().get("status") in TERMINAL:
-                return response.json()
-            assert time.monotonic() < deadline, f"trade {request_id} did not end: {response.text}"
-            await asyncio.sleep(0.1)  # polling interval, bounded by the deadline
-
-
-async def submit(ui: Dashboard, amount: str) -> str:
-    """Submit a SOL→USDC trade without waiting for it; returns its request id."""
-    await ui.page.locator("#amount").fill(amount)
-    request_id = await ui.page.locator("#request-id").input_value()
-    await ui.page.locator("#submit-trade").click()
-    return request_id
 
 
 # -- 1. a gateway restart in the middle of a trade --------------------------------------------

@@ -16,11 +16,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
-from e2e.dashboard_ui import Dashboard, open_dashboard
+from e2e.dashboard_ui import Dashboard, api, open_dashboard
 from support.gateway_process import GatewayProcess
 
 SOL = "So11111111111111111111111111111111111111112"
@@ -54,11 +53,6 @@ async def limited_ui(browser: Browser, limited_gateway: GatewayProcess) -> Async
 async def book_ui(browser: Browser, book_gateway: GatewayProcess) -> AsyncIterator[Dashboard]:
     async with open_dashboard(browser, book_gateway) as dashboard:
         yield dashboard
-
-
-def api(gateway: GatewayProcess, who: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=gateway.http_url, timeout=10,
-                             headers={"authorization": f"Bearer {gateway.key(who)}"})
 
 
 async def use_up_rate_limit(gateway: GatewayProcess, who: str) -> None:

@@ -9,25 +9,20 @@ while it runs.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.async_api import Browser, Route, expect
 
-from e2e.dashboard_ui import DESKTOP, PHONE, Dashboard, open_dashboard
+from e2e.dashboard_ui import DESKTOP, PHONE, Dashboard, api, open_dashboard, stored_trade, submit
 from support.gateway_process import GatewayProcess
 
 SOL = "So11111111111111111111111111111111111111112"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 BONK = "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263"
-ENDED = {"TRADE_STATUS_FILLED", "TRADE_STATUS_REJECTED", "TRADE_STATUS_FAILED", "TRADE_STATUS_CANCELLED",
-         "TRADE_STATUS_EXPIRED"}
 
 
 @pytest.fixture(scope="module")
@@ -44,31 +39,6 @@ def slow_gateway(tmp_path_factory: pytest.TempPathFactory, dashboard_dist: Path)
 async def slow_ui(browser: Browser, slow_gateway: GatewayProcess) -> AsyncIterator[Dashboard]:
     async with open_dashboard(browser, slow_gateway) as dashboard:
         yield dashboard
-
-
-def api(gateway: GatewayProcess, who: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=gateway.http_url, timeout=10,
-                             headers={"authorization": f"Bearer {gateway.key(who)}"})
-
-
-async def stored_status(gateway: GatewayProcess, who: str, request_id: str, timeout_s: float = 30) -> str:
-    """The trade's status as the gateway records it, once it has ended."""
-    deadline = time.monotonic() + timeout_s
-    async with api(gateway, who) as http:
-        while True:
-            response = await http.get(f"/v1/trades/{request_id}")
-            if response.status_code == 200 and response.json()["status"] in ENDED:
-                return response.json()["status"]
-            assert time.monotonic() < deadline, f"trade {request_id} did not end: {response.text}"
-            await asyncio.sleep(0.1)  # polling interval, bounded by the deadline
-
-
-async def submit(ui: Dashboard, amount: str) -> str:
-    """Submit the form as it stands with this amount; returns the request id sent."""
-    await ui.page.locator("#amount").fill(amount)
-    request_id = await ui.page.locator("#request-id").input_value()
-    await ui.page.locator("#submit-trade").click()
-    return request_id
 
 
 # -- 1. empty fields are never a silent 0 -------------------------------------------------------
@@ -157,7 +127,7 @@ async def test_a_running_trade_can_be_cancelled_from_the_execution_card(slow_ui:
     # an outcome, not a mistake in the form
     await expect(page.get_by_test_id("form-error")).to_be_hidden()
     await expect(page.locator("#request-id")).not_to_have_value(request_id)
-    assert await stored_status(ui.gateway, "alice", request_id) == "TRADE_STATUS_CANCELLED"
+    assert (await stored_trade(ui.gateway, "alice", request_id))["status"] == "TRADE_STATUS_CANCELLED"
     await ui.shot("card-05-cancelled", full_page=False)
 
 

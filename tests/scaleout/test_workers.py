@@ -27,7 +27,6 @@ from support.clients import HttpJsonClient
 from support.gateway_process import GatewayProcess
 from support.ports import free_port
 from support.trading import eventually
-from tradewire.core import logs
 from tradewire.core.config import ConfigError, load_settings
 from tradewire.core.logs import configure_logging, event_logger
 from tradewire.v1 import trade_pb2 as pb
@@ -213,17 +212,6 @@ async def test_every_line_a_worker_writes_says_which_worker(two_workers):
     assert {line["msg"] for line in by_workers} >= {"serving", "shutting down", "stopped"}
     assert all("worker" not in line and "pid" not in line
                for line in parsed if line["logger"] == "tradewire.workers")  # the supervisor's own
-
-
-@pytest.fixture
-def log_stream():
-    """configure_logging into a buffer for one test; the process's logging restored after."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level, logs._hot_sink[0]
-    stream = io.StringIO()
-    yield stream
-    root.handlers[:], level, logs._hot_sink[0] = saved
-    root.setLevel(level)
 
 
 def logged_lines(stream: io.StringIO) -> list[dict]:

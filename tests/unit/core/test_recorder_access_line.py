@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 
 import pytest
 
-from tradewire.core import logs
 from tradewire.core.audit.events import REDACTED
 from tradewire.core.config import TracingConfig
 from tradewire.core.context import CallContext, Protocol
@@ -19,17 +16,6 @@ from tradewire.core.recorder import Recorder
 from tradewire.core.tracing import Tracing
 
 SECRET = "aONgtTP0ZfnyBf1UQlEfBEPMXNZUsfetCa1mDsWFaM6"
-
-
-@pytest.fixture
-def log_stream():
-    """configure_logging into a buffer for one test; the process's logging restored after."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level, logs._hot_sink[0]
-    stream = io.StringIO()
-    yield stream
-    root.handlers[:], level, logs._hot_sink[0] = saved
-    root.setLevel(level)
 
 
 @pytest.mark.parametrize("peer,logged", [(f"tw_qafake01_{SECRET}:0", REDACTED), (f"[fe80::1%{SECRET}]:0", REDACTED),
