@@ -146,9 +146,12 @@ class OpenLoopClient:
         template = self.templates[i % len(self.templates)]
         conn.send(template.render(request_id(self.tag, i)), i, due, template.protocol == "grpc-web")
 
-    def _dispatch(self, i: int, due: float) -> None:
+    def _dispatch(self, i: int, due: float, first: bool = False) -> None:
+        """Send request ``i`` now if a connection is free, else queue it (``first``: ahead of the rest)."""
         if self.free:
             self._send(self.free.pop(), i, due)
+        elif first:
+            self.backlog.appendleft((i, due))
         else:
             self.backlog.append((i, due))
 
@@ -182,7 +185,7 @@ class OpenLoopClient:
         elif conn.reused and not conn.answering and conn.index not in self.resent:
             conn.busy = False
             self.resent.add(conn.index)
-            self._dispatch(conn.index, conn.due)
+            self._dispatch(conn.index, conn.due, first=True)  # it has waited longest
         else:
             self.failed(conn, "connection lost")
         if self.outstanding == 0:

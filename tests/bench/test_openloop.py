@@ -12,11 +12,15 @@ from bench.payloads import http_template
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}"
 
 
-async def serve(close_request_number: int):
-    """A server answering every request of a connection but the ``close_request_number``-th
-    (1-based), at which it closes the connection without a byte of answer."""
+async def serve(closes):
+    """A server answering every request but those ``closes(connection number, request number)``
+    picks (both 1-based), at which it closes the connection without a byte of answer."""
+    connections = 0
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        number = 0
+        nonlocal connections
+        connections += 1
+        connection, number = connections, 0
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -24,7 +28,7 @@ async def serve(close_request_number: int):
                               if line.lower().startswith(b"content-length:"))
                 await reader.readexactly(length)
                 number += 1
-                if number == close_request_number:
+                if closes(connection, number):
                     return
                 writer.write(ANSWER)
                 await writer.drain()
@@ -47,13 +51,13 @@ async def run_against(server, requests: int) -> dict:
 
 
 async def test_a_request_met_by_a_keepalive_close_is_sent_again_once():
-    result = await run_against(await serve(close_request_number=2), requests=6)
-    # every second request of a connection is met by its close and goes again on a new one
+    # the first connection's second request is met by its close: it goes again on a new one
+    result = await run_against(await serve(lambda connection, number: (connection, number) == (1, 2)), requests=6)
     assert (result["ok"], result["errors"]) == (6, 0), result["error_kinds"]
-    assert result["resent_after_keepalive_close"] == 5
+    assert result["resent_after_keepalive_close"] == 1
 
 
 async def test_a_close_on_a_fresh_connection_is_an_error_not_a_resend():
-    result = await run_against(await serve(close_request_number=1), requests=3)
+    result = await run_against(await serve(lambda connection, number: number == 1), requests=3)
     assert result["ok"] == 0 and result["error_kinds"] == {"connection lost": 3}
     assert result["resent_after_keepalive_close"] == 0

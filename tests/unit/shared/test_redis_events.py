@@ -45,12 +45,13 @@ def test_blocking_reads_stay_within_the_read_timeout_also_when_redis_py_chose_it
 
 async def test_a_stream_idle_longer_than_the_read_timeout_gets_heartbeats_then_its_events(redis_server):
     # redis-py fails a read that outlasts socket_timeout (5 s by default): blocking reads stay shorter
-    bus = RedisEventBus(aredis.Redis.from_url(redis_server.url, socket_timeout=0.4))
+    # (a read timeout of 1 s: its reads block 0.5 s, leaving 0.5 s for a busy machine's stalls)
+    bus = RedisEventBus(aredis.Redis.from_url(redis_server.url, socket_timeout=1.0))
     key = ("carol", f"t-{uuid.uuid4().hex[:8]}")
-    followed = bus.follow(key, 1, heartbeat_s=1.0)
+    followed = bus.follow(key, 1, heartbeat_s=2.0)
     started = asyncio.get_running_loop().time()
     first = await anext(followed)  # nothing happens for longer than the read timeout
-    assert first.kind == pb.STATUS_KIND_HEARTBEAT and asyncio.get_running_loop().time() - started >= 1.0
+    assert first.kind == pb.STATUS_KIND_HEARTBEAT and asyncio.get_running_loop().time() - started >= 2.0
     bus.publish(key, event(key[1], 1, terminal=True))
     assert [e.sequence async for e in followed if e.kind != pb.STATUS_KIND_HEARTBEAT] == [1]
     await bus.close()
