@@ -22,6 +22,7 @@ def log_failure(logger: logging.Logger, message: str, *args) -> None:
     else:
         logger.exception(message, *args)
 
+
 def count_failure(outage: Outage, logger: logging.Logger, message: str, *args) -> None:
     """The exception being handled, in a loop that retries: Redis not answering counts toward
     ``outage`` (said when it starts and ends, not per attempt), anything else is an error with
