@@ -226,9 +226,6 @@ def redacted(value: str) -> str:
     return REDACTED if looks_like_credential(value) else value
 
 
-_redacted = redacted
-
-
 # The schemas themselves are checked once: events may then only use their keys.
 for _schema_entry in TABLES.values():
     for _key in (*_schema_entry.symbols, *_schema_entry.columns):
@@ -267,7 +264,7 @@ class AuditEvent:
                 raise ValueError(f"{self.table}: unknown symbol {key!r}")
             if not isinstance(value, str):
                 raise ValueError(f"{self.table}: symbol {key!r} must be a str")
-            symbols[key] = _redacted(value)
+            symbols[key] = redacted(value)
 
         columns: dict[str, ColumnValue] = {}
         for key, value in dict(self.columns).items():
@@ -419,7 +416,7 @@ def _coerce(table: str, key: str, qtype: QdbType, value: object) -> ColumnValue:
     # VARCHAR
     if not isinstance(value, str):
         raise ValueError(f"{table}: column {key!r} must be a str")
-    return _redacted(value)
+    return redacted(value)
 
 
 # ---------------------------------------------------------------------------------------------
