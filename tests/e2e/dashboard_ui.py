@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -173,3 +173,13 @@ async def submit(ui: Dashboard, amount: str) -> str:
     request_id = await ui.page.locator("#request-id").input_value()
     await ui.page.locator("#submit-trade").click()
     return request_id
+
+
+@contextmanager
+def dashboard_gateway(workdir: Path, dashboard_dist: Path, env: dict[str, str] | None = None,
+                      **options) -> Iterator[GatewayProcess]:
+    """A gateway serving the built dashboard (``env``: more settings); it must stop cleanly."""
+    process = GatewayProcess(workdir, env={"TRADEWIRE_SERVER__WEB_ROOT": str(dashboard_dist), **(env or {})},
+                             **options).start()
+    yield process
+    assert process.stop() == 0, process.log_text()[-3000:]

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
-from e2e.dashboard_ui import Dashboard, open_dashboard, stored_trade, submit
+from e2e.dashboard_ui import Dashboard, dashboard_gateway, open_dashboard, stored_trade, submit
 from support.gateway_process import GatewayProcess
 
 
@@ -35,11 +35,9 @@ SLOW_TRADES = {
 
 @pytest.fixture(scope="module")
 def slow_gateway(tmp_path_factory: pytest.TempPathFactory, dashboard_dist: Path) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(tmp_path_factory.mktemp("e2e-recovery"),
-                             env={"TRADEWIRE_SERVER__WEB_ROOT": str(dashboard_dist), **SLOW_TRADES},
-                             streams_config="[streams]\nawait_trade_s = 10\n").start()
-    yield process
-    assert process.stop() == 0, process.log_text()[-3000:]
+    with dashboard_gateway(tmp_path_factory.mktemp("e2e-recovery"), dashboard_dist, SLOW_TRADES,
+                           streams_config="[streams]\nawait_trade_s = 10\n") as process:
+        yield process
 
 
 @pytest.fixture

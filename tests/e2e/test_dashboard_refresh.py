@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, expect
 
-from e2e.dashboard_ui import Dashboard, api, open_dashboard
+from e2e.dashboard_ui import Dashboard, api, dashboard_gateway, open_dashboard
 from support.gateway_process import GatewayProcess
 
 SOL = "So11111111111111111111111111111111111111112"
@@ -28,19 +28,15 @@ USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 
 @pytest.fixture(scope="module")
 def limited_gateway(tmp_path_factory: pytest.TempPathFactory, dashboard_dist: Path) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(tmp_path_factory.mktemp("e2e-rate-limited"),
-                             env={"TRADEWIRE_SERVER__WEB_ROOT": str(dashboard_dist),
-                                  "TRADEWIRE_LIMITS__REQUESTS_PER_S": "0.25", "TRADEWIRE_LIMITS__BURST": "10"}).start()
-    yield process
-    assert process.stop() == 0, process.log_text()[-3000:]
+    with dashboard_gateway(tmp_path_factory.mktemp("e2e-rate-limited"), dashboard_dist, {
+            "TRADEWIRE_LIMITS__REQUESTS_PER_S": "0.25", "TRADEWIRE_LIMITS__BURST": "10"}) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
 def book_gateway(tmp_path_factory: pytest.TempPathFactory, dashboard_dist: Path) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(tmp_path_factory.mktemp("e2e-book"),
-                             env={"TRADEWIRE_SERVER__WEB_ROOT": str(dashboard_dist)}).start()
-    yield process
-    assert process.stop() == 0, process.log_text()[-3000:]
+    with dashboard_gateway(tmp_path_factory.mktemp("e2e-book"), dashboard_dist) as process:
+        yield process
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Route, expect
 
-from e2e.dashboard_ui import DESKTOP, PHONE, Dashboard, api, open_dashboard, stored_trade, submit
+from e2e.dashboard_ui import DESKTOP, PHONE, Dashboard, api, dashboard_gateway, open_dashboard, stored_trade, submit
 from support.gateway_process import GatewayProcess
 
 SOL = "So11111111111111111111111111111111111111112"
@@ -27,12 +27,10 @@ BONK = "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263"
 
 @pytest.fixture(scope="module")
 def slow_gateway(tmp_path_factory: pytest.TempPathFactory, dashboard_dist: Path) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(tmp_path_factory.mktemp("e2e-trade-card"),
-                             env={"TRADEWIRE_SERVER__WEB_ROOT": str(dashboard_dist),
-                                  "TRADEWIRE_PAPER__REALTIME": "true", "TRADEWIRE_PAPER__LATENCY_MS": "6000"},
-                             streams_config="[streams]\nawait_trade_s = 10\n").start()
-    yield process
-    assert process.stop() == 0, process.log_text()[-3000:]
+    with dashboard_gateway(tmp_path_factory.mktemp("e2e-trade-card"), dashboard_dist,
+                           {"TRADEWIRE_PAPER__REALTIME": "true", "TRADEWIRE_PAPER__LATENCY_MS": "6000"},
+                           streams_config="[streams]\nawait_trade_s = 10\n") as process:
+        yield process
 
 
 @pytest.fixture
