@@ -28,6 +28,7 @@ found by its tests; the sinks themselves never raise into the request path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -218,7 +219,23 @@ REDACTED: Final = "[redacted: looked like a credential]"
 
 def looks_like_credential(value: str) -> bool:
     """True for text holding something shaped like a credential (see the module docstring)."""
-    return len(value) >= _SHORTEST_SECRET and _SECRET_VALUE_RE.search(value) is not None
+    size = len(value)
+    if size < _SHORTEST_SECRET:
+        return False
+    if size <= _REMEMBERED_UP_TO:
+        return _remembered_verdict(value)
+    return _SECRET_VALUE_RE.search(value) is not None
+
+
+# A trade's ids, its principal and the executors' stage messages come back on every one of its
+# ~12 audit rows and log lines: their verdicts are remembered (bounded; short values only, so
+# the cache never holds a large string alive).
+_REMEMBERED_UP_TO: Final = 256
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_verdict(value: str) -> bool:
+    return _SECRET_VALUE_RE.search(value) is not None
 
 
 def redacted(value: str) -> str:
