@@ -122,7 +122,7 @@ class Dashboard:
     async def settle(self) -> None:
         """Wait until CSS transitions/animations have finished (for faithful screenshots)."""
         await self.page.wait_for_function(
-            "document.getAnimations().every(a => a.playState !== 'running')", timeout=10_000)
+            "() => document.getAnimations().every(a => a.playState !== 'running')", timeout=10_000)
 
     async def shot(self, name: str, full_page: bool = True) -> Path:
         """Screenshot under test-artifacts/e2e/; a full page is taken from the top, so the

@@ -40,6 +40,10 @@ def test_dashboard_pages_forbid_framing_and_foreign_scripts(site):
         headers = httpx.get(site.http_url + path, timeout=10).headers
         policy = headers["content-security-policy"]
         assert "frame-ancestors 'none'" in policy and "object-src 'none'" in policy, (path, policy)
+        # an injected script, inline handler or inline style does not run (the browser suite
+        # fails on any refusal the dashboard itself would meet)
+        assert "script-src 'self';" in policy and "style-src 'self';" in policy, (path, policy)
+        assert "unsafe" not in policy, (path, policy)
         assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
     # the API's own answers are not pages: no page policy on them
     assert "content-security-policy" not in httpx.get(site.http_url + "/v1/health", timeout=10).headers

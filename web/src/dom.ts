@@ -9,6 +9,9 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = 
     if (value === null || value === undefined || value === false) continue;
     if (typeof value === "function") el.addEventListener(name.replace(/^on/, ""), value);
     else if (value === true) el.setAttribute(name, "");
+    // Styles through the CSSOM: a style attribute is inline style, which the page's
+    // Content-Security-Policy (style-src 'self') refuses.
+    else if (name === "style") el.style.cssText = String(value);
     else el.setAttribute(name, String(value));
   }
   append(el, children);
