@@ -47,6 +47,7 @@ from tradewire.core.shared.redis_replicas import ReplicaPresence
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.status_hub import StatusHub
 from tradewire.core.store.base import TradeStore
+from tradewire.core.store.live_orders import LiveOrderStore
 from tradewire.core.store.retention import FillIdRetention
 from tradewire.core.store.sqlite import SqliteStore
 from tradewire.core.tracing import Tracing
@@ -261,6 +262,15 @@ def build_quotes(settings: Settings, market: Market) -> QuoteSource:
     return PriceTableQuotes(market)
 
 
+def build_live_orders(settings: Settings, shared: SharedBackends | None = None) -> LiveOrderStore:
+    """The LIVE executor's journal of signed transactions (its own SQLite file)."""
+    from tradewire.core.executors.live import open_live_orders, orders_db_path
+
+    return opened("live.orders_db" if settings.live.orders_db else "storage.data_dir", orders_db_path(settings),
+                  lambda path: open_live_orders(path, shared.client if shared else None,
+                                                shared.replica_id if shared else ""))
+
+
 def build_core(settings: Settings) -> Core:
     metrics = Metrics()
     # the process's own figures (RSS, CPU, open files, GC) beside the service's, as a default
@@ -289,8 +299,7 @@ def build_core(settings: Settings) -> Core:
         from tradewire.core.executors.live.metrics import register_breaker_metrics
 
         live = executors[pb.TRADING_MODE_LIVE] = build_live_executor(
-            settings, market, quotes, store, recorder, shared_client=shared.client if shared else None,
-            replica_id=shared.replica_id if shared else "")
+            settings, market, quotes, store, recorder, orders=build_live_orders(settings, shared))
         if shared:
             store.settles_live = True  # it adopts a dead replica's LIVE trades past the point of no return
         register_breaker_metrics(metrics.registry, lambda: live.breakers)

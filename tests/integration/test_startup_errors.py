@@ -4,6 +4,7 @@ configuration it cannot read, a file a setting names that is not there."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from solders.keypair import Keypair
 
 from support.ports import free_port
 
@@ -89,6 +91,26 @@ def test_a_trade_database_that_is_not_one_names_the_file_and_the_setting(tmp_pat
     (tmp_path / "data" / "trades.db").write_bytes(b"this is no database " * 200)
     assert_one_line(serve(tmp_path), f"storage.data_dir: cannot open {tmp_path / 'data' / 'trades.db'}: "
                                      "file is not a database")
+
+
+def live_settings(workdir: Path) -> str:
+    """LIVE enabled with a keypair file; its upstreams are never reached before the journal opens."""
+    wallet = workdir / "wallet.json"
+    wallet.write_text(json.dumps(list(bytes(Keypair()))))
+    wallet.chmod(0o600)
+    nowhere = "http://127.0.0.1:9"
+    return (f'[live]\nenabled = true\nrpc_url = "{nowhere}"\njupiter_url = "{nowhere}"\njito_url = "{nowhere}"\n'
+            f'wallet_path = "{wallet}"\n')
+
+
+@pytest.mark.parametrize("configured", [True, False], ids=["live.orders_db", "default"])
+def test_a_live_order_database_that_is_not_one_names_the_file_and_the_setting(tmp_path, configured):
+    journal = tmp_path / "orders.db" if configured else tmp_path / "data" / "live_orders.db"
+    journal.parent.mkdir(exist_ok=True)
+    journal.write_bytes(b"this is no database " * 200)
+    extra = live_settings(tmp_path) + (f'orders_db = "{journal}"\n' if configured else "")
+    setting = "live.orders_db" if configured else "storage.data_dir"
+    assert_one_line(serve(tmp_path, extra), f"{setting}: cannot open {journal}: file is not a database")
 
 
 @pytest.mark.parametrize("case", ["a-folder", "not-utf8"])

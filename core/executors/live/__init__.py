@@ -11,6 +11,7 @@ in-flight signature), ``fills`` (the fill read from the chain), ``safety`` (risk
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from tradewire.core.config import Settings
 from tradewire.core.executors.live.executor import LiveExecutor
@@ -20,14 +21,16 @@ from tradewire.core.market import Market
 from tradewire.core.quotes import QuoteSource
 from tradewire.core.store.live_orders import LiveOrderStore
 
-__all__ = ["LiveExecutor", "Wallet", "WalletError", "build_live_executor", "load_wallet"]
+__all__ = ["LiveExecutor", "Wallet", "WalletError", "build_live_executor", "load_wallet", "open_live_orders",
+           "orders_db_path"]
 
 
 def build_live_executor(settings: Settings, market: Market, quotes: QuoteSource, store, recorder, *,
-                        wallet: Wallet | None = None,
+                        wallet: Wallet | None = None, orders: LiveOrderStore | None = None,
                         wrap_transports: dict[str, TransportWrapper] | None = None,
                         shared_client=None, replica_id: str = "") -> LiveExecutor:
     """The LIVE executor from Settings (``settings.live``); the keypair is loaded here, once.
+    ``orders``: its journal, opened already (else opened here, see :func:`open_live_orders`).
     ``shared_client`` and ``replica_id`` (Redis, with several replicas): sends are then recorded
     for the other replicas and the daily loss counts every replica's bookings
     (core/shared/redis_live_orders.py)."""
@@ -36,11 +39,21 @@ def build_live_executor(settings: Settings, market: Market, quotes: QuoteSource,
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
     wallet = wallet or load_wallet(config.wallet_path, config.wallet_env)
-    path = config.orders_db or settings.storage.data_dir / "live_orders.db"
-    if shared_client is not None:
-        from tradewire.core.shared.redis_live_orders import SharedLiveOrders
-
-        orders = SharedLiveOrders(path, shared_client, replica_id)
-    else:
-        orders = LiveOrderStore(path)
+    if orders is None:
+        orders = open_live_orders(orders_db_path(settings), shared_client, replica_id)
     return LiveExecutor(config, market, quotes, store, recorder, wallet, orders, wrap_transports=wrap_transports)
+
+
+def orders_db_path(settings: Settings) -> Path:
+    """The LIVE executor's journal of signed transactions: ``[live] orders_db``, else in the data folder."""
+    return settings.live.orders_db or settings.storage.data_dir / "live_orders.db"
+
+
+def open_live_orders(path: Path, shared_client=None, replica_id: str = "") -> LiveOrderStore:
+    """The journal at ``path``; with Redis (``shared_client``) one that records each send for
+    the other replicas too."""
+    if shared_client is None:
+        return LiveOrderStore(path)
+    from tradewire.core.shared.redis_live_orders import SharedLiveOrders
+
+    return SharedLiveOrders(path, shared_client, replica_id)
