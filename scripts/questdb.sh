@@ -20,6 +20,9 @@
 #   QDB_HTTP_MIN_NET_BIND_TO      health + /metrics (min HTTP)   default 127.0.0.1:9003
 #   any other QDB_<SERVER_CONF_KEY> is passed through to the server unchanged.
 #   QDB_START_TIMEOUT / QDB_STOP_TIMEOUT   seconds (default 90 / 30)
+#   QDB_LOG_LEVELS                levels written to questdb.log (default ERROR,CRITICAL,ADVISORY;
+#                                 INFO logs every WAL commit: ~a quarter of the server's CPU
+#                                 under a steady audit load, bench/PROFILE.md)
 #   JAVA                          java binary (default: java on PATH; needs 17+)
 set -euo pipefail
 
@@ -90,6 +93,16 @@ cmd_fetch() {
     printf '%s\n' "$JAR"
 }
 
+# QuestDB reads ROOT/conf/log.conf at start (it writes an INFO one when there is none).
+write_log_conf() {
+    mkdir -p "$1/conf"
+    cat >"$1/conf/log.conf" <<EOF
+writers=stdout
+w.stdout.class=io.questdb.log.LogConsoleWriter
+w.stdout.level=${QDB_LOG_LEVELS:-ERROR,CRITICAL,ADVISORY}
+EOF
+}
+
 cmd_start() {
     local root pid deadline timeout="${QDB_START_TIMEOUT:-90}"
     root="$(root_dir "${1:-}")"
@@ -111,6 +124,7 @@ cmd_start() {
     fi
 
     local logf="$root/questdb.log"
+    write_log_conf "$root"
     log "starting QuestDB $QUESTDB_VERSION: root $root, http $QDB_HTTP_BIND_TO, pg $QDB_PG_NET_BIND_TO, ilp $QDB_LINE_TCP_NET_BIND_TO, min $QDB_HTTP_MIN_NET_BIND_TO"
     # setsid: the server gets its own session, so a caller's Ctrl-C or process-group
     # kill does not take it down half-way; `stop` is the way to end it.

@@ -210,7 +210,7 @@ class QuestDBSink:
         *,
         spool_path: str | os.PathLike[str],
         http_url: str | None = None,
-        batch_size: int = 1000,
+        batch_size: int = 10_000,
         flush_interval_s: float = 0.25,
         queue_max: int = 10_000,
         retry_initial_s: float = 0.5,
