@@ -24,7 +24,7 @@ from tradewire.gateway.http_json import build_http_json_app
 
 # Browsers may send these on Connect / gRPC-Web calls and must be able to read these back.
 CORS_ALLOW_HEADERS = [
-    "content-type", "connect-protocol-version", "connect-timeout-ms", "grpc-timeout", "x-grpc-web",
+    "content-type", "connect-protocol-version", "connect-timeout-ms", "grpc-timeout", "x-server-timeout", "x-grpc-web",
     "x-user-agent", "authorization", "x-api-key", "x-correlation-id", "traceparent", "last-event-id",
 ]
 CORS_EXPOSE_HEADERS = [

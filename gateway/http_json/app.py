@@ -3,9 +3,10 @@
 Build time does everything that depends only on the contract (templates → regexes, query
 name tables, message classes, handlers, the OpenAPI document and docs page). A request
 then does: match → the core's first steps from its headers (Pipeline.authenticate_first: a
-caller without valid credentials is refused before its body is read) → decode (body, query,
-path) → call the core → encode. The adapter holds no policy: auth, validation, rate limits
-and the rest run in the core for every protocol.
+caller without valid credentials is refused before its body is read) → its deadline
+(X-Server-Timeout, deadline.py) → decode (body, query, path) → call the core → encode. The
+adapter holds no policy: auth, validation, rate limits and the rest run in the core for
+every protocol.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tradewire.gateway.errors import duplex_unsupported_error
 from tradewire.v1 import service_pb2
 
 from . import codec
+from .deadline import requested_deadline, within_deadline
 from .docs import render_docs
 from .fields import RANGES, BindError, INTEGER_TYPES, assign_leaf, is_leaf, resolve_field_path
 from .openapi import default_descriptor_set_path, openapi_document
@@ -266,6 +268,8 @@ class HttpJsonApp:
             if route.handler is None:
                 raise TradewireError("UNIMPLEMENTED", f"{route.rpc} is not implemented")
             with self._authenticate_first(ctx):  # from the headers: no body is read for a bad caller
+                # a bad X-Server-Timeout is refused here: after the credentials, as any bad header
+                ctx.deadline = requested_deadline(headers, ctx.started)
                 if route.kind is Kind.CLIENT_STREAM:
                     raise duplex_unsupported_error(route.rpc)
                 request = await self._decode(route, scope, receive, values, headers)
@@ -279,9 +283,13 @@ class HttpJsonApp:
                         receive,
                         ctx.response_headers,
                         lambda err, exc: self._report(err, ctx, exc),
+                        timeout=ctx.time_remaining(),
                     )
                     return
-                result = await until_disconnect(route.handler(request, ctx), receive)  # (its body is read)
+                call = route.handler(request, ctx)
+                if ctx.deadline is not None:
+                    call = within_deadline(call, ctx)
+                result = await until_disconnect(call, receive)  # (its body is read)
             if getattr(getattr(result, "DESCRIPTOR", None), "full_name", None) != route.output_name:
                 raise TypeError(f"{route.rpc} returned {type(result).__name__}, expected {route.output_name}")
             if route.response_field:

@@ -10,7 +10,9 @@
 
 The first message is awaited before the response starts, so an error raised before it is
 an ordinary HTTP error. A client disconnect cancels the pump and closes the service's
-async iterator (``aclose``) at once; nothing outlives the request.
+async iterator (``aclose``) at once; nothing outlives the request. The call's deadline
+(X-Server-Timeout) ends the stream with DEADLINE_EXCEEDED: a 504 before the first message,
+a mid-stream error after it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.disconnect import ClientGone, wait_disconnect
 
 from .codec import encode_message
+from .deadline import deadline_exceeded
 from .responses import Send, error_body, header_list, send_error
 
 log = logging.getLogger("tradewire.gateway")
@@ -93,9 +96,11 @@ async def serve_stream(
     receive: Callable[[], Awaitable[dict]],
     response_headers: Mapping[str, str],
     report_error: Callable[[TradewireError, BaseException | None], None],
+    timeout: float | None = None,
 ) -> None:
-    """Runs one server stream until it ends, fails or the client goes away."""
-    pump = asyncio.ensure_future(_pump(open_stream, framer, send, response_headers, report_error))
+    """Runs one server stream until it ends, fails, the client goes away or ``timeout``
+    (seconds: what is left of the call's deadline) passes."""
+    pump = asyncio.ensure_future(_pump(open_stream, framer, _Response(send), response_headers, report_error, timeout))
     watcher = asyncio.ensure_future(wait_disconnect(receive))
     try:
         await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
@@ -107,16 +112,56 @@ async def serve_stream(
         raise pump.exception()
 
 
-async def _pump(open_stream, framer: Framer, send: Send, response_headers, report_error) -> None:
-    iterator = None
-    started = False
+class _Response:
+    """The stream's HTTP response: started once its 200 and headers are sent, ended once its
+    last body message is (the stream's end, or an error answered in its place)."""
 
-    async def emit(chunk: bytes, more: bool = True) -> None:
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.ended = False
+
+    async def send(self, message: dict) -> None:
+        # noted first: a deadline that comes while the last message is written must not add another
+        self.ended = message["type"] == "http.response.body" and not message.get("more_body", False)
+        await self._send(message)
+
+    async def start(self, headers: list[tuple[bytes, bytes]]) -> None:
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        self.started = True
+
+    async def emit(self, chunk: bytes, more: bool = True) -> None:
         try:
-            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            await self.send({"type": "http.response.body", "body": chunk, "more_body": more})
         except OSError as exc:  # some servers raise once the peer is gone
             raise ClientGone() from exc
 
+
+async def _pump(open_stream, framer: Framer, response: _Response, response_headers, report_error,
+                timeout: float | None) -> None:
+    """The stream, cut off when ``timeout`` passes (the service's iterator is cancelled or
+    closed, so the call records DEADLINE_EXCEEDED) and ended with that error."""
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
+            await _relay(open_stream, framer, response, response_headers, report_error)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        if response.ended:
+            return
+        err = deadline_exceeded()
+        report_error(err, None)
+        if response.started:
+            await _finish_with_error(framer, response.emit, err)
+        else:
+            await send_error(response.send, err, response_headers)
+
+
+async def _relay(open_stream, framer: Framer, response: _Response, response_headers, report_error) -> None:
+    """Every message of the stream to the client, then its end (or its error)."""
+    iterator = None
+    send, emit = response.send, response.emit
     try:
         try:
             iterator = open_stream()
@@ -142,8 +187,7 @@ async def _pump(open_stream, framer: Framer, send: Send, response_headers, repor
             (b"x-accel-buffering", b"no"),
             *header_list(response_headers),
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        started = True
+        await response.start(headers)
         msg = first
         while msg is not _END:
             await emit(framer.message(msg))
@@ -158,7 +202,7 @@ async def _pump(open_stream, framer: Framer, send: Send, response_headers, repor
         report_error(err, None)
         await _finish_with_error(framer, emit, err)
     except Exception as exc:
-        if not started:
+        if not response.started:
             raise
         log.exception("stream failed mid-way")
         err = internal_error()
