@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from decimal import Decimal
@@ -24,6 +25,7 @@ from tradewire.core.errors import TradewireError
 from tradewire.core.market import Market, Mint
 from tradewire.core.order import Quote
 from tradewire.core.outage import Outage
+from tradewire.core.tracing import current_trace, outbound_trace_headers
 
 log = logging.getLogger("tradewire.quotes")
 
@@ -52,7 +54,8 @@ class JupiterQuotes:
             "restrictIntermediateTokens": "true",
         }
         try:
-            response = await self._http.get("/swap/v1/quote", params=params)
+            with outbound_trace_headers("GET", self._http.base_url.host, current_trace()) as trace_headers:
+                response = await self._http.get("/swap/v1/quote", params=params, headers=trace_headers)
         except httpx.HTTPError as exc:
             raise self._unavailable(f"quote API unreachable: {type(exc).__name__}") from None
         if response.status_code >= 500:
@@ -94,7 +97,10 @@ class JupiterQuotes:
         self._outage_log.failed(why)
         self.outage = why
         if self._probe is None or self._probe.done():
-            self._probe = asyncio.get_running_loop().create_task(self._probe_until_back())
+            # The gateway's own requests, not the call's that met the outage: run in no call's
+            # context (no trace headers, no log ids of that call).
+            self._probe = asyncio.get_running_loop().create_task(self._probe_until_back(),
+                                                                 context=contextvars.Context())
         return TradewireError("UPSTREAM_UNAVAILABLE", why)
 
     async def _probe_until_back(self) -> None:

@@ -1,25 +1,111 @@
 """OpenTelemetry spans for calls, pipeline steps and executor stages.
 
-Off by default, and then free: every hook returns at once without touching OpenTelemetry.
+Off by default, and then free: every hook returns at once without touching OpenTelemetry
+(only a request going out for a call that sent a ``traceparent`` uses its propagator: below).
 When enabled, a call's span continues the caller's W3C ``traceparent`` (on every protocol:
 the header/metadata reaches core unchanged) and spans are exported over OTLP/HTTP when an
 endpoint is configured. Attribute names follow the OpenTelemetry RPC conventions.
+
+Outbound HTTP requests made for a call or the trade it started (quotes, RPC, webhooks) carry
+the call's trace context (:func:`outbound_trace_headers`): with tracing on, the call span's
+trace, every call having one; with tracing off, the caller's ``traceparent`` if it sent one.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tradewire.core.config import TracingConfig
 from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import Code, http_status_of
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import SpanContext, Tracer
 
 _RPC_SYSTEM = {Protocol.GRPC: "grpc", Protocol.GRPC_WEB: "grpc", Protocol.CONNECT: "connect_rpc",
                Protocol.HTTP_JSON: "http"}
 SERVICE = "tradewire.v1.TradeExecutionService"
 # Connect's codes are gRPC's in snake case, CANCELLED spelled the American way.
 _CONNECT_ERROR_CODE = {code: "canceled" if code is Code.CANCELLED else code.name.lower() for code in Code}
+
+
+@dataclass(frozen=True)
+class TraceParent:
+    """The span a call's outbound requests descend from, and the tracer that gives each request
+    a client span of its own (None with tracing off: each request gets a fresh span id)."""
+
+    span_context: SpanContext
+    tracer: Tracer | None = None
+
+
+# Set for the length of a call, and inherited by the tasks it starts (its trade's): the call's
+# span (tracing on), or the caller's trace headers, read only if a request goes out (tracing off).
+_call_trace: ContextVar[TraceParent | dict[str, str] | None] = ContextVar("tradewire_call_trace", default=None)
+
+
+def current_trace() -> TraceParent | None:
+    """The trace context of the call being served, or of the trade running in this task: to
+    pass to :func:`outbound_trace_headers`, now or later (a queued webhook)."""
+    found = _call_trace.get()
+    return _callers_trace(found) if isinstance(found, dict) else found
+
+
+@contextlib.contextmanager
+def outbound_trace_headers(method: str, host: str, parent: TraceParent | None) -> Iterator[dict[str, str]]:
+    """``traceparent`` (and the caller's ``tracestate``) for one outbound HTTP request made for
+    ``parent``'s call: the same trace id, a span id of the request's own. With tracing on the
+    block is the request's client span. No headers without a trace context."""
+    if parent is None:
+        yield {}
+        return
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    headers: dict[str, str] = {}
+    if parent.tracer is None:
+        request_span = trace.NonRecordingSpan(_with_fresh_span_id(parent.span_context))
+        TraceContextTextMapPropagator().inject(headers, trace.set_span_in_context(request_span))
+        yield headers
+        return
+    with parent.tracer.start_as_current_span(
+            method, context=trace.set_span_in_context(trace.NonRecordingSpan(parent.span_context)),
+            kind=trace.SpanKind.CLIENT, attributes={"http.request.method": method, "server.address": host},
+            record_exception=False):
+        TraceContextTextMapPropagator().inject(headers)
+        yield headers
+
+
+def _with_fresh_span_id(parent: SpanContext) -> SpanContext:
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+    from opentelemetry.trace import SpanContext
+
+    return SpanContext(parent.trace_id, RandomIdGenerator().generate_span_id(), is_remote=False,
+                       trace_flags=parent.trace_flags, trace_state=parent.trace_state)
+
+
+def _trace_headers(headers: Mapping[str, str]) -> dict[str, str] | None:
+    """The caller's trace headers, if it sent a ``traceparent`` (kept apart from its credentials)."""
+    if "traceparent" not in headers:
+        return None
+    return {name: headers[name] for name in ("traceparent", "tracestate") if name in headers}
+
+
+def _callers_trace(headers: dict[str, str]) -> TraceParent | None:
+    """The caller's span, from a well-formed ``traceparent`` (its ``tracestate`` kept if well-formed)."""
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    span_context = trace.get_current_span(TraceContextTextMapPropagator().extract(headers)).get_span_context()
+    return TraceParent(span_context) if span_context.is_valid else None
+
+
+def _end_of_call(token: Token) -> None:
+    with contextlib.suppress(ValueError):  # a stream may be closed from another context
+        _call_trace.reset(token)
 
 
 class Tracing:
@@ -44,7 +130,11 @@ class Tracing:
     def call_span(self, ctx: CallContext) -> Iterator[None]:
         """The server span of one call, child of the caller's traceparent when there is one."""
         if self._tracer is None:
-            yield
+            token = _call_trace.set(_trace_headers(ctx.headers))
+            try:
+                yield
+            finally:
+                _end_of_call(token)
             return
         from opentelemetry.trace import SpanKind
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -55,7 +145,11 @@ class Tracing:
         with self._tracer.start_as_current_span(f"{SERVICE}/{ctx.method}", context=parent, kind=SpanKind.SERVER,
                                                 attributes=attributes, record_exception=False) as span:
             ctx.trace_id = format(span.get_span_context().trace_id, "032x")
-            yield
+            token = _call_trace.set(TraceParent(span.get_span_context(), self._tracer))
+            try:
+                yield
+            finally:
+                _end_of_call(token)
 
     def set_outcome(self, ctx: CallContext, code: Code, reason: str) -> None:
         """The call's outcome on its span, as its protocol's convention names it: gRPC's status

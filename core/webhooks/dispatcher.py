@@ -20,6 +20,9 @@ POSTs them with a pooled ``httpx.AsyncClient``:
   POST connects to the address that was checked.
 * Delivered entries are deleted ``keep_delivered_s`` after delivery (checked once a minute),
   so the outbox holds only what is pending, dead, or recent.
+* Each POST carries the trade's W3C trace context (``traceparent``, ``tracestate``) as
+  headers, never in the signed body. It is held in this process's memory, not in the outbox:
+  a delivery made after a restart, or by another replica, goes without it.
 
 Metrics: ``tradewire_webhook_deliveries_total{outcome=delivered|retry|dead}``,
 ``tradewire_webhook_outbox_depth{state=pending|dead}`` and the POST latency histogram.
@@ -48,6 +51,7 @@ from tradewire.core.retry import RetryPolicy
 from tradewire.core.outage import Outage
 from tradewire.core.shared import count_failure
 from tradewire.core.store.base import OutboxEntry, TradeStore
+from tradewire.core.tracing import TraceParent, current_trace, outbound_trace_headers
 from tradewire.core.webhooks.destinations import (Resolver, check_destination, host_refusal, is_host_name,
                                                   pinned_request, system_resolver)
 from tradewire.core.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
@@ -58,6 +62,9 @@ log = logging.getLogger("tradewire.webhooks")
 EVENT_TYPE = "trade.finished"
 USER_AGENT = "tradewire-webhooks/1"
 PRUNE_EVERY_S = 60.0
+# Deliveries whose trace context is held at most: one this process never delivers (another
+# replica took it, or the outbox already held that trade's webhook) would be held for good.
+MAX_HELD_TRACES = 10_000
 
 
 def load_or_create_secret(path: Path) -> bytes:
@@ -125,6 +132,7 @@ class WebhookDispatcher:
         self._deliveries: set[asyncio.Task] = set()
         self._loop_task: asyncio.Task | None = None
         self._closing = False
+        self._traces: dict[str, TraceParent] = {}  # delivery id → its trade's trace context
 
     # -- what to send --------------------------------------------------------------------
 
@@ -162,11 +170,20 @@ class WebhookDispatcher:
     def entries(self, principal_id: str, request_url: str, result: pb.TradeResult) -> list[OutboxEntry]:
         """The outbox entries of one terminal trade (to save with it)."""
         out = []
+        trace = current_trace()  # the trade's (its task runs in the context of the call that started it)
         for url in self.targets(principal_id, request_url):
             delivery_id = uuid.uuid4().hex
             out.append(OutboxEntry(id=delivery_id, principal_id=principal_id, request_id=result.request_id,
                                    url=url, body=webhook_body(delivery_id, principal_id, result)))
+            self._hold_trace(delivery_id, trace)
         return out
+
+    def _hold_trace(self, delivery_id: str, trace: TraceParent | None) -> None:
+        if trace is None:
+            return
+        if len(self._traces) >= MAX_HELD_TRACES:
+            del self._traces[next(iter(self._traces))]  # the oldest
+        self._traces[delivery_id] = trace
 
     def _configured(self, principal_id: str, url: str) -> bool:
         """An operator's endpoint (trusted), as opposed to a caller's request URL."""
@@ -271,7 +288,10 @@ class WebhookDispatcher:
                     request = pinned_request(client, entry.url, destination.address, entry.body, headers)
             if request is not None:
                 async with self._slots:
-                    response = await client.send(request)
+                    with outbound_trace_headers("POST", urlsplit(entry.url).hostname or "",
+                                                self._traces.get(entry.id)) as trace_headers:
+                        request.headers.update(trace_headers)  # (the signature covers the body only)
+                        response = await client.send(request)
                 if not 200 <= response.status_code < 300:
                     error = f"HTTP {response.status_code}"
         except (httpx.HTTPError, OSError) as exc:
@@ -303,6 +323,8 @@ class WebhookDispatcher:
             outcome = "retry"
             log.info("webhook attempt %d failed; retrying", attempts,
                      extra={"delivery_id": entry.id, "trade_request_id": entry.request_id, "error": error})
+        if outcome != "retry":
+            self._traces.pop(entry.id, None)
         if self.metrics is not None:
             self.metrics.webhook_deliveries.labels(outcome).inc()
         self._refresh_depth()

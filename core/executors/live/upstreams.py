@@ -23,6 +23,7 @@ import httpx
 
 from tradewire.core.executors.live.breaker import CircuitBreaker, CircuitOpen
 from tradewire.core.retry import RetryPolicy
+from tradewire.core.tracing import current_trace, outbound_trace_headers
 
 log = logging.getLogger("tradewire.live.upstream")
 T = TypeVar("T")
@@ -88,7 +89,8 @@ class Upstream:
             self.breaker.before_call()  # raises CircuitOpen
         self.calls += 1
         try:
-            response = await self.http.request(method, path, **kwargs)
+            with outbound_trace_headers(method, self.http.base_url.host, current_trace()) as trace_headers:
+                response = await self.http.request(method, path, headers=trace_headers, **kwargs)
         except httpx.TransportError as exc:  # connect/read/write errors and timeouts
             self.breaker.record_failure()
             raise UpstreamError(self.name, f"unreachable ({type(exc).__name__})") from None
