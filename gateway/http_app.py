@@ -22,10 +22,10 @@ from tradewire.gateway.calls import SERVICE, SERVICE_NAME
 from tradewire.gateway.connect_app import RecordRefused, build_connect_app
 from tradewire.gateway.http_json import build_http_json_app
 
-# Browsers may send these on Connect / gRPC-Web calls and must be able to read these back.
+# Browsers may send these on any protocol's calls and must be able to read these back.
 CORS_ALLOW_HEADERS = [
     "content-type", "connect-protocol-version", "connect-timeout-ms", "grpc-timeout", "x-server-timeout", "x-grpc-web",
-    "x-user-agent", "authorization", "x-api-key", "x-correlation-id", "traceparent", "last-event-id",
+    "x-user-agent", "authorization", "x-api-key", "x-correlation-id", "traceparent", "tracestate", "last-event-id",
 ]
 CORS_EXPOSE_HEADERS = [
     "grpc-status", "grpc-message", "grpc-status-details-bin", "x-correlation-id", "x-request-id",

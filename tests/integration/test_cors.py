@@ -13,6 +13,7 @@ CONNECT_PATH = "/tradewire.v1.TradeExecutionService/HealthCheck"
     (CONNECT_PATH, "POST", "content-type,connect-protocol-version,authorization"),
     (CONNECT_PATH, "POST", "content-type,x-grpc-web,x-user-agent"),
     ("/v1/health", "GET", "authorization,x-correlation-id"),
+    (CONNECT_PATH, "POST", "content-type,traceparent,tracestate"),  # a traced browser call
 ])
 async def test_preflight_is_answered(gateway, path, method, request_headers):
     async with httpx.AsyncClient(base_url=gateway.http_url) as http:
