@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,22 @@ _REASON_MAX_BYTES = 4000  # within PIPE_BUF: written at once, never blocks the w
 # often as it takes; one that then cannot start again gets max_attempts starts in a row
 # (time for a Redis restart, say) before the service ends.
 _RESTART = RetryPolicy(max_attempts=5, initial_backoff_s=0.5, max_backoff_s=10.0)
+# A worker that ran this long before it died was not in a crash loop: its restart backs off
+# from the start again (else one crash a week would wait the longest delay after a month).
+SETTLED_S = 60.0
+
+
+@dataclass
+class _Restarts:
+    """How long to wait before restarting a worker that exited, from its recent history."""
+
+    policy: RetryPolicy = _RESTART
+    settled_s: float = SETTLED_S
+    in_a_row: int = 0  # exits since the worker last ran settled_s
+
+    def delay_after(self, ran_for_s: float) -> float:
+        self.in_a_row = 1 if ran_for_s >= self.settled_s else self.in_a_row + 1
+        return self.policy.delay(self.in_a_row)
 
 
 def worker_settings(settings: Settings, index: int) -> Settings:
@@ -132,17 +149,19 @@ class _Worker:
 async def _keep_running(index: int, service: _Service) -> int:
     """Worker ``index``: started, restarted after an unexpected exit, stopped on ``service.stop``;
     its exit code (not 0 when it was down, or failing to start again, when stopped)."""
-    restarts = start_failures = 0
+    restarts = _Restarts()
+    start_failures = 0
     served = False
     while True:
         worker = await _spawn(index, service.config_path)
+        spawned = time.monotonic()
         try:
             if not await _exits_before(worker.process, service.stop):
                 return _stopped_code(await _terminate(worker.process, service.deadline_s), start_failures)
             reason = worker.start_failure()
         finally:
             worker.close()
-        restarts += 1
+        ran_for_s = time.monotonic() - spawned
         if reason is None:
             served, start_failures = True, 0
             log.error("worker %d (pid %d) exited with %s; restarting it", index, worker.process.pid,
@@ -153,7 +172,7 @@ async def _keep_running(index: int, service: _Service) -> int:
                 return _give_up(index, reason, start_failures, service)
             log.error("worker %d could not start again (%d of %d tries): %s; restarting it",
                       index, start_failures, _RESTART.max_attempts, reason)
-        if await _stopped_within(service.stop, _RESTART.delay(restarts)):
+        if await _stopped_within(service.stop, restarts.delay_after(ran_for_s)):
             log.error("worker %d was down when stopped (last exit code %s)", index, worker.process.returncode)
             return worker.process.returncode or 1
 
