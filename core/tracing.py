@@ -54,6 +54,32 @@ def current_trace() -> TraceParent | None:
     return _callers_trace(found) if isinstance(found, dict) else found
 
 
+def trace_to_text(parent: TraceParent | None) -> str | None:
+    """``parent``'s span as one string to store with work done later (a webhook in the outbox):
+    its W3C ``traceparent``, then its ``tracestate`` after a space when it has one (a
+    traceparent has no spaces). :func:`trace_from_text` reads it back."""
+    if parent is None:
+        return None
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    headers: dict[str, str] = {}
+    span = trace.NonRecordingSpan(parent.span_context)
+    TraceContextTextMapPropagator().inject(headers, trace.set_span_in_context(span))
+    return " ".join(headers[name] for name in ("traceparent", "tracestate") if name in headers) or None
+
+
+def trace_from_text(text: str | None, tracer: Tracer | None = None) -> TraceParent | None:
+    """The span :func:`trace_to_text` stored, as a parent for :func:`outbound_trace_headers`:
+    each request a client span of ``tracer`` (the process's, tracing on), else a span id of
+    its own."""
+    if not text:
+        return None
+    traceparent, _, tracestate = text.partition(" ")
+    parent = _callers_trace({"traceparent": traceparent, **({"tracestate": tracestate} if tracestate else {})})
+    return TraceParent(parent.span_context, tracer) if parent is not None and tracer is not None else parent
+
+
 @contextlib.contextmanager
 def outbound_trace_headers(method: str, host: str, parent: TraceParent | None) -> Iterator[dict[str, str]]:
     """``traceparent`` (and the caller's ``tracestate``) for one outbound HTTP request made for
@@ -109,6 +135,11 @@ def _end_of_call(token: Token) -> None:
 
 
 class Tracing:
+    @property
+    def tracer(self) -> Tracer | None:
+        """The process's tracer (None with tracing off): for work that outlives a call's context."""
+        return self._tracer
+
     def __init__(self, config: TracingConfig) -> None:
         self.enabled = config.enabled
         self._tracer = None

@@ -239,7 +239,7 @@ def build_rate_limits(settings: Settings, shared: SharedBackends | None = None) 
 
 
 def build_webhooks(settings: Settings, store: TradeStore, metrics: Metrics,
-                   shared: SharedBackends | None = None) -> WebhookDispatcher | None:
+                   shared: SharedBackends | None = None, tracer=None) -> WebhookDispatcher | None:
     config = settings.webhooks
     if not config.enabled:
         return None
@@ -250,7 +250,7 @@ def build_webhooks(settings: Settings, store: TradeStore, metrics: Metrics,
     else:  # created on first use, kept next to the data (never logged)
         path = settings.storage.data_dir / "webhook-secret"
         secret = lambda: load_or_create_secret(path)  # noqa: E731
-    return WebhookDispatcher(store, config, secret, metrics)
+    return WebhookDispatcher(store, config, secret, metrics, tracer=tracer)
 
 
 def build_quotes(settings: Settings, market: Market) -> QuoteSource:
@@ -313,7 +313,7 @@ def build_core(settings: Settings) -> Core:
     inflight = InFlightRegistry(execution.max_in_flight_per_principal, execution.max_in_flight_total, metrics,
                                 RedisInFlight(shared.client, shared.replica_id, settings.shared.inflight_lease_s)
                                 if shared else None)
-    webhooks = build_webhooks(settings, store, metrics, shared)
+    webhooks = build_webhooks(settings, store, metrics, shared, tracing.tracer)
     runner = TradeRunner(store, hub, executors, recorder, inflight, RetryPolicy.from_config(execution.retry),
                          webhooks, market)
     if shared:

@@ -7,7 +7,8 @@ every replica — when its lease ends. Nothing waits for a replica to come back.
 
 Keys (``{id}`` the delivery id):
   tw:outbox:e:{id}      hash: principal, request_id, url, body, state, attempts,
-                        next_attempt_ns, last_error, created_ns, updated_ns
+                        next_attempt_ns, last_error, created_ns, updated_ns, trace ('' or
+                        absent: none; entries written before it was kept have none)
   tw:outbox:pending     sorted set of pending ids by next attempt (ns)
   tw:outbox:dead        sorted set of dead-lettered ids by when (ns)
   tw:outbox:delivered   sorted set of delivered ids by when (ns; pruned)
@@ -33,7 +34,7 @@ _PENDING, _DEAD, _DELIVERED = "tw:outbox:pending", "tw:outbox:dead", "tw:outbox:
 _CREATED, _ONCE = "tw:outbox:created", "tw:outbox:once"
 _SECRET_KEY = "tw:webhook-secret"
 _PRUNE_BATCH = 500
-_FIELDS = ("principal", "request_id", "url", "body", "state", "attempts", "next_attempt_ns", "last_error")
+_FIELDS = ("principal", "request_id", "url", "body", "state", "attempts", "next_attempt_ns", "last_error", "trace")
 
 
 def _entry_key(entry_id: str) -> str:
@@ -43,18 +44,19 @@ def _entry_key(entry_id: str) -> str:
 # A Lua function for the script that saves a trade (core/shared/redis_store.py), so a terminal
 # status and its webhooks are written at one instant. enqueue(k, a): KEYS[k..k+2] are once,
 # pending and created, KEYS[k+3..] one entry key per entry; ARGV[a] is now, then per entry
-# principal, request id, url, body, next attempt, id (see enqueue_keys_args). An entry whose
-# trade and URL already have one is skipped (a trade saved again, e.g. by a recovery,
+# principal, request id, url, body, next attempt, id, trace (see enqueue_keys_args). An entry
+# whose trade and URL already have one is skipped (a trade saved again, e.g. by a recovery,
 # notifies once).
 ENQUEUE_LUA = """
 local function enqueue(k, a)
   local once, pending, created, now = KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a]
   for e = k + 3, #KEYS do
-    local i = a + 1 + (e - k - 3) * 6
+    local i = a + 1 + (e - k - 3) * 7
     local p, r, url, body, due, id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
     if redis.call('HSETNX', once, p .. '\\0' .. r .. '\\0' .. url, id) == 1 then
       redis.call('HSET', KEYS[e], 'principal', p, 'request_id', r, 'url', url, 'body', body, 'state', 'pending',
-                 'attempts', 0, 'next_attempt_ns', due, 'last_error', '', 'created_ns', now, 'updated_ns', now)
+                 'attempts', 0, 'next_attempt_ns', due, 'last_error', '', 'created_ns', now, 'updated_ns', now,
+                 'trace', ARGV[i + 6])
       redis.call('ZADD', pending, due, id)
       redis.call('ZADD', created, now, id)
     end
@@ -68,7 +70,7 @@ def enqueue_keys_args(entries: Sequence[OutboxEntry]) -> tuple[list[str], list]:
     now = time.time_ns()
     args: list = [now]
     for e in entries:
-        args += [e.principal_id, e.request_id, e.url, e.body, e.next_attempt_ns or now, e.id]
+        args += [e.principal_id, e.request_id, e.url, e.body, e.next_attempt_ns or now, e.id, e.trace or ""]
     return [_ONCE, _PENDING, _CREATED, *(_entry_key(e.id) for e in entries)], args
 
 
@@ -79,7 +81,7 @@ local out = {}
 for _, id in ipairs(ids) do
   local key = 'tw:outbox:e:' .. id
   local fields = redis.call('HMGET', key, 'principal', 'request_id', 'url', 'body', 'state', 'attempts',
-                            'next_attempt_ns', 'last_error')
+                            'next_attempt_ns', 'last_error', 'trace')
   if fields[1] then
     out[#out + 1] = id
     out[#out + 1] = fields
@@ -127,11 +129,12 @@ return #ids
 
 
 def _decode(entry_id: str | bytes, fields: Sequence[bytes | None]) -> OutboxEntry:
-    principal, request_id, url, body, state, attempts, next_ns, error = fields
+    principal, request_id, url, body, state, attempts, next_ns, error, trace = fields
     return OutboxEntry(
         id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
         principal_id=principal.decode(), request_id=request_id.decode(), url=url.decode(), body=bytes(body),
         state=state.decode(), attempts=int(attempts), next_attempt_ns=int(next_ns), last_error=error.decode(),
+        trace=trace.decode() if trace else None,  # '' written without one; absent in older entries
     )
 
 

@@ -62,6 +62,9 @@ class OutboxEntry:
     attempts: int = 0
     next_attempt_ns: int = 0
     last_error: str = ""
+    # The trade's W3C trace context (core.tracing.trace_to_text), sent with every attempt
+    # from any process; None without one.
+    trace: str | None = None
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
     last_error TEXT NOT NULL DEFAULT '',
     created_ns INTEGER NOT NULL,
     updated_ns INTEGER NOT NULL,
+    trace TEXT,
     UNIQUE (principal, request_id, url)
 );
 CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (state, next_attempt_ns);
@@ -77,10 +78,10 @@ CREATE INDEX IF NOT EXISTS applied_fills_by_time ON applied_fills (applied_ns);
 """
 # Columns added after the first schema, for data directories created before them.
 _ADDED_COLUMNS = {"trades": (("request", "BLOB"), ("rerun", "INTEGER NOT NULL DEFAULT 0")),
-                  "applied_fills": (("receipt", "TEXT"),)}
+                  "applied_fills": (("receipt", "TEXT"),), "webhook_outbox": (("trace", "TEXT"),)}
 _TERMINAL = tuple(sorted({trade_pb2.TRADE_STATUS_FILLED, trade_pb2.TRADE_STATUS_REJECTED, trade_pb2.TRADE_STATUS_FAILED,
                           trade_pb2.TRADE_STATUS_CANCELLED, trade_pb2.TRADE_STATUS_EXPIRED}))
-_OUTBOX_COLUMNS = "id, principal, request_id, url, body, state, attempts, next_attempt_ns, last_error"
+_OUTBOX_COLUMNS = "id, principal, request_id, url, body, state, attempts, next_attempt_ns, last_error, trace"
 
 
 def pack_events(events: Sequence[trade_pb2.ExecutionStatus]) -> bytes:
@@ -181,9 +182,9 @@ class SqliteStore:
         now = time.time_ns()
         self._db.executemany(
             "INSERT INTO webhook_outbox (id, principal, request_id, url, body, state, attempts, next_attempt_ns,"
-            " last_error, created_ns, updated_ns) VALUES (?,?,?,?,?,'pending',0,?,'',?,?)"
+            " last_error, created_ns, updated_ns, trace) VALUES (?,?,?,?,?,'pending',0,?,'',?,?,?)"
             " ON CONFLICT (principal, request_id, url) DO NOTHING",
-            [(e.id, e.principal_id, e.request_id, e.url, e.body, e.next_attempt_ns or now, now, now)
+            [(e.id, e.principal_id, e.request_id, e.url, e.body, e.next_attempt_ns or now, now, now, e.trace)
              for e in outbox],
         )
 
@@ -241,7 +242,7 @@ class SqliteStore:
     @staticmethod
     def _entry(row) -> OutboxEntry:
         return OutboxEntry(id=row[0], principal_id=row[1], request_id=row[2], url=row[3], body=bytes(row[4]),
-                           state=row[5], attempts=row[6], next_attempt_ns=row[7], last_error=row[8])
+                           state=row[5], attempts=row[6], next_attempt_ns=row[7], last_error=row[8], trace=row[9])
 
     def outbox_take_due(self, now_ns: int, limit: int, lease_until_ns: int) -> list[OutboxEntry]:
         with self._transaction():

@@ -21,8 +21,9 @@ POSTs them with a pooled ``httpx.AsyncClient``:
 * Delivered entries are deleted ``keep_delivered_s`` after delivery (checked once a minute),
   so the outbox holds only what is pending, dead, or recent.
 * Each POST carries the trade's W3C trace context (``traceparent``, ``tracestate``) as
-  headers, never in the signed body. It is held in this process's memory, not in the outbox:
-  a delivery made after a restart, or by another replica, goes without it.
+  headers, never in the signed body. It is kept with the entry in the outbox (written with
+  it), so a delivery made after a restart, or by another replica, carries it too; each POST
+  has a span id of its own. Entries written before it was kept go without it.
 
 Metrics: ``tradewire_webhook_deliveries_total{outcome=delivered|retry|dead}``,
 ``tradewire_webhook_outbox_depth{state=pending|dead}`` and the POST latency histogram.
@@ -51,7 +52,7 @@ from tradewire.core.retry import RetryPolicy
 from tradewire.core.outage import Outage
 from tradewire.core.shared import count_failure
 from tradewire.core.store.base import OutboxEntry, TradeStore
-from tradewire.core.tracing import TraceParent, current_trace, outbound_trace_headers
+from tradewire.core.tracing import current_trace, outbound_trace_headers, trace_from_text, trace_to_text
 from tradewire.core.webhooks.destinations import (Resolver, check_destination, host_refusal, is_host_name,
                                                   pinned_request, system_resolver)
 from tradewire.core.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
@@ -62,9 +63,6 @@ log = logging.getLogger("tradewire.webhooks")
 EVENT_TYPE = "trade.finished"
 USER_AGENT = "tradewire-webhooks/1"
 PRUNE_EVERY_S = 60.0
-# Deliveries whose trace context is held at most: one this process never delivers (another
-# replica took it, or the outbox already held that trade's webhook) would be held for good.
-MAX_HELD_TRACES = 10_000
 
 
 def load_or_create_secret(path: Path) -> bytes:
@@ -107,14 +105,16 @@ def _client(config, keep_alive: int) -> httpx.AsyncClient:
 class WebhookDispatcher:
     def __init__(self, store: TradeStore, config, default_secret: bytes | Callable[[], bytes], metrics=None,
                  client: httpx.AsyncClient | None = None, clock: Callable[[], float] = time.time,
-                 resolver: Resolver = system_resolver) -> None:
+                 resolver: Resolver = system_resolver, tracer=None) -> None:
         """``config`` is core.config.WebhooksConfig; ``default_secret`` the key (or what loads
-        it on first use) for endpoints without a secret of their own."""
+        it on first use) for endpoints without a secret of their own; ``tracer`` the process's
+        (core.tracing.Tracing.tracer): each POST is then a client span of the trade's trace."""
         self.store = store
         self.config = config
         self.metrics = metrics
         self.policy = RetryPolicy.from_config(config.retry)
         self._clock = clock
+        self._tracer = tracer
         self._endpoints: dict[str, list] = {}
         for endpoint in config.endpoints:
             self._endpoints.setdefault(endpoint.principal, []).append(endpoint)
@@ -132,7 +132,6 @@ class WebhookDispatcher:
         self._deliveries: set[asyncio.Task] = set()
         self._loop_task: asyncio.Task | None = None
         self._closing = False
-        self._traces: dict[str, TraceParent] = {}  # delivery id → its trade's trace context
 
     # -- what to send --------------------------------------------------------------------
 
@@ -169,21 +168,16 @@ class WebhookDispatcher:
 
     def entries(self, principal_id: str, request_url: str, result: pb.TradeResult) -> list[OutboxEntry]:
         """The outbox entries of one terminal trade (to save with it)."""
+        urls = self.targets(principal_id, request_url)
+        if not urls:
+            return []
+        trace = trace_to_text(current_trace())  # the trade's (its task runs in the context of its call)
         out = []
-        trace = current_trace()  # the trade's (its task runs in the context of the call that started it)
-        for url in self.targets(principal_id, request_url):
+        for url in urls:
             delivery_id = uuid.uuid4().hex
             out.append(OutboxEntry(id=delivery_id, principal_id=principal_id, request_id=result.request_id,
-                                   url=url, body=webhook_body(delivery_id, principal_id, result)))
-            self._hold_trace(delivery_id, trace)
+                                   url=url, body=webhook_body(delivery_id, principal_id, result), trace=trace))
         return out
-
-    def _hold_trace(self, delivery_id: str, trace: TraceParent | None) -> None:
-        if trace is None:
-            return
-        if len(self._traces) >= MAX_HELD_TRACES:
-            del self._traces[next(iter(self._traces))]  # the oldest
-        self._traces[delivery_id] = trace
 
     def _configured(self, principal_id: str, url: str) -> bool:
         """An operator's endpoint (trusted), as opposed to a caller's request URL."""
@@ -289,7 +283,7 @@ class WebhookDispatcher:
             if request is not None:
                 async with self._slots:
                     with outbound_trace_headers("POST", urlsplit(entry.url).hostname or "",
-                                                self._traces.get(entry.id)) as trace_headers:
+                                                trace_from_text(entry.trace, self._tracer)) as trace_headers:
                         request.headers.update(trace_headers)  # (the signature covers the body only)
                         response = await client.send(request)
                 if not 200 <= response.status_code < 300:
@@ -323,8 +317,6 @@ class WebhookDispatcher:
             outcome = "retry"
             log.info("webhook attempt %d failed; retrying", attempts,
                      extra={"delivery_id": entry.id, "trade_request_id": entry.request_id, "error": error})
-        if outcome != "retry":
-            self._traces.pop(entry.id, None)
         if self.metrics is not None:
             self.metrics.webhook_deliveries.labels(outcome).inc()
         self._refresh_depth()
