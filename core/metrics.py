@@ -17,6 +17,11 @@ class Metrics:
         self.request_seconds = Histogram("tradewire_request_duration_seconds", "RPC latency",
                                          ["method", "protocol"], buckets=_LATENCY_BUCKETS, registry=r)
         self.in_flight = Gauge("tradewire_requests_in_flight", "RPCs being served", ["protocol"], registry=r)
+        # Requests no method received (no route, no such gRPC method, headers too large): by the
+        # status answered only, never by path or method name, so a scanner adds no series.
+        self.unrouted_requests = Counter("tradewire_unrouted_requests_total",
+                                         "Requests refused before they reached a method, by the status answered",
+                                         ["protocol", "code"], registry=r)
         self.auth_attempts = Counter("tradewire_auth_attempts_total", "Authentication attempts",
                                      ["outcome", "reason"], registry=r)
         self.rate_limited = Counter("tradewire_rate_limited_total", "Requests refused by a rate limit",

@@ -4,13 +4,14 @@ metrics, the structured log and the audit trail from this one place."""
 from __future__ import annotations
 
 import time
+from urllib.parse import unquote
 
 from tradewire.core.audit import AuditSink, fill_event
-from tradewire.core.audit.events import (redacted, trusted_auth_attempt_event, trusted_request_event,
-                                         trusted_transition_event)
+from tradewire.core.audit.events import (REDACTED, looks_like_credential, redacted, trusted_auth_attempt_event,
+                                         trusted_request_event, trusted_transition_event)
 from tradewire.core.auth.authenticator import AuthOutcome
-from tradewire.core.context import CallContext
-from tradewire.core.errors import Code
+from tradewire.core.context import CallContext, Protocol
+from tradewire.core.errors import Code, shortened
 from tradewire.core.logs import event_logger
 from tradewire.core.metrics import Metrics
 from tradewire.core.order import Fill, Order
@@ -31,6 +32,24 @@ def _stage_name(stage: int) -> str:
 def _timestamp_ns(ts) -> int:
     # what Timestamp.ToNanoseconds() returns, without its pure-Python call chain
     return ts.seconds * 1_000_000_000 + ts.nanos
+
+
+# An unrouted request's path (or gRPC method name) in its log line: this many characters at most.
+# A credential that begins within them is recognised from at most _CREDENTIAL_LOOKAHEAD more (an
+# API key takes 28, a JWT its header): the rest of a long path is never searched (64 KiB of it
+# would take ~10 ms).
+_LOGGED_PATH_CHARS = 128
+_CREDENTIAL_LOOKAHEAD = 256
+_LOGGED_HTTP_METHOD_CHARS = 16
+
+
+def _loggable_path(path: str) -> str:
+    """``path`` as a log line may carry it: cut to 128 characters, and redacted (as a 404 body
+    is) before the cut, so that a key the cut goes through is not logged in part."""
+    window = path[:_LOGGED_PATH_CHARS + _CREDENTIAL_LOOKAHEAD]
+    if "%" in window and looks_like_credential(unquote(window)):  # (a key with %5F for its underscores)
+        return REDACTED
+    return shortened(redacted(window), _LOGGED_PATH_CHARS)
 
 
 # Why a trade may end unfilled through no fault of its executor: its caller cancelled it
@@ -119,6 +138,21 @@ class Recorder:
                 latency_ms=round(elapsed * 1000, 3), peer=redacted(ctx.peer), principal=principal, key_label=key_label,
                 trade_request_id=trade_request_id,
             )
+
+    def unrouted(self, protocol: Protocol, code: str, http_method: str, path: str, peer: str) -> None:
+        """A request refused before it reached a method: no route took its path (or its HTTP
+        method), its headers were too large, or native gRPC has no such method. Counted by
+        protocol and the status answered (``code``: "404", "UNIMPLEMENTED"), and logged as a
+        line of its own, "unrouted", with the path (a gRPC method name) cut and redacted."""
+        if self.metrics_enabled:
+            self._child(self.metrics.unrouted_requests, protocol.value, code).inc()
+        # No audit row: the audit trail is of calls and the principals who made them, and these
+        # reached no method and named none. (No request id of its own: none is given before
+        # routing; the logger adds a call's ids, were there one.)
+        if self.access_log_enabled:
+            access_log.info("unrouted", protocol=protocol.value, code=code,
+                            http_method=shortened(http_method, _LOGGED_HTTP_METHOD_CHARS),
+                            path=_loggable_path(path), peer=redacted(peer))
 
     def auth_attempt(self, ctx: CallContext, outcome: AuthOutcome) -> None:
         if self.metrics_enabled:

@@ -29,6 +29,11 @@ from tradewire.gateway.reflection import enable_reflection
 log = logging.getLogger("tradewire.gateway")
 
 
+def _peer(context: grpc.aio.ServicerContext) -> str:
+    # "ipv4:127.0.0.1:5000" → "127.0.0.1:5000", as the HTTP listener names its peers
+    return context.peer().removeprefix("ipv4:").removeprefix("ipv6:")
+
+
 def _context(rpc: Rpc, context: grpc.aio.ServicerContext) -> CallContext:
     remaining = context.time_remaining()
     headers = combine_headers((k, v) for k, v in context.invocation_metadata() if isinstance(v, str))
@@ -36,8 +41,7 @@ def _context(rpc: Rpc, context: grpc.aio.ServicerContext) -> CallContext:
         protocol=Protocol.GRPC,
         method=rpc.name,
         headers=headers,
-        # "ipv4:127.0.0.1:5000" → "127.0.0.1:5000", as the HTTP listener names its peers
-        peer=context.peer().removeprefix("ipv4:").removeprefix("ipv6:"),
+        peer=_peer(context),
         deadline=None if remaining is None else time.monotonic() + remaining,
     )
 
@@ -175,6 +179,26 @@ def _handlers(service, max_message_bytes: int) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE_NAME, table)
 
 
+class _Unrouted(grpc.GenericRpcHandler):
+    """The handler of last resort: a call to a method the server does not have (another contract
+    version's, a scanner's) is counted and logged, then answered as grpcio answers it alone.
+    grpcio asks its registered methods first, then each generic handler in the order added, so
+    this one must be added last: after the service's, health's and reflection's."""
+
+    def __init__(self, recorder) -> None:
+        self._recorder = recorder
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method, recorder = handler_call_details.method, self._recorder
+
+        async def refuse(requests, context: grpc.aio.ServicerContext) -> None:
+            recorder.unrouted(Protocol.GRPC, "UNIMPLEMENTED", "POST", method, _peer(context))
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+
+        # (stream-stream whatever the call's kind: nothing is read before the answer)
+        return grpc.stream_stream_rpc_method_handler(refuse)
+
+
 class _MethodSymbols:
     """The process's descriptor pool for reflection, answering method names too: protobuf's
     upb pool finds the file of a message or a service but not of "Service.Method", which
@@ -272,6 +296,9 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection(self.server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name),
                           pool=_MethodSymbols(descriptor_pool.Default()))
+        recorder = getattr(getattr(service, "pipeline", None), "recorder", None)  # core's Recorder
+        if recorder is not None:
+            self.server.add_generic_rpc_handlers((_Unrouted(recorder),))  # last of all (see _Unrouted)
         if not reuse_port:
             _check_free(host, port)  # (grpcio's own failure is a C++ log line and a bare RuntimeError)
         try:

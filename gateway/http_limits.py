@@ -62,6 +62,9 @@ import orjson
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from tradewire.core.context import Protocol
+from tradewire.gateway.asgi_scope import scope_peer
+
 log = logging.getLogger("tradewire.http")
 
 # The shortest request llhttp completes on a keep-alive connection (b"GET / HTTP/1.1\r\n\r\n");
@@ -95,10 +98,11 @@ class HttpLimits:
                    max_pipelined_requests=server.max_pipelined_requests)
 
 
-def protocol_class(limits: HttpLimits) -> type[LimitedHttpToolsProtocol]:
-    """The protocol class for ``uvicorn.Config(http=...)`` enforcing ``limits``."""
+def protocol_class(limits: HttpLimits, recorder: Any = None) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class for ``uvicorn.Config(http=...)`` enforcing ``limits``; ``recorder``
+    (core's Recorder) counts and logs the requests it refuses, which never reach the app."""
     return type("LimitedHttpToolsProtocol", (LimitedHttpToolsProtocol,),
-                {"limits": limits, "_bodies": _refusal_bodies(limits)})
+                {"limits": limits, "_bodies": _refusal_bodies(limits), "recorder": recorder})
 
 
 def _refusal_bodies(limits: HttpLimits) -> dict[str, bytes]:
@@ -138,6 +142,7 @@ class _Flow(FlowControl):
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     limits: HttpLimits = HttpLimits()
     _bodies: dict[str, bytes] | None = None
+    recorder: Any = None  # core's Recorder (see protocol_class)
 
     def __init__(self, config, server_state, app_state, _loop=None) -> None:
         super().__init__(config, server_state, app_state, _loop)
@@ -446,6 +451,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _send_refusal(self, status: int, what: str) -> None:
         log.debug("HTTP request refused", extra={"status": status, "why": what, "client": self.client})
+        if what == "headers_too_large":
+            self._record_unrouted(status)
         self._deferred = None
         self._stop_parsing()
         transport = self.transport
@@ -460,6 +467,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                         b"\r\nconnection: close\r\n\r\n", body])
         transport.write(b"".join(content))
         self._linger()
+
+    def _record_unrouted(self, status: int) -> None:
+        """Counted and logged as a request no route took: the app never sees it."""
+        recorder = self.recorder
+        if recorder is None:
+            return
+        # (headers are refused only once the request line began: its method is known, its URL
+        # as far as it was read)
+        method = self.parser.get_method().decode("latin-1")
+        path = self.url.split(b"?", 1)[0].decode("latin-1")
+        recorder.unrouted(Protocol.HTTP_JSON, str(status), method, path, scope_peer({"client": self.client}))
 
     def _close_answered(self, cycle) -> None:
         """uvicorn closing the connection after ``cycle``'s answer: at once when its request has

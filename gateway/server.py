@@ -66,7 +66,8 @@ class Gateway:
             app = ForwardedFor(app, list(server.trusted_proxies))
         config = uvicorn.Config(
             app, host=server.http_host, port=server.http_port, loop="none",
-            http=protocol_class(HttpLimits.from_server_config(server)), lifespan="off", access_log=False, log_config=None,
+            http=protocol_class(HttpLimits.from_server_config(server), self.core.service.pipeline.recorder),
+            lifespan="off", access_log=False, log_config=None,
             timeout_graceful_shutdown=max(1, int(min(server.shutdown_grace_s, settings.shutdown.final_s))),
             # A caller is the socket's peer (its failed authentications are counted, and audited,
             # under it) unless it is a proxy the operator trusts (ForwardedFor, above): uvicorn's

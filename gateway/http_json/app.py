@@ -169,6 +169,7 @@ class HttpJsonApp:
         # core's Pipeline.authenticate_first (a service without a pipeline: none, calls as they come)
         self._authenticate_first = getattr(getattr(service, "pipeline", None), "authenticate_first", None) \
             or _no_first_steps
+        self._recorder = getattr(getattr(service, "pipeline", None), "recorder", None)  # for unrouted requests
         self.on_error = on_error
         self.fallback = fallback
         entries: list[tuple[PathTemplate, str, object]] = []
@@ -240,6 +241,7 @@ class HttpJsonApp:
         except UnicodeDecodeError:
             err = TradewireError("MALFORMED_REQUEST", "the URL path is not valid percent-encoded UTF-8")
             self._report(err, None)
+            self._record_unrouted(scope, 400, path)
             await send_error(send, err)
             return
         if target is None:
@@ -249,13 +251,15 @@ class HttpJsonApp:
                     _METHOD_NOT_ALLOWED, f"method {http_method} is not allowed for {path}; allowed: {allow}"
                 )
                 self._report(err, None)
+                self._record_unrouted(scope, 405, path)
                 await send_error(send, err, status=405, extra_headers={"allow": allow})
                 return
             if self.fallback is not None and not self._is_api_path(path):
-                await self.fallback(scope, receive, send)
+                await self.fallback(scope, receive, self._noting_unrouted(send, scope, path))
                 return
             err = TradewireError("ROUTE_NOT_FOUND", f"no route for {http_method} {redacted(shortened(path, 256))}")
             self._report(err, None)
+            self._record_unrouted(scope, 404, path)
             await send_error(send, err)
             return
         if isinstance(target, _Static):
@@ -309,6 +313,24 @@ class HttpJsonApp:
             await self._send_error_safely(send, err, ctx)
             return
         await send_bytes(send, _http_status(result), body, header_list(ctx.response_headers))
+
+    def _record_unrouted(self, scope: dict, status: int, path: str) -> None:
+        """A request no route took: counted and logged as such (core's Recorder.unrouted), since
+        no method's call records it."""
+        if self._recorder is not None:
+            self._recorder.unrouted(Protocol.HTTP_JSON, str(status), scope["method"], path, scope_peer(scope))
+
+    def _noting_unrouted(self, send, scope: dict, path: str):
+        """``send``, recording the fallback's 404 or 405: a path the dashboard has no file for
+        (or a method its files do not take) is no route's either."""
+        if self._recorder is None:
+            return send
+
+        async def noting(message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (404, 405):
+                self._record_unrouted(scope, message["status"], path)
+            await send(message)
+        return noting
 
     async def _send_error_safely(self, send, err: TradewireError, ctx: CallContext) -> None:
         try:
