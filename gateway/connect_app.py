@@ -57,6 +57,7 @@ from tradewire.gateway.asgi_scope import scope_headers, scope_peer
 from tradewire.gateway.disconnect import ClientGone, until_disconnect
 from tradewire.gateway.errors import CONNECT_CODE, duplex_unsupported_error, fitted_to_metadata, http_status
 from tradewire.gateway.http_json.codec import gunzip, merge_json, parse_json
+from tradewire.gateway.deadlines import until_deadline, within_deadline
 from tradewire.v1.service_connect import TradeExecutionServiceASGIApplication
 
 log = logging.getLogger("tradewire.gateway")
@@ -108,16 +109,15 @@ class ConnectAdapter:
             setattr(self, _snake(rpc.name), self._bind(rpc, getattr(service, rpc.name)))
 
     @staticmethod
-    def _context(rpc: Rpc, request_context) -> tuple[CallContext, float | None, TradewireError | None]:
-        """The call's context (the one ConnectCompat authenticated, when it did), its timeout,
-        and the refusal ConnectCompat found in its headers, for the adapter to answer."""
+    def _context(rpc: Rpc, request_context) -> tuple[CallContext, TradewireError | None]:
+        """The call's context with its deadline (the context ConnectCompat authenticated, when it
+        did), and the refusal ConnectCompat found in its headers, for the adapter to answer."""
         timeout_ms = request_context.timeout_ms()
-        timeout = None if timeout_ms is None else timeout_ms / 1000
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         first = _FIRST_STEPS.get()
         if first is not None and first.ctx.method == rpc.name:
             first.ctx.deadline = deadline
-            return first.ctx, timeout, first.refusal
+            return first.ctx, first.refusal
         headers = request_context.request_headers()
         ctx = CallContext(
             protocol=_protocol(headers.get("content-type", "")),
@@ -126,7 +126,7 @@ class ConnectAdapter:
             peer=request_context.client_address() or "",
             deadline=deadline,
         )
-        return ctx, timeout, None
+        return ctx, None
 
     @staticmethod
     def _send_headers(ctx: CallContext, request_context) -> None:
@@ -137,21 +137,19 @@ class ConnectAdapter:
     def _bind(self, rpc: Rpc, method: Callable) -> Callable:
         if rpc.client_streaming:
             async def duplex_unsupported(requests, request_context) -> AsyncIterator:
-                ctx, _, _ = self._context(rpc, request_context)
+                ctx, _ = self._context(rpc, request_context)
                 raise to_connect_error(duplex_unsupported_error(rpc.name), ctx)
                 yield  # pragma: no cover - an async generator, as connect-python expects for streams
             return duplex_unsupported
 
         if not rpc.server_streaming:
             async def unary(request, request_context):
-                ctx, timeout, refusal = self._context(rpc, request_context)
+                ctx, refusal = self._context(rpc, request_context)
                 try:
                     if refusal is not None:
                         raise refusal
-                    async with asyncio.timeout(timeout):  # connect-python parses but does not enforce it
-                        response = await method(request, ctx)
-                except TimeoutError:
-                    raise to_connect_error(TradewireError("DEADLINE_EXCEEDED", "deadline exceeded"), ctx) from None
+                    call = method(request, ctx)
+                    response = await (call if ctx.deadline is None else within_deadline(call, ctx))
                 except Exception as exc:  # noqa: BLE001 - every failure becomes a Connect error
                     self._send_headers(ctx, request_context)
                     raise to_connect_error(exc, ctx) from None
@@ -160,18 +158,15 @@ class ConnectAdapter:
             return unary
 
         async def stream(request, request_context) -> AsyncIterator:
-            ctx, timeout, refusal = self._context(rpc, request_context)
+            ctx, refusal = self._context(rpc, request_context)
             messages = method(request, ctx) if refusal is None else _refusing(refusal)
             try:
-                async with asyncio.timeout(timeout):
-                    first = True
-                    async for message in messages:
-                        if first:
-                            self._send_headers(ctx, request_context)
-                            first = False
-                        yield message
-            except TimeoutError:
-                raise to_connect_error(TradewireError("DEADLINE_EXCEEDED", "deadline exceeded"), ctx) from None
+                first = True
+                async for message in messages if ctx.deadline is None else until_deadline(messages, ctx):
+                    if first:
+                        self._send_headers(ctx, request_context)
+                        first = False
+                    yield message
             except Exception as exc:  # noqa: BLE001
                 self._send_headers(ctx, request_context)
                 raise to_connect_error(exc, ctx) from None

@@ -32,7 +32,9 @@ from tradewire.gateway.errors import duplex_unsupported_error
 from tradewire.v1 import service_pb2
 
 from . import codec
-from .deadline import requested_deadline, within_deadline
+from tradewire.gateway.deadlines import within_deadline
+
+from .deadline import requested_deadline
 from .docs import render_docs
 from .fields import RANGES, BindError, INTEGER_TYPES, assign_leaf, is_leaf, resolve_field_path
 from .openapi import default_descriptor_set_path, openapi_document

@@ -3,21 +3,16 @@ take it — a decimal number of seconds (``0.5``, ``30``), counted from the requ
 
 It sets the call's deadline as ``grpc-timeout`` and ``connect-timeout-ms`` do on the other
 protocols: core stops a trade not yet sent when it passes (the trade ends EXPIRED), and the
-call is cut off and answered DEADLINE_EXCEEDED (HTTP 504), as a Connect call is. Without the
-header a call has no deadline.
+call is cut off and answered DEADLINE_EXCEEDED (HTTP 504, gateway/deadlines.py), as a Connect
+call is. Without the header a call has no deadline.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Mapping
-from typing import TypeVar
+from collections.abc import Mapping
 
-from tradewire.core.context import CallContext
-from tradewire.core.errors import TradewireError, invalid, shortened
-
-T = TypeVar("T")
+from tradewire.core.errors import invalid, shortened
 
 HEADER = "x-server-timeout"
 # Positive, at most 7 digits before the point (under 10^7 s, about 115 days: the range of
@@ -37,19 +32,3 @@ def requested_deadline(headers: Mapping[str, str], started: float) -> float | No
         raise invalid(HEADER, f"must be {_FORM}; got {shortened(value)!r}", reason="MALFORMED_REQUEST")
     return started + float(value)
 
-
-def deadline_exceeded() -> TradewireError:
-    """What a call cut off by its deadline is answered (Connect's words)."""
-    return TradewireError("DEADLINE_EXCEEDED", "deadline exceeded")
-
-
-async def within_deadline(call: Awaitable[T], ctx: CallContext) -> T:
-    """A unary call, cut off when ``ctx``'s deadline passes (none: it runs to its end)."""
-    deadline = asyncio.timeout(ctx.time_remaining())
-    try:
-        async with deadline:
-            return await call
-    except TimeoutError:
-        if not deadline.expired():  # the call's own error, not its deadline
-            raise
-        raise deadline_exceeded() from None

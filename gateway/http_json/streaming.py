@@ -27,7 +27,7 @@ from tradewire.core.errors import TradewireError, internal_error
 from tradewire.gateway.disconnect import ClientGone, wait_disconnect
 
 from .codec import encode_message
-from .deadline import deadline_exceeded
+from tradewire.gateway.deadlines import deadline_exceeded
 from .responses import Send, error_body, header_list, send_error
 
 log = logging.getLogger("tradewire.gateway")

@@ -3,8 +3,8 @@ the other protocols'. A trade whose deadline passes before it is sent is stopped
 the call answered DEADLINE_EXCEEDED (504), as on Connect; a stream is cut off at its deadline;
 a bad value is 400 naming the header, once the credentials are known good; browsers may send it.
 
-Trades run on this module's gateway, whose paper trades take wall-clock time (0.6 s building,
-then 0.6 s landing after SUBMITTED); refusals on the session's."""
+Trades run on slow_gateway (conftest), whose paper trades take wall-clock time; refusals on
+the session's gateway."""
 
 import asyncio
 import json
@@ -15,27 +15,15 @@ from connectrpc.errors import ConnectError
 from google.protobuf import json_format
 
 from support.clients import HttpJsonClient, RpcFailure, StreamHandle, make_client
-from support.gateway_process import GatewayProcess
 from support.trading import eventually, metric, trade, unique
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
 HEADER = "x-server-timeout"
-LATENCY_MS = 1200
 BAD_KEY = "tw_nobody01_" + "z" * 40
 # Not a positive decimal number of seconds within 7 digits before the point and 9 after
 MALFORMED = ["", "abc", "-1", "-0.5", "0", "0.000", "+1", "1e3", "inf", "nan", "NaN", "Infinity", "1.", ".5",
              "1s", "0x10", "1 2", "1, 2", "10000000", "99999999999", "1.0000000001", "9" * 5000]
-
-
-@pytest.fixture(scope="module")
-def slow_gateway(tmp_path_factory):
-    process = GatewayProcess(
-        tmp_path_factory.mktemp("deadline"),
-        env={"TRADEWIRE_PAPER__REALTIME": "true", "TRADEWIRE_PAPER__LATENCY_MS": str(LATENCY_MS)},
-    ).start()
-    yield process
-    assert process.stop() == 0, process.log_text()[-3000:]
 
 
 @pytest.fixture

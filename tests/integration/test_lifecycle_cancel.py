@@ -12,23 +12,12 @@ from connectrpc.errors import ConnectError
 from google.protobuf import timestamp_pb2
 
 from support.clients import PROTOCOLS, RpcFailure, StreamHandle, make_client
-from support.gateway_process import GatewayProcess
 from support.trading import eventually, metric, trade, unique
 from tradewire.core import lifecycle
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
-LATENCY_MS = 1200
-
-
-@pytest.fixture(scope="module")
-def slow_gateway(tmp_path_factory):
-    process = GatewayProcess(
-        tmp_path_factory.mktemp("cancel"),
-        env={"TRADEWIRE_PAPER__REALTIME": "true", "TRADEWIRE_PAPER__LATENCY_MS": str(LATENCY_MS)},
-    ).start()
-    yield process
-    assert process.stop() == 0, process.log_text()[-3000:]
+LATENCY_MS = 1200  # the paper trades of slow_gateway (tests/integration/conftest.py)
 
 
 @pytest.fixture(params=PROTOCOLS)

@@ -8,7 +8,8 @@ import pytest
 
 from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import Code, TradewireError
-from tradewire.gateway.http_json.deadline import HEADER, requested_deadline, within_deadline
+from tradewire.gateway.deadlines import within_deadline
+from tradewire.gateway.http_json.deadline import HEADER, requested_deadline
 from tradewire.gateway.http_json.streaming import Framer, serve_stream
 from tradewire.v1 import service_pb2
 
