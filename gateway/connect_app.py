@@ -375,11 +375,12 @@ class ConnectCompat:
     """
 
     def __init__(self, app, max_body_bytes: int, record_refused: RecordRefused | None = None,
-                 authenticate_first: AuthenticateFirst | None = None) -> None:
+                 authenticate_first: AuthenticateFirst | None = None, recorder=None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.record_refused = record_refused
         self.authenticate_first = authenticate_first
+        self.recorder = recorder  # core's Recorder: requests that name no method (Recorder.unrouted)
         self._names = {rpc.path: rpc.name for rpc in RPCS}
         self._inputs = {rpc.name: message_factory.GetMessageClass(rpc.descriptor.input_type)
                         for rpc in RPCS if not rpc.client_streaming and not rpc.server_streaming}
@@ -391,6 +392,11 @@ class ConnectCompat:
         self._gettable = frozenset(rpc.name for rpc in RPCS if not rpc.server_streaming and not rpc.client_streaming
                                    and rpc.descriptor.GetOptions().idempotency_level == _NO_SIDE_EFFECTS)
 
+    def _record_unrouted(self, scope, status: int) -> None:
+        """A request refused before it reached a method: counted and logged as HTTP/JSON's are."""
+        if self.recorder is not None:
+            self.recorder.unrouted(Protocol.HTTP_JSON, str(status), scope["method"], scope["path"], scope_peer(scope))
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
@@ -398,6 +404,7 @@ class ConnectCompat:
         scope = {**scope, "headers": headers}
         method_name = self._method_name(scope)
         if method_name is None:  # no such method: connect-python answers 404 (and no metrics series is made)
+            self._record_unrouted(scope, 404)
             return await self.app(scope, receive, send)
         content_type = dict(headers).get(b"content-type", b"")
         if _native_grpc(content_type):  # connect-python: 500, it needs HTTP trailers
@@ -410,6 +417,7 @@ class ConnectCompat:
             send = _text_send(send)
         allowed = ("GET", "POST") if method_name in self._gettable else ("POST",)
         if scope["method"] not in allowed:
+            self._record_unrouted(scope, 405)
             return await self._send_status(send, 405, [(b"allow", ", ".join(allowed).encode())])
         streaming = method_name in self._streams
         try:
@@ -696,5 +704,6 @@ def build_connect_app(service, max_body_bytes: int, record_refused: RecordRefuse
     connect_codec.install()
     app = TradeExecutionServiceASGIApplication(ConnectAdapter(service), read_max_bytes=max_body_bytes)
     # core's pipeline, when the service has one: credentials are checked before a body is read
-    authenticate_first = getattr(getattr(service, "pipeline", None), "authenticate_first", None)
-    return ConnectCompat(app, max_body_bytes, record_refused, authenticate_first)
+    pipeline = getattr(service, "pipeline", None)
+    return ConnectCompat(app, max_body_bytes, record_refused, getattr(pipeline, "authenticate_first", None),
+                         getattr(pipeline, "recorder", None))

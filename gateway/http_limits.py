@@ -451,8 +451,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _send_refusal(self, status: int, what: str) -> None:
         log.debug("HTTP request refused", extra={"status": status, "why": what, "client": self.client})
-        if what == "headers_too_large":
-            self._record_unrouted(status)
         self._deferred = None
         self._stop_parsing()
         transport = self.transport
@@ -467,6 +465,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                         b"\r\nconnection: close\r\n\r\n", body])
         transport.write(b"".join(content))
         self._linger()
+        if what == "headers_too_large":  # (once answered: nothing may stand between the refusal and its answer)
+            self._record_unrouted(status)
 
     def _record_unrouted(self, status: int) -> None:
         """Counted and logged as a request no route took: the app never sees it."""
@@ -475,9 +475,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         # (headers are refused only once the request line began: its method is known, its URL
         # as far as it was read)
-        method = self.parser.get_method().decode("latin-1")
-        path = self.url.split(b"?", 1)[0].decode("latin-1")
-        recorder.unrouted(Protocol.HTTP_JSON, str(status), method, path, scope_peer({"client": self.client}))
+        try:
+            method = self.parser.get_method().decode("latin-1")
+            path = self.url.split(b"?", 1)[0].decode("latin-1")
+            recorder.unrouted(Protocol.HTTP_JSON, str(status), method, path, scope_peer({"client": self.client}))
+        except Exception:  # the refusal stands (it is answered): only its record is missing
+            log.exception("could not record a refused request")
 
     def _close_answered(self, cycle) -> None:
         """uvicorn closing the connection after ``cycle``'s answer: at once when its request has

@@ -74,6 +74,8 @@ async def http_request(gateway: GatewayProcess, method: str, path: str, status: 
     ("POST", "/no-such-route-{run}", 404),
     ("DELETE", "/v1/health", 405),  # a route, for GET only
     ("GET", "/v1/trades/{run}%ff", 400),  # not valid percent-encoded UTF-8: no route can be matched
+    ("POST", f"/{SERVICE}/NoSuchMethod{{run}}", 404),  # Connect and gRPC-Web: a method the service lacks
+    ("GET", f"/{SERVICE}/ExecuteTrade", 405),  # Connect serves GET only for methods without side effects
 ])
 async def test_an_http_request_no_route_takes_is_counted_and_logged(gateway, method, path, status):
     path = path.format(run=run_id())
