@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from support.trading import eventually
+from support.trace_context import CALLER_SPAN, TRACE_ID, TRACEPARENT, TRACESTATE
 from tradewire.core.config import PaperConfig, TracingConfig, WebhooksConfig
 from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import TradewireError
@@ -25,10 +26,6 @@ from tradewire.core.tracing import Tracing, current_trace, outbound_trace_header
 from tradewire.core.webhooks import WebhookDispatcher, verify
 from unit.lifecycle.lifecycle_support import MARKET, order, run_until_nothing_pending, runner
 
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-CALLER_SPAN = "00f067aa0ba902b7"
-TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
-TRACESTATE = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
 SECRET = b"s3cret"
 
 
@@ -151,7 +148,9 @@ def assert_continues_the_callers_trace(request: httpx.Request) -> str:
     return span_id
 
 
-async def test_a_trade_carries_its_calls_trace_to_the_quote_api_and_to_its_webhook():
+async def trade_in_a_call(request_id: str, **headers: str) -> tuple[list[httpx.Request], list[httpx.Request]]:
+    """A paper trade admitted inside a call with ``headers``, run to its end and its webhook
+    delivered: the requests it made to the quote API, and its webhook POSTs."""
     quote_requests: list[httpx.Request] = []
     posts: list[httpx.Request] = []
     store = SqliteStore(":memory:")
@@ -160,13 +159,17 @@ async def test_a_trade_carries_its_calls_trace_to_the_quote_api_and_to_its_webho
                                    client=httpx.AsyncClient(transport=httpx.MockTransport(recording(posts))))
     trades = runner(PaperExecutor(PaperConfig(latency_ms=0), MARKET, quotes, store), store, webhooks=dispatcher)
     # As the pipeline does: the trade is admitted inside its call, and runs on in a task of its own.
-    with Tracing(TracingConfig()).call_span(call(traceparent=TRACEPARENT, tracestate=TRACESTATE)):
-        trade = trades.admit(order("traced"))
+    with Tracing(TracingConfig()).call_span(call(**headers)):
+        trade = trades.admit(order(request_id))
     await trades.wait(trade)
     await run_until_nothing_pending(dispatcher, store)  # delivered later, from the outbox
     await quotes.close()
-
     assert quote_requests and posts
+    return quote_requests, posts
+
+
+async def test_a_trade_carries_its_calls_trace_to_the_quote_api_and_to_its_webhook():
+    quote_requests, posts = await trade_in_a_call("traced", traceparent=TRACEPARENT, tracestate=TRACESTATE)
     span_ids = [assert_continues_the_callers_trace(r) for r in quote_requests + posts]
     assert len(set(span_ids)) == len(span_ids)
     (post,) = posts
@@ -175,19 +178,7 @@ async def test_a_trade_carries_its_calls_trace_to_the_quote_api_and_to_its_webho
 
 
 async def test_a_trade_without_a_trace_context_sends_none():
-    quote_requests: list[httpx.Request] = []
-    posts: list[httpx.Request] = []
-    store = SqliteStore(":memory:")
-    quotes = quotes_answering(recording(quote_requests, quote_answer))
-    dispatcher = WebhookDispatcher(store, webhooks_config(), SECRET,
-                                   client=httpx.AsyncClient(transport=httpx.MockTransport(recording(posts))))
-    trades = runner(PaperExecutor(PaperConfig(latency_ms=0), MARKET, quotes, store), store, webhooks=dispatcher)
-    with Tracing(TracingConfig()).call_span(call()):
-        trade = trades.admit(order("untraced"))
-    await trades.wait(trade)
-    await run_until_nothing_pending(dispatcher, store)
-    await quotes.close()
-    assert quote_requests and posts
+    quote_requests, posts = await trade_in_a_call("untraced")
     assert not any("traceparent" in r.headers or "tracestate" in r.headers for r in quote_requests + posts)
 
 

@@ -8,6 +8,7 @@ import httpx
 import pytest
 import redis
 
+from support.trace_context import CALLER_SPAN, TRACE_ID, TRACEPARENT, TRACESTATE
 from tradewire.core.config import TracingConfig, WebhooksConfig
 from tradewire.core.context import CallContext, Protocol
 from tradewire.core.shared.redis_store import RedisTradeStore
@@ -16,10 +17,6 @@ from tradewire.core.webhooks import WebhookDispatcher
 from tradewire.v1 import trade_pb2 as pb
 
 TRACE_DB = 10  # the outbox keys are global to the store: a database of its own
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-CALLER_SPAN = "00f067aa0ba902b7"
-TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
-TRACESTATE = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
 HOOK_URL = "http://hooks.test/alice"
 SECRET = b"s3cret"
 
