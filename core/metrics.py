@@ -5,6 +5,9 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# A LIVE trade waits for its confirmation (seconds to a minute; a blockhash lasts ~60-90 s):
+# past 10 s every one would be in +Inf alone.
+_EXECUTOR_BUCKETS = (*_LATENCY_BUCKETS, 20, 30, 60, 120)
 
 
 class Metrics:
@@ -29,7 +32,7 @@ class Metrics:
         self.trades = Counter("tradewire_trades_total", "Trades by final status", ["mode", "status"], registry=r)
         self.trades_running = Gauge("tradewire_trades_in_flight", "Trades executing now", registry=r)
         self.executor_seconds = Histogram("tradewire_executor_duration_seconds", "Executor time per trade",
-                                          ["executor"], buckets=_LATENCY_BUCKETS, registry=r)
+                                          ["executor"], buckets=_EXECUTOR_BUCKETS, registry=r)
         self.executor_failures = Counter(
             "tradewire_executor_failures_total",
             "Trades that ended unfilled (failed, rejected or expired) because of their executor or its upstreams, "

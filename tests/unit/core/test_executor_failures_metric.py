@@ -1,5 +1,6 @@
-"""tradewire_executor_failures_total counts what the executor (or its upstreams) brought about:
-not a caller's cancellation, nor its call's or its order's deadline."""
+"""The executor metrics: tradewire_executor_failures_total counts what the executor (or its
+upstreams) brought about — not a caller's cancellation, nor its call's or its order's deadline;
+tradewire_executor_duration_seconds has buckets for a LIVE trade's minute."""
 
 from __future__ import annotations
 
@@ -73,3 +74,18 @@ def test_only_what_the_executor_caused_is_an_executor_failure() -> None:
 def test_the_help_text_says_what_is_counted() -> None:
     help_text = Metrics().executor_failures._documentation
     assert "because of their executor or its upstreams" in help_text and "cancellation or deadline is not" in help_text
+
+
+def test_a_trade_of_a_minute_lands_in_a_bucket_of_its_own() -> None:
+    metrics = Metrics()
+    recorder = Recorder(metrics, None, Tracing(TracingConfig()), access_log=False, transition_log=False,
+                        audit_enabled=False)
+    order, routed = _order("slow-1"), time.time_ns()
+    ts = Timestamp()
+    ts.FromNanoseconds(routed)
+    recorder.transition(order, pb.ExecutionStatus(request_id=order.request_id, sequence=3,
+                                                  stage=pb.TRADE_STATUS_ROUTED, timestamp=ts), routed)
+    _end(recorder, order, pb.TRADE_STATUS_FILLED, "", routed + 45 * 1_000_000_000)  # confirmed 45 s later
+    buckets = {s.labels["le"]: s.value for metric in metrics.executor_seconds.collect() for s in metric.samples
+               if s.name.endswith("_bucket")}
+    assert (buckets["30.0"], buckets["60.0"], buckets["+Inf"]) == (0, 1, 1)
