@@ -76,8 +76,7 @@ def trace_from_text(text: str | None, tracer: Tracer | None = None) -> TracePare
     if not text:
         return None
     traceparent, _, tracestate = text.partition(" ")
-    parent = _callers_trace({"traceparent": traceparent, **({"tracestate": tracestate} if tracestate else {})})
-    return TraceParent(parent.span_context, tracer) if parent is not None and tracer is not None else parent
+    return _callers_trace({"traceparent": traceparent, **({"tracestate": tracestate} if tracestate else {})}, tracer)
 
 
 @contextlib.contextmanager
@@ -120,13 +119,14 @@ def _trace_headers(headers: Mapping[str, str]) -> dict[str, str] | None:
     return {name: headers[name] for name in ("traceparent", "tracestate") if name in headers}
 
 
-def _callers_trace(headers: dict[str, str]) -> TraceParent | None:
-    """The caller's span, from a well-formed ``traceparent`` (its ``tracestate`` kept if well-formed)."""
+def _callers_trace(headers: dict[str, str], tracer: Tracer | None = None) -> TraceParent | None:
+    """The caller's span, from a well-formed ``traceparent`` (its ``tracestate`` kept if well-formed);
+    ``tracer``: see :class:`TraceParent`."""
     from opentelemetry import trace
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     span_context = trace.get_current_span(TraceContextTextMapPropagator().extract(headers)).get_span_context()
-    return TraceParent(span_context) if span_context.is_valid else None
+    return TraceParent(span_context, tracer) if span_context.is_valid else None
 
 
 def _end_of_call(token: Token) -> None:
