@@ -46,6 +46,10 @@ Data path::
   start-up. ``close(timeout)`` gives QuestDB at most ``timeout``; a write still hanging then is
   left to its (daemon) worker thread and its rows are spooled as well -- if it lands after
   all, the replay's duplicates are absorbed by DEDUP.
+* A signal that reaches the worker thread mid-write (a profiler's, a handler's) makes the
+  client's socket call fail with EINTR, which it does not retry itself (Python's own socket
+  calls do). That is not an outage: the call is made again at once, for up to
+  ``_INTERRUPTED_RETRY_S``; a write sent twice this way is absorbed by DEDUP.
 """
 
 from __future__ import annotations
@@ -111,6 +115,9 @@ class _TableLost(Exception):
 
 
 # The shape every audit table must have: (designated timestamp, WAL, DEDUP) as tables() says.
+_INTERRUPTED = "(os error 4)"  # EINTR, as the client's error message words it
+_INTERRUPTED_RETRY_S = 10.0
+
 _RIGHT_SHAPE = ("ts", True, True)
 _DEDUP_KEYS = frozenset({"ts", "event_id"})
 
@@ -658,7 +665,7 @@ class QuestDBSink:
         if self._sender is None:
             sender = Sender.from_conf(self._conf, **self._sender_kw)
             try:
-                sender.establish()
+                _uninterrupted(sender.establish)
             except QuestDBError as exc:
                 sender.close(flush=False)
                 raise _Unavailable(f"connect: {exc}") from exc
@@ -919,7 +926,7 @@ class QuestDBSink:
             return
         try:
             # clear=False: on failure the rows stay in our buffer (and in `good`)
-            self._sender.flush(buf, clear=False, transactional=True)
+            _uninterrupted(self._sender.flush, buf, clear=False, transactional=True)
         except QuestDBError as exc:
             with self._lock:
                 self._write_errors += 1
@@ -1036,6 +1043,17 @@ class QuestDBSink:
         with self._lock:
             self._replayed += self._rows_written - before
         return True
+
+
+def _uninterrupted(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call`` made again while a signal interrupts it (see the module docstring)."""
+    deadline = time.monotonic() + _INTERRUPTED_RETRY_S
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except QuestDBError as exc:
+            if _INTERRUPTED not in str(exc) or time.monotonic() >= deadline:
+                raise
 
 
 def _is_rejection(exc: QuestDBError) -> bool:

@@ -8,6 +8,8 @@ is fully applied and the expected rows are there, then checks rows == distinct e
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -162,6 +164,37 @@ async def test_replaying_the_same_events_twice_leaves_one_row_each(questdb, tmp_
         sink.emit(ev)
     await sink.close()
     assert await questdb.settled_counts("tw_transitions", principal, 210) == (210, 210)
+
+
+async def test_signals_reaching_the_writer_mid_write_are_not_an_outage(questdb, tmp_path, principal):
+    # A signal delivered to the worker thread inside the client's socket call fails it with
+    # EINTR (py-spy's samples do this 100+ times a second); every row must still go straight in.
+    sink = _sink(questdb, tmp_path, flush_interval_s=0.01)
+    previous = signal.signal(signal.SIGUSR2, lambda *_: None)  # a handler, so the signal interrupts
+    stop = threading.Event()
+
+    def interrupt_the_writer() -> None:
+        while not stop.wait(0.005):  # 200 a second, a profiler's rate
+            thread = sink._worker._thread
+            if thread is not None and thread.ident is not None:
+                signal.pthread_kill(thread.ident, signal.SIGUSR2)
+
+    interrupter = threading.Thread(target=interrupt_the_writer, daemon=True)
+    await sink.start()
+    interrupter.start()
+    try:
+        for batch in range(20):
+            for ev in _transitions(principal, 500, start=batch * 500):
+                sink.emit(ev)
+            await sink.flush()
+    finally:
+        stop.set()
+        interrupter.join()
+        signal.signal(signal.SIGUSR2, previous)
+    stats = sink.stats()
+    await sink.close()
+    assert (stats.write_errors_total, stats.spooled_total, stats.rows_written_total) == (0, 0, 10_000)
+    assert await questdb.settled_counts("tw_transitions", principal, 10_000) == (10_000, 10_000)
 
 
 async def test_questdb_stopped_mid_run_then_restarted_ends_with_the_same_counts(
