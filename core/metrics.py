@@ -8,6 +8,9 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 # A LIVE trade waits for its confirmation (seconds to a minute; a blockhash lasts ~60-90 s):
 # past 10 s every one would be in +Inf alone.
 _EXECUTOR_BUCKETS = (*_LATENCY_BUCKETS, 20, 30, 60, 120)
+# A call lasts as long: a LIVE ExecuteTrade waits for its trade's end, and a stream's duration is
+# its whole life (minutes to hours).
+_REQUEST_BUCKETS = (*_EXECUTOR_BUCKETS, 300, 900, 3600)
 
 
 class Metrics:
@@ -18,7 +21,7 @@ class Metrics:
         r = self.registry
         self.requests = Counter("tradewire_requests_total", "RPCs answered", ["method", "protocol", "code"], registry=r)
         self.request_seconds = Histogram("tradewire_request_duration_seconds", "RPC latency",
-                                         ["method", "protocol"], buckets=_LATENCY_BUCKETS, registry=r)
+                                         ["method", "protocol"], buckets=_REQUEST_BUCKETS, registry=r)
         self.in_flight = Gauge("tradewire_requests_in_flight", "RPCs being served", ["protocol"], registry=r)
         # Requests no method received (no route, no such gRPC method, headers too large): by the
         # status answered only, never by path or method name, so a scanner adds no series.

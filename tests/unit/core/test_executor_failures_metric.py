@@ -1,12 +1,15 @@
 """The executor metrics: tradewire_executor_failures_total counts what the executor (or its
 upstreams) brought about — not a caller's cancellation, nor its call's or its order's deadline;
-tradewire_executor_duration_seconds has buckets for a LIVE trade's minute."""
+tradewire_executor_duration_seconds has buckets for a LIVE trade's minute, and
+tradewire_request_duration_seconds for the call that waited for it and for a stream's life."""
 
 from __future__ import annotations
 
 import time
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from tradewire.core.context import CallContext, Protocol
+from tradewire.core.errors import Code
 from tradewire.core.config import MarketConfig, TracingConfig
 from tradewire.core.market import Market
 from tradewire.core.metrics import Metrics
@@ -89,3 +92,18 @@ def test_a_trade_of_a_minute_lands_in_a_bucket_of_its_own() -> None:
     buckets = {s.labels["le"]: s.value for metric in metrics.executor_seconds.collect() for s in metric.samples
                if s.name.endswith("_bucket")}
     assert (buckets["30.0"], buckets["60.0"], buckets["+Inf"]) == (0, 1, 1)
+
+
+def test_a_call_of_a_minute_and_a_stream_of_an_hour_land_in_buckets_of_their_own() -> None:
+    metrics = Metrics()
+    recorder = Recorder(metrics, None, Tracing(TracingConfig()), access_log=False, transition_log=False,
+                        audit_enabled=False)
+    for method, lasted_s in (("ExecuteTrade", 45), ("StreamExecutionStatus", 1800)):
+        ctx = CallContext(protocol=Protocol.GRPC, method=method, peer="ipv4:127.0.0.1:1", headers={})
+        ctx.started = time.monotonic() - lasted_s
+        metrics.in_flight.labels("grpc").inc()
+        recorder.call_finished(ctx, Code.OK)
+    buckets = {(s.labels["method"], s.labels["le"]): s.value for metric in metrics.request_seconds.collect()
+               for s in metric.samples if s.name.endswith("_bucket")}
+    assert (buckets["ExecuteTrade", "30.0"], buckets["ExecuteTrade", "60.0"]) == (0, 1)
+    assert (buckets["StreamExecutionStatus", "900.0"], buckets["StreamExecutionStatus", "3600.0"]) == (0, 1)
