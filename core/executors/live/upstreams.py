@@ -84,13 +84,16 @@ class Upstream:
         )
         self.calls = 0  # requests that went out (tests and metrics)
 
-    async def request(self, method: str, path: str, *, check_breaker: bool = True, **kwargs) -> httpx.Response:
+    async def request(self, method: str, path: str, *, check_breaker: bool = True,
+                      headers: dict[str, str] | None = None, **kwargs) -> httpx.Response:
+        """``headers``: the caller's own, sent beside the trace context."""
         if check_breaker:
             self.breaker.before_call()  # raises CircuitOpen
         self.calls += 1
         try:
             with outbound_trace_headers(method, self.http.base_url.host, current_trace()) as trace_headers:
-                response = await self.http.request(method, path, headers=trace_headers, **kwargs)
+                response = await self.http.request(method, path, headers={**(headers or {}), **trace_headers},
+                                                   **kwargs)
         except httpx.TransportError as exc:  # connect/read/write errors and timeouts
             self.breaker.record_failure()
             raise UpstreamError(self.name, f"unreachable ({type(exc).__name__})") from None

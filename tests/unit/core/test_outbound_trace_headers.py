@@ -225,3 +225,14 @@ async def test_live_upstream_requests_carry_the_trace_of_the_call_they_are_made_
     await upstream.close()
     assert_continues_the_callers_trace(requests[0])
     assert "traceparent" not in requests[1].headers
+
+
+async def test_a_live_upstream_request_with_headers_of_its_own_sends_them_beside_the_trace():
+    requests: list[httpx.Request] = []
+    upstream = Upstream("jito", "http://jito.test", HttpSettings(), CircuitBreaker("jito", 5, 1.0),
+                        RetryPolicy(max_attempts=1), wrap_transport=lambda _: httpx.MockTransport(recording(requests)))
+    with Tracing(TracingConfig()).call_span(call(traceparent=TRACEPARENT, tracestate=TRACESTATE)):
+        await upstream.request("POST", "", json={}, headers={"x-jito-auth": "uuid-1"})
+    await upstream.close()
+    assert requests[0].headers["x-jito-auth"] == "uuid-1"
+    assert_continues_the_callers_trace(requests[0])
