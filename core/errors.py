@@ -274,6 +274,11 @@ def store_unavailable() -> TradewireError:
                           "(with the same request_id, a trade runs at most once)", retry_after_s=1.0)
 
 
+def deadline_exceeded() -> TradewireError:
+    """What a call cut off by its deadline is answered (Connect's words)."""
+    return TradewireError("DEADLINE_EXCEEDED", "deadline exceeded")
+
+
 def internal_error() -> TradewireError:
     """What a caller sees for an unexpected exception: nothing about the internals."""
     return TradewireError("INTERNAL", "internal error")

@@ -25,7 +25,7 @@ from tradewire.core.audit.events import looks_like_credential
 from tradewire.core.auth.authenticator import Authenticator
 from tradewire.core.auth.permissions import METHOD_ACCESS, Access, authorize
 from tradewire.core.context import CallContext
-from tradewire.core.errors import Code, TradewireError, internal_error, invalid, store_unavailable
+from tradewire.core.errors import Code, TradewireError, deadline_exceeded, internal_error, invalid, store_unavailable
 from tradewire.core.market import Market
 from tradewire.core.order import Order, mode_name
 from tradewire.core.ratelimit import RateDecision, RateLimits
@@ -74,9 +74,11 @@ class Pipeline:
         self.market = market
         self.recorder = recorder
         self.tracing = tracing
-        self.STEPS = (self.refuse_while_draining, self.authenticate, self.authorize, self.rate_limit, self.validate)
-        # A call authenticate_first admitted: draining is checked again (its body took a while).
-        self._after_authentication = (self.refuse_while_draining, self.authorize, self.rate_limit, self.validate)
+        self.STEPS = (self.refuse_while_draining, self.refuse_past_deadline, self.authenticate, self.authorize,
+                      self.rate_limit, self.validate)
+        # A call authenticate_first admitted: draining and the deadline are checked again (its body took a while).
+        self._after_authentication = (self.refuse_while_draining, self.refuse_past_deadline, self.authorize,
+                                      self.rate_limit, self.validate)
         # Set by TradeService to its own draining flag (begin_drain), so a shutting-down
         # gateway says UNAVAILABLE before anything else — not UNAUTHENTICATED to a bad key.
         self.is_draining: Callable[[], bool] = lambda: False
@@ -211,6 +213,13 @@ class Pipeline:
         """Right after the context: no new call but HealthCheck while shutting down."""
         if call.ctx.method != "HealthCheck" and self.is_draining():
             raise shutting_down()
+
+    @staticmethod
+    def refuse_past_deadline(call: Call) -> None:
+        """No call starts once its deadline has passed (e.g. while its body was uploaded): one
+        that does no waiting would otherwise run to its end, answered as if in time."""
+        if call.ctx.past_deadline():
+            raise deadline_exceeded()
 
     def authenticate(self, call: Call) -> None:
         """Principal from the credentials; every attempt recorded; failures limited per peer."""

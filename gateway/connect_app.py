@@ -113,11 +113,12 @@ class ConnectAdapter:
         """The call's context with its deadline (the context ConnectCompat authenticated, when it
         did), and the refusal ConnectCompat found in its headers, for the adapter to answer."""
         timeout_ms = request_context.timeout_ms()
-        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         first = _FIRST_STEPS.get()
         if first is not None and first.ctx.method == rpc.name:
-            first.ctx.deadline = deadline
+            # from the request's arrival, as on gRPC and HTTP/JSON: a slow upload spends it too
+            first.ctx.deadline = None if timeout_ms is None else first.ctx.started + timeout_ms / 1000
             return first.ctx, first.refusal
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         headers = request_context.request_headers()
         ctx = CallContext(
             protocol=_protocol(headers.get("content-type", "")),

@@ -9,14 +9,9 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 from tradewire.core.context import CallContext
-from tradewire.core.errors import TradewireError
+from tradewire.core.errors import deadline_exceeded
 
 T = TypeVar("T")
-
-
-def deadline_exceeded() -> TradewireError:
-    """What a call cut off by its deadline is answered (Connect's words)."""
-    return TradewireError("DEADLINE_EXCEEDED", "deadline exceeded")
 
 
 async def within_deadline(call: Awaitable[T], ctx: CallContext) -> T:

@@ -23,11 +23,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from tradewire.core.errors import TradewireError, internal_error
+from tradewire.core.errors import TradewireError, deadline_exceeded, internal_error
 from tradewire.gateway.disconnect import ClientGone, wait_disconnect
 
 from .codec import encode_message
-from tradewire.gateway.deadlines import deadline_exceeded
 from .responses import Send, error_body, header_list, send_error
 
 log = logging.getLogger("tradewire.gateway")

@@ -1,11 +1,13 @@
-"""Pipeline steps that need no gateway: the draining gate and the batch's own rules."""
+"""Pipeline steps that need no gateway: the draining and deadline gates and the batch's own rules."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from tradewire.core.context import CallContext, Protocol
-from tradewire.core.errors import TradewireError
+from tradewire.core.errors import Code, TradewireError
 from tradewire.core.pipeline import MAX_BATCH_ITEMS, Call, Pipeline
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
@@ -58,3 +60,14 @@ def test_only_a_valid_traceparent_gives_the_call_its_trace_and_correlation_id(tr
     call.ctx.headers["traceparent"] = traceparent
     _pipeline().establish_context(call)
     assert call.ctx.correlation_id == (trace_id or call.ctx.request_id)
+
+
+def test_a_call_whose_deadline_has_passed_is_not_started() -> None:
+    call = _call("ExecuteTrade")
+    Pipeline.refuse_past_deadline(call)  # no deadline: it runs
+    call.ctx.deadline = time.monotonic() + 5
+    Pipeline.refuse_past_deadline(call)  # one still ahead: it runs
+    call.ctx.deadline = time.monotonic() - 0.1
+    with pytest.raises(TradewireError) as refused:
+        Pipeline.refuse_past_deadline(call)
+    assert (refused.value.code, refused.value.reason) == (Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED")

@@ -1,8 +1,10 @@
 """Connect and gRPC-Web answer DEADLINE_EXCEEDED only when the call's own deadline passes: a
 TimeoutError the service raises for reasons of its own is an unexpected error, INTERNAL with
-nothing of the exception in the answer, on a unary call and on a stream."""
+nothing of the exception in the answer, on a unary call and on a stream. The deadline counts
+from the request's arrival, as on gRPC and HTTP/JSON."""
 
 import asyncio
+import contextlib
 import json
 import struct
 
@@ -10,6 +12,7 @@ import httpx
 import pytest
 
 from tradewire.gateway.connect_app import build_connect_app
+from tradewire.v1 import service_pb2
 
 SERVICE = "/tradewire.v1.TradeExecutionService"
 OWN_TIMEOUT = "the venue did not answer in 2 s"  # the service's own TimeoutError's text
@@ -94,3 +97,39 @@ async def test_only_the_calls_own_deadline_is_deadline_exceeded_with_the_calls_h
                                headers={"content-type": "application/json", "connect-timeout-ms": "50"})
     assert (response.status_code, response.json()["code"]) == (504, "deadline_exceeded"), response.text
     assert {name: response.headers.get(name) for name in CALL_HEADERS} == CALL_HEADERS
+
+
+class AuthenticatingFirst(TimingOutService):
+    """A service whose pipeline authenticates a call from its headers before its body is read
+    (as core's does): the context ConnectCompat makes then is the one the adapter goes on with.
+    HealthCheck notes the time its call has left."""
+
+    def __init__(self) -> None:
+        self.time_left: list[float | None] = []
+
+    class pipeline:
+        @staticmethod
+        @contextlib.contextmanager
+        def authenticate_first(ctx):
+            ctx.authenticated = True
+            yield
+
+    async def HealthCheck(self, request, ctx):
+        self.time_left.append(ctx.time_remaining())
+        return service_pb2.HealthCheckResponse()
+
+
+async def _slow_upload(body: bytes, uploading_s: float):
+    await asyncio.sleep(uploading_s)  # a client on a slow link: its body arrives this much later
+    yield body
+
+
+async def test_a_connect_deadline_counts_from_the_requests_arrival_not_from_its_bodys_end():
+    service = AuthenticatingFirst()
+    app = build_connect_app(service, max_body_bytes=1 << 16)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://connect") as client:
+        response = await client.post(f"{SERVICE}/HealthCheck", content=_slow_upload(b"{}", 0.3),
+                                     headers={"content-type": "application/json", "connect-timeout-ms": "5000"})
+    assert response.status_code == 200, response.text
+    [time_left] = service.time_left
+    assert time_left is not None and time_left <= 4.7, time_left  # the 0.3 s upload was part of it
