@@ -144,6 +144,36 @@ async def test_flush_does_not_block_the_event_loop(tmp_path):
     assert ticks > 0  # the loop kept running while the writer thread wrote
 
 
+async def test_events_emitted_within_the_batch_window_are_written_in_one_call(tmp_path, monkeypatch):
+    # One write (one wake-up of the writer, one hand-off of the GIL) per window, not per event.
+    writes: list[int] = []
+    append_bytes = JournalFile.append_bytes
+    monkeypatch.setattr(JournalFile, "append_bytes",
+                        lambda self, data, *, fsync: (writes.append(data.count(b"\n")), append_bytes(self, data, fsync=fsync)))
+    sink = JournalSink(tmp_path / "audit.jsonl", batch_window_s=5)
+    await sink.start()
+
+    def paced_emits() -> None:  # a trade's events come a little apart: the emitter lets go of the GIL
+        for ev in _events(20):
+            sink.emit(ev)
+            time.sleep(0.001)
+
+    await asyncio.to_thread(paced_emits)
+    await sink.flush()
+    await sink.close()
+    assert writes == [20]
+    assert [ev.columns["sequence"] for ev in read_journal(tmp_path / "audit.jsonl")] == list(range(20))
+
+
+async def test_flush_cuts_the_batch_window_short(tmp_path):
+    sink = JournalSink(tmp_path / "audit.jsonl", batch_window_s=60)
+    await sink.start()
+    sink.emit(_events(1)[0])
+    await asyncio.wait_for(sink.flush(), timeout=10)  # not the window's minute
+    assert len(list(read_journal(tmp_path / "audit.jsonl"))) == 1
+    await asyncio.wait_for(sink.close(), timeout=10)
+
+
 def test_rotate_moves_content_atomically(tmp_path):
     jf = JournalFile(tmp_path / "spool.jsonl")
     assert jf.rotate(tmp_path / "seg1") is False  # nothing to move
