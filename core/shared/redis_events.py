@@ -7,13 +7,13 @@ an XREAD from the previous id, gap-free and in order. Following is a blocking XR
 asyncio connection.
 
 Publishing never waits on Redis: :meth:`RedisEventBus.publish` queues the event and one
-sender task writes everything queued since its last pass as one script call on the asyncio
-connection (a pipeline of one XADD per event cost the event loop ~45 µs per event to pack and
-parse, ~0.45 ms per paper trade: bench/PROFILE.md). A trade's nine transitions used to be nine blocking round trips on the event
-loop; now they are a share of one non-blocking round trip per loop pass, in order (one
-sender). While Redis is unreachable the sender keeps the queue and retries with backoff;
-re-sending an entry that did land is harmless (its id already exists). Streams expire a
-while after their trade ends.
+sender task writes everything queued since its last pass in one script call on the asyncio
+connection — a share of one non-blocking round trip per loop pass for a trade's nine
+transitions, in order (one sender). A script rather than a pipeline of XADDs: packing and
+parsing one command per event cost the event loop ~0.45 ms per paper trade (bench/PROFILE.md).
+While Redis is unreachable the sender keeps the queue and retries with backoff; re-sending an
+entry that did land is harmless (its id already exists). Streams expire a while after their
+trade ends.
 """
 
 from __future__ import annotations
