@@ -39,9 +39,13 @@ T = TypeVar("T")
 _BEARER_CHALLENGE = 'Bearer realm="tradewire"'
 log = logging.getLogger("tradewire.pipeline")
 
-# W3C trace context: version ff, an all-zero trace id and an all-zero parent id are invalid
-# (every caller sending zeros would otherwise share one correlation id)
-_TRACEPARENT = re.compile(r"^(?!ff)[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+# W3C trace context, read as OpenTelemetry's propagator reads it (it continues the trace when
+# tracing is on, and the correlation id must name that trace): blanks around it allowed, a later
+# version may add fields, version 00 may not; version ff, an all-zero trace id and an all-zero
+# parent id are invalid (every caller sending zeros would otherwise share one correlation id).
+_TRACEPARENT = re.compile(r"^[ \t]*(?!ff)([0-9a-f]{2})-(?!0{32})([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"
+                          r"(?:(-.*)|[ \t]*)$")
+_TRACEPARENT_MAX_CHARS = 512
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _TRADE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # TradeRequest.request_id's rule
 # ExecuteTradeBatchRequest.trades: repeated.max_items in service.proto (a server may set less).
@@ -199,9 +203,8 @@ class Pipeline:
         """Request id, correlation id (x-correlation-id, else the W3C trace id), echoed back."""
         ctx = call.ctx
         ctx.request_id = uuid.uuid4().hex
-        match = _TRACEPARENT.match(ctx.headers.get("traceparent", ""))
-        if match and not ctx.trace_id:  # the call span, when tracing, has set it already
-            ctx.trace_id = match.group(1)
+        if not ctx.trace_id:  # the call span, when tracing, has set it already
+            ctx.trace_id = _trace_id(ctx.headers.get("traceparent", ""))
         given = ctx.headers.get("x-correlation-id", "")
         # One that looks like a credential is replaced too: it is logged, audited and echoed.
         usable = _CORRELATION_ID.match(given) and not looks_like_credential(given)
@@ -367,6 +370,14 @@ class CredentialWatch:
 def shutting_down() -> TradewireError:
     return TradewireError("SHUTTING_DOWN", "the gateway is shutting down and accepts no new calls; "
                                            "retry against another instance or once it is back", retry_after_s=1.0)
+
+
+def _trace_id(traceparent: str) -> str:
+    """The trace id of a valid ``traceparent``, else ""."""
+    match = _TRACEPARENT.match(traceparent) if len(traceparent) <= _TRACEPARENT_MAX_CHARS else None
+    if match is None or (match.group(1) == "00" and match.group(3)):
+        return ""
+    return match.group(2)
 
 
 def _host(peer: str) -> str:

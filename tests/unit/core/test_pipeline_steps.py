@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import Code, TradewireError
@@ -54,6 +56,10 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
     (f"00-{'0' * 32}-00f067aa0ba902b7-01", None),  # all-zero trace id
     (f"00-{TRACE}-{'0' * 16}-01", None),  # all-zero parent id
     (f"00-{TRACE.upper()}-00f067aa0ba902b7-01", None),  # lower-case hex only
+    (f" \t00-{TRACE}-00f067aa0ba902b7-01 ", TRACE),  # blanks around it
+    (f"01-{TRACE}-00f067aa0ba902b7-01-later-fields", TRACE),  # a later version may add fields
+    (f"00-{TRACE}-00f067aa0ba902b7-01-more", None),  # version 00 may not
+    (f"01-{TRACE}-00f067aa0ba902b7-01-{'x' * 500}", None),  # past 512 characters
 ])
 def test_only_a_valid_traceparent_gives_the_call_its_trace_and_correlation_id(traceparent, trace_id) -> None:
     call = _call("GetMarket")
@@ -71,3 +77,20 @@ def test_a_call_whose_deadline_has_passed_is_not_started() -> None:
     with pytest.raises(TradewireError) as refused:
         Pipeline.refuse_past_deadline(call)
     assert (refused.value.code, refused.value.reason) == (Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED")
+
+
+@pytest.mark.parametrize("traceparent", [
+    f"00-{TRACE}-00f067aa0ba902b7-01", f" 00-{TRACE}-00f067aa0ba902b7-01\t", f"00-{TRACE}-00f067aa0ba902b7-01-x",
+    f"02-{TRACE}-00f067aa0ba902b7-01-x", f"02-{TRACE}-00f067aa0ba902b7-01x", f"ff-{TRACE}-00f067aa0ba902b7-01",
+    f"00-{TRACE}-00f067aa0ba902b7", f"00-{TRACE}-00f067aa0ba902b7-01 x", f"0-{TRACE}-00f067aa0ba902b7-01",
+    f"00-{'0' * 32}-00f067aa0ba902b7-01", f"00-{TRACE}-{'0' * 16}-01", f"01-{TRACE}-00f067aa0ba902b7-01-{'x' * 490}",
+])
+def test_the_correlation_id_names_the_trace_opentelemetry_continues(traceparent) -> None:
+    # With tracing on, the call's span continues what OpenTelemetry's propagator accepts: the
+    # correlation id must be that trace's id exactly then, and the call's own id otherwise.
+    continued = trace.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
+    expected = format(continued.get_span_context().trace_id, "032x") if continued.get_span_context().is_valid else None
+    call = _call("GetMarket")
+    call.ctx.headers["traceparent"] = traceparent
+    _pipeline().establish_context(call)
+    assert call.ctx.correlation_id == (expected or call.ctx.request_id)
