@@ -160,7 +160,8 @@ def build_audit_sink(settings: Settings) -> AuditSink:
     options = {}
     if audit.questdb_conf:
         options = dict(http_url=audit.questdb_http_url, batch_size=audit.batch_size,
-                       flush_interval_s=audit.flush_interval_s, queue_max=audit.queue_max)
+                       flush_interval_s=audit.flush_interval_s, queue_max=audit.queue_max,
+                       write_ahead=audit.write_ahead)
     return opened("audit.journal_path" if audit.journal_path else "storage.data_dir", journal,
                   lambda path: open_audit_sink(questdb_conf=audit.questdb_conf, journal_path=path, **options))
 

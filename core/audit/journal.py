@@ -120,10 +120,15 @@ def count_lines(path: str | os.PathLike[str]) -> int:
 
 
 class JournalFile:
-    """An append-only JSON-lines file. Thread-safe; every method blocks (call it off-loop)."""
+    """An append-only JSON-lines file. Thread-safe; every method blocks (call it off-loop).
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    ``durable=False``: no fsync at all (of the file, on rotation, or of its directory when it is
+    created) — for a file that only has to outlive the process, not the machine (write_ahead.py).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = True) -> None:
         self.path = Path(path)
+        self.durable = durable
         self._lock = threading.Lock()
         self._fh: BinaryIO | None = None
         self._unsynced = False
@@ -140,7 +145,7 @@ class JournalFile:
                     if rd.read(1) != b"\n":  # terminate a line torn by a crash
                         fh.write(b"\n")
                         fh.flush()
-            if created:
+            if created and self.durable:
                 _fsync_dir(self.path.parent)
             self._fh = fh
         return self._fh
@@ -152,8 +157,8 @@ class JournalFile:
             fh = self._open_locked()
             fh.write(data)
             fh.flush()
-            self._unsynced = True
-            if fsync:
+            self._unsynced = self.durable
+            if fsync and self.durable:
                 os.fsync(fh.fileno())
                 self._unsynced = False
 
@@ -165,7 +170,7 @@ class JournalFile:
 
     def sync(self) -> None:
         with self._lock:
-            if self._fh is not None and self._unsynced:
+            if self._fh is not None and self._unsynced and self.durable:
                 os.fsync(self._fh.fileno())
                 self._unsynced = False
 
@@ -185,14 +190,16 @@ class JournalFile:
         with self._lock:
             if self._fh is not None:
                 self._fh.flush()
-                os.fsync(self._fh.fileno())
+                if self.durable:
+                    os.fsync(self._fh.fileno())
                 self._fh.close()
                 self._fh = None
                 self._unsynced = False
             if self.size() == 0:
                 return False
             os.replace(self.path, dest)
-            _fsync_dir(self.path.parent)
+            if self.durable:
+                _fsync_dir(self.path.parent)
             return True
 
     def iter_events(self) -> Iterator[AuditEvent]:
@@ -203,7 +210,8 @@ class JournalFile:
             if self._fh is not None:
                 try:
                     self._fh.flush()
-                    os.fsync(self._fh.fileno())
+                    if self.durable:
+                        os.fsync(self._fh.fileno())
                 finally:
                     self._fh.close()
                     self._fh = None
@@ -231,10 +239,11 @@ class JournalSink:
         batch_window_s: float = 0.02,
         close_timeout_s: float = 30.0,
         name: str = "journal",
+        durable: bool = True,
     ) -> None:
         if fsync not in ("always", "interval", "never"):
             raise ValueError(f"fsync must be always|interval|never, not {fsync!r}")
-        self.file = JournalFile(path)
+        self.file = JournalFile(path, durable=durable)
         self._policy: FsyncPolicy = fsync
         self._fsync_interval_s = fsync_interval_s
         self._batch_window_s = batch_window_s

@@ -12,6 +12,9 @@ Data path::
 * ``emit`` never blocks and never raises: it appends to a deque on the event loop. If the
   deque is full the event goes to the spool instead (``spilled_total``, WARNING log line at
   most every 5 s) -- it is delayed, not dropped.
+* What is queued is also appended to a write-ahead file (write_ahead.py), cut at each batch
+  and deleted as batches are delivered: a process killed before its rows went out leaves
+  them there, and the next ``start()`` hands them to the spool's replay.
 * All QuestDB I/O (table DDL over HTTP ``/exec``, ILP flushes) runs on one dedicated worker
   thread, so the ``Sender`` is never shared between threads and never touches the loop.
 * The rows of a batch stay in our own ``Buffer`` and list until QuestDB acknowledged them
@@ -73,6 +76,7 @@ from questdb import QuestDBError, QuestDBErrorCode, Sender, TimestampNanos
 from .events import TABLES, AuditEvent, TableSchema
 from .journal import CorruptLineCounter, JournalFile, JournalSink, count_lines, read_journal
 from .sink import SinkStats
+from .write_ahead import WriteAhead
 
 __all__ = ["QuestDBSink", "parse_conf"]
 
@@ -205,8 +209,10 @@ class QuestDBSink:
         ``https::`` works too). Credentials in it are used, never logged.
     :param http_url: base URL of the HTTP endpoint for ``/exec`` (DDL); default derived from
         ``addr``.
-    :param spool_path: the local spool journal; ``<spool>.<n>.replay`` segments and
-        ``<spool>.rejected`` live beside it.
+    :param spool_path: the local spool journal; ``<spool>.<n>.replay`` segments,
+        ``<spool>.rejected`` and the write-ahead file ``<spool>.ahead`` live beside it.
+    :param write_ahead: queued rows are also appended to the write-ahead file, so a killed
+        process loses at most its last 20 ms of rows instead of ``flush_interval_s`` (write_ahead.py).
     :param verify_interval_s: re-check the tables' shape before a write when the last check
         is older than this (a server restarted empty would otherwise auto-create them wrong).
     """
@@ -224,6 +230,7 @@ class QuestDBSink:
         retry_max_s: float = 15.0,
         exec_timeout_s: float = 5.0,
         verify_interval_s: float = 1.0,
+        write_ahead: bool = True,
     ) -> None:
         if batch_size < 1 or queue_max < 1:
             raise ValueError("batch_size and queue_max must be >= 1")
@@ -258,6 +265,7 @@ class QuestDBSink:
         spool = Path(spool_path)
         self._spool = JournalSink(spool, fsync="always", name="spool")
         self._rejected = JournalFile(spool.with_name(spool.name + ".rejected"))
+        self._ahead = WriteAhead(spool.with_name(spool.name + ".ahead")) if write_ahead else None
         self._corrupt = CorruptLineCounter()
 
         # loop-side state
@@ -316,6 +324,9 @@ class QuestDBSink:
         await self._spool.start()
         # local files only: QuestDB is first contacted by the writer task, so a server that
         # hangs cannot hold up start-up (rows are queued, then spooled, meanwhile)
+        if self._ahead is not None:
+            await self._loop.run_in_executor(self._worker, self._replay_write_ahead_leftovers)
+            await self._ahead.start()
         await self._loop.run_in_executor(self._worker, self._count_spool)
         self._task = self._loop.create_task(self._run(), name="tw-audit-questdb")
 
@@ -387,6 +398,8 @@ class QuestDBSink:
                 self._give_up_on_worker()  # the segments stay on disk for the next start
         self._closed = True
         await self._spool.close()
+        if self._ahead is not None:  # everything is in QuestDB or the spool now
+            await self._ahead.discard()
         if self._started:
             closing = loop.run_in_executor(self._worker, self._close_worker)
             if not self._abandoned:
@@ -492,6 +505,8 @@ class QuestDBSink:
             return
         self._queue.append(event)
         self._enqueued += 1
+        if self._ahead is not None:
+            self._ahead.emit(event)
         n = len(self._queue)
         if n == 1:
             self._first_at = time.monotonic()
@@ -586,6 +601,8 @@ class QuestDBSink:
                         await self._wait_wakeup(remaining)
                     n = min(self._batch_size, len(self._queue))
                     batch = [self._queue.popleft() for _ in range(n)]
+                    if self._ahead is not None:
+                        self._ahead.cut(self._enqueued)
                     if self._queue:
                         self._first_at = time.monotonic()
                     else:
@@ -598,6 +615,8 @@ class QuestDBSink:
                         log.exception("audit: delivering a batch failed; spooling it")
                         self._spool_inflight(batch)
                     self._done += n
+                    if self._ahead is not None:  # (what failed was spooled, and _deliver waited for it)
+                        self._ahead.delivered(self._done)
                     self._resolve_waiters()
             except asyncio.CancelledError:
                 raise
@@ -607,6 +626,17 @@ class QuestDBSink:
 
     # ------------------------------------------------------------------------------------
     # worker thread: everything below runs on self._worker's single thread
+
+    def _replay_write_ahead_leftovers(self) -> None:
+        """What a killed process left in its write-ahead files goes to the spool's replay
+        segments (some of it may be in QuestDB already: DEDUP keeps one of each)."""
+        assert self._ahead is not None
+        for path in self._ahead.leftovers():
+            if path.stat().st_size == 0:
+                path.unlink()
+                continue
+            os.replace(path, self._next_segment(self._segments()))
+            log.warning("audit: replaying the rows a stopped process left in %s", path)
 
     def _count_spool(self) -> None:
         pending = count_lines(self._spool.path) + sum(count_lines(p) for p in self._segments())

@@ -197,6 +197,30 @@ async def test_signals_reaching_the_writer_mid_write_are_not_an_outage(questdb, 
     assert await questdb.settled_counts("tw_transitions", principal, 10_000) == (10_000, 10_000)
 
 
+async def test_rows_a_killed_process_left_in_its_write_ahead_file_are_replayed_once(questdb, tmp_path, principal):
+    events = _transitions(principal, 300)
+    first = _sink(questdb, tmp_path, flush_interval_s=60)  # nothing goes out before the "kill"
+    await first.start()
+    for ev in events[:200]:
+        first.emit(ev)
+    await first._ahead._journal.flush()  # what a process killed 20 ms later has on disk
+    first._worker.shutdown(wait=False)  # dropped without close(): as if SIGKILLed
+    # (the file may also hold rows QuestDB has: those 100 went in another way)
+    sender_side = _sink(questdb, tmp_path / "other", write_ahead=False)
+    await sender_side.start()
+    for ev in events[:100]:
+        sender_side.emit(ev)
+    await sender_side.close()
+
+    second = _sink(questdb, tmp_path)
+    await second.start()
+    for ev in events[200:]:
+        second.emit(ev)
+    await _spool_empty(second)
+    await second.close()
+    assert await questdb.settled_counts("tw_transitions", principal, 300) == (300, 300)
+
+
 async def test_questdb_stopped_mid_run_then_restarted_ends_with_the_same_counts(
     questdb, tmp_path, principal
 ):

@@ -1,6 +1,7 @@
 """The audit trail in a real QuestDB, written by a real gateway under mixed traffic on every
 protocol, counted with SQL over the PG wire: exactly one row per request, per auth attempt
-and per transition — also when QuestDB is stopped mid-run and started again."""
+and per transition — also when QuestDB is stopped mid-run and started again, and when the
+gateway is killed before its rows went out."""
 
 import asyncio
 import time
@@ -11,6 +12,8 @@ import pytest
 
 from support.clients import PROTOCOLS, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
+from support.trading import eventually
+from tradewire.core.audit.journal import count_lines
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -152,3 +155,24 @@ async def test_questdb_outage_mid_run_ends_with_the_same_counts(audited_gateway,
     await mixed_traffic(audited_gateway, tally)
     assert await settle(questdb, tally, timeout_s=120) == expected(tally)
     assert (await audit_component(audited_gateway)).status == spb.SERVING_STATUS_SERVING
+
+
+async def test_a_killed_gateways_unflushed_rows_land_once_after_its_restart(tmp_path, questdb):
+    # Rows wait a minute for their batch here, so none has reached QuestDB when the process is
+    # killed: every one of them has to come back from the write-ahead file, and only once.
+    gateway = GatewayProcess(tmp_path, env={"TRADEWIRE_AUDIT__QUESTDB_CONF": questdb.conf,
+                                            "TRADEWIRE_AUDIT__FLUSH_INTERVAL_S": "60"}).start()
+    tally = Tally(f"kill{uuid.uuid4().hex[:8]}")
+    try:
+        await mixed_traffic(gateway, tally)
+        fills = tally.transitions // FILLED_TRANSITIONS  # (a fill row per trade, beside the counted tables)
+        rows = sum(want for want, _ in expected(tally).values()) + fills
+        ahead = tmp_path / "data" / "audit.spool.jsonl.ahead"
+        await eventually(lambda: count_lines(ahead) >= rows, what="the rows in the write-ahead file")
+        gateway.proc.kill()  # SIGKILL: nothing of the shutdown runs
+        gateway.wait_exit(10)
+        assert await asyncio.to_thread(pg_counts, questdb, tally.run) == {t: (0, 0) for t in expected(tally)}
+        gateway.start()
+        assert await settle(questdb, tally, timeout_s=120) == expected(tally)
+    finally:
+        gateway.stop()
