@@ -118,10 +118,10 @@ class _TableLost(Exception):
     """QuestDB has no such table and creates none itself (``line.auto.create.new.tables=false``)."""
 
 
-# The shape every audit table must have: (designated timestamp, WAL, DEDUP) as tables() says.
 _INTERRUPTED = "(os error 4)"  # EINTR, as the client's error message words it
 _INTERRUPTED_RETRY_S = 10.0
 
+# The shape every audit table must have: (designated timestamp, WAL, DEDUP) as tables() says.
 _RIGHT_SHAPE = ("ts", True, True)
 _DEDUP_KEYS = frozenset({"ts", "event_id"})
 
