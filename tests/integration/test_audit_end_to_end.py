@@ -13,7 +13,7 @@ import pytest
 from support.clients import PROTOCOLS, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
 from support.trading import eventually
-from tradewire.core.audit.journal import count_lines
+from tradewire.core.audit.journal import read_journal
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -157,6 +157,12 @@ async def test_questdb_outage_mid_run_ends_with_the_same_counts(audited_gateway,
     assert (await audit_component(audited_gateway)).status == spb.SERVING_STATUS_SERVING
 
 
+def rows_of_the_run(journal, run: str) -> list:
+    """The rows of ``journal`` that a Tally's calls made (not, e.g., the start-up health probe's)."""
+    return [event for event in read_journal(journal)
+            if str(event.columns.get("correlation_id") or event.columns.get("request_id") or "").startswith(run)]
+
+
 async def test_a_killed_gateways_unflushed_rows_land_once_after_its_restart(tmp_path, questdb):
     # Rows wait a minute for their batch here, so none has reached QuestDB when the process is
     # killed: every one of them has to come back from the write-ahead file, and only once.
@@ -168,7 +174,8 @@ async def test_a_killed_gateways_unflushed_rows_land_once_after_its_restart(tmp_
         fills = tally.transitions // FILLED_TRANSITIONS  # (a fill row per trade, beside the counted tables)
         rows = sum(want for want, _ in expected(tally).values()) + fills
         ahead = tmp_path / "data" / "audit.spool.jsonl.ahead"
-        await eventually(lambda: count_lines(ahead) >= rows, what="the rows in the write-ahead file")
+        await eventually(lambda: len(rows_of_the_run(ahead, tally.run)) == rows,
+                         what="the run's rows in the write-ahead file")
         gateway.proc.kill()  # SIGKILL: nothing of the shutdown runs
         gateway.wait_exit(10)
         assert await asyncio.to_thread(pg_counts, questdb, tally.run) == {t: (0, 0) for t in expected(tally)}
