@@ -8,6 +8,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from support.trace_context import TRACE_ID as TRACE
 from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import Code, TradewireError
 from tradewire.core.pipeline import MAX_BATCH_ITEMS, Call, Pipeline
@@ -46,7 +47,6 @@ def test_a_batch_is_validated_for_its_item_count_only() -> None:
         assert [v.field for v in refused.value.field_violations] == ["trades"]
 
 
-TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 @pytest.mark.parametrize("traceparent, trace_id", [
