@@ -363,8 +363,8 @@ class SharedConfig(_Model):
     replica_id: str | None = None
     events_retain_s: int = Field(3600, ge=60)
     # A replica's hold on a caller's in-flight slot (execution.max_in_flight_per_principal, then
-    # counted across replicas); renewed every third of it, so a replica that dies frees its
-    # slots this long after.
+    # counted across replicas) and on a LIVE trade's reservation of the wallet; renewed every
+    # third of it, so a replica that dies frees its slots and reservations this long after.
     inflight_lease_s: float = Field(30.0, ge=1, le=3600)
     # A replica beats every third of this; one silent this long is presumed dead, and the others
     # take over its unfinished trades not yet past the point of no return.

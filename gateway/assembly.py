@@ -300,7 +300,8 @@ def build_core(settings: Settings) -> Core:
         from tradewire.core.executors.live.metrics import register_breaker_metrics
 
         live = executors[pb.TRADING_MODE_LIVE] = build_live_executor(
-            settings, market, quotes, store, recorder, orders=build_live_orders(settings, shared))
+            settings, market, quotes, store, recorder, orders=build_live_orders(settings, shared),
+            shared_client=shared.client if shared else None)
         if shared:
             store.settles_live = True  # it adopts a dead replica's LIVE trades past the point of no return
         register_breaker_metrics(metrics.registry, lambda: live.breakers)

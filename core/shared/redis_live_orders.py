@@ -6,6 +6,7 @@ Keys (``{p}`` principal, ``{r}`` request id, ``{day}`` days since the epoch, UTC
   tw:live:sent:{p}:{r}     hash: signature, row — the journal row of the trade's transaction
   tw:live:pnl:{day}        hash: signature → its booking's realised-PnL change
   tw:live:pnl-total:{day}  their sum
+  tw:live:signature:{s}    the trade ({p}\x00{r}) whose transaction has signature {s}
 
 **Sends.** A transaction is recorded in Redis before its first send, by a script that first
 checks this replica still owns the trade (the trade's ``replica``): a replica presumed dead,
@@ -16,6 +17,12 @@ network. The adopter imports that row into its own journal (:meth:`adopt`) and f
 signature like any pending transaction of its own; the booking's fill id (the signature) keeps
 it booked once, whichever replica books it. A record whose transaction the RPC's preflight
 refused (never forwarded: the journal voids it) is forgotten, so the trade may sign anew.
+
+**Signatures.** Two replicas trading one wallet can build byte-identical swaps for two
+requests in the same slot: one signature, which the chain executes once for both. Each
+signature is claimed for its trade in Redis before it is journaled; a replica that finds it
+claimed by another trade builds again on a later blockhash, as for a collision in its own
+journal.
 
 **Daily loss.** A booking is counted once per signature, whichever replica reports it and
 however often (HSETNX). The replica's journal stays the record: a booking is written there
@@ -35,6 +42,7 @@ from pathlib import Path
 import orjson
 import redis
 
+from tradewire.core.errors import store_unavailable
 from tradewire.core.executors.live.safety import DAY_NS
 from tradewire.core.shared import STORE_OUTAGES
 from tradewire.core.shared.redis_store import RedisTradeStore
@@ -44,6 +52,7 @@ log = logging.getLogger("tradewire.shared")
 
 _PNL_KEPT_S = 3 * 86_400
 _SENT_KEPT_S = 30 * 86_400  # a dead replica's trades are adopted within seconds; this is a backstop
+_SIGNATURE_KEPT_S = 3_600  # far past a blockhash's life (~150 slots): the bytes can no longer land
 
 # KEYS: the trade, its sent record; ARGV: this replica, signature, packed row, seconds kept.
 # Records the transaction only while this replica owns the trade; returns 0 otherwise.
@@ -99,6 +108,20 @@ class SharedLiveOrders(LiveOrderStore):
             self.void(signature)
             return False
         return super().mark_pending(signature)
+
+    def claim_signature(self, signature: str, principal: str, request_id: str) -> bool:
+        """Also no other replica's trade has it: claimed for this one (STORE_UNAVAILABLE while
+        Redis does not answer: nothing is signed that might collide unseen)."""
+        if not super().claim_signature(signature, principal, request_id):
+            return False
+        trade = f"{principal}\x00{request_id}".encode()
+        try:
+            owner = self._r.set(f"tw:live:signature:{signature}", trade, nx=True, ex=_SIGNATURE_KEPT_S, get=True)
+        except STORE_OUTAGES as exc:
+            log.warning("the signature of a LIVE transaction could not be claimed: the shared store did not answer "
+                        "(%s: %s)", type(exc).__name__, exc)
+            raise store_unavailable() from None
+        return owner is None or owner == trade
 
     def void_refused(self, signature: str) -> bool:
         """Void it here, then forget its record, so no replica ever follows a transaction that

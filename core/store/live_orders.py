@@ -233,6 +233,11 @@ class LiveOrderStore:
     def set_bundle_id(self, signature: str, bundle_id: str) -> None:
         self._db.execute("UPDATE live_orders SET bundle_id = ? WHERE signature = ?", (bundle_id, signature))
 
+    def claim_signature(self, signature: str, principal: str, request_id: str) -> bool:
+        """False when another transaction already has this signature: a byte-identical swap
+        built for another request in the same slot, which would land once for both."""
+        return self.get(signature) is None
+
     # -- reads ----------------------------------------------------------------------------
 
     def get(self, signature: str) -> LiveOrder | None:

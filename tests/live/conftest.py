@@ -137,11 +137,13 @@ class Harness:
 
 @pytest_asyncio.fixture
 async def make_live(host: DevnetHost, market: Market, tmp_path: Path):
-    """make_live(wallet=None, **live_config) → a started Harness; closed after the test."""
+    """make_live(wallet=None, **live_config) → a started Harness; closed after the test.
+    ``reservations``: the executor's reservation book (default: its own)."""
     made: list[Harness] = []
 
     async def make(wallet: Keypair | None = None, *, directory: Path | None = None, start: bool = True,
-                   wrap_transports=None, store=None, orders: LiveOrderStore | None = None, **overrides) -> Harness:
+                   wrap_transports=None, store=None, orders: LiveOrderStore | None = None, reservations=None,
+                   **overrides) -> Harness:
         wallet = wallet or fund(host.devnet, 10 * LAMPORTS, {"USDC": 10_000 * 10**6})
         config = dict(enabled=True, rpc_url=host.url, jupiter_url=host.url, jito_url=host.url,
                       poll_interval_s=0.02, rebroadcast_interval_s=0.1, retry_backoff_s=0.01,
@@ -152,7 +154,7 @@ async def make_live(host: DevnetHost, market: Market, tmp_path: Path):
         orders = orders or LiveOrderStore(directory / "live_orders.db")
         recorder = RecordingRecorder()
         executor = LiveExecutor(LiveConfig(**config), market, PriceTableQuotes(market), store, recorder,
-                                Wallet(wallet), orders, wrap_transports=wrap_transports)
+                                Wallet(wallet), orders, wrap_transports=wrap_transports, reservations=reservations)
         if start:
             await executor.start()
         harness = Harness(executor, wallet, market, store, orders, recorder)

@@ -241,6 +241,38 @@ async def test_two_live_replicas_on_one_redis_hold_one_daily_loss_limit(host, tm
             assert replica.stop() == 0, replica.log_text()[-3000:]
 
 
+async def test_two_live_replicas_on_one_redis_count_each_others_trades_in_flight(host, tmp_path, redis_server) -> None:
+    """What a trade admitted on one replica may still spend is set aside on the other (one wallet)."""
+    wallet = new_wallet(host, usdc=100)
+    env = {"TRADEWIRE_SHARED__REDIS_URL": redis_server.url}
+    a, b = (start_gateway(tmp_path / name, host, wallet, env=env) for name in ("a", "b"))
+    key, in_flight = a.key("trader"), rid("in-flight-on-a")
+    on_a, on_b = make_client("grpc", a), make_client("grpc", b)
+    try:
+        host.rules.drop_sends = 10**9  # lost in flight: A's trade stays SUBMITTED until its blockhash expires
+        call = asyncio.create_task(on_a.unary("ExecuteTrade", live_trade(in_flight, amount="60"), key))
+        await poll(lambda: equals(stage_on(on_b, key, in_flight), pb.TRADE_STATUS_SUBMITTED))
+        with pytest.raises(RpcFailure) as refused:
+            await on_b.unary("ExecuteTrade", live_trade(rid("on-b"), amount="60"), key)
+        assert refused.value.code == "FAILED_PRECONDITION" and refused.value.reason == "INSUFFICIENT_FUNDS", refused.value
+        assert "has 40 USDC once the 60 USDC that trades in flight may spend is set aside" in refused.value.message
+        assert host.rules.sends and len(set(host.rules.sends)) == 1  # only A's transaction was sent
+
+        host.call(lambda: host.devnet.chain.advance_slots(DEVNET.blockhash_valid_blocks + 2))  # nothing spent
+        with contextlib.suppress(RpcFailure):
+            await call
+        await poll(lambda: equals(stage_on(on_b, key, in_flight), pb.TRADE_STATUS_EXPIRED), timeout=30)
+        host.rules.drop_sends = 0
+        allowed, _ = await on_b.unary("ExecuteTrade", live_trade(rid("on-b-after"), amount="60"), key)
+        assert allowed.status == pb.TRADE_STATUS_FILLED, allowed
+    finally:
+        host.rules.reset()
+        await on_a.close()
+        await on_b.close()
+        for replica in (a, b):
+            assert replica.stop() == 0, replica.log_text()[-3000:]
+
+
 @pytest.mark.parametrize("case", ["landed", "expired"])
 async def test_a_live_trade_sent_by_a_replica_that_died_is_settled_by_another_by_its_signature(
         host, tmp_path, redis_server, case: str) -> None:

@@ -33,7 +33,8 @@ def build_live_executor(settings: Settings, market: Market, quotes: QuoteSource,
     ``orders``: its journal, opened already (else opened here, see :func:`open_live_orders`).
     ``shared_client`` and ``replica_id`` (Redis, with several replicas): sends are then recorded
     for the other replicas and the daily loss counts every replica's bookings
-    (core/shared/redis_live_orders.py)."""
+    (core/shared/redis_live_orders.py), and the trades in flight the limits count are every
+    replica's (core/shared/redis_reservations.py)."""
     config = settings.live
     # httpx logs every request's full URL at INFO; RPC URLs often carry an API key.
     for name in ("httpx", "httpcore"):
@@ -41,7 +42,13 @@ def build_live_executor(settings: Settings, market: Market, quotes: QuoteSource,
     wallet = wallet or load_wallet(config.wallet_path, config.wallet_env)
     if orders is None:
         orders = open_live_orders(orders_db_path(settings), shared_client, replica_id)
-    return LiveExecutor(config, market, quotes, store, recorder, wallet, orders, wrap_transports=wrap_transports)
+    reservations = None
+    if shared_client is not None:
+        from tradewire.core.shared.redis_reservations import SharedReservations
+
+        reservations = SharedReservations(shared_client, wallet.address, settings.shared.inflight_lease_s)
+    return LiveExecutor(config, market, quotes, store, recorder, wallet, orders, wrap_transports=wrap_transports,
+                        reservations=reservations)
 
 
 def orders_db_path(settings: Settings) -> Path:

@@ -80,6 +80,7 @@ from tradewire.core.executors.live.jupiter_client import JupiterClient, to_quote
 from tradewire.core.trades import apply_outcome
 from tradewire.core.executors.live.outcomes import blockhash_expired, chain_error, is_blockhash_not_found
 from tradewire.core.executors.outcome_json import outcome_from_json, outcome_to_json, quote_from_json, quote_to_json
+from tradewire.core.executors.live.reservations import ReservationBook
 from tradewire.core.executors.live.safety import SafetyChecks, WalletBalances
 from tradewire.core.executors.live.solana_rpc import RpcError, SolanaRpc
 from tradewire.core.executors.live.upstreams import (
@@ -115,7 +116,7 @@ RECENT_FINAL_NS = 2 * 86_400 * 10**9  # final rows checked at start-up for unfin
 COMPLETION_GRACE_S = 1.0
 BUILD_ATTEMPTS = 10  # rebuilds when another request built the identical transaction
 _PRE_SEND_REJECTIONS = {"NO_ROUTE", "RISK_LIMIT", "PRICE_IMPACT_TOO_HIGH", "INSUFFICIENT_FUNDS", "CIRCUIT_OPEN",
-                        "LIVE_NOT_CONFIGURED", "UPSTREAM_UNAVAILABLE"}
+                        "LIVE_NOT_CONFIGURED", "UPSTREAM_UNAVAILABLE", "STORE_UNAVAILABLE"}
 
 
 @dataclass
@@ -137,7 +138,7 @@ class LiveExecutor:
 
     def __init__(self, config: LiveConfig, market: Market, quotes: QuoteSource, store, recorder, wallet: Wallet,
                  orders: LiveOrderStore, *, wrap_transports: dict[str, TransportWrapper] | None = None,
-                 clock=time.monotonic) -> None:
+                 reservations: ReservationBook | None = None, clock=time.monotonic) -> None:
         self.config = config
         self.market = market
         self.quotes = quotes
@@ -160,7 +161,7 @@ class LiveExecutor:
         self.jupiter = JupiterClient(self.quote_upstream)
         self.rpc = SolanaRpc(self.rpc_upstream)
         self.jito = JitoClient(self.jito_upstream) if self.jito_upstream else None
-        self.safety = SafetyChecks(config, market, orders)
+        self.safety = SafetyChecks(config, market, orders, book=reservations)
         self.confirmer = Confirmer(self.rpc, self.jito, orders, self._finalize, commitment=config.commitment,
                                    poll_interval_s=config.poll_interval_s,
                                    rebroadcast_interval_s=config.rebroadcast_interval_s, clock=clock)
@@ -173,6 +174,7 @@ class LiveExecutor:
         self._lamports: int | None = None  # last wallet balance read (health)
         self._balance_unknown: tuple[float, str] | None = None  # (since, why) while it cannot be read
         self._health_task: asyncio.Task | None = None
+        self._book_task: asyncio.Task | None = None
         self.sol = market.mint(WSOL_MINT, "mint") if any(m.address == WSOL_MINT for m in market.mints()) else None
 
     @property
@@ -202,6 +204,7 @@ class LiveExecutor:
                                                  "voided": voided})
         self.confirmer.start()
         self._health_task = asyncio.create_task(self._refresh_health(), name="live-health")
+        self._book_task = asyncio.create_task(self.safety.book.keep_renewed(), name="live-reservations")
 
     async def reconcile(self, order: Order, result: pb.TradeResult) -> Outcome:
         """The runner's hook for a trade a previous process left after the point of no return:
@@ -233,7 +236,8 @@ class LiveExecutor:
         return await self._await(order, self._track(row), quote)
 
     async def close(self) -> None:
-        tasks = [t for t in (self._health_task, *self._completions, *self._valuations) if t is not None]
+        tasks = [t for t in (self._health_task, self._book_task, *self._completions, *self._valuations)
+                 if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -387,10 +391,10 @@ class LiveExecutor:
                 signed = [self.wallet.sign(tx) for tx in txs]
                 swap_tx = signed[primary]
                 signature = str(swap_tx.signatures[0])
-                if self.orders.get(signature) is None:
+                if self.orders.claim_signature(signature, order.principal_id, order.request_id):
                     break
-                # Another request built the byte-identical swap in the same slot: its signature
-                # would land once for both. Rebuild on a later blockhash.
+                # Another request built the byte-identical swap in the same slot (here, or on
+                # another replica): its signature would land once for both. Rebuild on a later blockhash.
                 await asyncio.sleep(self.config.poll_interval_s)
             else:
                 # Identical trades in one burst: every build in the slots waited through came out
@@ -499,7 +503,9 @@ class LiveExecutor:
 
         async def value() -> None:
             try:
-                reservation.loss = self.safety.reservation(order, quote, fees, await self._unit_values(order)).loss
+                loss = self.safety.reservation(order, quote, fees, await self._unit_values(order)).loss
+                if self.safety.holds(key):  # (not final meanwhile)
+                    self.safety.hold(key, dataclasses.replace(reservation, loss=loss))
             except Exception as exc:  # noqa: BLE001 - its amounts stay reserved
                 log.warning("cannot value a transaction in flight; its worst-case loss is not counted",
                             extra={"signature": row.signature, "error": str(exc)})
@@ -521,7 +527,7 @@ class LiveExecutor:
         """The wallet at ``confirmed``, and the trades in flight whose transaction it already
         shows (their reservations are not counted again: safety.py, "Trades in flight")."""
         owner = self.wallet.address
-        epoch = self.safety.epoch  # reservations released from now on may not show in what is read
+        epoch = self.safety.epoch()  # reservations released from now on may not show in what is read
         sent = {w.signature: (w.order.principal, w.order.request_id) for w in self.confirmer.watches.values()}
         (lamports, lamports_slot), (tokens, tokens_slot), landed = await asyncio.gather(
             self.rpc.balance_at(owner), self.rpc.token_balances_at(owner), self._landed_slots(list(sent)))

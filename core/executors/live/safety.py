@@ -28,9 +28,11 @@ Trades in flight. The wallet's balances are read from the chain, which does not 
 trades already admitted will spend and buy. So each admitted trade holds a
 :class:`Reservation` until it is final (landed, expired, dropped, or refused before send):
 the exposure, daily-loss, funds and reserve checks count every other trade's reservation.
-Checking and reserving is one synchronous step (:meth:`SafetyChecks.admit`), so two trades
-never both pass on the same room. A reservation released after a trade's balances were read
-still counts for that trade (its effect may not be in what was read).
+Checking and reserving is one step (:meth:`SafetyChecks.admit`), so two trades never both
+pass on the same room. A reservation released after a trade's balances were read still
+counts for that trade (its effect may not be in what was read). The reservations are kept in
+a :class:`ReservationBook` (reservations.py): this process's own, or, with several replicas
+trading one wallet, one they share in Redis, so the limits count every replica's trades.
 
 A sent transaction lands before its trade is final (the confirmer still has to see it, read
 it and book it), and from then on the balances show what it spent and bought: counting its
@@ -48,22 +50,19 @@ worst-case loss still counts until it is booked (the balances do not show that).
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 from tradewire.core.config import ConfigError, LiveConfig, resolve_mint
 from tradewire.core.errors import TradewireError
+from tradewire.core.executors.live.reservations import InFlight, Key, LocalReservations, Reservation, ReservationBook
 from tradewire.core.market import Market, Mint
 from tradewire.core.order import Order, Quote
 from tradewire.core.store.live_orders import LiveOrderStore
 
 WSOL_MINT = "So11111111111111111111111111111111111111112"
 DAY_NS = 86_400 * 10**9
-RELEASED_KEPT_S = 300.0  # far longer than a trade takes from its balance read to its checks
-
-Key = tuple[str, str]  # (principal, request id)
 UnitValues = dict[str, tuple[int, int]]  # mint → (value of one token, atomic units per token)
 
 
@@ -71,7 +70,7 @@ UnitValues = dict[str, tuple[int, int]]  # mint → (value of one token, atomic 
 class WalletBalances:
     lamports: int
     tokens: dict[str, int] = field(default_factory=dict)  # mint → raw amount (SPL token accounts)
-    # SafetyChecks.epoch when the read started: reservations released since still count.
+    # The reservation book's epoch when the read started: reservations released since still count.
     epoch: int = 0
     # Trades whose transaction these balances already show: their spend and buys are not counted.
     settled: frozenset[Key] = frozenset()
@@ -83,34 +82,6 @@ class WalletBalances:
 
     def has_account(self, mint: str) -> bool:
         return mint == WSOL_MINT or mint in self.tokens
-
-
-@dataclass
-class Reservation:
-    """What one admitted trade may still take from the wallet and add to it, until it is final."""
-
-    spend: dict[str, int]  # mint → atomic units at most (SOL in lamports, fees included)
-    buy_mint: str
-    buy: int  # atomic units of buy_mint
-    loss: int  # worst-case realised loss, valuation-mint atomic units
-
-
-@dataclass
-class _InFlight:
-    """The sum of the reservations a check counts."""
-
-    spend: dict[str, int] = field(default_factory=dict)
-    buys: dict[str, int] = field(default_factory=dict)
-    loss: int = 0
-    trades: int = 0
-
-    def add(self, r: Reservation, in_balances: bool = False) -> None:
-        if not in_balances:
-            for mint, amount in r.spend.items():
-                self.spend[mint] = self.spend.get(mint, 0) + amount
-            self.buys[r.buy_mint] = self.buys.get(r.buy_mint, 0) + r.buy
-        self.loss += r.loss  # not in any balance: it counts until booked
-        self.trades += 1
 
 
 def risk(check: str, message: str) -> TradewireError:
@@ -142,20 +113,17 @@ def min_output(order: Order, quote: Quote) -> int:
 
 class SafetyChecks:
     def __init__(self, config: LiveConfig, market: Market, orders: LiveOrderStore, clock=time.time_ns,
-                 monotonic=time.monotonic) -> None:
+                 book: ReservationBook | None = None) -> None:
         self.config = config
         self.market = market
         self.orders = orders
         self._clock = clock
-        self._monotonic = monotonic
+        self.book: ReservationBook = book or LocalReservations()
         self._allowed = self._resolve("allowed_mints", config.allowed_mints) if config.allowed_mints else None
         outputs = config.reduce_only_outputs or (market.valuation.symbol,)
         self._reduce_only_outputs = self._resolve("reduce_only_outputs", outputs)
         self._reduce_only_names = ", ".join(sorted(outputs))
         self._caps = {self._one("mint_exposure_caps", ref): cap for ref, cap in config.mint_exposure_caps.items()}
-        self._held: dict[Key, Reservation] = {}
-        self._released: deque[tuple[int, float, Key, Reservation]] = deque()  # (epoch, when, trade, reservation)
-        self.epoch = 0  # counts releases
 
     def _one(self, setting: str, ref: str) -> str:
         """A configured mint's address (settings were validated; this guards direct construction)."""
@@ -194,42 +162,41 @@ class SafetyChecks:
     def admit(self, order: Order, quote: Quote, balances: WalletBalances, fee_lamports: int,
               values: UnitValues) -> TradewireError | None:
         """Every limit, counting the trades in flight; when all pass, the trade's reservation is
-        held until :meth:`release`. No await inside: nothing can be admitted in between."""
-        key = (order.principal_id, order.request_id)
-        others = self._in_flight(key, balances)
-        refusal = (self._notional(order, quote, values) or self._exposure(order, quote, balances, values, others)
-                   or self._daily_loss(others) or self._funds(order, quote, balances, fee_lamports, others))
-        if refusal is None:
-            self._held[key] = self.reservation(order, quote, fee_lamports, values)
-        return refusal
+        held until :meth:`release`. One step of the book: nothing can be admitted in between."""
+        def check(others: InFlight) -> TradewireError | None:
+            return (self._notional(order, quote, values) or self._exposure(order, quote, balances, values, others)
+                    or self._daily_loss(others) or self._funds(order, quote, balances, fee_lamports, others))
+
+        return self._admit(order, quote, balances, fee_lamports, values, check)
 
     def refit(self, order: Order, quote: Quote, balances: WalletBalances, fee_lamports: int,
               values: UnitValues) -> TradewireError | None:
         """The built transaction's exact fees: funds and reserve checked again, the trade's own
         reservation updated (the other limits were passed at admission)."""
-        key = (order.principal_id, order.request_id)
-        refusal = self._funds(order, quote, balances, fee_lamports, self._in_flight(key, balances))
-        if refusal is None:
-            self._held[key] = self.reservation(order, quote, fee_lamports, values)
-        return refusal
+        def check(others: InFlight) -> TradewireError | None:
+            return self._funds(order, quote, balances, fee_lamports, others)
+
+        return self._admit(order, quote, balances, fee_lamports, values, check)
+
+    def _admit(self, order: Order, quote: Quote, balances: WalletBalances, fee_lamports: int, values: UnitValues,
+               check) -> TradewireError | None:
+        return self.book.admit((order.principal_id, order.request_id), balances.epoch, balances.settled, check,
+                               lambda: self.reservation(order, quote, fee_lamports, values))
+
+    def epoch(self) -> int:
+        """Where the book stands: read before the balances (:attr:`WalletBalances.epoch`)."""
+        return self.book.epoch()
 
     def hold(self, key: Key, reservation: Reservation) -> None:
         """Reserve for a trade already sent (found pending at start-up, or adopted)."""
-        self._held[key] = reservation
+        self.book.hold(key, reservation)
 
     def holds(self, key: Key) -> bool:
-        return key in self._held
+        return self.book.holds(key)
 
     def release(self, key: Key) -> None:
         """The trade is final (or was refused before send): its reservation ends."""
-        reservation = self._held.pop(key, None)
-        if reservation is None:
-            return
-        self.epoch += 1
-        now = self._monotonic()
-        self._released.append((self.epoch, now, key, reservation))
-        while self._released and self._released[0][1] < now - RELEASED_KEPT_S:
-            self._released.popleft()
+        self.book.release(key)
 
     def reservation(self, order: Order, quote: Quote, fee_lamports: int, values: UnitValues) -> Reservation:
         """What the trade may take (its most input and every fee), buy, and lose at worst: the
@@ -240,16 +207,6 @@ class SafetyChecks:
                 - _value(values, order.output_mint.address, min_output(order, quote)))
         loss = max(0, slip) + _value(values, WSOL_MINT, fee_lamports)
         return Reservation(spend, order.output_mint.address, quote.out_amount, loss)
-
-    def _in_flight(self, key: Key, balances: WalletBalances) -> _InFlight:
-        total = _InFlight()
-        for other, reservation in self._held.items():
-            if other != key:
-                total.add(reservation, other in balances.settled)
-        for epoch, _, other, reservation in self._released:
-            if epoch > balances.epoch:  # released after the balances were read: maybe not in them
-                total.add(reservation, other in balances.settled)
-        return total
 
     # -- the checks ------------------------------------------------------------------------------
 
@@ -265,7 +222,7 @@ class SafetyChecks:
         return None
 
     def _exposure(self, order: Order, quote: Quote, balances: WalletBalances, values: UnitValues,
-                  others: _InFlight) -> TradewireError | None:
+                  others: InFlight) -> TradewireError | None:
         mint = order.output_mint
         cap_units = self._caps.get(mint.address)
         if cap_units is None and mint.address != self.market.valuation.address:
@@ -282,7 +239,7 @@ class SafetyChecks:
                                          f"above its {self._units(cap)} cap")
         return None
 
-    def _daily_loss(self, others: _InFlight) -> TradewireError | None:
+    def _daily_loss(self, others: InFlight) -> TradewireError | None:
         if self.config.daily_loss_limit is None:
             return None
         now = self._clock()
@@ -296,7 +253,7 @@ class SafetyChecks:
         return None
 
     def _funds(self, order: Order, quote: Quote, balances: WalletBalances, fee_lamports: int,
-               others: _InFlight) -> TradewireError | None:
+               others: InFlight) -> TradewireError | None:
         """The wallet can pay the input (at most) and every lamport of fees, and keeps its reserve,
         with what trades in flight may still spend set aside."""
         max_in = max_input(order, quote)

@@ -7,6 +7,8 @@ import uuid
 import pytest
 import redis
 
+from support.redis_server import RedisServer
+from tradewire.core.errors import TradewireError
 from tradewire.core.shared.redis_live_orders import SharedLiveOrders
 from tradewire.core.shared.redis_replicas import presence_key
 from tradewire.core.shared.redis_store import RedisTradeStore
@@ -103,3 +105,24 @@ def test_committed_live_trades_move_only_to_a_replica_that_settles_live_from_one
     b.settles_live = True
     assert [u.record.request_id for u in b.adopt("replica-a")] == [recorded.request_id]
     assert [u.record.request_id for u in a.unfinished()] == [unrecorded.request_id]
+
+
+def test_a_signature_is_claimed_for_one_trade_across_replicas(replicas):
+    """Byte-identical swaps built for two requests on two replicas: the second builds again."""
+    (_, a), (_, b) = replicas
+    assert a.claim_signature("sig-same", "alice", "r1")
+    assert not b.claim_signature("sig-same", "alice", "r2")  # another trade's transaction
+    assert b.claim_signature("sig-same", "alice", "r1")  # the same trade (its replica changed): still its own
+    assert b.claim_signature("sig-other", "alice", "r2")
+
+
+def test_no_signature_is_claimed_while_redis_does_not_answer(tmp_path):
+    own = RedisServer(tmp_path / "redis").start()
+    try:
+        journal = SharedLiveOrders(tmp_path / "j.db", own.client(), "replica-a")
+        own.halt(keep_data=True)
+        with pytest.raises(TradewireError) as refused:
+            journal.claim_signature("sig-1", "alice", "r1")
+        assert refused.value.reason == "STORE_UNAVAILABLE"
+    finally:
+        own.stop()
