@@ -234,7 +234,9 @@ class Pipeline:
             return
         peer_host = _host(ctx.peer)
         self._shared_check(call, lambda: self._counting_refusals(lambda: self.limits.check_peer(peer_host)))
-        outcome = self.authenticator.attempt(ctx.headers)
+        outcome = self._shared_check(call, lambda: self.authenticator.attempt(ctx.headers))
+        if outcome is None:  # HealthCheck, the shared key store not answering: answered as to anyone
+            return
         self.recorder.auth_attempt(ctx, outcome)
         if outcome.ok:
             ctx.principal = outcome.principal
@@ -249,8 +251,12 @@ class Pipeline:
         """A long-lived call's credential, checked again (a session's next trade, a stream's next
         events): a key revoked or a token expired since the call began raises its refusal, so the
         call ends UNAUTHENTICATED. A refusal is recorded as an authentication attempt; a pass is
-        not (the call's own attempt was). The principal is refreshed (its scopes may have changed)."""
-        outcome = self.authenticator.attempt(ctx.headers)
+        not (the call's own attempt was). The principal is refreshed (its scopes may have changed).
+        A shared key store that does not answer leaves the call as it is until the next check."""
+        try:
+            outcome = self.authenticator.attempt(ctx.headers)
+        except self.store_outages:
+            return
         if outcome.ok and outcome.principal.id == ctx.principal.id:
             ctx.principal = outcome.principal
             return

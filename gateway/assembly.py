@@ -41,6 +41,7 @@ from tradewire.core.shared.fail_fast import fail_fast_client
 from tradewire.core.shared.redis_cancel import RemoteCancel
 from tradewire.core.shared.redis_events import RedisEventBus
 from tradewire.core.shared.redis_inflight import RedisInFlight
+from tradewire.core.shared.redis_key_store import RedisApiKeyStore
 from tradewire.core.shared.redis_limiter import RedisTokenBucketLimiter
 from tradewire.core.shared.redis_outbox import shared_webhook_secret
 from tradewire.core.shared.redis_replicas import ReplicaPresence
@@ -166,11 +167,29 @@ def build_audit_sink(settings: Settings) -> AuditSink:
                   lambda path: open_audit_sink(questdb_conf=audit.questdb_conf, journal_path=path, **options))
 
 
-def build_authenticator(settings: Settings) -> Authenticator:
-    stores = [StaticApiKeyStore([entry.model_dump() for entry in settings.auth.api_keys]),
-              _key_database(settings)]
+def build_authenticator(settings: Settings, shared: SharedBackends | None = None) -> Authenticator:
+    keys = _shared_keys(settings, shared) if shared else _key_database(settings)
+    stores = [StaticApiKeyStore([entry.model_dump() for entry in settings.auth.api_keys]), keys]
     jwt = JwtVerifier(JwtConfig.from_mapping(settings.auth.jwt)) if settings.auth.jwt else None
     return Authenticator(api_keys=ChainApiKeyStore(*stores), jwt=jwt)
+
+
+def _shared_keys(settings: Settings, shared: SharedBackends) -> RedisApiKeyStore:
+    """The keys every replica reads, in Redis; a local key database's keys are copied in first
+    (a prefix Redis has is left as it is there)."""
+    keys = RedisApiKeyStore(shared.client)
+    path = key_db_path(settings)
+    if path.exists():
+        local = opened("auth.api_key_db" if settings.auth.api_key_db else "storage.data_dir", path, SqliteApiKeyStore)
+        try:
+            copied = keys.copy_in(local.entries())
+        except STORE_OUTAGES as exc:
+            raise StartupError(f"the shared store ([shared] redis_url) does not answer: {exc}") from None
+        finally:
+            local.close()
+        if copied:
+            log.info("copied %d API key(s) from %s into the shared store", copied, path)
+    return keys
 
 
 def _key_database(settings: Settings) -> SqliteApiKeyStore:
@@ -305,7 +324,8 @@ def build_core(settings: Settings) -> Core:
         if shared:
             store.settles_live = True  # it adopts a dead replica's LIVE trades past the point of no return
         register_breaker_metrics(metrics.registry, lambda: live.breakers)
-    pipeline = Pipeline(build_authenticator(settings), build_rate_limits(settings, shared), market, recorder, tracing)
+    pipeline = Pipeline(build_authenticator(settings, shared), build_rate_limits(settings, shared), market, recorder,
+                        tracing)
     execution, streams = settings.execution, settings.streams
     hub = StatusHub(keep_finished=streams.keep_finished, heartbeat_s=streams.heartbeat_s,
                     slow_consumer_s=streams.slow_consumer_s, metrics=metrics,

@@ -1,11 +1,12 @@
-"""``tradewire keys create|list|revoke``: API-key administration on the SQLite store.
+"""``tradewire keys create|list|revoke``: API-key administration on the gateway's key store.
 
 Wire into the main parser with :func:`add_keys_subcommands`; the parsed namespace gets
 ``func`` = :func:`run_keys_command` (returns an exit code). ``create`` prints the new key
 ALONE on stdout (so ``KEY=$(tradewire keys create ...)`` works) and everything else on
-stderr; the key is never shown again. The database is ``--db``, else the one the gateway
-reads with the same configuration (``--config`` or ``$TRADEWIRE_CONFIG``, and the
-``TRADEWIRE_AUTH__API_KEY_DB`` override): ``auth.api_key_db``, by default ``<data_dir>/auth.db``.
+stderr; the key is never shown again. The store is the one the gateway reads with the same
+configuration (``--config`` or ``$TRADEWIRE_CONFIG``, and ``TRADEWIRE_*`` overrides): with
+``[shared] redis_url``, Redis (every replica's keys); else the SQLite database
+``auth.api_key_db``, by default ``<data_dir>/auth.db``. ``--db`` names a SQLite database instead.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import TextIO
 
 from tradewire.core.config import ConfigError
 
-from .api_keys import KeyNotFound, KeyRecord, create_key, list_keys, revoke_key
+from .api_keys import ApiKeyStore, KeyNotFound, KeyRecord, create_key, list_keys, revoke_key
 from .sqlite_key_store import SqliteApiKeyStore
 
 _DURATION_RE = re.compile(r"(\d+)\s*([smhdw]?)")
@@ -39,20 +40,28 @@ def parse_duration(text: str) -> timedelta:
 
 def default_db_path(config: str | None = None) -> str:
     """The key database the gateway reads with this configuration (ConfigError if it is invalid)."""
+    return gateway_key_store(config)[1]
+
+
+def gateway_key_store(config: str | None = None) -> tuple[str | None, str]:
+    """(``[shared] redis_url`` — the store when set —, the local key database) the gateway reads
+    with this configuration (ConfigError if it is invalid)."""
     from tradewire.core.config import key_db_path, load_settings  # (config imports nothing of auth)
 
-    return str(key_db_path(load_settings(config)))
+    settings = load_settings(config)
+    return settings.shared.redis_url, str(key_db_path(settings))
 
 
 def add_keys_subcommands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``keys`` with its ``create``, ``list`` and ``revoke`` subcommands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--db", default=argparse.SUPPRESS, help="key database (default: the gateway's auth.api_key_db, "
-                                                "by default <data_dir>/auth.db, i.e. ./tradewire-data/auth.db)"
+        "--db", default=argparse.SUPPRESS, help="a SQLite key database (default: the gateway's store: Redis with "
+                                                "[shared] redis_url, else auth.api_key_db, by default "
+                                                "<data_dir>/auth.db, i.e. ./tradewire-data/auth.db)"
     )
     common.add_argument("--config", default=argparse.SUPPRESS,
-                        help="the gateway's TOML file, to find its key database (default: $TRADEWIRE_CONFIG)")
+                        help="the gateway's TOML file, to find its key store (default: $TRADEWIRE_CONFIG)")
     keys = subparsers.add_parser("keys", help="manage API keys", parents=[common])
     keys.set_defaults(func=run_keys_command, keys_command=None)
     sub = keys.add_subparsers(dest="keys_command", metavar="{create,list,revoke}")
@@ -78,11 +87,15 @@ def run_keys_command(args: argparse.Namespace, out: TextIO | None = None, err: T
     if command is None:
         print("usage: tradewire keys {create,list,revoke} [--db PATH] ...", file=err)
         return 2
+    db, redis_url = getattr(args, "db", None), None
     try:
-        db = getattr(args, "db", None) or default_db_path(getattr(args, "config", None))
+        if db is None:
+            redis_url, db = gateway_key_store(getattr(args, "config", None))
     except ConfigError as exc:
         print(f"error: {exc}", file=err)
         return 2
+    if redis_url:
+        return _run_on_redis(args, command, redis_url, out, err)
     if command != "create" and not Path(db).exists():
         print(f"error: no key database at {db}", file=err)
         return 1
@@ -93,24 +106,44 @@ def run_keys_command(args: argparse.Namespace, out: TextIO | None = None, err: T
         return 1
 
 
+def _run_on_redis(args: argparse.Namespace, command: str, url: str, out: TextIO, err: TextIO) -> int:
+    import redis
+
+    from tradewire.core.shared.redis_key_store import RedisApiKeyStore
+
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        return _act(RedisApiKeyStore(client), args, command, out, err, where=" in the shared store")
+    except (redis.ConnectionError, redis.TimeoutError) as exc:  # (its message names host and port, no password)
+        print(f"error: the shared store ([shared] redis_url) does not answer: {exc}", file=err)
+        return 1
+    finally:
+        client.close()
+
+
 def _run(args: argparse.Namespace, command: str, db: str, out: TextIO, err: TextIO) -> int:
     with SqliteApiKeyStore(db) as store:
-        try:
-            if command == "create":
-                scopes = [s for s in args.scopes.split(",") if s.strip()]
-                key, record = create_key(store, args.owner, args.name, scopes, args.expires_in)
-                print(key, file=out)
-                print(f"created {_describe(record)}", file=err)
-                print("store this key now: it is shown only once and cannot be recovered", file=err)
-            elif command == "list":
-                _print_list(list_keys(store), args.json, out)
-            else:
-                record = revoke_key(store, args.prefix)
-                print(f"revoked {record.key_id} (owner {record.owner})", file=out)
-        except (ValueError, KeyNotFound) as exc:
-            message = f"no key with prefix tw_{exc.args[0]}" if isinstance(exc, KeyNotFound) else str(exc)
-            print(f"error: {message}", file=err)
-            return 1
+        return _act(store, args, command, out, err)
+
+
+def _act(store: ApiKeyStore, args: argparse.Namespace, command: str, out: TextIO, err: TextIO,
+         where: str = "") -> int:
+    try:
+        if command == "create":
+            scopes = [s for s in args.scopes.split(",") if s.strip()]
+            key, record = create_key(store, args.owner, args.name, scopes, args.expires_in)
+            print(key, file=out)
+            print(f"created {_describe(record)}{where}", file=err)
+            print("store this key now: it is shown only once and cannot be recovered", file=err)
+        elif command == "list":
+            _print_list(list_keys(store), args.json, out)
+        else:
+            record = revoke_key(store, args.prefix)
+            print(f"revoked {record.key_id} (owner {record.owner}){where}", file=out)
+    except (ValueError, KeyNotFound) as exc:
+        message = f"no key with prefix tw_{exc.args[0]}" if isinstance(exc, KeyNotFound) else str(exc)
+        print(f"error: {message}{where if isinstance(exc, KeyNotFound) else ''}", file=err)
+        return 1
     return 0
 
 

@@ -103,6 +103,12 @@ class SqliteApiKeyStore:
             rows = self._conn.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, prefix").fetchall()
         return [_record(row) for row in rows]
 
+    def entries(self) -> list[tuple[KeyRecord, str]]:
+        """Every key with its hash, to copy them into another store (never to show)."""
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, prefix").fetchall()
+        return [(_record(row), row[1]) for row in rows]
+
     def add(self, record: KeyRecord, key_hash: str) -> None:
         with self._lock:
             try:

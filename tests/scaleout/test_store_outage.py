@@ -14,6 +14,8 @@ from support.gateway_process import GatewayProcess
 from support.ports import free_port
 from support.redis_server import RedisServer
 from support.trading import balance, equals, eventually, found, metric, reached, stage_on, trade, transitions, unique
+from tradewire.core.auth.api_keys import create_key
+from tradewire.core.shared.redis_key_store import RedisApiKeyStore
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -195,5 +197,29 @@ async def test_health_says_the_store_is_down_on_every_protocol_and_serving_again
             assert (await http.get(f"{gateway.http_url}/v1/health")).status_code == 200
     finally:
         await channel.close()
+        for client in clients.values():
+            await client.close()
+
+
+async def test_a_key_kept_in_redis_while_redis_does_not_answer(gateway_on_its_own_redis):
+    """Its calls are refused STORE_UNAVAILABLE (retryable; never let through, never AUTH_INVALID),
+    and HealthCheck still answers, as it does to a caller without a key."""
+    gateway, store = gateway_on_its_own_redis
+    key, _ = create_key(RedisApiKeyStore(store.client()), unique("erin"), "", ["read"])
+    clients = {protocol: make_client(protocol, gateway) for protocol in PROTOCOLS}
+    try:
+        store.halt(keep_data=True)
+        for protocol, client in clients.items():
+            health, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), key)
+            assert next(c.status for c in health.components if c.name == "store") == spb.SERVING_STATUS_NOT_SERVING
+            with pytest.raises(RpcFailure) as refused:
+                await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), key)
+            assert (refused.value.code, refused.value.reason) == ("UNAVAILABLE", "STORE_UNAVAILABLE"), protocol
+        assert "Traceback" not in gateway.log_text()
+        store.start()
+        await eventually(lambda: serving_again(clients["grpc"], key), what="the store healthy again")
+        history, _ = await clients["http"].unary("GetTradeHistory", spb.GetTradeHistoryRequest(), key)
+        assert not history.trades
+    finally:
         for client in clients.values():
             await client.close()

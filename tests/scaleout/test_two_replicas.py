@@ -1,10 +1,14 @@
 """Two gateway replicas on one Redis behave as one service: a request id executes once
 whichever replica gets it, a caller's rate limit and in-flight limit hold across both, a
 stream (or GetTrade) on one replica follows a trade running on the other to its end, a
-CancelTrade on one stops a trade running on the other, and a webhook left undelivered by a
-replica that died goes out from the other, signed with the one key."""
+CancelTrade on one stops a trade running on the other, a webhook left undelivered by a
+replica that died goes out from the other, signed with the one key, and an API key made or
+revoked once works or stops on both."""
 
 import asyncio
+import os
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
@@ -54,6 +58,53 @@ async def test_same_request_id_on_both_replicas_executes_once(replicas):
     finally:
         await on_a.close()
         await on_b.close()
+
+
+def keys_command(redis_url: str, *args: str) -> subprocess.CompletedProcess:
+    """`tradewire keys ...` as an operator runs it, with the replicas' shared store (or none)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIRE_")}
+    if redis_url:
+        env["TRADEWIRE_SHARED__REDIS_URL"] = redis_url
+    return subprocess.run([sys.executable, "-m", "tradewire.gateway.cli", "keys", *args], capture_output=True,
+                          text=True, timeout=30, env=env)
+
+
+@pytest.mark.parametrize("protocols", [("grpc", "http"), ("connect-proto", "grpc-web")])
+async def test_a_key_made_or_revoked_once_works_or_stops_on_every_replica(replicas, redis_server, protocols):
+    made = keys_command(redis_server.url, "create", "--owner", unique("carol"), "--scopes", "read")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    clients = [make_client(protocol, replica) for protocol, replica in zip(protocols, replicas)]
+    try:
+        for client in clients:  # at once, without a restart
+            history, _ = await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), key)
+            assert not history.trades
+        revoked = keys_command(redis_server.url, "revoke", key[:11])
+        assert revoked.returncode == 0, revoked.stderr
+        for client in clients:
+            with pytest.raises(RpcFailure) as refused:
+                await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), key)
+            assert refused.value.code == "UNAUTHENTICATED" and refused.value.reason == "API_KEY_REVOKED", refused.value
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_a_replica_moved_to_redis_brings_the_keys_of_its_own_database(replicas, redis_server, tmp_path):
+    """Its local keys are copied into Redis at its start, so every other replica knows them."""
+    workdir = tmp_path / "moved"
+    made = keys_command("", "create", "--db", str(workdir / "data" / "auth.db"), "--owner", unique("dora"),
+                        "--scopes", "read")
+    assert made.returncode == 0, made.stderr
+    moved = GatewayProcess(workdir, env={"TRADEWIRE_SHARED__REDIS_URL": redis_server.url}).start()
+    client = make_client("grpc", replicas[0])
+    try:
+        history, _ = await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), made.stdout.strip())
+        assert not history.trades
+        assert "copied 1 API key(s)" in moved.log_text()
+    finally:
+        await client.close()
+        assert moved.stop() == 0
 
 
 async def test_rate_limit_holds_across_replicas(replicas):

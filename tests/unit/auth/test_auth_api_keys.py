@@ -10,7 +10,9 @@ import stat
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 from support.auth_material import FakeClock
+from support.redis_server import RedisServer
 
 from tradewire.core.auth import api_keys
 from tradewire.core.auth.api_keys import (
@@ -26,8 +28,10 @@ from tradewire.core.auth.api_keys import (
 from tradewire.core.auth.key_stores import ChainApiKeyStore, StaticApiKeyStore
 from tradewire.core.auth.sqlite_key_store import SqliteApiKeyStore
 from tradewire.core.errors import Code, TradewireError
+from tradewire.core.shared.redis_key_store import RedisApiKeyStore
 
 T0 = 1_800_000_000.0
+KEYS_DB = 10  # the Redis database of these tests
 
 
 @pytest.fixture
@@ -35,10 +39,24 @@ def clock() -> FakeClock:
     return FakeClock(T0)
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path, clock: FakeClock):
+    """Each store the gateway reads keys from: its own database, or Redis (several replicas)."""
+    if request.param == "sqlite":
+        with SqliteApiKeyStore(tmp_path / "data" / "auth.db", clock=clock) as s:
+            yield s
+        return
+    client = request.getfixturevalue("keys_redis")
+    yield RedisApiKeyStore(client, clock=clock)
+
+
 @pytest.fixture
-def store(tmp_path, clock: FakeClock):
-    with SqliteApiKeyStore(tmp_path / "data" / "auth.db", clock=clock) as s:
-        yield s
+def keys_redis(redis_server):
+    """A database of the session's Redis for these tests alone, empty at the start of each."""
+    client = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{KEYS_DB}")
+    client.flushdb()
+    yield client
+    client.close()
 
 
 def refusal(store: ApiKeyStore, key: str) -> TradewireError:
@@ -72,7 +90,7 @@ def test_hash_is_sha256_of_the_whole_key() -> None:
 # -- create / verify / revoke / expire -----------------------------------------------------
 
 
-def test_create_then_verify(store: SqliteApiKeyStore, clock: FakeClock) -> None:
+def test_create_then_verify(store: ApiKeyStore, clock: FakeClock) -> None:
     key, record = create_key(store, "alice", "bot-1", ["read", "trade:paper"], clock=clock)
     assert record.owner == "alice" and record.name == "bot-1"
     assert record.scopes == {"read", "trade:paper"}
@@ -97,20 +115,20 @@ def test_create_then_verify(store: SqliteApiKeyStore, clock: FakeClock) -> None:
         " tw_abcdefgh_" + "a" * 43,
     ],
 )
-def test_malformed_key_is_auth_invalid(store: SqliteApiKeyStore, bad: str) -> None:
+def test_malformed_key_is_auth_invalid(store: ApiKeyStore, bad: str) -> None:
     err = refusal(store, bad)
     assert err.reason == "AUTH_INVALID" and err.code is Code.UNAUTHENTICATED
     assert err.message == "API key is malformed"
 
 
-def test_unknown_key_is_auth_invalid(store: SqliteApiKeyStore) -> None:
+def test_unknown_key_is_auth_invalid(store: ApiKeyStore) -> None:
     prefix, key = generate_key()
     err = refusal(store, key)
     assert err.reason == "AUTH_INVALID"
     assert err.metadata["credential"] == f"tw_{prefix}"
 
 
-def test_wrong_secret_for_a_known_prefix(store: SqliteApiKeyStore) -> None:
+def test_wrong_secret_for_a_known_prefix(store: ApiKeyStore) -> None:
     key, record = create_key(store, "alice", "", ["read"])
     forged = f"{record.key_id}_{'A' * 43}"
     err = refusal(store, forged)
@@ -119,7 +137,7 @@ def test_wrong_secret_for_a_known_prefix(store: SqliteApiKeyStore) -> None:
     assert secret_of(key) not in str(err) and "A" * 43 not in str(err.to_status())
 
 
-def test_revoked_key_is_refused_even_after_being_cached(store: SqliteApiKeyStore) -> None:
+def test_revoked_key_is_refused_even_after_being_cached(store: ApiKeyStore) -> None:
     key, record = create_key(store, "alice", "", ["read"])
     store.verify(key)  # now cached
     revoked = revoke_key(store, record.key_id)
@@ -140,13 +158,13 @@ def test_revocation_by_another_process_is_seen_at_once(tmp_path, clock: FakeCloc
         assert refusal(gateway, key).reason == "API_KEY_REVOKED"
 
 
-def test_wrong_secret_on_a_revoked_key_reveals_nothing(store: SqliteApiKeyStore) -> None:
+def test_wrong_secret_on_a_revoked_key_reveals_nothing(store: ApiKeyStore) -> None:
     _, record = create_key(store, "alice", "", ["read"])
     revoke_key(store, record.prefix)
     assert refusal(store, f"{record.key_id}_{'B' * 43}").reason == "AUTH_INVALID"
 
 
-def test_revoke_is_idempotent_and_unknown_raises(store: SqliteApiKeyStore, clock: FakeClock) -> None:
+def test_revoke_is_idempotent_and_unknown_raises(store: ApiKeyStore, clock: FakeClock) -> None:
     _, record = create_key(store, "alice", "", ["read"])
     first = revoke_key(store, record.prefix, clock=clock)
     clock.advance(100)
@@ -157,7 +175,7 @@ def test_revoke_is_idempotent_and_unknown_raises(store: SqliteApiKeyStore, clock
         revoke_key(store, f"{record.key_id}_{'a' * 43}")  # a full key is refused, not used
 
 
-def test_expiry(store: SqliteApiKeyStore, clock: FakeClock) -> None:
+def test_expiry(store: ApiKeyStore, clock: FakeClock) -> None:
     key, record = create_key(store, "alice", "", ["read"], expires_in=timedelta(hours=1), clock=clock)
     assert record.expires_at == datetime.fromtimestamp(T0 + 3600, UTC)
     clock.advance(3599)
@@ -168,7 +186,7 @@ def test_expiry(store: SqliteApiKeyStore, clock: FakeClock) -> None:
     assert record.status(clock()) == "expired"
 
 
-def test_create_validates_input(store: SqliteApiKeyStore) -> None:
+def test_create_validates_input(store: ApiKeyStore) -> None:
     with pytest.raises(ValueError, match="unknown scope"):
         create_key(store, "alice", "", ["read", "trade:everything"])
     with pytest.raises(ValueError, match="at least one scope"):
@@ -188,7 +206,7 @@ def test_cache_is_bounded(tmp_path) -> None:
         assert all(s.verify(key) for key in keys)  # still correct after eviction
 
 
-def test_comparison_is_constant_time(store: SqliteApiKeyStore, monkeypatch) -> None:
+def test_comparison_is_constant_time(store: ApiKeyStore, monkeypatch) -> None:
     key, _ = create_key(store, "alice", "", ["read"])
     calls = []
     real = api_keys.hmac.compare_digest
@@ -222,7 +240,7 @@ def test_only_the_hash_is_stored(tmp_path) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
-def test_records_never_carry_secret_or_hash(store: SqliteApiKeyStore) -> None:
+def test_records_never_carry_secret_or_hash(store: ApiKeyStore) -> None:
     key, _ = create_key(store, "alice", "n", ["read"])
     listed = list_keys(store)
     assert len(listed) == 1
@@ -280,7 +298,7 @@ def test_static_store_rejects_bad_config(entry) -> None:
         StaticApiKeyStore([entry])
 
 
-def test_chain_store(store: SqliteApiKeyStore) -> None:
+def test_chain_store(store: ApiKeyStore) -> None:
     prefix, static_key = generate_key()
     static = StaticApiKeyStore([{"prefix": prefix, "sha256": hash_key(static_key), "owner": "cfg", "scopes": "read"}])
     chain = ChainApiKeyStore(static, store)
@@ -294,3 +312,45 @@ def test_chain_store(store: SqliteApiKeyStore) -> None:
     assert refusal(chain, generate_key()[1]).reason == "AUTH_INVALID"
     with pytest.raises(KeyNotFound):
         revoke_key(chain, "zzzzzzzz")
+
+
+# -- the Redis store (several replicas) ----------------------------------------------------
+
+
+def test_a_key_created_or_revoked_through_one_replica_is_seen_by_every_other(keys_redis, clock: FakeClock) -> None:
+    cli, replica_a, replica_b = (RedisApiKeyStore(keys_redis, clock=clock) for _ in range(3))
+    key, record = create_key(cli, "alice", "bot", ["read", "trade:paper"], clock=clock)
+    assert replica_a.verify(key) == replica_b.verify(key) == record
+    revoke_key(cli, record.key_id, clock=clock)
+    assert refusal(replica_a, key).reason == refusal(replica_b, key).reason == "API_KEY_REVOKED"
+
+
+def test_a_local_key_database_is_copied_in_without_undoing_what_redis_says(tmp_path, keys_redis,
+                                                                           clock: FakeClock) -> None:
+    with SqliteApiKeyStore(tmp_path / "auth.db", clock=clock) as local:
+        kept, kept_record = create_key(local, "alice", "", ["read"], clock=clock)
+        revoked_there, revoked_record = create_key(local, "bob", "", ["read"], clock=clock)
+        shared = RedisApiKeyStore(keys_redis, clock=clock)
+        assert shared.copy_in(local.entries()) == 2
+        revoke_key(shared, revoked_record.prefix, clock=clock)  # revoked in Redis, active in the local file
+        assert shared.copy_in(local.entries()) == 0  # (a second replica starting on a copy of the file)
+    assert shared.verify(kept) == kept_record  # the same record: owner, scopes, times
+    assert refusal(shared, revoked_there).reason == "API_KEY_REVOKED"
+    assert [r.owner for r in list_keys(shared)] == ["alice", "bob"]
+    stored = b"".join(v for k in keys_redis.keys("tw:apikey:*") if keys_redis.type(k) == b"hash"
+                      for v in keys_redis.hvals(k))
+    assert secret_of(kept).encode() not in stored and hash_key(kept).encode() in stored  # the hash, never the key
+
+
+def test_verification_while_redis_does_not_answer_is_an_outage_not_a_pass(tmp_path, clock: FakeClock) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        store = RedisApiKeyStore(server.client(), clock=clock)
+        key, _ = create_key(store, "alice", "", ["read"], clock=clock)
+        server.halt(keep_data=True)
+        with pytest.raises(redis.ConnectionError):  # the pipeline answers STORE_UNAVAILABLE
+            store.verify(key)
+        server.start()
+        assert store.verify(key).owner == "alice"
+    finally:
+        server.stop()

@@ -7,11 +7,13 @@ import json
 from datetime import timedelta
 
 import pytest
+from support.redis_server import RedisServer
 
 from tradewire.core.auth import cli
 from tradewire.core.auth.api_keys import create_key, list_keys, revoke_key
 from tradewire.core.auth.sqlite_key_store import SqliteApiKeyStore
 from tradewire.core.errors import TradewireError
+from tradewire.core.shared.redis_key_store import RedisApiKeyStore
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -123,3 +125,34 @@ def test_parse_duration(text: str, seconds: int) -> None:
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         cli.parse_duration(text)
+
+
+def test_with_a_shared_store_keys_are_made_and_revoked_in_redis(tmp_path, capsys, monkeypatch) -> None:
+    """With `[shared] redis_url` (several replicas) the commands act on Redis: every replica's keys."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        monkeypatch.delenv("TRADEWIRE_CONFIG", raising=False)
+        config = tmp_path / "gw.toml"
+        config.write_text(f'[shared]\nredis_url = "{server.url}"\n[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+        code, out, err = run(capsys, "keys", "create", "--config", str(config), "--owner", "alice", "--scopes", "read")
+        key = out.strip()
+        assert code == 0 and "in the shared store" in err
+        assert not (tmp_path / "data" / "auth.db").exists()  # not in a local database
+        record = RedisApiKeyStore(server.client()).verify(key)
+        assert record.owner == "alice"
+        code, out, _ = run(capsys, "keys", "list", "--config", str(config))
+        assert code == 0 and record.key_id in out and "active" in out
+        code, out, _ = run(capsys, "keys", "revoke", "--config", str(config), record.key_id)
+        assert code == 0 and f"revoked {record.key_id}" in out
+        with pytest.raises(TradewireError) as caught:
+            RedisApiKeyStore(server.client()).verify(key)
+        assert caught.value.reason == "API_KEY_REVOKED"
+        code, _, err = run(capsys, "keys", "revoke", "--config", str(config), "tw_zzzzzzzz")
+        assert code == 1 and err.strip() == "error: no key with prefix tw_zzzzzzzz in the shared store"
+
+        server.halt()
+        code, out, err = run(capsys, "keys", "list", "--config", str(config))
+        assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+        assert err.startswith("error: the shared store ([shared] redis_url) does not answer") and "Traceback" not in err
+    finally:
+        server.stop()

@@ -9,7 +9,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from support.trace_context import TRACE_ID as TRACE
-from tradewire.core.context import CallContext, Protocol
+from tradewire.core.context import CallContext, Principal, Protocol
 from tradewire.core.errors import Code, TradewireError
 from tradewire.core.pipeline import MAX_BATCH_ITEMS, Call, Pipeline
 from tradewire.v1 import service_pb2 as spb
@@ -47,6 +47,22 @@ def test_a_batch_is_validated_for_its_item_count_only() -> None:
         assert [v.field for v in refused.value.field_violations] == ["trades"]
 
 
+def test_a_long_call_whose_key_store_does_not_answer_goes_on_until_the_next_check() -> None:
+    """A stream's or session's re-check of its credential, the shared key store away: not a
+    refusal (its key passed when the call began); the next check asks again."""
+    class Unanswering:
+        def attempt(self, headers):
+            raise ConnectionError("the shared store did not answer")
+
+    pipeline = _pipeline()
+    pipeline.authenticator, pipeline.store_outages = Unanswering(), (ConnectionError,)
+    ctx = _call("StreamExecutionStatus").ctx
+    ctx.principal = principal = Principal("alice", frozenset({"read"}), "api_key", "tw_abcdefgh")
+    pipeline.still_authenticated(ctx)
+    assert ctx.principal is principal
+    pipeline.store_outages = ()  # anything else is not an outage: it still ends the call
+    with pytest.raises(ConnectionError):
+        pipeline.still_authenticated(ctx)
 
 
 @pytest.mark.parametrize("traceparent, trace_id", [

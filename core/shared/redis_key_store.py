@@ -1,0 +1,127 @@
+"""API keys in Redis, for replicas on several machines: a key created, or revoked, with
+``tradewire keys`` works, or stops working, on every replica at once.
+
+Keys: ``tw:apikey:{prefix}`` (hash: ``hash`` — SHA-256 of the whole key, never the key —
+``owner``, ``name``, ``scopes`` space-separated, ``created_at``, ``expires_at`` and
+``revoked_at`` in epoch seconds, the last two only when set) and ``tw:apikeys`` (set: every
+prefix, for listing).
+
+One HGETALL per verification and no cache: a cache would need a round trip of its own to
+know it is still current (revocation takes effect on the next request, as with the SQLite
+store). While Redis does not answer, verification raises redis.ConnectionError: the caller
+gets UNAVAILABLE STORE_UNAVAILABLE (retryable), never a pass.
+
+A replica started with Redis copies the keys of its local key database in (:meth:`copy_in`),
+so moving a gateway to Redis keeps its keys; a prefix Redis already has is left as it is
+there (a key revoked in Redis stays revoked whatever a local copy says).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+import redis
+
+from tradewire.core.auth.api_keys import (
+    DuplicatePrefix, KeyNotFound, KeyRecord, check_presented, hash_key, parse_key,
+)
+
+INDEX = "tw:apikeys"
+
+# KEYS: the key's hash, the index; ARGV: prefix, then field/value pairs. 0 when the prefix is taken.
+_ADD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: the key's hash; ARGV: when. Revokes once (a second revocation keeps the first time);
+# the record after it, or nothing when there is no such key.
+_REVOKE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSETNX', KEYS[1], 'revoked_at', ARGV[1])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+
+class RedisApiKeyStore:
+    def __init__(self, client: redis.Redis, *, clock: Callable[[], float] = time.time) -> None:
+        self._r = client
+        self._clock = clock
+        self._add = client.register_script(_ADD)
+        self._revoke = client.register_script(_REVOKE)
+
+    # -- request path ------------------------------------------------------------------
+
+    def verify(self, key: str) -> KeyRecord:
+        prefix = parse_key(key)
+        entry = self._load(prefix)
+        stored_hash, record = entry if entry is not None else (None, None)
+        return check_presented(prefix, record, stored_hash, hash_key(key), self._clock())
+
+    def get(self, prefix: str) -> KeyRecord | None:
+        entry = self._load(prefix)
+        return None if entry is None else entry[1]
+
+    # -- admin -------------------------------------------------------------------------
+
+    def list_records(self) -> list[KeyRecord]:
+        prefixes = sorted(p.decode() for p in self._r.smembers(INDEX))
+        pipe = self._r.pipeline(transaction=False)
+        for prefix in prefixes:
+            pipe.hgetall(_key(prefix))
+        return [_record(prefix, fields) for prefix, fields in zip(prefixes, pipe.execute()) if fields]
+
+    def add(self, record: KeyRecord, key_hash: str) -> None:
+        fields = {"hash": key_hash, "owner": record.owner, "name": record.name,
+                  "scopes": " ".join(sorted(record.scopes)), "created_at": repr(record.created_at.timestamp())}
+        for name, value in (("expires_at", record.expires_at), ("revoked_at", record.revoked_at)):
+            if value is not None:
+                fields[name] = repr(value.timestamp())
+        pairs = [item for pair in fields.items() for item in pair]
+        if not self._add(keys=[_key(record.prefix), INDEX], args=[record.prefix, *pairs]):
+            raise DuplicatePrefix(record.prefix)
+
+    def revoke(self, prefix: str, at: datetime | None = None) -> KeyRecord:
+        at = at or datetime.fromtimestamp(self._clock(), UTC)
+        flat = self._revoke(keys=[_key(prefix)], args=[repr(at.timestamp())])
+        if not flat:
+            raise KeyNotFound(prefix)
+        return _record(prefix, dict(zip(flat[::2], flat[1::2])))
+
+    def copy_in(self, entries: Iterable[tuple[KeyRecord, str]]) -> int:
+        """Add each (record, hash) whose prefix Redis does not have; how many were added."""
+        added = 0
+        for record, key_hash in entries:
+            try:
+                self.add(record, key_hash)
+                added += 1
+            except DuplicatePrefix:
+                pass
+        return added
+
+    def close(self) -> None:
+        """(The client is the caller's.)"""
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _load(self, prefix: str) -> tuple[str, KeyRecord] | None:
+        fields = self._r.hgetall(_key(prefix))
+        return (fields[b"hash"].decode(), _record(prefix, fields)) if fields else None
+
+
+def _key(prefix: str) -> str:
+    return f"tw:apikey:{prefix}"
+
+
+def _record(prefix: str, fields: dict[bytes, bytes]) -> KeyRecord:
+    def when(name: bytes) -> datetime | None:
+        value = fields.get(name)
+        return None if value is None else datetime.fromtimestamp(float(value), UTC)
+
+    return KeyRecord(prefix=prefix, owner=fields[b"owner"].decode(), name=fields[b"name"].decode(),
+                     scopes=frozenset(fields[b"scopes"].decode().split()), created_at=when(b"created_at"),
+                     expires_at=when(b"expires_at"), revoked_at=when(b"revoked_at"))
