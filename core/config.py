@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -380,6 +380,10 @@ class MetricsConfig(_Model):
     enabled: bool = True
 
 
+KillSwitch = Literal["off", "reduce_only", "halt"]  # from the least to the most strict
+KILL_SWITCH_STATES: tuple[str, ...] = get_args(KillSwitch)
+
+
 class LiveConfig(_Model):
     """LIVE trading: real Solana swaps through Jupiter, sent by RPC or as Jito bundles.
 
@@ -419,7 +423,7 @@ class LiveConfig(_Model):
     priority_level: Literal["medium", "high", "veryHigh"] = "high"
     max_priority_fee_lamports: int = Field(5_000_000, ge=0, description="gateway-wide cap (requests may lower it)")
     # Safety checks, each refusal REJECTED with its reason.
-    kill_switch: Literal["off", "halt", "reduce_only"] = "off"
+    kill_switch: KillSwitch = "off"
     kill_switch_file: Path | None = Field(None, description="if the file exists it engages the switch: 'halt' "
                                                              "or 'reduce_only' (anything else halts)")
     # Mints are named by their configured symbol (exactly) or their address; each must be a

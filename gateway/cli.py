@@ -12,6 +12,7 @@ import uvloop
 from tradewire.core.auth.cli import add_keys_subcommands, run_keys_command
 from tradewire.core.config import ConfigError, Settings, load_settings
 from tradewire.core.logs import configure_logging
+from tradewire.gateway.kill_switch_command import add_kill_switch_command
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -78,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("devnet", help="run the local Solana devnet (RPC, Jupiter, Jito); see devnet --help")
     keys = add_keys_subcommands(commands)
     keys.set_defaults(handler=run_keys_command)
+    add_kill_switch_command(commands)
     args = parser.parse_args(argv)
     return args.handler(args)
 

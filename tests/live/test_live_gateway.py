@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +25,7 @@ from solders.keypair import Keypair
 from solders.transaction import VersionedTransaction
 from support.clients import PROTOCOLS, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
+from support.redis_server import RedisServer
 from support.trading import equals, stage_on
 
 from tradewire.devnet import DevnetConfig
@@ -239,6 +243,68 @@ async def test_two_live_replicas_on_one_redis_hold_one_daily_loss_limit(host, tm
         await on_b.close()
         for replica in replicas:
             assert replica.stop() == 0, replica.log_text()[-3000:]
+
+
+def kill_switch(*args: str, redis_url: str | None = None) -> subprocess.CompletedProcess:
+    """`tradewire kill-switch ...` as an operator runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIRE_")}
+    if redis_url:
+        env["TRADEWIRE_SHARED__REDIS_URL"] = redis_url
+    return subprocess.run([sys.executable, "-m", "tradewire.gateway.cli", "kill-switch", *args],
+                          capture_output=True, text=True, timeout=30, env=env)
+
+
+async def test_the_kill_switch_command_engages_a_gateways_switch_file(gateway, tmp_path) -> None:
+    config = str(gateway.workdir / "tradewire.toml")
+    client = make_client("grpc", gateway)
+    try:
+        engaged = kill_switch("halt", "--config", config)
+        assert engaged.returncode == 0 and engaged.stdout.startswith("halt"), engaged.stderr
+        with pytest.raises(RpcFailure) as refused:
+            await client.unary("ExecuteTrade", live_trade(rid("cli-halted")), gateway.key("trader"))
+        assert refused.value.reason == "RISK_LIMIT" and "KILL_SWITCH" in refused.value.message
+    finally:
+        released = kill_switch("off", "--config", config)
+        await client.close()
+    assert released.returncode == 0 and released.stdout.startswith("off"), released.stderr
+    assert not (gateway.workdir / "kill").exists()
+    bare = tmp_path / "bare.toml"  # no switch file, no shared store: nothing a running gateway reads
+    bare.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+    nowhere = kill_switch("halt", "--config", str(bare))
+    assert nowhere.returncode == 2 and "Traceback" not in nowhere.stderr
+    assert nowhere.stderr.startswith("error: a running gateway reads no kill switch it could be given")
+
+
+async def test_one_kill_switch_command_halts_every_live_replica_on_one_redis(host, tmp_path) -> None:
+    store = RedisServer(tmp_path / "redis").start()  # (its own: the switch is one key for every replica)
+    wallet = new_wallet(host)
+    env = {"TRADEWIRE_SHARED__REDIS_URL": store.url}
+    replicas = [start_gateway(tmp_path / name, host, wallet, env=env) for name in ("a", "b")]
+    clients = [make_client(protocol, replica) for protocol, replica in zip(("grpc", "http"), replicas)]
+    key = replicas[0].key("trader")
+    try:
+        engaged = kill_switch("halt", redis_url=store.url)
+        assert engaged.returncode == 0, engaged.stderr
+        assert engaged.stdout.strip() == "halt (settings and file: off, shared: halt)"
+        for client in clients:
+            with pytest.raises(RpcFailure) as refused:
+                await client.unary("ExecuteTrade", live_trade(rid("halted-everywhere", client)), key)
+            assert refused.value.reason == "RISK_LIMIT" and "KILL_SWITCH" in refused.value.message, refused.value
+        assert kill_switch(redis_url=store.url).stdout.startswith("halt")  # shown, unchanged
+        assert kill_switch("reduce-only", redis_url=store.url).returncode == 0
+        with pytest.raises(RpcFailure) as reduce_only:
+            await clients[1].unary("ExecuteTrade", live_trade(rid("buy", clients[1])), key)
+        assert "REDUCE_ONLY" in reduce_only.value.message
+        assert kill_switch("off", redis_url=store.url).returncode == 0
+        for client in clients:
+            filled, _ = await client.unary("ExecuteTrade", live_trade(rid("resumed", client)), key)
+            assert filled.status == pb.TRADE_STATUS_FILLED
+    finally:
+        for client in clients:
+            await client.close()
+        for replica in replicas:
+            assert replica.stop() == 0, replica.log_text()[-3000:]
+        store.stop()
 
 
 async def test_two_live_replicas_on_one_redis_count_each_others_trades_in_flight(host, tmp_path, redis_server) -> None:

@@ -34,7 +34,8 @@ def build_live_executor(settings: Settings, market: Market, quotes: QuoteSource,
     ``shared_client`` and ``replica_id`` (Redis, with several replicas): sends are then recorded
     for the other replicas and the daily loss counts every replica's bookings
     (core/shared/redis_live_orders.py), and the trades in flight the limits count are every
-    replica's (core/shared/redis_reservations.py)."""
+    replica's (core/shared/redis_reservations.py), and the kill switch they share holds too
+    (core/shared/redis_kill_switch.py)."""
     config = settings.live
     # httpx logs every request's full URL at INFO; RPC URLs often carry an API key.
     for name in ("httpx", "httpcore"):
@@ -42,13 +43,15 @@ def build_live_executor(settings: Settings, market: Market, quotes: QuoteSource,
     wallet = wallet or load_wallet(config.wallet_path, config.wallet_env)
     if orders is None:
         orders = open_live_orders(orders_db_path(settings), shared_client, replica_id)
-    reservations = None
+    reservations = kill_switch = None
     if shared_client is not None:
+        from tradewire.core.shared.redis_kill_switch import SharedKillSwitch
         from tradewire.core.shared.redis_reservations import SharedReservations
 
         reservations = SharedReservations(shared_client, wallet.address, settings.shared.inflight_lease_s)
+        kill_switch = SharedKillSwitch(shared_client).state
     return LiveExecutor(config, market, quotes, store, recorder, wallet, orders, wrap_transports=wrap_transports,
-                        reservations=reservations)
+                        reservations=reservations, shared_kill_switch=kill_switch)
 
 
 def orders_db_path(settings: Settings) -> Path:

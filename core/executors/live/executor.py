@@ -53,6 +53,7 @@ import base64
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -138,7 +139,8 @@ class LiveExecutor:
 
     def __init__(self, config: LiveConfig, market: Market, quotes: QuoteSource, store, recorder, wallet: Wallet,
                  orders: LiveOrderStore, *, wrap_transports: dict[str, TransportWrapper] | None = None,
-                 reservations: ReservationBook | None = None, clock=time.monotonic) -> None:
+                 reservations: ReservationBook | None = None, shared_kill_switch: Callable[[], str] | None = None,
+                 clock=time.monotonic) -> None:
         self.config = config
         self.market = market
         self.quotes = quotes
@@ -161,7 +163,7 @@ class LiveExecutor:
         self.jupiter = JupiterClient(self.quote_upstream)
         self.rpc = SolanaRpc(self.rpc_upstream)
         self.jito = JitoClient(self.jito_upstream) if self.jito_upstream else None
-        self.safety = SafetyChecks(config, market, orders, book=reservations)
+        self.safety = SafetyChecks(config, market, orders, book=reservations, shared_kill_switch=shared_kill_switch)
         self.confirmer = Confirmer(self.rpc, self.jito, orders, self._finalize, commitment=config.commitment,
                                    poll_interval_s=config.poll_interval_s,
                                    rebroadcast_interval_s=config.rebroadcast_interval_s, clock=clock)

@@ -11,7 +11,8 @@ The executor reads the unit values first; the checks themselves never await.
 Checks and their names:
 
 * KILL_SWITCH — ``live.kill_switch`` (or the contents of ``live.kill_switch_file`` when that
-  file exists) is ``halt``: every LIVE trade is refused.
+  file exists; or, with several replicas, the switch they share in Redis — the strictest of
+  them holds) is ``halt``: every LIVE trade is refused.
 * REDUCE_ONLY — the switch is ``reduce_only``: only trades that buy a reduce-only mint
   (``live.reduce_only_outputs``, default the valuation mint) are allowed.
 * MINT_NOT_ALLOWED — a mint of the pair is not on ``live.allowed_mints``.
@@ -50,11 +51,12 @@ worst-case loss still counts until it is booked (the balances do not show that).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from tradewire.core.config import ConfigError, LiveConfig, resolve_mint
+from tradewire.core.config import KILL_SWITCH_STATES, ConfigError, LiveConfig, resolve_mint
 from tradewire.core.errors import TradewireError
 from tradewire.core.executors.live.reservations import InFlight, Key, LocalReservations, Reservation, ReservationBook
 from tradewire.core.market import Market, Mint
@@ -88,6 +90,10 @@ def risk(check: str, message: str) -> TradewireError:
     return TradewireError("RISK_LIMIT", f"risk check {check}: {message}", metadata={"check": check})
 
 
+def strictest(*states: str) -> str:
+    return max(states, key=KILL_SWITCH_STATES.index)
+
+
 def kill_switch_state(config: LiveConfig) -> str:
     """off | halt | reduce_only; an existing kill-switch file wins over the configuration."""
     path: Path | None = config.kill_switch_file
@@ -113,12 +119,15 @@ def min_output(order: Order, quote: Quote) -> int:
 
 class SafetyChecks:
     def __init__(self, config: LiveConfig, market: Market, orders: LiveOrderStore, clock=time.time_ns,
-                 book: ReservationBook | None = None) -> None:
+                 book: ReservationBook | None = None, shared_kill_switch: Callable[[], str] | None = None) -> None:
+        """``shared_kill_switch``: the state of the switch every replica reads (Redis), besides
+        this one's setting and file; the strictest holds."""
         self.config = config
         self.market = market
         self.orders = orders
         self._clock = clock
         self.book: ReservationBook = book or LocalReservations()
+        self._shared_kill_switch = shared_kill_switch
         self._allowed = self._resolve("allowed_mints", config.allowed_mints) if config.allowed_mints else None
         outputs = config.reduce_only_outputs or (market.valuation.symbol,)
         self._reduce_only_outputs = self._resolve("reduce_only_outputs", outputs)
@@ -146,6 +155,8 @@ class SafetyChecks:
 
     def before_quote(self, order: Order) -> TradewireError | None:
         state = kill_switch_state(self.config)
+        if self._shared_kill_switch is not None:
+            state = strictest(state, self._shared_kill_switch())
         if state == "halt":
             return risk("KILL_SWITCH", "the kill switch is engaged: LIVE trading is halted")
         if state == "reduce_only" and order.output_mint.address not in self._reduce_only_outputs:
