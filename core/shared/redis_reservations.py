@@ -2,7 +2,7 @@
 core/executors/live/reservations.py for what a reservation is and what the book answers).
 
 Keys (``{w}`` the wallet's address; a trade's field is ``{principal}\\x00{request id}``):
-  tw:live:held:{w}        hash: trade → its reservation
+  tw:live:held:{w}        hash: trade → the replica holding it, a newline, its reservation
   tw:live:lease:{w}       sorted set: trade → when its hold lapses (ms, Redis's clock)
   tw:live:released:{w}    sorted set: trade + reservation → when it was released (µs, Redis's clock)
 
@@ -22,7 +22,8 @@ that does not.
 hold that lapsed during a stall counts again). A replica that dies stops renewing: its
 trades' holds lapse a lease later — by then another replica has adopted its sent
 transactions and holds them again under the same field (core/shared/redis_replicas.py), and
-its unsent trades never will be sent.
+its unsent trades never will be sent. A replica ends only its own hold: one presumed dead that
+wakes and lets go of a trade another replica took over leaves that replica's hold as it is.
 
 While Redis does not answer, no LIVE trade is admitted (STORE_UNAVAILABLE, retryable); a hold
 or release that cannot be written is left to the renewals and the lease.
@@ -60,13 +61,17 @@ end
 return (#ARGV - 1) / 2
 """
 
-# KEYS: held, lease, released; ARGV: field, packed reservation, µs kept. The hold ends; its
-# reservation is kept as released (now), and releases older than kept are dropped.
+# KEYS: held, lease, released; ARGV: field, packed reservation, µs kept, "{replica}\n". The
+# hold ends if it is this replica's; its reservation is kept as released (now), and releases
+# older than kept are dropped.
 _RELEASE = """
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held and string.sub(held, 1, #ARGV[4]) == ARGV[4] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
 redis.call('ZADD', KEYS[3], now_us, ARGV[1] .. '\\n' .. ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_us - tonumber(ARGV[3]))
 return 1
@@ -76,10 +81,11 @@ return 1
 class SharedReservations:
     """One wallet's reservations, in Redis, for every replica trading it."""
 
-    def __init__(self, client: redis.Redis, wallet: str, lease_s: float) -> None:
+    def __init__(self, client: redis.Redis, wallet: str, lease_s: float, replica_id: str) -> None:
         if lease_s <= 0:
             raise ValueError("lease_s must be > 0")
         self._r = client
+        self._owner = f"{replica_id}\n".encode()
         self.lease_s = lease_s
         self._lease_ms = max(1, round(lease_s * 1000))
         self._held_key = f"tw:live:held:{wallet}"
@@ -110,7 +116,7 @@ class SharedReservations:
                             return refusal
                         reservation = make()
                         pipe.multi()
-                        pipe.hset(self._held_key, own, _pack(reservation))
+                        pipe.hset(self._held_key, own, self._held(reservation))
                         pipe.zadd(self._lease_key, {own: now_ms + self._lease_ms})
                         if lapsed:  # holds of a replica gone for a lease: no longer counted by anyone
                             pipe.hdel(self._held_key, *lapsed)
@@ -141,7 +147,7 @@ class SharedReservations:
             if leases.get(field, 0) < now_ms:
                 lapsed.append(field)
             else:
-                others.add(_unpack(packed), _key(field) in settled)
+                others.add(_unpack(packed.rsplit(b"\n", 1)[1]), _key(field) in settled)
         for member in released:
             field, packed = member.rsplit(b"\n", 1)  # (packed JSON has no raw newline)
             others.add(_unpack(packed), _key(field) in settled)
@@ -150,7 +156,8 @@ class SharedReservations:
     def hold(self, key: Key, reservation: Reservation) -> None:
         self._mine[key] = reservation
         try:
-            self._hold(keys=[self._held_key, self._lease_key], args=[self._lease_ms, _field(key), _pack(reservation)])
+            self._hold(keys=[self._held_key, self._lease_key],
+                       args=[self._lease_ms, _field(key), self._held(reservation)])
         except STORE_OUTAGES as exc:
             log.warning("the hold of LIVE trade %s is not in the shared book yet (%s); the next renewal writes it",
                         key[1], exc)
@@ -164,7 +171,7 @@ class SharedReservations:
             return
         try:
             self._release(keys=[self._held_key, self._lease_key, self._released_key],
-                          args=[_field(key), _pack(reservation), round(RELEASED_KEPT_S * 1_000_000)])
+                          args=[_field(key), _pack(reservation), round(RELEASED_KEPT_S * 1_000_000), self._owner])
         except STORE_OUTAGES as exc:  # no longer renewed: it lapses with its lease
             log.warning("the hold of LIVE trade %s stays in the shared book until its lease ends (%s)", key[1], exc)
 
@@ -172,8 +179,11 @@ class SharedReservations:
         """Write this replica's holds again with a fresh lease, in one round trip; returns how many."""
         if not self._mine:
             return 0
-        pairs = [item for key, r in self._mine.items() for item in (_field(key), _pack(r))]
+        pairs = [item for key, r in self._mine.items() for item in (_field(key), self._held(r))]
         return self._hold(keys=[self._held_key, self._lease_key], args=[self._lease_ms, *pairs])
+
+    def _held(self, r: Reservation) -> bytes:
+        return self._owner + _pack(r)
 
     async def keep_renewed(self) -> None:
         """Renew every lease/3 until cancelled (two renewals may fail before a hold lapses)."""

@@ -29,8 +29,8 @@ CASES = {
 @pytest.fixture
 def wallet_book(redis_server):
     """A shared book for one test's wallet (its keys are per wallet address)."""
-    def book(wallet) -> SharedReservations:
-        return SharedReservations(redis_server.client(), str(wallet.pubkey()), lease_s=30)
+    def book(wallet, replica_id: str = "") -> SharedReservations:
+        return SharedReservations(redis_server.client(), str(wallet.pubkey()), lease_s=30, replica_id=replica_id)
     return book
 
 
@@ -44,7 +44,7 @@ def make_replicas(make_live, redis_server, tmp_path, wallet_book):
             client = redis_server.client()
             replica = await make_live(wallet, directory=tmp_path / name, store=RedisTradeStore(client, name),
                                       orders=SharedLiveOrders(tmp_path / name / "live_orders.db", client, name),
-                                      reservations=wallet_book(wallet), **config)
+                                      reservations=wallet_book(wallet, name), **config)
             replica.principal = f"p-{wallet.pubkey()}"
             replicas.append(replica)
         return replicas

@@ -48,7 +48,7 @@ def build_live_executor(settings: Settings, market: Market, quotes: QuoteSource,
         from tradewire.core.shared.redis_kill_switch import SharedKillSwitch
         from tradewire.core.shared.redis_reservations import SharedReservations
 
-        reservations = SharedReservations(shared_client, wallet.address, settings.shared.inflight_lease_s)
+        reservations = SharedReservations(shared_client, wallet.address, settings.shared.inflight_lease_s, replica_id)
         kill_switch = SharedKillSwitch(shared_client).state
     return LiveExecutor(config, market, quotes, store, recorder, wallet, orders, wrap_transports=wrap_transports,
                         reservations=reservations, shared_kill_switch=kill_switch)

@@ -55,8 +55,8 @@ def own_redis(tmp_path):
 @pytest.fixture
 def books(own_redis):
     """Two replicas' books on one wallet, each with its own connection."""
-    return (SharedReservations(own_redis.client(), WALLET, lease_s=30),
-            SharedReservations(own_redis.client(), WALLET, lease_s=30))
+    return (SharedReservations(own_redis.client(), WALLET, lease_s=30, replica_id="a"),
+            SharedReservations(own_redis.client(), WALLET, lease_s=30, replica_id="b"))
 
 
 def test_a_trade_admitted_on_one_replica_counts_on_the_other(books):
@@ -67,7 +67,7 @@ def test_a_trade_admitted_on_one_replica_counts_on_the_other(books):
     assert not admit_within(b, ("alice", "t2"), 100, 60)  # the room is taken on A
     assert a.holds(("alice", "t1")) and not b.holds(("alice", "t1"))
     # Another wallet's book is another book.
-    assert seen_by(SharedReservations(b._r, "another-wallet", lease_s=30)).trades == 0
+    assert seen_by(SharedReservations(b._r, "another-wallet", lease_s=30, replica_id="b")).trades == 0
     # A local book (one process) never sees it: what the shared one is for.
     assert seen_by(LocalReservations()).trades == 0
 
@@ -135,15 +135,26 @@ def test_a_trade_held_again_by_an_adopting_replica_counts_once(books, own_redis)
     a, b = books
     admit_within(a, ("alice", "t1"), 1000, 60)
     b.hold(("alice", "t1"), spending(60))  # A presumed dead: B follows its transaction
-    c = SharedReservations(own_redis.client(), WALLET, lease_s=30)
+    c = SharedReservations(own_redis.client(), WALLET, lease_s=30, replica_id="c")
     assert seen_by(c).spend[USDC] == 60
     b.release(("alice", "t1"))
     assert seen_by(c, since=c.epoch()).trades == 0
 
 
+def test_a_replica_that_lets_go_of_a_trade_another_took_over_leaves_the_others_hold(books, own_redis):
+    a, b = books
+    admit_within(a, ("alice", "t1"), 1000, 60)  # A admitted it, then stalled: presumed dead
+    b.hold(("alice", "t1"), spending(60))  # B took the trade over (its transaction, or a fresh admission)
+    a.release(("alice", "t1"))  # A wakes, finds the trade is not its own any more, lets go
+    c = SharedReservations(own_redis.client(), WALLET, lease_s=30, replica_id="c")
+    assert seen_by(c, since=c.epoch()).spend[USDC] == 60  # still held, by B
+    b.release(("alice", "t1"))
+    assert seen_by(c, since=c.epoch()).trades == 0
+
+
 def test_the_holds_of_a_replica_that_stops_renewing_lapse_after_its_lease(own_redis):
-    gone = SharedReservations(own_redis.client(), WALLET, lease_s=0.3)
-    alive = SharedReservations(own_redis.client(), WALLET, lease_s=0.3)
+    gone = SharedReservations(own_redis.client(), WALLET, lease_s=0.3, replica_id="gone")
+    alive = SharedReservations(own_redis.client(), WALLET, lease_s=0.3, replica_id="alive")
     admit_within(gone, ("alice", "from-gone"), 1000, 60)
     admit_within(alive, ("alice", "from-alive"), 1000, 40)
     deadline = time.monotonic() + 10
@@ -151,14 +162,14 @@ def test_the_holds_of_a_replica_that_stops_renewing_lapse_after_its_lease(own_re
     while seen_by(alive, key=("bob", "probe")).spend.get(USDC) != 40:
         assert time.monotonic() < deadline, "the hold of the replica that stopped renewing did not lapse"
         alive.renew()
-    probe = SharedReservations(own_redis.client(), WALLET, lease_s=30)
+    probe = SharedReservations(own_redis.client(), WALLET, lease_s=30, replica_id="probe")
     assert seen_by(probe).spend[USDC] == 40
     assert admit_within(probe, ("alice", "later"), 1000, 10)  # the lapsed hold is dropped with it
     assert sorted(own_redis.client().hkeys(f"tw:live:held:{WALLET}")) == [b"alice\x00from-alive", b"alice\x00later"]
 
 
 def test_while_redis_does_not_answer_nothing_is_admitted_and_holds_are_written_after(own_redis):
-    book = SharedReservations(own_redis.client(), WALLET, lease_s=30)
+    book = SharedReservations(own_redis.client(), WALLET, lease_s=30, replica_id="a")
     own_redis.halt(keep_data=True)
     with pytest.raises(TradewireError) as refused:
         book.admit(("alice", "t1"), 0, frozenset(), lambda others: None, lambda: spending(60))
@@ -170,11 +181,11 @@ def test_while_redis_does_not_answer_nothing_is_admitted_and_holds_are_written_a
     assert book.holds(("alice", "sent"))
     own_redis.start()
     assert book.renew() == 1
-    assert seen_by(SharedReservations(own_redis.client(), WALLET, lease_s=30)).spend[USDC] == 30
+    assert seen_by(SharedReservations(own_redis.client(), WALLET, lease_s=30, replica_id="b")).spend[USDC] == 30
 
 
 def test_a_check_that_cannot_read_the_daily_loss_refuses_the_trade(own_redis):
-    book = SharedReservations(own_redis.client(), WALLET, lease_s=30)
+    book = SharedReservations(own_redis.client(), WALLET, lease_s=30, replica_id="a")
 
     def check(others: InFlight):
         raise redis.ConnectionError("the daily loss total is in Redis too")
