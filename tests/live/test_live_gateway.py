@@ -290,21 +290,32 @@ async def test_one_kill_switch_command_halts_every_live_replica_on_one_redis(hos
             with pytest.raises(RpcFailure) as refused:
                 await client.unary("ExecuteTrade", live_trade(rid("halted-everywhere", client)), key)
             assert refused.value.reason == "RISK_LIMIT" and "KILL_SWITCH" in refused.value.message, refused.value
+            live = await live_health(client, key)  # said where operators look
+            assert live.status == spb.SERVING_STATUS_NOT_SERVING and "kill switch engaged" in live.message, live
         assert kill_switch(redis_url=store.url).stdout.startswith("halt")  # shown, unchanged
         assert kill_switch("reduce-only", redis_url=store.url).returncode == 0
         with pytest.raises(RpcFailure) as reduce_only:
             await clients[1].unary("ExecuteTrade", live_trade(rid("buy", clients[1])), key)
         assert "REDUCE_ONLY" in reduce_only.value.message
+        live = await live_health(clients[0], key)
+        assert live.status == spb.SERVING_STATUS_SERVING and "kill switch reduce-only" in live.message, live
         assert kill_switch("off", redis_url=store.url).returncode == 0
         for client in clients:
             filled, _ = await client.unary("ExecuteTrade", live_trade(rid("resumed", client)), key)
             assert filled.status == pb.TRADE_STATUS_FILLED
+            live = await live_health(client, key)
+            assert live.status == spb.SERVING_STATUS_SERVING and "kill switch" not in live.message, live
     finally:
         for client in clients:
             await client.close()
         for replica in replicas:
             assert replica.stop() == 0, replica.log_text()[-3000:]
         store.stop()
+
+
+async def live_health(client, key: str) -> spb.ComponentHealth:
+    health, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), key)
+    return next(c for c in health.components if c.name == "live_executor")
 
 
 async def test_two_live_replicas_on_one_redis_count_each_others_trades_in_flight(host, tmp_path, redis_server) -> None:

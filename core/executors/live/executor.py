@@ -279,6 +279,13 @@ class LiveExecutor:
 
     def health(self) -> ExecutorHealth:
         problems = [b.describe() for b in self.breakers if b.state == OPEN]
+        try:
+            switch = self.safety.kill_switch()
+        except TradewireError:
+            switch = "unknown"
+            problems.append("kill switch unknown: the shared store does not answer (no LIVE trade is admitted)")
+        if switch == "halt":
+            problems.append("kill switch engaged: LIVE trading is halted")
         reserve = int(self.config.min_sol_reserve.scaleb(9))
         unknown = self._balance_unknown
         if unknown is not None:
@@ -297,6 +304,8 @@ class LiveExecutor:
         in_flight = len(self.confirmer.watches)
         balance = "unknown" if self._lamports is None or unknown else ("ok" if self._lamports >= reserve else "low")
         summary = f"live on Solana: wallet balance {balance}, {in_flight} transaction(s) awaiting confirmation"
+        if switch == "reduce_only":
+            summary += "; kill switch reduce-only: only trades into the reduce-only mints are admitted"
         return ExecutorHealth(not problems, summary + ("; " + "; ".join(problems) if problems else ""))
 
     # -- execute -------------------------------------------------------------------------

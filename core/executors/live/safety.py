@@ -153,10 +153,16 @@ class SafetyChecks:
 
     # -- before the quote (no network) -----------------------------------------------------
 
-    def before_quote(self, order: Order) -> TradewireError | None:
+    def kill_switch(self) -> str:
+        """The state that holds: the strictest of the setting, the file and the shared switch
+        (TradewireError STORE_UNAVAILABLE when the shared one cannot be read)."""
         state = kill_switch_state(self.config)
         if self._shared_kill_switch is not None:
             state = strictest(state, self._shared_kill_switch())
+        return state
+
+    def before_quote(self, order: Order) -> TradewireError | None:
+        state = self.kill_switch()
         if state == "halt":
             return risk("KILL_SWITCH", "the kill switch is engaged: LIVE trading is halted")
         if state == "reduce_only" and order.output_mint.address not in self._reduce_only_outputs:
