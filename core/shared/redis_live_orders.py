@@ -69,6 +69,15 @@ if redis.call('HGET', KEYS[1], 'signature') == ARGV[1] then return redis.call('D
 return 0
 """
 
+# KEYS: the signature's key; ARGV: the trade, seconds kept. The trade that has the signature
+# (this one when nobody had it). (SET NX GET would need Redis 7.)
+_CLAIM_SIGNATURE = """
+local owner = redis.call('GET', KEYS[1])
+if owner then return owner end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return ARGV[1]
+"""
+
 # KEYS: the day's hash, the day's total; ARGV: signature, PnL change, seconds kept.
 _COUNT_ONCE = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
@@ -87,6 +96,7 @@ class SharedLiveOrders(LiveOrderStore):
         self._record_if_owner = client.register_script(_RECORD_IF_OWNER)
         self._count_once = client.register_script(_COUNT_ONCE)
         self._forget_sent = client.register_script(_FORGET_SENT)
+        self._claim_signature = client.register_script(_CLAIM_SIGNATURE)
         self._uncounted: dict[str, tuple[int, int]] = {}  # signature → (day, PnL change) Redis did not take
         today = time.time_ns() // DAY_NS * DAY_NS
         for row in self.final_since(today):
@@ -116,12 +126,12 @@ class SharedLiveOrders(LiveOrderStore):
             return False
         trade = f"{principal}\x00{request_id}".encode()
         try:
-            owner = self._r.set(f"tw:live:signature:{signature}", trade, nx=True, ex=_SIGNATURE_KEPT_S, get=True)
+            owner = self._claim_signature(keys=[f"tw:live:signature:{signature}"], args=[trade, _SIGNATURE_KEPT_S])
         except STORE_OUTAGES as exc:
             log.warning("the signature of a LIVE transaction could not be claimed: the shared store did not answer "
                         "(%s: %s)", type(exc).__name__, exc)
             raise store_unavailable() from None
-        return owner is None or owner == trade
+        return owner == trade
 
     def void_refused(self, signature: str) -> bool:
         """Void it here, then forget its record, so no replica ever follows a transaction that
