@@ -318,11 +318,38 @@ def test_chain_store(store: ApiKeyStore) -> None:
 
 
 def test_a_key_created_or_revoked_through_one_replica_is_seen_by_every_other(keys_redis, clock: FakeClock) -> None:
-    cli, replica_a, replica_b = (RedisApiKeyStore(keys_redis, clock=clock) for _ in range(3))
+    """Made: at once. Revoked elsewhere: once the replica's copy is a second old; revoked
+    through the replica's own store: at once."""
+    cached = FakeClock(0.0)  # the replicas' monotonic clock
+    cli = RedisApiKeyStore(keys_redis, clock=clock)
+    replica_a, replica_b = (RedisApiKeyStore(keys_redis, clock=clock, monotonic=cached) for _ in range(2))
     key, record = create_key(cli, "alice", "bot", ["read", "trade:paper"], clock=clock)
     assert replica_a.verify(key) == replica_b.verify(key) == record
+    cached.advance(0.5)
     revoke_key(cli, record.key_id, clock=clock)
+    assert replica_a.verify(key) == record  # its copy, read half a second ago
+    cached.advance(0.5)
     assert refusal(replica_a, key).reason == refusal(replica_b, key).reason == "API_KEY_REVOKED"
+
+    other, other_record = create_key(cli, "bob", "", ["read"], clock=clock)
+    assert replica_a.verify(other) == other_record
+    revoke_key(replica_a, other_record.key_id, clock=clock)
+    assert refusal(replica_a, other).reason == "API_KEY_REVOKED"
+    assert refusal(replica_a, f"{other_record.key_id}_{'C' * 43}").reason == "AUTH_INVALID"  # the copy is gone
+
+
+def test_a_replica_reads_a_key_from_redis_once_a_second_at_most(keys_redis, clock: FakeClock, monkeypatch) -> None:
+    cached = FakeClock(0.0)
+    store = RedisApiKeyStore(keys_redis, clock=clock, monotonic=cached)
+    key, _ = create_key(store, "alice", "", ["read"], clock=clock)
+    reads = []
+    real = keys_redis.hgetall
+    monkeypatch.setattr(keys_redis, "hgetall", lambda name: reads.append(name) or real(name))
+    for _ in range(100):
+        store.verify(key)
+        cached.advance(0.05)  # 100 calls over 5 s
+    assert len(reads) == 5
+    assert refusal(store, key[:-1] + ("A" if key[-1] != "A" else "B")).reason == "AUTH_INVALID"  # wrong secret
 
 
 def test_a_local_key_database_is_copied_in_without_undoing_what_redis_says(tmp_path, keys_redis,
