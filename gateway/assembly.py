@@ -320,7 +320,7 @@ def build_core(settings: Settings) -> Core:
 
         live = executors[pb.TRADING_MODE_LIVE] = build_live_executor(
             settings, market, quotes, store, recorder, orders=build_live_orders(settings, shared),
-            shared_client=shared.client if shared else None)
+            shared_client=shared.client if shared else None, replica_id=shared.replica_id if shared else "")
         if shared:
             store.settles_live = True  # it adopts a dead replica's LIVE trades past the point of no return
         register_breaker_metrics(metrics.registry, lambda: live.breakers)

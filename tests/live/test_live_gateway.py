@@ -321,8 +321,9 @@ async def live_health(client, key: str) -> spb.ComponentHealth:
 async def test_two_live_replicas_on_one_redis_count_each_others_trades_in_flight(host, tmp_path, redis_server) -> None:
     """What a trade admitted on one replica may still spend is set aside on the other (one wallet)."""
     wallet = new_wallet(host, usdc=100)
-    env = {"TRADEWIRE_SHARED__REDIS_URL": redis_server.url}
-    a, b = (start_gateway(tmp_path / name, host, wallet, env=env) for name in ("a", "b"))
+    a, b = (start_gateway(tmp_path / name, host, wallet, env={"TRADEWIRE_SHARED__REDIS_URL": redis_server.url,
+                                                              "TRADEWIRE_SHARED__REPLICA_ID": f"live-{name}"})
+            for name in ("a", "b"))
     key, in_flight = a.key("trader"), rid("in-flight-on-a")
     on_a, on_b = make_client("grpc", a), make_client("grpc", b)
     try:
@@ -334,6 +335,9 @@ async def test_two_live_replicas_on_one_redis_count_each_others_trades_in_flight
         assert refused.value.code == "FAILED_PRECONDITION" and refused.value.reason == "INSUFFICIENT_FUNDS", refused.value
         assert "has 40 USDC once the 60 USDC that trades in flight may spend is set aside" in refused.value.message
         assert host.rules.sends and len(set(host.rules.sends)) == 1  # only A's transaction was sent
+        held = redis.Redis.from_url(redis_server.url).hgetall(f"tw:live:held:{wallet.pubkey()}")
+        assert [(field.split(b"\x00")[1], value.split(b"\n")[0]) for field, value in held.items()] == \
+            [(in_flight.encode(), b"live-a")]  # held in the shared book, by replica A
 
         host.call(lambda: host.devnet.chain.advance_slots(DEVNET.blockhash_valid_blocks + 2))  # nothing spent
         with contextlib.suppress(RpcFailure):

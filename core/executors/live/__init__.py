@@ -33,8 +33,8 @@ def build_live_executor(settings: Settings, market: Market, quotes: QuoteSource,
     ``orders``: its journal, opened already (else opened here, see :func:`open_live_orders`).
     ``shared_client`` and ``replica_id`` (Redis, with several replicas): sends are then recorded
     for the other replicas and the daily loss counts every replica's bookings
-    (core/shared/redis_live_orders.py), and the trades in flight the limits count are every
-    replica's (core/shared/redis_reservations.py), and the kill switch they share holds too
+    (core/shared/redis_live_orders.py); the limits count every replica's trades in flight
+    (core/shared/redis_reservations.py); and the kill switch they share holds too
     (core/shared/redis_kill_switch.py)."""
     config = settings.live
     # httpx logs every request's full URL at INFO; RPC URLs often carry an API key.
