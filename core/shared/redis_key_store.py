@@ -7,13 +7,13 @@ Keys: ``tw:apikey:{prefix}`` (hash: ``hash`` — SHA-256 of the whole key, never
 ``revoked_at`` in epoch seconds, the last two only when set) and ``tw:apikeys`` (set: every
 prefix, for listing).
 
-A round trip to Redis costs ~0.15–0.3 ms of CPU here (redis-py), fifteen times a SQLite
+A round trip to Redis costs ~0.15–0.3 ms of CPU here (redis-py), over ten times a SQLite
 lookup, so a key proven here is kept for ``cache_s`` (1 s) and read again after that: a
 revocation made elsewhere holds on this replica within that second (at once when made through
 this store; long calls re-check their key about once a second anyway). A cache that is always
 current would need a round trip of its own per call, or pushed invalidations whose loss (a
 dead subscriber) would go unnoticed. Unknown keys are not kept. While Redis does not answer,
-verification of a key not kept raises redis.ConnectionError: the caller gets UNAVAILABLE
+a verification that has to read it raises redis.ConnectionError: the caller gets UNAVAILABLE
 STORE_UNAVAILABLE (retryable), never a pass.
 
 A replica started with Redis copies the keys of its local key database in (:meth:`copy_in`),
