@@ -36,7 +36,7 @@ from tradewire.core.ratelimit import RateLimitConfig, RateLimits
 from tradewire.core.recorder import Recorder
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.service import ServiceOptions, TradeService
-from tradewire.core.shared import READ_TIMEOUT_S, STORE_OUTAGES
+from tradewire.core.shared import READ_TIMEOUT_S, STORE_OUTAGES, not_answering
 from tradewire.core.shared.fail_fast import fail_fast_client
 from tradewire.core.shared.redis_cancel import RemoteCancel
 from tradewire.core.shared.redis_events import RedisEventBus
@@ -184,7 +184,7 @@ def _shared_keys(settings: Settings, shared: SharedBackends) -> RedisApiKeyStore
         try:
             copied = keys.copy_in(local.entries())
         except STORE_OUTAGES as exc:
-            raise StartupError(f"the shared store ([shared] redis_url) does not answer: {exc}") from None
+            raise StartupError(not_answering(exc)) from None
         finally:
             local.close()
         if copied:
@@ -238,8 +238,8 @@ def build_shared(settings: Settings) -> SharedBackends | None:
     client = fail_fast_client(shared.redis_url, shared.store_timeout_s, shared.store_cooldown_s)
     try:
         client.ping()  # fail at start-up, not on the first trade
-    except STORE_OUTAGES as exc:  # (redis-py's message names host and port, never the password)
-        raise StartupError(f"the shared store ([shared] redis_url) does not answer: {exc}") from None
+    except STORE_OUTAGES as exc:
+        raise StartupError(not_answering(exc)) from None
     replica = shared.replica_id or hashlib.sha256(
         f"{socket.gethostname()}:{settings.storage.data_dir.resolve()}".encode()).hexdigest()[:16]
     async_client = redis_async.Redis.from_url(shared.redis_url, socket_timeout=READ_TIMEOUT_S)

@@ -52,11 +52,10 @@ def run_kill_switch_command(args: argparse.Namespace, out: TextIO | None = None,
 
 
 def _on_redis(settings: Settings, state: str | None, out: TextIO, err: TextIO) -> int:
-    import redis
-
+    from tradewire.core.shared import STORE_OUTAGES, command_client, not_answering
     from tradewire.core.shared.redis_kill_switch import SharedKillSwitch
 
-    client = redis.Redis.from_url(settings.shared.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    client = command_client(settings.shared.redis_url)
     try:
         client.ping()  # (not answering: one line here, not the switch's own warning too)
         switch = SharedKillSwitch(client)
@@ -64,8 +63,8 @@ def _on_redis(settings: Settings, state: str | None, out: TextIO, err: TextIO) -
             switch.set(state)
         _show(settings, switch.state(), out)
         return 0
-    except (redis.ConnectionError, redis.TimeoutError) as exc:  # (its message names host and port, no password)
-        print(f"error: the shared store ([shared] redis_url) does not answer: {exc}", file=err)
+    except STORE_OUTAGES as exc:
+        print(f"error: {not_answering(exc)}", file=err)
         return 1
     except TradewireError as exc:  # it stopped answering in between
         print(f"error: {exc.message}", file=err)

@@ -107,15 +107,14 @@ def run_keys_command(args: argparse.Namespace, out: TextIO | None = None, err: T
 
 
 def _run_on_redis(args: argparse.Namespace, command: str, url: str, out: TextIO, err: TextIO) -> int:
-    import redis
-
+    from tradewire.core.shared import STORE_OUTAGES, command_client, not_answering
     from tradewire.core.shared.redis_key_store import RedisApiKeyStore
 
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    client = command_client(url)
     try:
         return _act(RedisApiKeyStore(client), args, command, out, err, where=" in the shared store")
-    except (redis.ConnectionError, redis.TimeoutError) as exc:  # (its message names host and port, no password)
-        print(f"error: the shared store ([shared] redis_url) does not answer: {exc}", file=err)
+    except STORE_OUTAGES as exc:
+        print(f"error: {not_answering(exc)}", file=err)
         return 1
     finally:
         client.close()

@@ -1,7 +1,9 @@
 """Scale-out backends: state shared by several gateway replicas through Redis."""
 
+import asyncio
 import logging
 import sys
+from collections.abc import Callable
 
 import redis
 import redis.asyncio as aredis
@@ -46,3 +48,28 @@ def blocking_read_s(client: aredis.Redis, wanted_s: float) -> float:
     kwargs = client.connection_pool.connection_kwargs
     read_timeout = kwargs["socket_timeout"] if "socket_timeout" in kwargs else READ_TIMEOUT_S
     return min(wanted_s, read_timeout / 2) if read_timeout else wanted_s
+
+
+def not_answering(exc: Exception) -> str:
+    """What a command or a start-up says when Redis does not answer (redis-py's message names
+    host and port, never the password)."""
+    return f"the shared store ([shared] redis_url) does not answer: {exc}"
+
+
+def command_client(url: str) -> redis.Redis:
+    """A client for one administration command (tradewire keys, kill-switch): waits at most
+    5 s for Redis."""
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+async def keep_renewed(lease_s: float, renew: Callable[[], object], outage: Outage, logger: logging.Logger,
+                       failure: str) -> None:
+    """Call ``renew()`` every lease/3 until cancelled (a third: two renewals may fail before a
+    lease lapses); Redis not answering counts toward ``outage``, anything else is logged."""
+    while True:
+        await asyncio.sleep(lease_s / 3)
+        try:
+            renew()
+            outage.answered()
+        except Exception:  # keep renewing: Redis may be back by the next period
+            count_failure(outage, logger, failure)

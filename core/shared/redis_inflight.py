@@ -11,7 +11,6 @@ and its slots come back once its leases expire. The key itself expires with its 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 import redis
 
 from tradewire.core.outage import Outage
-from tradewire.core.shared import count_failure
+from tradewire.core.shared import keep_renewed
 
 log = logging.getLogger("tradewire.inflight")
 
@@ -138,13 +137,7 @@ class RedisInFlight:
         return self._renew(keys=keys, args=[self._lease_ms, *members])
 
     async def keep_renewed(self, running: Callable[[], Iterable[Key]]) -> None:
-        """Renew ``running()`` every lease/3 until cancelled (a third: two renewals may fail
-        before a lease lapses)."""
+        """Renew ``running()`` every lease/3 until cancelled."""
         outage = Outage(log, "in-flight lease renewal (Redis)", "leases lapse if it lasts past a lease")
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            try:
-                self.renew(running())
-                outage.answered()
-            except Exception:  # keep renewing: Redis may be back by the next period
-                count_failure(outage, log, "renewing the in-flight leases failed")
+        await keep_renewed(self.lease_s, lambda: self.renew(running()), outage, log,
+                           "renewing the in-flight leases failed")

@@ -31,7 +31,6 @@ or release that cannot be written is left to the renewals and the lease.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
@@ -43,7 +42,7 @@ from tradewire.core.executors.live.reservations import (
     RELEASED_KEPT_S, InFlight, Key, Refusal, Reservation,
 )
 from tradewire.core.outage import Outage
-from tradewire.core.shared import STORE_OUTAGES, count_failure
+from tradewire.core.shared import STORE_OUTAGES, keep_renewed
 
 log = logging.getLogger("tradewire.live")
 
@@ -186,15 +185,9 @@ class SharedReservations:
         return self._owner + _pack(r)
 
     async def keep_renewed(self) -> None:
-        """Renew every lease/3 until cancelled (two renewals may fail before a hold lapses)."""
+        """Renew every lease/3 until cancelled."""
         outage = Outage(log, "LIVE reservation renewal (Redis)", "holds lapse if it lasts past a lease")
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            try:
-                self.renew()
-                outage.answered()
-            except Exception:  # keep renewing: Redis may be back by the next period
-                count_failure(outage, log, "renewing the LIVE reservations failed")
+        await keep_renewed(self.lease_s, self.renew, outage, log, "renewing the LIVE reservations failed")
 
 
 def _unavailable(what: str, exc: Exception) -> TradewireError:
