@@ -7,6 +7,13 @@ token is AUTH_INVALID whatever its claims say. Messages never contain the token;
 only token-derived value echoed is the (sanitised) ``kid``, in metadata ``credential``; the
 ``sub`` (the principal's id, logged) must be printable ASCII of at most 255 characters.
 Header fields such as ``jku``/``x5u``/``jwk`` are ignored: keys come only from config.
+
+A caller presents the same token on every call until it expires, and checking its signature
+is most of the cost (HS256 ~0.1 ms, EdDSA ~0.3 ms: bench/auth_bench.py). So a token that
+verified is kept (by its exact text, at most ``cache_size`` of them) with the key that
+verified it; presented again, its times are checked against the clock as before, and it is
+taken only while that kid still names that very key (a JWKS reload that drops or replaces a
+key drops what it verified). Only tokens that verified are kept: a forged one costs its check.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import binascii
 import json
 import math
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -118,9 +127,14 @@ class JwtVerifier:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        cache_size: int = 1024,
     ) -> None:
         self.config = config
         self._clock = clock
+        # token → (what it verified to, its header's kid, the key that verified it)
+        self._verified: OrderedDict[str, tuple[VerifiedToken, Any, VerificationKey]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
         self._static: dict[str, VerificationKey] = {}
         for key_cfg in config.keys:
             key = load_config_key(key_cfg)
@@ -137,6 +151,32 @@ class JwtVerifier:
     # -- public ------------------------------------------------------------------------
 
     def verify(self, token: str) -> VerifiedToken:
+        with self._lock:
+            kept = self._verified.get(token) if isinstance(token, str) else None
+        if kept is not None:
+            verified, kid, key = kept
+            credential = f"jwt:{safe_label(kid)}" if isinstance(kid, str) else "jwt"
+            try:
+                current = self._key_for(kid, verified.algorithm, credential)
+            except TradewireError:
+                current = None
+            if current is key:
+                self._check_times(verified.claims, credential)
+                with self._lock:
+                    if token in self._verified:
+                        self._verified.move_to_end(token)
+                return verified
+            with self._lock:
+                self._verified.pop(token, None)
+        verified, kid, key = self._verify(token)
+        with self._lock:
+            self._verified[token] = (verified, kid, key)
+            if len(self._verified) > self._cache_size:
+                self._verified.popitem(last=False)
+        return verified
+
+    def _verify(self, token: str) -> tuple[VerifiedToken, Any, VerificationKey]:
+        """The whole check: the token's claims, its header's kid and the key that verified it."""
         if not isinstance(token, str) or not token:
             raise _fail("AUTH_INVALID", "bearer token is empty")
         if len(token) > self.config.max_token_bytes:
@@ -170,7 +210,7 @@ class JwtVerifier:
             algorithm=key.algorithm,
             expires_at=expires_at,
             claims=MappingProxyType(claims),
-        )
+        ), kid, key
 
     def known_kids(self) -> list[str]:
         kids = set(self._static)

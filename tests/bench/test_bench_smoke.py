@@ -105,3 +105,15 @@ def test_the_json_codec_bench_measures_both_codecs_on_the_same_messages(tmp_path
     rows = json.loads(out.read_text())["in_process"]
     assert set(rows) == {"parse TradeRequest", "print TradeResult", "print a 500-trade history page"}
     assert all(row["json_format_us"] > 0 and row["protojson_us"] > 0 for row in rows.values())
+
+
+def test_the_auth_micro_benchmark_measures_every_store(tmp_path):
+    out = tmp_path / "auth.json"
+    done = subprocess.run([sys.executable, "-m", "bench.auth_bench", "--n", "50", "--rounds", "1", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert all(r["median_us"] > 0 and r["calls"] == 50 for r in results.values())
+    reads, kept = (results[f"API key verify (Redis store, {how})"]["median_us"] for how in ("reads Redis", "key kept 1 s"))
+    assert kept < reads  # the kept key answers without the round trip
+    assert "API key verify only (store.verify, cached)" in results and "Redis PING round trip" in " ".join(results)

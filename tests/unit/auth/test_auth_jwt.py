@@ -333,6 +333,45 @@ def test_jwks_reload_on_mtime_change(tmp_path, material: Material) -> None:
     assert reason(new_token) == "TOKEN_KEY_UNKNOWN"
 
 
+def test_a_token_presented_again_is_not_checked_again_until_its_times_say_so(material: Material,
+                                                                            monkeypatch) -> None:
+    clock = FakeClock(NOW)
+    config = JwtConfig(issuer=ISSUER, audience=AUDIENCE, keys=(JwtKeyConfig("hs", "HS256", secret=material.hs_secret),))
+    v = JwtVerifier(config, clock=clock)
+    decoded = []
+    real = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **kw: decoded.append(a[0]) or real(*a, **kw))
+    token = material.sign("hs", scope="read")
+    first = v.verify(token)
+    assert all(v.verify(token) == first for _ in range(5))
+    assert len(decoded) == 1  # its signature checked once
+    other = material.sign("hs", scope="read trade:paper")
+    assert v.verify(other).scopes == {"read", "trade:paper"} and len(decoded) == 2
+    with pytest.raises(TradewireError) as forged:  # a token like a kept one, one character off
+        v.verify(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1])
+    assert forged.value.reason == "AUTH_INVALID"
+    clock.advance(600 + 30)  # exp (NOW + 600) and the leeway: a kept token expires as any other
+    with pytest.raises(TradewireError) as expired:
+        v.verify(token)
+    assert expired.value.reason == "TOKEN_EXPIRED"
+
+
+def test_a_kept_token_is_checked_again_once_its_key_is_replaced(tmp_path, material: Material) -> None:
+    first, second = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    path = tmp_path / "jwks.json"
+    _write(path, _jwks(("k", first)), 1_700_000_000)
+    mono = FakeClock(100.0)
+    config = JwtConfig(issuer=ISSUER, audience=AUDIENCE, jwks_path=str(path), jwks_check_interval_s=10)
+    v = JwtVerifier(config, clock=lambda: NOW, monotonic=mono)
+    token = material.sign("k", "EdDSA", key=first)
+    assert v.verify(token).kid == "k"
+    _write(path, _jwks(("k", second)), 1_700_000_100)  # the same kid, another key
+    mono.advance(10)
+    with pytest.raises(TradewireError) as refused:
+        v.verify(token)
+    assert refused.value.reason == "AUTH_INVALID"  # its signature, checked against the new key
+
+
 def test_jwks_entries_with_mismatched_alg_are_skipped(tmp_path, material: Material) -> None:
     rsa_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(material.rsa_private.public_key()))
     oct_jwk = {"kty": "oct", "k": b64url(material.hs_secret), "kid": "oct", "alg": "HS256"}
