@@ -161,7 +161,12 @@ class JwtVerifier:
             except TradewireError:
                 current = None
             if current is key:
-                self._check_times(verified.claims, credential)
+                try:
+                    self._check_times(verified.claims, credential)
+                except TradewireError:  # expired: it will not pass again
+                    with self._lock:
+                        self._verified.pop(token, None)
+                    raise
                 with self._lock:
                     if token in self._verified:
                         self._verified.move_to_end(token)

@@ -354,6 +354,7 @@ def test_a_token_presented_again_is_not_checked_again_until_its_times_say_so(mat
     with pytest.raises(TradewireError) as expired:
         v.verify(token)
     assert expired.value.reason == "TOKEN_EXPIRED"
+    assert token not in v._verified  # (not kept once it cannot pass)
 
 
 def test_a_kept_token_is_checked_again_once_its_key_is_replaced(tmp_path, material: Material) -> None:
