@@ -190,9 +190,15 @@ async def test_signals_reaching_the_writer_mid_write_are_not_an_outage(questdb, 
     finally:
         stop.set()
         interrupter.join()
+        stats = sink.stats()
+        # Only once the writer thread has ended: a signal sent to it that it has not been
+        # scheduled to take yet would otherwise meet the default action, which ends the process.
+        await sink.close()
+        writer = sink._worker._thread
+        if writer is not None:
+            writer.join(10)
+            assert not writer.is_alive()
         signal.signal(signal.SIGUSR2, previous)
-    stats = sink.stats()
-    await sink.close()
     assert (stats.write_errors_total, stats.spooled_total, stats.rows_written_total) == (0, 0, 10_000)
     assert await questdb.settled_counts("tw_transitions", principal, 10_000) == (10_000, 10_000)
 
