@@ -316,7 +316,7 @@ def build_core(settings: Settings) -> Core:
     if settings.live.enabled:
         from tradewire.core.executors.live import build_live_executor
 
-        from tradewire.core.executors.live.metrics import register_breaker_metrics
+        from tradewire.core.executors.live.metrics import register_breaker_metrics, register_kill_switch_metric
 
         live = executors[pb.TRADING_MODE_LIVE] = build_live_executor(
             settings, market, quotes, store, recorder, orders=build_live_orders(settings, shared),
@@ -324,6 +324,7 @@ def build_core(settings: Settings) -> Core:
         if shared:
             store.settles_live = True  # it adopts a dead replica's LIVE trades past the point of no return
         register_breaker_metrics(metrics.registry, lambda: live.breakers)
+        register_kill_switch_metric(metrics.registry, live.safety.kill_switch)
     pipeline = Pipeline(build_authenticator(settings, shared), build_rate_limits(settings, shared), market, recorder,
                         tracing)
     execution, streams = settings.execution, settings.streams

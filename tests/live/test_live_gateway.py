@@ -26,7 +26,7 @@ from solders.transaction import VersionedTransaction
 from support.clients import PROTOCOLS, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
 from support.redis_server import RedisServer
-from support.trading import equals, stage_on
+from support.trading import equals, metric, stage_on
 
 from tradewire.devnet import DevnetConfig
 from tradewire.v1 import service_pb2 as spb
@@ -292,6 +292,10 @@ async def test_one_kill_switch_command_halts_every_live_replica_on_one_redis(hos
             assert refused.value.reason == "RISK_LIMIT" and "KILL_SWITCH" in refused.value.message, refused.value
             live = await live_health(client, key)  # said where operators look
             assert live.status == spb.SERVING_STATUS_NOT_SERVING and "kill switch engaged" in live.message, live
+        for replica in replicas:
+            assert await metric(replica, "tradewire_live_kill_switch", state="halt") == 1.0
+            assert await metric(replica, "tradewire_live_kill_switch", state="off") == 0.0
+            assert "LIVE kill switch: halt (was off)" in replica.log_text()
         assert kill_switch(redis_url=store.url).stdout.startswith("halt")  # shown, unchanged
         assert kill_switch("reduce-only", redis_url=store.url).returncode == 0
         with pytest.raises(RpcFailure) as reduce_only:
@@ -305,6 +309,7 @@ async def test_one_kill_switch_command_halts_every_live_replica_on_one_redis(hos
             assert filled.status == pb.TRADE_STATUS_FILLED
             live = await live_health(client, key)
             assert live.status == spb.SERVING_STATUS_SERVING and "kill switch" not in live.message, live
+        assert await metric(replicas[0], "tradewire_live_kill_switch", state="off") == 1.0
     finally:
         for client in clients:
             await client.close()

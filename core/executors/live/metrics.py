@@ -1,4 +1,5 @@
-"""The LIVE upstreams' circuit-breaker states as a Prometheus gauge, read at scrape time."""
+"""The LIVE upstreams' circuit-breaker states and the kill switch as Prometheus gauges, read at
+scrape time."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from tradewire.core.config import KILL_SWITCH_STATES
+from tradewire.core.errors import TradewireError
 from tradewire.core.executors.live.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
 STATES = (CLOSED, HALF_OPEN, OPEN)
@@ -30,3 +33,24 @@ class BreakerCollector(Collector):
 
 def register_breaker_metrics(registry: CollectorRegistry, breakers: Callable[[], Iterable[CircuitBreaker]]) -> None:
     registry.register(BreakerCollector(breakers))
+
+
+class KillSwitchCollector(Collector):
+    def __init__(self, state: Callable[[], str]) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator:
+        family = GaugeMetricFamily("tradewire_live_kill_switch",
+                                   "1 for the LIVE kill switch state that holds (the strictest of the setting, "
+                                   "the file and the switch replicas share)", labels=["state"])
+        try:
+            current = self.state()
+        except TradewireError:  # the shared switch cannot be read: no LIVE trade is admitted meanwhile
+            current = "unknown"
+        for state in (*KILL_SWITCH_STATES, "unknown"):
+            family.add_metric([state], 1.0 if current == state else 0.0)
+        yield family
+
+
+def register_kill_switch_metric(registry: CollectorRegistry, state: Callable[[], str]) -> None:
+    registry.register(KillSwitchCollector(state))

@@ -50,6 +50,7 @@ worst-case loss still counts until it is booked (the balances do not show that).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ from tradewire.core.executors.live.reservations import InFlight, Key, LocalReser
 from tradewire.core.market import Market, Mint
 from tradewire.core.order import Order, Quote
 from tradewire.core.store.live_orders import LiveOrderStore
+
+log = logging.getLogger("tradewire.live")
 
 WSOL_MINT = "So11111111111111111111111111111111111111112"
 DAY_NS = 86_400 * 10**9
@@ -128,6 +131,7 @@ class SafetyChecks:
         self._clock = clock
         self.book: ReservationBook = book or LocalReservations()
         self._shared_kill_switch = shared_kill_switch
+        self._last_kill_switch = "off"  # (a switch engaged at start is logged at its first reading)
         self._allowed = self._resolve("allowed_mints", config.allowed_mints) if config.allowed_mints else None
         outputs = config.reduce_only_outputs or (market.valuation.symbol,)
         self._reduce_only_outputs = self._resolve("reduce_only_outputs", outputs)
@@ -155,10 +159,15 @@ class SafetyChecks:
 
     def kill_switch(self) -> str:
         """The state that holds: the strictest of the setting, the file and the shared switch
-        (TradewireError STORE_UNAVAILABLE when the shared one cannot be read)."""
+        (TradewireError STORE_UNAVAILABLE when the shared one cannot be read). A change is
+        logged when it is first read (a trade, HealthCheck or a metrics scrape)."""
         state = kill_switch_state(self.config)
         if self._shared_kill_switch is not None:
             state = strictest(state, self._shared_kill_switch())
+        if state != self._last_kill_switch:
+            log.log(logging.INFO if state == "off" else logging.WARNING, "LIVE kill switch: %s (was %s)", state,
+                    self._last_kill_switch)
+            self._last_kill_switch = state
         return state
 
     def before_quote(self, order: Order) -> TradewireError | None:

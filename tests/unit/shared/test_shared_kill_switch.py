@@ -4,11 +4,15 @@ Redis does not answer."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+from prometheus_client import CollectorRegistry
 
 from support.redis_server import RedisServer
 from tradewire.core.config import LiveConfig, MarketConfig
 from tradewire.core.errors import TradewireError
+from tradewire.core.executors.live.metrics import register_kill_switch_metric
 from tradewire.core.executors.live.safety import SafetyChecks, strictest
 from tradewire.core.market import Market
 from tradewire.core.shared.redis_kill_switch import KEY, SharedKillSwitch
@@ -81,3 +85,22 @@ def test_strictest():
     assert strictest("off", "reduce_only") == strictest("reduce_only", "off") == "reduce_only"
     assert strictest("halt", "off", "reduce_only") == "halt"
     assert strictest("off", "off") == "off"
+
+
+def test_the_gauge_says_the_state_that_holds_and_unknown_when_it_cannot_be_read(own_redis, tmp_path, caplog):
+    registry = CollectorRegistry()
+    switch = SharedKillSwitch(own_redis.client())
+    checks = SafetyChecks(LiveConfig(), Market(MarketConfig()), LiveOrderStore(tmp_path / "live.db"),
+                          shared_kill_switch=switch.state)
+    register_kill_switch_metric(registry, checks.kill_switch)
+
+    def gauge(state: str) -> float:
+        return registry.get_sample_value("tradewire_live_kill_switch", {"state": state})
+
+    assert gauge("off") == 1.0 and gauge("halt") == 0.0
+    switch.set("halt")
+    with caplog.at_level(logging.WARNING, logger="tradewire.live"):
+        assert gauge("halt") == 1.0 and gauge("off") == 0.0
+    assert "LIVE kill switch: halt (was off)" in caplog.text
+    own_redis.halt(keep_data=True)
+    assert gauge("unknown") == 1.0 and gauge("halt") == 0.0
