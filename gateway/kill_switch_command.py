@@ -43,10 +43,14 @@ def run_kill_switch_command(args: argparse.Namespace, out: TextIO | None = None,
             print("error: a running gateway reads no kill switch it could be given: set [shared] redis_url "
                   "(every replica) or [live] kill_switch_file", file=err)
             return 2
-        if args.state == "off":
-            path.unlink(missing_ok=True)
-        else:
-            path.write_text(args.state + "\n")
+        try:
+            if args.state == "off":
+                path.unlink(missing_ok=True)
+            else:
+                path.write_text(args.state + "\n")
+        except OSError as exc:
+            print(f"error: live.kill_switch_file: cannot write {path}: {exc.strerror or exc}", file=err)
+            return 1
     _show(settings, None, out)
     return 0
 

@@ -273,6 +273,12 @@ async def test_the_kill_switch_command_engages_a_gateways_switch_file(gateway, t
     nowhere = kill_switch("halt", "--config", str(bare))
     assert nowhere.returncode == 2 and "Traceback" not in nowhere.stderr
     assert nowhere.stderr.startswith("error: a running gateway reads no kill switch it could be given")
+    unwritable = tmp_path / "unwritable.toml"  # a switch file in a folder that is not there
+    unwritable.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+                          f'[live]\nkill_switch_file = "{tmp_path / "missing" / "kill"}"\n')
+    refused = kill_switch("halt", "--config", str(unwritable))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("error: live.kill_switch_file: cannot write") and refused.stdout == ""
 
 
 async def test_one_kill_switch_command_halts_every_live_replica_on_one_redis(host, tmp_path) -> None:
