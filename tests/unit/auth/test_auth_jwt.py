@@ -292,13 +292,18 @@ def _write(path, text: str, mtime_s: int) -> None:
     os.utime(path, (mtime_s, mtime_s))
 
 
+def _jwks_verifier(path) -> tuple[JwtVerifier, FakeClock]:
+    """A verifier of the keys in the JWKS file ``path`` (checked every 10 s), and its monotonic clock."""
+    mono = FakeClock(100.0)
+    config = JwtConfig(issuer=ISSUER, audience=AUDIENCE, jwks_path=str(path), jwks_check_interval_s=10)
+    return JwtVerifier(config, clock=lambda: NOW, monotonic=mono), mono
+
+
 def test_jwks_reload_on_mtime_change(tmp_path, material: Material) -> None:
     old, new = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
     path = tmp_path / "jwks.json"
     _write(path, _jwks(("old", old)), 1_700_000_000)
-    mono = FakeClock(100.0)
-    config = JwtConfig(issuer=ISSUER, audience=AUDIENCE, jwks_path=str(path), jwks_check_interval_s=10)
-    v = JwtVerifier(config, clock=lambda: NOW, monotonic=mono)
+    v, mono = _jwks_verifier(path)
     new_token = material.sign("new", "EdDSA", key=new)
     old_token = material.sign("old", "EdDSA", key=old)
     assert v.verify(old_token).kid == "old"
@@ -361,9 +366,7 @@ def test_a_kept_token_is_checked_again_once_its_key_is_replaced(tmp_path, materi
     first, second = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
     path = tmp_path / "jwks.json"
     _write(path, _jwks(("k", first)), 1_700_000_000)
-    mono = FakeClock(100.0)
-    config = JwtConfig(issuer=ISSUER, audience=AUDIENCE, jwks_path=str(path), jwks_check_interval_s=10)
-    v = JwtVerifier(config, clock=lambda: NOW, monotonic=mono)
+    v, mono = _jwks_verifier(path)
     token = material.sign("k", "EdDSA", key=first)
     assert v.verify(token).kid == "k"
     _write(path, _jwks(("k", second)), 1_700_000_100)  # the same kid, another key
