@@ -17,7 +17,7 @@ import redis
 import redis.asyncio as redis_async
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
-from tradewire.core.audit import AuditSink, open_audit_sink
+from tradewire.core.audit import AuditSink, audit_journal_path, open_configured_sink
 from tradewire.core.audit.metrics import register_audit_metrics
 from tradewire.core.auth.authenticator import Authenticator
 from tradewire.core.auth.jwt_verifier import JwtConfig, JwtVerifier
@@ -156,15 +156,8 @@ class Core:
 
 
 def build_audit_sink(settings: Settings) -> AuditSink:
-    audit = settings.audit
-    journal = audit.journal_path or settings.storage.data_dir / "audit.jsonl"
-    options = {}
-    if audit.questdb_conf:
-        options = dict(http_url=audit.questdb_http_url, batch_size=audit.batch_size,
-                       flush_interval_s=audit.flush_interval_s, queue_max=audit.queue_max,
-                       write_ahead=audit.write_ahead)
-    return opened("audit.journal_path" if audit.journal_path else "storage.data_dir", journal,
-                  lambda path: open_audit_sink(questdb_conf=audit.questdb_conf, journal_path=path, **options))
+    setting = "audit.journal_path" if settings.audit.journal_path else "storage.data_dir"
+    return opened(setting, audit_journal_path(settings), lambda _journal: open_configured_sink(settings))
 
 
 def build_authenticator(settings: Settings, shared: SharedBackends | None = None) -> Authenticator:

@@ -5,7 +5,8 @@ Where it is set: with ``[shared] redis_url``, in Redis — every replica on it r
 LIVE trade; else in ``[live] kill_switch_file``, which the gateway reads at each LIVE trade.
 Without either there is nothing a running gateway reads (``[live] kill_switch`` is read at
 start), and the command says so. It prints the state that then holds: the strictest of the
-configured ``[live] kill_switch``, the file and the shared switch.
+configured ``[live] kill_switch``, the file and the shared switch. A change is audited
+(``tw_admin``, core/audit/admin.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def run_kill_switch_command(args: argparse.Namespace, out: TextIO | None = None,
             print("error: a running gateway reads no kill switch it could be given: set [shared] redis_url "
                   "(every replica) or [live] kill_switch_file", file=err)
             return 2
+        from tradewire.core.executors.live.safety import kill_switch_state
+
+        previous = kill_switch_state(settings.live)
         try:
             if args.state == "off":
                 path.unlink(missing_ok=True)
@@ -51,12 +55,13 @@ def run_kill_switch_command(args: argparse.Namespace, out: TextIO | None = None,
         except OSError as exc:
             print(f"error: live.kill_switch_file: cannot write {path}: {exc.strerror or exc}", file=err)
             return 1
+        _audit(settings, args.state, previous, "file", str(path), err)
     _show(settings, None, out)
     return 0
 
 
 def _on_redis(settings: Settings, state: str | None, out: TextIO, err: TextIO) -> int:
-    from tradewire.core.shared import STORE_OUTAGES, command_client, not_answering
+    from tradewire.core.shared import STORE_OUTAGES, command_client, not_answering, store_location
     from tradewire.core.shared.redis_kill_switch import SharedKillSwitch
 
     client = command_client(settings.shared.redis_url)
@@ -64,7 +69,9 @@ def _on_redis(settings: Settings, state: str | None, out: TextIO, err: TextIO) -
         client.ping()  # (not answering: one line here, not the switch's own warning too)
         switch = SharedKillSwitch(client)
         if state is not None:
+            previous = switch.state()
             switch.set(state)
+            _audit(settings, state, previous, "redis", store_location(client), err)
         _show(settings, switch.state(), out)
         return 0
     except STORE_OUTAGES as exc:
@@ -75,6 +82,13 @@ def _on_redis(settings: Settings, state: str | None, out: TextIO, err: TextIO) -
         return 1
     finally:
         client.close()
+
+
+def _audit(settings: Settings, state: str, previous: str, store: str, location: str, err: TextIO) -> None:
+    from tradewire.core.audit.admin import record_admin_action
+
+    record_admin_action(settings, err, action="kill_switch_set", target="live_kill_switch", store=store,
+                        location=location, detail=f"{state} (was {previous})")
 
 
 def _show(settings: Settings, shared: str | None, out: TextIO) -> None:

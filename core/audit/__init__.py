@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .events import (
+    ADMIN_ACTIONS,
     TABLES,
     AuditEvent,
     SecretLeakError,
     TableSchema,
+    admin_event,
     auth_attempt_event,
     fill_event,
     make_event_id,
@@ -33,6 +35,7 @@ from .questdb_sink import QuestDBSink
 from .sink import AuditSink, SinkStats
 
 __all__ = [
+    "ADMIN_ACTIONS",
     "TABLES",
     "AuditEvent",
     "AuditSink",
@@ -42,10 +45,13 @@ __all__ = [
     "SecretLeakError",
     "SinkStats",
     "TableSchema",
+    "admin_event",
     "auth_attempt_event",
     "fill_event",
+    "audit_journal_path",
     "make_event_id",
     "open_audit_sink",
+    "open_configured_sink",
     "read_journal",
     "request_event",
     "transition_event",
@@ -64,4 +70,22 @@ def open_audit_sink(
         spool = Path(spool_path) if spool_path else Path(journal_path).with_suffix(".spool.jsonl")
         return QuestDBSink(questdb_conf, spool_path=spool, **questdb_options)
     return JournalSink(journal_path)
+
+
+def audit_journal_path(settings: Any) -> Path:
+    """The local journal ``[audit]`` names (a ``Settings``): ``journal_path``, else
+    ``<data_dir>/audit.jsonl``."""
+    return settings.audit.journal_path or settings.storage.data_dir / "audit.jsonl"
+
+
+def open_configured_sink(settings: Any, *, spool_path: str | os.PathLike[str] | None = None) -> AuditSink:
+    """The sink ``[audit]`` describes (a ``Settings``): QuestDB with its options, else the journal."""
+    audit = settings.audit
+    options: dict[str, Any] = {}
+    if audit.questdb_conf:
+        options = dict(http_url=audit.questdb_http_url, batch_size=audit.batch_size,
+                       flush_interval_s=audit.flush_interval_s, queue_max=audit.queue_max,
+                       write_ahead=audit.write_ahead)
+    return open_audit_sink(questdb_conf=audit.questdb_conf, journal_path=audit_journal_path(settings),
+                           spool_path=spool_path, **options)
 

@@ -1,8 +1,8 @@
-"""The audit event model (DESIGN.md §5): one frozen ``AuditEvent`` per row of one of four tables.
+"""The audit event model (DESIGN.md §5): one frozen ``AuditEvent`` per row of one of five tables.
 
 Rules every event obeys, checked when it is built:
 
-* ``table`` is one of the four declared tables (:data:`TABLES`). The QuestDB sink writes over
+* ``table`` is one of the five declared tables (:data:`TABLES`). The QuestDB sink writes over
   ILP, which would silently create an unknown table or column without DEDUP, so a stray name
   is refused here rather than discovered in production.
 * ``symbols``/``columns`` use only the declared names with the declared types (``int`` for
@@ -53,6 +53,8 @@ __all__ = [
     "auth_attempt_event",
     "transition_event",
     "fill_event",
+    "admin_event",
+    "ADMIN_ACTIONS",
     "trusted_event",
     "trusted_transition_event",
     "trusted_request_event",
@@ -136,9 +138,20 @@ TABLES: Final[Mapping[str, TableSchema]] = MappingProxyType(
                 signature="VARCHAR",
                 slot="LONG",
             ),
+            _schema(
+                "tw_admin",
+                ("action", "actor", "principal", "store"),
+                target="VARCHAR",  # the key id (tw_ab12cd34), or live_kill_switch
+                location="VARCHAR",  # the SQLite file, the switch file, or Redis's host:port
+                host="VARCHAR",
+                detail="VARCHAR",
+            ),
         )
     }
 )
+
+#: What ``tw_admin`` records: an administration command that changed something.
+ADMIN_ACTIONS: Final = ("key_created", "key_revoked", "kill_switch_set")
 
 # ---------------------------------------------------------------------------------------------
 # secret guard
@@ -619,4 +632,32 @@ def fill_event(
             signature=signature,
             slot=slot,
         ),
+    )
+
+
+def admin_event(
+    *,
+    action: str,
+    actor: str,
+    host: str,
+    store: str,
+    target: str,
+    location: str = "",
+    principal: str | None = None,
+    detail: str = "",
+    ts_ns: int | None = None,
+) -> AuditEvent:
+    """``tw_admin``: one administration command that changed something (:data:`ADMIN_ACTIONS`),
+    by whom (``actor``: the operator's account) on which ``host``, in which ``store`` (``redis``,
+    ``sqlite``, ``file``) at which ``location``; ``principal`` is the owner of the key acted on.
+    Its id takes the time: who did what to what, when (see the module docstring)."""
+    if action not in ADMIN_ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ADMIN_ACTIONS)}, not {action!r}")
+    ts_ns = _now_ns(ts_ns)
+    return AuditEvent(
+        table="tw_admin",
+        event_id=make_event_id("tw_admin", action, target, actor, host, ts_ns),
+        ts_ns=ts_ns,
+        symbols=_syms(action=action, actor=actor, principal=principal, store=store),
+        columns=_cols(target=target, location=location or None, host=host, detail=detail or None),
     )

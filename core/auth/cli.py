@@ -7,6 +7,8 @@ stderr; the key is never shown again. The store is the one the gateway reads wit
 configuration (``--config`` or ``$TRADEWIRE_CONFIG``, and ``TRADEWIRE_*`` overrides): with
 ``[shared] redis_url``, Redis (every replica's keys); else the SQLite database
 ``auth.api_key_db``, by default ``<data_dir>/auth.db``. ``--db`` names a SQLite database instead.
+A key made or revoked is audited (``tw_admin``) where that configuration sends the audit trail
+(core/audit/admin.py).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from tradewire.core.config import ConfigError
+from tradewire.core.config import ConfigError, Settings, key_db_path, load_settings
 
-from .api_keys import ApiKeyStore, KeyNotFound, KeyRecord, create_key, list_keys, revoke_key
+from .api_keys import ApiKeyStore, KeyNotFound, KeyRecord, create_key, list_keys, normalize_prefix, revoke_key
 from .sqlite_key_store import SqliteApiKeyStore
 
 _DURATION_RE = re.compile(r"(\d+)\s*([smhdw]?)")
@@ -40,16 +42,7 @@ def parse_duration(text: str) -> timedelta:
 
 def default_db_path(config: str | None = None) -> str:
     """The key database the gateway reads with this configuration (ConfigError if it is invalid)."""
-    return gateway_key_store(config)[1]
-
-
-def gateway_key_store(config: str | None = None) -> tuple[str | None, str]:
-    """(``[shared] redis_url`` — the store when set —, the local key database) the gateway reads
-    with this configuration (ConfigError if it is invalid)."""
-    from tradewire.core.config import key_db_path, load_settings  # (config imports nothing of auth)
-
-    settings = load_settings(config)
-    return settings.shared.redis_url, str(key_db_path(settings))
+    return str(key_db_path(load_settings(config)))
 
 
 def add_keys_subcommands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -87,32 +80,34 @@ def run_keys_command(args: argparse.Namespace, out: TextIO | None = None, err: T
     if command is None:
         print("usage: tradewire keys {create,list,revoke} [--db PATH] ...", file=err)
         return 2
-    db, redis_url = getattr(args, "db", None), None
     try:
-        if db is None:
-            redis_url, db = gateway_key_store(getattr(args, "config", None))
+        settings = load_settings(getattr(args, "config", None))
     except ConfigError as exc:
         print(f"error: {exc}", file=err)
         return 2
-    if redis_url:
-        return _run_on_redis(args, command, redis_url, out, err)
+    db = getattr(args, "db", None)
+    if db is None and settings.shared.redis_url:
+        return _run_on_redis(args, command, settings, out, err)
+    db = db or str(key_db_path(settings))
     if command != "create" and not Path(db).exists():
         print(f"error: no key database at {db}", file=err)
         return 1
     try:
-        return _run(args, command, db, out, err)
+        with SqliteApiKeyStore(db) as store:
+            return _act(store, args, command, _Audit(settings, "sqlite", db, err), out, err)
     except sqlite3.Error as exc:
         print(f"error: {db} is not a usable key database ({exc})", file=err)
         return 1
 
 
-def _run_on_redis(args: argparse.Namespace, command: str, url: str, out: TextIO, err: TextIO) -> int:
-    from tradewire.core.shared import STORE_OUTAGES, command_client, not_answering
+def _run_on_redis(args: argparse.Namespace, command: str, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from tradewire.core.shared import STORE_OUTAGES, command_client, not_answering, store_location
     from tradewire.core.shared.redis_key_store import RedisApiKeyStore
 
-    client = command_client(url)
+    client = command_client(settings.shared.redis_url)
     try:
-        return _act(RedisApiKeyStore(client), args, command, out, err, where=" in the shared store")
+        audit = _Audit(settings, "redis", store_location(client), err)
+        return _act(RedisApiKeyStore(client), args, command, audit, out, err, where=" in the shared store")
     except STORE_OUTAGES as exc:
         print(f"error: {not_answering(exc)}", file=err)
         return 1
@@ -120,12 +115,20 @@ def _run_on_redis(args: argparse.Namespace, command: str, url: str, out: TextIO,
         client.close()
 
 
-def _run(args: argparse.Namespace, command: str, db: str, out: TextIO, err: TextIO) -> int:
-    with SqliteApiKeyStore(db) as store:
-        return _act(store, args, command, out, err)
+class _Audit:
+    """The ``tw_admin`` row of a change to one key store."""
+
+    def __init__(self, settings: Settings, store: str, location: str, err: TextIO) -> None:
+        self.settings, self.store, self.location, self.err = settings, store, location, err
+
+    def __call__(self, action: str, record: KeyRecord, detail: str = "") -> None:
+        from tradewire.core.audit.admin import record_admin_action
+
+        record_admin_action(self.settings, self.err, action=action, target=record.key_id, principal=record.owner,
+                            store=self.store, location=self.location, detail=detail)
 
 
-def _act(store: ApiKeyStore, args: argparse.Namespace, command: str, out: TextIO, err: TextIO,
+def _act(store: ApiKeyStore, args: argparse.Namespace, command: str, audit: _Audit, out: TextIO, err: TextIO,
          where: str = "") -> int:
     try:
         if command == "create":
@@ -134,11 +137,16 @@ def _act(store: ApiKeyStore, args: argparse.Namespace, command: str, out: TextIO
             print(key, file=out)
             print(f"created {_describe(record)}{where}", file=err)
             print("store this key now: it is shown only once and cannot be recovered", file=err)
+            audit("key_created", record, f"scopes={','.join(sorted(record.scopes))} "
+                                         f"expires={_when(record.expires_at) or 'never'} name={record.name!r}")
         elif command == "list":
             _print_list(list_keys(store), args.json, out)
         else:
+            known = store.get(normalize_prefix(args.prefix))
             record = revoke_key(store, args.prefix)
             print(f"revoked {record.key_id} (owner {record.owner}){where}", file=out)
+            before = known is not None and known.revoked_at is not None
+            audit("key_revoked", record, f"already revoked at {_when(record.revoked_at)}" if before else "")
     except (ValueError, KeyNotFound) as exc:
         message = f"no key with prefix tw_{exc.args[0]}" if isinstance(exc, KeyNotFound) else str(exc)
         print(f"error: {message}{where if isinstance(exc, KeyNotFound) else ''}", file=err)

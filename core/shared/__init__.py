@@ -56,6 +56,13 @@ def not_answering(exc: Exception) -> str:
     return f"the shared store ([shared] redis_url) does not answer: {exc}"
 
 
+def store_location(client: redis.Redis) -> str:
+    """Which Redis a client talks to, without credentials: host:port/db, or its socket's path."""
+    kwargs = client.connection_pool.connection_kwargs
+    where = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+    return f"{where}/{kwargs.get('db', 0)}"
+
+
 def command_client(url: str) -> redis.Redis:
     """A client for one administration command (tradewire keys, kill-switch): waits at most
     5 s for Redis."""

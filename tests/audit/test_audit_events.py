@@ -54,8 +54,8 @@ def test_make_event_id_parts_do_not_collide():
     assert make_event_id("t1", "x") != make_event_id("t2", "x")
 
 
-def test_four_tables_and_their_ddl():
-    assert set(TABLES) == {"tw_requests", "tw_auth_attempts", "tw_transitions", "tw_fills"}
+def test_five_tables_and_their_ddl():
+    assert set(TABLES) == {"tw_requests", "tw_auth_attempts", "tw_transitions", "tw_fills", "tw_admin"}
     ddl = TABLES["tw_fills"].ddl()
     assert ddl.startswith("CREATE TABLE IF NOT EXISTS tw_fills (")
     assert "event_id VARCHAR" in ddl and "ts TIMESTAMP" in ddl

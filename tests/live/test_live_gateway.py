@@ -28,6 +28,7 @@ from support.gateway_process import GatewayProcess
 from support.redis_server import RedisServer
 from support.trading import equals, metric, stage_on
 
+from tradewire.core.audit import read_journal
 from tradewire.devnet import DevnetConfig
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
@@ -245,11 +246,14 @@ async def test_two_live_replicas_on_one_redis_hold_one_daily_loss_limit(host, tm
             assert replica.stop() == 0, replica.log_text()[-3000:]
 
 
-def kill_switch(*args: str, redis_url: str | None = None) -> subprocess.CompletedProcess:
-    """`tradewire kill-switch ...` as an operator runs it."""
+def kill_switch(*args: str, redis_url: str | None = None, data_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """`tradewire kill-switch ...` as an operator runs it (auditing to ``data_dir``'s journal
+    when the command has no configuration)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIRE_")}
     if redis_url:
         env["TRADEWIRE_SHARED__REDIS_URL"] = redis_url
+    if data_dir:
+        env["TRADEWIRE_STORAGE__DATA_DIR"] = str(data_dir)
     return subprocess.run([sys.executable, "-m", "tradewire.gateway.cli", "kill-switch", *args],
                           capture_output=True, text=True, timeout=30, env=env)
 
@@ -268,6 +272,9 @@ async def test_the_kill_switch_command_engages_a_gateways_switch_file(gateway, t
         await client.close()
     assert released.returncode == 0 and released.stdout.startswith("off"), released.stderr
     assert not (gateway.workdir / "kill").exists()
+    audited = gateway.audit_rows("tw_admin", action="kill_switch_set")  # in the gateway's own trail
+    assert [(row["detail"], row["store"], row["location"]) for row in audited] == [
+        ("halt (was off)", "file", str(gateway.workdir / "kill")), ("off (was halt)", "file", str(gateway.workdir / "kill"))]
     bare = tmp_path / "bare.toml"  # no switch file, no shared store: nothing a running gateway reads
     bare.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
     nowhere = kill_switch("halt", "--config", str(bare))
@@ -289,7 +296,8 @@ async def test_one_kill_switch_command_halts_every_live_replica_on_one_redis(hos
     clients = [make_client(protocol, replica) for protocol, replica in zip(("grpc", "http"), replicas)]
     key = replicas[0].key("trader")
     try:
-        engaged = kill_switch("halt", redis_url=store.url)
+        operator = tmp_path / "operator"  # where the commands audit
+        engaged = kill_switch("halt", redis_url=store.url, data_dir=operator)
         assert engaged.returncode == 0, engaged.stderr
         assert engaged.stdout.strip() == "halt (settings and file: off, shared: halt)"
         for client in clients:
@@ -302,14 +310,19 @@ async def test_one_kill_switch_command_halts_every_live_replica_on_one_redis(hos
             assert await metric(replica, "tradewire_live_kill_switch", state="halt") == 1.0
             assert await metric(replica, "tradewire_live_kill_switch", state="off") == 0.0
             assert "LIVE kill switch: halt (was off)" in replica.log_text()
-        assert kill_switch(redis_url=store.url).stdout.startswith("halt")  # shown, unchanged
-        assert kill_switch("reduce-only", redis_url=store.url).returncode == 0
+        assert kill_switch(redis_url=store.url, data_dir=operator).stdout.startswith("halt")  # shown, unchanged
+        assert kill_switch("reduce-only", redis_url=store.url, data_dir=operator).returncode == 0
         with pytest.raises(RpcFailure) as reduce_only:
             await clients[1].unary("ExecuteTrade", live_trade(rid("buy", clients[1])), key)
         assert "REDUCE_ONLY" in reduce_only.value.message
         live = await live_health(clients[0], key)
         assert live.status == spb.SERVING_STATUS_SERVING and "kill switch reduce-only" in live.message, live
-        assert kill_switch("off", redis_url=store.url).returncode == 0
+        assert kill_switch("off", redis_url=store.url, data_dir=operator).returncode == 0
+        audited = [{**row.symbols, **row.columns} for row in read_journal(operator / "audit.jsonl")]
+        assert [(row["action"], row["detail"], row["store"]) for row in audited] == [
+            ("kill_switch_set", "halt (was off)", "redis"), ("kill_switch_set", "reduce_only (was halt)", "redis"),
+            ("kill_switch_set", "off (was reduce_only)", "redis")]
+        assert audited[0]["location"].startswith("127.0.0.1:") and "@" not in audited[0]["location"]
         for client in clients:
             filled, _ = await client.unary("ExecuteTrade", live_trade(rid("resumed", client)), key)
             assert filled.status == pb.TRADE_STATUS_FILLED

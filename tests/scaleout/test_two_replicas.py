@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import redis
@@ -20,6 +21,7 @@ from support.redis_server import RedisServer
 from support.trading import balance, equals, eventually, found, reached, trade, unique
 from support.webhook_receiver import WebhookReceiver
 from tradewire.core import lifecycle
+from tradewire.core.audit import read_journal
 from tradewire.core.webhooks import verify
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
@@ -60,9 +62,11 @@ async def test_same_request_id_on_both_replicas_executes_once(replicas):
         await on_b.close()
 
 
-def keys_command(redis_url: str, *args: str) -> subprocess.CompletedProcess:
-    """`tradewire keys ...` as an operator runs it, with the replicas' shared store (or none)."""
+def keys_command(redis_url: str, *args: str, data_dir: Path) -> subprocess.CompletedProcess:
+    """`tradewire keys ...` as an operator runs it, with the replicas' shared store (or none),
+    auditing to the journal in ``data_dir``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIRE_")}
+    env["TRADEWIRE_STORAGE__DATA_DIR"] = str(data_dir)
     if redis_url:
         env["TRADEWIRE_SHARED__REDIS_URL"] = redis_url
     return subprocess.run([sys.executable, "-m", "tradewire.gateway.cli", "keys", *args], capture_output=True,
@@ -79,8 +83,10 @@ async def refusal_of(client, key: str) -> RpcFailure | None:
 
 
 @pytest.mark.parametrize("protocols", [("grpc", "http"), ("connect-proto", "grpc-web")])
-async def test_a_key_made_or_revoked_once_works_or_stops_on_every_replica(replicas, redis_server, protocols):
-    made = keys_command(redis_server.url, "create", "--owner", unique("carol"), "--scopes", "read")
+async def test_a_key_made_or_revoked_once_works_or_stops_on_every_replica(replicas, redis_server, protocols,
+                                                                          tmp_path):
+    made = keys_command(redis_server.url, "create", "--owner", unique("carol"), "--scopes", "read",
+                        data_dir=tmp_path / "operator")
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
     clients = [make_client(protocol, replica) for protocol, replica in zip(protocols, replicas)]
@@ -88,8 +94,11 @@ async def test_a_key_made_or_revoked_once_works_or_stops_on_every_replica(replic
         for client in clients:  # at once, without a restart
             history, _ = await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), key)
             assert not history.trades
-        revoked = keys_command(redis_server.url, "revoke", key[:11])
+        revoked = keys_command(redis_server.url, "revoke", key[:11], data_dir=tmp_path / "operator")
         assert revoked.returncode == 0, revoked.stderr
+        audited = [{**row.symbols, **row.columns} for row in read_journal(tmp_path / "operator" / "audit.jsonl")]
+        assert [(row["action"], row["target"], row["store"]) for row in audited] == [
+            ("key_created", key[:11], "redis"), ("key_revoked", key[:11], "redis")]
         for client in clients:  # once each replica's copy of the key is a second old
             refused = await eventually(lambda c=client: refusal_of(c, key), timeout=5,
                                        what="the revoked key refused")
@@ -103,7 +112,7 @@ async def test_a_replica_moved_to_redis_brings_the_keys_of_its_own_database(repl
     """Its local keys are copied into Redis at its start, so every other replica knows them."""
     workdir = tmp_path / "moved"
     made = keys_command("", "create", "--db", str(workdir / "data" / "auth.db"), "--owner", unique("dora"),
-                        "--scopes", "read")
+                        "--scopes", "read", data_dir=workdir / "data")
     assert made.returncode == 0, made.stderr
     moved = GatewayProcess(workdir, env={"TRADEWIRE_SHARED__REDIS_URL": redis_server.url}).start()
     client = make_client("grpc", replicas[0])

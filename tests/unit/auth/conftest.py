@@ -14,3 +14,11 @@ def material() -> Material:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock(1000.0)
+
+
+@pytest.fixture(autouse=True)
+def admin_audit_journal(tmp_path, monkeypatch):
+    """Where `tradewire keys` run by these tests audits (not the working directory's tradewire-data)."""
+    path = tmp_path / "admin-audit.jsonl"
+    monkeypatch.setenv("TRADEWIRE_AUDIT__JOURNAL_PATH", str(path))
+    return path

@@ -1,0 +1,82 @@
+"""The audit row of an administration command (``tw_admin``).
+
+``tradewire keys create|revoke`` and ``tradewire kill-switch STATE`` run in a process of their
+own, so they write their row themselves, once the change is made, to the trail the same
+configuration names: QuestDB with ``[audit] questdb_conf``, else the gateway's local journal
+(appended as one line, as the gateway's writer appends, so the two never tear each other's lines).
+
+The change stands whatever becomes of its row. A row QuestDB does not take is kept in a spool
+of the commands' own, ``<data_dir>/admin-audit.spool.jsonl`` (the gateway renames its spool
+while replaying it, so sharing that file could lose a row), and the next administration command
+sends it first; the operator is told either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import os
+import socket
+from typing import Any, TextIO
+
+from . import audit_journal_path, open_configured_sink
+from .events import AuditEvent, admin_event
+from .journal import JournalFile
+
+ADMIN_SPOOL = "admin-audit.spool.jsonl"
+
+# How long a command waits for QuestDB before its row goes to the spool.
+QUESTDB_WAIT_S = 5.0
+
+
+def operator() -> str:
+    """Who ran the command: the account ``sudo`` was run from, else this process's own."""
+    if os.environ.get("SUDO_USER"):
+        return os.environ["SUDO_USER"]
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # a uid without a name (containers)
+        return f"uid {os.getuid()}"
+
+
+def record_admin_action(settings: Any, err: TextIO, **fields: Any) -> bool:
+    """Write the row of one administration command (``fields``: :func:`admin_event`'s, the
+    actor and host aside) where ``settings`` send the audit trail. False, with a line on
+    ``err``, when the row is not in the trail yet."""
+    event = admin_event(actor=operator(), host=socket.gethostname(), **fields)
+    if settings.audit.questdb_conf:
+        return asyncio.run(_to_questdb(settings, event, err))
+    return _to_journal(settings, event, err)
+
+
+def _to_journal(settings: Any, event: AuditEvent, err: TextIO) -> bool:
+    journal = JournalFile(audit_journal_path(settings))
+    try:
+        journal.append([event], fsync=True)
+        journal.close()
+    except OSError as exc:
+        print(f"warning: the change is made, but its audit row could not be written to {journal.path}: "
+              f"{exc.strerror or exc}", file=err)
+        return False
+    return True
+
+
+async def _to_questdb(settings: Any, event: AuditEvent, err: TextIO) -> bool:
+    spool = settings.storage.data_dir / ADMIN_SPOOL
+    sink_log = logging.getLogger("tradewire.audit")
+    level = sink_log.level
+    sink_log.setLevel(logging.CRITICAL)  # (its lines speak of a gateway's restart: one line of ours instead)
+    try:
+        sink = open_configured_sink(settings, spool_path=spool)
+        await sink.start()
+        sink.emit(event)  # after the rows earlier commands left in the spool, which close() replays
+        await sink.close(timeout=QUESTDB_WAIT_S)
+    finally:
+        sink_log.setLevel(level)
+    waiting = sink.stats().spooled
+    if waiting:
+        print(f"warning: the change is made; {waiting} audit row(s) wait in {spool}, sent by the next "
+              f"administration command ({sink.health()[1]})", file=err)
+        return False
+    return True

@@ -1,0 +1,149 @@
+"""Administration is audited: `tradewire keys create|revoke` and `tradewire kill-switch STATE`
+write a tw_admin row — who, on which host, what, in which store — where the configuration
+sends the audit trail (the local journal, or QuestDB; a row QuestDB does not take waits in the
+commands' own spool and goes with the next command)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+from support.questdb import QuestDBServer, eventually, free_ports
+
+from tradewire.core.audit import admin_event, read_journal
+from tradewire.core.audit.admin import ADMIN_SPOOL
+from tradewire.core.audit.events import REDACTED
+from tradewire.gateway.cli import main as tradewire
+
+TS = 1_795_000_000_000_000_000
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    config = tmp_path / "tradewire.toml"
+    config.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n{extra}')
+    return config
+
+
+def run(capsys, config: Path, *argv: str) -> tuple[int, str, str]:
+    """A `tradewire` command with ``config``, in this process; (exit code, stdout, stderr)."""
+    code = tradewire([*argv, "--config", str(config)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def admin_rows(journal: Path) -> list[dict]:
+    return [{**e.symbols, **e.columns} for e in read_journal(journal) if e.table == "tw_admin"]
+
+
+async def questdb_rows(questdb: QuestDBServer, sql: str, count: int) -> list[list]:
+    """The rows of ``sql`` once there are ``count`` of them (QuestDB applies its WAL later)."""
+    async def probe() -> list[list] | None:
+        rows = await questdb.query(sql)
+        return rows if len(rows) == count else None
+
+    return await eventually(probe, what=f"{count} row(s) of {sql}")
+
+
+@pytest.fixture(autouse=True)
+def operator_env(monkeypatch) -> None:
+    for name in ("TRADEWIRE_CONFIG", "TRADEWIRE_STORAGE__DATA_DIR", "TRADEWIRE_AUDIT__JOURNAL_PATH",
+                 "TRADEWIRE_AUDIT__QUESTDB_CONF", "TRADEWIRE_SHARED__REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SUDO_USER", "ops-ann")  # the operator behind sudo is the actor
+
+
+def test_an_admin_row_names_its_action_and_keeps_secrets_out() -> None:
+    event = admin_event(action="key_created", actor="ann", host="h1", store="sqlite", target="tw_ab12cd34",
+                        principal="alice", detail="scopes=read", ts_ns=TS)
+    assert event.table == "tw_admin"
+    assert dict(event.symbols) == {"action": "key_created", "actor": "ann", "principal": "alice", "store": "sqlite"}
+    assert dict(event.columns) == {"target": "tw_ab12cd34", "host": "h1", "detail": "scopes=read"}
+    later = admin_event(action="key_created", actor="ann", host="h1", store="sqlite", target="tw_ab12cd34",
+                        ts_ns=TS + 1)
+    assert later.event_id != event.event_id  # two halts are two rows: the time is part of what happened
+    leaked = admin_event(action="key_created", actor="ann", host="h1", store="sqlite", target="tw_ab12cd34",
+                         detail="name='tw_ab12cd34_Q3vX9kLmN2pR7sT1uW4yZ6bC8dE0fG2hJ5'")
+    assert leaked.columns["detail"] == REDACTED
+    with pytest.raises(ValueError, match="action must be one of"):
+        admin_event(action="key_listed", actor="ann", host="h1", store="sqlite", target="x")
+
+
+def test_keys_made_and_revoked_are_audited_in_the_journal(tmp_path, capsys) -> None:
+    config = write_config(tmp_path)
+    code, key, _ = run(capsys, config, "keys", "create", "--owner", "alice", "--scopes", "trade:paper,read",
+                       "--name", "bot", "--expires-in", "30d")
+    assert code == 0
+    key_id = key.strip()[:11]
+    assert run(capsys, config, "keys", "list")[0] == 0  # reading changes nothing: no row
+    assert run(capsys, config, "keys", "revoke", key_id)[0] == 0
+    assert run(capsys, config, "keys", "revoke", key_id)[0] == 0  # again: idempotent, still a row
+
+    rows = admin_rows(tmp_path / "data" / "audit.jsonl")
+    assert [(r["action"], r["target"], r["principal"]) for r in rows] == [
+        ("key_created", key_id, "alice"), ("key_revoked", key_id, "alice"), ("key_revoked", key_id, "alice")]
+    assert {(r["actor"], r["host"], r["store"], r["location"]) for r in rows} == {
+        ("ops-ann", socket.gethostname(), "sqlite", str(tmp_path / "data" / "auth.db"))}
+    created, revoked, again = rows
+    assert created["detail"].startswith("scopes=read,trade:paper expires=20") and created["detail"].endswith(
+        "name='bot'")
+    assert "detail" not in revoked and again["detail"].startswith("already revoked at 20")
+    assert key.strip() not in (tmp_path / "data" / "audit.jsonl").read_text()  # the key itself never
+
+
+def test_a_kill_switch_change_is_audited_with_the_state_before_it(tmp_path, capsys) -> None:
+    switch_file = tmp_path / "kill"
+    config = write_config(tmp_path, f'[live]\nkill_switch_file = "{switch_file}"\n')
+    assert run(capsys, config, "kill-switch", "halt")[0] == 0
+    assert run(capsys, config, "kill-switch")[0] == 0  # shown only: no row
+    assert run(capsys, config, "kill-switch", "reduce_only")[0] == 0
+    assert run(capsys, config, "kill-switch", "off")[0] == 0
+
+    rows = admin_rows(tmp_path / "data" / "audit.jsonl")
+    assert [(r["action"], r["target"], r["detail"]) for r in rows] == [
+        ("kill_switch_set", "live_kill_switch", "halt (was off)"),
+        ("kill_switch_set", "live_kill_switch", "reduce_only (was halt)"),
+        ("kill_switch_set", "live_kill_switch", "off (was reduce_only)")]
+    assert {(r["store"], r["location"], r["actor"]) for r in rows} == {("file", str(switch_file), "ops-ann")}
+
+
+def test_a_journal_that_cannot_be_written_leaves_the_change_made_and_says_so(tmp_path, capsys) -> None:
+    (tmp_path / "a-file").write_text("")
+    config = write_config(tmp_path, f'[audit]\njournal_path = "{tmp_path / "a-file" / "audit.jsonl"}"\n')
+    code, key, err = run(capsys, config, "keys", "create", "--owner", "bob", "--scopes", "read")
+    assert code == 0 and key.startswith("tw_")  # the key is made; the operator must keep it
+    assert "warning: the change is made, but its audit row could not be written to" in err
+    assert "Traceback" not in err
+
+
+async def test_with_questdb_the_row_lands_in_tw_admin(questdb: QuestDBServer, tmp_path, capsys) -> None:
+    config = write_config(tmp_path, f'[audit]\nquestdb_conf = "{questdb.conf}"\n')
+    code, key, err = await asyncio.to_thread(run, capsys, config, "keys", "create", "--owner", "carol",
+                                             "--scopes", "read")
+    assert code == 0 and "warning" not in err, err
+    key_id = key.strip()[:11]
+    rows = await questdb_rows(
+        questdb, f"SELECT action, actor, principal, store, target FROM tw_admin WHERE target = '{key_id}'", 1)
+    assert rows == [["key_created", "ops-ann", "carol", "sqlite", key_id]]
+    assert not (tmp_path / "data" / "audit.jsonl").exists()  # QuestDB is the trail
+
+
+async def test_a_row_questdb_does_not_take_waits_and_goes_with_the_next_command(questdb: QuestDBServer, tmp_path,
+                                                                               capsys) -> None:
+    (dead,) = free_ports(1)  # nothing listens there
+    config = write_config(tmp_path, f'[audit]\nquestdb_conf = "http::addr=127.0.0.1:{dead};"\n')
+    code, key, err = await asyncio.to_thread(run, capsys, config, "keys", "create", "--owner", "dan",
+                                             "--scopes", "read")
+    spool = tmp_path / "data" / ADMIN_SPOOL
+    assert code == 0 and key.startswith("tw_")
+    assert f"warning: the change is made; 1 audit row(s) wait in {spool}" in err and "Traceback" not in err
+    assert [e.symbols["action"] for e in read_journal(spool)] == ["key_created"]
+
+    key_id = key.strip()[:11]
+    config = write_config(tmp_path, f'[audit]\nquestdb_conf = "{questdb.conf}"\n')  # QuestDB answers now
+    code, _, err = await asyncio.to_thread(run, capsys, config, "keys", "revoke", key_id)
+    assert code == 0 and "warning" not in err, err
+    rows = await questdb_rows(questdb, f"SELECT action FROM tw_admin WHERE target = '{key_id}' ORDER BY ts", 2)
+    assert rows == [["key_created"], ["key_revoked"]]
+    assert not spool.exists() or not list(read_journal(spool))  # sent, not kept
