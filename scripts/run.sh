@@ -8,7 +8,7 @@ mkdir -p tradewire-data
 KEY_FILE=tradewire-data/demo-api-key
 if [ ! -s "$KEY_FILE" ]; then
   # A local demo key (read + paper trading), created once; kept only in this ignored folder.
-  (umask 077 && .venv/bin/tradewire keys create --db tradewire-data/auth.db --owner demo \
+  (umask 077 && .venv/bin/tradewire keys create --config config/local.toml --owner demo \
      --scopes read,trade:paper --name "local demo" > "$KEY_FILE")
 fi
 # The local Solana devnet (RPC, Jupiter and Jito wire formats): the paper executor quotes
