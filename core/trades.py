@@ -77,7 +77,7 @@ class Trade:
     """One admitted trade while it runs in this process."""
 
     __slots__ = ("key", "order", "result", "stage", "sequence", "committed", "stop", "task", "done", "timer",
-                 "error")
+                 "error", "callers", "owned")
 
     def __init__(self, order: Order, result: pb.TradeResult, sequence: int = 0) -> None:
         self.key: Key = (order.principal_id, order.request_id)
@@ -94,6 +94,8 @@ class Trade:
         self.error: TradewireError | None = None
         self.done: asyncio.Future[pb.TradeResult] = asyncio.get_running_loop().create_future()
         self.done.add_done_callback(_retrieve)
+        self.callers = 0  # calls waiting for its result here: the one that admitted it, retries of its id
+        self.owned = False  # admitted by a call that waits for it (ExecuteTrade, a batch), not a session
 
 
 def _retrieve(future: asyncio.Future) -> None:
@@ -211,22 +213,36 @@ class TradeRunner:
             return await self._replay(admitted, deadline)
         return raise_unless_filled(await self.wait(admitted, deadline), admitted.error)
 
-    async def wait(self, trade: Trade, deadline: float | None = None) -> pb.TradeResult:
-        """Wait for the trade's final result as its *owner*: giving up stops the trade."""
+    async def wait(self, trade: Trade, deadline: float | None = None, *, owner: bool = True) -> pb.TradeResult:
+        """Wait for the trade's final result as one of the calls waiting for it: the one that
+        admitted it (``owner``) and retries of its request id. When the last of them gives up —
+        its deadline passed, or it went away — a trade its owner waited for is stopped if it has
+        not been sent: a retry that waits keeps it going when the first call leaves. (A session's
+        trade goes on whoever leaves.)"""
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        trade.owned = trade.owned or owner
+        trade.callers += 1
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(trade.done)
         except TimeoutError:
-            self.stop(trade, _deadline_stop())
-            raise TradewireError("DEADLINE_EXCEEDED", "the call's deadline passed before the trade ended"
-                                 + ("" if trade.committed else "; the trade was stopped before it was sent")) from None
+            if self._last_caller_left(trade, _deadline_stop()):
+                raise TradewireError("DEADLINE_EXCEEDED", "the call's deadline passed before the trade ended; "
+                                     "the trade was stopped before it was sent") from None
+            raise _goes_on(trade) from None
         except asyncio.CancelledError:
             past = deadline is not None and time.monotonic() >= deadline - 0.05
-            self.stop(trade, _deadline_stop() if past else StopRequest(
+            self._last_caller_left(trade, _deadline_stop() if past else StopRequest(
                 "caller", pb.TRADE_STATUS_CANCELLED,
                 TradewireError("CANCELLED", "the caller cancelled the call before the trade was sent")))
             raise
+        finally:
+            trade.callers -= 1
+
+    def _last_caller_left(self, trade: Trade, request: StopRequest) -> bool:
+        """A waiting call gives up (still counted): the trade is stopped if no other call waits
+        and its owner waited for it. False: it goes on."""
+        return trade.owned and trade.callers == 1 and self.stop(trade, request)
 
     def stop(self, trade: Trade, request: StopRequest) -> bool:
         """Ask a running trade to stop; False when it is committed (sent) or already done.
@@ -280,25 +296,24 @@ class TradeRunner:
             return await self.wait(admitted, deadline)
         trade = self.inflight.get((admitted.principal_id, admitted.request_id))
         if trade is not None:
-            return await asyncio.shield(trade.done)
+            return await self.wait(trade, deadline, owner=False)
         return (self.store.get(admitted.principal_id, admitted.request_id) or admitted).result
 
     async def _replay(self, record: TradeRecord, deadline: float | None = None) -> pb.TradeResult:
-        """A known request id's result; one still running is awaited until the call's
-        ``deadline`` (time.monotonic), which ends the wait, not the trade."""
+        """A known request id's result. One running here is waited for as its first caller waits
+        (:meth:`wait`); one running on another replica until the call's ``deadline``
+        (time.monotonic), which ends the wait, not the trade."""
+        trade = self.inflight.get((record.principal_id, record.request_id))
+        if trade is not None:
+            return raise_unless_filled(await self.wait(trade, deadline, owner=False), trade.error)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             async with asyncio.timeout(timeout):
                 return await self._replay_result(record)
         except TimeoutError:
-            raise TradewireError("DEADLINE_EXCEEDED", f"the call's deadline passed before trade "
-                                 f"{record.request_id!r} ended; it goes on (follow it with StreamExecutionStatus)",
-                                 metadata={"trade_id": record.result.trade_id}) from None
+            raise _goes_on(record) from None
 
     async def _replay_result(self, record: TradeRecord) -> pb.TradeResult:
-        trade = self.inflight.get((record.principal_id, record.request_id))
-        if trade is not None:
-            return raise_unless_filled(await asyncio.shield(trade.done), trade.error)
         record = self.store.get(record.principal_id, record.request_id) or record
         if not lifecycle.is_terminal(record.result.status):  # running on another replica: follow it
             key = (record.principal_id, record.request_id)
@@ -777,6 +792,13 @@ class TradeRunner:
 
     def in_flight(self, principal_id: str | None = None) -> int:
         return self.inflight.count(principal_id)
+
+
+def _goes_on(trade: Trade | TradeRecord) -> TradewireError:
+    """DEADLINE_EXCEEDED for a call whose trade goes on without it (sent, or another call waits)."""
+    request_id = trade.order.request_id if isinstance(trade, Trade) else trade.request_id
+    return TradewireError("DEADLINE_EXCEEDED", f"the call's deadline passed before trade {request_id!r} ended; "
+                          "it goes on (follow it with StreamExecutionStatus)", metadata={"trade_id": trade.result.trade_id})
 
 
 def _deadline_stop() -> StopRequest:

@@ -142,6 +142,37 @@ async def test_the_owner_giving_up_stops_the_trade_but_others_waiting_do_not():
     assert r.store.get("alice", "t-1").result.error.reason == "CANCELLED"
 
 
+async def test_a_retry_waiting_keeps_the_trade_going_when_its_first_caller_leaves():
+    gate = Gate()
+    r = runner(ScriptedExecutor([pb.TRADE_STATUS_QUOTED, gate, *FILLS[1:]]))
+    owner = asyncio.create_task(r.execute(order()))
+    await gate.reached.wait()
+    retry = asyncio.create_task(r.execute(order()))  # the same request, while the first call still waits
+    await until(lambda: r.inflight.get(("alice", "t-1")).callers == 2)
+    owner.cancel()  # the first caller goes away
+    await asyncio.gather(owner, return_exceptions=True)
+    assert not gate.interrupted and not retry.done()
+    gate.open()
+    assert (await retry).status == pb.TRADE_STATUS_FILLED  # the retry's caller gets the fill
+    assert r.store.get("alice", "t-1").result.status == pb.TRADE_STATUS_FILLED
+
+
+async def test_the_last_waiting_caller_giving_up_stops_the_trade_it_kept_going():
+    gate = Gate()
+    r = runner(ScriptedExecutor([pb.TRADE_STATUS_QUOTED, gate, *FILLS[1:]]))
+    owner = asyncio.create_task(r.execute(order()))
+    await gate.reached.wait()
+    retry = asyncio.create_task(r.execute(order(), deadline=time.monotonic() + 0.3))
+    await until(lambda: r.inflight.get(("alice", "t-1")).callers == 2)
+    owner.cancel()
+    await asyncio.gather(owner, return_exceptions=True)
+    with pytest.raises(TradewireError) as gave_up:
+        await retry
+    assert gave_up.value.reason == "DEADLINE_EXCEEDED" and "stopped before it was sent" in gave_up.value.message
+    assert gate.interrupted
+    await until(lambda: r.store.get("alice", "t-1").result.status == pb.TRADE_STATUS_EXPIRED)
+
+
 async def test_the_request_deadline_expires_a_trade_before_send():
     import datetime
 
