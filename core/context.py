@@ -83,6 +83,10 @@ class CallContext:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
     def past_deadline(self) -> bool:
-        """Whether the call's deadline has come (within a transport's timer slack): a call
-        cancelled then was cut off by its deadline, not by its caller."""
+        """Whether the call's deadline has passed: it is not started then."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def ended_by_deadline(self) -> bool:
+        """Whether a call cancelled now was cut off by its deadline, not by its caller: its
+        deadline has come, within a transport's timer slack."""
         return self.deadline is not None and time.monotonic() >= self.deadline - DEADLINE_SLACK_S

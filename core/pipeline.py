@@ -119,7 +119,7 @@ class Pipeline:
                 ctx.response_headers.update(exc.headers)
                 raise
             except (asyncio.CancelledError, GeneratorExit):  # the caller went away, or its deadline came
-                code, reason = ((Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED") if ctx.past_deadline()
+                code, reason = ((Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED") if ctx.ended_by_deadline()
                                 else (Code.CANCELLED, ""))
                 raise
             except Exception as exc:
