@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from tradewire.core.audit.events import redacted
+
 # The ids of the call being served (request_id, correlation_id, trace_id), added to every
 # line logged while serving it, wherever in core the line comes from.
 call_fields: ContextVar[dict[str, str]] = ContextVar("tradewire_call_fields", default={})
@@ -43,6 +45,10 @@ def _timestamp() -> str:
 
 
 class JsonFormatter(logging.Formatter):
+    """The standard path's lines. Their text comes from libraries too, which may quote what a
+    client sent (grpcio quotes a header value it cannot decode): a message, traceback or field
+    holding something shaped like a credential is written as the audit's REDACTED."""
+
     def __init__(self, process_fields: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.process_fields = dict(process_fields or {})
@@ -52,14 +58,28 @@ class JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redacted(record.getMessage()),
             **self.process_fields,
         }
         entry.update(call_fields.get())
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        entry.update({k: redacted(v) if isinstance(v, str) else v for k, v in vars(record).items()
+                      if k not in _STANDARD})
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redacted(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()
+
+
+class _UndecodableHeaderLine(logging.Filter):
+    """grpcio logs each request header value that is not UTF-8 (it then reads it as Latin-1) as
+    an ERROR with a traceback, quoting the value: a client's slip, not a server fault, and the
+    value may be a credential. One warning line without the value instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "grpc._cython.cygrpc" and str(record.msg).startswith("Invalid encoding on"):
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "a request header value that is not UTF-8 was read as Latin-1 (value not logged)", (), None, None)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 # Where configure_logging sends the hot lines: (write, flush, minimum level number, the
@@ -142,6 +162,7 @@ def configure_logging(level: str = "INFO", stream=None, process_fields: dict[str
     process_fields = dict(process_fields or {})
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter(process_fields))
+    handler.addFilter(_UndecodableHeaderLine())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

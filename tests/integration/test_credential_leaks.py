@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import string
+import struct
 import uuid
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
 
@@ -171,3 +176,41 @@ async def test_junk_in_x_forwarded_for_does_not_open_a_failed_authentication_bud
         assert peers == {"127.0.0.1"}
     finally:
         assert gateway.stop() == 0
+
+
+def grpc_call_with_raw_headers(target: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """One gRPC call with an empty message and header values sent as given (grpcio's own client
+    refuses what is not text); the trailers it ends with."""
+    host, port = target.rsplit(":", 1)
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False))
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        connection.initiate_connection()
+        connection.send_headers(1, [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path.encode()),
+                                    (b":authority", b"tradewire"), (b"content-type", b"application/grpc"),
+                                    (b"te", b"trailers"), *headers])
+        connection.send_data(1, struct.pack(">BI", 0, 0), end_stream=True)
+        sock.sendall(connection.data_to_send())
+        while True:  # (the socket's timeout bounds each read)
+            data = sock.recv(65536)
+            assert data, "the gateway closed the connection before the call ended"
+            for event in connection.receive_data(data):
+                if isinstance(event, h2.events.TrailersReceived):
+                    return dict(event.headers)
+            sock.sendall(connection.data_to_send())
+
+
+def test_a_key_in_a_header_value_grpcio_cannot_decode_is_not_logged(gateway):
+    """grpcio logs a request header value that is not UTF-8, quoting it: a key with a trailing
+    non-breaking space pasted from a document must not reach the log that way."""
+    key = gateway.key("reader")
+    secret = key.split("_", 2)[2]
+    trailers = grpc_call_with_raw_headers(gateway.grpc_target, "/tradewire.v1.TradeExecutionService/GetMarket",
+                                          [(b"authorization", b"Bearer " + key.encode() + b"\xa0")])
+    assert b"grpc-status" in trailers  # answered
+    wait_until(lambda: "not UTF-8" in gateway.log_text(), what="grpcio's line about the header")
+    wait_until(lambda: gateway.audit_rows("tw_requests", method="GetMarket"), what="the call's audit row")
+    assert not leaks(gateway, secret), leaks(gateway, secret)
+    lines = [line for line in log_lines(gateway) if line.get("logger", "").startswith("grpc")
+             and ("UTF-8" in line["msg"] or "encoding" in line["msg"])]
+    assert lines and all(line["level"] == "warning" and "exc" not in line for line in lines), lines  # a client's slip
