@@ -171,6 +171,8 @@ def create_key(
         raise ValueError("owner must be 1-128 characters from [A-Za-z0-9._@:+-]")
     if len(name) > 200:
         raise ValueError("name must be at most 200 characters")
+    if not name.isprintable():  # a newline or a terminal escape would forge lines in `keys list`
+        raise ValueError("name must be printable text (no newline, tab or other control character)")
     scope_set = frozenset(s.strip() for s in scopes if s.strip())
     unknown = scope_set - ALL_SCOPES
     if unknown:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sqlite3
 import sys
@@ -26,18 +27,25 @@ from typing import TextIO
 from tradewire.core.config import ConfigError, Settings, key_db_path, load_settings
 
 from .api_keys import ApiKeyStore, KeyNotFound, KeyRecord, create_key, list_keys, normalize_prefix, revoke_key
+from .jwt_verifier import JwtConfig
 from .sqlite_key_store import SqliteApiKeyStore
 
 _DURATION_RE = re.compile(r"(\d+)\s*([smhdw]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+_LONGEST = timedelta(days=36500)
+
+
 def parse_duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or plain seconds."""
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or plain seconds (at most 36500d)."""
     match = _DURATION_RE.fullmatch(text.strip().lower())
     if match is None or int(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 30d, 12h, 90m, 3600")
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > _LONGEST.total_seconds():
+        raise argparse.ArgumentTypeError(f"duration {text!r} is longer than 36500d: leave --expires-in out instead")
+    return timedelta(seconds=seconds)
 
 
 def default_db_path(config: str | None = None) -> str:
@@ -80,12 +88,12 @@ def run_keys_command(args: argparse.Namespace, out: TextIO | None = None, err: T
     if command is None:
         print("usage: tradewire keys {create,list,revoke} [--db PATH] ...", file=err)
         return 2
+    db, config = getattr(args, "db", None), getattr(args, "config", None)
     try:
-        settings = load_settings(getattr(args, "config", None))
+        settings = load_settings(config, env=_beside_database(db) if db and not config else None)
     except ConfigError as exc:
         print(f"error: {exc}", file=err)
         return 2
-    db = getattr(args, "db", None)
     if db is None and settings.shared.redis_url:
         return _run_on_redis(args, command, settings, out, err)
     db = db or str(key_db_path(settings))
@@ -98,6 +106,16 @@ def run_keys_command(args: argparse.Namespace, out: TextIO | None = None, err: T
     except sqlite3.Error as exc:
         print(f"error: {db} is not a usable key database ({exc})", file=err)
         return 1
+
+
+def _beside_database(db: str) -> dict[str, str]:
+    """The environment to read settings with when only ``--db`` names the store: without a
+    configuration the audit row goes beside the database, where the gateway keeping its keys
+    there (``<data_dir>/auth.db``) keeps its journal (``<data_dir>/audit.jsonl``)."""
+    env = dict(os.environ)
+    if "TRADEWIRE_CONFIG" not in env:
+        env.setdefault("TRADEWIRE_STORAGE__DATA_DIR", str(Path(db).resolve().parent))
+    return env
 
 
 def _run_on_redis(args: argparse.Namespace, command: str, settings: Settings, out: TextIO, err: TextIO) -> int:
@@ -132,6 +150,7 @@ def _act(store: ApiKeyStore, args: argparse.Namespace, command: str, audit: _Aud
          where: str = "") -> int:
     try:
         if command == "create":
+            _refuse_token_namespace(args.owner, audit.settings)
             scopes = [s for s in args.scopes.split(",") if s.strip()]
             key, record = create_key(store, args.owner, args.name, scopes, args.expires_in)
             print(key, file=out)
@@ -144,14 +163,27 @@ def _act(store: ApiKeyStore, args: argparse.Namespace, command: str, audit: _Aud
         else:
             known = store.get(normalize_prefix(args.prefix))
             record = revoke_key(store, args.prefix)
-            print(f"revoked {record.key_id} (owner {record.owner}){where}", file=out)
-            before = known is not None and known.revoked_at is not None
-            audit("key_revoked", record, f"already revoked at {_when(record.revoked_at)}" if before else "")
+            if known is not None and known.revoked_at is not None:
+                print(f"{record.key_id} (owner {record.owner}) was already revoked at {_when(record.revoked_at)}"
+                      f"{where}", file=out)
+                audit("key_revoked", record, f"already revoked at {_when(record.revoked_at)}")
+            else:
+                print(f"revoked {record.key_id} (owner {record.owner}){where}", file=out)
+                audit("key_revoked", record)
     except (ValueError, KeyNotFound) as exc:
         message = f"no key with prefix tw_{exc.args[0]}" if isinstance(exc, KeyNotFound) else str(exc)
         print(f"error: {message}{where if isinstance(exc, KeyNotFound) else ''}", file=err)
         return 1
     return 0
+
+
+def _refuse_token_namespace(owner: str, settings: Settings) -> None:
+    """A key's owner may not be a JWT caller's principal (``jwt:<sub>``): the key would act on
+    that subject's trades, limits and request ids."""
+    prefix = (settings.auth.jwt or {}).get("principal_prefix", JwtConfig.principal_prefix)
+    if prefix and owner.startswith(prefix):
+        raise ValueError(f"owner {owner!r} is a JWT caller's name (principal_prefix {prefix!r}): "
+                         "choose an owner without that prefix")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

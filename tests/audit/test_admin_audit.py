@@ -92,6 +92,17 @@ def test_keys_made_and_revoked_are_audited_in_the_journal(tmp_path, capsys) -> N
     assert key.strip() not in (tmp_path / "data" / "audit.jsonl").read_text()  # the key itself never
 
 
+def test_with_only_db_named_the_row_goes_beside_the_database(tmp_path, capsys, monkeypatch) -> None:
+    """`tradewire keys create --db <data_dir>/auth.db` (what the gateway suggests at start) audits
+    into that gateway's journal, <data_dir>/audit.jsonl, wherever it is run from."""
+    monkeypatch.chdir(tmp_path)  # not where the gateway keeps its files
+    data_dir = tmp_path / "gateway-data"
+    assert tradewire(["keys", "create", "--db", str(data_dir / "auth.db"), "--owner", "erin", "--scopes", "read"]) == 0
+    key_id = capsys.readouterr().out.strip()[:11]
+    assert [(r["action"], r["target"]) for r in admin_rows(data_dir / "audit.jsonl")] == [("key_created", key_id)]
+    assert not (tmp_path / "tradewire-data").exists()
+
+
 def test_a_kill_switch_change_is_audited_with_the_state_before_it(tmp_path, capsys) -> None:
     switch_file = tmp_path / "kill"
     config = write_config(tmp_path, f'[live]\nkill_switch_file = "{switch_file}"\n')

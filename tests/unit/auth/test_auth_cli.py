@@ -156,3 +156,23 @@ def test_with_a_shared_store_keys_are_made_and_revoked_in_redis(tmp_path, capsys
         assert err.startswith("error: the shared store ([shared] redis_url) does not answer") and "Traceback" not in err
     finally:
         server.stop()
+
+
+def test_a_key_for_a_jwt_callers_name_an_unprintable_name_or_an_endless_expiry_is_refused(tmp_path, capsys) -> None:
+    db = str(tmp_path / "auth.db")
+    code, out, err = run(capsys, "keys", "create", "--db", db, "--owner", "jwt:alice", "--scopes", "read")
+    assert code == 1 and out == "" and "is a JWT caller's name (principal_prefix 'jwt:')" in err
+    code, out, err = run(capsys, "keys", "create", "--db", db, "--owner", "alice", "--scopes", "read",
+                         "--name", "bot\nFAKE  admin  *  active")
+    assert code == 1 and out == "" and "name must be printable text" in err
+    with pytest.raises(SystemExit):  # argparse's own one-line error, not an OverflowError traceback
+        cli.main(["keys", "create", "--db", db, "--owner", "alice", "--scopes", "read", "--expires-in", "99999999d"])
+    assert "longer than 36500d" in capsys.readouterr().err
+
+
+def test_revoking_a_revoked_key_says_so(tmp_path, capsys) -> None:
+    db = str(tmp_path / "auth.db")
+    code, key, _ = run(capsys, "keys", "create", "--db", db, "--owner", "alice", "--scopes", "read")
+    assert run(capsys, "keys", "revoke", "--db", db, key[:11])[1].startswith(f"revoked {key[:11]} (owner alice)")
+    code, out, _ = run(capsys, "keys", "revoke", "--db", db, key[:11])
+    assert code == 0 and out.startswith(f"{key[:11]} (owner alice) was already revoked at 20")
