@@ -24,15 +24,17 @@ def _serve(args: argparse.Namespace) -> int:
         return _serve_as_worker(settings, args)
     configure_logging(settings.logging.level)
     from tradewire.gateway.assembly import StartupError
+    from tradewire.gateway.data_dir_lock import hold_data_dir
 
     try:
-        if settings.server.workers > 1:
-            from tradewire.gateway.workers import supervise
+        with hold_data_dir(settings.storage.data_dir):  # while this process serves
+            if settings.server.workers > 1:
+                from tradewire.gateway.workers import supervise
 
-            return uvloop.run(supervise(settings, args.config))
-        from tradewire.gateway.server import serve
+                return uvloop.run(supervise(settings, args.config))
+            from tradewire.gateway.server import serve
 
-        uvloop.run(serve(settings))
+            uvloop.run(serve(settings))
     except StartupError as exc:
         return _cannot_start(args, str(exc), code=1)
     return 0
@@ -40,13 +42,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _serve_as_worker(settings: Settings, args: argparse.Namespace) -> int:
     from tradewire.gateway.assembly import StartupError
+    from tradewire.gateway.data_dir_lock import hold_data_dir
     from tradewire.gateway.server import serve
     from tradewire.gateway.workers import worker_settings
 
     # Every worker writes to the same stream: each line says which worker, and which process.
     configure_logging(settings.logging.level, process_fields={"worker": args.worker, "pid": os.getpid()})
+    own = worker_settings(settings, args.worker)
     try:
-        uvloop.run(serve(worker_settings(settings, args.worker), worker=args.worker))
+        with hold_data_dir(own.storage.data_dir):  # while this worker serves
+            uvloop.run(serve(own, worker=args.worker))
     except StartupError as exc:
         return _cannot_start(args, str(exc), code=1)
     return 0

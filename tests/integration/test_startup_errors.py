@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from solders.keypair import Keypair
 
-from support.ports import free_port
+from support.ports import free_port, wait_until
+from tradewire.gateway.data_dir_lock import hold_data_dir
 
 
 def serve(workdir: Path, extra: str = "", env: dict[str, str] | None = None, config: Path | None = None,
@@ -143,3 +144,31 @@ def test_with_keys_in_the_settings_a_start_up_error_is_the_only_thing_said(tmp_p
     done = serve(tmp_path, keys, http_port=listening)
     assert_one_line(done, "cannot listen for HTTP")
     assert '"level":"warning"' not in done.stderr + done.stdout, done.stderr
+
+
+def test_a_data_dir_another_gateway_serves_from(tmp_path):
+    """A second gateway on the same files would resume the first one's running trades as a
+    crash's leftovers: it is refused, naming the one that holds them."""
+    first = subprocess.Popen([sys.executable, "-m", "tradewire.gateway.cli", "serve", "--config",
+                              str(_config(tmp_path / "first", tmp_path / "data"))],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env={k: v for k, v in os.environ.items() if not k.startswith("TRADEWIRE_")})
+    try:
+        wait_until(lambda: (tmp_path / "data" / "gateway.lock").exists()
+                   and (tmp_path / "data" / "gateway.lock").read_text().strip() == str(first.pid),
+                   what="the first gateway's lock")
+        assert_one_line(serve(tmp_path, config=_config(tmp_path / "second", tmp_path / "data")),
+                        f"storage.data_dir: {tmp_path / 'data'} is in use by another gateway (pid {first.pid})")
+    finally:
+        first.terminate()
+        assert first.wait(timeout=60) == 0, first.stderr.read()
+    with hold_data_dir(tmp_path / "data") as lock:  # the lock went with the process
+        assert lock.name == str(tmp_path / "data" / "gateway.lock")
+
+
+def _config(folder: Path, data_dir: Path) -> Path:
+    folder.mkdir(parents=True)
+    config = folder / "gw.toml"
+    config.write_text(f'[server]\ngrpc_host = "127.0.0.1"\ngrpc_port = {free_port()}\nhttp_host = "127.0.0.1"\n'
+                      f'http_port = {free_port()}\n[storage]\ndata_dir = "{data_dir}"\n')
+    return config
