@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import protovalidate
 from solders.pubkey import Pubkey
 
-from tradewire.core.audit.events import looks_like_credential
+from tradewire.core.audit.events import holds_api_key, looks_like_credential
 from tradewire.core.errors import FieldViolation, invalid_fields, shortened
 from tradewire.core.market import Market
 from tradewire.core.order import MevParams, Order
@@ -121,8 +121,22 @@ def check_cancel(request: service_pb2.CancelTradeRequest, prefix: str = "") -> N
 
 
 def _identity_violations(request: trade_pb2.TradeRequest, prefix: str) -> Iterable[FieldViolation]:
+    """Text a trade keeps that must not be a secret: its id (logged, audited), its client metadata
+    (stored, returned, sent with its webhooks), and its webhook URL (called from here: a tradewire
+    key in it would go to the webhook's host; other tokens in it are that host's own)."""
     if looks_like_credential(request.request_id):
         yield FieldViolation(prefix + "request_id", _CREDENTIAL_ID)
+    for key, value in request.client_metadata.items():
+        if looks_like_credential(key):  # (named without the key: an error is logged and audited)
+            yield FieldViolation(prefix + "client_metadata", "a key looks like a credential (a JWT, an API key or "
+                                                              "its secret): client metadata is stored and returned")
+        elif looks_like_credential(value):
+            yield FieldViolation(prefix + "client_metadata" + map_key_subscript(key),
+                                 "looks like a credential (a JWT, an API key or its secret): client metadata is "
+                                 "stored, returned and sent with webhooks")
+    if holds_api_key(request.webhook_url):
+        yield FieldViolation(prefix + "webhook_url", "holds a tradewire API key, which would be sent to the "
+                                                     "webhook's host")
 
 
 def validate_trade(request: trade_pb2.TradeRequest, principal_id: str, market: Market, prefix: str = "") -> Order:

@@ -251,6 +251,14 @@ def _remembered_verdict(value: str) -> bool:
     return _SECRET_VALUE_RE.search(value) is not None
 
 
+_API_KEY_RE: Final = re.compile(_API_KEY)
+
+
+def holds_api_key(value: str) -> bool:
+    """True for text holding a tradewire API key (or 16+ characters of its secret after its prefix)."""
+    return _API_KEY_RE.search(value) is not None
+
+
 def redacted(value: str) -> str:
     """``value``, or :data:`REDACTED` when it looks like a credential (for log lines too)."""
     return REDACTED if looks_like_credential(value) else value

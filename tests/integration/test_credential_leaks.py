@@ -108,6 +108,30 @@ async def test_a_request_id_holding_a_key_cut_short_or_its_secret_is_refused_eve
     assert leaks(gateway, secret) == {}
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_key_in_client_metadata_or_a_webhook_url_is_refused_not_stored(gateway, protocol):
+    secret = fresh_secret()
+    api_key = f"tw_qafake02_{secret}"
+    run = uuid.uuid4().hex[:8]
+    client = make_client(protocol, gateway)
+    try:
+        for fields, said, request in (
+                (['client_metadata["note"]'], "looks like a credential",
+                 pb.TradeRequest(client_metadata={"note": f"rotate {api_key}"})),
+                (["client_metadata"], "a key looks like a credential", pb.TradeRequest(client_metadata={secret: "x"})),
+                (["webhook_url"], "holds a tradewire API key",
+                 pb.TradeRequest(webhook_url=f"https://hooks.example/{api_key}"))):
+            request.MergeFrom(trade(f"{run}-{fields[0][:8]}"))
+            with pytest.raises(RpcFailure) as caught:
+                await client.unary("ExecuteTrade", request, gateway.key("alice"), headers={"x-correlation-id": run})
+            assert (caught.value.code, caught.value.fields) == ("INVALID_ARGUMENT", fields), caught.value
+            assert said in caught.value.message and secret[:16] not in caught.value.message
+    finally:
+        await client.close()
+    wait_until(lambda: len(gateway.audit_rows("tw_requests", correlation_id=run)) == 3, what="the calls on record")
+    assert leaks(gateway, secret) == {}
+
+
 async def test_a_correlation_id_holding_a_secret_is_neither_echoed_nor_recorded(gateway):
     secret = fresh_secret()
     given = [secret, f"tw_qafake01_{secret[:20]}", f"req:{secret[:32]}"]
