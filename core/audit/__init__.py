@@ -30,7 +30,7 @@ from .events import (
     request_event,
     transition_event,
 )
-from .journal import JournalFile, JournalSink, read_journal
+from .journal import JournalFile, JournalSink, check_appendable, read_journal
 from .questdb_sink import QuestDBSink
 from .sink import AuditSink, SinkStats
 
@@ -65,10 +65,14 @@ def open_audit_sink(
     spool_path: str | os.PathLike[str] | None = None,
     **questdb_options: Any,
 ) -> AuditSink:
-    """QuestDB when configured (spooling next to the journal), else the local journal."""
+    """QuestDB when configured (spooling next to the journal), else the local journal. The file
+    it appends to is opened once here: one it cannot write is an OSError now, not rows held in
+    memory until shutdown."""
     if questdb_conf:
         spool = Path(spool_path) if spool_path else Path(journal_path).with_suffix(".spool.jsonl")
+        check_appendable(spool)
         return QuestDBSink(questdb_conf, spool_path=spool, **questdb_options)
+    check_appendable(journal_path)
     return JournalSink(journal_path)
 
 

@@ -119,6 +119,13 @@ def count_lines(path: str | os.PathLike[str]) -> int:
     return n
 
 
+def check_appendable(path: str | os.PathLike[str]) -> None:
+    """Open ``path`` for appending (making it and its folder) and close it: OSError if it cannot be."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab"):
+        pass
+
+
 class JournalFile:
     """An append-only JSON-lines file. Thread-safe; every method blocks (call it off-loop).
 

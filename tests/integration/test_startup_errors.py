@@ -87,6 +87,13 @@ def test_a_data_dir_that_is_a_file(tmp_path):
     assert_one_line(serve(tmp_path), f"storage.data_dir: cannot open {tmp_path / 'data'}: File exists")
 
 
+def test_an_audit_journal_it_cannot_write(tmp_path):
+    # (it served, held every row in memory, and dropped them at shutdown)
+    (tmp_path / "data" / "audit.jsonl").mkdir(parents=True)
+    assert_one_line(serve(tmp_path), f"storage.data_dir: cannot open {tmp_path / 'data' / 'audit.jsonl'}: "
+                                     "Is a directory")
+
+
 def test_a_trade_database_that_is_not_one_names_the_file_and_the_setting(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "trades.db").write_bytes(b"this is no database " * 200)
