@@ -162,6 +162,9 @@ class JournalFile:
             return
         with self._lock:
             fh = self._open_locked()
+            if self._moved_away(fh):  # rotated (renamed away, a new file in its place): write to the path's
+                self._close_locked()
+                fh = self._open_locked()
             fh.write(data)
             fh.flush()
             self._unsynced = self.durable
@@ -214,15 +217,28 @@ class JournalFile:
 
     def close(self) -> None:
         with self._lock:
-            if self._fh is not None:
-                try:
-                    self._fh.flush()
-                    if self.durable:
-                        os.fsync(self._fh.fileno())
-                finally:
-                    self._fh.close()
-                    self._fh = None
-                    self._unsynced = False
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.flush()
+                if self.durable:
+                    os.fsync(self._fh.fileno())
+            finally:
+                self._fh.close()
+                self._fh = None
+                self._unsynced = False
+
+    def _moved_away(self, fh: BinaryIO) -> bool:
+        """Whether the path names another file than ours now, or none (one stat per write: the
+        writers batch theirs)."""
+        try:
+            at_path = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        ours = os.fstat(fh.fileno())
+        return (at_path.st_ino, at_path.st_dev) != (ours.st_ino, ours.st_dev)
 
 
 class JournalSink:

@@ -174,6 +174,24 @@ async def test_flush_cuts_the_batch_window_short(tmp_path):
     await asyncio.wait_for(sink.close(), timeout=10)
 
 
+@pytest.mark.parametrize("replaced", [False, True], ids=["renamed away", "renamed away and replaced"])
+async def test_a_journal_rotated_from_outside_is_written_at_its_path_again(tmp_path, replaced):
+    """logrotate's default: rename the file, optionally create a new one; the writer must follow
+    the path, not keep writing into the renamed file (or a deleted one)."""
+    path = tmp_path / "audit.jsonl"
+    sink = JournalSink(path)
+    await sink.start()
+    sink.emit_all(_events(3))
+    await sink.flush()
+    path.rename(tmp_path / "audit.jsonl.1")
+    if replaced:
+        path.write_bytes(b"")
+    sink.emit_all(_events(2, start=3))
+    await sink.close()
+    assert [e.columns["sequence"] for e in read_journal(tmp_path / "audit.jsonl.1")] == [0, 1, 2]
+    assert [e.columns["sequence"] for e in read_journal(path)] == [3, 4]
+
+
 def test_rotate_moves_content_atomically(tmp_path):
     jf = JournalFile(tmp_path / "spool.jsonl")
     assert jf.rotate(tmp_path / "seg1") is False  # nothing to move
