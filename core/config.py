@@ -225,13 +225,17 @@ class LimitsConfig(_Model):
     max_batch_items: int = Field(100, ge=1, le=100)
 
 
+HTTP_URL = r"^https?://[^\s/?#]+(/\S*)?$"  # what an http(s) client can call: a scheme, a host, no spaces
+
+
 class AuditConfig(_Model):
     """Where the audit trail goes: QuestDB when ``questdb_conf`` is set, else a local journal."""
 
     # Off only to measure what auditing costs (bench/); a gateway in service keeps it on.
     enabled: bool = True
     questdb_conf: str | None = Field(None, description="ILP client conf, e.g. 'http::addr=127.0.0.1:9000;'")
-    questdb_http_url: str | None = Field(None, description="for table creation (/exec); default from addr")
+    questdb_http_url: str | None = Field(None, pattern=HTTP_URL, description="for table creation (/exec); "
+                                                                           "default from addr")
     journal_path: Path | None = Field(None, description="default: <data_dir>/audit.jsonl")
     # Rows go out every flush_interval_s, one QuestDB transaction per table, or sooner once
     # batch_size rows wait. Each transaction costs the server more than its rows do: 1,000-row
@@ -243,8 +247,6 @@ class AuditConfig(_Model):
     # killed process loses its last 20 ms of rows instead of flush_interval_s.
     write_ahead: bool = True
 
-
-HTTP_URL = r"^https?://[^\s/?#]+(/\S*)?$"  # what an http(s) client can call: a scheme, a host, no spaces
 
 
 class TracingConfig(_Model):
@@ -394,9 +396,11 @@ class LiveConfig(_Model):
     """
 
     enabled: bool = False
-    rpc_url: str = "http://127.0.0.1:8899"
-    jupiter_url: str = Field("http://127.0.0.1:8899", description="base URL of /swap/v1 (Jupiter's or the devnet's)")
-    jito_url: str | None = Field("http://127.0.0.1:8899", description="block engine base URL; unset: Jito refused")
+    rpc_url: str = Field("http://127.0.0.1:8899", pattern=HTTP_URL, description="Solana JSON-RPC endpoint")
+    jupiter_url: str = Field("http://127.0.0.1:8899", pattern=HTTP_URL,
+                             description="base URL of /swap/v1 (Jupiter's or the devnet's)")
+    jito_url: str | None = Field("http://127.0.0.1:8899", pattern=HTTP_URL,
+                                 description="block engine base URL; unset: Jito refused")
     wallet_path: Path | None = Field(None, description="Solana CLI keypair file (JSON array of 64 bytes) or base58")
     wallet_env: str = Field("LIVE_WALLET_KEYPAIR", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                             description="environment variable holding the keypair when wallet_path is unset")
@@ -528,6 +532,24 @@ def key_db_path(settings: Settings) -> Path:
     return settings.auth.api_key_db or settings.storage.data_dir / "auth.db"
 
 
+def misspelled_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """TRADEWIRE_ variables without ``__`` that name a setting with one ``_`` where ``__``
+    belongs (TRADEWIRE_LIVE_KILL_SWITCH), each with the name it would need: they are not read
+    (other tools' variables have no ``__`` either), so a start-up warns of them."""
+    found: dict[str, str] = {}
+    for name in env:
+        if not name.startswith(ENV_PREFIX) or "__" in name:
+            continue
+        words = name[len(ENV_PREFIX):].lower().split("_")
+        for cut in range(1, len(words)):
+            section, key = "_".join(words[:cut]), "_".join(words[cut:])
+            model = Settings.model_fields.get(section)
+            fields = getattr(model.annotation, "model_fields", {}) if model is not None else {}
+            if key in fields:
+                found[name] = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+    return found
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """TRADEWIRE_A__B=v → {"a": {"b": v}}; values that look like JSON lists/objects are parsed."""
     import json
@@ -602,4 +624,6 @@ def _where(loc: tuple, overrides: Mapping[str, Any]) -> str:
 def _problem(err: Mapping[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown setting"
+    if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == HTTP_URL:
+        return "not an http(s) URL (a scheme http or https, a host, no spaces)"  # (not echoed: it may hold a key)
     return str(err["msg"]).removeprefix("Value error, ")

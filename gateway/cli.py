@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 import uvloop
 
 from tradewire.core.auth.cli import add_keys_subcommands, run_keys_command
-from tradewire.core.config import ConfigError, Settings, load_settings
+from tradewire.core.config import ConfigError, Settings, load_settings, misspelled_settings
 from tradewire.core.logs import configure_logging
 from tradewire.gateway.kill_switch_command import add_kill_switch_command
 
@@ -23,6 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.worker is not None:  # one of the supervisor's workers (gateway/workers.py)
         return _serve_as_worker(settings, args)
     configure_logging(settings.logging.level)
+    _warn_of_misspelled_settings()
     from tradewire.gateway.assembly import StartupError
     from tradewire.gateway.data_dir_lock import hold_data_dir
 
@@ -38,6 +40,12 @@ def _serve(args: argparse.Namespace) -> int:
     except StartupError as exc:
         return _cannot_start(args, str(exc), code=1)
     return 0
+
+
+def _warn_of_misspelled_settings() -> None:
+    for name, meant in misspelled_settings(os.environ).items():
+        logging.getLogger("tradewire.config").warning(
+            "%s is not read: settings are SECTION__KEY variables (did you mean %s?)", name, meant)
 
 
 def _serve_as_worker(settings: Settings, args: argparse.Namespace) -> int:

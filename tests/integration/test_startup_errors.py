@@ -145,6 +145,16 @@ def test_other_tools_tradewire_variables_are_not_settings(tmp_path):
     assert "questdb_root" not in done.stderr
 
 
+def test_a_setting_spelled_with_one_underscore_is_warned_of(tmp_path, listening):
+    # (not read, like other tools' variables: a TRADEWIRE_LIVE_KILL_SWITCH=halt would leave LIVE on unsaid)
+    done = serve(tmp_path, http_port=listening, env={"TRADEWIRE_LIVE_KILL_SWITCH": "halt",
+                                                     "TRADEWIRE_QUESTDB_ROOT": "/tmp/x"})
+    assert_one_line(done, "cannot listen for HTTP")
+    warned = [json.loads(line)["msg"] for line in done.stderr.splitlines() if '"tradewire.config"' in line]
+    assert warned == ["TRADEWIRE_LIVE_KILL_SWITCH is not read: settings are SECTION__KEY variables "
+                      "(did you mean TRADEWIRE_LIVE__KILL_SWITCH?)"], done.stderr
+
+
 def test_with_keys_in_the_settings_a_start_up_error_is_the_only_thing_said(tmp_path, listening):
     # (a missing key database is worth a warning only when no key at all could call)
     keys = f'[[auth.api_keys]]\nprefix = "tw_alice001"\nsha256 = "{"0" * 64}"\nowner = "alice"\n'

@@ -74,8 +74,13 @@ def test_a_check_across_settings_made_in_the_file_names_no_variable(tmp_path):
     assert "server.workers = 2 needs shared.redis_url" in message and "TRADEWIRE_" not in message, message
 
 
-@pytest.mark.parametrize("variable", ["TRADEWIRE_TRACING__OTLP_ENDPOINT", "TRADEWIRE_MARKET_DATA__JUPITER_URL"])
+@pytest.mark.parametrize("variable", ["TRADEWIRE_TRACING__OTLP_ENDPOINT", "TRADEWIRE_MARKET_DATA__JUPITER_URL",
+                                      "TRADEWIRE_LIVE__RPC_URL", "TRADEWIRE_LIVE__JUPITER_URL",
+                                      "TRADEWIRE_LIVE__JITO_URL", "TRADEWIRE_AUDIT__QUESTDB_HTTP_URL"])
 def test_an_upstream_url_must_be_one(variable):
     with pytest.raises(ConfigError, match=variable):
         load_settings(env={variable: "not a url"})
+    with pytest.raises(ConfigError, match="not an http.s. URL") as caught:
+        load_settings(env={variable: "ftp://host/?api-key=s3cr3t"})
+    assert "s3cr3t" not in str(caught.value)  # (a URL may hold a key: not echoed)
     assert load_settings(env={variable: "http://127.0.0.1:4318/v1/traces"})
