@@ -14,9 +14,9 @@ sends it first; the operator is told either way.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import logging
 import os
+import pwd
 import socket
 from typing import Any, TextIO
 
@@ -31,13 +31,20 @@ QUESTDB_WAIT_S = 5.0
 
 
 def operator() -> str:
-    """Who ran the command: the account ``sudo`` was run from, else this process's own."""
-    if os.environ.get("SUDO_USER"):
-        return os.environ["SUDO_USER"]
+    """Who ran the command: this process's account, named by the system (not by $USER, which
+    the caller sets); under ``sudo`` the account it was run from first."""
+    account = _account(os.getuid())
+    sudo_uid = os.environ.get("SUDO_UID", "")
+    if os.geteuid() == 0 and sudo_uid.isdigit():  # (only root can have set it otherwise)
+        return f"{_account(int(sudo_uid))} (sudo as {account})"
+    return account
+
+
+def _account(uid: int) -> str:
     try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # a uid without a name (containers)
-        return f"uid {os.getuid()}"
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid without a name (containers)
+        return f"uid {uid}"
 
 
 def record_admin_action(settings: Any, err: TextIO, **fields: Any) -> bool:

@@ -6,6 +6,8 @@ commands' own spool and goes with the next command)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import socket
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from support.questdb import QuestDBServer, eventually, free_ports
 
 from tradewire.core.audit import admin_event, read_journal
+from tradewire.core.audit import admin
 from tradewire.core.audit.admin import ADMIN_SPOOL
 from tradewire.core.audit.events import REDACTED
 from tradewire.gateway.cli import main as tradewire
@@ -46,12 +49,26 @@ async def questdb_rows(questdb: QuestDBServer, sql: str, count: int) -> list[lis
     return await eventually(probe, what=f"{count} row(s) of {sql}")
 
 
+# The operator: an account that ran `sudo tradewire ...` (root, its effective account).
+OPERATOR = f"nobody (sudo as {pwd.getpwuid(os.getuid()).pw_name})"
+
+
 @pytest.fixture(autouse=True)
 def operator_env(monkeypatch) -> None:
     for name in ("TRADEWIRE_CONFIG", "TRADEWIRE_STORAGE__DATA_DIR", "TRADEWIRE_AUDIT__JOURNAL_PATH",
                  "TRADEWIRE_AUDIT__QUESTDB_CONF", "TRADEWIRE_SHARED__REDIS_URL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SUDO_USER", "ops-ann")  # the operator behind sudo is the actor
+    monkeypatch.setattr(admin.os, "geteuid", lambda: 0)
+    monkeypatch.setenv("SUDO_UID", str(pwd.getpwnam("nobody").pw_uid))
+    monkeypatch.setenv("USER", "someone-else")  # (what the caller says is not who it is)
+
+
+def test_the_actor_is_the_account_not_what_the_environment_says(monkeypatch) -> None:
+    assert admin.operator() == OPERATOR
+    nobody = pwd.getpwnam("nobody").pw_uid
+    monkeypatch.setattr(admin.os, "geteuid", lambda: nobody)  # not root: SUDO_UID is anyone's to set
+    monkeypatch.setattr(admin.os, "getuid", lambda: nobody)
+    assert admin.operator() == "nobody"
 
 
 def test_an_admin_row_names_its_action_and_keeps_secrets_out() -> None:
@@ -84,7 +101,7 @@ def test_keys_made_and_revoked_are_audited_in_the_journal(tmp_path, capsys) -> N
     assert [(r["action"], r["target"], r["principal"]) for r in rows] == [
         ("key_created", key_id, "alice"), ("key_revoked", key_id, "alice"), ("key_revoked", key_id, "alice")]
     assert {(r["actor"], r["host"], r["store"], r["location"]) for r in rows} == {
-        ("ops-ann", socket.gethostname(), "sqlite", str(tmp_path / "data" / "auth.db"))}
+        (OPERATOR, socket.gethostname(), "sqlite", str(tmp_path / "data" / "auth.db"))}
     created, revoked, again = rows
     assert created["detail"].startswith("scopes=read,trade:paper expires=20") and created["detail"].endswith(
         "name='bot'")
@@ -116,7 +133,7 @@ def test_a_kill_switch_change_is_audited_with_the_state_before_it(tmp_path, caps
         ("kill_switch_set", "live_kill_switch", "halt (was off)"),
         ("kill_switch_set", "live_kill_switch", "reduce_only (was halt)"),
         ("kill_switch_set", "live_kill_switch", "off (was reduce_only)")]
-    assert {(r["store"], r["location"], r["actor"]) for r in rows} == {("file", str(switch_file), "ops-ann")}
+    assert {(r["store"], r["location"], r["actor"]) for r in rows} == {("file", str(switch_file), OPERATOR)}
 
 
 def test_a_journal_that_cannot_be_written_leaves_the_change_made_and_says_so(tmp_path, capsys) -> None:
@@ -136,7 +153,7 @@ async def test_with_questdb_the_row_lands_in_tw_admin(questdb: QuestDBServer, tm
     key_id = key.strip()[:11]
     rows = await questdb_rows(
         questdb, f"SELECT action, actor, principal, store, target FROM tw_admin WHERE target = '{key_id}'", 1)
-    assert rows == [["key_created", "ops-ann", "carol", "sqlite", key_id]]
+    assert rows == [["key_created", OPERATOR, "carol", "sqlite", key_id]]
     assert not (tmp_path / "data" / "audit.jsonl").exists()  # QuestDB is the trail
 
 
