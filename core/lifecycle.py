@@ -68,6 +68,17 @@ POINT_OF_NO_RETURN = pb.TRADE_STATUS_SIMULATED
 MOST_EVENTS_BEFORE_COMMIT = _ORDER[POINT_OF_NO_RETURN] + 1
 
 
+def most_unsaved(status: int) -> int:
+    """The most events a trade stored at ``status`` may publish before it is stored again: one per
+    stage ahead of it up to the point of no return (stored as the trade commits), and past that up
+    to CONFIRMED (SUBMITTED and CONFIRMED are published unstored; an end is stored first)."""
+    if is_terminal(status):
+        return 0
+    at = _ORDER.get(status, -1)
+    last_unsaved = _ORDER[POINT_OF_NO_RETURN] if at < _ORDER[POINT_OF_NO_RETURN] else _ORDER[pb.TRADE_STATUS_CONFIRMED]
+    return max(0, last_unsaved - at)
+
+
 def last_sequence(events) -> int:
     """The sequence of the last of a trade's ``events`` (0 for none)."""
     return events[-1].sequence if events else 0

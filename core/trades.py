@@ -419,7 +419,8 @@ class TradeRunner:
         if trade.stop is not None:
             raise asyncio.CancelledError()  # a stop came first: the executor is parked, nothing was sent
         # Stored first: if the store refuses (the trade was taken over), nothing is sent from here.
-        self.store.save(trade.order.principal_id, trade.result, self.hub.channel_events(trade.key) or ())
+        self.store.save(trade.order.principal_id, trade.result, self.hub.channel_events(trade.key) or (),
+                        published=_may_publish(trade))
         self._committed(trade)
 
     @staticmethod
@@ -434,7 +435,8 @@ class TradeRunner:
         published, so a restart shows the signature and continues the same event sequence."""
         trade.result.signature = progress.signature
         event = self._advance(trade, progress.status, progress.message)
-        self.store.save(trade.order.principal_id, trade.result, [*(self.hub.channel_events(trade.key) or ()), event])
+        self.store.save(trade.order.principal_id, trade.result, [*(self.hub.channel_events(trade.key) or ()), event],
+                        published=_may_publish(trade))
         if not trade.committed:
             self._committed(trade)
         self._publish(trade, event)
@@ -570,8 +572,9 @@ class TradeRunner:
         """Shutdown reached a trade that has not ended: keep it unfinished for the restart."""
         if trade.timer is not None:
             trade.timer.cancel()
-        try:
-            self.store.save(trade.order.principal_id, trade.result, self.hub.channel_events(trade.key) or ())
+        try:  # every event it published is stored: a restart continues right after them
+            self.store.save(trade.order.principal_id, trade.result, self.hub.channel_events(trade.key) or (),
+                            published=trade.sequence)
         except TakenOver as exc:
             self._relinquish(trade, exc)
             return
@@ -648,19 +651,21 @@ class TradeRunner:
                 await self._finalize_stored(record, result, exc)
                 counts["failed"] += 1
                 continue
-            trade = Trade(order, result, sequence=lifecycle.last_sequence(record.events))
+            trade = Trade(order, result)
+            events = await self._events_since_stored(trade.key, record.events) if trade.committed else record.events
+            # Its numbers go on after every one it may have published: never reused.
+            trade.sequence = max(lifecycle.last_sequence(events), await self._numbers_maybe_used(record))
+            if not self._store_bound(trade):
+                continue
             if not trade.committed:
                 note = ""
                 if not record.events:  # it stopped without storing what it had published (a crash):
-                    trade.sequence = await self._numbers_maybe_used(trade.key)  # continue after, never reuse
                     # (so a stream that saw it further along knows why it starts over)
                     note = "the gateway restarted before the trade was sent: it starts over from here"
                 self._start(trade, record.events, note)
                 counts["resumed"] += 1
                 log.info("resuming unfinished trade %s from %s", order.request_id, pb.TradeStatus.Name(trade.stage))
                 continue
-            events = await self._events_since_stored(trade.key, record.events)
-            trade.sequence = lifecycle.last_sequence(events)
             self.hub.open(trade.key, events)
             self.inflight.add(trade.key, trade)
             executor = self.executors.get(order.mode)
@@ -675,14 +680,30 @@ class TradeRunner:
             counts["reconciled"] += 1
         return counts
 
-    async def _numbers_maybe_used(self, key: Key) -> int:
-        """The highest sequence a trade that stopped before storing any event may have used: the
-        shared status stream's last (what streams on other replicas saw); without one (one process,
-        its streams gone with it) as many as a trade publishes before its point of no return."""
-        if self.hub.bus is None:
-            return lifecycle.MOST_EVENTS_BEFORE_COMMIT
-        latest = await self.hub.latest(key)
-        return latest.sequence if latest is not None else 0
+    def _store_bound(self, trade: Trade) -> bool:
+        """Store how far a recovered trade may publish before its next save, before it publishes
+        anything: a crash during this run is then recovered after these numbers too. False when
+        another replica has taken it over meanwhile."""
+        try:
+            self.store.save(trade.order.principal_id, trade.result, (), published=_may_publish(trade))
+        except TakenOver:
+            log.warning("unfinished trade %s was taken over by another replica; left to it", trade.order.request_id)
+            return False
+        except self.store_outages as exc:  # it goes on: only a crash before its next save could reuse a number
+            log.warning("trade %s: the shared store did not answer at its recovery (%s)", trade.order.request_id, exc)
+        return True
+
+    async def _numbers_maybe_used(self, record: TradeRecord) -> int:
+        """The highest sequence an unfinished trade may have published, stored or not (a runner
+        publishes some transitions before it stores them, and streams may have shown them): its
+        record's bound — for a record without one, its last stored event and as many as a trade
+        publishes before it is stored again — and at least the shared status stream's last."""
+        stored = lifecycle.last_sequence(record.events)
+        bound = record.published
+        if bound is None:
+            bound = stored + lifecycle.most_unsaved(record.result.status)
+        latest = await self.hub.latest((record.principal_id, record.request_id))
+        return max(stored, bound, latest.sequence if latest is not None else 0)
 
     async def _events_since_stored(self, key: Key, stored: tuple[pb.ExecutionStatus, ...]
                                    ) -> tuple[pb.ExecutionStatus, ...]:
@@ -715,19 +736,14 @@ class TradeRunner:
                 self._transition(trade, step.status, step.message)
 
     async def _finalize_stored(self, record: TradeRecord, result: pb.TradeResult, error: TradewireError) -> None:
-        """End an unfinished trade that cannot go on; stored, then published after the last event
-        anyone saw (a replica that adopted it: its runner published events it never stored), so
-        streams following it end."""
+        """End an unfinished trade that cannot go on; stored, then published after every number its
+        runner may have published (some it never stored), so streams following it end."""
         status = pb.TRADE_STATUS_REJECTED if not lifecycle.may_have_been_sent(result.status) else pb.TRADE_STATUS_FAILED
         result.status = status
         result.updated_at.CopyFrom(lifecycle.now_timestamp())
         result.error.CopyFrom(pb.TradeError(code=int(error.code), reason=error.reason, message=error.message))
         key = (record.principal_id, record.request_id)
-        if record.events:
-            latest = await self.hub.latest(key)
-            used = max(lifecycle.last_sequence(record.events), latest.sequence if latest is not None else 0)
-        else:  # it stopped before storing any: after every number it may have published
-            used = await self._numbers_maybe_used(key)
+        used = await self._numbers_maybe_used(record)  # after every number it may have published
         event = lifecycle.status_event(record.request_id, used + 1, status, error.message, result)
         self.store.save(record.principal_id, result, [*record.events, event])
         self.hub.open(key, record.events)
@@ -792,6 +808,12 @@ class TradeRunner:
 
     def in_flight(self, principal_id: str | None = None) -> int:
         return self.inflight.count(principal_id)
+
+
+def _may_publish(trade: Trade) -> int:
+    """What a save of the running ``trade`` records as TradeRecord.published: its sequence, and as
+    many as it may publish before it is stored again."""
+    return trade.sequence + lifecycle.most_unsaved(trade.stage)
 
 
 def _goes_on(trade: Trade | TradeRecord) -> TradewireError:

@@ -19,8 +19,9 @@ that nothing was sent.
 
 Keys (``{p}`` principal, ``{r}`` request id):
   tw:trade:{p}:{r}      hash: fp, result, events, request, seq, mode, replica (the owner),
-                        committed = 1 once saved past the point of no return, and handover
-                        (the owner, when it records its LIVE sends in Redis before making them)
+                        committed = 1 once saved past the point of no return, handover
+                        (the owner, when it records its LIVE sends in Redis before making them),
+                        and published (TradeRecord.published)
   tw:hist:{p}           sorted set of request ids by claim sequence (history, newest first)
   tw:running:{replica}  set of "{p}\\x00{r}" owned by a replica and not yet terminal
   tw:hold:{p}:{mode}    hash: mint → "amount:cost_basis:realized_pnl" (integers), and "_v",
@@ -68,7 +69,7 @@ if #KEYS > 5 then
   if refused >= 0 then return refused end
 end
 if rerun then
-  redis.call('HDEL', KEYS[1], 'events', 'rerun', 'committed')
+  redis.call('HDEL', KEYS[1], 'events', 'rerun', 'committed', 'published')
   redis.call('HSET', KEYS[1], 'result', ARGV[2], 'request', ARGV[3], 'replica', ARGV[4], 'handover', ARGV[4])
   redis.call('DEL', KEYS[5])
 else
@@ -126,8 +127,9 @@ return #members
 # Save a trade if this replica still owns it. KEYS[1] the trade, KEYS[2] this replica's running
 # set, then (ARGV[7] not '') the caller's in-flight set to give the member ARGV[7] back to, then
 # the outbox's keys (enqueue); ARGV: owner, result, events ('' keeps them), terminal ('1', or
-# 'r' when it may run again), committed ('1' or ''), running-set member, in-flight member, then
-# the outbox's args. Returns 0 when not the owner, -1 when the trade is gone.
+# 'r' when it may run again), committed ('1' or ''), running-set member, in-flight member,
+# published ('' keeps it), then the outbox's args. Returns 0 when not the owner, -1 when the
+# trade is gone.
 _SAVE = ENQUEUE_LUA + """
 local owner = redis.call('HGET', KEYS[1], 'replica')
 if not owner then return -1 end
@@ -135,6 +137,7 @@ if owner ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'result', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'events', ARGV[3]) end
 if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'committed', '1') end
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'published', ARGV[8]) end
 if ARGV[4] ~= '' then redis.call('SREM', KEYS[2], ARGV[6]) end
 if ARGV[4] == 'r' then redis.call('HSET', KEYS[1], 'rerun', '1') end
 local outbox = 3
@@ -142,7 +145,7 @@ if ARGV[7] ~= '' then
   redis.call('ZREM', KEYS[3], ARGV[7])
   outbox = 4
 end
-if #KEYS >= outbox then enqueue(outbox, 8) end
+if #KEYS >= outbox then enqueue(outbox, 9) end
 return 1
 """
 
@@ -243,12 +246,12 @@ class RedisTradeStore:
 
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
              events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = (),
-             release: InFlightSlot | None = None) -> None:
+             release: InFlightSlot | None = None, published: int | None = None) -> None:
         keys = [self.trade_key(principal_id, result.request_id), self._running_key()]
         args = [self.replica_id, result.SerializeToString(), pack_events(events) if events else b"",
                 _terminal_flag(result),
                 "1" if lifecycle.may_have_been_sent(result.status) else "", f"{principal_id}\x00{result.request_id}",
-                release.member if release is not None else ""]
+                release.member if release is not None else "", "" if published is None else published]
         if release is not None:
             keys.append(release.key)
         if outbox:  # in the same script: durable as the terminal state becomes visible
@@ -267,11 +270,12 @@ class RedisTradeStore:
         return owner.decode() if owner else None
 
     def get(self, principal_id: str, request_id: str) -> TradeRecord | None:
-        fp, raw, events = self._r.hmget(self.trade_key(principal_id, request_id), "fp", "result", "events")
+        fp, raw, events, published = self._r.hmget(self.trade_key(principal_id, request_id),
+                                                   "fp", "result", "events", "published")
         if raw is None:
             return None
         return TradeRecord(principal_id, request_id, fp.decode(), trade_pb2.TradeResult.FromString(raw),
-                           unpack_events(events))
+                           unpack_events(events), _int_or_none(published))
 
     def unfinished(self) -> list[UnfinishedTrade]:
         """This replica's trades that never reached a terminal status, oldest first."""
@@ -290,12 +294,12 @@ class RedisTradeStore:
         out = []
         for member in members:
             principal_id, request_id = member.decode().split("\x00", 1)
-            fp, raw, events, request, seq = self._r.hmget(
-                self.trade_key(principal_id, request_id), "fp", "result", "events", "request", "seq")
+            fp, raw, events, request, seq, published = self._r.hmget(
+                self.trade_key(principal_id, request_id), "fp", "result", "events", "request", "seq", "published")
             if raw is None:
                 continue
             record = TradeRecord(principal_id, request_id, fp.decode(), trade_pb2.TradeResult.FromString(raw),
-                                 unpack_events(events))
+                                 unpack_events(events), _int_or_none(published))
             out.append((int(seq), UnfinishedTrade(record, trade_pb2.TradeRequest.FromString(request) if request
                                                   else None)))
         return [u for _, u in sorted(out, key=lambda pair: pair[0])]
@@ -445,6 +449,10 @@ class RedisTradeStore:
 
     def close(self) -> None:
         pass  # the Redis connection is the gateway's, closed with it
+
+
+def _int_or_none(raw: bytes | None) -> int | None:
+    return None if raw is None else int(raw)
 
 
 def _indexed(principal_id: str, mode: int, fill_id: str) -> str:

@@ -39,6 +39,9 @@ class TradeRecord:
     fingerprint: str
     result: trade_pb2.TradeResult
     events: tuple[trade_pb2.ExecutionStatus, ...] = ()
+    # The highest sequence its runner may have published by its next save (it publishes some
+    # transitions without storing them): a restart continues after it. None: not recorded.
+    published: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,10 +101,11 @@ class TradeStore(Protocol):
 
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
              events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = (),
-             release: InFlightSlot | None = None) -> None:
+             release: InFlightSlot | None = None, published: int | None = None) -> None:
         """Store a trade's latest state and its events so far; with ``outbox``, enqueue those
         webhooks in the same transaction (a terminal status and its webhooks are durable together).
         ``release`` (a shared store): give the trade's in-flight slot back in the same step.
+        ``published``: the record's new TradeRecord.published (None keeps it; a claim clears it).
         Raises TakenOver, writing nothing, when a shared store gave the trade to another replica."""
 
     def unfinished(self) -> list[UnfinishedTrade]:

@@ -77,7 +77,7 @@ CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (state, next_att
 CREATE INDEX IF NOT EXISTS applied_fills_by_time ON applied_fills (applied_ns);
 """
 # Columns added after the first schema, for data directories created before them.
-_ADDED_COLUMNS = {"trades": (("request", "BLOB"), ("rerun", "INTEGER NOT NULL DEFAULT 0")),
+_ADDED_COLUMNS = {"trades": (("request", "BLOB"), ("rerun", "INTEGER NOT NULL DEFAULT 0"), ("published", "INTEGER")),
                   "applied_fills": (("receipt", "TEXT"),), "webhook_outbox": (("trace", "TEXT"),)}
 _TERMINAL = tuple(sorted({trade_pb2.TRADE_STATUS_FILLED, trade_pb2.TRADE_STATUS_REJECTED, trade_pb2.TRADE_STATUS_FAILED,
                           trade_pb2.TRADE_STATUS_CANCELLED, trade_pb2.TRADE_STATUS_EXPIRED}))
@@ -139,7 +139,7 @@ class SqliteStore:
             "INSERT INTO trades (principal, request_id, fingerprint, mode, status, input_mint, output_mint,"
             " created_ns, result, request) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (principal, request_id) DO UPDATE"
             " SET status = excluded.status, result = excluded.result, events = NULL, request = excluded.request,"
-            " created_ns = excluded.created_ns, rerun = 0"
+            " created_ns = excluded.created_ns, rerun = 0, published = NULL"
             " WHERE trades.rerun = 1 AND trades.fingerprint = excluded.fingerprint",
             (principal_id, request_id, fingerprint, result.mode, result.status, result.input_mint,
              result.output_mint, result.created_at.ToNanoseconds(), result.SerializeToString(),
@@ -149,14 +149,14 @@ class SqliteStore:
 
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
              events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = (),
-             release: None = None) -> None:
+             release: None = None, published: int | None = None) -> None:
         _local_only(release)
         update = (
-            "UPDATE trades SET status = ?, result = ?, events = COALESCE(?, events), rerun = ?"
-            " WHERE principal = ? AND request_id = ?",
+            "UPDATE trades SET status = ?, result = ?, events = COALESCE(?, events), rerun = ?,"
+            " published = COALESCE(?, published) WHERE principal = ? AND request_id = ?",
             (result.status, result.SerializeToString(),
              self._pack_incrementally((principal_id, result.request_id), events, result.status) if events else None,
-             lifecycle.may_run_again(result), principal_id, result.request_id),
+             lifecycle.may_run_again(result), published, principal_id, result.request_id),
         )
         if not outbox:
             self._db.execute(*update)
@@ -190,24 +190,24 @@ class SqliteStore:
 
     def unfinished(self) -> list[UnfinishedTrade]:
         rows = self._db.execute(
-            f"SELECT principal, request_id, fingerprint, result, events, request FROM trades"
+            f"SELECT principal, request_id, fingerprint, result, events, request, published FROM trades"
             f" WHERE status NOT IN ({','.join('?' * len(_TERMINAL))}) ORDER BY seq",
             _TERMINAL,
         ).fetchall()
         return [UnfinishedTrade(
-            TradeRecord(r[0], r[1], r[2], trade_pb2.TradeResult.FromString(r[3]), unpack_events(r[4])),
+            TradeRecord(r[0], r[1], r[2], trade_pb2.TradeResult.FromString(r[3]), unpack_events(r[4]), r[6]),
             trade_pb2.TradeRequest.FromString(r[5]) if r[5] is not None else None,
         ) for r in rows]
 
     def get(self, principal_id: str, request_id: str) -> TradeRecord | None:
         row = self._db.execute(
-            "SELECT fingerprint, result, events FROM trades WHERE principal = ? AND request_id = ?",
+            "SELECT fingerprint, result, events, published FROM trades WHERE principal = ? AND request_id = ?",
             (principal_id, request_id),
         ).fetchone()
         if row is None:
             return None
         return TradeRecord(principal_id, request_id, row[0], trade_pb2.TradeResult.FromString(row[1]),
-                           unpack_events(row[2]))
+                           unpack_events(row[2]), row[3])
 
     def history(self, principal_id: str, query: HistoryQuery, limit: int, after: int | None) -> HistoryPage:
         sql = ["SELECT seq, result FROM trades WHERE principal = ?"]

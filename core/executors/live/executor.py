@@ -980,7 +980,8 @@ class LiveExecutor:
             result = pb.TradeResult()
             result.CopyFrom(record.result)
             events = list(record.events)
-            sequence = max((e.sequence for e in events), default=0)
+            # after every number its runner may have published, stored or not (a CONFIRMED is not)
+            sequence = max(lifecycle.last_sequence(events), record.published or 0)
             steps: list[tuple[int, str]] = []
             if _rank(result.status) < _rank(pb.TRADE_STATUS_SUBMITTED):
                 steps.append((pb.TRADE_STATUS_SUBMITTED, f"transaction {row.signature} submitted"))
