@@ -4,9 +4,11 @@ DESIGN.md §2 in code: the context is established first, then :data:`Pipeline.ST
 visible list; each step has one job.
 The trade-specific last steps — de-duplicate and route — are TradeRunner's, and the record
 step runs when the call ends (:meth:`Pipeline.call`), whatever the outcome. A transport that
-reads and parses a request body itself (HTTP/JSON, Connect, gRPC-Web) runs the first steps
-— context, draining, authentication — from the headers before reading it
-(:meth:`Pipeline.authenticate_first`); :meth:`Pipeline.call` then goes on from there.
+reads and parses a request body itself (HTTP/JSON, Connect, gRPC-Web, native gRPC) runs the
+first steps — context, draining, authentication — from the headers before reading it
+(:meth:`Pipeline.authenticate_first`); :meth:`Pipeline.call` then goes on from there. A request
+the transport could not read is refused in the same order: after the method's scope and, if it
+did not decode, after the rate limit, which it counts against.
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _TRADE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # TradeRequest.request_id's rule
 # ExecuteTradeBatchRequest.trades: repeated.max_items in service.proto (a server may set less).
 MAX_BATCH_ITEMS = 100
+# A transport's refusals of a request as sent, before the pipeline has it: refused only once the
+# caller is known to have the method's scope (README "Errors": the order of refusals) ...
+_REQUEST_REFUSALS = frozenset({"MALFORMED_REQUEST", "VALIDATION_FAILED", "PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE"})
+# ... and, when it did not decode (its body, query, path or a header), once the caller's rate limit
+# has counted it, as an invalid request is; a body too large or of the wrong type is refused before it.
+_UNDECODED = frozenset({"MALFORMED_REQUEST", "VALIDATION_FAILED"})
 
 
 @dataclass
@@ -142,7 +150,7 @@ class Pipeline:
         on from here (same ids, principal and span; no second authentication). A refusal here
         is recorded as :meth:`call` records one and raised before the block; a TradewireError
         raised in the block before :meth:`call` took the call (its body did not decode) is
-        recorded as a refused call."""
+        recorded as a refused call — after the steps that come before it (:meth:`_in_order`)."""
         call = Call(ctx, None)
         with self.tracing.call_span(ctx):
             self.establish_context(call)
@@ -165,11 +173,35 @@ class Pipeline:
                 try:
                     yield
                 except TradewireError as exc:
-                    self._refused_early(ctx, exc)  # (nothing when the call itself recorded its end)
-                    raise
+                    refusal = self._in_order(call, exc)
+                    self._refused_early(ctx, refusal)  # (nothing when the call itself recorded its end)
+                    if refusal is exc:
+                        raise
+                    raise refusal from None
             finally:
                 with contextlib.suppress(ValueError):
                     call_fields.reset(fields)
+
+    def _in_order(self, call: Call, error: TradewireError) -> TradewireError:
+        """The refusal of a call whose transport refused its request (``error``) before
+        :meth:`call` had it, in the order every call is refused in: the method's scope first (a
+        key without it is PERMISSION_DENIED whatever it sent), then, for a request that did not
+        decode, the caller's rate limit, which it counts against (its state goes back in the
+        headers; an empty bucket is the refusal). Anything else is as it was."""
+        if call.ctx.recorded or error.reason not in _REQUEST_REFUSALS:
+            return error
+        # (without a request: the method's scope, and the bucket of a call in no trade mode)
+        steps = (self.authorize, self.rate_limit) if error.reason in _UNDECODED else (self.authorize,)
+        try:
+            for step in steps:
+                with self.tracing.step_span(step.__name__):
+                    step(call)
+        except TradewireError as earlier:
+            call.ctx.response_headers.update(earlier.headers)
+            return earlier
+        except Exception as exc:  # (the shared store did not answer)
+            return self._caller_error(call.ctx, exc)
+        return error
 
     def _caller_error(self, ctx: CallContext, exc: Exception) -> TradewireError:
         """What the caller gets for an exception that is not a TradewireError: UNAVAILABLE

@@ -98,6 +98,9 @@ def to_connect_error(error: Exception, ctx: CallContext | None = None) -> Connec
     if not isinstance(error, TradewireError):
         log.error("unexpected error in %s", ctx.method if ctx else "connect call", exc_info=error)
         error = internal_error()
+    if ctx is not None and ctx.protocol is Protocol.GRPC_WEB:
+        # gRPC-Web carries it as metadata (its trailers), which clients cap as native gRPC's
+        error = fitted_to_metadata(error)
     return ConnectError(CONNECT_CODE[error.code], error.message, details=error.details())
 
 

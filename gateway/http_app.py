@@ -7,6 +7,7 @@ to the dashboard."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -113,13 +114,18 @@ def _recording_refusals(record_refused: RecordRefused | None):
 
 class _Dispatch:
     """Each call straight to the app that serves it: Connect and gRPC-Web calls (the browser's
-    hot path) by their path prefix, /metrics and the server's lifespan to FastAPI, everything
-    else (the HTTP/JSON API, its documents, the dashboard) to the HTTP/JSON app. FastAPI's
+    hot path) by their path prefix (or shape), /metrics and the server's lifespan to FastAPI,
+    everything else (the HTTP/JSON API, its documents, the dashboard) to the HTTP/JSON app. FastAPI's
     stack (error, exception and exit-stack middleware, the router's mount matching) cost more
     per call than either app itself; both answer their own errors, and connect-python finds
     the method from the full path, so scopes are passed on unchanged."""
 
     _CONNECT_PREFIX = f"/{SERVICE_NAME}/"
+    # A Connect or gRPC-Web call names its procedure in its path ("/package.Service/Method"):
+    # one of a service this gateway lacks (another contract version's, grpc.health's) is answered
+    # as the Connect app answers a method it lacks (404, which those clients read as
+    # UNIMPLEMENTED), not by the dashboard's files nor as an HTTP/JSON route.
+    _PROCEDURE = re.compile(r"/[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+/[A-Za-z_]\w*", re.ASCII)
     _FASTAPI_PATHS = frozenset({"/metrics"})
 
     def __init__(self, connect, http_json, app, draining: Callable[[], bool] = lambda: False) -> None:
@@ -134,10 +140,16 @@ class _Dispatch:
             send = _closing_connection(send)
         if kind == "lifespan" or scope["path"] in self._FASTAPI_PATHS:
             await self.app(scope, receive, send)
-        elif kind == "http" and scope["path"].startswith(self._CONNECT_PREFIX):
+        elif kind == "http" and self._is_connect_call(scope):
             await self.connect(scope, receive, send)
         else:
             await self.http_json(scope, receive, send)
+
+    def _is_connect_call(self, scope) -> bool:
+        """A call to this service's Connect app, or a POST naming another service's procedure."""
+        path = scope["path"]
+        return path.startswith(self._CONNECT_PREFIX) or (
+            scope["method"] == "POST" and self._PROCEDURE.fullmatch(path) is not None)
 
 
 def _closing_connection(send):

@@ -149,8 +149,9 @@ class HttpJsonApp:
     """ASGI app serving every ``google.api.http`` binding, /openapi.json and /docs.
 
     Unmatched paths answer 404 ROUTE_NOT_FOUND (405 when another method matches) as
-    google.rpc.Status JSON; with ``fallback`` set, unmatched paths outside the API's
-    prefixes (e.g. ``/v1``) go to ``fallback`` instead (static files of the dashboard).
+    google.rpc.Status JSON; with ``fallback`` set, unmatched GET and HEAD requests outside the
+    API's prefixes (e.g. ``/v1``) go to ``fallback`` instead (static files of the dashboard),
+    and requests of other methods there too where a GET would find something (for its 405).
     """
 
     def __init__(
@@ -256,7 +257,7 @@ class HttpJsonApp:
                 self._record_unrouted(scope, 405, path)
                 await send_error(send, err, status=405, extra_headers={"allow": allow})
                 return
-            if self.fallback is not None and not self._is_api_path(path):
+            if self.fallback is not None and not self._is_api_path(path) and await self._fallback_serves(scope):
                 await self.fallback(scope, receive, self._noting_unrouted(send, scope, path))
                 return
             err = TradewireError("ROUTE_NOT_FOUND", f"no route for {http_method} {redacted(shortened(path, 256))}")
@@ -316,6 +317,14 @@ class HttpJsonApp:
             return
         await send_bytes(send, _http_status(result), body, header_list(ctx.response_headers))
 
+    async def _fallback_serves(self, scope: dict) -> bool:
+        """Whether the request is the fallback's (the dashboard's files) to answer: a GET or HEAD
+        is (a file, or its 404); another method only at a path where a GET finds something (its
+        405). Elsewhere no route nor file matches, whatever the method: the API's 404."""
+        if scope["method"] in ("GET", "HEAD"):
+            return True
+        return await _status_of(self.fallback, {**scope, "method": "HEAD"}) != 404
+
     def _record_unrouted(self, scope: dict, status: int, path: str) -> None:
         """A request no route took: counted and logged as such (core's Recorder.unrouted), since
         no method's call records it."""
@@ -340,6 +349,13 @@ class HttpJsonApp:
         except Exception:  # the response had already started, or the client is gone
             log.debug("could not send the error response", exc_info=True)
 
+    async def _refuse_a_body(self, route: Route, receive, headers: dict[str, str]) -> None:
+        """A binding without a body (a GET's) reads nothing but its path and query: a request
+        that sends a body anyway is refused rather than answered as if it had none (past the
+        size limit, 413 as any body)."""
+        if await codec.read_body(receive, headers.get("content-length"), self.max_body_bytes):
+            raise _takes_no_body(route.binding)
+
     async def _decode(self, route: Route, scope: dict, receive, values: dict[str, str], headers: dict[str, str]):
         """Body first, then the query string, then the path; a field the path sets may come in the
         body too only with the same value (grpc-gateway lets the path win silently)."""
@@ -360,6 +376,8 @@ class HttpJsonApp:
                 codec.merge_json(document, message, route.body_field)
                 if route.body == "*" and isinstance(document, dict):
                     given.update(document)
+        else:
+            await self._refuse_a_body(route, receive, headers)
         given |= route.query.apply(message, scope.get("query_string", b""))
         for var, chain in route.path_fields:
             container = message
@@ -379,6 +397,32 @@ class HttpJsonApp:
         if resume is not None and "last-event-id" in headers and not ({resume.name, resume.json_name} & given):
             setattr(message, resume.name, _resume_after(headers["last-event-id"], resume))
         return message
+
+
+async def _status_of(app: ASGIApp, scope: dict) -> int:
+    """The status ``app`` answers ``scope`` with (a request without a body), the answer dropped."""
+    status = 0
+    requested = False
+
+    async def receive() -> dict:
+        nonlocal requested
+        if requested:
+            return {"type": "http.disconnect"}
+        requested = True
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+def _takes_no_body(binding: Binding) -> TradewireError:
+    return TradewireError("MALFORMED_REQUEST", f"{binding.http_method} {binding.template.openapi_path} takes its "
+                          "fields from the URL path and query string: send no request body")
 
 
 def _no_first_steps(ctx: CallContext) -> contextlib.AbstractContextManager:
@@ -412,7 +456,7 @@ def build_http_json_app(
     matched); for an unexpected exception ``error`` is the generic INTERNAL one and the
     original exception is its ``__cause__``. ``descriptor_set_path`` defaults to
     gen/descriptors/tradewire.binpb (proto comments for the OpenAPI document). ``fallback``
-    (an ASGI app, e.g. StaticFiles) receives unmatched paths outside the API prefixes.
+    (an ASGI app, e.g. StaticFiles) receives unmatched paths outside the API prefixes (see HttpJsonApp).
     """
     return HttpJsonApp(
         service,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -87,3 +88,52 @@ async def test_a_grpc_web_refusal_of_a_huge_unknown_field_has_small_headers(gate
     assert any(d.Unpack(bad_request) for d in status.details if d.Is(bad_request.DESCRIPTOR))
     [violation] = bad_request.field_violations
     assert violation.field.startswith('"zzzz') and len(violation.field) < 100, violation.field[:200]
+
+
+def grpc_web_trailer_frame(body: bytes) -> bytes:
+    """The trailer frame (flags 0x80) of a gRPC-Web answer's body."""
+    at = 0
+    while at + 5 <= len(body):
+        flags, size = body[at], int.from_bytes(body[at + 1:at + 5], "big")
+        if flags & 0x80:
+            return body[at + 5:at + 5 + size]
+        at += 5 + size
+    raise AssertionError(f"no trailer frame in {body[:200]!r}")
+
+
+def many_bad_fields_batch() -> spb.ExecuteTradeBatchRequest:
+    # several mistakes per item, all reported at once (atomic validation): hundreds of violations
+    return spb.ExecuteTradeBatchRequest(atomic_validation=True, trades=[
+        trade(unique(f"many-{i}"), output_mint="", amount="abc", slippage_bps=20_000, mode=99)
+        for i in range(BAD_ITEMS)])
+
+
+async def test_a_grpc_web_validation_error_raised_by_the_service_keeps_within_the_metadata_budget(gateway):
+    # refused by the service, after the call was admitted (the batch's items validated together):
+    # once a trailer frame with every violation, hundreds of KB of them
+    request = many_bad_fields_batch()
+    message = request.SerializeToString()
+    async with httpx.AsyncClient(timeout=20) as http:
+        response = await http.post(
+            f"{gateway.http_url}/tradewire.v1.TradeExecutionService/ExecuteTradeBatch",
+            content=struct.pack(">BI", 0, len(message)) + message,
+            headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1",
+                     "authorization": f"Bearer {gateway.key('alice')}"})
+    trailers = grpc_web_trailer_frame(response.content)
+    assert len(trailers) < ERROR_METADATA_BUDGET + 1024, len(trailers)
+    fields = dict(line.split(":", 1) for line in trailers.decode().split("\r\n") if line)
+    assert fields["grpc-status"].strip() == "3", fields
+    raw = fields["grpc-status-details-bin"].strip()
+    status = status_pb2.Status.FromString(base64.b64decode(raw + "=" * (-len(raw) % 4)))
+    bad_request = error_details_pb2.BadRequest()
+    assert any(d.Unpack(bad_request) for d in status.details if d.Is(bad_request.DESCRIPTOR))
+    listed = [v.field for v in bad_request.field_violations]
+    # the first violations, as Connect (whose error is a body) lists them all; the rest counted
+    connect = make_client("connect-proto", gateway)
+    try:
+        every = (await refused(connect, "ExecuteTradeBatch", request, gateway.key("alice"))).fields
+    finally:
+        await connect.close()
+    assert 10 <= len(listed) < len(every) and listed == every[:len(listed)], (len(listed), len(every))
+    assert f"{len(every) - len(listed)} more field violations not listed" in unquote(fields["grpc-message"].strip())
+

@@ -12,6 +12,11 @@ import uuid
 import grpc
 import httpx
 import pytest
+from connectrpc.client import ConnectClient
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.method import IdempotencyLevel, MethodInfo
+from connectrpc.protocol import ProtocolType
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
@@ -20,6 +25,7 @@ from support.gateway_process import GatewayProcess
 from support.ports import wait_until
 from support.trading import eventually, metric
 from tradewire.core.audit.events import REDACTED
+from tradewire.v1 import service_pb2 as spb
 
 UNROUTED = "tradewire_unrouted_requests_total"
 SERVICE = "tradewire.v1.TradeExecutionService"
@@ -208,7 +214,7 @@ def site(tmp_path_factory):
     assert gateway.stop() == 0
 
 
-@pytest.mark.parametrize("method,status", [("GET", 404), ("POST", 405)])
+@pytest.mark.parametrize("method,status", [("GET", 404), ("POST", 404), ("PUT", 404), ("DELETE", 404)])
 async def test_a_path_the_dashboard_has_no_file_for_is_counted_and_logged(site, method, status):
     path = f"/no-such-file-{run_id()}.php"
     line = await refused_once(site, "http", str(status), lambda: http_request(site, method, path, status))
@@ -216,3 +222,60 @@ async def test_a_path_the_dashboard_has_no_file_for_is_counted_and_logged(site, 
     counted = await unrouted_count(site, "http", str(status))
     await http_request(site, "GET", "/", 200)  # a file it has
     assert await unrouted_count(site, "http", str(status)) == counted
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+async def test_a_method_files_do_not_take_where_the_dashboard_has_none_is_the_api_s_404(site, method):
+    # (once 405 "allow: GET, HEAD" from the dashboard's files, for any path at all)
+    path = f"/foo/bar-{run_id()}"
+    async with httpx.AsyncClient(base_url=site.http_url, timeout=10) as http:
+        answer = await http.request(method, path, content=b"x")
+    assert answer.status_code == 404 and "allow" not in answer.headers, answer.headers
+    assert answer.json()["details"][0]["reason"] == "ROUTE_NOT_FOUND", answer.text
+
+
+@pytest.mark.parametrize("path", ["/", "/index.html"])
+async def test_a_method_files_do_not_take_where_the_dashboard_has_one_is_405(site, path):
+    async def post() -> None:
+        async with httpx.AsyncClient(base_url=site.http_url, timeout=10) as http:
+            answer = await http.post(path, content=b"x")
+        assert answer.status_code == 405 and answer.headers["allow"] == "GET, HEAD", answer.headers
+
+    line = await refused_once(site, "http", "405", post)
+    assert line["path"] == path, line
+
+
+# -- Connect and gRPC-Web calls to a service the gateway does not have -------------------------
+
+async def connect_call(gateway: GatewayProcess, protocol: ProtocolType, procedure: str) -> ConnectError:
+    """The error a connect-python client gets calling ``procedure`` ("/package.Service/Method")."""
+    service, name = procedure.strip("/").split("/")
+    method = MethodInfo(name=name, service_name=service, input=spb.GetMarketRequest, output=spb.GetMarketResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN)
+    client = ConnectClient(gateway.http_url, protocol=protocol)
+    try:
+        with pytest.raises(ConnectError) as refused:
+            await client.execute_unary(request=spb.GetMarketRequest(), method=method)
+    finally:
+        await client.close()
+    return refused.value
+
+
+@pytest.mark.parametrize("dashboard", [False, True])
+@pytest.mark.parametrize("protocol", [ProtocolType.CONNECT, ProtocolType.GRPC_WEB])
+@pytest.mark.parametrize("procedure", ["/tradewire.v2.TradeExecutionService/GetMarket", "/grpc.health.v1.Health/Check",
+                                       f"/{SERVICE}/NoSuchMethod"])
+async def test_a_call_to_a_service_the_gateway_lacks_is_unimplemented_and_counted(gateway, site, dashboard,
+                                                                                  protocol, procedure):
+    # (with the dashboard once 405 from its files, which these clients read as UNKNOWN; without
+    # it a google.rpc.Status body, which connect-python reads as UNAVAILABLE)
+    served_by = site if dashboard else gateway
+    refused = None
+
+    async def call() -> None:
+        nonlocal refused
+        refused = await connect_call(served_by, protocol, procedure)
+
+    line = await refused_once(served_by, "http", "404", call)
+    assert refused.code is Code.UNIMPLEMENTED, (refused.code, refused.message)
+    assert (line["http_method"], line["path"]) == ("POST", procedure), line
