@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from tradewire.core.context import CallContext, Protocol, combine_headers
-from tradewire.core.errors import TradewireError, internal_error
+from tradewire.core.errors import TradewireError, deadline_exceeded, internal_error
 from tradewire.gateway.calls import RPCS, SERVICE_NAME, Rpc
 from tradewire.gateway.errors import GRPC_STATUS, fitted_to_metadata, grpc_status_details_bin
 from tradewire.gateway.http_limits import HttpLimits
@@ -96,9 +96,26 @@ def _decoder(rpc: Rpc, max_message_bytes: int) -> Callable[[bytes], object]:
     return decode
 
 
+async def _one_message(context: grpc.aio.ServicerContext, ctx: CallContext) -> bytes:
+    """The request message of a call that takes one, read by the handler (after the credentials).
+
+    grpcio reads it itself for a unary-request handler, and when the stream is half-closed
+    before a whole message came (no DATA frame, or one cut short) it ends the handler without
+    sending any status: the call then hangs, unanswered and unrecorded, until the connection
+    closes. So every handler is registered as request-streaming (see _handlers) and a call
+    without a complete message is refused here like any undecodable one.
+    """
+    raw = await context.read()
+    if raw is not grpc.aio.EOF:
+        return raw
+    if ctx.ended_by_deadline():  # (grpcio ends the read of a call cut off by its deadline alike)
+        raise deadline_exceeded()
+    raise TradewireError("MALFORMED_REQUEST", "the request does not hold a complete message")
+
+
 def _first_steps(service) -> Callable[[CallContext], contextlib.AbstractContextManager]:
     """core's Pipeline.authenticate_first when the service has one: the call is authenticated
-    from its metadata before its message is decoded (as on the HTTP listener), and a message
+    from its metadata before its message is read (as on the HTTP listener), and a message
     refused then is recorded as a call, under the caller's ids."""
     first = getattr(getattr(service, "pipeline", None), "authenticate_first", None)
     return first if first is not None else (lambda ctx: contextlib.nullcontext())
@@ -109,11 +126,11 @@ def _unary_handler(rpc: Rpc, service, max_message_bytes: int) -> Callable:
     decode = _decoder(rpc, max_message_bytes)
     first_steps = _first_steps(service)
 
-    async def handle(raw: bytes, context: grpc.aio.ServicerContext):
-        ctx = _context(rpc, context)
+    async def handle(_requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext):
+        ctx = _context(rpc, context)  # (the request is read with context.read(): _one_message)
         try:
             with first_steps(ctx):
-                response = await method(decode(raw), ctx)
+                response = await method(decode(await _one_message(context, ctx)), ctx)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             await _abort(context, ctx, exc)
         await context.send_initial_metadata(tuple(ctx.response_headers.items()))
@@ -135,12 +152,12 @@ def _stream_handler(rpc: Rpc, service, max_message_bytes: int) -> Callable:
     hub = getattr(service, "hub", None)  # core's StatusHub: drops slow consumers
     hub = hub if hasattr(hub, "on_drop") else None
 
-    async def handle(raw_or_iterator, context: grpc.aio.ServicerContext) -> AsyncIterator:
+    async def handle(raw_requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator:
         ctx = _context(rpc, context)
         sent_headers = False
         try:
             with first_steps(ctx):
-                request = decoded(raw_or_iterator) if rpc.client_streaming else decode(raw_or_iterator)
+                request = decoded(raw_requests) if rpc.client_streaming else decode(await _one_message(context, ctx))
                 stream = method(request, ctx)
                 task = asyncio.current_task()
                 forget = (hub.on_drop(task, lambda error: _terminate_later(context, ctx, error))
@@ -163,19 +180,18 @@ def _stream_handler(rpc: Rpc, service, max_message_bytes: int) -> Callable:
 
 
 def _handlers(service, max_message_bytes: int) -> grpc.GenericRpcHandler:
+    """One handler per RPC, each request-streaming whatever the RPC's kind: a handler reads its
+    request itself (_one_message), so that a call without one is answered (the wire is the same)."""
     table = {}
     for rpc in RPCS:
         response_cls = message_factory.GetMessageClass(rpc.descriptor.output_type)
         codec = dict(request_deserializer=None, response_serializer=response_cls.SerializeToString)
-        if rpc.client_streaming and rpc.server_streaming:
+        if rpc.server_streaming:
             table[rpc.name] = grpc.stream_stream_rpc_method_handler(_stream_handler(rpc, service, max_message_bytes),
                                                                     **codec)
-        elif rpc.server_streaming:
-            table[rpc.name] = grpc.unary_stream_rpc_method_handler(_stream_handler(rpc, service, max_message_bytes),
-                                                                   **codec)
         else:
-            table[rpc.name] = grpc.unary_unary_rpc_method_handler(_unary_handler(rpc, service, max_message_bytes),
-                                                                  **codec)
+            table[rpc.name] = grpc.stream_unary_rpc_method_handler(_unary_handler(rpc, service, max_message_bytes),
+                                                                   **codec)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, table)
 
 
@@ -239,15 +255,42 @@ def _check_free(host: str, port: int) -> None:
 
 class _HealthServicer(health_aio.HealthServicer):
     """grpcio-health-checking's servicer with ``List``, which its health.proto declares (so
-    reflection lists it) but the servicer answers UNIMPLEMENTED."""
+    reflection lists it) but the servicer answers UNIMPLEMENTED, and with ``Watch`` streams the
+    gateway can end (end_watches): the library's end only when their client leaves, so one open
+    Watch held every graceful shutdown until the listener's grace period ran out."""
 
     def __init__(self) -> None:
         super().__init__()
         self._statuses: dict[str, int] = {"": health_pb2.HealthCheckResponse.SERVING}
+        self._watches_ended = False
+        self._changed = asyncio.Event()  # set at the next change (then replaced): wakes the watchers
 
     async def set(self, service: str, status) -> None:
         await super().set(service, status)
         self._statuses[service] = status
+        self._announce_change()
+
+    def end_watches(self) -> None:
+        """Every Watch stream sends its service's latest status if it has not yet, then ends (OK)."""
+        self._watches_ended = True
+        self._announce_change()
+
+    def _announce_change(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def Watch(self, request, context):  # noqa: N802 - the RPC's name
+        sent = None
+        while True:
+            # (taken before the status is read: a change made while it is sent is not missed)
+            changed, ended = self._changed, self._watches_ended
+            status = self._statuses.get(request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+            if status != sent:
+                yield health_pb2.HealthCheckResponse(status=status)
+                sent = status
+            if ended:
+                return
+            await changed.wait()
 
     async def List(self, request, context):  # noqa: N802 - the RPC's name
         return health_pb2.HealthListResponse(statuses={
@@ -339,6 +382,10 @@ class GrpcServer:
     async def _set_health(self, status) -> None:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
+
+    def end_health_watches(self) -> None:
+        """grpc.health.v1 Watch streams end, after the latest status (NOT_SERVING, in a shutdown)."""
+        self.health.end_watches()
 
     async def stop(self, grace_s: float) -> None:
         await self._stop_watching()

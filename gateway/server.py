@@ -8,7 +8,8 @@ SIGTERM/SIGINT start a graceful shutdown that ends within ``shutdown.deadline_s`
 2. running trades may finish until ``deadline_s - final_s``; those still running then are
    stored unfinished (they resume, or are reconciled, at the next start);
 3. every stream still open gets its final SHUTDOWN message (status streams first deliver
-   the events of trades that ended during step 2) and ends;
+   the events of trades that ended during step 2) and ends; grpc.health.v1 Watch streams end
+   after their NOT_SERVING update;
 4. the listeners stop; webhooks due now are delivered (the rest stay in the durable outbox),
    the audit trail is flushed, the store closed; the process exits 0.
 """
@@ -115,7 +116,8 @@ class Gateway:
         self.core.begin_drain()  # ... then no new calls
         interrupted = await self.core.drain_trades(left(final_at))  # 2.
         open_streams = self.core.hub.open_streams if self.core.hub is not None else 0
-        cut = await self.core.close_streams(min(left(deadline), config.final_s * 0.4))  # 3.
+        self.grpc.end_health_watches()  # 3. (else they run until the listener's grace period is out)
+        cut = await self.core.close_streams(min(left(deadline), config.final_s * 0.4))
         listener_grace = min(self.settings.server.shutdown_grace_s, left(deadline) * 0.25)
         self.http.should_exit = True  # 4.
         await asyncio.gather(self.grpc.stop(listener_grace), self._http_task if self._http_task else asyncio.sleep(0))
