@@ -73,13 +73,7 @@ async def test_a_long_map_key_is_named_shortened_on_every_protocol(gateway):
 async def test_a_grpc_web_refusal_of_a_huge_unknown_field_has_small_headers(gateway):
     # gRPC-Web JSON refused before the service (the body does not decode): a trailers-only
     # answer, whose status is in the HTTP headers — once 147 KB of them for this request
-    body = orjson.dumps({"z" * 20_000: 1})
-    async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.post(
-            f"{gateway.http_url}/tradewire.v1.TradeExecutionService/GetMarket",
-            content=struct.pack(">BI", 0, len(body)) + body,
-            headers={"content-type": "application/grpc-web+json", "x-grpc-web": "1",
-                     "authorization": f"Bearer {gateway.key('alice')}"})
+    response = await grpc_web_call(gateway, "GetMarket", orjson.dumps({"z" * 20_000: 1}), "application/grpc-web+json")
     header_bytes = sum(len(k) + len(v) for k, v in response.headers.raw)
     assert response.headers["grpc-status"] == "3" and header_bytes < ERROR_METADATA_BUDGET + 1024, header_bytes
     raw = response.headers["grpc-status-details-bin"]
@@ -88,6 +82,15 @@ async def test_a_grpc_web_refusal_of_a_huge_unknown_field_has_small_headers(gate
     assert any(d.Unpack(bad_request) for d in status.details if d.Is(bad_request.DESCRIPTOR))
     [violation] = bad_request.field_violations
     assert violation.field.startswith('"zzzz') and len(violation.field) < 100, violation.field[:200]
+
+
+async def grpc_web_call(gateway, method: str, message: bytes, content_type: str) -> httpx.Response:
+    """One gRPC-Web call of alice's: ``message`` in one frame."""
+    async with httpx.AsyncClient(timeout=20) as http:
+        return await http.post(f"{gateway.http_url}/tradewire.v1.TradeExecutionService/{method}",
+                               content=struct.pack(">BI", 0, len(message)) + message,
+                               headers={"content-type": content_type, "x-grpc-web": "1",
+                                        "authorization": f"Bearer {gateway.key('alice')}"})
 
 
 def grpc_web_trailer_frame(body: bytes) -> bytes:
@@ -112,13 +115,8 @@ async def test_a_grpc_web_validation_error_raised_by_the_service_keeps_within_th
     # refused by the service, after the call was admitted (the batch's items validated together):
     # once a trailer frame with every violation, hundreds of KB of them
     request = many_bad_fields_batch()
-    message = request.SerializeToString()
-    async with httpx.AsyncClient(timeout=20) as http:
-        response = await http.post(
-            f"{gateway.http_url}/tradewire.v1.TradeExecutionService/ExecuteTradeBatch",
-            content=struct.pack(">BI", 0, len(message)) + message,
-            headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1",
-                     "authorization": f"Bearer {gateway.key('alice')}"})
+    response = await grpc_web_call(gateway, "ExecuteTradeBatch", request.SerializeToString(),
+                                   "application/grpc-web+proto")
     trailers = grpc_web_trailer_frame(response.content)
     assert len(trailers) < ERROR_METADATA_BUDGET + 1024, len(trailers)
     fields = dict(line.split(":", 1) for line in trailers.decode().split("\r\n") if line)
