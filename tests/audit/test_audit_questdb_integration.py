@@ -210,7 +210,9 @@ async def test_rows_a_killed_process_left_in_its_write_ahead_file_are_replayed_o
     for ev in events[:200]:
         first.emit(ev)
     await first._ahead._journal.flush()  # what a process killed 20 ms later has on disk
-    first._worker.shutdown(wait=False)  # dropped without close(): as if SIGKILLed
+    first._task.cancel()  # dropped without close(): as if SIGKILLed (its writer stops with it)
+    await asyncio.gather(first._task, return_exceptions=True)
+    first._worker.shutdown(wait=False)
     # (the file may also hold rows QuestDB has: those 100 went in another way)
     sender_side = _sink(questdb, tmp_path / "other", write_ahead=False)
     await sender_side.start()
