@@ -163,8 +163,16 @@ async def test_leases_of_a_dead_replica_expire(redis_server):
     assert dead.acquire(who, "r1", limit=2) is None and dead.acquire(who, "r2", limit=2) is None
     alive = registry(client, "live-replica", limit=2)
     assert reserve(alive, (who, "r3")) == 2
-    await eventually(lambda: reserve(alive, (who, "r3")) is None, timeout=10, what="the dead replica's slots to come back")
-    assert reserve(alive, (who, "r4")) is None and reserve(alive, (who, "r5")) == 2
+    # (its two leases were taken a moment apart: wait for the later one, on Redis's clock)
+    last_expiry_ms = max(score for _, score in client.zrange(f"tw:inflight:{who}", 0, -1, withscores=True))
+
+    def redis_ms() -> float:
+        seconds, micros = client.time()
+        return seconds * 1000 + micros / 1000
+
+    await eventually(lambda: redis_ms() > last_expiry_ms, timeout=10, what="the dead replica's leases to lapse")
+    assert reserve(alive, (who, "r3")) is None and reserve(alive, (who, "r4")) is None
+    assert reserve(alive, (who, "r5")) == 2
 
 
 async def test_renewal_keeps_a_running_trade_counted_past_its_first_lease(redis_server):
