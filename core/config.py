@@ -237,6 +237,8 @@ class AuditConfig(_Model):
     questdb_http_url: str | None = Field(None, pattern=HTTP_URL, description="for table creation (/exec); "
                                                                            "default from addr")
     journal_path: Path | None = Field(None, description="default: <data_dir>/audit.jsonl")
+    # Rows of `tradewire keys` / `kill-switch` that QuestDB did not take; the gateway sends them.
+    admin_spool_path: Path | None = Field(None, description="default: <data_dir>/admin-audit.spool.jsonl")
     # Rows go out every flush_interval_s, one QuestDB transaction per table, or sooner once
     # batch_size rows wait. Each transaction costs the server more than its rows do: 1,000-row
     # batches at 12,000 rows/s kept QuestDB ~1 core busy, 0.25 s batches ~0.5 (bench/PROFILE.md).
@@ -530,6 +532,12 @@ class Settings(_Model):
 def key_db_path(settings: Settings) -> Path:
     """The API-key database the gateway reads and ``tradewire keys`` writes."""
     return settings.auth.api_key_db or settings.storage.data_dir / "auth.db"
+
+
+def admin_spool_path(settings: Settings) -> Path:
+    """Where administration commands keep the audit rows QuestDB did not take, and the gateway
+    looks for them (core/audit/foreign_spool.py)."""
+    return settings.audit.admin_spool_path or settings.storage.data_dir / "admin-audit.spool.jsonl"
 
 
 def misspelled_settings(env: Mapping[str, str]) -> dict[str, str]:

@@ -23,7 +23,7 @@ from tradewire.core.auth.authenticator import Authenticator
 from tradewire.core.auth.jwt_verifier import JwtConfig, JwtVerifier
 from tradewire.core.auth.key_stores import ChainApiKeyStore, StaticApiKeyStore
 from tradewire.core.auth.sqlite_key_store import SqliteApiKeyStore
-from tradewire.core.config import Settings, key_db_path
+from tradewire.core.config import Settings, admin_spool_path, key_db_path
 from tradewire.core.executors.base import Executor
 from tradewire.core.executors.paper import PaperExecutor
 from tradewire.core.inflight import InFlightRegistry
@@ -157,7 +157,8 @@ class Core:
 
 def build_audit_sink(settings: Settings) -> AuditSink:
     setting = "audit.journal_path" if settings.audit.journal_path else "storage.data_dir"
-    return opened(setting, audit_journal_path(settings), lambda _journal: open_configured_sink(settings))
+    return opened(setting, audit_journal_path(settings),
+                  lambda _journal: open_configured_sink(settings, adopt=[admin_spool_path(settings)]))
 
 
 def build_authenticator(settings: Settings, shared: SharedBackends | None = None) -> Authenticator:

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tradewire.core.config import Settings, key_db_path
+from tradewire.core.config import Settings, admin_spool_path, key_db_path
 from tradewire.core.retry import RetryPolicy
 from tradewire.gateway.assembly import StartupError
 
@@ -69,9 +69,11 @@ def worker_settings(settings: Settings, index: int) -> Settings:
     update = {"storage": settings.storage.model_copy(update={"data_dir": data_dir}),
               # the key database is the one `tradewire keys` writes: shared, not per worker
               "auth": settings.auth.model_copy(update={"api_key_db": key_db_path(settings)})}
+    # the administration commands' spool too: any worker sends what they left there
+    audit = {"admin_spool_path": admin_spool_path(settings)}
     if settings.audit.journal_path is not None:
-        update["audit"] = settings.audit.model_copy(
-            update={"journal_path": _of_worker(settings.audit.journal_path, index)})
+        audit["journal_path"] = _of_worker(settings.audit.journal_path, index)
+    update["audit"] = settings.audit.model_copy(update=audit)
     if settings.live.orders_db is not None:
         update["live"] = settings.live.model_copy(update={"orders_db": _of_worker(settings.live.orders_db, index)})
     if settings.shared.replica_id:

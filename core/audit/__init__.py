@@ -14,6 +14,7 @@ Typical use::
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +83,20 @@ def audit_journal_path(settings: Any) -> Path:
     return settings.audit.journal_path or settings.storage.data_dir / "audit.jsonl"
 
 
-def open_configured_sink(settings: Any, *, spool_path: str | os.PathLike[str] | None = None) -> AuditSink:
-    """The sink ``[audit]`` describes (a ``Settings``): QuestDB with its options, else the journal."""
+def open_configured_sink(
+    settings: Any,
+    *,
+    spool_path: str | os.PathLike[str] | None = None,
+    adopt: Sequence[str | os.PathLike[str]] = (),
+) -> AuditSink:
+    """The sink ``[audit]`` describes (a ``Settings``): QuestDB with its options, else the journal.
+    ``adopt``: other processes' spools a QuestDB sink sends too (QuestDBSink)."""
     audit = settings.audit
     options: dict[str, Any] = {}
     if audit.questdb_conf:
         options = dict(http_url=audit.questdb_http_url, batch_size=audit.batch_size,
                        flush_interval_s=audit.flush_interval_s, queue_max=audit.queue_max,
-                       write_ahead=audit.write_ahead)
+                       write_ahead=audit.write_ahead, adopt=adopt)
     return open_audit_sink(questdb_conf=audit.questdb_conf, journal_path=audit_journal_path(settings),
                            spool_path=spool_path, **options)
 

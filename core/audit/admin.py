@@ -6,9 +6,10 @@ configuration names: QuestDB with ``[audit] questdb_conf``, else the gateway's l
 (appended as one line, as the gateway's writer appends, so the two never tear each other's lines).
 
 The change stands whatever becomes of its row. A row QuestDB does not take is kept in a spool
-of the commands' own, ``<data_dir>/admin-audit.spool.jsonl`` (the gateway renames its spool
-while replaying it, so sharing that file could lose a row), and the next administration command
-sends it first; the operator is told either way.
+of the commands' own, ``<data_dir>/admin-audit.spool.jsonl`` (``[audit] admin_spool_path``), which
+a command writes holding its lock; a running gateway takes it into its own replay
+(foreign_spool.py), or else the next administration command sends it first. The operator is
+told either way.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import pwd
 import socket
 from typing import Any, TextIO
 
+from tradewire.core.config import admin_spool_path
+
 from . import audit_journal_path, open_configured_sink
 from .events import AuditEvent, admin_event
+from .foreign_spool import held
 from .journal import JournalFile
-
-ADMIN_SPOOL = "admin-audit.spool.jsonl"
 
 # How long a command waits for QuestDB before its row goes to the spool.
 QUESTDB_WAIT_S = 5.0
@@ -70,20 +72,21 @@ def _to_journal(settings: Any, event: AuditEvent, err: TextIO) -> bool:
 
 
 async def _to_questdb(settings: Any, event: AuditEvent, err: TextIO) -> bool:
-    spool = settings.storage.data_dir / ADMIN_SPOOL
+    spool = admin_spool_path(settings)
     sink_log = logging.getLogger("tradewire.audit")
     level = sink_log.level
     sink_log.setLevel(logging.CRITICAL)  # (its lines speak of a gateway's restart: one line of ours instead)
     try:
-        sink = open_configured_sink(settings, spool_path=spool)
-        await sink.start()
-        sink.emit(event)  # after the rows earlier commands left in the spool, which close() replays
-        await sink.close(timeout=QUESTDB_WAIT_S)
+        with held(spool):  # (a gateway takes the file over only while nobody writes it)
+            sink = open_configured_sink(settings, spool_path=spool)
+            await sink.start()
+            sink.emit(event)  # after the rows earlier commands left in the spool, which close() replays
+            await sink.close(timeout=QUESTDB_WAIT_S)
     finally:
         sink_log.setLevel(level)
     waiting = sink.stats().spooled
     if waiting:
-        print(f"warning: the change is made; {waiting} audit row(s) wait in {spool}, sent by the next "
-              f"administration command ({sink.health()[1]})", file=err)
+        print(f"warning: the change is made; {waiting} audit row(s) wait in {spool}, sent by a running "
+              f"gateway or the next administration command ({sink.health()[1]})", file=err)
         return False
     return True

@@ -65,7 +65,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ import httpx
 from questdb import QuestDBError, QuestDBErrorCode, Sender, TimestampNanos
 
 from .events import TABLES, AuditEvent, TableSchema
+from .foreign_spool import take_over
 from .journal import CorruptLineCounter, JournalFile, JournalSink, count_lines, read_journal
 from .sink import SinkStats
 from .write_ahead import WriteAhead
@@ -215,6 +216,8 @@ class QuestDBSink:
         process loses at most its last 20 ms of rows instead of ``flush_interval_s`` (write_ahead.py).
     :param verify_interval_s: re-check the tables' shape before a write when the last check
         is older than this (a server restarted empty would otherwise auto-create them wrong).
+    :param adopt: spools other processes write (foreign_spool.py): while QuestDB takes rows,
+        each is taken into this sink's replay whenever its writer is not holding it.
     """
 
     def __init__(
@@ -231,6 +234,7 @@ class QuestDBSink:
         exec_timeout_s: float = 5.0,
         verify_interval_s: float = 1.0,
         write_ahead: bool = True,
+        adopt: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         if batch_size < 1 or queue_max < 1:
             raise ValueError("batch_size and queue_max must be >= 1")
@@ -267,6 +271,7 @@ class QuestDBSink:
         self._rejected = JournalFile(spool.with_name(spool.name + ".rejected"))
         self._ahead = WriteAhead(spool.with_name(spool.name + ".ahead")) if write_ahead else None
         self._corrupt = CorruptLineCounter()
+        self._adopt = [Path(p) for p in adopt]
 
         # loop-side state
         self._queue: collections.deque[AuditEvent] = collections.deque()
@@ -638,6 +643,15 @@ class QuestDBSink:
             os.replace(path, self._next_segment(self._segments()))
             log.warning("audit: replaying the rows a stopped process left in %s", path)
 
+    def _take_over_foreign_spools(self) -> None:
+        for spool in self._adopt:
+            rows = take_over(spool, lambda: self._next_segment(self._segments()))
+            if rows:
+                with self._lock:
+                    self._spool_pending += rows
+                    self._next_retry = 0.0  # replayed at the writer's next turn
+                log.info("audit: replaying %d row(s) another process left in %s", rows, spool)
+
     def _count_spool(self) -> None:
         pending = count_lines(self._spool.path) + sum(count_lines(p) for p in self._segments())
         with self._lock:
@@ -874,6 +888,8 @@ class QuestDBSink:
             leftover = batch
         else:
             leftover = self._write_rows(batch)
+            if not leftover:  # (a busy sink is never idle long enough for the replay's turn)
+                self._take_over_foreign_spools()
         with self._lock:
             if self._inflight is not batch:  # close() gave up waiting and spooled it already
                 return
@@ -1020,6 +1036,7 @@ class QuestDBSink:
         self._mark_up()
         if self._abandoned:  # close() gave up on this thread: leave the files to the next start
             return False
+        self._take_over_foreign_spools()
         self._spool.wait_durable(timeout=10.0)  # spills handed over so far are on disk
         segments = self._segments()
         if self._spool.file.rotate(self._next_segment(segments)):

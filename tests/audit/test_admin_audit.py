@@ -1,11 +1,12 @@
 """Administration is audited: `tradewire keys create|revoke` and `tradewire kill-switch STATE`
 write a tw_admin row — who, on which host, what, in which store — where the configuration
 sends the audit trail (the local journal, or QuestDB; a row QuestDB does not take waits in the
-commands' own spool and goes with the next command)."""
+commands' own spool, and a running gateway or the next command sends it)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import pwd
 import socket
@@ -14,11 +15,15 @@ from pathlib import Path
 import pytest
 from support.questdb import QuestDBServer, eventually, free_ports
 
-from tradewire.core.audit import admin_event, read_journal
-from tradewire.core.audit import admin
-from tradewire.core.audit.admin import ADMIN_SPOOL
+from tradewire.core.audit import JournalFile, admin, admin_event, read_journal
+from tradewire.core.audit.foreign_spool import held, take_over
 from tradewire.core.audit.events import REDACTED
+from tradewire.core.config import load_settings
+from tradewire.gateway.assembly import build_audit_sink
 from tradewire.gateway.cli import main as tradewire
+from tradewire.gateway.workers import worker_settings
+
+ADMIN_SPOOL = "admin-audit.spool.jsonl"
 
 TS = 1_795_000_000_000_000_000
 
@@ -175,3 +180,74 @@ async def test_a_row_questdb_does_not_take_waits_and_goes_with_the_next_command(
     rows = await questdb_rows(questdb, f"SELECT action FROM tw_admin WHERE target = '{key_id}' ORDER BY ts", 2)
     assert rows == [["key_created"], ["key_revoked"]]
     assert not spool.exists() or not list(read_journal(spool))  # sent, not kept
+
+
+async def spool_a_row(tmp_path: Path, capsys, owner: str) -> tuple[str, Path]:
+    """A `keys create` while QuestDB is down: (the key's id, the spool its row waits in)."""
+    (dead,) = free_ports(1)
+    config = write_config(tmp_path, f'[audit]\nquestdb_conf = "http::addr=127.0.0.1:{dead};"\n')
+    code, key, err = await asyncio.to_thread(run, capsys, config, "keys", "create", "--owner", owner,
+                                             "--scopes", "read")
+    spool = tmp_path / "data" / ADMIN_SPOOL
+    assert code == 0 and "wait in" in err and [e.symbols["principal"] for e in read_journal(spool)] == [owner], err
+    return key.strip()[:11], spool
+
+
+async def test_a_running_gateway_sends_the_rows_the_commands_left(questdb: QuestDBServer, tmp_path, capsys) -> None:
+    key_id, spool = await spool_a_row(tmp_path, capsys, "erin")
+    settings = load_settings(write_config(tmp_path, f'[audit]\nquestdb_conf = "{questdb.conf}"\n'), env={})
+    sink = build_audit_sink(settings)  # the gateway's, as it serves
+    await sink.start()
+    try:
+        rows = await questdb_rows(questdb, f"SELECT action, principal FROM tw_admin WHERE target = '{key_id}'", 1)
+        assert rows == [["key_created", "erin"]]
+        assert not spool.exists() and not list(spool.parent.glob(ADMIN_SPOOL + ".*.replay"))
+    finally:
+        await sink.close(timeout=5)
+
+
+async def test_a_busy_gateway_sends_them_too(questdb: QuestDBServer, tmp_path, capsys) -> None:
+    """Rows flowing all the time keep the sink from its idle check (here a minute away): each
+    delivered batch looks for the commands' spool as well."""
+    settings = load_settings(write_config(tmp_path, f'[audit]\nquestdb_conf = "{questdb.conf}"\n'
+                                                    "flush_interval_s = 0.05\n"), env={})
+    sink = build_audit_sink(settings)
+    sink._retry_max_s = sink._idle_check_s = 60.0
+    await sink.start()
+    traffic = (admin_event(action="kill_switch_set", actor="t", host="h", store="file", target="halt",
+                           detail=f"busy {n}") for n in itertools.count())
+    try:
+        sink.emit(next(traffic))
+        await sink.flush()  # the first contact (its check is due at once) is over
+        key_id, _ = await spool_a_row(tmp_path, capsys, "fay")
+
+        async def landed() -> list | None:
+            sink.emit(next(traffic))
+            rows = await questdb.query(f"SELECT principal FROM tw_admin WHERE target = '{key_id}'")
+            return rows or None
+
+        assert await eventually(landed, what="the spooled row, sent while busy") == [["fay"]]
+    finally:
+        await sink.close(timeout=5)
+
+
+def test_a_spool_being_written_is_not_taken(tmp_path) -> None:
+    spool = tmp_path / ADMIN_SPOOL
+    left = spool.with_name(ADMIN_SPOOL + ".00000000000000000001.replay")  # a command's replay cut short
+    row = admin_event(action="key_revoked", actor="t", host="h", store="sqlite", target="tw_x")
+    for path, rows in ((left, [row]), (spool, [row, row])):
+        JournalFile(path).append(rows, fsync=False)
+    taken = iter([tmp_path / "a.replay", tmp_path / "b.replay"])
+
+    with held(spool):
+        assert take_over(spool, lambda: next(taken)) == 0
+    assert spool.exists() and left.exists()
+
+    assert take_over(spool, lambda: next(taken)) == 3
+    assert not spool.exists() and not left.exists()
+    assert [len(list(read_journal(tmp_path / n))) for n in ("a.replay", "b.replay")] == [1, 2]  # oldest first
+
+
+def test_every_worker_looks_for_the_commands_spool_where_they_write_it(tmp_path) -> None:
+    settings = load_settings(write_config(tmp_path), env={})
+    assert worker_settings(settings, 2).audit.admin_spool_path == tmp_path / "data" / ADMIN_SPOOL
