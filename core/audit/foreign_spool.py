@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .journal import count_lines
 
-__all__ = ["held", "take_over"]
+__all__ = ["held", "replay_segments", "take_over"]
 
 
 @contextmanager
@@ -52,11 +52,14 @@ def take_over(spool: Path, segment: Callable[[], Path]) -> int:
         return rows
 
 
-def _pieces(spool: Path) -> list[Path]:
-    """The spool's files holding rows: ``<spool>.<n>.replay`` segments in order, then the spool."""
+def replay_segments(spool: Path) -> list[Path]:
+    """``<spool>.<n>.replay``, the files a spool's writer cut it into for replay, oldest first."""
     if not spool.parent.exists():
         return []
     prefix = spool.name + "."
-    segments = sorted(p for p in spool.parent.iterdir()
-                      if p.name.startswith(prefix) and p.name.endswith(".replay"))
-    return [p for p in [*segments, spool] if p.exists() and p.stat().st_size]
+    return sorted(p for p in spool.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".replay"))
+
+
+def _pieces(spool: Path) -> list[Path]:
+    """The spool's files holding rows: its replay segments, then the spool."""
+    return [p for p in [*replay_segments(spool), spool] if p.exists() and p.stat().st_size]

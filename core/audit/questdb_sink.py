@@ -74,7 +74,7 @@ import httpx
 from questdb import QuestDBError, QuestDBErrorCode, Sender, TimestampNanos
 
 from .events import TABLES, AuditEvent, TableSchema
-from .foreign_spool import take_over
+from .foreign_spool import replay_segments, take_over
 from .journal import CorruptLineCounter, JournalFile, JournalSink, count_lines, read_journal
 from .sink import SinkStats
 from .write_ahead import WriteAhead
@@ -1003,15 +1003,7 @@ class QuestDBSink:
         )
 
     def _segments(self) -> list[Path]:
-        spool = self._spool.path
-        if not spool.parent.exists():
-            return []
-        prefix = spool.name + "."
-        return sorted(
-            p
-            for p in spool.parent.iterdir()
-            if p.name.startswith(prefix) and p.name.endswith(".replay")
-        )
+        return replay_segments(self._spool.path)
 
     def _next_segment(self, existing: list[Path]) -> Path:
         seq = time.time_ns()
