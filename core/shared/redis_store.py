@@ -54,7 +54,9 @@ from tradewire.v1 import trade_pb2
 
 # Claim atomically: return the existing trade, or create it and list it in history; a trade
 # that may run again (``rerun``, lifecycle.may_run_again) is claimed afresh by the same payload
-# (fingerprint), its previous attempt's status events (KEYS[5]) dropped. With an in-flight slot
+# (fingerprint). Either way any status events under its id (KEYS[5]) are dropped: a previous
+# attempt's, or those of a trade Redis lost (restarted empty) that its runner sent again — the
+# new ones reuse their sequence numbers. With an in-flight slot
 # (KEYS[6]; ARGV[8..10] member, limit, lease ms) a new trade first takes the caller's slot, and
 # returns the caller's count instead when at the limit (nothing claimed).
 _CLAIM = TAKE_SLOT_LUA + """
@@ -71,13 +73,13 @@ end
 if rerun then
   redis.call('HDEL', KEYS[1], 'events', 'rerun', 'committed', 'published')
   redis.call('HSET', KEYS[1], 'result', ARGV[2], 'request', ARGV[3], 'replica', ARGV[4], 'handover', ARGV[4])
-  redis.call('DEL', KEYS[5])
 else
   local seq = redis.call('INCR', KEYS[4])
   redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'result', ARGV[2], 'request', ARGV[3], 'seq', seq, 'replica', ARGV[4],
              'mode', ARGV[7], 'handover', ARGV[4])
   redis.call('ZADD', KEYS[2], seq, ARGV[5])
 end
+redis.call('DEL', KEYS[5])
 redis.call('SADD', KEYS[3], ARGV[6])
 return false
 """
@@ -100,6 +102,17 @@ if ARGV[2] ~= '' then
 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[2], ARGV[3]) end
 return redis.call('HINCRBY', KEYS[1], '_v', 1)
+"""
+# Give a starting wallet once: KEYS the wallet's marker, its holdings; ARGV mint, packed pairs.
+# The version is bumped (a fill computed on what was there before must read again). Returns 1
+# when given now, 0 when it had been.
+_GIVE_WALLET = """
+if not redis.call('SET', KEYS[1], 1, 'NX') then return 0 end
+if #ARGV > 0 then
+  for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+  redis.call('HINCRBY', KEYS[2], '_v', 1)
+end
+return 1
 """
 # Void a fill id: KEYS the applied set, the time index and the receipts; ARGV the id, its index
 # member, now (ns), the voided receipt.
@@ -216,6 +229,7 @@ class RedisTradeStore:
         self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
         self._void = client.register_script(_VOID)
         self._prune_fill_ids = client.register_script(_PRUNE_FILL_IDS)
+        self._give_wallet = client.register_script(_GIVE_WALLET)
 
     @staticmethod
     def trade_key(principal_id: str, request_id: str) -> str:
@@ -351,12 +365,10 @@ class RedisTradeStore:
         return *_versioned_holdings(raw), bool(applied)
 
     def ensure_wallet(self, principal_id: str, mode: int, initial: Sequence[Holding]) -> None:
-        if self._r.set(f"tw:wallet:{principal_id}:{mode}", 1, nx=True) and initial:
-            key = f"tw:hold:{principal_id}:{mode}"
-            pipe = self._r.pipeline(transaction=True)
-            pipe.hset(key, mapping={h.mint: _pack_holding(h) for h in initial})
-            pipe.hincrby(key, "_v", 1)  # a fill computed on what was there before must retry
-            pipe.execute()
+        # One script: a wallet marked as given always has its holdings (a write cut off between
+        # the two would leave it empty for good, and another replica could read it in between).
+        self._give_wallet(keys=[f"tw:wallet:{principal_id}:{mode}", f"tw:hold:{principal_id}:{mode}"],
+                          args=[x for h in initial for x in (h.mint, _pack_holding(h))])
 
     def apply_fill(self, principal_id: str, mode: int, legs: FillLegs, fill_id: str | None = None,
                    once: bool = False, receipt: str | None = None) -> dict[str, Holding]:
