@@ -13,7 +13,7 @@ transitions, in order (one sender). A script rather than a pipeline of XADDs: pa
 parsing one command per event cost the event loop ~0.45 ms per paper trade (bench/PROFILE.md).
 While Redis is unreachable the sender keeps the queue and retries with backoff; re-sending an
 entry that did land is harmless (its id already exists). Streams expire a while after their
-trade ends.
+trade ends (and a day after the last event of one whose end never came).
 """
 
 from __future__ import annotations
@@ -39,18 +39,27 @@ _ALREADY_THERE = "equal or smaller"
 _RECONNECT = RetryPolicy(max_attempts=1_000_000, initial_backoff_s=0.05, max_backoff_s=2.0)
 _ENTRIES_PER_CALL = 500  # a backlog after an outage goes in several calls: Redis is not held long
 
-# KEYS: one stream per entry; ARGV: retain_s, then (entry id, event, "1" if terminal) per entry.
-# An entry already there is skipped (a re-send after a reply that was lost); any other error ends
-# the call, and the sender sends the batch again after a backoff.
+# A stream whose trade never publishes its end (lost to a Redis that restarted empty, whose
+# runner re-sends what it had queued) still expires: this long after its last event.
+_UNFINISHED_KEPT_S = 86_400
+
+# KEYS: one stream per entry; ARGV: retain_s, the unfinished streams' expiry, then (entry id,
+# event, "1" if terminal) per entry. An entry already there is skipped (a re-send after a reply
+# that was lost); any other error ends the call, and the sender sends the batch again after a
+# backoff. A terminal entry sets the stream's expiry to retain_s, any other one added pushes it
+# to the unfinished streams' (a skipped one leaves it as it is).
 _APPEND = """
 for i, stream in ipairs(KEYS) do
-  local at = 2 + (i - 1) * 3
+  local at = 3 + (i - 1) * 3
   local added = redis.pcall('XADD', stream, ARGV[at], 'e', ARGV[at + 1])
-  if type(added) == 'table' and added.err and not string.find(added.err, '%s', 1, true) then
+  local skipped = type(added) == 'table' and added.err
+  if skipped and not string.find(added.err, '%s', 1, true) then
     return added
   end
   if ARGV[at + 2] == '1' then
     redis.call('EXPIRE', stream, ARGV[1])
+  elseif not skipped then
+    redis.call('EXPIRE', stream, ARGV[2])
   end
 end
 return #KEYS
@@ -126,7 +135,7 @@ class RedisEventBus:
                 await asyncio.sleep(_RECONNECT.delay(failures))  # backoff while Redis is away
 
     async def _append_entries(self, entries: list[_Entry]) -> None:
-        args: list[str | bytes | int] = [self.retain_s]
+        args: list[str | bytes | int] = [self.retain_s, max(self.retain_s, _UNFINISHED_KEPT_S)]
         for _, entry_id, raw, terminal in entries:
             args += (entry_id, raw, "1" if terminal else "0")
         await self._append(keys=[stream for stream, *_ in entries], args=args)
