@@ -36,7 +36,7 @@ from tradewire.core.ratelimit import RateLimitConfig, RateLimits
 from tradewire.core.recorder import Recorder
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.service import ServiceOptions, TradeService
-from tradewire.core.shared import READ_TIMEOUT_S, STORE_OUTAGES, not_answering
+from tradewire.core.shared import STORE_OUTAGES, not_answering, streaming_client
 from tradewire.core.shared.fail_fast import fail_fast_client
 from tradewire.core.shared.redis_cancel import RemoteCancel
 from tradewire.core.shared.redis_events import RedisEventBus
@@ -236,7 +236,7 @@ def build_shared(settings: Settings) -> SharedBackends | None:
         raise StartupError(not_answering(exc)) from None
     replica = shared.replica_id or hashlib.sha256(
         f"{socket.gethostname()}:{settings.storage.data_dir.resolve()}".encode()).hexdigest()[:16]
-    async_client = redis_async.Redis.from_url(shared.redis_url, socket_timeout=READ_TIMEOUT_S)
+    async_client = streaming_client(shared.redis_url)
     return SharedBackends(client, async_client, replica)
 
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 
 from tradewire.core.outage import Outage
 
@@ -48,6 +50,14 @@ def blocking_read_s(client: aredis.Redis, wanted_s: float) -> float:
     kwargs = client.connection_pool.connection_kwargs
     read_timeout = kwargs["socket_timeout"] if "socket_timeout" in kwargs else READ_TIMEOUT_S
     return min(wanted_s, read_timeout / 2) if read_timeout else wanted_s
+
+
+def streaming_client(url: str) -> aredis.Redis:
+    """The asyncio client (status streams, remote cancels). A pooled connection Redis closed
+    (it restarted) fails its next command however long Redis has been back: such a failure is
+    sent again once, on a new connection. Timeouts are not (the call already waited its time)."""
+    return aredis.Redis.from_url(url, socket_timeout=READ_TIMEOUT_S,
+                                 retry=AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
 
 
 def not_answering(exc: Exception) -> str:
