@@ -45,9 +45,28 @@ def non_global_kind(address: str) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if ip.is_global and not ip.is_multicast:
-        return None
+        embedded = _embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
+        return None if embedded is None else non_global_kind(str(embedded))
     return ("loopback" if ip.is_loopback else "link-local" if ip.is_link_local else
             "multicast" if ip.is_multicast else "private or reserved")
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries for a translator or relay to reach — NAT64
+    (64:ff9b::a.b.c.d; the local-use 64:ff9b:1::/48 as a whole: 0.0.0.0, never global),
+    6to4 (2002:aabb:ccdd::), SIIT (::ffff:0:a.b.c.d) or the deprecated IPv4-compatible form
+    (::a.b.c.d) — else None."""
+    if ip in _NAT64 or ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in _NAT64_LOCAL:
+        return ipaddress.IPv4Address(0)
+    return ip.sixtofour
 
 
 def _ipv4_shorthand(name: str) -> str | None:
@@ -129,11 +148,16 @@ def pinned_request(client: httpx.AsyncClient, url: str, address: str, content: b
                    headers: dict[str, str]) -> httpx.Request:
     """A POST of ``content`` to ``url`` that connects to ``address`` itself: the URL carries
     the address, while the Host header and (for https) the TLS server name — which the
-    certificate is verified against — keep the URL's host name."""
+    certificate is verified against — keep the URL's host name (in its ASCII form: an
+    internationalized name goes on the wire as its IDNA "xn--" labels, as resolved)."""
     parts = urlsplit(url)
-    userinfo, _, hostport = parts.netloc.rpartition("@")
+    userinfo = parts.netloc.rpartition("@")[0]
+    host = parts.hostname or ""
+    host = host if ":" in host else host.encode("idna").decode("ascii")
+    in_header = f"[{host}]" if ":" in host else host
+    hostport = f"{in_header}:{parts.port}" if parts.port else in_header
     literal = f"[{address}]" if ":" in address else address
     netloc = (f"{userinfo}@" if userinfo else "") + (f"{literal}:{parts.port}" if parts.port else literal)
-    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
     return client.build_request("POST", urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")),
                                 content=content, headers={**headers, "host": hostport}, extensions=extensions)

@@ -6,8 +6,13 @@ the principal's configured endpoint and the request's ``webhook_url``. This disp
 POSTs them with a pooled ``httpx.AsyncClient``:
 
 * 2xx → delivered. Anything else (status, timeout, refused connection) → retried after an
-  exponential, jittered backoff (``webhooks.retry``); after ``max_attempts`` attempts the
-  entry is dead-lettered (state ``dead``, kept with its last error).
+  exponential, jittered backoff (``webhooks.retry``) — or, for a 429 or 503 with
+  ``Retry-After``, after what the receiver asks when that is longer (up to ``max_backoff_s``);
+  after ``max_attempts`` attempts the entry is dead-lettered (state ``dead``, kept with its
+  last error).
+* ``timeout_s`` bounds a whole attempt (resolution, connection, request, answer), so it ends
+  within its lease however slowly a receiver trickles its answer; of the answer only the status
+  counts, and no more than ANSWER_LIMIT bytes of its body are read.
 * Entries are leased as they are taken (their next attempt moved past the request timeout,
   atomically with the read), so replicas sharing a store never send one at the same time, and
   one whose sender died mid-delivery is due again when its lease ends — for this process after
@@ -33,6 +38,7 @@ Signing secrets never reach logs, the store or errors.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import os
 import secrets
@@ -63,21 +69,42 @@ log = logging.getLogger("tradewire.webhooks")
 EVENT_TYPE = "trade.finished"
 USER_AGENT = "tradewire-webhooks/1"
 PRUNE_EVERY_S = 60.0
+ANSWER_LIMIT = 64 * 1024  # bytes of a receiver's answer read (its status is what counts)
 
 
 def load_or_create_secret(path: Path) -> bytes:
-    """The signing secret kept in ``path`` (created once, owner-only, 32 random bytes hex)."""
+    """The signing secret kept in ``path`` (created once, owner-only, 32 random bytes hex).
+
+    The file appears with its whole content or not at all (written aside, then linked into
+    place); an empty one — what an older gateway left when it died or ran out of disk space
+    while creating it — is replaced, as an empty key would let anyone sign a webhook."""
     try:
-        return path.read_text().strip().encode()
+        value: str | None = path.read_text().strip()
     except FileNotFoundError:
-        pass
+        value = None
+    if value:
+        return value.encode()
+    if value == "":
+        log.warning("the webhook signing secret file is empty: creating a new secret", extra={"path": str(path)})
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
+    created = secrets.token_hex(32)
+    aside = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(created + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if value is None:
+            os.link(aside, path)  # FileExistsError: another process created it meanwhile
+        else:
+            os.replace(aside, path)
+    except FileExistsError:
+        return load_or_create_secret(path)
+    finally:
+        aside.unlink(missing_ok=True)
     log.info("created the webhook signing secret", extra={"path": str(path)})
-    return value.encode()
+    return created.encode()
 
 
 def webhook_body(delivery_id: str, principal_id: str, result: pb.TradeResult) -> bytes:
@@ -102,12 +129,40 @@ def _client(config, keep_alive: int) -> httpx.AsyncClient:
     )
 
 
+async def _discard_answer(response: httpx.Response) -> None:
+    """Read at most ANSWER_LIMIT bytes of the receiver's answer and close it: only its status
+    counts, and a huge (or endless) body must not fill the gateway's memory."""
+    try:
+        if not response.is_stream_consumed:  # (consumed: an answer built whole, as in tests)
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read >= ANSWER_LIMIT:
+                    break  # the rest is dropped with the connection
+    finally:
+        await response.aclose()
+
+
+def _retry_after(response: httpx.Response, now: float) -> float | None:
+    """The seconds a 429 or 503 answer's ``Retry-After`` asks to wait (a number of seconds or
+    an HTTP date), None when it has none (or not one that parses)."""
+    value = response.headers.get("retry-after", "").strip()
+    if response.status_code not in (429, 503) or not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
 class WebhookDispatcher:
     def __init__(self, store: TradeStore, config, default_secret: bytes | Callable[[], bytes], metrics=None,
                  client: httpx.AsyncClient | None = None, clock: Callable[[], float] = time.time,
                  resolver: Resolver = system_resolver, tracer=None) -> None:
-        """``config`` is core.config.WebhooksConfig; ``default_secret`` the key (or what loads
-        it on first use) for endpoints without a secret of their own; ``tracer`` the process's
+        """``config`` is core.config.WebhooksConfig; ``default_secret`` the key (or what gives it,
+        called for each delivery) for endpoints without a secret of their own; ``tracer`` the process's
         (core.tracing.Tracing.tracer): each POST is then a client span of the trade's trace."""
         self.store = store
         self.config = config
@@ -187,9 +242,7 @@ class WebhookDispatcher:
         for endpoint in self._endpoints.get(principal_id, ()):
             if endpoint.url == url and endpoint.secret is not None:
                 return endpoint.secret.get_secret_value().encode()
-        if callable(self._default_secret):
-            self._default_secret = self._default_secret()
-        return self._default_secret
+        return self._default_secret() if callable(self._default_secret) else self._default_secret
 
     # -- the worker ----------------------------------------------------------------------
 
@@ -262,39 +315,43 @@ class WebhookDispatcher:
 
     async def _deliver(self, entry: OutboxEntry) -> None:
         attempts = entry.attempts + 1
-        timestamp = int(self._clock())
-        headers = {
-            "content-type": "application/json",
-            SIGNATURE_HEADER: sign(self._secret(entry.principal_id, entry.url), entry.body, timestamp),
-            DELIVERY_HEADER: entry.id,
-            EVENT_HEADER: EVENT_TYPE,
-        }
         started = time.monotonic()
-        error, refused = "", None
+        error, refused, retry_after = "", None, None
         try:
-            client, request = self._client, None
-            if self.config.allow_private_request_urls or self._configured(entry.principal_id, entry.url):
-                request = client.build_request("POST", entry.url, content=entry.body, headers=headers)
-            else:  # a caller's URL: to the address checked now, on a connection of its own
-                destination = await check_destination(entry.url, self._resolver)
-                refused, client = destination.refusal, self._unpooled
-                if refused is None:
-                    request = pinned_request(client, entry.url, destination.address, entry.body, headers)
-            if request is not None:
-                async with self._slots:
+            # The whole attempt, however slowly the receiver answers: httpx's timeout bounds
+            # each read, not their sum, and an attempt outliving its lease is taken again.
+            async with self._slots, asyncio.timeout(self.config.timeout_s):
+                timestamp = int(self._clock())
+                headers = {
+                    "content-type": "application/json",
+                    SIGNATURE_HEADER: sign(self._secret(entry.principal_id, entry.url), entry.body, timestamp),
+                    DELIVERY_HEADER: entry.id,
+                    EVENT_HEADER: EVENT_TYPE,
+                }
+                client, request = self._client, None
+                if self.config.allow_private_request_urls or self._configured(entry.principal_id, entry.url):
+                    request = client.build_request("POST", entry.url, content=entry.body, headers=headers)
+                else:  # a caller's URL: to the address checked now, on a connection of its own
+                    destination = await check_destination(entry.url, self._resolver)
+                    refused, client = destination.refusal, self._unpooled
+                    if refused is None:
+                        request = pinned_request(client, entry.url, destination.address, entry.body, headers)
+                if request is not None:
                     with outbound_trace_headers("POST", urlsplit(entry.url).hostname or "",
                                                 trace_from_text(entry.trace, self._tracer)) as trace_headers:
                         request.headers.update(trace_headers)  # (the signature covers the body only)
-                        response = await client.send(request)
-                if not 200 <= response.status_code < 300:
-                    error = f"HTTP {response.status_code}"
-        except (httpx.HTTPError, OSError) as exc:
-            timed_out = isinstance(exc, httpx.TimeoutException)
+                        response = await client.send(request, stream=True)
+                        await _discard_answer(response)
+                    if not 200 <= response.status_code < 300:
+                        error = f"HTTP {response.status_code}"
+                        retry_after = _retry_after(response, self._clock())
+        except (httpx.HTTPError, OSError) as exc:  # (TimeoutError is an OSError)
+            timed_out = isinstance(exc, (httpx.TimeoutException, TimeoutError))
             detail = str(exc) or (f"no answer within {self.config.timeout_s:g} s" if timed_out else "no detail")
             error = f"{type(exc).__name__}: {detail}"[:300]
         except asyncio.CancelledError:  # shutting down: the lease brings it back after the restart
             raise
-        except Exception as exc:  # noqa: BLE001 - a bad URL or the like: never crash the worker
+        except Exception as exc:  # noqa: BLE001 - a bad URL, a key that cannot be loaded: never crash the worker
             error = f"{type(exc).__name__}"
         if self.metrics is not None and refused is None:
             self.metrics.webhook_seconds.observe(time.monotonic() - started)
@@ -312,7 +369,10 @@ class WebhookDispatcher:
             log.warning("webhook dead-lettered after %d attempts", attempts,
                         extra={"delivery_id": entry.id, "trade_request_id": entry.request_id, "error": error})
         else:
-            next_ns = int((self._clock() + self.policy.delay(attempts)) * 1e9)
+            delay = self.policy.delay(attempts)
+            if retry_after is not None:  # the receiver's own ask, within the longest backoff
+                delay = max(delay, min(retry_after, self.policy.max_backoff_s))
+            next_ns = int((self._clock() + delay) * 1e9)
             self.store.outbox_update(entry.id, "pending", attempts, next_ns, error)
             outcome = "retry"
             log.info("webhook attempt %d failed; retrying", attempts,
