@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import socket
@@ -43,7 +44,7 @@ from tradewire.core.shared.redis_events import RedisEventBus
 from tradewire.core.shared.redis_inflight import RedisInFlight
 from tradewire.core.shared.redis_key_store import RedisApiKeyStore
 from tradewire.core.shared.redis_limiter import RedisTokenBucketLimiter
-from tradewire.core.shared.redis_outbox import shared_webhook_secret
+from tradewire.core.shared.redis_outbox import SharedWebhookSecret
 from tradewire.core.shared.redis_replicas import ReplicaPresence
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.status_hub import StatusHub
@@ -260,10 +261,9 @@ def build_webhooks(settings: Settings, store: TradeStore, metrics: Metrics,
     if config.secret is not None:
         secret = config.secret.get_secret_value().encode()
     elif shared is not None:  # every replica delivers every webhook: one key for all of them
-        secret = lambda: shared_webhook_secret(shared.client)  # noqa: E731
+        secret = SharedWebhookSecret(shared.client)
     else:  # created on first use, kept next to the data (never logged)
-        path = settings.storage.data_dir / "webhook-secret"
-        secret = lambda: load_or_create_secret(path)  # noqa: E731
+        secret = functools.cache(functools.partial(load_or_create_secret, settings.storage.data_dir / "webhook-secret"))
     return WebhookDispatcher(store, config, secret, metrics, tracer=tracer)
 
 

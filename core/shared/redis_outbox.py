@@ -182,8 +182,18 @@ class RedisOutbox:
         return out if request_id is None else [e for e in out if e.request_id == request_id]
 
 
-def shared_webhook_secret(client: redis.Redis) -> bytes:
+class SharedWebhookSecret:
     """The signing key every replica uses when none is configured: made once, kept in Redis
-    (each replica generating its own would sign alike-looking webhooks with different keys)."""
-    client.set(_SECRET_KEY, secrets.token_hex(32), nx=True)
-    return client.get(_SECRET_KEY)
+    (each replica generating its own would sign alike-looking webhooks with different keys).
+    Read for each delivery; a replica that knows the key puts it back when Redis lost it (it
+    restarted empty), so the replicas — and the receivers checking signatures — keep one key."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._known: bytes | None = None
+
+    def __call__(self) -> bytes:
+        ours = self._known or secrets.token_hex(32).encode()
+        there = self._client.set(_SECRET_KEY, ours, nx=True, get=True)  # (Redis 7.0+)
+        self._known = there if there is not None else ours
+        return self._known

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis
 
-from tradewire.core.shared.redis_outbox import shared_webhook_secret
+from tradewire.core.shared.redis_outbox import SharedWebhookSecret
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.store.base import OutboxEntry
 from tradewire.core.store.sqlite import SqliteStore
@@ -114,6 +114,16 @@ def test_two_replicas_never_take_the_same_entry(redis_url):
 
 
 def test_replicas_share_one_generated_signing_key(redis_url):
-    a, b = redis.Redis.from_url(redis_url), redis.Redis.from_url(redis_url)
-    key = shared_webhook_secret(a)
-    assert len(key) == 64 and shared_webhook_secret(b) == key == shared_webhook_secret(a)
+    a, b = SharedWebhookSecret(redis.Redis.from_url(redis_url)), SharedWebhookSecret(redis.Redis.from_url(redis_url))
+    key = a()
+    assert len(key) == 64 and b() == key == a()
+
+
+def test_a_signing_key_redis_lost_is_put_back_by_a_replica_that_knows_it(redis_url):
+    """Redis restarted empty: the replicas (and the receivers) keep the key they had, rather than
+    one replica signing with the old key and the next one made with a new one."""
+    client = redis.Redis.from_url(redis_url)
+    a, b = SharedWebhookSecret(client), SharedWebhookSecret(redis.Redis.from_url(redis_url))
+    key = a()
+    client.flushdb()
+    assert a() == key and b() == key
