@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from tradewire.core import lifecycle
+from tradewire.core.claims_in_doubt import ClaimsInDoubt
 from tradewire.core.errors import Code, FieldViolation, TradewireError, internal_error, store_unavailable
 from tradewire.core.executors.base import Executor, Outcome, Progress
 from tradewire.core.inflight import AtInFlightLimit, InFlightRegistry
@@ -121,6 +122,8 @@ class TradeRunner:
         self.remote_cancel = None
         # Errors that mean the shared store did not answer (set with a Redis backend, as on the pipeline).
         self.store_outages: tuple[type[Exception], ...] = ()
+        self.claims_in_doubt = ClaimsInDoubt(store, lambda: self.store_outages,
+                                             lambda trades: self.recover(trades, restarted=False))
 
     # -- admission: de-duplicate, check limits, claim, start ---------------------------------
 
@@ -155,6 +158,9 @@ class TradeRunner:
                 existing = self.store.claim(order.principal_id, order.request_id, print_, initial, order.request, slot)
             except AtInFlightLimit as refused:
                 inflight.check(order.principal_id, refused.count)  # raises TOO_MANY_IN_FLIGHT (and counts it)
+                raise
+            except self.store_outages:
+                self.claims_in_doubt.add(key)  # (the store may have made it: resumed here if so)
                 raise
             if existing is None:
                 if slot is not None:
@@ -619,10 +625,12 @@ class TradeRunner:
 
     async def drain(self, timeout: float) -> bool:
         """Wait (up to ``timeout``) until no trade runs; True if they all ended."""
+        await self.claims_in_doubt.stop()  # (no trade starts now; the next start resumes them)
         return await self.inflight.wait_empty(timeout)
 
     async def interrupt_all(self, timeout: float = 2.0) -> int:
         """Stop every trade still running and keep it unfinished; returns how many."""
+        await self.claims_in_doubt.stop()
         trades = list(self.inflight)
         for trade in trades:
             self.stop(trade, StopRequest.shutdown())
@@ -631,9 +639,10 @@ class TradeRunner:
             await asyncio.wait(tasks, timeout=timeout)
         return len(trades)
 
-    async def recover(self, trades: list[UnfinishedTrade] | None = None) -> dict[str, int]:
+    async def recover(self, trades: list[UnfinishedTrade] | None = None, restarted: bool = True) -> dict[str, int]:
         """Resume or reconcile the trades a previous process left unfinished (default: this
-        replica's, from the store), or ``trades`` adopted from a replica that died."""
+        replica's, from the store), or ``trades`` adopted from a replica that died, or claimed
+        by the store without an answer (``restarted`` False: nothing of theirs ran yet)."""
         from tradewire.core.validation import validate_trade  # validation imports order/market only
 
         counts = {"resumed": 0, "reconciled": 0, "failed": 0}
@@ -659,7 +668,7 @@ class TradeRunner:
                 continue
             if not trade.committed:
                 note = ""
-                if not record.events:  # it stopped without storing what it had published (a crash):
+                if not record.events and restarted:  # it stopped without storing what it had published (a crash):
                     # (so a stream that saw it further along knows why it starts over)
                     note = "the gateway restarted before the trade was sent: it starts over from here"
                 self._start(trade, record.events, note)
