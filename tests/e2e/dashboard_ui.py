@@ -137,10 +137,10 @@ class Dashboard:
 
 
 @asynccontextmanager
-async def open_dashboard(browser: Browser, gateway: GatewayProcess,
-                         viewport: dict[str, int] = DESKTOP) -> AsyncIterator[Dashboard]:
+async def open_dashboard(browser: Browser, gateway: GatewayProcess, viewport: dict[str, int] = DESKTOP,
+                         locale: str = "en-US", timezone: str = "UTC") -> AsyncIterator[Dashboard]:
     """The dashboard of ``gateway`` in a fresh browser context; the page must log no errors."""
-    context = await browser.new_context(viewport=viewport, locale="en-US", timezone_id="UTC")
+    context = await browser.new_context(viewport=viewport, locale=locale, timezone_id=timezone)
     dashboard = Dashboard(await context.new_page(), gateway)
     try:
         yield dashboard

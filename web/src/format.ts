@@ -45,8 +45,12 @@ export function fmtSol(lamports: bigint): string {
 }
 
 export function fmtBps(bps: number): string {
-  const pct = decToString({ units: BigInt(bps), scale: 2 });
-  return `${formatInt(bps)} bps (${formatDecimal(pct)} %)`;
+  return `${formatInt(bps)} bps (${fmtBpsAsPercent(bps)} %)`;
+}
+
+/** Basis points as a percentage, in the reader's number format: 75 → "0.75" ("0,75"). */
+export function fmtBpsAsPercent(bps: number | bigint): string {
+  return formatDecimal(decToString({ units: BigInt(bps), scale: 2 }));
 }
 
 export function fmtTime(ts?: Timestamp): string {

@@ -3,10 +3,11 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { TradeStatus, type TradeResult } from "../../../gen/ts/tradewire/v1/trade_pb";
 import { api } from "../api/client";
-import { decToString, divDec, parseDec, toPlotNumber } from "../decimal";
+import { toPlotNumber } from "../decimal";
 import { h, replaceChildren, s } from "../dom";
 import { fmtPrice } from "../format";
-import { mintBySymbol, pairOrientation, PAIRS } from "../markets";
+import { mintBySymbol, PAIRS } from "../markets";
+import { pairPrice } from "../pair_price";
 import { PanelLoader } from "./panel_loader";
 
 const PAD = { left: 72, right: 16, top: 16, bottom: 28 };
@@ -98,11 +99,16 @@ export class PriceChartView {
       svg.append(s("path", { d: area, class: "area" }));
       svg.append(s("path", { d: line, class: "line" }));
     }
+    // Times of day alone only when every fill was today: fills on other days are dated, or
+    // the axis would read as one day's span (and a later day's morning before an evening).
+    const dated = !isToday(t0) || !isToday(t1);
+    const tl = (t: number) => new Date(t).toLocaleString(undefined, dated
+      ? { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }
+      : { hour: "2-digit", minute: "2-digit", second: "2-digit" });
     coords.forEach(([cx, cy], i) => {
       svg.append(s("circle", { cx: cx.toFixed(1), cy: cy.toFixed(1), r: 3.5, class: "pt" },
-        s("title", {}, `${fmtPrice(points[i].price)} ${quoteSym}/${baseSym} · ${new Date(points[i].t).toLocaleTimeString()} · ${points[i].requestId}`)));
+        s("title", {}, `${fmtPrice(points[i].price)} ${quoteSym}/${baseSym} · ${new Date(points[i].t).toLocaleString()} · ${points[i].requestId}`)));
     });
-    const tl = (t: number) => new Date(t).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
     svg.append(s("text", { x: PAD.left, y: H - 8, class: "axis", "text-anchor": "start" }, tl(t0)));
     if (t1 !== t0) svg.append(s("text", { x: W - PAD.right, y: H - 8, class: "axis", "text-anchor": "end" }, tl(t1)));
     const last = points[points.length - 1];
@@ -114,14 +120,13 @@ export class PriceChartView {
 
 /** The trade's price in quote per base, or undefined if it is not in this pair. */
 function toPoint(t: TradeResult, base: string, quote: string): Point | undefined {
-  const pair = pairOrientation(t.inputMint, t.outputMint);
-  if (!pair || pair[0].address !== base || pair[1].address !== quote) return undefined;
-  const amountIn = parseDec(t.amountIn);
-  const amountOut = parseDec(t.amountOut);
-  if (!amountIn || !amountOut || amountIn.units === 0n || amountOut.units === 0n || !t.createdAt) return undefined;
-  // selling base: quote received / base sold; buying base: quote paid / base received
-  const price = t.inputMint === base ? divDec(amountOut, amountIn, 9) : divDec(amountIn, amountOut, 9);
-  return { t: timestampMs(t.createdAt), price: decToString(price), requestId: t.requestId };
+  const priced = pairPrice(t);
+  if (!priced || priced.base.address !== base || priced.quote.address !== quote || !t.createdAt) return undefined;
+  return { t: timestampMs(t.createdAt), price: priced.price, requestId: t.requestId };
+}
+
+function isToday(t: number): boolean {
+  return new Date(t).toDateString() === new Date().toDateString();
 }
 
 /** Axis ticks are positions on the canvas, not amounts: enough decimals to tell them apart. */

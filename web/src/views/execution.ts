@@ -12,7 +12,7 @@ import {
 import { api } from "../api/client";
 import { Code, codeName, gotNoAnswer, isRateLimited, isUnreachable, toFailure, type ApiFailure } from "../api/errors";
 import { countdown } from "../countdown";
-import { divDec, parseDec, decToString } from "../decimal";
+import { divDec, formatDecimal, formatInt, parseDec, decToString } from "../decimal";
 import { h, replaceChildren } from "../dom";
 import {
   fmtAmount, fmtClock, fmtLamports, fmtPrice, fmtSol, fmtTime, isTerminal, MODE_LABEL, STATUS_LABEL, statusTone, SWAP_MODE_LABEL,
@@ -358,8 +358,8 @@ export class ExecutionView {
           ? `${fmtAmount(r.otherAmountThreshold, exactOut ? r.inputMint : r.outputMint)} ${exactOut ? inSym : outSym}` : "—"),
         row("Executed price", r.executedPrice ? `${fmtPrice(r.executedPrice)} ${outSym}/${inSym}` : "—", "exec-price"),
         row("Inverse price", inversePrice(r.executedPrice, inSym, outSym)),
-        row("Price impact", r.priceImpactPct ? `${r.priceImpactPct} %` : "—"),
-        row("Realized slippage", `${r.realizedSlippageBps} bps`),
+        row("Price impact", r.priceImpactPct ? `${formatDecimal(r.priceImpactPct)} %` : "—", "exec-price-impact"),
+        row("Realized slippage", `${formatInt(r.realizedSlippageBps)} bps`, "exec-slippage"),
         row("Trade id", h("span", { class: "mono" }, r.tradeId || "—")),
         row("Updated", fmtTime(r.updatedAt)),
         r.mode === TradingMode.LIVE || r.signature

@@ -8,6 +8,7 @@ import { formatInt } from "../decimal";
 import { h, replaceChildren } from "../dom";
 import { fmtAmount, fmtPrice, fmtShortTime, fmtTime, MODE_LABEL, STATUS_LABEL, statusTone } from "../format";
 import { MINTS, mintLabel } from "../markets";
+import { pairPrice, priceUnit } from "../pair_price";
 import { PanelLoader } from "./panel_loader";
 
 const PAGE_SIZE = 10;
@@ -60,7 +61,11 @@ export class HistoryView {
 
   /** Back to the first page with the current filters. */
   async reload(): Promise<void> {
+    // The tokens were for the old filters: the page being read is now page 1 of the new ones,
+    // also when this load fails (a later refresh then loads that page, never an old token).
     this.tokens = [""];
+    this.page = 0;
+    this.nextToken = "";
     await this.go(0);
   }
 
@@ -112,9 +117,9 @@ export class HistoryView {
           h("th", { scope: "col" }, "Time · request id"),
           h("th", { scope: "col", class: "num" }, "Sold"),
           h("th", { scope: "col", class: "num" }, "Bought"),
-          h("th", { scope: "col", class: "num" }, "Price"),
+          h("th", { scope: "col", class: "num", title: "Quote per base, whichever side was sold" }, "Price"),
           h("th", { scope: "col" }, "Status"),
-          h("th", { scope: "col", class: "num", title: "Total fees in lamports" }, "Fees"))),
+          h("th", { scope: "col", class: "num", title: "Total fees in lamports" }, "Fees ", h("span", { class: "col-unit" }, "lamports")))),
         h("tbody", {}, trades.map((t) => {
           const row = h("tr", { "data-request-id": t.requestId, tabindex: 0, title: "Show this trade's execution" },
             // The id under the time, in the first column: a table too wide for its card scrolls
@@ -124,7 +129,7 @@ export class HistoryView {
               h("span", { class: "request-id mono", title: t.requestId, "data-testid": "history-request-id" }, t.requestId)),
             h("td", { class: "num", "data-label": "Sold" }, legCell(t.amountIn, t.swapMode === SwapMode.EXACT_OUT ? "" : t.requestedAmount, t.inputMint)),
             h("td", { class: "num", "data-label": "Bought" }, legCell(t.amountOut, t.swapMode === SwapMode.EXACT_OUT ? t.requestedAmount : "", t.outputMint)),
-            h("td", { class: "num", "data-label": "Price" }, t.executedPrice ? fmtPrice(t.executedPrice) : "—"),
+            h("td", { class: "num", "data-label": "Price", "data-testid": "history-price" }, priceCell(t)),
             h("td", { "data-label": "Status", class: "nowrap" },
               h("span", { class: `pill ${statusTone(t.status)}` }, STATUS_LABEL[t.status]), " ", h("span", { class: "tag" }, MODE_LABEL[t.mode])),
             h("td", { class: "num", "data-label": "Fees (lamports)", title: "Total fees in lamports" }, t.fees ? formatInt(t.fees.totalLamports) : "—"));
@@ -139,6 +144,15 @@ export class HistoryView {
           return row;
         }))));
   }
+}
+
+/** The executed price in the pair's orientation (quote per base) with its unit, so both
+ * directions of a pair read the same way; output per input for an unlisted pair. */
+function priceCell(t: TradeResult): HTMLElement | string {
+  if (!t.executedPrice) return "—";
+  const pair = pairPrice(t);
+  return h("span", { class: "price" }, fmtPrice(pair?.price ?? t.executedPrice), " ",
+    h("span", { class: "price-unit" }, priceUnit(t, pair)));
 }
 
 /** One leg of a trade: the amount that moved or, when nothing did, the amount the request asked for. */

@@ -5,11 +5,13 @@ import { MevStrategy, SwapMode, TradingMode, type TradeRequest } from "../../../
 import type { FieldProblem } from "../api/errors";
 import { formatInt } from "../decimal";
 import { h, replaceChildren } from "../dom";
-import { MEV_LABEL } from "../format";
+import { fmtBpsAsPercent, MEV_LABEL } from "../format";
 import { MINTS, mintByAddress, partnersOf } from "../markets";
 import { checkDraft, F, loadValidator, type FieldError, type TradeDraft } from "../validation";
 
 const CUSTOM = "custom";
+/** Solana's base fee per signature, in lamports, in the reader's number format. */
+const BASE_FEE = formatInt(5_000);
 
 export function newRequestId(): string {
   const rand = crypto.getRandomValues(new Uint8Array(6));
@@ -87,7 +89,7 @@ export class TradeForm {
     this.slippage = h("input", { id: "slippage", name: "slippage_bps", inputmode: "numeric", value: "50", autocomplete: "off" });
     this.slippagePct = h("span", { class: "unit" });
     const presets = h("div", { class: "presets" }, [10, 50, 100, 300].map((bps) => {
-      const b = h("button", { type: "button", class: "chip-button" }, `${bps / 100} %`);
+      const b = h("button", { type: "button", class: "chip-button" }, `${fmtBpsAsPercent(bps)} %`);
       b.addEventListener("click", () => {
         this.slippage.value = String(bps);
         this.clearError(F.slippage);
@@ -242,7 +244,7 @@ export class TradeForm {
       ? `(${exactOut ? "to buy" : "to sell"}, up to ${amountMint.decimals} decimals)`
       : `(${exactOut ? "to buy" : "to sell"})`;
     const bps = this.slippage.value.trim();
-    this.slippagePct.textContent = /^\d+$/.test(bps) && bps.length < 7 ? `= ${(Number(bps) / 100).toString()} %` : "";
+    this.slippagePct.textContent = /^\d+$/.test(bps) && bps.length < 7 ? `= ${fmtBpsAsPercent(BigInt(bps))} %` : "";
 
     const strategy = Number(this.strategy.value) as MevStrategy;
     const jito = strategy === MevStrategy.JITO_BUNDLE || strategy === MevStrategy.JITO_DONT_FRONT;
@@ -253,15 +255,15 @@ export class TradeForm {
     const price = this.cuPrice.value.trim();
     const limit = this.cuLimit.value.trim();
     if (jito) {
-      this.feePreview.textContent = "Jito tip + 5,000 base fee; no priority fee.";
+      this.feePreview.textContent = `Jito tip + ${BASE_FEE} base fee; no priority fee.`;
     } else if (priority && /^\d+$/.test(price) && /^0*$/.test(limit)) {
       // An empty (or 0) limit is the contract's "not set": the fee follows the router's limit.
-      this.feePreview.textContent = "Priority fee = CU price × the CU limit the router sets + 5,000 base fee.";
+      this.feePreview.textContent = `Priority fee = CU price × the CU limit the router sets + ${BASE_FEE} base fee.`;
     } else if (priority && /^\d+$/.test(price) && /^\d+$/.test(limit)) {
       const fee = (BigInt(price) * BigInt(limit) + 999_999n) / 1_000_000n; // ceil, as the executor charges
-      this.feePreview.textContent = `Priority fee ≈ ${formatInt(fee)} lamports + 5,000 base fee`;
+      this.feePreview.textContent = `Priority fee ≈ ${formatInt(fee)} lamports + ${BASE_FEE} base fee`;
     } else {
-      this.feePreview.textContent = strategy === MevStrategy.NONE ? "Plain send: 5,000 lamports base fee per signature." : "";
+      this.feePreview.textContent = strategy === MevStrategy.NONE ? `Plain send: ${BASE_FEE} lamports base fee per signature.` : "";
     }
     if (!this.busy) {
       const mode = Number(this.mode.value) as TradingMode;
