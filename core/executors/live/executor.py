@@ -7,9 +7,9 @@ The path of one trade, each step a status event (DESIGN.md §4):
     funds for the quoted input), counting the trades in flight, and this trade's reservation
     → build (/swap: dynamic CU limit, priority fee capped) → refuse on simulationError →
     safety (funds, SOL reserve; exact fees of the built transaction) → sign (our slot only)
-    → persist (prepared) → SIGNED → simulate (sigVerify) → SIMULATED [point of no return]
-    → persist (pending) → send (RPC, or a Jito bundle) → SUBMITTED → confirm (the shared
-    Confirmer) → CONFIRMED → fill read from the transaction's meta → FILLED
+    → persist (prepared) → SIGNED → simulate (sigVerify) → kill switch (again) → SIMULATED
+    [point of no return] → persist (pending) → send (RPC, or a Jito bundle) → SUBMITTED →
+    confirm (the shared Confirmer) → CONFIRMED → fill read from the transaction's meta → FILLED
 
 How double sending is prevented:
 
@@ -31,10 +31,11 @@ and one found pending at start-up or adopted holds one again, so the limits see 
 in flight.
 
 Errors: breaker open → CIRCUIT_OPEN (UNAVAILABLE, retry-after); an upstream still failing
-after the bounded retries, or answering malformed → UPSTREAM_UNAVAILABLE (only ever before
-send; one warning line, no traceback); the blockhash expired while the swap was built and
-signed, or before the first send when the RPC's preflight refused it (-32002: a refusal is
-never forwarded; only when no re-broadcast had gone out, and the journal voids the row) →
+after the bounded retries, answering malformed, or (the RPC) with an error object →
+UPSTREAM_UNAVAILABLE (only ever before send; one warning line, no traceback); the blockhash
+expired while the swap was built and signed, or before the first send when the RPC's
+preflight refused it (-32002: a refusal is never forwarded; only when no re-broadcast had
+gone out, and the journal voids the row) →
 UPSTREAM_UNAVAILABLE too (REJECTED, so the runner and the caller may run it again), as are
 identical trades whose every rebuild came out as another request's transaction;
 slippage (program error 6001) → SLIPPAGE_EXCEEDED (ABORTED): REJECTED with its quote when
@@ -446,6 +447,12 @@ class LiveExecutor:
                 yield refused(TradewireError("TRADE_EXPIRED", "deadline passed before the trade could be sent"),
                               pb.TRADE_STATUS_EXPIRED)
                 return
+            # The kill switch again, last thing before the point of no return: one engaged while
+            # this trade was quoted, built and signed must stop it too.
+            refusal = self.safety.before_quote(order)
+            if refusal is not None:
+                yield refused(refusal)
+                return
             send_breaker = (self.jito_upstream if route == ROUTE_JITO else self.rpc_upstream).breaker
             send_breaker.before_call()  # an open breaker refuses before anything is sent
             yield Progress(pb.TRADE_STATUS_SIMULATED, f"simulation succeeded ({sim.get('unitsConsumed') or 0} compute units)")
@@ -459,6 +466,13 @@ class LiveExecutor:
                         extra={"trade_request_id": order.request_id, "error": str(exc)})
             yield refused(TradewireError(
                 "UPSTREAM_UNAVAILABLE", f"the {_upstream_label(exc.upstream)} is unavailable ({exc.message}); "
+                                        f"nothing was sent"))
+            return
+        except RpcError as exc:  # the node answered a read or the simulation with an error object
+            log.warning("live trade refused before send: the Solana RPC answered an error",
+                        extra={"trade_request_id": order.request_id, "code": exc.code})
+            yield refused(TradewireError(
+                "UPSTREAM_UNAVAILABLE", f"the Solana RPC answered error {exc.code} before the trade was sent; "
                                         f"nothing was sent"))
             return
         except TradewireError as exc:
@@ -685,7 +699,8 @@ class LiveExecutor:
     async def _first_send(self, row: LiveOrder, watch: Watch) -> tuple[Outcome | None, str]:
         """Send once: (the outcome of a definite refusal — nothing is on the network — or None,
         and what was unclear about the answer, "" when it accepted). Anything but a refusal
-        (accepted, an error answer, no answer) leaves the signature to decide."""
+        (accepted, an error answer, no answer), and a refusal that came after a re-broadcast
+        went out, leaves the signature to decide."""
         self.orders.note_broadcast(row.signature)
         refusal: RpcError
         try:
@@ -712,9 +727,15 @@ class LiveExecutor:
         # Refused outright: the node / engine did not take it, so it was never forwarded.
         # Only the refused send ever carried these bytes: no re-broadcast, nothing seen on chain.
         unsent = watch.broadcasts == 0 and not watch.finalizing and not watch.in_block
+        err = refusal.data.get("err") if preflight and isinstance(refusal.data, dict) else None
+        if not unsent and not is_blockhash_not_found(err):
+            # A re-broadcast of these bytes (no preflight) went out before this answer, or the
+            # chain already shows them: the refusal proves nothing. The signature decides.
+            log.warning("first send refused after the transaction had gone out; reconciling by signature",
+                        extra={"signature": row.signature, "code": refusal.code})
+            return None, f"it refused the first send (error {refusal.code}) after a re-broadcast had gone out"
         self.confirmer.forget(row.signature)  # (no await since the line above: none can start now)
         order = self._order_of(row)
-        err = refusal.data.get("err") if preflight and isinstance(refusal.data, dict) else None
         if (is_blockhash_not_found(err) and refusal.code == -32002 and unsent
                 and self.orders.void_refused(row.signature)):
             # "Transaction simulation failed": a preflight refusal is never forwarded, so nothing
