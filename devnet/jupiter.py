@@ -531,7 +531,7 @@ def routes(jupiter: Jupiter):
     async def swap(request: Request) -> JSONResponse:
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested too deep to parse)
             return JupiterError("Request body is not valid JSON", "INVALID_REQUEST").response()
         try:
             return JSONResponse(jupiter.swap(body))

@@ -271,8 +271,13 @@ class SolanaRpc(JsonRpcService):
         if encoding not in ("base58", "base64", "jsonParsed", "binary"):
             raise invalid_params(f"Invalid params: unsupported encoding `{encoding}`")
         data_slice = config.get("dataSlice")
-        if data_slice is not None and not isinstance(data_slice, dict):
-            raise invalid_params("Invalid params: dataSlice must be an object")
+        if data_slice is not None:
+            if not isinstance(data_slice, dict):
+                raise invalid_params("Invalid params: dataSlice must be an object")
+            for name in ("offset", "length"):
+                if name not in data_slice:
+                    raise invalid_params(f"Invalid params: missing field `{name}`")
+            data_slice = {name: _u64(data_slice[name], name) for name in ("offset", "length")}
         return encoding, data_slice
 
     def get_account_info(self, params: list[Any]) -> dict[str, Any]:
@@ -401,6 +406,8 @@ class SolanaRpc(JsonRpcService):
         if status == "processed" or (commitment in ("finalized", "max", "root") and status != "finalized"):
             return None
         max_version = config.get("maxSupportedTransactionVersion")
+        if max_version is not None and _u64(max_version, "maxSupportedTransactionVersion") > 255:
+            raise invalid_params("Invalid params: invalid value for `maxSupportedTransactionVersion`, expected u8")
         if not isinstance(record.tx.message, Message) and (max_version is None or max_version < 0):
             raise RpcError(
                 -32015,
@@ -539,7 +546,7 @@ def json_rpc_endpoint(dispatch: Callable[[Any], Any]):
         body = await request.body()
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested too deep to parse)
             return JSONResponse(_error(None, RpcError(-32700, "Parse error")))
         return JSONResponse(dispatch(payload))
 

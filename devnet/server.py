@@ -43,6 +43,8 @@ from .seed import Market
 
 log = logging.getLogger("tradewire.devnet")
 
+MAX_ADVANCE_SLOTS = 2**32  # one /devnet/advance: decades of slots, and the slot stays a u64
+
 
 class Devnet:
     """The whole local Solana environment in one object (no HTTP)."""
@@ -125,7 +127,7 @@ def build_app(devnet: Devnet) -> Starlette:
             lamports = int(body.get("lamports", 0))
             tokens = {str(k): int(v) for k, v in (body.get("tokens") or {}).items()}
             balances = devnet.fund(owner, lamports, tokens)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             return _bad_request(f"invalid fund request: {exc}")
         return JSONResponse({"pubkey": str(owner), "balances": {k: str(v) for k, v in balances.items()}})
 
@@ -133,8 +135,10 @@ def build_app(devnet: Devnet) -> Starlette:
         try:
             body = await request.json()
             slots = int(body.get("slots", 1))
+            if slots > MAX_ADVANCE_SLOTS:
+                raise ValueError(f"at most {MAX_ADVANCE_SLOTS} slots at a time")
             devnet.chain.advance_slots(slots)
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
             return _bad_request(f"invalid advance request: {exc}")
         return JSONResponse({"slot": devnet.chain.slot, "blockHeight": devnet.chain.block_height})
 

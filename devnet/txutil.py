@@ -33,6 +33,9 @@ from .constants import (
 
 
 PACKET_DATA_SIZE = 1232  # the largest transaction a validator accepts
+# The longest encodings of PACKET_DATA_SIZE bytes: longer text is refused before decoding
+# (base58 decoding takes time quadratic in the length).
+MAX_ENCODED_SIZE = {"base58": 1683, "base64": 1644}
 
 
 class DecodeError(ValueError):
@@ -41,6 +44,12 @@ class DecodeError(ValueError):
 
 def decode_transaction(data: str, encoding: str) -> VersionedTransaction:
     """Decode a base58/base64 wire transaction exactly as the RPC's sendTransaction does."""
+    limit = MAX_ENCODED_SIZE.get(encoding)
+    if limit is not None and len(data) > limit:
+        raise DecodeError(
+            f"{encoding} encoded solana_transaction::versioned::VersionedTransaction too large: "
+            f"{len(data)} bytes (max: encoded/raw {limit}/{PACKET_DATA_SIZE})"
+        )
     if encoding == "base64":
         try:
             raw = base64.b64decode(data, validate=True)
