@@ -33,7 +33,9 @@ from tradewire.devnet import DevnetConfig
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
-DEVNET = DevnetConfig(slot_ms=20, finalize_depth=4)
+# A blockhash lives 30 s here, not 3 s: a gateway restarted on a loaded machine can take longer than
+# that, and a test that wants a blockhash expired moves the chain past it itself.
+DEVNET = DevnetConfig(slot_ms=20, finalize_depth=4, blockhash_valid_blocks=1500)
 ENV = {"TRADEWIRE_LIMITS__LIVE_BURST": "10000", "TRADEWIRE_LIMITS__LIVE_REQUESTS_PER_S": "10000"}
 _ids = iter(range(10**6))
 
