@@ -70,6 +70,8 @@ class CallContext:
     trade_request_id: str = ""  # the client's request id of the trade the call is about, if one
     trace_id: str = ""
     principal: Principal | None = None
+    # A public method's refused credentials (it answers anyway): the refusal's reason.
+    credentials_refused: str = ""
     started: float = field(default_factory=time.monotonic)
     started_unix_ns: int = field(default_factory=time.time_ns)
     response_headers: dict[str, str] = field(default_factory=dict)

@@ -274,10 +274,12 @@ class Pipeline:
             ctx.principal = outcome.principal
             return
         self._shared_check(call, lambda: self.limits.record_auth_failure(peer_host))
-        if not public:
-            if outcome.error.code is Code.UNAUTHENTICATED:  # HTTP's 401 must say how to authenticate
-                ctx.response_headers["www-authenticate"] = _BEARER_CHALLENGE
-            raise outcome.error
+        if public:  # answered as to anyone, saying why the credentials were not taken
+            ctx.credentials_refused = outcome.error.reason
+            return
+        if outcome.error.code is Code.UNAUTHENTICATED:  # HTTP's 401 must say how to authenticate
+            ctx.response_headers["www-authenticate"] = _BEARER_CHALLENGE
+        raise outcome.error
 
     def still_authenticated(self, ctx: CallContext) -> None:
         """A long-lived call's credential, checked again (a session's next trade, a stream's next

@@ -264,7 +264,7 @@ class TradeService:
             status = (not_serving if self.draining or not store_ok
                       else spb.SERVING_STATUS_DEGRADED if impaired else serving)
             response = spb.HealthCheckResponse(status=status, components=components, version=VERSION,
-                                               server_time=now_timestamp())
+                                               server_time=now_timestamp(), credentials_refused=ctx.credentials_refused)
             if ctx.principal is not None and store_ok:  # (its bucket is in the store)
                 decision = self.pipeline.limits.principal.peek(f"principal:{ctx.principal.id}")
                 response.caller.CopyFrom(spb.CallerStatus(

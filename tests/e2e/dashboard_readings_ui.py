@@ -18,11 +18,12 @@ SOL = "So11111111111111111111111111111111111111112"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 
 
-def fresh_key(gateway: GatewayProcess, scopes: str = "read,trade:paper") -> str:
+def fresh_key(gateway: GatewayProcess, scopes: str = "read,trade:paper", expires_in: str | None = None) -> str:
     """A new API key of a new owner, made with `tradewire keys create` on the gateway's key store."""
     done = subprocess.run(
         [sys.executable, "-m", "tradewire.gateway.cli", "keys", "create", "--owner", f"owner-{uuid.uuid4().hex[:10]}",
-         "--scopes", scopes, "--config", str(gateway.workdir / "tradewire.toml")],
+         "--scopes", scopes, "--config", str(gateway.workdir / "tradewire.toml"),
+         *(["--expires-in", expires_in] if expires_in else [])],
         capture_output=True, text=True, timeout=30,
         env={k: v for k, v in os.environ.items() if not k.startswith("TRADEWIRE_")})
     assert done.returncode == 0, done.stderr

@@ -199,7 +199,7 @@ async def test_a_rate_limited_sign_in_says_so_and_when_to_retry(browser: Browser
         await page.get_by_label("API key or JWT").fill("tw_nobody00_" + "x" * 40)
         for _ in range(2):  # the address's budget of failed sign-ins
             await page.get_by_role("button", name="Sign in").click()
-            await expect(error).to_have_text("These credentials were not accepted by the gateway.")
+            await expect(error).to_have_text("These credentials were not accepted by the gateway. (AUTH_INVALID)")
             await expect(page.get_by_role("button", name="Sign in")).to_be_enabled()
             await page.evaluate("document.getElementById('credential-error').textContent = ''")
         await page.get_by_role("button", name="Sign in").click()

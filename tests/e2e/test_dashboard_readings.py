@@ -9,11 +9,14 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+import httpx
+
 from playwright.async_api import Browser, Route, expect
 
 from e2e.dashboard_readings_ui import SOL, USDC, fresh_key, http_trade, sign_in_with_key
 from e2e.dashboard_ui import Dashboard, open_dashboard, shown_decimal
 from support.gateway_process import GatewayProcess
+from support.trading import eventually
 
 
 # -- the history's price column ---------------------------------------------------------------------
@@ -124,3 +127,19 @@ async def test_percentages_and_fee_hints_follow_the_reader_number_format(browser
         await expect(page.get_by_test_id("exec-status")).to_have_text("Filled")
         await expect(page.get_by_test_id("exec-price-impact")).to_have_text(re.compile(r"^\d+(,\d+)? %$"))
         await expect(page.get_by_test_id("exec-amount-in")).to_have_text("0,5 SOL")
+
+
+async def test_signing_in_with_an_expired_key_says_it_has_expired(ui: Dashboard, gateway: GatewayProcess):
+    key = fresh_key(gateway, scopes="read", expires_in="1s")
+
+    async def refused() -> bool:
+        async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
+            answer = await http.get("/v1/health", headers={"authorization": f"Bearer {key}"})
+        return answer.json().get("credentialsRefused") == "API_KEY_EXPIRED"
+
+    await eventually(refused, timeout=15, what="the key to expire")
+    page = ui.page
+    await ui.open()
+    await page.get_by_label("API key or JWT").fill(key)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#credential-error")).to_have_text("This API key has expired. (API_KEY_EXPIRED)")

@@ -124,12 +124,17 @@ async def test_revoked_and_expired_api_keys_are_refused(auth_gateway, protocol):
     try:
         ok, _ = await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), live_key)
         assert not ok.trades
+        health, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), live_key)
+        assert health.caller.owner == f"owner-{protocol}" and health.credentials_refused == ""
         with SqliteApiKeyStore(auth_gateway.workdir / "keys.db") as store:
             revoke_key(store, record.prefix)
         for key, reason in ((live_key, "API_KEY_REVOKED"), (expired_key, "API_KEY_EXPIRED")):
             with pytest.raises(RpcFailure) as caught:
                 await client.unary("GetTradeHistory", spb.GetTradeHistoryRequest(), key)
             assert caught.value.code == "UNAUTHENTICATED" and caught.value.reason == reason
+            # HealthCheck answers anyone, and says why these credentials were not taken
+            health, _ = await client.unary("HealthCheck", spb.HealthCheckRequest(), key)
+            assert not health.HasField("caller") and health.credentials_refused == reason
     finally:
         await client.close()
 

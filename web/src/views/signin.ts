@@ -67,7 +67,7 @@ export function signInView(onSignedIn: (s: SignedIn) => void, notice?: string): 
       const health = await api().healthCheck({});
       if (!health.caller) {
         clearCredentials();
-        error.textContent = "These credentials were not accepted by the gateway.";
+        error.textContent = refusedCredentials(health.credentialsRefused);
         key.setAttribute("aria-invalid", "true");
         return;
       }
@@ -83,6 +83,18 @@ export function signInView(onSignedIn: (s: SignedIn) => void, notice?: string): 
   });
   queueMicrotask(() => key.focus());
   return form;
+}
+
+/** Why the gateway did not take the credentials, from the reason its health answer gives. */
+function refusedCredentials(reason: string): string {
+  const why: Record<string, string> = {
+    API_KEY_EXPIRED: "This API key has expired.",
+    API_KEY_REVOKED: "This API key has been revoked.",
+    TOKEN_EXPIRED: "This token has expired.",
+    TOKEN_NOT_YET_VALID: "This token is not valid yet.",
+  };
+  const words = why[reason] ?? "These credentials were not accepted by the gateway.";
+  return reason ? `${words} (${reason})` : words;
 }
 
 /** Why a sign-in failed, in words: unreachable, too many failed sign-ins, or the refusal. */

@@ -247,15 +247,17 @@ class CallerStatus(_message.Message):
     def __init__(self, principal: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., rate_limit_remaining: _Optional[int] = ..., rate_limit_limit: _Optional[int] = ..., in_flight: _Optional[int] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class HealthCheckResponse(_message.Message):
-    __slots__ = ("status", "components", "version", "server_time", "caller")
+    __slots__ = ("status", "components", "version", "server_time", "caller", "credentials_refused")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     COMPONENTS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIALS_REFUSED_FIELD_NUMBER: _ClassVar[int]
     status: ServingStatus
     components: _containers.RepeatedCompositeFieldContainer[ComponentHealth]
     version: str
     server_time: _timestamp_pb2.Timestamp
     caller: CallerStatus
-    def __init__(self, status: _Optional[_Union[ServingStatus, str]] = ..., components: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ..., version: _Optional[str] = ..., server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., caller: _Optional[_Union[CallerStatus, _Mapping]] = ...) -> None: ...
+    credentials_refused: str
+    def __init__(self, status: _Optional[_Union[ServingStatus, str]] = ..., components: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ..., version: _Optional[str] = ..., server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., caller: _Optional[_Union[CallerStatus, _Mapping]] = ..., credentials_refused: _Optional[str] = ...) -> None: ...
