@@ -225,7 +225,23 @@ class StatusHub:
         if channel is None and self.bus is not None:
             stored = load_stored() if load_stored else ()
             if not (stored and stored[-1].terminal):  # not finished: it runs on another replica
+                next_sequence = from_sequence
                 async for event in self.bus.follow(key, from_sequence, heartbeat_s or self.heartbeat_s):
+                    if event.kind == pb.STATUS_KIND_HEARTBEAT and load_stored:
+                        # Quiet for a while: a replica stopped between storing the trade's end
+                        # and publishing it would leave this stream waiting for good.
+                        stored = load_stored()
+                        if stored and stored[-1].terminal:
+                            ending = [e for e in stored if e.sequence >= next_sequence]
+                            for stored_event in ending:
+                                if sub is not None:
+                                    sub.parked()
+                                yield stored_event
+                                if sub is not None:
+                                    sub.resumed()
+                            return
+                    else:
+                        next_sequence = event.sequence + 1
                     if sub is not None:
                         sub.parked()
                     yield event

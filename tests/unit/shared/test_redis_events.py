@@ -91,3 +91,25 @@ async def test_events_published_while_redis_is_away_arrive_once_it_is_back(tmp_p
         await bus.close()
     finally:
         later.stop()
+
+
+async def test_a_stream_of_a_trade_whose_end_was_stored_but_never_published_ends_with_it(redis_server):
+    """The replica running a trade stopped between storing its end and publishing it: a stream
+    following the trade from another replica ends with the stored end at its next quiet spell."""
+    from tradewire.core.status_hub import StatusHub
+
+    client = aredis.Redis.from_url(redis_server.url)
+    runner_bus = RedisEventBus(client, retain_s=120)
+    key = ("alice", f"t-{uuid.uuid4().hex[:8]}")
+    stored = tuple(event(key[1], sequence, terminal=sequence == 9) for sequence in range(1, 10))
+    for e in stored[:7]:  # published up to 7; 8 and 9 only stored
+        runner_bus.publish(key, e)
+    assert await runner_bus.flush(timeout=10)
+
+    reads = iter([stored[:7]])  # when the stream opens, the end is not stored yet; then it is
+    hub = StatusHub(bus=RedisEventBus(client, retain_s=120), heartbeat_s=0.2)
+    async with asyncio.timeout(10):  # (it waited for good)
+        followed = [e async for e in hub.follow(key, 3, load_stored=lambda: next(reads, stored))]
+    assert [e.sequence for e in followed if e.kind != pb.STATUS_KIND_HEARTBEAT] == list(range(3, 10))
+    assert followed[-1].terminal
+    await runner_bus.close()
