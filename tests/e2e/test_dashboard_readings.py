@@ -46,6 +46,15 @@ async def test_the_history_fees_column_names_its_unit(ui: Dashboard):
     await expect(header).to_be_visible()
 
 
+async def test_every_value_column_of_the_positions_names_its_currency(ui: Dashboard):
+    key = fresh_key(ui.gateway)
+    await http_trade(ui.gateway, key, "0.01")
+    await sign_in_with_key(ui, key)
+    headers = ui.page.get_by_test_id("positions-table").locator("thead th")
+    await expect(headers).to_have_text(["Token", "Amount", "Avg cost (USDC)", "Price (USDC)", "Value (USDC)",
+                                        "Realized (USDC)", "Unrealized (USDC)"])
+
+
 # -- a filter change that could not load -------------------------------------------------------------
 
 async def test_a_filter_change_that_failed_is_retried_on_the_first_page_of_the_new_filter(ui: Dashboard):
