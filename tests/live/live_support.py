@@ -53,6 +53,7 @@ class FaultRules:
     fail_paths: dict[str, int] = field(default_factory=dict)  # path → N answers of HTTP 503 (-1: forever)
     before_send: Callable[[], None] | None = None  # one-shot, right before a send is forwarded
     drop_bundles: int = 0  # next N sendBundle: answered with the id, never forwarded, then reported Failed
+    refuse_bundles: int = 0  # next N sendBundle: refused as invalid (-32602), never forwarded
     hold_height: int | None = None  # getBlockHeight answers this height
     # What went by.
     sends: list[bytes] = field(default_factory=list)  # every sendTransaction's transaction bytes
@@ -119,6 +120,11 @@ class FaultyDevnetApp:
                     stall = True
             elif method == "sendBundle":
                 rules.bundles.append([base64.b64decode(t) for t in params[0]])
+                if rules.refuse_bundles:
+                    rules.refuse_bundles -= 1
+                    error = {"code": -32602, "message": "bundle contains an already processed transaction"}
+                    return await JSONResponse({"jsonrpc": "2.0", "id": payload.get("id"), "error": error})(
+                        scope, receive, send)
                 if rules.drop_bundles:  # a bundle that loses the block engine's auction: nothing lands
                     rules.drop_bundles -= 1
                     txs = [VersionedTransaction.from_bytes(base64.b64decode(t)) for t in params[0]]

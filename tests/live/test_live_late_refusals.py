@@ -8,6 +8,8 @@
 * A read before send that the RPC answers with a JSON-RPC error object (a node that does not
   serve the method) is a refusal the caller may retry, told in one line: not a FAILED
   INTERNAL trade with a traceback.
+* A Jito bundle the block engine refuses outright was never forwarded: the trade is REJECTED
+  (nothing sent or charged) with the engine's words, not a FAILED INTERNAL trade.
 """
 
 from __future__ import annotations
@@ -134,3 +136,18 @@ async def test_an_rpc_error_answer_to_a_read_before_send_is_a_refusal_to_retry_w
     rules.fail_methods.clear()
     again = await h.run(h.order("no-token-reads-2", USDC, SOL, "2"))
     assert again.outcome.status == pb.TRADE_STATUS_FILLED, again.outcome
+
+
+async def test_a_bundle_the_block_engine_refuses_is_rejected_with_its_words_not_an_internal_failure(
+        make_live, host, rules) -> None:
+    h = await make_live()
+    rules.refuse_bundles = 1
+
+    run = await h.run(h.order("refused-bundle", USDC, SOL, "2", strategy=pb.MEV_STRATEGY_JITO_BUNDLE, tip=10_000))
+
+    assert run.outcome.status == pb.TRADE_STATUS_REJECTED, run.outcome
+    error = run.outcome.error
+    assert error.reason == "BUNDLE_NOT_LANDED" and "already processed transaction" in error.message, error
+    assert "nothing was sent or charged" in error.message
+    assert len(rules.bundles) == 1 and wallet_tx_count(host.devnet, h.wallet.pubkey()) == 0
+    assert run.outcome.fill.fees.total_lamports == 0

@@ -43,8 +43,9 @@ found before send, FAILED once sent; the wallet cannot pay → INSUFFICIENT_FUND
 (FAILED_PRECONDITION); the built swap fails simulation before send → REJECTED, RISK_LIMIT
 (check SIMULATION); expired → EXPIRED / TRADE_EXPIRED (also a preflight that no longer knows
 the blockhash after a re-broadcast may have gone out, and a Jito bundle dropped because its
-blockhash expired); anything unexpected → INTERNAL with nothing internal in the message (the
-traceback is logged).
+blockhash expired); a Jito bundle dropped unlanded → FAILED, or refused outright by the block
+engine → REJECTED, both BUNDLE_NOT_LANDED (ABORTED: submit again under a new request id);
+anything unexpected → INTERNAL with nothing internal in the message (the traceback is logged).
 """
 
 from __future__ import annotations
@@ -751,9 +752,11 @@ class LiveExecutor:
             status, error = chain_error(order, err, where="in the RPC's preflight", charged=False, sent=False)
         elif preflight:
             status, error = pb.TRADE_STATUS_FAILED, TradewireError("INTERNAL", "the RPC refused the transaction")
-        else:
-            status, error = pb.TRADE_STATUS_FAILED, TradewireError(
-                "INTERNAL", f"the block engine refused the bundle: {refusal.message[:200]}")
+        else:  # (not a fault of the gateway's: nothing went out, so the request may be sent again)
+            status, error = pb.TRADE_STATUS_REJECTED, TradewireError(
+                "BUNDLE_NOT_LANDED", f"the block engine refused the Jito bundle ({refusal.message[:200]}); nothing "
+                                     f"was sent or charged. Submit the trade again under a new request id",
+                metadata={"bundle_id": row.bundle_id or ""})
         fill = Fill(quote_from_json(row.quote), 0, 0, FeeBreakdown(), row.signature)
         state = STATE_EXPIRED if status == pb.TRADE_STATUS_EXPIRED else STATE_DROPPED
         self.orders.finalize(row.signature, state, outcome_to_json(status, error, fill, False))
