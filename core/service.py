@@ -366,7 +366,9 @@ class _Session:
     trades go on and can be followed with StreamExecutionStatus. The session ends by itself
     once the client has half-closed and every trade of the session has ended; a client that
     goes away ends it at once (its trades go on). On shutdown it gets the statuses of its
-    trades that ended during the drain, then one SHUTDOWN status.
+    trades that ended during the drain, then one SHUTDOWN status. A request the transport could
+    not take (too large, or not a TradeSessionRequest) comes as its TradewireError: it is answered
+    with a SessionError without a request id, and the session goes on.
     """
 
     def __init__(self, service: TradeService, ctx: CallContext, requests: AsyncIterator[spb.TradeSessionRequest]):
@@ -450,8 +452,11 @@ class _Session:
     async def _read(self) -> None:
         try:
             async for message in self.requests:
-                await self._handle(message)
-        except TradewireError as exc:  # an undecodable message ends the session
+                if isinstance(message, TradewireError):  # one the transport could not take: refused alone
+                    self._refuse_unread(message)
+                else:
+                    await self._handle(message)
+        except TradewireError as exc:  # a revoked key (an expired token) ends the session
             self.failed = self.failed or exc
         except Exception:
             log.exception("reading a trade session failed")
@@ -459,6 +464,18 @@ class _Session:
         finally:
             self.reading = False
             self.ready.set()
+
+    def _refuse_unread(self, error: TradewireError) -> None:
+        """A message that did not decode, or is too large: its error (no request id: it was not read),
+        and the session goes on with the next."""
+        started = time.monotonic()
+        try:  # as for any message: a revoked key (an expired token) ends the session
+            self.credential.check(now=True)
+        except TradewireError as exc:
+            self.service._record_item(self.ctx, "action", "", (exc.code, exc.reason), started)
+            raise
+        self.put(spb.TradeSessionResponse(error=spb.SessionError(error=trade_error(error))))
+        self.service._record_item(self.ctx, "action", "", (error.code, error.reason), started)
 
     async def _handle(self, message: spb.TradeSessionRequest) -> None:
         action = message.WhichOneof("action")

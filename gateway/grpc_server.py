@@ -146,8 +146,14 @@ def _stream_handler(rpc: Rpc, service, max_message_bytes: int) -> Callable:
     first_steps = (lambda ctx: contextlib.nullcontext()) if rpc.client_streaming else _first_steps(service)
 
     async def decoded(raw_requests: AsyncIterator[bytes]) -> AsyncIterator:
+        # A message of a session that does not decode (or is too large) is that message's error,
+        # answered in the session, which goes on: the messages around it are whole.
         async for raw in raw_requests:
-            yield decode(raw)
+            try:
+                message = decode(raw)
+            except TradewireError as exc:
+                message = exc
+            yield message
 
     hub = getattr(service, "hub", None)  # core's StatusHub: drops slow consumers
     hub = hub if hasattr(hub, "on_drop") else None
