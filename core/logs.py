@@ -170,6 +170,11 @@ def configure_logging(level: str = "INFO", stream=None, process_fields: dict[str
         logging.getLogger(noisy).disabled = True
     for chatty in ("httpx", "httpcore"):  # their INFO lines carry full URLs, which may hold an RPC API key
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    # OpenTelemetry's W3C parsing warns about every malformed traceparent or tracestate a caller
+    # sends, quoting it (up to the whole header): a line per call, written as the caller likes.
+    # The header is then ignored, as it should be; nothing else logs there.
+    for quoting in ("opentelemetry.trace.propagation.tracecontext", "opentelemetry.trace.span"):
+        logging.getLogger(quoting).setLevel(logging.ERROR)
     binary = getattr(stream, "buffer", None)
     minimum = root.level  # the number setLevel resolved
     if binary is not None:

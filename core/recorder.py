@@ -87,6 +87,8 @@ class Recorder:
         self._routed_ns: dict[tuple[str, str], int] = {}  # when each running trade reached its executor
         # Prometheus children per label tuple: labels() hashes, validates and locks on every call.
         self._children: dict[tuple, object] = {}
+        # Calls carrying trades or cancels (by request id), while they run: how many were recorded.
+        self._items_recorded: dict[str, int] = {}
 
     def _child(self, metric, *labels: str):
         key = (id(metric), *labels)
@@ -106,6 +108,7 @@ class Recorder:
             self._child(metrics.in_flight, protocol).dec()
             self._child(metrics.requests, ctx.method, protocol, code.name).inc()
             self._child(metrics.request_seconds, ctx.method, protocol).observe(elapsed)
+        self._items_recorded.pop(ctx.request_id, None)
         self._on_record(ctx, ctx.method, ctx.trade_request_id, code, reason, elapsed, ctx.started_unix_ns)
 
     def item_finished(self, ctx: CallContext, part: str, trade_request_id: str, code: Code, reason: str,
@@ -114,13 +117,14 @@ class Recorder:
         row and an access line of its own, under the call's ids, named ``<method>.<part>`` (e.g.
         ``TradeSession.trade``) — so a refused item is on record as a refused ExecuteTrade is.
         ``started``: time.monotonic() when the item was taken up. The request metrics count calls,
-        not items."""
+        not items. Each row is the item's by its ordinal in the call (its audit event id)."""
         elapsed = time.monotonic() - started
+        item = self._items_recorded[ctx.request_id] = self._items_recorded.get(ctx.request_id, 0) + 1
         self._on_record(ctx, f"{ctx.method}.{part}", trade_request_id, code, reason, elapsed,
-                        time.time_ns() - int(elapsed * 1e9))
+                        time.time_ns() - int(elapsed * 1e9), item)
 
     def _on_record(self, ctx: CallContext, method: str, trade_request_id: str, code: Code, reason: str,
-                   elapsed: float, started_unix_ns: int) -> None:
+                   elapsed: float, started_unix_ns: int, item: int | None = None) -> None:
         protocol = ctx.protocol.value
         # The principal as every audit table and log line names it; its credential's label beside it.
         principal, key_label = (ctx.principal.id, ctx.principal.label) if ctx.principal else ("", "")
@@ -128,7 +132,7 @@ class Recorder:
             self.audit.emit(trusted_request_event(
                 method, protocol, principal or None, ctx.request_id, ctx.correlation_id, code.name,
                 int(elapsed * 1e6), reason or None, started_unix_ns or time.time_ns(), key_label or None,
-                trade_request_id or None,
+                trade_request_id or None, item,
             ))
         if self.access_log_enabled:
             access_log.info(

@@ -14,6 +14,7 @@ trace, every call having one; with tracing off, the caller's ``traceparent`` if 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 _RPC_SYSTEM = {Protocol.GRPC: "grpc", Protocol.GRPC_WEB: "grpc", Protocol.CONNECT: "connect_rpc",
                Protocol.HTTP_JSON: "http"}
 SERVICE = "tradewire.v1.TradeExecutionService"
+# How long a shutdown waits for the spans not exported yet. The exporter alone would wait out its
+# timeout (10 s) and its retries on a collector that does not answer, holding the process past its
+# shutdown deadline ([shutdown] deadline_s keeps 0.5 s for what comes after the audit's flush).
+SHUTDOWN_WAIT_S = 0.5
 # Connect's codes are gRPC's in snake case, CANCELLED spelled the American way.
 _CONNECT_ERROR_CODE = {code: "canceled" if code is Code.CANCELLED else code.name.lower() for code in Code}
 
@@ -173,8 +178,10 @@ class Tracing:
         parent = TraceContextTextMapPropagator().extract(ctx.headers)
         attributes = {"rpc.system": _RPC_SYSTEM[ctx.protocol], "rpc.service": SERVICE, "rpc.method": ctx.method,
                       "tradewire.protocol": ctx.protocol.value}
+        # (its status is the call's outcome, set_outcome's: not the text of the exception that ends it)
         with self._tracer.start_as_current_span(f"{SERVICE}/{ctx.method}", context=parent, kind=SpanKind.SERVER,
-                                                attributes=attributes, record_exception=False) as span:
+                                                attributes=attributes, record_exception=False,
+                                                set_status_on_exception=False) as span:
             ctx.trace_id = format(span.get_span_context().trace_id, "032x")
             token = _call_trace.set(TraceParent(span.get_span_context(), self._tracer))
             try:
@@ -218,6 +225,11 @@ class Tracing:
         span = self._tracer.start_span(f"tradewire.stage.{stage}", start_time=start_ns, attributes=attributes)
         span.end(end_time=end_ns)
 
-    def shutdown(self) -> None:
-        if self._provider is not None:
-            self._provider.shutdown()  # flushes what the batch processor still holds
+    def shutdown(self, timeout_s: float = SHUTDOWN_WAIT_S) -> None:
+        """Flushes what the batch processor still holds, for ``timeout_s`` at most: what a
+        collector has not taken by then is dropped (its export goes on in a daemon thread)."""
+        if self._provider is None:
+            return
+        flushing = threading.Thread(target=self._provider.shutdown, name="tradewire-tracing-shutdown", daemon=True)
+        flushing.start()
+        flushing.join(timeout_s)

@@ -403,11 +403,11 @@ _REQUEST_FREE_TEXT: Final = ("correlation_id", "reason", "principal", "key_label
 def trusted_request_event(method: str, protocol: str, principal: str | None, request_id: str | None,
                           correlation_id: str, code: str, latency_us: int, reason: str | None,
                           ts_ns: int, key_label: str | None = None,
-                          trade_request_id: str | None = None) -> AuditEvent:
+                          trade_request_id: str | None = None, item: int | None = None) -> AuditEvent:
     """:func:`request_event` for the recorder: the same row and id, without generic validation."""
     return trusted_event(
-        "tw_requests", make_event_id("tw_requests", principal, request_id, correlation_id, method, protocol,
-                                     trade_request_id), ts_ns,
+        "tw_requests", _request_event_id(principal, request_id, correlation_id, method, protocol, trade_request_id,
+                                         item), ts_ns,
         _syms(method=method, protocol=protocol, principal=principal, code=code, reason=reason),
         _cols(request_id=request_id, correlation_id=correlation_id, latency_us=latency_us, key_label=key_label,
               trade_request_id=trade_request_id),
@@ -527,18 +527,17 @@ def request_event(
     ts_ns: int | None = None,
     key_label: str | None = None,
     trade_request_id: str | None = None,
+    item: int | None = None,
 ) -> AuditEvent:
     """``tw_requests``: one row per RPC call (``code`` is the canonical gRPC code name), under
     the principal every other table names (the key's owner, the token's subject), the
     label of the credential it called with and the trade it was about (its client request id).
     A trade or cancel carried inside a call (a batch's item, a session's message) has a row of
-    its own under the call's ids, its method ``<call's method>.<part>``."""
+    its own under the call's ids, its method ``<call's method>.<part>``, ``item`` its ordinal
+    among the call's (1, 2, ...)."""
     return AuditEvent(
         table="tw_requests",
-        # (with the trade: a session's or a batch's trades each have a row under the call's id)
-        event_id=make_event_id(
-            "tw_requests", principal, request_id, correlation_id, method, protocol, trade_request_id
-        ),
+        event_id=_request_event_id(principal, request_id, correlation_id, method, protocol, trade_request_id, item),
         ts_ns=_now_ns(ts_ns),
         symbols=_syms(
             method=method, protocol=protocol, principal=principal, code=code, reason=reason
@@ -546,6 +545,15 @@ def request_event(
         columns=_cols(request_id=request_id, correlation_id=correlation_id, latency_us=latency_us,
                       key_label=key_label, trade_request_id=trade_request_id),
     )
+
+
+def _request_event_id(principal: str | None, request_id: str | None, correlation_id: str, method: str,
+                      protocol: str, trade_request_id: str | None, item: int | None) -> str:
+    """A call's row is the call's; a row of a trade or cancel carried inside it (a batch's item, a
+    session's message) is that item's, by its ordinal: two items may name the same trade, or none
+    (a request id refused), and their rows may share a microsecond, QuestDB's ``ts`` unit."""
+    return make_event_id("tw_requests", principal, request_id, correlation_id, method, protocol, trade_request_id,
+                         *(() if item is None else (item,)))
 
 
 def auth_attempt_event(
