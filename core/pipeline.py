@@ -30,6 +30,7 @@ from tradewire.core.context import CallContext
 from tradewire.core.errors import Code, TradewireError, deadline_exceeded, internal_error, invalid, store_unavailable
 from tradewire.core.market import Market
 from tradewire.core.order import Order, mode_name
+from tradewire.core.outage import Tally
 from tradewire.core.ratelimit import RateDecision, RateLimits
 from tradewire.core.logs import call_fields
 from tradewire.core.recorder import Recorder
@@ -97,6 +98,7 @@ class Pipeline:
         # Errors that mean the shared store did not answer (set with a Redis backend): the
         # caller gets UNAVAILABLE STORE_UNAVAILABLE, which it may retry, not INTERNAL.
         self.store_outages: tuple[type[Exception], ...] = ()
+        self._unanswered = Tally(log)  # calls the shared store did not answer: a line every 5 s, not per call
 
     @asynccontextmanager
     async def call(self, ctx: CallContext, request: object) -> AsyncIterator[Call]:
@@ -208,7 +210,8 @@ class Pipeline:
         STORE_UNAVAILABLE when the shared store did not answer (retryable), else a bare
         INTERNAL (its traceback logged here, never sent)."""
         if isinstance(exc, self.store_outages):
-            log.warning("%s: the shared store did not answer: %s: %s", ctx.method, exc.__class__.__name__, exc)
+            self._unanswered.failed("%s: the shared store did not answer: %s: %s", ctx.method,
+                                    exc.__class__.__name__, exc)
             return store_unavailable()
         log.error("unexpected error in %s", ctx.method, exc_info=exc)
         return internal_error()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -11,6 +12,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from support.trace_context import TRACE_ID as TRACE
 from tradewire.core.context import CallContext, Principal, Protocol
 from tradewire.core.errors import Code, TradewireError
+from tradewire.core.outage import Tally
 from tradewire.core.pipeline import MAX_BATCH_ITEMS, Call, Pipeline
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
@@ -63,6 +65,31 @@ def test_a_long_call_whose_key_store_does_not_answer_goes_on_until_the_next_chec
     pipeline.store_outages = ()  # anything else is not an outage: it still ends the call
     with pytest.raises(ConnectionError):
         pipeline.still_authenticated(ctx)
+
+
+
+def test_calls_the_shared_store_does_not_answer_are_one_warning_line_not_one_each(caplog) -> None:
+    pipeline = _pipeline()
+    pipeline.store_outages, pipeline._unanswered = (ConnectionError,), Tally(logging.getLogger("tradewire.pipeline"))
+    with caplog.at_level(logging.WARNING, logger="tradewire.pipeline"):
+        refusals = [pipeline._caller_error(_call("GetPositions").ctx, ConnectionError("refused")) for _ in range(120)]
+    assert {(r.code, r.reason) for r in refusals} == {(Code.UNAVAILABLE, "STORE_UNAVAILABLE")}
+    lines = [r.getMessage() for r in caplog.records if r.name == "tradewire.pipeline"]
+    assert len(lines) == 1 and "the shared store did not answer" in lines[0], lines
+
+
+def test_a_tally_says_how_many_failed_since_its_last_line() -> None:
+    now, said = [0.0], []
+
+    class Logger:
+        def warning(self, message, *args):
+            said.append(message % args)
+
+    tally = Tally(Logger(), every_s=5.0, clock=lambda: now[0])
+    for t in (0.0, 1.0, 2.0, 5.5, 6.0):
+        now[0] = t
+        tally.failed("store away")
+    assert said == ["store away (1 time(s) since the last such line)", "store away (3 time(s) since the last such line)"]
 
 
 @pytest.mark.parametrize("traceparent, trace_id", [
