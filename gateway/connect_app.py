@@ -450,7 +450,9 @@ class ConnectCompat:
                 return
         except TradewireError as error:
             refusal = error
-        except ClientGone:  # it went away before its request was whole: nothing runs, nobody to answer
+        except ClientGone:  # it went away: nothing runs, nobody to answer; on record as a cancelled call
+            if reading and self.record_refused is not None:  # (record_refused skips a call that recorded itself)
+                self.record_refused(ctx, TradewireError("CANCELLED", "client disconnected while sending the request"))
             return
         if reading or plan.refusal is not None:  # the request did not pass its checks (recorded with the call's ids)
             return await self._refuse(scope, send, refusal, content_type, streaming, ctx)

@@ -440,3 +440,22 @@ def test_connect_refusals_of_its_own_headers_and_query_carry_a_reason(http, gate
     bad_key = {"authorization": "Bearer tw_nobody01_" + "x" * 40, "content-type": "application/json",
                "connect-protocol-version": "2"}
     assert _connect_error(http.post(MARKET, content=b"{}", headers=bad_key), 401)["reason"] == "AUTH_INVALID"
+
+
+@pytest.mark.parametrize("content_type", ["application/proto", "application/grpc-web+proto"])
+async def test_a_caller_gone_before_its_body_was_whole_is_on_record_as_cancelled(gateway, content_type):
+    """A Connect or gRPC-Web caller that hangs up in the middle of sending its request runs
+    nothing, and its call is counted, audited and logged CANCELLED, as HTTP/JSON's is."""
+    correlation = f"half-sent-{next(_names)}"
+    host, port = gateway.http_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write((f"POST {EXECUTE} HTTP/1.1\r\nhost: {host}\r\ncontent-type: {content_type}\r\n"
+                  f"authorization: Bearer {gateway.key('alice')}\r\nx-correlation-id: {correlation}\r\n"
+                  f"content-length: 1000\r\n\r\n").encode() + b"\x00" * 100)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    rows = await eventually(lambda: gateway.audit_rows("tw_requests", correlation_id=correlation),
+                            what="the half-sent call's audit row")
+    assert [(r["method"], r["code"], r["reason"]) for r in rows] == [("ExecuteTrade", "CANCELLED", "CANCELLED")]
