@@ -394,8 +394,12 @@ class HttpJsonApp:
                               f"{shortened(str(from_body))!r}: leave it out of the body", reason="MALFORMED_REQUEST")
             given.add(var)
         resume = route.resume_field
-        if resume is not None and "last-event-id" in headers and not ({resume.name, resume.json_name} & given):
-            setattr(message, resume.name, _resume_after(headers["last-event-id"], resume))
+        if resume is not None and headers.get("last-event-id", "").strip():
+            # An EventSource reconnects to the URL it opened, fromSequence and all: the events it
+            # has seen since are not sent again. (An empty Last-Event-ID is none: nothing seen.)
+            after = _resume_after(headers["last-event-id"], resume)
+            if not ({resume.name, resume.json_name} & given) or after > getattr(message, resume.name):
+                setattr(message, resume.name, after)
         return message
 
 

@@ -444,7 +444,7 @@ def openapi_document(service_descriptor: ServiceDescriptor, descriptor_set_path:
                     "name": "Last-Event-ID",
                     "in": "header",
                     "required": False,
-                    "description": "SSE resume: events after this sequence (sets fromSequence when not given).",
+                    "description": "SSE resume: events after this sequence (fromSequence, when later than the one given).",
                     "schema": {"type": "string", "pattern": "^[0-9]+$"},
                 })
             if params:

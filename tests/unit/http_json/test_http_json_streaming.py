@@ -133,8 +133,11 @@ async def test_unexpected_mid_stream_exception_is_generic(client, fake):
     "url, headers, expected",
     [
         ("/v1/trades/r-1/status", {"last-event-id": "7", **SSE}, 8),
-        ("/v1/trades/r-1/status?fromSequence=3", {"last-event-id": "7", **SSE}, 3),  # explicit wins
-        ("/v1/trades/r-1/status?from_sequence=0", {"last-event-id": "7"}, 0),
+        # an EventSource reconnects to the URL it opened: what it saw since is not sent again
+        ("/v1/trades/r-1/status?fromSequence=3", {"last-event-id": "7", **SSE}, 8),
+        ("/v1/trades/r-1/status?fromSequence=9", {"last-event-id": "7", **SSE}, 9),  # a later start stands
+        ("/v1/trades/r-1/status", {"last-event-id": "", **SSE}, 0),  # empty: nothing seen yet
+        ("/v1/trades/r-1/status?from_sequence=0", {"last-event-id": "7"}, 8),
         ("/v1/trades/r-1/status", SSE, 0),
     ],
 )
