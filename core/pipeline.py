@@ -133,7 +133,7 @@ class Pipeline:
                                 else (Code.CANCELLED, ""))
                 raise
             except Exception as exc:
-                error = self._caller_error(ctx, exc)
+                error = self.caller_error(ctx, exc)
                 code, reason = error.code, error.reason
                 raise error from None
             finally:
@@ -168,7 +168,7 @@ class Pipeline:
                     self._refused_early(ctx, exc)
                     raise
                 except Exception as exc:
-                    error = self._caller_error(ctx, exc)
+                    error = self.caller_error(ctx, exc)
                     self._refused_early(ctx, error)
                     raise error from None
                 ctx.authenticated = True
@@ -202,10 +202,10 @@ class Pipeline:
             call.ctx.response_headers.update(earlier.headers)
             return earlier
         except Exception as exc:  # (the shared store did not answer)
-            return self._caller_error(call.ctx, exc)
+            return self.caller_error(call.ctx, exc)
         return error
 
-    def _caller_error(self, ctx: CallContext, exc: Exception) -> TradewireError:
+    def caller_error(self, ctx: CallContext, exc: Exception) -> TradewireError:
         """What the caller gets for an exception that is not a TradewireError: UNAVAILABLE
         STORE_UNAVAILABLE when the shared store did not answer (retryable), else a bare
         INTERNAL (its traceback logged here, never sent)."""

@@ -330,6 +330,8 @@ class TradeService:
                         result = await self.runner.result_of(self.runner.admit(order), ctx.deadline)
                     except TradewireError as exc:  # (its fields named inside the batch, as validation's are)
                         answer(index, nested_under(f"trades[{index}].", exc), started)
+                    except Exception as exc:  # (the store not answering, a fault): this item's, not the batch's
+                        answer(index, self.pipeline.caller_error(ctx, exc), started)
                     else:
                         answer(index, result, started)
 

@@ -72,7 +72,7 @@ def test_calls_the_shared_store_does_not_answer_are_one_warning_line_not_one_eac
     pipeline = _pipeline()
     pipeline.store_outages, pipeline._unanswered = (ConnectionError,), Tally(logging.getLogger("tradewire.pipeline"))
     with caplog.at_level(logging.WARNING, logger="tradewire.pipeline"):
-        refusals = [pipeline._caller_error(_call("GetPositions").ctx, ConnectionError("refused")) for _ in range(120)]
+        refusals = [pipeline.caller_error(_call("GetPositions").ctx, ConnectionError("refused")) for _ in range(120)]
     assert {(r.code, r.reason) for r in refusals} == {(Code.UNAVAILABLE, "STORE_UNAVAILABLE")}
     lines = [r.getMessage() for r in caplog.records if r.name == "tradewire.pipeline"]
     assert len(lines) == 1 and "the shared store did not answer" in lines[0], lines

@@ -56,3 +56,28 @@ async def test_a_batch_takes_one_token_per_trade_and_refuses_the_rest_item_by_it
     # the answer's headers tell the bucket as the batch left it, not as the call found it
     assert ctx.response_headers["ratelimit-remaining"] == "0", ctx.response_headers
     assert "retry-after" not in ctx.response_headers  # the call itself was answered
+
+
+async def test_a_batch_item_the_store_fails_is_that_item_s_error_not_the_batch_s(core, monkeypatch):
+    """One item meets a store that does not answer (or any fault): it is answered with its error,
+    and the other items' outcomes still come back."""
+    core.service.pipeline.store_outages = (ConnectionError,)
+    admit = core.runner.admit
+
+    def admit_but_one(order):
+        if order.request_id == "faulty-store":
+            raise ConnectionError("the store did not answer")
+        if order.request_id == "faulty-bug":
+            raise RuntimeError("a fault")
+        return admit(order)
+
+    monkeypatch.setattr(core.runner, "admit", admit_but_one)
+    ctx = CallContext(protocol=Protocol.GRPC, method="ExecuteTradeBatch", headers={"authorization": f"Bearer {KEY}"},
+                      peer="127.0.0.1:1")
+    batch = spb.ExecuteTradeBatchRequest(trades=[trade("fine"), trade("faulty-store"), trade("faulty-bug")])
+    response = await core.service.ExecuteTradeBatch(batch, ctx)
+
+    by_index = {r.index: r for r in response.results}
+    assert by_index[0].result.status == pb.TRADE_STATUS_FILLED
+    assert (by_index[1].error.reason, by_index[2].error.reason) == ("STORE_UNAVAILABLE", "INTERNAL")
+    assert "a fault" not in by_index[2].error.message
