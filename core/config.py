@@ -299,6 +299,8 @@ class StreamsConfig(_Model):
     await_trade_s: float = Field(10.0, ge=0, description="a stream opened before its trade exists waits this long")
     slow_consumer_s: float = Field(30.0, gt=0, description="a stream whose transport accepts nothing for this "
                                                             "long while a message waits is dropped")
+    # A burst of trades queues ~10 statuses each faster than a transport sends them: keep it at
+    # least 10 × execution.max_in_flight_per_principal, or a reader that keeps up is dropped.
     session_max_lag: int = Field(1024, ge=16, description="messages a TradeSession may queue for a slow reader "
                                                           "before it is ended with RESOURCE_EXHAUSTED")
     # An open stream holds a task and memory until its caller closes it (a session never ends
