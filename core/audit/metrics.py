@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
@@ -30,6 +31,7 @@ _COUNTERS = {
 class AuditCollector(Collector):
     def __init__(self, sink: AuditSink) -> None:
         self.sink = sink
+        self.created = time.time()  # the counters count from here: their _created series, as every counter's
 
     def collect(self) -> Iterator:
         stats = self.sink.stats()
@@ -39,7 +41,7 @@ class AuditCollector(Collector):
             yield family
         for name, doc in _COUNTERS.items():
             family = CounterMetricFamily(f"tradewire_audit_{name}", doc, labels=["backend"])
-            family.add_metric([stats.backend], getattr(stats, f"{name}_total"))
+            family.add_metric([stats.backend], getattr(stats, f"{name}_total"), created=self.created)
             yield family
         healthy = GaugeMetricFamily("tradewire_audit_backend_up",
                                     "1 when the audit backend takes rows (0: down, refusing them or not "
