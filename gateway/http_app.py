@@ -61,7 +61,7 @@ def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
     app = FastAPI(title="tradewire", docs_url=None, redoc_url=None, openapi_url=None)
     connect = build_connect_app(service, settings.max_body_bytes, record_refused)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.api_route("/metrics", methods=["GET", "HEAD"], include_in_schema=False)
     async def metrics() -> Response:
         text = await metrics_text() if metrics_text is not None else generate_latest(registry)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
@@ -138,8 +138,8 @@ class _Dispatch:
         kind = scope["type"]
         if kind == "http" and self.draining():
             send = _closing_connection(send)
-        if kind == "lifespan" or scope["path"] in self._FASTAPI_PATHS:
-            await self.app(scope, receive, send)
+        if kind == "lifespan" or (scope["path"] in self._FASTAPI_PATHS and scope["method"] in ("GET", "HEAD")):
+            await self.app(scope, receive, send)  # (another method there is refused as any unrouted call is)
         elif kind == "http" and self._is_connect_call(scope):
             await self.connect(scope, receive, send)
         else:

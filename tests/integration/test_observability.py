@@ -254,3 +254,9 @@ async def test_grpc_health_lists_every_service_it_reports(gateway):
     serving = health_pb2.HealthCheckResponse.SERVING
     assert {name: s.status for name, s in listed.statuses.items()} == {
         "": serving, "tradewire.v1.TradeExecutionService": serving}
+
+
+async def test_a_head_of_metrics_is_answered_as_its_get_without_the_body(gateway):
+    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=5) as http:
+        head = await http.head("/metrics")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/plain") and head.content == b""

@@ -79,6 +79,7 @@ async def http_request(gateway: GatewayProcess, method: str, path: str, status: 
     ("GET", "/v1/no-such-route-{run}", 404),
     ("POST", "/no-such-route-{run}", 404),
     ("DELETE", "/v1/health", 405),  # a route, for GET only
+    ("POST", "/metrics", 404),  # the scrape is GET (and HEAD); no route takes anything else there
     ("GET", "/v1/trades/{run}%ff", 400),  # not valid percent-encoded UTF-8: no route can be matched
     ("POST", f"/{SERVICE}/NoSuchMethod{{run}}", 404),  # Connect and gRPC-Web: a method the service lacks
     ("GET", f"/{SERVICE}/ExecuteTrade", 405),  # Connect serves GET only for methods without side effects
