@@ -220,42 +220,31 @@ class StatusHub:
         ``subscription``, the time spent parked at each ``yield`` is tracked for the
         slow-consumer watchdog.
         """
-        sub = subscription
+        events = self._events(key, from_sequence, heartbeat_s, load_stored)
+        try:
+            async for event in events:
+                if subscription is not None:
+                    subscription.parked()
+                yield event
+                if subscription is not None:
+                    subscription.resumed()
+        finally:
+            await events.aclose()
+
+    async def _events(self, key: Key, from_sequence: int, heartbeat_s: float | None,
+                      load_stored: Callable[[], tuple[pb.ExecutionStatus, ...]] | None
+                      ) -> AsyncIterator[pb.ExecutionStatus]:
         channel = self._live.get(key) or self._finished.get(key)
         if channel is None and self.bus is not None:
             stored = load_stored() if load_stored else ()
             if not (stored and stored[-1].terminal):  # not finished: it runs on another replica
-                next_sequence = from_sequence
-                async for event in self.bus.follow(key, from_sequence, heartbeat_s or self.heartbeat_s):
-                    if event.kind == pb.STATUS_KIND_HEARTBEAT and load_stored:
-                        # Quiet for a while: a replica stopped between storing the trade's end
-                        # and publishing it would leave this stream waiting for good.
-                        stored = load_stored()
-                        if stored and stored[-1].terminal:
-                            ending = [e for e in stored if e.sequence >= next_sequence]
-                            for stored_event in ending:
-                                if sub is not None:
-                                    sub.parked()
-                                yield stored_event
-                                if sub is not None:
-                                    sub.resumed()
-                            return
-                    else:
-                        next_sequence = event.sequence + 1
-                    if sub is not None:
-                        sub.parked()
+                async for event in self._from_bus(key, from_sequence, heartbeat_s, load_stored):
                     yield event
-                    if sub is not None:
-                        sub.resumed()
                 return
         if channel is None:
             for event in load_stored() if load_stored else ():
                 if event.sequence >= from_sequence:
-                    if sub is not None:
-                        sub.parked()
                     yield event
-                    if sub is not None:
-                        sub.resumed()
             return
         # Sequences are 1-based and increasing; gap-free but for a trade resumed or ended after
         # its runner stopped without storing what it had published, hence the check per event.
@@ -267,31 +256,41 @@ class StatusHub:
             while index < len(channel.events):
                 event = channel.events[index]
                 index += 1
-                if event.sequence < from_sequence:
-                    continue
-                if sub is not None:
-                    sub.parked()
-                yield event
-                if sub is not None:
-                    sub.resumed()
+                if event.sequence >= from_sequence:
+                    yield event
             if channel.closed:
                 return
             if self.closing or (self._live.get(key) is not channel):
                 # shutting down, or the trade was abandoned here: tell the client where to resume
-                if sub is not None:
-                    sub.parked()
                 yield lifecycle.shutdown_event(key[1], channel.events[-1] if channel.events else None)
-                if sub is not None:
-                    sub.resumed()
                 return
             try:
                 await asyncio.wait_for(waiter.wait(), heartbeat_s)
             except TimeoutError:
-                if sub is not None:
-                    sub.parked()
                 yield lifecycle.heartbeat_event(key[1], channel.events[-1] if channel.events else None)
-                if sub is not None:
-                    sub.resumed()
+
+    async def _from_bus(self, key: Key, from_sequence: int, heartbeat_s: float | None,
+                        load_stored: Callable[[], tuple[pb.ExecutionStatus, ...]] | None
+                        ) -> AsyncIterator[pb.ExecutionStatus]:
+        """A trade running on another replica, from the shared bus; at each quiet spell its
+        stored record is looked at too: a replica stopped between storing the trade's end and
+        publishing it would leave the stream waiting for good."""
+        next_sequence = from_sequence
+        events = self.bus.follow(key, from_sequence, heartbeat_s or self.heartbeat_s)
+        try:
+            async for event in events:
+                if event.kind == pb.STATUS_KIND_HEARTBEAT and load_stored:
+                    stored = load_stored()
+                    if stored and stored[-1].terminal:
+                        for ending in stored:
+                            if ending.sequence >= next_sequence:
+                                yield ending
+                        return
+                else:
+                    next_sequence = event.sequence + 1
+                yield event
+        finally:
+            await events.aclose()
 
     # -- open streams: registry, shutdown, slow consumers ---------------------------------
 
