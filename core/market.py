@@ -6,8 +6,9 @@ units; conversion is exact (``decimal``), never through floats.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 
 from tradewire.core.config import MarketConfig, MintConfig, PoolConfig
@@ -102,5 +103,6 @@ class Market:
 
 
 def _mint(m: MintConfig) -> Mint:
+    # The range in whole atomic units inside the configured one: the minimum rounds up, the maximum down.
     scale = Decimal(10) ** m.decimals
-    return Mint(m.symbol, m.address, m.decimals, max(1, int(m.min_amount * scale)), int(m.max_amount * scale))
+    return Mint(m.symbol, m.address, m.decimals, max(1, math.ceil(m.min_amount * scale)), int(m.max_amount * scale))

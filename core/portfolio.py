@@ -74,8 +74,12 @@ def apply_fill(holdings: dict[str, Holding], legs: FillLegs) -> dict[str, Holdin
         if needed > available:
             raise InsufficientBalance(mint, needed, available)
 
-    out[legs.input_mint] = dispose(get(legs.input_mint), legs.amount_in, legs.trade_value)
-    out[legs.output_mint] = acquire(get(legs.output_mint), legs.amount_out, legs.trade_value)
+    # A leg that moves nothing (a swap that failed on chain) leaves its holding as it was: it
+    # must not make a token account appear that the swap never created.
+    if legs.amount_in:
+        out[legs.input_mint] = dispose(get(legs.input_mint), legs.amount_in, legs.trade_value)
+    if legs.amount_out:
+        out[legs.output_mint] = acquire(get(legs.output_mint), legs.amount_out, legs.trade_value)
     if legs.fee_lamports:
         out[legs.fee_mint] = dispose(get(legs.fee_mint), legs.fee_lamports, 0)
     return out

@@ -18,7 +18,7 @@ import asyncio
 import math
 import random
 from collections.abc import AsyncIterator
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 import orjson
 
@@ -169,12 +169,18 @@ class PaperExecutor:
             return FeeBreakdown()
         return FeeBreakdown(base_fee_lamports=fees.base_fee_lamports, priority_fee_lamports=fees.priority_fee_lamports)
 
-    def _drifted_fill(self, order: Order, quote: Quote) -> tuple[int, int]:
-        """The quote moved by a random walk over the modelled latency."""
+    def _drift_factor(self) -> Decimal:
+        """How the price moved over the modelled latency: a random walk in log price, so that it
+        stays positive however wild the drift."""
         sigma = float(self.config.drift_bps_per_s) / BPS * math.sqrt(self.config.latency_ms / 1000)
-        factor = Decimal(repr(1 + self._rng.gauss(0, sigma))) if sigma else Decimal(1)
+        return Decimal(repr(math.exp(self._rng.gauss(0, sigma)))) if sigma else Decimal(1)
+
+    def _drifted_fill(self, order: Order, quote: Quote) -> tuple[int, int]:
+        """The quote moved by the drift; the pool rounds in its own favour (an exact-out input
+        up, an exact-in output down)."""
+        factor = self._drift_factor()
         if order.exact_out:
-            return int(-(-Decimal(quote.in_amount) // factor)), quote.out_amount
+            return int((Decimal(quote.in_amount) / factor).to_integral_value(ROUND_CEILING)), quote.out_amount
         return quote.in_amount, int(Decimal(quote.out_amount) * factor)
 
     async def _trade_value(self, order: Order, amount_in: int, amount_out: int) -> int:
