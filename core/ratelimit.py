@@ -14,6 +14,7 @@ several replicas; :class:`RateLimits` composes the buckets the pipeline uses.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
@@ -161,8 +162,9 @@ class RateLimits:
     * unary calls take from the principal bucket; stream opens from the streams bucket;
     * LIVE trades additionally take from the stricter LIVE bucket (both or neither: a
       refusal by one bucket does not spend tokens in the other);
-    * failed authentications take from a per-peer bucket, checked BEFORE authenticating,
-      so a peer guessing credentials is stopped even if a later guess would be right.
+    * failed authentications take from a per-peer bucket (an IPv6 peer's: its /64), checked
+      BEFORE authenticating, so a peer guessing credentials is stopped even if a later guess
+      would be right.
     Inside a TradeSession, call :meth:`check_call` per trade with method "ExecuteTrade".
     """
 
@@ -203,17 +205,40 @@ class RateLimits:
         if refused:
             decision, key = max(refused, key=lambda item: item[0].retry_after_s)
             raise_if_limited(decision, key)
-        decisions = [limiter.acquire(key) for limiter, key in checks]
+        decisions = []
+        for limiter, key in reversed(checks):  # the LIVE bucket, the one most often short, first
+            # Another replica (a shared bucket) may have taken the last token since the peek:
+            # then this call is refused too.
+            decision = limiter.acquire(key)
+            raise_if_limited(decision, key)
+            decisions.append(decision)
         return min(decisions, key=lambda d: d.remaining)
 
     def check_peer(self, peer: str) -> None:
         """Before authenticating: refuse a peer whose failure budget is spent."""
         if peer:
-            raise_if_limited(self.auth_failures.peek(f"peer:{peer}"), f"peer:{peer}")
+            subject = f"peer:{peer_bucket(peer)}"
+            raise_if_limited(self.auth_failures.peek(subject), subject)
 
     def record_auth_failure(self, peer: str) -> RateDecision | None:
         """After a failed authentication: spend one of the peer's failure tokens."""
-        return self.auth_failures.acquire(f"peer:{peer}") if peer else None
+        return self.auth_failures.acquire(f"peer:{peer_bucket(peer)}") if peer else None
+
+
+def peer_bucket(peer: str) -> str:
+    """The address whose failures ``peer``'s count towards. One host holds a whole IPv6 /64
+    (and may use any of its 2^64 addresses), so an IPv6 peer is counted by its /64; an IPv4
+    address mapped into IPv6 (``::ffff:192.0.2.1``, a dual-stack listener's view of an IPv4
+    caller) is that IPv4 address. Anything that is not an IP address stays as it is."""
+    try:  # (gRPC writes an IPv6 peer with percent-encoded brackets: "%5B::1%5D")
+        address = ipaddress.ip_address(peer.replace("%5B", "[").replace("%5D", "]").strip("[]"))
+    except ValueError:
+        return peer
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)
 
 
 def raise_if_limited(decision: RateDecision, subject: str) -> None:

@@ -103,8 +103,9 @@ class JwtConfig:
         values["keys"] = tuple(
             k if isinstance(k, JwtKeyConfig) else JwtKeyConfig.from_mapping(k) for k in values.get("keys", ())
         )
-        if "scope_claims" in values:
-            values["scope_claims"] = tuple(values["scope_claims"])
+        if "scope_claims" in values:  # one claim's name, or a list of them
+            claims = values["scope_claims"]
+            values["scope_claims"] = (claims,) if isinstance(claims, str) else tuple(claims)
         return cls(**values)
 
 
@@ -292,9 +293,13 @@ class JwtVerifier:
         for name in ("exp", "nbf", "iat"):
             if name in claims:
                 value = claims[name]
-                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                try:  # an integer past a float's range (10**400) is no time either
+                    seconds = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+                except OverflowError:
+                    seconds = None
+                if seconds is None or not math.isfinite(seconds):
                     raise _fail("AUTH_INVALID", f"token {name!r} claim must be a number of seconds", credential)
-                values[name] = float(value)
+                values[name] = seconds
         if values["exp"] <= now - leeway:
             raise _fail("TOKEN_EXPIRED", "token has expired", credential)
         for name in ("nbf", "iat"):
