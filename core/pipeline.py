@@ -327,13 +327,15 @@ class Pipeline:
                 raise
             return None
 
-    def limit_trade(self, principal_id: str, mode: int, headers: dict[str, str] | None = None) -> RateDecision:
-        """One trade of a call that carries several (a batch item, a session's trade) takes what
-        an ExecuteTrade of its mode takes; raises RATE_LIMITED when a bucket is empty. ``headers``
-        (the call's response headers, when not sent yet) get the bucket's state after it."""
+    def limit_trade(self, principal_id: str, mode: int, headers: dict[str, str] | None = None,
+                    method: str = "ExecuteTrade") -> RateDecision:
+        """One part of a call that carries several (a batch item, a session's trade or cancel)
+        takes what a ``method`` call (of ``mode``) takes; raises RATE_LIMITED when a bucket is
+        empty. ``headers`` (the call's response headers, when not sent yet) get the bucket's
+        state after it."""
         try:
             decision = self._counting_refusals(
-                lambda: self.limits.check_call(principal_id, "ExecuteTrade", mode_name(mode)))
+                lambda: self.limits.check_call(principal_id, method, mode_name(mode)))
         except TradewireError as exc:
             if headers is not None:  # (the bucket's state; retry-after only on a refused call)
                 headers.update((k, v) for k, v in exc.headers.items() if k != "retry-after")

@@ -476,6 +476,10 @@ class _Session:
         except TradewireError as exc:
             self.service._record_item(self.ctx, "action", "", (exc.code, exc.reason), started)
             raise
+        try:  # it costs what a malformed call costs: a token of the caller's bucket (a unary call's)
+            self.service.pipeline.limit_trade(self.ctx.principal.id, 0)
+        except TradewireError as exc:
+            error = exc
         self.put(spb.TradeSessionResponse(error=spb.SessionError(error=trade_error(error))))
         self.service._record_item(self.ctx, "action", "", (error.code, error.reason), started)
 
@@ -492,7 +496,8 @@ class _Session:
             require_valid(message)
             if self.service.draining:
                 raise shutting_down()
-            if action == "cancel":
+            if action == "cancel":  # (takes what a CancelTrade call takes, as a trade takes an ExecuteTrade's)
+                self.service.pipeline.limit_trade(self.ctx.principal.id, 0, method="CancelTrade")
                 check_cancel(message.cancel, "cancel.")
                 try:
                     result = await self.runner.cancel(self.ctx.principal.id, request_id, message.cancel.reason)

@@ -81,3 +81,30 @@ async def test_a_batch_item_the_store_fails_is_that_item_s_error_not_the_batch_s
     assert by_index[0].result.status == pb.TRADE_STATUS_FILLED
     assert (by_index[1].error.reason, by_index[2].error.reason) == ("STORE_UNAVAILABLE", "INTERNAL")
     assert "a fault" not in by_index[2].error.message
+
+
+async def test_a_session_s_cancels_take_what_cancel_calls_take(core):
+    """Inside a TradeSession a cancel costs what a CancelTrade call costs: a session is no way
+    around the caller's limit either."""
+    async def requests():
+        for i in range(2 * BURST):
+            yield spb.TradeSessionRequest(cancel=spb.CancelTradeRequest(request_id=f"no-such-{i}"))
+
+    ctx = CallContext(protocol=Protocol.GRPC, method="TradeSession", headers={"authorization": f"Bearer {KEY}"},
+                      peer="127.0.0.1:1")
+    reasons = [response.error.error.reason async for response in core.service.TradeSession(requests(), ctx)]
+    assert reasons == ["TRADE_NOT_FOUND"] * BURST + ["RATE_LIMITED"] * BURST
+    assert refusals(core, "principal") == BURST
+
+
+async def test_a_session_s_undecodable_messages_take_what_malformed_calls_take(core):
+    from tradewire.core.errors import TradewireError
+
+    async def requests():  # (what the transport hands on for a message it could not decode)
+        for _ in range(2 * BURST):
+            yield TradewireError("MALFORMED_REQUEST", "not a TradeSessionRequest")
+
+    ctx = CallContext(protocol=Protocol.GRPC, method="TradeSession", headers={"authorization": f"Bearer {KEY}"},
+                      peer="127.0.0.1:1")
+    reasons = [response.error.error.reason async for response in core.service.TradeSession(requests(), ctx)]
+    assert reasons == ["MALFORMED_REQUEST"] * BURST + ["RATE_LIMITED"] * BURST
