@@ -7,6 +7,7 @@ import pytest
 from tradewire.core.auth.api_keys import hash_key
 from tradewire.core.config import Settings
 from tradewire.core.context import CallContext, Protocol
+from tradewire.core.errors import TradewireError
 from tradewire.gateway.assembly import build_core
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
@@ -98,8 +99,6 @@ async def test_a_session_s_cancels_take_what_cancel_calls_take(core):
 
 
 async def test_a_session_s_undecodable_messages_take_what_malformed_calls_take(core):
-    from tradewire.core.errors import TradewireError
-
     async def requests():  # (what the transport hands on for a message it could not decode)
         for _ in range(2 * BURST):
             yield TradewireError("MALFORMED_REQUEST", "not a TradeSessionRequest")
