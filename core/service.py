@@ -275,8 +275,16 @@ class TradeService:
 
     async def CancelTrade(self, request: spb.CancelTradeRequest, ctx: CallContext) -> spb.CancelTradeResponse:
         async with self._call(ctx, request):
+            self._may_cancel(ctx, request.request_id)
             result = await self.runner.cancel(ctx.principal.id, request.request_id, request.reason)
             return spb.CancelTradeResponse(request_id=request.request_id, status=result.status)
+
+    def _may_cancel(self, ctx: CallContext, request_id: str) -> None:
+        """Cancelling a trade takes the scope trading in its mode takes: a paper key stops no
+        LIVE trade (the call's own check knew no mode, so it applied PAPER's)."""
+        mode = self.runner.mode_of(ctx.principal.id, request_id)
+        if mode is not None:
+            authorize(ctx.principal, "CancelTrade", mode_name(mode))
 
     async def ExecuteTradeBatch(self, request: spb.ExecuteTradeBatchRequest,
                                 ctx: CallContext) -> spb.ExecuteTradeBatchResponse:
@@ -499,6 +507,7 @@ class _Session:
             if action == "cancel":  # (takes what a CancelTrade call takes, as a trade takes an ExecuteTrade's)
                 self.service.pipeline.limit_trade(self.ctx.principal.id, 0, method="CancelTrade")
                 check_cancel(message.cancel, "cancel.")
+                self.service._may_cancel(self.ctx, request_id)
                 try:
                     result = await self.runner.cancel(self.ctx.principal.id, request_id, message.cancel.reason)
                 except TradewireError as exc:

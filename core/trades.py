@@ -262,6 +262,14 @@ class TradeRunner:
         trade.task.cancel()
         return True
 
+    def mode_of(self, principal_id: str, request_id: str) -> int | None:
+        """The trading mode of a known trade (running here, or stored), None for an unknown one."""
+        trade = self.inflight.get((principal_id, request_id))
+        if trade is not None:
+            return trade.order.mode
+        record = self.store.get(principal_id, request_id)
+        return None if record is None else record.result.mode
+
     async def cancel(self, principal_id: str, request_id: str, reason: str = "") -> pb.TradeResult:
         """CancelTrade: the trade's result once cancelled; NOT_CANCELLABLE once sent or final."""
         key = (principal_id, request_id)
