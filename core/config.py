@@ -110,6 +110,17 @@ class AuthConfig(_Model):
                 raise ValueError(str(exc).replace("JwtConfig.__init__() ", "")) from None
         return value
 
+    @model_validator(mode="after")
+    def _owners_outside_the_token_namespace(self) -> AuthConfig:
+        from tradewire.core.auth.jwt_verifier import token_namespace
+
+        for entry in self.api_keys:  # (as `tradewire keys create` refuses them)
+            prefix = token_namespace(entry.owner, self.jwt)
+            if prefix:
+                raise ValueError(f"api_keys: owner {entry.owner!r} is a JWT caller's name (principal_prefix "
+                                 f"{prefix!r}): the key would act for that token's subject")
+        return self
+
 
 class MintConfig(_Model):
     symbol: str = Field(min_length=1, max_length=16)

@@ -27,7 +27,7 @@ from typing import TextIO
 from tradewire.core.config import ConfigError, Settings, key_db_path, load_settings
 
 from .api_keys import ApiKeyStore, KeyNotFound, KeyRecord, create_key, list_keys, normalize_prefix, revoke_key
-from .jwt_verifier import JwtConfig
+from .jwt_verifier import token_namespace
 from .sqlite_key_store import SqliteApiKeyStore
 
 _DURATION_RE = re.compile(r"(\d+)\s*([smhdw]?)")
@@ -180,8 +180,8 @@ def _act(store: ApiKeyStore, args: argparse.Namespace, command: str, audit: _Aud
 def _refuse_token_namespace(owner: str, settings: Settings) -> None:
     """A key's owner may not be a JWT caller's principal (``jwt:<sub>``): the key would act on
     that subject's trades, limits and request ids."""
-    prefix = (settings.auth.jwt or {}).get("principal_prefix", JwtConfig.principal_prefix)
-    if prefix and owner.startswith(prefix):
+    prefix = token_namespace(owner, settings.auth.jwt)
+    if prefix:
         raise ValueError(f"owner {owner!r} is a JWT caller's name (principal_prefix {prefix!r}): "
                          "choose an owner without that prefix")
 

@@ -119,6 +119,14 @@ class VerifiedToken:
     claims: Mapping[str, Any] = field(repr=False)
 
 
+def token_namespace(owner: str, jwt: Mapping[str, Any] | None) -> str | None:
+    """The JWT callers' principal prefix when ``owner`` is in it (``jwt:<sub>``), else None:
+    an API key owned there would act on that subject's trades, limits and request ids.
+    ``jwt``: the ``[auth.jwt]`` mapping (the default prefix when there is none)."""
+    prefix = (jwt or {}).get("principal_prefix", JwtConfig.principal_prefix)
+    return prefix if prefix and owner.startswith(prefix) else None
+
+
 class JwtVerifier:
     """Verifies tokens against configured keys and/or a JWKS file. Sync: pure CPU, µs."""
 

@@ -84,3 +84,15 @@ def test_an_upstream_url_must_be_one(variable):
         load_settings(env={variable: "ftp://host/?api-key=s3cr3t"})
     assert "s3cr3t" not in str(caught.value)  # (a URL may hold a key: not echoed)
     assert load_settings(env={variable: "http://127.0.0.1:4318/v1/traces"})
+
+
+@pytest.mark.parametrize("jwt, owner", [
+    ("", "jwt:alice"),  # the default prefix: a JWT configured later would share the name
+    ('[auth.jwt]\nissuer = "i"\naudience = "a"\nprincipal_prefix = "sso/"\n'
+     'keys = [{kid = "k", algorithm = "HS256", secret = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t"}]\n', "sso/alice"),
+])
+def test_a_configured_key_may_not_be_owned_by_a_jwt_caller_s_name(tmp_path, jwt, owner):
+    config = tmp_path / "tw.toml"
+    config.write_text(f'{jwt}[[auth.api_keys]]\nprefix = "tw_abcdefgh"\nsha256 = "{"a" * 64}"\nowner = "{owner}"\n')
+    with pytest.raises(ConfigError, match=f"owner '{owner}' is a JWT caller's name"):
+        load_settings(config, env={})
