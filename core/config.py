@@ -210,6 +210,8 @@ class PaperConfig(_Model):
     starting_balances: dict[str, Decimal] = Field(default_factory=lambda: {"SOL": Decimal("100"), "USDC": Decimal("100000")})
     # Whether the trader's output token account already exists (else ATA rent is charged).
     assume_accounts_exist: bool = False
+    # The price-impact bound of a request that sets none (the contract's "configured default").
+    max_price_impact_bps: int = Field(0, ge=0, le=10_000, description="when the request sets none; 0: no bound")
     # Take the modelled latency in wall-clock time too (half building, half landing), so
     # streams and dashboards show a paper trade progressing as a live one would.
     realtime: bool = False

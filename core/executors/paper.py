@@ -88,10 +88,11 @@ class PaperExecutor:
         yield Progress(pb.TRADE_STATUS_QUOTED, self._describe(order, quote))
 
         impact_bps = Decimal(quote.price_impact_pct) * 100
-        if order.max_price_impact_bps and impact_bps > order.max_price_impact_bps:
+        bound = order.max_price_impact_bps or self.config.max_price_impact_bps
+        if bound and impact_bps > bound:
             yield Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
-                "PRICE_IMPACT_TOO_HIGH",
-                f"price impact {quote.price_impact_pct}% exceeds max_price_impact_bps {order.max_price_impact_bps}"),
+                "PRICE_IMPACT_TOO_HIGH", f"price impact {quote.price_impact_pct}% exceeds max_price_impact_bps {bound}"
+                + ("" if order.max_price_impact_bps else " ([paper] max_price_impact_bps: the request set none)")),
                 quote=quote)
             return
 

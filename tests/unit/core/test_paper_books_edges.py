@@ -164,3 +164,14 @@ def test_a_minimum_finer_than_the_mint_rounds_up_to_a_whole_atomic_unit():
     with pytest.raises(TradewireError):
         usdc.to_atomic("0.01")  # below the configured 0.0100005
     assert tix.to_atomic("3") == 3 and usdc.to_atomic("0.010001") == 10_001
+
+
+async def test_a_request_without_a_price_impact_bound_gets_the_configured_one(make_core):
+    """The contract's "0 = the gateway's configured default": [paper] max_price_impact_bps."""
+    core = await make_core(max_price_impact_bps=10)
+    with pytest.raises(TradewireError) as caught:
+        await core.service.ExecuteTrade(_trade("big-1", USDC, SOL, "90000", 100), _ctx())
+    assert caught.value.reason == "PRICE_IMPACT_TOO_HIGH" and "[paper] max_price_impact_bps" in caught.value.message
+    bounded = _trade("big-2", USDC, SOL, "90000", 100)
+    bounded.max_price_impact_bps = 10_000  # the request's own bound comes first
+    assert (await core.service.ExecuteTrade(bounded, _ctx())).status == pb.TRADE_STATUS_FILLED
