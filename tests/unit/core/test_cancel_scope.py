@@ -3,11 +3,8 @@ PAPER cannot stop its owner's LIVE trades — by CancelTrade or inside a TradeSe
 
 import pytest
 
-from tradewire.core.auth.api_keys import hash_key
-from tradewire.core.config import Settings
-from tradewire.core.context import CallContext, Protocol
+from support.in_process import call_with_key, core_with_key
 from tradewire.core.errors import TradewireError
-from tradewire.gateway.assembly import build_core
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -16,23 +13,14 @@ PAPER_KEY = "tw_paperkey_" + "p" * 40
 
 @pytest.fixture
 async def core(tmp_path):
-    settings = Settings.model_validate({
-        "storage": {"data_dir": str(tmp_path)},
-        "auth": {"api_keys": [{"prefix": PAPER_KEY[:11], "sha256": hash_key(PAPER_KEY), "owner": "pat",
-                               "scopes": ["read", "trade:paper"]}]},
-        "webhooks": {"enabled": False},
-    })
-    made = build_core(settings)
-    await made.start()
-    made.store.claim("pat", "live-1", "fp", pb.TradeResult(request_id="live-1", mode=pb.TRADING_MODE_LIVE,
-                                                           status=pb.TRADE_STATUS_SUBMITTED))
-    yield made
-    await made.close()
+    async with core_with_key(tmp_path, PAPER_KEY, "pat") as made:
+        made.store.claim("pat", "live-1", "fp", pb.TradeResult(request_id="live-1", mode=pb.TRADING_MODE_LIVE,
+                                                               status=pb.TRADE_STATUS_SUBMITTED))
+        yield made
 
 
-def ctx(method: str) -> CallContext:
-    return CallContext(protocol=Protocol.GRPC, method=method, headers={"authorization": f"Bearer {PAPER_KEY}"},
-                       peer="127.0.0.1:1")
+def ctx(method: str):
+    return call_with_key(PAPER_KEY, method)
 
 
 async def test_a_paper_key_cannot_cancel_its_owner_s_live_trade(core):

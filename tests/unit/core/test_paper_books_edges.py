@@ -2,18 +2,19 @@
 drift that cannot go negative, the token account a failed swap never created, and a mint's
 configured minimum that is not a whole number of atomic units."""
 
+import contextlib
+import itertools
 from decimal import ROUND_CEILING, Decimal
 
 import pytest
 
-from tradewire.core.auth.api_keys import hash_key
-from tradewire.core.config import MarketConfig, Settings
-from tradewire.core.context import CallContext, Protocol
+from support.in_process import call_with_key, core_with_key
+from tradewire.core.config import MarketConfig
+from tradewire.core.context import CallContext
 from tradewire.core.errors import TradewireError
 from tradewire.core.market import Market
 from tradewire.core.order import ATA_RENT_LAMPORTS
 from tradewire.core.portfolio import FillLegs, Holding, apply_fill
-from tradewire.gateway.assembly import build_core
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -23,35 +24,18 @@ USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 JUP = "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN"
 
 
-async def _core(tmp_path, **paper):
-    settings = Settings.model_validate({
-        "storage": {"data_dir": str(tmp_path)},
-        "auth": {"api_keys": [{"prefix": KEY[:11], "sha256": hash_key(KEY), "owner": "petra",
-                               "scopes": ["read", "trade:paper"]}]},
-        "webhooks": {"enabled": False},
-        "paper": paper,
-    })
-    core = build_core(settings)
-    await core.start()
-    return core
-
-
 @pytest.fixture
 async def make_core(tmp_path):
-    made = []
-
-    async def make(**paper):
-        made.append(await _core(tmp_path / str(len(made)), **paper))
-        return made[-1]
-
-    yield make
-    for core in made:
-        await core.close()
+    made = itertools.count()
+    async with contextlib.AsyncExitStack() as cores:
+        async def make(**paper):
+            return await cores.enter_async_context(core_with_key(tmp_path / str(next(made)), KEY, "petra",
+                                                                 paper=paper))
+        yield make
 
 
 def _ctx() -> CallContext:
-    return CallContext(protocol=Protocol.GRPC, method="ExecuteTrade", headers={"authorization": f"Bearer {KEY}"},
-                       peer="127.0.0.1:1")
+    return call_with_key(KEY, "ExecuteTrade")
 
 
 def _trade(request_id: str, input_mint: str, output_mint: str, amount: str, slippage_bps: int,

@@ -4,11 +4,8 @@ the limit; refusals are counted per bucket."""
 
 import pytest
 
-from tradewire.core.auth.api_keys import hash_key
-from tradewire.core.config import Settings
-from tradewire.core.context import CallContext, Protocol
+from support.in_process import call_with_key, core_with_key
 from tradewire.core.errors import TradewireError
-from tradewire.gateway.assembly import build_core
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -20,17 +17,8 @@ BURST = 5
 
 @pytest.fixture
 async def core(tmp_path):
-    settings = Settings.model_validate({
-        "storage": {"data_dir": str(tmp_path)},
-        "auth": {"api_keys": [{"prefix": KEY[:11], "sha256": hash_key(KEY), "owner": "rita",
-                               "scopes": ["read", "trade:paper"]}]},
-        "limits": {"requests_per_s": 0.001, "burst": BURST},  # no refill within the test
-        "webhooks": {"enabled": False},
-    })
-    made = build_core(settings)
-    await made.start()
-    yield made
-    await made.close()
+    async with core_with_key(tmp_path, KEY, "rita", limits={"requests_per_s": 0.001, "burst": BURST}) as made:
+        yield made  # (the bucket does not refill within the test)
 
 
 def trade(request_id: str) -> pb.TradeRequest:
@@ -43,8 +31,7 @@ def refusals(core, bucket: str) -> float:
 
 
 async def test_a_batch_takes_one_token_per_trade_and_refuses_the_rest_item_by_item(core):
-    ctx = CallContext(protocol=Protocol.GRPC, method="ExecuteTradeBatch", headers={"authorization": f"Bearer {KEY}"},
-                      peer="127.0.0.1:1")
+    ctx = call_with_key(KEY, "ExecuteTradeBatch")
     batch = spb.ExecuteTradeBatchRequest(trades=[trade(f"batch-{i}") for i in range(2 * BURST)])
     response = await core.service.ExecuteTradeBatch(batch, ctx)
 
@@ -73,8 +60,7 @@ async def test_a_batch_item_the_store_fails_is_that_item_s_error_not_the_batch_s
         return admit(order)
 
     monkeypatch.setattr(core.runner, "admit", admit_but_one)
-    ctx = CallContext(protocol=Protocol.GRPC, method="ExecuteTradeBatch", headers={"authorization": f"Bearer {KEY}"},
-                      peer="127.0.0.1:1")
+    ctx = call_with_key(KEY, "ExecuteTradeBatch")
     batch = spb.ExecuteTradeBatchRequest(trades=[trade("fine"), trade("faulty-store"), trade("faulty-bug")])
     response = await core.service.ExecuteTradeBatch(batch, ctx)
 
@@ -91,8 +77,7 @@ async def test_a_session_s_cancels_take_what_cancel_calls_take(core):
         for i in range(2 * BURST):
             yield spb.TradeSessionRequest(cancel=spb.CancelTradeRequest(request_id=f"no-such-{i}"))
 
-    ctx = CallContext(protocol=Protocol.GRPC, method="TradeSession", headers={"authorization": f"Bearer {KEY}"},
-                      peer="127.0.0.1:1")
+    ctx = call_with_key(KEY, "TradeSession")
     reasons = [response.error.error.reason async for response in core.service.TradeSession(requests(), ctx)]
     assert reasons == ["TRADE_NOT_FOUND"] * BURST + ["RATE_LIMITED"] * BURST
     assert refusals(core, "principal") == BURST
@@ -103,7 +88,6 @@ async def test_a_session_s_undecodable_messages_take_what_malformed_calls_take(c
         for _ in range(2 * BURST):
             yield TradewireError("MALFORMED_REQUEST", "not a TradeSessionRequest")
 
-    ctx = CallContext(protocol=Protocol.GRPC, method="TradeSession", headers={"authorization": f"Bearer {KEY}"},
-                      peer="127.0.0.1:1")
+    ctx = call_with_key(KEY, "TradeSession")
     reasons = [response.error.error.reason async for response in core.service.TradeSession(requests(), ctx)]
     assert reasons == ["MALFORMED_REQUEST"] * BURST + ["RATE_LIMITED"] * BURST

@@ -7,11 +7,9 @@ import asyncio
 import pytest
 
 from lifecycle_support import until
-from tradewire.core.auth.api_keys import hash_key
-from tradewire.core.config import Settings
-from tradewire.core.context import CallContext, Protocol
+from support.in_process import call_with_key, core_with_key
+from tradewire.core.context import CallContext
 from tradewire.core.errors import TradewireError
-from tradewire.gateway.assembly import build_core
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -23,22 +21,12 @@ MAX_LAG = 20  # more than one trade's 9 statuses (a burst), fewer than five trad
 
 @pytest.fixture
 async def core(tmp_path):
-    settings = Settings.model_validate({
-        "storage": {"data_dir": str(tmp_path)},
-        "auth": {"api_keys": [{"prefix": KEY[:11], "sha256": hash_key(KEY), "owner": "sam",
-                               "scopes": ["read", "trade:paper"]}]},
-        "streams": {"session_max_lag": MAX_LAG, "heartbeat_s": 30},
-        "webhooks": {"enabled": False},
-    })
-    made = build_core(settings)
-    await made.start()
-    yield made
-    await made.close()
+    async with core_with_key(tmp_path, KEY, "sam", streams={"session_max_lag": MAX_LAG, "heartbeat_s": 30}) as made:
+        yield made
 
 
 def ctx(method: str = "TradeSession") -> CallContext:
-    return CallContext(protocol=Protocol.GRPC, method=method, headers={"authorization": f"Bearer {KEY}"},
-                       peer="127.0.0.1:1")
+    return call_with_key(KEY, method)
 
 
 def session_trade(request_id: str) -> spb.TradeSessionRequest:
