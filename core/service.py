@@ -18,7 +18,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -275,16 +275,15 @@ class TradeService:
 
     async def CancelTrade(self, request: spb.CancelTradeRequest, ctx: CallContext) -> spb.CancelTradeResponse:
         async with self._call(ctx, request):
-            self._may_cancel(ctx, request.request_id)
-            result = await self.runner.cancel(ctx.principal.id, request.request_id, request.reason)
+            result = await self.runner.cancel(ctx.principal.id, request.request_id, request.reason,
+                                              self._cancel_scope(ctx))
             return spb.CancelTradeResponse(request_id=request.request_id, status=result.status)
 
-    def _may_cancel(self, ctx: CallContext, request_id: str) -> None:
+    @staticmethod
+    def _cancel_scope(ctx: CallContext) -> Callable[[int], None]:
         """Cancelling a trade takes the scope trading in its mode takes: a paper key stops no
         LIVE trade (the call's own check knew no mode, so it applied PAPER's)."""
-        mode = self.runner.mode_of(ctx.principal.id, request_id)
-        if mode is not None:
-            authorize(ctx.principal, "CancelTrade", mode_name(mode))
+        return lambda mode: authorize(ctx.principal, "CancelTrade", mode_name(mode))
 
     async def ExecuteTradeBatch(self, request: spb.ExecuteTradeBatchRequest,
                                 ctx: CallContext) -> spb.ExecuteTradeBatchResponse:
@@ -507,9 +506,9 @@ class _Session:
             if action == "cancel":  # (takes what a CancelTrade call takes, as a trade takes an ExecuteTrade's)
                 self.service.pipeline.limit_trade(self.ctx.principal.id, 0, method="CancelTrade")
                 check_cancel(message.cancel, "cancel.")
-                self.service._may_cancel(self.ctx, request_id)
                 try:
-                    result = await self.runner.cancel(self.ctx.principal.id, request_id, message.cancel.reason)
+                    result = await self.runner.cancel(self.ctx.principal.id, request_id, message.cancel.reason,
+                                                      self.service._cancel_scope(self.ctx))
                 except TradewireError as exc:
                     raise nested_under("cancel.", exc) from None
                 self.put(spb.TradeSessionResponse(cancelled=spb.CancelTradeResponse(request_id=request_id,

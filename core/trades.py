@@ -262,16 +262,10 @@ class TradeRunner:
         trade.task.cancel()
         return True
 
-    def mode_of(self, principal_id: str, request_id: str) -> int | None:
-        """The trading mode of a known trade (running here, or stored), None for an unknown one."""
-        trade = self.inflight.get((principal_id, request_id))
-        if trade is not None:
-            return trade.order.mode
-        record = self.store.get(principal_id, request_id)
-        return None if record is None else record.result.mode
-
-    async def cancel(self, principal_id: str, request_id: str, reason: str = "") -> pb.TradeResult:
-        """CancelTrade: the trade's result once cancelled; NOT_CANCELLABLE once sent or final."""
+    async def cancel(self, principal_id: str, request_id: str, reason: str = "",
+                     may_cancel: Callable[[int], None] = lambda mode: None) -> pb.TradeResult:
+        """CancelTrade: the trade's result once cancelled; NOT_CANCELLABLE once sent or final.
+        ``may_cancel(mode)`` raises when the caller may not stop a trade of the found one's mode."""
         key = (principal_id, request_id)
         trade = self.inflight.get(key)
         if trade is None:
@@ -279,6 +273,7 @@ class TradeRunner:
             if record is None:
                 self._count_cancel("not_found")
                 raise trade_not_found(request_id)
+            may_cancel(record.result.mode)
             owner = None
             if self.remote_cancel is not None and not lifecycle.is_terminal(record.result.status):
                 owner = self.remote_cancel.owner(principal_id, request_id)
@@ -291,6 +286,7 @@ class TradeRunner:
                 return record.result
             self._count_cancel("not_cancellable")
             raise _not_cancellable(request_id, record.result.status, "it has already ended")
+        may_cancel(trade.order.mode)
         message = "cancelled by request" + (f": {reason}" if reason else "")
         if not self.stop(trade, StopRequest("request", pb.TRADE_STATUS_CANCELLED,
                                             TradewireError("TRADE_CANCELLED", message))):
