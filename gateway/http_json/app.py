@@ -398,7 +398,7 @@ class HttpJsonApp:
             # An EventSource reconnects to the URL it opened, fromSequence and all: the events it
             # has seen since are not sent again. (An empty Last-Event-ID is none: nothing seen.)
             after = _resume_after(headers["last-event-id"], resume)
-            if not ({resume.name, resume.json_name} & given) or after > getattr(message, resume.name):
+            if after > getattr(message, resume.name):  # (0 when the URL named none)
                 setattr(message, resume.name, after)
         return message
 
