@@ -27,21 +27,26 @@ from tradewire.v1 import trade_pb2 as pb
 SWAP = "/swap/v1/swap"
 
 
+class Intercepting(httpx.AsyncBaseTransport):
+    """A transport that hands each request to ``handle(request)`` first: the answer it gives
+    (a Response), or None to let ``inner`` answer."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, handle) -> None:
+        self.inner, self.handle = inner, handle
+
+    async def handle_async_request(self, request):
+        return await self.handle(request) or await self.inner.handle_async_request(request)
+
+    async def aclose(self):
+        await self.inner.aclose()
+
+
 def on_request(path: str, action):
     """A transport wrapper that runs ``action()`` before a request to ``path`` goes through."""
-    def wrap(inner):
-        class Watching(httpx.AsyncBaseTransport):
-            async def handle_async_request(self, request):
-                if request.url.path == path:
-                    action()
-                return await inner.handle_async_request(request)
-
-            async def aclose(self):
-                await inner.aclose()
-
-        return Watching()
-
-    return wrap
+    async def handle(request):
+        if request.url.path == path:
+            action()
+    return lambda inner: Intercepting(inner, handle)
 
 
 async def test_a_halt_engaged_while_the_swap_is_built_stops_the_trade_before_it_is_sent(
@@ -80,26 +85,17 @@ def preflight_refusal_after_a_re_broadcast(devnet, seen: list[str]):
     """A transport wrapper for the RPC: the first preflighted sendTransaction is answered only
     once a re-broadcast of the same bytes has landed, and then as refused by the preflight
     (slippage in the simulation), the way a node whose view lags the chain can answer."""
-    def wrap(inner):
-        class Late(httpx.AsyncBaseTransport):
-            async def handle_async_request(self, request):
-                body = json.loads(request.content)
-                if body.get("method") == "sendTransaction" and not seen and not body["params"][1]["skipPreflight"]:
-                    tx = VersionedTransaction.from_bytes(base64.b64decode(body["params"][0]))
-                    seen.append(str(tx.signatures[0]))
-                    await eventually(lambda: tx.signatures[0] in devnet.chain.records)
-                    error = {"code": -32002, "message": "Transaction simulation failed: Error processing Instruction "
-                             "3: custom program error: 0x1771",
-                             "data": {"err": {"InstructionError": [3, {"Custom": 6001}]}, "logs": []}}
-                    return httpx.Response(200, json={"jsonrpc": "2.0", "id": body["id"], "error": error})
-                return await inner.handle_async_request(request)
-
-            async def aclose(self):
-                await inner.aclose()
-
-        return Late()
-
-    return wrap
+    async def handle(request):
+        body = json.loads(request.content)
+        if body.get("method") == "sendTransaction" and not seen and not body["params"][1]["skipPreflight"]:
+            tx = VersionedTransaction.from_bytes(base64.b64decode(body["params"][0]))
+            seen.append(str(tx.signatures[0]))
+            await eventually(lambda: tx.signatures[0] in devnet.chain.records)
+            error = {"code": -32002, "message": "Transaction simulation failed: Error processing Instruction "
+                     "3: custom program error: 0x1771",
+                     "data": {"err": {"InstructionError": [3, {"Custom": 6001}]}, "logs": []}}
+            return httpx.Response(200, json={"jsonrpc": "2.0", "id": body["id"], "error": error})
+    return lambda inner: Intercepting(inner, handle)
 
 
 async def test_a_preflight_refusal_after_a_re_broadcast_landed_the_swap_is_the_fill_not_a_refusal(
