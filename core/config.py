@@ -312,10 +312,11 @@ class StreamsConfig(_Model):
     await_trade_s: float = Field(10.0, ge=0, description="a stream opened before its trade exists waits this long")
     slow_consumer_s: float = Field(30.0, gt=0, description="a stream whose transport accepts nothing for this "
                                                             "long while a message waits is dropped")
-    # A burst of trades queues ~10 statuses each faster than a transport sends them: keep it at
-    # least 10 × execution.max_in_flight_per_principal, or a reader that keeps up is dropped.
-    session_max_lag: int = Field(1024, ge=16, description="messages a TradeSession may queue for a slow reader "
-                                                          "before it is ended with RESOURCE_EXHAUSTED")
+    # Each trade a session follows keeps room for its 9 statuses: past max_lag / 9 trades running,
+    # a session reads its next request only as its reader catches up (the caller's sends wait).
+    session_max_lag: int = Field(1024, ge=16, description="messages a TradeSession may queue for its reader; "
+                                                          "past it, the session reads no more requests until "
+                                                          "the reader catches up")
     # An open stream holds a task and memory until its caller closes it (a session never ends
     # by itself): one caller must not be able to hold them without bound.
     max_open_per_caller: int = Field(2_000, ge=1, description="status streams and TradeSessions one caller may "

@@ -57,6 +57,8 @@ PATH: tuple[int, ...] = (
     pb.TRADE_STATUS_FILLED,
 )
 _ORDER = {status: i for i, status in enumerate(PATH)}
+# The most transitions one trade publishes: a stage is entered once, and only forward.
+MOST_TRANSITIONS = len(PATH)
 # Once sent, a trade can no longer be cancelled.
 SENT_STAGES = frozenset({pb.TRADE_STATUS_SUBMITTED, pb.TRADE_STATUS_CONFIRMED})
 # The point of no return: an executor yields SIMULATED right before it sends. While the

@@ -19,7 +19,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -28,7 +28,7 @@ from tradewire.core.context import CallContext
 from tradewire.core.errors import (Code, FieldViolation, TradewireError, internal_error, invalid, invalid_fields,
                                    nested_under)
 from tradewire.core.executors.base import Executor
-from tradewire.core.lifecycle import heartbeat_event, is_terminal, now_timestamp, shutdown_event
+from tradewire.core.lifecycle import MOST_TRANSITIONS, heartbeat_event, is_terminal, now_timestamp, shutdown_event
 from tradewire.core.market import Market, format_units
 from tradewire.core.order import Order, mode_name
 from tradewire.core.pipeline import CredentialWatch, Pipeline, recordable_trade_id, shutting_down
@@ -122,7 +122,7 @@ class TradeService:
                 raise
             finally:
                 await events.aclose()
-                self.hub.unsubscribe(sub, ended)
+                self.hub.unsubscribe(sub, _cut_off(ctx) if ended == "client_gone" else ended)
 
     async def GetTrade(self, request: spb.GetTradeRequest, ctx: CallContext) -> pb.TradeResult:
         async with self._call(ctx, request):
@@ -361,18 +361,23 @@ class TradeService:
     async def TradeSession(self, requests: AsyncIterator[spb.TradeSessionRequest],
                            ctx: CallContext) -> AsyncIterator[spb.TradeSessionResponse]:
         async with self._call(ctx, None):  # the PAPER scope to open; each trade is authorized by its mode
-            session = _Session(self, ctx, requests)
-            async for response in session.run():
-                yield response
+            # (closed with the call, not when collected: its reader and followers stop at once)
+            async with aclosing(_Session(self, ctx, requests).run()) as responses:
+                async for response in responses:
+                    yield response
 
 
 class _Session:
     """One TradeSession: requests in (read by a task of their own), every status of every
     trade of the session out, multiplexed, through one bounded queue.
 
-    The queue holds at most ``session_max_lag`` messages: a reader that falls further behind
-    ends the session with RESOURCE_EXHAUSTED (SLOW_CONSUMER) after what is queued — the
-    trades go on and can be followed with StreamExecutionStatus. The session ends by itself
+    The queue holds at most ``session_max_lag`` messages. Each trade the session follows keeps
+    room for every status it may still publish, and the next request is read only once there is
+    room for what it may bring: a burst of trades from a caller reading slower than they run
+    waits in the transport (flow control) instead of overflowing the queue. A reader that
+    accepts nothing for ``slow_consumer_s`` is dropped by the hub's watchdog with
+    RESOURCE_EXHAUSTED (SLOW_CONSUMER) — the trades read go on and can be followed with
+    StreamExecutionStatus; requests not read were not run. The session ends by itself
     once the client has half-closed and every trade of the session has ended; a client that
     goes away ends it at once (its trades go on). On shutdown it gets the statuses of its
     trades that ended during the drain, then one SHUTDOWN status. A request the transport could
@@ -393,11 +398,16 @@ class _Session:
         self.failed: TradewireError | None = None
         self.reading = True
         self.followers: dict[str, asyncio.Task] = {}  # by request id, while the trade is followed
+        self.owed: dict[str, int] = {}  # by request id: statuses its trade may still put in the queue
+        self.room = asyncio.Event()  # set as the queue is read: a paused request reader looks again
 
-    def put(self, response: spb.TradeSessionResponse) -> None:
+    def put(self, response: spb.TradeSessionResponse, request_id: str | None = None) -> None:
+        """Queue ``response``; ``request_id`` names the followed trade whose status it is."""
         if self.failed is not None:
             return
-        if len(self.queue) >= self.max_lag:
+        if request_id is not None and self.owed.get(request_id):
+            self.owed[request_id] -= 1
+        if len(self.queue) >= self.max_lag:  # (not reached while reading waits for room: a guard)
             self.failed = TradewireError(
                 "SLOW_CONSUMER", f"the session's reader fell {self.max_lag} messages behind and was dropped; its "
                                  "trades go on: follow them with StreamExecutionStatus (from_sequence)",
@@ -417,6 +427,7 @@ class _Session:
                     sub.parked()
                     yield self.queue.popleft()
                     sub.resumed()
+                    self.room.set()
                 if self.failed is not None:
                     ended = "slow_consumer" if self.failed.reason == "SLOW_CONSUMER" else "error"
                     raise self.failed
@@ -447,6 +458,8 @@ class _Session:
                     sub.resumed()
         finally:
             unregister()
+            if ended == "client_gone":
+                ended = _cut_off(self.ctx)
             tasks = [reader, *self.followers.values()]
             for task in tasks:
                 task.cancel()
@@ -465,6 +478,7 @@ class _Session:
                     self._refuse_unread(message)
                 else:
                     await self._handle(message)
+                await self._room_for_one_more()
         except TradewireError as exc:  # a revoked key (an expired token) ends the session
             self.failed = self.failed or exc
         except Exception:
@@ -473,6 +487,14 @@ class _Session:
         finally:
             self.reading = False
             self.ready.set()
+
+    async def _room_for_one_more(self) -> None:
+        """Wait until the queue has room for all a next request may bring (a trade's statuses)
+        besides what the trades followed may still put in it."""
+        while self.failed is None and \
+                len(self.queue) + sum(self.owed.values()) + MOST_TRANSITIONS > self.max_lag:
+            self.room.clear()
+            await self.room.wait()
 
     def _refuse_unread(self, error: TradewireError) -> None:
         """A message that did not decode, or is too large: its error (no request id: it was not read),
@@ -531,13 +553,16 @@ class _Session:
         if request_id in self.followers:  # sent again while the session follows it: joined, nothing new
             self.service._record_item(self.ctx, action, request_id, (Code.OK, ""), started)
             return
+        self.owed[request_id] = MOST_TRANSITIONS
         task = asyncio.create_task(self._follow(request_id, started), name=f"session-follow-{request_id}")
         self.followers[request_id] = task
         task.add_done_callback(lambda _t, rid=request_id: self._followed(rid))
 
     def _followed(self, request_id: str) -> None:
         self.followers.pop(request_id, None)
+        self.owed.pop(request_id, None)
         self.ready.set()
+        self.room.set()
 
     async def _follow(self, request_id: str, started: float) -> None:
         """The trade's statuses into the session; its record once it ends (CANCELLED if the session
@@ -546,13 +571,18 @@ class _Session:
         try:
             async for event in self.runner.events(self.ctx.principal.id, request_id, 1):
                 if event.kind == pb.STATUS_KIND_TRANSITION:
-                    self.put(spb.TradeSessionResponse(status=event))
+                    self.put(spb.TradeSessionResponse(status=event), request_id)
                     if is_terminal(event.stage):
                         ended = ended_as(event.result)
                 if self.failed is not None:
                     return
         finally:
             self.service._record_item(self.ctx, "trade", request_id, ended, started)
+
+
+def _cut_off(ctx: CallContext) -> str:
+    """Why a stream its transport closed ended: its deadline came, or its caller left."""
+    return "deadline" if ctx.ended_by_deadline() else "client_gone"
 
 
 def ended_as(result: pb.TradeResult) -> tuple[Code, str]:

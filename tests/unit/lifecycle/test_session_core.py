@@ -1,6 +1,7 @@
-"""TradeSession in the core (no sockets): a reader that falls behind is dropped with
-RESOURCE_EXHAUSTED after a bounded queue, its trades go on; shutdown ends a session with one
-SHUTDOWN status; new calls are refused while draining."""
+"""TradeSession in the core (no sockets): a burst of trades from a reader that keeps up is
+taken whole; a reader that stops reading holds back the session's requests (bounded queue) and
+is dropped with RESOURCE_EXHAUSTED, its trades go on; shutdown ends a session with one SHUTDOWN
+status; new calls are refused while draining."""
 
 import asyncio
 
@@ -16,12 +17,14 @@ from tradewire.v1 import trade_pb2 as pb
 KEY = "tw_sesstest_" + "s" * 40
 SOL = "So11111111111111111111111111111111111111112"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
-MAX_LAG = 20  # more than one trade's 9 statuses (a burst), fewer than five trades'
+MAX_LAG = 20  # room for two trades' 9 statuses, not three
+SLOW_CONSUMER_S = 0.3
 
 
 @pytest.fixture
 async def core(tmp_path):
-    async with core_with_key(tmp_path, KEY, "sam", streams={"session_max_lag": MAX_LAG, "heartbeat_s": 30}) as made:
+    async with core_with_key(tmp_path, KEY, "sam", streams={"session_max_lag": MAX_LAG, "heartbeat_s": 30,
+                                                            "slow_consumer_s": SLOW_CONSUMER_S}) as made:
         yield made
 
 
@@ -35,24 +38,45 @@ def session_trade(request_id: str) -> spb.TradeSessionRequest:
         slippage_bps=100))
 
 
-async def test_a_reader_that_falls_behind_is_dropped_and_its_trades_go_on(core):
+async def test_a_burst_of_trades_larger_than_the_queue_is_taken_whole_by_a_reader_that_keeps_up(core):
+    ids = [f"burst-{i}" for i in range(30)]  # 270 statuses through a queue of 20
+
+    async def requests():
+        for request_id in ids:
+            yield session_trade(request_id)
+
+    responses = [response async for response in core.service.TradeSession(requests(), ctx())]
+    assert all(r.WhichOneof("event") == "status" for r in responses)
+    by_trade = {request_id: [r.status.sequence for r in responses if r.status.request_id == request_id]
+                for request_id in ids}
+    assert all(sequences == list(range(1, 10)) for sequences in by_trade.values()), by_trade
+    assert all(core.store.get("sam", request_id).result.status == pb.TRADE_STATUS_FILLED for request_id in ids)
+    assert core.metrics.stream_closes.labels("session", "completed")._value.get() == 1
+
+
+async def test_a_reader_that_stops_reading_holds_back_the_requests_and_is_dropped(core):
     async def requests():
         for i in range(5):  # 45 statuses to come, far more than MAX_LAG
             yield session_trade(f"slow-{i}")
         await asyncio.Event().wait()  # the client keeps the session open
 
     session = core.service.TradeSession(requests(), ctx())
-    received = [await anext(session)]
-    await until(lambda: core.runner.in_flight() == 0 and core.store.get("sam", "slow-4") is not None
-                and core.store.get("sam", "slow-4").result.status == pb.TRADE_STATUS_FILLED)
-    with pytest.raises(TradewireError) as failure:
-        async for response in session:
-            received.append(response)
-    assert failure.value.reason == "SLOW_CONSUMER" and failure.value.code.name == "RESOURCE_EXHAUSTED"
-    assert len(received) <= MAX_LAG + 1  # what was queued, and no more
-    assert all(core.store.get("sam", f"slow-{i}").result.status == pb.TRADE_STATUS_FILLED for i in range(5))
-    assert core.hub.open_streams == 0
+    received = []
+
+    async def read_one_then_stop():  # as a transport serving the session
+        received.append(await anext(session))
+        await asyncio.Event().wait()
+
+    reader = asyncio.create_task(read_one_then_stop())
+    await until(lambda: reader.done(), timeout=SLOW_CONSUMER_S * 20)  # the watchdog cancels it
+    await session.aclose()
+    assert reader.cancelled() and received[0].status.request_id == "slow-0"
     assert core.metrics.stream_closes.labels("session", "slow_consumer")._value.get() == 1
+    assert core.hub.open_streams == 0
+    read = [i for i in range(5) if core.store.get("sam", f"slow-{i}") is not None]
+    assert read == [0, 1]  # two trades' statuses fill the queue: the third request was not read
+    await until(lambda: core.runner.in_flight() == 0)
+    assert all(core.store.get("sam", f"slow-{i}").result.status == pb.TRADE_STATUS_FILLED for i in read)
 
 
 async def test_shutdown_ends_a_session_with_one_shutdown_status(core):
