@@ -201,6 +201,13 @@ class Recorder:
                            mode=order.mode_name, stage=stage, sequence=event.sequence,
                            percent=event.percent_complete)
 
+    def forget(self, order: Order) -> None:
+        """A trade that ends elsewhere (taken over by another replica, left for the restart): its
+        timings, kept until its end, would otherwise stay for good."""
+        key = (order.principal_id, order.request_id)
+        self._routed_ns.pop(key, None)
+        self._last_transition_ns.pop(key, None)
+
     def _executor_metrics(self, order: Order, event: pb.ExecutionStatus, key: tuple[str, str], at_ns: int) -> None:
         if event.stage == pb.TRADE_STATUS_ROUTED:
             self._routed_ns[key] = at_ns

@@ -592,6 +592,7 @@ class TradeRunner:
             log.warning("trade %s: the shared store did not answer at the shutdown (%s)", trade.order.request_id, exc)
         self.hub.abandon(trade.key)
         self.inflight.remove(trade.key)
+        self.recorder.forget(trade.order)
         # With a shared store another replica takes it over at once; else this one, restarted.
         where = "on another replica (or here after the restart)" if self.store.shared else "after the restart"
         log.warning("trade %s left unfinished at %s by the shutdown; it %s %s", trade.order.request_id,
@@ -612,6 +613,7 @@ class TradeRunner:
             trade.timer.cancel()
         self.hub.abandon(trade.key)
         self.inflight.remove(trade.key)
+        self.recorder.forget(trade.order)
         stage = pb.TradeStatus.Name(trade.stage)
         if isinstance(why, TradeLost):
             log.error("trade %s is no longer in the shared store (did Redis restart without its data?); stopped "

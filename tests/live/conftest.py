@@ -66,6 +66,9 @@ class RecordingRecorder:
     def fill(self, order, fill, result) -> None:
         self.fills.append(fill.signature)
 
+    def forget(self, order) -> None:
+        pass
+
 
 @dataclass
 class Run:

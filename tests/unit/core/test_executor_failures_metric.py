@@ -94,6 +94,25 @@ def test_a_trade_of_a_minute_lands_in_a_bucket_of_its_own() -> None:
     assert (buckets["30.0"], buckets["60.0"], buckets["+Inf"]) == (0, 1, 1)
 
 
+def test_a_trade_left_to_end_elsewhere_keeps_no_timing_here() -> None:
+    """Taken over by another replica: its routing time is dropped, not kept until an end that
+    this replica never sees (nor counted should the same trade come back here)."""
+    metrics = Metrics()
+    recorder = Recorder(metrics, None, Tracing(TracingConfig(enabled=True)), access_log=False,
+                        transition_log=False, audit_enabled=False)
+    order, routed = _order("moved-1"), time.time_ns()
+    ts = Timestamp()
+    ts.FromNanoseconds(routed)
+    recorder.transition(order, pb.ExecutionStatus(request_id=order.request_id, sequence=3,
+                                                  stage=pb.TRADE_STATUS_ROUTED, timestamp=ts), routed)
+    recorder.forget(order)
+    assert (recorder._routed_ns, recorder._last_transition_ns) == ({}, {})
+    _end(recorder, order, pb.TRADE_STATUS_FILLED, "", routed + 1_000_000_000)
+    counts = [s.value for metric in metrics.executor_seconds.collect() for s in metric.samples
+              if s.name.endswith("_count")]
+    assert counts in ([], [0.0])
+
+
 def test_a_call_of_a_minute_and_a_stream_of_an_hour_land_in_buckets_of_their_own() -> None:
     metrics = Metrics()
     recorder = Recorder(metrics, None, Tracing(TracingConfig()), access_log=False, transition_log=False,

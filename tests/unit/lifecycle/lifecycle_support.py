@@ -100,12 +100,16 @@ class FakeRecorder:
         self.metrics = Metrics()
         self.transitions: list[pb.ExecutionStatus] = []
         self.fills = 0
+        self.forgotten: list[str] = []  # request ids of trades left to end elsewhere
 
     def transition(self, order, event) -> None:
         self.transitions.append(event)
 
     def fill(self, order, fill, result) -> None:
         self.fills += 1
+
+    def forget(self, order) -> None:
+        self.forgotten.append(order.request_id)
 
 
 def paper(store, latency_ms: int = 0) -> PaperExecutor:

@@ -172,6 +172,7 @@ async def test_a_trade_taken_over_that_cannot_go_on_ends_on_the_streams_followin
     assert on_b.store.get(who, "drift").events[-1].sequence == events[-1].sequence
     gate.open()
     await asyncio.gather(running.done, return_exceptions=True)
+    await eventually(lambda: on_a.recorder.forgotten == ["drift"], what="A keeps no timing of the trade it lost")
     for hub in (hub_a, hub_b):
         await hub.bus.close()
     await async_client.aclose()
