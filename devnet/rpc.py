@@ -4,7 +4,8 @@ Every method answers from ``Chain`` after catching the clock up. Errors use the 
 codes: -32700 parse, -32600 invalid request, -32601 unknown method, -32602 invalid params,
 -32002 preflight failure (``data`` is the simulation result with ``err`` and ``logs``),
 -32003 signature verification failure, -32015 unsupported transaction version,
--32016 minimum context slot not reached.
+-32016 minimum context slot not reached. A notification (a request without ``id``) is
+not run and gets no answer, as with Agave; bodies over 50 KiB get HTTP 413.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from solders.rpc.responses import RpcSimulateTransactionResult
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from .chain import SLOTS_PER_EPOCH, Chain, SimResult
 from .constants import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
@@ -47,6 +48,7 @@ FEATURE_SET = 3294202862
 MAX_SIGNATURE_STATUSES = 256
 MAX_MULTIPLE_ACCOUNTS = 100
 MAX_PRIORITIZATION_FEE_ACCOUNTS = 128
+MAX_REQUEST_BODY_SIZE = 50 * 1024  # Agave's rpc_service: larger bodies get 413
 _COMMITMENTS = ("processed", "confirmed", "finalized", "recent", "single", "singleGossip", "root", "max")
 
 
@@ -128,17 +130,20 @@ class JsonRpcService:
     # ----- envelope --------------------------------------------------------------------
 
     def handle_payload(self, payload: Any) -> Any:
-        """A decoded JSON body → the response body (batch → list)."""
+        """A decoded JSON body → the response body (batch → list), None when nothing is answered."""
         if isinstance(payload, list):
             if not payload:
                 return _error(None, RpcError(-32600, "Invalid request"))
-            return [self.handle_one(item) for item in payload]
+            answers = [answer for answer in map(self.handle_one, payload) if answer is not None]
+            return answers or None
         return self.handle_one(payload)
 
-    def handle_one(self, request: Any) -> dict[str, Any]:
+    def handle_one(self, request: Any) -> dict[str, Any] | None:
         if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
             return _error(request.get("id") if isinstance(request, dict) else None, RpcError(-32600, "Invalid request"))
-        req_id = request.get("id")
+        if "id" not in request:  # a notification: Agave runs only notification handlers, and it has none
+            return None
+        req_id = request["id"]
         method = self.methods.get(request["method"])
         if method is None:
             return _error(req_id, RpcError(-32601, "Method not found"))
@@ -539,18 +544,42 @@ def _error(req_id: Any, exc: RpcError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "error": exc.to_json(), "id": req_id}
 
 
-def json_rpc_endpoint(dispatch: Callable[[Any], Any]):
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed ``limit`` (the rest is never buffered)."""
+    try:
+        declared = int(request.headers.get("content-length", "0"))
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():  # chunked bodies declare no length
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def json_rpc_endpoint(dispatch: Callable[[Any], Any], max_body_size: int | None = None):
     """A Starlette endpoint that parses JSON-RPC bodies and hands them to ``dispatch``."""
 
     async def endpoint(request: Request) -> Response:
-        body = await request.body()
+        if max_body_size is None:
+            body = await request.body()
+        else:
+            body = await _read_body(request, max_body_size)
+            if body is None:
+                return PlainTextResponse("request body size exceeds allowed maximum", status_code=413)
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError):  # (nested too deep to parse)
             return JSONResponse(_error(None, RpcError(-32700, "Parse error")))
-        return JSONResponse(dispatch(payload))
+        answer = dispatch(payload)
+        if answer is None:  # only notifications: an empty 200, as Agave's HTTP server sends
+            return Response(media_type="application/json")
+        return JSONResponse(answer)
 
     return endpoint
 
 
-__all__ = ["JsonRpcService", "RpcError", "SolanaRpc", "json_rpc_endpoint", "parse_pubkey"]
+__all__ = ["MAX_REQUEST_BODY_SIZE", "JsonRpcService", "RpcError", "SolanaRpc", "json_rpc_endpoint", "parse_pubkey"]

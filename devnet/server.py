@@ -38,7 +38,7 @@ from .config import DevnetConfig
 from .constants import JITO_TIP_ACCOUNTS
 from .jito import JitoEngine
 from .jupiter import Jupiter, routes as jupiter_routes
-from .rpc import SolanaRpc, json_rpc_endpoint
+from .rpc import MAX_REQUEST_BODY_SIZE, SolanaRpc, json_rpc_endpoint
 from .seed import Market
 
 log = logging.getLogger("tradewire.devnet")
@@ -144,7 +144,7 @@ def build_app(devnet: Devnet) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/", json_rpc_endpoint(devnet.rpc.handle_payload), methods=["POST"]),
+            Route("/", json_rpc_endpoint(devnet.rpc.handle_payload, MAX_REQUEST_BODY_SIZE), methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/swap/v1/quote", quote, methods=["GET"]),
             Route("/swap/v1/swap", swap, methods=["POST"]),
