@@ -115,12 +115,10 @@ class ConnectAdapter:
     def _context(rpc: Rpc, request_context) -> tuple[CallContext, TradewireError | None]:
         """The call's context with its deadline (the context ConnectCompat authenticated, when it
         did), and the refusal ConnectCompat found in its headers, for the adapter to answer."""
-        timeout_ms = request_context.timeout_ms()
         first = _FIRST_STEPS.get()
-        if first is not None and first.ctx.method == rpc.name:
-            # from the request's arrival, as on gRPC and HTTP/JSON: a slow upload spends it too
-            first.ctx.deadline = None if timeout_ms is None else first.ctx.started + timeout_ms / 1000
+        if first is not None and first.ctx.method == rpc.name:  # (its deadline set from the headers' arrival)
             return first.ctx, first.refusal
+        timeout_ms = request_context.timeout_ms()
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         headers = request_context.request_headers()
         ctx = CallContext(
@@ -189,6 +187,7 @@ async def _refusing(error: TradewireError) -> AsyncIterator:
 _UTF8 = ("utf-8", "utf8")
 _GRPC_TIMEOUT = re.compile(rb"[0-9]{1,8}[HMSmun]")  # gRPC's spec: at most 8 digits and a unit
 _CONNECT_TIMEOUT = re.compile(rb"(?!0+$)[0-9]{1,10}")  # Connect's spec: positive, at most 10 digits
+_GRPC_TIMEOUT_UNIT_S = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
 _ENCODINGS = ("identity", "gzip")  # what connect-python inflates
 _NO_SIDE_EFFECTS = descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
 
@@ -282,6 +281,7 @@ class _Plan:
     compression: str
     # A call that cannot be read: refused once its credentials are checked, as HTTP/JSON does
     refusal: TradewireError | None = None
+    timeout_s: float | None = None  # its timeout header's: the deadline covers reading its body
 
 
 def _encoding_header(content_type: bytes) -> bytes:
@@ -312,19 +312,25 @@ _NATIVE_GRPC_REFUSED = TradewireError(
 )
 
 
-def _check_timeout(headers: dict[bytes, bytes], content_type: bytes) -> None:
-    """The call's timeout header as its protocol spells it: connect-python answers a bad
-    grpc-timeout with a 500 and takes a zero or negative connect-timeout-ms for no deadline."""
+def _check_timeout(headers: dict[bytes, bytes], content_type: bytes) -> float | None:
+    """The call's timeout in seconds (None without one), its header as its protocol spells it:
+    connect-python answers a bad grpc-timeout with a 500 and takes a zero or negative
+    connect-timeout-ms for no deadline."""
     if content_type.startswith(b"application/grpc-web"):
         name, pattern, form = b"grpc-timeout", _GRPC_TIMEOUT, "1 to 8 digits and a unit (H, M, S, m, u or n)"
     else:
         name, pattern, form = (b"connect-timeout-ms", _CONNECT_TIMEOUT,
                                "a positive whole number of milliseconds, at most 10 digits")
     value = headers.get(name)
-    if value is not None and not pattern.fullmatch(value):
+    if value is None:
+        return None
+    if not pattern.fullmatch(value):
         raise TradewireError("MALFORMED_REQUEST",
                              f"invalid {name.decode()} header {shortened(value.decode('latin-1'))!r}: send {form}",
                              metadata={"header": name.decode()})
+    if name == b"grpc-timeout":
+        return int(value[:-1]) * _GRPC_TIMEOUT_UNIT_S[value[-1:]]
+    return int(value) / 1000
 
 
 def _check_protocol_version(headers: dict[bytes, bytes], content_type: bytes) -> None:
@@ -429,6 +435,8 @@ class ConnectCompat:
         except TradewireError as error:  # refused from its headers: after its credentials, as any call
             plan = _Plan(object, None, content_type, b"", "identity", refusal=error)
         ctx = _call_context(scope, method_name)
+        if plan.timeout_s is not None:  # from the headers' arrival, as on gRPC and HTTP/JSON: a slow upload
+            ctx.deadline = ctx.started + plan.timeout_s  # spends it too
         first = self.authenticate_first(ctx) if self.authenticate_first is not None else contextlib.nullcontext()
         reading = False
         try:
@@ -436,7 +444,7 @@ class ConnectCompat:
                 reading = True
                 if plan.refusal is not None:
                     raise plan.refusal
-                scope, body = await self._checked(scope, receive, plan, text)
+                scope, body = await within_deadline(self._checked(scope, receive, plan, text), ctx)
                 token = _FIRST_STEPS.set(_FirstSteps(ctx) if ctx.authenticated else None)
                 try:
                     if scope["method"] == "GET":
@@ -473,7 +481,7 @@ class ConnectCompat:
         """What its headers say of the call: how its request is read, or why it cannot be
         (``refusal``, or a TradewireError raised for a bad header)."""
         headers = dict(scope["headers"])
-        _check_timeout(headers, content_type)
+        timeout_s = _check_timeout(headers, content_type)
         _check_protocol_version(headers, content_type)
         if streaming:
             input_cls, decode = self._stream_inputs.get(method_name), _STREAM_DECODERS.get(content_type)
@@ -494,7 +502,7 @@ class ConnectCompat:
         encoding_header = _encoding_header(content_type)
         compression = _compression(headers.get(encoding_header, b"identity").decode("latin-1"),
                                    encoding_header.decode())
-        return _Plan(input_cls, decode, content_type, encoding_header, compression)
+        return _Plan(input_cls, decode, content_type, encoding_header, compression, timeout_s=timeout_s)
 
     async def _checked(self, scope, receive, plan: _Plan, text: bool) -> tuple[dict, bytes]:
         """The call's scope and body to hand connect-python once its request is known good

@@ -279,7 +279,8 @@ class HttpJsonApp:
                 ctx.deadline = requested_deadline(headers, ctx.started)
                 if route.kind is Kind.CLIENT_STREAM:
                     raise duplex_unsupported_error(route.rpc)
-                request = await self._decode(route, scope, receive, values, headers)
+                # the deadline counts from the headers: a stalled upload spends it too
+                request = await within_deadline(self._decode(route, scope, receive, values, headers), ctx)
                 if route.kind is Kind.SERVER_STREAM:
                     framer = Framer(wants_sse(headers.get("accept")), route.has_sequence)
                     handler = route.handler
