@@ -97,13 +97,14 @@ class Harness:
 
     def order(self, request_id: str, input_mint: str, output_mint: str, amount: str, *, exact_out: bool = False,
               slippage_bps: int = 50, strategy: int = pb.MEV_STRATEGY_NONE, tip: int = 0, cu_price: int = 0,
-              max_priority_fee: int = 0, max_impact_bps: int = 0) -> Order:
+              max_priority_fee: int = 0, max_impact_bps: int = 0, cu_limit: int = 0) -> Order:
         request = pb.TradeRequest(
             request_id=request_id, mode=pb.TRADING_MODE_LIVE, input_mint=input_mint, output_mint=output_mint,
             amount=amount, slippage_bps=slippage_bps, max_price_impact_bps=max_impact_bps,
             swap_mode=pb.SWAP_MODE_EXACT_OUT if exact_out else pb.SWAP_MODE_EXACT_IN,
             mev_protection=pb.MevProtection(strategy=strategy, jito_tip_lamports=tip,
                                             compute_unit_price_micro_lamports=cu_price,
+                                            compute_unit_limit=cu_limit,
                                             max_priority_fee_lamports=max_priority_fee))
         order = validate_trade(request, self.principal, self.market)
         result = pb.TradeResult(request_id=request_id, trade_id=request_id, mode=pb.TRADING_MODE_LIVE,

@@ -470,6 +470,17 @@ async def test_priority_fee_is_capped_by_the_request(make_live, host, rules) -> 
     assert 0 < auto.outcome.fill.fees.priority_fee_lamports <= 500
 
 
+async def test_a_requested_compute_unit_limit_caps_the_priority_fee_at_price_times_limit(make_live, host,
+                                                                                         rules) -> None:
+    """The router sizes a LIVE transaction's compute-unit limit; the fee the request named with its
+    own limit (5,000,000 micro-lamports × 600 units = 3,000 lamports) is not exceeded."""
+    h = await make_live()
+    run = await h.run(h.order("cu-limited", USDC, SOL, "1", strategy=pb.MEV_STRATEGY_PRIORITY_FEE, cu_price=5_000_000,
+                              cu_limit=600))
+    assert run.outcome.status == pb.TRADE_STATUS_FILLED
+    assert 0 < run.outcome.fill.fees.priority_fee_lamports <= 3_000
+
+
 # -- never twice, and restarts ----------------------------------------------------------------------
 
 

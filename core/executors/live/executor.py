@@ -92,7 +92,8 @@ from tradewire.core.executors.live.upstreams import (
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.executors.live.wallet import Wallet
 from tradewire.core.market import Market
-from tradewire.core.order import BASE_FEE_LAMPORTS_PER_SIGNATURE, ATA_RENT_LAMPORTS, FeeBreakdown, Fill, Order, Quote
+from tradewire.core.order import (ATA_RENT_LAMPORTS, BASE_FEE_LAMPORTS_PER_SIGNATURE, FeeBreakdown, Fill, Order, Quote,
+                                  priority_fee_lamports)
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance
 from tradewire.core.quotes import QuoteSource
 from tradewire.core.store.base import TakenOver
@@ -593,6 +594,10 @@ class LiveExecutor:
         cap = self.config.max_priority_fee_lamports
         if order.mev.max_priority_fee_lamports:
             cap = min(cap, order.mev.max_priority_fee_lamports)
+        if order.mev.compute_unit_limit and order.mev.compute_unit_price_micro_lamports:
+            # The router sizes the transaction's limit (a co-signed transaction cannot be changed):
+            # the fee the request named, its price × its limit, is kept as a cap instead.
+            cap = min(cap, priority_fee_lamports(order.mev, order.mev.compute_unit_limit))
         return cap
 
     def _swap_body(self, order: Order, raw_quote: dict[str, Any], price: int | None = None) -> dict[str, Any]:

@@ -46,7 +46,8 @@ class MevProtection(Message[_MevProtectionFields]):
             uint64 compute_unit_price_micro_lamports = 2;
             ```
         compute_unit_limit:
-            Compute-unit limit (0 = let the router size it dynamically; at most 1,400,000).
+            Compute-unit limit (0 = let the router size it dynamically; at most 1,400,000). LIVE
+            trades keep the router's limit and, with a CU price, cap the priority fee at price × limit.
 
             ```proto
             uint32 compute_unit_limit = 3;

@@ -36,7 +36,8 @@ export type MevProtection = Message<"tradewire.v1.MevProtection"> & {
   computeUnitPriceMicroLamports: bigint;
 
   /**
-   * Compute-unit limit (0 = let the router size it dynamically; at most 1,400,000).
+   * Compute-unit limit (0 = let the router size it dynamically; at most 1,400,000). LIVE
+   * trades keep the router's limit and, with a CU price, cap the priority fee at price × limit.
    *
    * @generated from field: uint32 compute_unit_limit = 3;
    */
