@@ -354,6 +354,11 @@ class WebhooksConfig(_Model):
                                                        "[shared] redis_url (one key for every replica)")
     timeout_s: float = Field(5.0, gt=0)
     concurrency: int = Field(8, ge=1, le=256)
+    # One stalled receiver must not hold every delivery slot: what is due for a receiver at its
+    # bound waits, without counting as an attempt, while other receivers' webhooks go.
+    max_in_flight_per_receiver: int = Field(4, ge=1, le=256, description="deliveries in flight at once to one "
+                                                                         "receiver (a URL's scheme, host and "
+                                                                         "port), per replica")
     idle_poll_s: float = Field(10.0, gt=0, description="look at the outbox at least this often: on a shared "
                                                        "store, entries another replica left fall due silently")
     retry: RetryConfig = RetryConfig(max_attempts=10, initial_backoff_s=1.0, max_backoff_s=600.0)

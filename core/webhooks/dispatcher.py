@@ -18,6 +18,13 @@ POSTs them with a pooled ``httpx.AsyncClient``:
   one whose sender died mid-delivery is due again when its lease ends — for this process after
   a restart, or for any other replica on the shared store. Nothing is lost, and a receiver may
   rarely see a delivery twice — the ``tradewire-delivery`` header is the id to dedupe on.
+* At most ``max_in_flight_per_receiver`` deliveries run at once to one receiver (a URL's
+  origin: scheme, lowercased host, port), so a receiver that stalls cannot hold every one of the
+  ``concurrency`` slots and keep other receivers' webhooks waiting. An entry taken while its
+  receiver is at that bound takes no slot and counts no attempt: it is held here, under the
+  lease it was taken with, and sent (leased afresh) when its receiver has room — or, held
+  longer than an attempt may take, left to that lease: due again, here or on another replica,
+  when it ends.
 * On shutdown, :meth:`close` delivers what is due within the time it is given; the rest
   stays in the outbox and goes out after the restart.
 * A request's own ``webhook_url`` only reaches global addresses (core/webhooks/destinations.py):
@@ -44,6 +51,7 @@ import os
 import secrets
 import time
 import uuid
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -70,6 +78,10 @@ EVENT_TYPE = "trade.finished"
 USER_AGENT = "tradewire-webhooks/1"
 PRUNE_EVERY_S = 60.0
 ANSWER_LIMIT = 64 * 1024  # bytes of a receiver's answer read (its status is what counts)
+LEASE_SLACK_S = 5.0  # a lease outlasts the attempt's timeout by this (an attempt's overrun, clock skew)
+HOLD_LIMIT = 1024  # entries held in memory for receivers at their bound; more are left to their lease
+TAKE_PER_PASS = 1024  # entries one look at the outbox takes at most (the event loop waits meanwhile)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def load_or_create_secret(path: Path) -> bytes:
@@ -143,6 +155,20 @@ async def _discard_answer(response: httpx.Response) -> None:
         await response.aclose()
 
 
+def receiver_of(url: str) -> str:
+    """The receiver a URL reaches, for the per-receiver bound: its origin (scheme, lowercased
+    host, port — the scheme's default when it names none)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port or _DEFAULT_PORTS.get(scheme, 0)}"
+
+
 def _retry_after(response: httpx.Response, now: float) -> float | None:
     """The seconds a 429 or 503 answer's ``Retry-After`` asks to wait (a number of seconds or
     an HTTP date), None when it has none (or not one that parses)."""
@@ -185,6 +211,10 @@ class WebhookDispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._deliveries: set[asyncio.Task] = set()
+        self._in_flight: Counter[str] = Counter()  # receiver → its deliveries running here
+        # receiver → (entry, its lease's end in ns), taken while the receiver was at its bound
+        self._held: dict[str, deque[tuple[OutboxEntry, int]]] = {}
+        self._held_count = 0
         self._loop_task: asyncio.Task | None = None
         self._closing = False
 
@@ -291,24 +321,76 @@ class WebhookDispatcher:
             return cap
         return min(cap, max(0.0, due / 1e9 - self._clock()))
 
-    def _dispatch_due(self) -> int:
-        free = self.config.concurrency - len(self._deliveries)
-        if free <= 0 or self._closing:
-            return 0
-        now = self._clock()
-        # leased as taken: not due again while this attempt runs (here or on another replica
-        # sharing the store), and due again if this process dies before it ends
-        lease_ns = int((now + self.config.timeout_s + 5) * 1e9)
-        entries = self.store.outbox_take_due(int(now * 1e9), free, lease_ns)
-        for entry in entries:
-            task = asyncio.create_task(self._deliver(entry), name=f"webhook-{entry.id}")
-            self._deliveries.add(task)
-            self._idle.clear()
-            task.add_done_callback(self._delivered)
-        return len(entries)
+    def _lease_ns(self, now: float) -> int:
+        return int((now + self.config.timeout_s + LEASE_SLACK_S) * 1e9)
 
-    def _delivered(self, task: asyncio.Task) -> None:
+    def _dispatch_due(self) -> int:
+        """Start what is due, as the global and per-receiver bounds allow; returns how many."""
+        if self._closing:
+            return 0
+        started = self._start_held()
+        taken = 0
+        # Taken while there are free slots, even past entries whose receiver is at its bound:
+        # other receivers' entries may be behind them.
+        while taken < TAKE_PER_PASS:
+            free = self.config.concurrency - len(self._deliveries)
+            if free <= 0:
+                break
+            now = self._clock()
+            # leased as taken: not due again while this attempt runs (here or on another replica
+            # sharing the store), and due again if this process dies before it ends
+            lease_ns = self._lease_ns(now)
+            entries = self.store.outbox_take_due(int(now * 1e9), free, lease_ns)
+            taken += len(entries)
+            for entry in entries:
+                receiver = receiver_of(entry.url)
+                if self._in_flight[receiver] < self.config.max_in_flight_per_receiver:
+                    self._start(entry, receiver)
+                    started += 1
+                elif self._held_count < HOLD_LIMIT:
+                    self._held.setdefault(receiver, deque()).append((entry, lease_ns))
+                    self._held_count += 1
+                # else left to its lease: due again when it ends
+            if len(entries) < free:
+                break
+        return started
+
+    def _start_held(self) -> int:
+        """Start held entries whose receiver has room now; drop those held too long to lease
+        afresh safely (due again in the store when their lease ends)."""
+        started = 0
+        for receiver in list(self._held):
+            held = self._held[receiver]
+            while held and len(self._deliveries) < self.config.concurrency:
+                entry, lease_ns = held[0]
+                now = self._clock()
+                # Leased afresh only well within its lease, as no other replica may have taken it then.
+                expired = now + LEASE_SLACK_S >= lease_ns / 1e9
+                if not expired and self._in_flight[receiver] >= self.config.max_in_flight_per_receiver:
+                    break
+                held.popleft()
+                self._held_count -= 1
+                if not expired:
+                    self.store.outbox_update(entry.id, "pending", entry.attempts, self._lease_ns(now),
+                                             entry.last_error)  # the same entry, leased for this attempt
+                    self._start(entry, receiver)
+                    started += 1
+            if not held:
+                del self._held[receiver]
+        return started
+
+    def _start(self, entry: OutboxEntry, receiver: str) -> None:
+        task = asyncio.create_task(self._deliver(entry), name=f"webhook-{entry.id}")
+        self._deliveries.add(task)
+        self._in_flight[receiver] += 1
+        self._idle.clear()
+        task.add_done_callback(lambda done: self._delivered(done, receiver))
+
+    def _delivered(self, task: asyncio.Task, receiver: str) -> None:
         self._deliveries.discard(task)
+        self._in_flight[receiver] -= 1
+        if self._in_flight[receiver] <= 0:
+            del self._in_flight[receiver]
         if not self._deliveries:
             self._idle.set()
         self._kick.set()
@@ -411,6 +493,8 @@ class WebhookDispatcher:
         if flush_timeout > 0:
             await self.flush(flush_timeout)
         self._closing = True
+        self._held.clear()  # their leases end, and they are due again (after a restart, or elsewhere)
+        self._held_count = 0
         self._kick.set()
         tasks = [t for t in (self._loop_task, *self._deliveries) if t is not None]
         for task in tasks:
