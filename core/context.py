@@ -92,3 +92,7 @@ class CallContext:
         """Whether a call cancelled now was cut off by its deadline, not by its caller: its
         deadline has come, within a transport's timer slack."""
         return self.deadline is not None and time.monotonic() >= self.deadline - DEADLINE_SLACK_S
+
+    def cut_off_as(self) -> str:
+        """Why a stream its transport closed early ended: "deadline", or "client_gone"."""
+        return "deadline" if self.ended_by_deadline() else "client_gone"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import dataclasses
 import hashlib
 import logging
@@ -25,17 +24,17 @@ from decimal import Decimal
 
 from tradewire.core.auth.permissions import authorize
 from tradewire.core.context import CallContext
-from tradewire.core.errors import (Code, FieldViolation, TradewireError, internal_error, invalid, invalid_fields,
-                                   nested_under)
+from tradewire.core.errors import Code, FieldViolation, TradewireError, invalid, invalid_fields, nested_under
 from tradewire.core.executors.base import Executor
-from tradewire.core.lifecycle import MOST_TRANSITIONS, heartbeat_event, is_terminal, now_timestamp, shutdown_event
+from tradewire.core.lifecycle import is_terminal, now_timestamp
 from tradewire.core.market import Market, format_units
 from tradewire.core.order import Order, mode_name
-from tradewire.core.pipeline import CredentialWatch, Pipeline, recordable_trade_id, shutting_down
+from tradewire.core.pipeline import CredentialWatch, Pipeline, recordable_trade_id
 from tradewire.core.quotes import QuoteSource
+from tradewire.core.session import Session
 from tradewire.core.store.base import HistoryQuery, TradeStore
-from tradewire.core.trades import TradeRunner, trade_error, trade_not_found
-from tradewire.core.validation import check_cancel, require_valid, timestamp_ns, validate_trade
+from tradewire.core.trades import TradeRunner, ended_as, trade_error, trade_not_found
+from tradewire.core.validation import timestamp_ns, validate_trade
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -88,7 +87,7 @@ class TradeService:
         if metrics is not None:
             metrics.draining.set(1)
 
-    def _check_webhook(self, order: Order, prefix: str = "") -> None:
+    def check_webhook(self, order: Order, prefix: str = "") -> None:
         if order.webhook_url:
             if self.webhooks is None:
                 raise invalid(prefix + "webhook_url", "webhooks are not enabled on this gateway")
@@ -99,7 +98,7 @@ class TradeService:
     async def ExecuteTrade(self, request: pb.TradeRequest, ctx: CallContext) -> pb.TradeResult:
         async with self._call(ctx, request) as call:
             order = call.orders[0]
-            self._check_webhook(order)
+            self.check_webhook(order)
             return await self.runner.execute(order, deadline=ctx.deadline)
 
     async def StreamExecutionStatus(self, request: spb.StreamExecutionStatusRequest,
@@ -122,7 +121,7 @@ class TradeService:
                 raise
             finally:
                 await events.aclose()
-                self.hub.unsubscribe(sub, _cut_off(ctx) if ended == "client_gone" else ended)
+                self.hub.unsubscribe(sub, ctx.cut_off_as() if ended == "client_gone" else ended)
 
     async def GetTrade(self, request: spb.GetTradeRequest, ctx: CallContext) -> pb.TradeResult:
         async with self._call(ctx, request):
@@ -276,11 +275,11 @@ class TradeService:
     async def CancelTrade(self, request: spb.CancelTradeRequest, ctx: CallContext) -> spb.CancelTradeResponse:
         async with self._call(ctx, request):
             result = await self.runner.cancel(ctx.principal.id, request.request_id, request.reason,
-                                              self._cancel_scope(ctx))
+                                              self.cancel_scope(ctx))
             return spb.CancelTradeResponse(request_id=request.request_id, status=result.status)
 
     @staticmethod
-    def _cancel_scope(ctx: CallContext) -> Callable[[int], None]:
+    def cancel_scope(ctx: CallContext) -> Callable[[int], None]:
         """Cancelling a trade takes the scope trading in its mode takes: a paper key stops no
         LIVE trade (the call's own check knew no mode, so it applied PAPER's)."""
         return lambda mode: authorize(ctx.principal, "CancelTrade", mode_name(mode))
@@ -305,7 +304,7 @@ class TradeService:
                         raise invalid(prefix + "request_id",
                                       f"duplicates trades[{first_index[item.request_id]}].request_id")
                     order = validate_trade(item, principal.id, self.market, prefix)
-                    self._check_webhook(order, prefix)
+                    self.check_webhook(order, prefix)
                     outcomes.append(order)
                 except TradewireError as exc:
                     outcomes.append(exc)
@@ -326,7 +325,7 @@ class TradeService:
                 else:
                     results[index] = spb.BatchItemResult(index=index, result=outcome)
                     recorded = ended_as(outcome)
-                self._record_item(ctx, "trades", items[index].request_id, recorded, started)
+                self.record_item(ctx, "trades", items[index].request_id, recorded, started)
 
             async def run(index: int, order: Order) -> None:
                 async with slots:
@@ -352,7 +351,7 @@ class TradeService:
                 metrics.batch_items.labels("refused").inc(len(results) - ran)
             return spb.ExecuteTradeBatchResponse(results=results)
 
-    def _record_item(self, ctx: CallContext, part: str, request_id: str, outcome: tuple[Code, str],
+    def record_item(self, ctx: CallContext, part: str, request_id: str, outcome: tuple[Code, str],
                      started: float) -> None:
         """A batch item's or a session message's own record (Recorder.item_finished): ``outcome``
         is (code, reason), as an ExecuteTrade of it would have been recorded."""
@@ -362,234 +361,9 @@ class TradeService:
                            ctx: CallContext) -> AsyncIterator[spb.TradeSessionResponse]:
         async with self._call(ctx, None):  # the PAPER scope to open; each trade is authorized by its mode
             # (closed with the call, not when collected: its reader and followers stop at once)
-            async with aclosing(_Session(self, ctx, requests).run()) as responses:
+            async with aclosing(Session(self, ctx, requests).run()) as responses:
                 async for response in responses:
                     yield response
-
-
-class _Session:
-    """One TradeSession: requests in (read by a task of their own), every status of every
-    trade of the session out, multiplexed, through one bounded queue.
-
-    The queue holds at most ``session_max_lag`` messages. Each trade the session follows keeps
-    room for every status it may still publish, and the next request is read only once there is
-    room for what it may bring: a burst of trades from a caller reading slower than they run
-    waits in the transport (flow control) instead of overflowing the queue. A reader that
-    accepts nothing for ``slow_consumer_s`` is dropped by the hub's watchdog with
-    RESOURCE_EXHAUSTED (SLOW_CONSUMER) — the trades read go on and can be followed with
-    StreamExecutionStatus; requests not read were not run. The session ends by itself
-    once the client has half-closed and every trade of the session has ended; a client that
-    goes away ends it at once (its trades go on). On shutdown it gets the statuses of its
-    trades that ended during the drain, then one SHUTDOWN status. A request the transport could
-    not take (too large, or not a TradeSessionRequest) comes as its TradewireError: it is answered
-    with a SessionError without a request id, and the session goes on.
-    """
-
-    def __init__(self, service: TradeService, ctx: CallContext, requests: AsyncIterator[spb.TradeSessionRequest]):
-        self.service = service
-        self.runner = service.runner
-        self.hub = service.hub
-        self.ctx = ctx
-        self.credential = CredentialWatch(service.pipeline, ctx)
-        self.requests = requests
-        self.max_lag = service.options.session_max_lag
-        self.queue: collections.deque[spb.TradeSessionResponse] = collections.deque()
-        self.ready = asyncio.Event()
-        self.failed: TradewireError | None = None
-        self.reading = True
-        self.followers: dict[str, asyncio.Task] = {}  # by request id, while the trade is followed
-        self.owed: dict[str, int] = {}  # by request id: statuses its trade may still put in the queue
-        self.room = asyncio.Event()  # set as the queue is read: a paused request reader looks again
-
-    def put(self, response: spb.TradeSessionResponse, request_id: str | None = None) -> None:
-        """Queue ``response``; ``request_id`` names the followed trade whose status it is."""
-        if self.failed is not None:
-            return
-        if request_id is not None and self.owed.get(request_id):
-            self.owed[request_id] -= 1
-        if len(self.queue) >= self.max_lag:  # (not reached while reading waits for room: a guard)
-            self.failed = TradewireError(
-                "SLOW_CONSUMER", f"the session's reader fell {self.max_lag} messages behind and was dropped; its "
-                                 "trades go on: follow them with StreamExecutionStatus (from_sequence)",
-                metadata={"max_lag": str(self.max_lag)})
-        else:
-            self.queue.append(response)
-        self.ready.set()
-
-    async def run(self) -> AsyncIterator[spb.TradeSessionResponse]:
-        sub = self.hub.subscribe("session", self.ctx.principal.id)
-        unregister = self.hub.on_shutdown(self.ready.set)
-        reader = asyncio.create_task(self._read(), name="trade-session-reader")
-        ended = "client_gone"
-        try:
-            while True:
-                while self.queue:
-                    sub.parked()
-                    yield self.queue.popleft()
-                    sub.resumed()
-                    self.room.set()
-                if self.failed is not None:
-                    ended = "slow_consumer" if self.failed.reason == "SLOW_CONSUMER" else "error"
-                    raise self.failed
-                if self.hub.closing:
-                    await self._settle_followers()
-                    if self.queue:
-                        continue
-                    sub.parked()
-                    yield spb.TradeSessionResponse(status=shutdown_event("", None))
-                    sub.resumed()
-                    ended = "shutdown"
-                    return
-                if not self.reading and not self.followers:
-                    ended = "completed"
-                    return
-                self.ready.clear()
-                try:
-                    async with asyncio.timeout(self.service.options.heartbeat_s):
-                        await self.ready.wait()
-                except TimeoutError:
-                    try:
-                        self.credential.check()  # an idle session ends too once its key is revoked
-                    except TradewireError as exc:
-                        self.failed = self.failed or exc
-                        continue
-                    sub.parked()
-                    yield spb.TradeSessionResponse(status=heartbeat_event("", None))
-                    sub.resumed()
-        finally:
-            unregister()
-            if ended == "client_gone":
-                ended = _cut_off(self.ctx)
-            tasks = [reader, *self.followers.values()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self.hub.unsubscribe(sub, ended)
-
-    async def _settle_followers(self) -> None:
-        """On shutdown: let followers deliver what their (ended or abandoned) trades published."""
-        if self.followers:
-            await asyncio.wait(list(self.followers.values()), timeout=1.0)
-
-    async def _read(self) -> None:
-        try:
-            async for message in self.requests:
-                if isinstance(message, TradewireError):  # one the transport could not take: refused alone
-                    self._refuse_unread(message)
-                else:
-                    await self._handle(message)
-                await self._room_for_one_more()
-        except TradewireError as exc:  # a revoked key (an expired token) ends the session
-            self.failed = self.failed or exc
-        except Exception:
-            log.exception("reading a trade session failed")
-            self.failed = self.failed or internal_error()
-        finally:
-            self.reading = False
-            self.ready.set()
-
-    async def _room_for_one_more(self) -> None:
-        """Wait until the queue has room for all a next request may bring (a trade's statuses)
-        besides what the trades followed may still put in it."""
-        while self.failed is None and \
-                len(self.queue) + sum(self.owed.values()) + MOST_TRANSITIONS > self.max_lag:
-            self.room.clear()
-            await self.room.wait()
-
-    def _refuse_unread(self, error: TradewireError) -> None:
-        """A message that did not decode, or is too large: its error (no request id: it was not read),
-        and the session goes on with the next."""
-        started = time.monotonic()
-        try:  # as for any message: a revoked key (an expired token) ends the session
-            self.credential.check(now=True)
-        except TradewireError as exc:
-            self.service._record_item(self.ctx, "action", "", (exc.code, exc.reason), started)
-            raise
-        try:  # it costs what a malformed call costs: a token of the caller's bucket (a unary call's)
-            self.service.pipeline.limit_trade(self.ctx.principal.id, 0)
-        except TradewireError as exc:
-            error = exc
-        self.put(spb.TradeSessionResponse(error=spb.SessionError(error=trade_error(error))))
-        self.service._record_item(self.ctx, "action", "", (error.code, error.reason), started)
-
-    async def _handle(self, message: spb.TradeSessionRequest) -> None:
-        action = message.WhichOneof("action")
-        request_id = message.trade.request_id if action == "trade" else message.cancel.request_id
-        started = time.monotonic()
-        try:  # each trade or cancel is authorized: a revoked key (an expired token) ends the session
-            self.credential.check(now=True)
-        except TradewireError as exc:
-            self.service._record_item(self.ctx, action or "action", request_id, (exc.code, exc.reason), started)
-            raise
-        try:
-            require_valid(message)
-            if self.service.draining:
-                raise shutting_down()
-            if action == "cancel":  # (takes what a CancelTrade call takes, as a trade takes an ExecuteTrade's)
-                self.service.pipeline.limit_trade(self.ctx.principal.id, 0, method="CancelTrade")
-                check_cancel(message.cancel, "cancel.")
-                try:
-                    result = await self.runner.cancel(self.ctx.principal.id, request_id, message.cancel.reason,
-                                                      self.service._cancel_scope(self.ctx))
-                except TradewireError as exc:
-                    raise nested_under("cancel.", exc) from None
-                self.put(spb.TradeSessionResponse(cancelled=spb.CancelTradeResponse(request_id=request_id,
-                                                                                    status=result.status)))
-                self.service._record_item(self.ctx, action, request_id, (Code.OK, ""), started)
-                return
-            mode = mode_name(message.trade.mode)
-            authorize(self.ctx.principal, "TradeSession", mode)
-            self.service.pipeline.limit_trade(self.ctx.principal.id, message.trade.mode)
-            order = validate_trade(message.trade, self.ctx.principal.id, self.service.market, "trade.")
-            self.service._check_webhook(order, "trade.")
-            try:
-                self.runner.admit(order)
-            except TradewireError as exc:
-                raise nested_under("trade.", exc) from None
-        except TradewireError as exc:
-            self.put(spb.TradeSessionResponse(error=spb.SessionError(request_id=request_id, error=trade_error(exc))))
-            self.service._record_item(self.ctx, action or "action", request_id, (exc.code, exc.reason), started)
-            return
-        if request_id in self.followers:  # sent again while the session follows it: joined, nothing new
-            self.service._record_item(self.ctx, action, request_id, (Code.OK, ""), started)
-            return
-        self.owed[request_id] = MOST_TRANSITIONS
-        task = asyncio.create_task(self._follow(request_id, started), name=f"session-follow-{request_id}")
-        self.followers[request_id] = task
-        task.add_done_callback(lambda _t, rid=request_id: self._followed(rid))
-
-    def _followed(self, request_id: str) -> None:
-        self.followers.pop(request_id, None)
-        self.owed.pop(request_id, None)
-        self.ready.set()
-        self.room.set()
-
-    async def _follow(self, request_id: str, started: float) -> None:
-        """The trade's statuses into the session; its record once it ends (CANCELLED if the session
-        ends first — the trade goes on — as an ExecuteTrade whose caller left is recorded)."""
-        ended = (Code.CANCELLED, "")
-        try:
-            async for event in self.runner.events(self.ctx.principal.id, request_id, 1):
-                if event.kind == pb.STATUS_KIND_TRANSITION:
-                    self.put(spb.TradeSessionResponse(status=event), request_id)
-                    if is_terminal(event.stage):
-                        ended = ended_as(event.result)
-                if self.failed is not None:
-                    return
-        finally:
-            self.service._record_item(self.ctx, "trade", request_id, ended, started)
-
-
-def _cut_off(ctx: CallContext) -> str:
-    """Why a stream its transport closed ended: its deadline came, or its caller left."""
-    return "deadline" if ctx.ended_by_deadline() else "client_gone"
-
-
-def ended_as(result: pb.TradeResult) -> tuple[Code, str]:
-    """(code, reason) of a trade's end as its ExecuteTrade is recorded: OK if FILLED, else its error's."""
-    if result.status == pb.TRADE_STATUS_FILLED:
-        return Code.OK, ""
-    return Code(result.error.code) if result.error.code else Code.UNKNOWN, result.error.reason
 
 
 def _val(atomic: int | Decimal, decimals: int) -> str:

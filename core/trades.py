@@ -877,6 +877,13 @@ def raise_unless_filled(result: pb.TradeResult, error: TradewireError | None = N
     )
 
 
+def ended_as(result: pb.TradeResult) -> tuple[Code, str]:
+    """(code, reason) of a trade's end as its ExecuteTrade is recorded: OK if FILLED, else its error's."""
+    if result.status == pb.TRADE_STATUS_FILLED:
+        return Code.OK, ""
+    return Code(result.error.code) if result.error.code else Code.UNKNOWN, result.error.reason
+
+
 def trade_error(err: TradewireError) -> pb.TradeError:
     return pb.TradeError(
         code=int(err.code if err.code != Code.OK else Code.INTERNAL), reason=err.reason, message=err.message,
