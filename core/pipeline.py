@@ -267,8 +267,8 @@ class Pipeline:
         public = METHOD_ACCESS.get(ctx.method) is Access.PUBLIC
         if public and not ("authorization" in ctx.headers or "x-api-key" in ctx.headers):
             return
-        peer_host = _host(ctx.peer)
-        self._shared_check(call, lambda: self._counting_refusals(lambda: self.limits.check_peer(peer_host)))
+        host = peer_host(ctx.peer)
+        self._shared_check(call, lambda: self._counting_refusals(lambda: self.limits.check_peer(host)))
         outcome = self._shared_check(call, lambda: self.authenticator.attempt(ctx.headers))
         if outcome is None:  # HealthCheck, the shared key store not answering: answered as to anyone
             return
@@ -276,7 +276,7 @@ class Pipeline:
         if outcome.ok:
             ctx.principal = outcome.principal
             return
-        self._shared_check(call, lambda: self.limits.record_auth_failure(peer_host))
+        self._shared_check(call, lambda: self.limits.record_auth_failure(host))
         if public:  # answered as to anyone, saying why the credentials were not taken
             ctx.credentials_refused = outcome.error.reason
             return
@@ -425,7 +425,7 @@ def _trace_id(traceparent: str) -> str:
     return match.group(2)
 
 
-def _host(peer: str) -> str:
+def peer_host(peer: str) -> str:
     """The address part of "host:port" / "[v6]:port" / "ipv4:host:port" (grpc style)."""
     peer = peer.removeprefix("ipv4:").removeprefix("ipv6:")
     host, sep, port = peer.rpartition(":")

@@ -230,8 +230,8 @@ def peer_bucket(peer: str) -> str:
     (and may use any of its 2^64 addresses), so an IPv6 peer is counted by its /64; an IPv4
     address mapped into IPv6 (``::ffff:192.0.2.1``, a dual-stack listener's view of an IPv4
     caller) is that IPv4 address. Anything that is not an IP address stays as it is."""
-    try:  # (gRPC writes an IPv6 peer with percent-encoded brackets: "%5B::1%5D")
-        address = ipaddress.ip_address(peer.replace("%5B", "[").replace("%5D", "]").strip("[]"))
+    try:
+        address = ipaddress.ip_address(peer.strip("[]"))
     except ValueError:
         return peer
     if isinstance(address, ipaddress.IPv6Address):

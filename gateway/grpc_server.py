@@ -12,6 +12,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import unquote
 
 import grpc
 from google.protobuf import descriptor_pool, message_factory
@@ -29,9 +30,10 @@ from tradewire.gateway.reflection import enable_reflection
 log = logging.getLogger("tradewire.gateway")
 
 
-def _peer(context: grpc.aio.ServicerContext) -> str:
-    # "ipv4:127.0.0.1:5000" → "127.0.0.1:5000", as the HTTP listener names its peers
-    return context.peer().removeprefix("ipv4:").removeprefix("ipv6:")
+def peer_of(context: grpc.aio.ServicerContext) -> str:
+    # "ipv4:127.0.0.1:5000" → "127.0.0.1:5000" and "ipv6:%5B::1%5D:5000" (grpc's URI form) →
+    # "[::1]:5000", as the HTTP listener names its peers
+    return unquote(context.peer().removeprefix("ipv4:").removeprefix("ipv6:"))
 
 
 def _context(rpc: Rpc, context: grpc.aio.ServicerContext) -> CallContext:
@@ -41,7 +43,7 @@ def _context(rpc: Rpc, context: grpc.aio.ServicerContext) -> CallContext:
         protocol=Protocol.GRPC,
         method=rpc.name,
         headers=headers,
-        peer=_peer(context),
+        peer=peer_of(context),
         deadline=None if remaining is None else time.monotonic() + remaining,
     )
 
@@ -214,7 +216,7 @@ class _Unrouted(grpc.GenericRpcHandler):
         method, recorder = handler_call_details.method, self._recorder
 
         async def refuse(requests, context: grpc.aio.ServicerContext) -> None:
-            recorder.unrouted(Protocol.GRPC, "UNIMPLEMENTED", "POST", method, _peer(context))
+            recorder.unrouted(Protocol.GRPC, "UNIMPLEMENTED", "POST", method, peer_of(context))
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
 
         # (stream-stream whatever the call's kind: nothing is read before the answer)

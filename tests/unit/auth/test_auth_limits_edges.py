@@ -13,6 +13,8 @@ from tradewire.core.auth.jwt_verifier import JwtConfig, JwtVerifier
 from tradewire.core.auth.verification_keys import JwtKeyConfig
 from tradewire.core.errors import Code, TradewireError
 from tradewire.core.ratelimit import RateDecision, RateLimitConfig, RateLimits, TokenBucketLimiter, peer_bucket
+from tradewire.core.pipeline import peer_host
+from tradewire.gateway.grpc_server import peer_of
 
 
 @pytest.fixture
@@ -119,9 +121,14 @@ def test_an_ipv4_caller_seen_through_a_dual_stack_listener_is_that_ipv4_caller(l
     limits.check_peer("192.0.2.8")
 
 
-def test_a_grpc_ipv6_peer_is_counted_by_its_address(limits: RateLimits) -> None:
-    # grpc names an IPv6 peer "ipv6:%5B2001:db8::5%5D:port"; the pipeline passes "%5B2001:db8::5%5D"
-    _spend_failures(limits, ["%5B2001:db8::5%5D"] * 3)
+def test_a_grpc_ipv6_peer_is_named_as_on_http_and_counted_by_its_address(limits: RateLimits) -> None:
+    class GrpcContext:  # grpc names an IPv6 peer in its URI form, brackets percent-encoded
+        def peer(self) -> str:
+            return "ipv6:%5B2001:db8::5%5D:443"
+
+    peer = peer_of(GrpcContext())
+    assert peer == "[2001:db8::5]:443"  # as logged and audited, as the HTTP listener names it
+    _spend_failures(limits, [peer_host(peer)] * 3)
     with pytest.raises(TradewireError):
         limits.check_peer("2001:db8::6")
 
