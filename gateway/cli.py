@@ -52,8 +52,10 @@ def _serve_as_worker(settings: Settings, args: argparse.Namespace) -> int:
     from tradewire.gateway.assembly import StartupError
     from tradewire.gateway.data_dir_lock import hold_data_dir
     from tradewire.gateway.server import serve
-    from tradewire.gateway.workers import worker_settings
+    from tradewire.gateway.workers import outlives_supervisor, worker_settings
 
+    if outlives_supervisor(args.supervisor_pid):  # it died while this worker was starting: nobody to serve for
+        return 0
     # Every worker writes to the same stream: each line says which worker, and which process.
     configure_logging(settings.logging.level, process_fields={"worker": args.worker, "pid": os.getpid()})
     own = worker_settings(settings, args.worker)
@@ -88,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--config", help="TOML file (default: $TRADEWIRE_CONFIG, else embedded defaults)")
     serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the workers' supervisor
     serve.add_argument("--report-fd", type=int, help=argparse.SUPPRESS)  # where a worker says why it could not start
+    serve.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)  # a worker stops when it dies
     serve.set_defaults(handler=_serve)
     commands.add_parser("devnet", help="run the local Solana devnet (RPC, Jupiter, Jito); see devnet --help")
     keys = add_keys_subcommands(commands)

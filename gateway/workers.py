@@ -11,14 +11,17 @@ work after a restart.
 
 This supervisor forwards SIGTERM/SIGINT (each worker then shuts down gracefully on its own),
 restarts a worker that dies unexpectedly (with backoff), and exits 0 when every worker
-stopped cleanly. A worker that cannot start ends the service instead: at once when it never
-served, or after several failed starts in a row when it had — the others are stopped and the
-command exits non-zero with one ``tradewire: ...`` line, as a single gateway does.
+stopped cleanly. A supervisor killed outright takes its workers with it: each gets SIGTERM
+(outlives_supervisor) and shuts down gracefully. A worker that cannot start ends the service
+instead: at once when it never served, or after several failed starts in a row when it had —
+the others are stopped and the command exits non-zero with one ``tradewire: ...`` line, as a
+single gateway does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -102,6 +105,23 @@ async def supervise(settings: Settings, config_path: str | None) -> int:
         return 1
     log.info("all %d workers stopped", len(codes))
     return 0
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def outlives_supervisor(supervisor_pid: int | None) -> bool:
+    """In a worker, before it serves: have SIGTERM sent to it when its supervisor dies (killed
+    outright, say), so it stops gracefully instead of serving on, orphaned, with the ports, its
+    data directory and trades nobody supervises any more. True when the supervisor is gone
+    already: the worker must not serve at all."""
+    if supervisor_pid is None or not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("cannot ask to be stopped with the supervisor (prctl: %s)", os.strerror(ctypes.get_errno()))
+    # (set in this process, so a supervisor that died before it was set is not noticed by it)
+    return os.getppid() != supervisor_pid
 
 
 def report_start_failure(report_fd: int | None, reason: str) -> int:
@@ -218,7 +238,7 @@ async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
 async def _spawn(index: int, config_path: str | None) -> _Worker:
     report_fd, worker_end = os.pipe()
     args = [sys.executable, "-m", "tradewire.gateway.cli", "serve", "--worker", str(index),
-            "--report-fd", str(worker_end)]
+            "--report-fd", str(worker_end), "--supervisor-pid", str(os.getpid())]
     if config_path:
         args += ["--config", str(Path(config_path).resolve())]
     try:
