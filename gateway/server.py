@@ -10,8 +10,9 @@ SIGTERM/SIGINT start a graceful shutdown that ends within ``shutdown.deadline_s`
 3. every stream still open gets its final SHUTDOWN message (status streams first deliver
    the events of trades that ended during step 2) and ends; grpc.health.v1 Watch streams end
    after their NOT_SERVING update;
-4. the listeners stop; webhooks due now are delivered (the rest stay in the durable outbox),
-   the audit trail is flushed, the store closed; the process exits 0.
+4. the listeners stop (calls still open get a quarter of the time left, at most); webhooks
+   due now are delivered (the rest stay in the durable outbox), the audit trail is flushed,
+   the store closed; the process exits 0.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class Gateway:
         self.grpc.end_health_watches()  # 3. (else they run until the listener's grace period is out)
         cut = await self.core.close_streams(min(left(deadline), config.final_s * 0.4))
         listener_grace = min(self.settings.server.shutdown_grace_s, left(deadline) * 0.25)
+        # uvicorn's own wait (set when built) would not know how much of the deadline is left.
+        self.http.config.timeout_graceful_shutdown = listener_grace
         self.http.should_exit = True  # 4.
         await asyncio.gather(self.grpc.stop(listener_grace), self._http_task if self._http_task else asyncio.sleep(0))
         if self.worker_metrics is not None:
