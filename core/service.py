@@ -29,7 +29,7 @@ from tradewire.core.executors.base import Executor
 from tradewire.core.lifecycle import is_terminal, now_timestamp
 from tradewire.core.market import Market, format_units
 from tradewire.core.order import Order, mode_name
-from tradewire.core.pipeline import CredentialWatch, Pipeline, recordable_trade_id
+from tradewire.core.pipeline import CredentialWatch, Pipeline, recordable_trade_id, shutting_down
 from tradewire.core.quotes import QuoteSource
 from tradewire.core.session import Session
 from tradewire.core.store.base import HistoryQuery, TradeStore
@@ -331,6 +331,8 @@ class TradeService:
                 async with slots:
                     started = time.monotonic()
                     try:
+                        if self.draining:  # (an item still waiting for a slot is not started by a gateway
+                            raise shutting_down()  # that shuts down: the drain would not wait for it)
                         # each trade takes what an ExecuteTrade would: a batch is no way around the limits
                         self.pipeline.limit_trade(principal.id, order.mode, ctx.response_headers)
                         result = await self.runner.result_of(self.runner.admit(order), ctx.deadline)
