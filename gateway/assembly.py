@@ -105,8 +105,11 @@ class Core:
     # -- graceful shutdown, in this order (gateway/server.py drives it) ----------------------
 
     def begin_drain(self) -> None:
-        """No new calls (UNAVAILABLE, SHUTTING_DOWN); HealthCheck says NOT_SERVING."""
+        """No new calls (UNAVAILABLE, SHUTTING_DOWN); HealthCheck says NOT_SERVING; no other
+        replica's trades taken over."""
         self.service.begin_drain()
+        if self.presence is not None:
+            self.presence.stop_adopting()
 
     async def drain_trades(self, timeout: float) -> int:
         """Let running trades finish for up to ``timeout``; the rest are kept unfinished (they
@@ -114,7 +117,7 @@ class Core:
         if self.runner is None or await self.runner.drain(timeout):
             return 0
         interrupted = await self.runner.interrupt_all()
-        log.warning("shutdown deadline: %d trades left unfinished", interrupted)
+        log.warning("shutdown: %d trades left unfinished", interrupted)
         return interrupted
 
     async def close_streams(self, timeout: float) -> int:

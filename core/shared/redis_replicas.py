@@ -53,6 +53,7 @@ class ReplicaPresence:
         self._beats = 0
         self._present_since = 0.0  # monotonic: since when this replica's beats have held unbroken
         self._task: asyncio.Task | None = None
+        self._adopting = True
 
     def beat(self) -> bool:
         """Renew this replica's presence; False when it had expired (presumed dead meanwhile)."""
@@ -91,6 +92,11 @@ class ReplicaPresence:
                     self._metrics.trades_handed_over.labels("adopted").inc(len(trades))
         return adopted
 
+    def stop_adopting(self) -> None:
+        """A replica shutting down beats on (its own trades are still its own) but takes no
+        other replica's: it would start them only to leave them unfinished again."""
+        self._adopting = False
+
     def start(self) -> None:
         """Beat now (before this replica recovers its own trades), then every ttl/3."""
         self.beat()
@@ -112,7 +118,7 @@ class ReplicaPresence:
                 # Only a replica that has beaten for a whole ttl judges the others: after an outage
                 # (Redis away, or this one stalled) every presence has lapsed, and the replicas
                 # still alive need that long to beat again before their trades could be taken.
-                if time.monotonic() - self._present_since >= self.ttl_s:
+                if self._adopting and time.monotonic() - self._present_since >= self.ttl_s:
                     await self.sweep()
             except asyncio.CancelledError:
                 raise
