@@ -282,7 +282,7 @@ class HttpJsonApp:
                 # the deadline counts from the headers: a stalled upload spends it too
                 request = await within_deadline(self._decode(route, scope, receive, values, headers), ctx)
                 if route.kind is Kind.SERVER_STREAM:
-                    framer = Framer(wants_sse(headers.get("accept")), route.has_sequence)
+                    framer = Framer(wants_sse(headers.get("accept")), route.has_sequence, route.response_field)
                     handler = route.handler
                     await serve_stream(
                         lambda: handler(request, ctx),

@@ -12,8 +12,6 @@ the client's terms. Responses are compact proto3 JSON with unpopulated fields em
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import zlib
@@ -31,8 +29,8 @@ from tradewire.core.validation import map_key_subscript
 
 from .fields import (
     EXPECTED_FORMS, FLOAT_TYPES, INTEGER_TYPES, SCALAR_WKT, SPECIAL_WKT, TYPE_NAMES, WRAPPERS, BindError,
-    check_enum_number, check_int_range, field_lookup, is_map, name_in_path, parse_enum_text, parse_float_text,
-    parse_int_text, set_timestamp,
+    check_enum_number, check_int_range, decode_base64, field_lookup, is_map, name_in_path, parse_enum_text,
+    parse_float_text, parse_int_text, set_timestamp,
 )
 
 log = logging.getLogger("tradewire.gateway")
@@ -388,9 +386,9 @@ def _check_bytes(value: Any) -> str | None:
     if not isinstance(value, str):
         return f"expected a base64 string, got {_kind(value)}"
     try:
-        base64.urlsafe_b64decode(value.replace("+", "-").replace("/", "_") + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
-        return "expected a base64 string"
+        decode_base64(value)
+    except BindError:
+        return "expected a base64 string (standard or URL-safe alphabet)"
     return None
 
 

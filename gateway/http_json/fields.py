@@ -178,12 +178,17 @@ def parse_float_text(text: str) -> float:
     return float(text)
 
 
-def _parse_bytes(text: str) -> bytes:
-    padded = text + "=" * (-len(text) % 4)
+def decode_base64(text: str) -> bytes:
+    """A bytes value as proto3 JSON writes it: standard or URL-safe base64 (one alphabet, as
+    Go's protojson reads it), padded or not. Anything else is a BindError: a lenient decoder
+    would drop what it does not know ("YWJj!" → b"abc", "!!!!" → b"")."""
+    urlsafe = "-" in text or "_" in text
+    if urlsafe and ("+" in text or "/" in text):
+        raise BindError("expected base64 in one alphabet, standard (+/) or URL-safe (-_)")
+    if urlsafe:
+        text = text.replace("-", "+").replace("_", "/")
     try:
-        if "-" in text or "_" in text:
-            return base64.urlsafe_b64decode(padded)
-        return base64.b64decode(padded, validate=True)
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise BindError("expected base64") from None
 
@@ -202,7 +207,7 @@ def parse_scalar(fd: FieldDescriptor, text: str):
     if t in FLOAT_TYPES:
         return parse_float_text(text)
     if t == F.TYPE_BYTES:
-        return _parse_bytes(text)
+        return decode_base64(text)
     raise BindError(f"cannot bind a {fd.type} field from text")  # pragma: no cover - guarded at build
 
 
@@ -271,7 +276,7 @@ def assign_leaf(container, fd: FieldDescriptor, text: str) -> None:
 
 __all__ = [
     "BindError", "field_lookup", "resolve_field_path", "parse_scalar", "assign_leaf", "is_leaf", "is_map",
-    "parse_int_text", "parse_enum_text", "check_enum_number", "parse_float_text", "check_int_range", "name_in_path",
-    "is_message", "SPECIAL_WKT", "SCALAR_WKT", "WRAPPERS", "TYPE_NAMES", "INTEGER_TYPES", "INT64_TYPES",
+    "decode_base64", "parse_int_text", "parse_enum_text", "check_enum_number", "parse_float_text", "check_int_range",
+    "name_in_path", "is_message", "SPECIAL_WKT", "SCALAR_WKT", "WRAPPERS", "TYPE_NAMES", "INTEGER_TYPES", "INT64_TYPES",
     "UINT64_TYPES", "UINT32_TYPES", "INT32_TYPES", "FLOAT_TYPES", "RANGES",
 ]

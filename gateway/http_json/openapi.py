@@ -383,6 +383,8 @@ def _responses(b: Binding) -> dict[str, Any]:
             ),
             "default": _error_response(),
         }
+    # response_body: the answer (each message of a stream) is that field of the response
+    item = field_schema(out_desc.fields_by_name[b.response_body], {}) if b.response_body else ref(out_desc.full_name)
     if m.server_streaming:
         ok = {
             "description": (
@@ -392,20 +394,17 @@ def _responses(b: Binding) -> dict[str, Any]:
                 '`{"result": message}` per line, `{"error": Status}` for a mid-stream error.'
             ),
             "content": {
-                "text/event-stream": {"schema": ref(out_desc.full_name)},
+                "text/event-stream": {"schema": item},
                 "application/x-ndjson": {
                     "schema": {
                         "type": "object",
-                        "properties": {"result": ref(out_desc.full_name), "error": ref(STATUS)},
+                        "properties": {"result": item, "error": ref(STATUS)},
                     }
                 },
             },
         }
     else:
-        schema = ref(out_desc.full_name)
-        if b.response_body:
-            schema = field_schema(out_desc.fields_by_name[b.response_body], {})
-        ok = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+        ok = {"description": "OK", "content": {"application/json": {"schema": item}}}
     return {"200": ok, "default": _error_response()}
 
 

@@ -23,6 +23,8 @@ from google.protobuf.descriptor import MethodDescriptor
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _LITERAL_BAD = re.compile(r"[{}*/]")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_ENCODED_SLASH = re.compile(r"(%2[Ff])")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class PathTemplate:
     openapi_path: str  # "/v1/trades/{request_id}:cancel"
     variable_patterns: dict[str, str]  # field path → its segment pattern when not plain "*"
     literal_weight: int  # for ordering: more literal text = more specific
+    multi_segment: frozenset[str] = frozenset()  # variables whose template spans segments ("a/*", "**")
 
     def match(self, raw_path: str) -> dict[str, str] | None:
         """Decoded variable values when ``raw_path`` matches, else None.
@@ -45,7 +48,22 @@ class PathTemplate:
         return None if m is None else self.decode(m)
 
     def decode(self, m: re.Match[str]) -> dict[str, str]:
-        return {var: unquote(m.group(i + 1), errors="strict") for i, var in enumerate(self.variables)}
+        return {var: _unescape(m.group(i + 1), var in self.multi_segment) for i, var in enumerate(self.variables)}
+
+
+def _unescape(raw: str, multi_segment: bool) -> str:
+    """A variable's value, percent-decoded as http.proto says: all of it for a single-segment
+    variable; for a multi-segment one all but "%2F"/"%2f", which would otherwise read as a segment
+    boundary (and name another resource). A '%' that starts no escape is refused, as grpc-gateway
+    and Envoy refuse it, rather than reaching the field as it stands."""
+    bad = _BAD_ESCAPE.search(raw)
+    if bad is not None:
+        raise UnicodeDecodeError("utf-8", raw.encode(), bad.start(), bad.start() + 1, "malformed percent-escape")
+    if not multi_segment:
+        return unquote(raw, errors="strict")
+    # (a UTF-8 sequence never holds the byte 0x2F, so no character is split here)
+    parts = _ENCODED_SLASH.split(raw)
+    return "".join(part if i % 2 else unquote(part, errors="strict") for i, part in enumerate(parts))
 
 
 def _split_verb(template: str) -> tuple[str, str | None]:
@@ -115,6 +133,7 @@ def parse_template(template: str) -> PathTemplate:
     regex_parts: list[str] = []
     openapi_parts: list[str] = []
     variables: list[str] = []
+    multi: set[str] = set()
     patterns: dict[str, str] = {}
     weight = 0
     top = _split_segments(path[1:])
@@ -142,6 +161,8 @@ def parse_template(template: str) -> PathTemplate:
             variables.append(name)
             if sub and sub != "*":
                 patterns[name] = sub
+            if len(sub_segments) > 1 or "**" in sub_segments:
+                multi.add(name)
         else:
             seg_regex, seg_weight = _segments_regex([seg], template)
             weight += seg_weight
@@ -160,6 +181,7 @@ def parse_template(template: str) -> PathTemplate:
         openapi_path=display,
         variable_patterns=patterns,
         literal_weight=weight,
+        multi_segment=frozenset(multi),
     )
 
 

@@ -23,6 +23,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import orjson
+
 from tradewire.core.errors import TradewireError, deadline_exceeded, internal_error
 from tradewire.gateway.disconnect import ClientGone, wait_disconnect
 
@@ -37,15 +39,16 @@ _END = object()
 
 
 def wants_sse(accept: str | None) -> bool:
-    """True when ``Accept`` lists text/event-stream (with a non-zero q)."""
-    if not accept or "text/event-stream" not in accept:
+    """True when ``Accept`` lists text/event-stream (with a non-zero q). Media types and
+    parameter names are case-insensitive (RFC 9110): "Text/Event-Stream;Q=0" is one too."""
+    if not accept or "text/event-stream" not in accept.lower():
         return False
     for item in accept.split(","):
         media, _, params = item.partition(";")
         if media.strip().lower() == "text/event-stream":
             for p in params.split(";"):
                 name, _, value = p.partition("=")
-                if name.strip() == "q":
+                if name.strip().lower() == "q":
                     try:
                         return float(value) > 0
                     except ValueError:
@@ -57,13 +60,16 @@ def wants_sse(accept: str | None) -> bool:
 class Framer:
     """Bytes for each message / error / end, in one framing."""
 
-    def __init__(self, sse: bool, has_sequence: bool) -> None:
+    def __init__(self, sse: bool, has_sequence: bool, response_field: str = "") -> None:
         self.sse = sse
         self.has_sequence = has_sequence
+        self.response_field = response_field  # JSON name of the binding's response_body, or ""
         self.content_type = SSE if sse else NDJSON
 
     def message(self, msg) -> bytes:
         data = encode_message(msg)
+        if self.response_field:  # each message is that field, as a unary answer is
+            data = orjson.dumps(orjson.loads(data).get(self.response_field))
         if not self.sse:
             return b'{"result":' + data + b"}\n"
         if self.has_sequence and msg.sequence > 0:
