@@ -213,6 +213,13 @@ class HttpJsonApp:
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1003})
 
+    def _head_too(self, path: str, allowed) -> set[str]:
+        """{"HEAD"} when the path's GET is a unary call: HEAD is answered there too (a stream's is not)."""
+        if "GET" not in allowed:
+            return set()
+        target, _, _ = self.table.match("GET", path)
+        return {"HEAD"} if isinstance(target, Route) and target.kind is Kind.UNARY else set()
+
     def _is_api_path(self, path: str) -> bool:
         for prefix in self.api_prefixes:
             if not prefix or path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + ":"):
@@ -249,7 +256,7 @@ class HttpJsonApp:
             return
         if target is None:
             if allowed:
-                allow = ", ".join(sorted(set(allowed)))
+                allow = ", ".join(sorted(set(allowed) | self._head_too(path, allowed)))
                 err = TradewireError(
                     _METHOD_NOT_ALLOWED, f"method {http_method} is not allowed for {path}; allowed: {allow}"
                 )

@@ -162,9 +162,10 @@ async def test_unknown_route_404_and_wrong_method_405(client, errors_seen):
     assert body["details"][0]["reason"] == "ROUTE_NOT_FOUND"
     assert "/v1/nothing/here" in body["message"]
 
-    for method, path, allow in [("DELETE", "/v1/trades", "GET, POST"), ("POST", "/v1/health", "GET"),
-                                ("GET", "/v1/sessions", "POST"), ("PUT", "/v1/trades/x:cancel", "GET, POST"),
-                                ("POST", "/v1/trades/x", "GET")]:
+    # (HEAD is answered wherever GET is a unary call, not where GET opens a stream)
+    for method, path, allow in [("DELETE", "/v1/trades", "GET, HEAD, POST"), ("POST", "/v1/health", "GET, HEAD"),
+                                ("GET", "/v1/sessions", "POST"), ("PUT", "/v1/trades/x:cancel", "GET, HEAD, POST"),
+                                ("POST", "/v1/trades/x", "GET, HEAD"), ("POST", "/v1/trades/x/status", "GET")]:
         r = await client.request(method, path)
         assert r.status_code == 405, (method, path)
         assert r.headers["allow"] == allow
