@@ -397,7 +397,7 @@ _CURSOR = re.compile(r"[0-9]{1,19}")  # ASCII digits only (str.isdigit() takes "
 
 def _decode_page_token(token: str, query: HistoryQuery) -> int:
     bad = TradewireError("VALIDATION_FAILED", "page_token: not a token from this query",
-                         field_violations=(FieldViolation("page_token", "invalid or from a different query"),))
+                         field_violations=(FieldViolation("page_token", "not a token from this query"),))
     try:
         version, cursor, digest = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":")
     except (ValueError, UnicodeDecodeError):
