@@ -6,11 +6,13 @@ to the dashboard."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import orjson
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.middleware.cors import CORSMiddleware
@@ -19,8 +21,10 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from tradewire.core.config import ServerConfig
+from tradewire.core.pipeline import shutting_down
 from tradewire.gateway.calls import SERVICE, SERVICE_NAME
 from tradewire.gateway.connect_app import RecordRefused, build_connect_app
+from tradewire.gateway.errors import status_json
 from tradewire.gateway.http_json import build_http_json_app
 
 # Browsers may send these on any protocol's calls and must be able to read these back.
@@ -138,12 +142,17 @@ class _Dispatch:
         kind = scope["type"]
         if kind == "http" and self.draining():
             send = _closing_connection(send)
-        if kind == "lifespan" or (scope["path"] in self._FASTAPI_PATHS and scope["method"] in ("GET", "HEAD")):
-            await self.app(scope, receive, send)  # (another method there is refused as any unrouted call is)
-        elif kind == "http" and self._is_connect_call(scope):
-            await self.connect(scope, receive, send)
-        else:
-            await self.http_json(scope, receive, send)
+        try:
+            if kind == "lifespan" or (scope["path"] in self._FASTAPI_PATHS and scope["method"] in ("GET", "HEAD")):
+                await self.app(scope, receive, send)  # (another method there is refused as any unrouted call is)
+            elif kind == "http" and self._is_connect_call(scope):
+                await self.connect(scope, receive, send)
+            else:
+                await self.http_json(scope, receive, send)
+        except asyncio.CancelledError:
+            if kind != "http" or not self.draining():
+                raise
+            await _answer_cut_off(send)  # the listener's grace ran out on this call
 
     def _is_connect_call(self, scope) -> bool:
         """A call to this service's Connect app, or a POST naming another service's procedure."""
@@ -157,3 +166,17 @@ def _closing_connection(send):
     keep-alive client would send its next call down a connection the shutdown is about to cut
     and get a reset, where a new connection gets an answer (or another replica)."""
     return _adding_headers(send, [(b"connection", b"close")])
+
+
+async def _answer_cut_off(send) -> None:
+    """A call the shutdown cut off (its body still uploading, say) is answered 503 SHUTTING_DOWN,
+    which a caller retries, in place of uvicorn's 500 and its "Exception in ASGI application"
+    line; one whose answer had started ends as it stands."""
+    body = orjson.dumps(status_json(shutting_down()))
+    try:
+        await send({"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1"), (b"connection", b"close")]})
+    except RuntimeError:  # (the answer had started: uvicorn refuses a second start)
+        return
+    await send({"type": "http.response.body", "body": body})

@@ -1,7 +1,8 @@
 """The shutdown deadline holds while an HTTP request is still being uploaded: the HTTP listener
 waits for it only as long as the deadline leaves (as the gRPC listener does), not a fixed grace
 period of its own counted after the trades' drain — which ran past the deadline, leaving the
-audit flush no time at all (an orchestrator's SIGKILL arrives at the deadline)."""
+audit flush no time at all (an orchestrator's SIGKILL arrives at the deadline). The upload cut
+off is answered 503 SHUTTING_DOWN (retryable)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,12 @@ async def test_a_request_still_uploading_does_not_hold_the_exit_past_the_deadlin
         with pytest.raises(RpcFailure) as failure:  # the running trade's caller: retryable, resumes
             await execution
         assert (failure.value.code, failure.value.reason) == ("UNAVAILABLE", "SHUTTING_DOWN")
+        # the upload cut off: answered as retryable, not uvicorn's 500 and its traceback
+        upload.settimeout(5)
+        answer = upload.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:300]
+        assert b'"reason":"SHUTTING_DOWN"' in answer, answer
+        assert "Exception in ASGI application" not in gateway.log_text()
     finally:
         upload.close()
         await client.close()
