@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .journal import count_lines
+from .write_ahead import leftovers as write_ahead_leftovers
 
 __all__ = ["held", "replay_segments", "take_over"]
 
@@ -61,5 +62,8 @@ def replay_segments(spool: Path) -> list[Path]:
 
 
 def _pieces(spool: Path) -> list[Path]:
-    """The spool's files holding rows: its replay segments, then the spool."""
-    return [p for p in [*replay_segments(spool), spool] if p.exists() and p.stat().st_size]
+    """The spool's files holding rows: its replay segments, its writer's write-ahead files (a
+    writer holds the lock while it runs, so these are a command's that was stopped before its rows
+    were spooled: Ctrl-C, a kill), then the spool."""
+    ahead = write_ahead_leftovers(spool.with_name(spool.name + ".ahead"))
+    return [p for p in [*replay_segments(spool), *ahead, spool] if p.exists() and p.stat().st_size]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -47,10 +48,35 @@ FsyncPolicy = Literal["always", "interval", "never"]
 
 
 def encode_event(event: AuditEvent, **extra: Any) -> bytes:
+    """One line; never raises: a row that cannot be encoded as it is would fail its batch's every
+    write, and the rows after it with them."""
     rec = event.to_record()
     if extra:
         rec.update(extra)
-    return orjson.dumps(rec) + b"\n"
+    try:
+        return orjson.dumps(rec) + b"\n"
+    except orjson.JSONEncodeError:
+        # text UTF-8 cannot hold: a lone surrogate (a file name's undecodable byte, as Python
+        # decodes argv and paths), written escaped ("\\udce9") -- the row kept, not refused
+        log.warning("audit: row %s/%s holds text that is not valid UTF-8; written with it escaped",
+                    event.table, event.event_id)
+        return orjson.dumps(_encodable(rec), default=str) + b"\n"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate written as its ``\\uXXXX`` escape (valid UTF-8)."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _escape_surrogates(value)
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    return value
 
 
 def _fsync_dir(path: Path) -> None:
@@ -145,13 +171,12 @@ class JournalFile:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             created = not self.path.exists()
-            fh = open(self.path, "ab")
+            fh = open(self.path, "ab", buffering=0)  # (unbuffered: a failed write leaves nothing behind to repeat)
             if not created and fh.tell() > 0:
                 with open(self.path, "rb") as rd:
                     rd.seek(-1, os.SEEK_END)
                     if rd.read(1) != b"\n":  # terminate a line torn by a crash
                         fh.write(b"\n")
-                        fh.flush()
             if created and self.durable:
                 _fsync_dir(self.path.parent)
             self._fh = fh
@@ -165,8 +190,15 @@ class JournalFile:
             if self._moved_away(fh):  # rotated (renamed away, a new file in its place): write to the path's
                 self._close_locked()
                 fh = self._open_locked()
-            fh.write(data)
-            fh.flush()
+            start = os.fstat(fh.fileno()).st_size
+            written = 0
+            try:
+                with memoryview(data) as view:
+                    while written < len(data):  # (a file system filling up takes part of it)
+                        written += fh.write(view[written:])
+            except BaseException:
+                self._undo_locked(fh, start, written)
+                raise
             self._unsynced = self.durable
             if fsync and self.durable:
                 os.fsync(fh.fileno())
@@ -230,6 +262,20 @@ class JournalFile:
                 self._fh = None
                 self._unsynced = False
 
+    def _undo_locked(self, fh: BinaryIO, start: int, written: int) -> None:
+        """A write failed part-way (disk full, I/O error): take back the part written, so that the
+        batch's retry neither repeats its first rows nor glues a row onto a torn one."""
+        try:
+            if written and os.fstat(fh.fileno()).st_size == start + written:  # (nobody appended since)
+                os.ftruncate(fh.fileno(), start)
+        except OSError:
+            pass  # the torn line stays: re-opening the file terminates it
+        self._fh = None
+        try:
+            fh.close()
+        except OSError:
+            pass
+
     def _moved_away(self, fh: BinaryIO) -> bool:
         """Whether the path names another file than ours now, or none (one stat per write: the
         writers batch theirs)."""
@@ -278,6 +324,7 @@ class JournalSink:
         self._handed = 0  # events accepted by emit (sequence)
         self._written = 0  # events written to the file
         self._write_errors = 0
+        self._last_error = ""
         self._healthy = True
         self._stopping = False
         self._closed = False
@@ -371,11 +418,16 @@ class JournalSink:
             healthy=self._healthy,
         )
 
+    @property
+    def last_error(self) -> str:
+        """What the last failed write said ("" if none failed)."""
+        return self._last_error
+
     def health(self) -> tuple[bool, str]:
         if self._healthy:
             return True, f"journal {self.path}"
-        return False, (f"journal {self.path}: writes failing ({self._write_errors} errors so far); "
-                       f"{len(self._pending)} event(s) held in memory, retried")
+        return False, (f"journal {self.path}: writes failing ({self._write_errors} errors so far, the last: "
+                       f"{self._last_error}); {self.in_memory()} event(s) held in memory, retried")
 
     # -- reading back ----------------------------------------------------------------------
 
@@ -434,8 +486,9 @@ class JournalSink:
             if batch:
                 try:
                     self.file.append(batch, fsync=self._policy == "always")
-                except Exception:
+                except Exception as exc:
                     self._write_errors += 1
+                    self._last_error = str(exc) or type(exc).__name__
                     self._healthy = False
                     log.exception(
                         "audit %s: writing %d event(s) to %s failed; retrying in %.2fs",

@@ -31,7 +31,8 @@ Data path::
 * Rows QuestDB refuses as invalid (HTTP 400 ``"code":"invalid"``) are isolated by bisection
   and appended with the error to ``<spool>.rejected`` (``rejected_total``, ERROR log line),
   so one bad row neither blocks the rest nor disappears. Events are schema-checked when
-  built (events.py), so this is a last line of defence.
+  built (events.py), so this is a last line of defence. A row refused for text QuestDB cannot
+  store (a lone surrogate, a NUL in a symbol) is written again with that text escaped first.
 * Tables are created up front (``CREATE TABLE IF NOT EXISTS ... WAL DEDUP UPSERT
   KEYS(ts, event_id)``) before any row is sent -- ILP would otherwise auto-create a table
   without DEDUP, its designated timestamp named ``timestamp`` -- and their shape is checked
@@ -40,7 +41,8 @@ Data path::
   before a row goes into it. A server started with ``line.auto.create.new.tables=false``
   refuses rows for a missing table instead; the sink then creates it and writes again.
 * A table of the wrong shape is fixed when it can be (missing columns added, DEDUP enabled);
-  otherwise (wrong designated timestamp, not WAL, DEDUP refused) it is renamed aside to
+  otherwise (wrong designated timestamp, not WAL, DEDUP refused, a column of a type that
+  refuses the rows: a VARCHAR for a LONG) it is renamed aside to
   ``<table>_aside_<UTC time>`` (WARNING naming it), created anew, and the audit rows it holds
   are copied back (DEDUP keeps that exactly-once). A refusal the sink cannot get past is not
   an outage: it is logged once at ERROR, reported by :meth:`QuestDBSink.health`, the rows are
@@ -63,6 +65,7 @@ import concurrent.futures
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -77,7 +80,7 @@ from .events import TABLES, AuditEvent, TableSchema
 from .foreign_spool import replay_segments, take_over
 from .journal import CorruptLineCounter, JournalFile, JournalSink, count_lines, read_journal
 from .sink import SinkStats
-from .write_ahead import WriteAhead
+from .write_ahead import WriteAhead, leftovers as write_ahead_leftovers
 
 __all__ = ["QuestDBSink", "parse_conf"]
 
@@ -269,7 +272,8 @@ class QuestDBSink:
         spool = Path(spool_path)
         self._spool = JournalSink(spool, fsync="always", name="spool")
         self._rejected = JournalFile(spool.with_name(spool.name + ".rejected"))
-        self._ahead = WriteAhead(spool.with_name(spool.name + ".ahead")) if write_ahead else None
+        self._ahead_path = spool.with_name(spool.name + ".ahead")
+        self._ahead = WriteAhead(self._ahead_path) if write_ahead else None
         self._corrupt = CorruptLineCounter()
         self._adopt = [Path(p) for p in adopt]
 
@@ -329,8 +333,9 @@ class QuestDBSink:
         await self._spool.start()
         # local files only: QuestDB is first contacted by the writer task, so a server that
         # hangs cannot hold up start-up (rows are queued, then spooled, meanwhile)
+        # (whether this run writes ahead or not: the last one may have, and been killed)
+        await self._loop.run_in_executor(self._worker, self._replay_write_ahead_leftovers)
         if self._ahead is not None:
-            await self._loop.run_in_executor(self._worker, self._replay_write_ahead_leftovers)
             await self._ahead.start()
         await self._loop.run_in_executor(self._worker, self._count_spool)
         self._task = self._loop.create_task(self._run(), name="tw-audit-questdb")
@@ -403,8 +408,11 @@ class QuestDBSink:
                 self._give_up_on_worker()  # the segments stay on disk for the next start
         self._closed = True
         await self._spool.close()
-        if self._ahead is not None:  # everything is in QuestDB or the spool now
-            await self._ahead.discard()
+        if self._ahead is not None:
+            if self._spool.in_memory():  # the spool could not take them all (a full disk): what
+                await self._ahead.close()  # the write-ahead holds of them is replayed at next start
+            else:  # everything is in QuestDB or the spool now
+                await self._ahead.discard()
         if self._started:
             closing = loop.run_in_executor(self._worker, self._close_worker)
             if not self._abandoned:
@@ -449,15 +457,32 @@ class QuestDBSink:
             spooled_total=self._spooled_total,
             spilled_total=self._spilled_total,
             replayed_total=self._replayed,
-            write_errors_total=self._write_errors,
+            # the local files' failed writes too (a full disk): rows they hold only in memory
+            write_errors_total=self._write_errors + self._file_write_errors(),
             rejected_total=self._rejected_total,
             dropped=0,
             healthy=self._reached and not self._down,
         )
 
+    def _file_write_errors(self) -> int:
+        errors = self._spool.stats().write_errors_total
+        if self._ahead is not None:
+            errors += self._ahead.write_errors()
+        return errors
+
     def health(self) -> tuple[bool, str]:
         """Whether QuestDB takes the audit rows now; if not why, since when (UTC) and how many
-        rows wait in the local spool."""
+        rows wait in the local spool (and whether the spool itself can be written)."""
+        up, why = self._backend_health()
+        spool_up, _ = self._spool.health()
+        if spool_up:
+            return up, why
+        # rows "spooled" are then held in memory only: a crash loses them
+        return False, (f"{why}; but the spool {self._spool.path} cannot be written "
+                       f"({self._spool.stats().write_errors_total} failed writes so far, the last: "
+                       f"{self._spool.last_error}): {self._spool.in_memory()} row(s) held in memory, retried")
+
+    def _backend_health(self) -> tuple[bool, str]:
         with self._lock:
             down, refusal, reached, why = self._down, self._refusal, self._reached, self._why
             since = datetime.fromtimestamp(self._since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -620,7 +645,9 @@ class QuestDBSink:
                         log.exception("audit: delivering a batch failed; spooling it")
                         self._spool_inflight(batch)
                     self._done += n
-                    if self._ahead is not None:  # (what failed was spooled, and _deliver waited for it)
+                    # (what failed was spooled, and _deliver waited for it; while the spool
+                    # cannot be written, the segments are the rows' only copy on disk: kept)
+                    if self._ahead is not None and self._spool.stats().healthy:
                         self._ahead.delivered(self._done)
                     self._resolve_waiters()
             except asyncio.CancelledError:
@@ -635,8 +662,7 @@ class QuestDBSink:
     def _replay_write_ahead_leftovers(self) -> None:
         """What a killed process left in its write-ahead files goes to the spool's replay
         segments (some of it may be in QuestDB already: DEDUP keeps one of each)."""
-        assert self._ahead is not None
-        for path in self._ahead.leftovers():
+        for path in write_ahead_leftovers(self._ahead_path):
             if path.stat().st_size == 0:
                 path.unlink()
                 continue
@@ -732,10 +758,10 @@ class QuestDBSink:
         )
         return {name: (ts, wal, dedup) for name, ts, wal, dedup in body.get("dataset", [])}
 
-    def _columns(self, table: str) -> dict[str, tuple[bool, bool]]:
-        """Each column of a table: (is the designated timestamp, is a DEDUP key)."""
-        body = self._exec(f'SELECT "column", designated, upsertKey FROM table_columns(\'{table}\')')
-        return {name: (designated, key) for name, designated, key in body.get("dataset", [])}
+    def _columns(self, table: str) -> dict[str, tuple[bool, bool, str]]:
+        """Each column of a table: (is the designated timestamp, is a DEDUP key, its type)."""
+        body = self._exec(f'SELECT "column", designated, upsertKey, type FROM table_columns(\'{table}\')')
+        return {name: (designated, key, kind) for name, designated, key, kind in body.get("dataset", [])}
 
     def _prepare_tables(self) -> None:
         """Create the missing tables, fix the misshapen ones or set them aside."""
@@ -762,12 +788,14 @@ class QuestDBSink:
             problem = f"its designated timestamp is {designated!r}, not 'ts'"
         elif not wal:
             problem = "it is not a WAL table (DEDUP needs one)"
+        elif wrong := _wrong_types(schema, columns):  # QuestDB would refuse every row
+            problem = f"column(s) of another type: {', '.join(wrong)}"
         else:
             try:
                 for column, qdb_type in _declared_columns(schema).items():
                     if column not in columns:  # a table from before the column was declared
                         self._exec(f"ALTER TABLE {schema.name} ADD COLUMN {column} {qdb_type}")
-                if {c for c, (_, key) in columns.items() if key} != _DEDUP_KEYS:
+                if {c for c, (_, key, _) in columns.items() if key} != _DEDUP_KEYS:
                     self._exec(f"ALTER TABLE {schema.name} DEDUP ENABLE UPSERT KEYS(ts, event_id)")
                 return
             except _Refused as exc:
@@ -775,7 +803,7 @@ class QuestDBSink:
         self._set_aside(schema, problem, columns)
 
     def _set_aside(
-        self, schema: TableSchema, problem: str, columns: dict[str, tuple[bool, bool]]
+        self, schema: TableSchema, problem: str, columns: dict[str, tuple[bool, bool, str]]
     ) -> None:
         """Rename a table that cannot be fixed, create it anew and copy its audit rows back."""
         name = schema.name
@@ -805,14 +833,16 @@ class QuestDBSink:
         )
 
     def _copy_back(
-        self, schema: TableSchema, aside: str, columns: dict[str, tuple[bool, bool]]
+        self, schema: TableSchema, aside: str, columns: dict[str, tuple[bool, bool, str]]
     ) -> str:
         """Copy the audit rows of a table set aside into the new one (DEDUP keeps it exactly-once);
         the rows stay in the aside table either way. Returns what happened, for the log."""
-        ts = next((c for c, (designated, _) in columns.items() if designated), None)
+        ts = next((c for c, (designated, _, _) in columns.items() if designated), None)
         if ts is None or "event_id" not in columns:
             return f"nothing to copy back (no event_id or timestamp); its rows stay in {aside}"
-        shared = [c for c in _declared_columns(schema) if c in columns]
+        # (a column of another type is left out: QuestDB would refuse the whole copy for it)
+        shared = [c for c, kind in _declared_columns(schema).items()
+                  if c in columns and columns[c][2] in _HOLDS.get(kind, {kind})]
         listed = ", ".join(f'"{c}"' for c in shared)
         try:
             counted = self._exec(f"SELECT count() FROM {aside} WHERE event_id IS NOT NULL")
@@ -953,21 +983,19 @@ class QuestDBSink:
             except _TableLost as exc:
                 raise _Refused(f"table {table}: {exc}", kind=f"write into {table}") from exc
 
-    def _flush_table(self, table: str, events: list[AuditEvent]) -> None:
+    def _flush_table(self, table: str, events: list[AuditEvent], escaped: bool = False) -> None:
+        """``escaped``: text QuestDB cannot store is written escaped (see ``_storable``)."""
         assert self._sender is not None
         buf = self._sender.new_buffer()
         good: list[AuditEvent] = []
         for ev in events:
             try:
-                buf.row(
-                    table,
-                    symbols=dict(ev.symbols),
-                    columns={**ev.columns, "event_id": ev.event_id},
-                    at=TimestampNanos(ev.ts_ns),
-                )
-                good.append(ev)
+                _add_row(buf, table, ev, escaped)
             except QuestDBError as exc:  # the client refused the row itself
-                self._reject([ev], f"client: {exc}")
+                if escaped or not _unstorable(ev) or not _escaped_row_added(buf, table, ev):
+                    self._reject([ev], f"client: {exc}")
+                    continue
+            good.append(ev)
         if not good:
             return
         try:
@@ -981,7 +1009,10 @@ class QuestDBSink:
             if not _is_rejection(exc):
                 raise _Unavailable(f"{exc.code.name}: {exc}") from exc
             if len(good) == 1:
-                self._reject(good, str(exc))
+                if not escaped and _unstorable(good[0]):  # (a NUL in a symbol): in it goes, escaped
+                    self._flush_table(table, good, escaped=True)
+                else:
+                    self._reject(good, str(exc))
                 return
             mid = len(good) // 2  # bisect to isolate the bad row(s)
             self._flush_table(table, good[:mid])
@@ -1084,6 +1115,36 @@ class QuestDBSink:
         return True
 
 
+# Text QuestDB cannot store: a lone surrogate (not UTF-8: the client refuses the row) and a NUL
+# in a symbol (the server refuses the row). A row holding some is written with it escaped as
+# ``\\uXXXX`` (as the journal writes a surrogate) rather than refused: the row lands.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _unstorable(ev: AuditEvent) -> bool:
+    return any(v.__class__ is str and _UNSTORABLE.search(v) for v in (*ev.symbols.values(), *ev.columns.values()))
+
+
+def _add_row(buf: Any, table: str, ev: AuditEvent, escaped: bool) -> None:
+    symbols, columns = dict(ev.symbols), {**ev.columns, "event_id": ev.event_id}
+    if escaped:
+        symbols = {k: _storable(v) for k, v in symbols.items()}
+        columns = {k: _storable(v) if v.__class__ is str else v for k, v in columns.items()}
+    buf.row(table, symbols=symbols, columns=columns, at=TimestampNanos(ev.ts_ns))
+
+
+def _escaped_row_added(buf: Any, table: str, ev: AuditEvent) -> bool:
+    try:
+        _add_row(buf, table, ev, True)
+    except QuestDBError:
+        return False
+    return True
+
+
 def _uninterrupted(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``call`` made again while a signal interrupts it (see the module docstring)."""
     deadline = time.monotonic() + _INTERRUPTED_RETRY_S
@@ -1101,6 +1162,18 @@ def _is_rejection(exc: QuestDBError) -> bool:
         return True
     return exc.code == QuestDBErrorCode.ServerFlushError and '"code":"invalid"' in str(exc)
 
+
+
+# The column types that take what the sink writes for a declared type (ILP's symbols and strings
+# go into any text column); any other type refuses the rows (a VARCHAR takes no integer).
+_TEXT = frozenset({"SYMBOL", "VARCHAR", "STRING"})
+_HOLDS = {"SYMBOL": _TEXT, "VARCHAR": _TEXT}
+
+
+def _wrong_types(schema: TableSchema, columns: dict[str, tuple[bool, bool, str]]) -> list[str]:
+    """The declared columns a table has with a type that refuses the sink's values."""
+    return [f"{c} is {columns[c][2]}, not {kind}" for c, kind in _declared_columns(schema).items()
+            if c in columns and columns[c][2] not in _HOLDS.get(kind, {kind})]
 
 
 def _declared_columns(schema: TableSchema) -> dict[str, str]:
