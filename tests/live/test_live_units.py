@@ -234,12 +234,13 @@ def test_dont_front_marker_is_added_to_the_tip_transfer_and_lookup_indices_shift
     assert _with_dont_front(no_tip) is None
 
 
-def test_kill_switch_file_wins_and_fails_safe(tmp_path: Path) -> None:
+def test_kill_switch_file_tightens_never_loosens_and_fails_safe(tmp_path: Path) -> None:
     path = tmp_path / "kill"
     config = LiveConfig(kill_switch="off", kill_switch_file=path)
     assert kill_switch_state(config) == "off"
     path.write_text("reduce_only\n")
     assert kill_switch_state(config) == "reduce_only"
+    assert kill_switch_state(LiveConfig(kill_switch="halt", kill_switch_file=path)) == "halt"  # the strictest
     path.write_text("anything else")
     assert kill_switch_state(config) == "halt"
     path.unlink()

@@ -98,7 +98,8 @@ def strictest(*states: str) -> str:
 
 
 def kill_switch_state(config: LiveConfig) -> str:
-    """off | halt | reduce_only; an existing kill-switch file wins over the configuration."""
+    """off | halt | reduce_only: the strictest of the configuration's and an existing kill-switch
+    file's (a file saying reduce_only does not loosen a configured halt)."""
     path: Path | None = config.kill_switch_file
     if path is not None:
         try:
@@ -107,7 +108,7 @@ def kill_switch_state(config: LiveConfig) -> str:
             return config.kill_switch
         except OSError:
             return "halt"  # cannot tell: fail safe
-        return "reduce_only" if text in ("reduce_only", "reduce-only") else "halt"
+        return strictest(config.kill_switch, "reduce_only" if text in ("reduce_only", "reduce-only") else "halt")
     return config.kill_switch
 
 
