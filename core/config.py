@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 ENV_PREFIX = "TRADEWIRE_"
 
@@ -33,7 +35,10 @@ class ServerConfig(_Model):
     grpc_port: int = Field(50051, ge=0, le=65535)
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=0, le=65535)
-    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body / message accepted")
+    # grpcio takes its limits as 32-bit ints (gateway/grpc_server.py: twice this, and the header
+    # budget below): past them it cannot start, saying only "int too large to convert".
+    max_body_bytes: int = Field(1 << 20, ge=1024, le=(2**31 - 1) // 2,
+                                description="largest request body / message accepted")
     cors_origins: tuple[str, ...] = ("*",)
     shutdown_grace_s: float = Field(15.0, ge=0)
     web_root: Path | None = Field(None, description="built dashboard folder served at /")
@@ -43,10 +48,10 @@ class ServerConfig(_Model):
     # The HTTP/1.1 listener's own limits (gateway/http_limits.py: uvicorn+httptools has none).
     # The header budget is the gRPC listener's too (gateway/grpc_server.py), so that a request
     # with the same headers is read, or refused, alike on both.
-    max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request URL + header names and "
+    max_header_bytes: int = Field(64 * 1024, ge=1024, le=1 << 24, description="largest request URL + header names and "
                                   "values accepted on the HTTP listener; more is answered 431 and the connection "
                                   "closed (native gRPC takes as much metadata; more is a bare RESOURCE_EXHAUSTED)")
-    max_headers: int = Field(100, ge=1, description="most request headers accepted on the HTTP listener; "
+    max_headers: int = Field(100, ge=1, le=10_000, description="most request headers accepted on the HTTP listener; "
                              "more is answered 431 and the connection closed")
     header_timeout_s: float = Field(10.0, gt=0, description="time a request's headers have to arrive, from the "
                                     "connection's opening or the previous response (408 and close; idle keep-alive "
@@ -72,6 +77,17 @@ class ServerConfig(_Model):
                 raise ValueError(f"not an IP address or CIDR network: {entry!r}{_network_hint(entry)}") from None
         return value
 
+    @model_validator(mode="after")
+    def _a_port_each(self) -> ServerConfig:
+        # Else the second listener fails with "Address already in use" (its own first one), or,
+        # both with SO_REUSEPORT (workers > 1), binds and takes a share of the other's connections.
+        wildcards = {"", "0.0.0.0", "::"}
+        same_host = self.grpc_host == self.http_host or {self.grpc_host, self.http_host} & wildcards
+        if self.grpc_port and self.grpc_port == self.http_port and same_host:
+            raise ValueError(f"grpc_port and http_port are both {self.grpc_port}: the gRPC and HTTP listeners "
+                             "need a port each")
+        return self
+
 
 def _network_hint(entry: str) -> str:
     """For a network written with host bits (10.1.2.3/8): the network it would be."""
@@ -89,6 +105,27 @@ class ApiKeyEntry(_Model):
     owner: str = Field(min_length=1, max_length=128)
     scopes: tuple[str, ...] = ("read", "trade:paper")
 
+    # Checked here, as `tradewire keys create` checks them, not at start-up by the key store
+    # (which named no setting, and took a key with no scope that could call nothing).
+    @field_validator("prefix")
+    @classmethod
+    def _a_key_prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"(tw_)?[a-z0-9]{8}", value):
+            raise ValueError("expected a key prefix like 'tw_ab12cd34' (never the full key)")  # (not echoed)
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from tradewire.core.context import ALL_SCOPES
+
+        unknown = sorted(set(value) - ALL_SCOPES)
+        if unknown:
+            raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(sorted(ALL_SCOPES))}")
+        if not value:
+            raise ValueError("a key needs at least one scope")
+        return value
+
 
 class AuthConfig(_Model):
     api_keys: tuple[ApiKeyEntry, ...] = ()
@@ -104,10 +141,19 @@ class AuthConfig(_Model):
         if value is not None:
             from tradewire.core.auth.jwt_verifier import JwtConfig
 
+            from tradewire.core.auth.verification_keys import load_config_key
+
+            value = _typed_jwt_scalars(value)
             try:  # the one definition of what a JWT config may hold
-                JwtConfig.from_mapping(value)
+                config = JwtConfig.from_mapping(value)
             except TypeError as exc:  # a missing field
                 raise ValueError(str(exc).replace("JwtConfig.__init__() ", "")) from None
+            # Each key too (an unknown algorithm, a short HS256 secret): at start-up it named no
+            # setting, and `tradewire keys` took the configuration. (Messages name the kid only.)
+            kids = [load_config_key(key).kid for key in config.keys]
+            twice = sorted({kid for kid in kids if kids.count(kid) > 1})
+            if twice:
+                raise ValueError(f"keys: kid {', '.join(map(repr, twice))} given to more than one key")
         return value
 
     @model_validator(mode="after")
@@ -119,7 +165,35 @@ class AuthConfig(_Model):
             if prefix:
                 raise ValueError(f"api_keys: owner {entry.owner!r} is a JWT caller's name (principal_prefix "
                                  f"{prefix!r}): the key would act for that token's subject")
+        seen: set[str] = set()
+        for entry in self.api_keys:
+            prefix = entry.prefix.removeprefix("tw_")
+            if prefix in seen:
+                raise ValueError(f"api_keys: tw_{prefix} is configured twice")
+            seen.add(prefix)
         return self
+
+
+class _JwtScalars(BaseModel):
+    """The types of [auth.jwt]'s scalar settings. JwtConfig (a dataclass) takes what it is given,
+    and a TRADEWIRE_AUTH__JWT__* variable is text: "false" left require_kid on, "30" made
+    leeway_s a string no comparison takes (refused, or a start-up that failed unexplained)."""
+
+    model_config = ConfigDict(extra="ignore")
+    jwks_path: str | None = None
+    jwks_check_interval_s: float = 5.0
+    leeway_s: float = 30.0
+    require_kid: bool = True
+    principal_prefix: str = "jwt:"
+    max_token_bytes: int = 8192
+
+
+def _typed_jwt_scalars(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        typed = _JwtScalars.model_validate(value)
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    return {**value, **{name: getattr(typed, name) for name in value if name in _JwtScalars.model_fields}}
 
 
 class MintConfig(_Model):
@@ -184,7 +258,7 @@ DEFAULT_PRICES: dict[str, Decimal] = {
 class MarketConfig(_Model):
     mints: tuple[MintConfig, ...] = DEFAULT_MINTS
     pools: tuple[PoolConfig, ...] = DEFAULT_POOLS
-    prices_usd: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    prices_usd: dict[str, Annotated[Decimal, Field(gt=0)]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     valuation_symbol: str = "USDC"
 
     @model_validator(mode="after")
@@ -192,6 +266,8 @@ class MarketConfig(_Model):
         symbols = {m.symbol for m in self.mints}
         problems = [f"pool {p.base}/{p.quote} names an unknown mint" for p in self.pools if {p.base, p.quote} - symbols]
         problems += [f"no price for mint {s}" for s in symbols if s not in self.prices_usd]
+        # (a price for no mint is a misspelt one: the mint it meant kept its old price)
+        problems += [f"prices_usd: {_not_a_mint(s, symbols)}" for s in self.prices_usd if s not in symbols]
         if self.valuation_symbol not in symbols:
             problems.append(f"valuation_symbol {self.valuation_symbol!r} is not a configured mint")
         if problems:
@@ -207,7 +283,8 @@ class PaperConfig(_Model):
     # Deterministic drift for reproducible runs (None: a fresh random drift per trade).
     seed: int | None = None
     # Starting paper wallet of every principal, token units per symbol.
-    starting_balances: dict[str, Decimal] = Field(default_factory=lambda: {"SOL": Decimal("100"), "USDC": Decimal("100000")})
+    starting_balances: dict[str, Annotated[Decimal, Field(ge=0)]] = Field(
+        default_factory=lambda: {"SOL": Decimal("100"), "USDC": Decimal("100000")})
     # Whether the trader's output token account already exists (else ATA rent is charged).
     assume_accounts_exist: bool = False
     # The price-impact bound of a request that sets none (the contract's "configured default").
@@ -333,7 +410,7 @@ class WebhookEndpointConfig(_Model):
     """Where a principal's terminal trade statuses are POSTed."""
 
     principal: str = Field(min_length=1, max_length=256, description="principal id (API key owner, JWT subject)")
-    url: str = Field(pattern=r"^https?://.+")
+    url: str = Field(pattern=HTTP_URL)  # (a space or no host: every delivery would fail, dead-lettered)
     secret: SecretStr | None = Field(None, description="signing secret for this endpoint (default: webhooks.secret)")
 
 
@@ -398,6 +475,27 @@ class SharedConfig(_Model):
     # went unanswered the others fail at once (STORE_UNAVAILABLE) for store_cooldown_s.
     store_timeout_s: float = Field(1.0, gt=0, le=60)
     store_cooldown_s: float = Field(1.0, ge=0, le=60)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _a_redis_url(cls, value: str | None) -> str | None:
+        # Checked here, not first by redis-py: its error named no setting ("Invalid IPv6 URL"), was
+        # a traceback in `tradewire keys` and `kill-switch`, and a database that is not a number
+        # (/O for /0) it silently read as database 0. (The URL may hold a password: not echoed.)
+        if value:
+            from urllib.parse import urlsplit
+
+            from redis.connection import parse_url
+
+            try:
+                parse_url(value)
+                database = urlsplit(value).path.strip("/")
+            except ValueError:
+                raise ValueError("not a Redis URL (redis://[[user]:password@]host[:port][/db], rediss://... "
+                                 "or unix:///path)") from None
+            if not value.startswith("unix://") and database and not database.isdigit():
+                raise ValueError("the Redis URL's database (its path) is not a number, as in redis://host:6379/0")
+        return value
 
 
 class MetricsConfig(_Model):
@@ -494,6 +592,11 @@ class LiveConfig(_Model):
         return problems
 
 
+def _not_a_mint(symbol: str, symbols: set[str]) -> str:
+    near = [s for s in symbols if s.lower() == symbol.lower()]
+    return f"{symbol!r} is not a configured mint" + (f" (did you mean {near[0]!r}?)" if near else "")
+
+
 def resolve_mint(market: MarketConfig, ref: str) -> str | None:
     """The address of the configured mint ``ref`` names (its symbol, exactly, or its address)."""
     for mint in market.mints:
@@ -530,13 +633,23 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _live_mints_are_the_markets(self) -> Settings:
-        from pydantic_core import InitErrorDetails, PydanticCustomError
-
         problems = self.live.unknown_mints(self.market)
         if problems:  # reported at each setting's own path, like any other bad value
             raise ValidationError.from_exception_data("Settings", [InitErrorDetails(
                 type=PydanticCustomError("unknown_mint", "{problem}", {"problem": problem}), loc=("live", setting),
                 input=None) for setting, problem in problems])
+        return self
+
+    @model_validator(mode="after")
+    def _paper_balances_are_the_markets(self) -> Settings:
+        # A balance of a symbol the market lacks failed every paper trade (KeyError) at its first
+        # one, after the gateway had started fine.
+        symbols = {m.symbol for m in self.market.mints}
+        unknown = [_not_a_mint(s, symbols) for s in self.paper.starting_balances if s not in symbols]
+        if unknown:
+            raise ValidationError.from_exception_data("Settings", [InitErrorDetails(
+                type=PydanticCustomError("unknown_mint", "{problem}", {"problem": "; ".join(unknown)}),
+                loc=("paper", "starting_balances"), input=None)])
         return self
 
     @model_validator(mode="after")
@@ -579,6 +692,18 @@ def misspelled_settings(env: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
+def misspelled_settings_said(env: Mapping[str, str]) -> list[str]:
+    """What to tell of each variable :func:`misspelled_settings` finds (serve logs it, the admin
+    commands print it)."""
+    return [f"{name} is not read: settings are SECTION__KEY variables (did you mean {meant}?)"
+            for name, meant in misspelled_settings(env).items()]
+
+
+# Settings whose keys are mint symbols or addresses, which have a case: below them a variable's
+# name is kept as written (TRADEWIRE_MARKET__PRICES_USD__SOL), not lowercased as setting names are.
+_KEYED_BY_MINT = {("market", "prices_usd"), ("paper", "starting_balances"), ("live", "mint_exposure_caps")}
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """TRADEWIRE_A__B=v → {"a": {"b": v}}; values that look like JSON lists/objects are parsed."""
     import json
@@ -588,7 +713,10 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         # Every setting is in a section: a name without "__" is some other tool's (e.g. scripts').
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
+        parts = name[len(ENV_PREFIX):].split("__")
+        path = [part.lower() for part in parts]
+        if tuple(path[:2]) in _KEYED_BY_MINT:
+            path[2:] = parts[2:]
         value: Any = raw
         if raw[:1] in "[{":
             try:
@@ -600,6 +728,13 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{name}: conflicts with another TRADEWIRE_ variable")
+        # Met after a variable naming a setting inside this one: (the order of the environment
+        # decided) a value for it dropped that variable unsaid, a JSON table replaced it.
+        inside = node.get(path[-1])
+        if isinstance(inside, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{name}: conflicts with another TRADEWIRE_ variable")
+            value = _merge(value, inside)
         node[path[-1]] = value
     return tree
 
@@ -628,6 +763,14 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     overrides = _env_overrides(env)
+    for section, key in _KEYED_BY_MINT:
+        # A variable naming one mint's entry (TRADEWIRE_PAPER__STARTING_BALANCES__SOL) changes that
+        # entry, of the file's table or else of the default one, which it would otherwise replace
+        # whole (every other starting balance gone). A JSON value for the setting still replaces it.
+        amended = any(name.upper().startswith(f"{ENV_PREFIX}{section}__{key}__".upper()) for name in env)
+        in_file = data.get(section)
+        if amended and (not isinstance(in_file, dict) or key not in in_file):
+            data = _merge(data, {section: {key: dict(getattr(Settings.model_fields[section].default, key))}})
     data = _merge(data, overrides)
     try:
         return Settings.model_validate(data)
@@ -650,9 +793,18 @@ def _where(loc: tuple, overrides: Mapping[str, Any]) -> str:
     return f"{name} (from {variable})"
 
 
+_EXPECTED_NOT_TEXT = {"tuple_type": 'a list (in a variable, as JSON: ["a", "b"])',
+                      "list_type": 'a list (in a variable, as JSON: ["a", "b"])',
+                      "dict_type": 'a table (in a variable, as JSON: {"key": "value"})',
+                      "model_type": 'a table (in a variable, as JSON: {"key": "value"})'}
+
+
 def _problem(err: Mapping[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown setting"
+    if err["type"] in _EXPECTED_NOT_TEXT and isinstance(err.get("input"), str):
+        # (a variable's value is JSON only when it starts with [ or { and parses: say so)
+        return f"expected {_EXPECTED_NOT_TEXT[err['type']]}, not text"
     if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == HTTP_URL:
         return "not an http(s) URL (a scheme http or https, a host, no spaces)"  # (not echoed: it may hold a key)
     return str(err["msg"]).removeprefix("Value error, ")

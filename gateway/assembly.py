@@ -203,6 +203,18 @@ def _key_database(settings: Settings) -> SqliteApiKeyStore:
     return opened("auth.api_key_db" if settings.auth.api_key_db else "storage.data_dir", path, SqliteApiKeyStore)
 
 
+def _check_kill_switch_file(settings: Settings) -> None:
+    """The emergency brake must be one `tradewire kill-switch` can pull: found out at start, not
+    when the command fails to write it (a typo'd folder) or a folder there halts LIVE for good."""
+    path = settings.live.kill_switch_file
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise StartupError(f"live.kill_switch_file: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise StartupError(f"live.kill_switch_file: {path} is a folder, not a file")
+
+
 @dataclass
 class SharedBackends:
     """The Redis connections of a scale-out deployment (one sync, one async)."""
@@ -311,6 +323,7 @@ def build_core(settings: Settings) -> Core:
     }
     live = None
     if settings.live.enabled:
+        _check_kill_switch_file(settings)
         from tradewire.core.executors.live import build_live_executor
 
         from tradewire.core.executors.live.metrics import register_breaker_metrics, register_kill_switch_metric

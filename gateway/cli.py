@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import uvloop
 
 from tradewire.core.auth.cli import add_keys_subcommands, run_keys_command
-from tradewire.core.config import ConfigError, Settings, load_settings, misspelled_settings
+from tradewire.core.config import ConfigError, Settings, load_settings, misspelled_settings_said
 from tradewire.core.logs import configure_logging
 from tradewire.gateway.kill_switch_command import add_kill_switch_command
 
@@ -43,9 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _warn_of_misspelled_settings() -> None:
-    for name, meant in misspelled_settings(os.environ).items():
-        logging.getLogger("tradewire.config").warning(
-            "%s is not read: settings are SECTION__KEY variables (did you mean %s?)", name, meant)
+    for warning in misspelled_settings_said(os.environ):
+        logging.getLogger("tradewire.config").warning(warning)
 
 
 def _serve_as_worker(settings: Settings, args: argparse.Namespace) -> int:

@@ -12,10 +12,11 @@ configured ``[live] kill_switch``, the file and the shared switch. A change is a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TextIO
 
-from tradewire.core.config import KILL_SWITCH_STATES, ConfigError, Settings, load_settings
+from tradewire.core.config import KILL_SWITCH_STATES, ConfigError, Settings, load_settings, misspelled_settings_said
 from tradewire.core.errors import TradewireError
 
 
@@ -36,6 +37,10 @@ def run_kill_switch_command(args: argparse.Namespace, out: TextIO | None = None,
     except ConfigError as exc:
         print(f"error: {exc}", file=err)
         return 2
+    # (as `tradewire serve` does: TRADEWIRE_SHARED_REDIS_URL=... would have set the file, which the
+    # replicas on Redis do not all read, and said only that it was set)
+    for warning in misspelled_settings_said(os.environ):
+        print(f"warning: {warning}", file=err)
     if settings.shared.redis_url:
         return _on_redis(settings, args.state, out, err)
     path = settings.live.kill_switch_file
@@ -56,6 +61,9 @@ def run_kill_switch_command(args: argparse.Namespace, out: TextIO | None = None,
             print(f"error: live.kill_switch_file: cannot write {path}: {exc.strerror or exc}", file=err)
             return 1
         _audit(settings, args.state, previous, "file", str(path), err)
+        if not path.is_absolute():  # (read from the current folder: the gateway's may be another)
+            print(f"warning: live.kill_switch_file is a relative path: this set {path.resolve()}, which a gateway "
+                  "started from another folder does not read", file=err)
     _show(settings, None, out)
     return 0
 

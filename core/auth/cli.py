@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from tradewire.core.config import ConfigError, Settings, key_db_path, load_settings
+from tradewire.core.config import ConfigError, Settings, key_db_path, load_settings, misspelled_settings_said
 
 from .api_keys import ApiKeyStore, KeyNotFound, KeyRecord, create_key, list_keys, normalize_prefix, revoke_key
 from .jwt_verifier import token_namespace
@@ -94,12 +94,18 @@ def run_keys_command(args: argparse.Namespace, out: TextIO | None = None, err: T
     except ConfigError as exc:
         print(f"error: {exc}", file=err)
         return 2
+    # (as `tradewire serve` does: TRADEWIRE_SHARED_REDIS_URL would have put the key in a local
+    # database no replica reads, and said nothing)
+    for warning in misspelled_settings_said(os.environ):
+        print(f"warning: {warning}", file=err)
     if db is None and settings.shared.redis_url:
         return _run_on_redis(args, command, settings, out, err)
     db = db or str(key_db_path(settings))
     if command != "create" and not Path(db).exists():
         print(f"error: no key database at {db}", file=err)
         return 1
+    if not Path(db).exists():  # where it is, in full: a relative data_dir is the current folder's
+        print(f"note: there was no key database at {Path(db).resolve()}: a new one is made", file=err)
     try:
         with SqliteApiKeyStore(db) as store:
             return _act(store, args, command, _Audit(settings, "sqlite", db, err), out, err)
@@ -173,8 +179,16 @@ def _act(store: ApiKeyStore, args: argparse.Namespace, command: str, audit: _Aud
     except (ValueError, KeyNotFound) as exc:
         message = f"no key with prefix tw_{exc.args[0]}" if isinstance(exc, KeyNotFound) else str(exc)
         print(f"error: {message}{where if isinstance(exc, KeyNotFound) else ''}", file=err)
+        if isinstance(exc, KeyNotFound) and exc.args[0] in _configured_prefixes(audit.settings):
+            # (else "no key" reads as "no such key", while the gateway still takes it)
+            print(f"tw_{exc.args[0]} is a key of the configuration ([[auth.api_keys]]): to revoke it, remove it "
+                  "there and restart the gateway", file=err)
         return 1
     return 0
+
+
+def _configured_prefixes(settings: Settings) -> set[str]:
+    return {entry.prefix.removeprefix("tw_") for entry in settings.auth.api_keys}
 
 
 def _refuse_token_namespace(owner: str, settings: Settings) -> None:
