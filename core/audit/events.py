@@ -474,7 +474,9 @@ def make_event_id(table: str, *parts: object) -> str:
         if p is None:
             buf += b"\x00\x00\x00\x01\x00"
         else:
-            raw = (p if p.__class__ is str else str(p)).encode("utf-8")
+            # (surrogatepass: a lone surrogate — an undecodable byte of a file name or argv — hashes
+            # instead of raising in the recorder; valid text's bytes, and so its ids, are unchanged)
+            raw = (p if p.__class__ is str else str(p)).encode("utf-8", "surrogatepass")
             buf += (len(raw) + 1).to_bytes(4, "big")
             buf += b"\x01"
             buf += raw

@@ -54,6 +54,13 @@ def test_make_event_id_parts_do_not_collide():
     assert make_event_id("t1", "x") != make_event_id("t2", "x")
 
 
+def test_an_id_part_holding_a_lone_surrogate_still_makes_an_id():
+    # (Python's view of a file name's undecodable byte, as an admin command's host or path may hold)
+    odd = make_event_id("tw_admin", "caf\udce9")
+    assert len(odd) == 32 and odd != make_event_id("tw_admin", "caf\udce8")
+    assert _transition(request_id="r\udce9").event_id != _transition(request_id="r").event_id
+
+
 def test_five_tables_and_their_ddl():
     assert set(TABLES) == {"tw_requests", "tw_auth_attempts", "tw_transitions", "tw_fills", "tw_admin"}
     ddl = TABLES["tw_fills"].ddl()
