@@ -177,7 +177,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._discarding = False
         self._discarded = 0
         self._running = None  # the request whose ASGI task was started last
-        self._peer_closed = False  # the client half-closed after whole requests: answer them, then close
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -202,16 +201,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if running is not None and running is not self.cycle and not running.response_complete:
             running.disconnected = True
             running.message_event.set()
-
-    def eof_received(self) -> bool | None:
-        """A client that half-closes once its request is sent (``shutdown(SHUT_WR)``, as some
-        HTTP/1.0-style clients and ``nc -N`` do) is not gone: while whole requests wait for
-        their answers the writing side stays open, and closes after the last. (Mid-request, the
-        request can never complete: the connection closes, as before.)"""
-        if self._phase == _IDLE and self._unanswered() and not self._discarding and self._deferred is None:
-            self._peer_closed = True
-            return True
-        return None
 
     def shutdown(self) -> None:
         if self._discarding:
@@ -386,9 +375,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 return
         else:
             self.flow.resume_reading()
-        if self._peer_closed and not self._unanswered() and self._stash is None:
-            self.transport.close()  # nothing more can come
-            return
         if not self._unanswered():
             self._anchor = self.loop.time()
             if self._phase == _IDLE:
