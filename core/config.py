@@ -339,6 +339,27 @@ class AuditConfig(_Model):
     # killed process loses its last 20 ms of rows instead of flush_interval_s.
     write_ahead: bool = True
 
+    @field_validator("questdb_conf")
+    @classmethod
+    def _an_ilp_http_conf(cls, value: str | None) -> str | None:
+        # Checked at load: a conf the server cannot take (a password without its username) was a
+        # gateway that started and spooled every row for good, saying only "unavailable". (It
+        # may hold a password or a token: not echoed.)
+        if value:
+            from tradewire.core.audit.questdb_sink import parse_conf
+
+            try:
+                schema, params = parse_conf(value)
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+            if schema not in ("http", "https"):
+                raise ValueError("ILP over HTTP is needed: start it with http:: or https::")
+            if "addr" not in params:
+                raise ValueError("no addr= (e.g. 'http::addr=127.0.0.1:9000;')")
+            if ("username" in params) != ("password" in params):
+                raise ValueError("username= and password= go together")
+        return value
+
 
 
 class TracingConfig(_Model):

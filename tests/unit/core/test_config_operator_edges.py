@@ -228,3 +228,15 @@ def test_a_variable_inside_a_table_another_variable_gives_as_json_amends_it_what
                  ("TRADEWIRE_AUTH__JWT__LEEWAY_S", "30")]
     env = dict(variables[first:] + variables[:first])
     assert load_settings(env=env).auth.jwt["leeway_s"] == 30.0
+
+
+@pytest.mark.parametrize("conf, said", [
+    ("http::addr=127.0.0.1:9000;password=s3cret-pw;", "username= and password= go together"),
+    ("tcp::addr=127.0.0.1:9009;", "ILP over HTTP is needed"),
+    ("http::username=admin;password=s3cret-pw;", "no addr="),
+])
+def test_a_questdb_conf_the_audit_cannot_use_is_refused_at_load_without_its_secret(conf, said):
+    message = refused({"TRADEWIRE_AUDIT__QUESTDB_CONF": conf})
+    assert "audit.questdb_conf" in message and said in message, message
+    assert "s3cret-pw" not in message
+    assert loaded({"TRADEWIRE_AUDIT__QUESTDB_CONF": "http::addr=127.0.0.1:9000;username=a;password=b;"})
