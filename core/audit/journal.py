@@ -45,6 +45,7 @@ __all__ = ["JournalFile", "JournalSink", "read_journal", "encode_event", "count_
 log = logging.getLogger("tradewire.audit")
 
 FsyncPolicy = Literal["always", "interval", "never"]
+LOCAL_CLOSE_FLOOR_S = 1.0  # a close given less still waits this long for a local file
 
 
 def encode_event(event: AuditEvent, **extra: Any) -> bytes:
@@ -384,20 +385,26 @@ class JournalSink:
         await asyncio.to_thread(self.wait_durable, target)
 
     async def close(self, timeout: float | None = None) -> None:
-        # (``timeout`` is for remote backends: the journal is local, it drains as it always does)
+        """Write what is pending, then stop. ``timeout`` (the shutdown's): a disk that takes the
+        rows drains them within a fraction of the floor it is given (``LOCAL_CLOSE_FLOOR_S``),
+        one whose writes fail (full) holds the exit no longer than that — what is not written is
+        said (and, behind a QuestDB sink, still in its write-ahead file)."""
         with self._cv:
             if self._closed:
                 return
             target = self._handed
         self._start_thread()
-        ok = await asyncio.to_thread(self.wait_durable, target, self._close_timeout_s)
+        wait_s = self._close_timeout_s if timeout is None else \
+            min(self._close_timeout_s, max(LOCAL_CLOSE_FLOOR_S, timeout))
+        started = time.monotonic()
+        ok = await asyncio.to_thread(self.wait_durable, target, wait_s)
         with self._cv:
             self._closed = True
             self._stopping = True
             self._cv.notify_all()
             left = len(self._pending)
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, self._close_timeout_s)
+            await asyncio.to_thread(self._thread.join, max(0.1, wait_s - (time.monotonic() - started)))
         if not ok or left:
             log.error(
                 "audit %s: closed with %d event(s) not written to %s (write errors: %d)",

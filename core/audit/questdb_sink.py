@@ -407,12 +407,13 @@ class QuestDBSink:
             if not await _within(replay, deadline):
                 self._give_up_on_worker()  # the segments stay on disk for the next start
         self._closed = True
-        await self._spool.close()
+        left = (lambda: None) if deadline is None else (lambda: deadline - time.monotonic())
+        await self._spool.close(left())
         if self._ahead is not None:
             if self._spool.in_memory():  # the spool could not take them all (a full disk): what
-                await self._ahead.close()  # the write-ahead holds of them is replayed at next start
+                await self._ahead.close(left())  # the write-ahead holds of them is replayed at next start
             else:  # everything is in QuestDB or the spool now
-                await self._ahead.discard()
+                await self._ahead.discard(left())
         if self._started:
             closing = loop.run_in_executor(self._worker, self._close_worker)
             if not self._abandoned:

@@ -73,13 +73,13 @@ class WriteAhead:
         while self._segments and self._segments[0][0] <= done:
             _unlink(self._segments.popleft()[1])
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
         """Stop writing, keeping the files for the next start (rows not delivered are in them)."""
-        await self._journal.close()
+        await self._journal.close(timeout)
 
-    async def discard(self) -> None:
+    async def discard(self, timeout: float | None = None) -> None:
         """After the sink has closed (everything delivered or spooled): nothing is left to keep."""
-        await self._journal.close()
+        await self._journal.close(timeout)
         for path in self.leftovers():
             _unlink(path)
         self._segments.clear()

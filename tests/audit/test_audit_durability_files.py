@@ -10,6 +10,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -216,3 +217,23 @@ async def test_rows_the_spool_could_not_take_keep_their_write_ahead_copy_for_the
     await again.start()
     assert again.stats().spooled == 10  # in its replay, sent once QuestDB answers
     await again.close()
+
+
+async def test_a_disk_that_takes_nothing_holds_the_close_no_longer_than_it_is_given(tmp_path):
+    # Before: a full disk held a QuestDB sink's close 30 s on its spool (and 30 s more joining
+    # the writer), far past the shutdown's deadline, whatever timeout the close was given.
+    (port,) = free_ports(1)  # QuestDB down: every row goes to the spool
+    sink = QuestDBSink(f"http::addr=127.0.0.1:{port};", spool_path=tmp_path / "spool.jsonl",
+                       flush_interval_s=0.01, retry_initial_s=30)
+    await sink.start()
+    with _disk_full_after(0):
+        for ev in _events(5):
+            sink.emit(ev)
+        async def failing():
+            return sink.stats().write_errors_total >= 1
+
+        await eventually(failing, what="the spool's writes to fail")
+        started = time.monotonic()
+        await sink.close(timeout=0.5)
+        took = time.monotonic() - started
+    assert took < 5, f"close took {took:.1f}s"
