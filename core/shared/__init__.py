@@ -17,6 +17,15 @@ from tradewire.core.outage import Outage
 STORE_OUTAGES: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
 
 
+def per_trade(principal_id: str, request_id: str) -> str:
+    """The part of a key that names one trade: ``{principal}:{request id}``, the request id's
+    colons written ``%3A``. Both may hold ':' (jwt:alice, bot:t1): as they were, principal
+    ``alice`` with request id ``bot:t1`` and ``alice:bot`` with ``t1`` shared a key — one caller
+    read, and claimed, another's trades. With none in its request id, a key splits at its last
+    colon. (The adoption script in redis_store.py writes it the same way.)"""
+    return f"{principal_id}:{request_id.replace(':', '%3A')}"
+
+
 def log_failure(logger: logging.Logger, message: str, *args) -> None:
     """Log the exception being handled: Redis not answering as one warning line (expected, and
     its traceback says nothing more), anything else as an error with its traceback."""

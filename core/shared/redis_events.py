@@ -26,7 +26,7 @@ import redis
 import redis.asyncio as aredis
 
 from tradewire.core.retry import RetryPolicy
-from tradewire.core.shared import blocking_read_s
+from tradewire.core.shared import blocking_read_s, per_trade
 from tradewire.v1 import trade_pb2 as pb
 
 Key = tuple[str, str]
@@ -67,7 +67,7 @@ return #KEYS
 
 
 def events_stream_key(principal_id: str, request_id: str) -> str:
-    return f"tw:events:{principal_id}:{request_id}"
+    return f"tw:events:{per_trade(principal_id, request_id)}"
 
 
 class RedisEventBus:

@@ -44,7 +44,7 @@ import redis
 
 from tradewire.core.errors import store_unavailable
 from tradewire.core.executors.live.safety import DAY_NS
-from tradewire.core.shared import STORE_OUTAGES
+from tradewire.core.shared import STORE_OUTAGES, per_trade
 from tradewire.core.shared.redis_store import RedisTradeStore
 from tradewire.core.store.live_orders import PENDING, PREPARED, LiveOrder, LiveOrderStore
 
@@ -198,7 +198,7 @@ class SharedLiveOrders(LiveOrderStore):
 
 
 def _sent_key(principal: str, request_id: str) -> str:
-    return f"tw:live:sent:{principal}:{request_id}"
+    return f"tw:live:sent:{per_trade(principal, request_id)}"
 
 
 def _total(day: int) -> str:

@@ -17,7 +17,7 @@ runs LIVE: their owner recorded each transaction in Redis before sending it, fen
 ownership (core/shared/redis_live_orders.py), so the adopter follows that signature, or knows
 that nothing was sent.
 
-Keys (``{p}`` principal, ``{r}`` request id):
+Keys (``{p}`` principal, ``{r}`` request id with its colons written %3A: see ``per_trade``):
   tw:trade:{p}:{r}      hash: fp, result, events, request, seq, mode, replica (the owner),
                         committed = 1 once saved past the point of no return, handover
                         (the owner, when it records its LIVE sends in Redis before making them),
@@ -45,6 +45,7 @@ from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, app
 from tradewire.core.store.base import (VOIDED_RECEIPT, FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TakenOver,
                                        TradeLost, TradeRecord, UnfinishedTrade)
 from tradewire.core.inflight import AtInFlightLimit
+from tradewire.core.shared import per_trade
 from tradewire.core.shared.redis_events import events_stream_key
 from tradewire.core.shared.redis_inflight import TAKE_SLOT_LUA, InFlightSlot
 from tradewire.core.shared.redis_outbox import ENQUEUE_LUA, RedisOutbox, enqueue_keys_args
@@ -174,7 +175,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
 local moved = {}
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local sep = string.find(member, '\\0', 1, true)
-  local key = 'tw:trade:' .. string.sub(member, 1, sep - 1) .. ':' .. string.sub(member, sep + 1)
+  local key = 'tw:trade:' .. string.sub(member, 1, sep - 1) .. ':' .. (string.gsub(string.sub(member, sep + 1), ':', '%%3A'))
   local t = redis.call('HMGET', key, 'committed', 'mode', 'replica', 'handover')
   if t[1] ~= '1' or t[2] == ARGV[3] or (t[2] == ARGV[4] and t[4] == t[3]) then
     redis.call('HSET', key, 'replica', ARGV[1], 'handover', ARGV[1])
@@ -233,7 +234,7 @@ class RedisTradeStore:
 
     @staticmethod
     def trade_key(principal_id: str, request_id: str) -> str:
-        return f"tw:trade:{principal_id}:{request_id}"
+        return f"tw:trade:{per_trade(principal_id, request_id)}"
 
     def _running_key(self) -> str:
         return f"tw:running:{self.replica_id}"
