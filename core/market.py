@@ -15,7 +15,7 @@ from tradewire.core.config import MarketConfig, MintConfig, PoolConfig
 from tradewire.core.errors import FieldViolation, TradewireError, invalid
 
 
-_PLAIN_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")  # fullmatch: "$" would let a trailing newline in
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Mint:
 
     def to_atomic(self, amount: str, field_path: str = "amount") -> int:
         """Exact conversion of a decimal token amount; too many decimals is an error, not rounding."""
-        if not _PLAIN_DECIMAL.match(amount):  # no sign, exponent, NaN or spaces: digits only
+        if not _PLAIN_DECIMAL.fullmatch(amount):  # no sign, exponent, NaN or spaces: digits only
             raise invalid(field_path, f"{amount!r} is not a plain decimal number like 1.5")
         value = Decimal(amount)
         if value <= 0:

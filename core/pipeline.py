@@ -49,7 +49,7 @@ log = logging.getLogger("tradewire.pipeline")
 _TRACEPARENT = re.compile(r"^[ \t]*(?!ff)([0-9a-f]{2})-(?!0{32})([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"
                           r"(?:(-.*)|[ \t]*)$")
 _TRACEPARENT_MAX_CHARS = 512
-_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")  # fullmatch: "$" would let a trailing newline in
 _TRADE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # TradeRequest.request_id's rule
 # ExecuteTradeBatchRequest.trades: repeated.max_items in service.proto (a server may set less).
 MAX_BATCH_ITEMS = 100
@@ -242,7 +242,7 @@ class Pipeline:
             ctx.trace_id = _trace_id(ctx.headers.get("traceparent", ""))
         given = ctx.headers.get("x-correlation-id", "")
         # One that looks like a credential is replaced too: it is logged, audited and echoed.
-        usable = _CORRELATION_ID.match(given) and not looks_like_credential(given)
+        usable = _CORRELATION_ID.fullmatch(given) and not looks_like_credential(given)
         ctx.correlation_id = given if usable else (ctx.trace_id or ctx.request_id)
         ctx.response_headers["x-correlation-id"] = ctx.correlation_id
         ctx.response_headers["x-request-id"] = ctx.request_id

@@ -64,7 +64,7 @@ __all__ = [
 _LONG_MIN: Final = -(2**63) + 1  # Long.MIN_VALUE is QuestDB's NULL for LONG
 _LONG_MAX: Final = 2**63 - 1
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_DIGITS_RE: Final = re.compile(r"^(0|[1-9][0-9]{0,38})$")
+_DIGITS_RE: Final = re.compile(r"0|[1-9][0-9]{0,38}")  # (fullmatch: "$" would let a trailing newline in)
 MAX_KEY_PREFIX_LEN: Final = 16
 
 QdbType = Literal["LONG", "DOUBLE", "VARCHAR", "BOOLEAN"]
@@ -511,7 +511,7 @@ def _atomic(name: str, value: int | str) -> str:
         if value < 0:
             raise ValueError(f"{name} must not be negative")
         return str(value)
-    if isinstance(value, str) and _DIGITS_RE.match(value):
+    if isinstance(value, str) and _DIGITS_RE.fullmatch(value):
         return value
     raise ValueError(f"{name} must be a non-negative integer (atomic units), got {value!r}")
 

@@ -118,7 +118,7 @@ def test_constructors_fill_their_tables():
     assert f.columns["amount_in"] == str(2**64 - 1) and f.columns["amount_out"] == "1500000"
 
 
-@pytest.mark.parametrize("bad", [-1, "1.5", "01", "", 1.5, True, "1e6"])
+@pytest.mark.parametrize("bad", [-1, "1.5", "01", "", 1.5, True, "1e6", "15\n"])
 def test_amounts_must_be_atomic_integers(bad):
     with pytest.raises(ValueError):
         fill_event(

@@ -25,7 +25,7 @@ def test_decimal_amounts_convert_exactly(text, atomic):
     assert Decimal(SOL.to_units(atomic)) == Decimal(text)
 
 
-@pytest.mark.parametrize("text", ["0", "0.0000000001", "abc", "-1", "1e3", "NaN", "100001"])
+@pytest.mark.parametrize("text", ["0", "0.0000000001", "abc", "-1", "1e3", "NaN", "100001", "0.5\n"])
 def test_bad_amounts_name_the_field(text):
     with pytest.raises(TradewireError) as caught:
         SOL.to_atomic(text, "trades[3].amount")
