@@ -167,7 +167,9 @@ class TradeRunner:
                     inflight.taken(key)
                 return self._start(Trade(order, initial))
         if not same_payload(existing.fingerprint, print_, order.request):
-            differing = _differing_fields(existing.result, order)
+            first = running.order.request if running is not None else \
+                self.store.request_of(order.principal_id, order.request_id)
+            differing = _differing_fields(existing.result, order, first)
             raise TradewireError(
                 "DUPLICATE_REQUEST_MISMATCH",
                 f"request_id {order.request_id!r} was already used with a different payload"
@@ -908,15 +910,28 @@ def _initial_result(order: Order) -> pb.TradeResult:
     )
 
 
-def _differing_fields(recorded: pb.TradeResult, order: Order) -> list[str]:
-    """The request fields a trade's result records (not all of them: slippage, fees and MEV
-    settings are not) in which ``order`` differs from the request that made it."""
+def _differing_fields(recorded: pb.TradeResult, order: Order, first: pb.TradeRequest | None = None) -> list[str]:
+    """The request fields in which ``order`` differs from the request that made the trade:
+    compared field by field with ``first`` (that request, as stored), else only those the
+    trade's result records (not slippage, deadline, fees or MEV settings)."""
+    if first is not None:
+        return [field.name for field in pb.TradeRequest.DESCRIPTOR.fields if field.name != "request_id"
+                and not _same_value(field.name, getattr(first, field.name), getattr(order.request, field.name))]
     current = _initial_result(order)
     fields = ["mode", "input_mint", "output_mint", "swap_mode", "client_metadata"]
     if recorded.requested_amount:  # (not on results recorded before it was)
         fields.insert(3, "requested_amount")
     return [("amount" if name == "requested_amount" else name) for name in fields
             if getattr(recorded, name) != getattr(current, name)]
+
+
+def _same_value(name: str, first, again) -> bool:
+    if name == "amount":  # (as the fingerprint reads it: "1.0" is "1")
+        try:
+            return Decimal(first) == Decimal(again)
+        except ArithmeticError:
+            return first == again
+    return first == again
 
 
 def _refused_before_send(outcome: Outcome) -> Outcome:

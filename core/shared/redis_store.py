@@ -292,6 +292,10 @@ class RedisTradeStore:
         return TradeRecord(principal_id, request_id, fp.decode(), trade_pb2.TradeResult.FromString(raw),
                            unpack_events(events), _int_or_none(published))
 
+    def request_of(self, principal_id: str, request_id: str) -> trade_pb2.TradeRequest | None:
+        raw = self._r.hget(self.trade_key(principal_id, request_id), "request")
+        return trade_pb2.TradeRequest.FromString(raw) if raw else None
+
     def unfinished(self) -> list[UnfinishedTrade]:
         """This replica's trades that never reached a terminal status, oldest first."""
         return self._unfinished(self._r.smembers(self._running_key()))

@@ -138,6 +138,9 @@ class TradeStore(Protocol):
 
     def get(self, principal_id: str, request_id: str) -> TradeRecord | None: ...
 
+    def request_of(self, principal_id: str, request_id: str) -> trade_pb2.TradeRequest | None:
+        """The request the trade was claimed with (None: unknown, or stored before it was)."""
+
     def history(self, principal_id: str, query: HistoryQuery, limit: int, after: int | None) -> HistoryPage: ...
 
     def holdings(self, principal_id: str, mode: int) -> dict[str, Holding]: ...

@@ -209,6 +209,11 @@ class SqliteStore:
         return TradeRecord(principal_id, request_id, row[0], trade_pb2.TradeResult.FromString(row[1]),
                            unpack_events(row[2]), row[3])
 
+    def request_of(self, principal_id: str, request_id: str) -> trade_pb2.TradeRequest | None:
+        row = self._db.execute("SELECT request FROM trades WHERE principal = ? AND request_id = ?",
+                               (principal_id, request_id)).fetchone()
+        return trade_pb2.TradeRequest.FromString(row[0]) if row is not None and row[0] is not None else None
+
     def history(self, principal_id: str, query: HistoryQuery, limit: int, after: int | None) -> HistoryPage:
         sql = ["SELECT seq, result FROM trades WHERE principal = ?"]
         args: list = [principal_id]

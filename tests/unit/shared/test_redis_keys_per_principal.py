@@ -33,6 +33,8 @@ def test_one_callers_request_id_never_names_another_callers_trade(redis_server):
     assert store.get("alice", "bot:t1").result.amount_in == "2"
     assert store.get("alice:bot", "t1").result.amount_in == "1"
     assert store.get("alice", "t1") is None and store.get("alice:bot", "bot:t1") is None
+    assert store.request_of("alice", "bot:t1").amount == "2"  # (what a mismatch is compared with)
+    assert store.request_of("alice", "t1") is None
     for key_of in (RedisTradeStore.trade_key, events_stream_key, _sent_key):
         assert key_of("alice", "bot:t1") != key_of("alice:bot", "t1")
         assert key_of("jwt", "sam:x") != key_of("jwt:sam", "x")
