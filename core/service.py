@@ -120,8 +120,10 @@ class TradeService:
                 ended = "error"
                 raise
             finally:
-                await events.aclose()
-                self.hub.unsubscribe(sub, ctx.cut_off_as() if ended == "client_gone" else ended)
+                try:
+                    await events.aclose()
+                finally:  # (closing may wait, e.g. for the shared bus: a second cancellation must not skip this)
+                    self.hub.unsubscribe(sub, ctx.cut_off_as() if ended == "client_gone" else ended)
 
     async def GetTrade(self, request: spb.GetTradeRequest, ctx: CallContext) -> pb.TradeResult:
         async with self._call(ctx, request):

@@ -123,8 +123,10 @@ class Session:
             tasks = [reader, *self.followers.values()]
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self.hub.unsubscribe(sub, ended)
+            try:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            finally:  # (a second cancellation cuts this wait short: the stream is closed all the same)
+                self.hub.unsubscribe(sub, ended)
 
     async def _settle_followers(self) -> None:
         """On shutdown: let followers deliver what their (ended or abandoned) trades published."""
