@@ -141,10 +141,19 @@ def rank(status: int) -> int:
 
 
 def may_run_again(result: pb.TradeResult) -> bool:
-    """A trade refused before anything was sent because something was unavailable (an upstream,
-    the shared store, the gateway itself): its caller was invited to retry, so a retry with the
-    same request id and payload runs it again instead of getting this refusal back."""
-    return result.status == pb.TRADE_STATUS_REJECTED and result.error.code == Code.UNAVAILABLE
+    """A trade that ended before anything was sent, in a way its caller may retry: refused
+    because something was unavailable (an upstream, the shared store, the gateway itself), or
+    stopped by its caller's own call going away or passing its deadline (the commonest reason
+    to retry: a dropped connection). A retry with the same request id and payload runs it again
+    instead of getting this end back. (CancelTrade and the order's own deadline stay final.)"""
+    if result.status == pb.TRADE_STATUS_REJECTED and result.error.code == Code.UNAVAILABLE:
+        return True
+    return result.status in _STOPPED_BY_THE_CALL and result.error.reason in _THE_CALLS_OWN_STOPS \
+        and not result.signature
+
+
+_STOPPED_BY_THE_CALL = frozenset({pb.TRADE_STATUS_CANCELLED, pb.TRADE_STATUS_EXPIRED})
+_THE_CALLS_OWN_STOPS = frozenset({"CANCELLED", "DEADLINE_EXCEEDED"})  # (core/trades.py's stops of a waiting call)
 
 
 def may_have_been_sent(status: int) -> bool:
