@@ -495,6 +495,9 @@ class TradeRunner:
             log.exception("recording the end of trade %s failed", order.request_id)
             if event is not None:
                 self._publish(trade, event)
+            else:  # no end to publish: its followers and its timings are let go all the same
+                self.hub.abandon(trade.key)
+                self.recorder.forget(order)
             self.inflight.remove(trade.key)
             if not trade.done.done():
                 trade.done.set_exception(internal_error() if not isinstance(exc, TradewireError) else exc)
@@ -543,6 +546,8 @@ class TradeRunner:
                         "is reconciled" if trade.committed else "resumes")
         except Exception:
             log.exception("ending trade %s after a store outage failed", trade.order.request_id)
+            self.hub.abandon(trade.key)
+            self.recorder.forget(trade.order)
             self.inflight.remove(trade.key)
         finally:
             if self._metrics is not None:

@@ -345,3 +345,25 @@ async def test_a_trade_ended_after_a_crash_because_it_cannot_go_on_never_reuses_
     assert end.terminal and end.sequence > lifecycle.MOST_EVENTS_BEFORE_COMMIT
     lost.task.cancel()
     await asyncio.gather(lost.task, return_exceptions=True)
+
+
+async def test_an_end_that_cannot_be_recorded_still_lets_its_followers_and_timings_go(monkeypatch):
+    import tradewire.core.trades as trades
+
+    def broken(result, order, outcome):
+        raise ValueError("an outcome that does not apply")
+
+    monkeypatch.setattr(trades, "apply_outcome", broken)
+    r = runner(ScriptedExecutor(FILLS))
+    trade = r.admit(order("broken-end"))
+    follower = asyncio.create_task(_all(r.hub.follow(trade.key, 1, 0.05)))
+    with pytest.raises(TradewireError) as failed:
+        await trade.done
+    assert failed.value.reason == "INTERNAL"
+    await asyncio.wait_for(follower, 5)  # it ends, not waits for good
+    assert r.recorder.forgotten == ["broken-end"]
+    assert r.in_flight() == 0
+
+
+async def _all(events) -> list:
+    return [e async for e in events]
