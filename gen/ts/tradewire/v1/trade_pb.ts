@@ -454,7 +454,9 @@ export type ExecutionStatus = Message<"tradewire.v1.ExecutionStatus"> & {
   /**
    * 1-based and increasing per trade, never reused; resume a stream with `from_sequence`.
    * Gap-free, except that a trade resumed after its gateway stopped abruptly continues
-   * after every number it may have used before.
+   * after every number it may have used before. A request id that runs again (a retry of
+   * a trade refused UNAVAILABLE, or stopped by its call) is a new trade: a new trade_id,
+   * numbered from 1.
    *
    * @generated from field: uint64 sequence = 2;
    */
