@@ -880,7 +880,7 @@ def raise_unless_filled(result: pb.TradeResult, error: TradewireError | None = N
         err.reason or "INTERNAL",
         err.message or "trade did not fill",
         field_violations=tuple(FieldViolation(v.field, v.description) for v in err.field_violations),
-        metadata=trade_metadata,
+        metadata={**err.metadata, **trade_metadata},
     )
 
 
@@ -895,6 +895,7 @@ def trade_error(err: TradewireError) -> pb.TradeError:
     return pb.TradeError(
         code=int(err.code if err.code != Code.OK else Code.INTERNAL), reason=err.reason, message=err.message,
         field_violations=[pb.FieldViolation(field=v.field, description=v.description) for v in err.field_violations],
+        metadata={key: str(value) for key, value in err.metadata.items()},
     )
 
 

@@ -180,6 +180,8 @@ async def test_a_terminal_refusal_is_replayed_not_run_again(gateway):
                 await client.unary("ExecuteTrade", trade(request_id, amount="1000.50"), key)
             assert (again.value.code, again.value.reason, again.value.message) == (
                 first.value.code, first.value.reason, first.value.message)
+            details = {k: v for k, v in first.value.metadata.items() if k in ("needed", "available", "mint")}
+            assert len(details) == 3 and details.items() <= again.value.metadata.items(), again.value.metadata
             assert await found(client, key, request_id) == stored  # the same trade, not a new attempt
     finally:
         for client in clients:

@@ -42,6 +42,7 @@ class RpcFailure(Exception):
     retry_after_s: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
     raw: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)  # ErrorInfo's
 
     def __str__(self) -> str:
         return f"{self.code} {self.reason} {self.message} {self.fields}"
@@ -53,6 +54,7 @@ def _from_details(failure: RpcFailure, details) -> RpcFailure:
             info = error_details_pb2.ErrorInfo()
             any_msg.Unpack(info)
             failure.reason = info.reason
+            failure.metadata = dict(info.metadata)
         elif any_msg.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             any_msg.Unpack(bad)
