@@ -80,6 +80,9 @@ class CallContext:
     authenticated: bool = False
     # The call's end is recorded (or will be, by Pipeline.call): never a second time.
     recorded: bool = False
+    # Trades or cancels carried inside the call (a batch's items, a session's messages) recorded
+    # so far: each item's row is numbered by it.
+    items_recorded: int = 0
 
     def time_remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()

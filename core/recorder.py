@@ -87,8 +87,6 @@ class Recorder:
         self._routed_ns: dict[tuple[str, str], int] = {}  # when each running trade reached its executor
         # Prometheus children per label tuple: labels() hashes, validates and locks on every call.
         self._children: dict[tuple, object] = {}
-        # Calls carrying trades or cancels (by request id), while they run: how many were recorded.
-        self._items_recorded: dict[str, int] = {}
 
     def _child(self, metric, *labels: str):
         key = (id(metric), *labels)
@@ -108,7 +106,6 @@ class Recorder:
             self._child(metrics.in_flight, protocol).dec()
             self._child(metrics.requests, ctx.method, protocol, code.name).inc()
             self._child(metrics.request_seconds, ctx.method, protocol).observe(elapsed)
-        self._items_recorded.pop(ctx.request_id, None)
         self._on_record(ctx, ctx.method, ctx.trade_request_id, code, reason, elapsed, ctx.started_unix_ns)
 
     def item_finished(self, ctx: CallContext, part: str, trade_request_id: str, code: Code, reason: str,
@@ -119,7 +116,8 @@ class Recorder:
         ``started``: time.monotonic() when the item was taken up. The request metrics count calls,
         not items. Each row is the item's by its ordinal in the call (its audit event id)."""
         elapsed = time.monotonic() - started
-        item = self._items_recorded[ctx.request_id] = self._items_recorded.get(ctx.request_id, 0) + 1
+        ctx.items_recorded += 1  # (kept on the call: a follower recording after the call ended leaves nothing)
+        item = ctx.items_recorded
         self._on_record(ctx, f"{ctx.method}.{part}", trade_request_id, code, reason, elapsed,
                         time.time_ns() - int(elapsed * 1e9), item)
 
