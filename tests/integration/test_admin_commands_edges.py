@@ -4,15 +4,14 @@ misspelt variable is warned of; the messages say where things went."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from solders.keypair import Keypair
 
+from support.gateway_process import live_settings
 from support.ports import free_port
 
 PASSWORD = "hunter2-redis-password"
@@ -68,12 +67,7 @@ def test_serve_refuses_one_port_for_both_listeners_by_name(tmp_path):
 
 
 def live(workdir: Path, kill_switch_file: Path) -> str:
-    wallet = workdir / "wallet.json"
-    wallet.write_text(json.dumps(list(bytes(Keypair()))))
-    wallet.chmod(0o600)
-    nowhere = "http://127.0.0.1:9"
-    return (f'[live]\nenabled = true\nrpc_url = "{nowhere}"\njupiter_url = "{nowhere}"\njito_url = "{nowhere}"\n'
-            f'wallet_path = "{wallet}"\nkill_switch_file = "{kill_switch_file}"\n')
+    return live_settings(workdir) + f'kill_switch_file = "{kill_switch_file}"\n'
 
 
 @pytest.mark.parametrize("case", ["no-folder", "a-folder"])

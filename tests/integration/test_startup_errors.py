@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from solders.keypair import Keypair
 
+from support.gateway_process import live_settings
 from support.ports import free_port, wait_until
 from tradewire.gateway.data_dir_lock import hold_data_dir
 
@@ -99,16 +99,6 @@ def test_a_trade_database_that_is_not_one_names_the_file_and_the_setting(tmp_pat
     (tmp_path / "data" / "trades.db").write_bytes(b"this is no database " * 200)
     assert_one_line(serve(tmp_path), f"storage.data_dir: cannot open {tmp_path / 'data' / 'trades.db'}: "
                                      "file is not a database")
-
-
-def live_settings(workdir: Path) -> str:
-    """LIVE enabled with a keypair file; its upstreams are never reached before the journal opens."""
-    wallet = workdir / "wallet.json"
-    wallet.write_text(json.dumps(list(bytes(Keypair()))))
-    wallet.chmod(0o600)
-    nowhere = "http://127.0.0.1:9"
-    return (f'[live]\nenabled = true\nrpc_url = "{nowhere}"\njupiter_url = "{nowhere}"\njito_url = "{nowhere}"\n'
-            f'wallet_path = "{wallet}"\n')
 
 
 @pytest.mark.parametrize("configured", [True, False], ids=["live.orders_db", "default"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from solders.keypair import Keypair
 
 from support.ports import free_port, wait_until
 from tradewire.core.audit.journal import read_journal
@@ -135,3 +137,14 @@ class GatewayProcess:
             raise TimeoutError(f"gateway still running {timeout_s}s after SIGTERM") from None
         finally:
             self._log.close()
+
+
+def live_settings(workdir: Path) -> str:
+    """A [live] section enabling LIVE with a keypair file in ``workdir`` and upstreams that never
+    answer (for start-up checks made before any of them is reached)."""
+    wallet = workdir / "wallet.json"
+    wallet.write_text(json.dumps(list(bytes(Keypair()))))
+    wallet.chmod(0o600)
+    nowhere = "http://127.0.0.1:9"
+    return (f'[live]\nenabled = true\nrpc_url = "{nowhere}"\njupiter_url = "{nowhere}"\njito_url = "{nowhere}"\n'
+            f'wallet_path = "{wallet}"\n')
