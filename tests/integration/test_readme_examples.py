@@ -193,6 +193,14 @@ class Block:
 # -- running them -------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    process = GatewayProcess(tmp_path_factory.mktemp("readme-gateway")).start()
+    yield process
+    code = process.stop()
+    assert code == 0, f"gateway exited with {code}:\n{process.log_text()[-3000:]}"
+
+
 def tool_env(gateway: GatewayProcess, *tools: str) -> dict[str, str]:
     """KEY as the README's reader has it, and the tools the examples name first on PATH."""
     dirs = [str(Path(require_tool(tool)).parent) for tool in tools]
