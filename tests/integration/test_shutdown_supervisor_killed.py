@@ -37,13 +37,18 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def logged(gateway: GatewayProcess, message: str) -> list[dict]:
+    return [json.loads(line) for line in gateway.log_text().splitlines() if f'"msg":"{message}"' in line]
+
+
 async def two_serving_workers(gateway: GatewayProcess) -> set[int]:
+    """Both workers' pids once each has said it serves (a health probe may reach only one)."""
     pids = children(gateway.pid)
-    if len(pids) != 2:
+    if len(pids) != 2 or {line["pid"] for line in logged(gateway, "serving")} != pids:
         return set()
     async with httpx.AsyncClient() as probe:
         try:
-            ok = all([(await probe.get(f"{gateway.http_url}/v1/health")).status_code == 200 for _ in range(6)])
+            ok = (await probe.get(f"{gateway.http_url}/v1/health")).status_code == 200
         except httpx.TransportError:
             return set()
     return pids if ok else set()
@@ -63,7 +68,7 @@ async def test_workers_stop_gracefully_when_their_supervisor_is_killed(tmp_path,
                          what="the orphaned workers to exit")
         assert time.monotonic() - killed < DEADLINE_S + 2
         assert not listening(gateway.http_port) and not listening(gateway.grpc_port)
-        stopped = [json.loads(line) for line in gateway.log_text().splitlines() if '"msg":"stopped"' in line]
+        stopped = logged(gateway, "stopped")
         assert sorted(line["pid"] for line in stopped) == sorted(workers), "a worker did not shut down gracefully"
     finally:
         for pid in workers:
