@@ -17,6 +17,8 @@ T = TypeVar("T")
 async def within_deadline(call: Awaitable[T], ctx: CallContext) -> T:
     """``call``, cut off when ``ctx``'s deadline passes (none: it runs to its end). Only the
     deadline firing is DEADLINE_EXCEEDED: a TimeoutError of the call's own is left as it is."""
+    if ctx.deadline is None:  # (most calls: no timer to arm)
+        return await call
     deadline = asyncio.timeout(ctx.time_remaining())
     try:
         async with deadline:

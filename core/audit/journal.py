@@ -67,14 +67,14 @@ def encode_event(event: AuditEvent, **extra: Any) -> bytes:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _escape_surrogates(text: str) -> str:
-    """``text`` with each lone surrogate written as its ``\\uXXXX`` escape (valid UTF-8)."""
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+def escaped(text: str, chars: re.Pattern[str] = _SURROGATE) -> str:
+    """``text`` with each of ``chars`` (lone surrogates) written as its ``\\uXXXX`` escape."""
+    return chars.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _encodable(value: Any) -> Any:
     if isinstance(value, str):
-        return _escape_surrogates(value)
+        return escaped(value)
     if isinstance(value, dict):
         return {_encodable(k): _encodable(v) for k, v in value.items()}
     return value

@@ -78,7 +78,7 @@ from questdb import QuestDBError, QuestDBErrorCode, Sender, TimestampNanos
 
 from .events import TABLES, AuditEvent, TableSchema
 from .foreign_spool import replay_segments, take_over
-from .journal import CorruptLineCounter, JournalFile, JournalSink, count_lines, read_journal
+from .journal import CorruptLineCounter, JournalFile, JournalSink, count_lines, escaped, read_journal
 from .sink import SinkStats
 from .write_ahead import WriteAhead, leftovers as write_ahead_leftovers
 
@@ -1123,7 +1123,7 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _storable(text: str) -> str:
-    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return escaped(text, _UNSTORABLE)
 
 
 def _unstorable(ev: AuditEvent) -> bool:
