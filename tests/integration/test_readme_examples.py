@@ -194,7 +194,7 @@ class Block:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
+def gateway(tmp_path_factory):  # (its own: other suites send the README's request ids with other payloads)
     process = GatewayProcess(tmp_path_factory.mktemp("readme-gateway")).start()
     yield process
     code = process.stop()
