@@ -29,8 +29,8 @@ from tradewire.core.validation import map_key_subscript
 
 from .fields import (
     EXPECTED_FORMS, FLOAT_TYPES, INTEGER_TYPES, SCALAR_WKT, SPECIAL_WKT, TYPE_NAMES, WRAPPERS, BindError,
-    check_enum_number, check_int_range, decode_base64, field_lookup, is_map, name_in_path, parse_enum_text,
-    parse_float_text, parse_int_text, set_timestamp,
+    check_enum_number, check_exactly_read, check_int_range, decode_base64, field_lookup, is_map, name_in_path,
+    parse_enum_text, parse_float_text, parse_int_text, set_timestamp,
 )
 
 log = logging.getLogger("tradewire.gateway")
@@ -321,6 +321,8 @@ def _check_int(fd_type: int, value: Any) -> str | None:
         elif isinstance(value, float) and not -(2**64) < value < 2**64:
             return f"{value!r} is out of range for {TYPE_NAMES[fd_type]}"
         else:
+            if isinstance(value, float):
+                check_exactly_read(fd_type, value)
             check_int_range(fd_type, int(value))
     except BindError as exc:
         return str(exc)

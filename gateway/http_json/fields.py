@@ -135,7 +135,20 @@ def parse_int_text(fd_type: int, text: str) -> int:
     number = float(text)  # "1e2", "1.0": whole values only, as protobuf's parsers read them
     if not number.is_integer():
         raise BindError(expected)
+    check_exactly_read(fd_type, number)
     return check_int_range(fd_type, int(number))
+
+
+# From 2^53 on, a number with a fraction or an exponent is read as a double, which rounds it
+# (9007199254740993.0 would be 9007199254740992): refused rather than changed. Plain digits
+# are read exactly at any size.
+EXACT_DOUBLE_LIMIT = 2**53
+
+
+def check_exactly_read(fd_type: int, number: float) -> None:
+    if not -EXACT_DOUBLE_LIMIT < number < EXACT_DOUBLE_LIMIT:
+        raise BindError(f"{TYPE_NAMES[fd_type]} beyond 2^53 written with a fraction or an exponent cannot be "
+                        f"read exactly; write it as plain digits (a number or a string)")
 
 
 def check_enum_number(fd: FieldDescriptor, number: int) -> int:
@@ -276,7 +289,8 @@ def assign_leaf(container, fd: FieldDescriptor, text: str) -> None:
 
 __all__ = [
     "BindError", "field_lookup", "resolve_field_path", "parse_scalar", "assign_leaf", "is_leaf", "is_map",
-    "decode_base64", "parse_int_text", "parse_enum_text", "check_enum_number", "parse_float_text", "check_int_range",
+    "decode_base64", "parse_int_text", "check_exactly_read", "parse_enum_text", "check_enum_number",
+    "parse_float_text", "check_int_range",
     "name_in_path", "is_message", "SPECIAL_WKT", "SCALAR_WKT", "WRAPPERS", "TYPE_NAMES", "INTEGER_TYPES", "INT64_TYPES",
     "UINT64_TYPES", "UINT32_TYPES", "INT32_TYPES", "FLOAT_TYPES", "RANGES",
 ]

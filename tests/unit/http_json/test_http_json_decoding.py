@@ -123,3 +123,24 @@ async def test_invalid_content_length_is_400(app):
              "headers": [(b"content-type", b"application/json"), (b"content-length", b"abc")], "client": None}
     await app(scope, receive, send)
     assert sent[0]["status"] == 400
+
+
+@pytest.mark.parametrize("raw", [b"9007199254740993.0", b"9.007199254740993e15", b'"9007199254740993.0"',
+                                 b'"9.007199254740993e15"'])
+async def test_integer_past_2_53_with_a_fraction_or_exponent_is_refused_not_rounded(client, fake, raw):
+    # Read as a double it would become ...992: a tip one lamport off, silently.
+    body = b'{"requestId": "x", "mevProtection": {"jitoTipLamports": ' + raw + b"}}"
+    r = await client.post("/v1/trades", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert _violations(r.json())[0]["field"] == "mev_protection.jito_tip_lamports"
+    assert "plain digits" in r.json()["message"]
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize("raw", [b"9007199254740993", b'"9007199254740993"', b"1e3", b'"1.0e3"'])
+async def test_integers_plain_at_any_size_or_exact_with_an_exponent_are_read_exactly(client, fake, raw):
+    body = b'{"requestId": "x", "mevProtection": {"maxPriorityFeeLamports": ' + raw + b"}}"
+    r = await client.post("/v1/trades", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    expected = 9007199254740993 if b"9007" in raw else 1000
+    assert fake.last.request.mev_protection.max_priority_fee_lamports == expected
