@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
@@ -110,8 +109,9 @@ class ApiKeyEntry(_Model):
     @field_validator("prefix")
     @classmethod
     def _a_key_prefix(cls, value: str) -> str:
-        if not re.fullmatch(r"(tw_)?[a-z0-9]{8}", value):
-            raise ValueError("expected a key prefix like 'tw_ab12cd34' (never the full key)")  # (not echoed)
+        from tradewire.core.auth.api_keys import normalize_prefix
+
+        normalize_prefix(value)  # (its refusal does not echo the value)
         return value
 
     @field_validator("scopes")

@@ -128,7 +128,8 @@ def normalize_prefix(prefix: str) -> str:
     """Accept ``ab12cd34`` or ``tw_ab12cd34``; refuse anything else (a full key included)."""
     match = _PREFIX_RE.fullmatch(prefix.strip()) if isinstance(prefix, str) else None
     if match is None:
-        raise ValueError("expected a key prefix like 'tw_ab12cd34' (never pass the full key)")
+        raise ValueError(f"expected a key prefix like 'tw_ab12cd34': {PREFIX_LENGTH} lowercase letters or digits, "
+                         "as keys are made (never pass the full key)")
     return match.group(1)
 
 

@@ -78,7 +78,7 @@ def test_a_configured_key_s_prefix_is_checked_at_load_without_echoing_it(tmp_pat
     assert full_key[12:32] not in message
     message = refused(toml=f'[[auth.api_keys]]\nprefix = "tw_ABCDEFGH"\nsha256 = "{SHA}"\nowner = "alice"\n',
                       tmp_path=tmp_path)
-    assert "auth.api_keys.0.prefix" in message
+    assert "auth.api_keys.0.prefix" in message and "8 lowercase letters or digits" in message, message
 
 
 @pytest.mark.parametrize("scopes, said", [('["read", "god"]', "unknown scope(s) god"),
