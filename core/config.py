@@ -28,6 +28,20 @@ class ConfigError(Exception):
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # TOML's true/false is not a number; pydantic's lax mode (kept for the environment's text)
+    # would read `grpc_port = true` as 1.
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_true_or_false_for_a_number(cls, value: Any, info) -> Any:
+        if value.__class__ is bool and _is_numeric(cls.model_fields[info.field_name].annotation):
+            raise ValueError("expected a number, not true or false")
+        return value
+
+
+def _is_numeric(annotation: Any) -> bool:
+    kinds = get_args(annotation) or (annotation,)
+    return bool not in kinds and any(kind in (int, float, Decimal) for kind in kinds)
+
 
 class ServerConfig(_Model):
     grpc_host: str = "0.0.0.0"

@@ -240,3 +240,18 @@ def test_a_questdb_conf_the_audit_cannot_use_is_refused_at_load_without_its_secr
     assert "audit.questdb_conf" in message and said in message, message
     assert "s3cret-pw" not in message
     assert loaded({"TRADEWIRE_AUDIT__QUESTDB_CONF": "http::addr=127.0.0.1:9000;username=a;password=b;"})
+
+
+# -- true/false where a number belongs ------------------------------------------------------------
+
+@pytest.mark.parametrize("toml, setting", [("[server]\ngrpc_port = true\n", "server.grpc_port"),
+                                           ("[paper]\nlatency_ms = false\n", "paper.latency_ms"),
+                                           ("[paper]\ndrift_bps_per_s = true\n", "paper.drift_bps_per_s")])
+def test_true_or_false_for_a_number_is_refused_naming_the_setting(tmp_path, toml, setting):
+    message = refused(toml=toml, tmp_path=tmp_path)
+    assert f"{setting}: expected a number, not true or false" in message, message
+
+
+def test_true_or_false_still_sets_a_switch(tmp_path):
+    settings = loaded(toml="[paper]\nrealtime = false\n", tmp_path=tmp_path)
+    assert settings.paper.realtime is False
