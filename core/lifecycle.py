@@ -148,6 +148,12 @@ def may_run_again(result: pb.TradeResult) -> bool:
     instead of getting this end back. (CancelTrade and the order's own deadline stay final.)"""
     if result.status == pb.TRADE_STATUS_REJECTED and result.error.code == Code.UNAVAILABLE:
         return True
+    return stopped_by_its_call(result)
+
+
+def stopped_by_its_call(result: pb.TradeResult) -> bool:
+    """Stopped before anything was sent because the call waiting for it went away or passed
+    its deadline (not by CancelTrade, nor by the order's own deadline)."""
     return result.status in _STOPPED_BY_THE_CALL and result.error.reason in _THE_CALLS_OWN_STOPS \
         and not result.signature
 

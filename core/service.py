@@ -337,7 +337,7 @@ class TradeService:
                             raise shutting_down()  # that shuts down: the drain would not wait for it)
                         # each trade takes what an ExecuteTrade would: a batch is no way around the limits
                         self.pipeline.limit_trade(principal.id, order.mode, ctx.response_headers)
-                        result = await self.runner.result_of(self.runner.admit(order), ctx.deadline)
+                        result = await self.runner.result_of(order, ctx.deadline)
                     except TradewireError as exc:  # (its fields named inside the batch, as validation's are)
                         answer(index, nested_under(f"trades[{index}].", exc), started)
                     except Exception as exc:  # (the store not answering, a fault): this item's, not the batch's

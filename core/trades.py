@@ -59,6 +59,9 @@ _STORE_BACK = RetryPolicy(max_attempts=1_000_000, initial_backoff_s=0.1, max_bac
 # How often a stream waiting for a trade not opened yet asks a shared store whether another
 # replica opened it: its first events reach the stream at most this late.
 OPENED_POLL_S = 0.1
+# How many times a call following a trade on another replica runs it here when that trade's
+# own call went away before it was sent (each time, another caller left: bounded all the same).
+RUNS_AGAIN_FOR_A_FOLLOWER = 2
 
 
 @dataclass(frozen=True)
@@ -216,10 +219,7 @@ class TradeRunner:
         ``deadline`` (time.monotonic) is the call's: when it passes, or the caller goes
         away, the trade is stopped if it has not been sent — and recorded either way.
         """
-        admitted = self.admit(order)
-        if isinstance(admitted, TradeRecord):
-            return await self._replay(admitted, deadline)
-        return raise_unless_filled(await self.wait(admitted, deadline), admitted.error)
+        return raise_unless_filled(*await self._final(order, deadline))
 
     async def wait(self, trade: Trade, deadline: float | None = None, *, owner: bool = True) -> pb.TradeResult:
         """Wait for the trade's final result as one of the calls waiting for it: the one that
@@ -302,38 +302,42 @@ class TradeRunner:
         if self._metrics is not None:
             self._metrics.cancel_requests.labels("request", outcome).inc()
 
-    async def result_of(self, admitted: Trade | TradeRecord, deadline: float | None = None) -> pb.TradeResult:
-        """The final result of what :meth:`admit` returned, whatever its status (batches)."""
-        if isinstance(admitted, Trade):
-            return await self.wait(admitted, deadline)
-        trade = self.inflight.get((admitted.principal_id, admitted.request_id))
-        if trade is not None:
-            return await self.wait(trade, deadline, owner=False)
-        return (self.store.get(admitted.principal_id, admitted.request_id) or admitted).result
+    async def result_of(self, order: Order, deadline: float | None = None) -> pb.TradeResult:
+        """The order's final result, whatever its status (batches); as :meth:`execute` waits."""
+        return (await self._final(order, deadline))[0]
 
-    async def _replay(self, record: TradeRecord, deadline: float | None = None) -> pb.TradeResult:
-        """A known request id's result. One running here is waited for as its first caller waits
-        (:meth:`wait`); one running on another replica until the call's ``deadline``
-        (time.monotonic), which ends the wait, not the trade."""
-        trade = self.inflight.get((record.principal_id, record.request_id))
-        if trade is not None:
-            return raise_unless_filled(await self.wait(trade, deadline, owner=False), trade.error)
+    async def _final(self, order: Order, deadline: float | None,
+                     runs_left: int = RUNS_AGAIN_FOR_A_FOLLOWER) -> tuple[pb.TradeResult, TradewireError | None]:
+        """Admit ``order`` and wait for its trade's end: the result, and the error it ended with
+        when it ran here. A trade running on another replica is followed until the call's
+        ``deadline`` (time.monotonic), which ends the wait, not the trade."""
+        admitted = self.admit(order)
+        if isinstance(admitted, Trade):
+            return await self.wait(admitted, deadline), admitted.error
+        trade = self.inflight.get((admitted.principal_id, admitted.request_id))
+        if trade is not None:  # running here: waited for as its first caller waits
+            return await self.wait(trade, deadline, owner=False), trade.error
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             async with asyncio.timeout(timeout):
-                return await self._replay_result(record)
+                result = await self._followed_to_its_end(admitted)
         except TimeoutError:
-            raise _goes_on(record) from None
+            raise _goes_on(admitted) from None
+        if lifecycle.stopped_by_its_call(result) and runs_left:
+            # Its caller's call on the other replica went away while this call followed it (a
+            # retry that went elsewhere): this call still wants the trade, so it runs it here.
+            return await self._final(order, deadline, runs_left - 1)
+        return result, None
 
-    async def _replay_result(self, record: TradeRecord) -> pb.TradeResult:
+    async def _followed_to_its_end(self, record: TradeRecord) -> pb.TradeResult:
         record = self.store.get(record.principal_id, record.request_id) or record
         if not lifecycle.is_terminal(record.result.status):  # running on another replica: follow it
             key = (record.principal_id, record.request_id)
             async for event in self.hub.follow(key, 1, load_stored=lambda: self._stored_events(key)):
                 if event.terminal:
-                    return raise_unless_filled(event.result)
+                    return event.result
             record = self.store.get(*key) or record
-        return raise_unless_filled(record.result)
+        return record.result
 
     # -- the trade's task -----------------------------------------------------------------
 

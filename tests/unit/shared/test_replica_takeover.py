@@ -11,7 +11,6 @@ import redis.asyncio as aredis
 
 from support.trading import eventually
 from tradewire.core.errors import TradewireError
-from tradewire.core.inflight import InFlightRegistry
 from tradewire.core.metrics import Metrics
 from tradewire.core.retry import RetryPolicy
 from tradewire.core.shared.redis_events import RedisEventBus
@@ -21,7 +20,7 @@ from tradewire.core.status_hub import StatusHub
 from tradewire.core.store.base import TakenOver, TradeLost, UnfinishedTrade
 from tradewire.core.trades import TradeRunner
 from tradewire.v1 import trade_pb2 as pb
-from unit.lifecycle.lifecycle_support import FILLS, MARKET, FakeRecorder, Gate, ScriptedExecutor, order
+from unit.lifecycle.lifecycle_support import FILLS, Gate, ScriptedExecutor, order, runner
 
 TAKEOVER_DB = 8  # the registry and presence keys are global to the store: a database of its own
 
@@ -179,9 +178,7 @@ async def test_a_trade_taken_over_that_cannot_go_on_ends_on_the_streams_followin
 
 
 def paper_runner(store, hub, executor) -> TradeRunner:
-    recorder = FakeRecorder()
-    return TradeRunner(store, hub, {pb.TRADING_MODE_PAPER: executor}, recorder,
-                       InFlightRegistry(10, 100, recorder.metrics), RetryPolicy(max_attempts=1), None, MARKET)
+    return runner(executor, store, RetryPolicy(max_attempts=1), hub=hub)
 
 
 async def collect(events) -> list:
