@@ -22,7 +22,8 @@ An unreachable RPC or an open breaker only skips a round: the transaction stays 
 is reconciled by signature later. Such an outage is logged when it starts and when it ends
 (with how long it lasted), not every round. Finalization runs once per transaction, in its
 own task, so a slow read never stalls the rounds; a failed finalization is tried again,
-backing off (an upstream's failure or malformed answer is one warning line, no traceback).
+backing off (an upstream's failure or malformed answer, or the quote source that values the
+fill not answering, is one warning line, no traceback).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tradewire.core.errors import TradewireError
 from tradewire.core.executors.live.breaker import CircuitOpen
 from tradewire.core.executors.live.jito_client import JitoClient
 from tradewire.core.executors.live.solana_rpc import RpcError, SignatureStatus, SolanaRpc
@@ -284,7 +286,7 @@ class Confirmer:
             delay = min(30.0, self.poll_interval_s * 2 ** watch.finalize_failures)
             watch.finalize_after = self._clock() + delay
             extra = {"signature": watch.signature, "failures": watch.finalize_failures, "retry_in_s": round(delay, 3)}
-            if isinstance(exc, UPSTREAM_FAILURES):  # anticipated: the node's answer, not our fault
+            if _anticipated(exc):  # an upstream's answer or outage, not our fault
                 log.warning("finalizing a live transaction failed; retrying", extra={**extra, "error": str(exc)})
             else:
                 log.exception("finalizing a live transaction failed; retrying", extra=extra)
@@ -293,6 +295,13 @@ class Confirmer:
         self.watches.pop(watch.signature, None)
         if not watch.future.done():
             watch.future.set_result(outcome)
+
+
+def _anticipated(exc: Exception) -> bool:
+    """A finalization failure an upstream caused: the RPC's or block engine's, or the quote
+    source that values the fill being unavailable (the booking waits for it)."""
+    return isinstance(exc, UPSTREAM_FAILURES) or (
+        isinstance(exc, TradewireError) and exc.reason in ("UPSTREAM_UNAVAILABLE", "CIRCUIT_OPEN"))
 
 
 def _reached(status: str | None, commitment: str) -> bool:

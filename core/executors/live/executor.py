@@ -970,7 +970,16 @@ class LiveExecutor:
             if row.booked != 0:
                 self._complete_later(row, row.outcome)
                 continue
-            inputs = await self._booking_inputs(row)
+            try:
+                inputs = await self._booking_inputs(row)
+            except (TradewireError, UpstreamError, CircuitOpen) as exc:
+                # The quote source that values the fill does not answer: the start goes on, the
+                # trade record gets its outcome, and the row, still unbooked, is booked at the next start.
+                log.warning("a final LIVE fill cannot be valued; it is booked at the next start",
+                            extra={"signature": row.signature, "trade_request_id": row.request_id,
+                                   "error": str(exc)})
+                self._complete_later(row, row.outcome)
+                continue
             if inputs is not None:
                 self._book(row, *inputs)
             else:
