@@ -1,7 +1,8 @@
 """Jito-compatible block engine JSON-RPC (POST /api/v1/bundles, /api/v1/transactions).
 
-``sendBundle`` validates synchronously (encoding, 1–5 transactions, signatures, a tip of
-at least ``jito_min_tip_lamports`` transferred to one of the 8 tip accounts) and queues
+``sendBundle`` validates synchronously (encoding, 1–5 transactions, signatures, a
+transaction carrying a ``jitodontfront`` account only at index 0, a tip of at least
+``jito_min_tip_lamports`` transferred to one of the 8 tip accounts) and queues
 the bundle; it executes at the start of the next slot, atomically: if any transaction
 fails, every account it touched is restored and nothing lands (no fees, like Jito).
 ``getInflightBundleStatuses`` reports Invalid (unknown id) / Pending / Failed / Landed.
@@ -27,6 +28,7 @@ from .txutil import DecodeError, decode_transaction, err_json, err_message
 log = logging.getLogger("tradewire.devnet.jito")
 
 MAX_STATUS_IDS = 5
+DONT_FRONT_PREFIX = "jitodontfront"
 
 
 @dataclass
@@ -63,6 +65,12 @@ def tip_lamports(tx: VersionedTransaction) -> int:
             if accounts[1] < len(keys) and keys[accounts[1]] in JITO_TIP_PUBKEYS:
                 total += struct.unpack_from("<Q", data, 4)[0]
     return total
+
+
+def carries_dont_front(tx: VersionedTransaction) -> bool:
+    """Whether the transaction names an account starting with ``jitodontfront`` (the block
+    engine's marker for "nothing may be bundled in front of me")."""
+    return any(str(key).startswith(DONT_FRONT_PREFIX) for key in tx.message.account_keys)
 
 
 class JitoEngine(JsonRpcService):
@@ -121,6 +129,12 @@ class JitoEngine(JsonRpcService):
             if not all(tx.verify_with_results()):
                 raise invalid_params(f"transaction {i} failed signature verification")
             txs.append(tx)
+        for i, tx in enumerate(txs[1:], start=1):
+            if carries_dont_front(tx):
+                raise invalid_params(
+                    f"transaction {i} carries a jitodontfront account: such a transaction must be the "
+                    "first of its bundle (index 0)"
+                )
         sigs = [tx.signatures[0] for tx in txs]
         if len(set(sigs)) != len(sigs):
             raise invalid_params("bundle contains duplicate transactions")
