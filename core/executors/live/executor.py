@@ -81,7 +81,9 @@ from tradewire.core.executors.live.fills import (
 from tradewire.core.executors.live.jito_client import DONT_FRONT_ACCOUNT, TIP_ACCOUNTS, TIP_PUBKEYS, JitoClient, bundle_id
 from tradewire.core.executors.live.jupiter_client import JupiterClient, to_quote
 from tradewire.core.trades import apply_outcome
-from tradewire.core.executors.live.outcomes import blockhash_expired, chain_error, is_blockhash_not_found
+from tradewire.core.executors.live.outcomes import (
+    blockhash_expired, chain_error, is_blockhash_not_found, rent_refund_of, with_rent_refund,
+)
 from tradewire.core.executors.outcome_json import outcome_from_json, outcome_to_json, quote_from_json, quote_to_json
 from tradewire.core.executors.live.reservations import ReservationBook
 from tradewire.core.executors.live.safety import SafetyChecks, WalletBalances
@@ -121,6 +123,11 @@ COMPLETION_GRACE_S = 1.0
 BUILD_ATTEMPTS = 10  # rebuilds when another request built the identical transaction
 _PRE_SEND_REJECTIONS = {"NO_ROUTE", "RISK_LIMIT", "PRICE_IMPACT_TOO_HIGH", "INSUFFICIENT_FUNDS", "CIRCUIT_OPEN",
                         "LIVE_NOT_CONFIGURED", "UPSTREAM_UNAVAILABLE", "STORE_UNAVAILABLE"}
+
+
+def net_of_rent_refund(fee_lamports: int, rent_refund: int) -> tuple[int, int]:
+    """(lamports the booking still spends on fees and rent, lamports of refund left over)."""
+    return max(0, fee_lamports - rent_refund), max(0, rent_refund - fee_lamports)
 
 
 @dataclass
@@ -790,6 +797,7 @@ class LiveExecutor:
             return row.outcome  # finalized before (e.g. by a previous run)
         order = self._order_of(row)
         quote = quote_from_json(row.quote)
+        rent_refund = 0  # only a landed transaction can close a token account
         if resolution.kind == EXPIRED:
             state = STATE_EXPIRED
             fill = Fill(quote, 0, 0, FeeBreakdown(), row.signature)
@@ -812,6 +820,7 @@ class LiveExecutor:
                 jito_tip_lamports=sum(f.tip for f in fills),
                 ata_rent_lamports=sum(f.rent for f in fills),
             )
+            rent_refund = sum(f.rent_refund for f in fills)
             if swap.err is None:
                 amount_in = -swap.change(order.input_mint.address)
                 amount_out = swap.change(order.output_mint.address)
@@ -826,10 +835,10 @@ class LiveExecutor:
                 status, confirmed = pb.TRADE_STATUS_FAILED, False
         value = await self._trade_value(order, fill) if status == pb.TRADE_STATUS_FILLED else 0
         unit_values = await self._unit_values(order)
-        outcome = outcome_to_json(status, error, fill, confirmed)
+        outcome = with_rent_refund(outcome_to_json(status, error, fill, confirmed), rent_refund)
         self.orders.finalize(row.signature, state, outcome)
         if fill.fees.total_lamports or status == pb.TRADE_STATUS_FILLED:
-            self._book(row, order, fill, value, unit_values)
+            self._book(row, order, fill, value, unit_values, rent_refund)
         if hasattr(self.quotes, "invalidate"):
             self.quotes.invalidate()
         # Booked (or nothing to book): the chain and the day's PnL now show what it reserved.
@@ -837,7 +846,8 @@ class LiveExecutor:
         if watch.attached == 0:
             self._complete_later(row, outcome)
         log.info("live transaction final", extra={"signature": row.signature, "trade_request_id": row.request_id,
-                                                  "state": state, "status": pb.TradeStatus.Name(status)})
+                                                  "state": state, "status": pb.TradeStatus.Name(status),
+                                                  "rent_refund_lamports": rent_refund})
         return outcome
 
     async def _read(self, wire: bytes) -> ChainFill:
@@ -887,7 +897,7 @@ class LiveExecutor:
         return out
 
     def _book(self, row: LiveOrder, order: Order, fill: Fill, value: int,
-              unit_values: dict[str, tuple[int, int]]) -> None:
+              unit_values: dict[str, tuple[int, int]], rent_refund: int) -> None:
         """Book the real fill in the principal's LIVE positions exactly once (no await inside).
 
         The journal's claim keeps a second booking from starting; the fill ids of the holdings
@@ -895,15 +905,21 @@ class LiveExecutor:
         realized_before = self._realized_pnl(order.principal_id)
         if not self.orders.claim_booking(row.signature, realized_before):
             return
-        self._apply_booking(row, order, fill, value, unit_values, realized_before)
+        self._apply_booking(row, order, fill, value, unit_values, realized_before, rent_refund)
 
     def _apply_booking(self, row: LiveOrder, order: Order, fill: Fill, value: int,
-                       unit_values: dict[str, tuple[int, int]], realized_before: int) -> None:
+                       unit_values: dict[str, tuple[int, int]], realized_before: int, rent_refund: int) -> None:
         """The holdings changes of a claimed booking, each with a fill id derived from the
-        signature: run again, it applies only what was not applied yet. Then marks it booked."""
+        signature: run again, it applies only what was not applied yet. Then marks it booked.
+
+        Rent refunded by a closed token account comes back to the wallet: it first offsets the
+        transaction's fees and rent paid; what exceeds them is SOL the book gains."""
+        fee_lamports, gained = net_of_rent_refund(fill.fees.total_lamports, rent_refund)
+        if gained:
+            self._book_deposit(order.principal_id, WSOL_MINT, gained, unit_values, f"{row.signature}:rent-refund")
         legs = FillLegs(input_mint=order.input_mint.address, amount_in=fill.amount_in,
                         output_mint=order.output_mint.address, amount_out=fill.amount_out,
-                        fee_mint=WSOL_MINT, fee_lamports=fill.fees.total_lamports, trade_value=value)
+                        fee_mint=WSOL_MINT, fee_lamports=fee_lamports, trade_value=value)
         for attempt in range(4):
             try:
                 after_holdings = self.store.apply_fill(order.principal_id, LIVE, legs, fill_id=row.signature)
@@ -912,15 +928,12 @@ class LiveExecutor:
                 # The book lags the wallet (another principal traded it, or a transfer): the
                 # chain is the truth, so the shortfall is booked as a deposit at market value.
                 shortfall = exc.needed - exc.available
-                price, unit = unit_values.get(exc.mint, (0, 1))
                 log.warning("LIVE book below the wallet; booking a deposit", extra={
                     "principal": order.principal_id, "mint": exc.mint, "amount": shortfall})
                 # An id per attempt: a re-run skips the deposits booked before the crash, and
                 # still books a new shortfall.
-                self.store.apply_fill(order.principal_id, LIVE, FillLegs(
-                    input_mint=exc.mint, amount_in=0, output_mint=exc.mint, amount_out=shortfall,
-                    fee_mint=WSOL_MINT, fee_lamports=0, trade_value=shortfall * price // unit),
-                    fill_id=f"{row.signature}:deposit:{attempt}")
+                self._book_deposit(order.principal_id, exc.mint, shortfall, unit_values,
+                                   f"{row.signature}:deposit:{attempt}")
         else:
             log.error("could not book a LIVE fill (tried again at the next start)",
                       extra={"signature": row.signature})
@@ -928,10 +941,18 @@ class LiveExecutor:
         after = sum(h.realized_pnl for h in after_holdings.values())
         self.orders.booked(row.signature, after - realized_before)
 
+    def _book_deposit(self, principal_id: str, mint: str, amount: int, unit_values: dict[str, tuple[int, int]],
+                      fill_id: str) -> None:
+        """Tokens that came into the wallet outside a trade, at market value (no PnL)."""
+        price, unit = unit_values.get(mint, (0, 1))
+        self.store.apply_fill(principal_id, LIVE, FillLegs(
+            input_mint=mint, amount_in=0, output_mint=mint, amount_out=amount,
+            fee_mint=WSOL_MINT, fee_lamports=0, trade_value=amount * price // unit), fill_id=fill_id)
+
     def _realized_pnl(self, principal_id: str) -> int:
         return sum(h.realized_pnl for h in self.store.holdings(principal_id, LIVE).values())
 
-    async def _booking_inputs(self, row: LiveOrder) -> tuple[Order, Fill, int, dict[str, tuple[int, int]]] | None:
+    async def _booking_inputs(self, row: LiveOrder) -> tuple[Order, Fill, int, dict[str, tuple[int, int]], int] | None:
         """What :meth:`_book` needs for a final row, or None when its outcome books nothing."""
         order = self._order_of(row)
         outcome, _ = outcome_from_json(row.outcome, quote_from_json(row.quote))
@@ -939,7 +960,7 @@ class LiveExecutor:
         if fill is None or not (fill.fees.total_lamports or outcome.status == pb.TRADE_STATUS_FILLED):
             return None
         value = await self._trade_value(order, fill) if outcome.status == pb.TRADE_STATUS_FILLED else 0
-        return order, fill, value, await self._unit_values(order)
+        return order, fill, value, await self._unit_values(order), rent_refund_of(row.outcome)
 
     async def _finish_interrupted_bookings(self) -> None:
         """Bookings the previous run claimed but did not finish: run them again with the same
@@ -953,11 +974,11 @@ class LiveExecutor:
                 if inputs is None:
                     self.orders.booked(row.signature, 0)
                     continue
-                order, fill, value, unit_values = inputs
+                order, fill, value, unit_values, rent_refund = inputs
                 before = row.realized_before
                 if before is None:  # claimed by a run that did not note it: count from here
                     before = self._realized_pnl(order.principal_id)
-                self._apply_booking(row, order, fill, value, unit_values, before)
+                self._apply_booking(row, order, fill, value, unit_values, before, rent_refund)
             except Exception:  # noqa: BLE001 - the row stays claimed and is tried again at the next start
                 log.exception("could not finish an interrupted LIVE booking", extra={"signature": row.signature})
 

@@ -4,11 +4,18 @@
   owner = wallet; an account absent on one side counts as 0).
 * Native SOL: wrapped SOL is unwrapped inside the swap, so it is read from lamports: the
   lamports of the wallet plus those of every token account it owns (rent moved into a new
-  account stays inside that set), plus the fee and the tip that left it.
+  account, or back out of a closed one, stays inside that set), plus the fee and the tip that
+  left it.
 * Fees: ``meta.fee`` is what the chain charged (base + priority); the priority part is
   ceil(CU price × CU limit / 1e6) from the transaction's own compute-budget instructions,
-  the base part the rest. Tip: what the tip accounts received. ATA rent: the lamports of
-  token accounts of the wallet that the transaction created (and did not close).
+  the base part the rest. Tip: what the tip accounts received.
+* Rent: a token account's lamports that are not wrapped SOL are its rent reserve. Reserves
+  that grew (a token account created) are rent paid; reserves that shrank (a token account
+  closed, e.g. a wrapped-SOL account the swap unwraps) are rent refunded to the wallet. An
+  account created and closed within the transaction never shows, and costs nothing.
+
+So the wallet's SOL as the book counts it (native lamports + wrapped SOL) changes by exactly
+``sol_change − fee − tip − rent + rent_refund``.
 """
 
 from __future__ import annotations
@@ -70,8 +77,9 @@ class ChainFill:
     base_fee: int
     priority_fee: int
     tip: int
-    rent: int
-    sol_change: int  # native + wrapped SOL received (−: spent) by the swap itself, fees excluded
+    rent: int  # paid into token accounts of the wallet
+    rent_refund: int  # returned to the wallet from token accounts it closed
+    sol_change: int  # native + wrapped SOL received (−: spent) by the swap itself, fees and rent excluded
     token_changes: dict[str, int] = field(default_factory=dict)  # mint → post − pre
 
     def change(self, mint: str) -> int:
@@ -120,14 +128,31 @@ def _read_transaction(result: dict[str, Any], wallet: str, wire: bytes) -> Chain
         token_changes[mint] = token_changes.get(mint, 0) + amount
     owned = {0} | set(pre_tokens) | set(post_tokens)
     lamport_change = sum(post[i] - pre[i] for i in owned)
-    tip = sum(post[i] - pre[i] for i, key in enumerate(keys) if key in _TIPS and i < len(post))
-    rent = sum(
-        post[i] - (amount if mint == WSOL_MINT else 0)
-        for i, (mint, amount) in post_tokens.items() if i not in pre_tokens and pre[i] == 0 and post[i] > 0
-    )
+    tip = max(0, sum(post[i] - pre[i] for i, key in enumerate(keys) if key in _TIPS and i < len(post)))
+    rent, rent_refund = _rent_moves(owned - {0}, pre, post, pre_tokens, post_tokens)
     token_changes.pop(WSOL_MINT, None)  # wrapped SOL is in lamport_change already (its lamports)
     return ChainFill(
         signature=signature, slot=int(result.get("slot", 0)), err=meta.get("err"), fee=fee,
-        base_fee=fee - priority, priority_fee=priority, tip=max(0, tip), rent=rent,
-        sol_change=lamport_change + fee + max(0, tip), token_changes=token_changes,
+        base_fee=fee - priority, priority_fee=priority, tip=tip, rent=rent, rent_refund=rent_refund,
+        sol_change=lamport_change + fee + tip, token_changes=token_changes,
     )
+
+
+TokenBalances = dict[int, tuple[str, int]]  # account index → (mint, raw amount)
+
+
+def _rent_moves(accounts: set[int], pre: list[int], post: list[int], pre_tokens: TokenBalances,
+                post_tokens: TokenBalances) -> tuple[int, int]:
+    """(rent paid, rent refunded): the growth and the shrinking of these accounts' reserves."""
+    paid = refunded = 0
+    for i in accounts:
+        change = _reserve(post[i], post_tokens.get(i)) - _reserve(pre[i], pre_tokens.get(i))
+        paid += max(0, change)
+        refunded += max(0, -change)
+    return paid, refunded
+
+
+def _reserve(lamports: int, token: tuple[str, int] | None) -> int:
+    """An account's lamports that are not wrapped SOL (a closed account has none left)."""
+    mint, amount = token or ("", 0)
+    return lamports - (amount if mint == WSOL_MINT else 0)
