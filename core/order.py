@@ -100,6 +100,7 @@ class FeeBreakdown:
     priority_fee_lamports: int = 0
     jito_tip_lamports: int = 0
     ata_rent_lamports: int = 0
+    rent_refunded_lamports: int = 0  # (not a cost: not in the total)
 
     @property
     def total_lamports(self) -> int:
@@ -112,6 +113,7 @@ class FeeBreakdown:
             jito_tip_lamports=self.jito_tip_lamports,
             ata_rent_lamports=self.ata_rent_lamports,
             total_lamports=self.total_lamports,
+            rent_refunded_lamports=self.rent_refunded_lamports,
         )
 
 

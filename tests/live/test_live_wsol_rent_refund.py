@@ -11,7 +11,6 @@ import pytest
 from live_support import LAMPORTS, SOL, USDC, fund, lamports, token_amount, wallet_tx_count
 from solders.pubkey import Pubkey
 
-from tradewire.core.executors.live.outcomes import rent_refund_of
 from tradewire.core.order import ATA_RENT_LAMPORTS
 from tradewire.devnet.spl_token import ata
 from tradewire.v1 import trade_pb2 as pb
@@ -69,7 +68,8 @@ async def test_the_book_follows_the_wallet_when_token_accounts_are_created_or_cl
     assert fill.fees.base_fee_lamports + fill.fees.priority_fee_lamports == NETWORK_FEE
     assert fill.fees.jito_tip_lamports == 0 and fill.fees.ata_rent_lamports == rent_paid
     assert fill.fees.total_lamports == NETWORK_FEE + rent_paid
-    assert rent_refund_of(h.orders.get(run.signature).outcome) == rent_refunded
+    assert fill.fees.rent_refunded_lamports == rent_refunded  # (not a cost: outside the total)
+    assert fill.fees.to_proto().rent_refunded_lamports == rent_refunded
     # The traded amounts are exact, and the rest of the SOL change is fees and rent.
     sol_in, sol_out = (fill.amount_in, 0) if input_mint == SOL else (0, fill.amount_out)
     if input_mint == SOL:
@@ -92,8 +92,8 @@ async def test_the_reported_wallet_books_the_lamports_the_chain_shows(make_live,
 
 async def test_a_rent_refund_is_booked_once_when_the_booking_is_finished_after_a_restart(make_live, host, rules,
                                                                                         tmp_path) -> None:
-    """The refund is not part of the reported fees: the journal keeps it, so a booking cut
-    after its claim and finished by the next start credits it as well, and only once."""
+    """The journal keeps the refund with the outcome's fees, so a booking cut after its claim
+    and finished by the next start credits it as well, and only once."""
     wallet = fund(host.devnet, 5 * LAMPORTS, {SOL: WRAPPED, USDC: 100 * 10**6})
     owner = wallet.pubkey()
     first = await make_live(wallet, directory=tmp_path / "node")

@@ -82,7 +82,7 @@ from tradewire.core.executors.live.jito_client import DONT_FRONT_ACCOUNT, TIP_AC
 from tradewire.core.executors.live.jupiter_client import JupiterClient, to_quote
 from tradewire.core.trades import apply_outcome
 from tradewire.core.executors.live.outcomes import (
-    blockhash_expired, chain_error, is_blockhash_not_found, rent_refund_of, with_rent_refund,
+    blockhash_expired, chain_error, is_blockhash_not_found,
 )
 from tradewire.core.executors.outcome_json import outcome_from_json, outcome_to_json, quote_from_json, quote_to_json
 from tradewire.core.executors.live.reservations import ReservationBook
@@ -797,7 +797,6 @@ class LiveExecutor:
             return row.outcome  # finalized before (e.g. by a previous run)
         order = self._order_of(row)
         quote = quote_from_json(row.quote)
-        rent_refund = 0  # only a landed transaction can close a token account
         if resolution.kind == EXPIRED:
             state = STATE_EXPIRED
             fill = Fill(quote, 0, 0, FeeBreakdown(), row.signature)
@@ -819,8 +818,8 @@ class LiveExecutor:
                 priority_fee_lamports=sum(f.priority_fee for f in fills),
                 jito_tip_lamports=sum(f.tip for f in fills),
                 ata_rent_lamports=sum(f.rent for f in fills),
+                rent_refunded_lamports=sum(f.rent_refund for f in fills),
             )
-            rent_refund = sum(f.rent_refund for f in fills)
             if swap.err is None:
                 amount_in = -swap.change(order.input_mint.address)
                 amount_out = swap.change(order.output_mint.address)
@@ -835,10 +834,10 @@ class LiveExecutor:
                 status, confirmed = pb.TRADE_STATUS_FAILED, False
         value = await self._trade_value(order, fill) if status == pb.TRADE_STATUS_FILLED else 0
         unit_values = await self._unit_values(order)
-        outcome = with_rent_refund(outcome_to_json(status, error, fill, confirmed), rent_refund)
+        outcome = outcome_to_json(status, error, fill, confirmed)
         self.orders.finalize(row.signature, state, outcome)
         if fill.fees.total_lamports or status == pb.TRADE_STATUS_FILLED:
-            self._book(row, order, fill, value, unit_values, rent_refund)
+            self._book(row, order, fill, value, unit_values)
         if hasattr(self.quotes, "invalidate"):
             self.quotes.invalidate()
         # Booked (or nothing to book): the chain and the day's PnL now show what it reserved.
@@ -847,7 +846,7 @@ class LiveExecutor:
             self._complete_later(row, outcome)
         log.info("live transaction final", extra={"signature": row.signature, "trade_request_id": row.request_id,
                                                   "state": state, "status": pb.TradeStatus.Name(status),
-                                                  "rent_refund_lamports": rent_refund})
+                                                  "rent_refunded_lamports": fill.fees.rent_refunded_lamports})
         return outcome
 
     async def _read(self, wire: bytes) -> ChainFill:
@@ -897,7 +896,7 @@ class LiveExecutor:
         return out
 
     def _book(self, row: LiveOrder, order: Order, fill: Fill, value: int,
-              unit_values: dict[str, tuple[int, int]], rent_refund: int) -> None:
+              unit_values: dict[str, tuple[int, int]]) -> None:
         """Book the real fill in the principal's LIVE positions exactly once (no await inside).
 
         The journal's claim keeps a second booking from starting; the fill ids of the holdings
@@ -905,16 +904,16 @@ class LiveExecutor:
         realized_before = self._realized_pnl(order.principal_id)
         if not self.orders.claim_booking(row.signature, realized_before):
             return
-        self._apply_booking(row, order, fill, value, unit_values, realized_before, rent_refund)
+        self._apply_booking(row, order, fill, value, unit_values, realized_before)
 
     def _apply_booking(self, row: LiveOrder, order: Order, fill: Fill, value: int,
-                       unit_values: dict[str, tuple[int, int]], realized_before: int, rent_refund: int) -> None:
+                       unit_values: dict[str, tuple[int, int]], realized_before: int) -> None:
         """The holdings changes of a claimed booking, each with a fill id derived from the
         signature: run again, it applies only what was not applied yet. Then marks it booked.
 
         Rent refunded by a closed token account comes back to the wallet: it first offsets the
         transaction's fees and rent paid; what exceeds them is SOL the book gains."""
-        fee_lamports, gained = net_of_rent_refund(fill.fees.total_lamports, rent_refund)
+        fee_lamports, gained = net_of_rent_refund(fill.fees.total_lamports, fill.fees.rent_refunded_lamports)
         if gained:
             self._book_deposit(order.principal_id, WSOL_MINT, gained, unit_values, f"{row.signature}:rent-refund")
         legs = FillLegs(input_mint=order.input_mint.address, amount_in=fill.amount_in,
@@ -952,7 +951,7 @@ class LiveExecutor:
     def _realized_pnl(self, principal_id: str) -> int:
         return sum(h.realized_pnl for h in self.store.holdings(principal_id, LIVE).values())
 
-    async def _booking_inputs(self, row: LiveOrder) -> tuple[Order, Fill, int, dict[str, tuple[int, int]], int] | None:
+    async def _booking_inputs(self, row: LiveOrder) -> tuple[Order, Fill, int, dict[str, tuple[int, int]]] | None:
         """What :meth:`_book` needs for a final row, or None when its outcome books nothing."""
         order = self._order_of(row)
         outcome, _ = outcome_from_json(row.outcome, quote_from_json(row.quote))
@@ -960,7 +959,7 @@ class LiveExecutor:
         if fill is None or not (fill.fees.total_lamports or outcome.status == pb.TRADE_STATUS_FILLED):
             return None
         value = await self._trade_value(order, fill) if outcome.status == pb.TRADE_STATUS_FILLED else 0
-        return order, fill, value, await self._unit_values(order), rent_refund_of(row.outcome)
+        return order, fill, value, await self._unit_values(order)
 
     async def _finish_interrupted_bookings(self) -> None:
         """Bookings the previous run claimed but did not finish: run them again with the same
@@ -974,11 +973,11 @@ class LiveExecutor:
                 if inputs is None:
                     self.orders.booked(row.signature, 0)
                     continue
-                order, fill, value, unit_values, rent_refund = inputs
+                order, fill, value, unit_values = inputs
                 before = row.realized_before
                 if before is None:  # claimed by a run that did not note it: count from here
                     before = self._realized_pnl(order.principal_id)
-                self._apply_booking(row, order, fill, value, unit_values, before, rent_refund)
+                self._apply_booking(row, order, fill, value, unit_values, before)
             except Exception:  # noqa: BLE001 - the row stays claimed and is tried again at the next start
                 log.exception("could not finish an interrupted LIVE booking", extra={"signature": row.signature})
 

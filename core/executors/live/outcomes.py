@@ -110,16 +110,3 @@ def chain_error(order: Order, err: Any, *, where: str, charged: bool, sent: bool
     return pb.TRADE_STATUS_FAILED, TradewireError("INTERNAL", f"the swap transaction failed {where}: "
                                                               f"{describe_err(err)}{paid}")
 
-
-# Rent a landed transaction refunded to the wallet (a token account it closed). The contract's
-# Fees only count what was paid, so the journal keeps the refund beside the outcome: a booking
-# finished after a restart must credit it as the first attempt would have.
-RENT_REFUND_KEY = "rent_refund_lamports"
-
-
-def with_rent_refund(outcome: dict[str, Any], rent_refund: int) -> dict[str, Any]:
-    return {**outcome, RENT_REFUND_KEY: rent_refund} if rent_refund else outcome
-
-
-def rent_refund_of(outcome: dict[str, Any]) -> int:
-    return int(outcome.get(RENT_REFUND_KEY, 0))

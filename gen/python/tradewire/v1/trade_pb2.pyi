@@ -134,18 +134,20 @@ class TradeRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., mode: _Optional[_Union[TradingMode, str]] = ..., input_mint: _Optional[str] = ..., output_mint: _Optional[str] = ..., amount: _Optional[str] = ..., swap_mode: _Optional[_Union[SwapMode, str]] = ..., slippage_bps: _Optional[int] = ..., mev_protection: _Optional[_Union[MevProtection, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., client_metadata: _Optional[_Mapping[str, str]] = ..., max_price_impact_bps: _Optional[int] = ..., webhook_url: _Optional[str] = ...) -> None: ...
 
 class Fees(_message.Message):
-    __slots__ = ("base_fee_lamports", "priority_fee_lamports", "jito_tip_lamports", "ata_rent_lamports", "total_lamports")
+    __slots__ = ("base_fee_lamports", "priority_fee_lamports", "jito_tip_lamports", "ata_rent_lamports", "total_lamports", "rent_refunded_lamports")
     BASE_FEE_LAMPORTS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FEE_LAMPORTS_FIELD_NUMBER: _ClassVar[int]
     JITO_TIP_LAMPORTS_FIELD_NUMBER: _ClassVar[int]
     ATA_RENT_LAMPORTS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_LAMPORTS_FIELD_NUMBER: _ClassVar[int]
+    RENT_REFUNDED_LAMPORTS_FIELD_NUMBER: _ClassVar[int]
     base_fee_lamports: int
     priority_fee_lamports: int
     jito_tip_lamports: int
     ata_rent_lamports: int
     total_lamports: int
-    def __init__(self, base_fee_lamports: _Optional[int] = ..., priority_fee_lamports: _Optional[int] = ..., jito_tip_lamports: _Optional[int] = ..., ata_rent_lamports: _Optional[int] = ..., total_lamports: _Optional[int] = ...) -> None: ...
+    rent_refunded_lamports: int
+    def __init__(self, base_fee_lamports: _Optional[int] = ..., priority_fee_lamports: _Optional[int] = ..., jito_tip_lamports: _Optional[int] = ..., ata_rent_lamports: _Optional[int] = ..., total_lamports: _Optional[int] = ..., rent_refunded_lamports: _Optional[int] = ...) -> None: ...
 
 class FieldViolation(_message.Message):
     __slots__ = ("field", "description")
