@@ -79,8 +79,10 @@ class JwtConfig:
                 raise KeyConfigError(f"JWT config '{name}' must be a string or a list of strings, got {value!r}")
         if not self.keys and not self.jwks_path:
             raise KeyConfigError("JWT config needs 'keys' or 'jwks_path'")
-        if self.leeway_s < 0 or self.jwks_check_interval_s < 0:
-            raise KeyConfigError("leeway_s and jwks_check_interval_s must be >= 0")
+        # a NaN leeway compares false with every time and an infinite one outlasts every token:
+        # either would let expired tokens through
+        if not all(math.isfinite(v) and v >= 0 for v in (self.leeway_s, self.jwks_check_interval_s)):
+            raise KeyConfigError("leeway_s and jwks_check_interval_s must be finite numbers >= 0")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> JwtConfig:
@@ -321,7 +323,9 @@ class JwtVerifier:
                 continue
             value = claims[name]
             if isinstance(value, str):
-                return frozenset(value.split())
+                # RFC 6749 §3.3: scopes are separated by spaces (%x20) and nothing else. A tab, line break
+                # or Unicode space is part of one (unknown) scope, never a separator making two.
+                return frozenset(s for s in value.split(" ") if s)
             if isinstance(value, Sequence) and all(isinstance(s, str) for s in value):
                 return frozenset(s for s in value if s)
             raise _fail("AUTH_INVALID", f"token {name!r} claim must be a string or a list of strings", credential)

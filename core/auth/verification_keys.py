@@ -97,6 +97,9 @@ def key_from_jwk(jwk: Mapping[str, Any], source: str = "jwks") -> VerificationKe
     kid = _checked_kid(jwk.get("kid"))
     if jwk.get("use", "sig") != "sig":
         raise KeyConfigError(f"key {kid!r}: use is not 'sig'")
+    key_ops = jwk.get("key_ops")  # RFC 7517 §4.3: when listed, the operations the key is meant for
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        raise KeyConfigError(f"key {kid!r}: key_ops does not include 'verify'")
     kty = jwk.get("kty")
     alg = jwk.get("alg") or {"RSA": "RS256", "OKP": "EdDSA", "oct": "HS256"}.get(str(kty), "")
     alg = _checked_algorithm(alg, kid)
@@ -114,7 +117,7 @@ def parse_jwks(data: str | bytes, source: str = "jwks") -> dict[str, Verificatio
     are skipped with a warning; a document that is not a JWKS at all is an error."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # (RecursionError: nested too deep)
         raise KeyConfigError(f"{source}: not valid JSON") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise KeyConfigError(f"{source}: a JWKS needs a top-level 'keys' list")
@@ -206,7 +209,8 @@ def _checked_kid(kid: Any) -> str:
 
 
 def _checked_algorithm(alg: Any, kid: str) -> str:
-    if alg not in SUPPORTED_ALGORITHMS:
+    # (a JWK's "alg" may be any JSON value: a list or an object is no name, and not hashable)
+    if not isinstance(alg, str) or alg not in SUPPORTED_ALGORITHMS:
         supported = ", ".join(SUPPORTED_ALGORITHMS)
         raise KeyConfigError(f"key {kid!r}: algorithm {safe_label(alg)!r} is not supported (use one of {supported})")
     return str(alg)
