@@ -30,13 +30,15 @@ class Mint:
         """Exact conversion of a decimal token amount; too many decimals is an error, not rounding."""
         if not _PLAIN_DECIMAL.fullmatch(amount):  # no sign, exponent, NaN or spaces: digits only
             raise invalid(field_path, f"{amount!r} is not a plain decimal number like 1.5")
-        value = Decimal(amount)
-        if value <= 0:
+        if Decimal(amount) <= 0:  # (a comparison is exact; arithmetic would round at 28 digits)
             raise invalid(field_path, "must be a positive amount")
-        exponent = value.normalize().as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > self.decimals:
+        # From the digits themselves: decimal arithmetic rounds past 28 significant digits, which
+        # would take "0.99999999999999999999999999999" for 1.
+        whole, _, fraction = amount.partition(".")
+        fraction = fraction.rstrip("0")
+        if len(fraction) > self.decimals:
             raise invalid(field_path, f"{self.symbol} has {self.decimals} decimals; {amount!r} has more")
-        atomic = int(value.scaleb(self.decimals))
+        atomic = int(whole + fraction.ljust(self.decimals, "0"))
         if atomic < self.min_atomic or atomic > self.max_atomic:
             raise invalid(
                 field_path,

@@ -43,7 +43,8 @@ def constant_product_quote(x: int, y: int, fee_bps: int, amount: int, exact_out:
         in_after_fee = _ceil_div(x * amount, y - amount)
         amount_in = _ceil_div(in_after_fee * BPS, BPS - fee_bps)
         amount_out = amount
-        threshold = _ceil_div(amount_in * (BPS + slippage_bps), BPS)
+        # Rounded down, as Jupiter does: the input may never exceed the tolerance the trader gave.
+        threshold = amount_in * (BPS + slippage_bps) // BPS
     else:
         amount_in = amount
         in_after_fee = amount * (BPS - fee_bps) // BPS

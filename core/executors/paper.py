@@ -18,6 +18,7 @@ import asyncio
 import math
 import random
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import ROUND_CEILING, Decimal
 
 import orjson
@@ -112,7 +113,8 @@ class PaperExecutor:
         value = await self._trade_value(order, amount_in, amount_out)
         yield Progress(pb.TRADE_STATUS_SUBMITTED, "paper transaction submitted")
         await self._wait_half_latency()  # landing
-        if (amount_out < quote.other_amount_threshold) if not order.exact_out else (amount_in > quote.other_amount_threshold):
+        fees = self._fees_at_landing(order, fees)  # (no await from here to the booking: still true then)
+        if _breaks_limit(order, quote, amount_in, amount_out):
             yield self._failed_on_chain(order, quote, fees, TradewireError(
                 "SLIPPAGE_EXCEEDED",
                 f"price moved beyond the {order.slippage_bps} bps slippage tolerance before the swap landed: "
@@ -152,6 +154,14 @@ class PaperExecutor:
             jito_tip_lamports=order.mev.jito_tip_lamports if order.mev.uses_jito else 0,
             ata_rent_lamports=ATA_RENT_LAMPORTS if creates_account else 0,
         )
+
+    def _fees_at_landing(self, order: Order, fees: FeeBreakdown) -> FeeBreakdown:
+        """The fees as the transaction lands: a token account another trade of this wallet created
+        meanwhile (a concurrent first buy of the same mint) is not created, nor paid for, twice."""
+        if not fees.ata_rent_lamports:
+            return fees
+        held = self.store.holdings(order.principal_id, pb.TRADING_MODE_PAPER)
+        return replace(fees, ata_rent_lamports=0) if order.output_mint.address in held else fees
 
     def _failed_on_chain(self, order: Order, quote: Quote, fees: FeeBreakdown, error: TradewireError) -> Outcome:
         """A swap that fails where it lands: it pays what a failed transaction pays (booked
@@ -243,6 +253,19 @@ def paper_fill_id(request_id: str) -> str:
     return f"paper:{request_id}"
 
 
+def _min_out(quote: Quote) -> int:
+    """The least output an exact-in swap accepts: its threshold, and never nothing (a tolerance
+    that rounds the threshold down to 0 must not let the input go for no output at all)."""
+    return max(quote.other_amount_threshold, 1)
+
+
+def _breaks_limit(order: Order, quote: Quote, amount_in: int, amount_out: int) -> bool:
+    """Whether the moved price takes the swap past its limit, so that it fails where it lands."""
+    if order.exact_out:
+        return amount_in > quote.other_amount_threshold
+    return amount_out < _min_out(quote)
+
+
 def _missed_threshold(order: Order, quote: Quote, amount_in: int, amount_out: int) -> str:
     """What the swap would have done at the moved price, against the limit it would have broken."""
     if order.exact_out:
@@ -251,7 +274,7 @@ def _missed_threshold(order: Order, quote: Quote, amount_in: int, amount_out: in
                 f"{mint.to_units(quote.other_amount_threshold)} allowed")
     mint = order.output_mint
     return (f"it would have bought {mint.to_units(amount_out)} {mint.symbol}, at least "
-            f"{mint.to_units(quote.other_amount_threshold)} required")
+            f"{mint.to_units(_min_out(quote))} required")
 
 
 def _insufficient(market: Market, exc: InsufficientBalance) -> TradewireError:
