@@ -29,6 +29,10 @@ from tradewire.core.tracing import current_trace, outbound_trace_headers
 
 log = logging.getLogger("tradewire.quotes")
 
+# The largest reference sale valuing a cheap token, in whole tokens: a token worth less than a
+# millionth of the valuation token per whole token is priced from this many.
+MAX_REFERENCE_LOTS = 10**6
+
 
 class JupiterQuotes:
     def __init__(self, base_url: str, market: Market, timeout_s: float = 2.0, valuation_ttl_s: float = 2.0,
@@ -40,7 +44,8 @@ class JupiterQuotes:
             base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
         )
-        self._unit_prices: dict[str, tuple[float, int]] = {}  # mint → (expires, price of one token)
+        # mint → (expires, valuation atomic units received, atomic units of the mint sold)
+        self._prices: dict[str, tuple[float, int, int]] = {}
         # Why the last quote failed for want of the API, until one succeeds (health shows it).
         self.outage: str | None = None
         self._outage_log = Outage(log, "quote API", "trades needing a quote are refused until it answers")
@@ -81,17 +86,28 @@ class JupiterQuotes:
         valuation = self.market.valuation
         if mint.address == valuation.address or amount == 0:
             return amount
-        unit = 10 ** mint.decimals
-        return amount * await self._unit_price(mint, unit) // unit
+        received, sold = await self._price(mint)
+        return amount * received // sold
 
-    async def _unit_price(self, mint: Mint, unit: int) -> int:
-        cached = self._unit_prices.get(mint.address)
+    async def _price(self, mint: Mint) -> tuple[int, int]:
+        """The price of ``mint`` as a reference sale: (valuation atomic units received, atomic units
+        sold). One whole token, or for a token worth less than one whole valuation token, as many
+        as fetch about one (a cheap token's whole-token answer of a few atomic units is a price
+        rounded to its first digits: 5 % low at 19 units, nothing below one)."""
+        cached = self._prices.get(mint.address)
         now = time.monotonic()
         if cached and cached[0] > now:
-            return cached[1]
-        quote = await self.quote(mint, self.market.valuation, unit, exact_out=False, slippage_bps=0)
-        self._unit_prices[mint.address] = (now + self.valuation_ttl_s, quote.out_amount)
-        return quote.out_amount
+            return cached[1:]
+        valuation = self.market.valuation
+        whole_valuation_token = 10 ** valuation.decimals
+        sold = 10 ** mint.decimals
+        received = (await self.quote(mint, valuation, sold, exact_out=False, slippage_bps=0)).out_amount
+        lots = min(MAX_REFERENCE_LOTS, whole_valuation_token // max(received, 1))
+        if lots > 1:
+            sold *= lots
+            received = (await self.quote(mint, valuation, sold, exact_out=False, slippage_bps=0)).out_amount
+        self._prices[mint.address] = (now + self.valuation_ttl_s, received, sold)
+        return received, sold
 
     def _unavailable(self, why: str) -> TradewireError:
         self._outage_log.failed(why)
@@ -114,7 +130,7 @@ class JupiterQuotes:
 
     def invalidate(self) -> None:
         """Forget cached valuation prices (after a fill moved balances or pools)."""
-        self._unit_prices.clear()
+        self._prices.clear()
 
     async def close(self) -> None:
         if self._probe is not None:

@@ -27,7 +27,7 @@ from tradewire.core.context import CallContext
 from tradewire.core.errors import Code, FieldViolation, TradewireError, invalid, invalid_fields, nested_under
 from tradewire.core.executors.base import Executor
 from tradewire.core.lifecycle import is_terminal, now_timestamp
-from tradewire.core.market import Market, format_units
+from tradewire.core.market import Market, Mint, format_units
 from tradewire.core.order import Order, mode_name
 from tradewire.core.pipeline import CredentialWatch, Pipeline, recordable_trade_id, shutting_down
 from tradewire.core.quotes import QuoteSource
@@ -174,7 +174,7 @@ class TradeService:
                     position = spb.Position(
                         mode=mode, mint=mint_address, symbol=mint.symbol,
                         amount=mint.to_units(holding.amount) if holding.amount else "0",
-                        average_cost=_val(average.quantize(Decimal(1)), valuation.decimals),
+                        average_cost=_val(_to_token_precision(average, mint), valuation.decimals),
                         cost_basis=_val(holding.cost_basis, valuation.decimals),
                         realized_pnl=_val(holding.realized_pnl, valuation.decimals),
                         updated_at=now_timestamp(),
@@ -185,7 +185,7 @@ class TradeService:
                     try:
                         if source_down is not None:
                             raise source_down
-                        unit_price = await self.quotes.value(mint, 10 ** mint.decimals)
+                        unit_price = await self._unit_price(mint)
                         value = await self.quotes.value(mint, holding.amount)
                     except TradewireError as exc:
                         if exc.code == Code.UNAVAILABLE:
@@ -204,6 +204,13 @@ class TradeService:
                 total_market_value=_val(total_value, valuation.decimals),
                 total_pnl=_val(total_pnl, valuation.decimals), unvalued_positions=unvalued,
             )
+
+    async def _unit_price(self, mint: Mint) -> Decimal:
+        """Valuation atomic units per whole token, to the token's own precision: valued as a lot
+        of 10^decimals whole tokens (a cheap token's whole-token value is a few atomic units,
+        and amount × a price rounded to them is far from its value)."""
+        lot = 10 ** mint.decimals
+        return Decimal(await self.quotes.value(mint, lot * 10 ** mint.decimals)) / lot
 
     async def GetMarket(self, request: spb.GetMarketRequest, ctx: CallContext) -> spb.GetMarketResponse:
         async with self._call(ctx, request):
@@ -368,6 +375,11 @@ class TradeService:
             async with aclosing(Session(self, ctx, requests).run()) as responses:
                 async for response in responses:
                     yield response
+
+
+def _to_token_precision(per_whole_token: Decimal, mint: Mint) -> Decimal:
+    """A price in valuation atomic units per whole token, rounded to one per atomic unit of the token."""
+    return per_whole_token.quantize(Decimal(1).scaleb(-mint.decimals))
 
 
 def _val(atomic: int | Decimal, decimals: int) -> str:
