@@ -3,7 +3,9 @@ that call TradeService directly, without a transport."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,17 @@ async def core_with_key(data_dir: Path, key: str, owner: str, scopes: Iterable[s
         yield core
     finally:
         await core.close()
+
+
+@asynccontextmanager
+async def core_maker(data_dir: Path, key: str, owner: str) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """``await make(**paper)``: another started core (a data folder of its own) with the one key
+    and those ``[paper]`` settings; every core made is closed at the end."""
+    made = itertools.count()
+    async with contextlib.AsyncExitStack() as cores:
+        async def make(**paper: Any) -> Any:
+            return await cores.enter_async_context(core_with_key(data_dir / str(next(made)), key, owner, paper=paper))
+        yield make
 
 
 def call_with_key(key: str, method: str) -> CallContext:

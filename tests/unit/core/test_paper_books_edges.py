@@ -2,13 +2,11 @@
 drift that cannot go negative, the token account a failed swap never created, and a mint's
 configured minimum that is not a whole number of atomic units."""
 
-import contextlib
-import itertools
 from decimal import ROUND_CEILING, Decimal
 
 import pytest
 
-from support.in_process import call_with_key, core_with_key
+from support.in_process import call_with_key, core_maker
 from tradewire.core.config import MarketConfig
 from tradewire.core.context import CallContext
 from tradewire.core.errors import TradewireError
@@ -26,11 +24,7 @@ JUP = "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN"
 
 @pytest.fixture
 async def make_core(tmp_path):
-    made = itertools.count()
-    async with contextlib.AsyncExitStack() as cores:
-        async def make(**paper):
-            return await cores.enter_async_context(core_with_key(tmp_path / str(next(made)), KEY, "petra",
-                                                                 paper=paper))
+    async with core_maker(tmp_path, KEY, "petra") as make:
         yield make
 
 

@@ -4,14 +4,12 @@ a token account is paid for once however many first buys race for it, and the bo
 (realised plus unrealised PnL is what the wallet's value moved, fees included)."""
 
 import asyncio
-import contextlib
-import itertools
 from decimal import Decimal
 from fractions import Fraction
 
 import pytest
 
-from support.in_process import call_with_key, core_with_key
+from support.in_process import call_with_key, core_maker
 from tradewire.core.context import CallContext
 from tradewire.core.errors import TradewireError
 from tradewire.core.order import ATA_RENT_LAMPORTS, BASE_FEE_LAMPORTS_PER_SIGNATURE
@@ -30,11 +28,7 @@ FEE = BASE_FEE_LAMPORTS_PER_SIGNATURE
 
 @pytest.fixture
 async def make_core(tmp_path):
-    made = itertools.count()
-    async with contextlib.AsyncExitStack() as cores:
-        async def make(**paper):
-            return await cores.enter_async_context(core_with_key(tmp_path / str(next(made)), KEY, "mona",
-                                                                 paper=paper))
+    async with core_maker(tmp_path, KEY, "mona") as make:
         yield make
 
 

@@ -61,12 +61,18 @@ def someone() -> str:
     return f"alice-{uuid.uuid4().hex[:8]}"
 
 
+async def first_call_and_a_retry_following_it(replicas: Replicas, request_id: str, who: str):
+    """The first call, its trade held on the first replica, and a retry following it on the second."""
+    first_call = asyncio.create_task(replicas.first.execute(order(request_id, who)))
+    await replicas.gate.reached.wait()
+    retry = asyncio.create_task(replicas.second.execute(order(request_id, who)))
+    await asyncio.wait_for(replicas.following.wait(), 10)
+    return first_call, retry
+
+
 async def test_the_retry_runs_the_trade_when_the_first_call_goes_away_before_it_is_sent(replicas):
     who = someone()
-    first_call = asyncio.create_task(replicas.first.execute(order("t-1", who)))
-    await replicas.gate.reached.wait()
-    retry = asyncio.create_task(replicas.second.execute(order("t-1", who)))
-    await asyncio.wait_for(replicas.following.wait(), 10)
+    first_call, retry = await first_call_and_a_retry_following_it(replicas, "t-1", who)
 
     first_call.cancel()  # its caller hung up: the trade is stopped on the first replica, unsent
     with pytest.raises(asyncio.CancelledError):
@@ -84,10 +90,7 @@ async def test_the_retry_runs_the_trade_when_the_first_call_goes_away_before_it_
 
 async def test_a_trade_its_caller_cancelled_is_not_run_again_by_the_retry(replicas):
     who = someone()
-    first_call = asyncio.create_task(replicas.first.execute(order("t-2", who)))
-    await replicas.gate.reached.wait()
-    retry = asyncio.create_task(replicas.second.execute(order("t-2", who)))
-    await asyncio.wait_for(replicas.following.wait(), 10)
+    first_call, retry = await first_call_and_a_retry_following_it(replicas, "t-2", who)
 
     await replicas.first.cancel(who, "t-2", "changed my mind")  # CancelTrade is final
     for call in (first_call, retry):
