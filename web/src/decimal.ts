@@ -80,17 +80,21 @@ export interface FormatOptions {
   signed?: boolean;
 }
 
-const separators = new Map<string, { group: string; decimal: string; minus: string }>();
+const separators = new Map<string, { group: string; decimal: string; minus: string; digits: string[] }>();
 
 function localeParts(locale: string | undefined) {
   const key = locale ?? "";
   let parts = separators.get(key);
   if (!parts) {
     const fmt = new Intl.NumberFormat(locale).formatToParts(-1234.5);
+    const digit = new Intl.NumberFormat(locale, { useGrouping: false });
     parts = {
       group: fmt.find((p) => p.type === "group")?.value ?? ",",
       decimal: fmt.find((p) => p.type === "decimal")?.value ?? ".",
       minus: fmt.find((p) => p.type === "minusSign")?.value ?? "-",
+      // The locale's own digits (Arabic-Indic in ar-EG): the fraction is written in them too,
+      // as Intl writes the integer part.
+      digits: Array.from({ length: 10 }, (_, d) => digit.format(d)),
     };
     separators.set(key, parts);
   }
@@ -113,7 +117,8 @@ export function formatDecimal(text: string, opts: FormatOptions = {}, locale?: s
   if (opts.minFraction !== undefined && frac.length < opts.minFraction) frac = frac.padEnd(opts.minFraction, "0");
   const parts = localeParts(locale);
   const grouped = new Intl.NumberFormat(locale, { useGrouping: true }).format(BigInt(intPart));
-  const body = frac ? `${grouped}${parts.decimal}${frac}` : grouped;
+  const localFrac = Array.from(frac, (d) => parts.digits[Number(d)]).join("");
+  const body = frac ? `${grouped}${parts.decimal}${localFrac}` : grouped;
   const isZero = abs === 0n;
   if (neg && !isZero) return `${parts.minus}${body}`;
   return opts.signed && !isZero ? `+${body}` : body;

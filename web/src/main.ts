@@ -2,8 +2,8 @@
 import "./styles.css";
 import type { TradeRequest } from "../../gen/ts/tradewire/v1/trade_pb";
 import {
-  configureApi, currentBaseUrl, currentTransport, defaultBaseUrl, onRateLimitHeaders, onUnauthenticated, onUnreachable, parseBaseUrl,
-  savedTransport, TRANSPORTS, api, type TransportKind,
+  configureApi, currentBaseUrl, currentTransport, defaultBaseUrl, HEALTH_CHECK_TIMEOUT_MS, onRateLimitHeaders, onUnauthenticated,
+  onUnreachable, parseBaseUrl, savedTransport, TRANSPORTS, api, type TransportKind,
 } from "./api/client";
 import { isAuthFailure, isUnreachable, toFailure } from "./api/errors";
 import { clearCredentials, rememberedGateway, restoreCredentials } from "./auth";
@@ -173,7 +173,7 @@ async function boot(): Promise<void> {
   const backoff = new Backoff(1_000, 15_000);
   for (;;) {
     try {
-      const health = await api().healthCheck({});
+      const health = await api().healthCheck({}, { timeoutMs: HEALTH_CHECK_TIMEOUT_MS });
       if (!health.caller) break; // the key was not accepted
       await loadMarket();
       return showDashboard({ caller: health.caller, health });

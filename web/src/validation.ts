@@ -61,7 +61,12 @@ export const F = {
 let validatorPromise: Promise<Validator> | undefined;
 
 export function loadValidator(): Promise<Validator> {
-  validatorPromise ??= import("@bufbuild/protovalidate").then((m) => m.createValidator());
+  validatorPromise ??= import("@bufbuild/protovalidate").then((m) => m.createValidator(), (e: unknown) => {
+    // The chunk could not be fetched (the gateway was restarting): fetch it again next time
+    // rather than refuse every trade until the page is reloaded.
+    validatorPromise = undefined;
+    throw e;
+  });
   return validatorPromise;
 }
 

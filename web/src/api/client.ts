@@ -81,6 +81,10 @@ const reachInterceptor: Interceptor = (next) => async (req) => {
   }
 };
 
+/** A health check answers at once when the gateway is up: one that has not answered by then
+ * means a gateway (or a network path) that hangs, shown as unreachable rather than waited on. */
+export const HEALTH_CHECK_TIMEOUT_MS = 8_000;
+
 const STORAGE_KEY = "tradewire.transport";
 
 export function savedTransport(): TransportKind {

@@ -26,8 +26,31 @@ export type Outcome = ({ ok: true; result: TradeResult } | { ok: false; failure:
   isTrade: boolean;
 };
 
+interface FollowHooks {
+  /** The stream found no such trade: whether to ask again (it may not exist yet). */
+  retryNotFound?: () => Promise<boolean>;
+  /** A transition was shown. */
+  onEvent?: () => void;
+  /** Aborted once how the trade ended is known another way: an outage of the stream is then
+   * not waited out. */
+  endKnown?: AbortSignal;
+  /** The stream could not be reached (called once per outage). */
+  onOutage?: () => void;
+}
+
 /** How long to keep trying to reach a gateway that restarts, since the last event. */
 const RECONNECT_FOR_MS = 120_000;
+/** How long a connected stream may lag behind an ExecuteTrade answer that says how the trade ended. */
+const END_GRACE_MS = 2_000;
+
+/** A signal that aborts `ms` after `trigger` does. */
+function abortAfter(trigger: AbortSignal, ms: number): AbortSignal {
+  const later = new AbortController();
+  const arm = () => window.setTimeout(() => later.abort(), ms);
+  if (trigger.aborted) arm();
+  else trigger.addEventListener("abort", arm, { once: true });
+  return later.signal;
+}
 
 export class ExecutionView {
   readonly el: HTMLElement;
@@ -115,8 +138,17 @@ export class ExecutionView {
       },
     );
     // Refused before it became a trade: the stream would only wait for a trade that never comes.
-    void exec.then((o) => { if (!o.isTrade) following.abort(); });
-    await this.follow(request.requestId, following.signal, async () => (await exec).isTrade, () => { sawEvents = true; });
+    // Answered with how the trade ended: a status stream that cannot be reached is not waited for.
+    const answered = new AbortController();
+    void exec.then((o) => {
+      if (!o.isTrade) following.abort();
+      else if (endsTrade(o)) answered.abort();
+    });
+    await this.follow(request.requestId, following.signal, {
+      retryNotFound: async () => (await exec).isTrade,
+      onEvent: () => { sawEvents = true; },
+      endKnown: answered.signal,
+    });
     let outcome = await exec;
     if (shown.aborted) return outcome; // the view moved on; the form still gets the outcome
     const end = this.terminal?.result;
@@ -141,10 +173,24 @@ export class ExecutionView {
   async replay(requestId: string): Promise<void> {
     const shown = this.reset(requestId);
     this.setBadge("Loading…", "info");
-    await this.follow(requestId, shown, async () => false);
-    if (!this.terminal && !shown.aborted) {
+    // While the status stream cannot be reached, the stored trade tells how an ended one ended.
+    const ended = new AbortController();
+    let stored: TradeResult | undefined;
+    const lookUp = async () => {
       try {
         const result = await api().getTrade({ requestId }, { signal: shown });
+        if (isTerminal(result.status)) {
+          stored = result;
+          ended.abort();
+        }
+      } catch {
+        // the stream's reconnection reports the outage
+      }
+    };
+    await this.follow(requestId, shown, { endKnown: ended.signal, onOutage: () => void lookUp() });
+    if (!this.terminal && !shown.aborted) {
+      try {
+        const result = stored ?? await api().getTrade({ requestId }, { signal: shown });
         this.finish(result);
       } catch (e) {
         if (!shown.aborted) this.showFailure(toFailure(e));
@@ -154,17 +200,23 @@ export class ExecutionView {
 
   /** Follow a trade's events to its terminal one. Across a gateway restart (SHUTDOWN message,
    * UNAVAILABLE, unreachable) it reconnects with backoff and resumes by sequence, giving up
-   * after RECONNECT_FOR_MS without news. */
-  private async follow(requestId: string, signal: AbortSignal, retryNotFound: () => Promise<boolean>,
-    onEvent?: () => void): Promise<void> {
+   * after RECONNECT_FOR_MS without news, or at once when `hooks.endKnown` aborts. */
+  private async follow(requestId: string, signal: AbortSignal, hooks: FollowHooks = {}): Promise<void> {
+    const { retryNotFound, onEvent, endKnown, onOutage } = hooks;
     const backoff = new Backoff(250, 4_000);
     let giveUpAt = Date.now() + RECONNECT_FOR_MS;
     let notFound = 0;
     let outage = false;
+    // Once the end is known another way, a stream that has still not shown it (stalled, or
+    // held back by a proxy) gets a moment more, then is dropped.
+    const stalled = endKnown ? abortAfter(endKnown, END_GRACE_MS) : undefined;
+    const streamSignal = stalled ? AbortSignal.any([signal, stalled]) : signal;
+    const endAnswered = "Stopped following: the gateway has answered how the trade ended.";
     while (!this.terminal && !signal.aborted) {
       let problem = "the status stream ended early";
       try {
-        const stream = api().streamExecutionStatus({ requestId, fromSequence: BigInt(this.nextSequence) }, { signal });
+        const stream = api().streamExecutionStatus({ requestId, fromSequence: BigInt(this.nextSequence) },
+          { signal: streamSignal });
         for await (const event of stream) {
           if (event.kind === StatusKind.HEARTBEAT) continue;
           if (event.kind === StatusKind.SHUTDOWN) {
@@ -180,9 +232,13 @@ export class ExecutionView {
         }
       } catch (e) {
         if (signal.aborted) return;
+        if (stalled?.aborted) {
+          this.note(endAnswered);
+          return;
+        }
         const f = toFailure(e);
         if (f.code === Code.NotFound) {
-          if (notFound++ < 3 && (await retryNotFound())) continue;
+          if (notFound++ < 3 && retryNotFound && (await retryNotFound())) continue;
           return;
         }
         if (!isUnreachable(f)) {
@@ -192,13 +248,20 @@ export class ExecutionView {
         problem = `cannot reach the gateway (${f.message || f.codeName})`;
       }
       if (signal.aborted) return;
+      if (endKnown?.aborted) {
+        if (outage) this.note(endAnswered);
+        return;
+      }
       if (Date.now() > giveUpAt) {
         this.note(`Stopped following: ${problem}. Check the trade in the history later.`);
         return;
       }
-      if (!outage) this.note(`Reconnecting: ${problem}…`);
+      if (!outage) {
+        this.note(`Reconnecting: ${problem}…`);
+        onOutage?.();
+      }
       outage = true;
-      await sleep(backoff.next(), signal);
+      await sleep(backoff.next(), endKnown ? AbortSignal.any([signal, endKnown]) : signal);
     }
   }
 
@@ -303,9 +366,17 @@ export class ExecutionView {
     const noAnswer = gotNoAnswer(f);
     const limited = isRateLimited(f);
     const tone = limited ? "warn" : "bad";
-    this.setBadge(limited ? "Rate limited"
-      : f.code === Code.InvalidArgument || f.code === Code.AlreadyExists ? "Refused" : noAnswer ? "Unreachable" : "Failed", tone);
-    this.setProgress(this.percent, tone);
+    // A trade that ended (the answer names its status) is labelled as the history labels it.
+    const ended = endedStatus(f);
+    if (ended !== undefined) {
+      this.stage = ended;
+      this.setBadge(STATUS_LABEL[ended], statusTone(ended));
+      this.showEnd(ended);
+    } else {
+      this.setBadge(limited ? "Rate limited"
+        : f.code === Code.InvalidArgument || f.code === Code.AlreadyExists ? "Refused" : noAnswer ? "Unreachable" : "Failed", tone);
+      this.setProgress(this.percent, tone);
+    }
     this.updateCancel();
     const violations = f.fieldViolations;
     const retry = f.retryAfterSeconds !== undefined ? h("p", { "data-testid": "exec-retry" }) : null;
@@ -332,6 +403,11 @@ export class ExecutionView {
       this.stage = r.status;
       this.updateCancel();
       this.showEnd(r.status);
+    } else if (r.status > this.stage) {
+      // A running trade whose stream could not be followed (further): the stage it was stored
+      // at, rather than "Loading…" or an earlier stage. (No cancel offered on it: with no
+      // stream, its end would never show here.)
+      this.setBadge(STATUS_LABEL[r.status], "info");
     }
     const inSym = mintLabel(r.inputMint);
     const outSym = mintLabel(r.outputMint);
@@ -377,6 +453,19 @@ export class ExecutionView {
             feeRow("Total", fees.totalLamports, true)))
         : null);
   }
+}
+
+/** Whether an ExecuteTrade answer says how the trade ended (a fill, or a refusal naming its
+ * terminal status), as opposed to a call that broke while the trade goes on. */
+function endsTrade(o: Outcome): boolean {
+  return o.ok ? isTerminal(o.result.status) : o.isTrade && endedStatus(o.failure) !== undefined;
+}
+
+/** The terminal status a refusal of a trade names (ErrorInfo metadata "status"), if any. */
+function endedStatus(f: ApiFailure): TradeStatus | undefined {
+  const name = (f.metadata["status"] ?? "").replace(/^TRADE_STATUS_/, "");
+  const status = (TradeStatus as unknown as Record<string, TradeStatus | undefined>)[name];
+  return f.metadata["trade_id"] && status !== undefined && isTerminal(status) ? status : undefined;
 }
 
 /** What ExecuteTrade answers for a trade that ended with this result. */

@@ -1,6 +1,6 @@
 // Service health per component, and the caller: principal, scopes, rate-limit state, in-flight.
 import { ServingStatus, type CallerStatus, type HealthCheckResponse } from "../../../gen/ts/tradewire/v1/service_pb";
-import { api, rateLimitWaitMs } from "../api/client";
+import { api, HEALTH_CHECK_TIMEOUT_MS, rateLimitWaitMs } from "../api/client";
 import { isRateLimited, toFailure } from "../api/errors";
 import { credentialKind } from "../auth";
 import { emit, on } from "../bus";
@@ -69,7 +69,7 @@ export class HealthView {
 
   async refresh(): Promise<void> {
     try {
-      this.apply(await api().healthCheck({}));
+      this.apply(await api().healthCheck({}, { timeoutMs: HEALTH_CHECK_TIMEOUT_MS }));
     } catch (e) {
       const f = toFailure(e);
       if (isRateLimited(f)) {

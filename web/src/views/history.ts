@@ -103,6 +103,15 @@ export class HistoryView {
   }
 
   private render(trades: TradeResult[]): void {
+    // A refresh (every 30 s, after a trade) replaces the rows: the row a keyboard user is on
+    // keeps the focus rather than dropping it to the page's start.
+    const active = document.activeElement;
+    const focusedId = active instanceof HTMLElement && this.body.contains(active) ? active.dataset.requestId : undefined;
+    this.renderPage(trades);
+    if (focusedId !== undefined) this.body.querySelector<HTMLElement>(`tr[data-request-id="${CSS.escape(focusedId)}"]`)?.focus();
+  }
+
+  private renderPage(trades: TradeResult[]): void {
     this.prev.disabled = this.page === 0;
     this.next.disabled = !this.nextToken;
     this.pageLabel.textContent = `Page ${formatInt(this.page + 1)}`;

@@ -70,11 +70,11 @@ export class PositionsView {
         h("thead", {}, h("tr", {},
           h("th", { scope: "col" }, "Token"),
           h("th", { scope: "col", class: "num" }, "Amount"),
-          h("th", { scope: "col", class: "num" }, `Avg cost (${val})`),
-          h("th", { scope: "col", class: "num" }, `Price (${val})`),
-          h("th", { scope: "col", class: "num" }, `Value (${val})`),
-          h("th", { scope: "col", class: "num" }, `Realized (${val})`),
-          h("th", { scope: "col", class: "num" }, `Unrealized (${val})`))),
+          valueHeader("Avg cost", val),
+          valueHeader("Price", val),
+          valueHeader("Value", val),
+          valueHeader("Realized", val),
+          valueHeader("Unrealized", val))),
         h("tbody", {}, rows)),
       h("div", { class: "totals" },
         h("div", {}, h("span", { class: "muted" }, "Total value"), h("strong", { "data-testid": "total-value" }, `${fmtValue(res.totalMarketValue)} ${val}`)),
@@ -85,6 +85,12 @@ export class PositionsView {
         `${res.unvaluedPositions} position${res.unvaluedPositions === 1 ? "" : "s"} could not be valued just now ` +
         `(${res.positions.find((p) => p.valuationError)?.valuationError}); the totals leave ${res.unvaluedPositions === 1 ? "it" : "them"} out.`));
   }
+}
+
+/** A value column's title with its currency under it: on one line, the titles made the
+ * table wider than a 1280 px window's card and scrolled the PnL out of view. */
+function valueHeader(title: string, currency: string): HTMLElement {
+  return h("th", { scope: "col", class: "num" }, `${title} `, h("span", { class: "col-unit" }, `(${currency})`));
 }
 
 function positionKey(p: Position): string {

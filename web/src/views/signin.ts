@@ -1,7 +1,9 @@
 // Sign-in: credentials, gateway address and transport; a HealthCheck proves the credentials.
 import type { CallerStatus, HealthCheckResponse } from "../../../gen/ts/tradewire/v1/service_pb";
-import { api, configureApi, defaultBaseUrl, parseBaseUrl, savedTransport, TRANSPORTS, type TransportKind } from "../api/client";
-import { Code, isUnreachable, toFailure, type ApiFailure } from "../api/errors";
+import {
+  api, configureApi, defaultBaseUrl, HEALTH_CHECK_TIMEOUT_MS, parseBaseUrl, savedTransport, TRANSPORTS, type TransportKind,
+} from "../api/client";
+import { Code, isAuthFailure, isUnreachable, toFailure, type ApiFailure } from "../api/errors";
 import { clearCredentials, setCredentials } from "../auth";
 import { h } from "../dom";
 import { loadMarket } from "../markets";
@@ -59,26 +61,34 @@ export function signInView(onSignedIn: (s: SignedIn) => void, notice?: string): 
       baseUrl.focus();
       return;
     }
+    let refused = false;
     button.disabled = true;
     button.textContent = "Signing in…";
     setCredentials(secret, remember.checked, gateway);
     configureApi(transport.value as TransportKind, gateway);
     try {
-      const health = await api().healthCheck({});
+      const health = await api().healthCheck({}, { timeoutMs: HEALTH_CHECK_TIMEOUT_MS });
       if (!health.caller) {
         clearCredentials();
         error.textContent = refusedCredentials(health.credentialsRefused);
         key.setAttribute("aria-invalid", "true");
+        refused = true;
         return;
       }
       await loadMarket();
       onSignedIn({ caller: health.caller, health });
     } catch (e) {
       clearCredentials();
-      error.textContent = signInFailure(toFailure(e));
+      const f = toFailure(e);
+      error.textContent = signInFailure(f);
+      refused = isAuthFailure(f);
     } finally {
       button.disabled = false;
       button.textContent = "Sign in";
+      // Disabling the button dropped a keyboard user's focus to <body>: take it to the key
+      // when the key was refused, else back to the button.
+      if (refused) key.focus();
+      else if (form.isConnected && !form.contains(document.activeElement)) button.focus();
     }
   });
   queueMicrotask(() => key.focus());

@@ -182,7 +182,8 @@ export class TradeForm {
 
     this.fillInputOptions();
     this.sync();
-    void loadValidator();
+    // Loaded ahead of the first submit; a failure here is retried (and reported) by the submit.
+    loadValidator().catch(() => undefined);
   }
 
   // -- mint pickers ------------------------------------------------------------------------
