@@ -450,7 +450,9 @@ export class ExecutionView {
             feeRow("Priority fee", fees.priorityFeeLamports),
             feeRow("Jito tip", fees.jitoTipLamports),
             feeRow("Account rent", fees.ataRentLamports),
-            feeRow("Total", fees.totalLamports, true)))
+            feeRow("Total", fees.totalLamports, true),
+            // Not a cost (outside the total): rent a closed token account gave back.
+            fees.rentRefundedLamports ? feeRow("Rent refunded", fees.rentRefundedLamports) : null))
         : null);
   }
 }
