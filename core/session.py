@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,10 +14,10 @@ from typing import TYPE_CHECKING
 from tradewire.core.auth.permissions import authorize
 from tradewire.core.context import CallContext
 from tradewire.core.errors import Code, TradewireError, internal_error, nested_under
-from tradewire.core.lifecycle import MOST_TRANSITIONS, heartbeat_event, is_terminal, shutdown_event
-from tradewire.core.order import mode_name
+from tradewire.core.lifecycle import MOST_TRANSITIONS, heartbeat_event, is_terminal, shutdown_event, stopped_by_its_call
+from tradewire.core.order import Order, mode_name
 from tradewire.core.pipeline import CredentialWatch, shutting_down
-from tradewire.core.trades import ended_as, trade_error
+from tradewire.core.trades import RUNS_AGAIN_FOR_A_FOLLOWER, ended_as, trade_error
 from tradewire.core.validation import check_cancel, require_valid, validate_trade
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
@@ -216,7 +217,7 @@ class Session:
             self.service.record_item(self.ctx, action, request_id, (Code.OK, ""), started)
             return
         self.owed[request_id] = MOST_TRANSITIONS
-        task = asyncio.create_task(self._follow(request_id, started), name=f"session-follow-{request_id}")
+        task = asyncio.create_task(self._follow(order, started), name=f"session-follow-{request_id}")
         self.followers[request_id] = task
         task.add_done_callback(lambda _t, rid=request_id: self._followed(rid))
 
@@ -226,17 +227,56 @@ class Session:
         self.ready.set()
         self.room.set()
 
-    async def _follow(self, request_id: str, started: float) -> None:
+    async def _follow(self, order: Order, started: float) -> None:
         """The trade's statuses into the session; its record once it ends (CANCELLED if the session
-        ends first — the trade goes on — as an ExecuteTrade whose caller left is recorded)."""
+        ends first — the trade goes on — as an ExecuteTrade whose caller left is recorded).
+
+        A trade another call started, and stopped by going away before it was sent, is run again
+        for the session, which still wants it (as a retry of ExecuteTrade would): that end is not
+        forwarded, and the new run's statuses follow, numbered from 1 as a new trade's."""
+        request_id = order.request_id
         ended = (Code.CANCELLED, "")
+        runs_left = RUNS_AGAIN_FOR_A_FOLLOWER
         try:
-            async for event in self.runner.events(self.ctx.principal.id, request_id, 1):
-                if event.kind == pb.STATUS_KIND_TRANSITION:
-                    self.put(spb.TradeSessionResponse(status=event), request_id)
-                    if is_terminal(event.stage):
-                        ended = ended_as(event.result)
+            while True:
+                run_again = False
+                async with contextlib.aclosing(self.runner.events(self.ctx.principal.id, request_id, 1)) as events:
+                    async for event in events:
+                        if event.kind == pb.STATUS_KIND_TRANSITION:
+                            if event.terminal and runs_left and stopped_by_its_call(event.result):
+                                run_again = True
+                                break
+                            self.put(spb.TradeSessionResponse(status=event), request_id)
+                            if is_terminal(event.stage):
+                                ended = ended_as(event.result)
+                        if self.failed is not None:
+                            return
+                if not run_again:
+                    return
+                runs_left -= 1
+                await self._room_for_a_new_run(request_id)
                 if self.failed is not None:
+                    return
+                refused = self._admit_again(order)
+                if refused is not None:
+                    ended = (refused.code, refused.reason)
                     return
         finally:
             self.service.record_item(self.ctx, "trade", request_id, ended, started)
+
+    async def _room_for_a_new_run(self, request_id: str) -> None:
+        """Wait until the queue has room for every status the trade's new run may publish."""
+        self.owed[request_id] = 0
+        await self._room_for_one_more()
+        self.owed[request_id] = MOST_TRANSITIONS
+
+    def _admit_again(self, order: Order) -> TradewireError | None:
+        """Admit ``order`` again; its refusal, also put in the session, if it is refused."""
+        try:
+            self.runner.admit(order)
+        except TradewireError as exc:
+            error = nested_under("trade.", exc)
+            self.put(spb.TradeSessionResponse(error=spb.SessionError(request_id=order.request_id,
+                                                                     error=trade_error(error))))
+            return error
+        return None
