@@ -9,6 +9,7 @@ while it runs.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -241,3 +242,24 @@ async def test_at_1280_px_each_history_row_shows_its_request_id(ui: Dashboard):
     await expect(row_id).to_have_attribute("title", long_id)
     assert await row_id.evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
     await ui.shot("card-14-history-1280")
+
+
+# -- signing out while a trade runs ---------------------------------------------------------------
+
+async def test_signing_out_stops_following_the_running_trade(slow_ui: Dashboard):
+    """The card's status stream ends with the sign-out, not with the trade (~6 s later): the
+    next sign-in's views hear nothing of the previous caller's trade."""
+    ui, page = slow_ui, slow_ui.page
+    await ui.sign_in("bob")
+    ui.expect_network_errors()  # (the stream the sign-out cuts)
+    stream_cut = asyncio.get_running_loop().create_future()
+
+    def on_failed(request) -> None:
+        if request.url.endswith("/StreamExecutionStatus") and not stream_cut.done():
+            stream_cut.set_result(request.url)
+
+    page.on("requestfailed", on_failed)
+    await submit(ui, "0.01")
+    await expect(page.get_by_test_id("exec-timeline").locator('li[data-stage="QUOTED"]')).to_be_visible()
+    await page.locator("#sign-out").click()
+    await asyncio.wait_for(stream_cut, 3)  # the trade itself is still running

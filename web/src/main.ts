@@ -56,6 +56,7 @@ function showDashboard({ caller, health }: SignedIn): void {
     if (moved) await chart.refresh();
   };
   const bookRefresh = new BookRefresh(refreshBook);
+  let closed = false;
 
   let form: TradeForm | undefined;
   if (modes.length) {
@@ -63,6 +64,7 @@ function showDashboard({ caller, health }: SignedIn): void {
       const running = execution.run(request);
       reveal(execution.el, "head"); // on a phone the card is below the form
       const outcome = await running;
+      if (closed) return; // signed out meanwhile: its end is no news for the next sign-in's views
       // A spent id, or one refused for itself, is renewed; an id refused before it became a
       // trade for another reason is kept, so resubmitting the corrected request stays idempotent.
       const feedback = formFeedback(outcome);
@@ -142,7 +144,8 @@ function showDashboard({ caller, health }: SignedIn): void {
     headerSize.disconnect();
     healthView.stop();
     bookRefresh.stop();
-    for (const view of [positions, history, chart]) view.stop();
+    for (const view of [positions, history, chart, execution]) view.stop();
+    closed = true;
     clearHandlers();
   };
 }

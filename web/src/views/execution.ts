@@ -96,6 +96,11 @@ export class ExecutionView {
       this.bar, this.timeline, this.resultBox);
   }
 
+  /** The dashboard closed (signed out): the card's trade is no longer followed. */
+  stop(): void {
+    this.shown?.abort();
+  }
+
   private reset(requestId: string, request?: TradeRequest): AbortSignal {
     this.shown?.abort();
     this.shown = new AbortController();
