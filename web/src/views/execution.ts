@@ -253,8 +253,8 @@ export class ExecutionView {
         problem = `cannot reach the gateway (${f.message || f.codeName})`;
       }
       if (signal.aborted) return;
-      if (endKnown?.aborted) {
-        if (outage) this.note(endAnswered);
+      if (endKnown?.aborted) { // (the stream failed or ended without the end: say why it is left)
+        this.note(endAnswered);
         return;
       }
       if (Date.now() > giveUpAt) {
