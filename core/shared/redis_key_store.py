@@ -67,6 +67,9 @@ class RedisApiKeyStore:
         self._monotonic = monotonic
         self._cache: OrderedDict[str, tuple[float, str, KeyRecord]] = OrderedDict()  # prefix → (read at, hash, record)
         self._lock = threading.Lock()
+        # Counts this store's revocations: a record read before one is not kept, or a key revoked
+        # while its verification was reading it would pass for another cache period.
+        self._revocations = 0
 
     # -- request path ------------------------------------------------------------------
 
@@ -76,6 +79,7 @@ class RedisApiKeyStore:
         now = self._monotonic()
         with self._lock:
             kept = self._cache.get(prefix)
+            revocations = self._revocations
         read = kept is None or now - kept[0] >= self.cache_s
         entry = self._load(prefix) if read else kept[1:]
         stored_hash, record = entry if entry is not None else (None, None)
@@ -88,6 +92,8 @@ class RedisApiKeyStore:
             raise
         if read:  # kept from when it was read (only keys just proven get here)
             with self._lock:
+                if revocations != self._revocations:
+                    return verified
                 self._cache[prefix] = (now, *entry)
                 self._cache.move_to_end(prefix)
                 if len(self._cache) > self._cache_size:
@@ -119,8 +125,11 @@ class RedisApiKeyStore:
 
     def revoke(self, prefix: str, at: datetime | None = None) -> KeyRecord:
         at = at or datetime.fromtimestamp(self._clock(), UTC)
+        with self._lock:
+            self._revocations += 1
         flat = self._revoke(keys=[_key(prefix)], args=[repr(at.timestamp())])
         with self._lock:
+            self._revocations += 1
             self._cache.pop(prefix, None)
         if not flat:
             raise KeyNotFound(prefix)

@@ -381,3 +381,23 @@ def test_verification_while_redis_does_not_answer_is_an_outage_not_a_pass(tmp_pa
         assert store.verify(key).owner == "alice"
     finally:
         server.stop()
+
+
+def test_a_key_revoked_while_its_verification_reads_it_is_not_kept(keys_redis, clock: FakeClock,
+                                                                    monkeypatch) -> None:
+    """A verification that read the record just before this replica revoked it may pass (it came
+    first), but the record it read must not be kept for the next second's calls."""
+    cached = FakeClock(0.0)
+    store = RedisApiKeyStore(keys_redis, clock=clock, monotonic=cached)
+    key, record = create_key(store, "alice", "", ["read"], clock=clock)
+    real = keys_redis.hgetall
+
+    def read_then_revoked(name):
+        fields = real(name)
+        monkeypatch.setattr(keys_redis, "hgetall", real)
+        revoke_key(store, record.key_id, clock=clock)  # lands between the read and the caching
+        return fields
+
+    monkeypatch.setattr(keys_redis, "hgetall", read_then_revoked)
+    assert store.verify(key) == record
+    assert refusal(store, key).reason == "API_KEY_REVOKED"  # (same monotonic instant: a kept copy would pass)
