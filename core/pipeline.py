@@ -312,8 +312,11 @@ class Pipeline:
         principal = call.ctx.principal
         if principal is None:
             return
+        # A batch's own token is a call's: each of its trades takes its mode's as it runs. (A LIVE
+        # batch of N trades took N + 1 LIVE tokens: with live_burst 2, a batch of 2 ran one.)
+        mode = None if call.ctx.method == "ExecuteTradeBatch" else mode_name(call.mode)
         decision = self._shared_check(call, lambda: self._counting_refusals(
-            lambda: self.limits.check_call(principal.id, call.ctx.method, mode_name(call.mode))))
+            lambda: self.limits.check_call(principal.id, call.ctx.method, mode)))
         if decision is not None:
             call.ctx.response_headers.update(decision.headers())
 

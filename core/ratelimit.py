@@ -26,6 +26,10 @@ from typing import Any, Protocol, runtime_checkable
 from tradewire.core.errors import QuotaViolation, TradewireError
 
 _EPSILON = 1e-9
+# The longest wait a refusal names: google.protobuf.Duration's range (10,000 years). A tiny
+# configured rate (1e-300/s) made RetryInfo fail to build (OverflowError: a bare INTERNAL) and
+# Retry-After a 300-digit number.
+MAX_WAIT_S = 315_576_000_000.0
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,10 @@ class RateDecision:
         out = {
             "ratelimit-limit": str(self.limit),
             "ratelimit-remaining": str(self.remaining),
-            "ratelimit-reset": str(math.ceil(self.reset_after_s)),
+            "ratelimit-reset": str(math.ceil(min(self.reset_after_s, MAX_WAIT_S))),
         }
         if not self.allowed:
-            out["retry-after"] = str(max(1, math.ceil(self.retry_after_s)))
+            out["retry-after"] = str(max(1, math.ceil(min(self.retry_after_s, MAX_WAIT_S))))
         return out
 
 
@@ -56,6 +60,10 @@ class RateLimiter(Protocol):
 
     def peek(self, key: str, cost: float = 1) -> RateDecision:
         """What ``acquire`` would decide, without taking anything."""
+        ...
+
+    def give_back(self, key: str, cost: float = 1) -> None:
+        """Return ``cost`` tokens ``acquire`` took (up to the bucket's size)."""
         ...
 
 
@@ -85,6 +93,12 @@ class TokenBucketLimiter:
     def peek(self, key: str, cost: float = 1) -> RateDecision:
         return self._decide(key, cost, take=False)
 
+    def give_back(self, key: str, cost: float = 1) -> None:
+        with self._lock:
+            now = self._clock()
+            if key in self._buckets:  # (a bucket not kept is full)
+                self._buckets[key] = (min(float(self.burst), self._tokens(key, now) + cost), now)
+
     def __len__(self) -> int:
         return len(self._buckets)
 
@@ -94,8 +108,15 @@ class TokenBucketLimiter:
         with self._lock:
             now = self._clock()
             self._evict_full(now)
+            state = self._buckets.get(key)
+            if state is not None and state[1] > now:
+                # The clock went back: count from now. Else a refused caller stays refused until
+                # the clock is back where it was, whatever the retry delay it was told.
+                self._buckets[key] = (state[0], now)
             tokens = self._tokens(key, now)
-            allowed = tokens >= cost - _EPSILON  # float refill must not make a due request wait
+            # Float error must not make a due request wait: the refill's, and the clock's own
+            # resolution (time.monotonic() 115 days after boot moves in steps of 2 ns).
+            allowed = tokens >= cost - _EPSILON - 4 * math.ulp(now) * self.rate
             after = max(0.0, tokens - cost) if allowed else tokens
             if take and allowed:
                 self._buckets[key] = (after, now)
@@ -205,14 +226,17 @@ class RateLimits:
         if refused:
             decision, key = max(refused, key=lambda item: item[0].retry_after_s)
             raise_if_limited(decision, key)
-        decisions = []
+        taken: list[tuple[RateLimiter, str, RateDecision]] = []
         for limiter, key in reversed(checks):  # the LIVE bucket, the one most often short, first
             # Another replica (a shared bucket) may have taken the last token since the peek:
-            # then this call is refused too.
+            # then this call is refused too, and the token it took already goes back.
             decision = limiter.acquire(key)
+            if not decision.allowed:
+                for took, took_key, _ in taken:
+                    took.give_back(took_key)
             raise_if_limited(decision, key)
-            decisions.append(decision)
-        return min(decisions, key=lambda d: d.remaining)
+            taken.append((limiter, key, decision))
+        return min((d for _, _, d in taken), key=lambda d: d.remaining)
 
     def check_peer(self, peer: str) -> None:
         """Before authenticating: refuse a peer whose failure budget is spent."""
@@ -245,12 +269,13 @@ def raise_if_limited(decision: RateDecision, subject: str) -> None:
     """RATE_LIMITED with RetryInfo and QuotaFailure details when ``decision`` refuses."""
     if decision.allowed:
         return
-    retry = math.ceil(decision.retry_after_s * 1000) / 1000  # round UP: waiting this long suffices
+    retry = math.ceil(min(decision.retry_after_s, MAX_WAIT_S) * 1000) / 1000  # round UP: waiting this long suffices
     raise TradewireError(
         "RATE_LIMITED",
         f"rate limit exceeded for {subject}; retry after {retry:g} s",
         retry_after_s=retry,
         quota_violations=(QuotaViolation(subject, f"bucket of {decision.limit} requests is empty"),),
-        metadata={"subject": subject, "limit": str(decision.limit)},
+        # (also here: a batch item's or a session's error carries its metadata, not RetryInfo)
+        metadata={"subject": subject, "limit": str(decision.limit), "retry_after_s": str(retry)},
         headers=decision.headers(),
     )
