@@ -26,7 +26,8 @@ class ConfigError(Exception):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are not settings: `requests_per_s = inf` would turn a limit off unnoticed.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # TOML's true/false is not a number; pydantic's lax mode (kept for the environment's text)
     # would read `grpc_port = true` as 1.
@@ -316,16 +317,22 @@ class StorageConfig(_Model):
     fill_ids_keep_s: float = Field(30 * 86400, ge=86400)
 
 
+# A bucket refills at least this fast (one request per ~17 minutes) and holds at most this many:
+# slower rates name retry delays of years, and HealthCheck reports a bucket in a uint32.
+_MIN_RATE_PER_S = 0.001
+_MAX_BURST = 1_000_000_000
+
+
 class LimitsConfig(_Model):
-    requests_per_s: float = Field(200.0, gt=0)
-    burst: int = Field(400, ge=1)
-    live_requests_per_s: float = Field(5.0, gt=0)
-    live_burst: int = Field(10, ge=1)
-    stream_opens_per_s: float = Field(5.0, gt=0)
-    stream_burst: int = Field(50, ge=1)
+    requests_per_s: float = Field(200.0, ge=_MIN_RATE_PER_S)
+    burst: int = Field(400, ge=1, le=_MAX_BURST)
+    live_requests_per_s: float = Field(5.0, ge=_MIN_RATE_PER_S)
+    live_burst: int = Field(10, ge=1, le=_MAX_BURST)
+    stream_opens_per_s: float = Field(5.0, ge=_MIN_RATE_PER_S)
+    stream_burst: int = Field(50, ge=1, le=_MAX_BURST)
     # Failed authentications per peer address, before further attempts are refused.
-    auth_failures_per_s: float = Field(0.2, gt=0)
-    auth_failure_burst: int = Field(10, ge=1)
+    auth_failures_per_s: float = Field(0.2, ge=_MIN_RATE_PER_S)
+    auth_failure_burst: int = Field(10, ge=1, le=_MAX_BURST)
     max_batch_items: int = Field(100, ge=1, le=100)
 
 

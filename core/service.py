@@ -277,7 +277,9 @@ class TradeService:
                 decision = self.pipeline.limits.principal.peek(f"principal:{ctx.principal.id}")
                 response.caller.CopyFrom(spb.CallerStatus(
                     principal=ctx.principal.label, owner=ctx.principal.id, scopes=sorted(ctx.principal.scopes),
-                    rate_limit_remaining=int(decision.remaining), rate_limit_limit=int(decision.limit),
+                    # (the peek says what one more call would leave: this call's caller has that call)
+                    rate_limit_remaining=decision.remaining + 1 if decision.allowed else 0,
+                    rate_limit_limit=int(decision.limit),
                     in_flight=self.runner.in_flight(ctx.principal.id)))
             return response
 

@@ -255,3 +255,19 @@ def test_true_or_false_for_a_number_is_refused_naming_the_setting(tmp_path, toml
 def test_true_or_false_still_sets_a_switch(tmp_path):
     settings = loaded(toml="[paper]\nrealtime = false\n", tmp_path=tmp_path)
     assert settings.paper.realtime is False
+
+
+# -- rate limits ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting, value", [("requests_per_s", "inf"), ("live_requests_per_s", "nan"),
+                                            ("stream_opens_per_s", "1e-300"), ("auth_failures_per_s", "0.0001"),
+                                            ("burst", "4294967296"), ("live_burst", "0")])
+def test_a_rate_limit_that_would_turn_the_limit_off_or_overflow_is_refused_by_name(setting, value):
+    # (inf let every call through; 1e-300/s named retry delays of 10^300 s; a burst past 2^32
+    # failed every HealthCheck of an authenticated caller: INTERNAL)
+    assert f"limits.{setting}" in refused({f"TRADEWIRE_LIMITS__{setting.upper()}": value})
+
+
+def test_inf_is_refused_in_any_numeric_setting(tmp_path):
+    # (a shutdown that waits for ever for calls to finish)
+    assert "server.shutdown_grace_s" in refused(toml="[server]\nshutdown_grace_s = inf\n", tmp_path=tmp_path)
