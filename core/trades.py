@@ -151,8 +151,9 @@ class TradeRunner:
         if existing is None:
             if at_limit:
                 inflight.check(order.principal_id)  # raises TOO_MANY_IN_FLIGHT (and counts it)
-            # One statement (SQLite's INSERT … ON CONFLICT, or one Redis script): claims a new
-            # request id (or one whose trade may run again, same payload: lifecycle.may_run_again),
+            # One atomic step (SQLite's INSERT … ON CONFLICT, a transaction for a trade that runs
+            # again, or one Redis script): claims a new request id (or one whose trade may run
+            # again, same payload: lifecycle.may_run_again, listed anew as the newest trade),
             # else returns the existing record. With Redis it takes the caller's slot across
             # replicas too, in the same step (a known request id takes none).
             key = (order.principal_id, order.request_id)

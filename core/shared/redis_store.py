@@ -43,7 +43,7 @@ import redis
 from tradewire.core import lifecycle
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, apply_fill
 from tradewire.core.store.base import (VOIDED_RECEIPT, FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TakenOver,
-                                       TradeLost, TradeRecord, UnfinishedTrade)
+                                       TradeLost, TradeRecord, UnfinishedTrade, check_page_limit)
 from tradewire.core.inflight import AtInFlightLimit
 from tradewire.core.shared import per_trade
 from tradewire.core.shared.redis_events import events_stream_key
@@ -55,9 +55,10 @@ from tradewire.v1 import trade_pb2
 
 # Claim atomically: return the existing trade, or create it and list it in history; a trade
 # that may run again (``rerun``, lifecycle.may_run_again) is claimed afresh by the same payload
-# (fingerprint). Either way any status events under its id (KEYS[5]) are dropped: a previous
-# attempt's, or those of a trade Redis lost (restarted empty) that its runner sent again — the
-# new ones reuse their sequence numbers. With an in-flight slot
+# (fingerprint), with a new sequence: listed first in history, as its new created_at says (it
+# kept its first attempt's place, pages away from the top). Either way any status events under
+# its id (KEYS[5]) are dropped: a previous attempt's, or those of a trade Redis lost (restarted
+# empty) that its runner sent again — the new ones reuse their sequence numbers. With an in-flight slot
 # (KEYS[6]; ARGV[8..10] member, limit, lease ms) a new trade first takes the caller's slot, and
 # returns the caller's count instead when at the limit (nothing claimed).
 _CLAIM = TAKE_SLOT_LUA + """
@@ -71,15 +72,16 @@ if #KEYS > 5 then
   local refused = take_slot(KEYS[6], ARGV[8], ARGV[9], ARGV[10])
   if refused >= 0 then return refused end
 end
+local seq = redis.call('INCR', KEYS[4])
 if rerun then
   redis.call('HDEL', KEYS[1], 'events', 'rerun', 'committed', 'published')
-  redis.call('HSET', KEYS[1], 'result', ARGV[2], 'request', ARGV[3], 'replica', ARGV[4], 'handover', ARGV[4])
+  redis.call('HSET', KEYS[1], 'result', ARGV[2], 'request', ARGV[3], 'seq', seq, 'replica', ARGV[4],
+             'handover', ARGV[4])
 else
-  local seq = redis.call('INCR', KEYS[4])
   redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'result', ARGV[2], 'request', ARGV[3], 'seq', seq, 'replica', ARGV[4],
              'mode', ARGV[7], 'handover', ARGV[4])
-  redis.call('ZADD', KEYS[2], seq, ARGV[5])
 end
+redis.call('ZADD', KEYS[2], seq, ARGV[5])
 redis.call('DEL', KEYS[5])
 redis.call('SADD', KEYS[3], ARGV[6])
 return false
@@ -325,6 +327,7 @@ class RedisTradeStore:
 
     def history(self, principal_id: str, query: HistoryQuery, limit: int, after: int | None) -> HistoryPage:
         """Newest first from the claim-ordered index; filters applied while reading."""
+        check_page_limit(limit)
         trades: list[trade_pb2.TradeResult] = []
         cursors: list[int] = []
         high = f"({after}" if after is not None else "+inf"

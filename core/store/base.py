@@ -85,6 +85,13 @@ class HistoryPage:
     last_cursor: int | None  # opaque position of the last row, None when there is no more
 
 
+def check_page_limit(limit: int) -> None:
+    """A history page holds at least one trade: with none, no position tells where the next
+    page starts (SQLite raised IndexError, Redis answered a cursor that skipped a trade)."""
+    if limit < 1:
+        raise ValueError(f"a history page holds at least one trade, not {limit}")
+
+
 class TradeStore(Protocol):
     # Shared by several replicas (one of which takes over what a stopped replica left).
     shared: bool

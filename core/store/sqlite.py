@@ -16,7 +16,7 @@ from pathlib import Path
 from tradewire.core import lifecycle
 from tradewire.core.portfolio import FillLegs, Holding, apply_fill
 from tradewire.core.store.base import (VOIDED_RECEIPT, FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TradeRecord,
-                                       UnfinishedTrade)
+                                       UnfinishedTrade, check_page_limit)
 from tradewire.v1 import trade_pb2
 
 _SCHEMA = """
@@ -98,6 +98,13 @@ def unpack_events(blob: bytes | None) -> tuple[trade_pb2.ExecutionStatus, ...]:
     return tuple(out)
 
 
+def _as_int64(ns: int) -> int:
+    """A time bound SQLite can bind. The contract's timestamps run from year 1 to 9999, past what a
+    signed 64-bit count of ns holds (1677 to 2262), and every stored created_ns lies within it: the
+    bound clamped to that range selects the same rows (binding it as it was raised OverflowError)."""
+    return min(max(ns, -(2**63)), 2**63 - 1)
+
+
 def _local_only(slot: object) -> None:
     """In-flight slots are counted in this process with the embedded store: none to take here."""
     if slot is not None:
@@ -134,18 +141,23 @@ class SqliteStore:
     def claim(self, principal_id: str, request_id: str, fingerprint: str, result: trade_pb2.TradeResult,
               request: trade_pb2.TradeRequest | None = None, slot: None = None) -> TradeRecord | None:
         _local_only(slot)
-        # A trade that may run again (lifecycle.may_run_again) is claimed afresh by the same payload.
-        cur = self._db.execute(
-            "INSERT INTO trades (principal, request_id, fingerprint, mode, status, input_mint, output_mint,"
-            " created_ns, result, request) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (principal, request_id) DO UPDATE"
-            " SET status = excluded.status, result = excluded.result, events = NULL, request = excluded.request,"
-            " created_ns = excluded.created_ns, rerun = 0, published = NULL"
-            " WHERE trades.rerun = 1 AND trades.fingerprint = excluded.fingerprint",
-            (principal_id, request_id, fingerprint, result.mode, result.status, result.input_mint,
-             result.output_mint, result.created_at.ToNanoseconds(), result.SerializeToString(),
-             request.SerializeToString() if request is not None else None),
-        )
-        return None if cur.rowcount == 1 else self.get(principal_id, request_id)
+        insert = ("INSERT INTO trades (principal, request_id, fingerprint, mode, status, input_mint, output_mint,"
+                  " created_ns, result, request) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (principal, request_id)"
+                  " DO NOTHING",
+                  (principal_id, request_id, fingerprint, result.mode, result.status, result.input_mint,
+                   result.output_mint, result.created_at.ToNanoseconds(), result.SerializeToString(),
+                   request.SerializeToString() if request is not None else None))
+        if self._db.execute(*insert).rowcount == 1:
+            return None
+        # A trade that may run again (lifecycle.may_run_again) is claimed afresh by the same payload,
+        # as a new row: its new seq lists it first in history (newest first), as its new created_at
+        # says — an update in place left it where its first attempt was, pages away from the top.
+        with self._transaction():
+            if self._db.execute("DELETE FROM trades WHERE principal = ? AND request_id = ? AND rerun = 1"
+                                " AND fingerprint = ?", (principal_id, request_id, fingerprint)).rowcount:
+                self._db.execute(*insert)
+                return None
+        return self.get(principal_id, request_id)
 
     def save(self, principal_id: str, result: trade_pb2.TradeResult,
              events: Sequence[trade_pb2.ExecutionStatus] = (), outbox: Sequence[OutboxEntry] = (),
@@ -215,6 +227,7 @@ class SqliteStore:
         return trade_pb2.TradeRequest.FromString(row[0]) if row is not None and row[0] is not None else None
 
     def history(self, principal_id: str, query: HistoryQuery, limit: int, after: int | None) -> HistoryPage:
+        check_page_limit(limit)
         sql = ["SELECT seq, result FROM trades WHERE principal = ?"]
         args: list = [principal_id]
         if after is not None:
@@ -231,10 +244,10 @@ class SqliteStore:
             args += list(query.statuses)
         if query.start_ns is not None:
             sql.append("AND created_ns >= ?")
-            args.append(query.start_ns)
+            args.append(_as_int64(query.start_ns))
         if query.end_ns is not None:
             sql.append("AND created_ns < ?")
-            args.append(query.end_ns)
+            args.append(_as_int64(query.end_ns))
         sql.append("ORDER BY seq DESC LIMIT ?")
         args.append(limit + 1)  # one more tells whether another page exists
         rows = self._db.execute(" ".join(sql), args).fetchall()
