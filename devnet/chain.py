@@ -12,10 +12,15 @@ this module does both the way a validator does:
   block height it was issued at. A transaction is accepted while the current height is at
   most ``issued + blockhash_valid_blocks`` (= the ``lastValidBlockHeight`` we handed out);
   otherwise it fails with BlockhashNotFound, before executing and without paying a fee.
+* Simulation (simulateTransaction, sendTransaction's preflight) wants the blockhash to stay
+  valid a few blocks longer (``preflight_margin``), as a validator's does: in the last
+  blocks of its life preflight says BlockhashNotFound while the same bytes sent with
+  skipPreflight can still land.
 * Every landed transaction (success, or failure that paid the fee) is kept by signature
   with its meta (fee, err, logs, CUs, pre/post lamports and token balances), which is what
   getSignatureStatuses / getTransaction serve. A signature already landed is refused with
-  AlreadyProcessed, so resending the same bytes never executes twice.
+  AlreadyProcessed, so resending the same bytes never executes twice. Like a validator's
+  status cache, plain getSignatureStatuses sees only recent slots (``in_status_cache``).
 * Bundles execute all-or-nothing: touched accounts are snapshotted and restored if any
   transaction of the bundle fails.
 """
@@ -42,7 +47,7 @@ from solders.transaction_metadata import FailedTransactionMetadata, SimulatedTra
 from solders.transaction_status import TransactionErrorFieldless
 
 from .config import DevnetConfig
-from .constants import SYSTEM_PROGRAM_ID
+from .constants import MAX_PROCESSING_AGE, MAX_TRANSACTION_FORWARDING_DELAY, SYSTEM_PROGRAM_ID
 from .guard_program import GUARD_PROGRAM_ELF, GUARD_PROGRAM_ID
 from .spl_token import parse_mint, parse_token_account
 from .txutil import LoadedKeys, compute_budget, fee_for_message, load_keys
@@ -124,6 +129,14 @@ class Chain:
         self.svm.add_program(GUARD_PROGRAM_ID, GUARD_PROGRAM_ELF)
         self.slot = config.start_slot
         self.block_height = config.start_block_height
+        window = config.blockhash_valid_blocks
+        # Agave keeps MAX_RECENT_BLOCKHASHES rooted slots of statuses: twice the blockhash lifetime.
+        self.status_cache_roots = 2 * window
+        # Blocks of a blockhash's life simulation refuses (6 of 150 on mainnet; a shorter test
+        # window keeps the same share, so a 5-block window keeps none).
+        self.preflight_margin = (
+            MAX_TRANSACTION_FORWARDING_DELAY * min(window, MAX_PROCESSING_AGE) // MAX_PROCESSING_AGE
+        )
         self._blockhashes: OrderedDict[Hash, int] = OrderedDict()
         self._latest = self.svm.latest_blockhash()
         self._blockhashes[self._latest] = self.block_height
@@ -267,10 +280,12 @@ class Chain:
 
     # ----- checks ----------------------------------------------------------------------
 
-    def check(self, tx: VersionedTransaction) -> Any:
-        """Pre-execution checks a validator makes: blockhash age, then the status cache."""
+    def check(self, tx: VersionedTransaction, margin: int = 0) -> Any:
+        """Pre-execution checks a validator makes: blockhash age (valid ``margin`` blocks
+        more), then the status cache."""
         self.sync()
-        if self.blockhash_last_valid_height(tx.message.recent_blockhash) is None:
+        last_valid = self.blockhash_last_valid_height(tx.message.recent_blockhash)
+        if last_valid is None or self.block_height > last_valid - margin:
             return TransactionErrorFieldless.BlockhashNotFound
         if tx.signatures[0] in self.records:
             return TransactionErrorFieldless.AlreadyProcessed
@@ -286,7 +301,7 @@ class Chain:
         keys = load_keys(tx, self.get_account)
         fee = _fee(tx)
         if check_blockhash:
-            err = self.check(tx)
+            err = self.check(tx, self.preflight_margin)
             if err is not None:
                 return SimResult(err=err, logs=[], units_consumed=0, fee=0, keys=keys)
         elif tx.signatures[0] in self.records:
@@ -439,6 +454,12 @@ class Chain:
         return [block_min for _, block_min, _ in self._slot_fees if block_min]
 
     # ----- status ----------------------------------------------------------------------
+
+    def in_status_cache(self, record: TxRecord) -> bool:
+        """Whether a validator's status cache still holds this status: every slot not rooted
+        yet plus the last ``status_cache_roots`` rooted ones (older: only the ledger)."""
+        root = self.slot - self.config.finalize_depth
+        return record.slot > root - self.status_cache_roots
 
     def commitment_of(self, record: TxRecord) -> str:
         depth = self.slot - record.slot

@@ -36,3 +36,7 @@ TOKEN_ACCOUNT_LEN = 165
 MINT_LEN = 82
 #: Jupiter's program error for "slippage tolerance exceeded" (0x1771); our guard program returns it.
 SLIPPAGE_ERROR_CODE = 6001
+#: Agave's blockhash lifetime in blocks (MAX_PROCESSING_AGE) and the share of it that
+#: simulation keeps back for forwarding (MAX_TRANSACTION_FORWARDING_DELAY, CPU sigverify).
+MAX_PROCESSING_AGE = 150
+MAX_TRANSACTION_FORWARDING_DELAY = 6

@@ -312,6 +312,12 @@ class Jupiter:
 
     def _fee_spec(self, body: dict[str, Any]) -> _FeeSpec:
         explicit = body.get("computeUnitPriceMicroLamports")
+        if explicit is not None and body.get("prioritizationFeeLamports") is not None:
+            # Jupiter refuses the pair rather than silently preferring one of them.
+            raise JupiterError(
+                "computeUnitPriceMicroLamports and prioritizationFeeLamports cannot both be set",
+                "INVALID_COMPUTE_UNIT_PRICE_AND_PRIORITIZATION_FEE",
+            )
         if explicit is not None:
             return _FeeSpec(self, price=_nonneg_int(explicit, "computeUnitPriceMicroLamports"))
         spec = body.get("prioritizationFeeLamports")

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from solders.hash import Hash
+from solders.hash import Hash, ParseHashError
 from solders.message import Message, MessageV0, from_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.rpc.responses import RpcSimulateTransactionResult
@@ -89,28 +89,37 @@ def _config(params: list[Any], index: int) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise invalid_params(f"Invalid params: invalid type: {type(value).__name__}, expected a config object")
-    commitment = value.get("commitment")
-    if commitment is not None and commitment not in _COMMITMENTS:
-        raise invalid_params(f"Invalid params: unknown variant `{commitment}`")
+    for name in ("commitment", "preflightCommitment"):  # both are a CommitmentLevel on Agave
+        commitment = value.get(name)
+        if commitment is not None and commitment not in _COMMITMENTS:
+            raise invalid_params(f"Invalid params: unknown variant `{commitment}`")
     return value
 
 
-def parse_pubkey(value: Any) -> Pubkey:
+def _flag(config: dict[str, Any], name: str) -> bool:
+    """A boolean config field: anything but true/false is invalid params (never "truthy")."""
+    value = config.get(name, False)
+    if not isinstance(value, bool):
+        raise invalid_params(f"Invalid params: invalid type: {type(value).__name__}, expected a boolean for `{name}`")
+    return value
+
+
+def _base58_param(value: Any, parse: Callable[[str], Any]) -> Any:
+    """A base58 pubkey, signature or hash param, refused as Agave words it (WrongSize | Invalid)."""
     if not isinstance(value, str):
         raise invalid_params("Invalid param: Invalid")
     try:
-        return Pubkey.from_string(value)
-    except ValueError as exc:
+        return parse(value)
+    except (ValueError, ParseHashError) as exc:  # (a hash's parse error is no ValueError)
         raise invalid_params("Invalid param: WrongSize" if "size" in str(exc).lower() else "Invalid param: Invalid") from None
 
 
+def parse_pubkey(value: Any) -> Pubkey:
+    return _base58_param(value, Pubkey.from_string)
+
+
 def _signature(value: Any) -> Signature:
-    if not isinstance(value, str):
-        raise invalid_params("Invalid param: Invalid")
-    try:
-        return Signature.from_string(value)
-    except ValueError:
-        raise invalid_params("Invalid param: Invalid") from None
+    return _base58_param(value, Signature.from_string)
 
 
 def _u64(value: Any, name: str) -> int:
@@ -235,11 +244,7 @@ class SolanaRpc(JsonRpcService):
         return self._with_context({"blockhash": str(blockhash), "lastValidBlockHeight": last_valid})
 
     def is_blockhash_valid(self, params: list[Any]) -> dict[str, Any]:
-        raw = _param(params, 0, "blockhash")
-        try:
-            blockhash = Hash.from_string(raw)
-        except (ValueError, TypeError):
-            raise invalid_params("Invalid param: Invalid") from None
+        blockhash = _base58_param(_param(params, 0, "blockhash"), Hash.from_string)
         _config(params, 1)
         return self._with_context(self.chain.is_blockhash_valid(blockhash))
 
@@ -373,11 +378,12 @@ class SolanaRpc(JsonRpcService):
         if len(raw) > MAX_SIGNATURE_STATUSES:
             raise invalid_params(f"Too many inputs provided; max {MAX_SIGNATURE_STATUSES}")
         sigs = [_signature(s) for s in raw]
-        _config(params, 1)
+        # Without searchTransactionHistory a validator answers from its status cache only.
+        history = _flag(_config(params, 1), "searchTransactionHistory")
         value = []
         for sig in sigs:
             record = self.chain.records.get(sig)
-            if record is None:
+            if record is None or not (history or self.chain.in_status_cache(record)):
                 value.append(None)
                 continue
             status = self.chain.commitment_of(record)
@@ -435,7 +441,7 @@ class SolanaRpc(JsonRpcService):
         tx = self._decode_tx(params, config)
         self._min_context_slot(config)
         sig = tx.signatures[0]
-        skip = force_skip_preflight or bool(config.get("skipPreflight", False))
+        skip = _flag(config, "skipPreflight") or force_skip_preflight
         if not skip:
             if not all(tx.verify_with_results()):
                 raise RpcError(-32003, "Transaction signature verification failure")
@@ -453,8 +459,9 @@ class SolanaRpc(JsonRpcService):
         config = _config(params, 1)
         tx = self._decode_tx(params, config)
         self._min_context_slot(config)
-        sig_verify = bool(config.get("sigVerify", False))
-        replace = bool(config.get("replaceRecentBlockhash", False))
+        sig_verify = _flag(config, "sigVerify")
+        replace = _flag(config, "replaceRecentBlockhash")
+        inner = _flag(config, "innerInstructions")
         if sig_verify and replace:
             raise invalid_params("sigVerify may not be used with replaceRecentBlockhash")
         if sig_verify and not all(tx.verify_with_results()):
@@ -471,8 +478,12 @@ class SolanaRpc(JsonRpcService):
             if not isinstance(accounts_cfg, dict) or not isinstance(accounts_cfg.get("addresses"), list):
                 raise invalid_params("Invalid params: accounts.addresses must be an array")
             encoding = accounts_cfg.get("encoding", "base64")
-            if encoding not in ("base64", "base58", "jsonParsed"):
+            if encoding in ("base58", "binary"):  # as Agave: simulated accounts come as base64 or jsonParsed
+                raise invalid_params("base58 encoding not supported")
+            if encoding not in ("base64", "jsonParsed"):
                 raise invalid_params(f"Invalid params: unsupported encoding `{encoding}`")
+            if sim.keys is not None and len(accounts_cfg["addresses"]) > len(sim.keys.keys):
+                raise invalid_params(f"Too many accounts provided; max {len(sim.keys.keys)}")
             accounts = []
             for raw in accounts_cfg["addresses"]:
                 key = parse_pubkey(raw)
@@ -488,7 +499,7 @@ class SolanaRpc(JsonRpcService):
             "accounts": accounts,
             "unitsConsumed": sim.units_consumed,
             "returnData": return_data(sim.return_data),
-            "innerInstructions": inner_instructions(sim.inner_instructions) if config.get("innerInstructions") else None,
+            "innerInstructions": inner_instructions(sim.inner_instructions) if inner else None,
             "replacementBlockhash": replacement,
             "fee": sim.fee if sim.err is None or sim.pre_balances else None,
             "preBalances": sim.pre_balances or None,
