@@ -4,7 +4,9 @@
   the switch is read again at the point of no return, not only before the quote.
 * A first send that the RPC's preflight refuses only after a re-broadcast of the same bytes
   (sent without preflight) has gone out proves nothing about the chain: the trade's signature
-  decides, and a re-broadcast that landed is a fill, not a refusal "nothing was charged".
+  decides, and a re-broadcast that landed is a fill, not a refusal "nothing was charged" —
+  BlockhashNotFound too: a validator's preflight answers it for a blockhash's last blocks,
+  while the same bytes sent without preflight can still land.
 * A read before send that the RPC answers with a JSON-RPC error object (a node that does not
   serve the method) is a refusal the caller may retry, told in one line: not a FAILED
   INTERNAL trade with a traceback.
@@ -115,6 +117,43 @@ async def test_a_preflight_refusal_after_a_re_broadcast_landed_the_swap_is_the_f
     assert wallet_tx_count(host.devnet, owner) == 1
     holdings = h.store.holdings("alice", pb.TRADING_MODE_LIVE)
     assert holdings[SOL].amount == lamports(host.devnet, owner)  # booked, as the chain shows
+
+
+def blockhash_not_found_in_its_last_blocks(devnet, answers: list[dict]):
+    """A transport wrapper for the RPC: the first preflighted sendTransaction reaches the node
+    in its blockhash's last blocks (preflight: BlockhashNotFound), and that answer comes back
+    only once a re-broadcast of the same bytes (no preflight) has landed."""
+    async def handle(request):
+        body = json.loads(request.content)
+        if body.get("method") == "sendTransaction" and not answers and not body["params"][1]["skipPreflight"]:
+            tx = VersionedTransaction.from_bytes(base64.b64decode(body["params"][0]))
+            chain = devnet.chain
+            last_valid = chain.blockhash_last_valid_height(tx.message.recent_blockhash)
+            chain.advance_slots(last_valid - chain.preflight_margin + 1 - chain.block_height)
+            answer = await inner_of[0].handle_async_request(request)
+            answers.append(json.loads(await answer.aread()))
+            await eventually(lambda: tx.signatures[0] in chain.records)
+            return httpx.Response(200, json=answers[0])
+
+    inner_of: list[httpx.AsyncBaseTransport] = []
+    return lambda inner: inner_of.append(inner) or Intercepting(inner, handle)
+
+
+async def test_a_blockhash_the_preflight_no_longer_takes_is_no_proof_once_a_re_broadcast_went_out(
+        make_live, host, rules) -> None:
+    answers: list[dict] = []
+    h = await make_live(skip_preflight=False, rebroadcast_interval_s=0.01, poll_interval_s=0.01,
+                        wrap_transports={"rpc": blockhash_not_found_in_its_last_blocks(host.devnet, answers)})
+    owner = h.wallet.pubkey()
+    usdc_before = token_amount(host.devnet, owner, USDC)
+
+    run = await h.run(h.order("last-blocks", USDC, SOL, "2"))
+
+    assert answers[0]["error"]["code"] == -32002 and answers[0]["error"]["data"]["err"] == "BlockhashNotFound"
+    assert run.outcome.status == pb.TRADE_STATUS_FILLED, run.outcome  # (it said EXPIRED, "nothing was charged")
+    assert run.outcome.fill.amount_in == 2_000_000 == usdc_before - token_amount(host.devnet, owner, USDC)
+    assert wallet_tx_count(host.devnet, owner) == 1
+    assert h.store.holdings("alice", pb.TRADING_MODE_LIVE)[SOL].amount == lamports(host.devnet, owner)
 
 
 async def test_an_rpc_error_answer_to_a_read_before_send_is_a_refusal_to_retry_without_a_traceback(

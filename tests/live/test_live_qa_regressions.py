@@ -481,8 +481,8 @@ async def test_a_blockhash_expired_at_a_preflight_send_is_a_refusal_the_same_req
     assert rules.sends[-1] != refused and wallet_tx_count(host.devnet, h.wallet.pubkey()) == 1
 
 
-async def test_a_preflight_refusal_after_a_re_broadcast_went_out_stays_expired(make_live, host, rules,
-                                                                              devnet_config) -> None:
+async def test_a_preflight_refusal_after_a_re_broadcast_went_out_leaves_the_signature_to_decide(
+        make_live, host, rules, devnet_config) -> None:
     def held_until_re_broadcast(inner):
         class Held(httpx.AsyncBaseTransport):
             async def handle_async_request(self, request):
@@ -491,6 +491,7 @@ async def test_a_preflight_refusal_after_a_re_broadcast_went_out_stays_expired(m
                     options = json.loads(request.content)["params"][1]
                     if options["skipPreflight"]:
                         re_broadcast.set()
+                        rules.hold_height = None  # from now on the confirmer sees the chain's height
                     else:  # the first send: its blockhash expires, and it reaches the RPC after a re-broadcast
                         host.devnet.chain.advance_slots(devnet_config.blockhash_valid_blocks + 2)
                         await asyncio.wait_for(re_broadcast.wait(), 5)
@@ -507,7 +508,8 @@ async def test_a_preflight_refusal_after_a_re_broadcast_went_out_stays_expired(m
 
     run = await h.run(h.order("re-broadcast-then-refused", USDC, SOL, "3"))
 
-    # The re-broadcast skipped the preflight: the refusal no longer proves nothing went out.
+    # The re-broadcast skipped the preflight: the refusal no longer proves nothing went out. The
+    # chain past the blockhash's last valid height, and the signature found nowhere, do.
     assert run.outcome.status == pb.TRADE_STATUS_EXPIRED, run.outcome
     assert run.outcome.error.reason == "TRADE_EXPIRED"
     assert h.orders.get(run.signature).state == EXPIRED and h.orders.count(VOID) == 0

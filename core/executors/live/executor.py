@@ -41,9 +41,10 @@ identical trades whose every rebuild came out as another request's transaction;
 slippage (program error 6001) → SLIPPAGE_EXCEEDED (ABORTED): REJECTED with its quote when
 found before send, FAILED once sent; the wallet cannot pay → INSUFFICIENT_FUNDS
 (FAILED_PRECONDITION); the built swap fails simulation before send → REJECTED, RISK_LIMIT
-(check SIMULATION); expired → EXPIRED / TRADE_EXPIRED (also a preflight that no longer knows
-the blockhash after a re-broadcast may have gone out, and a Jito bundle dropped because its
-blockhash expired); a Jito bundle dropped unlanded → FAILED, or refused outright by the block
+(check SIMULATION); expired (the chain past its lastValidBlockHeight, and the signature not
+found) → EXPIRED / TRADE_EXPIRED (also a Jito bundle dropped because its blockhash expired; a
+preflight that no longer knows the blockhash after a re-broadcast went out proves nothing: the
+signature decides); a Jito bundle dropped unlanded → FAILED, or refused outright by the block
 engine → REJECTED, both BUNDLE_NOT_LANDED (ABORTED: submit again under a new request id);
 anything unexpected → INTERNAL with nothing internal in the message (the traceback is logged).
 """
@@ -741,9 +742,12 @@ class LiveExecutor:
         # Only the refused send ever carried these bytes: no re-broadcast, nothing seen on chain.
         unsent = watch.broadcasts == 0 and not watch.finalizing and not watch.in_block
         err = refusal.data.get("err") if preflight and isinstance(refusal.data, dict) else None
-        if not unsent and not is_blockhash_not_found(err):
+        if not unsent:
             # A re-broadcast of these bytes (no preflight) went out before this answer, or the
-            # chain already shows them: the refusal proves nothing. The signature decides.
+            # chain already shows them: the refusal proves nothing. The signature decides — also
+            # for BlockhashNotFound, which a validator's preflight answers for a blockhash's last
+            # blocks (Agave keeps back MAX_TRANSACTION_FORWARDING_DELAY) while the same bytes sent
+            # without preflight can still land.
             log.warning("first send refused after the transaction had gone out; reconciling by signature",
                         extra={"signature": row.signature, "code": refusal.code})
             return None, f"it refused the first send (error {refusal.code}) after a re-broadcast had gone out"
