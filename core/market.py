@@ -71,6 +71,10 @@ class Market:
             self._pools[key] = pool
         self.valuation = self._by_symbol[config.valuation_symbol]
 
+    def find(self, address: str) -> Mint | None:
+        """The mint at ``address``, or None when this market does not list it."""
+        return self._by_address.get(address)
+
     def mint(self, address: str, field_path: str) -> Mint:
         mint = self._by_address.get(address)
         if mint is None:

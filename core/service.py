@@ -30,6 +30,7 @@ from tradewire.core.lifecycle import is_terminal, now_timestamp
 from tradewire.core.market import Market, Mint, format_units
 from tradewire.core.order import Order, mode_name
 from tradewire.core.pipeline import CredentialWatch, Pipeline, recordable_trade_id, shutting_down
+from tradewire.core.portfolio import Holding
 from tradewire.core.quotes import QuoteSource
 from tradewire.core.session import Session
 from tradewire.core.store.base import HistoryQuery, TradeStore
@@ -168,7 +169,11 @@ class TradeService:
                         continue
                     if holding.amount == 0 and holding.realized_pnl == 0:
                         continue
-                    mint = self.market.mint(mint_address, "mint")
+                    mint = self.market.find(mint_address)
+                    if mint is None:  # (bought before the operator took it off the market)
+                        positions.append(_unlisted_position(mode, mint_address, holding, valuation.decimals))
+                        unvalued += 1
+                        continue
                     average = (Decimal(holding.cost_basis) / Decimal(holding.amount).scaleb(-mint.decimals)
                                if holding.amount else Decimal(0))
                     position = spb.Position(
@@ -382,6 +387,17 @@ class TradeService:
 def _to_token_precision(per_whole_token: Decimal, mint: Mint) -> Decimal:
     """A price in valuation atomic units per whole token, rounded to one per atomic unit of the token."""
     return per_whole_token.quantize(Decimal(1).scaleb(-mint.decimals))
+
+
+def _unlisted_position(mode: int, mint_address: str, holding: Holding, valuation_decimals: int) -> spb.Position:
+    """A position in a mint this gateway's market no longer lists: still the caller's, but
+    neither its decimals (for the amount) nor a price are known here. (Listing it keeps the
+    caller's other positions served: the whole call failed UNSUPPORTED_PAIR.)"""
+    return spb.Position(
+        mode=mode, mint=mint_address, cost_basis=_val(holding.cost_basis, valuation_decimals),
+        realized_pnl=_val(holding.realized_pnl, valuation_decimals), updated_at=now_timestamp(),
+        valuation_error=f"MINT_NOT_LISTED: mint {mint_address} is no longer in this gateway's market; it holds "
+                        f"{holding.amount} of the mint's smallest units")
 
 
 def _val(atomic: int | Decimal, decimals: int) -> str:

@@ -55,7 +55,6 @@ class PaperExecutor:
         self.quotes = quotes
         self.store = store
         self._rng = random.Random(config.seed)
-        self._wallets_ready: set[str] = set()  # principals whose starting wallet exists
 
     def health(self) -> ExecutorHealth:
         outage = getattr(self.quotes, "outage", None)  # (the price table never fails)
@@ -72,15 +71,15 @@ class PaperExecutor:
         return wallet
 
     async def wallet(self, principal_id: str) -> dict[str, Holding]:
-        """The principal's paper holdings; its starting wallet first, if it has none yet."""
-        if principal_id in self._wallets_ready:
-            holdings = self.store.holdings(principal_id, pb.TRADING_MODE_PAPER)
-            if holdings:
-                return holdings
-            # None at all: a shared store that restarted without its data forgot the wallet given
-            # here. (An existing wallet is never given twice: the store gives each one once.)
+        """The principal's paper holdings; its starting wallet first, if it has none yet. (Only
+        a new wallet is priced: one the store holds is served while the price source is down,
+        also just after a restart.)"""
+        holdings = self.store.holdings(principal_id, pb.TRADING_MODE_PAPER)
+        if holdings:
+            return holdings
+        # None at all: a new principal, or a shared store that restarted without its data. (An
+        # existing wallet is never given twice: the store gives each one once.)
         self.store.ensure_wallet(principal_id, pb.TRADING_MODE_PAPER, await self.starting_wallet())
-        self._wallets_ready.add(principal_id)
         return self.store.holdings(principal_id, pb.TRADING_MODE_PAPER)
 
     async def execute(self, order: Order) -> AsyncIterator[Progress | Outcome]:

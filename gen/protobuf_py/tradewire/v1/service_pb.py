@@ -696,7 +696,8 @@ class Position(Message[_PositionFields]):
             string symbol = 3;
             ```
         amount:
-            Token units held (decimal string).
+            Token units held (decimal string); empty, as average_cost and symbol are, for a mint the
+            gateway's market no longer lists (valuation_error says so, with the amount held).
 
             ```proto
             string amount = 4;
@@ -742,8 +743,8 @@ class Position(Message[_PositionFields]):
             optional google.protobuf.Timestamp updated_at = 11;
             ```
         valuation_error:
-            Set when the position could not be valued just now (its price source did not answer, or
-            has no route to the valuation mint), saying why: market_price, market_value and
+            Set when the position could not be valued just now (its price source did not answer, has
+            no route to the valuation mint, or its mint is no longer listed), saying why: market_price, market_value and
             unrealized_pnl are then empty and the position is left out of the totals.
 
             ```proto

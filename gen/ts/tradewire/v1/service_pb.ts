@@ -532,7 +532,8 @@ export type Position = Message<"tradewire.v1.Position"> & {
   symbol: string;
 
   /**
-   * Token units held (decimal string).
+   * Token units held (decimal string); empty, as average_cost and symbol are, for a mint the
+   * gateway's market no longer lists (valuation_error says so, with the amount held).
    *
    * @generated from field: string amount = 4;
    */
@@ -586,8 +587,8 @@ export type Position = Message<"tradewire.v1.Position"> & {
   updatedAt?: Timestamp | undefined;
 
   /**
-   * Set when the position could not be valued just now (its price source did not answer, or
-   * has no route to the valuation mint), saying why: market_price, market_value and
+   * Set when the position could not be valued just now (its price source did not answer, has
+   * no route to the valuation mint, or its mint is no longer listed), saying why: market_price, market_value and
    * unrealized_pnl are then empty and the position is left out of the totals.
    *
    * @generated from field: string valuation_error = 12;
