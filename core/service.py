@@ -143,10 +143,10 @@ class TradeService:
                 start_ns=timestamp_ns(request, "start_time"),
                 end_ns=timestamp_ns(request, "end_time"),
             )
-            after = _decode_page_token(request.page_token, query) if request.page_token else None
-            page = self.store.history(ctx.principal.id, _as_stored(query), request.page_size or DEFAULT_PAGE_SIZE,
-                                      after)
-            token = _encode_page_token(page.last_cursor, query) if page.last_cursor is not None else ""
+            owner = ctx.principal.id
+            after = _decode_page_token(request.page_token, query, owner) if request.page_token else None
+            page = self.store.history(owner, _as_stored(query), request.page_size or DEFAULT_PAGE_SIZE, after)
+            token = _encode_page_token(page.last_cursor, query, owner) if page.last_cursor is not None else ""
             # A running trade is stored only at its claim, point of no return and end: show it as it is.
             trades = [t if is_terminal(t.status)
                       else await self.runner.current(ctx.principal.id, t.request_id) or t for t in page.trades]
@@ -416,24 +416,25 @@ def _as_stored(query: HistoryQuery) -> HistoryQuery:
     return dataclasses.replace(query, statuses=tuple(sorted(set(query.statuses) | set(_NOT_TERMINAL))))
 
 
-def _filter_digest(query: HistoryQuery) -> str:
-    return hashlib.sha256(repr(query).encode()).hexdigest()[:16]
+def _filter_digest(query: HistoryQuery, owner: str) -> str:
+    """Whose query and which: a token fits only the caller and the filters it was given for."""
+    return hashlib.sha256(repr((owner, query)).encode()).hexdigest()[:16]
 
 
-def _encode_page_token(cursor: int, query: HistoryQuery) -> str:
-    return base64.urlsafe_b64encode(f"1:{cursor}:{_filter_digest(query)}".encode()).decode().rstrip("=")
+def _encode_page_token(cursor: int, query: HistoryQuery, owner: str) -> str:
+    return base64.urlsafe_b64encode(f"2:{cursor}:{_filter_digest(query, owner)}".encode()).decode().rstrip("=")
 
 
 _CURSOR = re.compile(r"[0-9]{1,19}")  # ASCII digits only (str.isdigit() takes "²" too)
 
 
-def _decode_page_token(token: str, query: HistoryQuery) -> int:
+def _decode_page_token(token: str, query: HistoryQuery, owner: str) -> int:
     bad = TradewireError("VALIDATION_FAILED", "page_token: not a token from this query",
                          field_violations=(FieldViolation("page_token", "not a token from this query"),))
     try:
         version, cursor, digest = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":")
     except (ValueError, UnicodeDecodeError):
         raise bad from None
-    if version != "1" or digest != _filter_digest(query) or not _CURSOR.fullmatch(cursor) or int(cursor) >= 2**63:
+    if version != "2" or digest != _filter_digest(query, owner) or not _CURSOR.fullmatch(cursor) or int(cursor) >= 2**63:
         raise bad  # (a cursor is a stored row's position: a non-negative signed 64-bit integer)
     return int(cursor)
