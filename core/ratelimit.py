@@ -275,7 +275,6 @@ def raise_if_limited(decision: RateDecision, subject: str) -> None:
         f"rate limit exceeded for {subject}; retry after {retry:g} s",
         retry_after_s=retry,
         quota_violations=(QuotaViolation(subject, f"bucket of {decision.limit} requests is empty"),),
-        # (also here: a batch item's or a session's error carries its metadata, not RetryInfo)
-        metadata={"subject": subject, "limit": str(decision.limit), "retry_after_s": str(retry)},
+        metadata={"subject": subject, "limit": str(decision.limit)},
         headers=decision.headers(),
     )

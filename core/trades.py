@@ -897,10 +897,15 @@ def ended_as(result: pb.TradeResult) -> tuple[Code, str]:
 
 
 def trade_error(err: TradewireError) -> pb.TradeError:
+    """``err`` inside a result, batch item or session message, which carry no RetryInfo: a
+    retryable error's delay goes in its metadata (``retry_after_s``)."""
+    metadata = {key: str(value) for key, value in err.metadata.items()}
+    if err.retry_after_s is not None:
+        metadata.setdefault("retry_after_s", str(err.retry_after_s))
     return pb.TradeError(
         code=int(err.code if err.code != Code.OK else Code.INTERNAL), reason=err.reason, message=err.message,
         field_violations=[pb.FieldViolation(field=v.field, description=v.description) for v in err.field_violations],
-        metadata={key: str(value) for key, value in err.metadata.items()},
+        metadata=metadata,
     )
 
 

@@ -27,6 +27,7 @@ from tradewire.core.ratelimit import (
     MAX_WAIT_S, RateDecision, RateLimitConfig, RateLimits, TokenBucketLimiter, raise_if_limited,
 )
 from tradewire.core.shared.redis_limiter import RedisTokenBucketLimiter
+from tradewire.core.trades import trade_error
 from tradewire.v1 import service_pb2 as spb
 from tradewire.v1 import trade_pb2 as pb
 
@@ -400,3 +401,12 @@ async def test_a_request_id_that_only_looks_like_another_is_refused_naming_it(tm
         assert refused.value.code is Code.INVALID_ARGUMENT
         assert {v.field for v in refused.value.field_violations} == {"request_id"}
         assert core.store.get("rita", request_id) is None
+
+
+@pytest.mark.parametrize("error", [
+    TradewireError("STORE_UNAVAILABLE", "the gateway's shared store is unreachable"),  # (UNAVAILABLE: a default delay)
+    TradewireError("TOO_MANY_IN_FLIGHT", "3 trades of this caller are running", retry_after_s=0.5),
+])
+def test_every_retryable_error_of_a_batch_item_or_session_trade_says_when_to_retry(error):
+    """A TradeError has no RetryInfo: the delay a unary call's refusal gives goes in its metadata."""
+    assert float(trade_error(error).metadata["retry_after_s"]) == error.retry_after_s > 0

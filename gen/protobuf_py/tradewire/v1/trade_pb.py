@@ -363,7 +363,8 @@ class TradeError(Message[_TradeErrorFields]):
             ```
         metadata:
             The error's details, as its ErrorInfo metadata carries them (e.g. needed, available and
-            mint for INSUFFICIENT_FUNDS): a replay of the trade's end carries them too.
+            mint for INSUFFICIENT_FUNDS): a replay of the trade's end carries them too. An error worth
+            retrying later also carries retry_after_s (seconds), what a refused call's RetryInfo says.
 
             ```proto
             map<string, string> metadata = 5;

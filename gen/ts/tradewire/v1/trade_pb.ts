@@ -290,7 +290,8 @@ export type TradeError = Message<"tradewire.v1.TradeError"> & {
 
   /**
    * The error's details, as its ErrorInfo metadata carries them (e.g. needed, available and
-   * mint for INSUFFICIENT_FUNDS): a replay of the trade's end carries them too.
+   * mint for INSUFFICIENT_FUNDS): a replay of the trade's end carries them too. An error worth
+   * retrying later also carries retry_after_s (seconds), what a refused call's RetryInfo says.
    *
    * @generated from field: map<string, string> metadata = 5;
    */
