@@ -470,7 +470,8 @@ def _simulation_error(sim: Any) -> dict[str, Any]:
         error_code = "INSUFFICIENT_FUNDS"
     else:
         error_code = "TRANSACTION_ERROR"
-    return {"errorCode": error_code, "error": err_message(sim.err), "err": err_json(sim.err), "logs": sim.logs}
+    # (the shape Jupiter documents: the RPC's err and logs are not part of it)
+    return {"errorCode": error_code, "error": err_message(sim.err)}
 
 
 def _int_param(params: dict[str, str], name: str, *, default: int | None = None, required: bool = False, lo: int, hi: int) -> int:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from solders.address_lookup_table_account import AddressLookupTableAccount
@@ -24,12 +25,14 @@ from tradewire.core.config import ConfigError, LiveConfig, MarketConfig, load_se
 from tradewire.core.executors.live.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen
 from tradewire.core.executors.live.executor import _with_dont_front
 from tradewire.core.executors.live.jito_client import DONT_FRONT_ACCOUNT, TIP_ACCOUNTS
+from tradewire.core.executors.live.outcomes import chain_error, swap_simulation_err
 from tradewire.core.executors.live.safety import SafetyChecks, kill_switch_state
 from tradewire.core.market import Market
 from tradewire.core.executors.live.wallet import Wallet, WalletError, load_wallet
 from tradewire.core.store.live_orders import (
     DROPPED, EXPIRED, LANDED, PENDING, PREPARED, VOID, AlreadyRecorded, LiveOrderStore,
 )
+from tradewire.v1 import trade_pb2 as pb
 
 
 class Clock:
@@ -291,3 +294,27 @@ def test_the_gateway_does_not_start_with_a_live_limit_on_no_configured_mint(tmp_
     said = [line for line in done.stderr.splitlines() if line.startswith("tradewire:")]
     assert len(said) == 1, out
     assert "live.mint_exposure_caps (from TRADEWIRE_LIVE__MINT_EXPOSURE_CAPS__*): 'sol'" in out, out
+
+
+# -- Jupiter's simulationError ----------------------------------------------------------------
+
+@pytest.mark.parametrize("simulation_error, reason", [
+    # The shape Jupiter documents: the node's words carry what failed, whatever the errorCode.
+    ({"errorCode": "TRANSACTION_ERROR",
+      "error": "Error processing Instruction 3: custom program error: 0x1771"}, "SLIPPAGE_EXCEEDED"),
+    ({"errorCode": "TRANSACTION_ERROR", "error": "Insufficient funds for fee"}, "INSUFFICIENT_FUNDS"),
+    ({"errorCode": "TRANSACTION_ERROR", "error": "Attempt to debit an account but found no record of a prior "
+                                                 "credit."}, "INSUFFICIENT_FUNDS"),
+    ({"errorCode": "TRANSACTION_ERROR", "error": "Error processing Instruction 2: custom program error: 0x1"},
+     "INSUFFICIENT_FUNDS"),  # (SPL Token's InsufficientFunds)
+    ({"errorCode": "SLIPPAGE_TOLERANCE_EXCEEDED", "error": ""}, "SLIPPAGE_EXCEEDED"),
+    ({"errorCode": "TRANSACTION_ERROR", "error": "Program failed to complete"}, "RISK_LIMIT"),
+    # A deployment that adds the RPC's own err: that is what counts.
+    ({"errorCode": "TRANSACTION_ERROR", "error": "", "err": {"InstructionError": [1, {"Custom": 6001}]}},
+     "SLIPPAGE_EXCEEDED"),
+])
+def test_a_swap_refused_at_build_is_told_by_what_its_simulation_says(simulation_error, reason) -> None:
+    order = SimpleNamespace(slippage_bps=50)  # (all of the order a refusal's words use)
+    status, error = chain_error(order, swap_simulation_err(simulation_error), where="when the swap was built",
+                                charged=False, sent=False)
+    assert (status, error.reason) == (pb.TRADE_STATUS_REJECTED, reason), error.message

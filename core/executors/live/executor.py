@@ -83,7 +83,7 @@ from tradewire.core.executors.live.jito_client import DONT_FRONT_ACCOUNT, TIP_AC
 from tradewire.core.executors.live.jupiter_client import JupiterClient, to_quote
 from tradewire.core.trades import apply_outcome
 from tradewire.core.executors.live.outcomes import (
-    blockhash_expired, chain_error, is_blockhash_not_found,
+    blockhash_expired, chain_error, is_blockhash_not_found, swap_simulation_err,
 )
 from tradewire.core.executors.outcome_json import outcome_from_json, outcome_to_json, quote_from_json, quote_to_json
 from tradewire.core.executors.live.reservations import ReservationBook
@@ -645,14 +645,8 @@ class LiveExecutor:
                           price: int | None = None) -> _Built | Outcome:
         swap = await self.jupiter.swap(self._swap_body(order, raw_quote, price))
         if swap.get("simulationError"):
-            sim = swap["simulationError"]
-            err = sim.get("err") if isinstance(sim, dict) else None
-            if err is None and isinstance(sim, dict) and sim.get("errorCode") == "SLIPPAGE_TOLERANCE_EXCEEDED":
-                err = {"InstructionError": [0, {"Custom": 6001}]}
-            if err is None and isinstance(sim, dict) and sim.get("errorCode") == "INSUFFICIENT_FUNDS":
-                err = "InsufficientFundsForFee"
-            status, error = chain_error(order, err if err is not None else sim, where="when the swap was built",
-                                        charged=False, sent=False)
+            status, error = chain_error(order, swap_simulation_err(swap["simulationError"]),
+                                        where="when the swap was built", charged=False, sent=False)
             return Outcome(status, error=error, quote=quote)
         with reading("quote", "swap"):
             tx = VersionedTransaction.from_bytes(base64.b64decode(swap["swapTransaction"]))

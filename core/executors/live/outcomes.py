@@ -30,6 +30,33 @@ def custom_code(err: Any) -> int | None:
     return None
 
 
+# Agave's words (TransactionError's Display) for the errors a built swap is refused for.
+_CUSTOM_ERROR_TEXT = re.compile(r"Instruction (\d+): custom program error: 0x([0-9a-fA-F]+)")
+_FIELDLESS_TEXT = {"Insufficient funds for fee": "InsufficientFundsForFee",
+                   "Attempt to debit an account but found no record of a prior credit": "AccountNotFound"}
+# Jupiter's errorCode for the two refusals a caller is told apart (when the text says neither).
+_ERROR_CODES = {"SLIPPAGE_TOLERANCE_EXCEEDED": {"InstructionError": [0, {"Custom": SLIPPAGE_PROGRAM_ERROR}]},
+                "INSUFFICIENT_FUNDS": "InsufficientFundsForFee"}
+
+
+def swap_simulation_err(sim: Any) -> Any:
+    """The transaction error of Jupiter's ``simulationError``, which it documents as
+    ``{errorCode, error}`` (``error``: the simulation's error in the node's words) and some
+    deployments extend with the RPC's ``err``: RPC-shaped where the words name a program error
+    or a funds error, else those words themselves (``sim`` when it has none)."""
+    if not isinstance(sim, dict):
+        return sim
+    if sim.get("err") is not None:
+        return sim["err"]
+    text = sim.get("error") if isinstance(sim.get("error"), str) else ""
+    if found := _CUSTOM_ERROR_TEXT.search(text):
+        return {"InstructionError": [int(found[1]), {"Custom": int(found[2], 16)}]}
+    for words, name in _FIELDLESS_TEXT.items():
+        if words in text:
+            return name
+    return _ERROR_CODES.get(sim.get("errorCode")) or text or sim
+
+
 def is_funds_error(err: Any) -> bool:
     if isinstance(err, str):
         return err in _FUNDS_ERRORS
