@@ -126,7 +126,7 @@ async def test_percentages_and_fee_hints_follow_the_reader_number_format(browser
         await expect(form.get_by_role("button", name="0,5 %")).to_be_visible()
         await expect(page.locator("#fee-preview")).to_have_text("Plain send: 5.000 lamports base fee per signature.")
 
-        await page.locator("#amount").fill("0,5")  # the decimal comma is refused at its field
+        await page.locator("#amount").fill("1.000")  # one thousand in de-DE, or one: refused at its field
         await page.locator("#submit-trade").click()
         await expect(ui.field_error("amount")).not_to_be_empty()
         await page.locator("#amount").fill("0.5")

@@ -124,6 +124,27 @@ export function formatDecimal(text: string, opts: FormatOptions = {}, locale?: s
   return opts.signed && !isZero ? `+${body}` : body;
 }
 
+/** The decimal mark a person may type in an amount: "," where the locale writes decimals
+ * with a comma (de-DE, fr-FR), else the contract's ".". */
+export function inputDecimalMark(locale?: string): "," | "." {
+  return localeParts(locale).decimal === "," ? "," : ".";
+}
+
+/**
+ * A number as typed → the contract's decimal string ("." mark, no grouping). In a comma
+ * locale "0,5" is 0.5; the contract's "." is taken too. A mark that could as well be a
+ * thousands separator ("1,000" in en-US; "1.000" where decimals take a comma) gives
+ * undefined: it is never guessed, as a misreading is off by 1000×. Other text comes back
+ * trimmed, for the contract's own checks to refuse.
+ */
+export function readDecimalInput(text: string, locale?: string): string | undefined {
+  const t = text.trim();
+  const comma = inputDecimalMark(locale) === ",";
+  if (!t.includes(",")) return comma && /^[+-]?\d{1,3}(\.\d{3})+$/.test(t) ? undefined : t;
+  if (!comma || t.includes(".") || t.indexOf(",") !== t.lastIndexOf(",")) return undefined;
+  return t.replace(",", ".");
+}
+
 /** Integer (bigint or number) with thousands separators. */
 export function formatInt(value: bigint | number, locale?: string): string {
   return new Intl.NumberFormat(locale, { useGrouping: true, maximumFractionDigits: 0 }).format(value);

@@ -71,11 +71,32 @@ export function fmtShortTime(ts?: Timestamp): string {
     : d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 }
 
+/** Time of day to the millisecond; Intl writes the milliseconds too, in the locale's digits. */
 export function fmtClock(ts?: Timestamp): string {
   if (!ts) return "—";
-  const d = timestampDate(ts);
-  const ms = String(d.getMilliseconds()).padStart(3, "0");
-  return `${d.toLocaleTimeString(undefined, { hour12: false })}.${ms}`;
+  return timestampDate(ts).toLocaleTimeString(undefined, {
+    hourCycle: "h23", hour: "2-digit", minute: "2-digit", second: "2-digit", fractionalSecondDigits: 3,
+  });
+}
+
+/** A measured number with exactly `digits` decimals, in the reader's digits and marks. */
+function fmtFixed(value: number, digits: number): string {
+  return new Intl.NumberFormat(undefined, { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(value);
+}
+
+/** Time since an earlier moment: "+1.3 ms", "+2.41 s" (in ar-EG "+١٫٣ ms"). */
+export function fmtElapsed(ms: number): string {
+  return ms < 1000 ? `+${fmtFixed(ms, 1)} ms` : `+${fmtFixed(ms / 1000, 2)} s`;
+}
+
+/** Whole seconds, for a wait or a countdown: "30 s" (in ar-EG "٣٠ s"). */
+export function fmtSeconds(seconds: number): string {
+  return `${formatInt(seconds)} s`;
+}
+
+/** A whole percentage: "45 %" (in ar-EG "٤٥ %"). */
+export function fmtPercent(percent: number): string {
+  return `${formatInt(percent)} %`;
 }
 
 export const MODE_LABEL: Record<TradingMode, string> = {

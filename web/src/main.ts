@@ -10,6 +10,7 @@ import { clearCredentials, rememberedGateway, restoreCredentials } from "./auth"
 import { BookRefresh } from "./book_refresh";
 import { clearHandlers, emit, on } from "./bus";
 import { h, replaceChildren } from "./dom";
+import { fmtSeconds } from "./format";
 import { loadMarket } from "./markets";
 import { Backoff, sleep } from "./retry";
 import { ExecutionView } from "./views/execution";
@@ -164,7 +165,7 @@ function showUnreachable(detail: string, retryInMs: number, retryNow: () => void
   replaceChildren(root, h("main", { class: "signin-page" },
     h("section", { class: "card signin", role: "alert", "data-testid": "gateway-unreachable" },
       h("h1", {}, h("span", { class: "brand-mark" }, "◆"), " tradewire"),
-      h("p", { class: "notice" }, `Cannot reach the gateway; retrying in ${Math.round(retryInMs / 1000)} s. `,
+      h("p", { class: "notice" }, `Cannot reach the gateway; retrying in ${fmtSeconds(Math.round(retryInMs / 1000))}. `,
         "You stay signed in."),
       h("p", { class: "muted" }, detail),
       h("div", { class: "field-row" }, retry, signOut))));

@@ -18,7 +18,7 @@ import {
   TradingMode,
   type TradeRequest,
 } from "../../gen/ts/tradewire/v1/trade_pb";
-import { fractionDigits, isPositive } from "./decimal";
+import { fractionDigits, inputDecimalMark, isPositive, readDecimalInput } from "./decimal";
 import { isSupportedPair, mintByAddress } from "./markets";
 
 export interface FieldError {
@@ -88,7 +88,7 @@ const FRIENDLY: Record<string, string> = {
   [`${F.outputMint}|string.min_len`]: "A mint address has 32–44 characters",
   [`${F.inputMint}|string.max_len`]: "A mint address has 32–44 characters",
   [`${F.outputMint}|string.max_len`]: "A mint address has 32–44 characters",
-  [`${F.amount}|string.pattern`]: "Enter a positive decimal number, e.g. 1.5",
+  [`${F.amount}|string.pattern`]: `Enter a positive decimal number, e.g. 1${inputDecimalMark()}5`,
   [`${F.amount}|string.min_len`]: "Enter an amount",
   [`${F.slippage}|uint32.lte`]: "Slippage is 0–10,000 bps (0–100 %)",
 };
@@ -171,6 +171,12 @@ export interface Checked {
 /** Build the TradeRequest a draft describes and every reason the gateway would refuse it. */
 export async function checkDraft(d: TradeDraft): Promise<Checked> {
   const errors: FieldError[] = [];
+  // "0,5" typed in a comma locale is sent as "0.5"; a mark that may be a thousands separator is refused.
+  const amount = readDecimalInput(d.amount);
+  if (amount === undefined) {
+    const mark = inputDecimalMark();
+    errors.push({ field: F.amount, message: `Amount: write “${mark}” for decimals and no thousands separators, e.g. 1000 or 0${mark}5` });
+  }
   const jito = d.mevStrategy === MevStrategy.JITO_BUNDLE || d.mevStrategy === MevStrategy.JITO_DONT_FRONT;
   const slippage = requireUint(d.slippageBps, F.slippage, UINT32_MAX, errors,
     "Enter a slippage tolerance in bps, e.g. 50 (= 0.5 %); 0 means no slippage allowed");
@@ -187,7 +193,7 @@ export async function checkDraft(d: TradeDraft): Promise<Checked> {
     mode: d.mode,
     inputMint: d.inputMint.trim(),
     outputMint: d.outputMint.trim(),
-    amount: d.amount.trim(),
+    amount: amount ?? d.amount.trim(),
     swapMode: d.swapMode,
     slippageBps: Number(slippage ?? 0n),
     mevProtection: create(MevProtectionSchema, {

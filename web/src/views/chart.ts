@@ -3,7 +3,7 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { TradeStatus, type TradeResult } from "../../../gen/ts/tradewire/v1/trade_pb";
 import { api } from "../api/client";
-import { toPlotNumber } from "../decimal";
+import { formatInt, toPlotNumber } from "../decimal";
 import { h, replaceChildren, s } from "../dom";
 import { fmtPrice } from "../format";
 import { mintBySymbol, PAIRS } from "../markets";
@@ -113,7 +113,7 @@ export class PriceChartView {
     if (t1 !== t0) svg.append(s("text", { x: W - PAD.right, y: H - 8, class: "axis", "text-anchor": "end" }, tl(t1)));
     const last = points[points.length - 1];
     replaceChildren(this.body,
-      h("p", { class: "chart-last" }, "Last fill ", h("strong", {}, `${fmtPrice(last.price)} ${quoteSym}`), ` per ${baseSym} · ${points.length} fill${points.length === 1 ? "" : "s"}`),
+      h("p", { class: "chart-last" }, "Last fill ", h("strong", {}, `${fmtPrice(last.price)} ${quoteSym}`), ` per ${baseSym} · ${formatInt(points.length)} fill${points.length === 1 ? "" : "s"}`),
       svg);
   }
 }

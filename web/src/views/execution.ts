@@ -15,7 +15,8 @@ import { countdown } from "../countdown";
 import { divDec, formatDecimal, formatInt, parseDec, decToString } from "../decimal";
 import { h, replaceChildren } from "../dom";
 import {
-  fmtAmount, fmtClock, fmtLamports, fmtPrice, fmtSol, fmtTime, isTerminal, MODE_LABEL, STATUS_LABEL, statusTone, SWAP_MODE_LABEL,
+  fmtAmount, fmtClock, fmtElapsed, fmtLamports, fmtPercent, fmtPrice, fmtSeconds, fmtSol, fmtTime, isTerminal, MODE_LABEL,
+  STATUS_LABEL, statusTone, SWAP_MODE_LABEL,
 } from "../format";
 import { mintLabel } from "../markets";
 import { Backoff, sleep } from "../retry";
@@ -287,7 +288,7 @@ export class ExecutionView {
         h("span", { class: "dot", "aria-hidden": "true" }),
         h("span", { class: "stage" }, STATUS_LABEL[event.stage]),
         h("span", { class: "msg" }, event.message),
-        h("time", { class: "muted mono", title: `#${event.sequence} · ${fmtClock(event.timestamp)}` }, this.elapsed(event))));
+        h("time", { class: "muted mono", title: `#${formatInt(event.sequence)} · ${fmtClock(event.timestamp)}` }, this.elapsed(event))));
     if (event.terminal) {
       this.terminal = event;
       if (event.result) this.finish(event.result);
@@ -299,8 +300,7 @@ export class ExecutionView {
     if (!event.timestamp) return "";
     const ns = event.timestamp.seconds * 1_000_000_000n + BigInt(event.timestamp.nanos);
     this.firstNs ??= ns;
-    const ms = Number(ns - this.firstNs) / 1e6;
-    return ms < 1000 ? `+${ms.toFixed(1)} ms` : `+${(ms / 1000).toFixed(2)} s`;
+    return fmtElapsed(Number(ns - this.firstNs) / 1e6);
   }
 
   /** A line of the timeline that is not a stage (it spans the stage and message columns). */
@@ -310,7 +310,7 @@ export class ExecutionView {
 
   /** `label`: what the bar says instead of just its percentage (how the trade ended). */
   private setProgress(percent: number, tone: string, label?: string): void {
-    const text = label ?? `${percent} %`;
+    const text = label ?? fmtPercent(percent);
     this.bar.setAttribute("aria-valuenow", String(percent));
     this.bar.setAttribute("aria-valuetext", text);
     this.bar.className = `progress ${tone}`;
@@ -321,7 +321,7 @@ export class ExecutionView {
   /** The bar of a trade that has ended: full when filled; otherwise where it stopped, and why. */
   private showEnd(status: TradeStatus): void {
     if (status === TradeStatus.FILLED) this.setProgress(100, "ok");
-    else this.setProgress(this.percent, statusTone(status), `${STATUS_LABEL[status]} at ${this.percent} %`);
+    else this.setProgress(this.percent, statusTone(status), `${STATUS_LABEL[status]} at ${fmtPercent(this.percent)}`);
   }
 
   /** Cancel is offered until the trade reaches the point where it may be sent (SIMULATED):
@@ -398,7 +398,7 @@ export class ExecutionView {
         retry));
     if (retry && this.shown) {
       countdown(retry, Date.now() + f.retryAfterSeconds! * 1000,
-        (s) => (s > 0 ? `Retry in ${s} s.` : "You can retry now."), this.shown.signal);
+        (s) => (s > 0 ? `Retry in ${fmtSeconds(s)}.` : "You can retry now."), this.shown.signal);
     }
   }
 

@@ -5,6 +5,7 @@ import { rateLimitWaitMs } from "../api/client";
 import { isRateLimited, toFailure, type ApiFailure } from "../api/errors";
 import { countdown } from "../countdown";
 import { h } from "../dom";
+import { fmtSeconds } from "../format";
 import { sleep } from "../retry";
 
 export class PanelLoader {
@@ -63,7 +64,7 @@ export class PanelLoader {
     const waitMs = Math.max(rateLimitWaitMs(), (f.retryAfterSeconds ?? 1) * 1000);
     const retry = (this.retry = new AbortController());
     countdown(this.notice, Date.now() + waitMs,
-      (s) => `${this.what} not refreshed: this key's rate limit is used up.${kept} ${s > 0 ? `Retrying in ${s} s.` : "Retrying…"}`,
+      (s) => `${this.what} not refreshed: this key's rate limit is used up.${kept} ${s > 0 ? `Retrying in ${fmtSeconds(s)}.` : "Retrying…"}`,
       retry.signal);
     void sleep(waitMs, retry.signal).then(() => { if (!retry.signal.aborted) again(); });
   }

@@ -1,6 +1,7 @@
 // The caller's positions with profit and loss, valued in the valuation mint (USDC).
 import type { GetPositionsResponse, Position } from "../../../gen/ts/tradewire/v1/service_pb";
 import { api } from "../api/client";
+import { formatInt } from "../decimal";
 import { h, replaceChildren } from "../dom";
 import { fmtAmount, fmtPrice, fmtValue, MODE_LABEL, valueTone } from "../format";
 import { mintLabel } from "../markets";
@@ -82,7 +83,7 @@ export class PositionsView {
           h("strong", { class: valueTone(res.totalPnl), "data-testid": "total-pnl" },
             `${fmtValue(res.totalPnl, true)} ${val}`))),
       res.unvaluedPositions > 0 && h("p", { class: "muted", "data-testid": "unvalued-note" },
-        `${res.unvaluedPositions} position${res.unvaluedPositions === 1 ? "" : "s"} could not be valued just now ` +
+        `${formatInt(res.unvaluedPositions)} position${res.unvaluedPositions === 1 ? "" : "s"} could not be valued just now ` +
         `(${res.positions.find((p) => p.valuationError)?.valuationError}); the totals leave ${res.unvaluedPositions === 1 ? "it" : "them"} out.`));
   }
 }

@@ -6,6 +6,7 @@ import {
 import { Code, isAuthFailure, isUnreachable, toFailure, type ApiFailure } from "../api/errors";
 import { clearCredentials, setCredentials } from "../auth";
 import { h } from "../dom";
+import { fmtSeconds } from "../format";
 import { loadMarket } from "../markets";
 
 export interface SignedIn {
@@ -110,7 +111,7 @@ function refusedCredentials(reason: string): string {
 /** Why a sign-in failed, in words: unreachable, too many failed sign-ins, or the refusal. */
 function signInFailure(f: ApiFailure): string {
   if (f.code === Code.ResourceExhausted && f.reason === "RATE_LIMITED") {
-    const wait = f.retryAfterSeconds !== undefined ? ` in ${Math.max(1, Math.ceil(f.retryAfterSeconds))} s` : " later";
+    const wait = f.retryAfterSeconds !== undefined ? ` in ${fmtSeconds(Math.max(1, Math.ceil(f.retryAfterSeconds)))}` : " later";
     return `Too many failed sign-ins from this address; retry${wait}.`;
   }
   if (isUnreachable(f)) return `Could not reach the gateway: ${f.message || f.codeName}`;

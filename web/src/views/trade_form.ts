@@ -3,7 +3,7 @@
 // gateway's field violations are shown next to the fields they name.
 import { MevStrategy, SwapMode, TradingMode, type TradeRequest } from "../../../gen/ts/tradewire/v1/trade_pb";
 import type { FieldProblem } from "../api/errors";
-import { formatInt } from "../decimal";
+import { formatInt, inputDecimalMark } from "../decimal";
 import { h, replaceChildren } from "../dom";
 import { fmtBpsAsPercent, MEV_LABEL } from "../format";
 import { MINTS, mintByAddress, partnersOf } from "../markets";
@@ -80,7 +80,7 @@ export class TradeForm {
     const flip = h("button", { type: "button", class: "ghost flip", title: "Swap sides", "aria-label": "Swap sides" }, "⇄");
     flip.addEventListener("click", () => this.flip());
 
-    this.amount = h("input", { id: "amount", name: "amount", inputmode: "decimal", autocomplete: "off", placeholder: "0.0", spellcheck: "false" });
+    this.amount = h("input", { id: "amount", name: "amount", inputmode: "decimal", autocomplete: "off", placeholder: `0${inputDecimalMark()}0`, spellcheck: "false" });
     this.amountUnit = h("span", { class: "unit", id: "amount-unit" });
     this.amountHint = h("span", { class: "hint" });
     this.swapIn = h("input", { type: "radio", name: "swap_mode", value: String(SwapMode.EXACT_IN), checked: true, id: "swap-in" });
