@@ -73,11 +73,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from questdb import QuestDBError, QuestDBErrorCode, Sender, TimestampNanos
 
-from .events import TABLES, AuditEvent, TableSchema
+from .events import AuditEvent
 from .foreign_spool import replay_segments, take_over
+from .questdb_tables import QuestDBTables, Refused, Unavailable
 from .journal import CorruptLineCounter, JournalFile, JournalSink, count_lines, escaped, read_journal
 from .sink import SinkStats
 from .write_ahead import WriteAhead, leftovers as write_ahead_leftovers
@@ -105,19 +105,6 @@ _SENDER_DEFAULTS: dict[str, Any] = {
 }
 
 
-class _Unavailable(Exception):
-    """QuestDB did not answer (connection refused, timeout, 5xx, ...): an outage."""
-
-
-class _Refused(Exception):
-    """QuestDB answered and refused (a statement, the credentials): not an outage."""
-
-    def __init__(self, message: str, error: str = "", kind: str = "") -> None:
-        super().__init__(message)
-        self.error = error or message  # QuestDB's own words, without our statement
-        self.kind = kind or message  # what was refused: logged once per kind, whatever the words
-
-
 class _TableLost(Exception):
     """QuestDB has no such table and creates none itself (``line.auto.create.new.tables=false``)."""
 
@@ -125,9 +112,7 @@ class _TableLost(Exception):
 _INTERRUPTED = "(os error 4)"  # EINTR, as the client's error message words it
 _INTERRUPTED_RETRY_S = 10.0
 
-# The shape every audit table must have: (designated timestamp, WAL, DEDUP) as tables() says.
-_RIGHT_SHAPE = ("ts", True, True)
-_DEDUP_KEYS = frozenset({"ts", "event_id"})
+
 
 
 class _DaemonWorker(concurrent.futures.Executor):
@@ -250,21 +235,22 @@ class QuestDBSink:
         self._addr = params["addr"]
         self._sender_kw = {k: v for k, v in _SENDER_DEFAULTS.items() if k not in params}
         Sender.from_conf(conf, **self._sender_kw).close(flush=False)  # validate the conf now
-        self._http_url = (http_url or f"{schema}://{self._addr}").rstrip("/")
-        self._http_auth: Any = None
-        self._http_headers: dict[str, str] = {}
+        auth: Any = None
+        headers: dict[str, str] = {}
         if "username" in params and "password" in params:
-            self._http_auth = (params["username"], params["password"])
+            auth = (params["username"], params["password"])
         elif "token" in params:
-            self._http_headers["Authorization"] = f"Bearer {params['token']}"
-        self._http_verify = params.get("tls_verify", "on") != "unsafe_off"
+            headers["Authorization"] = f"Bearer {params['token']}"
+        # (used on the worker thread only)
+        self._tables = QuestDBTables((http_url or f"{schema}://{self._addr}").rstrip("/"), addr=self._addr, auth=auth,
+                                     headers=headers, verify=params.get("tls_verify", "on") != "unsafe_off",
+                                     timeout_s=exec_timeout_s)
 
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._queue_max = queue_max
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
-        self._exec_timeout_s = exec_timeout_s
         self._verify_interval_s = verify_interval_s
         # while idle, QuestDB is checked this often so health() stays true to it
         self._idle_check_s = max(retry_max_s, verify_interval_s)
@@ -297,7 +283,6 @@ class QuestDBSink:
         # worker-side state (only touched on the worker thread)
         self._worker = _DaemonWorker("tw-audit-qdb")
         self._sender: Sender | None = None
-        self._http: httpx.Client | None = None
         self._tables_ready = False
         self._verified_at = 0.0  # monotonic time of the last check of the tables' shape
         self._backoff = 0.0
@@ -697,40 +682,8 @@ class QuestDBSink:
             except QuestDBError:
                 pass
             self._sender = None
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        self._tables.close()
         self._rejected.close()
-
-    def _exec(self, sql: str) -> dict[str, Any]:
-        """Run one statement over /exec: _Unavailable if QuestDB does not answer, _Refused if
-        it answers no."""
-        if self._http is None:
-            self._http = httpx.Client(
-                base_url=self._http_url,
-                auth=self._http_auth,
-                headers=self._http_headers,
-                verify=self._http_verify,
-                timeout=self._exec_timeout_s,
-            )
-        try:
-            resp = self._http.get("/exec", params={"query": sql})
-        except httpx.HTTPError as exc:
-            raise _Unavailable(f"/exec: {type(exc).__name__}: {exc}") from exc
-        if resp.status_code >= 500 or resp.status_code == 429:
-            raise _Unavailable(f"/exec: HTTP {resp.status_code}")
-        if resp.status_code in (401, 403):
-            raise _Refused(f"/exec: HTTP {resp.status_code}: the conf's credentials are refused")
-        if resp.status_code == 404:
-            raise _Refused(f"/exec: HTTP 404 at {self._http_url}: is http_url right?")
-        try:
-            body = resp.json()
-        except ValueError as exc:
-            raise _Unavailable(f"/exec: HTTP {resp.status_code}, not JSON") from exc
-        if resp.status_code != 200 or "error" in body:
-            error = str(body.get("error", f"HTTP {resp.status_code}"))
-            raise _Refused(f"{sql[:80]!r}: {error}", error)
-        return body
 
     def _ensure_ready(self) -> None:
         if self._sender is None:
@@ -739,122 +692,16 @@ class QuestDBSink:
                 _uninterrupted(sender.establish)
             except QuestDBError as exc:
                 sender.close(flush=False)
-                raise _Unavailable(f"connect: {exc}") from exc
+                raise Unavailable(f"connect: {exc}") from exc
             self._sender = sender
         now = time.monotonic()
         if self._tables_ready and now - self._verified_at < self._verify_interval_s:
             return
         # the cheap check (one tables() query) is enough while nothing seemed wrong
-        if not self._tables_ready or self._shapes() != {name: _RIGHT_SHAPE for name in TABLES}:
-            self._prepare_tables()
+        if not self._tables_ready or not self._tables.right_shapes():
+            self._tables.prepare(checked_before=bool(self._verified_at))
         self._tables_ready = True
         self._verified_at = time.monotonic()
-
-    def _shapes(self) -> dict[str, tuple[str, bool, bool]]:
-        """(designated timestamp, WAL, DEDUP) of each audit table QuestDB has."""
-        names = ", ".join(f"'{n}'" for n in TABLES)
-        body = self._exec(
-            "SELECT table_name, designatedTimestamp, walEnabled, dedup FROM tables() "
-            f"WHERE table_name IN ({names})"
-        )
-        return {name: (ts, wal, dedup) for name, ts, wal, dedup in body.get("dataset", [])}
-
-    def _columns(self, table: str) -> dict[str, tuple[bool, bool, str]]:
-        """Each column of a table: (is the designated timestamp, is a DEDUP key, its type)."""
-        body = self._exec(f'SELECT "column", designated, upsertKey, type FROM table_columns(\'{table}\')')
-        return {name: (designated, key, kind) for name, designated, key, kind in body.get("dataset", [])}
-
-    def _prepare_tables(self) -> None:
-        """Create the missing tables, fix the misshapen ones or set them aside."""
-        shapes = self._shapes()
-        lost = [name for name in TABLES if name not in shapes]
-        if lost and self._verified_at:  # they were there at the last check
-            log.warning(
-                "audit: QuestDB at %s lost the tables %s; creating them again",
-                self._addr,
-                ", ".join(lost),
-            )
-        for name, schema in TABLES.items():
-            if name in shapes:
-                self._fix_table(schema, shapes[name])
-            else:
-                self._exec(schema.ddl())
-
-    def _fix_table(self, schema: TableSchema, shape: tuple[str, bool, bool]) -> None:
-        columns = self._columns(schema.name)
-        designated, wal, _ = shape
-        if not designated:
-            problem = "it has no designated timestamp"
-        elif designated != "ts":
-            problem = f"its designated timestamp is {designated!r}, not 'ts'"
-        elif not wal:
-            problem = "it is not a WAL table (DEDUP needs one)"
-        elif wrong := _wrong_types(schema, columns):  # QuestDB would refuse every row
-            problem = f"column(s) of another type: {', '.join(wrong)}"
-        else:
-            try:
-                for column, qdb_type in _declared_columns(schema).items():
-                    if column not in columns:  # a table from before the column was declared
-                        self._exec(f"ALTER TABLE {schema.name} ADD COLUMN {column} {qdb_type}")
-                if {c for c, (_, key, _) in columns.items() if key} != _DEDUP_KEYS:
-                    self._exec(f"ALTER TABLE {schema.name} DEDUP ENABLE UPSERT KEYS(ts, event_id)")
-                return
-            except _Refused as exc:
-                problem = str(exc)
-        self._set_aside(schema, problem, columns)
-
-    def _set_aside(
-        self, schema: TableSchema, problem: str, columns: dict[str, tuple[bool, bool, str]]
-    ) -> None:
-        """Rename a table that cannot be fixed, create it anew and copy its audit rows back."""
-        name = schema.name
-        aside = f"{name}_aside_{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-        try:
-            self._exec(f"RENAME TABLE {name} TO {aside}")
-        except _Refused as exc:
-            raise _Refused(
-                f"table {name} could not be fixed ({problem}); "
-                f"renaming it aside was refused: {exc.error}",
-                kind=f"set {name} aside",  # each attempt names another aside table
-            ) from exc
-        try:
-            self._exec(schema.ddl())
-        except _Refused as exc:
-            raise _Refused(
-                f"table {name} was renamed to {aside} ({problem}); "
-                f"creating it anew was refused: {exc.error}",
-                kind=f"create {name}",
-            ) from exc
-        log.warning(
-            "audit: table %s had the wrong shape (%s); renamed it to %s and created it anew; %s",
-            name,
-            problem,
-            aside,
-            self._copy_back(schema, aside, columns),
-        )
-
-    def _copy_back(
-        self, schema: TableSchema, aside: str, columns: dict[str, tuple[bool, bool, str]]
-    ) -> str:
-        """Copy the audit rows of a table set aside into the new one (DEDUP keeps it exactly-once);
-        the rows stay in the aside table either way. Returns what happened, for the log."""
-        ts = next((c for c, (designated, _, _) in columns.items() if designated), None)
-        if ts is None or "event_id" not in columns:
-            return f"nothing to copy back (no event_id or timestamp); its rows stay in {aside}"
-        # (a column of another type is left out: QuestDB would refuse the whole copy for it)
-        shared = [c for c, kind in _declared_columns(schema).items()
-                  if c in columns and columns[c][2] in _HOLDS.get(kind, {kind})]
-        listed = ", ".join(f'"{c}"' for c in shared)
-        try:
-            counted = self._exec(f"SELECT count() FROM {aside} WHERE event_id IS NOT NULL")
-            rows = counted["dataset"][0][0]
-            self._exec(
-                f'INSERT INTO {schema.name} ({listed}, ts) SELECT {listed}, "{ts}" FROM {aside} '
-                "WHERE event_id IS NOT NULL"
-            )
-        except (_Refused, _Unavailable) as exc:
-            return f"copying its rows back failed ({exc}); they stay in {aside}"
-        return f"copied its {rows} audit row(s) back (kept in {aside} too)"
 
     def _mark_down(self, exc: BaseException) -> None:
         self._backoff = (
@@ -877,7 +724,7 @@ class QuestDBSink:
         else:
             log.info("audit: QuestDB at %s still unavailable (%s)", self._addr, exc)
 
-    def _mark_refused(self, exc: _Refused) -> None:
+    def _mark_refused(self, exc: Refused) -> None:
         """QuestDB answers but will not take the rows: no outage, so no fast retries and one
         clear ERROR (again only if the reason changes)."""
         self._backoff = self._retry_max_s
@@ -953,20 +800,20 @@ class QuestDBSink:
         tables = list(groups)
         try:
             self._ensure_ready()
-        except (_Unavailable, _Refused) as exc:
+        except (Unavailable, Refused) as exc:
             with self._lock:  # the rows were due to go and did not: a failed write
                 self._write_errors += 1
             return self._not_taken(exc, rows)
         for i, table in enumerate(tables):
             try:
                 self._flush_into(table, groups[table])
-            except (_Unavailable, _Refused) as exc:
+            except (Unavailable, Refused) as exc:
                 return self._not_taken(exc, [ev for t in tables[i:] for ev in groups[t]])
         self._mark_up()
         return []
 
-    def _not_taken(self, exc: _Unavailable | _Refused, rows: list[AuditEvent]) -> list[AuditEvent]:
-        if isinstance(exc, _Refused):
+    def _not_taken(self, exc: Unavailable | Refused, rows: list[AuditEvent]) -> list[AuditEvent]:
+        if isinstance(exc, Refused):
             self._mark_refused(exc)
         else:
             self._mark_down(exc)
@@ -982,7 +829,7 @@ class QuestDBSink:
             try:
                 self._flush_table(table, events)
             except _TableLost as exc:
-                raise _Refused(f"table {table}: {exc}", kind=f"write into {table}") from exc
+                raise Refused(f"table {table}: {exc}", kind=f"write into {table}") from exc
 
     def _flush_table(self, table: str, events: list[AuditEvent], escaped: bool = False) -> None:
         """``escaped``: text QuestDB cannot store is written escaped (see ``_storable``)."""
@@ -1008,7 +855,7 @@ class QuestDBSink:
             if "table does not exist" in str(exc):
                 raise _TableLost(str(exc)) from exc
             if not _is_rejection(exc):
-                raise _Unavailable(f"{exc.code.name}: {exc}") from exc
+                raise Unavailable(f"{exc.code.name}: {exc}") from exc
             if len(good) == 1:
                 if not escaped and _unstorable(good[0]):  # (a NUL in a symbol): in it goes, escaped
                     self._flush_table(table, good, escaped=True)
@@ -1051,10 +898,10 @@ class QuestDBSink:
             return False
         try:  # probe before touching the files: a failed attempt must not rotate
             self._ensure_ready()
-        except _Unavailable as exc:
+        except Unavailable as exc:
             self._mark_down(exc)
             return False
-        except _Refused as exc:
+        except Refused as exc:
             self._mark_refused(exc)
             return False
         self._mark_up()
@@ -1163,23 +1010,6 @@ def _is_rejection(exc: QuestDBError) -> bool:
         return True
     return exc.code == QuestDBErrorCode.ServerFlushError and '"code":"invalid"' in str(exc)
 
-
-
-# The column types that take what the sink writes for a declared type (ILP's symbols and strings
-# go into any text column); any other type refuses the rows (a VARCHAR takes no integer).
-_TEXT = frozenset({"SYMBOL", "VARCHAR", "STRING"})
-_HOLDS = {"SYMBOL": _TEXT, "VARCHAR": _TEXT}
-
-
-def _wrong_types(schema: TableSchema, columns: dict[str, tuple[bool, bool, str]]) -> list[str]:
-    """The declared columns a table has with a type that refuses the sink's values."""
-    return [f"{c} is {columns[c][2]}, not {kind}" for c, kind in _declared_columns(schema).items()
-            if c in columns and columns[c][2] not in _HOLDS.get(kind, {kind})]
-
-
-def _declared_columns(schema: TableSchema) -> dict[str, str]:
-    """A table's columns as declared, but ``ts`` (the designated timestamp): name -> type."""
-    return {**{name: "SYMBOL" for name in schema.symbols}, **schema.columns, "event_id": "VARCHAR"}
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
