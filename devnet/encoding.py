@@ -13,12 +13,12 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import base58
 from solders.account import Account
 from solders.message import Message, MessageV0
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from .b58 import b58encode
 from .chain import Chain, TokenBalance, TxRecord
 from .constants import MINT_LEN
 from .spl_token import TOKEN_PROGRAMS, parse_mint, parse_token_account
@@ -27,6 +27,10 @@ from .txutil import err_json
 
 class EncodingError(ValueError):
     """An encoding the request asked for but the data cannot be given in (-32600)."""
+
+
+def _base58(data: bytes) -> str:
+    return base58.b58encode(data).decode()
 
 
 def ui_amount_string(amount: int, decimals: int) -> str:
@@ -100,7 +104,7 @@ def encode_account(
     elif encoding in ("base58", "binary"):
         if len(data) > 128:
             raise EncodingError("Encoded binary (base 58) data should be less than 128 bytes, please use Base64 encoding.")
-        encoded = b58encode(data) if encoding == "binary" else [b58encode(data), "base58"]
+        encoded = _base58(data) if encoding == "binary" else [_base58(data), "base58"]
     else:
         raise EncodingError(f"unsupported encoding: {encoding}")
     return {
@@ -135,7 +139,7 @@ def _compiled(ix: Any, stack_height: int | None) -> dict[str, Any]:
     return {
         "programIdIndex": ix.program_id_index,
         "accounts": list(bytes(ix.accounts)),
-        "data": b58encode(bytes(ix.data)),
+        "data": _base58(bytes(ix.data)),
         "stackHeight": stack_height,
     }
 
@@ -144,7 +148,7 @@ def _partially_decoded(ix: Any, keys: list[Pubkey], stack_height: int | None) ->
     return {
         "programId": str(keys[ix.program_id_index]),
         "accounts": [str(keys[i]) for i in bytes(ix.accounts)],
-        "data": b58encode(bytes(ix.data)),
+        "data": _base58(bytes(ix.data)),
         "stackHeight": stack_height,
     }
 
@@ -155,7 +159,7 @@ def encode_transaction(record: TxRecord, encoding: str) -> Any:
     if encoding == "base64":
         return [base64.b64encode(bytes(tx)).decode(), "base64"]
     if encoding == "base58":
-        return [b58encode(bytes(tx)), "base58"]
+        return [_base58(bytes(tx)), "base58"]
     sigs = [str(s) for s in tx.signatures]
     if encoding == "jsonParsed":
         keys = record.keys.keys

@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import base58
 from solders.account import Account
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from .b58 import b58decode
 from .chain import Chain
 from .config import DevnetConfig, WalletSpec
 from .constants import JITO_TIP_ACCOUNTS, MINT_LEN, SYSTEM_PROGRAM_ID, TOKEN_ACCOUNT_LEN, TOKEN_PROGRAM_ID, U64_MAX, WSOL_MINT
@@ -151,7 +151,7 @@ class Market:
         """Register and fund a wallet from its spec."""
         keypair: Keypair | None = None
         if spec.secret:
-            keypair = Keypair.from_bytes(b58decode(spec.secret))
+            keypair = Keypair.from_bytes(base58.b58decode(spec.secret))
             pubkey = keypair.pubkey()
         elif spec.pubkey:
             pubkey = Pubkey.from_string(spec.pubkey)

@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import base58
 from solders.account import Account
 from solders.address_lookup_table_account import AddressLookupTable
 from solders.message import Message, MessageV0
@@ -22,7 +23,6 @@ from solders.transaction_status import (
     TransactionErrorInstructionError,
 )
 
-from .b58 import b58decode
 from .constants import (
     COMPUTE_BUDGET_PROGRAM_ID,
     DEFAULT_INSTRUCTION_COMPUTE_UNIT_LIMIT,
@@ -57,7 +57,7 @@ def decode_transaction(data: str, encoding: str) -> VersionedTransaction:
             raise DecodeError(f"invalid base64 encoding: {exc}") from None
     elif encoding == "base58":
         try:
-            raw = b58decode(data)
+            raw = base58.b58decode(data)
         except ValueError as exc:
             raise DecodeError(f"invalid base58 encoding: {exc}") from None
     else:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 
+import base58
 from devnet_support import Api, system_transfer, wait_until
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from tradewire.devnet.b58 import b58encode
 
 LAMPORTS = 10**9
 
@@ -59,7 +59,7 @@ async def test_bundle_with_tip_lands_atomically(api: Api) -> None:
     tip_before = await api.balance(tip)
     blockhash, _ = await api.latest_blockhash()
     txs = [system_transfer(payer, dest, LAMPORTS, blockhash), system_transfer(payer, tip, 10_000, blockhash)]
-    resp = await api.jito("sendBundle", [[b58encode(bytes(t)) for t in txs]])  # base58 is the default
+    resp = await api.jito("sendBundle", [[base58.b58encode(bytes(t)).decode() for t in txs]])  # base58 is the default
     bundle_id = resp["result"]
     assert len(bundle_id) == 64
     status = await final_status(api, bundle_id)
@@ -72,7 +72,7 @@ async def test_bundle_with_tip_lands_atomically(api: Api) -> None:
     statuses = (await api.jito("getBundleStatuses", [[bundle_id]]))["result"]["value"]
     assert statuses[0]["transactions"] == [str(t.signatures[0]) for t in txs]
     # the same bundle again: same id, not executed twice
-    again = await api.jito("sendBundle", [[b58encode(bytes(t)) for t in txs]])
+    again = await api.jito("sendBundle", [[base58.b58encode(bytes(t)).decode() for t in txs]])
     assert again["result"] == bundle_id
     assert await api.balance(dest) == LAMPORTS
     unknown = (await api.jito("getInflightBundleStatuses", [["00" * 32]]))["result"]["value"][0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 
+import base58
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solana.rpc.core import RPCException
@@ -19,7 +20,6 @@ from solders.transaction import VersionedTransaction
 
 from devnet_support import JUP, TOKEN_PROGRAM, USDC, Api, system_transfer, wait_until
 
-from tradewire.devnet.b58 import b58encode
 
 LAMPORTS = 10**9
 
@@ -213,6 +213,6 @@ async def test_send_transaction_accepts_base58(api: Api) -> None:
     payer = await api.new_wallet()
     blockhash, _ = await api.latest_blockhash()
     tx = system_transfer(payer, Keypair().pubkey(), LAMPORTS, blockhash)
-    sig = await api.rpc("sendTransaction", [b58encode(bytes(tx))])  # base58 is the default encoding
+    sig = await api.rpc("sendTransaction", [base58.b58encode(bytes(tx)).decode()])  # base58 is the default encoding
     assert sig == str(tx.signatures[0])
     assert (await api.wait_confirmed(sig))["err"] is None
