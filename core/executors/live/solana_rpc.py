@@ -2,6 +2,13 @@
 
 Only the methods LIVE needs. ``get_signature_statuses`` takes any number of signatures and
 asks in chunks of 256 (the RPC's limit): one call covers every in-flight trade.
+
+Why not solana-py's AsyncClient (a dependency: the tests use it as an independent client of
+the devnet): it keeps an HTTP pool of its own and raises or returns an answer's error as typed
+values, where the executor needs every upstream call to go through upstreams.py (one bounded
+pool, the circuit breaker, bounded retries only before a send) and each error object's code and
+data as the node sent them — a -32002 whose ``data.err`` is BlockhashNotFound decides whether
+anything was forwarded.
 """
 
 from __future__ import annotations
