@@ -321,6 +321,7 @@ class StorageConfig(_Model):
 # slower rates name retry delays of years, and HealthCheck reports a bucket in a uint32.
 _MIN_RATE_PER_S = 0.001
 _MAX_BURST = 1_000_000_000
+_MAX_HOLDING_UNITS = 2**63 - 1  # what the embedded store's INTEGER holds
 
 
 class LimitsConfig(_Model):
@@ -686,11 +687,16 @@ class Settings(_Model):
     def _paper_balances_are_the_markets(self) -> Settings:
         # A balance of a symbol the market lacks failed every paper trade (KeyError) at its first
         # one, after the gateway had started fine.
-        symbols = {m.symbol for m in self.market.mints}
-        unknown = [_not_a_mint(s, symbols) for s in self.paper.starting_balances if s not in symbols]
-        if unknown:
+        decimals = {m.symbol: m.decimals for m in self.market.mints}
+        problems = [_not_a_mint(s, set(decimals)) for s in self.paper.starting_balances if s not in decimals]
+        # A store keeps a holding in signed 64-bit smallest units: a larger starting balance failed
+        # every caller's first call (INTERNAL), after the gateway had started fine.
+        problems += [f"{s} {amount} is more than a wallet holds ({_MAX_HOLDING_UNITS} smallest units)"
+                     for s, amount in self.paper.starting_balances.items()
+                     if s in decimals and amount.scaleb(decimals[s]) > _MAX_HOLDING_UNITS]
+        if problems:
             raise ValidationError.from_exception_data("Settings", [InitErrorDetails(
-                type=PydanticCustomError("unknown_mint", "{problem}", {"problem": "; ".join(unknown)}),
+                type=PydanticCustomError("unknown_mint", "{problem}", {"problem": "; ".join(problems)}),
                 loc=("paper", "starting_balances"), input=None)])
         return self
 

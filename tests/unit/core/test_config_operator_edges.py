@@ -271,3 +271,10 @@ def test_a_rate_limit_that_would_turn_the_limit_off_or_overflow_is_refused_by_na
 def test_inf_is_refused_in_any_numeric_setting(tmp_path):
     # (a shutdown that waits for ever for calls to finish)
     assert "server.shutdown_grace_s" in refused(toml="[server]\nshutdown_grace_s = inf\n", tmp_path=tmp_path)
+
+
+def test_a_starting_balance_no_wallet_can_hold_is_refused_at_load(tmp_path):
+    # (9.3e9 SOL is 9.3e18 lamports, past a signed 64-bit count: every caller's first call failed)
+    message = refused(toml="[paper.starting_balances]\nSOL = 9300000000\nUSDC = 1000\n", tmp_path=tmp_path)
+    assert "paper.starting_balances" in message and "SOL" in message
+    assert loaded(toml="[paper.starting_balances]\nSOL = 9000000000\nUSDC = 1000\n", tmp_path=tmp_path)
