@@ -22,7 +22,7 @@ def per_trade(principal_id: str, request_id: str) -> str:
     colons written ``%3A``. Both may hold ':' (jwt:alice, bot:t1): as they were, principal
     ``alice`` with request id ``bot:t1`` and ``alice:bot`` with ``t1`` shared a key — one caller
     read, and claimed, another's trades. With none in its request id, a key splits at its last
-    colon. (The adoption script in redis_store.py writes it the same way.)"""
+    colon. (The adoption and history scripts in redis_store.py write it the same way.)"""
     return f"{principal_id}:{request_id.replace(':', '%3A')}"
 
 

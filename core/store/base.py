@@ -82,7 +82,10 @@ class HistoryQuery:
 @dataclass(frozen=True)
 class HistoryPage:
     trades: list[trade_pb2.TradeResult]
-    last_cursor: int | None  # opaque position of the last row, None when there is no more
+    # Opaque position the next page starts after (exclusive), None when there is no more. A
+    # store that bounds the rows one call examines (Redis) may set it on a page holding fewer
+    # trades than asked, even none: the position of the last row it examined.
+    last_cursor: int | None
 
 
 def check_page_limit(limit: int) -> None:

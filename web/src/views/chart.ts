@@ -2,7 +2,7 @@
 // Prices are computed exactly (decimal.ts); Number() only places points on the canvas.
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { TradeStatus, type TradeResult } from "../../../gen/ts/tradewire/v1/trade_pb";
-import { api } from "../api/client";
+import { readTrades } from "../api/history_pages";
 import { formatInt, toPlotNumber } from "../decimal";
 import { h, replaceChildren, s } from "../dom";
 import { fmtPrice } from "../format";
@@ -47,7 +47,8 @@ export class PriceChartView {
     const base = mintBySymbol(baseSym);
     const quote = mintBySymbol(quoteSym);
     await this.loader.load(
-      () => api().getTradeHistory({ mint: base.address, statuses: [TradeStatus.FILLED], pageSize: 200 }),
+      // (followed across short pages: one call may search only part of a long history)
+      () => readTrades({ mint: base.address, statuses: [TradeStatus.FILLED] }, 200),
       (res) => {
         const points = res.trades
           .map((t) => toPoint(t, base.address, quote.address))

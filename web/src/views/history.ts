@@ -1,8 +1,6 @@
 // Trade history, newest first: filters (mode, mint, status) and paging by next_page_token.
-import { create } from "@bufbuild/protobuf";
-import { GetTradeHistoryRequestSchema } from "../../../gen/ts/tradewire/v1/service_pb";
 import { SwapMode, TradeStatus, TradingMode, type TradeResult } from "../../../gen/ts/tradewire/v1/trade_pb";
-import { api } from "../api/client";
+import { readTrades } from "../api/history_pages";
 import { emit } from "../bus";
 import { formatInt } from "../decimal";
 import { h, replaceChildren } from "../dom";
@@ -11,6 +9,7 @@ import { MINTS, mintLabel } from "../markets";
 import { pairPrice, priceUnit } from "../pair_price";
 import { PanelLoader } from "./panel_loader";
 
+// A page shows what readTrades found (it may stop short, with a token); "Older →" searches on.
 const PAGE_SIZE = 10;
 const STATUS_FILTERS = [TradeStatus.FILLED, TradeStatus.REJECTED, TradeStatus.FAILED, TradeStatus.CANCELLED, TradeStatus.EXPIRED];
 
@@ -81,14 +80,12 @@ export class HistoryView {
   private async go(page: number): Promise<void> {
     if (page < 0 || page >= this.tokens.length + (this.nextToken ? 1 : 0)) return;
     const token = page < this.tokens.length ? this.tokens[page] : this.nextToken;
-    const request = create(GetTradeHistoryRequestSchema, {
+    const filters = {
       mode: Number(this.modeFilter.value) as TradingMode,
       mint: this.mintFilter.value,
       statuses: this.statusBoxes.filter((b) => b.checked).map((b) => Number(b.value) as TradeStatus),
-      pageSize: PAGE_SIZE,
-      pageToken: token,
-    });
-    const shown = await this.loader.load(() => api().getTradeHistory(request), (res) => {
+    };
+    const shown = await this.loader.load(() => readTrades(filters, PAGE_SIZE, token), (res) => {
       if (page === this.tokens.length) this.tokens.push(token);
       this.tokens.length = page + 1;
       this.page = page;
@@ -115,6 +112,14 @@ export class HistoryView {
     this.prev.disabled = this.page === 0;
     this.next.disabled = !this.nextToken;
     this.pageLabel.textContent = `Page ${formatInt(this.page + 1)}`;
+    if (trades.length === 0 && this.nextToken) {  // none found yet, older trades not searched
+      const onward = h("button", { type: "button", class: "ghost small", "data-testid": "history-search-older" },
+        "Search older trades");
+      onward.addEventListener("click", () => void this.go(this.page + 1));
+      replaceChildren(this.body, h("p", { class: "muted", "data-testid": "history-empty" },
+        "No match among the trades searched so far; older trades are not searched yet. ", onward));
+      return;
+    }
     if (trades.length === 0) {
       replaceChildren(this.body, h("p", { class: "muted", "data-testid": "history-empty" },
         this.page === 0 ? "No trades match these filters." : "No more trades."));

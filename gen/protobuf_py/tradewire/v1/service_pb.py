@@ -456,7 +456,9 @@ class GetTradeHistoryResponse(Message[_GetTradeHistoryResponseFields]):
             repeated tradewire.v1.TradeResult trades = 1;
             ```
         next_page_token:
-            Empty when there are no more trades.
+            Empty when there are no more trades. A page may hold fewer than page_size trades, even
+            none, while next_page_token is set: the server bounds the work of one call (a filter that
+            matches few of a long history), so keep following the token until it is empty.
 
             ```proto
             string next_page_token = 2;

@@ -359,7 +359,9 @@ export type GetTradeHistoryResponse = Message<"tradewire.v1.GetTradeHistoryRespo
   trades: TradeResult[];
 
   /**
-   * Empty when there are no more trades.
+   * Empty when there are no more trades. A page may hold fewer than page_size trades, even
+   * none, while next_page_token is set: the server bounds the work of one call (a filter that
+   * matches few of a long history), so keep following the token until it is empty.
    *
    * @generated from field: string next_page_token = 2;
    */
