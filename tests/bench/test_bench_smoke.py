@@ -117,3 +117,17 @@ def test_the_auth_micro_benchmark_measures_every_store(tmp_path):
     reads, kept = (results[f"API key verify (Redis store, {how})"]["median_us"] for how in ("reads Redis", "key kept 1 s"))
     assert kept < reads  # the kept key answers without the round trip
     assert "API key verify only (store.verify, cached)" in results and "Redis PING round trip" in " ".join(results)
+
+
+def test_the_history_bench_measures_both_stores_and_a_search_to_the_end(tmp_path):
+    out = tmp_path / "history.json"
+    done = subprocess.run([sys.executable, "-m", "bench.history_bench", "--trades", "1500", "--reps", "2",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    nothing = report["per_call"]["mint matching nothing"]
+    assert nothing["sqlite"] == {**nothing["sqlite"], "trades": 0, "token": False}
+    assert nothing["redis"]["trades"] == 0 and nothing["redis"]["token"]  # 1,500 trades: past one call's budget
+    searched = report["mint_matching_nothing_to_the_end"]
+    assert searched["redis"]["calls"] == 2 and searched["sqlite"]["calls"] == 1
+    assert all(row["median_ms"] > 0 for by_store in report["per_call"].values() for row in by_store.values())
