@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 import time
 from contextvars import ContextVar
 from typing import Any
@@ -155,6 +156,30 @@ def event_logger(name: str) -> Any:
     return _EventLogger(name)
 
 
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is not SystemExit:
+        logging.getLogger("tradewire.errors").error(
+            "uncaught exception in thread %s", args.thread.name if args.thread else "?",
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def _log_unraisable(unraisable) -> None:
+    logging.getLogger("tradewire.errors").error(
+        "%s: %r", unraisable.err_msg or "Exception ignored in", unraisable.object,
+        exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback))
+
+
+def _route_stray_output_through_logging() -> None:
+    """Warnings, a thread's uncaught exception and an exception ignored in ``__del__`` are
+    written by the interpreter as raw text on stderr, between the JSON lines: each becomes a
+    line of its own here. (A hook someone else installed, a test runner's, is left to them.)"""
+    logging.captureWarnings(True)
+    if threading.excepthook is threading.__excepthook__:
+        threading.excepthook = _log_thread_exception
+    if sys.unraisablehook is sys.__unraisablehook__:
+        sys.unraisablehook = _log_unraisable
+
+
 def configure_logging(level: str = "INFO", stream=None, process_fields: dict[str, Any] | None = None) -> None:
     """JSON lines to ``stream`` (stderr); ``process_fields`` go into every line (e.g. a worker's
     ``worker`` and ``pid``), fixed here so that no line computes them."""
@@ -166,6 +191,7 @@ def configure_logging(level: str = "INFO", stream=None, process_fields: dict[str
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    _route_stray_output_through_logging()
     for noisy in ("uvicorn.access",):  # tradewire writes its own access line per call
         logging.getLogger(noisy).disabled = True
     for chatty in ("httpx", "httpcore"):  # their INFO lines carry full URLs, which may hold an RPC API key

@@ -67,6 +67,8 @@ class WorkerMetrics:
             await writer.drain()
         except ConnectionError:
             pass
+        except Exception:  # a collector failed: the asking worker gets nothing, and says so (not scraped)
+            log.exception("this worker's metrics could not be collected")
         finally:
             writer.close()
 
@@ -75,9 +77,9 @@ class WorkerMetrics:
         siblings = [i for i in range(self.workers) if i != self.index]
         texts = await asyncio.gather(*(self._read(i) for i in siblings))
         by_worker = {self.index: generate_latest(self.registry), **dict(zip(siblings, texts))}
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Union(by_worker))
-        return generate_latest(registry)
+        # Parsing and writing out the figures costs tens of ms per worker (pure Python): off the
+        # loop, or each scrape would stall every call this worker serves for that long.
+        return await asyncio.to_thread(_merged, by_worker)
 
     async def _read(self, index: int) -> bytes | None:
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -109,6 +111,12 @@ async def _read_to_end(reader: asyncio.StreamReader) -> bytes:
     return b"".join(chunks)
 
 
+def _merged(by_worker: dict[int, bytes | None]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Union(by_worker))
+    return generate_latest(registry)
+
+
 class _Union(Collector):
     """The families of several expositions as one, each sample labelled with its worker."""
 
@@ -136,7 +144,7 @@ class _Union(Collector):
 
 def _families(index: int, text: bytes | None) -> list[Metric] | None:
     """A worker's exposition parsed whole; None if it could not be read or parsed."""
-    if text is None:
+    if not text:  # (a sibling whose collection failed closes without a word: nothing of it is in)
         return None
     try:
         return list(text_string_to_metric_families(text.decode("utf-8")))

@@ -3,6 +3,7 @@ scrape time."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry
@@ -14,6 +15,7 @@ from tradewire.core.errors import TradewireError
 from tradewire.core.executors.live.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
 STATES = (CLOSED, HALF_OPEN, OPEN)
+log = logging.getLogger("tradewire.live")
 
 
 class BreakerCollector(Collector):
@@ -46,6 +48,9 @@ class KillSwitchCollector(Collector):
         try:
             current = self.state()
         except TradewireError:  # the shared switch cannot be read: no LIVE trade is admitted meanwhile
+            current = "unknown"
+        except Exception as exc:  # (e.g. a key of another type): a collector that raises fails the whole scrape
+            log.warning("the LIVE kill switch could not be read for /metrics: %s: %s", type(exc).__name__, exc)
             current = "unknown"
         for state in (*KILL_SWITCH_STATES, "unknown"):
             family.add_metric([state], 1.0 if current == state else 0.0)
