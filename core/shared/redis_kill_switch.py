@@ -34,6 +34,9 @@ class SharedKillSwitch:
             log.warning("the shared kill switch could not be read: the shared store did not answer (%s: %s)",
                         type(exc).__name__, exc)
             raise store_unavailable() from None
+        except redis.ResponseError as exc:  # (a key of another type): what it says is unknown, so it halts
+            log.warning("the shared kill switch could not be read (%s): halting LIVE trading", exc)
+            return "halt"
         if value is None:
             return "off"
         state = value.decode(errors="replace").strip().lower().replace("-", "_")

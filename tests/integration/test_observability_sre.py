@@ -35,7 +35,7 @@ def live_gateway(tmp_path_factory, redis_server):
 
 async def test_metrics_are_served_while_the_shared_kill_switch_cannot_be_read(live_gateway, redis_server):
     store = redis_server.client()
-    store.hset(KILL_SWITCH_KEY, "state", "halt")  # set by hand with the wrong command: GET answers WRONGTYPE
+    store.hset(KILL_SWITCH_KEY, "state", "off")  # set by hand with the wrong command: GET answers WRONGTYPE
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             response = await http.get(f"{live_gateway.http_url}/metrics")
@@ -44,7 +44,7 @@ async def test_metrics_are_served_while_the_shared_kill_switch_cannot_be_read(li
     assert response.status_code == 200, response.text[:300]
     samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
                for line in response.text.splitlines() if line and not line.startswith("#")}
-    assert samples['tradewire_live_kill_switch{state="unknown"}'] == 1
+    assert samples['tradewire_live_kill_switch{state="halt"}'] == 1  # what it cannot read halts
     assert samples['tradewire_requests_total{code="OK",method="HealthCheck",protocol="http"}'] >= 1
     assert "WRONGTYPE" in live_gateway.log_text()  # said, as a warning line
 

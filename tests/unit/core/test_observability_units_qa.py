@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 
+import redis
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
@@ -28,9 +29,9 @@ def samples(text: bytes) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text.decode()) for sample in family.samples}
 
 
-def test_a_shared_kill_switch_key_of_another_type_leaves_every_other_metric_scraped(redis_server):
+def test_a_shared_kill_switch_key_of_another_type_halts_and_leaves_every_other_metric_scraped(redis_server):
     client = redis_server.client()
-    client.hset(KEY, "state", "halt")  # set by hand with the wrong command: GET answers WRONGTYPE
+    client.hset(KEY, "state", "off")  # set by hand with the wrong command: GET answers WRONGTYPE
     try:
         metrics = Metrics()
         metrics.draining.set(0)
@@ -38,8 +39,20 @@ def test_a_shared_kill_switch_key_of_another_type_leaves_every_other_metric_scra
         scraped = samples(generate_latest(metrics.registry))
     finally:
         client.delete(KEY)
-    assert scraped[("tradewire_live_kill_switch", (("state", "unknown"),))] == 1
+    assert scraped[("tradewire_live_kill_switch", (("state", "halt"),))] == 1  # fail safe
     assert scraped[("tradewire_live_kill_switch", (("state", "off"),))] == 0
+    assert scraped[("tradewire_draining", ())] == 0
+
+
+def test_a_kill_switch_that_cannot_be_read_at_all_is_unknown_and_the_scrape_goes_on():
+    def unreadable() -> str:
+        raise redis.ResponseError("ERR something the switch's reader did not expect")
+
+    metrics = Metrics()
+    metrics.draining.set(0)
+    register_kill_switch_metric(metrics.registry, unreadable)
+    scraped = samples(generate_latest(metrics.registry))
+    assert scraped[("tradewire_live_kill_switch", (("state", "unknown"),))] == 1
     assert scraped[("tradewire_draining", ())] == 0
 
 

@@ -73,6 +73,10 @@ def test_what_the_switch_does_not_know_halts_and_what_it_cannot_read_refuses(own
     assert switch.state() == "halt"  # fail safe
     own_redis.client().set(KEY, "Reduce-Only")
     assert switch.state() == "reduce_only"
+    own_redis.client().delete(KEY)
+    own_redis.client().hset(KEY, "state", "off")  # a key of another type (WRONGTYPE): fail safe too
+    assert switch.state() == "halt"  # (it raised: LIVE trades and HealthCheck failed INTERNAL)
+    own_redis.client().delete(KEY)
     with pytest.raises(ValueError):
         switch.set("pause")
     own_redis.halt(keep_data=True)
