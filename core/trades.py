@@ -266,15 +266,17 @@ class TradeRunner:
         return True
 
     async def cancel(self, principal_id: str, request_id: str, reason: str = "",
-                     may_cancel: Callable[[int], None] = lambda mode: None) -> pb.TradeResult:
+                     may_cancel: Callable[[int], None] = lambda mode: None, *, counted: bool = True) -> pb.TradeResult:
         """CancelTrade: the trade's result once cancelled; NOT_CANCELLABLE once sent or final.
-        ``may_cancel(mode)`` raises when the caller may not stop a trade of the found one's mode."""
+        ``may_cancel(mode)`` raises when the caller may not stop a trade of the found one's mode;
+        ``counted`` False for a request another replica received (that replica counts it)."""
+        count = self._count_cancel if counted else (lambda outcome: None)
         key = (principal_id, request_id)
         trade = self.inflight.get(key)
         if trade is None:
             record = self.store.get(*key)
             if record is None:
-                self._count_cancel("not_found")
+                count("not_found")
                 raise trade_not_found(request_id)
             may_cancel(record.result.mode)
             owner = None
@@ -282,22 +284,26 @@ class TradeRunner:
                 owner = self.remote_cancel.owner(principal_id, request_id)
             if owner is not None:  # it runs on another replica: only that one can stop it
                 result = await self.remote_cancel.cancel(owner, principal_id, request_id, reason)
-                self._count_cancel("cancelled" if result.status == pb.TRADE_STATUS_CANCELLED else "not_cancellable")
+                count("cancelled" if result.status == pb.TRADE_STATUS_CANCELLED else "not_cancellable")
                 return result
             if record.result.status == pb.TRADE_STATUS_CANCELLED:
-                self._count_cancel("already_cancelled")
+                count("already_cancelled")
                 return record.result
-            self._count_cancel("not_cancellable")
+            count("not_cancellable")
             raise _not_cancellable(request_id, record.result.status, "it has already ended")
         may_cancel(trade.order.mode)
         message = "cancelled by request" + (f": {reason}" if reason else "")
         if not self.stop(trade, StopRequest("request", pb.TRADE_STATUS_CANCELLED,
                                             TradewireError("TRADE_CANCELLED", message))):
-            self._count_cancel("not_cancellable")
+            count("not_cancellable")
             raise _not_cancellable(request_id, trade.stage, "it has been sent; it runs to its end")
         result = await asyncio.shield(trade.done)
-        self._count_cancel("cancelled" if result.status == pb.TRADE_STATUS_CANCELLED else "not_cancellable")
+        count("cancelled" if result.status == pb.TRADE_STATUS_CANCELLED else "not_cancellable")
         return result
+
+    async def cancel_for_a_peer(self, principal_id: str, request_id: str, reason: str = "") -> pb.TradeResult:
+        """CancelTrade that another replica received for a trade running here."""
+        return await self.cancel(principal_id, request_id, reason, counted=False)
 
     def _count_cancel(self, outcome: str) -> None:
         if self._metrics is not None:

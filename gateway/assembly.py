@@ -87,7 +87,7 @@ class Core:
         if self.presence is not None:
             self.presence.start()  # alive before recovering: nobody adopts what this replica resumes
         if self.remote_cancel is not None and self.runner is not None:
-            await self.remote_cancel.start(self.runner.cancel)
+            await self.remote_cancel.start(self.runner.cancel_for_a_peer)
         if self.runner is not None:
             self.runner.inflight.start()  # renews this replica's shared in-flight leases (with Redis)
             recovered = await self.runner.recover()  # unfinished trades of the previous run

@@ -18,7 +18,7 @@ import redis
 from support.clients import GrpcClient, RpcFailure, make_client
 from support.gateway_process import GatewayProcess
 from support.redis_server import RedisServer
-from support.trading import balance, equals, eventually, found, reached, trade, unique
+from support.trading import balance, equals, eventually, found, metric, reached, trade, unique
 from support.webhook_receiver import WebhookReceiver
 from tradewire.core import lifecycle
 from tradewire.core.audit import read_journal
@@ -294,11 +294,18 @@ async def test_cancel_on_one_replica_stops_a_trade_running_on_the_other(held_rep
     on_a, on_b = GrpcClient(a.grpc_target), make_client("http", b)
     request = trade(unique("cancel-across"), amount="0.01")
     running = asyncio.create_task(on_a.unary("ExecuteTrade", request, key))
+
+    async def cancels_counted() -> float:
+        return sum([await metric(g, "tradewire_cancel_requests_total", source="request", outcome="cancelled")
+                    for g in (a, b)])
+
     try:
         await eventually(lambda: found(on_b, key, request.request_id), what="the trade claimed")
+        counted_before = await cancels_counted()
         cancel = spb.CancelTradeRequest(request_id=request.request_id, reason="from the other replica")
         cancelled, _ = await on_b.unary("CancelTrade", cancel, key)  # B does not run it: A stops it
         assert cancelled.status == pb.TRADE_STATUS_CANCELLED
+        assert await cancels_counted() == counted_before + 1  # one request (A counted it too)
         stored, _ = await on_b.unary("GetTrade", spb.GetTradeRequest(request_id=request.request_id), key)
         assert stored.status == pb.TRADE_STATUS_CANCELLED and "from the other replica" in stored.error.message
         with pytest.raises(RpcFailure) as stopped:
