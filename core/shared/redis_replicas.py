@@ -120,6 +120,8 @@ class ReplicaPresence:
                 # still alive need that long to beat again before their trades could be taken.
                 if self._adopting and time.monotonic() - self._present_since >= self.ttl_s:
                     await self.sweep()
+                else:
+                    self.dead()  # adopts nothing: counts the replicas alive (the gauge read 0 until then)
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis away: keep trying, the presence lapses meanwhile

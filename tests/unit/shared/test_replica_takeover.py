@@ -256,3 +256,21 @@ async def test_a_redis_outage_is_said_when_it_starts_and_when_it_ends_not_per_fa
     assert [r.getMessage().split(":")[0] for r in said] == [
         "replica presence (Redis) unavailable", "replica presence (Redis) answers again"], [r.getMessage() for r in said]
     assert said[1].failures >= 8 and said[1].outage_s > 0
+
+
+async def test_a_replica_just_started_counts_the_replicas_alive_before_it_may_judge_them(client):
+    """It adopts nothing for its first ttl (the others may not have beaten again yet), but the
+    gauge of replicas alive is right from its first beat (it read 0 for that ttl: an alert on
+    every deploy)."""
+    metrics = Metrics()
+    other = ReplicaPresence(client, "replica-c", 60.0, lambda replica: [], lambda trades: None)
+    assert other.beat()
+    starting = ReplicaPresence(client, "replica-d", 60.0, lambda replica: [], lambda trades: None, metrics)
+    starting.start()
+    try:
+        await eventually(lambda: metrics.registry.get_sample_value("tradewire_replicas_alive") == 2, timeout=5,
+                         what="the gauge counting both replicas")
+    finally:
+        await starting.stop()
+        client.delete(presence_key("replica-c"))
+        client.srem(REGISTRY, "replica-c", "replica-d")
