@@ -287,9 +287,14 @@ class WebhookDispatcher:
 
     async def _run(self) -> None:
         outage = Outage(log, "webhook outbox (shared store)", "webhooks wait in the outbox")
+        idle = False
         while not self._closing:
             self._kick.clear()
             try:
+                if idle and self.store.shared:
+                    # Other replicas' deliveries change the shared outbox too: the depth this one
+                    # reports would otherwise stay what its own last attempt left.
+                    self._refresh_depth()
                 self._prune_delivered()
                 self._dispatch_due()
                 wait = self._next_wait()
@@ -297,11 +302,12 @@ class WebhookDispatcher:
             except Exception:  # a store hiccup must not end deliveries for good
                 count_failure(outage, log, "webhook dispatch failed")
                 wait = 1.0
+            idle = False
             try:
                 async with asyncio.timeout(wait):
                     await self._kick.wait()
             except TimeoutError:
-                pass
+                idle = True
 
     def _prune_delivered(self) -> None:
         now = self._clock()

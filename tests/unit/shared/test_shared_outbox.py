@@ -127,3 +127,30 @@ def test_a_signing_key_redis_lost_is_put_back_by_a_replica_that_knows_it(redis_u
     key = a()
     client.flushdb()
     assert a() == key and b() == key
+
+
+async def test_a_replica_s_outbox_depth_follows_what_other_replicas_deliver(redis_url):
+    """The depth a replica reports was refreshed only after its own attempts: one whose last
+    attempt failed went on reporting that entry pending after another replica delivered it."""
+    from support.trading import eventually
+    from tradewire.core.config import WebhooksConfig
+    from tradewire.core.metrics import Metrics
+    from tradewire.core.webhooks import WebhookDispatcher
+
+    mine, other = (RedisTradeStore(redis.Redis.from_url(redis_url), r) for r in ("replica-a", "replica-b"))
+    metrics = Metrics()
+    config = WebhooksConfig.model_validate({"allowed_schemes": ("http", "https"), "idle_poll_s": 0.05})
+    dispatcher = WebhookDispatcher(mine, config, b"s3cret", metrics)
+    waiting = entry("t-1", "http://a.test/", due_ns=2**62)  # due far ahead: this replica only counts it
+    finished(other, "t-1", [waiting])
+
+    def pending() -> float:
+        return metrics.webhook_outbox_depth.labels("pending")._value.get()
+
+    await dispatcher.start()
+    try:
+        await eventually(lambda: pending() == 1, timeout=5, what="the entry counted pending")
+        other.outbox_update(waiting.id, "delivered", 1, 0, "")  # the other replica delivered it
+        await eventually(lambda: pending() == 0, timeout=5, what="the depth following the other replica")
+    finally:
+        await dispatcher.close(1.0)
