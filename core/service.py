@@ -22,6 +22,8 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from tradewire.core.auth.permissions import authorize
 from tradewire.core.context import CallContext
 from tradewire.core.errors import Code, FieldViolation, TradewireError, invalid, invalid_fields, nested_under
@@ -164,6 +166,7 @@ class TradeService:
             for mode in modes:
                 holdings = (await paper.wallet(ctx.principal.id) if mode == pb.TRADING_MODE_PAPER and paper
                             else self.store.holdings(ctx.principal.id, mode))
+                changed_ns = self.store.holdings_changed_ns(ctx.principal.id, mode) if holdings else {}
                 for mint_address, holding in sorted(holdings.items()):
                     if request.mint and mint_address != request.mint:
                         continue
@@ -171,7 +174,8 @@ class TradeService:
                         continue
                     mint = self.market.find(mint_address)
                     if mint is None:  # (bought before the operator took it off the market)
-                        positions.append(_unlisted_position(mode, mint_address, holding, valuation.decimals))
+                        positions.append(_unlisted_position(mode, mint_address, holding, valuation.decimals,
+                                                            changed_ns.get(mint_address)))
                         unvalued += 1
                         continue
                     average = (Decimal(holding.cost_basis) / Decimal(holding.amount).scaleb(-mint.decimals)
@@ -182,7 +186,7 @@ class TradeService:
                         average_cost=_val(_to_token_precision(average, mint), valuation.decimals),
                         cost_basis=_val(holding.cost_basis, valuation.decimals),
                         realized_pnl=_val(holding.realized_pnl, valuation.decimals),
-                        updated_at=now_timestamp(),
+                        updated_at=_timestamp(changed_ns.get(mint_address)),
                     )
                     positions.append(position)
                     # Balances are the store's and always shown; their valuation needs the price
@@ -389,15 +393,25 @@ def _to_token_precision(per_whole_token: Decimal, mint: Mint) -> Decimal:
     return per_whole_token.quantize(Decimal(1).scaleb(-mint.decimals))
 
 
-def _unlisted_position(mode: int, mint_address: str, holding: Holding, valuation_decimals: int) -> spb.Position:
+def _unlisted_position(mode: int, mint_address: str, holding: Holding, valuation_decimals: int,
+                       changed_ns: int | None) -> spb.Position:
     """A position in a mint this gateway's market no longer lists: still the caller's, but
     neither its decimals (for the amount) nor a price are known here. (Listing it keeps the
     caller's other positions served: the whole call failed UNSUPPORTED_PAIR.)"""
     return spb.Position(
         mode=mode, mint=mint_address, cost_basis=_val(holding.cost_basis, valuation_decimals),
-        realized_pnl=_val(holding.realized_pnl, valuation_decimals), updated_at=now_timestamp(),
+        realized_pnl=_val(holding.realized_pnl, valuation_decimals), updated_at=_timestamp(changed_ns),
         valuation_error=f"MINT_NOT_LISTED: mint {mint_address} is no longer in this gateway's market; it holds "
                         f"{holding.amount} of the mint's smallest units")
+
+
+def _timestamp(ns: int | None) -> Timestamp | None:
+    """A position's updated_at: unset when the store does not know when its holding changed."""
+    if ns is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromNanoseconds(ns)
+    return stamp
 
 
 def _val(atomic: int | Decimal, decimals: int) -> str:

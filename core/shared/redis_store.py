@@ -26,6 +26,7 @@ Keys (``{p}`` principal, ``{r}`` request id with its colons written %3A: see ``p
   tw:running:{replica}  set of "{p}\\x00{r}" owned by a replica and not yet terminal
   tw:hold:{p}:{mode}    hash: mint → "amount:cost_basis:realized_pnl" (integers), and "_v",
                         a version bumped by every write (fills are compare-and-set on it)
+  tw:holdt:{p}:{mode}   hash: mint → when that holding last changed (ns; Redis's clock)
   tw:fills:{p}:{mode}   set of the fill ids applied to (or voided for) those holdings
   tw:fill-receipts:{p}:{mode}  hash: fill id → what was booked with it (its booker's receipt)
   tw:fills:by-time      sorted set of "{p}\\x00{mode}\\x00{fill id}" by when it was recorded (ns),
@@ -87,32 +88,47 @@ redis.call('SADD', KEYS[3], ARGV[6])
 return false
 """
 
+# Redis's clock in ns since the epoch (a string): when a holding changed.
+_NOW_NS_LUA = """
+local function _now_ns()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2])) .. '000'
+end
+"""
 # A fill's holdings, written only if nobody wrote them since they were read (version "_v").
-# KEYS[1] the holdings hash; with a fill id, KEYS[2] the set of applied fill ids and KEYS[3] the
-# fill ids' time index, and with a receipt KEYS[4] the fills' receipts. ARGV[1] the version read
-# ('' for none), ARGV[2] the fill id ('' for none), ARGV[3] the receipt ('' for none), ARGV[4]
-# the id's member in the time index, ARGV[5] now (ns), then mint, packed pairs. A fill id
-# already applied writes nothing and returns 0. Returns the new version, false when the version
-# moved (read again), or 0.
-_WRITE_IF_UNCHANGED = """
-if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then return 0 end
+# KEYS[1] the holdings hash, KEYS[2] when each changed (_changed_key); with a fill id, KEYS[3]
+# the set of applied fill ids and KEYS[4] the fill ids' time index, and with a receipt KEYS[5]
+# the fills' receipts. ARGV[1] the version read ('' for none), ARGV[2] the fill id ('' for
+# none), ARGV[3] the receipt ('' for none), ARGV[4] the id's member in the time index, ARGV[5]
+# now (ns), then mint, packed pairs. A fill id already applied writes nothing and returns 0.
+# Returns the new version, false when the version moved (read again), or 0.
+_WRITE_IF_UNCHANGED = _NOW_NS_LUA + """
+if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then return 0 end
 local version = redis.call('HGET', KEYS[1], '_v') or ''
 if version ~= ARGV[1] then return false end
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if ARGV[2] ~= '' then
-  redis.call('SADD', KEYS[2], ARGV[2])
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+local now = _now_ns()
+for i = 6, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('HSET', KEYS[2], ARGV[i], now)
 end
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[2], ARGV[3]) end
+if ARGV[2] ~= '' then
+  redis.call('SADD', KEYS[3], ARGV[2])
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
+end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[5], ARGV[2], ARGV[3]) end
 return redis.call('HINCRBY', KEYS[1], '_v', 1)
 """
-# Give a starting wallet once: KEYS the wallet's marker, its holdings; ARGV mint, packed pairs.
-# The version is bumped (a fill computed on what was there before must read again). Returns 1
-# when given now, 0 when it had been.
-_GIVE_WALLET = """
+# Give a starting wallet once: KEYS the wallet's marker, its holdings, when each changed; ARGV
+# mint, packed pairs. The version is bumped (a fill computed on what was there before must read
+# again). Returns 1 when given now, 0 when it had been.
+_GIVE_WALLET = _NOW_NS_LUA + """
 if not redis.call('SET', KEYS[1], 1, 'NX') then return 0 end
 if #ARGV > 0 then
-  for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+  local now = _now_ns()
+  for i = 1, #ARGV, 2 do
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+    redis.call('HSET', KEYS[3], ARGV[i], now)
+  end
   redis.call('HINCRBY', KEYS[2], '_v', 1)
 end
 return 1
@@ -225,6 +241,12 @@ def _holding(mint: str, packed: bytes) -> Holding:
 def _versioned_holdings(raw: dict[bytes, bytes]) -> tuple[str, dict[str, Holding]]:
     version = raw.pop(_VERSION, b"").decode()
     return version, {m.decode(): _holding(m.decode(), v) for m, v in raw.items()}
+
+
+def _changed_key(principal_id: str, mode: int) -> str:
+    """When each holding of ``tw:hold:{principal}:{mode}`` last changed (mint → ns), beside it:
+    the holdings' own values keep their format, which every replica reads."""
+    return f"tw:holdt:{principal_id}:{mode}"
 
 
 def _pack_holding(h: Holding) -> str:
@@ -401,6 +423,9 @@ class RedisTradeStore:
         self._last_read[(principal_id, mode)] = (version, current)
         return dict(current)
 
+    def holdings_changed_ns(self, principal_id: str, mode: int) -> dict[str, int]:
+        return {mint.decode(): int(ns) for mint, ns in self._r.hgetall(_changed_key(principal_id, mode)).items()}
+
     def _read_holdings(self, principal_id: str, mode: int) -> tuple[str, dict[str, Holding]]:
         """(version, holdings): the version to write them back against."""
         return _versioned_holdings(self._r.hgetall(f"tw:hold:{principal_id}:{mode}"))
@@ -417,7 +442,8 @@ class RedisTradeStore:
     def ensure_wallet(self, principal_id: str, mode: int, initial: Sequence[Holding]) -> None:
         # One script: a wallet marked as given always has its holdings (a write cut off between
         # the two would leave it empty for good, and another replica could read it in between).
-        self._give_wallet(keys=[f"tw:wallet:{principal_id}:{mode}", f"tw:hold:{principal_id}:{mode}"],
+        self._give_wallet(keys=[f"tw:wallet:{principal_id}:{mode}", f"tw:hold:{principal_id}:{mode}",
+                                _changed_key(principal_id, mode)],
                           args=[x for h in initial for x in (h.mint, _pack_holding(h))])
 
     def apply_fill(self, principal_id: str, mode: int, legs: FillLegs, fill_id: str | None = None,
@@ -426,7 +452,7 @@ class RedisTradeStore:
         else read again (another replica booked meanwhile). Two round trips when uncontended,
         with or without a fill id (the id is checked in the read and again in the script); one
         when the holdings were just read and nobody wrote since."""
-        keys = [f"tw:hold:{principal_id}:{mode}"]
+        keys = [f"tw:hold:{principal_id}:{mode}", _changed_key(principal_id, mode)]
         if fill_id is not None:
             keys += [self._fill_ids(principal_id, mode), _FILL_IDS_BY_TIME]
             if receipt is not None:

@@ -155,6 +155,10 @@ class TradeStore(Protocol):
 
     def holdings(self, principal_id: str, mode: int) -> dict[str, Holding]: ...
 
+    def holdings_changed_ns(self, principal_id: str, mode: int) -> dict[str, int]:
+        """When each holding last changed (a fill, or the starting wallet), in ns since the
+        epoch; a holding missing here: not known (written before the store kept it)."""
+
     def ensure_wallet(self, principal_id: str, mode: int, initial: Sequence[Holding]) -> None:
         """Give a principal its starting holdings once."""
 

@@ -303,6 +303,11 @@ class SqliteStore:
     def holdings(self, principal_id: str, mode: int) -> dict[str, Holding]:
         return dict(self._current_holdings(principal_id, mode))  # a copy: Holding is frozen
 
+    def holdings_changed_ns(self, principal_id: str, mode: int) -> dict[str, int]:
+        # (a holding's row is written only when a fill or the starting wallet changes it)
+        return dict(self._db.execute("SELECT mint, updated_ns FROM holdings WHERE principal = ? AND mode = ?",
+                                     (principal_id, mode)).fetchall())
+
     def _current_holdings(self, principal_id: str, mode: int) -> dict[str, Holding]:
         version = self._db.execute("PRAGMA data_version").fetchone()[0]
         if version != self._data_version:  # another connection wrote: forget what we knew

@@ -4,6 +4,7 @@ are always served; only what needs a price or the mint's listing is left out, an
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 from support.in_process import call_with_key, core_with_key
@@ -15,6 +16,7 @@ from tradewire.v1 import trade_pb2 as pb
 KEY = "tw_poschang_" + "c" * 40
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 BONK = "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263"
+SOL = "So11111111111111111111111111111111111111112"
 
 
 async def buy_bonk(core) -> None:
@@ -66,3 +68,25 @@ async def test_a_mint_taken_off_the_market_leaves_the_other_positions_served(tmp
     assert bonk.cost_basis == before[BONK].cost_basis and bonk.realized_pnl == before[BONK].realized_pnl
     assert all(p.amount == before[m].amount and p.market_value for m, p in by_mint.items())
     assert answer.unvalued_positions == 1
+
+
+async def test_a_position_s_updated_at_is_when_its_holding_last_changed(tmp_path):
+    """(It was the time of the call, for every position.)"""
+    def at(answer) -> dict[str, int]:
+        return {p.mint: p.updated_at.ToNanoseconds() for p in answer.positions}
+
+    async with core_with_key(tmp_path, KEY, "pia") as core:
+        started = time.time_ns()
+        await buy_bonk(core)  # USDC → BONK (and the SOL fee)
+        bought = at(await positions(core))
+        between = time.time_ns()
+        sell = pb.TradeRequest(request_id="sol-1", mode=pb.TRADING_MODE_PAPER, input_mint=SOL, output_mint=USDC,
+                               amount="0.1", slippage_bps=100)
+        assert (await core.service.ExecuteTrade(sell, call_with_key(KEY, "ExecuteTrade"))).status == \
+            pb.TRADE_STATUS_FILLED
+        sold = at(await positions(core))
+        again = at(await positions(core))
+
+    assert started <= bought[BONK] <= between and sold[BONK] == bought[BONK]  # untouched by the SOL sale
+    assert between <= sold[USDC] and between <= sold[SOL]
+    assert again == sold  # reading them changes nothing

@@ -102,3 +102,24 @@ def test_a_balance_short_only_in_a_stale_read_is_not_refused(replicas):
                          fee_lamports=5, trade_value=30)
     after = a.apply_fill(principal, PAPER, sell_usdc)
     assert after[USDC].amount == 10
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_each_store_says_when_each_holding_last_changed(backend, tmp_path, redis_server):
+    import time
+
+    from tradewire.core.store.sqlite import SqliteStore
+
+    if backend == "sqlite":
+        store = SqliteStore(tmp_path / "trades.db")
+    else:
+        store = RedisTradeStore(redis.Redis.from_url(redis_server.url), "replica-t")
+    principal, first = f"p-{uuid.uuid4().hex[:8]}", time.time_ns()
+    store.ensure_wallet(principal, PAPER, [Holding(SOL, 1_000_000, 0), Holding("bonk-mint", 7, 0)])
+    given = store.holdings_changed_ns(principal, PAPER)
+    assert set(given) == {SOL, "bonk-mint"} and all(first - 10**9 <= ns <= time.time_ns() + 10**9
+                                                     for ns in given.values())  # (Redis's clock: a little slack)
+    store.apply_fill(principal, PAPER, legs(100_000, 15), fill_id=f"f-{uuid.uuid4().hex}")
+    filled = store.holdings_changed_ns(principal, PAPER)
+    assert filled["bonk-mint"] == given["bonk-mint"]  # not part of the fill
+    assert filled[SOL] > given[SOL] and USDC in filled

@@ -741,6 +741,9 @@ class Position(Message[_PositionFields]):
             string unrealized_pnl = 10;
             ```
         updated_at:
+            When the holding last changed (a fill, or the starting wallet); unset when the store does
+            not know (a holding it kept before it recorded the time).
+
             ```proto
             optional google.protobuf.Timestamp updated_at = 11;
             ```

@@ -584,6 +584,9 @@ export type Position = Message<"tradewire.v1.Position"> & {
   unrealizedPnl: string;
 
   /**
+   * When the holding last changed (a fill, or the starting wallet); unset when the store does
+   * not know (a holding it kept before it recorded the time).
+   *
    * @generated from field: google.protobuf.Timestamp updated_at = 11;
    */
   updatedAt?: Timestamp | undefined;
