@@ -148,9 +148,14 @@ class SharedLiveOrders(LiveOrderStore):
         return True
 
     def set_bundle_id(self, signature: str, bundle_id: str) -> None:
-        """The id the block engine returned for the bundle, when it differs: the record follows."""
+        """The id the block engine returned for the bundle, when it differs: the record follows
+        when Redis answers (the bundle is sent by now: this must not fail it; an adopter asking
+        under the old id only re-broadcasts it, and the signature still decides)."""
         super().set_bundle_id(signature, bundle_id)
-        self._record(self.get(signature))
+        try:
+            self._record(self.get(signature))
+        except STORE_OUTAGES as exc:
+            log.warning("the block engine's id of bundle %s stays unrecorded in Redis (%s)", bundle_id, exc)
 
     def _record(self, row: LiveOrder) -> bool:
         """Record the row for the other replicas, if this replica still owns its trade."""

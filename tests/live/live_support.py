@@ -10,8 +10,10 @@ still find what landed, unless history is held too), stall a send after forwardi
 transport failure after send), run a callback right before a send is forwarded (e.g. move
 the pool), swallow the next N bundles and report them Failed (a bundle outbid in the block
 engine's auction), answer chosen paths with HTTP 503 (a failing upstream) and chosen JSON-RPC
-methods with an error object, and hold getBlockHeight at a height (a node whose confirmed height
-lags the tip). It records every send's exact bytes.
+methods with an error object, hold the block height (getBlockHeight, getEpochInfo) at a height (a
+node whose confirmed height lags the tip), and answer getSignatureStatuses and getTransaction as a
+node behind the others, at a chosen slot (one behind a load balancer). It records every send's
+exact bytes.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class FaultRules:
     before_send: Callable[[], None] | None = None  # one-shot, right before a send is forwarded
     drop_bundles: int = 0  # next N sendBundle: answered with the id, never forwarded, then reported Failed
     refuse_bundles: int = 0  # next N sendBundle: refused as invalid (-32602), never forwarded
-    hold_height: int | None = None  # getBlockHeight answers this height
+    hold_height: int | None = None  # getBlockHeight (and getEpochInfo's blockHeight) answers this height
+    lag_slot: int | None = None  # getSignatureStatuses and getTransaction answer as a node at this slot
     # What went by.
     sends: list[bytes] = field(default_factory=list)  # every sendTransaction's transaction bytes
     bundles: list[list[bytes]] = field(default_factory=list)  # every sendBundle's transactions
@@ -143,6 +146,12 @@ class FaultyDevnetApp:
             elif method == "getBlockHeight" and rules.hold_height is not None:
                 return await JSONResponse({"jsonrpc": "2.0", "id": payload.get("id"), "result": rules.hold_height})(
                     scope, receive, send)
+            elif method == "getEpochInfo" and rules.hold_height is not None:
+                answer = self.devnet.rpc.handle_one(payload)
+                info = answer["result"]
+                info["absoluteSlot"] -= info["blockHeight"] - rules.hold_height  # that height's slot
+                info["blockHeight"] = rules.hold_height
+                return await JSONResponse(answer)(scope, receive, send)
             elif method == "getSignatureStatuses":
                 rules.status_batches.append(len(params[0]))
                 config = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
@@ -150,6 +159,19 @@ class FaultyDevnetApp:
                     value = {"context": {"slot": self.devnet.chain.sync()}, "value": [None] * len(params[0])}
                     return await JSONResponse({"jsonrpc": "2.0", "id": payload.get("id"), "result": value})(
                         scope, receive, send)
+                if rules.lag_slot is not None:  # what landed after that slot is not there yet
+                    answer = self.devnet.rpc.handle_one(payload)
+                    result = answer.get("result")
+                    if result is not None:
+                        result["context"]["slot"] = rules.lag_slot
+                        result["value"] = [v if v is None or v["slot"] <= rules.lag_slot else None
+                                           for v in result["value"]]
+                    return await JSONResponse(answer)(scope, receive, send)
+            elif method == "getTransaction" and rules.lag_slot is not None:
+                answer = self.devnet.rpc.handle_one(payload)
+                if (answer.get("result") or {}).get("slot", 0) > rules.lag_slot:
+                    answer["result"] = None
+                return await JSONResponse(answer)(scope, receive, send)
 
         sent = False
 

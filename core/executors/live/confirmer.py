@@ -1,9 +1,9 @@
 """One background task that confirms every in-flight LIVE transaction.
 
-Each round, for all watched signatures at once: ``getBlockHeight`` FIRST, then ONE
-``getSignatureStatuses`` (chunks of 256; the recent status cache, which spans every valid
-blockhash) and, for Jito bundles still unseen, one ``getInflightBundleStatuses`` (chunks
-of 5). Per transaction:
+Each round, for all watched signatures at once: the block height FIRST (``getEpochInfo``: the
+height and the slot of the bank it was read from), then ONE ``getSignatureStatuses`` (chunks
+of 256; the recent status cache, which spans every valid blockhash) and, for Jito bundles
+still unseen, one ``getInflightBundleStatuses`` (chunks of 5). Per transaction:
 
 * status at the configured commitment → landed (success or on-chain failure) → finalize;
 * status ``processed`` → it is in a block; wait (no re-broadcast);
@@ -13,8 +13,14 @@ of 5). Per transaction:
   with ``searchTransactionHistory`` and ``getTransaction`` at the configured commitment —
   and only when both find nothing is it expired (found → landed; an error → still pending).
   (Reading the height first makes this sound: a transaction that landed in a valid block
-  shows up in the reads made afterwards.)
-* Jito bundle reported Failed → nothing of it landed → dropped;
+  shows up in the reads made afterwards — by a node at least as far along: a history search
+  answered from a slot before the height's, by a node behind a load balancer, proves
+  nothing, and the transaction stays pending.)
+* Jito bundle reported Failed → the executor tells why (``finalize``); the engine's word is no
+  proof that the same signed bytes never land (another region, a leader, a re-broadcast in
+  flight), so unless the diagnosis is that they can no longer land, the finalizer answers
+  None: the bundle is not sent again and the transaction is followed by its signature until
+  it lands or its validity has passed (then the diagnosis is its outcome);
 * otherwise re-broadcast the SAME signed bytes every ``rebroadcast_interval_s``
   (``skipPreflight``; the same bundle for Jito, which has the same id).
 
@@ -73,6 +79,9 @@ class Watch:
     finalize_after: float = 0.0  # backoff after a failed finalization
     # Past its last valid height, and the node could not say whether it landed (why, or "").
     undetermined: str = ""
+    # The block engine reported the bundle Failed, and the executor said it may still land:
+    # followed by signature only (no re-broadcast) until it lands or its validity has passed.
+    engine_failed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -80,7 +89,8 @@ class Watch:
         return self.order.signature
 
 
-Finalizer = Callable[[Watch, Resolution], Awaitable[dict[str, Any]]]
+# The outcome; or None when the transaction may still land (see "Jito bundle reported Failed").
+Finalizer = Callable[[Watch, Resolution], Awaitable[dict[str, Any] | None]]
 
 
 class Confirmer:
@@ -121,6 +131,13 @@ class Confirmer:
             self.watches[order.signature] = watch
             self._changed.set()
         return watch
+
+    def note_bundle_id(self, watch: Watch, returned: Any) -> None:
+        """The id the block engine answered a send of the bundle with: its statuses are asked by
+        that one (a send whose answer was lost leaves the id computed before sending)."""
+        if isinstance(returned, str) and returned and returned != watch.bundle_id:
+            watch.bundle_id = returned
+            self.orders.set_bundle_id(watch.signature, returned)
 
     def forget(self, signature: str) -> None:
         self.watches.pop(signature, None)
@@ -168,7 +185,7 @@ class Confirmer:
             return
         self.rounds += 1
         try:
-            height = await self.rpc.get_block_height(self.commitment)
+            height, slot = await self.rpc.block_height_at(self.commitment)
             statuses = await self.rpc.get_signature_statuses([w.signature for w in watches])
         except UPSTREAM_FAILURES as exc:
             self.failed_rounds += 1
@@ -188,8 +205,10 @@ class Confirmer:
             watch.in_block = False
             if height > watch.order.last_valid_block_height:
                 past_validity.append(watch)
-            elif watch.order.route == ROUTE_JITO and self.jito is not None:
-                unseen_bundles.append(watch)
+            elif watch.order.route == ROUTE_JITO:
+                # (never through the plain RPC: its swap would go out alone, outside its bundle)
+                if self.jito is not None and not watch.engine_failed:
+                    unseen_bundles.append(watch)
             elif now >= watch.next_broadcast:
                 to_broadcast.append(watch)
         if unseen_bundles:
@@ -209,7 +228,7 @@ class Confirmer:
         for watch in to_broadcast:
             await self.broadcast(watch)
         if past_validity:
-            await self._landed_or_expired(past_validity, height)
+            await self._landed_or_expired(past_validity, height, slot)
 
     def _seen(self, watch: Watch, status: SignatureStatus, height: int) -> None:
         if _reached(status.confirmation_status, self.commitment):
@@ -217,34 +236,40 @@ class Confirmer:
         else:
             watch.in_block = True
 
-    async def _landed_or_expired(self, watches: list[Watch], height: int) -> None:
-        """Past their last valid height with no recent status: look them up in the node's
-        history before calling them expired; whatever cannot be looked up stays pending."""
+    async def _landed_or_expired(self, watches: list[Watch], height: int, slot: int) -> None:
+        """Past their last valid height (read at ``slot``) with no recent status: look them up in
+        the node's history before calling them expired; whatever cannot be looked up, or only
+        by a node behind ``slot``, stays pending."""
         try:
-            found = await self.rpc.get_signature_statuses([w.signature for w in watches], search_history=True)
+            found, seen_at = await self.rpc.signature_statuses_at([w.signature for w in watches],
+                                                                  search_history=True)
         except UPSTREAM_FAILURES as exc:
             for watch in watches:
-                self._undetermined(watch, exc)
+                self._undetermined(watch, str(exc))
             return
         for watch, status in zip(watches, found):
             if status is not None:
                 self._seen(watch, status, height)
                 continue
+            if seen_at < slot:  # it may have landed in a slot this node has not reached
+                self._undetermined(watch, f"the node that searched its history is behind: it answered at slot "
+                                          f"{seen_at}, the block height was read at slot {slot}")
+                continue
             try:  # the ledger itself (history search can cover rooted slots only)
                 landed = await self.rpc.get_transaction(watch.signature, self.commitment) is not None
             except UPSTREAM_FAILURES as exc:
-                self._undetermined(watch, exc)
+                self._undetermined(watch, str(exc))
                 continue
             self._start_finalize(watch, Resolution(LANDED if landed else EXPIRED, height))
 
-    def _undetermined(self, watch: Watch, exc: Exception) -> None:
+    def _undetermined(self, watch: Watch, why: str) -> None:
         """It stays pending (SUBMITTED) until the node can say: said once as a warning (a node
         without transaction history never will), then in the executor's health."""
         if not watch.undetermined:
             log.warning("a transaction past its last valid block height cannot be looked up; it stays "
                         "submitted until the RPC node can say whether it landed",
-                        extra={"signature": watch.signature, "error": str(exc)})
-        watch.undetermined = str(exc)
+                        extra={"signature": watch.signature, "error": why})
+        watch.undetermined = why
 
     def undetermined(self) -> list[Watch]:
         """Watched transactions past their validity whose landing the node could not determine."""
@@ -259,8 +284,8 @@ class Confirmer:
         self.rebroadcasts += 1
         self.orders.note_broadcast(watch.signature)
         try:
-            if watch.order.route == ROUTE_JITO and self.jito is not None:
-                await self.jito.send_bundle(watch.order.wires)
+            if watch.order.route == ROUTE_JITO:
+                self.note_bundle_id(watch, await self.jito.send_bundle(watch.order.wires))
             else:
                 await self.rpc.send(watch.order.tx, skip_preflight=True)
         except UPSTREAM_FAILURES as exc:
@@ -290,6 +315,10 @@ class Confirmer:
                 log.warning("finalizing a live transaction failed; retrying", extra={**extra, "error": str(exc)})
             else:
                 log.exception("finalizing a live transaction failed; retrying", extra=extra)
+            watch.finalizing = False
+            return
+        if outcome is None:  # a Failed bundle that may still land: followed by signature only
+            watch.engine_failed = True
             watch.finalizing = False
             return
         self.watches.pop(watch.signature, None)

@@ -5,8 +5,9 @@ The path of one trade, each step a status event (DESIGN.md §4):
     safety (kill switch, allow-list) → quote (Jupiter, restrictIntermediateTokens, the
     request's slippage) → QUOTED → price impact → safety (notional, exposure, daily loss;
     funds for the quoted input), counting the trades in flight, and this trade's reservation
-    → build (/swap: dynamic CU limit, priority fee capped) → refuse on simulationError →
-    safety (funds, SOL reserve; exact fees of the built transaction) → sign (our slot only)
+    → build (/swap: dynamic CU limit, priority fee capped, no more Jito tip than asked) →
+    refuse on simulationError → safety (funds, SOL reserve; exact fees of the built
+    transaction) → sign (our slot only)
     → persist (prepared) → SIGNED → simulate (sigVerify) → kill switch (again) → SIMULATED
     [point of no return] → persist (pending) → send (RPC, or a Jito bundle) → SUBMITTED →
     confirm (the shared Confirmer) → CONFIRMED → fill read from the transaction's meta → FILLED
@@ -22,7 +23,9 @@ How double sending is prevented:
 3. A pending transaction ends only on evidence: its status (landed, at the configured
    commitment), or a block height past its lastValidBlockHeight read *before* lookups that
    would find it had it landed — its status with history search, getTransaction — and found
-   nothing (expired), or the block engine reporting the bundle Failed.
+   nothing (expired); lookups answered by a node behind the one that read the height prove
+   nothing. The block engine reporting a bundle Failed stops its re-broadcasts, but its
+   outcome waits for that same evidence: until then the signed bytes may still land.
    Unreachable upstreams leave it pending (SUBMITTED) and it is reconciled by signature.
 
 A trade holds its reservation (what it may spend and buy, safety.py) from its admission until
@@ -44,8 +47,10 @@ found before send, FAILED once sent; the wallet cannot pay → INSUFFICIENT_FUND
 (check SIMULATION); expired (the chain past its lastValidBlockHeight, and the signature not
 found) → EXPIRED / TRADE_EXPIRED (also a Jito bundle dropped because its blockhash expired; a
 preflight that no longer knows the blockhash after a re-broadcast went out proves nothing: the
-signature decides); a Jito bundle dropped unlanded → FAILED, or refused outright by the block
-engine → REJECTED, both BUNDLE_NOT_LANDED (ABORTED: submit again under a new request id);
+signature decides); a Jito bundle dropped unlanded → FAILED (once its blockhash has expired), or
+refused outright by the block engine → REJECTED, both BUNDLE_NOT_LANDED (ABORTED: submit again
+under a new request id); a swap that landed without the rest of its bundle is its fill, with
+the fees it paid alone;
 anything unexpected → INTERNAL with nothing internal in the message (the traceback is logged).
 """
 
@@ -79,7 +84,9 @@ from tradewire.core.executors.live.confirmer import (
 from tradewire.core.executors.live.fills import (
     WSOL_MINT, ChainFill, UnreadableTransaction, compute_budget, read_transaction,
 )
-from tradewire.core.executors.live.jito_client import DONT_FRONT_ACCOUNT, TIP_ACCOUNTS, TIP_PUBKEYS, JitoClient, bundle_id
+from tradewire.core.executors.live.jito_client import (
+    DONT_FRONT_ACCOUNT, TIP_ACCOUNTS, JitoClient, bundle_id, tip_transfers,
+)
 from tradewire.core.executors.live.jupiter_client import JupiterClient, to_quote
 from tradewire.core.trades import apply_outcome
 from tradewire.core.executors.live.outcomes import (
@@ -117,11 +124,11 @@ from tradewire.v1 import trade_pb2 as pb
 
 log = logging.getLogger("tradewire.live")
 
-SYSTEM_PROGRAM = Pubkey.from_string("11111111111111111111111111111111")
 LIVE = pb.TRADING_MODE_LIVE
 RECENT_FINAL_NS = 2 * 86_400 * 10**9  # final rows checked at start-up for unfinished bookkeeping
 COMPLETION_GRACE_S = 1.0
 BUILD_ATTEMPTS = 10  # rebuilds when another request built the identical transaction
+BOOKING_RETRY_MAX_S = 30.0  # longest wait between tries of a booking the trade store refused
 _PRE_SEND_REJECTIONS = {"NO_ROUTE", "RISK_LIMIT", "PRICE_IMPACT_TOO_HIGH", "INSUFFICIENT_FUNDS", "CIRCUIT_OPEN",
                         "LIVE_NOT_CONFIGURED", "UPSTREAM_UNAVAILABLE", "STORE_UNAVAILABLE"}
 
@@ -639,6 +646,12 @@ class LiveExecutor:
             return Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
                 "RISK_LIMIT", f"risk check PRIORITY_FEE: the priority fee of {budget.priority_fee} lamports exceeds "
                               f"the {cap} lamport cap", metadata={"check": "PRIORITY_FEE"}), quote=quote)
+        # The tip is the router's to build, as the priority fee is: paid only as the request asked.
+        tip, asked = sum(t for _, t in tip_transfers(built.tx.message)), order.mev.jito_tip_lamports
+        if tip > asked:
+            return Outcome(pb.TRADE_STATUS_REJECTED, error=TradewireError(
+                "RISK_LIMIT", f"risk check JITO_TIP: the built swap tips {tip} lamports to Jito, more than the {asked} "
+                              f"lamports requested", metadata={"check": "JITO_TIP"}), quote=quote)
         return built
 
     async def _build_once(self, order: Order, raw_quote: dict[str, Any], quote: Quote,
@@ -713,10 +726,7 @@ class LiveExecutor:
         refusal: RpcError
         try:
             if row.route == ROUTE_JITO:
-                returned = await self.jito.send_bundle(row.wires, check_breaker=False)
-                if returned and returned != row.bundle_id:
-                    self.orders.set_bundle_id(row.signature, returned)
-                    watch.bundle_id = returned
+                self.confirmer.note_bundle_id(watch, await self.jito.send_bundle(row.wires, check_breaker=False))
             else:
                 await self.rpc.send(row.tx, skip_preflight=self.config.skip_preflight, check_breaker=False)
             return None, ""
@@ -788,14 +798,18 @@ class LiveExecutor:
 
     # -- finalization (the confirmer calls this once per transaction) ------------------------
 
-    async def _finalize(self, watch: Watch, resolution: Resolution) -> dict[str, Any]:
+    async def _finalize(self, watch: Watch, resolution: Resolution) -> dict[str, Any] | None:
         row = self.orders.get(watch.signature) or watch.order
         if row.state in FINAL_STATES and row.outcome is not None:
             self.safety.release((row.principal, row.request_id))
             return row.outcome  # finalized before (e.g. by a previous run)
         order = self._order_of(row)
         quote = quote_from_json(row.quote)
-        if resolution.kind == EXPIRED:
+        dropped = watch.extra.get("dropped")  # why the block engine's Failed bundle did not land
+        if resolution.kind == EXPIRED and dropped is not None:
+            fill = Fill(quote, 0, 0, FeeBreakdown(), row.signature)
+            (status, error), state, confirmed = dropped, STATE_DROPPED, False
+        elif resolution.kind == EXPIRED:
             state = STATE_EXPIRED
             fill = Fill(quote, 0, 0, FeeBreakdown(), row.signature)
             status, error, confirmed = pb.TRADE_STATUS_EXPIRED, TradewireError(
@@ -805,18 +819,28 @@ class LiveExecutor:
         elif resolution.kind == DROPPED:
             fill = Fill(quote, 0, 0, FeeBreakdown(), row.signature)
             status, error = await self._diagnose_dropped(order, row)
-            state = STATE_EXPIRED if status == pb.TRADE_STATUS_EXPIRED else STATE_DROPPED
+            if status != pb.TRADE_STATUS_EXPIRED:
+                # "Failed" is the engine's word for its own attempts; the signed bytes are out and may
+                # still land (a re-broadcast in flight, a leader) until their last valid height has
+                # passed. Told then, if they did not: "submit again" must never mean trading twice.
+                watch.extra["dropped"] = (status, error)
+                return None
+            state = STATE_EXPIRED
             confirmed = False
         else:
             state = STATE_LANDED
-            fills = [await self._read(tx_wire) for tx_wire in row.wires]
-            swap = next(f for f in fills if f.signature == row.signature)
+            fills = await self._landed_fills(row)
+            swap = fills[0]
+            # SOL moved that no leg of the trade accounts for (e.g. an account a venue opened, paid
+            # by the wallet) counts as rent paid or refunded: the book follows the wallet.
+            sol_leg = WSOL_MINT in (order.input_mint.address, order.output_mint.address)
+            unexplained = sum(f.sol_change for f in fills[1:]) + (0 if sol_leg else swap.sol_change)
             fees = FeeBreakdown(
                 base_fee_lamports=sum(f.base_fee for f in fills),
                 priority_fee_lamports=sum(f.priority_fee for f in fills),
                 jito_tip_lamports=sum(f.tip for f in fills),
-                ata_rent_lamports=sum(f.rent for f in fills),
-                rent_refunded_lamports=sum(f.rent_refund for f in fills),
+                ata_rent_lamports=sum(f.rent for f in fills) + max(0, -unexplained),
+                rent_refunded_lamports=sum(f.rent_refund for f in fills) + max(0, unexplained),
             )
             if swap.err is None:
                 amount_in = -swap.change(order.input_mint.address)
@@ -834,18 +858,40 @@ class LiveExecutor:
         unit_values = await self._unit_values(order)
         outcome = outcome_to_json(status, error, fill, confirmed)
         self.orders.finalize(row.signature, state, outcome)
+        booked = True
         if fill.fees.total_lamports or status == pb.TRADE_STATUS_FILLED:
-            self._book(row, order, fill, value, unit_values)
+            booked = self._book_or_retry(row, order, fill, value, unit_values)
         if hasattr(self.quotes, "invalidate"):
             self.quotes.invalidate()
-        # Booked (or nothing to book): the chain and the day's PnL now show what it reserved.
-        self.safety.release((row.principal, row.request_id))
+        if booked:  # the chain and the day's PnL now show what it reserved
+            self.safety.release((row.principal, row.request_id))
         if watch.attached == 0:
             self._complete_later(row, outcome)
         log.info("live transaction final", extra={"signature": row.signature, "trade_request_id": row.request_id,
                                                   "state": state, "status": pb.TradeStatus.Name(status),
                                                   "rent_refunded_lamports": fill.fees.rent_refunded_lamports})
         return outcome
+
+    async def _landed_fills(self, row: LiveOrder) -> list[ChainFill]:
+        """The swap's fill first, then those of the other transactions of its bundle that landed.
+        A bundle lands whole, but a swap that landed without the rest (an unbundled transaction)
+        is still booked, with the fees it paid alone."""
+        fills = [await self._read(row.tx)]
+        others = [wire for wire in row.wires if wire != row.tx]
+        if not others:
+            return fills
+        signatures = [str(VersionedTransaction.from_bytes(wire).signatures[0]) for wire in others]
+        statuses, seen_at = await self.rpc.signature_statuses_at(signatures, search_history=True)
+        if seen_at < fills[0].slot:  # a node behind the swap's slot cannot say what landed with it
+            raise UnreadableTransaction(f"statuses of the bundle answered at slot {seen_at}, before the swap's "
+                                        f"slot {fills[0].slot}")
+        for wire, signature, status in zip(others, signatures, statuses):
+            if status is not None:
+                fills.append(await self._read(wire))
+            else:
+                log.warning("the swap landed without the rest of its Jito bundle",
+                            extra={"signature": row.signature, "not_landed": signature})
+        return fills
 
     async def _read(self, wire: bytes) -> ChainFill:
         """getTransaction for a landed transaction (retried: a node can lag its own statuses)."""
@@ -892,6 +938,54 @@ class LiveExecutor:
             unit = 10 ** mint.decimals
             out[mint.address] = (await self.quotes.value(mint, unit), unit)
         return out
+
+    def _book_or_retry(self, row: LiveOrder, order: Order, fill: Fill, value: int,
+                       unit_values: dict[str, tuple[int, int]]) -> bool:
+        """Book the fill now (True), or, when the trade store refuses, again in the background
+        until it takes it — the trade's reservation, its worst-case loss included, held until then."""
+        try:
+            self._book(row, order, fill, value, unit_values)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the journal keeps the outcome; the booking is retried
+            log.warning("booking a LIVE fill failed; retrying", extra={"signature": row.signature, "error": str(exc)})
+        key = (row.principal, row.request_id)
+
+        async def retry() -> None:
+            delay = self.config.poll_interval_s
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await self._finish_booking(self.orders.get(row.signature) or row)
+                    break
+                except Exception as exc:  # noqa: BLE001 - tried again, backing off
+                    delay = min(BOOKING_RETRY_MAX_S, delay * 2)
+                    log.warning("booking a LIVE fill failed again; retrying", extra={
+                        "signature": row.signature, "error": str(exc), "retry_in_s": delay})
+            self.safety.release(key)
+
+        task = asyncio.create_task(retry(), name=f"live-book-{row.request_id}")
+        self._completions.add(task)
+        task.add_done_callback(self._completions.discard)
+        return False
+
+    async def _finish_booking(self, row: LiveOrder) -> None:
+        """Book a final row whose booking did not finish: from its start, or, claimed before,
+        again with the same fill ids (what was applied is skipped)."""
+        if row.booked == 2:
+            return
+        inputs = await self._booking_inputs(row)
+        if inputs is None:
+            self.orders.claim_booking(row.signature)
+            self.orders.booked(row.signature, 0)
+            return
+        order, fill, value, unit_values = inputs
+        if row.booked == 0:
+            self._book(row, order, fill, value, unit_values)
+            return
+        before = row.realized_before
+        if before is None:  # claimed by a run that did not note it: count from here
+            before = self._realized_pnl(order.principal_id)
+        self._apply_booking(row, order, fill, value, unit_values, before)
 
     def _book(self, row: LiveOrder, order: Order, fill: Fill, value: int,
               unit_values: dict[str, tuple[int, int]]) -> None:
@@ -967,15 +1061,7 @@ class LiveExecutor:
             log.warning("finishing a LIVE booking the previous run was interrupted in",
                         extra={"signature": row.signature, "trade_request_id": row.request_id})
             try:
-                inputs = await self._booking_inputs(row)
-                if inputs is None:
-                    self.orders.booked(row.signature, 0)
-                    continue
-                order, fill, value, unit_values = inputs
-                before = row.realized_before
-                if before is None:  # claimed by a run that did not note it: count from here
-                    before = self._realized_pnl(order.principal_id)
-                self._apply_booking(row, order, fill, value, unit_values, before)
+                await self._finish_booking(row)
             except Exception:  # noqa: BLE001 - the row stays claimed and is tried again at the next start
                 log.exception("could not finish an interrupted LIVE booking", extra={"signature": row.signature})
 
@@ -985,24 +1071,15 @@ class LiveExecutor:
         for row in self.orders.final_since(time.time_ns() - RECENT_FINAL_NS):
             if row.outcome is None:
                 continue
-            if row.booked != 0:
-                self._complete_later(row, row.outcome)
-                continue
-            try:
-                inputs = await self._booking_inputs(row)
-            except (TradewireError, UpstreamError, CircuitOpen) as exc:
-                # The quote source that values the fill does not answer: the start goes on, the
-                # trade record gets its outcome, and the row, still unbooked, is booked at the next start.
-                log.warning("a final LIVE fill cannot be valued; it is booked at the next start",
-                            extra={"signature": row.signature, "trade_request_id": row.request_id,
-                                   "error": str(exc)})
-                self._complete_later(row, row.outcome)
-                continue
-            if inputs is not None:
-                self._book(row, *inputs)
-            else:
-                self.orders.claim_booking(row.signature)
-                self.orders.booked(row.signature, 0)
+            if row.booked == 0:
+                try:
+                    await self._finish_booking(row)
+                except (TradewireError, UpstreamError, CircuitOpen) as exc:
+                    # The quote source that values the fill does not answer: the start goes on, the
+                    # trade record gets its outcome, and the row, still unbooked, is booked at the next start.
+                    log.warning("a final LIVE fill cannot be valued; it is booked at the next start",
+                                extra={"signature": row.signature, "trade_request_id": row.request_id,
+                                       "error": str(exc)})
             self._complete_later(row, row.outcome)
 
     # -- trade records nobody else will complete -----------------------------------------------
@@ -1079,15 +1156,10 @@ def _with_dont_front(msg: MessageV0 | Message) -> MessageV0 | Message | None:
     if DONT_FRONT_ACCOUNT in keys:
         return msg
     n = len(keys)
-    tip_ix = None
-    for i, ix in enumerate(msg.instructions):
-        data, accounts = bytes(ix.data), bytes(ix.accounts)
-        if (keys[ix.program_id_index] == SYSTEM_PROGRAM and len(data) >= 12 and data[:4] == b"\x02\x00\x00\x00"
-                and len(accounts) >= 2 and accounts[1] < n and keys[accounts[1]] in TIP_PUBKEYS):
-            tip_ix = i
-            break
-    if tip_ix is None:
+    tips = tip_transfers(msg)
+    if not tips:
         return None
+    tip_ix = tips[0][0]
 
     def shift(index: int) -> int:
         return index + 1 if index >= n else index

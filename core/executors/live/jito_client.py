@@ -1,8 +1,9 @@
 """Jito block engine JSON-RPC (``/api/v1/bundles``): sendBundle and getInflightBundleStatuses.
 
-A bundle's id is SHA-256 over its transactions' first signatures, so it is known (and
-persisted) before the bundle is sent; re-sending the same bundle gives the same id and the
-engine never lands it twice.
+A bundle's id is SHA-256 over its transactions' first signatures (base58, joined by commas, as
+the block engine derives it), so it is known (and persisted) before the bundle is sent;
+re-sending the same bundle gives the same id and the engine never lands it twice. The id an
+engine answers ``sendBundle`` with is the one its statuses know, so that one is followed.
 """
 
 from __future__ import annotations
@@ -37,11 +38,25 @@ TIP_PUBKEYS = frozenset(Pubkey.from_string(a) for a in TIP_ACCOUNTS)
 DONT_FRONT_ACCOUNT = Pubkey.from_string("jitodontfront111111111111111111111111111111")
 
 
+SYSTEM_PROGRAM = Pubkey.from_string("11111111111111111111111111111111")
+_TRANSFER = (2).to_bytes(4, "little")
+
+
+def tip_transfers(msg) -> list[tuple[int, int]]:
+    """(instruction index, lamports) of each System Program transfer to a tip account."""
+    keys = list(msg.account_keys)
+    out = []
+    for i, ix in enumerate(msg.instructions):
+        data, accounts = bytes(ix.data), bytes(ix.accounts)
+        if (ix.program_id_index < len(keys) and keys[ix.program_id_index] == SYSTEM_PROGRAM and len(data) >= 12
+                and data[:4] == _TRANSFER and len(accounts) >= 2 and accounts[1] < len(keys)
+                and keys[accounts[1]] in TIP_PUBKEYS):
+            out.append((i, int.from_bytes(data[4:12], "little")))
+    return out
+
+
 def bundle_id(txs: Sequence[VersionedTransaction]) -> str:
-    digest = hashlib.sha256()
-    for tx in txs:
-        digest.update(bytes(tx.signatures[0]))
-    return digest.hexdigest()
+    return hashlib.sha256(",".join(str(tx.signatures[0]) for tx in txs).encode()).hexdigest()
 
 
 class JitoClient:

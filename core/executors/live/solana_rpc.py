@@ -95,16 +95,27 @@ class SolanaRpc:
                 out[info["mint"]] = out.get(info["mint"], 0) + _u64(int(info["tokenAmount"]["amount"]))
             return out, _context_slot(result)
 
-    async def get_block_height(self, commitment: str = "confirmed", *, check_breaker: bool = True) -> int:
-        result = await self.call("getBlockHeight", [{"commitment": commitment}], check_breaker=check_breaker)
-        with reading("rpc", "getBlockHeight"):
-            return _u64(result)
+    async def block_height_at(self, commitment: str = "confirmed") -> tuple[int, int]:
+        """(block height, the slot of the bank it was read from): one bank answers both
+        (getEpochInfo), so later reads can be held to a node at least that far along."""
+        result = await self.call("getEpochInfo", [{"commitment": commitment}])
+        with reading("rpc", "getEpochInfo"):
+            return _u64(result["blockHeight"]), _u64(result["absoluteSlot"])
 
     async def get_signature_statuses(self, signatures: Sequence[str], *, search_history: bool = False,
                                      check_breaker: bool = True) -> list[SignatureStatus | None]:
         """Statuses from the node's recent status cache (it spans every still-valid blockhash);
         ``search_history`` also searches its ledger, for transactions the cache does not show."""
+        return (await self.signature_statuses_at(signatures, search_history=search_history,
+                                                 check_breaker=check_breaker))[0]
+
+    async def signature_statuses_at(self, signatures: Sequence[str], *, search_history: bool = False,
+                                    check_breaker: bool = True) -> tuple[list[SignatureStatus | None], int]:
+        """The statuses, and the slot the answers vouch for (the lowest context slot of the
+        calls; 0 when a node does not say): a node behind that slot may not know of a
+        transaction that landed before it."""
         out: list[SignatureStatus | None] = []
+        slots: list[int] = []
         for start in range(0, len(signatures), MAX_STATUSES_PER_CALL):
             chunk = list(signatures[start:start + MAX_STATUSES_PER_CALL])
             result = await self.call("getSignatureStatuses", [chunk, {"searchTransactionHistory": search_history}],
@@ -115,7 +126,8 @@ class SolanaRpc:
                     raise ValueError(f"{len(values)} statuses for {len(chunk)} signatures")
                 out.extend(None if value is None else SignatureStatus(
                     _u64(value["slot"]), value.get("err"), value.get("confirmationStatus")) for value in values)
-        return out
+                slots.append(_context_slot(result))
+        return out, min(slots, default=0)
 
     async def get_transaction(self, signature: str, commitment: str = "confirmed") -> dict[str, Any] | None:
         return await self.call("getTransaction", [signature, {
