@@ -185,11 +185,20 @@ class Session:
             self.service.record_item(self.ctx, action or "action", request_id, (exc.code, exc.reason), started)
             raise
         try:
-            require_valid(message)
             if self.service.draining:
                 raise shutting_down()
-            if action == "cancel":  # (takes what a CancelTrade call takes, as a trade takes an ExecuteTrade's)
+            # Refused in the order every call is: the scope, the rate limit, then the contract's
+            # rules (a message they refuse costs its token too, as a malformed call does).
+            if action == "trade":
+                mode = pb.TRADING_MODE_LIVE if message.trade.mode == pb.TRADING_MODE_LIVE else pb.TRADING_MODE_PAPER
+                authorize(self.ctx.principal, "TradeSession", mode_name(mode))
+                self.service.pipeline.limit_trade(self.ctx.principal.id, mode)
+            elif action == "cancel":  # (takes what a CancelTrade call takes, as a trade takes an ExecuteTrade's)
                 self.service.pipeline.limit_trade(self.ctx.principal.id, 0, method="CancelTrade")
+            else:  # neither: malformed, it costs what a message that does not decode costs
+                self.service.pipeline.limit_trade(self.ctx.principal.id, 0)
+            require_valid(message)
+            if action == "cancel":
                 check_cancel(message.cancel, "cancel.")
                 try:
                     result = await self.runner.cancel(self.ctx.principal.id, request_id, message.cancel.reason,
@@ -200,9 +209,6 @@ class Session:
                                                                                     status=result.status)))
                 self.service.record_item(self.ctx, action, request_id, (Code.OK, ""), started)
                 return
-            mode = mode_name(message.trade.mode)
-            authorize(self.ctx.principal, "TradeSession", mode)
-            self.service.pipeline.limit_trade(self.ctx.principal.id, message.trade.mode)
             order = validate_trade(message.trade, self.ctx.principal.id, self.service.market, "trade.")
             self.service.check_webhook(order, "trade.")
             try:

@@ -125,6 +125,7 @@ class StatusHub:
         self.slow_consumer_s = slow_consumer_s
         self.metrics = metrics
         self.closing = False
+        self._shut_down = asyncio.Event()  # set with closing: wakes streams that follow the shared bus
         self._subscriptions: set[Subscription] = set()
         # Open streams hold memory and a task each until their caller closes them (a session
         # never ends by itself): bounded per caller and in all, as running trades are.
@@ -164,9 +165,26 @@ class StatusHub:
         """A trade's last event: this process's, else the shared bus's (a trade running on another
         replica); None when neither has one."""
         channel = self._live.get(key) or self._finished.get(key)
-        if channel is not None and channel.events:
+        if channel is not None and channel.events and not self._may_be_outrun(channel):
             return channel.events[-1]
         return None if self.bus is None else await self.bus.latest(key)
+
+    def _may_be_outrun(self, channel: _Channel) -> bool:
+        """A finished run here whose end lets its request id run again: with a bus, another
+        replica may have run it again since (the shared stream and store then know better)."""
+        return self.bus is not None and channel.closed and lifecycle.may_run_again(channel.events[-1].result)
+
+    def _channel(self, key: Key, load_stored: Callable[[], tuple[pb.ExecutionStatus, ...]] | None
+                 ) -> _Channel | None:
+        """The trade's channel here, but not a finished run the store shows was followed by
+        another (run again on another replica): that one is dropped, and the trade followed anew."""
+        channel = self._live.get(key) or self._finished.get(key)
+        if channel is not None and load_stored is not None and self._may_be_outrun(channel):
+            stored = load_stored()
+            if not stored or stored[-1] != channel.events[-1]:
+                self._finished.pop(key, None)
+                return None
+        return channel
 
     def abandon(self, key: Key) -> None:
         """A trade stops here without a terminal event (shutdown): it resumes elsewhere."""
@@ -220,7 +238,7 @@ class StatusHub:
         ``subscription``, the time spent parked at each ``yield`` is tracked for the
         slow-consumer watchdog.
         """
-        events = self._events(key, from_sequence, heartbeat_s, load_stored)
+        events = self._events(key, from_sequence, heartbeat_s, load_stored, subscription is not None)
         try:
             async for event in events:
                 if subscription is not None:
@@ -232,13 +250,13 @@ class StatusHub:
             await events.aclose()
 
     async def _events(self, key: Key, from_sequence: int, heartbeat_s: float | None,
-                      load_stored: Callable[[], tuple[pb.ExecutionStatus, ...]] | None
+                      load_stored: Callable[[], tuple[pb.ExecutionStatus, ...]] | None, stream: bool
                       ) -> AsyncIterator[pb.ExecutionStatus]:
-        channel = self._live.get(key) or self._finished.get(key)
+        channel = self._channel(key, load_stored)
         if channel is None and self.bus is not None:
             stored = load_stored() if load_stored else ()
             if not (stored and stored[-1].terminal):  # not finished: it runs on another replica
-                async for event in self._from_bus(key, from_sequence, heartbeat_s, load_stored):
+                async for event in self._from_bus(key, from_sequence, heartbeat_s, load_stored, stream):
                     yield event
                 return
         if channel is None:
@@ -270,26 +288,50 @@ class StatusHub:
                 yield lifecycle.heartbeat_event(key[1], channel.events[-1] if channel.events else None)
 
     async def _from_bus(self, key: Key, from_sequence: int, heartbeat_s: float | None,
-                        load_stored: Callable[[], tuple[pb.ExecutionStatus, ...]] | None
+                        load_stored: Callable[[], tuple[pb.ExecutionStatus, ...]] | None, stream: bool
                         ) -> AsyncIterator[pb.ExecutionStatus]:
         """A trade running on another replica, from the shared bus; at each quiet spell its
         stored record is looked at too: a replica stopped between storing the trade's end and
-        publishing it would leave the stream waiting for good."""
+        publishing it would leave the stream waiting for good. Heartbeats say where the trade
+        is, as for a trade running here, and an open ``stream`` (a subscription's) ends at shutdown
+        with one SHUTDOWN message, as it does for a trade running here (a call waiting for the
+        trade's end, or a session's follower, is ended by its own call)."""
         next_sequence = from_sequence
+        # The trade's last transition known here (what the client asked to skip stands for it).
+        last = pb.ExecutionStatus(sequence=from_sequence - 1) if from_sequence > 1 else None
         events = self.bus.follow(key, from_sequence, heartbeat_s or self.heartbeat_s)
+        closing = asyncio.ensure_future(self._shut_down.wait() if stream else asyncio.Future())
+        step: asyncio.Future | None = None
         try:
-            async for event in events:
-                if event.kind == pb.STATUS_KIND_HEARTBEAT and load_stored:
-                    stored = load_stored()
+            while True:
+                # (the bus knows nothing of the shutdown: it is waited for beside the next event)
+                step = asyncio.ensure_future(anext(events))
+                await asyncio.wait((step, closing), return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    yield lifecycle.shutdown_event(key[1], last)
+                    return
+                try:
+                    event = step.result()
+                except StopAsyncIteration:
+                    return
+                if event.kind == pb.STATUS_KIND_HEARTBEAT:
+                    stored = load_stored() if load_stored else ()
                     if stored and stored[-1].terminal:
                         for ending in stored:
                             if ending.sequence >= next_sequence:
                                 yield ending
                         return
+                    if stored and (last is None or stored[-1].sequence > last.sequence):
+                        last = stored[-1]
+                    event = lifecycle.heartbeat_event(key[1], last if last is not None and last.stage else None)
                 else:
-                    next_sequence = event.sequence + 1
+                    next_sequence, last = event.sequence + 1, event
                 yield event
         finally:
+            closing.cancel()
+            if step is not None and not step.done():
+                step.cancel()
+                await asyncio.gather(step, return_exceptions=True)
             await events.aclose()
 
     # -- open streams: registry, shutdown, slow consumers ---------------------------------
@@ -332,6 +374,7 @@ class StatusHub:
     def shutdown(self) -> None:
         """Every open stream ends: after its trade's events, with a SHUTDOWN message."""
         self.closing = True
+        self._shut_down.set()
         for channel in list(self._live.values()):
             channel.wake()
         for event, _ in list(self._pending.values()):

@@ -91,8 +91,11 @@ async def test_status_events_of_a_trade_redis_lost_in_a_restart_do_not_stay_for_
         server.start()
         assert await bus.flush(timeout=20)
         client = server.client()
-        assert sequences(client, key) == [3]
-        assert client.ttl(f"tw:events:{key[0]}:{key[1]}") > 0
+        # The stream no longer says which run it holds, so an event of a run past its first is not
+        # written (a run that ran again drops its stream at its claim: this could be the earlier
+        # run's tail); what is written expires either way.
+        assert sequences(client, key) in ([], [3])
+        assert client.ttl(f"tw:events:{key[0]}:{key[1]}") != -1  # -2: none; else it expires
     finally:
         await bus.close()
         server.stop()
