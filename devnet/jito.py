@@ -44,11 +44,9 @@ class Bundle:
 
 
 def bundle_id(txs: list[VersionedTransaction]) -> str:
-    """Jito's bundle id: SHA-256 over the transactions' first signatures, hex."""
-    digest = hashlib.sha256()
-    for tx in txs:
-        digest.update(bytes(tx.signatures[0]))
-    return digest.hexdigest()
+    """Jito's bundle id: SHA-256, hex, over the transactions' first signatures in base58 joined
+    by commas (as the block engine derives it)."""
+    return hashlib.sha256(",".join(str(tx.signatures[0]) for tx in txs).encode()).hexdigest()
 
 
 def tip_lamports(tx: VersionedTransaction) -> int:

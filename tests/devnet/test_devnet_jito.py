@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import base58
 from devnet_support import Api, system_transfer, wait_until
@@ -61,7 +62,8 @@ async def test_bundle_with_tip_lands_atomically(api: Api) -> None:
     txs = [system_transfer(payer, dest, LAMPORTS, blockhash), system_transfer(payer, tip, 10_000, blockhash)]
     resp = await api.jito("sendBundle", [[base58.b58encode(bytes(t)).decode() for t in txs]])  # base58 is the default
     bundle_id = resp["result"]
-    assert len(bundle_id) == 64
+    # as the block engine derives it: SHA-256 of the base58 signatures joined by commas
+    assert bundle_id == hashlib.sha256(",".join(str(t.signatures[0]) for t in txs).encode()).hexdigest()
     status = await final_status(api, bundle_id)
     assert status["status"] == "Landed" and status["landed_slot"] > 0
     assert await api.balance(dest) == LAMPORTS
