@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
-from tradewire.devnet import DevnetServer, sign_partial
+from tradewire.devnet import Devnet, DevnetConfig, DevnetServer, sign_partial
 
 SOL = "So11111111111111111111111111111111111111112"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
@@ -133,6 +134,14 @@ class Api:
         return await self.rpc_raw(
             "sendTransaction", [encoded, {"encoding": "base64", "skipPreflight": skip_preflight}]
         )
+
+
+@contextlib.asynccontextmanager
+async def own_devnet(config: DevnetConfig) -> AsyncIterator[Api]:
+    """A devnet of its own (its clock or settings are the test's), and an Api on it."""
+    async with DevnetServer(Devnet(config)) as srv:
+        async with httpx.AsyncClient(base_url=srv.rpc_url, timeout=10) as http:
+            yield Api(srv, http)
 
 
 def system_transfer(payer: Keypair, to: Pubkey, lamports: int, blockhash: str) -> VersionedTransaction:

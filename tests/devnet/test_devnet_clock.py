@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest_asyncio
-from devnet_support import Api, system_transfer, wait_until
+from devnet_support import Api, own_devnet, system_transfer, wait_until
 from solders.keypair import Keypair
 
-from tradewire.devnet import Devnet, DevnetConfig, DevnetServer
+from tradewire.devnet import DevnetConfig
 
 LAMPORTS = 10**9
 
@@ -21,9 +20,8 @@ LAMPORTS = 10**9
 @pytest_asyncio.fixture(scope="module")
 async def fast_api() -> AsyncIterator[Api]:
     config = DevnetConfig(slot_ms=10, blockhash_valid_blocks=5, finalize_depth=2, pools=[], wallets=[])
-    async with DevnetServer(Devnet(config)) as srv:
-        async with httpx.AsyncClient(base_url=srv.rpc_url, timeout=10) as http:
-            yield Api(srv, http)
+    async with own_devnet(config) as api:
+        yield api
 
 
 async def height_above(api: Api, height: int) -> bool:

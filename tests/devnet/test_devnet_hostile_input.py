@@ -17,13 +17,12 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 import pytest_asyncio
-from devnet_support import SOL, USDC, Api, system_transfer
+from devnet_support import SOL, USDC, Api, own_devnet, system_transfer
 from solders.keypair import Keypair
 
-from tradewire.devnet import Devnet, DevnetConfig, DevnetServer
+from tradewire.devnet import DevnetConfig
 
 LAMPORTS = 10**9
 DEEP = b"[" * 25_000 + b"]" * 25_000  # (under the RPC's 50 KiB body limit, far past any parser's depth)
@@ -33,9 +32,8 @@ DEEP = b"[" * 25_000 + b"]" * 25_000  # (under the RPC's 50 KiB body limit, far 
 async def own_api() -> AsyncIterator[Api]:
     """A devnet of its own (its clock is moved far ahead)."""
     config = DevnetConfig(slot_ms=20, finalize_depth=2, pools=[], wallets=[])
-    async with DevnetServer(Devnet(config)) as srv:
-        async with httpx.AsyncClient(base_url=srv.rpc_url, timeout=10) as http:
-            yield Api(srv, http)
+    async with own_devnet(config) as api:
+        yield api
 
 
 @pytest.mark.parametrize("path", ["/", "/api/v1/bundles", "/api/v1/transactions"])

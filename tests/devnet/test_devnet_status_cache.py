@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest_asyncio
-from devnet_support import Api, system_transfer
+from devnet_support import Api, own_devnet, system_transfer
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.signature import Signature
 
-from tradewire.devnet import Devnet, DevnetConfig, DevnetServer
+from tradewire.devnet import DevnetConfig
 
 LAMPORTS = 10**9
 WINDOW = 10  # blocks a blockhash stays valid
@@ -31,9 +30,8 @@ async def still_api() -> AsyncIterator[Api]:
     """A devnet whose clock moves only by /devnet/advance (an hour per slot)."""
     config = DevnetConfig(slot_ms=3_600_000, blockhash_valid_blocks=WINDOW, finalize_depth=FINALIZE_DEPTH,
                           pools=[], wallets=[])
-    async with DevnetServer(Devnet(config)) as srv:
-        async with httpx.AsyncClient(base_url=srv.rpc_url, timeout=10) as http:
-            yield Api(srv, http)
+    async with own_devnet(config) as api:
+        yield api
 
 
 async def advance_to(api: Api, slot: int) -> None:

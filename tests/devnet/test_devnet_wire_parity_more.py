@@ -19,15 +19,14 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 import pytest_asyncio
-from devnet_support import SOL, USDC, Api, system_transfer
+from devnet_support import SOL, USDC, Api, own_devnet, system_transfer
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from tradewire.devnet import Devnet, DevnetConfig, DevnetServer
+from tradewire.devnet import DevnetConfig
 
 LAMPORTS = 10**9
 FORWARDING_DELAY = 6  # blocks of a 150-block blockhash life that simulation refuses
@@ -41,9 +40,8 @@ def b64(tx: VersionedTransaction) -> str:
 async def still_api() -> AsyncIterator[Api]:
     """A mainnet-timed devnet (150-block blockhashes) whose clock moves only by /devnet/advance."""
     config = DevnetConfig(slot_ms=3_600_000, finalize_depth=4, pools=[], wallets=[])
-    async with DevnetServer(Devnet(config)) as srv:
-        async with httpx.AsyncClient(base_url=srv.rpc_url, timeout=10) as http:
-            yield Api(srv, http)
+    async with own_devnet(config) as api:
+        yield api
 
 
 async def advance_to_height(api: Api, height: int) -> None:
