@@ -177,12 +177,16 @@ def heartbeat_event(request_id: str, last: pb.ExecutionStatus | None) -> pb.Exec
     )
 
 
-def shutdown_event(request_id: str, last: pb.ExecutionStatus | None) -> pb.ExecutionStatus:
-    """The last message of a stream the server closes while shutting down: how to resume."""
+def shutdown_event(request_id: str, last: pb.ExecutionStatus | None, *, left_here: bool = False) -> pb.ExecutionStatus:
+    """The last message of a stream the server closes while shutting down, or (``left_here``)
+    of a trade this replica stopped running while serving on (another replica took it over):
+    how to resume."""
     stage = last.stage if last is not None else pb.TRADE_STATUS_UNSPECIFIED
     if request_id:
         resume = (last.sequence + 1) if last is not None else 1
-        message = (f"server shutting down: reconnect once it is back and resume with from_sequence={resume}; "
+        message = (f"this replica no longer runs the trade (another one took it over): reconnect and resume "
+                   f"with from_sequence={resume}" if left_here else
+                   f"server shutting down: reconnect once it is back and resume with from_sequence={resume}; "
                    f"an unfinished trade resumes after the restart")
     else:
         message = ("server shutting down; reconnect and follow each trade with StreamExecutionStatus "

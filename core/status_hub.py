@@ -280,7 +280,8 @@ class StatusHub:
                 return
             if self.closing or (self._live.get(key) is not channel):
                 # shutting down, or the trade was abandoned here: tell the client where to resume
-                yield lifecycle.shutdown_event(key[1], channel.events[-1] if channel.events else None)
+                yield lifecycle.shutdown_event(key[1], channel.events[-1] if channel.events else None,
+                                               left_here=not self.closing)
                 return
             try:
                 await asyncio.wait_for(waiter.wait(), heartbeat_s)

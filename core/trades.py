@@ -796,7 +796,7 @@ class TradeRunner:
         if record is None or lifecycle.is_terminal(record.result.status):
             return None if record is None else record.result
         latest = await self.hub.latest(key)
-        if latest is None or latest.sequence <= lifecycle.last_sequence(record.events):
+        if latest is None or latest.sequence <= lifecycle.last_sequence(record.events) or _an_earlier_run(latest, record):
             return record.result
         if latest.HasField("result"):  # its terminal event, not stored yet
             return latest.result
@@ -900,6 +900,16 @@ def ended_as(result: pb.TradeResult) -> tuple[Code, str]:
     if result.status == pb.TRADE_STATUS_FILLED:
         return Code.OK, ""
     return Code(result.error.code) if result.error.code else Code.UNKNOWN, result.error.reason
+
+
+def _an_earlier_run(event: pb.ExecutionStatus, record: TradeRecord) -> bool:
+    """An event of a run before the stored one: a request id that ran again is claimed anew
+    (its stream dropped), but the earlier run's last events may still reach the stream from a
+    replica whose sender is behind, until the new run's first event replaces them."""
+    if event.HasField("result"):
+        return event.result.trade_id != record.result.trade_id
+    return (event.timestamp.seconds, event.timestamp.nanos) < (record.result.created_at.seconds,
+                                                                record.result.created_at.nanos)
 
 
 def trade_error(err: TradewireError) -> pb.TradeError:

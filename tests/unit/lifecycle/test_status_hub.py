@@ -87,7 +87,9 @@ async def test_an_abandoned_trade_tells_its_followers_to_resume_elsewhere():
     await until(lambda: len(seen) == 1)
     hub.abandon(KEY)
     await task
-    assert seen[-1].kind == pb.STATUS_KIND_SHUTDOWN
+    assert seen[-1].kind == pb.STATUS_KIND_SHUTDOWN and "from_sequence=2" in seen[-1].message
+    # (the replica serves on: it said "server shutting down")
+    assert "no longer runs the trade" in seen[-1].message and "shutting down" not in seen[-1].message
 
 
 async def test_a_consumer_parked_too_long_is_dropped_and_released():

@@ -107,7 +107,8 @@ async def test_a_replica_that_ran_the_first_attempt_streams_the_run_that_followe
     await until(lambda: b.runner.in_flight() == 0)
 
     retry = asyncio.create_task(a.service.ExecuteTrade(trade(request_id), call_with_key(KEY, "ExecuteTrade")))
-    await until(lambda: a.runner.in_flight() == 1)
+    # (counted in flight before its claim reaches the store: until then CANCELLED is what there is)
+    await until(lambda: a.runner.store.get(owner, request_id).result.status != pb.TRADE_STATUS_CANCELLED)
     current = await b.service.GetTrade(spb.GetTradeRequest(request_id=request_id), call_with_key(KEY, "GetTrade"))
     assert current.status != pb.TRADE_STATUS_CANCELLED  # it runs again, on a
     during = asyncio.create_task(follow(b, request_id))
