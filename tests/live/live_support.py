@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse
 from tradewire.devnet import Devnet, DevnetConfig, sign_partial
 from tradewire.devnet.jito import bundle_id
 from tradewire.devnet.server import build_app
+from tradewire.v1 import trade_pb2 as pb
 
 SOL = "So11111111111111111111111111111111111111112"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
@@ -324,6 +325,15 @@ def token_amount(devnet: Devnet, owner: Pubkey, mint: str) -> int:
 
     devnet.chain.sync()
     return devnet.market.vault_amount(ata(owner, Pubkey.from_string(mint)))
+
+
+def assert_booked_once_as_the_chain_shows(h, host, signature: str) -> None:
+    """The LIVE book equals the wallet on chain (seeded from it, then this one fill, once)."""
+    owner = h.wallet.pubkey()
+    holdings = h.store.holdings("alice", pb.TRADING_MODE_LIVE)
+    assert holdings[USDC].amount == token_amount(host.devnet, owner, USDC)
+    assert holdings[SOL].amount == lamports(host.devnet, owner)
+    assert h.orders.get(signature).booked == 2
 
 
 def wallet_tx_count(devnet: Devnet, owner: Pubkey) -> int:

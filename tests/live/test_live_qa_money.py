@@ -32,7 +32,9 @@ import sqlite3
 import httpx
 import pytest
 
-from live_support import BONK, SOL, USDC, eventually, lamports, token_amount, wallet_tx_count
+from live_support import (
+    BONK, SOL, USDC, assert_booked_once_as_the_chain_shows, eventually, lamports, token_amount, wallet_tx_count,
+)
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
@@ -49,15 +51,6 @@ from tradewire.v1 import trade_pb2 as pb
 
 LIVE = pb.TRADING_MODE_LIVE
 SUBMITTED = pb.TRADE_STATUS_SUBMITTED
-
-
-def assert_book_matches_the_chain(h, host, signature: str) -> None:
-    """The LIVE book equals the wallet on chain (seeded from it, then this fill, once)."""
-    owner = h.wallet.pubkey()
-    holdings = h.store.holdings("alice", LIVE)
-    assert holdings[USDC].amount == token_amount(host.devnet, owner, USDC)
-    assert holdings[SOL].amount == lamports(host.devnet, owner)
-    assert h.orders.get(signature).booked == 2
 
 
 async def submitted(h, order) -> asyncio.Task:
@@ -123,7 +116,7 @@ async def test_a_bundle_reported_failed_whose_swap_then_lands_is_filled_and_book
     assert run.signature == row.signature and h.orders.get(row.signature).state == LANDED
     assert run.outcome.fill.amount_in == 4 * 10**6 and run.outcome.fill.fees.jito_tip_lamports == 10_000
     assert wallet_tx_count(host.devnet, h.wallet.pubkey()) == 1
-    assert_book_matches_the_chain(h, host, row.signature)
+    assert_booked_once_as_the_chain_shows(h, host, row.signature)
 
 
 # -- 2. a node behind cannot say a landed swap expired ------------------------------------------------------
@@ -147,7 +140,7 @@ async def test_a_node_behind_the_height_read_cannot_expire_a_landed_swap(make_li
     run = await asyncio.wait_for(task, 10)
     assert run.outcome.status == pb.TRADE_STATUS_FILLED, run.outcome
     assert run.signature == signature and run.outcome.fill.amount_in == 5 * 10**6
-    assert_book_matches_the_chain(h, host, signature)
+    assert_booked_once_as_the_chain_shows(h, host, signature)
 
 
 # -- 3. a swap that landed without the rest of its bundle ---------------------------------------------------
@@ -172,7 +165,7 @@ async def test_a_swap_that_lands_without_the_rest_of_its_bundle_is_filled_with_i
     assert fill.fees.base_fee_lamports + fill.fees.priority_fee_lamports == record.fee  # the swap's fee only
     assert fill.fees.jito_tip_lamports == 10_000 and fill.amount_in == 6 * 10**6
     assert VersionedTransaction.from_bytes(lead).signatures[0] not in host.devnet.chain.records
-    assert_book_matches_the_chain(h, host, row.signature)
+    assert_booked_once_as_the_chain_shows(h, host, row.signature)
 
 
 # -- 4. a booking the store refuses once -----------------------------------------------------------------------
@@ -194,7 +187,7 @@ async def test_a_booking_the_store_refuses_once_is_completed_without_a_restart(m
     assert run.outcome.status == pb.TRADE_STATUS_FILLED, run.outcome
     assert refusals  # the first booking was refused
     await eventually(lambda: h.orders.get(run.signature).booked == 2)
-    assert_book_matches_the_chain(h, host, run.signature)
+    assert_booked_once_as_the_chain_shows(h, host, run.signature)
     assert not h.executor.safety.holds(("alice", "refused-booking"))  # held until booked, then released
 
 

@@ -39,7 +39,8 @@ from decimal import Decimal
 import httpx
 import pytest
 from live_support import (
-    BONK, JUP, LAMPORTS, SOL, USDC, eventually, fund, lamports, move_pool, token_amount, wallet_tx_count,
+    BONK, JUP, LAMPORTS, SOL, USDC, assert_booked_once_as_the_chain_shows, eventually, fund, lamports, move_pool,
+    token_amount, wallet_tx_count,
 )
 from solders.pubkey import Pubkey
 
@@ -67,14 +68,6 @@ def retryable_refusal(outcome, words: str):
     assert transient_reason(error) is not None
     assert lifecycle.may_run_again(pb.TradeResult(status=outcome.status, error=pb.TradeError(code=error.code)))
     return error
-
-def assert_booked_once_as_the_chain_shows(h, host, signature: str) -> None:
-    """The LIVE book equals the wallet on chain (seeded from it, then this one fill, once)."""
-    owner = h.wallet.pubkey()
-    holdings = h.store.holdings("alice", LIVE)
-    assert holdings[USDC].amount == token_amount(host.devnet, owner, USDC)
-    assert holdings[SOL].amount == lamports(host.devnet, owner)
-    assert h.orders.get(signature).booked == 2
 
 
 async def start_held_trade(h, host, request_id: str):
