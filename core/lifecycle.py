@@ -114,6 +114,11 @@ def timestamp_of(ns: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
 
 
+def ns_of(ts: timestamp_pb2.Timestamp) -> int:
+    """What Timestamp.ToNanoseconds() returns, without its pure-Python call chain and range check."""
+    return ts.seconds * 1_000_000_000 + ts.nanos
+
+
 def now_timestamp() -> timestamp_pb2.Timestamp:
     return timestamp_of(time.time_ns())
 

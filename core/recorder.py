@@ -12,6 +12,7 @@ from tradewire.core.audit.events import (REDACTED, looks_like_credential, redact
 from tradewire.core.auth.authenticator import AuthOutcome
 from tradewire.core.context import CallContext, Protocol
 from tradewire.core.errors import Code, shortened
+from tradewire.core.lifecycle import ns_of
 from tradewire.core.logs import event_logger
 from tradewire.core.metrics import Metrics
 from tradewire.core.order import Fill, Order
@@ -27,11 +28,6 @@ STAGE_NAMES: dict[int, str] = {number: name for name, number in pb.TradeStatus.i
 
 def _stage_name(stage: int) -> str:
     return STAGE_NAMES.get(stage) or pb.TradeStatus.Name(stage)
-
-
-def _timestamp_ns(ts) -> int:
-    # what Timestamp.ToNanoseconds() returns, without its pure-Python call chain
-    return ts.seconds * 1_000_000_000 + ts.nanos
 
 
 # An unrouted request's path (or gRPC method name) in its log line: this many characters at most.
@@ -178,7 +174,7 @@ class Recorder:
         """``at_ns``: the event's timestamp in ns, when the caller has it (saves reading it back)."""
         stage = _stage_name(event.stage)
         if at_ns is None:
-            at_ns = _timestamp_ns(event.timestamp)
+            at_ns = ns_of(event.timestamp)
         key = (order.principal_id, order.request_id)
         if self.tracing.enabled:
             started = self._last_transition_ns.pop(key, at_ns)
@@ -228,5 +224,5 @@ class Recorder:
             request_id=order.request_id, principal=order.principal_id, mode=order.mode_name,
             input_mint=order.input_mint.address, output_mint=order.output_mint.address,
             amount_in=fill.amount_in, amount_out=fill.amount_out, fee_lamports=fill.fees.total_lamports,
-            signature=fill.signature or None, slot=fill.slot or None, ts_ns=_timestamp_ns(result.updated_at),
+            signature=fill.signature or None, slot=fill.slot or None, ts_ns=ns_of(result.updated_at),
         ))

@@ -28,7 +28,7 @@ from tradewire.core.auth.permissions import authorize
 from tradewire.core.context import CallContext
 from tradewire.core.errors import Code, FieldViolation, TradewireError, invalid, invalid_fields, nested_under
 from tradewire.core.executors.base import Executor
-from tradewire.core.lifecycle import is_terminal, now_timestamp
+from tradewire.core.lifecycle import is_terminal, now_timestamp, timestamp_of
 from tradewire.core.market import Market, Mint, format_units
 from tradewire.core.order import Order, mode_name
 from tradewire.core.pipeline import CredentialWatch, Pipeline, recordable_trade_id, shutting_down
@@ -407,11 +407,7 @@ def _unlisted_position(mode: int, mint_address: str, holding: Holding, valuation
 
 def _timestamp(ns: int | None) -> Timestamp | None:
     """A position's updated_at: unset when the store does not know when its holding changed."""
-    if ns is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromNanoseconds(ns)
-    return stamp
+    return None if ns is None else timestamp_of(ns)
 
 
 def _val(atomic: int | Decimal, decimals: int) -> str:

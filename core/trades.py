@@ -908,8 +908,7 @@ def _an_earlier_run(event: pb.ExecutionStatus, record: TradeRecord) -> bool:
     replica whose sender is behind, until the new run's first event replaces them."""
     if event.HasField("result"):
         return event.result.trade_id != record.result.trade_id
-    return (event.timestamp.seconds, event.timestamp.nanos) < (record.result.created_at.seconds,
-                                                                record.result.created_at.nanos)
+    return lifecycle.ns_of(event.timestamp) < lifecycle.ns_of(record.result.created_at)
 
 
 def trade_error(err: TradewireError) -> pb.TradeError:

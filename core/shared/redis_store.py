@@ -399,7 +399,7 @@ class RedisTradeStore:
                 if raw is None or (query.start_ns is None and mint not in raw):
                     continue
                 result = trade_pb2.TradeResult.FromString(raw)
-                created = _created_ns(result)
+                created = lifecycle.ns_of(result.created_at)  # (ToNanoseconds cost more than the parse)
                 if query.start_ns is not None and created < query.start_ns - _CREATED_ORDER_SLACK_NS:
                     ended = True  # every older trade was created before start_time
                     break
@@ -546,13 +546,6 @@ def _int_or_none(raw: bytes | None) -> int | None:
 def _indexed(principal_id: str, mode: int, fill_id: str) -> str:
     """A fill id's member in the time index: whose holdings, and the id."""
     return f"{principal_id}\x00{mode}\x00{fill_id}"
-
-
-def _created_ns(result: trade_pb2.TradeResult) -> int:
-    """created_at in ns: Timestamp.ToNanoseconds without its range check (a stored trade's is
-    valid), which cost a history read more than parsing the trade did."""
-    created = result.created_at
-    return created.seconds * 1_000_000_000 + created.nanos
 
 
 def _matches(result: trade_pb2.TradeResult, created: int, query: HistoryQuery) -> bool:
