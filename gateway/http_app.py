@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.responses import Response
@@ -26,6 +26,7 @@ from tradewire.gateway.calls import SERVICE, SERVICE_NAME
 from tradewire.gateway.connect_app import RecordRefused, build_connect_app
 from tradewire.gateway.errors import status_json
 from tradewire.gateway.http_json import build_http_json_app
+from tradewire.gateway.worker_metrics import exposition_of
 
 # Browsers may send these on any protocol's calls and must be able to read these back.
 CORS_ALLOW_HEADERS = [
@@ -67,7 +68,7 @@ def build_http_app(service, registry: CollectorRegistry, settings: ServerConfig,
 
     @app.api_route("/metrics", methods=["GET", "HEAD"], include_in_schema=False)
     async def metrics() -> Response:
-        text = await metrics_text() if metrics_text is not None else generate_latest(registry)
+        text = await metrics_text() if metrics_text is not None else await exposition_of(registry)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     dashboard = settings.web_root

@@ -8,16 +8,7 @@ from prometheus_client import CollectorRegistry
 from tradewire.core.config import ServerConfig
 from tradewire.gateway.http_app import build_http_app
 
-
-class NoService:
-    """The service's methods, never called here."""
-
-    draining = False
-
-    def __getattr__(self, name):
-        async def unused(request, ctx):
-            raise AssertionError(f"{name} called")
-        return unused
+from support.stand_ins import NoService
 
 
 def test_a_web_root_without_a_built_dashboard_is_a_warning(tmp_path, caplog):
