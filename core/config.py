@@ -472,7 +472,9 @@ class WebhooksConfig(_Model):
     secret: SecretStr | None = Field(None, description="HMAC-SHA256 key; default: generated once into "
                                                        "<data_dir>/webhook-secret, or into Redis with "
                                                        "[shared] redis_url (one key for every replica)")
-    timeout_s: float = Field(5.0, gt=0)
+    # Bounded so an attempt's latency stays inside the histogram's buckets (core/metrics.py), and
+    # a stalled receiver holds a delivery slot for a minute at most.
+    timeout_s: float = Field(5.0, gt=0, le=60, description="bounds a whole delivery attempt")
     concurrency: int = Field(8, ge=1, le=256)
     # One stalled receiver must not hold every delivery slot: what is due for a receiver at its
     # bound waits, without counting as an attempt, while other receivers' webhooks go.

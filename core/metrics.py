@@ -8,6 +8,9 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 # A LIVE trade waits for its confirmation (seconds to a minute; a blockhash lasts ~60-90 s):
 # past 10 s every one would be in +Inf alone.
 _EXECUTOR_BUCKETS = (*_LATENCY_BUCKETS, 20, 30, 60, 120)
+# A webhook attempt lasts up to [webhooks] timeout_s (at most MAX_WEBHOOK_TIMEOUT_S): slow
+# receivers must not all land in +Inf.
+_WEBHOOK_BUCKETS = (*_LATENCY_BUCKETS, 20, 30, 60)
 # A call lasts as long: a LIVE ExecuteTrade waits for its trade's end, and a stream's duration is
 # its whole life (minutes to hours).
 _REQUEST_BUCKETS = (*_EXECUTOR_BUCKETS, 300, 900, 3600)
@@ -69,7 +72,7 @@ class Metrics:
         self.webhook_outbox_depth = Gauge("tradewire_webhook_outbox_depth", "Webhooks in the outbox", ["state"],
                                           registry=r)
         self.webhook_seconds = Histogram("tradewire_webhook_delivery_duration_seconds", "Webhook POST latency",
-                                         buckets=_LATENCY_BUCKETS, registry=r)
+                                         buckets=_WEBHOOK_BUCKETS, registry=r)
         # replicas on a shared store (core/shared/redis_replicas.py), and its outages
         self.replicas_alive = Gauge("tradewire_replicas_alive",
                                     "Replicas beating on the shared store, this one included "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tradewire.core.config import ConfigError, load_settings
+from tradewire.core.metrics import Metrics
 
 JWT = ('[auth.jwt]\nissuer = "i"\naudience = "a"\n'
        'keys = [{kid = "k", algorithm = "HS256", secret = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t"}]\n')
@@ -278,3 +279,19 @@ def test_a_starting_balance_no_wallet_can_hold_is_refused_at_load(tmp_path):
     message = refused(toml="[paper.starting_balances]\nSOL = 9300000000\nUSDC = 1000\n", tmp_path=tmp_path)
     assert "paper.starting_balances" in message and "SOL" in message
     assert loaded(toml="[paper.starting_balances]\nSOL = 9000000000\nUSDC = 1000\n", tmp_path=tmp_path)
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+
+def test_a_webhook_timeout_past_the_latency_histogram_is_refused(tmp_path):
+    # (attempts of up to a minute are measured in their own buckets; past it they all fell in +Inf)
+    assert "webhooks.timeout_s" in refused(toml="[webhooks]\ntimeout_s = 61\n", tmp_path=tmp_path)
+    assert loaded(toml="[webhooks]\ntimeout_s = 60\n", tmp_path=tmp_path)
+
+
+def test_every_webhook_timeout_allowed_has_latency_buckets_up_to_it():
+    metrics = Metrics()
+    metrics.webhook_seconds.observe(59.0)
+    buckets = {s.labels["le"]: s.value for family in metrics.registry.collect() for s in family.samples
+               if s.name == "tradewire_webhook_delivery_duration_seconds_bucket"}
+    assert buckets["60.0"] == 1 and buckets["10.0"] == 0
