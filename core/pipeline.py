@@ -35,7 +35,7 @@ from tradewire.core.ratelimit import RateDecision, RateLimits
 from tradewire.core.logs import call_fields
 from tradewire.core.recorder import Recorder
 from tradewire.core.tracing import Tracing
-from tradewire.core.validation import check_cancel, check_trade_lookup, require_valid, validate_trade
+from tradewire.core.validation import check_cancel, check_mint_filter, check_trade_lookup, require_valid, validate_trade
 from tradewire.v1 import service_pb2, trade_pb2
 
 T = TypeVar("T")
@@ -375,6 +375,8 @@ class Pipeline:
                 check_cancel(request)
             elif isinstance(request, (service_pb2.GetTradeRequest, service_pb2.StreamExecutionStatusRequest)):
                 check_trade_lookup(request)
+            elif isinstance(request, (service_pb2.GetTradeHistoryRequest, service_pb2.GetPositionsRequest)):
+                check_mint_filter(request)
 
 
 def _note_trade_request_id(call: Call) -> None:

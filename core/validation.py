@@ -66,12 +66,29 @@ def require_valid(message) -> None:
         raise invalid_fields(violations)
 
 
+_NOT_A_PUBKEY = "not a valid base58 public key of 32 bytes"
+
+
+def _is_pubkey(text: str) -> bool:
+    try:
+        Pubkey.from_string(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _pubkey_violations(request: trade_pb2.TradeRequest, prefix: str) -> Iterable[FieldViolation]:
     for field_name in ("input_mint", "output_mint"):
-        try:
-            Pubkey.from_string(getattr(request, field_name))
-        except ValueError:
-            yield FieldViolation(prefix + field_name, "not a valid base58 public key of 32 bytes")
+        if not _is_pubkey(getattr(request, field_name)):
+            yield FieldViolation(prefix + field_name, _NOT_A_PUBKEY)
+
+
+def check_mint_filter(request: service_pb2.GetTradeHistoryRequest | service_pb2.GetPositionsRequest) -> None:
+    """A mint filter is refused as a trade's mint is, when it is no address at all (the contract's
+    pattern lets through base58 text of any 32-44 characters): an empty answer would say
+    "nothing in that mint"."""
+    if request.mint and not _is_pubkey(request.mint):
+        raise invalid_fields([FieldViolation("mint", _NOT_A_PUBKEY)])
 
 
 # google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.

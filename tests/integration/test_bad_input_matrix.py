@@ -122,6 +122,18 @@ async def test_a_history_range_that_ends_before_it_starts_is_refused_naming_end_
     assert page is not None
 
 
+@pytest.mark.parametrize("method, message", [
+    ("GetTradeHistory", spb.GetTradeHistoryRequest(mint="1" * 40)),  # base58, but 29 bytes
+    ("GetPositions", spb.GetPositionsRequest(mint="z" * 44)),  # base58, but 33 bytes
+])
+async def test_a_mint_filter_that_is_no_address_is_refused_as_a_trade_s_mint_is(client, gateway, method, message):
+    # (answered before as an empty page: "nothing in that mint")
+    with pytest.raises(RpcFailure) as caught:
+        await client.unary(method, message, gateway.key("alice"))
+    assert caught.value.code == "INVALID_ARGUMENT" and caught.value.fields == ["mint"], caught.value
+    assert "public key" in caught.value.message
+
+
 @pytest.mark.parametrize("key", ["tw_alice001_" + "z" * 40, "garbage", ""])
 async def test_bad_api_key_is_unauthenticated(client, gateway, key):
     with pytest.raises(RpcFailure) as caught:
