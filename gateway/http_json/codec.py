@@ -29,8 +29,8 @@ from tradewire.core.validation import map_key_subscript
 
 from .fields import (
     EXPECTED_FORMS, FLOAT_TYPES, INTEGER_TYPES, SCALAR_WKT, SPECIAL_WKT, TYPE_NAMES, WRAPPERS, BindError,
-    check_enum_number, check_exactly_read, check_int_range, decode_base64, field_lookup, is_map, name_in_path,
-    parse_enum_text, parse_float_text, parse_int_text, set_timestamp,
+    RoundedToWhole, check_enum_number, check_exactly_read, check_int_range, decode_base64, field_lookup, is_map,
+    name_in_path, parse_enum_text, parse_float_text, parse_int_text, read_json_float, set_timestamp,
 )
 
 log = logging.getLogger("tradewire.gateway")
@@ -132,17 +132,27 @@ def parse_json(body: bytes) -> Any:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise TradewireError("MALFORMED_REQUEST", f"request body is not valid JSON: {exc}") from None
-    if isinstance(doc, dict | list):
-        # orjson keeps the last of repeated keys without a word; the standard library's
-        # parser shows them (a second pass of a few µs, on a body orjson found valid).
+    if isinstance(doc, dict | list | float):
+        # orjson keeps the last of repeated keys without a word, and reads a number as a double
+        # only; the standard library's parser shows both (a second pass of a few µs, on a body
+        # orjson found valid): its document is used when it shows either.
         repeats: list[_JsonObject] = []
+        rounded: list[RoundedToWhole] = []
+
+        def read_float(text: str) -> float:
+            number = read_json_float(text)
+            if isinstance(number, RoundedToWhole):
+                rounded.append(number)
+            return number
+
         try:
-            marked = json.loads(body, object_pairs_hook=lambda pairs: _JsonObject.of(pairs, repeats))
+            marked = json.loads(body, object_pairs_hook=lambda pairs: _JsonObject.of(pairs, repeats),
+                                parse_float=read_float)
         except RecursionError:  # orjson takes 1024 levels, this parser a few less
             raise TradewireError("MALFORMED_REQUEST", "request body is nested too deeply") from None
-        if repeats:
-            if isinstance(marked, _JsonObject):
-                marked.repeats_inside = True
+        if repeats and isinstance(marked, _JsonObject):
+            marked.repeats_inside = True
+        if repeats or rounded:
             return marked
     return doc
 
@@ -316,6 +326,8 @@ def _check_int(fd_type: int, value: Any) -> str | None:
             parse_int_text(fd_type, value)
         elif isinstance(value, bool) or not isinstance(value, int | float):
             return f"expected an integer ({TYPE_NAMES[fd_type]}), got {_kind(value)}"
+        elif isinstance(value, RoundedToWhole):
+            return f"expected an integer ({TYPE_NAMES[fd_type]}), got {value.text}"
         elif isinstance(value, float) and not value.is_integer():
             return f"expected an integer ({TYPE_NAMES[fd_type]}), got {value!r}"
         elif isinstance(value, float) and not -(2**64) < value < 2**64:

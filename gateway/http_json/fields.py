@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import re
+from decimal import Decimal
 from functools import lru_cache
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -133,10 +134,33 @@ def parse_int_text(fd_type: int, text: str) -> int:
             raise BindError(f"{text[:24]}... is out of range for {TYPE_NAMES[fd_type]}")
         return check_int_range(fd_type, int(text))
     number = float(text)  # "1e2", "1.0": whole values only, as protobuf's parsers read them
-    if not number.is_integer():
+    if not number.is_integer() or not _whole(text):
         raise BindError(expected)
     check_exactly_read(fd_type, number)
     return check_int_range(fd_type, int(number))
+
+
+def _whole(text: str) -> bool:
+    """The number written is whole: a double would read "5.0000000000000000001" as 5 and "1e-400"
+    as 0 (Decimal reads the text exactly)."""
+    number = Decimal(text)
+    return number == number.to_integral_value()
+
+
+class RoundedToWhole(float):
+    """A JSON number a double reads as whole though it is not ("5.0000000000000000001",
+    "1e-400"): fine for a double field, refused by an integer field (``text``: as written)."""
+
+    __slots__ = ("text",)
+
+
+def read_json_float(text: str) -> float:
+    """A JSON number with a fraction or an exponent, as the body's parser reads it."""
+    number = float(text)
+    if number.is_integer() and not _whole(text):
+        number = RoundedToWhole(number)
+        number.text = text
+    return number
 
 
 # From 2^53 on, a number with a fraction or an exponent is read as a double, which rounds it

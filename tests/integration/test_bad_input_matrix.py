@@ -192,6 +192,17 @@ def test_unknown_enum_name_is_400_naming_the_field(http, gateway, path):
 
 
 @pytest.mark.parametrize("path", [CONNECT_PATH, "/v1/trades"], ids=["connect", "http"])
+@pytest.mark.parametrize("written", ["50.0000000000000000001", "5e-400", '"50.0000000000000000001"'])
+def test_an_integer_field_refuses_a_number_a_double_would_round_to_whole(http, gateway, path, written):
+    # (taken as 50 and 0 before: the fraction was lost in the double before it was checked)
+    body = {k: v for k, v in VALID_JSON.items() if k != "slippageBps"}
+    raw = json.dumps(body)[:-1] + f', "slippageBps": {written}}}'
+    headers = {**_auth(gateway), "content-type": "application/json"}
+    answer = _assert_clean(http.post(path, content=raw.encode(), headers=headers), 400)
+    assert "slippage_bps" in answer["message"] and "expected an integer" in answer["message"], answer
+
+
+@pytest.mark.parametrize("path", [CONNECT_PATH, "/v1/trades"], ids=["connect", "http"])
 def test_malformed_json_is_400(http, gateway, path):
     headers = {**_auth(gateway), "content-type": "application/json"}
     body = _assert_clean(http.post(path, content=b'{"requestId": "x",', headers=headers), 400)

@@ -117,6 +117,8 @@ def test_query_repeated_enums_by_name_and_number_and_timestamp_offsets():
         ("mode=1&mode=2", "mode", "duplicate query parameter 'mode'"),
         ("pageSize=1&page_size=2", "page_size", "duplicate query parameter 'page_size'"),
         ("pageSize=abc", "page_size", "expected an integer"),
+        ("pageSize=5.0000000000000000001", "page_size", "expected an integer"),  # a double reads 5
+        ("pageSize=1e-400", "page_size", "expected an integer"),  # a double reads 0
         ("pageSize=-1", "page_size", "out of range"),
         ("mode=TRADING_MODE_MOON", "mode", "not a value of tradewire.v1.TradingMode"),
         ("startTime=yesterday", "start_time", "RFC 3339"),
