@@ -33,6 +33,7 @@ from typing import Any
 
 import jwt
 
+from tradewire.core.audit.events import looks_like_credential
 from tradewire.core.errors import TradewireError
 
 from ._text import safe_label
@@ -219,6 +220,10 @@ class JwtVerifier:
         if not _SUBJECT.fullmatch(subject):  # it becomes the principal id: in store keys, logs, the audit
             raise _fail("AUTH_INVALID", "token 'sub' claim must be 1 to 255 printable ASCII characters "
                         "without spaces (OpenID Connect's limit)", credential)
+        if looks_like_credential(subject):  # (as a request id is refused: a principal id is on every log line)
+            raise _fail("AUTH_INVALID", "token 'sub' claim looks like a credential (a JWT, an API key or its "
+                        "secret): the subject names the caller in logs and the audit, so it must not be a secret",
+                        credential)
         return VerifiedToken(
             subject=subject,
             scopes=self._scopes(claims, credential),

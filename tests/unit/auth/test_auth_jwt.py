@@ -125,6 +125,9 @@ def _attacks(m: Material) -> dict[str, tuple[str, str]]:
         "sub with a control character": (m.sign("hs", sub="alice\x00admin"), "AUTH_INVALID"),
         "sub with a line break": (m.sign("hs", sub="alice\nforged log line"), "AUTH_INVALID"),
         "sub of 256 characters": (m.sign("hs", sub="a" * 256), "AUTH_INVALID"),
+        # ... and is on every log line: a subject that is someone's API key would be logged
+        "sub that is an API key": (m.sign("hs", sub="tw_bob00001_" + "b7Kq" * 10 + "Zz1"), "AUTH_INVALID"),
+        "sub that is a JWT": (m.sign("hs", sub="eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"), "AUTH_INVALID"),
         "scope of wrong type": (m.sign("hs", scope=42), "AUTH_INVALID"),
     }
 
@@ -168,6 +171,8 @@ def attacks(material: Material) -> dict[str, tuple[str, str]]:
         "sub with a control character",
         "sub with a line break",
         "sub of 256 characters",
+        "sub that is an API key",
+        "sub that is a JWT",
         "scope of wrong type",
     ],
 )
