@@ -1,23 +1,25 @@
 """Connect (JSON and binary) and gRPC-Web, served by connect-python as an ASGI app.
 
-The adapter maps each RPC onto core exactly as the gRPC adapter does. ``ConnectCompat``
-closes connect-python 0.9's gaps in front of it, so that every bad request gets its protocol's
-error form with the right code and a clear message (connect-python answers many with 500 or
-UNKNOWN and the exception's text): a media type in other letter cases, or with a UTF-8
-``charset`` spelled any way (415 otherwise); a request message that does not decode — an
-unknown, mistyped or repeated JSON field, bad protobuf, a truncated frame or bytes after it,
-bad base64 in a GET query — in a unary body, a GET query or a stream's one message, Connect
-or gRPC-Web, JSON or binary, which must be INVALID_ARGUMENT naming the field where there is
-one (an empty JSON message is ``{}``, as on HTTP/JSON); a body declared gzip that is not gzip
-(INVALID_ARGUMENT) or inflates past the size limit (413), and a compression it does not know
-(UNIMPLEMENTED); a malformed ``grpc-timeout``, or a ``connect-timeout-ms`` that is not a
-positive number (INVALID_ARGUMENT); native gRPC sent here (415: it has its own port); a GET on
-a method Connect serves no GET for (405); gRPC-Web's text mode (base64 both ways: grpc-web's
-JavaScript client's default; 415 otherwise), served as binary gRPC-Web in between; and a
-server stream whose client went away (connect-python notices only when the next message is
-ready; here the stream is cancelled at once, so it frees what it holds immediately). A path
-that names no method goes straight to connect-python (404): a name the client made up never
-becomes a metrics label or an audit row.
+The adapter maps each RPC onto core exactly as the gRPC adapter does. ``ConnectCompat`` closes
+connect-python 0.9's gaps in front of it, so that every bad request gets its protocol's error
+form with the right code and a clear message (connect-python answers many with 500 or UNKNOWN
+and the exception's text): a header value with a byte that is not UTF-8 (read as Latin-1, as
+HTTP/JSON reads it, not a 500); a media type in other letter cases, or with a UTF-8 ``charset``
+spelled any way (415 otherwise); a GET's binary message percent-encoded without ``base64=1``
+(handed on as base64: connect-python would read its bytes as UTF-8 text); a request message
+that does not decode — an unknown, mistyped or repeated JSON field, bad protobuf, a truncated
+frame or bytes after it, bad base64 in a GET query — in a unary body, a GET query or a stream's
+one message, Connect or gRPC-Web, JSON or binary, which must be INVALID_ARGUMENT naming the
+field where there is one (an empty JSON message is ``{}``, as on HTTP/JSON); a body declared
+gzip that is not gzip (INVALID_ARGUMENT) or inflates past the size limit (413), and a
+compression it does not know (UNIMPLEMENTED); a malformed ``grpc-timeout``, or a
+``connect-timeout-ms`` that is not a positive number (INVALID_ARGUMENT); native gRPC sent here
+(415: it has its own port); a GET on a method Connect serves no GET for (405); gRPC-Web's text
+mode (base64 both ways: grpc-web's JavaScript client's default; 415 otherwise), served as
+binary gRPC-Web in between; and a server stream whose client went away (connect-python notices
+only when the next message is ready; here the stream is cancelled at once, so it frees what it
+holds immediately). A path that names no method goes straight to connect-python (404): a name
+the client made up never becomes a metrics label or an audit row.
 
 A call whose request is checked here is authenticated from its headers first (core's
 Pipeline.authenticate_first), so a caller without valid credentials, or a peer throttled for
@@ -402,6 +404,10 @@ class ConnectCompat:
         self._gettable = frozenset(rpc.name for rpc in RPCS if not rpc.server_streaming and not rpc.client_streaming
                                    and rpc.descriptor.GetOptions().idempotency_level == _NO_SIDE_EFFECTS)
 
+    def _app(self, scope, receive, send):
+        """connect-python, handed the call with its header values as it can read them."""
+        return self.app(_headers_for_connect_python(scope), receive, send)
+
     def _record_unrouted(self, scope, status: int) -> None:
         """A request refused before it reached a method: counted and logged as HTTP/JSON's are."""
         if self.recorder is not None:
@@ -415,7 +421,7 @@ class ConnectCompat:
         method_name = self._method_name(scope)
         if method_name is None:  # no such method: connect-python answers 404 (and no metrics series is made)
             self._record_unrouted(scope, 404)
-            return await self.app(scope, receive, send)
+            return await self._app(scope, receive, send)
         content_type = dict(headers).get(b"content-type", b"")
         if _native_grpc(content_type):  # connect-python: 500, it needs HTTP trailers
             return await self._send_error(send, _NATIVE_GRPC_REFUSED, 415, [_ACCEPT_POST])
@@ -448,7 +454,7 @@ class ConnectCompat:
                 token = _FIRST_STEPS.set(_FirstSteps(ctx) if ctx.authenticated else None)
                 try:
                     if scope["method"] == "GET":
-                        await self.app(scope, receive, send)
+                        await self._app(scope, receive, send)
                     elif streaming:
                         await self._stream_until_disconnect(scope, _replaying(body, receive), send)
                     else:
@@ -469,7 +475,7 @@ class ConnectCompat:
         scope, body = _empty_request(scope, plan)
         token = _FIRST_STEPS.set(_FirstSteps(ctx, refusal))
         try:
-            await self.app(scope, _replaying(body, receive), send)
+            await self._app(scope, _replaying(body, receive), send)
         finally:
             _FIRST_STEPS.reset(token)
 
@@ -563,7 +569,7 @@ class ConnectCompat:
             await send(message)
 
         with contextlib.suppress(ClientGone):
-            await until_disconnect(self.app(scope, app_receive, tracking_send), wire_receive, lambda: completed)
+            await until_disconnect(self._app(scope, app_receive, tracking_send), wire_receive, lambda: completed)
 
     async def _stream_until_disconnect(self, scope, receive, send) -> None:
         """Run a streaming call; the moment the client disconnects, cancel it."""
@@ -577,7 +583,7 @@ class ConnectCompat:
                 call.cancel()
             return message
 
-        call = asyncio.ensure_future(self.app(scope, watched_receive, send))
+        call = asyncio.ensure_future(self._app(scope, watched_receive, send))
         try:
             await asyncio.shield(call)
         except asyncio.CancelledError:
@@ -643,7 +649,10 @@ class ConnectCompat:
 
 def _checked_query(scope, input_cls, limit: int) -> dict:
     """A GET call's scope once its ``message`` query parameter is known to decode as its
-    method's input; a compressed one is handed on inflated (as base64)."""
+    method's input: the message is handed on as checked, inflated and in base64, whatever
+    way it came. connect-python reads the query string as UTF-8 (an undecodable byte: a 500)
+    and a message not in base64 as UTF-8 text, so the bytes of a binary message that is only
+    percent-encoded (Connect allows it: encoding=proto without base64=1) would not reach it."""
     query = _query(scope)
     decode = _QUERY_DECODERS.get(query.get("encoding", [""])[0])
     if decode is None or "message" not in query:
@@ -652,15 +661,12 @@ def _checked_query(scope, input_cls, limit: int) -> dict:
     raw = _decode_base64(text) if query.get("base64", [""])[0] == "1" else text.encode("latin-1")
     compression = _compression(query.get("compression", ["identity"])[0], "compression query parameter")
     message = _inflated(raw, compression, limit, "the message query parameter")
-    rewritten = compression != "identity"
     if not message and query["encoding"][0] == "json":  # the empty message, as for a POST (_forwarded)
-        message, rewritten = b"{}", True
+        message = b"{}"
     decode(message, input_cls)
-    if not rewritten:
-        return scope
     query.pop("compression", None)
     query.update(message=[base64.urlsafe_b64encode(message).decode()], base64=["1"])
-    return {**scope, "query_string": urlencode(query, doseq=True, encoding="latin-1").encode()}
+    return {**scope, "query_string": _query_string(query)}
 
 
 def _call_context(scope, method: str = "") -> CallContext:
@@ -675,13 +681,32 @@ def _query(scope) -> dict[str, list[str]]:
     return parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True, encoding="latin-1")
 
 
+def _query_string(query: dict[str, list[str]]) -> bytes:
+    """A query (as ``_query`` reads it) for connect-python, which decodes it as UTF-8: all
+    ASCII, each value its Latin-1 reading, as the header values it is given are."""
+    return urlencode(query, doseq=True, encoding="utf-8").encode("ascii")
+
+
+def _headers_for_connect_python(scope) -> dict:
+    """The scope with each header value connect-python can decode (it decodes them as UTF-8,
+    and answers a byte that is not UTF-8 with a 500 carrying the exception's text): a value
+    is read as Latin-1, as the HTTP listener reads it for HTTP/JSON and for the call's context
+    here (asgi_scope.scope_headers: bytes 0x80-0xFF are RFC 9110's obs-text), and handed on
+    spelled in UTF-8, so connect-python and the adapter see the same text."""
+    headers = scope.get("headers", ())
+    if all(name.isascii() and value.isascii() for name, value in headers):
+        return scope
+    return {**scope, "headers": [(name.decode("latin-1").encode(), value.decode("latin-1").encode())
+                                 for name, value in headers]}
+
+
 def _empty_request(scope, plan: _Plan) -> tuple[dict, bytes]:
     """The scope and body connect-python is given for a call refused before its request was
     read: the same call (method, headers, protocol) with an empty message."""
     if scope["method"] == "GET":
         query = {k: v for k, v in _query(scope).items() if k not in ("message", "base64", "compression")}
         query["message"] = ["{}" if query.get("encoding", [""])[0] == "json" else ""]
-        return {**scope, "query_string": urlencode(query, doseq=True, encoding="latin-1").encode()}, b""
+        return {**scope, "query_string": _query_string(query)}, b""
     headers = [(k, v) for k, v in scope["headers"] if k not in (plan.encoding_header, b"content-length")]
     return {**scope, "headers": headers}, _forwarded(b"", plan.content_type)
 
