@@ -108,9 +108,10 @@ class TradeService:
                                     ctx: CallContext) -> AsyncIterator[pb.ExecutionStatus]:
         async with self._call(ctx, request):
             sub = self.hub.subscribe("status", ctx.principal.id)
-            events = self.runner.events(ctx.principal.id, request.request_id, request.from_sequence,
-                                        heartbeat_s=self.options.heartbeat_s, await_s=self.options.await_trade_s,
-                                        subscription=sub)
+            # (a trade that does not exist yet is awaited: with heartbeats meanwhile, as while it runs)
+            events = self.hub.awaiting((ctx.principal.id, request.request_id), self.runner.events(
+                ctx.principal.id, request.request_id, request.from_sequence, heartbeat_s=self.options.heartbeat_s,
+                await_s=self.options.await_trade_s, subscription=sub), self.options.heartbeat_s, sub)
             credential = CredentialWatch(self.pipeline, ctx)
             ended, last_kind = "client_gone", 0
             try:

@@ -88,7 +88,7 @@ class _Channel:
 class Subscription:
     """One open stream: the task serving it, and since when it waits for its transport."""
 
-    __slots__ = ("kind", "caller", "task", "parked_since", "dropped")
+    __slots__ = ("kind", "caller", "task", "parked_since", "dropped", "following")
 
     def __init__(self, kind: str, caller: str = "") -> None:
         self.kind = kind  # "status" | "session"
@@ -96,6 +96,7 @@ class Subscription:
         self.task: asyncio.Task | None = asyncio.current_task()
         self.parked_since: float | None = None
         self.dropped = False
+        self.following = False  # StatusHub.follow has begun: its trade exists (see StatusHub.awaiting)
 
     def parked(self) -> None:
         """About to yield a message: the transport has it until the consumer asks for the next."""
@@ -238,6 +239,8 @@ class StatusHub:
         ``subscription``, the time spent parked at each ``yield`` is tracked for the
         slow-consumer watchdog.
         """
+        if subscription is not None:
+            subscription.following = True
         events = self._events(key, from_sequence, heartbeat_s, load_stored, subscription is not None)
         try:
             async for event in events:
@@ -247,6 +250,52 @@ class StatusHub:
                 if subscription is not None:
                     subscription.resumed()
         finally:
+            await events.aclose()
+
+    async def awaiting(self, key: Key, events: AsyncIterator[pb.ExecutionStatus], heartbeat_s: float | None,
+                       subscription: Subscription) -> AsyncIterator[pb.ExecutionStatus]:
+        """``events``, a stream that may first wait for its trade to exist (a subscriber that came
+        before it; core.trades.TradeRunner.events) and then follows it (:meth:`follow`, with
+        ``subscription``), with a heartbeat after each ``heartbeat_s`` of that wait: a stream
+        waiting for its trade is kept alive and tells its client the server is there, as one
+        following a quiet trade is. Once :meth:`follow` has begun, its own heartbeats take over.
+        Whatever ends the wait (the trade's first event, NOT_FOUND, SHUTTING_DOWN) comes as it
+        would without the heartbeats.
+
+        The wait runs in a task of its own, beside the heartbeats' timer; the rest of the stream
+        in the caller's (so the watchdog and the transports see the task that serves the stream).
+        """
+        if heartbeat_s is None or key in self._live or key in self._finished:
+            # (a trade this hub has is followed at once: no wait, and no task for one)
+            try:
+                async for event in events:
+                    yield event
+            finally:
+                await events.aclose()
+            return
+        step: asyncio.Future = asyncio.ensure_future(anext(events))
+        try:
+            while not subscription.following:
+                done, _ = await asyncio.wait((step,), timeout=heartbeat_s)
+                if done or subscription.following:
+                    break
+                beat = lifecycle.heartbeat_event(key[1], None)
+                beat.message = "waiting for the trade to start: none with this request id has started yet"
+                subscription.parked()
+                yield beat
+                subscription.resumed()
+            try:
+                first = await step
+            except StopAsyncIteration:
+                return
+            subscription.parked()  # (again: a heartbeat's resumption may have come after follow's)
+            yield first
+            async for event in events:
+                yield event
+        finally:
+            if not step.done():
+                step.cancel()
+            await asyncio.gather(step, return_exceptions=True)  # (its error, if left unread, is read)
             await events.aclose()
 
     async def _events(self, key: Key, from_sequence: int, heartbeat_s: float | None,
@@ -296,11 +345,16 @@ class StatusHub:
         publishing it would leave the stream waiting for good. Heartbeats say where the trade
         is, as for a trade running here, and an open ``stream`` (a subscription's) ends at shutdown
         with one SHUTDOWN message, as it does for a trade running here (a call waiting for the
-        trade's end, or a session's follower, is ended by its own call)."""
-        next_sequence = from_sequence
-        # The trade's last transition known here (what the client asked to skip stands for it).
-        last = pb.ExecutionStatus(sequence=from_sequence - 1) if from_sequence > 1 else None
-        events = self.bus.follow(key, from_sequence, heartbeat_s or self.heartbeat_s)
+        trade's end, or a session's follower, is ended by its own call).
+
+        The shared stream is followed from its start (this replica reads it whole anyway) so that a
+        heartbeat says where the trade is even while none of the events the client asked for has
+        come (a stream resumed past the trade's last one); what it asked to skip is not yielded.
+        The SHUTDOWN message's resume point is what the client has: a stored transition it was
+        not sent (the shared stream behind the store) must not be skipped by its resumption."""
+        next_sequence = max(1, from_sequence)  # the client has every transition before this one
+        latest: pb.ExecutionStatus | None = None  # the trade's last transition known here
+        events = self.bus.follow(key, 1, heartbeat_s or self.heartbeat_s)
         closing = asyncio.ensure_future(self._shut_down.wait() if stream else asyncio.Future())
         step: asyncio.Future | None = None
         try:
@@ -309,7 +363,10 @@ class StatusHub:
                 step = asyncio.ensure_future(anext(events))
                 await asyncio.wait((step, closing), return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
-                    yield lifecycle.shutdown_event(key[1], last)
+                    where = pb.ExecutionStatus(sequence=next_sequence - 1)
+                    if latest is not None:
+                        where.stage, where.percent_complete = latest.stage, latest.percent_complete
+                    yield lifecycle.shutdown_event(key[1], where)
                     return
                 try:
                     event = step.result()
@@ -322,11 +379,15 @@ class StatusHub:
                             if ending.sequence >= next_sequence:
                                 yield ending
                         return
-                    if stored and (last is None or stored[-1].sequence > last.sequence):
-                        last = stored[-1]
-                    event = lifecycle.heartbeat_event(key[1], last if last is not None and last.stage else None)
+                    if stored and (latest is None or stored[-1].sequence > latest.sequence):
+                        latest = stored[-1]
+                    event = lifecycle.heartbeat_event(key[1], latest)
                 else:
-                    next_sequence, last = event.sequence + 1, event
+                    if latest is None or event.sequence > latest.sequence:
+                        latest = event
+                    if event.sequence < next_sequence:
+                        continue  # (asked to be skipped)
+                    next_sequence = event.sequence + 1
                 yield event
         finally:
             closing.cancel()
