@@ -245,7 +245,7 @@ class SolanaRpc(JsonRpcService):
 
     def is_blockhash_valid(self, params: list[Any]) -> dict[str, Any]:
         blockhash = _base58_param(_param(params, 0, "blockhash"), Hash.from_string)
-        _config(params, 1)
+        self._min_context_slot(_config(params, 1))  # (RpcContextConfig, as Agave's)
         return self._with_context(self.chain.is_blockhash_valid(blockhash))
 
     def get_minimum_balance_for_rent_exemption(self, params: list[Any]) -> int:

@@ -10,7 +10,8 @@ Keys (``{p}`` principal, ``{r}`` request id, ``{day}`` days since the epoch, UTC
 
 **Sends.** A transaction is recorded in Redis before its first send, by a script that first
 checks this replica still owns the trade (the trade's ``replica``): a replica presumed dead,
-whose trade another has adopted, finds the record refused and never sends. So for a trade
+whose trade another has adopted, finds the record refused and never sends (nor does one whose
+record Redis does not answer: the trade is refused STORE_UNAVAILABLE). So for a trade
 whose owner records its sends (the trade's ``handover``, set by the claim), "no record" means
 "never sent and never will be", and a record names the only transaction that may be on the
 network. The adopter imports that row into its own journal (:meth:`adopt`) and follows it by
@@ -108,11 +109,22 @@ class SharedLiveOrders(LiveOrderStore):
 
     def mark_pending(self, signature: str) -> bool:
         """Record the transaction in Redis while this replica owns its trade, then locally; False
-        (and the transaction voided) when another replica has taken the trade over."""
+        (and the transaction voided) when another replica has taken the trade over. When Redis
+        does not answer, the transaction is voided too, never sent (STORE_UNAVAILABLE): sent
+        unrecorded, a replica adopting the trade would find nothing sent, and sign and send anew.
+        (A record Redis took before its answer was lost names a transaction never sent: one an
+        adopter follows only ever expires, and the trade's next send replaces it.)"""
         row = self.get(signature)
         if row is None or row.state != PREPARED:
             return False
-        if not self._record(row):
+        try:
+            recorded = self._record(row)
+        except STORE_OUTAGES as exc:
+            log.warning("transaction %s of trade %s could not be recorded for the other replicas: the shared store "
+                        "did not answer (%s: %s); not sending it", signature, row.request_id, type(exc).__name__, exc)
+            self.void(signature)
+            raise store_unavailable() from None
+        if not recorded:
             log.warning("trade %s was taken over by another replica before its transaction was sent; not sending it",
                         row.request_id)
             self.void(signature)

@@ -29,6 +29,7 @@ Keys (``{p}`` principal, ``{r}`` request id with its colons written %3A: see ``p
   tw:holdt:{p}:{mode}   hash: mint → when that holding last changed (ns; Redis's clock)
   tw:fills:{p}:{mode}   set of the fill ids applied to (or voided for) those holdings
   tw:fill-receipts:{p}:{mode}  hash: fill id → what was booked with it (its booker's receipt)
+  tw:fill-pnl:{p}:{mode}  hash: fill id → how much that fill changed the realised PnL
   tw:fills:by-time      sorted set of "{p}\\x00{mode}\\x00{fill id}" by when it was recorded (ns),
                         so that ids past their retention are forgotten (prune_fill_ids)
   tw:wallet:{p}:{mode}  present once the starting wallet was given
@@ -44,7 +45,7 @@ import redis
 from tradewire.core import lifecycle
 from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, apply_fill
 from tradewire.core.store.base import (VOIDED_RECEIPT, FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TakenOver,
-                                       TradeLost, TradeRecord, UnfinishedTrade, check_page_limit)
+                                       TradeLost, TradeRecord, UnfinishedTrade, check_page_limit, realized_change)
 from tradewire.core.inflight import AtInFlightLimit
 from tradewire.core.shared import per_trade
 from tradewire.core.shared.redis_events import events_stream_key
@@ -97,23 +98,25 @@ end
 """
 # A fill's holdings, written only if nobody wrote them since they were read (version "_v").
 # KEYS[1] the holdings hash, KEYS[2] when each changed (_changed_key); with a fill id, KEYS[3]
-# the set of applied fill ids and KEYS[4] the fill ids' time index, and with a receipt KEYS[5]
-# the fills' receipts. ARGV[1] the version read ('' for none), ARGV[2] the fill id ('' for
-# none), ARGV[3] the receipt ('' for none), ARGV[4] the id's member in the time index, ARGV[5]
-# now (ns), then mint, packed pairs. A fill id already applied writes nothing and returns 0.
+# the set of applied fill ids, KEYS[4] the fill ids' time index, KEYS[5] the fills' receipts and
+# KEYS[6] their realised changes. ARGV[1] the version read ('' for none), ARGV[2] the fill id
+# ('' for none), ARGV[3] the receipt ('' for none), ARGV[4] the id's member in the time index,
+# ARGV[5] now (ns), ARGV[6] the fill's realised change (computed on the holdings of that version),
+# then mint, packed pairs. A fill id already applied writes nothing and returns 0.
 # Returns the new version, false when the version moved (read again), or 0.
 _WRITE_IF_UNCHANGED = _NOW_NS_LUA + """
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then return 0 end
 local version = redis.call('HGET', KEYS[1], '_v') or ''
 if version ~= ARGV[1] then return false end
 local now = _now_ns()
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   redis.call('HSET', KEYS[2], ARGV[i], now)
 end
 if ARGV[2] ~= '' then
   redis.call('SADD', KEYS[3], ARGV[2])
   redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
+  redis.call('HSET', KEYS[6], ARGV[2], ARGV[6])
 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[5], ARGV[2], ARGV[3]) end
 return redis.call('HINCRBY', KEYS[1], '_v', 1)
@@ -142,7 +145,7 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 return 1
 """
 # Forget the fill ids recorded before ARGV[1] (ns, exclusive), at most ARGV[2] of them, with
-# their receipts. KEYS[1] the time index. Returns how many went.
+# their receipts and realised changes. KEYS[1] the time index. Returns how many went.
 _PRUNE_FILL_IDS = """
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, member in ipairs(members) do
@@ -152,6 +155,7 @@ for _, member in ipairs(members) do
   local fill_id = string.sub(member, second + 1)
   redis.call('SREM', 'tw:fills:' .. holder, fill_id)
   redis.call('HDEL', 'tw:fill-receipts:' .. holder, fill_id)
+  redis.call('HDEL', 'tw:fill-pnl:' .. holder, fill_id)
   redis.call('ZREM', KEYS[1], member)
 end
 return #members
@@ -454,9 +458,8 @@ class RedisTradeStore:
         when the holdings were just read and nobody wrote since."""
         keys = [f"tw:hold:{principal_id}:{mode}", _changed_key(principal_id, mode)]
         if fill_id is not None:
-            keys += [self._fill_ids(principal_id, mode), _FILL_IDS_BY_TIME]
-            if receipt is not None:
-                keys.append(self._receipts(principal_id, mode))
+            keys += [self._fill_ids(principal_id, mode), _FILL_IDS_BY_TIME, self._receipts(principal_id, mode),
+                     self._realized(principal_id, mode)]
             ids = [fill_id, receipt or "", _indexed(principal_id, mode, fill_id), time.time_ns()]
         else:
             ids = ["", "", "", ""]
@@ -481,7 +484,8 @@ class RedisTradeStore:
                         return current
                 updated = apply_fill(current, legs)  # raises InsufficientBalance: nothing written
             changed = [x for m, h in updated.items() if current.get(m) != h for x in (m, _pack_holding(h))]
-            if self._write_if_unchanged(keys=keys, args=[version, *ids, *changed]):
+            # (the change is the one of this very version: written only if it is still the current one)
+            if self._write_if_unchanged(keys=keys, args=[version, *ids, realized_change(current, updated), *changed]):
                 return updated
             # None: the version moved; 0: another replica applied this very fill since the
             # read. Either way read again (the next read reports the latter as applied).
@@ -496,6 +500,10 @@ class RedisTradeStore:
         receipt = self._r.hget(self._receipts(principal_id, mode), fill_id)
         return None if receipt is None else receipt.decode()
 
+    def fill_realized_change(self, principal_id: str, mode: int, fill_id: str) -> int | None:
+        change = self._r.hget(self._realized(principal_id, mode), fill_id)
+        return None if change is None else int(change)
+
     def prune_fill_ids(self, before_ns: int, limit: int) -> int:
         # Ids recorded before the time index existed are not in it, and are kept.
         return int(self._prune_fill_ids(keys=[_FILL_IDS_BY_TIME], args=[before_ns, limit]))
@@ -507,6 +515,10 @@ class RedisTradeStore:
     @staticmethod
     def _receipts(principal_id: str, mode: int) -> str:
         return f"tw:fill-receipts:{principal_id}:{mode}"
+
+    @staticmethod
+    def _realized(principal_id: str, mode: int) -> str:
+        return f"tw:fill-pnl:{principal_id}:{mode}"
 
     # -- the webhook outbox, shared by every replica ----------------------------------------
 

@@ -28,6 +28,11 @@ class TradeLost(TakenOver):
 VOIDED_RECEIPT = "voided"
 
 
+def realized_change(before: dict[str, Holding], after: dict[str, Holding]) -> int:
+    """How much a fill moved the realised PnL of a principal's holdings (``before`` → ``after``)."""
+    return sum(h.realized_pnl for h in after.values()) - sum(h.realized_pnl for h in before.values())
+
+
 class FillIdUsed(Exception):
     """``apply_fill(..., once=True)``: the fill id was applied or voided before; nothing changed."""
 
@@ -172,7 +177,8 @@ class TradeStore(Protocol):
         changes (no balance check either) and the current holdings are returned — or, with
         ``once``, FillIdUsed is raised. So a booking interrupted by a crash can simply be run
         again with the same id, and a booking that must be the first can tell. ``receipt``
-        (what was booked, in the booker's words) is kept with the id, in the same write."""
+        (what was booked, in the booker's words) is kept with the id, in the same write, and so
+        is the fill's own realised-PnL change (:meth:`fill_realized_change`)."""
 
     def void_fill(self, principal_id: str, mode: int, fill_id: str) -> bool:
         """Record ``fill_id`` as applied without changing any holding, unless it was applied
@@ -183,8 +189,14 @@ class TradeStore(Protocol):
         """The receipt kept with ``fill_id`` (VOIDED_RECEIPT when it was voided); None if it is
         unknown, or was booked or voided by a version that kept none."""
 
+    def fill_realized_change(self, principal_id: str, mode: int, fill_id: str) -> int | None:
+        """How much the fill applied with ``fill_id`` changed the realised PnL, as recorded with the
+        id when it was applied (computed on the very holdings it changed, whatever other fills land
+        before or after it); None if unknown, voided, or applied by a version that kept none."""
+
     def prune_fill_ids(self, before_ns: int, limit: int) -> int:
-        """Forget up to ``limit`` fill ids recorded before ``before_ns``, with their receipts;
-        returns how many. Their trades were settled long before (core/store/retention.py)."""
+        """Forget up to ``limit`` fill ids recorded before ``before_ns``, with their receipts and
+        realised changes; returns how many. Their trades were settled long before
+        (core/store/retention.py)."""
 
     def close(self) -> None: ...

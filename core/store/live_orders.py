@@ -26,8 +26,12 @@ holdings are changed (they live in another database: trades.db or Redis), and th
 change carries the transaction's signature as its fill id, which the trade store applies at
 most once. A booking a crash interrupted (still 1 at start-up) is simply run again: the fill
 is applied if it never was and skipped if it was, so every fill is booked exactly once.
-``realized_before`` (the principal's LIVE realised PnL when the booking was claimed) lets
-that re-run still record the fill's ``pnl_delta`` when the holdings already include it.
+``pnl_delta`` is the realised-PnL change the trade store recorded with the fill id as it
+applied the fill (TradeStore.fill_realized_change), so that re-run records it too, and other
+bookings of the principal made meanwhile (on other replicas) are never counted in it.
+``realized_before`` (the principal's LIVE realised PnL when the booking was claimed) is only
+noted by earlier versions, whose stores recorded no change with the fill: their bookings still
+interrupted are finished from it.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ class LiveOrder:
     pnl_delta: int | None
     broadcasts: int
     created_ns: int
-    realized_before: int | None  # the principal's LIVE realised PnL when its booking was claimed
+    realized_before: int | None  # the principal's LIVE realised PnL when an earlier version claimed its booking
 
     @property
     def wires(self) -> tuple[bytes, ...]:
@@ -219,7 +223,7 @@ class LiveOrderStore:
 
     def claim_booking(self, signature: str, realized_before: int | None = None) -> bool:
         """Claim the row's booking (False if it was claimed before), noting the realised PnL
-        it starts from."""
+        it starts from, if given (see ``realized_before`` above)."""
         return self._db.execute("UPDATE live_orders SET booked = 1, realized_before = ? WHERE signature = ?"
                                 " AND booked = 0", (realized_before, signature)).rowcount == 1
 

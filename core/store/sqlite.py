@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tradewire.core import lifecycle
-from tradewire.core.portfolio import FillLegs, Holding, apply_fill
+from tradewire.core.portfolio import FillLegs, Holding, InsufficientBalance, apply_fill
 from tradewire.core.store.base import (VOIDED_RECEIPT, FillIdUsed, HistoryPage, HistoryQuery, OutboxEntry, TradeRecord,
-                                       UnfinishedTrade, check_page_limit)
+                                       UnfinishedTrade, check_page_limit, realized_change)
 from tradewire.v1 import trade_pb2
 
 _SCHEMA = """
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS applied_fills (
     fill_id TEXT NOT NULL,
     applied_ns INTEGER NOT NULL,
     receipt TEXT,
+    realized_change INTEGER,
     PRIMARY KEY (principal, mode, fill_id)
 );
 CREATE TABLE IF NOT EXISTS wallets (
@@ -78,7 +79,8 @@ CREATE INDEX IF NOT EXISTS applied_fills_by_time ON applied_fills (applied_ns);
 """
 # Columns added after the first schema, for data directories created before them.
 _ADDED_COLUMNS = {"trades": (("request", "BLOB"), ("rerun", "INTEGER NOT NULL DEFAULT 0"), ("published", "INTEGER")),
-                  "applied_fills": (("receipt", "TEXT"),), "webhook_outbox": (("trace", "TEXT"),)}
+                  "applied_fills": (("receipt", "TEXT"), ("realized_change", "INTEGER")),
+                  "webhook_outbox": (("trace", "TEXT"),)}
 _TERMINAL = tuple(sorted({trade_pb2.TRADE_STATUS_FILLED, trade_pb2.TRADE_STATUS_REJECTED, trade_pb2.TRADE_STATUS_FAILED,
                           trade_pb2.TRADE_STATUS_CANCELLED, trade_pb2.TRADE_STATUS_EXPIRED}))
 _OUTBOX_COLUMNS = "id, principal, request_id, url, body, state, attempts, next_attempt_ns, last_error, trace"
@@ -334,12 +336,19 @@ class SqliteStore:
         key = (principal_id, mode)
         with self._transaction():  # BEGIN IMMEDIATE first: data_version is then checked under the write lock
             current = self._current_holdings(principal_id, mode)
-            # The id row commits or rolls back with the holdings (a refused fill records no id).
-            if fill_id is not None and not self._record_fill_id(principal_id, mode, fill_id, receipt):
+            try:
+                updated, refused = apply_fill(current, legs), None
+            except InsufficientBalance as exc:  # raised below, unless the fill was applied before
+                updated, refused = current, exc
+            # The id row, with what this fill realised, commits or rolls back with the holdings
+            # (a refused fill records no id).
+            if fill_id is not None and not self._record_fill_id(principal_id, mode, fill_id, receipt,
+                                                                realized_change(current, updated)):
                 if once:
                     raise FillIdUsed(fill_id)
                 return dict(current)  # applied before: nothing to change
-            updated = apply_fill(current, legs)
+            if refused is not None:
+                raise refused
             self._holdings.pop(key, None)  # until committed
             self._write_holdings(principal_id, mode, {m: h for m, h in updated.items() if current.get(m) != h})
         self._holdings[key] = updated
@@ -353,17 +362,23 @@ class SqliteStore:
                                (principal_id, mode, fill_id)).fetchone()
         return None if row is None else row[0]
 
+    def fill_realized_change(self, principal_id: str, mode: int, fill_id: str) -> int | None:
+        row = self._db.execute("SELECT realized_change FROM applied_fills WHERE principal=? AND mode=? AND fill_id=?",
+                               (principal_id, mode, fill_id)).fetchone()
+        return None if row is None else row[0]
+
     def prune_fill_ids(self, before_ns: int, limit: int) -> int:
         return self._db.execute(
             "DELETE FROM applied_fills WHERE rowid IN (SELECT rowid FROM applied_fills WHERE applied_ns < ? LIMIT ?)",
             (before_ns, limit)).rowcount
 
-    def _record_fill_id(self, principal_id: str, mode: int, fill_id: str, receipt: str | None = None) -> bool:
+    def _record_fill_id(self, principal_id: str, mode: int, fill_id: str, receipt: str | None = None,
+                        realized: int | None = None) -> bool:
         """False when the fill id was recorded before."""
         return self._db.execute(
-            "INSERT INTO applied_fills (principal, mode, fill_id, applied_ns, receipt) VALUES (?,?,?,?,?) "
-            "ON CONFLICT (principal, mode, fill_id) DO NOTHING",
-            (principal_id, mode, fill_id, time.time_ns(), receipt)).rowcount == 1
+            "INSERT INTO applied_fills (principal, mode, fill_id, applied_ns, receipt, realized_change)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT (principal, mode, fill_id) DO NOTHING",
+            (principal_id, mode, fill_id, time.time_ns(), receipt, realized)).rowcount == 1
 
     def _write_holdings(self, principal_id: str, mode: int, holdings: dict[str, Holding]) -> None:
         now = time.time_ns()

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -288,9 +289,18 @@ class DevnetHost:
             self._thread.join(10)
 
 
-def _no_signals():
-    import contextlib
+@contextlib.asynccontextmanager
+async def still_devnet(**config: Any) -> AsyncIterator[DevnetHost]:
+    """A devnet of the test's own, behind the fault layer, whose slots advance only with
+    ``devnet.chain.advance_slots``: the block heights a trade sees are the ones the test sets."""
+    host = await DevnetHost(DevnetConfig(slot_ms=3_600_000, finalize_depth=4, **config)).start()
+    try:
+        yield host
+    finally:
+        await host.stop()
 
+
+def _no_signals():
     return contextlib.nullcontext()
 
 
@@ -334,6 +344,13 @@ def assert_booked_once_as_the_chain_shows(h, host, signature: str) -> None:
     assert holdings[USDC].amount == token_amount(host.devnet, owner, USDC)
     assert holdings[SOL].amount == lamports(host.devnet, owner)
     assert h.orders.get(signature).booked == 2
+
+
+def land(host: DevnetHost, wire: bytes) -> None:
+    """These signed bytes land on chain by another path (a leader, another relay), now."""
+    host.devnet.chain.sync()
+    result = host.devnet.chain.execute(VersionedTransaction.from_bytes(wire))
+    assert result.err is None and result.record is not None, result.err
 
 
 def wallet_tx_count(devnet: Devnet, owner: Pubkey) -> int:

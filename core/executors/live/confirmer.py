@@ -18,7 +18,8 @@ still unseen, one ``getInflightBundleStatuses`` (chunks of 5). Per transaction:
   nothing, and the transaction stays pending.)
 * Jito bundle reported Failed → the executor tells why (``finalize``); the engine's word is no
   proof that the same signed bytes never land (another region, a leader, a re-broadcast in
-  flight), so unless the diagnosis is that they can no longer land, the finalizer answers
+  flight), so unless the diagnosis is that they can no longer land (the node, at least as far
+  along as the height read, says their blockhash is no longer valid), the finalizer answers
   None: the bundle is not sent again and the transaction is followed by its signature until
   it lands or its validity has passed (then the diagnosis is its outcome);
 * otherwise re-broadcast the SAME signed bytes every ``rebroadcast_interval_s``
@@ -61,6 +62,7 @@ class Resolution:
     kind: str  # landed | expired | dropped
     height: int = 0
     detail: str = ""
+    slot: int = 0  # of the bank the height was read from (0: not known)
 
 
 @dataclass(eq=False)
@@ -89,7 +91,8 @@ class Watch:
         return self.order.signature
 
 
-# The outcome; or None when the transaction may still land (see "Jito bundle reported Failed").
+# The outcome; or None when the transaction may still land (see "Jito bundle reported Failed"),
+# or, landed, the other transactions of its bundle may (the executor's _landed_fills).
 Finalizer = Callable[[Watch, Resolution], Awaitable[dict[str, Any] | None]]
 
 
@@ -200,7 +203,7 @@ class Confirmer:
         past_validity: list[Watch] = []
         for watch, status in zip(watches, statuses):
             if status is not None:
-                self._seen(watch, status, height)
+                self._seen(watch, status, height, slot)
                 continue
             watch.in_block = False
             if height > watch.order.last_valid_block_height:
@@ -222,7 +225,8 @@ class Confirmer:
             for watch in unseen_bundles:
                 state = bundle_states.get(watch.bundle_id or "")
                 if state == "Failed":
-                    self._start_finalize(watch, Resolution(DROPPED, height, "the block engine reported the bundle Failed"))
+                    self._start_finalize(watch, Resolution(DROPPED, height, "the block engine reported the bundle Failed",
+                                                           slot))
                 elif state in (None, "Invalid") and now >= watch.next_broadcast:
                     to_broadcast.append(watch)
         for watch in to_broadcast:
@@ -230,9 +234,9 @@ class Confirmer:
         if past_validity:
             await self._landed_or_expired(past_validity, height, slot)
 
-    def _seen(self, watch: Watch, status: SignatureStatus, height: int) -> None:
+    def _seen(self, watch: Watch, status: SignatureStatus, height: int, slot: int) -> None:
         if _reached(status.confirmation_status, self.commitment):
-            self._start_finalize(watch, Resolution(LANDED, height))
+            self._start_finalize(watch, Resolution(LANDED, height, slot=slot))
         else:
             watch.in_block = True
 
@@ -249,7 +253,7 @@ class Confirmer:
             return
         for watch, status in zip(watches, found):
             if status is not None:
-                self._seen(watch, status, height)
+                self._seen(watch, status, height, slot)
                 continue
             if seen_at < slot:  # it may have landed in a slot this node has not reached
                 self._undetermined(watch, f"the node that searched its history is behind: it answered at slot "
@@ -260,7 +264,7 @@ class Confirmer:
             except UPSTREAM_FAILURES as exc:
                 self._undetermined(watch, str(exc))
                 continue
-            self._start_finalize(watch, Resolution(LANDED if landed else EXPIRED, height))
+            self._start_finalize(watch, Resolution(LANDED if landed else EXPIRED, height, slot=slot))
 
     def _undetermined(self, watch: Watch, why: str) -> None:
         """It stays pending (SUBMITTED) until the node can say: said once as a warning (a node
@@ -317,7 +321,8 @@ class Confirmer:
                 log.exception("finalizing a live transaction failed; retrying", extra=extra)
             watch.finalizing = False
             return
-        if outcome is None:  # a Failed bundle that may still land: followed by signature only
+        if outcome is None:  # a Failed bundle that may still land, or a swap that landed without the
+            # rest of its bundle, which may still land: followed by signature only, looked at again
             watch.engine_failed = True
             watch.finalizing = False
             return

@@ -45,12 +45,13 @@ slippage (program error 6001) → SLIPPAGE_EXCEEDED (ABORTED): REJECTED with its
 found before send, FAILED once sent; the wallet cannot pay → INSUFFICIENT_FUNDS
 (FAILED_PRECONDITION); the built swap fails simulation before send → REJECTED, RISK_LIMIT
 (check SIMULATION); expired (the chain past its lastValidBlockHeight, and the signature not
-found) → EXPIRED / TRADE_EXPIRED (also a Jito bundle dropped because its blockhash expired; a
-preflight that no longer knows the blockhash after a re-broadcast went out proves nothing: the
-signature decides); a Jito bundle dropped unlanded → FAILED (once its blockhash has expired), or
+found) → EXPIRED / TRADE_EXPIRED (also a Jito bundle dropped because its blockhash expired, as
+the node's isBlockhashValid says: a preflight or simulation that no longer knows the blockhash
+proves nothing — it keeps back a blockhash's last blocks — nor does one after a re-broadcast went
+out: the signature decides); a Jito bundle dropped unlanded → FAILED (once its blockhash has expired), or
 refused outright by the block engine → REJECTED, both BUNDLE_NOT_LANDED (ABORTED: submit again
-under a new request id); a swap that landed without the rest of its bundle is its fill, with
-the fees it paid alone;
+under a new request id); a swap that landed without the rest of its bundle is its fill once the
+rest has landed too or can no longer land, with the fees of those that landed;
 anything unexpected → INTERNAL with nothing internal in the message (the traceback is logged).
 """
 
@@ -502,7 +503,12 @@ class LiveExecutor:
             return
 
         # ---- the point of no return: from here the transaction may be on the network ----
-        if not self.orders.mark_pending(signature):  # no longer prepared: never send it
+        try:
+            marked = self.orders.mark_pending(signature)
+        except TradewireError as exc:  # (STORE_UNAVAILABLE: the shared journal could not record it; voided)
+            yield refused(exc)
+            return
+        if not marked:  # no longer prepared: never send it
             log.error("prepared transaction was voided before send", extra={"signature": signature})
             yield Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError("INTERNAL", "internal error"))
             return
@@ -806,42 +812,42 @@ class LiveExecutor:
         order = self._order_of(row)
         quote = quote_from_json(row.quote)
         dropped = watch.extra.get("dropped")  # why the block engine's Failed bundle did not land
+        fill = Fill(quote, 0, 0, FeeBreakdown(), row.signature)
+        rest: list[ChainFill] = []  # the swap never landed: what of the rest of its bundle did, alone
         if resolution.kind == EXPIRED and dropped is not None:
-            fill = Fill(quote, 0, 0, FeeBreakdown(), row.signature)
             (status, error), state, confirmed = dropped, STATE_DROPPED, False
+            rest, _ = await self._rest_of_bundle(row, resolution.slot, resolution.slot)
         elif resolution.kind == EXPIRED:
             state = STATE_EXPIRED
-            fill = Fill(quote, 0, 0, FeeBreakdown(), row.signature)
             status, error, confirmed = pb.TRADE_STATUS_EXPIRED, TradewireError(
                 "TRADE_EXPIRED", f"blockhash expired: transaction {row.signature} never landed (block height "
                                  f"{resolution.height} passed its last valid height {row.last_valid_block_height}); "
                                  f"nothing was charged"), False
+            rest, _ = await self._rest_of_bundle(row, resolution.slot, resolution.slot)
         elif resolution.kind == DROPPED:
-            fill = Fill(quote, 0, 0, FeeBreakdown(), row.signature)
-            status, error = await self._diagnose_dropped(order, row)
-            if status != pb.TRADE_STATUS_EXPIRED:
+            diagnosis = await self._diagnose_dropped(order, row, resolution.slot)
+            if diagnosis is None or diagnosis[0] != pb.TRADE_STATUS_EXPIRED:
                 # "Failed" is the engine's word for its own attempts; the signed bytes are out and may
                 # still land (a re-broadcast in flight, a leader) until their last valid height has
                 # passed. Told then, if they did not: "submit again" must never mean trading twice.
-                watch.extra["dropped"] = (status, error)
+                # (None: its blockhash is in its last blocks; if it never lands, it expired.)
+                if diagnosis is not None:
+                    watch.extra["dropped"] = diagnosis
                 return None
+            status, error = diagnosis
             state = STATE_EXPIRED
             confirmed = False
+            rest, _ = await self._rest_of_bundle(row, resolution.slot, 0)  # (the node said: no longer valid)
         else:
+            fills = await self._landed_fills(row, watch, resolution)
+            if fills is None:  # the rest of its bundle may still land: looked at again next round
+                return None
             state = STATE_LANDED
-            fills = await self._landed_fills(row)
             swap = fills[0]
             # SOL moved that no leg of the trade accounts for (e.g. an account a venue opened, paid
             # by the wallet) counts as rent paid or refunded: the book follows the wallet.
             sol_leg = WSOL_MINT in (order.input_mint.address, order.output_mint.address)
-            unexplained = sum(f.sol_change for f in fills[1:]) + (0 if sol_leg else swap.sol_change)
-            fees = FeeBreakdown(
-                base_fee_lamports=sum(f.base_fee for f in fills),
-                priority_fee_lamports=sum(f.priority_fee for f in fills),
-                jito_tip_lamports=sum(f.tip for f in fills),
-                ata_rent_lamports=sum(f.rent for f in fills) + max(0, -unexplained),
-                rent_refunded_lamports=sum(f.rent_refund for f in fills) + max(0, unexplained),
-            )
+            fees = _fees_of(fills, sum(f.sol_change for f in fills[1:]) + (0 if sol_leg else swap.sol_change))
             if swap.err is None:
                 amount_in = -swap.change(order.input_mint.address)
                 amount_out = swap.change(order.output_mint.address)
@@ -854,6 +860,11 @@ class LiveExecutor:
                 fill = Fill(quote, 0, 0, fees, row.signature, swap.slot)
                 status, error = chain_error(order, swap.err, where="before the swap landed", charged=True)
                 status, confirmed = pb.TRADE_STATUS_FAILED, False
+        if rest:  # (our dont-front marker's transaction, sent on alone by whoever took the bundle apart)
+            log.warning("transactions of a Jito bundle landed without its swap; their fees are booked",
+                        extra={"signature": row.signature, "landed": [f.signature for f in rest]})
+            fill = Fill(quote, 0, 0, _fees_of(rest, sum(f.sol_change for f in rest)), row.signature, rest[0].slot)
+            error = _charged_alone(error, fill.fees)
         value = await self._trade_value(order, fill) if status == pb.TRADE_STATUS_FILLED else 0
         unit_values = await self._unit_values(order)
         outcome = outcome_to_json(status, error, fill, confirmed)
@@ -872,26 +883,57 @@ class LiveExecutor:
                                                   "rent_refunded_lamports": fill.fees.rent_refunded_lamports})
         return outcome
 
-    async def _landed_fills(self, row: LiveOrder) -> list[ChainFill]:
+    async def _landed_fills(self, row: LiveOrder, watch: Watch, resolution: Resolution) -> list[ChainFill] | None:
         """The swap's fill first, then those of the other transactions of its bundle that landed.
-        A bundle lands whole, but a swap that landed without the rest (an unbundled transaction)
-        is still booked, with the fees it paid alone."""
-        fills = [await self._read(row.tx)]
+
+        A bundle lands whole, but a swap can land without the rest (its bundle taken apart, its
+        transactions sent on one by one): the rest (our dont-front marker's transaction) can then
+        land after it, paying its fee (and any tip) from the wallet, until their blockhash — the
+        swap's — expires. So the swap is final only with all of them, or once the rest can no
+        longer land, concluded as the confirmer concludes expiry: the height read at the start of
+        this round past their last valid height, then lookups by a node at least as far along
+        finding nothing. None until then (the trade stays SUBMITTED, its reservation held)."""
+        swap = watch.extra.get("swap_fill") or await self._read(row.tx)
+        watch.extra["swap_fill"] = swap  # (read once: it is looked at again each round)
+        expired_from = resolution.slot if resolution.height > row.last_valid_block_height else None
+        rest, pending = await self._rest_of_bundle(row, swap.slot, expired_from)
+        if pending:
+            if "unbundled" not in watch.extra:
+                watch.extra["unbundled"] = pending
+                log.warning("the swap landed without the rest of its Jito bundle; the rest is followed until it "
+                            "lands or its blockhash expires", extra={"signature": row.signature, "not_landed": pending})
+            return None
+        if len(rest) < len(row.wires) - 1:
+            log.warning("the swap landed without the rest of its Jito bundle", extra={"signature": row.signature})
+        return [swap, *rest]
+
+    async def _rest_of_bundle(self, row: LiveOrder, floor_slot: int,
+                              expired_from: int | None) -> tuple[list[ChainFill], list[str]]:
+        """(the fills of the other transactions of the row's bundle that landed, the signatures of
+        those that may still land). Statuses answered from a slot before ``floor_slot`` prove nothing
+        (UnreadableTransaction: tried again). The ones not found can never land when their blockhash
+        expired as seen from ``expired_from`` (a slot the answering node must have reached; None:
+        not expired): the ledger is asked for them too (history search can cover rooted slots only),
+        and what it does not have never landed."""
         others = [wire for wire in row.wires if wire != row.tx]
         if not others:
-            return fills
+            return [], []
         signatures = [str(VersionedTransaction.from_bytes(wire).signatures[0]) for wire in others]
         statuses, seen_at = await self.rpc.signature_statuses_at(signatures, search_history=True)
-        if seen_at < fills[0].slot:  # a node behind the swap's slot cannot say what landed with it
-            raise UnreadableTransaction(f"statuses of the bundle answered at slot {seen_at}, before the swap's "
-                                        f"slot {fills[0].slot}")
+        if seen_at < floor_slot:  # a node behind cannot say what landed
+            raise UnreadableTransaction(f"statuses of the bundle answered at slot {seen_at}, before slot {floor_slot}")
+        fills, missing = [], []
         for wire, signature, status in zip(others, signatures, statuses):
             if status is not None:
                 fills.append(await self._read(wire))
             else:
-                log.warning("the swap landed without the rest of its Jito bundle",
-                            extra={"signature": row.signature, "not_landed": signature})
-        return fills
+                missing.append((wire, signature))
+        if expired_from is None or seen_at < expired_from:
+            return fills, [signature for _, signature in missing]
+        for wire, signature in missing:
+            if await self.rpc.get_transaction(signature, self.config.commitment) is not None:
+                fills.append(await self._read(wire))
+        return fills, []
 
     async def _read(self, wire: bytes) -> ChainFill:
         """getTransaction for a landed transaction (retried: a node can lag its own statuses)."""
@@ -903,17 +945,42 @@ class LiveExecutor:
             await asyncio.sleep(min(1.0, 0.02 * 2 ** attempt))
         raise UnreadableTransaction(f"transaction {signature} confirmed but not readable yet")
 
-    async def _diagnose_dropped(self, order: Order, row: LiveOrder) -> tuple[int, TradewireError]:
+    async def _blockhash_maybe_valid(self, row: LiveOrder, slot: int) -> bool:
+        """False only when the node says the swap's blockhash is no longer valid, answering from a
+        bank at the configured commitment and at least at ``slot``; an error or a malformed answer
+        cannot tell (True: the signature decides)."""
+        blockhash = str(VersionedTransaction.from_bytes(row.tx).message.recent_blockhash)
+        config: dict[str, Any] = {"commitment": self.config.commitment}
+        if slot:
+            config["minContextSlot"] = slot
+        try:
+            result = await self.rpc.call("isBlockhashValid", [blockhash, config])
+            valid = result["value"]
+        except (*UPSTREAM_FAILURES, TypeError, KeyError) as exc:
+            log.warning("whether a Failed bundle's blockhash is still valid cannot be read; following its signature",
+                        extra={"signature": row.signature, "error": str(exc)})
+            return True
+        return valid is not False
+
+    async def _diagnose_dropped(self, order: Order, row: LiveOrder, slot: int) -> tuple[int, TradewireError] | None:
         """A Failed bundle landed nothing; re-simulating the swap tells the likely reason. When
         the swap would still run, the block engine dropped it for its own reasons (an auction
-        lost to higher tips, a leader that did not take bundles): not a fault of ours."""
+        lost to higher tips, a leader that did not take bundles): not a fault of ours.
+
+        A simulation that no longer knows the blockhash is no proof that it expired: simulation
+        keeps back a blockhash's last blocks (Agave's MAX_TRANSACTION_FORWARDING_DELAY) that a
+        leader still executes it in. Expired (EXPIRED, final) only when the node, at least as far
+        along as the bank that read the height at ``slot``, says the blockhash is no longer valid
+        (isBlockhashValid: its whole life); else None: followed by signature until it expires."""
         try:
             sim = await self.rpc.simulate(row.tx)
             err = sim.get("err")
         except Exception:  # noqa: BLE001 - a diagnosis only
             err = None
-        if is_blockhash_not_found(err):  # it can never land now: expired, not outbid
-            return blockhash_expired(f"before the Jito bundle {row.bundle_id} landed")
+        if is_blockhash_not_found(err):
+            if await self._blockhash_maybe_valid(row, slot):
+                return None
+            return blockhash_expired(f"before the Jito bundle {row.bundle_id} landed")  # expired, not outbid
         if err is not None and err != "AlreadyProcessed":
             return chain_error(order, err, where="and the Jito bundle did not land", charged=False)
         return pb.TRADE_STATUS_FAILED, TradewireError(
@@ -982,10 +1049,7 @@ class LiveExecutor:
         if row.booked == 0:
             self._book(row, order, fill, value, unit_values)
             return
-        before = row.realized_before
-        if before is None:  # claimed by a run that did not note it: count from here
-            before = self._realized_pnl(order.principal_id)
-        self._apply_booking(row, order, fill, value, unit_values, before)
+        self._apply_booking(row, order, fill, value, unit_values)
 
     def _book(self, row: LiveOrder, order: Order, fill: Fill, value: int,
               unit_values: dict[str, tuple[int, int]]) -> None:
@@ -993,15 +1057,17 @@ class LiveExecutor:
 
         The journal's claim keeps a second booking from starting; the fill ids of the holdings
         changes make a claimed booking safe to run again after a crash (at start-up)."""
-        realized_before = self._realized_pnl(order.principal_id)
-        if not self.orders.claim_booking(row.signature, realized_before):
+        if not self.orders.claim_booking(row.signature):
             return
-        self._apply_booking(row, order, fill, value, unit_values, realized_before)
+        self._apply_booking(row, order, fill, value, unit_values)
 
     def _apply_booking(self, row: LiveOrder, order: Order, fill: Fill, value: int,
-                       unit_values: dict[str, tuple[int, int]], realized_before: int) -> None:
+                       unit_values: dict[str, tuple[int, int]]) -> None:
         """The holdings changes of a claimed booking, each with a fill id derived from the
-        signature: run again, it applies only what was not applied yet. Then marks it booked.
+        signature: run again, it applies only what was not applied yet. Then marks it booked,
+        with the realised-PnL change the store recorded with the fill's id as it applied it: the
+        holdings' totals read around the apply would count other bookings of the principal made
+        meanwhile (another replica's, or another process's on the same store).
 
         Rent refunded by a closed token account comes back to the wallet: it first offsets the
         transaction's fees and rent paid; what exceeds them is SOL the book gains."""
@@ -1029,8 +1095,14 @@ class LiveExecutor:
             log.error("could not book a LIVE fill (tried again at the next start)",
                       extra={"signature": row.signature})
             return
-        after = sum(h.realized_pnl for h in after_holdings.values())
-        self.orders.booked(row.signature, after - realized_before)
+        # (deposits realise nothing: the fill's change is the booking's)
+        change = self.store.fill_realized_change(order.principal_id, LIVE, row.signature)
+        if change is None:
+            # Applied by an earlier version, which recorded no change: what the realised PnL moved
+            # since its claim noted it (0 when it did not note it).
+            after = sum(h.realized_pnl for h in after_holdings.values())
+            change = 0 if row.realized_before is None else after - row.realized_before
+        self.orders.booked(row.signature, change)
 
     def _book_deposit(self, principal_id: str, mint: str, amount: int, unit_values: dict[str, tuple[int, int]],
                       fill_id: str) -> None:
@@ -1039,9 +1111,6 @@ class LiveExecutor:
         self.store.apply_fill(principal_id, LIVE, FillLegs(
             input_mint=mint, amount_in=0, output_mint=mint, amount_out=amount,
             fee_mint=WSOL_MINT, fee_lamports=0, trade_value=amount * price // unit), fill_id=fill_id)
-
-    def _realized_pnl(self, principal_id: str) -> int:
-        return sum(h.realized_pnl for h in self.store.holdings(principal_id, LIVE).values())
 
     async def _booking_inputs(self, row: LiveOrder) -> tuple[Order, Fill, int, dict[str, tuple[int, int]]] | None:
         """What :meth:`_book` needs for a final row, or None when its outcome books nothing."""
@@ -1139,6 +1208,26 @@ class LiveExecutor:
                         extra={"trade_request_id": row.request_id})
         except Exception:  # noqa: BLE001 - the live journal stays authoritative; log and go on
             log.exception("could not complete the trade record", extra={"trade_request_id": row.request_id})
+
+
+def _fees_of(fills: list[ChainFill], unexplained: int) -> FeeBreakdown:
+    """What these landed transactions cost the wallet; ``unexplained``: SOL they moved that no
+    leg of the trade accounts for, counted as rent paid (below 0) or refunded."""
+    return FeeBreakdown(
+        base_fee_lamports=sum(f.base_fee for f in fills),
+        priority_fee_lamports=sum(f.priority_fee for f in fills),
+        jito_tip_lamports=sum(f.tip for f in fills),
+        ata_rent_lamports=sum(f.rent for f in fills) + max(0, -unexplained),
+        rent_refunded_lamports=sum(f.rent_refund for f in fills) + max(0, unexplained),
+    )
+
+
+def _charged_alone(error: TradewireError, fees: FeeBreakdown) -> TradewireError:
+    """The error of a swap that never landed while other transactions of its bundle did: their
+    fees were charged (its words said nothing was)."""
+    return dataclasses.replace(error, message=error.message.replace(
+        "nothing was charged", f"only the {fees.total_lamports} lamports of fees of the transactions of its Jito "
+                               f"bundle that landed without it were charged"))
 
 
 def _rank(status: int) -> int:
