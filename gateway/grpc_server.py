@@ -98,21 +98,53 @@ def _decoder(rpc: Rpc, max_message_bytes: int) -> Callable[[bytes], object]:
     return decode
 
 
-async def _one_message(context: grpc.aio.ServicerContext, ctx: CallContext) -> bytes:
-    """The request message of a call that takes one, read by the handler (after the credentials).
+async def _one_message(context: grpc.aio.ServicerContext, ctx: CallContext, decode: Callable[[bytes], object]):
+    """The request of a call that takes one message, read by the handler (after the credentials)
+    and decoded, with the end of the request stream after it.
 
     grpcio reads it itself for a unary-request handler, and when the stream is half-closed
     before a whole message came (no DATA frame, or one cut short) it ends the handler without
     sending any status: the call then hangs, unanswered and unrecorded, until the connection
-    closes. So every handler is registered as request-streaming (see _handlers) and a call
-    without a complete message is refused here like any undecodable one.
+    closes; and it ignores whatever the client sends after that message. So every handler is
+    registered as request-streaming (see _handlers) and the stream is read here to its end: a
+    call without a complete message, or with more than one, is refused like any undecodable one
+    (MALFORMED_REQUEST), before anything runs. A client half-closes with its one message
+    (grpcio's and grpc-go's on the same DATA frame), so that end is there at once: one read more
+    per call, one completion-queue round trip. A call that keeps its stream open after its
+    message is served once it half-closes (as grpc-java serves one), or ends at its deadline.
+    (A partial frame after the message is dropped by grpcio itself: it cannot be seen here.)
+
+    A call grpcio ends itself — its caller reset it, its deadline passed, grpcio refused it (a
+    message flagged compressed that does not inflate with its grpc-encoding or has none, an
+    unknown grpc-encoding, a malformed grpc-timeout: INTERNAL) — has its handler cancelled; the
+    read that was waiting may answer EOF first, the next one is cancelled. Before the whole
+    request is read, such a call is recorded DEADLINE_EXCEEDED when its deadline has come (what
+    grpcio answered), and otherwise not at all, as grpcio's other refusals are not: the handler
+    cannot tell a caller that left (CANCELLED) from grpcio's refusal (INTERNAL), and must claim
+    neither. (One that grpcio ends right after its one message — refusing a second one it cannot
+    inflate — looks well-formed here: it runs until its next await, as a call whose caller
+    leaves then does; telling it apart would cost every call one more read.)
     """
-    raw = await context.read()
-    if raw is not grpc.aio.EOF:
-        return raw
-    if ctx.ended_by_deadline():  # (grpcio ends the read of a call cut off by its deadline alike)
-        raise deadline_exceeded()
-    raise TradewireError("MALFORMED_REQUEST", "the request does not hold a complete message")
+    try:
+        raw = await context.read()
+        if raw is grpc.aio.EOF:
+            # Half-closed without a whole message, or ended by grpcio: the next read tells which.
+            await context.read()
+            if ctx.ended_by_deadline():
+                raise deadline_exceeded()
+            raise TradewireError("MALFORMED_REQUEST", "the request does not hold a complete message")
+        request = decode(raw)
+        if await context.read() is not grpc.aio.EOF:
+            raise TradewireError("MALFORMED_REQUEST",
+                                 f"the request holds more than one message: {ctx.method} takes one")
+        return request
+    except asyncio.CancelledError:
+        if not ctx.ended_by_deadline():
+            raise  # (not recorded: see above)
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # (it is answered, and recorded, as the deadline's end instead)
+        raise deadline_exceeded() from None
 
 
 def _first_steps(service) -> Callable[[CallContext], contextlib.AbstractContextManager]:
@@ -132,7 +164,7 @@ def _unary_handler(rpc: Rpc, service, max_message_bytes: int) -> Callable:
         ctx = _context(rpc, context)  # (the request is read with context.read(): _one_message)
         try:
             with first_steps(ctx):
-                response = await method(decode(await _one_message(context, ctx)), ctx)
+                response = await method(await _one_message(context, ctx, decode), ctx)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             await _abort(context, ctx, exc)
         await context.send_initial_metadata(tuple(ctx.response_headers.items()))
@@ -165,7 +197,7 @@ def _stream_handler(rpc: Rpc, service, max_message_bytes: int) -> Callable:
         sent_headers = False
         try:
             with first_steps(ctx):
-                request = decoded(raw_requests) if rpc.client_streaming else decode(await _one_message(context, ctx))
+                request = decoded(raw_requests) if rpc.client_streaming else await _one_message(context, ctx, decode)
                 stream = method(request, ctx)
                 task = asyncio.current_task()
                 forget = (hub.on_drop(task, lambda error: _terminate_later(context, ctx, error))
