@@ -1,6 +1,8 @@
 """One process serving every protocol: grpcio on its port, uvicorn (HTTP/1.1) on the other.
 
-SIGTERM/SIGINT start a graceful shutdown that ends within ``shutdown.deadline_s``:
+SIGTERM, SIGINT and SIGHUP start a graceful shutdown that ends within ``shutdown.deadline_s``
+(one that comes while the gateway starts stops it as soon as it serves; before it began to
+start, it does not start at all):
 
 1. health goes NOT_SERVING (grpc.health.v1 and HealthCheck), then every new call is refused
    with UNAVAILABLE (reason SHUTTING_DOWN) on every protocol — the listeners stay open so
@@ -22,7 +24,6 @@ import contextlib
 import gc
 import ipaddress
 import logging
-import signal
 import socket
 import time
 
@@ -34,13 +35,13 @@ from tradewire.gateway.assembly import Core, StartupError, build_core
 from tradewire.gateway.grpc_server import GrpcServer
 from tradewire.gateway.http_app import build_http_app
 from tradewire.gateway.http_limits import HttpLimits, protocol_class
-from tradewire.gateway.worker_metrics import WorkerMetrics
+from tradewire.gateway.worker_metrics import WorkerMetrics, socket_name
 
 log = logging.getLogger("tradewire.server")
 
 
 class _UvicornServer(uvicorn.Server):
-    """uvicorn without its own signal handling: this process owns SIGTERM/SIGINT."""
+    """uvicorn without its own signal handling: this process owns the stop signals (serve)."""
 
     @contextlib.contextmanager
     def capture_signals(self):
@@ -51,13 +52,17 @@ class Gateway:
     def __init__(self, settings: Settings, core: Core | None = None, worker: int | None = None) -> None:
         """``worker``: this process's index among the supervisor's workers (gateway/workers.py)."""
         self.settings = settings
+        self.worker = worker
         self.core = core or build_core(settings)
         server = settings.server
         # Several workers share the ports (gateway/workers.py); alone, a taken port is an error.
         self.reuse_port = server.workers > 1
-        self.grpc = GrpcServer(self.core.service, server.grpc_host, server.grpc_port, server.max_body_bytes,
-                               reuse_port=self.reuse_port, max_header_bytes=server.max_header_bytes,
-                               max_headers=server.max_headers)
+        try:
+            self.grpc = GrpcServer(self.core.service, server.grpc_host, server.grpc_port, server.max_body_bytes,
+                                   reuse_port=self.reuse_port, max_header_bytes=server.max_header_bytes,
+                                   max_headers=server.max_headers)
+        except OSError as exc:  # "cannot listen for gRPC on <address>: ...", as it is
+            raise StartupError(str(exc)) from None
         registry = self.core.metrics.registry
         # With several workers a scrape of the shared port answers for all of them.
         self.worker_metrics = (WorkerMetrics(registry, worker, server.workers, server.http_host, server.http_port)
@@ -90,18 +95,37 @@ class Gateway:
         return self.http.servers[0].sockets[0].getsockname()[1]
 
     async def start(self) -> None:
+        if self.worker_metrics is not None:  # first: its name taken ends the start before the core starts
+            try:
+                await self.worker_metrics.start()
+            except OSError as exc:
+                server = self.settings.server
+                name = socket_name(server.http_host, server.http_port, self.worker).replace("\0", "@", 1)  # (abstract)
+                raise StartupError(f"cannot listen for the workers' metrics on {name}: {exc.strerror or exc}") from None
         await self.core.start()
         store = self.core.store
         await self.grpc.start(store_ok=lambda: store.health()[0])
-        if self.worker_metrics is not None:
-            await self.worker_metrics.start()
         self._http_task = asyncio.create_task(self.http.serve(sockets=[self._http_socket]), name="uvicorn")
         while not self.http.started:
             if self._http_task.done():
-                self._http_task.result()  # raises what stopped it (e.g. the port is taken)
+                try:
+                    self._http_task.result()  # raises what stopped it
+                except OSError as exc:  # the port is taken (bound, it failed to listen): say which
+                    server = self.settings.server
+                    raise StartupError(f"cannot listen for HTTP on {server.http_host}:{server.http_port}: "
+                                       f"{exc.strerror or exc}") from None
                 raise RuntimeError("HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
         log.info("serving", extra={"grpc_port": self.grpc_port, "http_port": self.http_port})
+
+    async def abandon(self) -> None:
+        """After a failed start: the gRPC listener stops (else it is shut down once the event
+        loop is gone, an error logged with a traceback)."""
+        with contextlib.suppress(Exception):
+            await self.grpc.stop(0)
+        if self.worker_metrics is not None:
+            with contextlib.suppress(Exception):
+                await self.worker_metrics.stop()
 
     async def stop(self) -> None:
         """The graceful shutdown (module docstring), bounded by ``shutdown.deadline_s``."""
@@ -168,7 +192,8 @@ def _is_ip_address(host: str) -> bool:
 
 def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     """A listening-ready TCP socket for the HTTP listener (uvicorn listens on it); with
-    ``reuse_port`` several workers bind the same port."""
+    ``reuse_port`` several workers bind the same port. StartupError naming the address when it
+    cannot be bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -178,22 +203,28 @@ def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror or exc}") from None
+        raise StartupError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror or exc}") from None
     return sock
 
 
-async def serve(settings: Settings, worker: int | None = None) -> None:
-    # Handlers first: a SIGTERM that arrives while starting still means a clean stop.
+async def serve(settings: Settings, signals, worker: int | None = None) -> bool:
+    """Serve until a stop signal; ``signals``: the command's (cli.StopSignals), noted since the
+    process began. False when one came before the start began (nothing was started)."""
+    # Handlers first: a signal that arrived while starting still means a clean stop.
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    signals.hand_over(asyncio.get_running_loop(), stop.set)
+    if stop.is_set():  # nothing started yet: nothing to stop
+        log.info("stopped before serving", extra={"signal": signals.first})
+        return False
+    gateway: Gateway | None = None
     try:
         gateway = Gateway(settings, worker=worker)
         await gateway.start()
-    except StartupError:
-        raise
     except Exception as exc:  # whatever keeps it from starting: one line; the traceback at debug level
+        if gateway is not None:
+            await gateway.abandon()
+        if isinstance(exc, StartupError):
+            raise
         log.debug("start-up failed", exc_info=True)
         raise StartupError(f"cannot start: {exc or exc.__class__.__name__}") from exc
     # Everything built so far (modules, the core's object graph) lives as long as the process:
@@ -202,5 +233,6 @@ async def serve(settings: Settings, worker: int | None = None) -> None:
     gc.collect()
     gc.freeze()
     await stop.wait()
-    log.info("shutting down", extra={"deadline_s": settings.shutdown.deadline_s})
+    log.info("shutting down", extra={"deadline_s": settings.shutdown.deadline_s, "signal": signals.first})
     await gateway.stop()
+    return True

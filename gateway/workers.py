@@ -9,8 +9,15 @@ redis_url``, required by the settings). What stays local to a worker — its aud
 journal — lives under ``data_dir/worker-{i}``, so each worker also finds its own unfinished
 work after a restart.
 
-This supervisor forwards SIGTERM/SIGINT (each worker then shuts down gracefully on its own),
-restarts a worker that dies unexpectedly (with backoff), and exits 0 when every worker
+Before it starts any worker, the supervisor makes sure nothing listens on either address yet:
+a socket bound without SO_REUSEPORT is refused by any listener there, so another service —
+even another tradewire service, whose workers would let these join their SO_REUSEPORT group
+and take a share of its connections — ends this one at once with one ``tradewire: cannot
+listen ...`` line, before anything started (a worker it restarts later is not checked: its
+siblings hold the ports, and it joins them).
+
+This supervisor forwards SIGTERM/SIGINT/SIGHUP (each worker then shuts down gracefully on its
+own), restarts a worker that dies unexpectedly (with backoff), and exits 0 when every worker
 stopped cleanly. A supervisor killed outright takes its workers with it: each gets SIGTERM
 (outlives_supervisor) and shuts down gracefully. A worker that cannot start ends the service
 instead: at once when it never served, or after several failed starts in a row when it had —
@@ -25,6 +32,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,6 +50,9 @@ log = logging.getLogger("tradewire.workers")
 # start-up — no readiness message to send, lose or wait for. A pipe carries only the reason,
 # for the supervisor's one ``tradewire: ...`` line (the workers' stderr is the JSON log).
 NOT_STARTED = 3
+# A worker stopped by a signal before it began to start (server.serve) exits with this code: for
+# a first start that is a clean stop, for a restart after failed ones a worker still down.
+STOPPED_BEFORE_SERVING = 4
 _REASON_MAX_BYTES = 4000  # within PIPE_BUF: written at once, never blocks the worker
 
 # Every restart backs off from 0.5 s to 10 s. A worker that served and died is restarted as
@@ -89,13 +100,17 @@ def _of_worker(path: Path, index: int) -> Path:
     return path.with_name(f"{path.stem}-worker-{index}{path.suffix}")
 
 
-async def supervise(settings: Settings, config_path: str | None) -> int:
-    """Run ``settings.server.workers`` workers until SIGTERM/SIGINT; the exit code. Raises
-    StartupError (once every worker stopped) when a worker could not start."""
+async def supervise(settings: Settings, config_path: str | None, signals) -> int:
+    """Run ``settings.server.workers`` workers until a stop signal (``signals``: the command's,
+    cli.StopSignals, noted since the process began); the exit code. Raises StartupError when an
+    address to listen on is taken (before any worker started), or (once every worker stopped)
+    when a worker could not start."""
     service = _Service(config_path, settings.shutdown.deadline_s)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, service.stop.set)
+    signals.hand_over(asyncio.get_running_loop(), service.stop.set)
+    if service.stop.is_set():  # before any worker started: nothing to stop
+        log.info("stopped before serving", extra={"signal": signals.first})
+        return 0
+    check_listening_addresses_free(settings)
     codes = await asyncio.gather(*(_keep_running(i, service) for i in range(settings.server.workers)))
     if service.failure is not None:
         raise StartupError(service.failure)
@@ -105,6 +120,29 @@ async def supervise(settings: Settings, config_path: str | None) -> int:
         return 1
     log.info("all %d workers stopped", len(codes))
     return 0
+
+
+def check_listening_addresses_free(settings: Settings) -> None:
+    """StartupError naming the listener when something listens on its address already.
+
+    The workers bind with SO_REUSEPORT, which lets them join any listener there that set it too
+    (one of another service's workers, on the same address or a wildcard one), and take a share
+    of its connections without a word. The probe binds without it (SO_REUSEADDR only, as the
+    gateway's own sockets: a closed connection in TIME_WAIT is no listener), which any listener
+    on the port refuses, reuse-port or not; it never listens, and is closed before the workers
+    start."""
+    server = settings.server
+    for protocol, host, port in (("gRPC", server.grpc_host, server.grpc_port),
+                                 ("HTTP", server.http_host, server.http_port)):
+        if port == 0:  # (the settings require fixed ports with several workers)
+            continue
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise StartupError(f"cannot listen for {protocol} on {host}:{port}: {exc.strerror or exc}") from None
 
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -201,10 +239,11 @@ async def _keep_running(index: int, service: _Service) -> int:
 
 def _stopped_code(code: int, start_failures: int) -> int:
     """A worker's exit code once stopped, as the service reports it."""
-    if code == -signal.SIGTERM and not start_failures:
-        # Killed by the signal's default action: it came before the worker installed its
-        # handlers, which it does before serving anything (server.serve), so nothing was lost.
-        # (Not so for a retry after failed starts: then the worker is still not running.)
+    if code in (-signal.SIGTERM, STOPPED_BEFORE_SERVING) and not start_failures:
+        # It did not start at all: the signal came before the worker began to (noted, or — in
+        # the interpreter's first moments, before the command noted signals — killed by the
+        # signal's default action), so nothing was lost. (Not so for a retry after failed
+        # starts: then the worker is still down.)
         return 0
     return code
 
