@@ -54,6 +54,8 @@ class ServerConfig(_Model):
     max_body_bytes: int = Field(1 << 20, ge=1024, le=(2**31 - 1) // 2,
                                 description="largest request body / message accepted")
     cors_origins: tuple[str, ...] = ("*",)
+    # Only what calls still open at the listeners get once trades and streams are done (at most a
+    # quarter of what is left of [shutdown] deadline_s, which bounds the whole stop).
     shutdown_grace_s: float = Field(15.0, ge=0)
     web_root: Path | None = Field(None, description="built dashboard folder served at /")
     # Serving processes on the same two ports (SO_REUSEPORT; gateway/workers.py). Each is a
@@ -487,7 +489,7 @@ class WebhooksConfig(_Model):
 
 
 class ShutdownConfig(_Model):
-    """SIGTERM/SIGINT: stop admitting, let running trades finish, close streams, flush, exit 0."""
+    """SIGTERM/SIGINT/SIGHUP: stop admitting, let running trades finish, close streams, flush, exit 0."""
 
     deadline_s: float = Field(30.0, gt=0, description="signal → exit, at most")
     final_s: float = Field(3.0, gt=0, description="of deadline_s, kept for closing streams and flushing "

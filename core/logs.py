@@ -135,7 +135,10 @@ class _EventLogger:
         line = {"ts": _timestamp(), "level": level, "logger": self.name, "msg": event, **process_fields}
         line.update(call_fields.get())
         line.update(fields)
-        write(orjson.dumps(line) + b"\n")
+        try:
+            write(orjson.dumps(line) + b"\n")
+        except (OSError, ValueError):  # (a closed terminal or pipe) a log line never fails a call or trade
+            return
         _flush_soon(flush)
 
     def info(self, event: str, **fields: Any) -> None:
