@@ -280,8 +280,11 @@ class _MethodSymbols:
         return getattr(self._pool, name)
 
 
-def _check_free(host: str, port: int) -> None:
-    """OSError naming the listener when ``host:port`` cannot be bound (taken, or not an address here)."""
+def check_port_free(host: str, port: int, protocol: str = "gRPC") -> None:
+    """OSError naming the listener when ``host:port`` cannot be bound (taken, or not an address
+    here). The probe binds without SO_REUSEPORT, so a listener in a reuse-port group (another
+    service's workers) is found too; with SO_REUSEADDR, as the gateway's own sockets, so a closed
+    connection in TIME_WAIT is no listener. It never listens, and is closed at once."""
     if port == 0:
         return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -290,7 +293,7 @@ def _check_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise OSError(f"cannot listen for gRPC on {host}:{port}: {exc.strerror or exc}") from None
+            raise OSError(f"cannot listen for {protocol} on {host}:{port}: {exc.strerror or exc}") from None
 
 
 class _HealthServicer(health_aio.HealthServicer):
@@ -383,7 +386,7 @@ class GrpcServer:
         if recorder is not None:
             self.server.add_generic_rpc_handlers((_Unrouted(recorder),))  # last of all (see _Unrouted)
         if not reuse_port:
-            _check_free(host, port)  # (grpcio's own failure is a C++ log line and a bare RuntimeError)
+            check_port_free(host, port)  # (grpcio's own failure is a C++ log line and a bare RuntimeError)
         try:
             self.port = self.server.add_insecure_port(f"{host}:{port}")
         except RuntimeError:

@@ -32,7 +32,6 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from pathlib import Path
 from tradewire.core.config import Settings, admin_spool_path, key_db_path
 from tradewire.core.retry import RetryPolicy
 from tradewire.gateway.assembly import StartupError
+from tradewire.gateway.grpc_server import check_port_free
 
 log = logging.getLogger("tradewire.workers")
 
@@ -127,22 +127,15 @@ def check_listening_addresses_free(settings: Settings) -> None:
 
     The workers bind with SO_REUSEPORT, which lets them join any listener there that set it too
     (one of another service's workers, on the same address or a wildcard one), and take a share
-    of its connections without a word. The probe binds without it (SO_REUSEADDR only, as the
-    gateway's own sockets: a closed connection in TIME_WAIT is no listener), which any listener
-    on the port refuses, reuse-port or not; it never listens, and is closed before the workers
-    start."""
+    of its connections without a word; the probe (check_port_free) binds without it, which any
+    listener on the port refuses."""
     server = settings.server
     for protocol, host, port in (("gRPC", server.grpc_host, server.grpc_port),
                                  ("HTTP", server.http_host, server.http_port)):
-        if port == 0:  # (the settings require fixed ports with several workers)
-            continue
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                raise StartupError(f"cannot listen for {protocol} on {host}:{port}: {exc.strerror or exc}") from None
+        try:
+            check_port_free(host, port, protocol)
+        except OSError as exc:
+            raise StartupError(str(exc)) from None
 
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h

@@ -19,12 +19,13 @@ import json
 import struct
 import time
 import uuid
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import httpx
 import pytest
 from google.protobuf import timestamp_pb2
 
+from support.grpc_web import grpc_web_outcome
 from support.trading import eventually, metric
 from tradewire.v1 import service_pb2 as spb
 
@@ -68,30 +69,15 @@ def _stream_end(body: bytes) -> dict:
     raise AssertionError(f"no end-of-stream frame in {body!r}")
 
 
-def _grpc_web_status(response: httpx.Response) -> tuple[str | None, str]:
-    """gRPC-Web's grpc-status and grpc-message, from the headers (trailers-only) or the trailer frame."""
-    assert response.status_code == 200, (response.status_code, response.text)
-    trailers = {k: v for k, v in response.headers.items() if k.startswith("grpc-")}
-    body, i = response.content, 0
-    while "grpc-status" not in trailers and i + 5 <= len(body):
-        flags, size = body[i], struct.unpack(">I", body[i + 1:i + 5])[0]
-        if flags & 0x80:
-            for line in body[i + 5:i + 5 + size].decode().split("\r\n"):
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    trailers[name.strip().lower()] = value.strip()
-        i += 5 + size
-    return trailers.get("grpc-status"), unquote(trailers.get("grpc-message", ""))
-
-
 # -- 1. header values with bytes that are not UTF-8 ------------------------------------------
 
 def _outcome(kind: str, response: httpx.Response) -> str:
     """The call's code, read in its protocol's form (never a 500 with the codec's text)."""
     _clean(response.text)
     if kind.startswith("grpc-web"):
-        status, message = _grpc_web_status(response)
-        _clean(message)
+        outcome = grpc_web_outcome(response)
+        status = outcome["status"]
+        _clean(outcome["message"])
         return {"0": "ok", "5": "not_found", "16": "unauthenticated"}.get(status, f"grpc-status {status}")
     if kind == "connect-stream":
         assert response.status_code == 200, (response.status_code, response.text)

@@ -7,80 +7,22 @@ behind while it stays open. Sent with h2: grpcio's own client always sends a mes
 
 from __future__ import annotations
 
-import base64
-import json
-import socket
 import struct
 import uuid
 
-import h2.config
-import h2.connection
-import h2.events
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from support.gateway_process import GatewayProcess
+from support.raw_grpc import RawGrpcConnection, access_lines, credentials, error_reason
 from support.trading import eventually, metric
 
-SERVICE = "/tradewire.v1.TradeExecutionService/"
 METHODS = ["GetMarket", "ExecuteTrade", "StreamExecutionStatus"]
-# What is sent after the HEADERS frame (None: END_STREAM on the HEADERS frame itself).
+# The DATA frames sent after the HEADERS frame (none: END_STREAM on the HEADERS frame itself).
 BODIES = {
-    "no message": None,
-    "message cut short": struct.pack(">BI", 0, 10) + b"\x0a\x03",
-    "length prefix cut short": b"\x00\x00",
+    "no message": [],
+    "message cut short": [struct.pack(">BI", 0, 10) + b"\x0a\x03"],
+    "length prefix cut short": [b"\x00\x00"],
 }
-ANSWER_TIMEOUT_S = 5.0
-
-
-class RawGrpcConnection:
-    """One HTTP/2 connection to the gRPC port, on which calls are sent as raw frames."""
-
-    def __init__(self, target: str) -> None:
-        host, port = target.rsplit(":", 1)
-        self._sock = socket.create_connection((host, int(port)), timeout=ANSWER_TIMEOUT_S)
-        self._h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        self._h2.initiate_connection()
-        self._flush()
-
-    def send(self, method: str, headers: list[tuple[str, str]], body: bytes | None, half_close: bool = True) -> int:
-        """Open a call to ``method``, half-closed after ``body`` (unless not ``half_close``); its stream id."""
-        stream_id = self._h2.get_next_available_stream_id()
-        self._h2.send_headers(stream_id, [
-            (":method", "POST"), (":scheme", "http"), (":path", SERVICE + method), (":authority", "x"),
-            ("content-type", "application/grpc"), ("te", "trailers"), *headers],
-            end_stream=half_close and body is None)
-        if body is not None:
-            self._h2.send_data(stream_id, body, end_stream=half_close)
-        self._flush()
-        return stream_id
-
-    def answers(self, stream_ids: set[int]) -> dict[int, dict[str, str]]:
-        """Each stream's response headers and trailers together, once every one has ended;
-        TimeoutError when the gateway stays silent for ANSWER_TIMEOUT_S (the socket's timeout)."""
-        headers: dict[int, dict[str, str]] = {stream_id: {} for stream_id in stream_ids}
-        open_ids = set(stream_ids)
-        while open_ids:
-            data = self._sock.recv(1 << 16)
-            assert data, "the gateway closed the connection"
-            for event in self._h2.receive_data(data):
-                if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
-                    headers[event.stream_id].update((k.decode(), v.decode()) for k, v in event.headers)
-                elif isinstance(event, h2.events.StreamEnded):
-                    open_ids.discard(event.stream_id)
-            self._flush()
-        return headers
-
-    def call(self, method: str, headers: list[tuple[str, str]], body: bytes | None,
-             half_close: bool = True) -> dict[str, str]:
-        stream_id = self.send(method, headers, body, half_close)
-        return self.answers({stream_id})[stream_id]
-
-    def _flush(self) -> None:
-        self._sock.sendall(self._h2.data_to_send())
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 @pytest.fixture
@@ -88,25 +30,6 @@ def connection(gateway):
     raw = RawGrpcConnection(gateway.grpc_target)
     yield raw
     raw.close()
-
-
-def error_reason(answer: dict[str, str]) -> str:
-    """The ErrorInfo reason in the answer's grpc-status-details-bin ("" without one)."""
-    encoded = answer.get("grpc-status-details-bin", "")
-    status = status_pb2.Status.FromString(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
-    reasons = [error_details_pb2.ErrorInfo.FromString(d.value).reason for d in status.details
-               if d.type_url.endswith("/google.rpc.ErrorInfo")]
-    return (reasons or [""])[0]
-
-
-def access_lines(gateway, correlation_id: str) -> list[dict]:
-    lines = [json.loads(text) for text in gateway.log_text().splitlines() if text.startswith("{")]
-    return [line for line in lines
-            if line.get("logger") == "tradewire.access" and line.get("correlation_id") == correlation_id]
-
-
-def credentials(gateway, correlation_id: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {gateway.key('trader')}"), ("x-correlation-id", correlation_id)]
 
 
 @pytest.mark.parametrize("body", BODIES.values(), ids=BODIES.keys())
@@ -134,7 +57,7 @@ async def test_a_call_without_a_whole_message_is_refused_as_malformed(gateway, c
 async def test_credentials_are_checked_before_the_missing_message(gateway, connection, method):
     correlation_id = f"half-closed-anon-{uuid.uuid4().hex}"
 
-    answer = connection.call(method, [("x-correlation-id", correlation_id)], None)
+    answer = connection.call(method, [("x-correlation-id", correlation_id)], [])
 
     assert answer.get("grpc-status") == "16", answer  # UNAUTHENTICATED
     assert error_reason(answer) == "AUTH_MISSING", answer
@@ -150,7 +73,7 @@ async def test_a_call_whose_deadline_passes_before_its_message_is_recorded_as_su
     correlation_id = f"no-message-deadline-{uuid.uuid4().hex}"
     headers = [*credentials(gateway, correlation_id), ("grpc-timeout", "300m")]
 
-    answer = connection.call(method, headers, None, half_close=False)
+    answer = connection.call(method, headers, [], half_close=False)
 
     assert answer.get("grpc-status") == "4", answer  # DEADLINE_EXCEEDED
     rows = await eventually(lambda: gateway.audit_rows("tw_requests", correlation_id=correlation_id),
@@ -170,9 +93,9 @@ async def test_many_half_closed_calls_on_one_connection_leave_nothing_behind(tmp
     try:
         headers = credentials(gateway, f"half-closed-many-{uuid.uuid4().hex}")
         tasks_before = await metric(gateway, "tradewire_event_loop_tasks")
-        answered: dict[int, dict[str, str]] = {}
+        answered: dict[int, dict] = {}
         for first in range(0, calls, batch_size):  # each batch's answers are read before the next is sent
-            sent = {connection.send(METHODS[n % len(METHODS)], headers, None)
+            sent = {connection.send(METHODS[n % len(METHODS)], headers, [])
                     for n in range(first, first + batch_size)}
             answered.update(connection.answers(sent))
 
