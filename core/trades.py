@@ -364,7 +364,7 @@ class TradeRunner:
                     self._transition(trade, pb.TRADE_STATUS_ROUTED, f"routed to the {executor.name} executor")
                 outcome = await self._drive(trade, executor)
         except TakenOver as exc:
-            self._relinquish(trade, exc)
+            await self._refused(trade, exc)
             return
         except self.store_outages as exc:
             if trade.committed:  # it may have been booked or sent: its executor says which, once it can
@@ -393,7 +393,7 @@ class TradeRunner:
         """Run the executor, retrying transient failures before the point of no return."""
         failures = 0
         while True:
-            attempt = executor.execute(trade.order)
+            attempt = _attempt(executor, trade)
             try:
                 async for item in attempt:
                     if isinstance(item, Progress):
@@ -585,16 +585,63 @@ class TradeRunner:
 
     async def _settle(self, trade: Trade) -> None:
         """A committed trade whose executor lost the store: it may have been booked (or sent);
-        its executor's reconcile says what happened, as after a restart."""
+        its executor's reconcile says what happened, as after a restart — once the store answers,
+        and only while it still holds this run of the trade as this replica's (else TakenOver, or
+        TradeLost: a store that restarted empty is not written to about a run it forgot, nor is
+        the run a retry started there since)."""
         reconcile = getattr(self.executors.get(trade.order.mode), "reconcile", None)
-        if reconcile is None:
+
+        def settled():
+            self._check_still_here(trade)
+            return None if reconcile is None else reconcile(trade.order, trade.result)
+
+        outcome = await self._once_store_answers(settled)
+        if outcome is None:
             outcome = Outcome(pb.TRADE_STATUS_FAILED, error=TradewireError(
                 "UPSTREAM_UNAVAILABLE", "the store did not answer after the trade may have been sent and its "
                 "executor cannot reconcile it; check the signature on chain"))
-        else:
-            outcome = await self._once_store_answers(lambda: reconcile(trade.order, trade.result))
         self._publish_progress(trade, outcome)
         self._finish(trade, outcome)
+
+    def _check_still_here(self, trade: Trade) -> None:
+        """Raise TradeLost if the store no longer holds this run of the trade (it lost it, and a
+        retry may have claimed the request id afresh since: another run), TakenOver if another
+        replica owns it or it has ended (settled elsewhere)."""
+        record = self.store.get(*trade.key)
+        if record is None or record.result.trade_id != trade.result.trade_id:
+            raise TradeLost(f"this run of trade {trade.order.request_id!r} is no longer in the store")
+        owner = getattr(self.store, "owner", None) if self.store.shared else None
+        if lifecycle.is_terminal(record.result.status) or (
+                owner is not None and owner(*trade.key) != getattr(self.store, "replica_id", None)):
+            raise TakenOver(f"trade {trade.order.request_id!r} is owned by another replica now")
+
+    async def _refused(self, trade: Trade, why: TakenOver) -> None:
+        """A save was refused (another replica owns the trade, or the store lost it), or the executor
+        refused to go on (a fill id it was to book was used): the trade stops here if it is no longer
+        this replica's to end. One the store still holds as this replica's must not be left unfinished
+        (no replica adopts the trades of one that is alive): it ends here, settled by its executor as
+        after a restart (a committed one: what was booked or sent, or nothing)."""
+        if trade.committed and not isinstance(why, TradeLost):
+            try:
+                self._check_still_here(trade)
+            except TakenOver as exc:
+                why = exc
+            except self.store_outages as exc:  # asked again once the store answers (_settle checks first)
+                self._wait_for_store(trade, exc, lambda: self._settle(trade))
+                return
+            else:
+                log.error("trade %s: its executor refused to go on at %s (%s), but the trade is still this "
+                          "replica's; it is settled here", trade.order.request_id, pb.TradeStatus.Name(trade.stage),
+                          why)
+                try:
+                    await self._settle(trade)
+                except TakenOver as exc:
+                    self._relinquish(trade, exc)
+                except Exception:
+                    log.exception("settling trade %s failed", trade.order.request_id)
+                    self._finish(trade, Outcome(pb.TRADE_STATUS_FAILED, error=internal_error()))
+                return
+        self._relinquish(trade, why)
 
     def _abandon(self, trade: Trade) -> None:
         """Shutdown reached a trade that has not ended: keep it unfinished for the restart."""
@@ -636,7 +683,7 @@ class TradeRunner:
         if isinstance(why, TradeLost):
             log.error("trade %s is no longer in the shared store (did Redis restart without its data?); stopped "
                       "here at %s, its outcome unrecorded", trade.order.request_id, stage)
-            error = internal_error()
+            error = _lost(trade)
         else:
             if self._metrics is not None:
                 self._metrics.trades_handed_over.labels("lost").inc()
@@ -752,6 +799,9 @@ class TradeRunner:
     async def _reconcile(self, trade: Trade, reconcile) -> None:
         try:
             outcome = await reconcile(trade.order, trade.result)
+        except TakenOver as exc:  # (its fenced settlement: another replica has it now, or the store lost it)
+            self._relinquish(trade, exc)
+            return
         except self.store_outages as exc:  # it may have been sent: never guess, ask again once the store is back
             self._wait_for_store(trade, exc, lambda: self._settle(trade))
             return
@@ -843,6 +893,15 @@ class TradeRunner:
         return self.inflight.count(principal_id)
 
 
+def _attempt(executor: Executor, trade: Trade):
+    """A fresh attempt of ``executor`` at ``trade``; one that books per run (``books_per_run``: the
+    paper executor) is told which run this is — its trade id, kept by a crash re-run and by a
+    replica adopting it, new when the request id runs again or is claimed afresh."""
+    if getattr(executor, "books_per_run", False):
+        return executor.execute(trade.order, run=trade.result.trade_id)
+    return executor.execute(trade.order)
+
+
 def _may_publish(trade: Trade) -> int:
     """What a save of the running ``trade`` records as TradeRecord.published: its sequence, and as
     many as it may publish before it is stored again."""
@@ -854,6 +913,19 @@ def _goes_on(trade: Trade | TradeRecord) -> TradewireError:
     request_id = trade.order.request_id if isinstance(trade, Trade) else trade.request_id
     return TradewireError("DEADLINE_EXCEEDED", f"the call's deadline passed before trade {request_id!r} ended; "
                           "it goes on (follow it with StreamExecutionStatus)", metadata={"trade_id": trade.result.trade_id})
+
+
+def _lost(trade: Trade) -> TradewireError:
+    """What the calls waiting for a trade the shared store lost are told (it restarted without its
+    data: the trade, its request id and the paper positions are gone). A retry with the same
+    request id runs it again (or follows the run another call started since), so they are invited
+    to — unless it is a LIVE trade that may have been sent: its transaction may be on chain, which
+    the emptied store no longer knows, and a run again could send a second one."""
+    if trade.order.mode == pb.TRADING_MODE_LIVE and trade.committed:
+        return internal_error()
+    return TradewireError(
+        "STORE_UNAVAILABLE", f"the gateway's shared store lost trade {trade.order.request_id!r} before it ended (it "
+        "restarted without its data); retry the call with the same request_id", retry_after_s=1.0)
 
 
 def _deadline_stop() -> StopRequest:

@@ -5,11 +5,17 @@ Solana fee schedule, fails below the slippage floor like the on-chain program do
 books the result against the principal's paper wallet. No wall-clock waiting: latency is
 modelled, not slept, so paper trades are as fast as the pipeline.
 
-Each trade books at most once, under its fill id (:func:`paper_fill_id`). That is what lets
+Each run of a trade books at most once, under its fill id (:func:`paper_fill_id`: the run's
+trade id, which a crash re-run or a replica adopting the trade keeps, and which a request id run
+again — or claimed afresh in a shared store that restarted empty — does not). That is what lets
 any process settle a paper trade its runner left past the point of no return (a crash, or a
 replica presumed dead, or a store that stopped answering): :meth:`PaperExecutor.reconcile`
 voids the id unless the booking happened, so a stalled runner that wakes up can no longer book
-it either; if it did happen, the outcome booked with it (its receipt) is the trade's end.
+it either; if it did happen, the outcome booked with it (its receipt) is the trade's end. A
+settlement of one run never touches another run's id: a replica settling a run the shared store
+lost (Redis restarted without its data) cannot void the id of the run a retry started since. With
+a shared store, a booking or a voiding is also fenced on the run (it goes through only while the
+store holds that run, owned by this replica): a replica that lost the trade writes nothing.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ SOL_MINT = "So11111111111111111111111111111111111111112"
 
 class PaperExecutor:
     name = "paper"
+    # execute() takes the run it executes (its trade id, ``run=``): it books under that run's fill id.
+    books_per_run = True
 
     def __init__(self, config: PaperConfig, market: Market, quotes: QuoteSource, store: TradeStore) -> None:
         self.config = config
@@ -82,7 +90,9 @@ class PaperExecutor:
         self.store.ensure_wallet(principal_id, pb.TRADING_MODE_PAPER, await self.starting_wallet())
         return self.store.holdings(principal_id, pb.TRADING_MODE_PAPER)
 
-    async def execute(self, order: Order) -> AsyncIterator[Progress | Outcome]:
+    async def execute(self, order: Order, run: str = "") -> AsyncIterator[Progress | Outcome]:
+        """The trade's progress, then its outcome; ``run``: its trade id (the fill id's; without
+        one, the request's own, as earlier versions booked)."""
         quote = await self.quotes.quote(order.input_mint, order.output_mint, order.amount_atomic,
                                         order.exact_out, order.slippage_bps)
         yield Progress(pb.TRADE_STATUS_QUOTED, self._describe(order, quote))
@@ -114,18 +124,18 @@ class PaperExecutor:
         await self._wait_half_latency()  # landing
         fees = self._fees_at_landing(order, fees)  # (no await from here to the booking: still true then)
         if _breaks_limit(order, quote, amount_in, amount_out):
-            yield self._failed_on_chain(order, quote, fees, TradewireError(
+            yield self._failed_on_chain(order, run, quote, fees, TradewireError(
                 "SLIPPAGE_EXCEEDED",
                 f"price moved beyond the {order.slippage_bps} bps slippage tolerance before the swap landed: "
                 f"{_missed_threshold(order, quote, amount_in, amount_out)}; nothing was swapped"))
             return
         filled = Outcome(pb.TRADE_STATUS_FILLED, Fill(quote, amount_in, amount_out, fees))
         try:
-            self._book(order, filled, value)
+            self._book(order, run, filled, value)
         except InsufficientBalance as exc:  # a concurrent trade spent the balance first: the swap fails on chain
             error = _insufficient(self.market, exc)
             try:
-                failed = self._failed_on_chain(order, quote, fees, error)
+                failed = self._failed_on_chain(order, run, quote, fees, error)
             except InsufficientBalance:  # not even its fee is left: a transaction its payer cannot pay is dropped
                 failed = Outcome(pb.TRADE_STATUS_FAILED, error=error)  # (nothing booked)
             yield failed
@@ -162,11 +172,12 @@ class PaperExecutor:
         held = self.store.holdings(order.principal_id, pb.TRADING_MODE_PAPER)
         return replace(fees, ata_rent_lamports=0) if order.output_mint.address in held else fees
 
-    def _failed_on_chain(self, order: Order, quote: Quote, fees: FeeBreakdown, error: TradewireError) -> Outcome:
+    def _failed_on_chain(self, order: Order, run: str, quote: Quote, fees: FeeBreakdown,
+                         error: TradewireError) -> Outcome:
         """A swap that fails where it lands: it pays what a failed transaction pays (booked
         under its fill id, like any outcome past the point of no return)."""
         failed = Outcome(pb.TRADE_STATUS_FAILED, Fill(quote, 0, 0, self._failed_fees(order, fees)), error)
-        self._book(order, failed, 0)
+        self._book(order, run, failed, 0)
         return failed
 
     @staticmethod
@@ -209,8 +220,8 @@ class PaperExecutor:
             fee_mint=SOL_MINT, fee_lamports=fees.total_lamports, trade_value=value,
         )
 
-    def _book(self, order: Order, outcome: Outcome, value: int) -> None:
-        """Book the outcome's fill under the trade's fill id, once, with the outcome as its receipt
+    def _book(self, order: Order, run: str, outcome: Outcome, value: int) -> None:
+        """Book the outcome's fill under the run's fill id, once, with the outcome as its receipt
         (so whoever settles the trade later reads what was booked)."""
         fill = outcome.fill
         confirmed = outcome.status == pb.TRADE_STATUS_FILLED
@@ -219,20 +230,41 @@ class PaperExecutor:
         try:
             self.store.apply_fill(order.principal_id, pb.TRADING_MODE_PAPER,
                                   self._legs(order, fill.amount_in, fill.amount_out, fill.fees, value),
-                                  fill_id=paper_fill_id(order.request_id), once=True, receipt=receipt)
-        except FillIdUsed:  # voided by whoever settled this trade while this process stalled
+                                  fill_id=paper_fill_id(order.request_id, run), once=True, receipt=receipt,
+                                  **self._fence(order, run))
+        except FillIdUsed:  # voided by whoever settled this run while this process stalled
             raise TakenOver(order.request_id) from None
+
+    def _fence(self, order: Order, run: str) -> dict:
+        """A shared store's fence for a booking or voiding of ``run``: it goes through only while
+        the store holds that run, owned by this replica (TradeLost or TakenOver otherwise). A store
+        of one process has nothing to fence."""
+        return {"run": (order.request_id, run)} if run and self.store.shared else {}
 
     async def reconcile(self, order: Order, result: pb.TradeResult) -> Outcome:
         """The outcome of a trade left past the point of no return by a runner that stopped (or
-        lost the store) before it stored its end: what was booked, or nothing, ever."""
-        fill_id = paper_fill_id(order.request_id)
-        voided = self.store.void_fill(order.principal_id, pb.TRADING_MODE_PAPER, fill_id)
-        receipt = None if voided else self.store.fill_receipt(order.principal_id, pb.TRADING_MODE_PAPER, fill_id)
-        if voided or receipt == VOIDED_RECEIPT:  # (voided by an earlier settlement of this trade)
+        lost the store) before it stored its end: what was booked, or nothing, ever. Only this
+        run's fill id is settled (``result.trade_id``), and the request's own, under which a run
+        of an earlier version booked (no run of this version does)."""
+        run = result.trade_id
+        outcome = self._settled(order, run, paper_fill_id(order.request_id, run))
+        if outcome is None and run:
+            outcome = self._settled(order, run, paper_fill_id(order.request_id))
+        if outcome is None:
             return Outcome(pb.TRADE_STATUS_EXPIRED, error=TradewireError(
                 "TRADE_EXPIRED", "the gateway running the trade stopped before the paper transaction landed; "
                 "nothing was booked"))
+        return outcome
+
+    def _settled(self, order: Order, run: str, fill_id: str) -> Outcome | None:
+        """What was booked under ``fill_id``; None when nothing was, and now never can be (this
+        call voided it, or an earlier settlement of the run did)."""
+        principal = order.principal_id
+        if self.store.void_fill(principal, pb.TRADING_MODE_PAPER, fill_id, **self._fence(order, run)):
+            return None
+        receipt = self.store.fill_receipt(principal, pb.TRADING_MODE_PAPER, fill_id)
+        if receipt == VOIDED_RECEIPT:
+            return None
         if receipt is not None:  # booked: its outcome, as it was booked
             booked = orjson.loads(receipt)
             return outcome_from_json(booked["outcome"], quote_from_json(booked["quote"]))[0]
@@ -247,9 +279,13 @@ class PaperExecutor:
                 f"({quote.price_impact_pct}% price impact)")
 
 
-def paper_fill_id(request_id: str) -> str:
-    """The one fill id of a paper trade (fill ids are per principal and mode)."""
-    return f"paper:{request_id}"
+def paper_fill_id(request_id: str, run: str = "") -> str:
+    """The one fill id of a run of a paper trade (fill ids are per principal and mode): its trade
+    id, which every run has its own of. Without a run, the request's own (the one fill id of
+    every run of the request id, as earlier versions booked: a run settled after the store lost
+    it could void the id of the run that followed). The two never meet: ``paper:`` is followed by
+    the request id, ``paper-run:`` by the trade id."""
+    return f"paper-run:{run}:{request_id}" if run else f"paper:{request_id}"
 
 
 def _min_out(quote: Quote) -> int:

@@ -21,7 +21,8 @@ Keys (``{p}`` principal, ``{r}`` request id with its colons written %3A: see ``p
   tw:trade:{p}:{r}      hash: fp, result, events, request, seq, mode, replica (the owner),
                         committed = 1 once saved past the point of no return, handover
                         (the owner, when it records its LIVE sends in Redis before making them),
-                        and published (TradeRecord.published)
+                        published (TradeRecord.published), and run (the trade id of the run
+                        claimed last: a paper booking is fenced on it, see ``apply_fill``)
   tw:hist:{p}           sorted set of request ids by claim sequence (history, newest first)
   tw:running:{replica}  set of "{p}\\x00{r}" owned by a replica and not yet terminal
   tw:hold:{p}:{mode}    hash: mint → "amount:cost_basis:realized_pnl" (integers), and "_v",
@@ -60,9 +61,9 @@ from tradewire.v1 import trade_pb2
 # (fingerprint), with a new sequence: listed first in history, as its new created_at says (it
 # kept its first attempt's place, pages away from the top). Either way any status events under
 # its id (KEYS[5]) are dropped: a previous attempt's, or those of a trade Redis lost (restarted
-# empty) that its runner sent again — the new ones reuse their sequence numbers. With an in-flight slot
-# (KEYS[6]; ARGV[8..10] member, limit, lease ms) a new trade first takes the caller's slot, and
-# returns the caller's count instead when at the limit (nothing claimed).
+# empty) that its runner sent again — the new ones reuse their sequence numbers. ARGV[8] is the run
+# (its trade id). With an in-flight slot (KEYS[6]; ARGV[9..11] member, limit, lease ms) a new trade
+# first takes the caller's slot, and returns the caller's count instead when at the limit (nothing claimed).
 _CLAIM = TAKE_SLOT_LUA + """
 local rerun = false
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -71,17 +72,17 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   rerun = true
 end
 if #KEYS > 5 then
-  local refused = take_slot(KEYS[6], ARGV[8], ARGV[9], ARGV[10])
+  local refused = take_slot(KEYS[6], ARGV[9], ARGV[10], ARGV[11])
   if refused >= 0 then return refused end
 end
 local seq = redis.call('INCR', KEYS[4])
 if rerun then
   redis.call('HDEL', KEYS[1], 'events', 'rerun', 'committed', 'published')
   redis.call('HSET', KEYS[1], 'result', ARGV[2], 'request', ARGV[3], 'seq', seq, 'replica', ARGV[4],
-             'handover', ARGV[4])
+             'handover', ARGV[4], 'run', ARGV[8])
 else
   redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'result', ARGV[2], 'request', ARGV[3], 'seq', seq, 'replica', ARGV[4],
-             'mode', ARGV[7], 'handover', ARGV[4])
+             'mode', ARGV[7], 'handover', ARGV[4], 'run', ARGV[8])
 end
 redis.call('ZADD', KEYS[2], seq, ARGV[5])
 redis.call('DEL', KEYS[5])
@@ -96,20 +97,38 @@ local function _now_ns()
   return t[1] .. string.format('%06d', tonumber(t[2])) .. '000'
 end
 """
+# A booking (or voiding) for one run of a trade goes through only while the store holds that run,
+# owned by the replica writing: 1; -1 when it holds no such run (the trade is gone: Redis restarted
+# without its data, or its request id was claimed afresh since), -2 when another replica owns it.
+# A trade claimed before runs were recorded is checked by its owner only.
+_FENCE_LUA = """
+local function _fence(key, owner, run)
+  local t = redis.call('HMGET', key, 'replica', 'run')
+  if not t[1] or (t[2] and t[2] ~= run) then return -1 end
+  if t[1] ~= owner then return -2 end
+  return 1
+end
+"""
 # A fill's holdings, written only if nobody wrote them since they were read (version "_v").
 # KEYS[1] the holdings hash, KEYS[2] when each changed (_changed_key); with a fill id, KEYS[3]
 # the set of applied fill ids, KEYS[4] the fill ids' time index, KEYS[5] the fills' receipts and
-# KEYS[6] their realised changes. ARGV[1] the version read ('' for none), ARGV[2] the fill id
-# ('' for none), ARGV[3] the receipt ('' for none), ARGV[4] the id's member in the time index,
-# ARGV[5] now (ns), ARGV[6] the fill's realised change (computed on the holdings of that version),
-# then mint, packed pairs. A fill id already applied writes nothing and returns 0.
-# Returns the new version, false when the version moved (read again), or 0.
-_WRITE_IF_UNCHANGED = _NOW_NS_LUA + """
+# KEYS[6] their realised changes, and with a run (ARGV[7] not '') KEYS[7] its trade. ARGV[1] the
+# version read ('' for none), ARGV[2] the fill id ('' for none), ARGV[3] the receipt ('' for none),
+# ARGV[4] the id's member in the time index, ARGV[5] now (ns), ARGV[6] the fill's realised change
+# (computed on the holdings of that version), ARGV[7] the booking replica ('' for no run), ARGV[8]
+# the run (its trade id), then mint, packed pairs. A fill id already applied writes nothing and
+# returns 0. Returns the new version, false when the version moved (read again), 0, or the
+# fence's refusal (-1, -2: nothing written).
+_WRITE_IF_UNCHANGED = _NOW_NS_LUA + _FENCE_LUA + """
+if ARGV[7] ~= '' then
+  local fenced = _fence(KEYS[7], ARGV[7], ARGV[8])
+  if fenced < 0 then return fenced end
+end
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then return 0 end
 local version = redis.call('HGET', KEYS[1], '_v') or ''
 if version ~= ARGV[1] then return false end
 local now = _now_ns()
-for i = 7, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   redis.call('HSET', KEYS[2], ARGV[i], now)
 end
@@ -136,9 +155,15 @@ if #ARGV > 0 then
 end
 return 1
 """
-# Void a fill id: KEYS the applied set, the time index and the receipts; ARGV the id, its index
-# member, now (ns), the voided receipt.
-_VOID = """
+# Void a fill id: KEYS the applied set, the time index and the receipts, and with a run (ARGV[5]
+# not '') its trade; ARGV the id, its index member, now (ns), the voided receipt, the voiding
+# replica ('' for no run), the run. Returns 1 (voided), 0 (applied or voided before) or the
+# fence's refusal (-1, -2: nothing written).
+_VOID = _FENCE_LUA + """
+if ARGV[5] ~= '' then
+  local fenced = _fence(KEYS[4], ARGV[5], ARGV[6])
+  if fenced < 0 then return fenced end
+end
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
@@ -299,7 +324,7 @@ class RedisTradeStore:
         keys = [self.trade_key(principal_id, request_id), f"tw:hist:{principal_id}", self._running_key(), "tw:seq",
                 events_stream_key(principal_id, request_id)]
         args = [fingerprint, result.SerializeToString(), request.SerializeToString() if request else b"",
-                self.replica_id, request_id, f"{principal_id}\x00{request_id}", result.mode]
+                self.replica_id, request_id, f"{principal_id}\x00{request_id}", result.mode, result.trade_id]
         if slot is not None:
             keys.append(slot.key)
             args += [slot.member, slot.limit, slot.lease_ms]
@@ -451,11 +476,18 @@ class RedisTradeStore:
                           args=[x for h in initial for x in (h.mint, _pack_holding(h))])
 
     def apply_fill(self, principal_id: str, mode: int, legs: FillLegs, fill_id: str | None = None,
-                   once: bool = False, receipt: str | None = None) -> dict[str, Holding]:
+                   once: bool = False, receipt: str | None = None,
+                   run: tuple[str, str] | None = None) -> dict[str, Holding]:
         """Optimistic: read, apply, and write in one script only if the version is unchanged,
         else read again (another replica booked meanwhile). Two round trips when uncontended,
         with or without a fill id (the id is checked in the read and again in the script); one
-        when the holdings were just read and nobody wrote since."""
+        when the holdings were just read and nobody wrote since.
+
+        ``run`` (request id, trade id; with a fill id): the booking of that run of the trade, made
+        only while the store holds that run, owned by this replica, in the same script — else
+        nothing is written and TradeLost (the store lost it: restarted without its data, or the
+        request id was claimed afresh since) or TakenOver (another replica owns it) is raised. A
+        replica that lost a trade never books it into the store that forgot it."""
         keys = [f"tw:hold:{principal_id}:{mode}", _changed_key(principal_id, mode)]
         if fill_id is not None:
             keys += [self._fill_ids(principal_id, mode), _FILL_IDS_BY_TIME, self._receipts(principal_id, mode),
@@ -463,6 +495,10 @@ class RedisTradeStore:
             ids = [fill_id, receipt or "", _indexed(principal_id, mode, fill_id), time.time_ns()]
         else:
             ids = ["", "", "", ""]
+        fence = ["", ""]
+        if run is not None and fill_id is not None:
+            keys.append(self.trade_key(principal_id, run[0]))
+            fence = [self.replica_id, run[1]]
         # The last read (the paper executor's dry run, just before) is tried first: if nobody
         # wrote since, the fill costs one round trip, not two. (The script checks the fill id.)
         last_read = self._last_read.pop((principal_id, mode), None)
@@ -485,16 +521,29 @@ class RedisTradeStore:
                 updated = apply_fill(current, legs)  # raises InsufficientBalance: nothing written
             changed = [x for m, h in updated.items() if current.get(m) != h for x in (m, _pack_holding(h))]
             # (the change is the one of this very version: written only if it is still the current one)
-            if self._write_if_unchanged(keys=keys, args=[version, *ids, realized_change(current, updated), *changed]):
+            written = self._write_if_unchanged(keys=keys, args=[version, *ids, realized_change(current, updated),
+                                                                *fence, *changed])
+            if written is not None and written < 0:
+                _refused_by_the_fence(written, run[0])
+            if written:
                 return updated
             # None: the version moved; 0: another replica applied this very fill since the
             # read. Either way read again (the next read reports the latter as applied).
 
-    def void_fill(self, principal_id: str, mode: int, fill_id: str) -> bool:
+    def void_fill(self, principal_id: str, mode: int, fill_id: str, run: tuple[str, str] | None = None) -> bool:
+        """``run`` (request id, trade id): voided only while the store holds that run of the trade,
+        owned by this replica (else TradeLost or TakenOver, nothing written: see :meth:`apply_fill`)."""
         # The fill script checks the id before it writes: once in the set, no booking with it can land.
-        return bool(self._void(keys=[self._fill_ids(principal_id, mode), _FILL_IDS_BY_TIME,
-                                     self._receipts(principal_id, mode)],
-                               args=[fill_id, _indexed(principal_id, mode, fill_id), time.time_ns(), VOIDED_RECEIPT]))
+        keys = [self._fill_ids(principal_id, mode), _FILL_IDS_BY_TIME, self._receipts(principal_id, mode)]
+        fence = ["", ""]
+        if run is not None:
+            keys.append(self.trade_key(principal_id, run[0]))
+            fence = [self.replica_id, run[1]]
+        voided = self._void(keys=keys, args=[fill_id, _indexed(principal_id, mode, fill_id), time.time_ns(),
+                                             VOIDED_RECEIPT, *fence])
+        if voided < 0:
+            _refused_by_the_fence(voided, run[0])
+        return bool(voided)
 
     def fill_receipt(self, principal_id: str, mode: int, fill_id: str) -> str | None:
         receipt = self._r.hget(self._receipts(principal_id, mode), fill_id)
@@ -549,6 +598,13 @@ class RedisTradeStore:
 
     def close(self) -> None:
         pass  # the Redis connection is the gateway's, closed with it
+
+
+def _refused_by_the_fence(refusal: int, request_id: str) -> None:
+    """Raise what the fence of a run's booking (or voiding) answered (_FENCE_LUA)."""
+    if refusal == -1:
+        raise TradeLost(f"this run of trade {request_id!r} is no longer in the shared store")
+    raise TakenOver(f"trade {request_id!r} is owned by another replica now")
 
 
 def _int_or_none(raw: bytes | None) -> int | None:
