@@ -33,7 +33,8 @@ import httpx
 import pytest
 
 from live_support import (
-    BONK, SOL, USDC, assert_booked_once_as_the_chain_shows, eventually, lamports, token_amount, wallet_tx_count,
+    BONK, SOL, USDC, assert_booked_once_as_the_chain_shows, eventually, lamports, land, token_amount,
+    wallet_tx_count,
 )
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
@@ -59,13 +60,6 @@ async def submitted(h, order) -> asyncio.Task:
     task = asyncio.create_task(h.run(order, {SUBMITTED: event}))
     await asyncio.wait_for(event.wait(), 10)
     return task
-
-
-def land(host, wire: bytes) -> None:
-    """The same signed bytes land on chain by another path (a leader, another relay)."""
-    host.devnet.chain.sync()
-    result = host.devnet.chain.execute(VersionedTransaction.from_bytes(wire))
-    assert result.err is None and result.record is not None, result.err
 
 
 async def engine_reported_failed(rules) -> None:
